@@ -1,0 +1,53 @@
+// Package backoff decides when to retry and when to stop, so that retries
+// help a struggling dependency recover instead of keeping it down.
+//
+// In April 2011 thousands of EBS storage nodes lost their mirrors at once and
+// searched for free space for new ones; the nodes that found none "did not
+// back off aggressively enough" and kept searching, and the searching itself
+// kept the cluster saturated long after the network fault was repaired. A
+// retry policy that multiplies load during an outage is the most common
+// amplifier of such metastable failures. This package breaks the loop in
+// three ways:
+//
+//   - Policy spaces attempts out exponentially, with jitter so that clients
+//     that failed together do not retry together, and bounds every loop by
+//     attempts and by elapsed time.
+//   - Retry and Do never sleep in vain: if the next attempt would start after
+//     the context's deadline or MaxElapsed, they return at once.
+//   - Budget, shared by every caller of one dependency, bounds retries to a
+//     fraction of requests, so that a large outage switches retries off
+//     instead of multiplying the load by MaxAttempts.
+//
+// # Pure core, thin shell
+//
+// Policy.Delay is the pure computation: given the retry number, the previous
+// delay and a uniform random draw it returns the delay, reads no clock and
+// no random source, and does not allocate. Simulations call it directly
+// (the stormguard examples do). Budget.WithdrawAt likewise takes the time as
+// an argument. Retry, Do, Policy.Delays and Budget.Withdraw are the
+// convenience layer that reads the real clock and a fast shared random
+// source.
+//
+// # Delays
+//
+// For the n-th retry (n = 1 after the first failed attempt) the envelope is
+//
+//	e(n) = min(Cap, Base·Multiplier^(n−1))
+//
+// and the delay is drawn uniformly from [0, e(n)] (JitterFull, the default),
+// from [e(n)/2, e(n)] (JitterEqual), from [Base, min(Cap, 3·previous delay)]
+// (JitterDecorrelated), or is e(n) itself (JitterNone). The computation
+// saturates at Cap instead of overflowing, for any n.
+//
+// # Errors
+//
+// When Retry gives up it returns an *Error whose Reason is one of the
+// sentinels (ErrAttemptsExhausted, ErrElapsedExhausted, ErrDeadline,
+// ErrBudgetExhausted, ErrPermanent, ErrRetryAfterTooLong) or the context's
+// error, and whose Last is the operation's last error. errors.Is matches
+// both, so callers can ask either "why did it stop?" or "what went wrong?".
+//
+// Compared with cenkalti/backoff, a Policy is an immutable value that is safe
+// to share (there is no mutable ExponentialBackOff to Reset); compared with
+// failsafe-go, a call allocates nothing when the operation succeeds at once.
+package backoff

@@ -1,0 +1,8 @@
+module github.com/stormguard/stormguard
+
+go 1.25.0
+
+require (
+	github.com/stretchr/testify v1.12.1 // indirect
+	pgregory.net/rapid v1.3.0 // indirect
+)
