@@ -2,6 +2,7 @@
 # descend into nested modules, so each target visits them one by one.
 MODULES := $(patsubst %/go.mod,%,$(shell find . -name go.mod -not -path '*/testdata/*' | sort))
 GO ?= go
+SHELL := /bin/bash
 
 .PHONY: test fmt-check vet race demo bench
 
@@ -23,4 +24,4 @@ demo:
 
 ## bench: side-by-side benchmarks against peer libraries (see bench/RESULTS.md)
 bench:
-	cd bench && $(GO) test -run '^$$' -bench . -benchmem -count 6 | tee new.txt
+	cd bench && set -o pipefail && $(GO) test -run '^$$' -bench . -benchmem -count 6 | tee new.txt && $(GO) tool benchstat new.txt

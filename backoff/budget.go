@@ -61,19 +61,30 @@ type BudgetConfig struct {
 type Budget struct {
 	deposit  int64 // fixed-point tokens earned per request
 	capacity int64 // fixed-point bound on the balance
-	balance  atomic.Int64
-
-	// The floor is a GCRA token bucket in one word: tat is the theoretical
-	// arrival time, in nanoseconds since epoch.
 	floor    bool
 	interval int64 // nanoseconds per floor retry
 	window   int64 // burst·interval
-	tat      atomic.Int64
-	epoch    time.Time
 
+	// The words written under contention each get a cache line, so that
+	// deposits, the floor and the counters do not slow each other down.
+	_       cacheLinePad
+	balance atomic.Int64
+	_       cacheLinePad
+	// The floor is a GCRA token bucket in one word: tat is the theoretical
+	// arrival time, in nanoseconds since epoch (tatUnset before the first
+	// floor retry). epoch is the first time the floor was asked, so that
+	// any clock works, a simulation's starting at the zero Time included.
+	tat     atomic.Int64
+	epoch   atomic.Pointer[time.Time]
+	_       cacheLinePad
 	retries atomic.Int64
+	_       cacheLinePad
 	refused atomic.Int64
 }
+
+type cacheLinePad [64]byte
+
+const tatUnset = math.MinInt64
 
 // BudgetStats is a snapshot of a Budget's counters.
 type BudgetStats struct {
@@ -123,12 +134,11 @@ func NewBudget(cfg BudgetConfig) (*Budget, error) {
 		deposit:  int64(ratio * tokenScale),
 		capacity: int64(maxTokens) * tokenScale,
 		floor:    !cfg.NoFloor,
-		epoch:    time.Now(),
 	}
 	if b.floor {
 		b.interval = max(int64(float64(time.Second)/rate), 1)
 		b.window = int64(math.Max(1, math.Ceil(rate))) * b.interval
-		b.tat.Store(math.MinInt64 / 2) // "long ago": the burst is available at once
+		b.tat.Store(tatUnset) // the burst is available at once
 	}
 	return b, nil
 }
@@ -149,24 +159,41 @@ func (b *Budget) Deposit() {
 }
 
 // Withdraw asks for one retry now and reports whether it is allowed. It is
-// WithdrawAt(time.Now()).
-func (b *Budget) Withdraw() bool { return b.WithdrawAt(time.Now()) }
+// WithdrawAt(time.Now()), except that the clock is read only when the
+// balance cannot pay and the floor is asked.
+func (b *Budget) Withdraw() bool {
+	if b.takeBalance() {
+		return true
+	}
+	return b.withdrawFloor(time.Now())
+}
 
 // WithdrawAt asks for one retry at time now and reports whether it is
 // allowed: from the balance earned by requests if it holds a whole token,
 // else from the floor. now only matters for the floor; simulations pass
-// their own clock. A refusal is counted in Stats.
+// their own clock (one clock per Budget: the floor measures time from the
+// first now it sees). A refusal is counted in Stats.
 func (b *Budget) WithdrawAt(now time.Time) bool {
+	if b.takeBalance() {
+		return true
+	}
+	return b.withdrawFloor(now)
+}
+
+func (b *Budget) takeBalance() bool {
 	for {
 		old := b.balance.Load()
 		if old < tokenScale {
-			break
+			return false
 		}
 		if b.balance.CompareAndSwap(old, old-tokenScale) {
 			b.retries.Add(1)
 			return true
 		}
 	}
+}
+
+func (b *Budget) withdrawFloor(now time.Time) bool {
 	if b.floor && b.takeFloor(now) {
 		b.retries.Add(1)
 		return true
@@ -176,10 +203,19 @@ func (b *Budget) WithdrawAt(now time.Time) bool {
 }
 
 func (b *Budget) takeFloor(now time.Time) bool {
-	t := int64(now.Sub(b.epoch))
+	epoch := b.epoch.Load()
+	if epoch == nil {
+		first := now // escapes to the heap once, on the first floor retry only
+		b.epoch.CompareAndSwap(nil, &first)
+		epoch = b.epoch.Load()
+	}
+	t := int64(now.Sub(*epoch))
 	for {
 		tat := b.tat.Load()
-		next := max(tat, t) + b.interval
+		next := t + b.interval
+		if tat != tatUnset {
+			next = max(tat, t) + b.interval
+		}
 		if next-t > b.window {
 			return false
 		}

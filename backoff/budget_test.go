@@ -94,6 +94,21 @@ func TestBudgetFloor(t *testing.T) {
 	assert.False(t, b.WithdrawAt(t0.Add(time.Hour)), "idle time refills only the burst")
 }
 
+func TestBudgetFloorWithAnyClock(t *testing.T) {
+	// A simulation's clock may start anywhere, the zero Time included.
+	for _, t0 := range []time.Time{{}, time.Date(1800, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(0, 0), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		b, err := NewBudget(BudgetConfig{MinRetriesPerSecond: 1})
+		require.NoError(t, err)
+		granted := 0
+		for i := range 100 {
+			if b.WithdrawAt(t0.Add(time.Duration(i) * time.Second)) {
+				granted++
+			}
+		}
+		assert.Equal(t, 100, granted, "one per second from %v", t0)
+	}
+}
+
 // TestBudgetBoundProperty: over any sequence of deposits, withdrawals and
 // clock advances, admitted retries ≤ Ratio·deposits + burst + rate·elapsed.
 func TestBudgetBoundProperty(t *testing.T) {

@@ -142,26 +142,26 @@ func (p Policy) Validate() error {
 	return errors.Join(errs...)
 }
 
-// base, cap, multiplier and maxAttempts return the effective settings, with
-// defaults for zero fields. On an invalid policy they return safe values, so
-// that Delay never panics or goes out of range whatever it is given.
-func (p Policy) base() time.Duration {
-	if p.Base <= 0 {
-		return DefaultBase
+// limits returns the effective Base and Cap, with defaults for zero fields
+// and safe substitutes for invalid ones, so that Delay never panics or goes
+// out of range whatever it is given. It takes the fields, not the Policy,
+// so that the hot path copies no 48-byte struct.
+func limits(base, limit time.Duration) (time.Duration, time.Duration) {
+	if base <= 0 {
+		base = DefaultBase
 	}
-	return p.Base
+	if limit <= 0 {
+		limit = DefaultCap
+	}
+	return base, max(limit, base)
 }
 
-func (p Policy) cap() time.Duration {
-	c := p.Cap
-	if c <= 0 {
-		c = DefaultCap
-	}
-	return max(c, p.base())
-}
+func (p Policy) base() time.Duration { b, _ := limits(p.Base, p.Cap); return b }
+func (p Policy) cap() time.Duration  { _, c := limits(p.Base, p.Cap); return c }
 
-func (p Policy) multiplier() float64 {
-	m := p.Multiplier
+// multiplier returns the effective growth factor: the default for zero, 1
+// for anything invalid.
+func multiplier(m float64) float64 {
 	if m == 0 {
 		return DefaultMultiplier
 	}
@@ -187,20 +187,24 @@ func (p Policy) maxAttempts() int {
 // never overflows: any n, however large, gives at most Cap. n below 1 is
 // taken as 1.
 func (p Policy) Envelope(n int) time.Duration {
-	base, limit := p.base(), p.cap()
+	base, limit := limits(p.Base, p.Cap)
+	return envelope(base, limit, p.Multiplier, n)
+}
+
+// envelope is Envelope on effective limits; m is the raw Multiplier.
+func envelope(base, limit time.Duration, m float64, n int) time.Duration {
 	if n <= 1 {
 		return base
 	}
-	m := p.multiplier()
-	if m == 2 {
-		// The common case, exact and without floating point.
-		shift := n - 1
+	if m == 0 || m == 2 {
+		// The default and common case, exact and without floating point.
+		shift := uint(n - 1)
 		if shift >= 63 || base > limit>>shift {
 			return limit
 		}
 		return base << shift
 	}
-	e := float64(base) * math.Pow(m, float64(n-1))
+	e := float64(base) * math.Pow(multiplier(m), float64(n-1))
 	if !(e < float64(limit)) { // also catches +Inf
 		return limit
 	}
@@ -218,6 +222,22 @@ func (p Policy) Envelope(n int) time.Duration {
 // does not allocate. On an invalid policy it still returns a value in
 // [0, Cap] computed from safe substitutes; call Validate to find out.
 func (p Policy) Delay(n int, prev time.Duration, u float64) time.Duration {
+	// The default policy's case, small enough for the compiler to inline:
+	// full jitter, doubling, a draw in [0, 1).
+	if p.Jitter == JitterFull && (p.Multiplier == 0 || p.Multiplier == 2) && u >= 0 && u < 1 && n >= 1 && n < 64 {
+		base, limit := limits(p.Base, p.Cap)
+		e := limit
+		if base <= limit>>(n-1) {
+			e = min(base<<(n-1), limit)
+		}
+		return time.Duration(float64(e) * u)
+	}
+	return p.delay(n, prev, u)
+}
+
+// delay is Delay for every case.
+func (p Policy) delay(n int, prev time.Duration, u float64) time.Duration {
+	base, limit := limits(p.Base, p.Cap)
 	if !(u > 0) { // also catches NaN
 		u = 0
 	} else if u > 1 {
@@ -225,13 +245,12 @@ func (p Policy) Delay(n int, prev time.Duration, u float64) time.Duration {
 	}
 	switch p.Jitter {
 	case JitterNone:
-		return p.Envelope(n)
+		return envelope(base, limit, p.Multiplier, n)
 	case JitterEqual:
-		e := p.Envelope(n)
+		e := envelope(base, limit, p.Multiplier, n)
 		half := e / 2
 		return half + scale(e-half, u)
 	case JitterDecorrelated:
-		base, limit := p.base(), p.cap()
 		prev = min(max(prev, base), limit)
 		hi := limit
 		if prev <= limit/3 {
@@ -239,13 +258,19 @@ func (p Policy) Delay(n int, prev time.Duration, u float64) time.Duration {
 		}
 		return base + scale(hi-base, u)
 	default:
-		return scale(p.Envelope(n), u)
+		return scale(envelope(base, limit, p.Multiplier, n), u)
 	}
 }
 
-// scale returns d·u for u in [0, 1], never above d.
+// scale returns d·u for u in [0, 1], never above d. The comparison is in
+// floating point because float64(d) may round up to 2^63, which does not
+// convert back to a Duration.
 func scale(d time.Duration, u float64) time.Duration {
-	return min(time.Duration(float64(d)*u), d)
+	f := float64(d) * u
+	if f >= float64(d) {
+		return d
+	}
+	return time.Duration(f)
 }
 
 // Delays returns an iterator over the retries the policy allows: the retry

@@ -160,6 +160,21 @@ func TestDelayStaysInEnvelope(t *testing.T) {
 	})
 }
 
+func TestDelayAtTheLargestCap(t *testing.T) {
+	// float64(MaxInt64) rounds up to 2^63, which does not convert back to a
+	// Duration: the computation must not overflow into a negative delay.
+	for _, j := range []Jitter{JitterFull, JitterEqual, JitterDecorrelated, JitterNone} {
+		p := Policy{Base: time.Second, Cap: math.MaxInt64, Jitter: j}
+		for _, u := range []float64{0, 0.5, math.Nextafter(1, 0), 1} {
+			d := p.Delay(1_000_000, math.MaxInt64, u)
+			assert.GreaterOrEqual(t, d, time.Duration(0), "%v u=%v", j, u)
+			if u >= 0.5 {
+				assert.Greater(t, d, time.Duration(math.MaxInt64/4), "%v u=%v", j, u)
+			}
+		}
+	}
+}
+
 func TestDelayClampsBadDraws(t *testing.T) {
 	p := Policy{Base: time.Second, Cap: 8 * time.Second}
 	for _, u := range []float64{math.NaN(), math.Inf(-1), -1, 0} {

@@ -43,7 +43,9 @@ type Error struct {
 	Last error
 	// Attempts is how many times the operation was called.
 	Attempts int
-	// Elapsed is the time from the start of Retry until it gave up.
+	// Elapsed is the time spent retrying: from the first attempt's failure
+	// until Retry gave up. (The clock is not read before the first attempt,
+	// so that a call that succeeds at once costs no clock read.)
 	Elapsed time.Duration
 	// Next is the delay Retry refused to sleep, when the reason is a bound
 	// that the next delay would have crossed; otherwise zero.
@@ -249,7 +251,13 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 	if cfg.budget != nil {
 		cfg.budget.Deposit()
 	}
-	start := time.Now()
+	// The clock is read before the first attempt only when MaxElapsed needs
+	// it: on a slow clock source it would be most of the cost of a call
+	// that succeeds at once.
+	var start, firstFailure time.Time
+	if p.MaxElapsed > 0 {
+		start = time.Now()
+	}
 	limit := p.maxAttempts()
 	var prev time.Duration
 	for attempt := 1; ; attempt++ {
@@ -260,6 +268,9 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 			}
 			return nil
 		}
+		if attempt == 1 {
+			firstFailure = time.Now()
+		}
 		delay, reason := next(ctx, p, &cfg, attempt, limit, prev, start, err)
 		if cfg.hook != nil {
 			ev := Event{Attempt: attempt, Err: err, GiveUp: reason}
@@ -269,7 +280,7 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 			cfg.hook(ev)
 		}
 		if reason != nil {
-			e := &Error{Reason: reason, Last: err, Attempts: attempt, Elapsed: time.Since(start)}
+			e := &Error{Reason: reason, Last: err, Attempts: attempt, Elapsed: time.Since(firstFailure)}
 			if reason == ErrDeadline || reason == ErrElapsedExhausted || reason == ErrRetryAfterTooLong {
 				e.Next = delay
 			}
@@ -279,7 +290,7 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 			return e
 		}
 		if serr := sleep(ctx, delay); serr != nil {
-			return &Error{Reason: serr, Last: err, Attempts: attempt, Elapsed: time.Since(start)}
+			return &Error{Reason: serr, Last: err, Attempts: attempt, Elapsed: time.Since(firstFailure)}
 		}
 		prev = delay
 	}
