@@ -182,6 +182,33 @@ func (p Policy) maxAttempts() int {
 	return p.MaxAttempts
 }
 
+// MaxDelay returns the longest delay Delay can return for p: its effective
+// Cap.
+func (p Policy) MaxDelay() time.Duration { return p.cap() }
+
+// Attempts returns the effective bound on attempts (MaxAttempts, or its
+// default), or 0 if attempts are Unlimited.
+func (p Policy) Attempts() int { return p.maxAttempts() }
+
+// Next is the pure retry decision that Retry makes after a failed attempt,
+// for simulations and callers with their own loop: given the number of
+// attempts made so far (from 1), the time elapsed since the first attempt
+// started (at the moment the next sleep would begin), the previous delay and
+// a uniform draw u, it returns the delay before the next attempt and nil, or
+// ErrAttemptsExhausted or ErrElapsedExhausted (with the delay that would
+// have crossed MaxElapsed) when the policy says to give up. Like Delay it
+// reads no clock and does not allocate. It does not validate p.
+func (p Policy) Next(attempts int, elapsed, prev time.Duration, u float64) (time.Duration, error) {
+	if limit := p.maxAttempts(); limit > 0 && attempts >= limit {
+		return 0, ErrAttemptsExhausted
+	}
+	d := p.Delay(attempts, prev, u)
+	if p.MaxElapsed > 0 && d > p.MaxElapsed-elapsed {
+		return d, ErrElapsedExhausted
+	}
+	return d, nil
+}
+
 // Envelope returns e(n) = min(Cap, Base·Multiplier^(n−1)), the upper end of
 // the n-th retry's delay for every jitter kind but JitterDecorrelated. It
 // never overflows: any n, however large, gives at most Cap. n below 1 is

@@ -306,3 +306,24 @@ func TestJitterString(t *testing.T) {
 	assert.Equal(t, "Jitter(7)", Jitter(7).String())
 	assert.True(t, errors.Is(Policy{Jitter: 7}.Validate(), ErrInvalidPolicy))
 }
+
+func TestNext(t *testing.T) {
+	p := Policy{Base: 100 * time.Millisecond, Jitter: JitterNone, MaxAttempts: 3, MaxElapsed: time.Second}
+	d, err := p.Next(1, 0, 0, 0.5)
+	assert.NoError(t, err)
+	assert.Equal(t, 100*time.Millisecond, d)
+	d, err = p.Next(2, 850*time.Millisecond, d, 0.5)
+	assert.ErrorIs(t, err, ErrElapsedExhausted, "200ms more would end past 1s")
+	assert.Equal(t, 200*time.Millisecond, d)
+	_, err = p.Next(3, 0, 0, 0.5)
+	assert.ErrorIs(t, err, ErrAttemptsExhausted)
+
+	unlimited := Policy{MaxAttempts: Unlimited, MaxElapsed: time.Hour}
+	_, err = unlimited.Next(1_000_000, 0, 0, 0.5)
+	assert.NoError(t, err)
+	assert.Equal(t, 0, unlimited.Attempts())
+	assert.Equal(t, DefaultMaxAttempts, Policy{}.Attempts())
+	assert.Equal(t, DefaultCap, Policy{}.MaxDelay())
+	assert.Equal(t, time.Minute, Policy{Base: time.Minute}.MaxDelay())
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = p.Next(2, 0, 0, 0.5) }))
+}

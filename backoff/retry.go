@@ -258,7 +258,6 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 	if p.MaxElapsed > 0 {
 		start = time.Now()
 	}
-	limit := p.maxAttempts()
 	var prev time.Duration
 	for attempt := 1; ; attempt++ {
 		err := op(ctx)
@@ -271,7 +270,7 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 		if attempt == 1 {
 			firstFailure = time.Now()
 		}
-		delay, reason := next(ctx, p, &cfg, attempt, limit, prev, start, err)
+		delay, reason := next(ctx, p, &cfg, attempt, prev, start, err)
 		if cfg.hook != nil {
 			ev := Event{Attempt: attempt, Err: err, GiveUp: reason}
 			if reason == nil {
@@ -298,7 +297,7 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 
 // next decides what follows a failed attempt: the delay before the next one,
 // or the reason to give up (with the delay that would have been needed).
-func next(ctx context.Context, p Policy, cfg *config, attempt, limit int, prev time.Duration, start time.Time, err error) (time.Duration, error) {
+func next(ctx context.Context, p Policy, cfg *config, attempt int, prev time.Duration, start time.Time, err error) (time.Duration, error) {
 	var pe *permanentError
 	if errors.As(err, &pe) {
 		return 0, ErrPermanent
@@ -306,21 +305,27 @@ func next(ctx context.Context, p Policy, cfg *config, attempt, limit int, prev t
 	if cerr := ctx.Err(); cerr != nil {
 		return 0, cerr
 	}
-	if limit > 0 && attempt >= limit {
-		return 0, ErrAttemptsExhausted
+	now := time.Now()
+	var elapsed time.Duration
+	if p.MaxElapsed > 0 {
+		elapsed = now.Sub(start)
 	}
-	delay := p.Delay(attempt, prev, uniform(cfg.rand))
+	delay, reason := p.Next(attempt, elapsed, prev, uniform(cfg.rand))
+	if reason != nil {
+		return delay, reason
+	}
 	var hint RetryAfterError
 	if errors.As(err, &hint) {
 		h := hint.RetryAfter()
 		if h > cfg.maxRetryAfter {
 			return h, ErrRetryAfterTooLong
 		}
-		delay = max(delay, h)
-	}
-	now := time.Now()
-	if p.MaxElapsed > 0 && now.Add(delay).Sub(start) > p.MaxElapsed {
-		return delay, ErrElapsedExhausted
+		if h > delay {
+			delay = h
+			if p.MaxElapsed > 0 && delay > p.MaxElapsed-elapsed {
+				return delay, ErrElapsedExhausted
+			}
+		}
 	}
 	if dl, ok := ctx.Deadline(); ok && now.Add(delay).After(dl) {
 		return delay, ErrDeadline

@@ -1,0 +1,9 @@
+module github.com/stormguard/stormguard/examples
+
+go 1.25.0
+
+require github.com/stormguard/stormguard v0.0.0
+
+require go.yaml.in/yaml/v3 v3.0.6 // indirect
+
+replace github.com/stormguard/stormguard => ../
