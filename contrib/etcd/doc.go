@@ -1,0 +1,66 @@
+// Package etcd implements stormguard's fence.Store on etcd v3, the engine to
+// use once the writers that must be fenced off from each other — DNS
+// enactors in three zones, lease holders on many hosts — outgrow one
+// process.
+//
+// # Guarantees
+//
+// Store is linearizable, as etcd is: every operation is a single etcd
+// request, and every write is a single transaction (Txn) whose comparison
+// on the key's stored token and whose write are applied by etcd as one
+// atomic step. So the check that a plan is newer than the applied one is
+// made by etcd at the moment of the write, not by the writer beforehand;
+// a writer delayed for an hour between reading and writing is judged by
+// what is in etcd when its write arrives.
+//
+//   - CompareAndSwap(key, expect, value, next) is
+//     Txn(If token(key) = expect, Then Put, Else Get); expect zero compares
+//     the key's create revision with zero (the key is absent).
+//   - WriteIfNewer(key, value, t) is
+//     Txn(If absent, Then Put, Else Txn(If token(key) < t, Then Put, Else Get)),
+//     a nested transaction, still one request.
+//   - Delete(key, expect) is Txn(If token(key) = expect, Then Delete, Else Get).
+//
+// A refusal returns the Else branch's read of the key in the same
+// response, so the *fence.StaleError carries the key's token at the
+// instant of the refusal without a second request. Acknowledged writes are
+// durable as etcd makes them (a write is acknowledged only once the raft log
+// entry is committed and fsynced); the package's tests kill etcd with
+// SIGKILL in the middle of concurrent writes and check that no acknowledged
+// write is lost and no stale write was accepted. A fence.Sequencer on a
+// Store hands out tokens that survive restarts of the client and of etcd.
+//
+// An error that is not a refusal or invalid input (a timeout, a lost
+// connection, etcd down) leaves the outcome of a write unknown: etcd may
+// have applied it. Txn requests are never retried by the etcd client once
+// sent, so a write is applied at most once. Give every call a context with
+// a deadline: while etcd is unreachable a call waits for it until the
+// context ends.
+//
+// # Record format
+//
+// Each key is stored under StoreConfig.Prefix + key. Its value is the token
+// in 20 decimal digits, a colon, and the caller's bytes:
+//
+//	00000000000000000042:lb-7=100,lb-8=100
+//
+// Fixed-width digits compare as the numbers do, and the colon makes every
+// record longer than the 20 digits, so "token = t" is the pair of etcd
+// value comparisons record > digits(t) and record < digits(t+1), and
+// "token < t" is record < digits(t): etcd compares the generation itself,
+// no mod revision has to be read first. Records stay readable with etcdctl.
+// A value under the prefix that is not a record (written by hand, say) is
+// never misread as one: Load, and any conditional write that finds it,
+// report an error matching ErrCorrupt and leave it alone — except a value
+// that sorts before the 20 digits of the token being written (the empty
+// value, for one), which WriteIfNewer takes for an older record and
+// overwrites.
+//
+// # Versions
+//
+// The module uses go.etcd.io/etcd/client/v3 v3.6.14, the newest client
+// whose go.mod still says go 1.25 (v3.6.15 and later require Go 1.26), so
+// this module keeps the repository's go 1.25.0. The client talks to etcd
+// servers 3.4 to 3.6; the tests run against the 3.4 server Debian ships
+// (apt-get install etcd-server), found at /usr/bin/etcd or $ETCD_BIN.
+package etcd

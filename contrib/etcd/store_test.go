@@ -1,0 +1,202 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/contrib/etcd/internal/etcdtest"
+	"github.com/stormguard/stormguard/fence"
+	"github.com/stormguard/stormguard/fence/fencetest"
+	"github.com/stormguard/stormguard/internal/leakcheck"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"pgregory.net/rapid"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
+
+func TestNewStoreValidation(t *testing.T) {
+	s, err := NewStore(StoreConfig{Prefix: strings.Repeat("p", fence.MaxKeyBytes+1)})
+	assert.Nil(t, s)
+	require.ErrorIs(t, err, fence.ErrInvalidConfig)
+	assert.ErrorIs(t, err, fence.ErrInvalidKey)
+	assert.Contains(t, err.Error(), "etcd.StoreConfig.Client is nil")
+	assert.Contains(t, err.Error(), "etcd.StoreConfig.Prefix: fence: invalid key: prefix of 1025 bytes exceeds the limit of 1024 bytes")
+	assert.Len(t, strings.Split(err.Error(), "\n"), 2)
+
+	var zero Store
+	ctx := context.Background()
+	_, _, err = zero.Load(ctx, "k")
+	assert.ErrorIs(t, err, fence.ErrInvalidConfig)
+	assert.ErrorIs(t, zero.CompareAndSwap(ctx, "k", 0, []byte{}, 1), fence.ErrInvalidConfig)
+	assert.ErrorIs(t, zero.WriteIfNewer(ctx, "k", []byte{}, 1), fence.ErrInvalidConfig)
+	assert.ErrorIs(t, zero.Delete(ctx, "k", 1), fence.ErrInvalidConfig)
+	_, err = zero.List(ctx, "")
+	assert.ErrorIs(t, err, fence.ErrInvalidConfig)
+}
+
+// TestRecordOrder proves the encoding that lets etcd compare tokens: for
+// any tokens a and b and any value, record(a, v) > digits(b) if and only if
+// a ≥ b, and record(a, v) < digits(b) if and only if a < b.
+func TestRecordOrder(t *testing.T) {
+	token := rapid.Custom(func(t *rapid.T) fence.Token {
+		switch rapid.IntRange(0, 3).Draw(t, "kind") {
+		case 0:
+			return fence.Token(rapid.Uint64Range(0, 20).Draw(t, "small"))
+		case 1:
+			return fence.MaxToken - fence.Token(rapid.Uint64Range(0, 20).Draw(t, "large"))
+		}
+		return fence.Token(rapid.Uint64().Draw(t, "any"))
+	})
+	rapid.Check(t, func(t *rapid.T) {
+		a, b := token.Draw(t, "a"), token.Draw(t, "b")
+		v := rapid.SliceOfN(rapid.Byte(), 0, 40).Draw(t, "value")
+		rec := record(a, v)
+		if got, want := rec > digits(b), a >= b; got != want {
+			t.Fatalf("record(%d) > digits(%d) is %v", a, b, got)
+		}
+		if got, want := rec < digits(b), a < b; got != want {
+			t.Fatalf("record(%d) < digits(%d) is %v", a, b, got)
+		}
+		tok, ok := parseToken([]byte(rec))
+		if !ok || tok != a || rec[tokenDigits+1:] != string(v) {
+			t.Fatalf("parseToken(%q) = %d, %v", rec, tok, ok)
+		}
+	})
+	assert.Equal(t, "00000000000000000042:lb-7", record(42, []byte("lb-7")))
+	assert.Equal(t, "18446744073709551615:", record(fence.MaxToken, []byte{}))
+	for _, bad := range []string{"", "42:x", "0000000000000000004x:", "00000000000000000042;x", "99999999999999999999:"} {
+		_, ok := parseToken([]byte(bad))
+		assert.False(t, ok, "%q", bad)
+	}
+}
+
+// server starts one etcd for a test and returns it with a client.
+func server(t *testing.T) (*etcdtest.Server, *clientv3.Client) {
+	srv := etcdtest.Start(t)
+	return srv, srv.Client(t)
+}
+
+func TestStoreConformance(t *testing.T) {
+	_, client := server(t)
+	var n atomic.Int64
+	fencetest.TestStore(t, func(t *testing.T) fence.Store {
+		s, err := NewStore(StoreConfig{Client: client, Prefix: fmt.Sprintf("conformance/%d/", n.Add(1))})
+		require.NoError(t, err)
+		return s
+	})
+	t.Run("NoPrefix", func(t *testing.T) {
+		// An empty prefix is valid; keys are then etcd's keys as they are.
+		s, err := NewStore(StoreConfig{Client: client})
+		require.NoError(t, err)
+		require.NoError(t, s.CompareAndSwap(t.Context(), "bare", 0, []byte("v"), 1))
+		resp, err := client.Get(t.Context(), "bare")
+		require.NoError(t, err)
+		require.Len(t, resp.Kvs, 1)
+		assert.Equal(t, "00000000000000000001:v", string(resp.Kvs[0].Value))
+	})
+}
+
+func TestStorePrefixAndRecordFormat(t *testing.T) {
+	_, client := server(t)
+	ctx := t.Context()
+	a, err := NewStore(StoreConfig{Client: client, Prefix: "team-a/"})
+	require.NoError(t, err)
+	b, err := NewStore(StoreConfig{Client: client, Prefix: "team-b/"})
+	require.NoError(t, err)
+	require.NoError(t, a.CompareAndSwap(ctx, "plan", 0, []byte("lb-7=100"), 42))
+	require.NoError(t, b.CompareAndSwap(ctx, "plan", 0, []byte("lb-9=100"), 7))
+
+	resp, err := client.Get(ctx, "team-a/plan")
+	require.NoError(t, err)
+	require.Len(t, resp.Kvs, 1)
+	assert.Equal(t, "00000000000000000042:lb-7=100", string(resp.Kvs[0].Value), "readable with etcdctl")
+
+	keys, err := a.List(ctx, "")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"plan"}, keys, "a store sees only its prefix, and lists keys without it")
+	_, tok, err := b.Load(ctx, "plan")
+	require.NoError(t, err)
+	assert.Equal(t, fence.Token(7), tok)
+}
+
+func TestStoreCorruptRecord(t *testing.T) {
+	_, client := server(t)
+	ctx := t.Context()
+	s, err := NewStore(StoreConfig{Client: client, Prefix: "p/"})
+	require.NoError(t, err)
+	_, err = client.Put(ctx, "p/hand-written", "lb-1=100")
+	require.NoError(t, err)
+
+	_, _, err = s.Load(ctx, "hand-written")
+	assert.ErrorIs(t, err, ErrCorrupt)
+	assert.ErrorContains(t, err, `key "p/hand-written" holds 8 bytes starting "lb-1=100", not a token record`)
+	assert.ErrorIs(t, s.CompareAndSwap(ctx, "hand-written", 3, []byte("x"), 4), ErrCorrupt)
+	assert.ErrorIs(t, s.Delete(ctx, "hand-written", 3), ErrCorrupt)
+	assert.ErrorIs(t, s.WriteIfNewer(ctx, "hand-written", []byte("x"), 1), ErrCorrupt, "letters sort after digits: never taken for an older token")
+	resp, err := client.Get(ctx, "p/hand-written")
+	require.NoError(t, err)
+	assert.Equal(t, "lb-1=100", string(resp.Kvs[0].Value), "nothing was overwritten")
+}
+
+func TestStoreEvents(t *testing.T) {
+	_, client := server(t)
+	ctx := t.Context()
+	var events []fence.Event
+	s, err := NewStore(StoreConfig{Client: client, Prefix: "events/", OnEvent: func(e fence.Event) { events = append(events, e) }})
+	require.NoError(t, err)
+	require.NoError(t, s.CompareAndSwap(ctx, "k", 0, []byte("a"), 3))
+	require.Error(t, s.CompareAndSwap(ctx, "k", 0, []byte("b"), 4))
+	require.NoError(t, s.WriteIfNewer(ctx, "k", []byte("c"), 8))
+	require.Error(t, s.WriteIfNewer(ctx, "k", []byte("d"), 8))
+	require.NoError(t, s.WriteIfNewer(ctx, "new", []byte("e"), 2))
+	require.Error(t, s.Delete(ctx, "k", 3))
+	require.NoError(t, s.Delete(ctx, "k", 8))
+	assert.Equal(t, []fence.Event{
+		{Op: fence.OpCompareAndSwap, Key: "k", Token: 3, Current: 0},
+		{Op: fence.OpCompareAndSwap, Key: "k", Token: 0, Current: 3, FencedOff: true},
+		{Op: fence.OpWriteIfNewer, Key: "k", Token: 8, Current: 3},
+		{Op: fence.OpWriteIfNewer, Key: "k", Token: 8, Current: 8, FencedOff: true},
+		{Op: fence.OpWriteIfNewer, Key: "new", Token: 2, Current: 0},
+		{Op: fence.OpDelete, Key: "k", Token: 3, Current: 8, FencedOff: true},
+		{Op: fence.OpDelete, Key: "k", Token: 8, Current: 8},
+	}, events)
+}
+
+// TestSequencerSurvivesRestarts: a fence.Sequencer on the etcd Store keeps
+// handing out newer tokens across a new client (a process restart), a
+// graceful etcd restart and an etcd crash (SIGKILL).
+func TestSequencerSurvivesRestarts(t *testing.T) {
+	srv, client := server(t)
+	next := func(c *clientv3.Client) fence.Token {
+		t.Helper()
+		s, err := NewStore(StoreConfig{Client: c, Prefix: "seq/"})
+		require.NoError(t, err)
+		seq, err := fence.NewSequencer(fence.SequencerConfig{Store: s, Key: "generation"})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		tok, err := seq.Next(ctx)
+		require.NoError(t, err)
+		return tok
+	}
+	assert.Equal(t, fence.Token(1), next(client))
+	assert.Equal(t, fence.Token(2), next(client))
+
+	fresh := srv.Client(t) // another process
+	assert.Equal(t, fence.Token(3), next(fresh))
+
+	srv.Stop()
+	srv.Restart()
+	assert.Equal(t, fence.Token(4), next(srv.Client(t)))
+
+	srv.Kill()
+	srv.Restart()
+	assert.Equal(t, fence.Token(5), next(srv.Client(t)))
+	assert.Equal(t, fence.Token(6), next(client), "the first client reconnected too")
+}
