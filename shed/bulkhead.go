@@ -1,0 +1,268 @@
+package shed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// DefaultMaxWait bounds the time work waits in a queue when the config
+// leaves MaxWait zero.
+const DefaultMaxWait = 250 * time.Millisecond
+
+// BulkheadConfig configures a Bulkhead.
+type BulkheadConfig struct {
+	// MaxConcurrent is how many calls may run at once. It must be in
+	// [1, 2^24].
+	MaxConcurrent int
+	// MaxQueue is how many calls may wait for a slot. Zero means none: a
+	// call that finds every slot taken is refused at once. It must be in
+	// [0, 2^24].
+	MaxQueue int
+	// MaxWait bounds the time a call waits in the queue. Zero means
+	// DefaultMaxWait (250ms). Negative is invalid.
+	MaxWait time.Duration
+	// CallTimeout, if positive, is the timeout Do puts on the context it
+	// passes to the call, so a slow dependency cannot hold a slot for long.
+	// Zero means the caller's context alone bounds the call. Negative is
+	// invalid.
+	CallTimeout time.Duration
+	// Hook, if not nil, is told what happens to every call.
+	Hook func(Event)
+}
+
+func (c BulkheadConfig) validate() error {
+	var errs []error
+	if c.MaxConcurrent <= 0 || c.MaxConcurrent > maxQueueConfig {
+		errs = append(errs, fmt.Errorf("%w: MaxConcurrent %d is outside [1, 2^24]", ErrInvalidConfig, c.MaxConcurrent))
+	}
+	if c.MaxQueue < 0 || c.MaxQueue > maxQueueConfig {
+		errs = append(errs, fmt.Errorf("%w: MaxQueue %d is outside [0, 2^24]", ErrInvalidConfig, c.MaxQueue))
+	}
+	errs = append(errs, validateWaits(c.MaxWait, c.CallTimeout)...)
+	return errors.Join(errs...)
+}
+
+func validateWaits(maxWait, callTimeout time.Duration) []error {
+	var errs []error
+	if maxWait < 0 {
+		errs = append(errs, fmt.Errorf("%w: MaxWait %v is negative", ErrInvalidConfig, maxWait))
+	}
+	if callTimeout < 0 {
+		errs = append(errs, fmt.Errorf("%w: CallTimeout %v is negative", ErrInvalidConfig, callTimeout))
+	}
+	return errs
+}
+
+// Bulkhead bounds the calls in flight to one dependency and the calls
+// waiting for them, so that a slow dependency costs a bounded number of
+// goroutines and a bounded wait instead of all of them. It is the
+// compartment that the 2011 EBS control plane lacked: one shared thread pool
+// with long timeouts let calls into a single sick Availability Zone starve
+// the whole region.
+//
+// Waiters are served first in, first out. A waiter whose context ends or
+// whose MaxWait passes leaves the queue at once; if a slot was handed to it
+// at that same moment, the slot passes on and is never lost. A Bulkhead is
+// safe for concurrent use; Acquire, TryAcquire and Release do not allocate
+// unless the call has to wait or is refused.
+type Bulkhead struct {
+	maxConcurrent int
+	maxQueue      int
+	maxWait       time.Duration
+	callTimeout   time.Duration
+	hook          func(Event)
+
+	mu       sync.Mutex
+	inFlight int
+	paused   bool
+	waiters  waitList
+
+	counters
+}
+
+// NewBulkhead returns a Bulkhead configured by cfg, or an error that
+// matches ErrInvalidConfig and names every invalid field.
+func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
+	return &Bulkhead{
+		maxConcurrent: cfg.MaxConcurrent,
+		maxQueue:      cfg.MaxQueue,
+		maxWait:       cfg.MaxWait,
+		callTimeout:   cfg.CallTimeout,
+		hook:          cfg.Hook,
+	}, nil
+}
+
+// TryAcquire takes a slot if one is free and nobody is waiting for one, and
+// reports whether it did. It never waits. A refusal is counted (as
+// ErrQueueFull, or ErrPaused) but, to stay allocation-free, returns no error.
+func (b *Bulkhead) TryAcquire() bool {
+	b.mu.Lock()
+	if b.paused || b.inFlight >= b.maxConcurrent || b.waiters.len > 0 {
+		reason := ErrQueueFull
+		if b.paused {
+			reason = ErrPaused
+		}
+		b.mu.Unlock()
+		b.refused(reason)
+		b.emit(Event{Kind: Refused, Reason: reason})
+		return false
+	}
+	b.inFlight++
+	b.mu.Unlock()
+	b.admitted.Add(1)
+	b.emit(Event{Kind: Admitted})
+	return true
+}
+
+// Acquire takes a slot, waiting for one if the queue has room. It returns
+// nil once the caller holds a slot (release it with Release), or a
+// *Refusal: ErrPaused, ErrQueueFull (the queue is at MaxQueue),
+// ErrWaitTimeout (MaxWait passed), ErrDeadline (ctx's deadline passed) or,
+// when ctx was cancelled, a Refusal whose reason is ctx's error.
+func (b *Bulkhead) Acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return b.refuse(ctxRefusal(ctx, 0, ""))
+	}
+	b.mu.Lock()
+	switch {
+	case b.paused:
+		b.mu.Unlock()
+		return b.refuse(&Refusal{Reason: ErrPaused})
+	case b.inFlight < b.maxConcurrent && b.waiters.len == 0:
+		b.inFlight++
+		b.mu.Unlock()
+		b.admitted.Add(1)
+		b.emit(Event{Kind: Admitted})
+		return nil
+	case b.waiters.len >= b.maxQueue:
+		n := b.waiters.len
+		b.mu.Unlock()
+		return b.refuse(&Refusal{Reason: ErrQueueFull, Current: n, Limit: b.maxQueue})
+	}
+	w := &waiter{ready: make(chan struct{}), enqueued: time.Now()}
+	b.waiters.pushBack(w)
+	b.mu.Unlock()
+	b.queued.Add(1)
+	b.emit(Event{Kind: Queued})
+
+	outcome := w.wait(ctx, b.maxWait)
+	waited := time.Since(w.enqueued)
+	if outcome == waitTimedOut || outcome == waitCtxDone {
+		b.mu.Lock()
+		if w.granted {
+			// The slot arrived as we gave up. A timeout that lost this race
+			// takes the slot; a done context passes it on.
+			if outcome == waitTimedOut {
+				outcome = waitGranted
+			} else {
+				b.releaseLocked()
+			}
+		} else {
+			b.waiters.remove(w)
+		}
+		b.mu.Unlock()
+	}
+	switch outcome {
+	case waitGranted:
+		b.admitted.Add(1)
+		b.emit(Event{Kind: Admitted, Waited: waited})
+		return nil
+	case waitRefused:
+		return b.refuse(&Refusal{Reason: w.refusal, Waited: waited})
+	case waitTimedOut:
+		return b.refuse(&Refusal{Reason: ErrWaitTimeout, Waited: waited, MaxWait: b.maxWait})
+	}
+	return b.refuse(ctxRefusal(ctx, waited, ""))
+}
+
+// Release returns a slot taken by Acquire or TryAcquire, handing it to the
+// longest waiter if there is one. Releasing more slots than were taken is a
+// caller bug; Release then does nothing rather than corrupt the count.
+func (b *Bulkhead) Release() {
+	b.mu.Lock()
+	if b.inFlight > 0 {
+		b.releaseLocked()
+	}
+	b.mu.Unlock()
+}
+
+// releaseLocked hands the caller's slot to the first waiter, or frees it.
+func (b *Bulkhead) releaseLocked() {
+	if w := b.waiters.head; w != nil && !b.paused {
+		b.waiters.remove(w)
+		w.grant()
+		return
+	}
+	b.inFlight--
+}
+
+// Do runs fn in a slot: it acquires one (see Acquire for the refusals),
+// calls fn with a context bounded by CallTimeout if one is set, and
+// releases the slot when fn returns or panics.
+func (b *Bulkhead) Do(ctx context.Context, fn func(context.Context) error) error {
+	if err := b.Acquire(ctx); err != nil {
+		return err
+	}
+	defer b.Release()
+	return callWithTimeout(ctx, b.callTimeout, fn)
+}
+
+func callWithTimeout(ctx context.Context, timeout time.Duration, fn func(context.Context) error) error {
+	if timeout <= 0 {
+		return fn(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return fn(ctx)
+}
+
+// Pause refuses new calls with ErrPaused, and refuses the calls already
+// waiting, at once. Calls in flight finish normally. It is the operator's
+// lever from 2011: switch off one expensive path without a deploy.
+func (b *Bulkhead) Pause() {
+	b.mu.Lock()
+	b.paused = true
+	for w := b.waiters.head; w != nil; w = b.waiters.head {
+		b.waiters.remove(w)
+		w.refuse(ErrPaused)
+	}
+	b.mu.Unlock()
+}
+
+// Resume undoes Pause.
+func (b *Bulkhead) Resume() {
+	b.mu.Lock()
+	b.paused = false
+	b.mu.Unlock()
+}
+
+// Stats returns a snapshot of the calls in flight, waiting, and the
+// counters.
+func (b *Bulkhead) Stats() Stats {
+	b.mu.Lock()
+	s := Stats{InFlight: b.inFlight, Waiting: b.waiters.len}
+	b.mu.Unlock()
+	b.load(&s)
+	return s
+}
+
+func (b *Bulkhead) refuse(r *Refusal) error {
+	b.refused(r.Reason)
+	b.emit(Event{Kind: Refused, Reason: r.Reason, Waited: r.Waited})
+	return r
+}
+
+func (b *Bulkhead) emit(e Event) {
+	if b.hook != nil {
+		b.hook(e)
+	}
+}

@@ -1,0 +1,261 @@
+package shed
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// ErrShed is matched (with errors.Is) by every refusal of this package. The
+// specific reasons below wrap it, so a caller can ask either "was this
+// shed?" or "why?".
+var ErrShed = errors.New("shed")
+
+// Reasons for a refusal. Each wraps ErrShed.
+var (
+	// ErrQueueFull: the wait queue is at its bound.
+	ErrQueueFull = fmt.Errorf("%w: queue full", ErrShed)
+	// ErrWaitTimeout: the work waited in the queue for as long as it may
+	// (MaxWait, or the shorter CoDel target while the queue is standing).
+	ErrWaitTimeout = fmt.Errorf("%w: waited too long", ErrShed)
+	// ErrPaused: the key (or the whole bulkhead) is paused by an operator.
+	ErrPaused = fmt.Errorf("%w: paused", ErrShed)
+	// ErrTooManyKeys: a Partition or KeyedLimiter is at its key bound and no
+	// idle key could be evicted.
+	ErrTooManyKeys = fmt.Errorf("%w: too many keys", ErrShed)
+	// ErrDeadline: the work's deadline has passed, or it cannot be met given
+	// the work's declared cost, so it was dropped without running.
+	ErrDeadline = fmt.Errorf("%w: deadline cannot be met", ErrShed)
+	// ErrEvicted: queued work of lower priority was pushed out of a full
+	// queue by more critical work.
+	ErrEvicted = fmt.Errorf("%w: evicted by higher-priority work", ErrShed)
+	// ErrRateLimited: a rate limiter refused.
+	ErrRateLimited = fmt.Errorf("%w: rate limited", ErrShed)
+)
+
+// Refusal is the error returned when work is refused. errors.Is matches its
+// Reason, ErrShed and, when the caller's context ended the wait, the
+// context's error.
+type Refusal struct {
+	// Reason is one of the Err* reasons above.
+	Reason error
+	// Key is the partition key, formatted with %v; empty for an unkeyed
+	// primitive.
+	Key string
+	// Limit and Current are the bound that refused and its value at the
+	// time (queue length, keys, concurrency), when the reason has one.
+	Limit, Current int
+	// Waited is how long the work waited in the queue before the refusal.
+	Waited time.Duration
+	// MaxWait is the wait bound in force, for ErrWaitTimeout.
+	MaxWait time.Duration
+	// Cause is an underlying error, such as the context's, or nil.
+	Cause error
+}
+
+// Error says what was refused and why, with the numbers, for example
+// `shed: queue full (64 waiting, limit 64) for key "us-east-1a"`.
+func (r *Refusal) Error() string {
+	var b []byte
+	if !errors.Is(r.Reason, ErrShed) {
+		b = append(b, "shed: gave up waiting: "...)
+	}
+	b = append(b, r.Reason.Error()...)
+	switch {
+	case r.Reason == ErrWaitTimeout:
+		b = fmt.Appendf(b, " (waited %v, limit %v)", r.Waited, r.MaxWait)
+	case r.Reason == ErrQueueFull:
+		b = fmt.Appendf(b, " (%d waiting, limit %d)", r.Current, r.Limit)
+	case r.Reason == ErrTooManyKeys:
+		b = fmt.Appendf(b, " (%d keys, limit %d, none idle)", r.Current, r.Limit)
+	case r.Limit > 0:
+		b = fmt.Appendf(b, " (%d of %d)", r.Current, r.Limit)
+	case r.Waited > 0:
+		b = fmt.Appendf(b, " (after waiting %v)", r.Waited)
+	}
+	if r.Key != "" {
+		b = append(b, " for key "...)
+		b = strconv.AppendQuote(b, r.Key)
+	}
+	if r.Cause != nil {
+		b = append(b, ": "...)
+		b = append(b, r.Cause.Error()...)
+	}
+	return string(b)
+}
+
+// Unwrap returns the reason and the cause.
+func (r *Refusal) Unwrap() []error {
+	if r.Cause == nil {
+		return []error{r.Reason}
+	}
+	return []error{r.Reason, r.Cause}
+}
+
+// ShedCounts counts refusals by reason.
+type ShedCounts struct {
+	QueueFull, WaitTimeout, Paused, TooManyKeys, Deadline, Evicted, RateLimited int64
+	// Cancelled counts waiters whose own context ended the wait.
+	Cancelled int64
+}
+
+// Total is the sum of all refusals, cancellations included.
+func (c ShedCounts) Total() int64 {
+	return c.QueueFull + c.WaitTimeout + c.Paused + c.TooManyKeys + c.Deadline + c.Evicted + c.RateLimited + c.Cancelled
+}
+
+// Stats is a snapshot of a primitive's load and counters.
+type Stats struct {
+	// InFlight is the work admitted and not yet released.
+	InFlight int
+	// Waiting is the work in the queue.
+	Waiting int
+	// Admitted counts work admitted, at once or after waiting.
+	Admitted int64
+	// Queued counts work that had to wait (admitted later or not).
+	Queued int64
+	// Shed counts refusals by reason.
+	Shed ShedCounts
+}
+
+// EventKind says what happened to one piece of work.
+type EventKind uint8
+
+const (
+	// Admitted: the work got a slot (Event.Waited says after how long).
+	Admitted EventKind = iota + 1
+	// Queued: the work found no free slot and joined the queue.
+	Queued
+	// Refused: the work was shed (Event.Reason says why).
+	Refused
+)
+
+// String returns "admitted", "queued" or "refused".
+func (k EventKind) String() string {
+	switch k {
+	case Admitted:
+		return "admitted"
+	case Queued:
+		return "queued"
+	case Refused:
+		return "refused"
+	}
+	return "EventKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Event describes what happened to one piece of work, for the optional
+// hooks. Hooks run synchronously on the goroutine of the work, outside any
+// lock of this package; they must be cheap and must not block.
+type Event struct {
+	Kind EventKind
+	// Reason is the refusal reason for Refused (one of the Err* values, or
+	// the context's error for a waiter that gave up), else nil.
+	Reason error
+	// Waited is the time spent in the queue so far.
+	Waited time.Duration
+	// Priority is the work's priority class (Queue only; Normal elsewhere).
+	Priority Priority
+}
+
+// Priority is a class of work for Queue. Critical work is served before
+// Normal, Normal before Sheddable; under overload Sheddable work is shed
+// first and Critical work last. The zero value is Normal.
+type Priority uint8
+
+const (
+	// Normal is the default class.
+	Normal Priority = iota
+	// Critical work (latency-sensitive, or work that keeps the system
+	// alive, such as lease renewals) is served first and shed last.
+	Critical
+	// Sheddable work (batch, asynchronous, retries) is served last and shed
+	// first.
+	Sheddable
+	numPriorities
+)
+
+// rank orders priorities for service: lower is served first.
+func (p Priority) rank() int {
+	switch p {
+	case Critical:
+		return 0
+	case Normal:
+		return 1
+	}
+	return 2
+}
+
+// String returns "normal", "critical" or "sheddable".
+func (p Priority) String() string {
+	switch p {
+	case Normal:
+		return "normal"
+	case Critical:
+		return "critical"
+	case Sheddable:
+		return "sheddable"
+	}
+	return "Priority(" + strconv.Itoa(int(p)) + ")"
+}
+
+// counters holds the atomic counters behind Stats, shared by every
+// primitive of the package.
+type counters struct {
+	admitted, queued atomic.Int64
+	shed             [numReasons]atomic.Int64
+}
+
+// Indexes of counters.shed.
+const (
+	reasonQueueFull = iota
+	reasonWaitTimeout
+	reasonPaused
+	reasonTooManyKeys
+	reasonDeadline
+	reasonEvicted
+	reasonRateLimited
+	reasonCancelled
+	numReasons
+)
+
+func reasonIndex(reason error) int {
+	switch reason {
+	case ErrQueueFull:
+		return reasonQueueFull
+	case ErrWaitTimeout:
+		return reasonWaitTimeout
+	case ErrPaused:
+		return reasonPaused
+	case ErrTooManyKeys:
+		return reasonTooManyKeys
+	case ErrDeadline:
+		return reasonDeadline
+	case ErrEvicted:
+		return reasonEvicted
+	case ErrRateLimited:
+		return reasonRateLimited
+	}
+	return reasonCancelled
+}
+
+// refused counts a refusal for reason (any other error counts as a
+// cancellation by the caller).
+func (c *counters) refused(reason error) { c.shed[reasonIndex(reason)].Add(1) }
+
+// load fills the counter fields of s.
+func (c *counters) load(s *Stats) {
+	s.Admitted = c.admitted.Load()
+	s.Queued = c.queued.Load()
+	s.Shed = ShedCounts{
+		QueueFull:   c.shed[reasonQueueFull].Load(),
+		WaitTimeout: c.shed[reasonWaitTimeout].Load(),
+		Paused:      c.shed[reasonPaused].Load(),
+		TooManyKeys: c.shed[reasonTooManyKeys].Load(),
+		Deadline:    c.shed[reasonDeadline].Load(),
+		Evicted:     c.shed[reasonEvicted].Load(),
+		RateLimited: c.shed[reasonRateLimited].Load(),
+		Cancelled:   c.shed[reasonCancelled].Load(),
+	}
+}

@@ -1,0 +1,244 @@
+package shed
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// LimiterConfig configures a Limiter or a KeyedLimiter.
+type LimiterConfig struct {
+	// Rate is the sustained rate, in events per second. It must be a
+	// positive finite number.
+	Rate float64
+	// Burst is how many events may happen at once after a quiet spell. Zero
+	// means max(1, ⌈Rate⌉). Negative is invalid.
+	Burst int
+	// MaxWait bounds how long Wait may wait for a token. Zero means
+	// DefaultMaxWait. Negative is invalid.
+	MaxWait time.Duration
+}
+
+func (c LimiterConfig) validate() []error {
+	var errs []error
+	if !(c.Rate > 0) || math.IsInf(c.Rate, 0) {
+		errs = append(errs, fmt.Errorf("%w: Rate %v must be a positive finite number of events per second", ErrInvalidConfig, c.Rate))
+	}
+	if c.Burst < 0 {
+		errs = append(errs, fmt.Errorf("%w: Burst %d is negative", ErrInvalidConfig, c.Burst))
+	}
+	if c.MaxWait < 0 {
+		errs = append(errs, fmt.Errorf("%w: MaxWait %v is negative", ErrInvalidConfig, c.MaxWait))
+	}
+	return errs
+}
+
+func (c LimiterConfig) withDefaults() LimiterConfig {
+	if c.Burst == 0 {
+		c.Burst = max(1, int(math.Min(math.Ceil(c.Rate), math.MaxInt32)))
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = DefaultMaxWait
+	}
+	return c
+}
+
+// Limiter is a token-bucket rate limiter: the token bucket is
+// golang.org/x/time/rate's, with this package's typed refusals, counters and
+// bounded Wait on top. Use it to throttle intake by rate where a Bulkhead
+// throttles by concurrency.
+//
+// A Limiter is safe for concurrent use.
+type Limiter struct {
+	bucket  *rate.Limiter
+	maxWait time.Duration
+	counters
+}
+
+// NewLimiter returns a Limiter configured by cfg, or an error that matches
+// ErrInvalidConfig and names every invalid field.
+func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
+	if err := errors.Join(cfg.validate()...); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Limiter{bucket: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), maxWait: cfg.MaxWait}, nil
+}
+
+// Allow reports whether an event may happen now. It is AllowAt(time.Now()).
+func (l *Limiter) Allow() bool { return l.AllowAt(time.Now()) }
+
+// AllowAt reports whether an event may happen at now, taking a token if so;
+// simulations pass their own clock. It does not allocate.
+func (l *Limiter) AllowAt(now time.Time) bool {
+	if l.bucket.AllowN(now, 1) {
+		l.admitted.Add(1)
+		return true
+	}
+	l.refused(ErrRateLimited)
+	return false
+}
+
+// Wait waits for a token, and returns nil when the event may happen. If the
+// token would come later than MaxWait from now, or after ctx's deadline, it
+// returns a *Refusal with ErrRateLimited at once instead of waiting in vain;
+// if ctx is cancelled while waiting, it returns a Refusal with ctx's error,
+// and the token is given back.
+func (l *Limiter) Wait(ctx context.Context) error {
+	if ctx.Err() != nil {
+		l.refused(ctx.Err())
+		return ctxRefusal(ctx, 0, "")
+	}
+	now := time.Now()
+	r := l.bucket.ReserveN(now, 1)
+	delay := r.DelayFrom(now)
+	limit := l.maxWait
+	if dl, ok := ctx.Deadline(); ok {
+		limit = min(limit, dl.Sub(now))
+	}
+	if !r.OK() || delay > limit {
+		r.CancelAt(now)
+		l.refused(ErrRateLimited)
+		return &Refusal{Reason: ErrRateLimited, MaxWait: limit, Waited: 0, Cause: fmt.Errorf("next token in %v, limit %v", delay, limit)}
+	}
+	if delay > 0 {
+		l.queued.Add(1)
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			r.Cancel()
+			l.refused(ctx.Err())
+			return ctxRefusal(ctx, time.Since(now), "")
+		}
+	}
+	l.admitted.Add(1)
+	return nil
+}
+
+// Tokens returns the tokens available at now.
+func (l *Limiter) Tokens(now time.Time) float64 { return l.bucket.TokensAt(now) }
+
+// Stats returns the counters: admitted events, waits, and refusals.
+func (l *Limiter) Stats() Stats {
+	var s Stats
+	l.load(&s)
+	return s
+}
+
+// KeyedLimiterConfig configures a KeyedLimiter.
+type KeyedLimiterConfig struct {
+	// LimiterConfig is the rate, burst and max wait of every key.
+	LimiterConfig
+	// MaxKeys bounds the number of keys tracked. A key whose bucket has
+	// refilled completely is indistinguishable from a new one, so it can be
+	// forgotten without loss: at the bound, the least recently used key is
+	// forgotten if its bucket is full, and otherwise the event is refused
+	// with ErrTooManyKeys. Zero means DefaultMaxKeys; at most 2^20.
+	MaxKeys int
+}
+
+// KeyedLimiter is a rate limiter per key (a tenant, a client address, an
+// Availability Zone) with a bounded number of keys, so that untrusted keys
+// cannot grow memory without limit. Each key has its own
+// golang.org/x/time/rate bucket. It is safe for concurrent use.
+type KeyedLimiter[K comparable] struct {
+	cfg     LimiterConfig
+	refill  time.Duration // time for an empty bucket to fill up
+	maxKeys int
+
+	mu   sync.Mutex
+	keys map[K]*list.Element // of *keyedBucket[K]
+	lru  list.List           // front: least recently used
+	counters
+}
+
+type keyedBucket[K comparable] struct {
+	key      K
+	bucket   *rate.Limiter
+	lastUsed time.Time
+}
+
+// NewKeyedLimiter returns a KeyedLimiter configured by cfg, or an error that
+// matches ErrInvalidConfig and names every invalid field.
+func NewKeyedLimiter[K comparable](cfg KeyedLimiterConfig) (*KeyedLimiter[K], error) {
+	errs := cfg.validate()
+	if cfg.MaxKeys < 0 || cfg.MaxKeys > maxKeysLimit {
+		errs = append(errs, fmt.Errorf("%w: MaxKeys %d is outside [1, %d]", ErrInvalidConfig, cfg.MaxKeys, maxKeysLimit))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	lc := cfg.withDefaults()
+	if cfg.MaxKeys == 0 {
+		cfg.MaxKeys = DefaultMaxKeys
+	}
+	refill := time.Duration(math.Ceil(float64(lc.Burst) / lc.Rate * float64(time.Second)))
+	return &KeyedLimiter[K]{cfg: lc, refill: refill, maxKeys: cfg.MaxKeys, keys: make(map[K]*list.Element)}, nil
+}
+
+// Allow reports whether an event for key may happen now.
+func (k *KeyedLimiter[K]) Allow(key K) error { return k.AllowAt(time.Now(), key) }
+
+// AllowAt takes a token from key's bucket at now, and returns nil if there
+// was one, or a *Refusal: ErrRateLimited, or ErrTooManyKeys when key is new,
+// the key bound is reached and no key can be forgotten.
+func (k *KeyedLimiter[K]) AllowAt(now time.Time, key K) error {
+	k.mu.Lock()
+	b, r := k.lookupLocked(now, key)
+	if r != nil {
+		k.mu.Unlock()
+		k.refused(r.Reason)
+		return r
+	}
+	ok := b.bucket.AllowN(now, 1)
+	k.mu.Unlock()
+	if !ok {
+		k.refused(ErrRateLimited)
+		return &Refusal{Reason: ErrRateLimited, Key: fmt.Sprint(key)}
+	}
+	k.admitted.Add(1)
+	return nil
+}
+
+func (k *KeyedLimiter[K]) lookupLocked(now time.Time, key K) (*keyedBucket[K], *Refusal) {
+	if e, ok := k.keys[key]; ok {
+		k.lru.MoveToBack(e)
+		b := e.Value.(*keyedBucket[K])
+		b.lastUsed = now
+		return b, nil
+	}
+	if len(k.keys) >= k.maxKeys {
+		oldest := k.lru.Front()
+		victim := oldest.Value.(*keyedBucket[K])
+		if now.Sub(victim.lastUsed) < k.refill {
+			return nil, &Refusal{Reason: ErrTooManyKeys, Key: fmt.Sprint(key), Current: len(k.keys), Limit: k.maxKeys}
+		}
+		k.lru.Remove(oldest)
+		delete(k.keys, victim.key)
+	}
+	b := &keyedBucket[K]{key: key, bucket: rate.NewLimiter(rate.Limit(k.cfg.Rate), k.cfg.Burst), lastUsed: now}
+	k.keys[key] = k.lru.PushBack(b)
+	return b, nil
+}
+
+// Keys returns the number of keys tracked.
+func (k *KeyedLimiter[K]) Keys() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.keys)
+}
+
+// Stats returns the counters summed over all keys.
+func (k *KeyedLimiter[K]) Stats() Stats {
+	var s Stats
+	k.load(&s)
+	return s
+}

@@ -1,0 +1,458 @@
+package shed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+)
+
+// Defaults applied to the zero fields of a PartitionConfig.
+const (
+	DefaultShare   = 0.5
+	DefaultMaxKeys = 1024
+	// maxKeysLimit bounds MaxKeys itself, so a typo cannot configure
+	// unbounded memory.
+	maxKeysLimit = 1 << 20
+)
+
+// PartitionConfig configures a Partition.
+type PartitionConfig[K comparable] struct {
+	// Total is how many calls may run at once across all keys. It must be
+	// in [1, 2^24].
+	Total int
+	// PerKey caps the calls in flight for any one key. Zero means
+	// ⌈Share·Total⌉. It must not exceed Total.
+	PerKey int
+	// Share is the cap per key as a fraction of Total, used when PerKey is
+	// zero. Zero means DefaultShare (0.5): one key whose calls all hang
+	// holds at most half the pool. It must be in (0, 1].
+	Share float64
+	// MaxQueuePerKey is how many calls of one key may wait. Zero means
+	// none. Negative is invalid.
+	MaxQueuePerKey int
+	// MaxWait bounds the time a call waits. Zero means DefaultMaxWait.
+	MaxWait time.Duration
+	// CallTimeout, if positive, bounds the context Do passes to the call.
+	CallTimeout time.Duration
+	// MaxKeys bounds the number of keys tracked, so untrusted keys cannot
+	// grow memory without limit. When a new key arrives at the bound, the
+	// least recently used idle key (nothing in flight or waiting, not
+	// paused) is forgotten; if none is idle the call is refused with
+	// ErrTooManyKeys. Zero means DefaultMaxKeys (1024); at most 2^20.
+	MaxKeys int
+	// Hook, if not nil, is told what happens to every call, with its key.
+	Hook func(key K, e Event)
+}
+
+func (c PartitionConfig[K]) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if c.Total <= 0 || c.Total > maxQueueConfig {
+		bad("Total %d is outside [1, 2^24]", c.Total)
+	}
+	if c.PerKey < 0 {
+		bad("PerKey %d is negative", c.PerKey)
+	} else if c.Total > 0 && c.PerKey > c.Total {
+		bad("PerKey %d exceeds Total %d", c.PerKey, c.Total)
+	}
+	if s := c.Share; math.IsNaN(s) || s < 0 || s > 1 {
+		bad("Share %v is outside (0, 1]", s)
+	}
+	if c.MaxQueuePerKey < 0 || c.MaxQueuePerKey > maxQueueConfig {
+		bad("MaxQueuePerKey %d is outside [0, 2^24]", c.MaxQueuePerKey)
+	}
+	if c.MaxKeys < 0 || c.MaxKeys > maxKeysLimit {
+		bad("MaxKeys %d is outside [1, %d]", c.MaxKeys, maxKeysLimit)
+	}
+	errs = append(errs, validateWaits(c.MaxWait, c.CallTimeout)...)
+	return errors.Join(errs...)
+}
+
+// keyCore is the state of one key that waiters point to.
+type keyCore struct {
+	name     string // the key formatted with %v, for refusals
+	inFlight int
+	waiting  int
+	paused   bool
+	counters
+}
+
+// keyState is a key's entry in the Partition, linked into the LRU list of
+// idle keys while it has nothing in flight or waiting and is not paused.
+type keyState[K comparable] struct {
+	keyCore
+	key                K
+	idlePrev, idleNext *keyState[K]
+	inIdle             bool
+}
+
+func (k *keyState[K]) idle() bool { return k.inFlight == 0 && k.waiting == 0 && !k.paused }
+
+// Partition is a set of bulkheads, one per key (an Availability Zone, a
+// cluster, a tenant), drawing on one shared pool. Each key is capped, so
+// that calls for one key that all hang hold at most PerKey slots and the
+// other keys keep the rest; the total in flight never exceeds Total. It is
+// the per-AZ isolation the 2011 EBS control plane added after calls into one
+// zone starved the region.
+//
+// Keys are created on first use and forgotten when idle under key pressure
+// (see MaxKeys). Waiters are served in arrival order among those whose key
+// is below its cap. Pause and Resume switch one key off and on. A
+// Partition is safe for concurrent use; admission does not allocate once a
+// key exists, unless the call has to wait or is refused.
+type Partition[K comparable] struct {
+	total       int
+	perKey      int
+	maxQueue    int
+	maxWait     time.Duration
+	callTimeout time.Duration
+	maxKeys     int
+	hook        func(K, Event)
+
+	mu                 sync.Mutex
+	keys               map[K]*keyState[K]
+	inFlight           int
+	waiters            waitList
+	idleHead, idleTail *keyState[K]
+
+	counters
+}
+
+// NewPartition returns a Partition configured by cfg, or an error that
+// matches ErrInvalidConfig and names every invalid field.
+func NewPartition[K comparable](cfg PartitionConfig[K]) (*Partition[K], error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.PerKey == 0 {
+		share := cfg.Share
+		if share == 0 {
+			share = DefaultShare
+		}
+		cfg.PerKey = max(1, int(math.Ceil(share*float64(cfg.Total))))
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
+	if cfg.MaxKeys == 0 {
+		cfg.MaxKeys = DefaultMaxKeys
+	}
+	return &Partition[K]{
+		total:       cfg.Total,
+		perKey:      cfg.PerKey,
+		maxQueue:    cfg.MaxQueuePerKey,
+		maxWait:     cfg.MaxWait,
+		callTimeout: cfg.CallTimeout,
+		maxKeys:     cfg.MaxKeys,
+		hook:        cfg.Hook,
+		keys:        make(map[K]*keyState[K]),
+	}, nil
+}
+
+// PerKey returns the cap on calls in flight for one key.
+func (p *Partition[K]) PerKey() int { return p.perKey }
+
+// lookupLocked returns key's state, creating it if needed and evicting the
+// least recently used idle key at the bound.
+func (p *Partition[K]) lookupLocked(key K) (*keyState[K], *Refusal) {
+	if ks, ok := p.keys[key]; ok {
+		return ks, nil
+	}
+	if len(p.keys) >= p.maxKeys {
+		victim := p.idleHead
+		if victim == nil {
+			return nil, &Refusal{Reason: ErrTooManyKeys, Key: fmt.Sprint(key), Current: len(p.keys), Limit: p.maxKeys}
+		}
+		p.unlinkIdle(victim)
+		delete(p.keys, victim.key)
+	}
+	ks := &keyState[K]{key: key}
+	ks.name = fmt.Sprint(key)
+	p.keys[key] = ks
+	p.touchLocked(ks)
+	return ks, nil
+}
+
+// touchLocked puts ks at the most recent end of the idle list if it is idle,
+// and takes it out if it is not.
+func (p *Partition[K]) touchLocked(ks *keyState[K]) {
+	if ks.inIdle {
+		p.unlinkIdle(ks)
+	}
+	if !ks.idle() {
+		return
+	}
+	ks.inIdle = true
+	ks.idlePrev = p.idleTail
+	if p.idleTail == nil {
+		p.idleHead = ks
+	} else {
+		p.idleTail.idleNext = ks
+	}
+	p.idleTail = ks
+}
+
+func (p *Partition[K]) unlinkIdle(ks *keyState[K]) {
+	if ks.idlePrev == nil {
+		p.idleHead = ks.idleNext
+	} else {
+		ks.idlePrev.idleNext = ks.idleNext
+	}
+	if ks.idleNext == nil {
+		p.idleTail = ks.idlePrev
+	} else {
+		ks.idleNext.idlePrev = ks.idlePrev
+	}
+	ks.idlePrev, ks.idleNext, ks.inIdle = nil, nil, false
+}
+
+// TryAcquire takes a slot for key if one is free without waiting, and
+// reports whether it did. Refusals are counted but return no error.
+func (p *Partition[K]) TryAcquire(key K) bool {
+	p.mu.Lock()
+	ks, r := p.lookupLocked(key)
+	if r != nil {
+		p.mu.Unlock()
+		p.refuse(key, nil, r)
+		return false
+	}
+	if ks.paused || !p.freeLocked(ks) {
+		reason := ErrQueueFull
+		if ks.paused {
+			reason = ErrPaused
+		}
+		p.mu.Unlock()
+		p.refuse(key, &ks.keyCore, &Refusal{Reason: reason, Key: ks.name})
+		return false
+	}
+	p.admitLocked(ks)
+	p.mu.Unlock()
+	p.admit(key, &ks.keyCore, 0)
+	return true
+}
+
+// freeLocked reports whether a newcomer for ks may take a slot now: both
+// caps have room and nobody of the same key waits ahead of it. (Waiters of
+// other keys can only be waiting for their own key's cap while the total
+// has room, so they are not ahead of it.)
+func (p *Partition[K]) freeLocked(ks *keyState[K]) bool {
+	return ks.inFlight < p.perKey && p.inFlight < p.total && ks.waiting == 0
+}
+
+func (p *Partition[K]) admitLocked(ks *keyState[K]) {
+	ks.inFlight++
+	p.inFlight++
+	p.touchLocked(ks)
+}
+
+// Acquire takes a slot for key, waiting if the key's queue has room. It
+// returns nil once the caller holds a slot (release it with Release(key)),
+// or a *Refusal: ErrTooManyKeys, ErrPaused, ErrQueueFull, ErrWaitTimeout,
+// ErrDeadline, or ctx's error if ctx was cancelled.
+func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
+	p.mu.Lock()
+	ks, r := p.lookupLocked(key)
+	switch {
+	case r != nil:
+	case ctx.Err() != nil:
+		r = ctxRefusal(ctx, 0, ks.name)
+	case ks.paused:
+		r = &Refusal{Reason: ErrPaused, Key: ks.name}
+	case p.freeLocked(ks):
+		p.admitLocked(ks)
+		p.mu.Unlock()
+		p.admit(key, &ks.keyCore, 0)
+		return nil
+	case ks.waiting >= p.maxQueue:
+		r = &Refusal{Reason: ErrQueueFull, Key: ks.name, Current: ks.waiting, Limit: p.maxQueue}
+	}
+	if r != nil {
+		p.mu.Unlock()
+		var core *keyCore
+		if ks != nil {
+			core = &ks.keyCore
+		}
+		return p.refuse(key, core, r)
+	}
+	w := &waiter{ready: make(chan struct{}), enqueued: time.Now(), key: &ks.keyCore}
+	p.waiters.pushBack(w)
+	ks.waiting++
+	p.touchLocked(ks)
+	p.mu.Unlock()
+	p.queued.Add(1)
+	ks.queued.Add(1)
+	p.emit(key, Event{Kind: Queued})
+
+	outcome := w.wait(ctx, p.maxWait)
+	waited := time.Since(w.enqueued)
+	if outcome == waitTimedOut || outcome == waitCtxDone {
+		p.mu.Lock()
+		if w.granted {
+			if outcome == waitTimedOut {
+				outcome = waitGranted
+			} else {
+				p.releaseLocked(ks)
+			}
+		} else {
+			p.waiters.remove(w)
+			ks.waiting--
+			p.touchLocked(ks)
+		}
+		p.mu.Unlock()
+	}
+	switch outcome {
+	case waitGranted:
+		p.admit(key, &ks.keyCore, waited)
+		return nil
+	case waitRefused:
+		return p.refuse(key, &ks.keyCore, &Refusal{Reason: w.refusal, Key: ks.name, Waited: waited})
+	case waitTimedOut:
+		return p.refuse(key, &ks.keyCore, &Refusal{Reason: ErrWaitTimeout, Key: ks.name, Waited: waited, MaxWait: p.maxWait})
+	}
+	return p.refuse(key, &ks.keyCore, ctxRefusal(ctx, waited, ks.name))
+}
+
+// Release returns a slot of key taken by Acquire or TryAcquire, and hands
+// freed capacity to the longest waiters that can use it. Releasing a key
+// with nothing in flight is a caller bug; Release then does nothing.
+func (p *Partition[K]) Release(key K) {
+	p.mu.Lock()
+	if ks, ok := p.keys[key]; ok && ks.inFlight > 0 {
+		p.releaseLocked(ks)
+	}
+	p.mu.Unlock()
+}
+
+func (p *Partition[K]) releaseLocked(ks *keyState[K]) {
+	ks.inFlight--
+	p.inFlight--
+	p.touchLocked(ks)
+	// Grant in arrival order to every waiter whose key has room, while the
+	// pool has room. Waiters of keys at their cap are skipped, not blocking
+	// the others: that is the isolation.
+	for w := p.waiters.head; w != nil && p.inFlight < p.total; {
+		next := w.next
+		if w.key.inFlight < p.perKey {
+			p.waiters.remove(w)
+			w.key.waiting--
+			w.key.inFlight++
+			p.inFlight++
+			w.grant()
+		}
+		w = next
+	}
+}
+
+// Do runs fn in a slot of key: it acquires one (see Acquire for the
+// refusals), calls fn with a context bounded by CallTimeout if one is set,
+// and releases the slot when fn returns or panics.
+func (p *Partition[K]) Do(ctx context.Context, key K, fn func(context.Context) error) error {
+	if err := p.Acquire(ctx, key); err != nil {
+		return err
+	}
+	defer p.Release(key)
+	return callWithTimeout(ctx, p.callTimeout, fn)
+}
+
+// Pause refuses new calls for key with ErrPaused, and refuses its calls
+// already waiting, at once; its calls in flight finish normally. Pausing a
+// key not seen yet creates it (a paused key is never forgotten), which can
+// fail with ErrTooManyKeys.
+func (p *Partition[K]) Pause(key K) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ks, r := p.lookupLocked(key)
+	if r != nil {
+		return r
+	}
+	ks.paused = true
+	for w := p.waiters.head; w != nil; {
+		next := w.next
+		if w.key == &ks.keyCore {
+			p.waiters.remove(w)
+			ks.waiting--
+			w.refuse(ErrPaused)
+		}
+		w = next
+	}
+	p.touchLocked(ks)
+	return nil
+}
+
+// Resume undoes Pause for key. Resuming a key that is not paused does
+// nothing.
+func (p *Partition[K]) Resume(key K) {
+	p.mu.Lock()
+	if ks, ok := p.keys[key]; ok {
+		ks.paused = false
+		p.touchLocked(ks)
+	}
+	p.mu.Unlock()
+}
+
+// Paused reports whether key is paused.
+func (p *Partition[K]) Paused(key K) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ks, ok := p.keys[key]
+	return ok && ks.paused
+}
+
+// Stats returns a snapshot of the whole partition: calls in flight and
+// waiting across keys, and the counters summed over all keys (forgotten
+// keys included).
+func (p *Partition[K]) Stats() Stats {
+	p.mu.Lock()
+	s := Stats{InFlight: p.inFlight, Waiting: p.waiters.len}
+	p.mu.Unlock()
+	p.load(&s)
+	return s
+}
+
+// StatsFor returns a snapshot for one key, and false if the key is not
+// tracked (never used, or forgotten while idle).
+func (p *Partition[K]) StatsFor(key K) (Stats, bool) {
+	p.mu.Lock()
+	ks, ok := p.keys[key]
+	if !ok {
+		p.mu.Unlock()
+		return Stats{}, false
+	}
+	s := Stats{InFlight: ks.inFlight, Waiting: ks.waiting}
+	p.mu.Unlock()
+	ks.load(&s)
+	return s, true
+}
+
+// Keys returns the number of keys tracked.
+func (p *Partition[K]) Keys() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.keys)
+}
+
+func (p *Partition[K]) admit(key K, ks *keyCore, waited time.Duration) {
+	p.admitted.Add(1)
+	ks.admitted.Add(1)
+	p.emit(key, Event{Kind: Admitted, Waited: waited})
+}
+
+func (p *Partition[K]) refuse(key K, ks *keyCore, r *Refusal) error {
+	p.refused(r.Reason)
+	if ks != nil {
+		ks.refused(r.Reason)
+	}
+	p.emit(key, Event{Kind: Refused, Reason: r.Reason, Waited: r.Waited})
+	return r
+}
+
+func (p *Partition[K]) emit(key K, e Event) {
+	if p.hook != nil {
+		p.hook(key, e)
+	}
+}
