@@ -20,7 +20,7 @@ race:
 
 ## demo: run the outage reproductions
 demo:
-	cd examples && $(GO) run ./retrystorm
+	cd examples && $(GO) run ./retrystorm && echo && $(GO) run ./azisolation
 
 ## bench: side-by-side benchmarks against peer libraries (see bench/RESULTS.md)
 bench:
