@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,6 +69,11 @@ func validateWaits(maxWait, callTimeout time.Duration) []error {
 // at that same moment, the slot passes on and is never lost. A Bulkhead is
 // safe for concurrent use; Acquire, TryAcquire and Release do not allocate
 // unless the call has to wait or is refused.
+//
+// While nobody waits and the bulkhead is not paused, admission and release
+// are a single compare-and-swap on one word; the mutex is taken only while
+// calls wait (or the bulkhead is paused), so that the FIFO hand-off stays
+// exact.
 type Bulkhead struct {
 	maxConcurrent int
 	maxQueue      int
@@ -75,12 +81,33 @@ type Bulkhead struct {
 	callTimeout   time.Duration
 	hook          func(Event)
 
-	mu       sync.Mutex
-	inFlight int
-	paused   bool
-	waiters  waitList
+	// state holds the calls in flight in its low bits, and slowBit while
+	// anybody waits or the bulkhead is paused. While slowBit is set, state
+	// changes only under mu; while it is clear, there are no waiters, so a
+	// compare-and-swap may admit or release without the lock.
+	state atomic.Uint64
+
+	mu      sync.Mutex
+	paused  bool
+	waiters waitList
 
 	counters
+}
+
+const (
+	slowBit     = 1 << 63
+	inFlightMax = 1<<32 - 1
+)
+
+func (b *Bulkhead) inFlight() int { return int(b.state.Load() & inFlightMax) }
+
+// syncSlowLocked sets or clears slowBit to match the waiters and the pause.
+func (b *Bulkhead) syncSlowLocked() {
+	if b.paused || b.waiters.len > 0 {
+		b.state.Or(slowBit)
+	} else {
+		b.state.And(^uint64(slowBit))
+	}
 }
 
 // NewBulkhead returns a Bulkhead configured by cfg, or an error that
@@ -105,22 +132,49 @@ func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
 // reports whether it did. It never waits. A refusal is counted (as
 // ErrQueueFull, or ErrPaused) but, to stay allocation-free, returns no error.
 func (b *Bulkhead) TryAcquire() bool {
-	b.mu.Lock()
-	if b.paused || b.inFlight >= b.maxConcurrent || b.waiters.len > 0 {
-		reason := ErrQueueFull
-		if b.paused {
-			reason = ErrPaused
+	for {
+		s := b.state.Load()
+		if s&slowBit == 0 {
+			if int(s&inFlightMax) >= b.maxConcurrent {
+				return b.tryRefused(reasonQueueFull)
+			}
+			if b.state.CompareAndSwap(s, s+1) {
+				b.tryAdmitted()
+				return true
+			}
+			continue
 		}
+		b.mu.Lock()
+		if b.state.Load()&slowBit == 0 {
+			b.mu.Unlock() // the last waiter left meanwhile: try again
+			continue
+		}
+		// slowBit with the lock held: somebody waits, or the bulkhead is
+		// paused. Either way a newcomer may not take a slot.
+		paused := b.paused
 		b.mu.Unlock()
-		b.refused(reason)
-		b.emit(Event{Kind: Refused, Reason: reason})
-		return false
+		if paused {
+			return b.tryRefused(reasonPaused)
+		}
+		return b.tryRefused(reasonQueueFull)
 	}
-	b.inFlight++
-	b.mu.Unlock()
+}
+
+func (b *Bulkhead) tryAdmitted() {
 	b.admitted.Add(1)
 	b.emit(Event{Kind: Admitted})
-	return true
+}
+
+func (b *Bulkhead) tryRefused(idx int) bool {
+	b.shed[idx].Add(1)
+	if b.hook != nil {
+		reason := ErrQueueFull
+		if idx == reasonPaused {
+			reason = ErrPaused
+		}
+		b.hook(Event{Kind: Refused, Reason: reason})
+	}
+	return false
 }
 
 // Acquire takes a slot, waiting for one if the queue has room. It returns
@@ -132,19 +186,33 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return b.refuse(ctxRefusal(ctx, 0, ""))
 	}
+	for {
+		s := b.state.Load()
+		if s&slowBit != 0 || int(s&inFlightMax) >= b.maxConcurrent {
+			break
+		}
+		if b.state.CompareAndSwap(s, s+1) {
+			b.tryAdmitted()
+			return nil
+		}
+	}
 	b.mu.Lock()
+	// From here on state changes only under the lock: fast paths see
+	// slowBit and come here too.
+	b.state.Or(slowBit)
 	switch {
 	case b.paused:
 		b.mu.Unlock()
 		return b.refuse(&Refusal{Reason: ErrPaused})
-	case b.inFlight < b.maxConcurrent && b.waiters.len == 0:
-		b.inFlight++
+	case b.inFlight() < b.maxConcurrent && b.waiters.len == 0:
+		b.state.Add(1)
+		b.syncSlowLocked()
 		b.mu.Unlock()
-		b.admitted.Add(1)
-		b.emit(Event{Kind: Admitted})
+		b.tryAdmitted()
 		return nil
 	case b.waiters.len >= b.maxQueue:
 		n := b.waiters.len
+		b.syncSlowLocked()
 		b.mu.Unlock()
 		return b.refuse(&Refusal{Reason: ErrQueueFull, Current: n, Limit: b.maxQueue})
 	}
@@ -168,6 +236,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 			}
 		} else {
 			b.waiters.remove(w)
+			b.syncSlowLocked()
 		}
 		b.mu.Unlock()
 	}
@@ -188,21 +257,39 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 // longest waiter if there is one. Releasing more slots than were taken is a
 // caller bug; Release then does nothing rather than corrupt the count.
 func (b *Bulkhead) Release() {
+	for {
+		s := b.state.Load()
+		if s&slowBit != 0 {
+			break
+		}
+		if s&inFlightMax == 0 {
+			return
+		}
+		if b.state.CompareAndSwap(s, s-1) {
+			return
+		}
+	}
 	b.mu.Lock()
-	if b.inFlight > 0 {
+	b.state.Or(slowBit) // freeze state while the lock is held
+	if b.inFlight() > 0 {
 		b.releaseLocked()
+	} else {
+		b.syncSlowLocked()
 	}
 	b.mu.Unlock()
 }
 
 // releaseLocked hands the caller's slot to the first waiter, or frees it.
+// The caller holds mu, and the caller's slot is counted in state.
 func (b *Bulkhead) releaseLocked() {
+	b.state.Or(slowBit) // freeze state while the lock is held
 	if w := b.waiters.head; w != nil && !b.paused {
 		b.waiters.remove(w)
 		w.grant()
-		return
+	} else {
+		b.state.Add(^uint64(0)) // minus one
 	}
-	b.inFlight--
+	b.syncSlowLocked()
 }
 
 // Do runs fn in a slot: it acquires one (see Acquire for the refusals),
@@ -231,6 +318,7 @@ func callWithTimeout(ctx context.Context, timeout time.Duration, fn func(context
 func (b *Bulkhead) Pause() {
 	b.mu.Lock()
 	b.paused = true
+	b.state.Or(slowBit)
 	for w := b.waiters.head; w != nil; w = b.waiters.head {
 		b.waiters.remove(w)
 		w.refuse(ErrPaused)
@@ -242,6 +330,7 @@ func (b *Bulkhead) Pause() {
 func (b *Bulkhead) Resume() {
 	b.mu.Lock()
 	b.paused = false
+	b.syncSlowLocked()
 	b.mu.Unlock()
 }
 
@@ -249,7 +338,7 @@ func (b *Bulkhead) Resume() {
 // counters.
 func (b *Bulkhead) Stats() Stats {
 	b.mu.Lock()
-	s := Stats{InFlight: b.inFlight, Waiting: b.waiters.len}
+	s := Stats{InFlight: b.inFlight(), Waiting: b.waiters.len}
 	b.mu.Unlock()
 	b.load(&s)
 	return s

@@ -230,7 +230,7 @@ func TestBulkheadStress(t *testing.T) {
 				if (i+j)%7 == 0 {
 					ctx, cancel = context.WithTimeout(ctx, time.Duration(j%3)*time.Microsecond)
 				}
-				err := b.Do(ctx, func(context.Context) error {
+				work := func(context.Context) error {
 					mu.Lock()
 					inFlight++
 					peak = max(peak, inFlight)
@@ -239,7 +239,17 @@ func TestBulkheadStress(t *testing.T) {
 					inFlight--
 					mu.Unlock()
 					return nil
-				})
+				}
+				var err error
+				if (i+j)%3 == 0 {
+					// The lock-free path races the locked one.
+					if b.TryAcquire() {
+						_ = work(ctx)
+						b.Release()
+					}
+				} else {
+					err = b.Do(ctx, work)
+				}
 				cancel()
 				var r *Refusal
 				if err != nil && !errors.As(err, &r) {
@@ -254,4 +264,5 @@ func TestBulkheadStress(t *testing.T) {
 	assert.Equal(t, 0, s.InFlight, "every slot came back")
 	assert.Equal(t, 0, s.Waiting)
 	assert.Equal(t, int64(32*200), s.Admitted+s.Shed.Total(), "every call ended exactly once")
+	assert.Equal(t, uint64(0), b.state.Load(), "no slot and no slow mode left behind")
 }

@@ -81,7 +81,7 @@ func (l *Limiter) AllowAt(now time.Time) bool {
 		l.admitted.Add(1)
 		return true
 	}
-	l.refused(ErrRateLimited)
+	l.shed[reasonRateLimited].Add(1)
 	return false
 }
 
@@ -162,6 +162,7 @@ type KeyedLimiter[K comparable] struct {
 
 type keyedBucket[K comparable] struct {
 	key      K
+	name     string // the key formatted with %v, for refusals
 	bucket   *rate.Limiter
 	lastUsed time.Time
 }
@@ -189,7 +190,9 @@ func (k *KeyedLimiter[K]) Allow(key K) error { return k.AllowAt(time.Now(), key)
 
 // AllowAt takes a token from key's bucket at now, and returns nil if there
 // was one, or a *Refusal: ErrRateLimited, or ErrTooManyKeys when key is new,
-// the key bound is reached and no key can be forgotten.
+// the key bound is reached and no key can be forgotten. (Unlike
+// Limiter.AllowAt it returns an error, because a refusal has two possible
+// reasons; the admit path does not allocate.)
 func (k *KeyedLimiter[K]) AllowAt(now time.Time, key K) error {
 	k.mu.Lock()
 	b, r := k.lookupLocked(now, key)
@@ -201,8 +204,8 @@ func (k *KeyedLimiter[K]) AllowAt(now time.Time, key K) error {
 	ok := b.bucket.AllowN(now, 1)
 	k.mu.Unlock()
 	if !ok {
-		k.refused(ErrRateLimited)
-		return &Refusal{Reason: ErrRateLimited, Key: fmt.Sprint(key)}
+		k.shed[reasonRateLimited].Add(1)
+		return &Refusal{Reason: ErrRateLimited, Key: b.name}
 	}
 	k.admitted.Add(1)
 	return nil
@@ -224,7 +227,7 @@ func (k *KeyedLimiter[K]) lookupLocked(now time.Time, key K) (*keyedBucket[K], *
 		k.lru.Remove(oldest)
 		delete(k.keys, victim.key)
 	}
-	b := &keyedBucket[K]{key: key, bucket: rate.NewLimiter(rate.Limit(k.cfg.Rate), k.cfg.Burst), lastUsed: now}
+	b := &keyedBucket[K]{key: key, name: fmt.Sprint(key), bucket: rate.NewLimiter(rate.Limit(k.cfg.Rate), k.cfg.Burst), lastUsed: now}
 	k.keys[key] = k.lru.PushBack(b)
 	return b, nil
 }
