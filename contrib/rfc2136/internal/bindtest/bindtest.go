@@ -1,0 +1,279 @@
+// Package bindtest runs a real BIND 9 name server for tests: Debian's
+// named (or the one named by $NAMED_BIN), authoritative for one zone that
+// accepts dynamic updates signed with a fresh TSIG key, listening on a
+// free loopback port, with its configuration, zone and journal in the
+// test's temporary directory. The test owns the process: it is stopped by
+// its PID when the test ends, and the kernel kills it if the test binary
+// dies first. Nothing else is ever signalled.
+//
+// Without a named binary, Start skips the test with a message saying how
+// to install one — unless the environment variable CI is "true", where a
+// missing binary fails the test, so that CI cannot pass by skipping.
+package bindtest
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// DefaultBinary is where Debian's bind9 package installs named.
+const DefaultBinary = "/usr/sbin/named"
+
+// defaultBinary is DefaultBinary, a variable so that tests of this package
+// can pretend it is missing.
+var defaultBinary = DefaultBinary
+
+// readyTimeout bounds the wait for a started named to answer.
+const readyTimeout = 30 * time.Second
+
+// Zone is the zone every Server serves.
+const Zone = "dnsplan.test."
+
+// KeyName is the name of the TSIG key (hmac-sha256) that may update Zone.
+const KeyName = "dnsplan-key."
+
+// Server is a named process owned by one test.
+type Server struct {
+	t       testing.TB
+	dir     string
+	logPath string
+	addr    string
+	secret  string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Binary returns the named binary to use: $NAMED_BIN, else named on
+// $PATH, else DefaultBinary; "" if none exists.
+func Binary() string {
+	if b := os.Getenv("NAMED_BIN"); b != "" {
+		return b
+	}
+	if b, err := exec.LookPath("named"); err == nil {
+		return b
+	}
+	if _, err := os.Stat(defaultBinary); err == nil {
+		return defaultBinary
+	}
+	return ""
+}
+
+// Start starts named on a free loopback port (UDP and TCP), serving Zone
+// with updates allowed for KeyName, and waits until it answers. The
+// server is stopped when the test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin := Binary()
+	if bin == "" {
+		msg := "named binary not found: install it (apt-get install -y bind9) or set NAMED_BIN"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg + " (CI=true: integration tests must not be skipped)")
+		}
+		t.Skip(msg)
+	}
+	dir := t.TempDir()
+	// named runs as root here without -u, but keep the directory open to
+	// any user in case it drops privileges.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatalf("bindtest: %v", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatalf("bindtest: %v", err)
+	}
+	port := freePort(t)
+	s := &Server{
+		t:       t,
+		dir:     dir,
+		logPath: filepath.Join(dir, "named.log"),
+		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		secret:  base64.StdEncoding.EncodeToString(key),
+	}
+	s.writeConfig(port)
+	t.Cleanup(s.Stop)
+	s.start(bin)
+	return s
+}
+
+// freePort finds a port free for both UDP and TCP on 127.0.0.1. It is
+// released before named binds it; another process could take it in
+// between, in which case named fails to start and the test says so.
+func freePort(t testing.TB) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("bindtest: no free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatalf("bindtest: no port free for both UDP and TCP")
+	return 0
+}
+
+func (s *Server) writeConfig(port int) {
+	conf := fmt.Sprintf(`key %q {
+	algorithm hmac-sha256;
+	secret %q;
+};
+options {
+	directory %q;
+	pid-file %q;
+	session-keyfile %q;
+	listen-on port %d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion no;
+	dnssec-validation no;
+	notify no;
+	allow-transfer { none; };
+};
+controls { };
+zone %q {
+	type primary;
+	file "zone.db";
+	allow-update { key %q; };
+};
+`, KeyName, s.secret, s.dir, filepath.Join(s.dir, "named.pid"), filepath.Join(s.dir, "session.key"),
+		port, strings.TrimSuffix(Zone, "."), KeyName)
+	zone := fmt.Sprintf(`$ORIGIN %s
+$TTL 60
+@	IN SOA ns.%s admin.%s 1 60 60 3600 60
+@	IN NS ns.%s
+ns	IN A 127.0.0.1
+`, Zone, Zone, Zone, Zone)
+	for name, body := range map[string]string{"named.conf": conf, "zone.db": zone} {
+		if err := os.WriteFile(filepath.Join(s.dir, name), []byte(body), 0o666); err != nil {
+			s.t.Fatalf("bindtest: %v", err)
+		}
+	}
+}
+
+// Addr returns the server's address, "127.0.0.1:port".
+func (s *Server) Addr() string { return s.addr }
+
+// Secret returns the base64 secret of KeyName.
+func (s *Server) Secret() string { return s.secret }
+
+// PID returns the process id of the running named, or 0.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+func (s *Server) start(bin string) {
+	s.t.Helper()
+	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		s.t.Fatalf("bindtest: %v", err)
+	}
+	defer logFile.Close()
+	// -g: foreground, log to stderr; -n 1: one worker thread, the
+	// machine is shared; -4: IPv4 only.
+	cmd := exec.Command(bin, "-g", "-4", "-n", "1", "-c", filepath.Join(s.dir, "named.conf"))
+	cmd.Dir = s.dir
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("bindtest: starting %s: %v", bin, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+	if err := s.waitReady(done); err != nil {
+		s.t.Fatalf("bindtest: named (pid %d) at %s did not answer: %v\n%s", cmd.Process.Pid, s.addr, err, s.logTail())
+	}
+}
+
+// waitReady polls the zone's SOA until named answers it authoritatively.
+func (s *Server) waitReady(exited <-chan struct{}) error {
+	deadline := time.Now().Add(readyTimeout)
+	c := &dns.Client{Timeout: 500 * time.Millisecond}
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("the process exited")
+		default:
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(Zone, dns.TypeSOA)
+		r, _, err := c.Exchange(m, s.addr)
+		if err == nil && r.Rcode == dns.RcodeSuccess && r.Authoritative {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("SOA answered %s", dns.RcodeToString[r.Rcode])
+		}
+		last = err
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("timed out after %v: %v", readyTimeout, last)
+}
+
+// Stop stops named (SIGTERM, then SIGKILL after ten seconds) by the PID
+// Start recorded, and waits for it to exit. Start registers it as a
+// cleanup; it does nothing if named is not running.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		_ = cmd.Process.Signal(sig)
+		select {
+		case <-done:
+			s.mu.Lock()
+			s.cmd = nil
+			s.mu.Unlock()
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
+	s.t.Errorf("bindtest: named (pid %d) did not exit after SIGKILL", cmd.Process.Pid)
+}
+
+// logTail returns the last lines of named's log, for failure messages.
+func (s *Server) logTail() string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return "named log (last lines):\n" + strings.Join(lines, "\n")
+}

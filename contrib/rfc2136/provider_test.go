@@ -1,0 +1,301 @@
+package rfc2136_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/stormguard/stormguard/contrib/rfc2136"
+	"github.com/stormguard/stormguard/contrib/rfc2136/internal/bindtest"
+	"github.com/stormguard/stormguard/dnsplan"
+	"github.com/stormguard/stormguard/fence"
+	"github.com/stormguard/stormguard/internal/leakcheck"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
+
+var ctx = context.Background()
+
+func newProvider(t testing.TB, s *bindtest.Server) *rfc2136.Provider {
+	t.Helper()
+	p, err := rfc2136.New(rfc2136.Config{Server: s.Addr(), Zone: bindtest.Zone, KeyName: bindtest.KeyName, Secret: s.Secret()})
+	require.NoError(t, err)
+	return p
+}
+
+func tg(ip string, w uint32) dnsplan.Target {
+	return dnsplan.Target{Addr: netip.MustParseAddr(ip), Weight: w}
+}
+
+const api = "api.dnsplan.test"
+
+func TestNewReportsEveryBadField(t *testing.T) {
+	_, err := rfc2136.New(rfc2136.Config{Server: "nohost", Zone: "bad..zone", KeyName: "k", Algorithm: "md5", Timeout: -1, Net: "sctp", MetaPrefix: "a.b", MaxTargets: -1})
+	require.ErrorIs(t, err, rfc2136.ErrInvalidConfig)
+	for _, w := range []string{"Server \"nohost\"", "Zone \"bad..zone\"", "no Config.Secret", "Algorithm", "Timeout -1ns", "Net \"sctp\"", "MetaPrefix \"a.b\"", "MaxTargets -1"} {
+		assert.Contains(t, err.Error(), w)
+	}
+	_, err = rfc2136.New(rfc2136.Config{Server: "127.0.0.1:53", Secret: "x"})
+	assert.ErrorIs(t, err, rfc2136.ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "Zone is empty")
+	assert.Contains(t, err.Error(), "without a Config.KeyName")
+}
+
+// Invalid input is refused before any I/O: the server address is
+// unreachable, so an attempted exchange would fail differently.
+func TestRefusesBeforeIO(t *testing.T) {
+	p, err := rfc2136.New(rfc2136.Config{Server: "192.0.2.1:53", Zone: "example.com", Timeout: time.Millisecond})
+	require.NoError(t, err)
+	err = p.Apply(ctx, "api.example.com", 0, dnsplan.Records{Generation: 1})
+	assert.ErrorIs(t, err, dnsplan.ErrEmptyRecords)
+	err = p.Apply(ctx, "api.other.org", 0, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
+	assert.ErrorIs(t, err, rfc2136.ErrInvalidName)
+	assert.ErrorIs(t, err, dnsplan.ErrInvalidRecords)
+	_, err = p.Read(ctx, "example.com")
+	assert.ErrorIs(t, err, rfc2136.ErrInvalidName, "the apex is not an endpoint")
+}
+
+func TestApplyAndReadRoundTrip(t *testing.T) {
+	s := bindtest.Start(t)
+	p := newProvider(t, s)
+
+	rec, err := p.Read(ctx, api)
+	require.NoError(t, err)
+	assert.Equal(t, dnsplan.Records{}, rec, "never written")
+
+	want := dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.2", 1), tg("10.0.0.1", 3), tg("2001:db8::1", 2)}}
+	require.NoError(t, p.Apply(ctx, api, 0, want))
+	rec, err = p.Read(ctx, api)
+	require.NoError(t, err)
+	dnsplan.SortTargets(want.Targets)
+	assert.Equal(t, want, rec)
+
+	// The server refuses a write conditioned on a generation it does not
+	// have, and nothing of it lands.
+	err = p.Apply(ctx, api, 0, dnsplan.Records{Generation: 9, Targets: []dnsplan.Target{tg("10.9.9.9", 1)}})
+	var stale *fence.StaleError
+	require.ErrorAs(t, err, &stale)
+	assert.Equal(t, fence.Token(1), stale.Have)
+	err = p.Apply(ctx, api, 5, dnsplan.Records{Generation: 9, Targets: []dnsplan.Target{tg("10.9.9.9", 1)}})
+	require.ErrorIs(t, err, fence.ErrStale)
+	rec, _ = p.Read(ctx, api)
+	assert.Equal(t, want, rec)
+
+	// A write conditioned on the current generation replaces everything:
+	// an IPv6 target removed, weights changed.
+	next := dnsplan.Records{Generation: 2, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}}
+	require.NoError(t, p.Apply(ctx, api, 1, next))
+	rec, _ = p.Read(ctx, api)
+	assert.Equal(t, next, rec)
+
+	// What a resolver sees: the addresses, and the generation TXT.
+	m := new(dns.Msg)
+	m.SetQuestion("_dnsplan."+api+".", dns.TypeTXT)
+	r, err := dns.Exchange(m, s.Addr())
+	require.NoError(t, err)
+	require.Len(t, r.Answer, 1)
+	assert.Equal(t, []string{"dnsplan-generation=2"}, r.Answer[0].(*dns.TXT).Txt)
+}
+
+func TestWrongKeyIsRefused(t *testing.T) {
+	s := bindtest.Start(t)
+	p, err := rfc2136.New(rfc2136.Config{Server: s.Addr(), Zone: bindtest.Zone, KeyName: bindtest.KeyName, Secret: "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="})
+	require.NoError(t, err)
+	err = p.Apply(ctx, api, 0, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
+	require.Error(t, err)
+	unsigned, err2 := rfc2136.New(rfc2136.Config{Server: s.Addr(), Zone: bindtest.Zone})
+	require.NoError(t, err2)
+	err2 = unsigned.Apply(ctx, api, 0, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
+	assert.ErrorIs(t, err2, rfc2136.ErrServer)
+	assert.Contains(t, err2.Error(), "REFUSED")
+	rec, _ := newProvider(t, s).Read(ctx, api)
+	assert.Zero(t, rec.Generation)
+}
+
+// TestConcurrentAppliesOneWins: sixteen writers condition on the same
+// generation at once; the server lets exactly one through.
+func TestConcurrentAppliesOneWins(t *testing.T) {
+	s := bindtest.Start(t)
+	p := newProvider(t, s)
+	require.NoError(t, p.Apply(ctx, api, 0, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}}))
+	var wins, stales atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := p.Apply(ctx, api, 1, dnsplan.Records{Generation: fence.Token(2 + i), Targets: []dnsplan.Target{tg(fmt.Sprintf("10.0.1.%d", i+1), 1)}})
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case errors.Is(err, fence.ErrStale):
+				stales.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	assert.EqualValues(t, 1, wins.Load())
+	assert.EqualValues(t, 15, stales.Load())
+}
+
+// The 2025 schedule against the real server, step by step: enactor A
+// reads the endpoint and stalls before its write; B applies a newer plan
+// and cleans up (deleting A's plan); A's write reaches BIND and is refused
+// by the update's prerequisite; A re-reads and writes nothing.
+func TestRace2025OnBind(t *testing.T) {
+	s := bindtest.Start(t)
+	p := newProvider(t, s)
+	store := &dnsplan.MemoryStore{}
+	put := func(g fence.Token, ip string) {
+		require.NoError(t, store.Put(ctx, dnsplan.Plan{Generation: g, Endpoints: map[string][]dnsplan.Target{api: {tg(ip, 1)}}}))
+	}
+	a, _ := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: "A", Retention: 1})
+	b, _ := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: "B", Retention: 1})
+	put(1, "10.0.0.1")
+	a.Deliver(dnsplan.Execute(ctx, a.Next(), store, p)) // load plan 1
+	a.Deliver(dnsplan.Execute(ctx, a.Next(), store, p)) // read: generation 0
+	stalled := a.Next()
+	require.Equal(t, dnsplan.OpApply, stalled.Op)
+	for g := fence.Token(2); g <= 5; g++ {
+		put(g, fmt.Sprintf("10.0.0.%d", g))
+	}
+	st, err := b.Pass(ctx, store, p)
+	require.NoError(t, err)
+	assert.Equal(t, 1, st.Applied)
+	assert.Equal(t, 3, st.Deleted, "plans 1-3, A's among them")
+
+	r := dnsplan.Execute(ctx, stalled, store, p)
+	require.ErrorIs(t, r.Err, fence.ErrStale, "BIND refuses the stale write")
+	a.Deliver(r)
+	for a.Next().Op != dnsplan.OpRest {
+		a.Deliver(dnsplan.Execute(ctx, a.Next(), store, p))
+	}
+	assert.Equal(t, 1, a.LastPass().Newer)
+	rec, err := p.Read(ctx, api)
+	require.NoError(t, err)
+	assert.Equal(t, dnsplan.Records{Generation: 5, Targets: []dnsplan.Target{tg("10.0.0.5", 1)}}, rec)
+}
+
+// delayed injects a random delay before every operation of the provider,
+// so enactors stall between their reads and their writes.
+type delayed struct {
+	dnsplan.Provider
+	mu  sync.Mutex
+	rng *rand.Rand
+	max time.Duration
+}
+
+func (d *delayed) pause() {
+	d.mu.Lock()
+	n := time.Duration(d.rng.Int64N(int64(d.max)))
+	d.mu.Unlock()
+	time.Sleep(n)
+}
+
+func (d *delayed) Read(ctx context.Context, ep string) (dnsplan.Records, error) {
+	d.pause()
+	return d.Provider.Read(ctx, ep)
+}
+
+func (d *delayed) Apply(ctx context.Context, ep string, expect fence.Token, r dnsplan.Records) error {
+	d.pause()
+	return d.Provider.Apply(ctx, ep, expect, r)
+}
+
+// TestThreeEnactorsWithDelaysOnBind: a planner publishes plans while three
+// enactors, each stalling at random before every read and write, apply
+// them to a real BIND; a watcher reads the endpoints all along. No
+// endpoint's generation ever decreases, none is ever empty, the live plan
+// is never deleted, and all converge to the newest plan once the planner
+// stops.
+func TestThreeEnactorsWithDelaysOnBind(t *testing.T) {
+	s := bindtest.Start(t)
+	p := newProvider(t, s)
+	store := &dnsplan.MemoryStore{}
+	endpoints := []string{"api.dnsplan.test", "fips.dnsplan.test", "v6.dnsplan.test"}
+	plan := func(g fence.Token) dnsplan.Plan {
+		pl := dnsplan.Plan{Generation: g, Endpoints: map[string][]dnsplan.Target{}}
+		for j, ep := range endpoints {
+			for k := range 1 + int(g+fence.Token(j))%3 {
+				pl.Endpoints[ep] = append(pl.Endpoints[ep], tg(fmt.Sprintf("10.%d.%d.%d", j, g%200, k+1), uint32(k+1)))
+			}
+		}
+		return pl
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var deleted sync.Map // generations clean-up deleted
+	for i := range 3 {
+		e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: fmt.Sprintf("E%d", i), Retention: 1, Interval: 5 * time.Millisecond,
+			OnEvent: func(ev dnsplan.Event) {
+				if ev.Kind == dnsplan.EventDeleted {
+					deleted.Store(ev.Generation, true)
+				}
+			}})
+		require.NoError(t, err)
+		d := &delayed{Provider: p, rng: rand.New(rand.NewPCG(uint64(i), 7)), max: time.Duration(i*15+1) * time.Millisecond}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = e.Run(runCtx, store, d)
+		}()
+	}
+	maxSeen := map[string]fence.Token{}
+	violations := 0
+	watch := func() {
+		for _, ep := range endpoints {
+			rec, err := p.Read(ctx, ep)
+			if err != nil {
+				t.Errorf("watch %s: %v", ep, err)
+				violations++
+				continue
+			}
+			if rec.Generation < maxSeen[ep] {
+				t.Errorf("%s rolled back from %d to %d", ep, maxSeen[ep], rec.Generation)
+				violations++
+			}
+			maxSeen[ep] = rec.Generation
+			if rec.Generation != 0 && len(rec.Targets) == 0 {
+				t.Errorf("%s is empty at generation %d", ep, rec.Generation)
+				violations++
+			}
+			if _, gone := deleted.Load(rec.Generation); gone && rec.Generation != 0 {
+				t.Errorf("%s serves generation %d, which clean-up deleted", ep, rec.Generation)
+				violations++
+			}
+		}
+	}
+	const plans = 30
+	for g := fence.Token(1); g <= plans; g++ {
+		require.NoError(t, store.Put(ctx, plan(g)))
+		watch()
+		time.Sleep(10 * time.Millisecond)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		watch()
+		done := true
+		for _, ep := range endpoints {
+			rec, _ := p.Read(ctx, ep)
+			done = done && rec.Generation == plans && dnsplan.SameTargets(rec.Targets, plan(plans).Endpoints[ep])
+		}
+		if done || time.Now().After(deadline) || violations > 0 {
+			assert.True(t, done, "converged to plan %d", plans)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+}

@@ -1,0 +1,9 @@
+package dnsplan_test
+
+import (
+	"testing"
+
+	"github.com/stormguard/stormguard/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }

@@ -1,0 +1,342 @@
+package dnsplan
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/stormguard/stormguard/fence"
+)
+
+// Defaults of PlannerConfig.
+const (
+	// DefaultWindow is the velocity-control window.
+	DefaultWindow = 10 * time.Minute
+	// DefaultMaxRemoveFraction is the fraction of an endpoint's capacity
+	// that may be removed within one window.
+	DefaultMaxRemoveFraction = 0.25
+)
+
+// TargetHealth is what a health checker says about one target of an
+// endpoint.
+type TargetHealth struct {
+	// Addr is the target's address (see Target.Addr).
+	Addr netip.Addr
+	// Capacity is the target's weight if it is kept; positive.
+	Capacity uint32
+	// Healthy is the health check's verdict.
+	Healthy bool
+}
+
+// Report is a round of health checks: endpoint name to the health of each
+// of its targets. A target that was in the previous plan and is missing
+// from its endpoint's report counts as unhealthy; an endpoint missing from
+// the report keeps its previous targets.
+type Report map[string][]TargetHealth
+
+// PlannerConfig configures a Planner. The zero value is usable.
+type PlannerConfig struct {
+	// Window is the velocity-control window. Zero means DefaultWindow;
+	// negative is invalid.
+	Window time.Duration
+	// MaxRemoveFraction is the largest fraction of an endpoint's capacity
+	// that plans emitted within one Window may remove, however many health
+	// checks fail: the capacity removed by plans emitted in (t-Window, t]
+	// is at most MaxRemoveFraction times the endpoint's peak capacity over
+	// [t-Window, t]. Removals beyond it are held (the target stays, with
+	// its previous weight) until the window allows them. Zero means
+	// DefaultMaxRemoveFraction; it must be in (0, 1], and NaN is invalid.
+	MaxRemoveFraction float64
+	// Limits bounds the plans emitted (and the reports accepted).
+	Limits Limits
+	// Previous, if not nil, is the plan to continue from (for example the
+	// Store's latest after a restart): the next plan has its generation
+	// plus one and starts from its targets.
+	Previous *Plan
+	// OnEvent, if not nil, receives a PlannerEvent for every removal held
+	// back and every endpoint kept static. It must not block.
+	OnEvent func(PlannerEvent)
+}
+
+// PlannerEventKind says what a PlannerEvent reports.
+type PlannerEventKind uint8
+
+// The kinds of PlannerEvent.
+const (
+	// PlannerHeld: velocity control held back a removal.
+	PlannerHeld PlannerEventKind = iota + 1
+	// PlannerFailStatic: every target of the endpoint looked unhealthy,
+	// so the endpoint kept its previous targets.
+	PlannerFailStatic
+	// PlannerFailOpen: every target of a new endpoint looked unhealthy,
+	// and there was no previous set to keep, so all were planned.
+	PlannerFailOpen
+)
+
+// PlannerEvent reports one decision of a Planner.
+type PlannerEvent struct {
+	Kind       PlannerEventKind
+	Generation fence.Token
+	Endpoint   string
+	// Addr is the target whose removal was held (PlannerHeld).
+	Addr netip.Addr
+	// Removal is the capacity the held removal asked for, and Budget what
+	// was left of the window's budget (PlannerHeld).
+	Removal, Budget uint64
+}
+
+// Planner turns health reports into plans, one generation at a time, with
+// velocity control and fail-static. The pure core is Next, which takes the
+// time as an argument. A Planner is safe for concurrent use, but plans are
+// meant to come from one planner at a time: run a single Planner (elected,
+// if need be), and let the Store refuse a second one's generations.
+type Planner struct {
+	mu     sync.Mutex
+	cfg    PlannerConfig
+	prev   Plan
+	now    time.Time
+	byName map[string]*velocity
+}
+
+// velocity is the recent history of one endpoint.
+type velocity struct {
+	changes []change // oldest first; the first may predate the window
+}
+
+type change struct {
+	at       time.Time
+	capacity uint64 // after the change
+	removed  uint64 // by the change
+}
+
+// NewPlanner returns a Planner, or an error matching ErrInvalidConfig that
+// names every invalid field.
+func NewPlanner(cfg PlannerConfig) (*Planner, error) {
+	var errs []error
+	if cfg.Window < 0 {
+		errs = append(errs, fmt.Errorf("%w: PlannerConfig.Window %v is negative", ErrInvalidConfig, cfg.Window))
+	}
+	if f := cfg.MaxRemoveFraction; math.IsNaN(f) || f < 0 || f > 1 {
+		errs = append(errs, fmt.Errorf("%w: PlannerConfig.MaxRemoveFraction %v is not in (0, 1]", ErrInvalidConfig, f))
+	}
+	if err := cfg.Limits.validate("PlannerConfig"); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Previous != nil {
+		if err := Validate(*cfg.Previous, cfg.Limits); err != nil {
+			errs = append(errs, fmt.Errorf("%w: PlannerConfig.Previous: %w", ErrInvalidConfig, err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.Window == 0 {
+		cfg.Window = DefaultWindow
+	}
+	if cfg.MaxRemoveFraction == 0 {
+		cfg.MaxRemoveFraction = DefaultMaxRemoveFraction
+	}
+	p := &Planner{cfg: cfg, byName: make(map[string]*velocity)}
+	if cfg.Previous != nil {
+		p.prev = cfg.Previous.Clone()
+		p.prev.Normalize()
+		p.cfg.Previous = nil
+	}
+	return p, nil
+}
+
+// Last returns a copy of the last plan emitted (or PlannerConfig.Previous);
+// its Generation is zero if there is none.
+func (p *Planner) Last() Plan {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.prev.Clone()
+}
+
+// validateReport reports every problem of r, each matching
+// ErrInvalidReport.
+func (p *Planner) validateReport(r Report) error {
+	var errs []error
+	if len(r) > p.cfg.Limits.maxEndpoints() {
+		errs = append(errs, fmt.Errorf("%w: %d endpoints, limit %d", ErrInvalidReport, len(r), p.cfg.Limits.maxEndpoints()))
+	}
+	for _, name := range slices.Sorted(maps.Keys(r)) {
+		if len(errs) > maxReported {
+			break
+		}
+		if err := ValidateEndpoint(name); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidReport, err))
+			continue
+		}
+		hs := r[name]
+		ts := make([]Target, len(hs))
+		for i, h := range hs {
+			ts[i] = Target{Addr: h.Addr, Weight: h.Capacity}
+		}
+		errs = append(errs, validateTargets(ErrInvalidReport, name, ts, p.cfg.Limits.maxTargets(), false)...)
+	}
+	return errors.Join(errs...)
+}
+
+// Next returns the next plan, its generation one more than the last, from
+// the report r of the health checks made at now. For each endpoint in r:
+// healthy targets are planned with their capacity as weight; targets that
+// are unhealthy, missing, or report a lower capacity are removed only as
+// far as velocity control allows; if no target of the endpoint is healthy
+// the endpoint keeps its previous targets (fail static), or, if it had
+// none, all reported targets are planned (fail open). Endpoints absent
+// from r keep their previous targets. So no endpoint of a returned plan is
+// ever empty. A now earlier than the previous call's is taken as the
+// previous call's. An invalid report is refused with an error matching
+// ErrInvalidReport, and nothing changes.
+func (p *Planner) Next(now time.Time, r Report) (Plan, error) {
+	if err := p.validateReport(r); err != nil {
+		return Plan{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.prev.Generation == fence.MaxToken {
+		return Plan{}, fmt.Errorf("%w: generation %d is the last", ErrInvalidPlan, uint64(fence.MaxToken))
+	}
+	if now.Before(p.now) {
+		now = p.now
+	}
+	next := Plan{Generation: p.prev.Generation + 1, Endpoints: make(map[string][]Target, max(len(p.prev.Endpoints), len(r)))}
+	for name, ts := range p.prev.Endpoints {
+		if _, reported := r[name]; !reported {
+			next.Endpoints[name] = ts // never mutated: plans are rebuilt, not edited
+		}
+	}
+	type planned struct {
+		name    string
+		ts      []Target
+		removed uint64
+	}
+	var results []planned
+	for _, name := range slices.Sorted(maps.Keys(r)) {
+		ts, removed := p.planEndpoint(now, next.Generation, name, r[name])
+		results = append(results, planned{name, ts, removed})
+	}
+	if len(next.Endpoints)+len(results) > p.cfg.Limits.maxEndpoints() {
+		return Plan{}, fmt.Errorf("%w: the plan would have %d endpoints, limit %d", ErrInvalidReport, len(next.Endpoints)+len(results), p.cfg.Limits.maxEndpoints())
+	}
+	for _, res := range results {
+		next.Endpoints[res.name] = res.ts
+	}
+	if err := Validate(next, p.cfg.Limits); err != nil {
+		return Plan{}, err
+	}
+	for _, res := range results {
+		v := p.byName[res.name]
+		if v == nil {
+			v = &velocity{}
+			p.byName[res.name] = v
+		}
+		v.changes = append(v.changes, change{at: now, capacity: capacity(res.ts), removed: res.removed})
+		v.prune(now, p.cfg.Window)
+	}
+	p.now = now
+	p.prev = next
+	return next.Clone(), nil
+}
+
+// prune drops the changes that no window ending at or after now can see,
+// keeping the last one before the window: it gives the capacity at the
+// window's start.
+func (v *velocity) prune(now time.Time, window time.Duration) {
+	start := now.Add(-window)
+	i := 0
+	for i+1 < len(v.changes) && !v.changes[i+1].at.After(start) {
+		i++
+	}
+	v.changes = v.changes[i:]
+}
+
+// budget returns what may still be removed from an endpoint at now.
+func (p *Planner) budget(name string, now time.Time, current uint64) uint64 {
+	peak, removed := current, uint64(0)
+	if v := p.byName[name]; v != nil {
+		start := now.Add(-p.cfg.Window)
+		for i, c := range v.changes {
+			inWindow := c.at.After(start)
+			// The last change at or before the window's start gives the
+			// capacity the window starts with; older ones are out of it.
+			startsWindow := !inWindow && (i+1 == len(v.changes) || v.changes[i+1].at.After(start))
+			if inWindow || startsWindow {
+				peak = max(peak, c.capacity)
+			}
+			if inWindow {
+				removed += c.removed
+			}
+		}
+	}
+	allowed := uint64(p.cfg.MaxRemoveFraction * float64(peak))
+	if removed >= allowed {
+		return 0
+	}
+	return allowed - removed
+}
+
+// planEndpoint returns an endpoint's next targets and the capacity they
+// remove.
+func (p *Planner) planEndpoint(now time.Time, gen fence.Token, name string, hs []TargetHealth) ([]Target, uint64) {
+	prev := p.prev.Endpoints[name]
+	healthy := make(map[netip.Addr]uint32, len(hs))
+	for _, h := range hs {
+		if h.Healthy {
+			healthy[h.Addr] = h.Capacity
+		}
+	}
+	if len(healthy) == 0 {
+		if len(prev) > 0 {
+			p.emit(PlannerEvent{Kind: PlannerFailStatic, Generation: gen, Endpoint: name})
+			return prev, 0
+		}
+		p.emit(PlannerEvent{Kind: PlannerFailOpen, Generation: gen, Endpoint: name})
+		ts := make([]Target, len(hs))
+		for i, h := range hs {
+			ts[i] = Target{Addr: h.Addr, Weight: h.Capacity}
+		}
+		SortTargets(ts)
+		return ts, 0
+	}
+	budget := p.budget(name, now, capacity(prev))
+	var removed uint64
+	out := make([]Target, 0, len(healthy)+len(prev))
+	// Previous targets in address order: each removal (whole or a lower
+	// weight) is granted while the budget lasts, and held otherwise.
+	for _, t := range prev {
+		w, ok := healthy[t.Addr]
+		if ok && w >= t.Weight {
+			continue // kept with its new weight below
+		}
+		cut := uint64(t.Weight)
+		if ok {
+			cut -= uint64(w)
+		}
+		if cut <= budget {
+			budget -= cut
+			removed += cut
+			continue
+		}
+		p.emit(PlannerEvent{Kind: PlannerHeld, Generation: gen, Endpoint: name, Addr: t.Addr, Removal: cut, Budget: budget})
+		out = append(out, t)
+		delete(healthy, t.Addr)
+	}
+	for addr, w := range healthy {
+		out = append(out, Target{Addr: addr, Weight: w})
+	}
+	SortTargets(out)
+	return out, removed
+}
+
+func (p *Planner) emit(ev PlannerEvent) {
+	if p.cfg.OnEvent != nil {
+		p.cfg.OnEvent(ev)
+	}
+}

@@ -1,0 +1,227 @@
+package dnsplan_test
+
+import (
+	"errors"
+	"math"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/dnsplan"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+)
+
+var t0 = time.Date(2025, 10, 20, 5, 30, 0, 0, time.UTC)
+
+func addr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}) }
+
+func healthy(n int, capacity uint32) []dnsplan.TargetHealth {
+	hs := make([]dnsplan.TargetHealth, n)
+	for i := range hs {
+		hs[i] = dnsplan.TargetHealth{Addr: addr(i + 1), Capacity: capacity, Healthy: true}
+	}
+	return hs
+}
+
+func TestNewPlannerReportsEveryBadField(t *testing.T) {
+	bad := dnsplan.Plan{} // generation 0, no endpoints
+	_, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{
+		Window:            -time.Second,
+		MaxRemoveFraction: math.NaN(),
+		Limits:            dnsplan.Limits{MaxEndpoints: -1, MaxTargets: -2},
+		Previous:          &bad,
+	})
+	require.ErrorIs(t, err, dnsplan.ErrInvalidConfig)
+	for _, want := range []string{"Window -1s", "MaxRemoveFraction NaN", "MaxEndpoints -1", "MaxTargets -2", "Previous", "generation 0"} {
+		assert.Contains(t, err.Error(), want)
+	}
+	for _, f := range []float64{-0.1, 1.5, math.Inf(1)} {
+		_, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{MaxRemoveFraction: f})
+		assert.ErrorIs(t, err, dnsplan.ErrInvalidConfig, "fraction %v", f)
+	}
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{})
+	require.NoError(t, err)
+	assert.Zero(t, p.Last().Generation)
+}
+
+func TestPlannerRefusesBadReports(t *testing.T) {
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{})
+	require.NoError(t, err)
+	for name, r := range map[string]dnsplan.Report{
+		"empty endpoint": {"api": nil},
+		"bad name":       {"a b": healthy(1, 1)},
+		"zero capacity":  {"api": {{Addr: addr(1), Capacity: 0, Healthy: true}}},
+		"duplicate":      {"api": {{Addr: addr(1), Capacity: 1}, {Addr: addr(1), Capacity: 1}}},
+		"no address":     {"api": {{Capacity: 1}}},
+	} {
+		_, err := p.Next(t0, r)
+		assert.ErrorIs(t, err, dnsplan.ErrInvalidReport, name)
+	}
+	assert.Zero(t, p.Last().Generation, "a refused report changes nothing")
+}
+
+// The NLB mechanism of 2025: health checks flap and report most targets
+// unhealthy. Velocity control removes at most MaxRemoveFraction of the
+// capacity per window; fail-static keeps the endpoint when all look bad.
+func TestPlannerVelocityControlAndFailStatic(t *testing.T) {
+	var held, static int
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Window: time.Minute, MaxRemoveFraction: 0.25, OnEvent: func(e dnsplan.PlannerEvent) {
+		switch e.Kind {
+		case dnsplan.PlannerHeld:
+			held++
+		case dnsplan.PlannerFailStatic:
+			static++
+		}
+	}})
+	require.NoError(t, err)
+	plan, err := p.Next(t0, dnsplan.Report{"api": healthy(8, 10)})
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, plan.Generation)
+	assert.EqualValues(t, 80, plan.Capacity("api"))
+
+	flap := healthy(8, 10)
+	for i := 2; i < 8; i++ {
+		flap[i].Healthy = false // six of eight fail
+	}
+	plan, err = p.Next(t0.Add(time.Second), dnsplan.Report{"api": flap})
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, plan.Generation)
+	assert.EqualValues(t, 60, plan.Capacity("api"), "25% of 80 may go: two targets")
+	assert.Equal(t, 4, held)
+
+	plan, err = p.Next(t0.Add(30*time.Second), dnsplan.Report{"api": flap})
+	require.NoError(t, err)
+	assert.EqualValues(t, 60, plan.Capacity("api"), "the window's budget is spent")
+
+	plan, err = p.Next(t0.Add(62*time.Second), dnsplan.Report{"api": flap})
+	require.NoError(t, err)
+	assert.EqualValues(t, 50, plan.Capacity("api"), "a new window: 25% of the peak of 60 is one target")
+
+	all := healthy(8, 10)
+	for i := range all {
+		all[i].Healthy = false
+	}
+	before := plan
+	plan, err = p.Next(t0.Add(time.Hour), dnsplan.Report{"api": all})
+	require.NoError(t, err)
+	assert.Equal(t, before.Endpoints["api"], plan.Endpoints["api"], "fail static")
+	assert.Equal(t, 1, static)
+
+	// Recovery adds capacity at once.
+	plan, err = p.Next(t0.Add(time.Hour+time.Second), dnsplan.Report{"api": healthy(8, 10)})
+	require.NoError(t, err)
+	assert.EqualValues(t, 80, plan.Capacity("api"))
+}
+
+func TestPlannerFailOpenAndUnreported(t *testing.T) {
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{})
+	require.NoError(t, err)
+	sick := healthy(2, 3)
+	sick[0].Healthy, sick[1].Healthy = false, false
+	plan, err := p.Next(t0, dnsplan.Report{"new": sick, "api": healthy(1, 1)})
+	require.NoError(t, err)
+	assert.Len(t, plan.Endpoints["new"], 2, "a new endpoint with no healthy target fails open")
+	plan, err = p.Next(t0.Add(time.Second), dnsplan.Report{"api": healthy(2, 1)})
+	require.NoError(t, err)
+	assert.Len(t, plan.Endpoints["new"], 2, "an unreported endpoint keeps its targets")
+	assert.Len(t, plan.Endpoints["api"], 2)
+}
+
+func TestPlannerResumesFromPrevious(t *testing.T) {
+	prev := dnsplan.Plan{Generation: 41, Endpoints: map[string][]dnsplan.Target{"api": {{Addr: addr(1), Weight: 1}}}}
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Previous: &prev})
+	require.NoError(t, err)
+	plan, err := p.Next(t0, nil)
+	require.NoError(t, err)
+	assert.EqualValues(t, 42, plan.Generation)
+	assert.Equal(t, prev.Endpoints, plan.Endpoints)
+}
+
+// TestVelocityProperty: under any sequence of health reports at any times,
+// for every plan emitted at t the capacity removed from an endpoint by the
+// plans emitted in (t-Window, t] is at most MaxRemoveFraction times the
+// endpoint's peak capacity over [t-Window, t], and no plan has an empty
+// endpoint.
+func TestVelocityProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		window := time.Duration(rapid.IntRange(1, 60).Draw(t, "window")) * time.Second
+		fraction := rapid.Float64Range(0.01, 1).Draw(t, "fraction")
+		p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Window: window, MaxRemoveFraction: fraction})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type emitted struct {
+			at   time.Time
+			plan dnsplan.Plan
+		}
+		var history []emitted
+		now := t0
+		for range rapid.IntRange(1, 40).Draw(t, "rounds") {
+			now = now.Add(time.Duration(rapid.IntRange(0, 30).Draw(t, "dt")) * time.Second)
+			r := dnsplan.Report{}
+			for _, name := range []string{"api", "fips"} {
+				if rapid.IntRange(0, 5).Draw(t, "skip") == 0 {
+					continue
+				}
+				n := rapid.IntRange(1, 6).Draw(t, "targets")
+				for i := range n {
+					r[name] = append(r[name], dnsplan.TargetHealth{
+						Addr:     addr(rapid.IntRange(0, 8).Draw(t, "addr")*8 + i),
+						Capacity: uint32(rapid.IntRange(1, 20).Draw(t, "capacity")),
+						Healthy:  rapid.Bool().Draw(t, "healthy"),
+					})
+				}
+			}
+			plan, err := p.Next(now, r)
+			if errors.Is(err, dnsplan.ErrInvalidReport) ||
+				(len(history) == 0 && errors.Is(err, dnsplan.ErrInvalidPlan)) {
+				continue // duplicate addresses drawn, or nothing to plan yet
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			history = append(history, emitted{now, plan})
+			for name, ts := range plan.Endpoints {
+				if len(ts) == 0 {
+					t.Fatalf("plan %d has an empty endpoint %q", plan.Generation, name)
+				}
+			}
+			for _, name := range []string{"api", "fips"} {
+				start := now.Add(-window)
+				var removed, peak uint64
+				for i, h := range history {
+					inWindow := h.at.After(start)
+					startsWindow := !inWindow && (i+1 == len(history) || history[i+1].at.After(start))
+					if inWindow || startsWindow {
+						peak = max(peak, h.plan.Capacity(name))
+					}
+					if inWindow && i > 0 {
+						removed += removedCapacity(history[i-1].plan.Endpoints[name], h.plan.Endpoints[name])
+					}
+				}
+				if limit := uint64(fraction * float64(peak)); removed > limit {
+					t.Fatalf("%s: %d capacity removed in the window ending at plan %d, limit %d (%.3f of peak %d)",
+						name, removed, plan.Generation, limit, fraction, peak)
+				}
+			}
+		}
+	})
+}
+
+// removedCapacity is the capacity that going from a to b removes: the
+// weight of targets dropped plus the weight lost by targets kept.
+func removedCapacity(a, b []dnsplan.Target) uint64 {
+	now := map[netip.Addr]uint32{}
+	for _, t := range b {
+		now[t.Addr] = t.Weight
+	}
+	var r uint64
+	for _, t := range a {
+		if w := now[t.Addr]; w < t.Weight {
+			r += uint64(t.Weight - w)
+		}
+	}
+	return r
+}

@@ -1,0 +1,79 @@
+package dnsplan
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Execute carries out one Action against store and provider and returns
+// its Result. It is the whole I/O of an Enactor; a simulation may use its
+// own instead (to delay or reorder actions). OpRest does nothing.
+func Execute(ctx context.Context, a Action, store Store, provider Provider) Result {
+	var r Result
+	switch a.Op {
+	case OpLoadLatest:
+		r.Plan, r.Err = store.Latest(ctx)
+	case OpRead:
+		r.Records, r.Err = provider.Read(ctx, a.Endpoint)
+	case OpApply:
+		r.Err = provider.Apply(ctx, a.Endpoint, a.Expect, a.Records)
+	case OpListPlans:
+		r.Generations, r.Err = store.List(ctx)
+	case OpLoadPlan:
+		r.Plan, r.Err = store.Get(ctx, a.Generation)
+	case OpDeletePlan:
+		r.Err = store.Delete(ctx, a.Generation)
+	}
+	return r
+}
+
+// Pass runs the Enactor through one whole pass against store and provider
+// and returns its statistics; the error is the context's if it ended the
+// pass early, and nil otherwise (errors of single endpoints are counted in
+// PassStats and reported through OnEvent). A pass started after an
+// interrupted one starts over from the newest plan.
+func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (PassStats, error) {
+	if store == nil || provider == nil {
+		return PassStats{}, fmt.Errorf("%w: Pass needs a Store and a Provider (store %v, provider %v)", ErrInvalidConfig, store != nil, provider != nil)
+	}
+	if e.pending.Op == OpRest {
+		e.Deliver(Result{})
+	}
+	for e.pending.Op != OpRest {
+		if err := ctx.Err(); err != nil {
+			e.restart()
+			return e.stats, err
+		}
+		e.Deliver(Execute(ctx, e.pending, store, provider))
+	}
+	return e.last, nil
+}
+
+// restart abandons the pass in progress; the next action loads the newest
+// plan again.
+func (e *Enactor) restart() {
+	e.phase = phaseStart
+	e.pending = Action{Op: OpLoadLatest}
+}
+
+// Run runs passes, EnactorConfig.Interval apart, until ctx is done, and
+// returns ctx's error. It starts no goroutine; stop it by cancelling ctx.
+func (e *Enactor) Run(ctx context.Context, store Store, provider Provider) error {
+	if store == nil || provider == nil {
+		return fmt.Errorf("%w: Run needs a Store and a Provider (store %v, provider %v)", ErrInvalidConfig, store != nil, provider != nil)
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if _, err := e.Pass(ctx, store, provider); err != nil {
+			return err
+		}
+		t.Reset(e.cfg.Interval)
+	}
+}
