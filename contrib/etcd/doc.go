@@ -1,7 +1,16 @@
-// Package etcd implements stormguard's fence.Store on etcd v3, the engine to
-// use once the writers that must be fenced off from each other — DNS
-// enactors in three zones, lease holders on many hosts — outgrow one
-// process.
+// Package etcd implements stormguard's fence.Store and lease.Store on etcd
+// v3, the engine to use once the writers that must be fenced off from each
+// other — DNS enactors in three zones, lease holders on many hosts — outgrow
+// one process.
+//
+// LeaseTable is the lease table on etcd: each term is an etcd lease
+// (grant with TTL, keep-alive, revoke) holding the resource's holder record,
+// and each grant is one transaction conditioned on "no live holder record"
+// and "the resource's epoch record is e", which writes the holder and epoch
+// e+1 together. Two processes contending for a resource through etcd get
+// the in-memory table's guarantees: at most one holder with an unexpired
+// lease, and epochs that strictly increase, across etcd restarts (the tests
+// SIGKILL etcd while keepers contend).
 //
 // # Guarantees
 //

@@ -1,0 +1,329 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/stormguard/stormguard/backoff"
+)
+
+// Defaults applied to the zero fields of a KeeperConfig (and of a
+// RecoveryConfig, which schedules renewals the same way).
+const (
+	// DefaultRenewFraction: a lease is renewed once half its TTL has
+	// passed, leaving the other half, less the drift margin, for retries.
+	DefaultRenewFraction = 0.5
+	// DefaultDriftDivisor: the default drift margin is TTL/10.
+	DefaultDriftDivisor = 10
+)
+
+// KeeperConfig configures a Keeper. Store is required; the zero value of
+// every other field means a documented default.
+type KeeperConfig struct {
+	// Store is the lease table the lease came from. Required.
+	Store Store
+	// RenewFraction is the part of the TTL after which the keeper renews:
+	// a term that began at Renewed is renewed at Renewed+RenewFraction·TTL.
+	// Zero means DefaultRenewFraction (0.5). It must be in (0, 1), and
+	// the renewal must fall before the loss deadline Expires−DriftMargin.
+	RenewFraction float64
+	// DriftMargin is how much the holder's clock may fall behind the
+	// Store's over one term: the keeper gives the lease up as lost at
+	// Expires−DriftMargin on its own clock, never later, so it never
+	// believes it holds a lease the Store may already have granted to
+	// another holder. Zero means TTL/DefaultDriftDivisor (a tenth of the
+	// lease's TTL); negative, or TTL or more, is invalid.
+	DriftMargin time.Duration
+	// Retry spaces out the attempts after a failed renewal (its Base, Cap,
+	// Multiplier and Jitter; MaxAttempts and MaxElapsed are not used: the
+	// loss deadline bounds the retries). The zero Policy is backoff's
+	// default: about 100ms, doubling, at most 10s.
+	Retry backoff.Policy
+	// AttemptTimeout bounds each renewal call. Zero means no bound but the
+	// loss deadline, which bounds every call anyway. Negative is invalid.
+	AttemptTimeout time.Duration
+	// ReleaseOnStop releases the lease when the keeper's context ends,
+	// unless it was lost, so that another holder need not wait for it to
+	// expire.
+	ReleaseOnStop bool
+	// OnLost, if not nil, is called once when the lease is lost, with the
+	// *LostError that Err will return, on the keeper's goroutine, before
+	// Lost is closed. It must not block.
+	OnLost func(error)
+	// OnEvent, if not nil, is called on the keeper's goroutine after every
+	// renewal (OpRenew), refused renewal (OpRenew, Refused) and loss
+	// (OpLost). It must not block.
+	OnEvent func(Event)
+}
+
+// drift returns the effective drift margin for a lease of ttl.
+func (c KeeperConfig) drift(ttl time.Duration) time.Duration {
+	if c.DriftMargin == 0 {
+		return ttl / DefaultDriftDivisor
+	}
+	return c.DriftMargin
+}
+
+func (c KeeperConfig) fraction() float64 {
+	if c.RenewFraction == 0 {
+		return DefaultRenewFraction
+	}
+	return c.RenewFraction
+}
+
+// RenewAt returns when a keeper with this configuration renews l:
+// l.Renewed + RenewFraction·l.TTL. It is the pure schedule the Keeper
+// follows.
+func (c KeeperConfig) RenewAt(l Lease) time.Time {
+	return l.Renewed.Add(time.Duration(c.fraction() * float64(l.TTL)))
+}
+
+// LostAt returns when a keeper with this configuration gives l up as lost
+// unless it has been renewed: l.Expires − DriftMargin. The Keeper reports
+// the lease held strictly before this instant and never at or after it.
+func (c KeeperConfig) LostAt(l Lease) time.Time {
+	return l.Expires.Add(-c.drift(l.TTL))
+}
+
+// Validate reports every invalid field of c for keeping a lease of ttl, in
+// one error matching ErrInvalidConfig, or nil.
+func (c KeeperConfig) Validate(ttl time.Duration) error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if c.Store == nil {
+		bad("KeeperConfig.Store is nil")
+	}
+	f := c.RenewFraction
+	if math.IsNaN(f) || f < 0 || f >= 1 {
+		bad("KeeperConfig.RenewFraction %v is outside (0, 1)", f)
+	}
+	d := c.DriftMargin
+	switch {
+	case d < 0:
+		bad("KeeperConfig.DriftMargin %v is negative", d)
+	case ttl > 0 && d >= ttl:
+		bad("KeeperConfig.DriftMargin %v is not below the lease's TTL %v: the lease would be lost before it was granted", d, ttl)
+	case ttl > 0 && f >= 0 && f < 1 && time.Duration(c.fraction()*float64(ttl)) >= ttl-c.drift(ttl):
+		bad("KeeperConfig.RenewFraction %v of TTL %v renews at %v, not before the loss deadline TTL−DriftMargin = %v",
+			c.fraction(), ttl, time.Duration(c.fraction()*float64(ttl)), ttl-c.drift(ttl))
+	}
+	if err := c.Retry.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: KeeperConfig.Retry: %w", ErrInvalidConfig, err))
+	}
+	if c.AttemptTimeout < 0 {
+		bad("KeeperConfig.AttemptTimeout %v is negative", c.AttemptTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// Keeper keeps a lease on the holder's side: it renews it early, retries
+// failed renewals with backoff, and gives it up as lost at Expires minus
+// the drift margin — on its own clock, never later — if no renewal has
+// succeeded by then. It reports the loss through Lost, Err and the OnLost
+// callback. Held answers "may I still act on the lease?" from the clock
+// alone, so it turns false at the loss deadline even if the keeper's
+// goroutine is delayed.
+//
+// A Keeper runs one goroutine, which ends when the lease is lost or the
+// context given to Keep ends; Stop ends it and waits. A Keeper is safe for
+// concurrent use.
+type Keeper struct {
+	cfg    KeeperConfig
+	cancel context.CancelFunc
+	done   chan struct{}
+	lostCh chan struct{}
+
+	mu   sync.Mutex
+	cur  Lease
+	lost bool
+	err  error
+}
+
+// Keep starts keeping l, a lease just granted by cfg.Store, until ctx ends
+// or the lease is lost. It returns an error matching ErrInvalidConfig for a
+// bad configuration (every bad field at once) or ErrInvalidArgument for a
+// bad lease, and starts nothing then. A lease already past its loss
+// deadline is reported lost at once.
+func Keep(ctx context.Context, l Lease, cfg KeeperConfig) (*Keeper, error) {
+	if err := errors.Join(ValidateLease(l), cfg.Validate(l.TTL)); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	k := &Keeper{cfg: cfg, cancel: cancel, done: make(chan struct{}), lostCh: make(chan struct{}), cur: l}
+	go k.run(ctx)
+	return k, nil
+}
+
+// Lease returns the lease as last renewed.
+func (k *Keeper) Lease() Lease {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.cur
+}
+
+// Held reports whether the lease may still be acted on now: the keeper
+// has neither given it up nor been stopped, and the clock is before its
+// loss deadline.
+func (k *Keeper) Held() bool { return k.HeldAt(time.Now()) }
+
+// HeldAt reports whether the lease may still be acted on at now: the
+// keeper has neither given it up nor been stopped, and now is before LostAt
+// of the lease as last renewed.
+func (k *Keeper) HeldAt(now time.Time) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return !k.lost && now.Before(k.cfg.LostAt(k.cur))
+}
+
+// Lost is closed when the lease is lost (not when the keeper is stopped).
+func (k *Keeper) Lost() <-chan struct{} { return k.lostCh }
+
+// Done is closed when the keeper's goroutine has ended: the lease was lost
+// or the context ended.
+func (k *Keeper) Done() <-chan struct{} { return k.done }
+
+// Err returns nil while the keeper runs; after Done, a *LostError (errors.Is
+// ErrLost) if the lease was lost, or the context's error if the keeper was
+// stopped.
+func (k *Keeper) Err() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.err
+}
+
+// Stop ends the keeper (releasing the lease if ReleaseOnStop) and waits for
+// its goroutine to end. It is safe to call more than once.
+func (k *Keeper) Stop() {
+	k.cancel()
+	<-k.done
+}
+
+func (k *Keeper) run(ctx context.Context) {
+	defer close(k.done)
+	defer k.cancel()
+	cur := k.Lease()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	// sleep waits until t; it reports false if ctx ended first.
+	sleep := func(t time.Time) bool {
+		if d := time.Until(t); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				if !timer.Stop() {
+					<-timer.C
+				}
+				return false
+			}
+		}
+		return ctx.Err() == nil
+	}
+	for {
+		lostAt := k.cfg.LostAt(cur)
+		if !sleep(k.cfg.RenewAt(cur)) {
+			k.stopped(ctx, cur, lostAt)
+			return
+		}
+		var (
+			lastErr error
+			prev    time.Duration
+		)
+		for attempt := 1; ; attempt++ {
+			now := time.Now()
+			if !now.Before(lostAt) {
+				k.lose(cur, "not renewed before expiry minus the drift margin", lastErr)
+				return
+			}
+			dl := lostAt
+			if t := k.cfg.AttemptTimeout; t > 0 && now.Add(t).Before(dl) {
+				dl = now.Add(t)
+			}
+			actx, cancel := context.WithDeadline(ctx, dl)
+			next, err := k.cfg.Store.Renew(actx, cur)
+			cancel()
+			if err == nil {
+				if !time.Now().Before(lostAt) {
+					// The renewal landed, but its answer came too late
+					// to know in time: the lease was already given up.
+					k.lose(cur, "renewal answered after expiry minus the drift margin", nil)
+					return
+				}
+				k.mu.Lock()
+				k.cur, cur = next, next
+				k.mu.Unlock()
+				k.emit(Event{Op: OpRenew, Resource: cur.Resource, Holder: cur.Holder, Epoch: cur.Epoch})
+				break
+			}
+			if ctx.Err() != nil {
+				k.stopped(ctx, cur, lostAt)
+				return
+			}
+			k.emit(Event{Op: OpRenew, Resource: cur.Resource, Holder: cur.Holder, Epoch: cur.Epoch, Refused: true})
+			var le *LostError
+			if errors.As(err, &le) {
+				k.lose(cur, le.Reason, err)
+				return
+			}
+			if errors.Is(err, ErrInvalidArgument) {
+				k.lose(cur, "renewal refused as invalid", err)
+				return
+			}
+			lastErr = err
+			d := k.cfg.Retry.Delay(attempt, prev, rand.Float64())
+			prev = d
+			wake := time.Now().Add(d)
+			if wake.After(lostAt) {
+				wake = lostAt
+			}
+			if !sleep(wake) {
+				k.stopped(ctx, cur, lostAt)
+				return
+			}
+		}
+	}
+}
+
+// lose gives cur up as lost and reports it.
+func (k *Keeper) lose(cur Lease, reason string, cause error) {
+	err := &LostError{Resource: cur.Resource, Holder: cur.Holder, Epoch: cur.Epoch, Reason: reason, Cause: cause}
+	var le *LostError
+	if errors.As(cause, &le) {
+		err.Current = le.Current
+	}
+	k.mu.Lock()
+	k.lost, k.err = true, err
+	k.mu.Unlock()
+	k.emit(Event{Op: OpLost, Resource: cur.Resource, Holder: cur.Holder, Epoch: cur.Epoch})
+	if k.cfg.OnLost != nil {
+		k.cfg.OnLost(err)
+	}
+	close(k.lostCh)
+}
+
+// stopped records that ctx ended the keeper, releasing the lease if asked
+// to and it may still be held.
+func (k *Keeper) stopped(ctx context.Context, cur Lease, lostAt time.Time) {
+	k.mu.Lock()
+	k.lost, k.err = true, ctx.Err()
+	k.mu.Unlock()
+	if k.cfg.ReleaseOnStop && time.Now().Before(lostAt) {
+		rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), lostAt)
+		_ = k.cfg.Store.Release(rctx, cur)
+		cancel()
+	}
+}
+
+func (k *Keeper) emit(e Event) {
+	if k.cfg.OnEvent != nil {
+		k.cfg.OnEvent(e)
+	}
+}

@@ -1,0 +1,298 @@
+package lease
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/stormguard/stormguard/fence"
+)
+
+// DefaultMaxResources is the number of resources a Memory table tracks when
+// MemoryConfig.MaxResources is zero.
+const DefaultMaxResources = 1 << 20
+
+// MemoryConfig configures a Memory table. The zero value is usable: at most
+// DefaultMaxResources resources, no hook.
+type MemoryConfig struct {
+	// MaxResources bounds the resources the table tracks, so that a runaway
+	// caller fails with ErrFull instead of exhausting memory. A resource
+	// stays tracked after its lease ends, to keep its newest epoch. Zero
+	// means DefaultMaxResources; negative is invalid.
+	MaxResources int
+	// OnEvent, if not nil, is called after every grant, renewal, release
+	// and expiry, taken or refused, on the caller's goroutine and outside
+	// the table's lock. It must not block; Counters.Observe is a
+	// ready-made hook.
+	OnEvent func(Event)
+}
+
+// Memory is the in-memory lease table, the default Store. Its pure core is
+// GrantAt, RenewAt, ReleaseAt, HolderAt and ExpireAt, which take the time as
+// an argument, so a simulation drives the table with its own clock; Grant,
+// Renew, Release and Get are the Store methods, which read the real clock.
+//
+// Every call checks and writes a resource's record under one mutex, so "no
+// other unexpired lease" is decided atomically with the grant, and a
+// renewal is judged by the record as it is when the renewal lands. Time
+// never goes backwards inside the table: a call whose now is earlier than
+// the latest time the table has seen is judged at that latest time, so a
+// late caller with an old timestamp cannot revive an expired lease or get a
+// grant refused that a later call was given.
+//
+// Guarantees, whatever the sequence of calls:
+//
+//   - at every instant at most one lease per resource is unexpired;
+//   - every grant of a resource carries an epoch strictly greater than
+//     every earlier epoch of that resource (epochs count up from 1 per
+//     resource and are kept after the lease ends);
+//   - a renewal keeps the epoch and never revives a lease that expired,
+//     was released or was superseded.
+//
+// The zero Memory is empty and ready to use with MemoryConfig's defaults.
+// Each call costs one map lookup under the lock; a grant of a new resource
+// allocates its record. A Memory must not be copied after first use.
+type Memory struct {
+	mu      sync.Mutex
+	entries map[string]*record
+	latest  time.Time
+	max     int
+	onEvent func(Event)
+}
+
+type record struct {
+	holder   string // "" when no lease is running
+	released bool   // the last lease was released, not expired
+	epoch    fence.Token
+	ttl      time.Duration
+	renewed  time.Time
+	expires  time.Time
+}
+
+var _ Store = (*Memory)(nil)
+
+// NewMemory returns an empty Memory table configured by cfg, or an error
+// matching ErrInvalidConfig that names every invalid field.
+func NewMemory(cfg MemoryConfig) (*Memory, error) {
+	if cfg.MaxResources < 0 {
+		return nil, fmt.Errorf("%w: MemoryConfig.MaxResources %d is negative", ErrInvalidConfig, cfg.MaxResources)
+	}
+	return &Memory{max: cfg.MaxResources, onEvent: cfg.OnEvent}, nil
+}
+
+// clock returns the time the table judges a call made at now by, and
+// records it. It must be called with m.mu held.
+func (m *Memory) clock(now time.Time) time.Time {
+	if now.Before(m.latest) {
+		return m.latest
+	}
+	m.latest = now
+	return now
+}
+
+// GrantAt grants resource to holder for ttl at time now, with the next
+// epoch of the resource, if no lease on it is unexpired at now. A refusal
+// is a *HeldError naming the current holder; bad input an error matching
+// ErrInvalidArgument; a new resource beyond MaxResources an error matching
+// ErrFull.
+func (m *Memory) GrantAt(now time.Time, resource, holder string, ttl time.Duration) (Lease, error) {
+	if err := ValidateGrant(resource, holder, ttl); err != nil {
+		return Lease{}, err
+	}
+	m.mu.Lock()
+	now = m.clock(now)
+	rec := m.entries[resource]
+	if rec != nil && rec.holder != "" && now.Before(rec.expires) {
+		err := &HeldError{Resource: resource, Holder: rec.holder, Want: holder, Epoch: rec.epoch, Remaining: rec.expires.Sub(now)}
+		m.mu.Unlock()
+		m.observe(OpGrant, resource, holder, err.Epoch, true)
+		return Lease{}, err
+	}
+	if rec == nil {
+		limit := m.max
+		if limit == 0 {
+			limit = DefaultMaxResources
+		}
+		if len(m.entries) >= limit {
+			m.mu.Unlock()
+			return Lease{}, fmt.Errorf("%w: cannot track resource %q: %d resources, limit %d", ErrFull, resource, limit, limit)
+		}
+		if m.entries == nil {
+			m.entries = make(map[string]*record)
+		}
+		rec = &record{}
+		m.entries[resource] = rec
+	}
+	if rec.epoch == fence.MaxToken {
+		m.mu.Unlock()
+		return Lease{}, fmt.Errorf("%w: resource %q has used the last epoch %d", fence.ErrExhausted, resource, uint64(fence.MaxToken))
+	}
+	rec.released = false
+	rec.holder, rec.epoch, rec.ttl, rec.renewed, rec.expires = holder, rec.epoch+1, ttl, now, now.Add(ttl)
+	l := rec.lease(resource)
+	m.mu.Unlock()
+	m.observe(OpGrant, resource, holder, l.Epoch, false)
+	return l, nil
+}
+
+// RenewAt extends l by its TTL from now, keeping its epoch, if l is the
+// resource's unexpired lease at now; otherwise it returns a *LostError
+// saying whether l expired, was released, or was superseded.
+func (m *Memory) RenewAt(now time.Time, l Lease) (Lease, error) {
+	if err := ValidateLease(l); err != nil {
+		return Lease{}, err
+	}
+	m.mu.Lock()
+	now = m.clock(now)
+	rec, err := m.current(now, l)
+	if err != nil {
+		m.mu.Unlock()
+		m.observe(OpRenew, l.Resource, l.Holder, l.Epoch, true)
+		return Lease{}, err
+	}
+	rec.renewed, rec.expires = now, now.Add(rec.ttl)
+	out := rec.lease(l.Resource)
+	m.mu.Unlock()
+	m.observe(OpRenew, l.Resource, l.Holder, l.Epoch, false)
+	return out, nil
+}
+
+// ReleaseAt ends l at now if it is the resource's unexpired lease;
+// otherwise it returns a *LostError. The resource may be granted again at
+// once, with a newer epoch.
+func (m *Memory) ReleaseAt(now time.Time, l Lease) error {
+	if err := ValidateLease(l); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	now = m.clock(now)
+	rec, err := m.current(now, l)
+	if err != nil {
+		m.mu.Unlock()
+		m.observe(OpRelease, l.Resource, l.Holder, l.Epoch, true)
+		return err
+	}
+	rec.holder, rec.released, rec.expires = "", true, now
+	m.mu.Unlock()
+	m.observe(OpRelease, l.Resource, l.Holder, l.Epoch, false)
+	return nil
+}
+
+// HolderAt returns the resource's unexpired lease at now, if any.
+func (m *Memory) HolderAt(now time.Time, resource string) (Lease, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now = m.clock(now)
+	rec := m.entries[resource]
+	if rec == nil || rec.holder == "" || !now.Before(rec.expires) {
+		return Lease{}, false
+	}
+	return rec.lease(resource), true
+}
+
+// Epoch returns the newest epoch ever granted on resource (zero if none).
+func (m *Memory) Epoch(resource string) fence.Token {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rec := m.entries[resource]; rec != nil {
+		return rec.epoch
+	}
+	return 0
+}
+
+// ExpireAt ends every lease that has expired at now, reporting each to the
+// hook as OpExpire, and returns how many it ended. Calling it is never
+// needed for correctness — every call judges expiry itself — but it reports
+// expiries promptly. It scans every resource.
+func (m *Memory) ExpireAt(now time.Time) int {
+	var expired []Event
+	m.mu.Lock()
+	now = m.clock(now)
+	for res, rec := range m.entries {
+		if rec.holder != "" && !now.Before(rec.expires) {
+			if m.onEvent != nil {
+				expired = append(expired, Event{Op: OpExpire, Resource: res, Holder: rec.holder, Epoch: rec.epoch})
+			}
+			rec.holder = ""
+		}
+	}
+	m.mu.Unlock()
+	for _, e := range expired {
+		m.onEvent(e)
+	}
+	return len(expired)
+}
+
+// current returns the record of l if l is its unexpired lease at now, or
+// the *LostError saying why not. It must be called with m.mu held.
+func (m *Memory) current(now time.Time, l Lease) (*record, error) {
+	rec := m.entries[l.Resource]
+	lost := func(reason string) (*record, error) {
+		var cur fence.Token
+		if rec != nil {
+			cur = rec.epoch
+		}
+		return nil, &LostError{Resource: l.Resource, Holder: l.Holder, Epoch: l.Epoch, Current: cur, Reason: reason}
+	}
+	switch {
+	case rec == nil || rec.epoch < l.Epoch:
+		return lost("never granted")
+	case rec.epoch > l.Epoch:
+		return lost("superseded")
+	case rec.holder != l.Holder && rec.holder != "":
+		return lost("held by " + fmt.Sprintf("%q", rec.holder))
+	case rec.holder == "" && rec.released:
+		return lost("released")
+	case rec.holder == "" || !now.Before(rec.expires):
+		return lost("expired")
+	}
+	return rec, nil
+}
+
+func (r *record) lease(resource string) Lease {
+	return Lease{Resource: resource, Holder: r.holder, Epoch: r.epoch, TTL: r.ttl, Renewed: r.renewed, Expires: r.expires}
+}
+
+func (m *Memory) observe(op Op, resource, holder string, epoch fence.Token, refused bool) {
+	if m.onEvent != nil {
+		m.onEvent(Event{Op: op, Resource: resource, Holder: holder, Epoch: epoch, Refused: refused})
+	}
+}
+
+// Grant is GrantAt with the real clock; it fails only as GrantAt does or
+// for a done context.
+func (m *Memory) Grant(ctx context.Context, resource, holder string, ttl time.Duration) (Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return Lease{}, err
+	}
+	return m.GrantAt(time.Now(), resource, holder, ttl)
+}
+
+// Renew is RenewAt with the real clock.
+func (m *Memory) Renew(ctx context.Context, l Lease) (Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return Lease{}, err
+	}
+	return m.RenewAt(time.Now(), l)
+}
+
+// Release is ReleaseAt with the real clock.
+func (m *Memory) Release(ctx context.Context, l Lease) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return m.ReleaseAt(time.Now(), l)
+}
+
+// Get is HolderAt with the real clock, after validating resource.
+func (m *Memory) Get(ctx context.Context, resource string) (Lease, bool, error) {
+	if err := validateResource(resource); err != nil {
+		return Lease{}, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Lease{}, false, err
+	}
+	l, ok := m.HolderAt(time.Now(), resource)
+	return l, ok, nil
+}

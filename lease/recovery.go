@@ -1,0 +1,600 @@
+package lease
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/shed"
+)
+
+// Defaults applied to the zero fields of a RecoveryConfig.
+const (
+	// DefaultCostWeight is the weight of the newest measurement in the
+	// moving average (EWMA) of an attempt's cost.
+	DefaultCostWeight = 0.2
+	// DefaultRecoveryMaxKeys bounds the keys a Recovery tracks when
+	// RecoveryConfig.MaxKeys is zero.
+	DefaultRecoveryMaxKeys = 1 << 24
+)
+
+// ErrTimeout is the cause recorded when an attempt finishes after its
+// deadline: its work is wasted, as the droplet manager's was in 2025.
+var ErrTimeout = errors.New("lease: attempt finished after its deadline")
+
+// AttemptKind says whether an attempt establishes a lease or renews one.
+type AttemptKind uint8
+
+const (
+	// Establish is a new grant: the key has no lease.
+	Establish AttemptKind = iota + 1
+	// Renew renews an established lease before it lapses.
+	Renew
+)
+
+// String returns "establish" or "renew".
+func (k AttemptKind) String() string {
+	switch k {
+	case Establish:
+		return "establish"
+	case Renew:
+		return "renew"
+	}
+	return fmt.Sprintf("AttemptKind(%d)", uint8(k))
+}
+
+// Attempt is one establishment or renewal that the caller must run on a
+// worker, then report with Recovery.Finish.
+type Attempt[K comparable] struct {
+	// Key is the lease to establish or renew (a droplet, say).
+	Key K
+	// Kind says which.
+	Kind AttemptKind
+	// Started is when the Recovery handed the attempt out. A lease's term
+	// is counted from here, the latest instant the request can have been
+	// sent at.
+	Started time.Time
+	// Deadline is when the attempt must have finished: for Establish its
+	// admission plus AttemptTimeout, for Renew the lease's loss deadline
+	// (expiry minus the drift margin). Give the work a context with this
+	// deadline: an attempt that finishes later counts as failed
+	// (ErrTimeout).
+	Deadline time.Time
+}
+
+// RecoveryConfig configures a Recovery. Workers, TTL and AttemptTimeout are
+// required; the zero value of every other field means a documented default.
+type RecoveryConfig struct {
+	// Workers bounds the attempts in flight. It must be in [1, 2^24].
+	Workers int
+	// MaxQueue bounds the attempts admitted and waiting for a worker: the
+	// intake throttle by queue size. Keys beyond it wait in the backlog,
+	// where they cost nothing and time nothing out. Zero means
+	// shed.DefaultMaxQueue (1024).
+	MaxQueue int
+	// TTL is the term of every lease. Required, in (0, MaxTTL].
+	TTL time.Duration
+	// RenewFraction and DriftMargin schedule renewals as for a Keeper: a
+	// lease whose term started at s is renewed from s+RenewFraction·TTL
+	// and counts as lapsed at s+TTL−DriftMargin. Zero means the Keeper's
+	// defaults (0.5 and TTL/10).
+	RenewFraction float64
+	DriftMargin   time.Duration
+	// AttemptTimeout is how long an establishment may take from the moment
+	// it is admitted to the queue until it finishes: the droplet manager's
+	// timeout. Required, positive, at most the TTL.
+	AttemptTimeout time.Duration
+	// InitialCost is the cost assumed for an attempt of either kind until
+	// one has been measured. Zero means AttemptTimeout/10.
+	InitialCost time.Duration
+	// CostWeight is the weight of each new measurement in the moving
+	// average of the cost of each kind of attempt, in (0, 1]. Zero means
+	// DefaultCostWeight (0.2).
+	CostWeight float64
+	// Retry spaces out the establishment attempts of a key after each
+	// failure, and its MaxAttempts bounds them: a key that fails that many
+	// times counts as failed and is not tried again unless Added again.
+	// The zero Policy is backoff's default (about 100ms doubling to 10s,
+	// 5 attempts).
+	Retry backoff.Policy
+	// MaxKeys bounds the keys tracked. Zero means DefaultRecoveryMaxKeys.
+	MaxKeys int
+}
+
+// Validate reports every invalid field of c in one error matching
+// ErrInvalidConfig, or nil.
+func (c RecoveryConfig) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if c.Workers < 1 || c.Workers > 1<<24 {
+		bad("RecoveryConfig.Workers %d is outside [1, 2^24]", c.Workers)
+	}
+	if c.MaxQueue < 0 || c.MaxQueue > 1<<24 {
+		bad("RecoveryConfig.MaxQueue %d is outside [0, 2^24]", c.MaxQueue)
+	}
+	if err := validateTTL(c.TTL); err != nil {
+		bad("RecoveryConfig.TTL %v is not in (0, %v]", c.TTL, MaxTTL)
+	}
+	kc := KeeperConfig{RenewFraction: c.RenewFraction, DriftMargin: c.DriftMargin, Store: (*Memory)(nil)}
+	if err := kc.Validate(max(c.TTL, 0)); err != nil {
+		errs = append(errs, err)
+	}
+	switch {
+	case c.AttemptTimeout <= 0:
+		bad("RecoveryConfig.AttemptTimeout %v is not positive", c.AttemptTimeout)
+	case c.TTL > 0 && c.AttemptTimeout > c.TTL:
+		bad("RecoveryConfig.AttemptTimeout %v is above the TTL %v", c.AttemptTimeout, c.TTL)
+	}
+	if c.InitialCost < 0 {
+		bad("RecoveryConfig.InitialCost %v is negative", c.InitialCost)
+	}
+	if w := c.CostWeight; math.IsNaN(w) || w < 0 || w > 1 {
+		bad("RecoveryConfig.CostWeight %v is outside (0, 1]", w)
+	}
+	if err := c.Retry.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: RecoveryConfig.Retry: %w", ErrInvalidConfig, err))
+	}
+	if c.MaxKeys < 0 {
+		bad("RecoveryConfig.MaxKeys %d is negative", c.MaxKeys)
+	}
+	return errors.Join(errs...)
+}
+
+// Progress is what an operator watches during a recovery.
+type Progress struct {
+	// Established counts keys whose lease is held (and not lapsed).
+	Established int
+	// Pending counts keys still to be established: in the backlog, queued
+	// or being attempted.
+	Pending int
+	// Failed counts keys given up after Retry.MaxAttempts failures.
+	Failed int
+	// InFlight and Queued count attempts running and admitted to the
+	// queue.
+	InFlight, Queued int
+	// Lapsed counts leases lost because no renewal finished in time.
+	Lapsed int64
+	// Attempts counts attempts handed out; Wasted those that failed or
+	// finished after their deadline; Dropped those that were admitted to
+	// the queue but left it without starting — evicted by a renewal, or
+	// unable to finish in time — and went back to the backlog at no cost
+	// but a queue slot.
+	Attempts, Wasted, Dropped int64
+	// Rate is establishments per second over the last second or more.
+	Rate float64
+	// EstablishCost and RenewCost are the measured moving averages.
+	EstablishCost, RenewCost time.Duration
+}
+
+type keyState uint8
+
+const (
+	stBacklog keyState = iota
+	stQueued
+	stRunning
+	stHeld      // established, renewal not yet due
+	stRenewWait // established, renewal queued or waiting to be queued
+	stRenewing
+	stFailed
+)
+
+type entry[K comparable] struct {
+	key      K
+	state    keyState
+	attempts int           // failed establishments in a row
+	prev     time.Duration // previous retry delay
+	lostAt   time.Time     // loss deadline of the held lease
+	due      time.Time     // backlog: not before; held: renew at
+	seq      uint64
+	idx      int // position in the heap it is in, -1 if none
+}
+
+// Recovery re-establishes and keeps a large number of leases without
+// falling into congestive collapse. It is a pure state machine in the
+// manner of go.etcd.io/raft: it reads no clock, owns no goroutine and does
+// no I/O. The caller adds keys, asks for attempts to start (Start), runs
+// each on one of Workers workers, reports each result (Finish), and calls
+// Start again at Wake. A simulation on a virtual clock and a real service
+// drive the same code; Run is that loop on the real clock.
+//
+// It breaks the loop that kept EC2's droplet manager down in 2025, where
+// every attempt queued for longer than its own timeout, failed, and was
+// queued again:
+//
+//   - Bounded work. At most Workers attempts run; at most MaxQueue wait in
+//     a shed.Scheduler in front of them. The rest of the backlog waits
+//     outside, where waiting costs nothing and times nothing out.
+//   - Intake throttled by the queue. An establishment is admitted to the
+//     queue only if the queue is below MaxQueue and the expected wait —
+//     the attempts ahead of it divided among the workers, times the
+//     measured cost — plus its own cost is within half its AttemptTimeout;
+//     the other half is headroom for renewals that overtake it.
+//   - Renewals first. Renewals are shed.Critical and establishments
+//     shed.Normal: a renewal is served before every waiting establishment
+//     and evicts one from a full queue, so held leases do not lapse while
+//     others are being established.
+//   - No attempt that cannot finish. Every attempt carries a deadline and
+//     the moving average (EWMA) of the measured cost of its kind; none is
+//     started unless start+cost is before its deadline. An establishment
+//     that could not start in time returns to the backlog without being
+//     counted as an attempt; a renewal that could not means its lease has
+//     lapsed, and the key returns to the backlog.
+//   - Failures back off. A failed establishment is retried after
+//     Retry's delay, and given up after Retry.MaxAttempts failures.
+//
+// A lease that lapses in the Recovery's view (at its loss deadline) may
+// still be unexpired in the table for the drift margin; an establishment
+// attempt that the table refuses as held (ErrHeld) should report that
+// error, and the key is retried after Retry's delay.
+//
+// A Recovery is not safe for concurrent use. Start and Finish cost
+// O(log n) per key they move for n keys tracked.
+type Recovery[K comparable] struct {
+	cfg     RecoveryConfig
+	retry   backoff.Policy
+	keys    map[K]*entry[K]
+	backlog entryHeap[K]
+	renew   entryHeap[K]
+	sched   *shed.Scheduler[*entry[K]]
+	dropped []shed.Item[*entry[K]]
+	reasons []error
+	seq     uint64
+
+	costE, costR     float64
+	weight           float64
+	held, failed     int
+	lapsed, attempts int64
+	wasted, drops    int64
+	total            int64 // establishments so far
+	rateAt           time.Time
+	rateTotal        int64
+	rate             float64
+	maxKeys          int
+	last             time.Time // the latest time the caller passed
+}
+
+// NewRecovery returns an empty Recovery configured by cfg, or an error
+// matching ErrInvalidConfig that names every invalid field.
+func NewRecovery[K comparable](cfg RecoveryConfig) (*Recovery[K], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = shed.DefaultMaxQueue
+	}
+	if cfg.InitialCost == 0 {
+		cfg.InitialCost = cfg.AttemptTimeout / 10
+	}
+	if cfg.CostWeight == 0 {
+		cfg.CostWeight = DefaultCostWeight
+	}
+	if cfg.MaxKeys == 0 {
+		cfg.MaxKeys = DefaultRecoveryMaxKeys
+	}
+	r := &Recovery[K]{cfg: cfg, keys: make(map[K]*entry[K]), weight: cfg.CostWeight, maxKeys: cfg.MaxKeys,
+		costE: float64(cfg.InitialCost), costR: float64(cfg.InitialCost)}
+	// Deadlines, not queue timeouts, bound the wait: with MaxWait equal to
+	// Target the CoDel control law never engages. (The scheduler bounds
+	// every wait by an hour; an item dropped for that is offered again.)
+	wait := min(max(cfg.TTL, cfg.AttemptTimeout), time.Hour-time.Nanosecond)
+	s, err := shed.NewScheduler(shed.QueueConfig{
+		Workers: cfg.Workers, MaxQueue: cfg.MaxQueue,
+		MaxWait: wait, Target: wait, Interval: wait + time.Nanosecond, DisableLIFO: true,
+	}, func(it shed.Item[*entry[K]], rf shed.Refusal) {
+		r.dropped = append(r.dropped, it)
+		r.reasons = append(r.reasons, rf.Reason)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	r.sched = s
+	return r, nil
+}
+
+// Add puts key in the backlog, to be established from now on. A key that
+// is already tracked is left as it is, unless it failed: it is then tried
+// again from scratch. Beyond MaxKeys, Add returns an error matching
+// ErrFull.
+func (r *Recovery[K]) Add(now time.Time, key K) error {
+	if e, ok := r.keys[key]; ok {
+		if e.state == stFailed {
+			r.failed--
+			e.attempts, e.prev = 0, 0
+			r.toBacklog(e, now)
+		}
+		return nil
+	}
+	if len(r.keys) >= r.maxKeys {
+		return fmt.Errorf("%w: cannot track key %v: %d keys, limit %d", ErrFull, key, len(r.keys), r.maxKeys)
+	}
+	e := &entry[K]{key: key, idx: -1}
+	r.keys[key] = e
+	r.toBacklog(e, now)
+	return nil
+}
+
+// Start applies at time now everything that has become due — renewals to
+// queue, backlog to admit, queued attempts that can no longer finish in
+// time — and appends to out the attempts to start now, each on a free
+// worker. Call it after Add and at Wake.
+func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
+	r.last = laterOf(r.last, now)
+	r.sched.Advance(now)
+	r.settleDrops(now)
+	out = r.queueRenewals(now, out)
+	return r.admit(now, out)
+}
+
+// Finish reports at time now that attempt a ended with err (nil: the lease
+// was established or renewed), and appends to out the attempts to start
+// now: the worker that ran a takes the first of them, if any. An attempt
+// that finishes at or after its Deadline counts as failed (ErrTimeout),
+// whatever err says.
+func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attempt[K]) []Attempt[K] {
+	r.last = laterOf(r.last, now)
+	e := r.keys[a.Key]
+	if e == nil || (e.state != stRunning && e.state != stRenewing) {
+		return out // not an attempt this Recovery handed out
+	}
+	cost := float64(now.Sub(a.Started))
+	if a.Kind == Renew {
+		r.costR += r.weight * (cost - r.costR)
+	} else {
+		r.costE += r.weight * (cost - r.costE)
+	}
+	if err == nil && !now.Before(a.Deadline) {
+		err = ErrTimeout
+	}
+	switch {
+	case err == nil:
+		if a.Kind == Establish {
+			r.total++
+			r.held++
+			e.attempts, e.prev = 0, 0
+		}
+		r.hold(e, a.Started)
+	case a.Kind == Renew:
+		r.wasted++
+		if errors.Is(err, ErrLost) || errors.Is(err, ErrTimeout) || !now.Before(e.lostAt) {
+			r.lapse(e, now)
+		} else {
+			// Try again at once: the loss deadline bounds the retries.
+			e.state, e.due = stRenewWait, now
+			r.push(&r.renew, e)
+		}
+	default:
+		r.wasted++
+		e.attempts++
+		d, gerr := r.cfg.Retry.Next(e.attempts, 0, e.prev, 0.5)
+		e.prev = d
+		if gerr != nil || errors.Is(err, ErrInvalidArgument) {
+			e.state = stFailed
+			r.failed++
+		} else {
+			r.toBacklog(e, now.Add(d))
+		}
+	}
+	r.sched.Advance(now)
+	r.settleDrops(now)
+	out = r.queueRenewals(now, out)
+	// The finished worker takes the next attempt that can still finish in
+	// time, renewals first.
+	for {
+		it, ok := r.sched.Done(now)
+		if !ok {
+			break
+		}
+		e := it.Value
+		if !now.Add(r.cost(e)).Before(it.Deadline) {
+			r.dropped = append(r.dropped, it)
+			r.reasons = append(r.reasons, shed.ErrDeadline)
+			continue
+		}
+		out = r.started(now, it, out)
+		break
+	}
+	r.settleDrops(now)
+	r.updateRate(now)
+	return r.admit(now, out)
+}
+
+// Wake returns the next instant at which Start has something to do if no
+// attempt finishes before it — a renewal falling due, a failed key's retry
+// — and false if there is none. Keys of the backlog that are due but wait
+// for room in the queue need no wake: the Finish that frees the room admits
+// them.
+func (r *Recovery[K]) Wake() (time.Time, bool) {
+	var t time.Time
+	if len(r.renew) > 0 {
+		t = r.renew[0].due
+	}
+	if len(r.backlog) > 0 && r.backlog[0].due.After(r.last) && (t.IsZero() || r.backlog[0].due.Before(t)) {
+		t = r.backlog[0].due
+	}
+	return t, !t.IsZero()
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// Progress returns the counts as of now.
+func (r *Recovery[K]) Progress(now time.Time) Progress {
+	r.updateRate(now)
+	st := r.sched.Stats()
+	return Progress{
+		Established: r.held, Failed: r.failed,
+		Pending:  len(r.keys) - r.held - r.failed,
+		InFlight: st.InFlight, Queued: st.Waiting,
+		Lapsed: r.lapsed, Attempts: r.attempts, Wasted: r.wasted, Dropped: r.drops,
+		Rate:          r.rate,
+		EstablishCost: time.Duration(r.costE), RenewCost: time.Duration(r.costR),
+	}
+}
+
+func (r *Recovery[K]) updateRate(now time.Time) {
+	if r.rateAt.IsZero() {
+		r.rateAt = now
+		return
+	}
+	if d := now.Sub(r.rateAt); d >= time.Second {
+		r.rate = float64(r.total-r.rateTotal) / d.Seconds()
+		r.rateAt, r.rateTotal = now, r.total
+	}
+}
+
+func (r *Recovery[K]) cost(e *entry[K]) time.Duration {
+	if e.state == stRenewWait {
+		return time.Duration(r.costR)
+	}
+	return time.Duration(r.costE)
+}
+
+// hold records a lease term that started at start and schedules its
+// renewal.
+func (r *Recovery[K]) hold(e *entry[K], start time.Time) {
+	kc := KeeperConfig{RenewFraction: r.cfg.RenewFraction, DriftMargin: r.cfg.DriftMargin}
+	l := Lease{TTL: r.cfg.TTL, Renewed: start, Expires: start.Add(r.cfg.TTL)}
+	e.state, e.lostAt, e.due = stHeld, kc.LostAt(l), kc.RenewAt(l)
+	r.push(&r.renew, e)
+}
+
+// lapse records that e's lease was lost, and puts it back in the backlog.
+func (r *Recovery[K]) lapse(e *entry[K], now time.Time) {
+	r.held--
+	r.lapsed++
+	r.toBacklog(e, now)
+}
+
+func (r *Recovery[K]) toBacklog(e *entry[K], due time.Time) {
+	e.state, e.due = stBacklog, due
+	r.push(&r.backlog, e)
+}
+
+func (r *Recovery[K]) push(h *entryHeap[K], e *entry[K]) {
+	r.seq++
+	e.seq = r.seq
+	heap.Push(h, e)
+}
+
+// queueRenewals offers every renewal due at now to the scheduler.
+func (r *Recovery[K]) queueRenewals(now time.Time, out []Attempt[K]) []Attempt[K] {
+	for len(r.renew) > 0 && !r.renew[0].due.After(now) {
+		e := heap.Pop(&r.renew).(*entry[K])
+		if !now.Before(e.lostAt) {
+			r.lapse(e, now)
+			continue
+		}
+		e.state = stRenewWait
+		it := shed.Item[*entry[K]]{Value: e, Priority: shed.Critical, Deadline: e.lostAt, Cost: time.Duration(r.costR)}
+		if kind, _ := r.sched.Push(now, it); kind == shed.Admitted {
+			out = r.started(now, it, out)
+		}
+		r.settleDrops(now)
+	}
+	return out
+}
+
+// admit moves keys from the backlog into the scheduler while the queue has
+// room and the expected wait lets them finish within half their timeout.
+func (r *Recovery[K]) admit(now time.Time, out []Attempt[K]) []Attempt[K] {
+	for len(r.backlog) > 0 && !r.backlog[0].due.After(now) && r.sched.Len() < r.cfg.MaxQueue {
+		ahead := float64(r.sched.Len()+r.sched.InFlight()) / float64(r.cfg.Workers)
+		if r.sched.InFlight() < r.cfg.Workers {
+			ahead = 0
+		}
+		if wait := ahead*r.costE + r.costE; wait > float64(r.cfg.AttemptTimeout)/2 && ahead > 0 {
+			break
+		}
+		e := heap.Pop(&r.backlog).(*entry[K])
+		e.state = stQueued
+		it := shed.Item[*entry[K]]{Value: e, Priority: shed.Normal, Deadline: now.Add(r.cfg.AttemptTimeout), Cost: time.Duration(r.costE)}
+		kind, _ := r.sched.Push(now, it)
+		refused := kind == shed.Refused
+		if kind == shed.Admitted {
+			out = r.started(now, it, out)
+		}
+		r.settleDrops(now)
+		if refused {
+			// Its cost estimate exceeds its timeout: wait a timeout
+			// before trying it again, rather than spin.
+			break
+		}
+	}
+	return out
+}
+
+// started hands out it, which holds a worker from now.
+func (r *Recovery[K]) started(now time.Time, it shed.Item[*entry[K]], out []Attempt[K]) []Attempt[K] {
+	e := it.Value
+	kind := Establish
+	if e.state == stRenewWait {
+		kind, e.state = Renew, stRenewing
+	} else {
+		e.state = stRunning
+	}
+	r.attempts++
+	return append(out, Attempt[K]{Key: e.key, Kind: kind, Started: now, Deadline: it.Deadline})
+}
+
+// settleDrops handles the items the scheduler (or Finish) dropped without
+// starting them.
+func (r *Recovery[K]) settleDrops(now time.Time) {
+	for i, it := range r.dropped {
+		e, reason := it.Value, r.reasons[i]
+		r.drops++
+		switch {
+		case e.state == stRenewWait && (reason == shed.ErrDeadline || !now.Before(e.lostAt)):
+			r.lapse(e, now)
+		case e.state == stRenewWait:
+			// Refused for space by other renewals: offer it again once
+			// a renewal's cost has passed.
+			e.due = now.Add(max(time.Duration(r.costR), time.Microsecond))
+			r.push(&r.renew, e)
+		case reason == shed.ErrDeadline && it.Enqueued.Equal(now):
+			// Refused on arrival: its cost estimate exceeds its timeout.
+			r.toBacklog(e, now.Add(r.cfg.AttemptTimeout))
+		default:
+			// Evicted, or could no longer finish: not an attempt, back to
+			// the backlog.
+			r.toBacklog(e, now)
+		}
+	}
+	r.dropped, r.reasons = r.dropped[:0], r.reasons[:0]
+}
+
+// entryHeap orders entries by due time, then by arrival.
+type entryHeap[K comparable] []*entry[K]
+
+func (h entryHeap[K]) Len() int { return len(h) }
+func (h entryHeap[K]) Less(i, j int) bool {
+	if !h[i].due.Equal(h[j].due) {
+		return h[i].due.Before(h[j].due)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h entryHeap[K]) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *entryHeap[K]) Push(x any) {
+	e := x.(*entry[K])
+	e.idx = len(*h)
+	*h = append(*h, e)
+}
+func (h *entryHeap[K]) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.idx = -1
+	return e
+}
