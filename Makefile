@@ -20,7 +20,7 @@ race:
 
 ## demo: run the outage reproductions
 demo:
-	cd examples && $(GO) run ./retrystorm && echo && $(GO) run ./azisolation && echo && $(GO) run ./dnsrace && echo && $(GO) run ./leasestorm
+	cd examples && $(GO) run ./retrystorm && echo && $(GO) run ./azisolation && echo && $(GO) run ./dnsrace && echo && $(GO) run ./leasestorm && echo && $(GO) run ./ebs2011
 
 ## bench: side-by-side benchmarks against peer libraries (see bench/RESULTS.md)
 bench:

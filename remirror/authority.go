@@ -1,0 +1,113 @@
+package remirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/stormguard/stormguard/fence"
+	"github.com/stormguard/stormguard/shed"
+)
+
+// DefaultAuthorityTimeout bounds one election call when
+// AuthorityConfig.CallTimeout is zero: short, so that a sick zone's calls
+// give their slot back quickly (the 2011 control plane's long timeouts
+// filled its regional thread pool).
+const DefaultAuthorityTimeout = 2 * time.Second
+
+// AuthorityConfig configures an Authority.
+type AuthorityConfig struct {
+	// Store holds one fenced record per volume: the primary's node, written
+	// with the volume's generation as token. Required.
+	Store fence.Store
+	// Total bounds the elections in flight across all zones. Zero means 64.
+	Total int
+	// Share is the fraction of Total one zone may hold. Zero means 0.5.
+	Share float64
+	// CallTimeout bounds each election. Zero means DefaultAuthorityTimeout.
+	CallTimeout time.Duration
+}
+
+// Authority elects primaries for the engines of many zones: the shell that
+// carries out Elect actions. Every election is a compare-and-swap on the
+// volume's record in a fence.Store, from the generation the engine expects
+// to the next one, so two replicas can never both hold the newest
+// generation; and every call goes through a per-zone shed.Partition with a
+// short timeout, so that one zone's storm is refused early (shed.ErrShed)
+// instead of starving the elections of every other zone. An Authority is
+// safe for concurrent use.
+type Authority struct {
+	store     fence.Store
+	partition *shed.Partition[string]
+}
+
+// NewAuthority returns an Authority configured by cfg, or an error matching
+// ErrInvalidSettings that names every bad field.
+func NewAuthority(cfg AuthorityConfig) (*Authority, error) {
+	var errs []error
+	if cfg.Store == nil {
+		errs = append(errs, fmt.Errorf("%w: AuthorityConfig.Store is nil", ErrInvalidSettings))
+	}
+	total := cfg.Total
+	if total == 0 {
+		total = 64
+	}
+	timeout := cfg.CallTimeout
+	if timeout == 0 {
+		timeout = DefaultAuthorityTimeout
+	}
+	p, err := shed.NewPartition(shed.PartitionConfig[string]{Total: total, Share: cfg.Share, CallTimeout: timeout, MaxWait: timeout})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidSettings, err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &Authority{store: cfg.Store, partition: p}, nil
+}
+
+// VolumeKey returns the store key of a volume of a zone's cluster.
+func VolumeKey(zone string, v VolumeID) string {
+	return "remirror/" + zone + "/" + strconv.Itoa(int(v))
+}
+
+// Elect carries out an Elect action of zone's engine and returns the input
+// that answers it: Elected with the new generation, or ElectionFailed
+// (with the authority's generation when it has moved on) and the reason.
+// Electing the node that already holds a newer generation answers Elected
+// with that generation, so a retry after a lost answer converges.
+func (a *Authority) Elect(ctx context.Context, zone string, act Action) (Input, error) {
+	in := Input{Kind: ElectionFailed, Volume: act.Volume, Node: act.From, Attempt: act.Attempt}
+	if act.Kind != Elect {
+		return in, fmt.Errorf("%w: %v action given to the authority", ErrInvalidInput, act.Kind)
+	}
+	key := VolumeKey(zone, act.Volume)
+	value := []byte(strconv.Itoa(int(act.From)))
+	err := a.partition.Do(ctx, zone, func(ctx context.Context) error {
+		if act.Expect == fence.MaxToken {
+			return fmt.Errorf("%w: volume %d's generation is exhausted", fence.ErrExhausted, act.Volume)
+		}
+		err := a.store.CompareAndSwap(ctx, key, act.Expect, value, act.Expect+1)
+		if err == nil {
+			in.Kind, in.Token = Elected, act.Expect+1
+			return nil
+		}
+		var stale *fence.StaleError
+		if !errors.As(err, &stale) {
+			return err
+		}
+		holder, have, lerr := a.store.Load(ctx, key)
+		if lerr != nil {
+			return lerr
+		}
+		if have > act.Expect && string(holder) == string(value) {
+			in.Kind, in.Token = Elected, have
+			return nil
+		}
+		in.Token = have
+		return err
+	})
+	return in, err
+}

@@ -1,0 +1,97 @@
+package remirror
+
+import (
+	"sync"
+	"time"
+
+	"github.com/stormguard/stormguard/fence"
+)
+
+// Concurrent is an Engine that many goroutines may drive at once: every
+// call takes one lock, and returned actions are copies the caller owns. It
+// is the answer to the 2011 race in closing many replication requests
+// concurrently: thousands of goroutines may report the end of their copies
+// at the same instant, some of them twice, and each report is applied
+// exactly once or refused with a typed error (ErrDuplicate), never half
+// applied. The engine itself is meant to be driven from one goroutine per
+// node; use Concurrent where that is not possible.
+type Concurrent struct {
+	mu sync.Mutex
+	e  *Engine
+}
+
+// NewConcurrent returns a Concurrent wrapping a new engine with settings s
+// (see NewEngine).
+func NewConcurrent(s Settings) (*Concurrent, error) {
+	e, err := NewEngine(s, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Concurrent{e: e}, nil
+}
+
+// Step is Engine.Step under the lock; the actions are a fresh slice (nil if
+// there are none).
+func (c *Concurrent) Step(now time.Time, in Input) ([]Action, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	acts, err := c.e.Step(now, in)
+	return clone(acts), err
+}
+
+// Tick is Engine.Tick under the lock; the actions are a fresh slice.
+func (c *Concurrent) Tick(now time.Time) ([]Action, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	acts, err := c.e.Tick(now)
+	return clone(acts), err
+}
+
+// AddNode is Engine.AddNode under the lock.
+func (c *Concurrent) AddNode(capacity int64) (NodeID, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.e.AddNode(capacity)
+}
+
+// AddVolume is Engine.AddVolume under the lock.
+func (c *Concurrent) AddVolume(size int64, primary, secondary NodeID, token fence.Token) (VolumeID, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.e.AddVolume(size, primary, secondary, token)
+}
+
+// Primary is Engine.Primary under the lock.
+func (c *Concurrent) Primary(v VolumeID) (NodeID, fence.Token, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.e.Primary(v)
+}
+
+// VolumeState is Engine.VolumeState under the lock.
+func (c *Concurrent) VolumeState(v VolumeID) (State, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.e.VolumeState(v)
+}
+
+// NextTick is Engine.NextTick under the lock.
+func (c *Concurrent) NextTick() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.e.NextTick()
+}
+
+// Stats is Engine.Stats under the lock.
+func (c *Concurrent) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.e.Stats()
+}
+
+func clone(acts []Action) []Action {
+	if len(acts) == 0 {
+		return nil
+	}
+	return append([]Action(nil), acts...)
+}

@@ -1,0 +1,88 @@
+// Package remirror is a reference re-replication engine for a storage
+// cluster whose volumes are mirrored on two nodes: when a volume loses its
+// mirror, the engine brings it back to two replicas and an elected primary
+// without ever starting a re-mirroring storm.
+//
+// In April 2011 a botched network change isolated many EBS storage nodes at
+// once. Every node that lost its mirror assumed its peer had failed and went
+// looking for free space for a new replica; when the network came back,
+// thousands searched at the same moment, the cluster's free capacity was
+// gone within minutes, and the nodes that found none kept searching without
+// backing off. 13% of the zone's volumes were stuck: a volume serves no I/O
+// until a new primary has been agreed with the control plane. The flood of
+// connection attempts triggered a rare race in closing replication
+// requests, which crashed nodes and put more volumes into the storm; the
+// negotiations with the control plane browned it out for every zone; and,
+// deliberately, failed nodes were not reused until all their replicas were
+// safe, so the lost capacity stayed lost. The postmortem's fixes are the
+// rules this engine follows.
+//
+// # The state machine
+//
+// Each volume goes Healthy → Reconnecting → Searching → Copying → Electing →
+// Healthy:
+//
+//   - Reconnecting. The survivor (the replica that reported the loss) probes
+//     its previous peer, with backoff, for a grace window (10 minutes by
+//     default). A peer that was only cut off comes back without a byte
+//     copied and without a single search: after a network fault the storm
+//     never starts. Reconnecting stays preferred afterwards too: a
+//     searching volume probes its old peer before every search attempt.
+//   - Searching. One search message asks one node for room. Messages are
+//     bounded cluster-wide by a search budget (a token bucket: SearchRate
+//     per second, burst SearchBurst), and go only to nodes the engine's
+//     capacity ledger says have room, are up, are not quarantined and did
+//     not refuse lately (free-space hints), so futile contacts with full
+//     nodes are not made at all. Re-mirrors in flight are bounded per node
+//     and per cluster; each refusal backs off exponentially with jitter.
+//   - Copying. The target has reserved room and the survivor copies to it.
+//     Both old replicas keep their data until the new owner confirms its
+//     copy; only then is the lost peer told to release its replica.
+//   - Electing. The survivor asks the authority to become primary with a
+//     generation newer than the last one (a fence.Token compare-and-swap),
+//     under a bound on the elections outstanding. The engine accepts only a
+//     newer generation and refuses stale or duplicate answers, and no
+//     replica is writable while a volume is stuck, so a volume never has
+//     two writable primaries.
+//
+// # Capacity
+//
+// The engine keeps a ledger of every node's capacity and use. New volumes
+// (AddVolume) may not use a node's recovery reserve (10% by default), so
+// recovery always finds room. A failed node (NodeFailed) is quarantined: no
+// new replica is placed on it, even after it comes back, until every
+// replica it held is safe again (its volume healthy once more, reconnected
+// to it or re-mirrored elsewhere with its replica released) or released by
+// deleting the volume.
+//
+// # Driving the engine
+//
+// Engine is a pure state machine in the manner of go.etcd.io/raft: it owns
+// no goroutine, clock, socket or global state. The driver feeds it inputs
+// with Step (a peer lost, the answer to a probe, a search, a copy or an
+// election, a node failing or coming back, a volume deleted) and timers with
+// Tick, each with the current time, and carries out the Actions returned
+// (probe, query, copy, discard, release, elect). Every request carries an
+// Attempt number; answers must quote it, so a duplicate or late answer is
+// refused with ErrDuplicate and changes nothing. Bad input (an unknown
+// volume or node, a malformed input, an answer never asked for, time going
+// backwards, a stale generation) is refused with a typed error and leaves
+// the engine unchanged. The simulator in package remirror/sim and a real
+// storage node drive the same code. Randomness (jitter, sampling of
+// candidates) comes from a *rand.Rand the driver may seed.
+//
+// Concurrent wraps an engine for drivers that report from many goroutines,
+// and Authority carries out elections on a fence.Store through a per-zone
+// shed.Partition with short timeouts, so that one sick zone cannot starve
+// the authority for the others.
+//
+// # Costs
+//
+// Step and Tick cost O(log n) in the number of armed timers, plus, for a
+// search with hints, O(nodes) when none of eight sampled nodes qualifies;
+// NodeFailed and NodeUp cost O(replicas on the node). Step does not
+// allocate on success once the engine's buffers have grown (about 60ns for
+// a mirror lost, probed back and re-elected; 210ns for a full re-mirror
+// among 1,000 nodes); a refusal allocates its error. A stuck volume costs
+// the driver one timer and at most one outstanding request.
+package remirror

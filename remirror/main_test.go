@@ -1,0 +1,9 @@
+package remirror
+
+import (
+	"testing"
+
+	"github.com/stormguard/stormguard/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
