@@ -15,18 +15,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/internal/proctest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -47,80 +44,35 @@ const healthTimeout = 30 * time.Second
 type Server struct {
 	t         testing.TB
 	bin       string
-	dir       string
 	dataDir   string
-	logPath   string
 	clientURL string
 	peerURL   string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	proc      *proctest.Process
 }
 
 // Binary returns the etcd binary to use: $ETCD_BIN, else etcd on $PATH, else
 // DefaultBinary; "" if none exists.
-func Binary() string {
-	if b := os.Getenv("ETCD_BIN"); b != "" {
-		return b
-	}
-	if b, err := exec.LookPath("etcd"); err == nil {
-		return b
-	}
-	if _, err := os.Stat(defaultBinary); err == nil {
-		return defaultBinary
-	}
-	return ""
-}
+func Binary() string { return proctest.Binary("ETCD_BIN", "etcd", defaultBinary) }
 
 // Start starts a single-member etcd cluster on two free loopback ports
 // (client and peer), with its data directory under t.TempDir(), and waits
 // until it reports healthy. The server is stopped when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := Binary()
-	if bin == "" {
-		msg := "etcd binary not found: install it (apt-get install -y etcd-server) or set ETCD_BIN"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (CI=true: integration tests must not be skipped)")
-		}
-		t.Skip(msg)
-	}
+	bin := proctest.Require(t, "ETCD_BIN", "etcd", defaultBinary, "apt-get install -y etcd-server")
 	dir := t.TempDir()
-	ports := freePorts(t, 2)
+	ports := proctest.FreePorts(t, 2, false)
 	s := &Server{
 		t:         t,
 		bin:       bin,
-		dir:       dir,
 		dataDir:   filepath.Join(dir, "data"),
-		logPath:   filepath.Join(dir, "etcd.log"),
 		clientURL: "http://127.0.0.1:" + strconv.Itoa(ports[0]),
 		peerURL:   "http://127.0.0.1:" + strconv.Itoa(ports[1]),
+		proc:      proctest.NewProcess("etcd", filepath.Join(dir, "etcd.log")),
 	}
 	t.Cleanup(s.Stop)
 	s.start()
 	return s
-}
-
-// freePorts asks the kernel for n distinct free loopback ports. They are
-// released before etcd binds them; another process could take one in
-// between, in which case etcd fails to start and the test says so.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("etcdtest: no free port: %v", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
 }
 
 // Endpoint returns the client URL, e.g. "http://127.0.0.1:40123".
@@ -130,22 +82,10 @@ func (s *Server) Endpoint() string { return s.clientURL }
 func (s *Server) DataDir() string { return s.dataDir }
 
 // PID returns the process id of the running etcd, or 0 if it is not running.
-func (s *Server) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
+func (s *Server) PID() int { return s.proc.PID() }
 
 func (s *Server) start() {
 	s.t.Helper()
-	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		s.t.Fatalf("etcdtest: %v", err)
-	}
-	defer logFile.Close()
 	cmd := exec.Command(s.bin,
 		"--name", "etcdtest",
 		"--data-dir", s.dataDir,
@@ -164,22 +104,12 @@ func (s *Server) start() {
 		"--log-outputs", "stderr",
 		"--log-level", "warn",
 	)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("etcdtest: starting %s: %v", s.bin, err)
+	done, err := s.proc.Start(cmd)
+	if err != nil {
+		s.t.Fatalf("etcdtest: %v", err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
 	if err := s.waitHealthy(done); err != nil {
-		s.t.Fatalf("etcdtest: etcd (pid %d) at %s did not become healthy: %v\n%s", cmd.Process.Pid, s.clientURL, err, s.logTail())
+		s.t.Fatalf("etcdtest: etcd (pid %d) at %s did not become healthy: %v\n%s", s.proc.PID(), s.clientURL, err, s.proc.LogTail())
 	}
 }
 
@@ -209,44 +139,15 @@ func (s *Server) waitHealthy(exited <-chan struct{}) error {
 	return fmt.Errorf("timed out after %v: %v", healthTimeout, last)
 }
 
-// signal sends sig to the process this Server started, if it is running,
-// and waits up to wait for it to exit; it reports whether it exited.
-func (s *Server) signal(sig syscall.Signal, wait time.Duration) bool {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil {
-		return true
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-done:
-		s.mu.Lock()
-		s.cmd = nil
-		s.mu.Unlock()
-		return true
-	case <-time.After(wait):
-		return false
-	}
-}
-
 // Kill kills the server with SIGKILL, as a crash would, and waits for the
 // process to exit. Data that etcd acknowledged is on disk; nothing else is
 // flushed.
-func (s *Server) Kill() {
-	if !s.signal(syscall.SIGKILL, 10*time.Second) {
-		s.t.Errorf("etcdtest: etcd did not exit after SIGKILL")
-	}
-}
+func (s *Server) Kill() { s.proc.Kill(s.t) }
 
 // Stop stops the server gracefully (SIGTERM), or with SIGKILL if it has not
 // exited after ten seconds. It does nothing if the server is not running.
 // Start registers it as a cleanup.
-func (s *Server) Stop() {
-	if !s.signal(syscall.SIGTERM, 10*time.Second) {
-		s.Kill()
-	}
-}
+func (s *Server) Stop() { s.proc.Stop(s.t) }
 
 // Restart starts the server again on the same data directory and ports,
 // after Kill or Stop, and waits until it is healthy.
@@ -281,17 +182,4 @@ func (s *Server) Client(t testing.TB) *clientv3.Client {
 		t.Fatalf("etcdtest: client cannot reach %s: %v", s.clientURL, err)
 	}
 	return c
-}
-
-// logTail returns the last lines of the server's log, for failure messages.
-func (s *Server) logTail() string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 30 {
-		lines = lines[len(lines)-30:]
-	}
-	return "etcd log (last lines):\n" + strings.Join(lines, "\n")
 }

@@ -21,12 +21,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/stormguard/stormguard/internal/proctest"
 )
 
 // DefaultBinary is where Debian's bind9 package installs named.
@@ -47,45 +46,23 @@ const KeyName = "dnsplan-key."
 
 // Server is a named process owned by one test.
 type Server struct {
-	t       testing.TB
-	dir     string
-	logPath string
-	addr    string
-	secret  string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	t      testing.TB
+	dir    string
+	addr   string
+	secret string
+	proc   *proctest.Process
 }
 
 // Binary returns the named binary to use: $NAMED_BIN, else named on
 // $PATH, else DefaultBinary; "" if none exists.
-func Binary() string {
-	if b := os.Getenv("NAMED_BIN"); b != "" {
-		return b
-	}
-	if b, err := exec.LookPath("named"); err == nil {
-		return b
-	}
-	if _, err := os.Stat(defaultBinary); err == nil {
-		return defaultBinary
-	}
-	return ""
-}
+func Binary() string { return proctest.Binary("NAMED_BIN", "named", defaultBinary) }
 
 // Start starts named on a free loopback port (UDP and TCP), serving Zone
 // with updates allowed for KeyName, and waits until it answers. The
 // server is stopped when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := Binary()
-	if bin == "" {
-		msg := "named binary not found: install it (apt-get install -y bind9) or set NAMED_BIN"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (CI=true: integration tests must not be skipped)")
-		}
-		t.Skip(msg)
-	}
+	bin := proctest.Require(t, "NAMED_BIN", "named", defaultBinary, "apt-get install -y bind9")
 	dir := t.TempDir()
 	// named runs as root here without -u, but keep the directory open to
 	// any user in case it drops privileges.
@@ -96,40 +73,18 @@ func Start(t testing.TB) *Server {
 	if _, err := rand.Read(key); err != nil {
 		t.Fatalf("bindtest: %v", err)
 	}
-	port := freePort(t)
+	port := proctest.FreePorts(t, 1, true)[0]
 	s := &Server{
-		t:       t,
-		dir:     dir,
-		logPath: filepath.Join(dir, "named.log"),
-		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		secret:  base64.StdEncoding.EncodeToString(key),
+		t:      t,
+		dir:    dir,
+		addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		secret: base64.StdEncoding.EncodeToString(key),
+		proc:   proctest.NewProcess("named", filepath.Join(dir, "named.log")),
 	}
 	s.writeConfig(port)
 	t.Cleanup(s.Stop)
 	s.start(bin)
 	return s
-}
-
-// freePort finds a port free for both UDP and TCP on 127.0.0.1. It is
-// released before named binds it; another process could take it in
-// between, in which case named fails to start and the test says so.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("bindtest: no free port: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatalf("bindtest: no port free for both UDP and TCP")
-	return 0
 }
 
 func (s *Server) writeConfig(port int) {
@@ -176,42 +131,20 @@ func (s *Server) Addr() string { return s.addr }
 func (s *Server) Secret() string { return s.secret }
 
 // PID returns the process id of the running named, or 0.
-func (s *Server) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
+func (s *Server) PID() int { return s.proc.PID() }
 
 func (s *Server) start(bin string) {
 	s.t.Helper()
-	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		s.t.Fatalf("bindtest: %v", err)
-	}
-	defer logFile.Close()
 	// -g: foreground, log to stderr; -n 1: one worker thread, the
 	// machine is shared; -4: IPv4 only.
 	cmd := exec.Command(bin, "-g", "-4", "-n", "1", "-c", filepath.Join(s.dir, "named.conf"))
 	cmd.Dir = s.dir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("bindtest: starting %s: %v", bin, err)
+	done, err := s.proc.Start(cmd)
+	if err != nil {
+		s.t.Fatalf("bindtest: %v", err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
 	if err := s.waitReady(done); err != nil {
-		s.t.Fatalf("bindtest: named (pid %d) at %s did not answer: %v\n%s", cmd.Process.Pid, s.addr, err, s.logTail())
+		s.t.Fatalf("bindtest: named (pid %d) at %s did not answer: %v\n%s", s.proc.PID(), s.addr, err, s.proc.LogTail())
 	}
 }
 
@@ -244,36 +177,4 @@ func (s *Server) waitReady(exited <-chan struct{}) error {
 // Stop stops named (SIGTERM, then SIGKILL after ten seconds) by the PID
 // Start recorded, and waits for it to exit. Start registers it as a
 // cleanup; it does nothing if named is not running.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
-		_ = cmd.Process.Signal(sig)
-		select {
-		case <-done:
-			s.mu.Lock()
-			s.cmd = nil
-			s.mu.Unlock()
-			return
-		case <-time.After(10 * time.Second):
-		}
-	}
-	s.t.Errorf("bindtest: named (pid %d) did not exit after SIGKILL", cmd.Process.Pid)
-}
-
-// logTail returns the last lines of named's log, for failure messages.
-func (s *Server) logTail() string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 30 {
-		lines = lines[len(lines)-30:]
-	}
-	return "named log (last lines):\n" + strings.Join(lines, "\n")
-}
+func (s *Server) Stop() { s.proc.Stop(s.t) }
