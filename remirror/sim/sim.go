@@ -7,7 +7,8 @@
 //
 // The model, in full:
 //
-//   - Virtual time, an event heap ordered by time then by insertion, no
+//   - Virtual time, events taken in order of time then of insertion (from
+//     a heap, and from FIFOs for the events that follow a fixed delay), no
 //     sleeping and no goroutines. All randomness comes from PCG generators
 //     seeded with Config.Seed: one seed, one result.
 //   - Config.Zones zones, each one cluster of Config.NodesPerZone nodes and
@@ -287,6 +288,7 @@ type event struct {
 	vol     int32
 	attempt uint32
 	req     int32
+	crashes uint32 // node crashes before a search query was sent
 }
 
 type zone struct {
@@ -295,7 +297,10 @@ type zone struct {
 	isolated []bool
 	down     []bool
 	open     []int32 // search requests open at each node
-	holders  []int8  // replicas holding each volume's data
+	// crashed holds the ordinal (1, 2, ...) of each node's latest crash
+	// in the region, 0 if it never crashed.
+	crashed  []uint32
+	holders  []int8 // replicas holding each volume's data
 	zeroLive int
 	queries  int64 // at the start of the minute
 	elects   int64
@@ -320,6 +325,7 @@ type simulation struct {
 	now     int64
 	seq     uint64
 	heap    []event
+	fifos   [numFIFOs]fifo
 	zones   []*zone
 	faulty  bool
 	gens    [][]fence.Token // the authority's generation per volume
@@ -369,6 +375,7 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 		z := &zone{e: e, tickAt: -1,
 			isolated: make([]bool, cfg.NodesPerZone), down: make([]bool, cfg.NodesPerZone),
 			open:    make([]int32, cfg.NodesPerZone),
+			crashed: make([]uint32, cfg.NodesPerZone),
 			holders: make([]int8, cfg.VolumesPerZone)}
 		used := make([]int64, cfg.NodesPerZone)
 		for range cfg.NodesPerZone {
@@ -423,9 +430,9 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 	s.push(event{at: int64(time.Minute), kind: evMinute})
 	s.lastBad = -1
 	end := int64(cfg.Duration)
-	for len(s.heap) > 0 {
-		ev := s.pop()
-		if ev.at > end {
+	for {
+		ev, ok := s.next()
+		if !ok || ev.at > end {
 			break
 		}
 		s.now = ev.at
@@ -523,8 +530,9 @@ func (s *simulation) crash(zi int, n remirror.NodeID) {
 	z := s.zones[zi]
 	z.down[n] = true
 	s.crashes++
+	z.crashed[n] = uint32(s.crashes)
 	s.step(zi, remirror.Input{Kind: remirror.NodeFailed, Node: n})
-	s.push(event{at: s.now + int64(s.cfg.RestartAfter), kind: evRestart, zone: uint8(zi), node: int32(n)})
+	s.later(fifoRestart, event{at: s.now + int64(s.cfg.RestartAfter), kind: evRestart, zone: uint8(zi), node: int32(n)})
 }
 
 // step feeds one input to a zone's engine. Refusals are expected (a late
@@ -543,10 +551,10 @@ func (s *simulation) carry(zi int, acts []remirror.Action, err error) {
 		switch a.Kind {
 		case remirror.Probe:
 			ok := s.reachable(z, a.From) && s.reachable(z, a.To)
-			s.push(event{at: s.now + int64(s.cfg.Latency), kind: evAnswer, zone: uint8(zi), input: remirror.ProbeResult, ok: ok, vol: int32(a.Volume), node: int32(a.To), attempt: a.Attempt})
+			s.later(fifoLatency, event{at: s.now + int64(s.cfg.Latency), kind: evAnswer, zone: uint8(zi), input: remirror.ProbeResult, ok: ok, vol: int32(a.Volume), node: int32(a.To), attempt: a.Attempt})
 		case remirror.Query:
 			z.open[a.From]++
-			s.push(event{at: s.now + int64(s.cfg.Latency), kind: evAnswer, zone: uint8(zi), input: remirror.SearchResult, vol: int32(a.Volume), node: int32(a.To), attempt: a.Attempt, req: int32(a.From)})
+			s.later(fifoLatency, event{at: s.now + int64(s.cfg.Latency), kind: evAnswer, zone: uint8(zi), input: remirror.SearchResult, vol: int32(a.Volume), node: int32(a.To), attempt: a.Attempt, req: int32(a.From), crashes: uint32(s.crashes)})
 		case remirror.Copy:
 			d := int64(float64(s.cfg.CopyTime) * (0.5 + s.rng.Float64()))
 			s.push(event{at: s.now + d, kind: evAnswer, zone: uint8(zi), input: remirror.CopyResult, vol: int32(a.Volume), node: int32(a.To), attempt: a.Attempt, req: int32(a.From)})
@@ -583,7 +591,14 @@ func (s *simulation) answer(ev event) {
 			s.carry(zi, acts, err)
 			return
 		}
-		s.step(zi, in)
+		// If either end crashed while the query was out, the engine
+		// abandoned the query then (NodeFailed aborts the re-mirrors from
+		// and to the node) and would refuse this answer as a duplicate,
+		// changing nothing: skip the call and the error it would build.
+		// In the naive storm most answers are such late ones.
+		if z.crashed[from] <= ev.crashes && z.crashed[in.Node] <= ev.crashes {
+			s.step(zi, in)
+		}
 		// Closing the search request while others are open: the 2011 race.
 		open := z.open[from]
 		z.open[from]--
@@ -601,7 +616,7 @@ func (s *simulation) elect(zi int, a remirror.Action) {
 	if s.part != nil {
 		if !s.part.TryAcquire(zi) {
 			// Shed at once: the engine backs off.
-			s.push(event{at: s.now + int64(s.cfg.Latency), kind: evAnswer, zone: uint8(zi), input: remirror.ElectionFailed, vol: int32(a.Volume), attempt: a.Attempt})
+			s.later(fifoLatency, event{at: s.now + int64(s.cfg.Latency), kind: evAnswer, zone: uint8(zi), input: remirror.ElectionFailed, vol: int32(a.Volume), attempt: a.Attempt})
 			return
 		}
 		r.holdsSlot = true
@@ -609,10 +624,10 @@ func (s *simulation) elect(zi int, a remirror.Action) {
 	r.refs = 2
 	id := s.allocReq(r)
 	s.queue = append(s.queue, id)
-	s.push(event{at: r.deadline, kind: evElectTimeout, req: id})
+	s.later(fifoTimeout, event{at: r.deadline, kind: evElectTimeout, req: id})
 	if !s.serving {
 		s.serving = true
-		s.push(event{at: s.now + s.serviceTime(), kind: evAuthServe})
+		s.later(fifoServe, event{at: s.now + s.serviceTime(), kind: evAuthServe})
 	}
 }
 
@@ -641,7 +656,7 @@ func (s *simulation) serve() {
 		}
 		if !r.answered {
 			r.refs++
-			s.push(event{at: s.now + int64(s.cfg.Latency), kind: evElectReply, req: id, ok: ok, attempt: uint32(tok)})
+			s.later(fifoLatency, event{at: s.now + int64(s.cfg.Latency), kind: evElectReply, req: id, ok: ok, attempt: uint32(tok)})
 		}
 		s.unref(id)
 		break
@@ -651,7 +666,7 @@ func (s *simulation) serve() {
 		s.qhead = 0
 	}
 	if s.qhead < len(s.queue) {
-		s.push(event{at: s.now + s.serviceTime(), kind: evAuthServe})
+		s.later(fifoServe, event{at: s.now + s.serviceTime(), kind: evAuthServe})
 	} else {
 		s.serving = false
 	}
@@ -740,6 +755,85 @@ func (s *simulation) finish() {
 		// The first minute after lastBad is the first clean sample.
 		s.res.HealthyAfter = time.Duration(s.lastBad + int64(time.Minute) - healed)
 	}
+}
+
+// The events that come a fixed delay after the moment they are scheduled
+// (a message's answer, an election's timeout, a crashed node's restart, the
+// authority's next service) are scheduled in time order, so each kind is
+// kept in a FIFO instead of the heap; next merges the FIFOs and the heap
+// by time then insertion, the order a single heap gives. In the naive
+// storm nearly every event is a search answer, and a FIFO costs it O(1)
+// with sequential memory access instead of a heap's O(log n) cache misses.
+const (
+	fifoLatency = iota
+	fifoTimeout
+	fifoRestart
+	fifoServe
+	numFIFOs
+)
+
+// fifo is a ring buffer of events in (at, seq) order.
+type fifo struct {
+	buf        []event // len is zero or a power of two
+	head, size int
+}
+
+func (q *fifo) push(ev event) {
+	if q.size == len(q.buf) {
+		grown := make([]event, max(64, 2*len(q.buf)))
+		for i := range q.size {
+			grown[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
+		}
+		q.buf, q.head = grown, 0
+	}
+	q.buf[(q.head+q.size)&(len(q.buf)-1)] = ev
+	q.size++
+}
+
+func (q *fifo) front() *event { return &q.buf[q.head] }
+
+func (q *fifo) back() *event { return &q.buf[(q.head+q.size-1)&(len(q.buf)-1)] }
+
+func (q *fifo) pop() event {
+	ev := q.buf[q.head]
+	q.head = (q.head + 1) & (len(q.buf) - 1)
+	q.size--
+	return ev
+}
+
+// later schedules ev in FIFO q, or in the heap if it would come before
+// the last event of q (which a fixed delay never does).
+func (s *simulation) later(q int, ev event) {
+	f := &s.fifos[q]
+	if f.size > 0 && ev.at < f.back().at {
+		s.push(ev)
+		return
+	}
+	s.seq++
+	ev.seq = s.seq
+	f.push(ev)
+}
+
+// next removes and returns the earliest event, and false if none is left.
+func (s *simulation) next() (event, bool) {
+	var best *event
+	from := -1
+	if len(s.heap) > 0 {
+		best = &s.heap[0]
+	}
+	for i := range s.fifos {
+		f := &s.fifos[i]
+		if f.size > 0 && (best == nil || less(f.front(), best)) {
+			best, from = f.front(), i
+		}
+	}
+	switch {
+	case best == nil:
+		return event{}, false
+	case from < 0:
+		return s.pop(), true
+	}
+	return s.fifos[from].pop(), true
 }
 
 func (s *simulation) push(ev event) {
