@@ -34,6 +34,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/stormguard/stormguard/examples/internal/textfmt"
 	"github.com/stormguard/stormguard/internal/leasesim"
 )
 
@@ -148,7 +149,7 @@ func parseFlags(args []string, stderr io.Writer) (leasesim.Scenario, float64, er
 func report(w io.Writer, s leasesim.Scenario, mult float64, naive, rec []leasesim.Sample, prog progressLike) {
 	ideal := s.Ideal()
 	fmt.Fprintf(w, "leasestorm: %s droplet leases lapsed at once, re-established by %d workers (seed %d, simulated time)\n\n",
-		group(int64(s.Droplets)), s.Workers, s.Seed)
+		textfmt.Group(int64(s.Droplets)), s.Workers, s.Seed)
 	var b strings.Builder
 	fmt.Fprintf(&b, "Establishing a lease takes about %v and renewing one %v (±20%%); leases last %v and are renewed after half of it; an establishment fails if it has not finished %v after it was queued. The ideal time, N·cost/workers, is %v, longer than the lease term: ",
 		s.Cost, s.RenewCost, s.TTL, s.Timeout, ideal)
@@ -158,7 +159,7 @@ func report(w io.Writer, s leasesim.Scenario, mult float64, naive, rec []leasesi
 		b.WriteString("no — it is shorter here, so there is no storm to see. ")
 	}
 	b.WriteString("Naive: one FIFO queue, every attempt started when it reaches the front, a timed-out attempt queued again at the back, renewals at the back too (DWFM, 2025). Recovery: lease.Recovery, with renewals first, intake throttled by the queue, and no attempt started that cannot finish in time.")
-	wrap(w, b.String())
+	textfmt.Wrap(w, 80, b.String())
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 0, ' ', tabwriter.AlignRight)
@@ -177,9 +178,9 @@ func report(w io.Writer, s leasesim.Scenario, mult float64, naive, rec []leasesi
 		r := "-\t  -\t  -\t  -"
 		if i < len(rec) {
 			x := rec[i]
-			r = fmt.Sprintf("%s\t  %s\t  %s\t  %s", pct(x.Leased, s.Droplets), group(rOK), group(rWasted), group(int64(x.Pending)))
+			r = fmt.Sprintf("%s\t  %s\t  %s\t  %s", pct(x.Leased, s.Droplets), textfmt.Group(rOK), textfmt.Group(rWasted), textfmt.Group(int64(x.Pending)))
 		}
-		fmt.Fprintf(tw, "%s\t  %s\t  %s\t  %s\t  %s\t\n", secs(n.At), pct(n.Leased, s.Droplets), group(nOK), group(nWasted), r)
+		fmt.Fprintf(tw, "%s\t  %s\t  %s\t  %s\t  %s\t\n", textfmt.Secs(n.At), pct(n.Leased, s.Droplets), textfmt.Group(nOK), textfmt.Group(nWasted), r)
 		nOK, nWasted, rOK, rWasted = 0, 0, 0, 0
 	}
 	tw.Flush()
@@ -203,14 +204,14 @@ func report(w io.Writer, s leasesim.Scenario, mult float64, naive, rec []leasesi
 	}
 	b.Reset()
 	fmt.Fprintf(&b, "After %s× the ideal time (%s) naive has %s of droplets leased; recovery has %s after 1.5× (%s)",
-		num(mult), secs(time.Duration(mult*float64(ideal))), pct(at(naive, time.Duration(mult*float64(ideal))), s.Droplets),
-		pct(at(rec, ideal*3/2), s.Droplets), secs(ideal*3/2))
+		num(mult), textfmt.Secs(time.Duration(mult*float64(ideal))), pct(at(naive, time.Duration(mult*float64(ideal))), s.Droplets),
+		pct(at(rec, ideal*3/2), s.Droplets), textfmt.Secs(ideal*3/2))
 	if full >= 0 {
-		fmt.Fprintf(&b, " and all of them by %s", secs(full))
+		fmt.Fprintf(&b, " and all of them by %s", textfmt.Secs(full))
 	}
-	fmt.Fprintf(&b, ", with %s leases lapsed and %s attempts timed out. ", group(prog.Lapsed), group(prog.Wasted))
+	fmt.Fprintf(&b, ", with %s leases lapsed and %s attempts timed out. ", textfmt.Group(prog.Lapsed), textfmt.Group(prog.Wasted))
 	b.WriteString("Ok and timed out count the attempts (establishments and renewals) that finished since the previous row; pending counts droplets recovery has still to establish. Naive's workers never idle: after the first attempts, every one of them waited in the queue longer than its timeout.")
-	wrap(w, b.String())
+	textfmt.Wrap(w, 80, b.String())
 }
 
 // progressLike is the part of lease.Progress the report prints.
@@ -222,44 +223,4 @@ func pct(n, of int) string {
 	return strconv.FormatFloat(100*float64(n)/float64(of), 'f', 1, 64) + "%"
 }
 
-// secs formats d in seconds, as briefly as it can.
-func secs(d time.Duration) string {
-	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
-}
-
 func num(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
-
-// group formats n with commas between groups of three digits.
-func group(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	var b strings.Builder
-	if n < 0 {
-		b.WriteByte('-')
-		s = s[1:]
-	}
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
-// wrap prints text as a paragraph of lines of at most 80 columns.
-func wrap(w io.Writer, text string) {
-	line := 0
-	for i, word := range strings.Fields(text) {
-		n := len([]rune(word))
-		if i > 0 && line+1+n > 80 {
-			fmt.Fprintln(w)
-			line = 0
-		} else if i > 0 {
-			fmt.Fprint(w, " ")
-			line++
-		}
-		fmt.Fprint(w, word)
-		line += n
-	}
-	fmt.Fprintln(w)
-}

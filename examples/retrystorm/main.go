@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/examples/internal/textfmt"
 	"github.com/stormguard/stormguard/examples/retrystorm/sim"
 )
 
@@ -150,10 +151,10 @@ func report(w io.Writer, cfg sim.Config, attempts int, results []sim.Result) {
 	faultEnd := cfg.FaultStart + cfg.Fault
 
 	fmt.Fprintf(w, "retrystorm: %s clients retry through a %s outage (seed %d, simulated time)\n\n",
-		group(int64(cfg.Clients)), secs(cfg.Fault), cfg.Seed)
+		textfmt.Group(int64(cfg.Clients)), textfmt.Secs(cfg.Fault), cfg.Seed)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s clients each start %s requests a second (%s calls per %v tick is normal load). ",
-		group(int64(cfg.Clients)), num(cfg.Rate), num(normal), cfg.Tick)
+		textfmt.Group(int64(cfg.Clients)), num(cfg.Rate), num(normal), cfg.Tick)
 	if cfg.RefuseCost > 0 {
 		fmt.Fprintf(&b, "The server can do %s× normal load, and refusing a call costs it %s of serving one: past %s× it serves fewer calls the more it gets, and none past %s×. ",
 			num(cfg.Capacity), num(cfg.RefuseCost), num(cfg.Capacity), num(cfg.Capacity/cfg.RefuseCost))
@@ -161,17 +162,17 @@ func report(w io.Writer, cfg sim.Config, attempts int, results []sim.Result) {
 		fmt.Fprintf(&b, "The server can do %s× normal load, and refusing a call costs it nothing. ", num(cfg.Capacity))
 	}
 	if cfg.Fault > 0 {
-		fmt.Fprintf(&b, "From %s to %s it refuses every call", secs(cfg.FaultStart), secs(faultEnd))
+		fmt.Fprintf(&b, "From %s to %s it refuses every call", textfmt.Secs(cfg.FaultStart), textfmt.Secs(faultEnd))
 		if cfg.Sessions {
 			fmt.Fprintf(&b, "; at %s every client also reopens a lost session, all in one tick (%s× normal load)",
-				secs(cfg.FaultStart), num(1+float64(cfg.Clients)/normal))
+				textfmt.Secs(cfg.FaultStart), num(1+float64(cfg.Clients)/normal))
 		}
 		b.WriteString(". ")
 	} else {
 		b.WriteString("There is no fault. ")
 	}
-	fmt.Fprintf(&b, "Every strategy makes at most %d calls per request. The run ends %s after the fault.", attempts, secs(cfg.After))
-	wrap(w, b.String())
+	fmt.Fprintf(&b, "Every strategy makes at most %d calls per request. The run ends %s after the fault.", attempts, textfmt.Secs(cfg.After))
+	textfmt.Wrap(w, 80, b.String())
 	fmt.Fprintln(w)
 
 	// Right-aligned numbers; names padded to one width stay left-aligned.
@@ -184,12 +185,12 @@ func report(w io.Writer, cfg sim.Config, attempts int, results []sim.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 0, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-*s\t  calls\t  peak load\t  calls in fault\t  failed requests\t  drain\t\n", width, "strategy")
 	for _, r := range results {
-		drain := "> " + secs(cfg.After)
+		drain := "> " + textfmt.Secs(cfg.After)
 		if r.Drained {
 			drain = fmt.Sprintf("%.2fs", r.Drain.Seconds())
 		}
 		fmt.Fprintf(tw, "%-*s\t  %s\t  %.1f×\t  %s\t  %s\t  %s\t\n", width, r.Strategy,
-			group(r.Calls), r.PeakLoad, group(r.FaultCalls), group(r.Failed), drain)
+			textfmt.Group(r.Calls), r.PeakLoad, textfmt.Group(r.FaultCalls), textfmt.Group(r.Failed), drain)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -197,15 +198,15 @@ func report(w io.Writer, cfg sim.Config, attempts int, results []sim.Result) {
 	fixed, exp := sim.Strategies(attempts)[1].Policy, sim.Strategies(attempts)[2].Policy
 	b.Reset()
 	fmt.Fprintf(&b, "immediate retries on the next tick; fixed 1s waits %s between calls (%s in all); exponential waits %s, doubling up to %s (%s in all); full jitter waits a random part of each of those (%s in all on average); + budget also drops the retries that the client's backoff.Budget refuses (it allows %s of the client's requests plus %s a second). ",
-		secs(fixed.Envelope(1)), secs(totalWait(fixed, attempts)), secs(exp.Envelope(1)), secs(exp.Envelope(math.MaxInt)),
-		secs(totalWait(exp, attempts)), secs(totalWait(exp, attempts)/2),
+		textfmt.Secs(fixed.Envelope(1)), textfmt.Secs(totalWait(fixed, attempts)), textfmt.Secs(exp.Envelope(1)), textfmt.Secs(exp.Envelope(math.MaxInt)),
+		textfmt.Secs(totalWait(exp, attempts)), textfmt.Secs(totalWait(exp, attempts)/2),
 		percent(backoff.DefaultBudgetRatio), num(backoff.DefaultMinRetriesPerSecond))
 	b.WriteString("Calls: every call, retries included. Peak load: the busiest tick ÷ normal load. ")
 	if cfg.Fault > 0 {
-		fmt.Fprintf(&b, "Calls in fault: all refused; %s were first calls, which no strategy can avoid. ", group(first.FaultRequests))
+		fmt.Fprintf(&b, "Calls in fault: all refused; %s were first calls, which no strategy can avoid. ", textfmt.Group(first.FaultRequests))
 	}
-	fmt.Fprintf(&b, "Failed requests: gave up, of %s. ", group(first.Requests))
-	level := fmt.Sprintf("at most %s requests wait to retry", group(first.DrainLevel))
+	fmt.Fprintf(&b, "Failed requests: gave up, of %s. ", textfmt.Group(first.Requests))
+	level := fmt.Sprintf("at most %s requests wait to retry", textfmt.Group(first.DrainLevel))
 	for _, r := range results {
 		if r.DrainLevel != first.DrainLevel {
 			// Before the fault, overload made some strategies retry.
@@ -213,14 +214,9 @@ func report(w io.Writer, cfg sim.Config, attempts int, results []sim.Result) {
 			break
 		}
 	}
-	fmt.Fprintf(&b, "Drain: from the fault's end until %s, for good (> %s: not within the run). ", level, secs(cfg.After))
+	fmt.Fprintf(&b, "Drain: from the fault's end until %s, for good (> %s: not within the run). ", level, textfmt.Secs(cfg.After))
 	b.WriteString("Immediate retry spends a request's calls within a few ticks, so it fails every request made in the fault and carries no backlog past it. Backing off wastes fewer calls in the fault but carries a backlog into the recovery, on top of new traffic; a drain longer than a strategy's waits in all means the storm made requests fail after the fault was over. Jitter spreads out clients that failed together. The budget switches retries off in a long outage instead of multiplying the load.")
-	wrap(w, b.String())
-}
-
-// secs formats d in seconds, as briefly as it can: 10s, 0.1s, 12.7s.
-func secs(d time.Duration) string {
-	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
+	textfmt.Wrap(w, 80, b.String())
 }
 
 // totalWait is the sum of the envelope delays before calls 2 to attempts of
@@ -265,49 +261,13 @@ func writeTimeline(dir string, cfg sim.Config, results []sim.Result) (path strin
 	return path, w.Error()
 }
 
-// group formats n with commas between groups of three digits.
-func group(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
 // num formats x briefly: integers with commas, others with up to two
 // decimals.
 func num(x float64) string {
 	if x == math.Trunc(x) && math.Abs(x) < 1e15 {
-		return group(int64(x))
+		return textfmt.Group(int64(x))
 	}
 	return strconv.FormatFloat(math.Round(x*100)/100, 'f', -1, 64)
 }
 
 func percent(x float64) string { return num(x*100) + "%" }
-
-// wrap prints text as a paragraph of lines of at most 80 columns.
-func wrap(w io.Writer, text string) {
-	line := 0
-	for i, word := range strings.Fields(text) {
-		n := len([]rune(word))
-		if i > 0 && line+1+n > 80 {
-			fmt.Fprintln(w)
-			line = 0
-		} else if i > 0 {
-			fmt.Fprint(w, " ")
-			line++
-		}
-		fmt.Fprint(w, word)
-		line += n
-	}
-	fmt.Fprintln(w)
-}

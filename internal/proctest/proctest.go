@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -189,4 +190,56 @@ func (p *Process) LogTail() string {
 		lines = lines[len(lines)-30:]
 	}
 	return p.name + " log (last lines):\n" + strings.Join(lines, "\n")
+}
+
+// WithoutBinary runs start, a harness's Start, as a test on a machine
+// without the server binary would: the environment variable env is empty,
+// $PATH holds nothing and CI is set to ci. The caller makes its own
+// fallback path point nowhere. It returns the message start skipped with
+// and the one it failed with (at most one is non-empty if start called
+// Require).
+func WithoutBinary(t testing.TB, env, ci string, start func(testing.TB)) (skipped, failed string) {
+	t.Helper()
+	t.Setenv(env, "")
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("CI", ci)
+	r := &recorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start(r)
+	}()
+	<-done
+	return r.skipped, r.failed
+}
+
+// recorder records Skip and Fatal instead of ending the real test; either
+// ends only the goroutine that called it, as testing does.
+type recorder struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (r *recorder) Helper()                   {}
+func (r *recorder) Skip(args ...any)          { r.skipped = fmt.Sprint(args...); runtime.Goexit() }
+func (r *recorder) Fatal(args ...any)         { r.failed = fmt.Sprint(args...); runtime.Goexit() }
+func (r *recorder) Fatalf(s string, a ...any) { r.failed = fmt.Sprintf(s, a...); runtime.Goexit() }
+
+// CheckMissingBinary is the test every harness needs: without its binary,
+// start (the harness's Start) skips the test locally and fails it in CI,
+// with a message saying how to install it (install, e.g. "apt-get install
+// -y bind9") or which variable (env) to set. The caller makes its own
+// fallback path point nowhere first.
+func CheckMissingBinary(t testing.TB, env, name, install string, start func(testing.TB)) {
+	t.Helper()
+	want := fmt.Sprintf("%s binary not found: install it (%s) or set %s", name, install, env)
+	skipped, failed := WithoutBinary(t, env, "", start)
+	if skipped != want || failed != "" {
+		t.Errorf("without %s, locally: skipped %q, failed %q; want skipped %q", name, skipped, failed, want)
+	}
+	want += " (CI=true: integration tests must not be skipped)"
+	skipped, failed = WithoutBinary(t, env, "true", start)
+	if failed != want || skipped != "" {
+		t.Errorf("without %s, CI=true: skipped %q, failed %q; want failed %q", name, skipped, failed, want)
+	}
 }

@@ -3,57 +3,25 @@ package etcdtest
 import (
 	"context"
 	"errors"
-	"fmt"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stormguard/stormguard/internal/leakcheck"
+	"github.com/stormguard/stormguard/internal/proctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
 
-// fakeTB records Skip and Fatal instead of ending the real test.
-type fakeTB struct {
-	testing.TB
-	skipped, fatal string
-}
-
-func (f *fakeTB) Helper()                   {}
-func (f *fakeTB) Skip(args ...any)          { f.skipped = fmt.Sprint(args...); runtime.Goexit() }
-func (f *fakeTB) Fatal(args ...any)         { f.fatal = fmt.Sprint(args...); runtime.Goexit() }
-func (f *fakeTB) Fatalf(s string, a ...any) { f.fatal = fmt.Sprintf(s, a...); runtime.Goexit() }
-
-func startWithoutBinary(t *testing.T, ci string) *fakeTB {
-	t.Setenv("ETCD_BIN", "")
-	t.Setenv("PATH", t.TempDir())
-	t.Setenv("CI", ci)
+// TestMissingBinary: without the binary, Start skips the test locally and
+// fails it in CI, saying how to install it.
+func TestMissingBinary(t *testing.T) {
 	saved := defaultBinary
 	defaultBinary = "/nonexistent/etcd"
-	defer func() { defaultBinary = saved }()
-	f := &fakeTB{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		Start(f)
-	}()
-	<-done
-	return f
-}
-
-func TestMissingBinarySkipsLocally(t *testing.T) {
-	f := startWithoutBinary(t, "")
-	assert.Contains(t, f.skipped, "etcd binary not found: install it (apt-get install -y etcd-server) or set ETCD_BIN")
-	assert.Empty(t, f.fatal)
-}
-
-func TestMissingBinaryFailsInCI(t *testing.T) {
-	f := startWithoutBinary(t, "true")
-	assert.Contains(t, f.fatal, "CI=true: integration tests must not be skipped")
-	assert.Empty(t, f.skipped)
+	t.Cleanup(func() { defaultBinary = saved })
+	proctest.CheckMissingBinary(t, "ETCD_BIN", "etcd", "apt-get install -y etcd-server", func(tb testing.TB) { Start(tb) })
 }
 
 // TestKillAndRestart: Kill ends exactly the process Start started, and

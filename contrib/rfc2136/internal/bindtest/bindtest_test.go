@@ -1,58 +1,26 @@
 package bindtest
 
 import (
-	"fmt"
 	"os"
-	"runtime"
 	"syscall"
 	"testing"
 
 	"github.com/miekg/dns"
 	"github.com/stormguard/stormguard/internal/leakcheck"
+	"github.com/stormguard/stormguard/internal/proctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
 
-// fakeTB records Skip and Fatal instead of ending the real test.
-type fakeTB struct {
-	testing.TB
-	skipped, fatal string
-}
-
-func (f *fakeTB) Helper()                   {}
-func (f *fakeTB) Skip(args ...any)          { f.skipped = fmt.Sprint(args...); runtime.Goexit() }
-func (f *fakeTB) Fatal(args ...any)         { f.fatal = fmt.Sprint(args...); runtime.Goexit() }
-func (f *fakeTB) Fatalf(s string, a ...any) { f.fatal = fmt.Sprintf(s, a...); runtime.Goexit() }
-
-func startWithoutBinary(t *testing.T, ci string) *fakeTB {
-	t.Setenv("NAMED_BIN", "")
-	t.Setenv("PATH", t.TempDir())
-	t.Setenv("CI", ci)
+// TestMissingBinary: without the binary, Start skips the test locally and
+// fails it in CI, saying how to install it.
+func TestMissingBinary(t *testing.T) {
 	saved := defaultBinary
 	defaultBinary = "/nonexistent/named"
-	defer func() { defaultBinary = saved }()
-	f := &fakeTB{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		Start(f)
-	}()
-	<-done
-	return f
-}
-
-func TestMissingBinarySkipsLocally(t *testing.T) {
-	f := startWithoutBinary(t, "")
-	assert.Contains(t, f.skipped, "named binary not found: install it (apt-get install -y bind9) or set NAMED_BIN")
-	assert.Empty(t, f.fatal)
-}
-
-func TestMissingBinaryFailsInCI(t *testing.T) {
-	f := startWithoutBinary(t, "true")
-	assert.Contains(t, f.fatal, "CI=true: integration tests must not be skipped")
-	assert.Empty(t, f.skipped)
+	t.Cleanup(func() { defaultBinary = saved })
+	proctest.CheckMissingBinary(t, "NAMED_BIN", "named", "apt-get install -y bind9", func(tb testing.TB) { Start(tb) })
 }
 
 // TestStartAndStop: the server answers for its zone, and Stop ends
