@@ -19,6 +19,35 @@ import (
 // doubling, capped at 10s, at most 5 attempts (the first one included).
 // Jitter cannot be made identical: stormguard's default is full jitter
 // (uniform in [0, e]), cenkalti and failsafe-go randomise ±50% around e.
+// benchFailsafeRun measures exec.Run of an operation that succeeds, the way
+// failsafe-go's users call it, and checks it ran once per iteration.
+func benchFailsafeRun(b *testing.B, exec failsafe.Executor[any]) {
+	b.ReportAllocs()
+	calls := 0
+	op := func() error { calls++; return nil }
+	for b.Loop() {
+		if err := exec.Run(op); err != nil {
+			b.Fatal(err)
+		}
+	}
+	checkCalls(b, calls)
+}
+
+// benchFailsafeRunParallel is benchFailsafeRun from every P at once, on one
+// shared executor.
+func benchFailsafeRunParallel(b *testing.B, exec failsafe.Executor[any]) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		op := func() error { return nil }
+		for pb.Next() {
+			if err := exec.Run(op); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
 // TestPeersEquivalent checks that the envelopes and attempt limits agree.
 const (
 	benchBase        = 100 * time.Millisecond
@@ -161,16 +190,7 @@ func BenchmarkRetry(b *testing.B) {
 		checkCalls(b, calls)
 	})
 	b.Run("failsafe", func(b *testing.B) {
-		b.ReportAllocs()
-		exec := failsafe.With(newFailsafeRetryPolicy[any]().Build())
-		calls := 0
-		op := func() error { calls++; return nil }
-		for b.Loop() {
-			if err := exec.Run(op); err != nil {
-				b.Fatal(err)
-			}
-		}
-		checkCalls(b, calls)
+		benchFailsafeRun(b, failsafe.With(newFailsafeRetryPolicy[any]().Build()))
 	})
 	b.Run("failsafe-get", func(b *testing.B) {
 		b.ReportAllocs()
@@ -240,17 +260,7 @@ func BenchmarkRetryParallel(b *testing.B) {
 		})
 	})
 	b.Run("failsafe-budget", func(b *testing.B) {
-		b.ReportAllocs()
-		exec := failsafe.With(newFailsafeRetryPolicy[any]().WithBudget(fsbudget.New()).Build())
-		b.RunParallel(func(pb *testing.PB) {
-			op := func() error { return nil }
-			for pb.Next() {
-				if err := exec.Run(op); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
+		benchFailsafeRunParallel(b, failsafe.With(newFailsafeRetryPolicy[any]().WithBudget(fsbudget.New()).Build()))
 	})
 }
 

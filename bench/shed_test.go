@@ -209,16 +209,7 @@ func BenchmarkBulkhead(b *testing.B) {
 		}
 	})
 	b.Run("failsafe-run", func(b *testing.B) {
-		b.ReportAllocs()
-		exec := failsafe.With(fsbulkhead.New[any](shedBulkheadLimit))
-		calls := 0
-		op := func() error { calls++; return nil }
-		for b.Loop() {
-			if err := exec.Run(op); err != nil {
-				b.Fatal(err)
-			}
-		}
-		checkCalls(b, calls)
+		benchFailsafeRun(b, failsafe.With(fsbulkhead.New[any](shedBulkheadLimit)))
 	})
 }
 
@@ -344,17 +335,7 @@ func BenchmarkBulkheadParallel(b *testing.B) {
 		})
 	})
 	b.Run("failsafe-run", func(b *testing.B) {
-		b.ReportAllocs()
-		exec := failsafe.With(fsbulkhead.New[any](shedBulkheadLimit))
-		b.RunParallel(func(pb *testing.PB) {
-			op := func() error { return nil }
-			for pb.Next() {
-				if err := exec.Run(op); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
+		benchFailsafeRunParallel(b, failsafe.With(fsbulkhead.New[any](shedBulkheadLimit)))
 	})
 }
 
@@ -546,16 +527,7 @@ func BenchmarkLimiterNow(b *testing.B) {
 		}
 	})
 	b.Run("failsafe-run", func(b *testing.B) {
-		b.ReportAllocs()
-		exec := failsafe.With(fsratelimiter.NewBursty[any](shedRate, shedFailsafePeriod))
-		calls := 0
-		op := func() error { calls++; return nil }
-		for b.Loop() {
-			if err := exec.Run(op); err != nil {
-				b.Fatal(err)
-			}
-		}
-		checkCalls(b, calls)
+		benchFailsafeRun(b, failsafe.With(fsratelimiter.NewBursty[any](shedRate, shedFailsafePeriod)))
 	})
 }
 

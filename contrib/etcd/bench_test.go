@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/stormguard/stormguard/contrib/etcd/internal/etcdtest"
 	"github.com/stormguard/stormguard/fence"
+	"github.com/stormguard/stormguard/internal/proctest"
 )
 
 // BenchmarkEtcd measures round trips of the Store's operations against a
@@ -32,7 +32,7 @@ func BenchmarkEtcd(b *testing.B) {
 	b.Run("CompareAndSwap", func(b *testing.B) {
 		key := fresh("cas")
 		var tok fence.Token
-		latencies(b, func() {
+		proctest.Latencies(b, func() {
 			if err := s.CompareAndSwap(ctx, key, tok, value, tok+1); err != nil {
 				b.Fatal(err)
 			}
@@ -42,7 +42,7 @@ func BenchmarkEtcd(b *testing.B) {
 	b.Run("WriteIfNewer", func(b *testing.B) {
 		key := fresh("win")
 		var tok fence.Token
-		latencies(b, func() {
+		proctest.Latencies(b, func() {
 			tok++
 			if err := s.WriteIfNewer(ctx, key, value, tok); err != nil {
 				b.Fatal(err)
@@ -54,7 +54,7 @@ func BenchmarkEtcd(b *testing.B) {
 		if err := s.WriteIfNewer(ctx, key, value, 100); err != nil {
 			b.Fatal(err)
 		}
-		latencies(b, func() {
+		proctest.Latencies(b, func() {
 			if err := s.WriteIfNewer(ctx, key, value, 99); err == nil {
 				b.Fatal("accepted")
 			}
@@ -65,7 +65,7 @@ func BenchmarkEtcd(b *testing.B) {
 		if err := s.CompareAndSwap(ctx, key, 0, value, 1); err != nil {
 			b.Fatal(err)
 		}
-		latencies(b, func() {
+		proctest.Latencies(b, func() {
 			if _, _, err := s.Load(ctx, key); err != nil {
 				b.Fatal(err)
 			}
@@ -76,7 +76,7 @@ func BenchmarkEtcd(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		latencies(b, func() {
+		proctest.Latencies(b, func() {
 			if _, err := seq.Next(ctx); err != nil {
 				b.Fatal(err)
 			}
@@ -108,32 +108,6 @@ func BenchmarkEtcd(b *testing.B) {
 			mu.Unlock()
 		})
 		b.StopTimer()
-		report(b, all)
+		proctest.ReportLatencies(b, all)
 	})
-}
-
-// latencies runs op in a b.Loop, timing each call, and reports the median
-// and the 99th percentile.
-func latencies(b *testing.B, op func()) {
-	b.Helper()
-	var lat []time.Duration
-	b.ReportAllocs()
-	for b.Loop() {
-		start := time.Now()
-		op()
-		lat = append(lat, time.Since(start))
-	}
-	report(b, lat)
-}
-
-func report(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds())
-	}
-	b.ReportMetric(pct(0.50), "p50-µs")
-	b.ReportMetric(pct(0.99), "p99-µs")
 }

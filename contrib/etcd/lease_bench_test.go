@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/contrib/etcd/internal/etcdtest"
+	"github.com/stormguard/stormguard/internal/proctest"
 )
 
 // BenchmarkEtcdLease measures the LeaseTable's round trips against a real
@@ -36,14 +37,14 @@ func BenchmarkEtcdLease(b *testing.B) {
 			}
 			b.StartTimer()
 		}
-		report(b, lat)
+		proctest.ReportLatencies(b, lat)
 	})
 	b.Run("Renew", func(b *testing.B) {
 		l, err := tb.Grant(ctx, "droplet-renew", "dwfm", time.Minute)
 		if err != nil {
 			b.Fatal(err)
 		}
-		latencies(b, func() {
+		proctest.Latencies(b, func() {
 			if l, err = tb.Renew(ctx, l); err != nil {
 				b.Fatal(err)
 			}
@@ -70,6 +71,6 @@ func BenchmarkEtcdLease(b *testing.B) {
 			}
 			lat = append(lat, time.Since(start))
 		}
-		report(b, lat)
+		proctest.ReportLatencies(b, lat)
 	})
 }

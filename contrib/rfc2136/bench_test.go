@@ -2,13 +2,12 @@ package rfc2136_test
 
 import (
 	"fmt"
-	"slices"
 	"testing"
-	"time"
 
 	"github.com/stormguard/stormguard/contrib/rfc2136/internal/bindtest"
 	"github.com/stormguard/stormguard/dnsplan"
 	"github.com/stormguard/stormguard/fence"
+	"github.com/stormguard/stormguard/internal/proctest"
 )
 
 // BenchmarkBind measures the provider against a real BIND on loopback
@@ -25,7 +24,7 @@ func BenchmarkBind(b *testing.B) {
 		run++
 		ep := fmt.Sprintf("bench%d.dnsplan.test", run)
 		var g fence.Token
-		latencies(b, func() {
+		proctest.Latencies(b, func() {
 			if err := p.Apply(ctx, ep, g, dnsplan.Records{Generation: g + 1, Targets: targets}); err != nil {
 				b.Fatal(err)
 			}
@@ -36,27 +35,10 @@ func BenchmarkBind(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("Read", func(b *testing.B) {
-		latencies(b, func() {
+		proctest.Latencies(b, func() {
 			if _, err := p.Read(ctx, "read.dnsplan.test"); err != nil {
 				b.Fatal(err)
 			}
 		})
 	})
-}
-
-func latencies(b *testing.B, op func()) {
-	b.Helper()
-	var lat []time.Duration
-	b.ReportAllocs()
-	for b.Loop() {
-		start := time.Now()
-		op()
-		lat = append(lat, time.Since(start))
-	}
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds())
-	}
-	b.ReportMetric(pct(0.50), "p50-µs")
-	b.ReportMetric(pct(0.99), "p99-µs")
 }

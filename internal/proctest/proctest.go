@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -242,4 +243,33 @@ func CheckMissingBinary(t testing.TB, env, name, install string, start func(test
 	if failed != want || skipped != "" {
 		t.Errorf("without %s, CI=true: skipped %q, failed %q; want failed %q", name, skipped, failed, want)
 	}
+}
+
+// Latencies runs op in a b.Loop, timing each call, and reports the median
+// and the 99th percentile besides the mean: a round trip to a server
+// varies too much for the mean alone to describe it.
+func Latencies(b *testing.B, op func()) {
+	b.Helper()
+	var lat []time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		start := time.Now()
+		op()
+		lat = append(lat, time.Since(start))
+	}
+	ReportLatencies(b, lat)
+}
+
+// ReportLatencies reports the median and the 99th percentile of lat, in
+// microseconds, as the metrics "p50-µs" and "p99-µs". It sorts lat.
+func ReportLatencies(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds())
+	}
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
 }
