@@ -81,10 +81,13 @@ type Bulkhead struct {
 	callTimeout   time.Duration
 	hook          func(Event)
 
-	// state holds the calls in flight in its low bits, and slowBit while
-	// anybody waits or the bulkhead is paused. While slowBit is set, state
-	// changes only under mu; while it is clear, there are no waiters, so a
-	// compare-and-swap may admit or release without the lock.
+	// state holds the calls in flight in its low 32 bits, the admissions
+	// of the lock-free path not yet added to counters.admitted in bits
+	// 32–62, and slowBit while anybody waits or the bulkhead is paused.
+	// While slowBit is set, state changes only under mu; while it is clear,
+	// there are no waiters, so a compare-and-swap may admit or release
+	// without the lock. Counting admissions in the same word spares the
+	// fast path a second atomic operation.
 	state atomic.Uint64
 
 	mu      sync.Mutex
@@ -97,9 +100,39 @@ type Bulkhead struct {
 const (
 	slowBit     = 1 << 63
 	inFlightMax = 1<<32 - 1
+
+	// The lock-free path's admissions, counted in state: one is
+	// admittedUnit, and admittedMax of them fill the field, which is then
+	// moved to counters.admitted under the lock.
+	admittedShift = 32
+	admittedUnit  = 1 << admittedShift
+	admittedMax   = 1<<31 - 1
 )
 
 func (b *Bulkhead) inFlight() int { return int(b.state.Load() & inFlightMax) }
+
+// fastAdmitted returns the admissions counted in state s.
+func fastAdmitted(s uint64) uint64 { return s >> admittedShift & admittedMax }
+
+// flushAdmittedLocked moves the admissions counted in state to
+// counters.admitted. The caller holds mu and has set slowBit, so state
+// cannot change meanwhile.
+func (b *Bulkhead) flushAdmittedLocked() {
+	if n := fastAdmitted(b.state.Load()); n > 0 {
+		b.admitted.Add(int64(n))
+		b.state.Add(-n << admittedShift)
+	}
+}
+
+// flushAdmitted empties a full admission field so the fast path can count
+// again (once in 2^31 admissions).
+func (b *Bulkhead) flushAdmitted() {
+	b.mu.Lock()
+	b.state.Or(slowBit)
+	b.flushAdmittedLocked()
+	b.syncSlowLocked()
+	b.mu.Unlock()
+}
 
 // syncSlowLocked sets or clears slowBit to match the waiters and the pause.
 func (b *Bulkhead) syncSlowLocked() {
@@ -138,8 +171,12 @@ func (b *Bulkhead) TryAcquire() bool {
 			if int(s&inFlightMax) >= b.maxConcurrent {
 				return b.tryRefused(reasonQueueFull)
 			}
-			if b.state.CompareAndSwap(s, s+1) {
-				b.tryAdmitted()
+			if fastAdmitted(s) == admittedMax {
+				b.flushAdmitted()
+				continue
+			}
+			if b.state.CompareAndSwap(s, s+1+admittedUnit) {
+				b.emit(Event{Kind: Admitted})
 				return true
 			}
 			continue
@@ -188,11 +225,11 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	}
 	for {
 		s := b.state.Load()
-		if s&slowBit != 0 || int(s&inFlightMax) >= b.maxConcurrent {
+		if s&slowBit != 0 || int(s&inFlightMax) >= b.maxConcurrent || fastAdmitted(s) == admittedMax {
 			break
 		}
-		if b.state.CompareAndSwap(s, s+1) {
-			b.tryAdmitted()
+		if b.state.CompareAndSwap(s, s+1+admittedUnit) {
+			b.emit(Event{Kind: Admitted})
 			return nil
 		}
 	}
@@ -200,6 +237,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	// From here on state changes only under the lock: fast paths see
 	// slowBit and come here too.
 	b.state.Or(slowBit)
+	b.flushAdmittedLocked()
 	switch {
 	case b.paused:
 		b.mu.Unlock()
@@ -337,10 +375,14 @@ func (b *Bulkhead) Resume() {
 // Stats returns a snapshot of the calls in flight, waiting, and the
 // counters.
 func (b *Bulkhead) Stats() Stats {
+	// Under mu, so that no flush moves admissions from state to the
+	// counter between the two reads.
 	b.mu.Lock()
-	s := Stats{InFlight: b.inFlight(), Waiting: b.waiters.len}
-	b.mu.Unlock()
+	st := b.state.Load()
+	s := Stats{InFlight: int(st & inFlightMax), Waiting: b.waiters.len}
 	b.load(&s)
+	b.mu.Unlock()
+	s.Admitted += int64(fastAdmitted(st))
 	return s
 }
 

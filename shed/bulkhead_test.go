@@ -264,5 +264,57 @@ func TestBulkheadStress(t *testing.T) {
 	assert.Equal(t, 0, s.InFlight, "every slot came back")
 	assert.Equal(t, 0, s.Waiting)
 	assert.Equal(t, int64(32*200), s.Admitted+s.Shed.Total(), "every call ended exactly once")
-	assert.Equal(t, uint64(0), b.state.Load(), "no slot and no slow mode left behind")
+	assert.Equal(t, uint64(0), b.state.Load()&^(admittedMax<<admittedShift), "no slot and no slow mode left behind")
+}
+
+// TestBulkheadAdmittedFieldFlush: the lock-free path counts admissions in
+// the state word; when that field is full it is moved to the counter, and
+// Stats counts every admission exactly once before, across and after the
+// move, on both fast paths and on the locked one.
+func TestBulkheadAdmittedFieldFlush(t *testing.T) {
+	b := newBulkhead(t, BulkheadConfig{MaxConcurrent: 2, MaxQueue: 1})
+	const start = admittedMax - 3
+	b.state.Store(start << admittedShift)
+	b.admitted.Store(5)
+	want := int64(start) + 5
+	assert.Equal(t, want, b.Stats().Admitted)
+
+	ctx := context.Background()
+	for i := range 8 {
+		if i%2 == 0 {
+			require.True(t, b.TryAcquire(), "TryAcquire %d", i)
+		} else {
+			require.NoError(t, b.Acquire(ctx), "Acquire %d", i)
+		}
+		want++
+		s := b.Stats()
+		assert.Equal(t, want, s.Admitted, "after admission %d", i)
+		assert.Equal(t, 1, s.InFlight)
+		assert.LessOrEqual(t, fastAdmitted(b.state.Load()), uint64(admittedMax))
+		assert.Zero(t, b.state.Load()&slowBit, "the fast path is open again")
+		b.Release()
+		assert.Equal(t, 0, b.Stats().InFlight)
+	}
+	assert.Less(t, fastAdmitted(b.state.Load()), uint64(8), "the field was emptied once")
+
+	// The locked path (a waiter) flushes too.
+	b.state.Store(start << admittedShift)
+	b.admitted.Store(0)
+	want = int64(start)
+	require.NoError(t, b.Acquire(ctx))
+	require.NoError(t, b.Acquire(ctx))
+	want += 2
+	done := make(chan error)
+	go func() { done <- b.Acquire(ctx) }()
+	require.Eventually(t, func() bool { return b.Stats().Waiting == 1 }, 5*time.Second, time.Millisecond)
+	b.Release() // hands the slot to the waiter
+	require.NoError(t, <-done)
+	want++
+	s := b.Stats()
+	assert.Equal(t, want, s.Admitted)
+	assert.Equal(t, 2, s.InFlight)
+	assert.Zero(t, fastAdmitted(b.state.Load()), "the locked path moved the field to the counter")
+	b.Release()
+	b.Release()
+	assert.Equal(t, Stats{Admitted: want, Queued: 1}, b.Stats())
 }
