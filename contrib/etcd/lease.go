@@ -201,8 +201,15 @@ func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
 }
 
 // Get returns the resource's live lease, if any: its holder, epoch and etcd
-// lease ID. etcd does not say when another process's term began, so
-// Renewed, Expires and TTL are zero.
+// lease ID, and the term as etcd reports it. etcd counts a lease's remaining
+// time in whole seconds, rounded down, so Expires is the moment the request
+// was sent plus that remainder: no later than the moment etcd may let the
+// lease lapse, as for a holder's own Lease. TTL is the term's length as
+// granted (whole seconds) and Renewed is Expires−TTL.
+//
+// It reads the holder and then asks etcd about its lease, two round trips;
+// if the lease ended in between, it reads again, so the answer is the
+// resource's state at one instant.
 func (t *LeaseTable) Get(ctx context.Context, resource string) (lease.Lease, bool, error) {
 	if err := fence.ValidateKey(resource); err != nil {
 		return lease.Lease{}, false, fmt.Errorf("%w: %w", lease.ErrInvalidArgument, err)
@@ -210,20 +217,38 @@ func (t *LeaseTable) Get(ctx context.Context, resource string) (lease.Lease, boo
 	if t.client == nil {
 		return lease.Lease{}, false, errZeroLeaseTable
 	}
-	resp, err := t.client.Get(ctx, t.holderKey(resource))
-	if err != nil {
-		return lease.Lease{}, false, t.failed("get", resource, err)
+	for range getAttempts {
+		sent := time.Now()
+		resp, err := t.client.Get(ctx, t.holderKey(resource))
+		if err != nil {
+			return lease.Lease{}, false, t.failed("get", resource, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return lease.Lease{}, false, nil
+		}
+		kv := resp.Kvs[0]
+		epoch, ok := parseToken(kv.Value)
+		if !ok {
+			return lease.Lease{}, false, t.corrupt(string(kv.Key), kv.Value)
+		}
+		l := lease.Lease{Resource: resource, Holder: string(kv.Value[tokenDigits+1:]), Epoch: epoch, ID: kv.Lease}
+		ttl, err := t.client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease))
+		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return lease.Lease{}, false, t.failed("get", resource, err)
+		}
+		if err != nil || ttl.TTL < 0 {
+			continue // the lease ended after the read: read the holder again
+		}
+		l.TTL = time.Duration(ttl.GrantedTTL) * time.Second
+		l.Expires = sent.Add(time.Duration(ttl.TTL) * time.Second)
+		l.Renewed = l.Expires.Add(-l.TTL)
+		return l, true, nil
 	}
-	if len(resp.Kvs) == 0 {
-		return lease.Lease{}, false, nil
-	}
-	kv := resp.Kvs[0]
-	epoch, ok := parseToken(kv.Value)
-	if !ok {
-		return lease.Lease{}, false, t.corrupt(string(kv.Key), kv.Value)
-	}
-	return lease.Lease{Resource: resource, Holder: string(kv.Value[tokenDigits+1:]), Epoch: epoch, ID: kv.Lease}, true, nil
+	return lease.Lease{}, false, t.failed("get", resource, fmt.Errorf("the holder changed %d times while being read", getAttempts))
 }
+
+// getAttempts bounds Get's reads when leases keep ending under it.
+const getAttempts = 4
 
 // Epoch returns the newest epoch ever granted on resource (zero if none).
 func (t *LeaseTable) Epoch(ctx context.Context, resource string) (fence.Token, error) {

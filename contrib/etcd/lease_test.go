@@ -65,7 +65,12 @@ func TestLeaseTable(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.Equal(t, "dwfm-a", got.Holder)
+	assert.Equal(t, a.Epoch, got.Epoch)
 	assert.Equal(t, a.ID, got.ID)
+	assert.Equal(t, 2*time.Second, got.TTL, "the granted term")
+	assert.False(t, got.Expires.After(a.Expires.Add(time.Second)), "Get's expiry %v is at most a second after the holder's %v", got.Expires, a.Expires)
+	assert.True(t, got.Expires.After(time.Now().Add(-time.Second)), "and not long past")
+	assert.Equal(t, got.Expires.Add(-got.TTL), got.Renewed)
 
 	a2, err := tb.Renew(ctx, a)
 	require.NoError(t, err)
