@@ -19,35 +19,6 @@ import (
 // doubling, capped at 10s, at most 5 attempts (the first one included).
 // Jitter cannot be made identical: stormguard's default is full jitter
 // (uniform in [0, e]), cenkalti and failsafe-go randomise ±50% around e.
-// benchFailsafeRun measures exec.Run of an operation that succeeds, the way
-// failsafe-go's users call it, and checks it ran once per iteration.
-func benchFailsafeRun(b *testing.B, exec failsafe.Executor[any]) {
-	b.ReportAllocs()
-	calls := 0
-	op := func() error { calls++; return nil }
-	for b.Loop() {
-		if err := exec.Run(op); err != nil {
-			b.Fatal(err)
-		}
-	}
-	checkCalls(b, calls)
-}
-
-// benchFailsafeRunParallel is benchFailsafeRun from every P at once, on one
-// shared executor.
-func benchFailsafeRunParallel(b *testing.B, exec failsafe.Executor[any]) {
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		op := func() error { return nil }
-		for pb.Next() {
-			if err := exec.Run(op); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-}
-
 // TestPeersEquivalent checks that the envelopes and attempt limits agree.
 const (
 	benchBase        = 100 * time.Millisecond
@@ -347,6 +318,35 @@ func checkCalls(b *testing.B, calls int) {
 	if calls != b.N {
 		b.Fatalf("operation called %d times in %d iterations; want exactly once per iteration", calls, b.N)
 	}
+}
+
+// benchFailsafeRun measures exec.Run of an operation that succeeds, the way
+// failsafe-go's users call it, and checks it ran once per iteration.
+func benchFailsafeRun(b *testing.B, exec failsafe.Executor[any]) {
+	b.ReportAllocs()
+	calls := 0
+	op := func() error { calls++; return nil }
+	for b.Loop() {
+		if err := exec.Run(op); err != nil {
+			b.Fatal(err)
+		}
+	}
+	checkCalls(b, calls)
+}
+
+// benchFailsafeRunParallel is benchFailsafeRun from every P at once, on one
+// shared executor.
+func benchFailsafeRunParallel(b *testing.B, exec failsafe.Executor[any]) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		op := func() error { return nil }
+		for pb.Next() {
+			if err := exec.Run(op); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // TestPeersEquivalent checks that the three libraries are configured alike,
