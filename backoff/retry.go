@@ -26,6 +26,14 @@ var (
 	// ErrRetryAfterTooLong: the operation asked, through a retry-after
 	// hint, for a delay longer than the option WithMaxRetryAfter allows.
 	ErrRetryAfterTooLong = errors.New("retry-after hint too long")
+	// ErrInvalidArgument: Retry or Do was called with a nil context or a
+	// nil operation; the operation was not called.
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+var (
+	errNilOp      = fmt.Errorf("%w: nil operation", ErrInvalidArgument)
+	errNilContext = fmt.Errorf("%w: nil context", ErrInvalidArgument)
 )
 
 // DefaultMaxRetryAfter bounds retry-after hints unless WithMaxRetryAfter
@@ -36,7 +44,8 @@ const DefaultMaxRetryAfter = 5 * time.Minute
 // matches both Reason and Last.
 type Error struct {
 	// Reason is why the loop stopped: one of the Err* sentinels of this
-	// package, ErrInvalidPolicy, or the context's error.
+	// package (ErrInvalidArgument with a word on which argument),
+	// ErrInvalidPolicy, or the context's error.
 	Reason error
 	// Last is the last error the operation returned; nil if it was never
 	// called.
@@ -216,8 +225,9 @@ func WithMaxRetryAfter(d time.Duration) Option {
 // (promptly, also in the middle of a sleep). The error matches, with
 // errors.Is, both the reason and op's last error.
 //
-// An invalid p is reported as an *Error with Reason ErrInvalidPolicy
-// before op is called. Retry does not allocate when op succeeds at once.
+// An invalid p is reported as an *Error with Reason ErrInvalidPolicy, and a
+// nil ctx or op as one matching ErrInvalidArgument, before op is called.
+// Retry does not allocate when op succeeds at once.
 func Retry(ctx context.Context, p Policy, op func(context.Context) error, opts ...Option) error {
 	return run(ctx, p, opts, op)
 }
@@ -226,6 +236,9 @@ func Retry(ctx context.Context, p Policy, op func(context.Context) error, opts .
 // the first successful call, or the zero T and the error Retry would return.
 func Do[T any](ctx context.Context, p Policy, op func(context.Context) (T, error), opts ...Option) (T, error) {
 	var out T
+	if op == nil {
+		return out, &Error{Reason: errNilOp}
+	}
 	err := run(ctx, p, opts, func(ctx context.Context) error {
 		v, err := op(ctx)
 		if err == nil {
@@ -241,6 +254,12 @@ func Do[T any](ctx context.Context, p Policy, op func(context.Context) (T, error
 }
 
 func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) error) error {
+	switch {
+	case ctx == nil:
+		return &Error{Reason: errNilContext}
+	case op == nil:
+		return &Error{Reason: errNilOp}
+	}
 	if err := p.Validate(); err != nil {
 		return &Error{Reason: err}
 	}

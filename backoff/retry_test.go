@@ -286,6 +286,24 @@ func TestRetryInvalidPolicyAndDoneContext(t *testing.T) {
 	assert.NoError(t, Retry(t.Context(), Policy{}, op, Option{}, WithBudget(nil)), "empty options are ignored")
 }
 
+func TestRetryNilArguments(t *testing.T) {
+	var nilCtx context.Context
+	calls := 0
+	op := func(context.Context) error { calls++; return nil }
+	err := Retry(nilCtx, Policy{}, op)
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	assert.EqualError(t, err, "backoff: gave up after 0 attempts in 0s: invalid argument: nil context")
+	err = Retry(t.Context(), Policy{}, nil)
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	assert.EqualError(t, err, "backoff: gave up after 0 attempts in 0s: invalid argument: nil operation")
+	v, err := Do[int](t.Context(), Policy{}, nil)
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	assert.Zero(t, v)
+	_, err = Do(nilCtx, Policy{}, func(context.Context) (int, error) { calls++; return 1, nil })
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	assert.Zero(t, calls, "op is never called")
+}
+
 func TestDo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		calls := 0

@@ -220,6 +220,9 @@ func (b *Bulkhead) tryRefused(idx int) bool {
 // ErrWaitTimeout (MaxWait passed), ErrDeadline (ctx's deadline passed) or,
 // when ctx was cancelled, a Refusal whose reason is ctx's error.
 func (b *Bulkhead) Acquire(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if err := ctx.Err(); err != nil {
 		return b.refuse(ctxRefusal(ctx, 0, ""))
 	}
@@ -334,6 +337,9 @@ func (b *Bulkhead) releaseLocked() {
 // calls fn with a context bounded by CallTimeout if one is set, and
 // releases the slot when fn returns or panics.
 func (b *Bulkhead) Do(ctx context.Context, fn func(context.Context) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
 	if err := b.Acquire(ctx); err != nil {
 		return err
 	}

@@ -78,6 +78,16 @@
 // reason is the context's error: it was not shed, and errors.Is(err, ErrShed)
 // is false.
 //
+// A rate limiter's refusal says when the next token is due
+// (Refusal.RetryIn), and its RetryAfter method makes it a
+// backoff.RetryAfterError, so that backoff.Retry around a rate-limited call
+// waits for the token instead of retrying into the limit:
+//
+//	shed: rate limited (next token in 750ms; 10/s, burst 20) for key "tenant-7"
+//
+// A nil context or function is an error matching ErrInvalidArgument (not a
+// refusal), returned before anything is admitted or counted.
+//
 // # Observability
 //
 // Each primitive counts what it admitted, queued and shed (by reason) —

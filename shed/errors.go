@@ -35,6 +35,16 @@ var (
 	ErrRateLimited = fmt.Errorf("%w: rate limited", ErrShed)
 )
 
+// ErrInvalidArgument is matched (with errors.Is) by the error a call
+// returns for a nil context or a nil function, before it does anything
+// else. It is not a refusal: errors.Is(err, ErrShed) is false.
+var ErrInvalidArgument = errors.New("shed: invalid argument")
+
+var (
+	errNilFunc    = fmt.Errorf("%w: nil function", ErrInvalidArgument)
+	errNilContext = fmt.Errorf("%w: nil context", ErrInvalidArgument)
+)
+
 // Refusal is the error returned when work is refused. errors.Is matches its
 // Reason, ErrShed and, when the caller's context ended the wait, the
 // context's error.
@@ -49,8 +59,17 @@ type Refusal struct {
 	Limit, Current int
 	// Waited is how long the work waited in the queue before the refusal.
 	Waited time.Duration
-	// MaxWait is the wait bound in force, for ErrWaitTimeout.
+	// MaxWait is the wait bound in force, for ErrWaitTimeout, and for a
+	// rate limiter's Wait refused with ErrRateLimited.
 	MaxWait time.Duration
+	// RetryIn is, for ErrRateLimited, how long until the limiter has a
+	// token for this call; RetryAfter returns it, so that backoff.Retry
+	// does not try again before then.
+	RetryIn time.Duration
+	// Rate (events per second) and Burst are the refusing limiter's, for
+	// ErrRateLimited.
+	Rate  float64
+	Burst int
 	// Cause is an underlying error, such as the context's, or nil.
 	Cause error
 }
@@ -70,6 +89,12 @@ func (r *Refusal) Error() string {
 		b = fmt.Appendf(b, " (%d waiting, limit %d)", r.Current, r.Limit)
 	case r.Reason == ErrTooManyKeys:
 		b = fmt.Appendf(b, " (%d keys, limit %d, none idle)", r.Current, r.Limit)
+	case r.Reason == ErrRateLimited:
+		b = fmt.Appendf(b, " (next token in %v", r.RetryIn)
+		if r.MaxWait > 0 {
+			b = fmt.Appendf(b, ", wait limit %v", r.MaxWait)
+		}
+		b = fmt.Appendf(b, "; %v/s, burst %d)", r.Rate, r.Burst)
 	case r.Limit > 0:
 		b = fmt.Appendf(b, " (%d of %d)", r.Current, r.Limit)
 	case r.Waited > 0:
@@ -85,6 +110,13 @@ func (r *Refusal) Error() string {
 	}
 	return string(b)
 }
+
+// RetryAfter returns RetryIn: for a rate limiter's refusal, the wait until
+// a token is due; zero for the other reasons. It makes a Refusal a
+// backoff.RetryAfterError, so an operation retried with backoff.Retry
+// that returns a rate limiter's refusal is not retried before its token
+// is due.
+func (r *Refusal) RetryAfter() time.Duration { return r.RetryIn }
 
 // Unwrap returns the reason and the cause.
 func (r *Refusal) Unwrap() []error {
@@ -157,6 +189,9 @@ type Event struct {
 	Waited time.Duration
 	// Priority is the work's priority class (Queue only; Normal elsewhere).
 	Priority Priority
+	// Key is the key formatted with %v, for a KeyedLimiter's events; empty
+	// elsewhere (a Partition passes its key to its hook as a K).
+	Key string
 }
 
 // Priority is a class of work for Queue. Critical work is served before

@@ -79,6 +79,6 @@ func ExampleKeyedLimiter() {
 	fmt.Println(perTenant.AllowAt(now, "globex"))
 	// Output:
 	// <nil>
-	// shed: rate limited for key "acme"
+	// shed: rate limited (next token in 1s; 1/s, burst 1) for key "acme"
 	// <nil>
 }

@@ -23,6 +23,9 @@ type LimiterConfig struct {
 	// MaxWait bounds how long Wait may wait for a token. Zero means
 	// DefaultMaxWait. Negative is invalid.
 	MaxWait time.Duration
+	// Hook, if not nil, is told what happens to every event: admitted,
+	// queued (Wait only) or refused. A KeyedLimiter sets Event.Key.
+	Hook func(Event)
 }
 
 func (c LimiterConfig) validate() []error {
@@ -58,6 +61,7 @@ func (c LimiterConfig) withDefaults() LimiterConfig {
 type Limiter struct {
 	bucket  *rate.Limiter
 	maxWait time.Duration
+	hook    func(Event)
 	counters
 }
 
@@ -68,7 +72,7 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Limiter{bucket: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), maxWait: cfg.MaxWait}, nil
+	return &Limiter{bucket: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), maxWait: cfg.MaxWait, hook: cfg.Hook}, nil
 }
 
 // Allow reports whether an event may happen now. It is AllowAt(time.Now()).
@@ -79,21 +83,30 @@ func (l *Limiter) Allow() bool { return l.AllowAt(time.Now()) }
 func (l *Limiter) AllowAt(now time.Time) bool {
 	if l.bucket.AllowN(now, 1) {
 		l.admitted.Add(1)
+		if l.hook != nil {
+			l.hook(Event{Kind: Admitted})
+		}
 		return true
 	}
 	l.shed[reasonRateLimited].Add(1)
+	if l.hook != nil {
+		l.hook(Event{Kind: Refused, Reason: ErrRateLimited})
+	}
 	return false
 }
 
 // Wait waits for a token, and returns nil when the event may happen. If the
 // token would come later than MaxWait from now, or after ctx's deadline, it
-// returns a *Refusal with ErrRateLimited at once instead of waiting in vain;
-// if ctx is cancelled while waiting, it returns a Refusal with ctx's error,
-// and the token is given back.
+// returns a *Refusal with ErrRateLimited at once instead of waiting in vain,
+// saying when the token is due (Refusal.RetryIn); if ctx is cancelled while
+// waiting, it returns a Refusal with ctx's error, and the token is given
+// back.
 func (l *Limiter) Wait(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if ctx.Err() != nil {
-		l.refused(ctx.Err())
-		return ctxRefusal(ctx, 0, "")
+		return l.refuse(ctxRefusal(ctx, 0, ""))
 	}
 	now := time.Now()
 	r := l.bucket.ReserveN(now, 1)
@@ -104,23 +117,36 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	}
 	if !r.OK() || delay > limit {
 		r.CancelAt(now)
-		l.refused(ErrRateLimited)
-		return &Refusal{Reason: ErrRateLimited, MaxWait: limit, Waited: 0, Cause: fmt.Errorf("next token in %v, limit %v", delay, limit)}
+		return l.refuse(&Refusal{Reason: ErrRateLimited, MaxWait: limit, RetryIn: delay,
+			Rate: float64(l.bucket.Limit()), Burst: l.bucket.Burst()})
 	}
 	if delay > 0 {
 		l.queued.Add(1)
+		if l.hook != nil {
+			l.hook(Event{Kind: Queued})
+		}
 		t := time.NewTimer(delay)
 		defer t.Stop()
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			r.Cancel()
-			l.refused(ctx.Err())
-			return ctxRefusal(ctx, time.Since(now), "")
+			return l.refuse(ctxRefusal(ctx, time.Since(now), ""))
 		}
 	}
 	l.admitted.Add(1)
+	if l.hook != nil {
+		l.hook(Event{Kind: Admitted, Waited: delay})
+	}
 	return nil
+}
+
+func (l *Limiter) refuse(r *Refusal) error {
+	l.refused(r.Reason)
+	if l.hook != nil {
+		l.hook(Event{Kind: Refused, Reason: r.Reason, Waited: r.Waited})
+	}
+	return r
 }
 
 // Tokens returns the tokens available at now.
@@ -153,6 +179,7 @@ type KeyedLimiter[K comparable] struct {
 	cfg     LimiterConfig
 	refill  time.Duration // time for an empty bucket to fill up
 	maxKeys int
+	hook    func(Event)
 
 	mu   sync.Mutex
 	keys map[K]*list.Element // of *keyedBucket[K]
@@ -165,6 +192,9 @@ type keyedBucket[K comparable] struct {
 	name     string // the key formatted with %v, for refusals
 	bucket   *rate.Limiter
 	lastUsed time.Time
+	// admitted and limited count the key's events since it was last
+	// tracked; guarded by the KeyedLimiter's mu.
+	admitted, limited int64
 }
 
 // NewKeyedLimiter returns a KeyedLimiter configured by cfg, or an error that
@@ -182,33 +212,48 @@ func NewKeyedLimiter[K comparable](cfg KeyedLimiterConfig) (*KeyedLimiter[K], er
 		cfg.MaxKeys = DefaultMaxKeys
 	}
 	refill := time.Duration(math.Ceil(float64(lc.Burst) / lc.Rate * float64(time.Second)))
-	return &KeyedLimiter[K]{cfg: lc, refill: refill, maxKeys: cfg.MaxKeys, keys: make(map[K]*list.Element)}, nil
+	return &KeyedLimiter[K]{cfg: lc, refill: refill, maxKeys: cfg.MaxKeys, hook: lc.Hook, keys: make(map[K]*list.Element)}, nil
 }
 
 // Allow reports whether an event for key may happen now.
 func (k *KeyedLimiter[K]) Allow(key K) error { return k.AllowAt(time.Now(), key) }
 
 // AllowAt takes a token from key's bucket at now, and returns nil if there
-// was one, or a *Refusal: ErrRateLimited, or ErrTooManyKeys when key is new,
-// the key bound is reached and no key can be forgotten. (Unlike
-// Limiter.AllowAt it returns an error, because a refusal has two possible
-// reasons; the admit path does not allocate.)
+// was one, or a *Refusal: ErrRateLimited, saying when the key's next token
+// is due (Refusal.RetryIn), or ErrTooManyKeys when key is new, the key
+// bound is reached and no key can be forgotten. (Unlike Limiter.AllowAt it
+// returns an error, because a refusal has two possible reasons; the admit
+// path does not allocate.)
 func (k *KeyedLimiter[K]) AllowAt(now time.Time, key K) error {
 	k.mu.Lock()
 	b, r := k.lookupLocked(now, key)
 	if r != nil {
 		k.mu.Unlock()
 		k.refused(r.Reason)
+		k.emit(Event{Kind: Refused, Reason: r.Reason, Key: r.Key})
 		return r
 	}
-	ok := b.bucket.AllowN(now, 1)
-	k.mu.Unlock()
-	if !ok {
-		k.shed[reasonRateLimited].Add(1)
-		return &Refusal{Reason: ErrRateLimited, Key: b.name}
+	if b.bucket.AllowN(now, 1) {
+		b.admitted++
+		k.mu.Unlock()
+		k.admitted.Add(1)
+		k.emit(Event{Kind: Admitted, Key: b.name})
+		return nil
 	}
-	k.admitted.Add(1)
-	return nil
+	b.limited++
+	// The time until one token is due, rounded up to the nanosecond.
+	need := 1 - b.bucket.TokensAt(now)
+	k.mu.Unlock()
+	k.shed[reasonRateLimited].Add(1)
+	k.emit(Event{Kind: Refused, Reason: ErrRateLimited, Key: b.name})
+	return &Refusal{Reason: ErrRateLimited, Key: b.name, Rate: k.cfg.Rate, Burst: k.cfg.Burst,
+		RetryIn: time.Duration(math.Ceil(need / k.cfg.Rate * float64(time.Second)))}
+}
+
+func (k *KeyedLimiter[K]) emit(e Event) {
+	if k.hook != nil {
+		k.hook(e)
+	}
 }
 
 func (k *KeyedLimiter[K]) lookupLocked(now time.Time, key K) (*keyedBucket[K], *Refusal) {
@@ -239,9 +284,25 @@ func (k *KeyedLimiter[K]) Keys() int {
 	return len(k.keys)
 }
 
-// Stats returns the counters summed over all keys.
+// Stats returns the counters summed over all keys, forgotten ones
+// included.
 func (k *KeyedLimiter[K]) Stats() Stats {
 	var s Stats
 	k.load(&s)
 	return s
+}
+
+// StatsFor returns key's counters (Admitted and Shed.RateLimited) since it
+// was last tracked, and whether it is tracked. A key forgotten at the key
+// bound (its bucket had refilled) starts again from zero; a refusal with
+// ErrTooManyKeys is counted only in Stats, since the key was not tracked.
+func (k *KeyedLimiter[K]) StatsFor(key K) (Stats, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	e, ok := k.keys[key]
+	if !ok {
+		return Stats{}, false
+	}
+	b := e.Value.(*keyedBucket[K])
+	return Stats{Admitted: b.admitted, Shed: ShedCounts{RateLimited: b.limited}}, true
 }

@@ -83,7 +83,10 @@ func TestLimiterWait(t *testing.T) {
 		}
 		err = <-errs
 		assert.ErrorIs(t, err, ErrRateLimited, "refused without waiting")
-		assert.Contains(t, err.Error(), "next token in 300ms, limit 250ms")
+		assert.EqualError(t, err, "shed: rate limited (next token in 300ms, wait limit 250ms; 10/s, burst 1)")
+		var r *Refusal
+		require.ErrorAs(t, err, &r)
+		assert.Equal(t, 300*time.Millisecond, r.RetryAfter(), "the refusal says when to come back")
 		assert.NoError(t, <-errs)
 		assert.NoError(t, <-errs)
 
@@ -111,7 +114,10 @@ func TestKeyedLimiter(t *testing.T) {
 	assert.NoError(t, k.AllowAt(t0, "tenant-a"))
 	err = k.AllowAt(t0, "tenant-a")
 	assert.ErrorIs(t, err, ErrRateLimited)
-	assert.Equal(t, `shed: rate limited for key "tenant-a"`, err.Error())
+	assert.Equal(t, `shed: rate limited (next token in 1s; 1/s, burst 1) for key "tenant-a"`, err.Error())
+	var r *Refusal
+	require.ErrorAs(t, err, &r)
+	assert.Equal(t, time.Second, r.RetryAfter())
 	assert.NoError(t, k.AllowAt(t0, "tenant-b"), "keys are independent")
 
 	// At the bound, a new key may only replace a key whose bucket has
@@ -127,4 +133,102 @@ func TestKeyedLimiter(t *testing.T) {
 	s := k.Stats()
 	assert.Equal(t, int64(4), s.Admitted)
 	assert.Equal(t, ShedCounts{RateLimited: 1, TooManyKeys: 1}, s.Shed)
+}
+
+func TestLimiterHook(t *testing.T) {
+	var events []Event
+	l, err := NewLimiter(LimiterConfig{Rate: 10, Burst: 1, MaxWait: 150 * time.Millisecond,
+		Hook: func(e Event) { events = append(events, e) }})
+	require.NoError(t, err)
+	t0 := time.Unix(1_700_000_000, 0)
+	assert.True(t, l.AllowAt(t0))
+	assert.False(t, l.AllowAt(t0))
+	assert.Equal(t, []Event{{Kind: Admitted}, {Kind: Refused, Reason: ErrRateLimited}}, events)
+
+	synctest.Test(t, func(t *testing.T) {
+		events = nil
+		l, err := NewLimiter(LimiterConfig{Rate: 10, Burst: 1, MaxWait: 150 * time.Millisecond,
+			Hook: func(e Event) { events = append(events, e) }})
+		require.NoError(t, err)
+		require.NoError(t, l.Wait(t.Context())) // at once
+		require.NoError(t, l.Wait(t.Context())) // after 100ms
+		short, cancelShort := context.WithTimeout(t.Context(), 10*time.Millisecond)
+		defer cancelShort()
+		assert.ErrorIs(t, l.Wait(short), ErrRateLimited, "the next token is 100ms away")
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		assert.ErrorIs(t, l.Wait(ctx), context.Canceled)
+		assert.Equal(t, []Event{
+			{Kind: Admitted},
+			{Kind: Queued},
+			{Kind: Admitted, Waited: 100 * time.Millisecond},
+			{Kind: Refused, Reason: ErrRateLimited},
+			{Kind: Refused, Reason: context.Canceled},
+		}, events)
+		s := l.Stats()
+		assert.Equal(t, int64(2), s.Admitted)
+		assert.Equal(t, int64(1), s.Queued)
+		assert.Equal(t, ShedCounts{RateLimited: 1, Cancelled: 1}, s.Shed)
+	})
+}
+
+func TestKeyedLimiterStatsForAndHook(t *testing.T) {
+	var events []Event
+	k, err := NewKeyedLimiter[int](KeyedLimiterConfig{
+		LimiterConfig: LimiterConfig{Rate: 2, Burst: 2, Hook: func(e Event) { events = append(events, e) }},
+		MaxKeys:       1,
+	})
+	require.NoError(t, err)
+	t0 := time.Unix(1_700_000_000, 0)
+	_, ok := k.StatsFor(7)
+	assert.False(t, ok, "not tracked yet")
+	require.NoError(t, k.AllowAt(t0, 7))
+	require.NoError(t, k.AllowAt(t0, 7))
+	err = k.AllowAt(t0, 7)
+	assert.ErrorIs(t, err, ErrRateLimited)
+	assert.ErrorIs(t, k.AllowAt(t0, 8), ErrTooManyKeys, "7 has not refilled")
+
+	s, ok := k.StatsFor(7)
+	require.True(t, ok)
+	assert.Equal(t, Stats{Admitted: 2, Shed: ShedCounts{RateLimited: 1}}, s)
+	_, ok = k.StatsFor(8)
+	assert.False(t, ok, "a key refused at the bound is not tracked")
+	assert.Equal(t, []Event{
+		{Kind: Admitted, Key: "7"},
+		{Kind: Admitted, Key: "7"},
+		{Kind: Refused, Reason: ErrRateLimited, Key: "7"},
+		{Kind: Refused, Reason: ErrTooManyKeys, Key: "8"},
+	}, events)
+
+	// Once 7 has refilled it is forgotten for 8, with its counters; the
+	// totals keep everything.
+	require.NoError(t, k.AllowAt(t0.Add(time.Second), 8))
+	_, ok = k.StatsFor(7)
+	assert.False(t, ok)
+	s, ok = k.StatsFor(8)
+	require.True(t, ok)
+	assert.Equal(t, Stats{Admitted: 1}, s)
+	assert.Equal(t, Stats{Admitted: 3, Shed: ShedCounts{RateLimited: 1, TooManyKeys: 1}}, k.Stats())
+}
+
+// TestKeyedLimiterRetryIn: a refusal's RetryIn is when the key's next
+// token is due: asking again then is admitted, a microsecond earlier is
+// not. (x/time/rate counts tokens in floating point, so the exact
+// nanosecond can be a little earlier than RetryIn, never later.)
+func TestKeyedLimiterRetryIn(t *testing.T) {
+	k, err := NewKeyedLimiter[string](KeyedLimiterConfig{LimiterConfig: LimiterConfig{Rate: 3, Burst: 2}})
+	require.NoError(t, err)
+	now := time.Unix(1_700_000_000, 0)
+	for i := range 50 {
+		err := k.AllowAt(now, "k")
+		if err == nil {
+			continue
+		}
+		var r *Refusal
+		require.ErrorAs(t, err, &r, "round %d", i)
+		require.Positive(t, r.RetryIn)
+		require.ErrorIs(t, k.AllowAt(now.Add(r.RetryIn-time.Microsecond), "k"), ErrRateLimited, "round %d: too early", i)
+		now = now.Add(r.RetryIn)
+		require.NoError(t, k.AllowAt(now, "k"), "round %d: due after %v", i, r.RetryIn)
+	}
 }

@@ -255,6 +255,9 @@ func (p *Partition[K]) admitLocked(ks *keyState[K]) {
 // or a *Refusal: ErrTooManyKeys, ErrPaused, ErrQueueFull, ErrWaitTimeout,
 // ErrDeadline, or ctx's error if ctx was cancelled.
 func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	p.mu.Lock()
 	ks, r := p.lookupLocked(key)
 	switch {
@@ -352,6 +355,9 @@ func (p *Partition[K]) releaseLocked(ks *keyState[K]) {
 // refusals), calls fn with a context bounded by CallTimeout if one is set,
 // and releases the slot when fn returns or panics.
 func (p *Partition[K]) Do(ctx context.Context, key K, fn func(context.Context) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
 	if err := p.Acquire(ctx, key); err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package shed
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 )
@@ -20,9 +19,6 @@ type CallOption struct {
 // deadline. Without it the work is dropped only once the deadline itself
 // has passed. Negative counts as zero.
 func WithCost(d time.Duration) CallOption { return CallOption{cost: d} }
-
-// errNilFunc is returned by Queue.Do for a nil function.
-var errNilFunc = errors.New("shed: Queue.Do called with a nil function")
 
 // Queue is queue-aware admission in front of a pool of Workers: a
 // concurrency limiter whose wait queue is a Scheduler, read with the real
@@ -121,6 +117,9 @@ func (q *Queue) TryAcquire() bool {
 //
 // ctx's deadline is the work's deadline.
 func (q *Queue) Acquire(ctx context.Context, pri Priority, opts ...CallOption) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if ctx.Err() != nil {
 		r := ctxRefusal(ctx, 0, "")
 		q.sched.refused(r.Reason)

@@ -273,7 +273,8 @@ func TestQueueDo(t *testing.T) {
 		})
 		assert.Equal(t, 0, q.Stats().InFlight, "released on panic")
 
-		assert.EqualError(t, q.Do(t.Context(), Normal, nil), "shed: Queue.Do called with a nil function")
+		assert.EqualError(t, q.Do(t.Context(), Normal, nil), "shed: invalid argument: nil function")
+		assert.ErrorIs(t, q.Do(t.Context(), Normal, nil), ErrInvalidArgument)
 
 		require.True(t, q.TryAcquire())
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
