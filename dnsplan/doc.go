@@ -80,10 +80,15 @@
 // a missing live plan blocks nothing: the next pass writes the newest plan
 // over it. An endpoint whose records are empty or differ from the plan of
 // their own generation is rewritten with the newest plan (EventRepaired).
-// Only an endpoint that is empty and carries a generation newer than every
-// stored plan — the Store lost plans — cannot be repaired without an older
-// write; the enactor reports it (EventStuck) and leaves it as it is until
-// the planner publishes a newer plan.
+// An endpoint that is empty and carries a generation newer than every
+// stored plan — the Store lost plans — is rewritten with the newest plan's
+// targets under its own generation, conditioned on that generation: DNS
+// answers again at once, the generation never decreases, and the
+// planner's next plan replaces the targets as usual. Clean-up never
+// deletes the plan a pass applied, so those newest plans are kept. A
+// planner restarted from such a Store must resume above the highest
+// generation the enactors read (PassStats.Highest), or every endpoint
+// refuses its plans as older.
 //
 // # Cost
 //

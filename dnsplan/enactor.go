@@ -58,7 +58,11 @@ const (
 	// EventApplied: the plan was written to the endpoint.
 	EventApplied EventKind = iota + 1
 	// EventRepaired: the endpoint's records were empty or differed from
-	// the plan of their own generation, and were rewritten.
+	// the plan of their own generation, and were rewritten. An empty
+	// endpoint whose generation is newer than the enactor's plan (the
+	// Store lost the plans up to it) is rewritten with the plan's targets
+	// under the endpoint's own generation: Event.Generation is then that
+	// generation.
 	EventRepaired
 	// EventConflict: an apply was refused because the endpoint changed
 	// between the read and the write; the enactor re-reads.
@@ -66,10 +70,6 @@ const (
 	// EventNewer: the endpoint already has a newer generation than the
 	// enactor's plan; nothing was written.
 	EventNewer
-	// EventStuck: the endpoint's records are empty and its generation is
-	// newer than every plan the enactor has; it cannot repair the
-	// endpoint until the planner publishes a newer plan.
-	EventStuck
 	// EventDeleted: clean-up deleted a plan.
 	EventDeleted
 	// EventError: an operation failed; Err says why.
@@ -78,7 +78,7 @@ const (
 	EventPassDone
 )
 
-var eventNames = [...]string{"", "applied", "repaired", "conflict", "newer", "stuck", "deleted", "error", "pass-done"}
+var eventNames = [...]string{"", "applied", "repaired", "conflict", "newer", "deleted", "error", "pass-done"}
 
 // String returns the kind's name, e.g. "applied".
 func (k EventKind) String() string {
@@ -186,6 +186,13 @@ type PassStats struct {
 	Applied, Repaired, Current, Newer, Failed int
 	// Conflicts counts refused applies.
 	Conflicts int
+	// Highest is the highest applied generation the pass read on any
+	// endpoint. If it is above Generation, the Store has lost (or not yet
+	// received) newer plans, and a planner restarted from the Store must
+	// resume above it, or every endpoint refuses its plans as older: give
+	// it the Store's latest plan with its Generation raised to Highest as
+	// PlannerConfig.Previous.
+	Highest fence.Token
 	// Deleted counts plans clean-up deleted.
 	Deleted int
 	// Err is the first error of the pass, if any.
@@ -235,6 +242,7 @@ type Enactor struct {
 	stats   PassStats
 	last    PassStats
 	pending Action
+	restamp bool // the pending apply rewrites the endpoint's own generation
 }
 
 // NewEnactor returns an Enactor at the start of its first pass, or an
@@ -378,15 +386,23 @@ func (e *Enactor) deliverRead(r Result) {
 	e.cur = r.Records
 	want := e.plan.Endpoints[name]
 	have := r.Records.Generation
+	e.stats.Highest = max(e.stats.Highest, have)
+	e.restamp = false
 	switch {
+	case have > e.plan.Generation && len(r.Records.Targets) == 0:
+		// Empty at a generation newer than every plan the enactor has: the
+		// plans up to it are lost, and no DNS answer is worse than an old
+		// one. Write the plan's targets under the endpoint's own generation,
+		// conditioned on it, so the generation never decreases and the
+		// planner's next plan replaces them as usual.
+		e.restamp = true
+		e.phase = phaseApply
+		e.pending = Action{Op: OpApply, Endpoint: name, Expect: have,
+			Records: Records{Generation: have, Targets: want}}
 	case have > e.plan.Generation:
 		e.bounds[name] = have
 		e.stats.Newer++
-		kind := EventNewer
-		if len(r.Records.Targets) == 0 {
-			kind = EventStuck
-		}
-		e.emit(Event{Kind: kind, Endpoint: name, Generation: e.plan.Generation, Have: have})
+		e.emit(Event{Kind: EventNewer, Endpoint: name, Generation: e.plan.Generation, Have: have})
 		e.nextEndpoint()
 	case have == e.plan.Generation && SameTargets(r.Records.Targets, want):
 		e.bounds[name] = have
@@ -406,6 +422,11 @@ func (e *Enactor) deliverApply(r Result) {
 	name := e.names[e.i]
 	var stale *fence.StaleError
 	switch {
+	case r.Err == nil && e.restamp:
+		e.bounds[name] = e.cur.Generation
+		e.stats.Repaired++
+		e.emit(Event{Kind: EventRepaired, Endpoint: name, Generation: e.cur.Generation, Have: e.cur.Generation})
+		e.nextEndpoint()
 	case r.Err == nil:
 		e.bounds[name] = e.plan.Generation
 		kind := EventApplied
@@ -457,8 +478,11 @@ func (e *Enactor) floor() fence.Token {
 }
 
 // deletable reports whether clean-up may delete generation g under floor.
+// It never deletes the plan the pass applied, nor a newer one: when
+// endpoints are ahead of every stored plan (the Store lost plans), the
+// newest plans left are what repairs them.
 func (e *Enactor) deletable(g, floor fence.Token) bool {
-	return g < floor && uint64(floor-g) > uint64(e.cfg.Retention)
+	return g < floor && uint64(floor-g) > uint64(e.cfg.Retention) && g < e.plan.Generation
 }
 
 func (e *Enactor) deliverList(r Result) {

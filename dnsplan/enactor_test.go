@@ -63,7 +63,7 @@ func TestPassAppliesAndCleansUp(t *testing.T) {
 
 	st, err = e.Pass(ctx, store, dns)
 	require.NoError(t, err)
-	assert.Equal(t, dnsplan.PassStats{Generation: 5, Current: 1}, st)
+	assert.Equal(t, dnsplan.PassStats{Generation: 5, Current: 1, Highest: 5}, st)
 	assert.Equal(t, st, e.LastPass())
 	assert.Equal(t, dnsplan.EventPassDone, events[0].Kind)
 	assert.Equal(t, dnsplan.EventApplied, events[1].Kind)
@@ -97,17 +97,17 @@ func TestSelfRepairOfDeletedLivePlanAndEmptyRecords(t *testing.T) {
 
 func TestNeverWritesOlderOrEmpty(t *testing.T) {
 	store, dns := &dnsplan.MemoryStore{}, &dnsplan.MemoryProvider{}
-	require.NoError(t, store.Put(ctx, dnsplan.Plan{Generation: 3, Endpoints: map[string][]dnsplan.Target{"api": {tg(1, 1)}}}))
-	dns.Set("api", dnsplan.Records{Generation: 7}) // newer than any plan, and empty
+	require.NoError(t, store.Put(ctx, dnsplan.Plan{Generation: 3, Endpoints: map[string][]dnsplan.Target{
+		"api": {tg(1, 1)}, "web": {tg(2, 1)}}}))
+	dns.Set("web", dnsplan.Records{Generation: 6, Targets: []dnsplan.Target{tg(6, 1)}}) // newer than any plan
 	dns.Set("empty", dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg(1, 1)}})
 	var kinds []dnsplan.EventKind
 	e := mustEnactor(t, dnsplan.EnactorConfig{OnEvent: func(ev dnsplan.Event) { kinds = append(kinds, ev.Kind) }})
-	st, err := e.Pass(ctx, store, dns)
+	_, err := e.Pass(ctx, store, dns)
 	require.NoError(t, err)
-	assert.Equal(t, 1, st.Newer)
-	assert.Contains(t, kinds, dnsplan.EventStuck)
-	rec, _ := dns.Read(ctx, "api")
-	assert.Equal(t, fence.Token(7), rec.Generation, "never older")
+	rec, _ := dns.Read(ctx, "web")
+	assert.Equal(t, dnsplan.Records{Generation: 6, Targets: []dnsplan.Target{tg(6, 1)}}, rec, "never older")
+	assert.Contains(t, kinds, dnsplan.EventNewer)
 
 	// A plan that allows an empty endpoint: the endpoint is left alone.
 	s2, err := dnsplan.NewMemoryStore(dnsplan.MemoryStoreConfig{Limits: dnsplan.Limits{AllowEmpty: true}})
@@ -117,6 +117,53 @@ func TestNeverWritesOlderOrEmpty(t *testing.T) {
 	require.NoError(t, err)
 	rec, _ = dns.Read(ctx, "empty")
 	assert.Equal(t, []dnsplan.Target{tg(1, 1)}, rec.Targets, "never empty")
+}
+
+// TestRepairAfterTheStoreLostPlans: the Store lost every plan up to an
+// endpoint's generation (7) and the endpoint is empty. The enactor writes
+// the newest plan it has (3) under generation 7, conditioned on 7, so DNS
+// answers again and the generation never goes back; a planner restarted
+// above PassStats.Highest then publishes plans the endpoints accept.
+func TestRepairAfterTheStoreLostPlans(t *testing.T) {
+	store, dns := &dnsplan.MemoryStore{}, &dnsplan.MemoryProvider{}
+	require.NoError(t, store.Put(ctx, onePlan(3, tg(1, 1))))
+	dns.Set("api", dnsplan.Records{Generation: 7}) // empty, newer than any plan
+	var events []dnsplan.Event
+	e := mustEnactor(t, dnsplan.EnactorConfig{OnEvent: func(ev dnsplan.Event) { events = append(events, ev) }})
+	st, err := e.Pass(ctx, store, dns)
+	require.NoError(t, err)
+	assert.Equal(t, dnsplan.PassStats{Generation: 3, Repaired: 1, Highest: 7}, st)
+	rec, _ := dns.Read(ctx, "api")
+	assert.Equal(t, dnsplan.Records{Generation: 7, Targets: []dnsplan.Target{tg(1, 1)}}, rec)
+	assert.Contains(t, events, dnsplan.Event{Kind: dnsplan.EventRepaired, Enactor: e.Name(), Endpoint: "api", Generation: 7, Have: 7})
+	gens, err := store.List(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []fence.Token{3}, gens, "the newest plan left is never cleaned up")
+
+	// Nothing more to do on the next pass: the endpoint is served, newer.
+	st, err = e.Pass(ctx, store, dns)
+	require.NoError(t, err)
+	assert.Equal(t, 1, st.Newer)
+	assert.Zero(t, st.Repaired)
+
+	// A planner restarted on the Store's latest plan would emit plan 4,
+	// which every endpoint refuses as older; resumed above Highest it
+	// emits 8, which is applied.
+	latest, err := store.Latest(ctx)
+	require.NoError(t, err)
+	latest.Generation = max(latest.Generation, st.Highest)
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Previous: &latest})
+	require.NoError(t, err)
+	next, err := p.Next(time.Unix(1_700_000_000, 0), dnsplan.Report{"api": {{Addr: addr(2), Capacity: 1, Healthy: true}}})
+	require.NoError(t, err)
+	assert.Equal(t, fence.Token(8), next.Generation)
+	require.NoError(t, store.Put(ctx, next))
+	st, err = e.Pass(ctx, store, dns)
+	require.NoError(t, err)
+	assert.Equal(t, 1, st.Applied)
+	assert.Contains(t, next.Endpoints["api"], tg(2, 1))
+	rec, _ = dns.Read(ctx, "api")
+	assert.Equal(t, dnsplan.Records{Generation: 8, Targets: next.Endpoints["api"]}, rec)
 }
 
 // flaky refuses every apply as stale, or fails every read.

@@ -304,8 +304,6 @@ func (en *enactor) observe(ev dnsplan.Event) {
 		en.events = append(en.events, fmt.Sprintf("write of %d to %s REFUSED: it is at %d now", ev.Generation, short(ev.Endpoint), ev.Have))
 	case dnsplan.EventNewer:
 		en.events = append(en.events, fmt.Sprintf("re-reads: %d is newer, skips", ev.Have))
-	case dnsplan.EventStuck:
-		en.events = append(en.events, fmt.Sprintf("%s empty at %d, newer than any plan", short(ev.Endpoint), ev.Have))
 	case dnsplan.EventError:
 		en.events = append(en.events, fmt.Sprintf("error: %v", ev.Err))
 	}
