@@ -3,7 +3,9 @@ package lease_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -13,6 +15,7 @@ import (
 	"github.com/stormguard/stormguard/lease"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 )
 
 // flaky wraps a Store: renew decides, per renewal, how long it takes and
@@ -173,4 +176,325 @@ func TestKeeperConfigValidation(t *testing.T) {
 	require.ErrorIs(t, err, lease.ErrInvalidArgument)
 	assert.ErrorIs(t, err, lease.ErrInvalidConfig)
 	assert.True(t, strings.Contains(err.Error(), "DriftMargin -1ns is negative"))
+}
+
+// renewal is what happens to one renewal request in a chaosStore.
+type renewal struct {
+	before, after time.Duration // latency of the request, of the answer
+	hang          bool          // the request takes before even if its context ends
+	failBefore    bool          // the request never reaches the table
+	failAfter     bool          // the table renews, but the answer is lost
+}
+
+var (
+	errUnreachable = errors.New("table unreachable")
+	errAnswerLost  = errors.New("answer lost")
+)
+
+// chaosStore is a Memory whose renewals follow a plan drawn in advance, one
+// entry per request, repeated when it runs out (an empty plan: every
+// renewal succeeds at once). Grants, releases and reads go straight to the
+// table. A hanging request holds the keeper's goroutine past its context's
+// deadline, as a Store that does not honour cancellation, or a descheduled
+// goroutine, would.
+type chaosStore struct {
+	*lease.Memory
+	plan []renewal
+	n    atomic.Int64
+
+	mu        sync.Mutex
+	hanging   bool      // a hanging request is in flight
+	hungUntil time.Time // when the latest hanging request returned
+}
+
+func (s *chaosStore) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
+	var r renewal
+	if len(s.plan) > 0 {
+		r = s.plan[(s.n.Add(1)-1)%int64(len(s.plan))]
+	}
+	if r.hang {
+		s.setHanging(true)
+		time.Sleep(r.before)
+		s.setHanging(false)
+	} else if err := sleepCtx(ctx, r.before); err != nil {
+		return lease.Lease{}, err
+	}
+	if r.failBefore {
+		return lease.Lease{}, errUnreachable
+	}
+	nl, err := s.Memory.Renew(ctx, l)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	if err := sleepCtx(ctx, r.after); err != nil {
+		return lease.Lease{}, err
+	}
+	if r.failAfter {
+		return lease.Lease{}, errAnswerLost
+	}
+	return nl, nil
+}
+
+func (s *chaosStore) setHanging(h bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hanging = h
+	if !h {
+		s.hungUntil = time.Now()
+	}
+}
+
+// hang reports whether a hanging request is in flight, and when the latest
+// one returned.
+func (s *chaosStore) hang() (bool, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hanging, s.hungUntil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// keeperScenario is one run of TestKeeperNeverHeldAfterGrant.
+type keeperScenario struct {
+	ttl   time.Duration
+	cfg   lease.KeeperConfig // without Store, OnLost and OnEvent, which run sets
+	plan  []renewal
+	steps []keeperStep
+}
+
+// keeperStep: the test's clock, which is the keeper's, advances to a
+// point that depends on to; then another holder asks the table for the
+// resource at the keeper's time plus skew, a table clock ahead of the
+// keeper's by at most the drift margin.
+type keeperStep struct {
+	to            stepTarget
+	advance, skew time.Duration
+}
+
+// stepTarget is where a keeperStep moves the clock: by its advance, or to
+// a boundary of the keeper's current term, where mistakes show.
+type stepTarget int
+
+const (
+	byAdvance        stepTarget = iota
+	toBeforeDeadline            // 1ns before LostAt(Lease())
+	toDeadline                  // LostAt(Lease()): Expires − drift margin
+	toExpires                   // Lease().Expires
+	stepTargets
+)
+
+// until returns how long the clock must advance, at now, for this step.
+func (s keeperStep) until(now time.Time, cfg lease.KeeperConfig, cur lease.Lease) time.Duration {
+	switch s.to {
+	case toBeforeDeadline:
+		return cfg.LostAt(cur).Add(-1).Sub(now)
+	case toDeadline:
+		return cfg.LostAt(cur).Sub(now)
+	case toExpires:
+		return cur.Expires.Sub(now)
+	}
+	return s.advance
+}
+
+// keeperTally counts, over all runs, what the checks saw, so that the test
+// can show they were not vacuous.
+type keeperTally struct {
+	heldRefused   int // steps where the keeper held and the table refused the other holder
+	grantedOther  int // steps where the keeper had let go and the other holder got the resource
+	renewed, lost int // keepers' successful renewals; keepers that lost their lease
+	heldUp        int // steps past the loss deadline while a hanging request held up the keeper
+}
+
+// TestKeeperNeverHeldAfterGrant drives a real Keeper, on synctest's virtual
+// clock, against a Memory table whose renewals are delayed, lost before
+// they reach the table, carried out but answered too late or never, or
+// hang past their context's deadline (holding up the keeper's goroutine),
+// at random. At every step another holder asks the table for the resource
+// on a clock running ahead of the keeper's by up to the drift margin — the
+// most the margin allows for. It asserts, at every step:
+//
+//   - whenever Keeper.HeldAt(now) reports the lease held, the table
+//     refuses the other holder and names the keeper's current term: no
+//     other holder can have been granted the resource;
+//   - once now has reached LostAt of the lease as last renewed (Expires
+//     minus the drift margin), HeldAt reports false, even while the
+//     keeper's goroutine is held up; and, unless it is held up in a
+//     hanging request, Lost is closed and the goroutine has ended;
+//   - OnLost was called no later than that deadline, or than the moment a
+//     hanging request released the goroutine.
+func TestKeeperNeverHeldAfterGrant(t *testing.T) {
+	var tally keeperTally
+	rapid.Check(t, func(rt *rapid.T) {
+		ttl := time.Duration(rapid.IntRange(20, 2000).Draw(rt, "ttlMs")) * time.Millisecond
+		drift := time.Duration(rapid.Int64Range(1, int64(ttl)/2).Draw(rt, "drift"))
+		// The renewal must fall before the loss deadline TTL−drift.
+		maxPercent := int(100*(ttl-drift)/ttl) - 1
+		// How often a renewal request is slow, and how often it fails.
+		slowPercent := rapid.IntRange(0, 100).Draw(rt, "slowPercent")
+		failPercent := rapid.IntRange(0, 100).Draw(rt, "failPercent")
+		base := time.Duration(rapid.Int64Range(int64(time.Millisecond), int64(ttl)/4).Draw(rt, "retryBase"))
+		sc := keeperScenario{
+			ttl: ttl,
+			cfg: lease.KeeperConfig{
+				DriftMargin:   drift,
+				RenewFraction: float64(rapid.IntRange(1, maxPercent).Draw(rt, "renewPercent")) / 100,
+				Retry: backoff.Policy{
+					Base: base, Cap: time.Duration(rapid.Int64Range(int64(base), int64(ttl)).Draw(rt, "retryCap")),
+					Jitter: backoff.JitterNone, // deterministic, so that rapid can shrink
+				},
+				AttemptTimeout: time.Duration(rapid.Int64Range(0, int64(ttl)).Draw(rt, "attemptTimeout")),
+			},
+			plan: rapid.SliceOfN(rapid.Custom(func(t *rapid.T) renewal {
+				var r renewal
+				if rapid.IntRange(0, 99).Draw(t, "slow") < slowPercent {
+					r.before = time.Duration(rapid.Int64Range(0, int64(ttl)).Draw(t, "before"))
+					r.after = time.Duration(rapid.Int64Range(0, int64(ttl)).Draw(t, "after"))
+					if rapid.Bool().Draw(t, "hang") {
+						// Past any deadline of the term it was sent in.
+						r.hang, r.before = true, ttl+r.before
+					}
+				}
+				if rapid.IntRange(0, 99).Draw(t, "fail") < failPercent {
+					if rapid.Bool().Draw(t, "landed") {
+						r.failAfter = true
+					} else {
+						r.failBefore = true
+					}
+				}
+				return r
+			}), 0, 20).Draw(rt, "plan"),
+			steps: rapid.SliceOfN(rapid.Custom(func(t *rapid.T) keeperStep {
+				s := keeperStep{to: stepTarget(rapid.IntRange(0, int(stepTargets)-1).Draw(t, "to")), skew: drift}
+				if s.to == byAdvance {
+					s.advance = time.Duration(rapid.Int64Range(0, int64(ttl)/2).Draw(t, "advance"))
+				}
+				if !rapid.Bool().Draw(t, "fullSkew") {
+					s.skew = time.Duration(rapid.Int64Range(0, int64(drift)).Draw(t, "skew"))
+				}
+				return s
+			}), 1, 80).Draw(rt, "steps"),
+		}
+		// Everything random was drawn above: a failure inside the bubble
+		// is returned, not raised, so that rapid can shrink it.
+		var err error
+		synctest.Test(t, func(*testing.T) { err = sc.run(&tally) })
+		if err != nil {
+			rt.Fatal(err)
+		}
+	})
+	t.Logf("%+v", tally)
+	assert.Positive(t, tally.heldRefused, "no step found the keeper holding")
+	assert.Positive(t, tally.grantedOther, "no step found the resource granted to another holder")
+	assert.Positive(t, tally.renewed, "no keeper ever renewed")
+	assert.Positive(t, tally.lost, "no keeper ever lost its lease")
+	assert.Positive(t, tally.heldUp, "no step found the keeper held up past its deadline")
+}
+
+// run plays the scenario inside a synctest bubble and returns the first
+// violation.
+func (sc keeperScenario) run(tally *keeperTally) error {
+	ctx := context.Background()
+	m, _ := lease.NewMemory(lease.MemoryConfig{})
+	st := &chaosStore{Memory: m, plan: sc.plan}
+	start := time.Now()
+	l, err := m.Grant(ctx, "r", "keeper", sc.ttl)
+	if err != nil {
+		return err
+	}
+	cfg := sc.cfg
+	cfg.Store = st
+	var lostAt time.Time // written before Lost is closed, read after
+	cfg.OnLost = func(error) { lostAt = time.Now() }
+	var renewed int
+	cfg.OnEvent = func(e lease.Event) {
+		if e.Op == lease.OpRenew && !e.Refused {
+			renewed++ // read after Stop
+		}
+	}
+	k, err := lease.Keep(ctx, l, cfg)
+	if err != nil {
+		return err
+	}
+	defer k.Stop()
+	for i, s := range sc.steps {
+		time.Sleep(s.until(time.Now(), cfg, k.Lease()))
+		synctest.Wait() // the keeper has done all it had to do by now
+		now := time.Now()
+		at := now.Sub(start)
+		cur := k.Lease()
+		deadline := cfg.LostAt(cur)
+		held := k.HeldAt(now)
+		lost := closed(k.Lost())
+		hanging, hungUntil := st.hang()
+		if !now.Before(deadline) {
+			if held {
+				return fmt.Errorf("step %d at %v: HeldAt reports epoch %d held at or after its loss deadline %v", i, at, cur.Epoch, deadline.Sub(start))
+			}
+			if !lost && !hanging {
+				return fmt.Errorf("step %d at %v: past the loss deadline %v of epoch %d, but Lost is not closed", i, at, deadline.Sub(start), cur.Epoch)
+			}
+			if !lost {
+				tally.heldUp++
+			}
+		}
+		if lost {
+			if held {
+				return fmt.Errorf("step %d at %v: HeldAt reports the lease held after the keeper lost it", i, at)
+			}
+			if lostAt.After(deadline) && lostAt.After(hungUntil) {
+				return fmt.Errorf("step %d: the loss was reported at %v, after the deadline %v", i, lostAt.Sub(start), deadline.Sub(start))
+			}
+			if !closed(k.Done()) {
+				return fmt.Errorf("step %d at %v: the keeper lost its lease but its goroutine has not ended", i, at)
+			}
+		}
+		_, err := m.GrantAt(now.Add(s.skew), "r", "other", sc.ttl)
+		var he *lease.HeldError
+		refusedForKeeper := errors.As(err, &he) && he.Holder == "keeper" && he.Epoch == cur.Epoch
+		if held && !refusedForKeeper {
+			return fmt.Errorf("step %d at %v: the keeper reports epoch %d held (its deadline %v), but the table, %v ahead, answered another holder with %v",
+				i, at, cur.Epoch, deadline.Sub(start), s.skew, err)
+		}
+		switch {
+		case held:
+			tally.heldRefused++
+		case err == nil:
+			tally.grantedOther++
+		}
+	}
+	k.Stop()
+	if k.HeldAt(time.Now()) {
+		return fmt.Errorf("HeldAt reports the lease held after Stop")
+	}
+	if closed(k.Lost()) {
+		if !errors.Is(k.Err(), lease.ErrLost) {
+			return fmt.Errorf("Lost is closed but Err is %v", k.Err())
+		}
+		tally.lost++
+	} else if !errors.Is(k.Err(), context.Canceled) {
+		return fmt.Errorf("stopped keeper: Err is %v, want context.Canceled", k.Err())
+	}
+	tally.renewed += renewed
+	return nil
 }

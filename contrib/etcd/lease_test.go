@@ -123,13 +123,21 @@ type holding struct {
 // TestLeaseTableContendKill runs contenders, each with its own client as
 // if in its own process, competing for two resources through etcd with
 // short leases kept by lease.Keeper, while etcd is killed with SIGKILL and
-// restarted twice. It then checks, per resource, that no two holders'
-// validity intervals — as each holder saw them, with its drift margin —
-// overlap, and that epochs strictly increase in the order the terms began.
+// restarted twice. Holders act on their leases for a short while or for
+// longer than the TTL, and the holders holding just before the second,
+// longer crash hold on across it, so that their keepers must give their
+// leases up while etcd is down. The test checks that those leases were
+// lost and, per resource, that no two holders' validity intervals — as
+// each holder saw them, with its drift margin — overlap, and that epochs
+// strictly increase in the order the terms began.
 func TestLeaseTableContendKill(t *testing.T) {
 	srv := etcdtest.Start(t)
 	t0 := time.Now()
-	const contenders = 4
+	const (
+		contenders = 4
+		ttl        = time.Second
+		drift      = 200 * time.Millisecond
+	)
 	resources := []string{"droplet-a", "droplet-b"}
 	var (
 		mu     sync.Mutex
@@ -138,6 +146,11 @@ func TestLeaseTableContendKill(t *testing.T) {
 		wg     sync.WaitGroup
 		grants atomic.Int64
 		losses atomic.Int64
+		// While holdOn is set, every holder holding commits to keep
+		// acting on its lease until its keeper gives it up; committed
+		// counts the terms that did.
+		holdOn    atomic.Bool
+		committed atomic.Int64
 	)
 	for i := range contenders {
 		tb, err := NewLeaseTable(LeaseTableConfig{Client: srv.Client(t), Prefix: "kill/"})
@@ -150,7 +163,7 @@ func TestLeaseTableContendKill(t *testing.T) {
 			for !stop.Load() {
 				res := resources[rng.IntN(len(resources))]
 				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-				l, err := tb.Grant(ctx, res, name, time.Second)
+				l, err := tb.Grant(ctx, res, name, ttl)
 				cancel()
 				if err != nil {
 					time.Sleep(time.Duration(20+rng.IntN(40)) * time.Millisecond)
@@ -160,7 +173,7 @@ func TestLeaseTableContendKill(t *testing.T) {
 				start := time.Now()
 				kctx, kcancel := context.WithCancel(context.Background())
 				cfg := lease.KeeperConfig{
-					Store: tb, DriftMargin: 200 * time.Millisecond, RenewFraction: 0.3, ReleaseOnStop: true,
+					Store: tb, DriftMargin: drift, RenewFraction: 0.3, ReleaseOnStop: true,
 					Retry: backoff.Policy{Base: 20 * time.Millisecond, Cap: 100 * time.Millisecond},
 				}
 				k, err := lease.Keep(kctx, l, cfg)
@@ -169,26 +182,50 @@ func TestLeaseTableContendKill(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				// Act on the lease for a while, checking Held as a holder
-				// must before each action.
+				// Act on the lease for a while — most terms briefly, one
+				// in three for longer than the TTL, so through renewals —
+				// checking Held as a holder must before each action.
 				last := start
-				hold := time.Now().Add(time.Duration(100+rng.IntN(500)) * time.Millisecond)
-				for time.Now().Before(hold) && !stop.Load() {
+				d := time.Duration(100+rng.IntN(500)) * time.Millisecond
+				if rng.IntN(3) == 0 {
+					d = time.Duration(1200+rng.IntN(800)) * time.Millisecond
+				}
+				hold := start.Add(d)
+				stuck, gaveUp := false, false
+				for !stop.Load() {
 					now := time.Now()
 					if !k.HeldAt(now) {
+						gaveUp = true
 						break
 					}
 					last = now
+					if !stuck && holdOn.Load() {
+						stuck = true
+						committed.Add(1)
+					}
+					if !stuck && !now.Before(hold) {
+						break
+					}
 					time.Sleep(10 * time.Millisecond)
 				}
 				// The holder's claim: from the grant until it stopped, or
 				// until its keeper's loss deadline if that came first —
 				// later than its last check of Held, never earlier.
 				end := time.Now()
-				select {
-				case <-k.Lost():
+				if gaveUp {
+					// Past its loss deadline the keeper gives the lease
+					// up by itself; let it, rather than stop it.
+					select {
+					case <-k.Done():
+					case <-time.After(10 * time.Second):
+						t.Errorf("%s: Held turned false at %v, but the keeper has not ended", name, end.Sub(t0))
+					}
+				}
+				if closed(k.Lost()) {
 					losses.Add(1)
-				default:
+					assert.ErrorIs(t, k.Err(), lease.ErrLost)
+				} else if stuck {
+					t.Errorf("%s held %s epoch %d on across the outage, but its keeper did not lose it: %v", name, res, l.Epoch, k.Err())
 				}
 				kcancel()
 				k.Stop()
@@ -207,19 +244,41 @@ func TestLeaseTableContendKill(t *testing.T) {
 			}
 		}()
 	}
-	// Two crashes: a short one that keepers ride out with retries, and one
-	// longer than a term, which makes every holder give its lease up.
-	for _, down := range []time.Duration{300 * time.Millisecond, 1200 * time.Millisecond} {
-		time.Sleep(1500 * time.Millisecond)
-		srv.Kill()
-		time.Sleep(down)
-		srv.Restart()
-	}
+	// Two crashes. The first, 300ms, is shorter than the time a keeper has
+	// between its last renewal and its loss deadline (TTL − drift margin
+	// = 800ms, less up to 300ms since that renewal): keepers usually ride
+	// it out with retries. The second, 1.2s, is longer: a holder that holds
+	// on across it cannot renew, and its keeper must give the lease up
+	// while etcd is down. Holders that happen to stop on their own before
+	// their deadline lose nothing, so before the second crash the test
+	// has every holder then holding hold on, and waits until at least one
+	// does.
 	time.Sleep(1500 * time.Millisecond)
+	srv.Kill()
+	time.Sleep(300 * time.Millisecond)
+	srv.Restart()
+	time.Sleep(1500 * time.Millisecond)
+	holdOn.Store(true)
+	waitUntil := time.Now().Add(10 * time.Second)
+	for committed.Load() == 0 && time.Now().Before(waitUntil) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if committed.Load() == 0 {
+		stop.Store(true)
+		wg.Wait()
+		t.Fatal("no holder held a lease in the 10s before the long crash")
+	}
+	srv.Kill()
+	holdOn.Store(false) // nobody can be granted a lease until the restart
+	time.Sleep(1200 * time.Millisecond)
+	srv.Restart()
+	time.Sleep(2500 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
 
-	t.Logf("%d grants, %d terms lost (etcd down or renewals late)", grants.Load(), losses.Load())
+	t.Logf("%d grants, %d terms lost (etcd down or renewals late), %d held on across the long crash",
+		grants.Load(), losses.Load(), committed.Load())
+	assert.Positive(t, losses.Load(), "no lease was lost while etcd was down")
 	// A term that a holder could not release while etcd was down stays in
 	// etcd until its lease expires, and etcd restarts the TTL of every
 	// lease when it restarts: a resource can stay unavailable for a while
@@ -238,5 +297,14 @@ func TestLeaseTableContendKill(t *testing.T) {
 					res, p.holder, p.epoch, p.end.Format("15:04:05.000"), c.holder, c.epoch, c.start.Format("15:04:05.000"))
 			}
 		}
+	}
+}
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
