@@ -3,7 +3,12 @@ package remirror
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/stormguard/stormguard/fence"
 	"github.com/stormguard/stormguard/shed"
@@ -72,4 +77,100 @@ func TestAuthorityBadConfig(t *testing.T) {
 	if !errors.Is(err, ErrInvalidSettings) || !errors.Is(err, shed.ErrInvalidConfig) {
 		t.Fatalf("err %v", err)
 	}
+}
+
+// hangingStore is a fence.Store whose CompareAndSwap hangs, while hang is
+// set, until its context ends: a control plane that never answers, called
+// with a deadline.
+type hangingStore struct {
+	fence.Store
+	hang atomic.Bool
+}
+
+func (s *hangingStore) CompareAndSwap(ctx context.Context, key string, expect fence.Token, value []byte, next fence.Token) error {
+	if s.hang.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.Store.CompareAndSwap(ctx, key, expect, value, next)
+}
+
+// An election whose call hangs is abandoned at CallTimeout (the default,
+// 2s) with ElectionFailed, which the engine accepts and retries; while it
+// hangs it holds only its own zone's share of the authority: that zone's
+// next call is shed at once, and another zone's is served at once.
+func TestAuthorityAbandonsHungElectionAtCallTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Cancelled at the end, so that a call left hanging by a failed
+		// assertion ends and the bubble can exit.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		m, err := fence.NewMemory(fence.MemoryConfig{})
+		require.NoError(t, err)
+		store := &hangingStore{Store: m}
+		a, err := NewAuthority(AuthorityConfig{Store: store, Total: 2, Share: 0.5})
+		require.NoError(t, err)
+		for _, key := range []string{VolumeKey("sick", 0), VolumeKey("sick", 1), VolumeKey("well", 0)} {
+			require.NoError(t, m.WriteIfNewer(ctx, key, []byte("0"), 1))
+		}
+
+		// The sick zone's engine lost a mirror and, the peer back, asks
+		// for an election.
+		e := cluster(t, Settings{}, 3, 10)
+		probe := only(t, step(t, e, time.Now(), Input{Kind: PeerLost, Volume: 0, Node: 0}), Probe)
+		elect := only(t, step(t, e, time.Now(), Input{Kind: ProbeResult, Volume: 0, Attempt: probe.Attempt, OK: true}), Elect)
+		require.Equal(t, 1, e.Stats().ElectionsOut)
+
+		store.hang.Store(true)
+		start := time.Now()
+		type result struct {
+			in  Input
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			in, err := a.Elect(ctx, "sick", elect)
+			done <- result{in, err}
+		}()
+		synctest.Wait() // the call is in the store, hanging
+
+		_, err = a.Elect(ctx, "sick", Action{Kind: Elect, Volume: 1, From: 1, Expect: 1})
+		require.ErrorIs(t, err, shed.ErrShed, "the sick zone's second call, over its share")
+		store.hang.Store(false)
+		in, err := a.Elect(ctx, "well", Action{Kind: Elect, Volume: 0, From: 1, Expect: 1})
+		require.NoError(t, err, "another zone's call")
+		require.Equal(t, Elected, in.Kind)
+		require.Equal(t, start, time.Now(), "the refusal or the other zone's election waited")
+
+		time.Sleep(DefaultAuthorityTimeout - time.Nanosecond)
+		synctest.Wait()
+		require.Empty(t, done, "the hung call returned before CallTimeout")
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		require.Len(t, done, 1, "the hung call outlived CallTimeout")
+		r := <-done
+		require.ErrorIs(t, r.err, context.DeadlineExceeded)
+		require.Equal(t, Input{Kind: ElectionFailed, Volume: 0, Node: elect.From, Attempt: elect.Attempt}, r.in)
+		st, ok := a.partition.StatsFor("sick")
+		require.True(t, ok)
+		require.Zero(t, st.InFlight, "the abandoned call still holds the sick zone's slot")
+
+		// The engine takes the failure, retries after its backoff, and the
+		// retry, now that the store answers, elects the survivor.
+		require.Empty(t, step(t, e, time.Now(), r.in))
+		require.Zero(t, e.Stats().ElectionsOut)
+		at, ok := e.NextTick()
+		require.True(t, ok, "no retry armed")
+		time.Sleep(time.Until(at))
+		acts, err := e.Tick(time.Now())
+		require.NoError(t, err)
+		retry := only(t, acts, Elect)
+		in, err = a.Elect(ctx, "sick", retry)
+		require.NoError(t, err)
+		step(t, e, time.Now(), in)
+		n, gen, ok := e.Primary(0)
+		require.True(t, ok)
+		require.Equal(t, elect.From, n)
+		require.Equal(t, fence.Token(2), gen)
+	})
 }

@@ -7,14 +7,19 @@ import (
 	"github.com/stormguard/stormguard/fence"
 )
 
-// Concurrent is an Engine that many goroutines may drive at once: every
-// call takes one lock, and returned actions are copies the caller owns. It
-// is the answer to the 2011 race in closing many replication requests
+// Concurrent is an Engine that many goroutines may drive at once. An Engine
+// holds a whole cluster (its nodes, the capacity ledger, the search budget
+// and the bounds on re-mirrors and elections are all cluster-wide) and is
+// meant to be driven from one goroutine, such as a simulator's event loop;
+// use Concurrent where the inputs come from many goroutines instead, one
+// per node or per replication request. Every call takes one lock for the
+// whole cluster, and returned actions are copies the caller owns. It is the
+// answer to the 2011 race in closing many replication requests
 // concurrently: thousands of goroutines may report the end of their copies
 // at the same instant, some of them twice, and each report is applied
 // exactly once or refused with a typed error (ErrDuplicate), never half
-// applied. The engine itself is meant to be driven from one goroutine per
-// node; use Concurrent where that is not possible.
+// applied. The cost is that the cluster's inputs are applied one at a
+// time: a caller waits for every Step or Tick ahead of it, of any node.
 type Concurrent struct {
 	mu sync.Mutex
 	e  *Engine

@@ -58,23 +58,27 @@
 // # Driving the engine
 //
 // Engine is a pure state machine in the manner of go.etcd.io/raft: it owns
-// no goroutine, clock, socket or global state. The driver feeds it inputs
-// with Step (a peer lost, the answer to a probe, a search, a copy or an
-// election, a node failing or coming back, a volume deleted) and timers with
-// Tick, each with the current time, and carries out the Actions returned
-// (probe, query, copy, discard, release, elect). Every request carries an
-// Attempt number; answers must quote it, so a duplicate or late answer is
-// refused with ErrDuplicate and changes nothing. Bad input (an unknown
-// volume or node, a malformed input, an answer never asked for, time going
-// backwards, a stale generation) is refused with a typed error and leaves
-// the engine unchanged. The simulator in package remirror/sim and a real
-// storage node drive the same code. Randomness (jitter, sampling of
-// candidates) comes from a *rand.Rand the driver may seed.
+// no goroutine, clock, socket or global state. One Engine holds one cluster:
+// its nodes, their capacity ledger, the search budget and the bounds on
+// re-mirrors and elections are cluster-wide, so a region runs one engine per
+// cluster (the simulator in package remirror/sim runs one per zone), each
+// driven from one goroutine. The driver feeds it inputs with Step (a peer
+// lost, the answer to a probe, a search, a copy or an election, a node
+// failing or coming back, a volume deleted) and timers with Tick, each with
+// the current time, and carries out the Actions returned (probe, query,
+// copy, discard, release, elect). Every request carries an Attempt number;
+// answers must quote it, so a duplicate or late answer is refused with
+// ErrDuplicate and changes nothing. Bad input (an unknown volume or node, a
+// malformed input, an answer never asked for, time going backwards, a stale
+// generation) is refused with a typed error and leaves the engine unchanged.
+// The simulator and a real service drive the same code. Randomness (jitter,
+// sampling of candidates) comes from a *rand.Rand the driver may seed.
 //
-// Concurrent wraps an engine for drivers that report from many goroutines,
-// and Authority carries out elections on a fence.Store through a per-zone
-// shed.Partition with short timeouts, so that one sick zone cannot starve
-// the authority for the others.
+// Concurrent wraps an engine for drivers that report from many goroutines
+// (one per node or per replication request), serialising the whole cluster's
+// inputs behind one lock, and Authority carries out elections on a
+// fence.Store through a per-zone shed.Partition with short timeouts, so that
+// one sick zone cannot starve the authority for the others.
 //
 // # Costs
 //

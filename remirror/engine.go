@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -717,10 +718,11 @@ func (e *Engine) search(v VolumeID, vol *volume, ns int64) {
 func (e *Engine) candidate(vol *volume, ns int64) NodeID {
 	n := len(e.nodes)
 	if e.cfg.noHints {
-		// The 2011 behaviour: any node but the volume's own, room or not.
+		// The 2011 behaviour: any node but the volume's own, room or not
+		// (but within MaxPerNode, which bounds even a blind search).
 		for range 8 {
 			t := NodeID(e.rng.IntN(n))
-			if t != vol.a && t != vol.b {
+			if t != vol.a && t != vol.b && e.slotFree(t) {
 				return t
 			}
 		}
@@ -893,11 +895,15 @@ func (e *Engine) nodeFailed(n NodeID, ns int64) {
 	e.touch(nd.incoming)
 	e.touch(nd.vols)
 	e.touchTargets(nd.vols)
-	for len(nd.incoming) > 0 {
-		v := nd.incoming[len(nd.incoming)-1]
-		vol := &e.volumes[v]
-		e.abort(v, vol)
-		e.resume(v, vol, ns)
+	// Abort every re-mirror aimed at n before resuming any: a resumed
+	// search may pick n again (blindly, with NoHints), and must not be
+	// aborted in the same step after its message was sent.
+	aborted := slices.Clone(nd.incoming)
+	for _, v := range aborted {
+		e.abort(v, &e.volumes[v])
+	}
+	for _, v := range aborted {
+		e.resume(v, &e.volumes[v], ns)
 	}
 	for _, v := range nd.vols {
 		vol := &e.volumes[v]

@@ -343,3 +343,64 @@ func TestStrings(t *testing.T) {
 		}
 	}
 }
+
+// With NoHints, MaxPerNode must still bound the re-mirrors a node takes
+// part in as target (Settings.MaxPerNode: "as source or as target").
+func TestNoHintsBoundsTargets(t *testing.T) {
+	e, err := NewEngine(Settings{NoHints: true, NoReconnect: true, SearchRate: Unlimited, MaxPerNode: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := e.AddNode(10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.AddVolume(1, 0, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.AddVolume(1, 1, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Volume 0 re-mirrors from node 0 to node 2, the only other node.
+	q := only(t, step(t, e, t0, Input{Kind: PeerLost, Volume: 0, Node: 0}), Query)
+	if q.To != 2 {
+		t.Fatalf("query to node %d, want 2", q.To)
+	}
+	// Volume 1's survivor, node 1, is free, but its only candidate, node 2,
+	// already takes part in MaxPerNode re-mirrors.
+	for _, a := range step(t, e, t0, Input{Kind: PeerLost, Volume: 1, Node: 1}) {
+		if a.Kind == Query && a.To == 2 {
+			t.Fatalf("query %+v to node 2, already in a re-mirror with MaxPerNode 1", a)
+		}
+	}
+}
+
+// A NodeFailed never returns requests that are already abandoned: with
+// NoHints, the failure of a search's target must not search the failing
+// node again and drop that search within the same Step.
+func TestNoHintsNodeFailedReturnsNoDeadSearches(t *testing.T) {
+	e, err := NewEngine(Settings{NoHints: true, NoReconnect: true, SearchRate: Unlimited}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := e.AddNode(10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.AddVolume(1, 0, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	only(t, step(t, e, t0, Input{Kind: PeerLost, Volume: 0, Node: 0}), Query)
+	acts := step(t, e, t0, Input{Kind: NodeFailed, Node: 2})
+	queries := 0
+	for _, a := range acts {
+		if a.Kind == Query {
+			queries++
+		}
+	}
+	if queries > 1 {
+		t.Fatalf("volume 0 has at most one request outstanding, got %+v (Stats.Queries %d)", acts, e.Stats().Queries)
+	}
+}

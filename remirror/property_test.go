@@ -13,9 +13,13 @@ import (
 
 // world is a model of everything outside the engine: which nodes are down,
 // which hold each volume's data, the authority's generations, and the
-// requests the engine made.
+// requests the engine made. It also keeps, from nothing but the inputs it
+// fed and the actions the engine returned, its own account of the requests
+// outstanding and of the replicas each failed node held that are not safe
+// yet, against which it checks the engine's bounds and its quarantine.
 type world struct {
 	e        *Engine
+	s        Settings
 	now      time.Time
 	down     []bool
 	holders  []map[NodeID]bool
@@ -25,9 +29,17 @@ type world struct {
 	pending  []Action // requests not answered yet
 	answered []Input  // answers already given, replayed as duplicates
 	queries  []time.Time
-	rate     float64
-	burst    int
-	hints    bool
+
+	// live is the request outstanding for each volume: made, and neither
+	// answered nor abandoned by an input that ends it (see abandon).
+	live map[VolumeID]Action
+	// granted is the search the input being fed answered, if it did, so
+	// that a Copy can be matched to the search that reserved its room.
+	granted *Action
+	// unsafe holds, for each node, the volumes whose data it held when it
+	// failed and which are not safe yet: neither released from it nor
+	// elected healthy again, nor deleted.
+	unsafe []map[VolumeID]bool
 }
 
 func newWorld(t *rapid.T) *world {
@@ -45,49 +57,139 @@ func newWorld(t *rapid.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{e: e, now: t0, rate: s.SearchRate, burst: s.SearchBurst, hints: !s.NoHints}
+	w := &world{e: e, s: s, now: t0, live: make(map[VolumeID]Action)}
 	nodes := rapid.IntRange(3, 7).Draw(t, "nodes")
 	for range nodes {
 		e.AddNode(int64(rapid.IntRange(2, 6).Draw(t, "capacity")))
 	}
 	w.down = make([]bool, nodes)
+	w.unsafe = make([]map[VolumeID]bool, nodes)
+	for n := range w.unsafe {
+		w.unsafe[n] = make(map[VolumeID]bool)
+	}
 	for range rapid.IntRange(1, 12).Draw(t, "volumes") {
-		a := NodeID(rapid.IntRange(0, nodes-1).Draw(t, "a"))
-		b := NodeID(rapid.IntRange(0, nodes-1).Draw(t, "b"))
-		if _, err := e.AddVolume(1, a, b, 1); err != nil {
-			continue
-		}
-		w.holders = append(w.holders, map[NodeID]bool{a: true, b: true})
-		w.gens = append(w.gens, 1)
-		w.holder = append(w.holder, a)
-		w.deleted = append(w.deleted, false)
+		w.addVolume(t)
 	}
 	return w
 }
 
+// addVolume asks the engine for a new volume on two drawn nodes. The engine
+// may refuse (no room, same node twice), but never places a replica on a
+// node that is down or still holds a replica not yet safe.
+func (w *world) addVolume(t *rapid.T) {
+	a := NodeID(rapid.IntRange(0, len(w.down)-1).Draw(t, "a"))
+	b := NodeID(rapid.IntRange(0, len(w.down)-1).Draw(t, "b"))
+	v, err := w.e.AddVolume(1, a, b, 1)
+	if err != nil {
+		return
+	}
+	for _, n := range [2]NodeID{a, b} {
+		if w.down[n] || len(w.unsafe[n]) > 0 {
+			t.Fatalf("volume %d placed on node %d, which is down (%v) or holds unsafe replicas of %v", v, n, w.down[n], w.unsafe[n])
+		}
+	}
+	if int(v) != len(w.gens) {
+		t.Fatalf("AddVolume returned %d, want %d", v, len(w.gens))
+	}
+	w.holders = append(w.holders, map[NodeID]bool{a: true, b: true})
+	w.gens = append(w.gens, 1)
+	w.holder = append(w.holder, a)
+	w.deleted = append(w.deleted, false)
+}
+
+// answers reports whether in is the answer to request a.
+func answers(in Input, a Action) bool {
+	if in.Volume != a.Volume || in.Attempt != a.Attempt {
+		return false
+	}
+	switch a.Kind {
+	case Probe:
+		return in.Kind == ProbeResult
+	case Query:
+		return in.Kind == SearchResult
+	case Copy:
+		return in.Kind == CopyResult
+	case Elect:
+		return in.Kind == Elected || in.Kind == ElectionFailed
+	}
+	return false
+}
+
 // feed steps the engine and checks the actions it returns.
 func (w *world) feed(t *rapid.T, in Input) {
+	req, live := w.live[in.Volume]
+	live = live && answers(in, req)
 	before := snapshot(w.e)
 	acts, err := w.e.Step(w.now, in)
 	if err != nil {
 		if !reflect.DeepEqual(before, snapshot(w.e)) {
 			t.Fatalf("refused %+v (%v) but changed the state", in, err)
 		}
+		if live {
+			t.Fatalf("refused %+v (%v), the answer to its outstanding %+v", in, err, req)
+		}
 		return
 	}
+	if in.Kind >= ProbeResult && in.Kind <= ElectionFailed {
+		if !live {
+			t.Fatalf("accepted %+v, which answers no outstanding request (outstanding: %+v)", in, w.live[in.Volume])
+		}
+		delete(w.live, in.Volume)
+		w.answered = append(w.answered, in)
+	}
 	switch in.Kind {
+	case SearchResult:
+		w.granted = &req
+		defer func() { w.granted = nil }()
 	case CopyResult:
 		if in.OK {
 			// The target's copy is complete: it holds the data.
-			w.holders[in.Volume][w.e.volumes[in.Volume].b] = true
+			w.holders[in.Volume][req.To] = true
+		}
+	case Elected:
+		// The volume is healthy again: every replica it has is in sync.
+		for n := range w.holders[in.Volume] {
+			delete(w.unsafe[n], in.Volume)
+		}
+	case NodeFailed:
+		w.abandon(in.Node)
+		for v, hs := range w.holders {
+			if hs[in.Node] && !w.deleted[v] {
+				w.unsafe[in.Node][VolumeID(v)] = true
+			}
 		}
 	case VolumeDeleted:
 		w.deleted[in.Volume] = true
-	}
-	if in.Kind >= ProbeResult && in.Kind <= ElectionFailed {
-		w.answered = append(w.answered, in)
+		delete(w.live, in.Volume)
+		for n := range w.unsafe {
+			delete(w.unsafe[n], in.Volume)
+		}
 	}
 	w.carry(t, acts)
+}
+
+// abandon ends the requests that the failure of node n ends: what n was
+// doing as survivor (probe, search, copy or election), the searches and
+// copies aimed at n, and the elections of the volumes whose other replica
+// is on n (a volume must not become healthy with a replica down). A probe
+// of n, and a search by a volume whose lost peer is n, go on. The engine
+// must agree: feed fails on an answer it refuses to a request still
+// outstanding here, and on one it accepts to a request ended here.
+func (w *world) abandon(n NodeID) {
+	for v, a := range w.live {
+		var ends bool
+		switch a.Kind {
+		case Probe:
+			ends = a.From == n
+		case Query, Copy:
+			ends = a.From == n || a.To == n
+		case Elect:
+			ends = w.holders[v][n]
+		}
+		if ends {
+			delete(w.live, v)
+		}
+	}
 }
 
 func (w *world) carry(t *rapid.T, acts []Action) {
@@ -95,24 +197,71 @@ func (w *world) carry(t *rapid.T, acts []Action) {
 		switch a.Kind {
 		case Release:
 			delete(w.holders[a.Volume], a.To)
+			delete(w.unsafe[a.To], a.Volume)
 		case Discard:
-		case Copy:
-			nd := &w.e.nodes[a.To]
-			// Copy follows the ledger's check, with or without hints.
-			if nd.unsafe > 0 || nd.quarantined || nd.down {
-				t.Fatalf("copy of volume %d to node %d, which is down or quarantined (%d unsafe replicas)", a.Volume, a.To, nd.unsafe)
-			}
-			w.pending = append(w.pending, a)
-		case Query:
-			nd := &w.e.nodes[a.To]
-			if w.hints && (nd.quarantined || nd.down) {
-				t.Fatalf("with hints, query to node %d, which is down or quarantined", a.To)
-			}
-			w.queries = append(w.queries, w.now)
-			w.pending = append(w.pending, a)
 		default:
-			w.pending = append(w.pending, a)
+			w.request(t, a)
 		}
+	}
+}
+
+// request records a request the engine made and checks it against the
+// world's own account of what is outstanding and of which nodes are safe.
+func (w *world) request(t *rapid.T, a Action) {
+	if prev, ok := w.live[a.Volume]; ok {
+		t.Fatalf("%v %+v while %v %+v is outstanding", a.Kind, a, prev.Kind, prev)
+	}
+	switch a.Kind {
+	case Copy:
+		if g := w.granted; g == nil || g.Kind != Query || g.Volume != a.Volume || g.From != a.From || g.To != a.To {
+			t.Fatalf("copy %+v without the search that granted it (answered: %+v)", a, g)
+		}
+		if w.down[a.To] || len(w.unsafe[a.To]) > 0 {
+			t.Fatalf("copy of volume %d to node %d, which is down (%v) or holds unsafe replicas of %v", a.Volume, a.To, w.down[a.To], w.unsafe[a.To])
+		}
+	case Query:
+		if !w.s.NoHints && (w.down[a.To] || len(w.unsafe[a.To]) > 0) {
+			t.Fatalf("with hints, query to node %d, which is down (%v) or holds unsafe replicas of %v", a.To, w.down[a.To], w.unsafe[a.To])
+		}
+		w.queries = append(w.queries, w.now)
+	}
+	w.live[a.Volume] = a
+	w.pending = append(w.pending, a)
+	w.checkBounds(t)
+}
+
+// outstanding counts the requests the world knows to be outstanding: the
+// re-mirrors in flight, from their search to the end of their copy, by
+// node taking part (as source or as target) and in all, and the elections.
+func (w *world) outstanding() (perNode []int, remirrors, elections int) {
+	perNode = make([]int, len(w.down))
+	for _, a := range w.live {
+		switch a.Kind {
+		case Query, Copy:
+			remirrors++
+			perNode[a.From]++
+			perNode[a.To]++
+		case Elect:
+			elections++
+		}
+	}
+	return perNode, remirrors, elections
+}
+
+// checkBounds checks MaxPerNode, MaxPerCluster and MaxElections against the
+// requests the world counts outstanding.
+func (w *world) checkBounds(t *rapid.T) {
+	perNode, remirrors, elections := w.outstanding()
+	for n, c := range perNode {
+		if c > w.s.MaxPerNode {
+			t.Fatalf("node %d takes part in %d re-mirrors, MaxPerNode %d: %+v", n, c, w.s.MaxPerNode, w.live)
+		}
+	}
+	if remirrors > w.s.MaxPerCluster {
+		t.Fatalf("%d re-mirrors in flight, MaxPerCluster %d: %+v", remirrors, w.s.MaxPerCluster, w.live)
+	}
+	if elections > w.s.MaxElections {
+		t.Fatalf("%d elections outstanding, MaxElections %d: %+v", elections, w.s.MaxElections, w.live)
 	}
 }
 
@@ -205,12 +354,24 @@ func (w *world) check(t *rapid.T) {
 		if nd.used > nd.capacity {
 			t.Fatalf("node %d uses %d of %d", n, nd.used, nd.capacity)
 		}
+		// A node is quarantined while, by the world's account, it holds a
+		// replica that was there when it failed and is not safe yet; once
+		// back up, exactly while it does.
+		if _, _, _, q, _ := e.NodeStatus(NodeID(n)); (len(w.unsafe[n]) > 0 && !q) || (!w.down[n] && q != (len(w.unsafe[n]) > 0)) {
+			t.Fatalf("node %d (down %v) quarantined %v, but the unsafe replicas it holds are %v", n, w.down[n], q, w.unsafe[n])
+		}
+	}
+	w.checkBounds(t)
+	// The engine's own counters agree with the world's.
+	_, remirrors, elections := w.outstanding()
+	if s := e.Stats(); s.InFlight != remirrors || s.ElectionsOut != elections {
+		t.Fatalf("Stats: %d re-mirrors in flight and %d elections outstanding, the world counts %d and %d", s.InFlight, s.ElectionsOut, remirrors, elections)
 	}
 	// The search budget: in every window [s, now], at most burst + rate·(now−s)
 	// search messages.
 	for i, s := range w.queries {
 		n := len(w.queries) - i
-		if allowed := float64(w.burst) + w.rate*w.now.Sub(s).Seconds(); float64(n) > allowed+1e-9 {
+		if allowed := float64(w.s.SearchBurst) + w.s.SearchRate*w.now.Sub(s).Seconds(); float64(n) > allowed+1e-9 {
 			t.Fatalf("%d searches since %v, budget allows %.2f", n, s, allowed)
 		}
 	}
@@ -252,8 +413,13 @@ func TestPropertyEngineInvariants(t *testing.T) {
 				}
 				w.down[n] = !w.down[n]
 				w.feed(t, Input{Kind: kind, Node: NodeID(n)})
-			case op == 9 && rapid.IntRange(0, 9).Draw(t, "delete") == 0:
-				w.feed(t, Input{Kind: VolumeDeleted, Volume: VolumeID(rapid.IntRange(0, len(w.gens)-1).Draw(t, "vol"))})
+			case op == 9:
+				switch rapid.IntRange(0, 9).Draw(t, "rare") {
+				case 0:
+					w.feed(t, Input{Kind: VolumeDeleted, Volume: VolumeID(rapid.IntRange(0, len(w.gens)-1).Draw(t, "vol"))})
+				case 1:
+					w.addVolume(t)
+				}
 			}
 			w.check(t)
 		}
