@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"time"
 
@@ -259,6 +258,7 @@ type Engine struct {
 	inflight int
 	elects   int
 	stats    Stats
+	aborted  []VolumeID // nodeFailed's scratch, reused
 }
 
 // NewEngine returns an engine with settings s and no nodes or volumes, or
@@ -898,11 +898,11 @@ func (e *Engine) nodeFailed(n NodeID, ns int64) {
 	// Abort every re-mirror aimed at n before resuming any: a resumed
 	// search may pick n again (blindly, with NoHints), and must not be
 	// aborted in the same step after its message was sent.
-	aborted := slices.Clone(nd.incoming)
-	for _, v := range aborted {
+	e.aborted = append(e.aborted[:0], nd.incoming...)
+	for _, v := range e.aborted {
 		e.abort(v, &e.volumes[v])
 	}
-	for _, v := range aborted {
+	for _, v := range e.aborted {
 		e.resume(v, &e.volumes[v], ns)
 	}
 	for _, v := range nd.vols {
