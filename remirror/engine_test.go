@@ -347,18 +347,7 @@ func TestStrings(t *testing.T) {
 // With NoHints, MaxPerNode must still bound the re-mirrors a node takes
 // part in as target (Settings.MaxPerNode: "as source or as target").
 func TestNoHintsBoundsTargets(t *testing.T) {
-	e, err := NewEngine(Settings{NoHints: true, NoReconnect: true, SearchRate: Unlimited, MaxPerNode: 1}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if _, err := e.AddNode(10); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := e.AddVolume(1, 0, 1, 1); err != nil {
-		t.Fatal(err)
-	}
+	e := cluster(t, Settings{NoHints: true, NoReconnect: true, SearchRate: Unlimited, MaxPerNode: 1}, 3, 10)
 	if _, err := e.AddVolume(1, 1, 0, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -380,18 +369,7 @@ func TestNoHintsBoundsTargets(t *testing.T) {
 // NoHints, the failure of a search's target must not search the failing
 // node again and drop that search within the same Step.
 func TestNoHintsNodeFailedReturnsNoDeadSearches(t *testing.T) {
-	e, err := NewEngine(Settings{NoHints: true, NoReconnect: true, SearchRate: Unlimited}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if _, err := e.AddNode(10); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := e.AddVolume(1, 0, 1, 1); err != nil {
-		t.Fatal(err)
-	}
+	e := cluster(t, Settings{NoHints: true, NoReconnect: true, SearchRate: Unlimited}, 3, 10)
 	only(t, step(t, e, t0, Input{Kind: PeerLost, Volume: 0, Node: 0}), Query)
 	acts := step(t, e, t0, Input{Kind: NodeFailed, Node: 2})
 	queries := 0
