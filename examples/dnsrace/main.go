@@ -32,6 +32,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -45,7 +46,29 @@ import (
 )
 
 func main() {
-	run(os.Stdout)
+	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// cli runs the replay and returns the exit status. The replay is a fixed
+// script, so it takes no flags; -h says so, anything else is refused.
+func cli(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dnsrace", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: dnsrace\n\nReplays the 2025 DNS-plan race step by step, first with check-once\nenactors, then with dnsplan's. The replay is a fixed script: no flags.")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dnsrace: unexpected argument %q: the replay takes none (dnsrace -h)\n", fs.Arg(0))
+		return 2
+	}
+	run(stdout)
+	return 0
 }
 
 const (

@@ -58,3 +58,31 @@ func TestStory(t *testing.T) {
 		t.Errorf("dnsplan run rolls the endpoint back:\n%s", guarded)
 	}
 }
+
+func TestArguments(t *testing.T) {
+	var out, errs bytes.Buffer
+	if code := cli(nil, &out, &errs); code != 0 || !strings.Contains(out.String(), "== dnsplan") {
+		t.Fatalf("no arguments: exit %d, output %q", code, out.String())
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-h"}, 0, "no flags"},
+		{[]string{"-seed", "3"}, 2, "flag provided but not defined: -seed"},
+		{[]string{"extra"}, 2, `unexpected argument "extra"`},
+	} {
+		out.Reset()
+		errs.Reset()
+		if code := cli(tc.args, &out, &errs); code != tc.code {
+			t.Errorf("%q: exit %d, want %d", tc.args, code, tc.code)
+		}
+		if !strings.Contains(errs.String(), tc.want) {
+			t.Errorf("%q: stderr %q lacks %q", tc.args, errs.String(), tc.want)
+		}
+		if out.Len() != 0 {
+			t.Errorf("%q: the replay ran", tc.args)
+		}
+	}
+}
