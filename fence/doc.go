@@ -58,7 +58,8 @@
 // ErrInvalidToken: an empty key or one longer than MaxKeyBytes, a nil value
 // or one longer than MaxValueBytes, a zero token where a token is required,
 // or a next token that is not newer than the expected one. Invalid
-// configuration matches ErrInvalidConfig. Nothing in this package panics on
+// configuration matches ErrInvalidConfig, and a nil context or Store
+// ErrInvalidArgument. Nothing in this package panics on
 // bad input.
 //
 // # Observability

@@ -1,6 +1,7 @@
 package fence
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -34,6 +35,9 @@ var (
 	// ErrInvalidConfig is matched by every error a constructor returns for
 	// an invalid configuration.
 	ErrInvalidConfig = errors.New("fence: invalid config")
+	// ErrInvalidArgument is matched by the error an operation returns for
+	// a nil context or a nil Store, before it does anything.
+	ErrInvalidArgument = errors.New("fence: invalid argument")
 	// ErrFull is matched by the error Memory returns when a write would
 	// create a key beyond MemoryConfig.MaxKeys.
 	ErrFull = errors.New("fence: store full")
@@ -193,4 +197,18 @@ func ValidateDelete(key string, expect Token) error {
 		errTok = fmt.Errorf("%w: the expected token is zero (an absent key cannot be deleted)", ErrInvalidToken)
 	}
 	return errors.Join(ValidateKey(key), errTok)
+}
+
+var (
+	errNilContext = fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	errNilStore   = fmt.Errorf("%w: nil Store", ErrInvalidArgument)
+)
+
+// contextErr is ctx.Err(), or an error matching ErrInvalidArgument for a
+// nil ctx.
+func contextErr(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
+	return ctx.Err()
 }

@@ -69,7 +69,7 @@ func (m *Memory) Load(ctx context.Context, key string) ([]byte, Token, error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, 0, err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := contextErr(ctx); err != nil {
 		return nil, 0, err
 	}
 	m.mu.RLock()
@@ -105,7 +105,7 @@ func (m *Memory) WriteIfNewer(ctx context.Context, key string, value []byte, t T
 // write stores value with token next if ok accepts the key's current
 // token; want is what a refusal reports the caller wanted.
 func (m *Memory) write(ctx context.Context, op Op, key string, value []byte, next Token, ok func(Token) bool, want Token) error {
-	if err := ctx.Err(); err != nil {
+	if err := contextErr(ctx); err != nil {
 		return err
 	}
 	// Copy outside the lock: the critical section is a map lookup, the
@@ -139,7 +139,7 @@ func (m *Memory) Delete(ctx context.Context, key string, expect Token) error {
 	if err := ValidateDelete(key, expect); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := contextErr(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -161,7 +161,7 @@ func (m *Memory) List(ctx context.Context, prefix string) ([]string, error) {
 	if err := ValidatePrefix(prefix); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := contextErr(ctx); err != nil {
 		return nil, err
 	}
 	var keys []string

@@ -99,6 +99,9 @@ func (s *Sequencer) Next(ctx context.Context) (Token, error) {
 	if s.store == nil {
 		return 0, errZeroSequencer
 	}
+	if ctx == nil {
+		return 0, errNilContext
+	}
 	have := Token(s.seen.Load())
 	for attempt := 1; ; attempt++ {
 		if have == MaxToken {
@@ -130,6 +133,9 @@ func (s *Sequencer) Next(ctx context.Context) (Token, error) {
 func (s *Sequencer) Last(ctx context.Context) (Token, error) {
 	if s.store == nil {
 		return 0, errZeroSequencer
+	}
+	if ctx == nil {
+		return 0, errNilContext
 	}
 	_, t, err := s.store.Load(ctx, s.key)
 	if err != nil {

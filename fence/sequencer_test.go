@@ -32,7 +32,7 @@ func TestNewSequencerValidation(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 	_, err = zero.Last(context.Background())
 	assert.ErrorIs(t, err, ErrInvalidConfig)
-	assert.ErrorIs(t, WriteIfNewer(context.Background(), nil, "k", []byte{}, 1), ErrInvalidConfig)
+	assert.ErrorIs(t, WriteIfNewer(context.Background(), nil, "k", []byte{}, 1), ErrInvalidArgument)
 }
 
 func newSequencer(t require.TestingT, s Store, key string) *Sequencer {

@@ -74,7 +74,10 @@ type NewerWriter interface {
 // ValidateWriteIfNewer).
 func WriteIfNewer(ctx context.Context, s Store, key string, value []byte, t Token) error {
 	if s == nil {
-		return fmt.Errorf("%w: WriteIfNewer on a nil Store", ErrInvalidConfig)
+		return errNilStore
+	}
+	if ctx == nil {
+		return errNilContext
 	}
 	if w, ok := s.(NewerWriter); ok {
 		return w.WriteIfNewer(ctx, key, value, t)

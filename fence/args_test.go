@@ -1,0 +1,42 @@
+package fence
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestNilContext: every operation refuses a nil context with an error
+// matching ErrInvalidArgument, never a panic, and writes nothing.
+func TestNilContext(t *testing.T) {
+	var nilCtx context.Context
+	m := &Memory{}
+	s, err := NewSequencer(SequencerConfig{Store: m, Key: "seq"})
+	require.NoError(t, err)
+	for name, call := range map[string]func() error{
+		"Load":           func() error { _, _, err := m.Load(nilCtx, "k"); return err },
+		"CompareAndSwap": func() error { return m.CompareAndSwap(nilCtx, "k", 0, []byte("v"), 1) },
+		"WriteIfNewer":   func() error { return m.WriteIfNewer(nilCtx, "k", []byte("v"), 1) },
+		"Delete":         func() error { return m.Delete(nilCtx, "k", 1) },
+		"List":           func() error { _, err := m.List(nilCtx, ""); return err },
+		"fence.WriteIfNewer": func() error {
+			return WriteIfNewer(nilCtx, casOnly{m}, "k", []byte("v"), 1)
+		},
+		"Sequencer.Next": func() error { _, err := s.Next(nilCtx); return err },
+		"Sequencer.Last": func() error { _, err := s.Last(nilCtx); return err },
+	} {
+		err := call()
+		assert.ErrorIs(t, err, ErrInvalidArgument, name)
+		assert.EqualError(t, err, "fence: invalid argument: nil context", name)
+	}
+	keys, err := m.List(context.Background(), "")
+	require.NoError(t, err)
+	assert.Empty(t, keys, "nothing was written")
+	assert.ErrorIs(t, WriteIfNewer(context.Background(), nil, "k", []byte("v"), 1), ErrInvalidArgument)
+}
+
+// casOnly hides Memory's WriteIfNewer (only the Store methods are
+// promoted), so fence.WriteIfNewer takes its compare-and-swap path.
+type casOnly struct{ Store }
