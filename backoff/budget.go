@@ -33,8 +33,9 @@ type BudgetConfig struct {
 	// MinRetriesPerSecond is a floor for low traffic: this many retries per
 	// second (with a burst of the same size, at least one) are allowed even
 	// when requests have earned none. Zero means
-	// DefaultMinRetriesPerSecond; negative, NaN or infinite is invalid. Set
-	// NoFloor to have no floor at all.
+	// DefaultMinRetriesPerSecond; it must be at most 1e9, and negative, NaN
+	// or infinite is invalid. Set NoFloor to have no floor at all (this
+	// field is then ignored, and not checked).
 	MinRetriesPerSecond float64
 	// NoFloor disables MinRetriesPerSecond: retries are then strictly
 	// bounded by Ratio.
@@ -112,7 +113,7 @@ func NewBudget(cfg BudgetConfig) (*Budget, error) {
 		bad("Ratio %v is outside (0, 1]", cfg.Ratio)
 	}
 	rate := cfg.MinRetriesPerSecond
-	if rate == 0 {
+	if rate == 0 || cfg.NoFloor {
 		rate = DefaultMinRetriesPerSecond
 	}
 	if !(rate > 0) || math.IsInf(rate, 0) {

@@ -20,6 +20,7 @@ func TestNewBudgetValidation(t *testing.T) {
 		{"zero value", BudgetConfig{}, nil},
 		{"full ratio", BudgetConfig{Ratio: 1, MinRetriesPerSecond: 0.5, MaxTokens: 1}, nil},
 		{"no floor", BudgetConfig{NoFloor: true}, nil},
+		{"no floor ignores the floor's rate", BudgetConfig{NoFloor: true, MinRetriesPerSecond: 1e12}, nil},
 		{"negative ratio", BudgetConfig{Ratio: -0.1}, []string{"Ratio -0.1 is outside (0, 1]"}},
 		{"ratio above one", BudgetConfig{Ratio: 1.5}, []string{"Ratio 1.5"}},
 		{"NaN ratio", BudgetConfig{Ratio: math.NaN()}, []string{"Ratio NaN"}},

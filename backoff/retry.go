@@ -210,10 +210,14 @@ func OnAttempt(fn func(Event)) Option { return Option{set: setHook, hook: fn} }
 func WithRand(r *rand.Rand) Option { return Option{set: setRand, rand: r} }
 
 // WithMaxRetryAfter bounds the retry-after hints Retry honours (default
-// DefaultMaxRetryAfter). A longer hint makes Retry give up at once with
-// ErrRetryAfterTooLong rather than retry early against the server's wish or
-// sleep for an unbounded time.
+// DefaultMaxRetryAfter; zero or negative also means the default, as a zero
+// setting does everywhere in stormguard). A longer hint makes Retry give up
+// at once with ErrRetryAfterTooLong rather than retry early against the
+// server's wish or sleep for an unbounded time.
 func WithMaxRetryAfter(d time.Duration) Option {
+	if d <= 0 {
+		d = DefaultMaxRetryAfter
+	}
 	return Option{set: setMaxRetryAfter, maxRetryAfter: d}
 }
 

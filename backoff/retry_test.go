@@ -213,6 +213,19 @@ func TestRetryAfterHint(t *testing.T) {
 		assert.ErrorIs(t, err, ErrRetryAfterTooLong)
 		assert.Zero(t, time.Since(start))
 	})
+	synctest.Test(t, func(t *testing.T) {
+		// Zero means the default bound (5m), not "no hint allowed".
+		start := time.Now()
+		calls := 0
+		err := Retry(t.Context(), Policy{}, func(context.Context) error {
+			if calls++; calls == 1 {
+				return RetryAfter(errFlaky, 4*time.Minute)
+			}
+			return nil
+		}, WithMaxRetryAfter(0))
+		assert.NoError(t, err)
+		assert.Equal(t, 4*time.Minute, time.Since(start))
+	})
 	assert.NoError(t, RetryAfter(nil, time.Second))
 }
 

@@ -3,6 +3,7 @@ package shed
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -45,4 +46,44 @@ func TestNilArguments(t *testing.T) {
 	assert.Equal(t, Stats{}, q.Stats())
 	assert.Equal(t, Stats{}, l.Stats())
 	assert.Zero(t, p.Keys(), "no key created")
+}
+
+// TestZeroValues: a Queue, Limiter or KeyedLimiter not built with its
+// constructor says so instead of panicking; what returns no error refuses
+// or reports nothing. (The zero Bulkhead and Partition are usable: they
+// admit nothing.)
+func TestZeroValues(t *testing.T) {
+	ctx := context.Background()
+	var q Queue
+	assert.False(t, q.TryAcquire())
+	assert.ErrorIs(t, q.Acquire(ctx, Normal), ErrInvalidConfig)
+	assert.EqualError(t, q.Do(ctx, Normal, func(context.Context) error { return nil }), "shed: invalid config: Queue not built with NewQueue")
+	q.Release()
+	assert.Equal(t, Stats{}, q.Stats())
+	assert.False(t, q.Standing(Critical))
+
+	var l Limiter
+	assert.False(t, l.Allow())
+	assert.ErrorIs(t, l.Wait(ctx), ErrInvalidConfig)
+	assert.Zero(t, l.Tokens(time.Now()))
+	assert.Equal(t, Stats{}, l.Stats())
+
+	var k KeyedLimiter[string]
+	assert.EqualError(t, k.Allow("a"), "shed: invalid config: KeyedLimiter not built with NewKeyedLimiter")
+	assert.Zero(t, k.Keys())
+	_, ok := k.StatsFor("a")
+	assert.False(t, ok)
+
+	var b Bulkhead
+	assert.False(t, b.TryAcquire())
+	var p Partition[string]
+	assert.Error(t, p.Acquire(ctx, "a"))
+
+	assert.Equal(t, "shed: refused (no reason given)", (&Refusal{}).Error())
+}
+
+func TestKeyedLimiterRefusesMaxWait(t *testing.T) {
+	_, err := NewKeyedLimiter[string](KeyedLimiterConfig{LimiterConfig: LimiterConfig{Rate: 1, MaxWait: time.Second}})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	assert.ErrorContains(t, err, "MaxWait 1s: a KeyedLimiter never waits")
 }

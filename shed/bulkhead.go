@@ -13,7 +13,8 @@ import (
 // leaves MaxWait zero.
 const DefaultMaxWait = 250 * time.Millisecond
 
-// BulkheadConfig configures a Bulkhead.
+// BulkheadConfig configures a Bulkhead. MaxConcurrent is required; the
+// other fields have defaults.
 type BulkheadConfig struct {
 	// MaxConcurrent is how many calls may run at once. It must be in
 	// [1, 2^24].
@@ -30,8 +31,8 @@ type BulkheadConfig struct {
 	// Zero means the caller's context alone bounds the call. Negative is
 	// invalid.
 	CallTimeout time.Duration
-	// Hook, if not nil, is told what happens to every call.
-	Hook func(Event)
+	// OnEvent, if not nil, is told what happens to every call.
+	OnEvent func(Event)
 }
 
 func (c BulkheadConfig) validate() error {
@@ -157,7 +158,7 @@ func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
 		maxQueue:      cfg.MaxQueue,
 		maxWait:       cfg.MaxWait,
 		callTimeout:   cfg.CallTimeout,
-		hook:          cfg.Hook,
+		hook:          cfg.OnEvent,
 	}, nil
 }
 

@@ -204,7 +204,7 @@ func TestBulkheadDo(t *testing.T) {
 func TestBulkheadHook(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var events []Event
-		b := newBulkhead(t, BulkheadConfig{MaxConcurrent: 1, MaxQueue: 1, MaxWait: time.Second, Hook: func(e Event) { events = append(events, e) }})
+		b := newBulkhead(t, BulkheadConfig{MaxConcurrent: 1, MaxQueue: 1, MaxWait: time.Second, OnEvent: func(e Event) { events = append(events, e) }})
 		require.NoError(t, b.Acquire(t.Context()))
 		_ = b.Acquire(t.Context())
 		assert.Equal(t, []Event{

@@ -43,6 +43,10 @@ var ErrInvalidArgument = errors.New("shed: invalid argument")
 var (
 	errNilFunc    = fmt.Errorf("%w: nil function", ErrInvalidArgument)
 	errNilContext = fmt.Errorf("%w: nil context", ErrInvalidArgument)
+
+	errZeroQueue        = fmt.Errorf("%w: Queue not built with NewQueue", ErrInvalidConfig)
+	errZeroLimiter      = fmt.Errorf("%w: Limiter not built with NewLimiter", ErrInvalidConfig)
+	errZeroKeyedLimiter = fmt.Errorf("%w: KeyedLimiter not built with NewKeyedLimiter", ErrInvalidConfig)
 )
 
 // Refusal is the error returned when work is refused. errors.Is matches its
@@ -77,6 +81,9 @@ type Refusal struct {
 // Error says what was refused and why, with the numbers, for example
 // `shed: queue full (64 waiting, limit 64) for key "us-east-1a"`.
 func (r *Refusal) Error() string {
+	if r.Reason == nil {
+		return "shed: refused (no reason given)"
+	}
 	var b []byte
 	if !errors.Is(r.Reason, ErrShed) {
 		b = append(b, "shed: gave up waiting: "...)

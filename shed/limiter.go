@@ -12,7 +12,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// LimiterConfig configures a Limiter or a KeyedLimiter.
+// LimiterConfig configures a Limiter or a KeyedLimiter. Rate is required;
+// the other fields have defaults.
 type LimiterConfig struct {
 	// Rate is the sustained rate, in events per second. It must be a
 	// positive finite number.
@@ -23,9 +24,9 @@ type LimiterConfig struct {
 	// MaxWait bounds how long Wait may wait for a token. Zero means
 	// DefaultMaxWait. Negative is invalid.
 	MaxWait time.Duration
-	// Hook, if not nil, is told what happens to every event: admitted,
+	// OnEvent, if not nil, is told what happens to every event: admitted,
 	// queued (Wait only) or refused. A KeyedLimiter sets Event.Key.
-	Hook func(Event)
+	OnEvent func(Event)
 }
 
 func (c LimiterConfig) validate() []error {
@@ -72,7 +73,7 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Limiter{bucket: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), maxWait: cfg.MaxWait, hook: cfg.Hook}, nil
+	return &Limiter{bucket: rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst), maxWait: cfg.MaxWait, hook: cfg.OnEvent}, nil
 }
 
 // Allow reports whether an event may happen now. It is AllowAt(time.Now()).
@@ -81,6 +82,9 @@ func (l *Limiter) Allow() bool { return l.AllowAt(time.Now()) }
 // AllowAt reports whether an event may happen at now, taking a token if so;
 // simulations pass their own clock. It does not allocate.
 func (l *Limiter) AllowAt(now time.Time) bool {
+	if l.bucket == nil {
+		return false // not built with NewLimiter: Wait says so
+	}
 	if l.bucket.AllowN(now, 1) {
 		l.admitted.Add(1)
 		if l.hook != nil {
@@ -104,6 +108,9 @@ func (l *Limiter) AllowAt(now time.Time) bool {
 func (l *Limiter) Wait(ctx context.Context) error {
 	if ctx == nil {
 		return errNilContext
+	}
+	if l.bucket == nil {
+		return errZeroLimiter
 	}
 	if ctx.Err() != nil {
 		return l.refuse(ctxRefusal(ctx, 0, ""))
@@ -150,7 +157,12 @@ func (l *Limiter) refuse(r *Refusal) error {
 }
 
 // Tokens returns the tokens available at now.
-func (l *Limiter) Tokens(now time.Time) float64 { return l.bucket.TokensAt(now) }
+func (l *Limiter) Tokens(now time.Time) float64 {
+	if l.bucket == nil {
+		return 0
+	}
+	return l.bucket.TokensAt(now)
+}
 
 // Stats returns the counters: admitted events, waits, and refusals.
 func (l *Limiter) Stats() Stats {
@@ -161,7 +173,9 @@ func (l *Limiter) Stats() Stats {
 
 // KeyedLimiterConfig configures a KeyedLimiter.
 type KeyedLimiterConfig struct {
-	// LimiterConfig is the rate, burst and max wait of every key.
+	// LimiterConfig is the rate, burst and hook of every key. MaxWait must
+	// be zero: a KeyedLimiter never waits (it has no Wait), and a bound
+	// that bounds nothing is refused rather than ignored.
 	LimiterConfig
 	// MaxKeys bounds the number of keys tracked. A key whose bucket has
 	// refilled completely is indistinguishable from a new one, so it can be
@@ -174,7 +188,9 @@ type KeyedLimiterConfig struct {
 // KeyedLimiter is a rate limiter per key (a tenant, a client address, an
 // Availability Zone) with a bounded number of keys, so that untrusted keys
 // cannot grow memory without limit. Each key has its own
-// golang.org/x/time/rate bucket. It is safe for concurrent use.
+// golang.org/x/time/rate bucket. It is safe for concurrent use. K must be
+// hashable at run time (an interface type holding a slice, map or func
+// panics in the map lookup, as in any Go map).
 type KeyedLimiter[K comparable] struct {
 	cfg     LimiterConfig
 	refill  time.Duration // time for an empty bucket to fill up
@@ -201,6 +217,9 @@ type keyedBucket[K comparable] struct {
 // matches ErrInvalidConfig and names every invalid field.
 func NewKeyedLimiter[K comparable](cfg KeyedLimiterConfig) (*KeyedLimiter[K], error) {
 	errs := cfg.validate()
+	if cfg.MaxWait != 0 {
+		errs = append(errs, fmt.Errorf("%w: MaxWait %v: a KeyedLimiter never waits; leave it zero", ErrInvalidConfig, cfg.MaxWait))
+	}
 	if cfg.MaxKeys < 0 || cfg.MaxKeys > maxKeysLimit {
 		errs = append(errs, fmt.Errorf("%w: MaxKeys %d is outside [1, %d]", ErrInvalidConfig, cfg.MaxKeys, maxKeysLimit))
 	}
@@ -212,7 +231,7 @@ func NewKeyedLimiter[K comparable](cfg KeyedLimiterConfig) (*KeyedLimiter[K], er
 		cfg.MaxKeys = DefaultMaxKeys
 	}
 	refill := time.Duration(math.Ceil(float64(lc.Burst) / lc.Rate * float64(time.Second)))
-	return &KeyedLimiter[K]{cfg: lc, refill: refill, maxKeys: cfg.MaxKeys, hook: lc.Hook, keys: make(map[K]*list.Element)}, nil
+	return &KeyedLimiter[K]{cfg: lc, refill: refill, maxKeys: cfg.MaxKeys, hook: lc.OnEvent, keys: make(map[K]*list.Element)}, nil
 }
 
 // Allow reports whether an event for key may happen now.
@@ -225,6 +244,9 @@ func (k *KeyedLimiter[K]) Allow(key K) error { return k.AllowAt(time.Now(), key)
 // returns an error, because a refusal has two possible reasons; the admit
 // path does not allocate.)
 func (k *KeyedLimiter[K]) AllowAt(now time.Time, key K) error {
+	if k.keys == nil {
+		return errZeroKeyedLimiter
+	}
 	k.mu.Lock()
 	b, r := k.lookupLocked(now, key)
 	if r != nil {

@@ -138,7 +138,7 @@ func TestKeyedLimiter(t *testing.T) {
 func TestLimiterHook(t *testing.T) {
 	var events []Event
 	l, err := NewLimiter(LimiterConfig{Rate: 10, Burst: 1, MaxWait: 150 * time.Millisecond,
-		Hook: func(e Event) { events = append(events, e) }})
+		OnEvent: func(e Event) { events = append(events, e) }})
 	require.NoError(t, err)
 	t0 := time.Unix(1_700_000_000, 0)
 	assert.True(t, l.AllowAt(t0))
@@ -148,7 +148,7 @@ func TestLimiterHook(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		events = nil
 		l, err := NewLimiter(LimiterConfig{Rate: 10, Burst: 1, MaxWait: 150 * time.Millisecond,
-			Hook: func(e Event) { events = append(events, e) }})
+			OnEvent: func(e Event) { events = append(events, e) }})
 		require.NoError(t, err)
 		require.NoError(t, l.Wait(t.Context())) // at once
 		require.NoError(t, l.Wait(t.Context())) // after 100ms
@@ -175,7 +175,7 @@ func TestLimiterHook(t *testing.T) {
 func TestKeyedLimiterStatsForAndHook(t *testing.T) {
 	var events []Event
 	k, err := NewKeyedLimiter[int](KeyedLimiterConfig{
-		LimiterConfig: LimiterConfig{Rate: 2, Burst: 2, Hook: func(e Event) { events = append(events, e) }},
+		LimiterConfig: LimiterConfig{Rate: 2, Burst: 2, OnEvent: func(e Event) { events = append(events, e) }},
 		MaxKeys:       1,
 	})
 	require.NoError(t, err)

@@ -18,7 +18,9 @@ const (
 	maxKeysLimit = 1 << 20
 )
 
-// PartitionConfig configures a Partition.
+// PartitionConfig configures a Partition. Total is required; the other
+// fields have defaults. K must be hashable at run time (an interface type
+// holding a slice, map or func panics in the map lookup, as in any Go map).
 type PartitionConfig[K comparable] struct {
 	// Total is how many calls may run at once across all keys. It must be
 	// in [1, 2^24].
@@ -43,8 +45,8 @@ type PartitionConfig[K comparable] struct {
 	// paused) is forgotten; if none is idle the call is refused with
 	// ErrTooManyKeys. Zero means DefaultMaxKeys (1024); at most 2^20.
 	MaxKeys int
-	// Hook, if not nil, is told what happens to every call, with its key.
-	Hook func(key K, e Event)
+	// OnEvent, if not nil, is told what happens to every call, with its key.
+	OnEvent func(key K, e Event)
 }
 
 func (c PartitionConfig[K]) validate() error {
@@ -149,7 +151,7 @@ func NewPartition[K comparable](cfg PartitionConfig[K]) (*Partition[K], error) {
 		maxWait:     cfg.MaxWait,
 		callTimeout: cfg.CallTimeout,
 		maxKeys:     cfg.MaxKeys,
-		hook:        cfg.Hook,
+		hook:        cfg.OnEvent,
 		keys:        make(map[K]*keyState[K]),
 	}, nil
 }

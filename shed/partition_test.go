@@ -232,7 +232,7 @@ func TestPartitionEvictsLeastRecentlyUsedIdleKey(t *testing.T) {
 
 func TestPartitionHookAndRefusalText(t *testing.T) {
 	var seen []string
-	p := newPartition(t, PartitionConfig[string]{Total: 1, Hook: func(k string, e Event) {
+	p := newPartition(t, PartitionConfig[string]{Total: 1, OnEvent: func(k string, e Event) {
 		seen = append(seen, fmt.Sprintf("%s:%v", k, e.Kind))
 	}})
 	require.True(t, p.TryAcquire("a"))

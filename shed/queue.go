@@ -76,8 +76,8 @@ type queueWaiter struct {
 // NewQueue returns a Queue configured by cfg, or an error that matches
 // ErrInvalidConfig and names every invalid field.
 func NewQueue(cfg QueueConfig) (*Queue, error) {
-	q := &Queue{hook: cfg.Hook}
-	cfg.Hook = nil // the shell emits events itself, outside its lock
+	q := &Queue{hook: cfg.OnEvent}
+	cfg.OnEvent = nil // the shell emits events itself, outside its lock
 	s, err := NewScheduler(cfg, q.dropped)
 	if err != nil {
 		return nil, err
@@ -90,6 +90,9 @@ func NewQueue(cfg QueueConfig) (*Queue, error) {
 // never waits (a free slot means nobody waits). A refusal is counted as
 // ErrQueueFull but, to stay allocation-free, returns no error.
 func (q *Queue) TryAcquire() bool {
+	if q.sched == nil {
+		return false // not built with NewQueue: Acquire says so
+	}
 	q.mu.Lock()
 	ok := q.sched.TryRun()
 	q.mu.Unlock()
@@ -119,6 +122,9 @@ func (q *Queue) TryAcquire() bool {
 func (q *Queue) Acquire(ctx context.Context, pri Priority, opts ...CallOption) error {
 	if ctx == nil {
 		return errNilContext
+	}
+	if q.sched == nil {
+		return errZeroQueue
 	}
 	if ctx.Err() != nil {
 		r := ctxRefusal(ctx, 0, "")
@@ -240,6 +246,9 @@ func (q *Queue) finish(w *queueWaiter, pri Priority, enqueued time.Time, cancell
 // were taken is a caller bug; Release then does nothing rather than corrupt
 // the count.
 func (q *Queue) Release() {
+	if q.sched == nil {
+		return
+	}
 	q.mu.Lock()
 	if s := q.sched; s.waiting == 0 {
 		// Nobody to hand the slot to: no clock needed.
@@ -297,6 +306,9 @@ func (q *Queue) Do(ctx context.Context, pri Priority, fn func(context.Context) e
 // Stats returns a snapshot of the calls in flight, waiting, and the
 // counters.
 func (q *Queue) Stats() Stats {
+	if q.sched == nil {
+		return Stats{}
+	}
 	q.mu.Lock()
 	s := q.sched.Stats()
 	q.mu.Unlock()
@@ -306,6 +318,9 @@ func (q *Queue) Stats() Stats {
 // Standing reports whether class p is standing (overloaded): its waiters
 // then time out after Target and the newest is served first.
 func (q *Queue) Standing(p Priority) bool {
+	if q.sched == nil {
+		return false
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.sched.Standing(p)

@@ -291,7 +291,7 @@ func TestQueueHook(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		var events []Event
-		q := newQueue(t, QueueConfig{Workers: 1, MaxQueue: 1, Hook: func(e Event) {
+		q := newQueue(t, QueueConfig{Workers: 1, MaxQueue: 1, OnEvent: func(e Event) {
 			mu.Lock()
 			events = append(events, e)
 			mu.Unlock()

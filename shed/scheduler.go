@@ -67,10 +67,10 @@ type QueueConfig struct {
 	// first (adaptive LIFO), so that the items it does serve still have
 	// their whole deadline ahead of them while the oldest ones time out.
 	DisableLIFO bool
-	// Hook, if not nil, is told what happens to every item: by a Queue on
+	// OnEvent, if not nil, is told what happens to every item: by a Queue on
 	// the goroutine of the call, outside its lock; by a Scheduler inside
 	// the call that decided it.
-	Hook func(Event)
+	OnEvent func(Event)
 }
 
 // withDefaults returns c with its zero fields set to the defaults.
@@ -238,7 +238,7 @@ type node[T any] struct {
 // and then the drop function given to NewScheduler receives it with the
 // Refusal, by value so that reporting costs no allocation. Drops happen
 // inside Push, Done, Remove, Check and Advance; the drop function must not
-// call the Scheduler. Stats counts everything, and the Hook of the config
+// call the Scheduler. Stats counts everything, and the OnEvent hook of the config
 // sees every event.
 //
 // Push, Done, Remove, Check and Advance do not allocate once the queue has
@@ -275,7 +275,7 @@ func NewScheduler[T any](cfg QueueConfig, drop func(Item[T], Refusal)) (*Schedul
 		target:   cfg.Target,
 		period:   cfg.Interval,
 		lifo:     !cfg.DisableLIFO,
-		hook:     cfg.Hook,
+		hook:     cfg.OnEvent,
 		drop:     drop,
 		nodes:    make([]node[T], 0, min(cfg.MaxQueue, 64)),
 		free:     -1,
@@ -396,7 +396,7 @@ func (s *Scheduler[T]) Done(now time.Time) (Item[T], bool) {
 
 // Remove takes the waiting item t out of the queue at time now, for example
 // because its caller gave up, and returns it. reason is what Stats and the
-// Hook record (ErrDeadline, ErrWaitTimeout..., or anything else, such as
+// OnEvent hook record (ErrDeadline, ErrWaitTimeout..., or anything else, such as
 // context.Canceled, which counts as a cancellation); the drop function is
 // not called. Remove returns false if t no longer waits, for instance
 // because it timed out at or before now.

@@ -404,7 +404,7 @@ func TestSchedulerWake(t *testing.T) {
 
 func TestSchedulerRemove(t *testing.T) {
 	var events []Event
-	cfg := QueueConfig{Workers: 1, Hook: func(e Event) { events = append(events, e) }}
+	cfg := QueueConfig{Workers: 1, OnEvent: func(e Event) { events = append(events, e) }}
 	s, log := newScheduler(t, cfg)
 	require.True(t, s.TryRun())
 	_, a := s.Push(at(0), Item[string]{Value: "a", Priority: Critical})
