@@ -26,8 +26,11 @@
 //     Txn(If token(key) = expect, Then Put, Else Get); expect zero compares
 //     the key's create revision with zero (the key is absent).
 //   - WriteIfNewer(key, value, t) is
-//     Txn(If absent, Then Put, Else Txn(If token(key) < t, Then Put, Else Get)),
-//     a nested transaction, still one request.
+//     Txn(If token(key) ≥ t, Then Get, Else Txn(If the value is the bare
+//     digits of t, Then Get, Else Put)): etcd only ANDs its comparisons, so
+//     "absent or older" is tested as the opposite, and the value travels
+//     once in one request (values up to fence.MaxValueBytes fit under
+//     etcd's default 1.5 MiB request limit).
 //   - Delete(key, expect) is Txn(If token(key) = expect, Then Delete, Else Get).
 //
 // A refusal returns the Else branch's read of the key in the same

@@ -116,9 +116,10 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, expect fence.Tok
 
 // WriteIfNewer stores value under key with token t if and only if t is newer
 // than the key's token (zero: absent) when etcd applies the transaction.
-// It is one request: a transaction that creates the key if absent, and
-// otherwise runs a nested transaction that writes if the stored token is
-// older than t. See fence.WriteIfNewer.
+// It is one request, which carries the value once, so it takes every value
+// CompareAndSwap takes (up to fence.MaxValueBytes): a transaction that
+// reads the key (the refusal) if its token is at least t, and otherwise
+// runs a nested transaction that writes. See fence.WriteIfNewer.
 func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fence.Token) error {
 	if err := fence.ValidateWriteIfNewer(key, value, t); err != nil {
 		return err
@@ -127,36 +128,53 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 		return errZeroStore
 	}
 	k := s.prefix + key
-	put := clientv3.OpPut(k, record(t, value), clientv3.WithPrevKV())
+	// etcd's comparisons are a conjunction, and "absent or older" is a
+	// disjunction, so the transaction tests the negation, "present and at
+	// least t", and writes in its Else branch. record > digits(t) is
+	// "token ≥ t"; the inner comparison refuses the one value that sorts
+	// neither below nor above digits(t), the bare 20 digits, which is not a
+	// record (decodeRange reports ErrCorrupt). A value comparison on an
+	// absent key is false, so an absent key is written. The Put appears
+	// once: a Put in both branches would send the value twice, which etcd's
+	// request limit (--max-request-bytes, 1.5 MiB by default) refuses for
+	// values above about 750 KiB.
+	var put clientv3.Op
+	if s.onEvent != nil {
+		// The previous record, only to report its token to the hook.
+		put = clientv3.OpPut(k, record(t, value), clientv3.WithPrevKV())
+	} else {
+		put = clientv3.OpPut(k, record(t, value))
+	}
 	resp, err := s.kv.Txn(ctx).
-		If(absent(k)).
-		Then(put).
+		If(clientv3.Compare(clientv3.Value(k), ">", digits(t))).
+		Then(clientv3.OpGet(k)).
 		Else(clientv3.OpTxn(
-			[]clientv3.Cmp{clientv3.Compare(clientv3.Value(k), "<", digits(t))},
-			[]clientv3.Op{put},
+			[]clientv3.Cmp{clientv3.Compare(clientv3.Value(k), "=", digits(t))},
 			[]clientv3.Op{clientv3.OpGet(k)},
+			[]clientv3.Op{put},
 		)).
 		Commit()
 	if err != nil {
 		return s.failed(fence.OpWriteIfNewer.String(), key, err)
 	}
 	if resp.Succeeded {
-		s.observe(fence.OpWriteIfNewer, key, t, 0, false)
-		return nil
+		return s.refusal(fence.OpWriteIfNewer, key, t, resp.Responses)
 	}
-	inner := resp.Responses[0].GetResponseTxn()
-	if inner == nil {
+	if len(resp.Responses) != 1 || resp.Responses[0].GetResponseTxn() == nil {
 		return fmt.Errorf("etcd: %v %q: malformed transaction response", fence.OpWriteIfNewer, key)
 	}
+	inner := resp.Responses[0].GetResponseTxn()
 	if inner.Succeeded {
-		var prev fence.Token
+		return s.refusal(fence.OpWriteIfNewer, key, t, inner.Responses)
+	}
+	var prev fence.Token
+	if len(inner.Responses) == 1 {
 		if p := inner.Responses[0].GetResponsePut(); p != nil && p.PrevKv != nil {
 			prev, _ = parseToken(p.PrevKv.Value)
 		}
-		s.observe(fence.OpWriteIfNewer, key, t, prev, false)
-		return nil
 	}
-	return s.refusal(fence.OpWriteIfNewer, key, t, inner.Responses)
+	s.observe(fence.OpWriteIfNewer, key, t, prev, false)
+	return nil
 }
 
 // Delete removes key if and only if its token is expect when etcd applies

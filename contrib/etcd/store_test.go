@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -142,6 +143,65 @@ func TestStoreCorruptRecord(t *testing.T) {
 	resp, err := client.Get(ctx, "p/hand-written")
 	require.NoError(t, err)
 	assert.Equal(t, "lb-1=100", string(resp.Kvs[0].Value), "nothing was overwritten")
+
+	// The bare 20 digits of the token being written sort neither below nor
+	// above them: not a record, reported and left alone. A value that
+	// sorts below them (the empty value) is taken for an older record and
+	// overwritten, as the package documentation says.
+	_, err = client.Put(ctx, "p/bare-digits", digits(9))
+	require.NoError(t, err)
+	assert.ErrorIs(t, s.WriteIfNewer(ctx, "bare-digits", []byte("x"), 9), ErrCorrupt)
+	resp, err = client.Get(ctx, "p/bare-digits")
+	require.NoError(t, err)
+	assert.Equal(t, digits(9), string(resp.Kvs[0].Value), "nothing was overwritten")
+	_, err = client.Put(ctx, "p/empty", "")
+	require.NoError(t, err)
+	require.NoError(t, s.WriteIfNewer(ctx, "empty", []byte("x"), 9))
+	v, tok, err := s.Load(ctx, "empty")
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(v))
+	assert.Equal(t, fence.Token(9), tok)
+}
+
+// TestStoreLargestRequest writes, replaces, refuses and deletes a value of
+// fence.MaxValueBytes under the longest prefix and key, with an OnEvent
+// hook (so WriteIfNewer also reads the previous record back): the largest
+// requests and responses the Store makes fit etcd's default limits
+// (--max-request-bytes 1.5 MiB, which the harness leaves as it is).
+func TestStoreLargestRequest(t *testing.T) {
+	_, client := server(t)
+	ctx := t.Context()
+	var events []fence.Event
+	s, err := NewStore(StoreConfig{
+		Client:  client,
+		Prefix:  strings.Repeat("p", fence.MaxKeyBytes),
+		OnEvent: func(e fence.Event) { events = append(events, e) },
+	})
+	require.NoError(t, err)
+	key := strings.Repeat("k", fence.MaxKeyBytes)
+	full := func(b byte) []byte { return bytes.Repeat([]byte{b}, fence.MaxValueBytes) }
+
+	require.NoError(t, s.WriteIfNewer(ctx, key, full(1), 1), "create")
+	require.NoError(t, s.CompareAndSwap(ctx, key, 1, full(2), 2))
+	require.NoError(t, s.WriteIfNewer(ctx, key, full(3), fence.MaxToken-1), "replace")
+	require.NoError(t, fence.WriteIfNewer(ctx, s, key, full(4), fence.MaxToken))
+	var se *fence.StaleError
+	require.ErrorAs(t, s.WriteIfNewer(ctx, key, full(5), fence.MaxToken), &se)
+	assert.Equal(t, fence.MaxToken, se.Have)
+	v, tok, err := s.Load(ctx, key)
+	require.NoError(t, err)
+	assert.Equal(t, fence.MaxToken, tok)
+	assert.True(t, bytes.Equal(full(4), v), "the value written last")
+	require.NoError(t, s.Delete(ctx, key, fence.MaxToken))
+
+	assert.Equal(t, []fence.Event{
+		{Op: fence.OpWriteIfNewer, Key: key, Token: 1, Current: 0},
+		{Op: fence.OpCompareAndSwap, Key: key, Token: 2, Current: 1},
+		{Op: fence.OpWriteIfNewer, Key: key, Token: fence.MaxToken - 1, Current: 2},
+		{Op: fence.OpWriteIfNewer, Key: key, Token: fence.MaxToken, Current: fence.MaxToken - 1},
+		{Op: fence.OpWriteIfNewer, Key: key, Token: fence.MaxToken, Current: fence.MaxToken, FencedOff: true},
+		{Op: fence.OpDelete, Key: key, Token: fence.MaxToken, Current: fence.MaxToken},
+	}, events)
 }
 
 func TestStoreEvents(t *testing.T) {

@@ -212,6 +212,40 @@ func testLimits(t *testing.T, s fence.Store) {
 	if !slices.Equal(got, []string{key}) {
 		t.Fatalf("List(longest key) = %d keys, want 1", len(got))
 	}
+
+	// A write-if-newer takes the same sizes as a compare-and-swap, whichever
+	// way it is made: creating a key, replacing a full-size value, and
+	// refusing one with the current token. A backend that builds its
+	// write-if-newer from a bigger request than its compare-and-swap (the
+	// value twice, say) fails here before it fails in production.
+	type writer struct {
+		name  string
+		write func(key string, value []byte, t fence.Token) error
+	}
+	writers := []writer{
+		{"fence.WriteIfNewer", func(key string, value []byte, t fence.Token) error {
+			return fence.WriteIfNewer(ctx, s, key, value, t)
+		}},
+		{"fence.WriteIfNewer by compare-and-swap", func(key string, value []byte, t fence.Token) error {
+			return fence.WriteIfNewer(ctx, storeOnly{s}, key, value, t)
+		}},
+	}
+	if w, ok := s.(fence.NewerWriter); ok {
+		writers = append(writers, writer{"NewerWriter.WriteIfNewer", func(key string, value []byte, t fence.Token) error {
+			return w.WriteIfNewer(ctx, key, value, t)
+		}})
+	}
+	for i, w := range writers {
+		k := strings.Repeat(string(rune('a'+i)), fence.MaxKeyBytes)
+		first := bytes.Repeat([]byte{byte(i)}, fence.MaxValueBytes)
+		second := bytes.Repeat([]byte{byte(0x80 + i)}, fence.MaxValueBytes)
+		noErr(t, w.write(k, first, 5), "%s: create a key of MaxKeyBytes with a value of MaxValueBytes", w.name)
+		expectValue(t, s, k, first, 5)
+		noErr(t, w.write(k, second, 6), "%s: replace a value of MaxValueBytes", w.name)
+		expectValue(t, s, k, second, 6)
+		expectStale(t, w.write(k, first, 6), fence.OpWriteIfNewer, k, 6, 6)
+		expectValue(t, s, k, second, 6)
+	}
 }
 
 func testBadInput(t *testing.T, s fence.Store) {
