@@ -37,18 +37,20 @@ type AuthorityConfig struct {
 // generation; and every call goes through a per-zone shed.Partition with a
 // short timeout, so that one zone's storm is refused early (shed.ErrShed)
 // instead of starving the elections of every other zone. An Authority is
-// safe for concurrent use.
+// safe for concurrent use. Build it with NewAuthority: the zero Authority
+// has no store, and its Elect refuses with an error matching
+// ErrInvalidConfig.
 type Authority struct {
 	store     fence.Store
-	partition *shed.Partition[string]
+	partition *shed.Partition[string] // nil only in an Authority not built by NewAuthority
 }
 
 // NewAuthority returns an Authority configured by cfg, or an error matching
-// ErrInvalidSettings that names every bad field.
+// ErrInvalidConfig that names every bad field.
 func NewAuthority(cfg AuthorityConfig) (*Authority, error) {
 	var errs []error
 	if cfg.Store == nil {
-		errs = append(errs, fmt.Errorf("%w: AuthorityConfig.Store is nil", ErrInvalidSettings))
+		errs = append(errs, fmt.Errorf("%w: AuthorityConfig.Store is nil", ErrInvalidConfig))
 	}
 	total := cfg.Total
 	if total == 0 {
@@ -60,7 +62,7 @@ func NewAuthority(cfg AuthorityConfig) (*Authority, error) {
 	}
 	p, err := shed.NewPartition(shed.PartitionConfig[string]{Total: total, Share: cfg.Share, CallTimeout: timeout, MaxWait: timeout})
 	if err != nil {
-		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidSettings, err))
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidConfig, err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -77,9 +79,17 @@ func VolumeKey(zone string, v VolumeID) string {
 // that answers it: Elected with the new generation, or ElectionFailed
 // (with the authority's generation when it has moved on) and the reason.
 // Electing the node that already holds a newer generation answers Elected
-// with that generation, so a retry after a lost answer converges.
+// with that generation, so a retry after a lost answer converges. A zero
+// Authority (ErrInvalidConfig), a nil ctx or an action other than Elect
+// (ErrInvalidInput) is refused before any call, with ElectionFailed.
 func (a *Authority) Elect(ctx context.Context, zone string, act Action) (Input, error) {
 	in := Input{Kind: ElectionFailed, Volume: act.Volume, Node: act.From, Attempt: act.Attempt}
+	if a.partition == nil {
+		return in, errZeroAuthority
+	}
+	if ctx == nil {
+		return in, errNilContext
+	}
 	if act.Kind != Elect {
 		return in, fmt.Errorf("%w: %v action given to the authority", ErrInvalidInput, act.Kind)
 	}

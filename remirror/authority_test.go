@@ -3,6 +3,7 @@ package remirror
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -74,7 +75,7 @@ func TestAuthorityIsolatesZones(t *testing.T) {
 
 func TestAuthorityBadConfig(t *testing.T) {
 	_, err := NewAuthority(AuthorityConfig{Total: -1})
-	if !errors.Is(err, ErrInvalidSettings) || !errors.Is(err, shed.ErrInvalidConfig) {
+	if !errors.Is(err, ErrInvalidConfig) || !errors.Is(err, shed.ErrInvalidConfig) {
 		t.Fatalf("err %v", err)
 	}
 }
@@ -173,4 +174,43 @@ func TestAuthorityAbandonsHungElectionAtCallTimeout(t *testing.T) {
 		require.Equal(t, elect.From, n)
 		require.Equal(t, fence.Token(2), gen)
 	})
+}
+
+// A zero Authority refuses an election with ErrInvalidConfig (it used to
+// panic in the nil partition), answering ElectionFailed so that a driver
+// that feeds the answer back to its engine backs off.
+func TestZeroAuthority(t *testing.T) {
+	var a Authority
+	errs := callZero(t, &a)
+	if err, called := errs["Elect"]; !called || !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Elect with zero arguments: %v (called %v), want ErrInvalidConfig", err, called)
+	}
+	act := Action{Kind: Elect, Volume: 7, Attempt: 3, From: 1, Expect: 1}
+	in, err := a.Elect(context.Background(), "z", act)
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "NewAuthority") {
+		t.Fatalf("err %v, want ErrInvalidConfig naming NewAuthority", err)
+	}
+	if want := (Input{Kind: ElectionFailed, Volume: 7, Node: 1, Attempt: 3}); in != want {
+		t.Fatalf("answer %+v, want %+v", in, want)
+	}
+}
+
+// A nil context is refused with ErrInvalidInput before the partition or the
+// store is touched.
+func TestAuthorityNilContext(t *testing.T) {
+	a, m := newAuthority(t)
+	ctx := context.Background()
+	key := VolumeKey("z", 7)
+	require.NoError(t, m.WriteIfNewer(ctx, key, []byte("0"), 1))
+	var nilCtx context.Context
+	in, err := a.Elect(nilCtx, "z", Action{Kind: Elect, Volume: 7, Attempt: 3, From: 1, Expect: 1})
+	require.ErrorIs(t, err, ErrInvalidInput)
+	require.ErrorContains(t, err, "nil context")
+	require.Equal(t, Input{Kind: ElectionFailed, Volume: 7, Node: 1, Attempt: 3}, in)
+	holder, gen, err := m.Load(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, "0", string(holder))
+	require.Equal(t, fence.Token(1), gen)
+	_, ok := a.partition.StatsFor("z")
+	require.False(t, ok, "the refused call reached the partition")
 }

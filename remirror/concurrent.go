@@ -1,6 +1,7 @@
 package remirror
 
 import (
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -20,15 +21,24 @@ import (
 // exactly once or refused with a typed error (ErrDuplicate), never half
 // applied. The cost is that the cluster's inputs are applied one at a
 // time: a caller waits for every Step or Tick ahead of it, of any node.
+//
+// Build it with NewConcurrent: the zero Concurrent has no engine, so its
+// AddNode, AddVolume, Step and Tick refuse with an error matching
+// ErrInvalidConfig, and its other methods report an empty cluster.
 type Concurrent struct {
 	mu sync.Mutex
-	e  *Engine
+	e  *Engine // nil only in a Concurrent not built by NewConcurrent
 }
 
 // NewConcurrent returns a Concurrent wrapping a new engine with settings s
-// (see NewEngine).
-func NewConcurrent(s Settings) (*Concurrent, error) {
-	e, err := NewEngine(s, nil)
+// and randomness r, or an error matching ErrInvalidConfig that names every
+// bad field (see NewEngine). r is the source of jitter and of random
+// choices; nil means a PCG with a fixed seed, so that runs are
+// reproducible. The engine uses r only under the Concurrent's lock: the
+// caller must not use r elsewhere while the Concurrent is in use, since a
+// *rand.Rand is not safe for concurrent use.
+func NewConcurrent(s Settings, r *rand.Rand) (*Concurrent, error) {
+	e, err := NewEngine(s, r)
 	if err != nil {
 		return nil, err
 	}
@@ -40,6 +50,9 @@ func NewConcurrent(s Settings) (*Concurrent, error) {
 func (c *Concurrent) Step(now time.Time, in Input) ([]Action, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.e == nil {
+		return nil, errZeroConcurrent
+	}
 	acts, err := c.e.Step(now, in)
 	return clone(acts), err
 }
@@ -48,6 +61,9 @@ func (c *Concurrent) Step(now time.Time, in Input) ([]Action, error) {
 func (c *Concurrent) Tick(now time.Time) ([]Action, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.e == nil {
+		return nil, errZeroConcurrent
+	}
 	acts, err := c.e.Tick(now)
 	return clone(acts), err
 }
@@ -56,6 +72,9 @@ func (c *Concurrent) Tick(now time.Time) ([]Action, error) {
 func (c *Concurrent) AddNode(capacity int64) (NodeID, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.e == nil {
+		return NoNode, errZeroConcurrent
+	}
 	return c.e.AddNode(capacity)
 }
 
@@ -63,6 +82,9 @@ func (c *Concurrent) AddNode(capacity int64) (NodeID, error) {
 func (c *Concurrent) AddVolume(size int64, primary, secondary NodeID, token fence.Token) (VolumeID, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.e == nil {
+		return -1, errZeroConcurrent
+	}
 	return c.e.AddVolume(size, primary, secondary, token)
 }
 
@@ -70,6 +92,9 @@ func (c *Concurrent) AddVolume(size int64, primary, secondary NodeID, token fenc
 func (c *Concurrent) Primary(v VolumeID) (NodeID, fence.Token, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.e == nil {
+		return NoNode, 0, false
+	}
 	return c.e.Primary(v)
 }
 
@@ -77,6 +102,9 @@ func (c *Concurrent) Primary(v VolumeID) (NodeID, fence.Token, bool) {
 func (c *Concurrent) VolumeState(v VolumeID) (State, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.e == nil {
+		return Healthy, false
+	}
 	return c.e.VolumeState(v)
 }
 
@@ -84,6 +112,9 @@ func (c *Concurrent) VolumeState(v VolumeID) (State, bool) {
 func (c *Concurrent) NextTick() (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.e == nil {
+		return time.Time{}, false
+	}
 	return c.e.NextTick()
 }
 
@@ -91,6 +122,9 @@ func (c *Concurrent) NextTick() (time.Time, bool) {
 func (c *Concurrent) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.e == nil {
+		return Stats{}
+	}
 	return c.e.Stats()
 }
 

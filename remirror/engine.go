@@ -107,15 +107,48 @@ func (k InputKind) String() string {
 }
 
 // Input is one event fed to Engine.Step. Which fields matter depends on
-// Kind; answers carry the Attempt of the Action they answer, so that a
-// duplicate or late answer is recognised and refused.
+// Kind; the fields a kind does not use are ignored. Answers (ProbeResult,
+// SearchResult, CopyResult, Elected, ElectionFailed) carry the Attempt of
+// the Action they answer, so that a duplicate or late answer is recognised
+// and refused.
 type Input struct {
-	Kind    InputKind
-	Volume  VolumeID
-	Node    NodeID
+	// Kind says what the input reports. A value that is not one of the
+	// InputKind constants is refused with ErrInvalidInput.
+	Kind InputKind
+	// Volume is the volume the input concerns, for every kind but
+	// NodeFailed and NodeUp, which ignore it. It must name a volume that
+	// AddVolume returned and that was not deleted (ErrUnknownVolume).
+	Volume VolumeID
+	// Node is, for PeerLost, the replica that reports losing its mirror
+	// and becomes the survivor (one of the volume's two replicas); for
+	// SearchResult, the node that was queried (the To of the Query); for
+	// Elected, the node the authority made primary (the From of the
+	// Elect); for NodeFailed and NodeUp, the node that failed or came back
+	// (ErrUnknownNode for a node AddNode did not return). For PeerLost,
+	// SearchResult and Elected, any other node is refused with
+	// ErrOutOfOrder. ProbeResult, CopyResult, ElectionFailed and
+	// VolumeDeleted ignore it.
+	Node NodeID
+	// Attempt is, for an answer, the Attempt of the Action it answers. An
+	// answer to an earlier attempt, or to one already answered or
+	// abandoned, is refused with ErrDuplicate; one that matches no request
+	// made (a later attempt, the wrong kind of answer) with ErrOutOfOrder.
+	// PeerLost, NodeFailed, NodeUp and VolumeDeleted ignore it.
 	Attempt uint32
-	OK      bool
-	Token   fence.Token
+	// OK is, for ProbeResult, whether the previous peer answered and the
+	// mirror is re-established; for SearchResult, whether the target
+	// answered and accepts the new replica; for CopyResult, whether the
+	// target holds a complete replica and has taken ownership. False
+	// means the request failed or was not answered in time. Other kinds
+	// ignore it.
+	OK bool
+	// Token is, for Elected, the generation the authority gave the new
+	// primary; it must be newer than the newest generation the engine
+	// knows for the volume (a *fence.StaleError otherwise). For
+	// ElectionFailed it is the newest generation the authority reported,
+	// or zero if it reported none; a newer one than the engine knows
+	// becomes the Expect of the next Elect. Other kinds ignore it.
+	Token fence.Token
 }
 
 // ActionKind says what an Action asks the driver to do.
@@ -153,23 +186,45 @@ func (k ActionKind) String() string {
 	return "ActionKind(" + strconv.Itoa(int(k)) + ")"
 }
 
-// Action is one thing the driver must do for the engine.
+// Action is one thing the driver must do for the engine. Which fields are
+// set depends on Kind; the others are zero.
 type Action struct {
-	Kind     ActionKind
-	Volume   VolumeID
-	Attempt  uint32
-	From, To NodeID
-	Size     int64
-	Expect   fence.Token
+	// Kind says what to do.
+	Kind ActionKind
+	// Volume is the volume the action concerns, for every kind.
+	Volume VolumeID
+	// Attempt numbers a request (Probe, Query, Copy, Elect) among the
+	// volume's requests; its answer must carry it as Input.Attempt. It is
+	// zero for Discard and Release, which need no answer.
+	Attempt uint32
+	// From is the node that acts: the survivor that probes (Probe), asks
+	// for room (Query), copies (Copy) or had copied (Discard, and Release
+	// after a re-mirror), or the node to be elected primary (Elect). It is
+	// zero, not a node, for a Release that follows VolumeDeleted.
+	From NodeID
+	// To is the node acted upon: the previous peer probed (Probe), the
+	// node asked for room (Query), the copy's target (Copy), the node that
+	// deletes its partial copy (Discard) or may delete its replica
+	// (Release). It is zero, not a node, for Elect.
+	To NodeID
+	// Size is the volume's size (in the unit of the node capacities) for
+	// Query (the room asked for), Copy, Discard and Release (the space
+	// freed on To). It is zero for Probe and Elect.
+	Size int64
+	// Expect is, for Elect, the newest generation the engine knows for the
+	// volume: the election is a compare-and-swap from Expect to a newer
+	// generation, answered with Elected and that generation. It is zero
+	// for the other kinds.
+	Expect fence.Token
 }
 
 // Stats is a snapshot of the engine's state and counters.
 type Stats struct {
 	// Volumes is the number of volumes (deleted ones excluded).
 	Volumes int
-	// Stuck is the number of volumes not Healthy; ByState counts volumes
-	// by state.
-	Stuck   int
+	// Stuck is the number of volumes not Healthy.
+	Stuck int
+	// ByState counts the volumes in each state, indexed by State.
 	ByState [numStates]int
 	// Probes, Queries, Copies, Releases and Elections count the actions
 	// of each kind returned so far; Queries are the search messages.
@@ -185,8 +240,9 @@ type Stats struct {
 	// elections outstanding.
 	InFlight, ElectionsOut int
 	// Free is the capacity free on nodes that are up and not quarantined,
-	// reserve included; Quarantined the number of quarantined nodes.
-	Free        int64
+	// reserve included.
+	Free int64
+	// Quarantined is the number of quarantined nodes.
 	Quarantined int
 }
 
@@ -241,11 +297,14 @@ func drop(list *[]VolumeID, v VolumeID) {
 }
 
 // Engine is the re-mirroring state machine of one cluster (see the package
-// documentation). Build it with NewEngine. An Engine is not safe for
-// concurrent use; wrap it in a Concurrent to share it.
+// documentation). Build it with NewEngine: the zero Engine has no settings,
+// so its AddNode, AddVolume, Step and Tick refuse with an error matching
+// ErrInvalidConfig, change nothing, and its other methods report an empty
+// cluster. An Engine is not safe for concurrent use; wrap it in a
+// Concurrent to share it.
 type Engine struct {
 	cfg      resolved
-	rng      *rand.Rand
+	rng      *rand.Rand // nil only in an Engine not built by NewEngine
 	budget   *shed.Limiter
 	nodes    []node
 	volumes  []volume
@@ -262,7 +321,7 @@ type Engine struct {
 }
 
 // NewEngine returns an engine with settings s and no nodes or volumes, or
-// an error matching ErrInvalidSettings that names every bad field. r is the
+// an error matching ErrInvalidConfig that names every bad field. r is the
 // source of jitter and of random choices; nil means a PCG with a fixed seed,
 // so that runs are reproducible.
 func NewEngine(s Settings, r *rand.Rand) (*Engine, error) {
@@ -277,7 +336,7 @@ func NewEngine(s Settings, r *rand.Rand) (*Engine, error) {
 	if cfg.rate > 0 {
 		e.budget, err = shed.NewLimiter(shed.LimiterConfig{Rate: cfg.rate, Burst: cfg.burst})
 		if err != nil {
-			return nil, fmt.Errorf("%w: search budget: %w", ErrInvalidSettings, err)
+			return nil, fmt.Errorf("%w: search budget: %w", ErrInvalidConfig, err)
 		}
 	}
 	return e, nil
@@ -286,6 +345,9 @@ func NewEngine(s Settings, r *rand.Rand) (*Engine, error) {
 // AddNode adds a node with the given capacity (in any unit the volume sizes
 // share) and returns its ID. Capacity must be positive.
 func (e *Engine) AddNode(capacity int64) (NodeID, error) {
+	if e.rng == nil {
+		return NoNode, errZeroEngine
+	}
 	if capacity <= 0 {
 		return NoNode, fmt.Errorf("%w: node capacity %d is not positive", ErrInvalidInput, capacity)
 	}
@@ -302,6 +364,8 @@ func (e *Engine) AddNode(capacity int64) (NodeID, error) {
 // outside their recovery reserve (ErrNoSpace otherwise).
 func (e *Engine) AddVolume(size int64, primary, secondary NodeID, token fence.Token) (VolumeID, error) {
 	switch {
+	case e.rng == nil:
+		return -1, errZeroEngine
 	case size <= 0:
 		return -1, fmt.Errorf("%w: volume size %d is not positive", ErrInvalidInput, size)
 	case !e.knownNode(primary):
@@ -421,6 +485,9 @@ func (e *Engine) NextTick() (time.Time, bool) {
 // Tick fires every timer due at now and returns the actions that result.
 // The slice is the engine's and valid until the next call.
 func (e *Engine) Tick(now time.Time) ([]Action, error) {
+	if e.rng == nil {
+		return nil, errZeroEngine
+	}
 	ns := now.UnixNano()
 	if e.started && ns < e.last {
 		return nil, fmt.Errorf("%w: tick at %v is before the last input at %v", ErrOutOfOrder, now, time.Unix(0, e.last))
@@ -443,6 +510,9 @@ func (e *Engine) Tick(now time.Time) ([]Action, error) {
 // The slice is the engine's and valid until the next call. A refused input
 // returns an error (see the package's Err* values) and changes nothing.
 func (e *Engine) Step(now time.Time, in Input) ([]Action, error) {
+	if e.rng == nil {
+		return nil, errZeroEngine
+	}
 	ns := now.UnixNano()
 	if e.started && ns < e.last {
 		return nil, fmt.Errorf("%w: %v at %v is before the last input at %v", ErrOutOfOrder, in.Kind, now, time.Unix(0, e.last))

@@ -57,6 +57,42 @@ func TestSettingsZeroIsValid(t *testing.T) {
 	}
 }
 
+// The Default*Policy functions return the policies a zero Settings gets.
+func TestSettingsDefaultPolicies(t *testing.T) {
+	zero, err := Settings{}.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	explicit, err := Settings{Reconnect: DefaultReconnectPolicy(), Search: DefaultSearchPolicy(), Elect: DefaultElectPolicy()}.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zero != explicit {
+		t.Fatalf("zero Settings resolve to %+v, the Default*Policy functions to %+v", zero, explicit)
+	}
+	if p := DefaultReconnectPolicy(); p.Base != time.Second || p.Cap != 15*time.Second {
+		t.Errorf("DefaultReconnectPolicy() = %+v, want 1s to 15s as documented", p)
+	}
+	if p := DefaultSearchPolicy(); p.Base != 2*time.Second || p.Cap != time.Minute {
+		t.Errorf("DefaultSearchPolicy() = %+v, want 2s to 1m as documented", p)
+	}
+	if p := DefaultElectPolicy(); p.Base != time.Second || p.Cap != 30*time.Second {
+		t.Errorf("DefaultElectPolicy() = %+v, want 1s to 30s as documented", p)
+	}
+}
+
+// ErrInvalidSettings, deprecated, is the same value as ErrInvalidConfig, so
+// code that matches the old name keeps working.
+func TestErrInvalidSettingsIsErrInvalidConfig(t *testing.T) {
+	if ErrInvalidSettings != ErrInvalidConfig {
+		t.Fatal("ErrInvalidSettings is not ErrInvalidConfig")
+	}
+	_, err := NewEngine(Settings{MaxPerNode: -2}, nil)
+	if !errors.Is(err, ErrInvalidSettings) || !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("err %v does not match both names", err)
+	}
+}
+
 func TestSettingsReportsEveryBadField(t *testing.T) {
 	_, err := NewEngine(Settings{
 		ReconnectWindow: -1,
@@ -69,8 +105,8 @@ func TestSettingsReportsEveryBadField(t *testing.T) {
 		RecoveryReserve: 1,
 		UnreachableFor:  -time.Second,
 	}, nil)
-	if !errors.Is(err, ErrInvalidSettings) {
-		t.Fatalf("err %v, want ErrInvalidSettings", err)
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("err %v, want ErrInvalidConfig", err)
 	}
 	for _, want := range []string{"ReconnectWindow -1ns", "Reconnect policy", "SearchRate NaN", "SearchBurst -2", "MaxPerNode -3", "MaxPerCluster -4", "MaxElections -5", "RecoveryReserve 1", "UnreachableFor -1s"} {
 		if !strings.Contains(err.Error(), want) {
@@ -95,7 +131,7 @@ func TestReconnectWithinWindow(t *testing.T) {
 		t.Fatalf("a failed probe acted at once: %+v", acts)
 	}
 	at, ok := e.NextTick()
-	if !ok || at.Sub(t0) > DefaultReconnectPolicy.Cap {
+	if !ok || at.Sub(t0) > DefaultReconnectPolicy().Cap {
 		t.Fatalf("next tick %v %v", at, ok)
 	}
 	p = only(t, must(e.Tick(at)), Probe)
@@ -380,5 +416,109 @@ func TestNoHintsNodeFailedReturnsNoDeadSearches(t *testing.T) {
 	}
 	if queries > 1 {
 		t.Fatalf("volume 0 has at most one request outstanding, got %+v (Stats.Queries %d)", acts, e.Stats().Queries)
+	}
+}
+
+// callZero calls every exported method of v, a pointer to a zero value,
+// with zero arguments, fails the test if one panics, and returns the error
+// each method returned (nil for a method that returns none), by name.
+func callZero(t *testing.T, v any) map[string]error {
+	t.Helper()
+	rv := reflect.ValueOf(v)
+	errs := make(map[string]error)
+	errType := reflect.TypeFor[error]()
+	for i := range rv.NumMethod() {
+		name := rv.Type().Method(i).Name
+		m := rv.Method(i)
+		args := make([]reflect.Value, m.Type().NumIn())
+		for j := range args {
+			args[j] = reflect.Zero(m.Type().In(j))
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%T.%s panicked on the zero value: %v", v, name, r)
+				}
+			}()
+			out := m.Call(args)
+			errs[name] = nil
+			if n := len(out); n > 0 && out[n-1].Type() == errType && !out[n-1].IsNil() {
+				errs[name] = out[n-1].Interface().(error)
+			}
+		}()
+	}
+	return errs
+}
+
+// Every exported method of a zero Engine, called with zero arguments, is
+// safe: those that can refuse do, with ErrInvalidConfig and a pointer to
+// NewEngine; the others report an empty cluster.
+func TestZeroEngineMethodsDoNotPanic(t *testing.T) {
+	var e Engine
+	errs := callZero(t, &e)
+	for _, name := range []string{"AddNode", "AddVolume", "Step", "Tick", "Primary", "Replicas", "VolumeState", "NodeStatus", "Nodes", "Stats", "NextTick"} {
+		if _, called := errs[name]; !called {
+			t.Errorf("Engine.%s was not called", name)
+		}
+	}
+	for _, name := range []string{"AddNode", "AddVolume", "Step", "Tick"} {
+		if err := errs[name]; !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "NewEngine") {
+			t.Errorf("zero Engine's %s: %v, want ErrInvalidConfig naming NewEngine", name, err)
+		}
+	}
+	if !reflect.DeepEqual(&e, &Engine{}) {
+		t.Fatalf("the refusals changed the zero Engine: %+v", e)
+	}
+}
+
+// The review's sequence on a zero Engine: before the fix, AddNode,
+// AddVolume and PeerLost were accepted (with no reconnect window), and the
+// failed probe's answer panicked on the missing randomness after moving the
+// volume to Searching. Now every call is refused and nothing changes.
+func TestZeroEngineRefusesAndChangesNothing(t *testing.T) {
+	var e Engine
+	if _, err := e.AddNode(10); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("AddNode: %v, want ErrInvalidConfig", err)
+	}
+	if _, err := e.AddVolume(1, 0, 1, 1); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("AddVolume: %v, want ErrInvalidConfig", err)
+	}
+	for _, in := range []Input{
+		{Kind: PeerLost, Volume: 0, Node: 0},
+		{Kind: ProbeResult, Volume: 0, Attempt: 1},
+		{Kind: NodeFailed, Node: 0},
+		{},
+	} {
+		if acts, err := e.Step(t0, in); !errors.Is(err, ErrInvalidConfig) || acts != nil {
+			t.Fatalf("Step(%+v): %+v %v, want ErrInvalidConfig", in, acts, err)
+		}
+	}
+	if acts, err := e.Tick(t0.Add(time.Hour)); !errors.Is(err, ErrInvalidConfig) || acts != nil {
+		t.Fatalf("Tick: %+v %v, want ErrInvalidConfig", acts, err)
+	}
+	if _, ok := e.VolumeState(0); ok {
+		t.Fatal("a zero Engine has volume 0")
+	}
+	if _, ok := e.NextTick(); ok {
+		t.Fatal("a zero Engine has a timer armed")
+	}
+	if e.Nodes() != 0 || e.Stats() != (Stats{}) {
+		t.Fatalf("a zero Engine has %d nodes, stats %+v", e.Nodes(), e.Stats())
+	}
+	if !reflect.DeepEqual(&e, &Engine{}) {
+		t.Fatalf("the refusals changed the zero Engine: %+v", e)
+	}
+}
+
+// An InputError the engine did not build, such as the zero value, formats
+// without panicking.
+func TestZeroInputError(t *testing.T) {
+	callZero(t, &InputError{})
+	if got, want := (&InputError{}).Error(), "remirror: input refused: InputKind(0) for volume 0, node 0, attempt 0"; got != want {
+		t.Fatalf("zero InputError: %q, want %q", got, want)
+	}
+	err := &InputError{Reason: ErrDuplicate, Input: Input{Kind: CopyResult, Volume: 3, Attempt: 2}}
+	if got, want := err.Error(), "remirror: duplicate input: copy-result for volume 3, node 0, attempt 2"; got != want || !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("InputError without detail: %q, want %q", got, want)
 	}
 }

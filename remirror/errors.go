@@ -17,7 +17,8 @@ var (
 	ErrUnknownNode = errors.New("remirror: unknown node")
 	// ErrInvalidInput: the input is malformed (negative capacity, zero
 	// size, a volume's two replicas on one node, an unknown kind, a zero
-	// token).
+	// token, an action other than Elect given to Authority.Elect, or a nil
+	// context).
 	ErrInvalidInput = errors.New("remirror: invalid input")
 	// ErrDuplicate: the input answers a request that has already been
 	// answered or abandoned, or reports a fact the engine already knows (a
@@ -30,6 +31,15 @@ var (
 	// ErrNoSpace: a new volume does not fit on the nodes it names without
 	// using the recovery reserve, or the nodes are failed or quarantined.
 	ErrNoSpace = errors.New("remirror: no space")
+)
+
+// The errors of the methods of a zero Engine, Concurrent or Authority, and
+// of a nil context.
+var (
+	errZeroEngine     = fmt.Errorf("%w: Engine not built with NewEngine", ErrInvalidConfig)
+	errZeroConcurrent = fmt.Errorf("%w: Concurrent not built with NewConcurrent", ErrInvalidConfig)
+	errZeroAuthority  = fmt.Errorf("%w: Authority not built with NewAuthority", ErrInvalidConfig)
+	errNilContext     = fmt.Errorf("%w: nil context", ErrInvalidInput)
 )
 
 type detail uint8
@@ -58,14 +68,24 @@ type InputError struct {
 	Reason error
 	// Input is the refused input.
 	Input Input
-	// State, Newest (attempt), Survivor, Peer and Target describe the
-	// volume named by the input, when it exists.
-	State                  State
-	Newest                 uint32
-	Survivor, Peer, Target NodeID
-	// Nodes and Volumes are how many the engine has.
-	Nodes, Volumes int
-	detail         detail
+	// State is the state of the volume named by the input. It and the
+	// four fields after it describe that volume when AddVolume returned
+	// its ID (even if it was deleted since), and are zero otherwise.
+	State State
+	// Newest is the volume's newest request attempt: an answer must quote
+	// it while that request is outstanding.
+	Newest uint32
+	// Survivor is the volume's survivor (its primary when it is Healthy).
+	Survivor NodeID
+	// Peer is the volume's lost peer (its secondary when it is Healthy).
+	Peer NodeID
+	// Target is the node the volume is querying or copying to, or NoNode.
+	Target NodeID
+	// Nodes is how many nodes the engine has.
+	Nodes int
+	// Volumes is how many volumes AddVolume added, deleted ones included.
+	Volumes int
+	detail  detail
 }
 
 // Error says what was refused and why, with the numbers, for example
@@ -101,8 +121,15 @@ func (e *InputError) Error() string {
 		what = fmt.Sprintf("search result from node %d for volume %d, which queried node %d", in.Node, in.Volume, e.Target)
 	case detailWrongCandidate:
 		what = fmt.Sprintf("node %d elected for volume %d, which asked for node %d", in.Node, in.Volume, e.Survivor)
+	default:
+		// An InputError the engine did not build, such as the zero value.
+		what = fmt.Sprintf("%v for volume %d, node %d, attempt %d", in.Kind, in.Volume, in.Node, in.Attempt)
 	}
-	return e.Reason.Error() + ": " + what
+	reason := "remirror: input refused"
+	if e.Reason != nil {
+		reason = e.Reason.Error()
+	}
+	return reason + ": " + what
 }
 
 // Unwrap returns Reason.

@@ -26,18 +26,37 @@ const (
 	DefaultUnreachableFor  = time.Minute
 )
 
-// Default retry policies applied to the zero policies of Settings. Only
-// their Base, Cap, Multiplier and Jitter matter: the engine bounds its loops
-// by the reconnect window and by the budgets, not by MaxAttempts.
-var (
-	DefaultReconnectPolicy = backoff.Policy{Base: time.Second, Cap: 15 * time.Second}
-	DefaultSearchPolicy    = backoff.Policy{Base: 2 * time.Second, Cap: time.Minute}
-	DefaultElectPolicy     = backoff.Policy{Base: time.Second, Cap: 30 * time.Second}
-)
+// DefaultReconnectPolicy returns the retry policy applied to a zero
+// Settings.Reconnect: 1s doubling to 15s, full jitter. Only the Base, Cap,
+// Multiplier and Jitter of the default policies matter: the engine bounds
+// its loops by the reconnect window and by the budgets, not by MaxAttempts.
+func DefaultReconnectPolicy() backoff.Policy {
+	return backoff.Policy{Base: time.Second, Cap: 15 * time.Second}
+}
 
-// ErrInvalidSettings is matched (with errors.Is) by every error NewEngine
-// returns for a bad Settings field.
-var ErrInvalidSettings = errors.New("remirror: invalid settings")
+// DefaultSearchPolicy returns the retry policy applied to a zero
+// Settings.Search: 2s doubling to 1m, full jitter.
+func DefaultSearchPolicy() backoff.Policy {
+	return backoff.Policy{Base: 2 * time.Second, Cap: time.Minute}
+}
+
+// DefaultElectPolicy returns the retry policy applied to a zero
+// Settings.Elect: 1s doubling to 30s, full jitter.
+func DefaultElectPolicy() backoff.Policy {
+	return backoff.Policy{Base: time.Second, Cap: 30 * time.Second}
+}
+
+// ErrInvalidConfig is matched (with errors.Is) by every error a constructor
+// of the package (NewEngine, NewConcurrent, NewAuthority) returns for a bad
+// Settings or AuthorityConfig field, and by the error any method of an
+// Engine, Concurrent or Authority that was not built by its constructor (a
+// zero value) returns instead of acting.
+var ErrInvalidConfig = errors.New("remirror: invalid config")
+
+// ErrInvalidSettings is ErrInvalidConfig, under its former name.
+//
+// Deprecated: use ErrInvalidConfig.
+var ErrInvalidSettings = ErrInvalidConfig
 
 // Settings are the engine's policy knobs. The zero value is usable and safe:
 // a lost peer is probed with backoff for 10 minutes before any search; a
@@ -55,15 +74,16 @@ type Settings struct {
 	// mirror is lost, and never probe the previous one: the 2011 behaviour.
 	NoReconnect bool
 	// Reconnect spaces out the probes of the previous peer. The zero
-	// Policy means DefaultReconnectPolicy (1s doubling to 15s, full jitter).
+	// Policy means DefaultReconnectPolicy() (1s doubling to 15s, full
+	// jitter).
 	Reconnect backoff.Policy
 	// Search spaces out a volume's search attempts after a refusal, a full
 	// cluster or an exhausted budget. The zero Policy means
-	// DefaultSearchPolicy (2s doubling to 1m, full jitter).
+	// DefaultSearchPolicy() (2s doubling to 1m, full jitter).
 	Search backoff.Policy
 	// Elect spaces out election attempts after the authority refused or
-	// timed out. The zero Policy means DefaultElectPolicy (1s doubling to
-	// 30s, full jitter).
+	// timed out. The zero Policy means DefaultElectPolicy() (1s doubling
+	// to 30s, full jitter).
 	Elect backoff.Policy
 	// SearchRate bounds the search messages the whole cluster sends, per
 	// second, with a burst of SearchBurst: the cluster-wide search budget.
@@ -120,7 +140,7 @@ type resolved struct {
 func (s Settings) resolve() (resolved, error) {
 	var errs []error
 	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidSettings}, args...)...))
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
 	r := resolved{
 		window: s.ReconnectWindow, noReconnect: s.NoReconnect, noHints: s.NoHints,
@@ -138,7 +158,7 @@ func (s Settings) resolve() (resolved, error) {
 		name string
 		p    *backoff.Policy
 		def  backoff.Policy
-	}{{"Reconnect", &r.reconnect, DefaultReconnectPolicy}, {"Search", &r.search, DefaultSearchPolicy}, {"Elect", &r.elect, DefaultElectPolicy}} {
+	}{{"Reconnect", &r.reconnect, DefaultReconnectPolicy()}, {"Search", &r.search, DefaultSearchPolicy()}, {"Elect", &r.elect, DefaultElectPolicy()}} {
 		if *p.p == (backoff.Policy{}) {
 			*p.p = p.def
 		} else if err := p.p.Validate(); err != nil {

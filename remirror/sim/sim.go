@@ -54,6 +54,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
@@ -69,7 +70,7 @@ const (
 )
 
 // ErrInvalidConfig is matched (with errors.Is) by every error Run returns
-// for a bad Config.
+// for a bad Config or an unknown Mode.
 var ErrInvalidConfig = errors.New("sim: invalid config")
 
 // Mode selects the engine settings and authority client of a run.
@@ -85,12 +86,16 @@ const (
 	Guarded
 )
 
-// String returns "naive" or "guarded".
+// String returns "naive" or "guarded", or "Mode(n)" for a value that is
+// neither.
 func (m Mode) String() string {
-	if m == Naive {
+	switch m {
+	case Naive:
 		return "naive"
+	case Guarded:
+		return "guarded"
 	}
-	return "guarded"
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
 }
 
 // NaiveSettings are the 2011 settings: they live here, in the simulator,
@@ -133,10 +138,12 @@ type Config struct {
 	// AuthorityRate is how many elections the regional authority serves a
 	// second.
 	AuthorityRate float64
-	// CrashPerClose and CrashThreshold set the crash race: closing a search
-	// request crashes its node with probability CrashPerClose × (other
-	// requests open there − CrashThreshold).
-	CrashPerClose  float64
+	// CrashPerClose sets the crash race: closing a search request crashes
+	// its node with probability CrashPerClose × (other requests open there
+	// − CrashThreshold), if that is positive.
+	CrashPerClose float64
+	// CrashThreshold is how many other search requests may be open at a
+	// node when it closes one without any risk of crashing it.
 	CrashThreshold int
 	// RestartAfter is how long a crashed node stays down.
 	RestartAfter time.Duration
@@ -178,10 +185,13 @@ func (c Config) Scaled(total int) Config {
 	return c
 }
 
-func (c Config) validate() error {
+func (c Config) validate(mode Mode) error {
 	var errs []error
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if mode != Naive && mode != Guarded {
+		bad("%v is neither Naive nor Guarded", mode)
 	}
 	if c.Zones < 1 || c.Zones > 64 {
 		bad("Zones %d is outside [1, 64]", c.Zones)
@@ -224,6 +234,9 @@ func (c Config) validate() error {
 
 // Minute is one simulated minute of one zone (or of the region).
 type Minute struct {
+	// Minute numbers the minute from the start of the run: minute n is
+	// the one that ends n minutes in, when it is sampled, so the first is
+	// 1.
 	Minute int
 	// Stuck is the fraction of volumes not Healthy at the end of the minute.
 	Stuck float64
@@ -239,14 +252,22 @@ type Minute struct {
 
 // Result is the outcome of one run.
 type Result struct {
-	Mode   Mode
+	// Mode is the mode Run was given.
+	Mode Mode
+	// Config is the configuration Run was given.
 	Config Config
-	// Region is the per-minute timeline of the region; Zones of each zone.
+	// Region is the per-minute timeline of the region.
 	Region []Minute
-	Zones  [][]Minute
-	// Totals over the run.
+	// Zones holds the per-minute timeline of each zone, indexed by zone
+	// (zone 0 is the faulty one).
+	Zones [][]Minute
+	// Searches and AuthorityCalls are the search messages and the
+	// elections sent during the run, over every zone: the sums of the
+	// Region timeline's.
 	Searches, AuthorityCalls int64
-	Crashes                  int
+	// Crashes is the number of node crashes over the run, in every zone:
+	// those of the crash race and the ordinary ones (ChurnPerHour).
+	Crashes int
 	// PeakStuck is the highest per-minute stuck fraction of the region, and
 	// PeakStuckZone that of the faulty zone (zone 0).
 	PeakStuck, PeakStuckZone float64
@@ -343,9 +364,11 @@ type simulation struct {
 	events  int64
 }
 
-// Run simulates cfg in the given mode.
+// Run simulates cfg in the given mode. It returns an error matching
+// ErrInvalidConfig that names every bad field of cfg, and the mode if it is
+// neither Naive nor Guarded.
 func Run(cfg Config, mode Mode) (*Result, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validate(mode); err != nil {
 		return nil, err
 	}
 	s := &simulation{cfg: cfg, mode: mode, rng: rand.New(rand.NewPCG(cfg.Seed, 0xeb5)), res: &Result{Mode: mode, Config: cfg}}

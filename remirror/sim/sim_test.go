@@ -150,3 +150,24 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// A Mode that is neither Naive nor Guarded is refused by Run (it used to
+// run as Guarded) and formats as its number.
+func TestUnknownMode(t *testing.T) {
+	for m, want := range map[Mode]string{Naive: "naive", Guarded: "guarded", 2: "Mode(2)", 9: "Mode(9)"} {
+		if got := m.String(); got != want {
+			t.Errorf("Mode(%d).String() = %q, want %q", uint8(m), got, want)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Duration = time.Hour
+	r, err := Run(cfg, Mode(9))
+	if !errors.Is(err, ErrInvalidConfig) || !contains(err.Error(), "Mode(9)") || r != nil {
+		t.Fatalf("Run(Mode(9)): %v, %v; want ErrInvalidConfig naming Mode(9)", r, err)
+	}
+	// Reported with every bad field of the Config.
+	cfg.Zones = 0
+	if _, err := Run(cfg, Mode(9)); !contains(err.Error(), "Mode(9)") || !contains(err.Error(), "Zones 0") {
+		t.Fatalf("Run(bad config, Mode(9)): %v", err)
+	}
+}
