@@ -26,6 +26,13 @@ const (
 	DefaultMetaPrefix = "_dnsplan"
 	// DefaultAlgorithm is the TSIG algorithm.
 	DefaultAlgorithm = dns.HmacSHA256
+	// ednsUDPSize is the largest UDP answer a query asks for: the size
+	// DNS Flag Day 2020 settled on, which crosses real networks without
+	// IP fragmentation. A larger answer comes back truncated and is asked
+	// again over TCP.
+	ednsUDPSize = 1232
+	// maxTargetsLimit is the largest valid Config.MaxTargets; see there.
+	maxTargetsLimit = 768
 	// maxReadAttempts bounds the retries of a read torn by a concurrent
 	// update.
 	maxReadAttempts = 4
@@ -43,6 +50,11 @@ var (
 	// other than a failed prerequisite (REFUSED, NOTAUTH for a bad TSIG
 	// key, SERVFAIL, ...); the error names the code.
 	ErrServer = errors.New("rfc2136: server error")
+	// ErrTruncated is matched when an answer came back truncated and could
+	// not be had whole: the retry over TCP failed (the error wraps that
+	// failure too), or the server truncated the answer over TCP as well.
+	// A truncated answer is never read as data.
+	ErrTruncated = errors.New("rfc2136: answer truncated")
 	// ErrCorrupt is matched when the metadata TXT records of an endpoint
 	// cannot be parsed.
 	ErrCorrupt = errors.New("rfc2136: corrupt metadata")
@@ -66,14 +78,18 @@ type Config struct {
 	// Timeout bounds one exchange with the server, below the context's
 	// deadline. Zero means DefaultTimeout; negative is invalid.
 	Timeout time.Duration
-	// Net is "udp" (the default) or "tcp".
+	// Net is the transport of queries: "udp" (the default), where an
+	// answer that comes back truncated is asked again over TCP, or "tcp".
+	// UPDATE messages always go over TCP.
 	Net string
 	// MetaPrefix is the label prepended to an endpoint's name to name its
 	// generation TXT record (zero: DefaultMetaPrefix); the weights TXT is
 	// at MetaPrefix+"-weights". It must be a single label.
 	MetaPrefix string
 	// MaxTargets bounds the targets of one endpoint. Zero means
-	// dnsplan.DefaultMaxTargets; negative is invalid.
+	// dnsplan.DefaultMaxTargets; negative or above 768 is invalid: the
+	// UPDATE that writes 768 targets, with the longest names, addresses
+	// and weights, fills most of the 65535 bytes of a DNS message.
 	MaxTargets int
 }
 
@@ -81,8 +97,11 @@ type Config struct {
 // dynamic updates. See the package documentation for the record layout.
 // It is safe for concurrent use: every call is an independent exchange.
 type Provider struct {
-	cfg    Config
-	client *dns.Client
+	cfg Config
+	// queries carries queries over Config.Net; stream is the TCP client
+	// of every UPDATE and of the queries whose UDP answer came back
+	// truncated. With Config.Net "tcp" they are the same client.
+	queries, stream *dns.Client
 }
 
 var _ dnsplan.Provider = (*Provider)(nil)
@@ -143,8 +162,8 @@ func New(cfg Config) (*Provider, error) {
 	if strings.Contains(cfg.MetaPrefix, ".") || len(cfg.MetaPrefix) > 50 {
 		bad("Config.MetaPrefix %q is not a single label of at most 50 bytes", cfg.MetaPrefix)
 	}
-	if cfg.MaxTargets < 0 {
-		bad("Config.MaxTargets %d is negative", cfg.MaxTargets)
+	if cfg.MaxTargets < 0 || cfg.MaxTargets > maxTargetsLimit {
+		bad("Config.MaxTargets %d is outside [0, %d]", cfg.MaxTargets, maxTargetsLimit)
 	}
 	if cfg.MaxTargets == 0 {
 		cfg.MaxTargets = dnsplan.DefaultMaxTargets
@@ -155,11 +174,19 @@ func New(cfg Config) (*Provider, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	c := &dns.Client{Net: cfg.Net, Timeout: cfg.Timeout, UDPSize: dns.DefaultMsgSize}
-	if cfg.KeyName != "" {
-		c.TsigSecret = map[string]string{cfg.KeyName: cfg.Secret}
+	client := func(network string) *dns.Client {
+		c := &dns.Client{Net: network, Timeout: cfg.Timeout}
+		if cfg.KeyName != "" {
+			c.TsigSecret = map[string]string{cfg.KeyName: cfg.Secret}
+		}
+		return c
 	}
-	return &Provider{cfg: cfg, client: c}, nil
+	p := &Provider{cfg: cfg, stream: client("tcp")}
+	p.queries = p.stream
+	if cfg.Net == "udp" {
+		p.queries = client("udp")
+	}
+	return p, nil
 }
 
 // names returns the endpoint's owner name and the names of its generation
@@ -180,33 +207,50 @@ func (p *Provider) names(endpoint string) (owner, gen, weights string, err error
 	return owner, gen, weights, nil
 }
 
-// exchange sends m, signed if a key is configured, within the context and
-// the per-exchange timeout.
-func (p *Provider) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
+// exchange sends m over c, signed if a key is configured, within the
+// context and the per-exchange timeout.
+func (p *Provider) exchange(ctx context.Context, c *dns.Client, m *dns.Msg) (*dns.Msg, error) {
 	if p.cfg.KeyName != "" {
+		// A message sent again (a query retried over TCP) gets a fresh
+		// TSIG placeholder, never a second one.
+		if m.IsTsig() != nil {
+			m.Extra = m.Extra[:len(m.Extra)-1]
+		}
 		m.SetTsig(p.cfg.KeyName, p.cfg.Algorithm, 300, time.Now().Unix())
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	r, _, err := p.client.ExchangeContext(ctx, m, p.cfg.Server)
+	r, _, err := c.ExchangeContext(ctx, m, p.cfg.Server)
 	if err != nil {
 		if cerr := context.Cause(ctx); cerr != nil && ctx.Err() != nil {
-			return nil, fmt.Errorf("rfc2136: exchange with %s: %w (%v)", p.cfg.Server, cerr, err)
+			return nil, fmt.Errorf("rfc2136: exchange with %s over %s: %w (%v)", p.cfg.Server, c.Net, cerr, err)
 		}
-		return nil, fmt.Errorf("rfc2136: exchange with %s: %w", p.cfg.Server, err)
+		return nil, fmt.Errorf("rfc2136: exchange with %s over %s: %w", p.cfg.Server, c.Net, err)
 	}
 	return r, nil
 }
 
-// query returns the answer RRs of type t at name.
+// query returns the answer RRs of type t at name. An answer truncated
+// over UDP is asked again over TCP, and a truncated answer is never
+// returned: BIND, for one, sends a truncated answer with no records at
+// all, which would read as an endpoint without targets or weights.
 func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, t)
 	m.RecursionDesired = false
-	m.SetEdns0(dns.DefaultMsgSize, false)
-	r, err := p.exchange(ctx, m)
+	m.SetEdns0(ednsUDPSize, false)
+	r, err := p.exchange(ctx, p.queries, m)
+	if err == nil && r.Truncated && p.queries != p.stream {
+		r, err = p.exchange(ctx, p.stream, m)
+		if err != nil {
+			return nil, fmt.Errorf("%w: query %s %s over udp, and the retry failed: %w", ErrTruncated, name, dns.TypeToString[t], err)
+		}
+	}
 	if err != nil {
 		return nil, err
+	}
+	if r.Truncated {
+		return nil, fmt.Errorf("%w: query %s %s over tcp", ErrTruncated, name, dns.TypeToString[t])
 	}
 	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
 		return nil, fmt.Errorf("%w: query %s %s answered %s", ErrServer, name, dns.TypeToString[t], dns.RcodeToString[r.Rcode])
@@ -351,8 +395,32 @@ func (p *Provider) Apply(ctx context.Context, endpoint string, expect fence.Toke
 	if err != nil {
 		return err
 	}
+	// UPDATE always goes over TCP: see the package documentation.
+	resp, err := p.exchange(ctx, p.stream, p.update(owner, genName, weightsName, expect, r))
+	if err != nil {
+		return err
+	}
+	switch resp.Rcode {
+	case dns.RcodeSuccess:
+		return nil
+	case dns.RcodeNXRrset, dns.RcodeYXRrset:
+		have, err := p.readGeneration(ctx, genName)
+		if err != nil {
+			return fmt.Errorf("rfc2136: update of %q refused (%s), then: %w", endpoint, dns.RcodeToString[resp.Rcode], err)
+		}
+		return &fence.StaleError{Op: fence.OpCompareAndSwap, Key: endpoint, Have: have, Want: expect}
+	}
+	return fmt.Errorf("%w: update of %q answered %s", ErrServer, endpoint, dns.RcodeToString[resp.Rcode])
+}
+
+// update returns the UPDATE message of Apply, unsigned.
+func (p *Provider) update(owner, genName, weightsName string, expect fence.Token, r dnsplan.Records) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetUpdate(p.cfg.Zone)
+	// Every address record repeats the owner name: compressed, a record
+	// takes 28 bytes or less whatever the name's length, which is what
+	// lets maxTargetsLimit be as high as 768.
+	m.Compress = true
 	if expect == 0 {
 		m.RRsetNotUsed([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: genName, Rrtype: dns.TypeTXT, Class: dns.ClassINET}}})
 	} else {
@@ -379,21 +447,7 @@ func (p *Provider) Apply(ctx context.Context, endpoint string, expect fence.Toke
 	}
 	rrs = append(rrs, p.txt(genName, generationText(r.Generation)), p.txt(weightsName, weights...))
 	m.Insert(rrs)
-	resp, err := p.exchange(ctx, m)
-	if err != nil {
-		return err
-	}
-	switch resp.Rcode {
-	case dns.RcodeSuccess:
-		return nil
-	case dns.RcodeNXRrset, dns.RcodeYXRrset:
-		have, err := p.readGeneration(ctx, genName)
-		if err != nil {
-			return fmt.Errorf("rfc2136: update of %q refused (%s), then: %w", endpoint, dns.RcodeToString[resp.Rcode], err)
-		}
-		return &fence.StaleError{Op: fence.OpCompareAndSwap, Key: endpoint, Have: have, Want: expect}
-	}
-	return fmt.Errorf("%w: update of %q answered %s", ErrServer, endpoint, dns.RcodeToString[resp.Rcode])
+	return m
 }
 
 func (p *Provider) txt(name string, s ...string) *dns.TXT {

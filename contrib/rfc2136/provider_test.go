@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -298,4 +300,184 @@ func TestThreeEnactorsWithDelaysOnBind(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
+}
+
+// largest returns dnsplan.DefaultMaxTargets targets with distinct weights,
+// the first v4 of them IPv4 and the rest IPv6, with the longest addresses
+// and weights (seed varies them), so that the answers to Read's queries
+// and the UPDATE are as large as an endpoint's can be.
+func largest(v4 int, seed uint32) []dnsplan.Target {
+	var ts []dnsplan.Target
+	for i := range dnsplan.DefaultMaxTargets {
+		ip := fmt.Sprintf("ffff:ffff:ffff:ffff:ffff:ffff:%x:%x", 0xf000+seed, 0xf000+i)
+		if i < v4 {
+			ip = fmt.Sprintf("198.%d.100.%d", 100+seed, 100+i)
+		}
+		ts = append(ts, tg(ip, math.MaxUint32-uint32(i)*7919-seed))
+	}
+	dnsplan.SortTargets(ts)
+	return ts
+}
+
+// TestLargestEndpointRoundTrip: an endpoint with as many targets as the
+// provider accepts, IPv4 and IPv6 mixed or all IPv6, reads back exactly
+// as written — over UDP, where BIND truncates the AAAA and weights
+// answers and Read asks again over TCP, and over TCP. The UPDATE, several
+// kilobytes, goes through, and so does its replacement by another of the
+// same size.
+func TestLargestEndpointRoundTrip(t *testing.T) {
+	s := bindtest.Start(t)
+	for _, network := range []string{"udp", "tcp"} {
+		p, err := rfc2136.New(rfc2136.Config{Server: s.Addr(), Zone: bindtest.Zone, KeyName: bindtest.KeyName, Secret: s.Secret(), Net: network})
+		require.NoError(t, err)
+		for _, tc := range []struct {
+			name string
+			v4   int
+		}{{"mixed", dnsplan.DefaultMaxTargets / 2}, {"ipv6", 0}} {
+			t.Run(network+"/"+tc.name, func(t *testing.T) {
+				ep := network + "-" + tc.name + ".dnsplan.test"
+				first := dnsplan.Records{Generation: 1, Targets: largest(tc.v4, 1)}
+				require.NoError(t, p.Apply(ctx, ep, 0, first))
+				rec, err := p.Read(ctx, ep)
+				require.NoError(t, err)
+				assert.Equal(t, first, rec)
+
+				next := dnsplan.Records{Generation: 2, Targets: largest(tc.v4, 2)}
+				require.NoError(t, p.Apply(ctx, ep, 1, next))
+				rec, err = p.Read(ctx, ep)
+				require.NoError(t, err)
+				assert.Equal(t, next, rec)
+
+				tooMany := dnsplan.Records{Generation: 3, Targets: append(largest(tc.v4, 3), tg("2001:db8::1", 1))}
+				assert.ErrorIs(t, p.Apply(ctx, ep, 2, tooMany), dnsplan.ErrInvalidRecords, "the largest endpoint is the largest accepted")
+			})
+		}
+	}
+
+	// The test is only worth something if BIND does truncate these
+	// answers over UDP.
+	for _, q := range []struct {
+		name string
+		t    uint16
+	}{{"udp-ipv6.dnsplan.test.", dns.TypeAAAA}, {"_dnsplan-weights.udp-mixed.dnsplan.test.", dns.TypeTXT}} {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.t)
+		m.SetEdns0(1232, false)
+		r, err := dns.Exchange(m, s.Addr())
+		require.NoError(t, err)
+		assert.True(t, r.Truncated, "%s %s over udp", q.name, dns.TypeToString[q.t])
+	}
+}
+
+// TestEnactorLeavesLargestEndpointAlone: the symptom of truncated answers
+// read as data — an endpoint that read back empty at the enactor's own
+// generation, and was rewritten on every pass — is gone: once applied,
+// the largest endpoint is current.
+func TestEnactorLeavesLargestEndpointAlone(t *testing.T) {
+	s := bindtest.Start(t)
+	p := newProvider(t, s)
+	store := &dnsplan.MemoryStore{}
+	require.NoError(t, store.Put(ctx, dnsplan.Plan{Generation: 1, Endpoints: map[string][]dnsplan.Target{api: largest(0, 1)}}))
+	e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: "A"})
+	require.NoError(t, err)
+	st, err := e.Pass(ctx, store, p)
+	require.NoError(t, err)
+	assert.Equal(t, 1, st.Applied)
+	for range 3 {
+		st, err = e.Pass(ctx, store, p)
+		require.NoError(t, err)
+		assert.Equal(t, dnsplan.PassStats{Generation: 1, Current: 1, Highest: 1}, st)
+	}
+}
+
+// udpOnlyFront relays UDP datagrams to the server at addr, and closes
+// every TCP connection to its own port at once: a server that truncates
+// large answers over UDP and cannot be reached over TCP. It returns its
+// address; it stops when the test ends.
+func udpOnlyFront(t *testing.T, addr string) string {
+	t.Helper()
+	var udp net.PacketConn
+	var tcp net.Listener
+	for try := 0; udp == nil; try++ {
+		require.Less(t, try, 10, "no port free for both UDP and TCP")
+		u, err := net.ListenPacket("udp", "127.0.0.1:0")
+		require.NoError(t, err)
+		if l, err := net.Listen("tcp", u.LocalAddr().String()); err == nil {
+			udp, tcp = u, l
+		} else {
+			u.Close()
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := tcp.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, dns.MaxMsgSize)
+		for {
+			n, from, err := udp.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("udp", addr)
+			if err != nil {
+				continue
+			}
+			_ = up.SetDeadline(time.Now().Add(time.Second))
+			if _, err := up.Write(buf[:n]); err == nil {
+				if n, err = up.Read(buf); err == nil {
+					_, _ = udp.WriteTo(buf[:n], from)
+				}
+			}
+			up.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		udp.Close()
+		tcp.Close()
+		wg.Wait()
+	})
+	return udp.LocalAddr().String()
+}
+
+// TestTruncatedAnswerIsNeverAnEmptyEndpoint: when an answer comes back
+// truncated over UDP and TCP fails, Read returns ErrTruncated — never
+// the endpoint without targets (or without weights) that the truncated
+// answer, which holds no records, would read as.
+func TestTruncatedAnswerIsNeverAnEmptyEndpoint(t *testing.T) {
+	s := bindtest.Start(t)
+	direct := newProvider(t, s)
+	front, err := rfc2136.New(rfc2136.Config{Server: udpOnlyFront(t, s.Addr()), Zone: bindtest.Zone, KeyName: bindtest.KeyName, Secret: s.Secret()})
+	require.NoError(t, err)
+
+	small := dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 2), tg("2001:db8::1", 3)}}
+	require.NoError(t, direct.Apply(ctx, "small.dnsplan.test", 0, small))
+	rec, err := front.Read(ctx, "small.dnsplan.test")
+	require.NoError(t, err, "answers that fit UDP need no TCP")
+	assert.Equal(t, small, rec)
+	err = front.Apply(ctx, "small.dnsplan.test", 1, dnsplan.Records{Generation: 2, Targets: small.Targets})
+	require.Error(t, err, "UPDATE goes over TCP, whatever its size")
+
+	for _, tc := range []struct {
+		name string
+		v4   int
+	}{{"mixed", dnsplan.DefaultMaxTargets / 2}, {"ipv6", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ep := tc.name + ".dnsplan.test"
+			require.NoError(t, direct.Apply(ctx, ep, 0, dnsplan.Records{Generation: 1, Targets: largest(tc.v4, 1)}))
+			rec, err := front.Read(ctx, ep)
+			require.ErrorIs(t, err, rfc2136.ErrTruncated)
+			assert.Contains(t, err.Error(), "over udp, and the retry failed")
+			assert.Equal(t, dnsplan.Records{}, rec)
+		})
+	}
 }
