@@ -100,6 +100,20 @@
 //
 // Invalid input matches ErrInvalidPlan, ErrInvalidRecords (ErrEmptyRecords
 // for an empty record set), ErrInvalidReport or ErrInvalidConfig, every
-// problem listed at once. A conditional write that lost its condition is a
-// *fence.StaleError (fence.ErrStale) carrying the generation found.
+// problem listed at once. A call with an argument that no call accepts —
+// a nil context.Context, a nil Store or Provider (a nil *MemoryStore or
+// *MemoryProvider included), an Action with an unknown Op — is refused
+// with an error matching ErrInvalidArgument that names the call and the
+// argument, before anything is read or written; never with a panic. A
+// conditional write that lost its condition is a *fence.StaleError
+// (fence.ErrStale) carrying the generation found.
+//
+// # Zero values
+//
+// The zero value of every struct type is safe to use. The zero
+// MemoryStore and MemoryProvider are empty and ready; the zero Planner and
+// Enactor are the same as NewPlanner(PlannerConfig{}) and
+// NewEnactor(EnactorConfig{}), with the documented defaults (an Enactor's
+// Run pauses DefaultInterval between passes). The constructors are needed
+// only for other configurations, which they validate.
 package dnsplan

@@ -23,7 +23,8 @@ const (
 	DefaultInterval = time.Second
 )
 
-// EnactorConfig configures an Enactor. The zero value is usable.
+// EnactorConfig configures an Enactor. The zero value is usable, and is
+// what the zero Enactor runs with.
 type EnactorConfig struct {
 	// Name identifies the enactor in events, e.g. "us-east-1a". Empty
 	// means "enactor".
@@ -90,6 +91,7 @@ func (k EventKind) String() string {
 
 // Event reports one thing an Enactor did.
 type Event struct {
+	// Kind says what happened, and which other fields are set.
 	Kind EventKind
 	// Enactor is EnactorConfig.Name.
 	Enactor string
@@ -140,6 +142,7 @@ func (o Op) String() string {
 // Action is one step an Enactor asks its driver to carry out against the
 // Store or the Provider.
 type Action struct {
+	// Op says what to do, and which other fields are set.
 	Op Op
 	// Endpoint, for OpRead and OpApply.
 	Endpoint string
@@ -202,7 +205,9 @@ type PassStats struct {
 type phase uint8
 
 const (
-	phaseStart phase = iota
+	// phaseNew is the zero Enactor's: it has not been set up (init).
+	phaseNew phase = iota
+	phaseStart
 	phaseRead
 	phaseApply
 	phaseList
@@ -227,6 +232,10 @@ const (
 // write; on a refusal, read again. Then clean up (see the package
 // documentation for the rule). An Enactor is not safe for concurrent use;
 // run one per goroutine.
+//
+// The zero Enactor is ready to use and the same as
+// NewEnactor(EnactorConfig{}): it runs with the defaults of the zero
+// EnactorConfig, Name "enactor" and no OnEvent.
 type Enactor struct {
 	cfg     EnactorConfig
 	phase   phase
@@ -265,32 +274,55 @@ func NewEnactor(cfg EnactorConfig) (*Enactor, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if cfg.Name == "" {
-		cfg.Name = "enactor"
-	}
-	if cfg.Retention == 0 {
-		cfg.Retention = DefaultRetention
-	}
-	if cfg.MaxConflicts == 0 {
-		cfg.MaxConflicts = DefaultMaxConflicts
-	}
-	if cfg.MaxDeletes == 0 {
-		cfg.MaxDeletes = DefaultMaxDeletes
-	}
-	if cfg.Interval == 0 {
-		cfg.Interval = DefaultInterval
-	}
 	e := &Enactor{cfg: cfg}
-	e.pending = Action{Op: OpLoadLatest}
+	e.init()
 	return e, nil
 }
 
-// Name returns EnactorConfig.Name.
-func (e *Enactor) Name() string { return e.cfg.Name }
+// init sets up a new Enactor, the zero one included: the defaults of its
+// config, and the first action of its first pass.
+func (e *Enactor) init() {
+	if e.phase != phaseNew {
+		return
+	}
+	if e.cfg.Name == "" {
+		e.cfg.Name = defaultName
+	}
+	if e.cfg.Retention == 0 {
+		e.cfg.Retention = DefaultRetention
+	}
+	if e.cfg.MaxConflicts == 0 {
+		e.cfg.MaxConflicts = DefaultMaxConflicts
+	}
+	if e.cfg.MaxDeletes == 0 {
+		e.cfg.MaxDeletes = DefaultMaxDeletes
+	}
+	if e.cfg.Interval == 0 {
+		e.cfg.Interval = DefaultInterval
+	}
+	e.phase = phaseStart
+	e.pending = Action{Op: OpLoadLatest}
+}
+
+// defaultName is the Name of an Enactor whose EnactorConfig.Name is empty.
+const defaultName = "enactor"
+
+// Name returns EnactorConfig.Name, or "enactor" if it is empty.
+func (e *Enactor) Name() string {
+	if e.cfg.Name == "" {
+		return defaultName
+	}
+	return e.cfg.Name
+}
 
 // Next returns the action to carry out next. It does not change the
 // Enactor: calling it twice returns the same action.
-func (e *Enactor) Next() Action { return e.pending }
+func (e *Enactor) Next() Action {
+	if e.phase == phaseNew {
+		return Action{Op: OpLoadLatest}
+	}
+	return e.pending
+}
 
 // LastPass returns the statistics of the last completed pass.
 func (e *Enactor) LastPass() PassStats { return e.last }
@@ -312,6 +344,7 @@ func (e *Enactor) fail(endpoint string, err error) {
 // Deliver hands the Enactor the outcome of the action Next returned and
 // advances it to the next action.
 func (e *Enactor) Deliver(r Result) {
+	e.init()
 	switch e.pending.Op {
 	case OpRest:
 		e.phase = phaseStart

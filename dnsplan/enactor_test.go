@@ -37,8 +37,8 @@ func TestNewEnactorReportsEveryBadField(t *testing.T) {
 	assert.Equal(t, "enactor", e.Name())
 	assert.Equal(t, dnsplan.OpLoadLatest, e.Next().Op)
 	_, err = e.Pass(ctx, nil, &dnsplan.MemoryProvider{})
-	assert.ErrorIs(t, err, dnsplan.ErrInvalidConfig)
-	assert.ErrorIs(t, e.Run(ctx, &dnsplan.MemoryStore{}, nil), dnsplan.ErrInvalidConfig)
+	assert.ErrorIs(t, err, dnsplan.ErrInvalidArgument, "a nil Store is a bad argument, not a bad config (see TestNilArguments)")
+	assert.ErrorIs(t, e.Run(ctx, &dnsplan.MemoryStore{}, nil), dnsplan.ErrInvalidArgument)
 }
 
 func TestPassAppliesAndCleansUp(t *testing.T) {

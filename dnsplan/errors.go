@@ -1,8 +1,10 @@
 package dnsplan
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 var (
@@ -26,6 +28,11 @@ var (
 	// ErrInvalidConfig is matched by every error a constructor returns for
 	// an invalid configuration.
 	ErrInvalidConfig = errors.New("dnsplan: invalid config")
+	// ErrInvalidArgument is matched by the refusal of a call whose
+	// arguments no call could accept: a nil context.Context, a nil Store
+	// or Provider (also a nil *MemoryStore or *MemoryProvider), an Action
+	// with an unknown Op. Nothing is read or written.
+	ErrInvalidArgument = errors.New("dnsplan: invalid argument")
 	// ErrNotFound is matched by a Store's refusal to get or delete a plan
 	// it does not hold, and by Latest on an empty Store.
 	ErrNotFound = errors.New("dnsplan: plan not found")
@@ -39,6 +46,53 @@ var (
 // Store's Put of a generation it has already seen) are *fence.StaleError
 // values, matched by fence.ErrStale, with Have set to the generation that
 // refused the write, so a caller can react without another read.
+
+// nilArgs returns "" if ctx is set and, where needStore or needProvider,
+// so are store and provider (a nil *MemoryStore or *MemoryProvider counts
+// as unset); otherwise it names every unset argument, e.g. "nil context,
+// nil Store", for an error matching ErrInvalidArgument. It does not
+// allocate unless it refuses.
+func nilArgs(ctx context.Context, store Store, needStore bool, provider Provider, needProvider bool) string {
+	noStore := needStore && isNilStore(store)
+	noProvider := needProvider && isNilProvider(provider)
+	if ctx != nil && !noStore && !noProvider {
+		return ""
+	}
+	var nils []string
+	if ctx == nil {
+		nils = append(nils, "nil context")
+	}
+	if noStore {
+		nils = append(nils, "nil Store")
+	}
+	if noProvider {
+		nils = append(nils, "nil Provider")
+	}
+	return strings.Join(nils, ", ")
+}
+
+func isNilStore(s Store) bool {
+	m, ok := s.(*MemoryStore)
+	return s == nil || ok && m == nil
+}
+
+func isNilProvider(p Provider) bool {
+	m, ok := p.(*MemoryProvider)
+	return p == nil || ok && m == nil
+}
+
+// checkMemory refuses, with an error matching ErrInvalidArgument, a call
+// (named by call) of a method of a nil *MemoryStore or *MemoryProvider
+// (isNil; typ names the type) or with a nil ctx.
+func checkMemory(call string, ctx context.Context, isNil bool, typ string) error {
+	switch {
+	case isNil:
+		return fmt.Errorf("%w: %s: nil %s", ErrInvalidArgument, call, typ)
+	case ctx == nil:
+		return fmt.Errorf("%w: %s: nil context", ErrInvalidArgument, call)
+	}
+	return nil
+}
 
 // joinErrs joins errs like errors.Join.
 func joinErrs(errs []error) error { return errors.Join(errs...) }

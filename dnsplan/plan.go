@@ -15,8 +15,14 @@ import (
 const (
 	// DefaultMaxEndpoints is the most endpoints a plan may hold.
 	DefaultMaxEndpoints = 1 << 17
-	// DefaultMaxTargets is the most targets an endpoint may have. 64 A
-	// records fit a 1232-byte EDNS UDP answer with room to spare.
+	// DefaultMaxTargets is the most targets an endpoint may have. An
+	// answer of 64 A records (16 bytes each, owner name compressed) fits
+	// a 1232-byte EDNS UDP payload, unsigned, for endpoint names of up to
+	// 179 bytes. An answer of 64 AAAA records (28 bytes each) does not:
+	// at most 41 fit (33 for a 253-byte name), so a larger AAAA set comes
+	// back truncated over UDP and resolvers retry over TCP, as the RFC
+	// 2136 provider (contrib/rfc2136) does with its own queries. Lower
+	// Limits.MaxTargets to keep every answer within one UDP datagram.
 	DefaultMaxTargets = 64
 	// MaxEndpointBytes is the longest endpoint name: the longest DNS name
 	// in presentation form without the trailing dot.

@@ -39,7 +39,8 @@ type TargetHealth struct {
 // the report keeps its previous targets.
 type Report map[string][]TargetHealth
 
-// PlannerConfig configures a Planner. The zero value is usable.
+// PlannerConfig configures a Planner. The zero value is usable, and is
+// what the zero Planner runs with.
 type PlannerConfig struct {
 	// Window is the velocity-control window. Zero means DefaultWindow;
 	// negative is invalid.
@@ -59,7 +60,12 @@ type PlannerConfig struct {
 	// plus one and starts from its targets.
 	Previous *Plan
 	// OnEvent, if not nil, receives a PlannerEvent for every removal held
-	// back and every endpoint kept static. It must not block.
+	// back and every endpoint kept static or failed open. Next calls it on
+	// its own goroutine after the plan is made and the Planner's lock is
+	// released, in the order of the decisions (endpoints by name, targets
+	// by address), so it may call the Planner's methods; a Next that
+	// returns an error made no plan and reports nothing. It must not
+	// block.
 	OnEvent func(PlannerEvent)
 }
 
@@ -80,9 +86,12 @@ const (
 
 // PlannerEvent reports one decision of a Planner.
 type PlannerEvent struct {
-	Kind       PlannerEventKind
+	// Kind says what was decided.
+	Kind PlannerEventKind
+	// Generation is the plan the decision is part of.
 	Generation fence.Token
-	Endpoint   string
+	// Endpoint is the endpoint decided on.
+	Endpoint string
 	// Addr is the target whose removal was held (PlannerHeld).
 	Addr netip.Addr
 	// Removal is the capacity the held removal asked for, and Budget what
@@ -95,6 +104,10 @@ type PlannerEvent struct {
 // time as an argument. A Planner is safe for concurrent use, but plans are
 // meant to come from one planner at a time: run a single Planner (elected,
 // if need be), and let the Store refuse a second one's generations.
+//
+// The zero Planner is ready to use and the same as
+// NewPlanner(PlannerConfig{}): it starts at generation 1, with the
+// defaults of the zero PlannerConfig and no OnEvent.
 type Planner struct {
 	mu     sync.Mutex
 	cfg    PlannerConfig
@@ -135,13 +148,7 @@ func NewPlanner(cfg PlannerConfig) (*Planner, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if cfg.Window == 0 {
-		cfg.Window = DefaultWindow
-	}
-	if cfg.MaxRemoveFraction == 0 {
-		cfg.MaxRemoveFraction = DefaultMaxRemoveFraction
-	}
-	p := &Planner{cfg: cfg, byName: make(map[string]*velocity)}
+	p := &Planner{cfg: cfg}
 	if cfg.Previous != nil {
 		p.prev = cfg.Previous.Clone()
 		p.prev.Normalize()
@@ -193,11 +200,26 @@ func (p *Planner) validateReport(r Report) error {
 // from r keep their previous targets. So no endpoint of a returned plan is
 // ever empty. A now earlier than the previous call's is taken as the
 // previous call's. An invalid report is refused with an error matching
-// ErrInvalidReport, and nothing changes.
+// ErrInvalidReport, and nothing changes. PlannerConfig.OnEvent, if set, is
+// called after the plan is made, outside the Planner's lock.
 func (p *Planner) Next(now time.Time, r Report) (Plan, error) {
 	if err := p.validateReport(r); err != nil {
 		return Plan{}, err
 	}
+	var events []PlannerEvent // stays nil, unallocated, without OnEvent
+	plan, err := p.next(now, r, &events)
+	if err != nil {
+		return Plan{}, err
+	}
+	for _, ev := range events {
+		p.cfg.OnEvent(ev)
+	}
+	return plan, nil
+}
+
+// next is Next under the lock, which it releases before it returns; it
+// appends to events the events that Next reports once it has.
+func (p *Planner) next(now time.Time, r Report, events *[]PlannerEvent) (Plan, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.prev.Generation == fence.MaxToken {
@@ -219,7 +241,7 @@ func (p *Planner) Next(now time.Time, r Report) (Plan, error) {
 	}
 	var results []planned
 	for _, name := range slices.Sorted(maps.Keys(r)) {
-		ts, removed := p.planEndpoint(now, next.Generation, name, r[name])
+		ts, removed := p.planEndpoint(now, next.Generation, name, r[name], events)
 		results = append(results, planned{name, ts, removed})
 	}
 	if len(next.Endpoints)+len(results) > p.cfg.Limits.maxEndpoints() {
@@ -231,6 +253,9 @@ func (p *Planner) Next(now time.Time, r Report) (Plan, error) {
 	if err := Validate(next, p.cfg.Limits); err != nil {
 		return Plan{}, err
 	}
+	if p.byName == nil {
+		p.byName = make(map[string]*velocity, len(results))
+	}
 	for _, res := range results {
 		v := p.byName[res.name]
 		if v == nil {
@@ -238,7 +263,7 @@ func (p *Planner) Next(now time.Time, r Report) (Plan, error) {
 			p.byName[res.name] = v
 		}
 		v.changes = append(v.changes, change{at: now, capacity: capacity(res.ts), removed: res.removed})
-		v.prune(now, p.cfg.Window)
+		v.prune(now, p.window())
 	}
 	p.now = now
 	p.prev = next
@@ -261,7 +286,7 @@ func (v *velocity) prune(now time.Time, window time.Duration) {
 func (p *Planner) budget(name string, now time.Time, current uint64) uint64 {
 	peak, removed := current, uint64(0)
 	if v := p.byName[name]; v != nil {
-		start := now.Add(-p.cfg.Window)
+		start := now.Add(-p.window())
 		for i, c := range v.changes {
 			inWindow := c.at.After(start)
 			// The last change at or before the window's start gives the
@@ -275,7 +300,7 @@ func (p *Planner) budget(name string, now time.Time, current uint64) uint64 {
 			}
 		}
 	}
-	allowed := uint64(p.cfg.MaxRemoveFraction * float64(peak))
+	allowed := uint64(p.maxRemoveFraction() * float64(peak))
 	if removed >= allowed {
 		return 0
 	}
@@ -284,7 +309,7 @@ func (p *Planner) budget(name string, now time.Time, current uint64) uint64 {
 
 // planEndpoint returns an endpoint's next targets and the capacity they
 // remove.
-func (p *Planner) planEndpoint(now time.Time, gen fence.Token, name string, hs []TargetHealth) ([]Target, uint64) {
+func (p *Planner) planEndpoint(now time.Time, gen fence.Token, name string, hs []TargetHealth, events *[]PlannerEvent) ([]Target, uint64) {
 	prev := p.prev.Endpoints[name]
 	healthy := make(map[netip.Addr]uint32, len(hs))
 	for _, h := range hs {
@@ -294,10 +319,10 @@ func (p *Planner) planEndpoint(now time.Time, gen fence.Token, name string, hs [
 	}
 	if len(healthy) == 0 {
 		if len(prev) > 0 {
-			p.emit(PlannerEvent{Kind: PlannerFailStatic, Generation: gen, Endpoint: name})
+			p.note(events, PlannerEvent{Kind: PlannerFailStatic, Generation: gen, Endpoint: name})
 			return prev, 0
 		}
-		p.emit(PlannerEvent{Kind: PlannerFailOpen, Generation: gen, Endpoint: name})
+		p.note(events, PlannerEvent{Kind: PlannerFailOpen, Generation: gen, Endpoint: name})
 		ts := make([]Target, len(hs))
 		for i, h := range hs {
 			ts[i] = Target{Addr: h.Addr, Weight: h.Capacity}
@@ -324,7 +349,7 @@ func (p *Planner) planEndpoint(now time.Time, gen fence.Token, name string, hs [
 			removed += cut
 			continue
 		}
-		p.emit(PlannerEvent{Kind: PlannerHeld, Generation: gen, Endpoint: name, Addr: t.Addr, Removal: cut, Budget: budget})
+		p.note(events, PlannerEvent{Kind: PlannerHeld, Generation: gen, Endpoint: name, Addr: t.Addr, Removal: cut, Budget: budget})
 		out = append(out, t)
 		delete(healthy, t.Addr)
 	}
@@ -335,8 +360,27 @@ func (p *Planner) planEndpoint(now time.Time, gen fence.Token, name string, hs [
 	return out, removed
 }
 
-func (p *Planner) emit(ev PlannerEvent) {
+// note keeps ev for Next to report once the lock is released; without
+// OnEvent there is nothing to report, and nothing is kept.
+func (p *Planner) note(events *[]PlannerEvent, ev PlannerEvent) {
 	if p.cfg.OnEvent != nil {
-		p.cfg.OnEvent(ev)
+		*events = append(*events, ev)
 	}
+}
+
+// window is PlannerConfig.Window, or its default in the zero Planner.
+func (p *Planner) window() time.Duration {
+	if p.cfg.Window == 0 {
+		return DefaultWindow
+	}
+	return p.cfg.Window
+}
+
+// maxRemoveFraction is PlannerConfig.MaxRemoveFraction, or its default in
+// the zero Planner.
+func (p *Planner) maxRemoveFraction() float64 {
+	if p.cfg.MaxRemoveFraction == 0 {
+		return DefaultMaxRemoveFraction
+	}
+	return p.cfg.MaxRemoveFraction
 }

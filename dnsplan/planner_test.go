@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/dnsplan"
+	"github.com/stormguard/stormguard/fence"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
@@ -113,6 +114,67 @@ func TestPlannerVelocityControlAndFailStatic(t *testing.T) {
 	plan, err = p.Next(t0.Add(time.Hour+time.Second), dnsplan.Report{"api": healthy(8, 10)})
 	require.NoError(t, err)
 	assert.EqualValues(t, 80, plan.Capacity("api"))
+}
+
+// TestPlannerHookMayCallPlanner: OnEvent runs without the Planner's lock,
+// after the plan is made, so it may call the Planner (here Last, which
+// sees the plan the events belong to); events come in the order of the
+// decisions: endpoints by name, held targets by address. Were OnEvent
+// called under the lock, this test would deadlock.
+func TestPlannerHookMayCallPlanner(t *testing.T) {
+	type seen struct {
+		ev   dnsplan.PlannerEvent
+		last fence.Token
+	}
+	var got []seen
+	var p *dnsplan.Planner
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{OnEvent: func(ev dnsplan.PlannerEvent) {
+		got = append(got, seen{ev, p.Last().Generation})
+	}})
+	require.NoError(t, err)
+	_, err = p.Next(t0, dnsplan.Report{"a": healthy(2, 1), "b": healthy(4, 10)})
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	down := healthy(4, 10)
+	for i := range down {
+		down[i].Healthy = i == 0
+	}
+	sick := healthy(1, 1)
+	sick[0].Healthy = false
+	_, err = p.Next(t0.Add(time.Second), dnsplan.Report{
+		"c": sick,                                                         // new, none healthy: fail open
+		"b": down,                                                         // three of 40 fail: one may go
+		"a": {{Addr: addr(1), Capacity: 1}, {Addr: addr(2), Capacity: 1}}, // none healthy: fail static
+	})
+	require.NoError(t, err)
+	held := func(i int, budget uint64) seen {
+		return seen{dnsplan.PlannerEvent{Kind: dnsplan.PlannerHeld, Generation: 2, Endpoint: "b", Addr: addr(i), Removal: 10, Budget: budget}, 2}
+	}
+	assert.Equal(t, []seen{
+		{dnsplan.PlannerEvent{Kind: dnsplan.PlannerFailStatic, Generation: 2, Endpoint: "a"}, 2},
+		held(3, 0),
+		held(4, 0),
+		{dnsplan.PlannerEvent{Kind: dnsplan.PlannerFailOpen, Generation: 2, Endpoint: "c"}, 2},
+	}, got)
+}
+
+// TestPlannerReportsNoEventsForARefusedPlan: a Next that returns an error
+// makes no plan, so it reports no decisions about one.
+func TestPlannerReportsNoEventsForARefusedPlan(t *testing.T) {
+	var got []dnsplan.PlannerEvent
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Limits: dnsplan.Limits{MaxEndpoints: 1}, OnEvent: func(ev dnsplan.PlannerEvent) {
+		got = append(got, ev)
+	}})
+	require.NoError(t, err)
+	_, err = p.Next(t0, dnsplan.Report{"a": healthy(1, 1)})
+	require.NoError(t, err)
+	sick := healthy(1, 1)
+	sick[0].Healthy = false
+	_, err = p.Next(t0, dnsplan.Report{"b": sick}) // "a" and "b": one endpoint too many
+	require.ErrorIs(t, err, dnsplan.ErrInvalidReport)
+	assert.Empty(t, got)
+	assert.EqualValues(t, 1, p.Last().Generation)
 }
 
 func TestPlannerFailOpenAndUnreported(t *testing.T) {

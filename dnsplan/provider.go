@@ -45,7 +45,9 @@ type Provider interface {
 // MemoryProvider is the in-memory Provider: records in a map under one
 // mutex, Apply's condition checked under the same lock as the write. The
 // zero value is empty and ready to use; it accepts up to
-// DefaultMaxTargets targets per endpoint.
+// DefaultMaxTargets targets per endpoint. Read and Apply refuse a nil
+// context, and a nil *MemoryProvider, with an error matching
+// ErrInvalidArgument.
 type MemoryProvider struct {
 	mu      sync.Mutex
 	records map[string]Records
@@ -55,6 +57,9 @@ var _ Provider = (*MemoryProvider)(nil)
 
 // Read returns a copy of the endpoint's records. See Provider.Read.
 func (m *MemoryProvider) Read(ctx context.Context, endpoint string) (Records, error) {
+	if err := checkMemory("MemoryProvider.Read", ctx, m == nil, "*MemoryProvider"); err != nil {
+		return Records{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return Records{}, err
 	}
@@ -68,6 +73,9 @@ func (m *MemoryProvider) Read(ctx context.Context, endpoint string) (Records, er
 // Apply writes a sorted copy of r if the endpoint's applied generation is
 // expect. See Provider.Apply.
 func (m *MemoryProvider) Apply(ctx context.Context, endpoint string, expect fence.Token, r Records) error {
+	if err := checkMemory("MemoryProvider.Apply", ctx, m == nil, "*MemoryProvider"); err != nil {
+		return err
+	}
 	if err := ValidateRecords(endpoint, r, 0); err != nil {
 		return err
 	}

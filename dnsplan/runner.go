@@ -8,8 +8,26 @@ import (
 
 // Execute carries out one Action against store and provider and returns
 // its Result. It is the whole I/O of an Enactor; a simulation may use its
-// own instead (to delay or reorder actions). OpRest does nothing.
+// own instead (to delay or reorder actions). OpRest does nothing and needs
+// nothing. Every other action needs ctx, and store (OpLoadLatest,
+// OpListPlans, OpLoadPlan, OpDeletePlan) or provider (OpRead, OpApply):
+// if one it needs is nil, or the Op is unknown, Result.Err matches
+// ErrInvalidArgument and nothing is read or written.
 func Execute(ctx context.Context, a Action, store Store, provider Provider) Result {
+	var needStore, needProvider bool
+	switch a.Op {
+	case OpRest:
+		return Result{}
+	case OpLoadLatest, OpListPlans, OpLoadPlan, OpDeletePlan:
+		needStore = true
+	case OpRead, OpApply:
+		needProvider = true
+	default:
+		return Result{Err: fmt.Errorf("%w: Execute: unknown %v", ErrInvalidArgument, a.Op)}
+	}
+	if nils := nilArgs(ctx, store, needStore, provider, needProvider); nils != "" {
+		return Result{Err: fmt.Errorf("%w: Execute %v: %s", ErrInvalidArgument, a.Op, nils)}
+	}
 	var r Result
 	switch a.Op {
 	case OpLoadLatest:
@@ -32,11 +50,14 @@ func Execute(ctx context.Context, a Action, store Store, provider Provider) Resu
 // and returns its statistics; the error is the context's if it ended the
 // pass early, and nil otherwise (errors of single endpoints are counted in
 // PassStats and reported through OnEvent). A pass started after an
-// interrupted one starts over from the newest plan.
+// interrupted one starts over from the newest plan. A nil ctx, store or
+// provider (or a nil *MemoryStore or *MemoryProvider) is refused with an
+// error matching ErrInvalidArgument before anything is done.
 func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (PassStats, error) {
-	if store == nil || provider == nil {
-		return PassStats{}, fmt.Errorf("%w: Pass needs a Store and a Provider (store %v, provider %v)", ErrInvalidConfig, store != nil, provider != nil)
+	if nils := nilArgs(ctx, store, true, provider, true); nils != "" {
+		return PassStats{}, fmt.Errorf("%w: Enactor.Pass: %s", ErrInvalidArgument, nils)
 	}
+	e.init()
 	if e.pending.Op == OpRest {
 		e.Deliver(Result{})
 	}
@@ -59,10 +80,12 @@ func (e *Enactor) restart() {
 
 // Run runs passes, EnactorConfig.Interval apart, until ctx is done, and
 // returns ctx's error. It starts no goroutine; stop it by cancelling ctx.
+// A nil ctx, store or provider is refused as by Pass.
 func (e *Enactor) Run(ctx context.Context, store Store, provider Provider) error {
-	if store == nil || provider == nil {
-		return fmt.Errorf("%w: Run needs a Store and a Provider (store %v, provider %v)", ErrInvalidConfig, store != nil, provider != nil)
+	if nils := nilArgs(ctx, store, true, provider, true); nils != "" {
+		return fmt.Errorf("%w: Enactor.Run: %s", ErrInvalidArgument, nils)
 	}
+	e.init()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {

@@ -49,7 +49,8 @@ type MemoryStoreConfig struct {
 // MemoryStore is the in-memory Store: a map under one mutex. The zero
 // value is empty and ready to use with the defaults of MemoryStoreConfig.
 // Put, Get and Latest copy the plan, which costs one allocation per
-// endpoint.
+// endpoint. Every method refuses a nil context, and a nil *MemoryStore,
+// with an error matching ErrInvalidArgument.
 type MemoryStore struct {
 	mu       sync.Mutex
 	plans    map[fence.Token]Plan
@@ -78,6 +79,9 @@ func NewMemoryStore(cfg MemoryStoreConfig) (*MemoryStore, error) {
 
 // Put stores a normalized copy of p. See Store.Put.
 func (s *MemoryStore) Put(ctx context.Context, p Plan) error {
+	if err := checkMemory("MemoryStore.Put", ctx, s == nil, "*MemoryStore"); err != nil {
+		return err
+	}
 	if err := Validate(p, s.limits); err != nil {
 		return err
 	}
@@ -108,6 +112,9 @@ func (s *MemoryStore) Put(ctx context.Context, p Plan) error {
 
 // Get returns a copy of plan g. See Store.Get.
 func (s *MemoryStore) Get(ctx context.Context, g fence.Token) (Plan, error) {
+	if err := checkMemory("MemoryStore.Get", ctx, s == nil, "*MemoryStore"); err != nil {
+		return Plan{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return Plan{}, err
 	}
@@ -122,6 +129,9 @@ func (s *MemoryStore) Get(ctx context.Context, g fence.Token) (Plan, error) {
 
 // Latest returns a copy of the newest plan. See Store.Latest.
 func (s *MemoryStore) Latest(ctx context.Context) (Plan, error) {
+	if err := checkMemory("MemoryStore.Latest", ctx, s == nil, "*MemoryStore"); err != nil {
+		return Plan{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return Plan{}, err
 	}
@@ -140,6 +150,9 @@ func (s *MemoryStore) Latest(ctx context.Context) (Plan, error) {
 
 // Delete removes plan g. See Store.Delete.
 func (s *MemoryStore) Delete(ctx context.Context, g fence.Token) error {
+	if err := checkMemory("MemoryStore.Delete", ctx, s == nil, "*MemoryStore"); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -154,6 +167,9 @@ func (s *MemoryStore) Delete(ctx context.Context, g fence.Token) error {
 
 // List returns the generations held, ascending. See Store.List.
 func (s *MemoryStore) List(ctx context.Context) ([]fence.Token, error) {
+	if err := checkMemory("MemoryStore.List", ctx, s == nil, "*MemoryStore"); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
