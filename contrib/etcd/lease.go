@@ -71,7 +71,21 @@ type LeaseTable struct {
 
 var _ lease.Store = (*LeaseTable)(nil)
 
-var errZeroLeaseTable = fmt.Errorf("%w: etcd.LeaseTable not built with NewLeaseTable", lease.ErrInvalidConfig)
+var (
+	errZeroLeaseTable  = fmt.Errorf("%w: etcd.LeaseTable not built with NewLeaseTable", lease.ErrInvalidConfig)
+	errNilLeaseContext = fmt.Errorf("%w: nil context", lease.ErrInvalidArgument)
+)
+
+// ready reports a LeaseTable not built with NewLeaseTable, or a nil ctx.
+func (t *LeaseTable) ready(ctx context.Context) error {
+	if t.client == nil {
+		return errZeroLeaseTable
+	}
+	if ctx == nil {
+		return errNilLeaseContext
+	}
+	return nil
+}
 
 // NewLeaseTable returns a LeaseTable configured by cfg, or an error
 // matching lease.ErrInvalidConfig that names every invalid field. It does
@@ -99,8 +113,8 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 	if err := lease.ValidateGrant(resource, holder, ttl); err != nil {
 		return lease.Lease{}, err
 	}
-	if t.client == nil {
-		return lease.Lease{}, errZeroLeaseTable
+	if err := t.ready(ctx); err != nil {
+		return lease.Lease{}, err
 	}
 	hk, ek := t.holderKey(resource), t.epochKey(resource)
 	// Read first: a held resource costs one request to refuse, and no
@@ -165,7 +179,7 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 // Renew keeps l's etcd lease alive for another TTL, keeping the epoch. A
 // lease that etcd no longer has is refused with a *lease.LostError.
 func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
-	if err := t.validate(l); err != nil {
+	if err := t.validate(ctx, l); err != nil {
 		return lease.Lease{}, err
 	}
 	sent := time.Now()
@@ -186,7 +200,7 @@ func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, err
 // resource may be granted again at once, with a newer epoch. A lease that
 // etcd no longer has is refused with a *lease.LostError.
 func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
-	if err := t.validate(l); err != nil {
+	if err := t.validate(ctx, l); err != nil {
 		return err
 	}
 	if _, err := t.client.Revoke(ctx, clientv3.LeaseID(l.ID)); err != nil {
@@ -214,8 +228,8 @@ func (t *LeaseTable) Get(ctx context.Context, resource string) (lease.Lease, boo
 	if err := fence.ValidateKey(resource); err != nil {
 		return lease.Lease{}, false, fmt.Errorf("%w: %w", lease.ErrInvalidArgument, err)
 	}
-	if t.client == nil {
-		return lease.Lease{}, false, errZeroLeaseTable
+	if err := t.ready(ctx); err != nil {
+		return lease.Lease{}, false, err
 	}
 	for range getAttempts {
 		sent := time.Now()
@@ -255,8 +269,8 @@ func (t *LeaseTable) Epoch(ctx context.Context, resource string) (fence.Token, e
 	if err := fence.ValidateKey(resource); err != nil {
 		return 0, fmt.Errorf("%w: %w", lease.ErrInvalidArgument, err)
 	}
-	if t.client == nil {
-		return 0, errZeroLeaseTable
+	if err := t.ready(ctx); err != nil {
+		return 0, err
 	}
 	resp, err := t.client.Get(ctx, t.epochKey(resource))
 	if err != nil {
@@ -272,7 +286,7 @@ func (t *LeaseTable) Epoch(ctx context.Context, resource string) (fence.Token, e
 	return e, nil
 }
 
-func (t *LeaseTable) validate(l lease.Lease) error {
+func (t *LeaseTable) validate(ctx context.Context, l lease.Lease) error {
 	var errID error
 	if l.ID == 0 {
 		errID = fmt.Errorf("%w: lease of %q has no etcd lease ID (not granted by a LeaseTable)", lease.ErrInvalidArgument, l.Resource)
@@ -280,8 +294,8 @@ func (t *LeaseTable) validate(l lease.Lease) error {
 	if err := errors.Join(lease.ValidateLease(l), errID); err != nil {
 		return err
 	}
-	if t.client == nil {
-		return errZeroLeaseTable
+	if err := t.ready(ctx); err != nil {
+		return err
 	}
 	return nil
 }

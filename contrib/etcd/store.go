@@ -49,7 +49,21 @@ type Store struct {
 	onEvent func(fence.Event)
 }
 
-var errZeroStore = fmt.Errorf("%w: etcd.Store not built with NewStore", fence.ErrInvalidConfig)
+var (
+	errZeroStore  = fmt.Errorf("%w: etcd.Store not built with NewStore", fence.ErrInvalidConfig)
+	errNilContext = fmt.Errorf("%w: nil context", fence.ErrInvalidArgument)
+)
+
+// ready reports a Store not built with NewStore, or a nil ctx.
+func (s *Store) ready(ctx context.Context) error {
+	if s.kv == nil {
+		return errZeroStore
+	}
+	if ctx == nil {
+		return errNilContext
+	}
+	return nil
+}
 
 var (
 	_ fence.Store       = (*Store)(nil)
@@ -78,8 +92,8 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, fence.Token, erro
 	if err := fence.ValidateKey(key); err != nil {
 		return nil, 0, err
 	}
-	if s.kv == nil {
-		return nil, 0, errZeroStore
+	if err := s.ready(ctx); err != nil {
+		return nil, 0, err
 	}
 	resp, err := s.kv.Get(ctx, s.prefix+key)
 	if err != nil {
@@ -95,8 +109,8 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, expect fence.Tok
 	if err := fence.ValidateCompareAndSwap(key, expect, value, next); err != nil {
 		return err
 	}
-	if s.kv == nil {
-		return errZeroStore
+	if err := s.ready(ctx); err != nil {
+		return err
 	}
 	k := s.prefix + key
 	resp, err := s.kv.Txn(ctx).
@@ -124,8 +138,8 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 	if err := fence.ValidateWriteIfNewer(key, value, t); err != nil {
 		return err
 	}
-	if s.kv == nil {
-		return errZeroStore
+	if err := s.ready(ctx); err != nil {
+		return err
 	}
 	k := s.prefix + key
 	// etcd's comparisons are a conjunction, and "absent or older" is a
@@ -183,8 +197,8 @@ func (s *Store) Delete(ctx context.Context, key string, expect fence.Token) erro
 	if err := fence.ValidateDelete(key, expect); err != nil {
 		return err
 	}
-	if s.kv == nil {
-		return errZeroStore
+	if err := s.ready(ctx); err != nil {
+		return err
 	}
 	k := s.prefix + key
 	resp, err := s.kv.Txn(ctx).
@@ -209,8 +223,8 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	if err := fence.ValidatePrefix(prefix); err != nil {
 		return nil, err
 	}
-	if s.kv == nil {
-		return nil, errZeroStore
+	if err := s.ready(ctx); err != nil {
+		return nil, err
 	}
 	resp, err := s.kv.Get(ctx, s.prefix+prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))

@@ -13,6 +13,7 @@ import (
 	"github.com/stormguard/stormguard/fence"
 	"github.com/stormguard/stormguard/fence/fencetest"
 	"github.com/stormguard/stormguard/internal/leakcheck"
+	"github.com/stormguard/stormguard/lease"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -259,4 +260,37 @@ func TestSequencerSurvivesRestarts(t *testing.T) {
 	srv.Restart()
 	assert.Equal(t, fence.Token(5), next(srv.Client(t)))
 	assert.Equal(t, fence.Token(6), next(client), "the first client reconnected too")
+}
+
+// TestNilContext: a nil context is refused before any request, as
+// ErrInvalidArgument of fence or lease, never a panic in the client.
+func TestNilContext(t *testing.T) {
+	_, client := server(t)
+	s, err := NewStore(StoreConfig{Client: client, Prefix: "nilctx/"})
+	require.NoError(t, err)
+	tb, err := NewLeaseTable(LeaseTableConfig{Client: client, Prefix: "nilctx-lease/"})
+	require.NoError(t, err)
+	var nilCtx context.Context
+	l := lease.Lease{Resource: "r", Holder: "h", Epoch: 1, TTL: time.Second, ID: 1}
+	for name, call := range map[string]func() error{
+		"Load":           func() error { _, _, err := s.Load(nilCtx, "k"); return err },
+		"CompareAndSwap": func() error { return s.CompareAndSwap(nilCtx, "k", 0, []byte("v"), 1) },
+		"WriteIfNewer":   func() error { return s.WriteIfNewer(nilCtx, "k", []byte("v"), 1) },
+		"Delete":         func() error { return s.Delete(nilCtx, "k", 1) },
+		"List":           func() error { _, err := s.List(nilCtx, ""); return err },
+	} {
+		assert.ErrorIs(t, call(), fence.ErrInvalidArgument, name)
+	}
+	for name, call := range map[string]func() error{
+		"Grant":   func() error { _, err := tb.Grant(nilCtx, "r", "h", time.Second); return err },
+		"Renew":   func() error { _, err := tb.Renew(nilCtx, l); return err },
+		"Release": func() error { return tb.Release(nilCtx, l) },
+		"Get":     func() error { _, _, err := tb.Get(nilCtx, "r"); return err },
+		"Epoch":   func() error { _, err := tb.Epoch(nilCtx, "r"); return err },
+	} {
+		assert.ErrorIs(t, call(), lease.ErrInvalidArgument, name)
+	}
+	keys, err := s.List(t.Context(), "")
+	require.NoError(t, err)
+	assert.Empty(t, keys, "nothing was written")
 }

@@ -42,6 +42,8 @@ var (
 	// ErrInvalidConfig is matched by every error New returns for an
 	// invalid Config.
 	ErrInvalidConfig = errors.New("rfc2136: invalid config")
+	// errNilContext is returned for a nil context, before any I/O.
+	errNilContext = fmt.Errorf("%w: nil context", dnsplan.ErrInvalidArgument)
 	// ErrInvalidName is matched by the refusal of an endpoint that is not
 	// a valid DNS name inside the zone. It also matches
 	// dnsplan.ErrInvalidRecords.
@@ -297,6 +299,9 @@ func (p *Provider) readGeneration(ctx context.Context, name string) (fence.Token
 // it returns are the state of one instant. A target without a weight in
 // the weights TXT (written by hand, say) has weight 1.
 func (p *Provider) Read(ctx context.Context, endpoint string) (dnsplan.Records, error) {
+	if ctx == nil {
+		return dnsplan.Records{}, errNilContext
+	}
 	owner, genName, weightsName, err := p.names(endpoint)
 	if err != nil {
 		return dnsplan.Records{}, err
@@ -388,6 +393,9 @@ func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr
 // dnsplan.ValidateRecords refuses, empty ones above all, are refused
 // before any I/O.
 func (p *Provider) Apply(ctx context.Context, endpoint string, expect fence.Token, r dnsplan.Records) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if err := dnsplan.ValidateRecords(endpoint, r, p.cfg.MaxTargets); err != nil {
 		return err
 	}

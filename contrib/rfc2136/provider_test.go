@@ -64,6 +64,12 @@ func TestRefusesBeforeIO(t *testing.T) {
 	assert.ErrorIs(t, err, dnsplan.ErrInvalidRecords)
 	_, err = p.Read(ctx, "example.com")
 	assert.ErrorIs(t, err, rfc2136.ErrInvalidName, "the apex is not an endpoint")
+
+	var nilCtx context.Context
+	_, err = p.Read(nilCtx, "api.example.com")
+	assert.ErrorIs(t, err, dnsplan.ErrInvalidArgument)
+	err = p.Apply(nilCtx, "api.example.com", 0, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
+	assert.EqualError(t, err, "dnsplan: invalid argument: nil context")
 }
 
 func TestApplyAndReadRoundTrip(t *testing.T) {
