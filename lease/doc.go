@@ -59,9 +59,13 @@
 // *LostError (errors.Is ErrLost) with the reason and the current epoch, and
 // so is a Keeper's report of a loss. Bad input — an empty or oversized
 // resource or holder, a TTL that is not in (0, MaxTTL], a lease with epoch
-// zero — matches ErrInvalidArgument; bad configuration, including a drift
-// margin of the TTL or more, matches ErrInvalidConfig, with every bad
-// field reported at once. Nothing in this package panics on bad input.
+// zero, a nil context or function — matches ErrInvalidArgument; bad
+// configuration, including a drift margin of the TTL or more, matches
+// ErrInvalidConfig, with every bad field reported at once, and so does a
+// call on a Keeper or Recovery that was not made by its constructor (its
+// other methods do nothing on such a value: a zero Keeper holds nothing, a
+// zero Recovery hands out nothing). Nothing in this package panics on bad
+// input.
 //
 // # Observability
 //
@@ -73,5 +77,6 @@
 // A Memory grant or renewal is one map lookup under one mutex and does not
 // allocate, except to track a new resource or to return an error. A Keeper
 // is one goroutine and one timer. Recovery costs O(log n) per attempt for n
-// keys, and about 100 bytes per key.
+// keys, and about 150 bytes per key (besides the key's own data), and does
+// not allocate per attempt.
 package lease

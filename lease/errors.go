@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -22,11 +23,14 @@ const (
 
 var (
 	// ErrInvalidConfig is matched (with errors.Is) by every error a
-	// constructor of this package returns for a bad configuration.
+	// constructor of this package returns for a bad configuration, and by
+	// the error a method of a Keeper or a Recovery returns when the value
+	// was not made by its constructor (Keep, NewRecovery).
 	ErrInvalidConfig = errors.New("lease: invalid config")
 	// ErrInvalidArgument is matched by errors reporting bad input to a
 	// call: an empty or oversized resource or holder, a TTL that is zero,
-	// negative or above MaxTTL, a lease with no epoch.
+	// negative or above MaxTTL, a lease with no epoch, a nil context or a
+	// nil function.
 	ErrInvalidArgument = errors.New("lease: invalid argument")
 	// ErrHeld is matched by the refusal of a grant while another holder's
 	// lease on the resource is unexpired; the error is a *HeldError.
@@ -45,8 +49,10 @@ var (
 type HeldError struct {
 	// Resource is the resource asked for.
 	Resource string
-	// Holder is the current holder; Want is the holder that asked.
-	Holder, Want string
+	// Holder is the current holder.
+	Holder string
+	// Want is the holder that asked.
+	Want string
 	// Epoch is the current holder's epoch.
 	Epoch fence.Token
 	// Remaining is how long the current lease still runs, as the table
@@ -71,9 +77,12 @@ func (e *HeldError) Unwrap() error { return ErrHeld }
 // Holder, expired, was released, or was superseded (Current is then the
 // newer epoch).
 type LostError struct {
-	// Resource, Holder and Epoch identify the lost lease.
-	Resource, Holder string
-	Epoch            fence.Token
+	// Resource is the lost lease's resource.
+	Resource string
+	// Holder is the lost lease's holder.
+	Holder string
+	// Epoch is the lost lease's epoch.
+	Epoch fence.Token
 	// Current is the resource's newest epoch when the loss was found (zero
 	// if unknown): greater than Epoch if another holder has been granted
 	// the resource since.
@@ -152,4 +161,20 @@ func validateTTL(ttl time.Duration) error {
 		return fmt.Errorf("%w: TTL %v is above %v", ErrInvalidArgument, ttl, MaxTTL)
 	}
 	return nil
+}
+
+var (
+	errNilContext = fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	errNilFunc    = fmt.Errorf("%w: Recovery.Run with a nil function", ErrInvalidArgument)
+	errNoKeeper   = fmt.Errorf("%w: Keeper not made by Keep (the zero Keeper keeps nothing)", ErrInvalidConfig)
+	errNoRecovery = fmt.Errorf("%w: Recovery not made by NewRecovery (the zero Recovery tracks nothing)", ErrInvalidConfig)
+)
+
+// contextErr is ctx.Err(), or an error matching ErrInvalidArgument for a
+// nil ctx.
+func contextErr(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext
+	}
+	return ctx.Err()
 }

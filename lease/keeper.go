@@ -40,9 +40,10 @@ type KeeperConfig struct {
 	// lease's TTL); negative, or TTL or more, is invalid.
 	DriftMargin time.Duration
 	// Retry spaces out the attempts after a failed renewal (its Base, Cap,
-	// Multiplier and Jitter; MaxAttempts and MaxElapsed are not used: the
-	// loss deadline bounds the retries). The zero Policy is backoff's
-	// default: about 100ms, doubling, at most 10s.
+	// Multiplier and Jitter). MaxAttempts and MaxElapsed are not used and
+	// not validated, whatever their values: the loss deadline bounds the
+	// retries. The zero Policy is backoff's default: about 100ms,
+	// doubling, at most 10s, full jitter.
 	Retry backoff.Policy
 	// AttemptTimeout bounds each renewal call. Zero means no bound but the
 	// loss deadline, which bounds every call anyway. Negative is invalid.
@@ -94,33 +95,47 @@ func (c KeeperConfig) LostAt(l Lease) time.Time {
 // one error matching ErrInvalidConfig, or nil.
 func (c KeeperConfig) Validate(ttl time.Duration) error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
-	}
 	if c.Store == nil {
-		bad("KeeperConfig.Store is nil")
+		errs = append(errs, fmt.Errorf("%w: KeeperConfig.Store is nil", ErrInvalidConfig))
 	}
-	f := c.RenewFraction
-	if math.IsNaN(f) || f < 0 || f >= 1 {
-		bad("KeeperConfig.RenewFraction %v is outside (0, 1)", f)
-	}
-	d := c.DriftMargin
-	switch {
-	case d < 0:
-		bad("KeeperConfig.DriftMargin %v is negative", d)
-	case ttl > 0 && d >= ttl:
-		bad("KeeperConfig.DriftMargin %v is not below the lease's TTL %v: the lease would be lost before it was granted", d, ttl)
-	case ttl > 0 && f >= 0 && f < 1 && time.Duration(c.fraction()*float64(ttl)) >= ttl-c.drift(ttl):
-		bad("KeeperConfig.RenewFraction %v of TTL %v renews at %v, not before the loss deadline TTL−DriftMargin = %v",
-			c.fraction(), ttl, time.Duration(c.fraction()*float64(ttl)), ttl-c.drift(ttl))
-	}
-	if err := c.Retry.Validate(); err != nil {
+	errs = append(errs, scheduleErrors("KeeperConfig", c.RenewFraction, c.DriftMargin, ttl)...)
+	// The loss deadline bounds the retries, so the policy's own bounds are
+	// not used; cleared, they cannot fail validation either (Unlimited
+	// attempts with no MaxElapsed would).
+	retry := c.Retry
+	retry.MaxAttempts, retry.MaxElapsed = 0, 0
+	if err := retry.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w: KeeperConfig.Retry: %w", ErrInvalidConfig, err))
 	}
 	if c.AttemptTimeout < 0 {
-		bad("KeeperConfig.AttemptTimeout %v is negative", c.AttemptTimeout)
+		errs = append(errs, fmt.Errorf("%w: KeeperConfig.AttemptTimeout %v is negative", ErrInvalidConfig, c.AttemptTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// scheduleErrors reports the invalid fields of a renewal schedule
+// (RenewFraction and DriftMargin) for leases of ttl, naming them as fields
+// of the struct called cfg, such as "RecoveryConfig". A ttl of zero or
+// less skips the checks that depend on it.
+func scheduleErrors(cfg string, fraction float64, drift, ttl time.Duration) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s."+format, append([]any{ErrInvalidConfig, cfg}, args...)...))
+	}
+	if math.IsNaN(fraction) || fraction < 0 || fraction >= 1 {
+		bad("RenewFraction %v is outside (0, 1)", fraction)
+	}
+	c := KeeperConfig{RenewFraction: fraction, DriftMargin: drift}
+	switch {
+	case drift < 0:
+		bad("DriftMargin %v is negative", drift)
+	case ttl > 0 && drift >= ttl:
+		bad("DriftMargin %v is not below the lease's TTL %v: the lease would be lost before it was granted", drift, ttl)
+	case ttl > 0 && fraction >= 0 && fraction < 1 && time.Duration(c.fraction()*float64(ttl)) >= ttl-c.drift(ttl):
+		bad("RenewFraction %v of TTL %v renews at %v, not before the loss deadline TTL−DriftMargin = %v",
+			c.fraction(), ttl, time.Duration(c.fraction()*float64(ttl)), ttl-c.drift(ttl))
+	}
+	return errs
 }
 
 // Keeper keeps a lease on the holder's side: it renews it early, retries
@@ -134,25 +149,35 @@ func (c KeeperConfig) Validate(ttl time.Duration) error {
 // A Keeper runs one goroutine, which ends when the lease is lost or the
 // context given to Keep ends; Stop ends it and waits. A Keeper is safe for
 // concurrent use.
+//
+// Make a Keeper with Keep. The zero Keeper keeps nothing, and says so
+// rather than panic: Held is false, Lease is the zero Lease, Lost and Done
+// are closed (a holder waiting on Lost stops acting at once), Err returns
+// an error matching ErrInvalidConfig, and Stop does nothing.
 type Keeper struct {
 	cfg    KeeperConfig
-	cancel context.CancelFunc
+	cancel context.CancelFunc // nil for a Keeper not made by Keep
 	done   chan struct{}
 	lostCh chan struct{}
 
-	mu   sync.Mutex
-	cur  Lease
-	lost bool
-	err  error
+	mu     sync.Mutex
+	cur    Lease
+	lost   bool
+	err    error
+	closed chan struct{} // Lost and Done of a Keeper not made by Keep
 }
 
 // Keep starts keeping l, a lease just granted by cfg.Store, until ctx ends
 // or the lease is lost. It returns an error matching ErrInvalidConfig for a
 // bad configuration (every bad field at once) or ErrInvalidArgument for a
-// bad lease, and starts nothing then. A lease already past its loss
-// deadline is reported lost at once.
+// bad lease or a nil ctx, and starts nothing then. A lease already past
+// its loss deadline is reported lost at once.
 func Keep(ctx context.Context, l Lease, cfg KeeperConfig) (*Keeper, error) {
-	if err := errors.Join(ValidateLease(l), cfg.Validate(l.TTL)); err != nil {
+	var errCtx error
+	if ctx == nil {
+		errCtx = errNilContext
+	}
+	if err := errors.Join(errCtx, ValidateLease(l), cfg.Validate(l.TTL)); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -177,30 +202,63 @@ func (k *Keeper) Held() bool { return k.HeldAt(time.Now()) }
 // keeper has neither given it up nor been stopped, and now is before LostAt
 // of the lease as last renewed.
 func (k *Keeper) HeldAt(now time.Time) bool {
+	if k.cancel == nil {
+		return false
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return !k.lost && now.Before(k.cfg.LostAt(k.cur))
 }
 
 // Lost is closed when the lease is lost (not when the keeper is stopped).
-func (k *Keeper) Lost() <-chan struct{} { return k.lostCh }
+func (k *Keeper) Lost() <-chan struct{} {
+	if k.cancel == nil {
+		return k.closedChan()
+	}
+	return k.lostCh
+}
 
 // Done is closed when the keeper's goroutine has ended: the lease was lost
 // or the context ended.
-func (k *Keeper) Done() <-chan struct{} { return k.done }
+func (k *Keeper) Done() <-chan struct{} {
+	if k.cancel == nil {
+		return k.closedChan()
+	}
+	return k.done
+}
+
+// closedChan returns a closed channel, made on first use, for Lost and
+// Done of a Keeper not made by Keep.
+func (k *Keeper) closedChan() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed == nil {
+		k.closed = make(chan struct{})
+		close(k.closed)
+	}
+	return k.closed
+}
 
 // Err returns nil while the keeper runs; after Done, a *LostError (errors.Is
 // ErrLost) if the lease was lost, or the context's error if the keeper was
-// stopped.
+// stopped. For a Keeper not made by Keep it returns an error matching
+// ErrInvalidConfig.
 func (k *Keeper) Err() error {
+	if k.cancel == nil {
+		return errNoKeeper
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.err
 }
 
 // Stop ends the keeper (releasing the lease if ReleaseOnStop) and waits for
-// its goroutine to end. It is safe to call more than once.
+// its goroutine to end. It is safe to call more than once, and does nothing
+// on a Keeper not made by Keep.
 func (k *Keeper) Stop() {
+	if k.cancel == nil {
+		return
+	}
 	k.cancel()
 	<-k.done
 }

@@ -56,12 +56,13 @@ func (l Lease) ValidAt(now time.Time, drift time.Duration) bool {
 // github.com/stormguard/stormguard/contrib/etcd implements it on etcd.
 //
 // Implementations must validate their input with ValidateGrant and
-// ValidateLease before any I/O; must refuse a grant while another lease on
-// the resource is unexpired with a *HeldError; must refuse to renew or
-// release a lease that expired, was released or superseded with a
-// *LostError; and must return leases whose Expires is no later, on the
-// caller's clock, than the moment the Store may grant the resource to
-// another holder (measure from before the request is sent). An error that
+// ValidateLease before any I/O, and refuse a nil context with an error
+// matching ErrInvalidArgument rather than panic; must refuse a grant while
+// another lease on the resource is unexpired with a *HeldError; must
+// refuse to renew or release a lease that expired, was released or
+// superseded with a *LostError; and must return leases whose Expires is no
+// later, on the caller's clock, than the moment the Store may grant the
+// resource to another holder (measure from before the request is sent). An error that
 // is none of these (a timeout, a lost connection) leaves the outcome
 // unknown: a grant may have taken effect, and the resource then stays
 // unavailable until that term expires.
@@ -120,10 +121,14 @@ func (o Op) String() string {
 type Event struct {
 	// Op is the operation.
 	Op Op
-	// Resource, Holder and Epoch identify the lease; for a refused grant,
-	// Holder is the one that asked and Epoch the current holder's.
-	Resource, Holder string
-	Epoch            fence.Token
+	// Resource is the lease's resource.
+	Resource string
+	// Holder is the lease's holder; for a refused grant, the holder that
+	// asked.
+	Holder string
+	// Epoch is the lease's epoch; for a refused grant, the current
+	// holder's.
+	Epoch fence.Token
 	// Refused is true if the operation was refused (held, lost).
 	Refused bool
 }
@@ -135,12 +140,27 @@ type Counters struct {
 	n [OpLost + 1][2]atomic.Uint64
 }
 
-// Stats is a snapshot of Counters.
+// Stats is a snapshot of Counters: the number of events of each kind
+// observed so far.
 type Stats struct {
-	Granted, Renewed, Released, Expired, Lost uint64
+	// Granted counts grants taken (OpGrant, not refused).
+	Granted uint64
+	// Renewed counts renewals taken (OpRenew, not refused).
+	Renewed uint64
+	// Released counts releases taken (OpRelease, not refused).
+	Released uint64
+	// Expired counts leases Memory.ExpireAt found expired (OpExpire).
+	Expired uint64
+	// Lost counts leases a Keeper gave up as lost (OpLost).
+	Lost uint64
 	// Held counts grants refused because another holder held the
-	// resource; Stale counts renewals and releases of lost leases.
-	Held, Stale uint64
+	// resource (OpGrant, refused).
+	Held uint64
+	// Stale counts renewals and releases refused (OpRenew and OpRelease,
+	// refused): from a Memory, those of leases that were lost (expired,
+	// released or superseded); from a Keeper, every failed renewal
+	// attempt, whatever the cause.
+	Stale uint64
 }
 
 // Observe counts e.

@@ -260,10 +260,12 @@ func (m *Memory) observe(op Op, resource, holder string, epoch fence.Token, refu
 	}
 }
 
-// Grant is GrantAt with the real clock; it fails only as GrantAt does or
-// for a done context.
+// Grant is GrantAt with the real clock; it fails only as GrantAt does, for
+// a done context (with the context's error) or for a nil context (an error
+// matching ErrInvalidArgument). Renew, Release and Get fail the same way
+// for a done or nil context.
 func (m *Memory) Grant(ctx context.Context, resource, holder string, ttl time.Duration) (Lease, error) {
-	if err := ctx.Err(); err != nil {
+	if err := contextErr(ctx); err != nil {
 		return Lease{}, err
 	}
 	return m.GrantAt(time.Now(), resource, holder, ttl)
@@ -271,7 +273,7 @@ func (m *Memory) Grant(ctx context.Context, resource, holder string, ttl time.Du
 
 // Renew is RenewAt with the real clock.
 func (m *Memory) Renew(ctx context.Context, l Lease) (Lease, error) {
-	if err := ctx.Err(); err != nil {
+	if err := contextErr(ctx); err != nil {
 		return Lease{}, err
 	}
 	return m.RenewAt(time.Now(), l)
@@ -279,7 +281,7 @@ func (m *Memory) Renew(ctx context.Context, l Lease) (Lease, error) {
 
 // Release is ReleaseAt with the real clock.
 func (m *Memory) Release(ctx context.Context, l Lease) error {
-	if err := ctx.Err(); err != nil {
+	if err := contextErr(ctx); err != nil {
 		return err
 	}
 	return m.ReleaseAt(time.Now(), l)
@@ -290,7 +292,7 @@ func (m *Memory) Get(ctx context.Context, resource string) (Lease, bool, error) 
 	if err := validateResource(resource); err != nil {
 		return Lease{}, false, err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := contextErr(ctx); err != nil {
 		return Lease{}, false, err
 	}
 	l, ok := m.HolderAt(time.Now(), resource)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
@@ -77,12 +78,15 @@ type RecoveryConfig struct {
 	MaxQueue int
 	// TTL is the term of every lease. Required, in (0, MaxTTL].
 	TTL time.Duration
-	// RenewFraction and DriftMargin schedule renewals as for a Keeper: a
-	// lease whose term started at s is renewed from s+RenewFraction·TTL
-	// and counts as lapsed at s+TTL−DriftMargin. Zero means the Keeper's
-	// defaults (0.5 and TTL/10).
+	// RenewFraction schedules renewals as for a Keeper: a lease whose term
+	// started at s is renewed from s+RenewFraction·TTL. Zero means
+	// DefaultRenewFraction (0.5). It must be in (0, 1), and the renewal
+	// must fall before the loss deadline TTL−DriftMargin.
 	RenewFraction float64
-	DriftMargin   time.Duration
+	// DriftMargin is the Keeper's drift margin: a lease whose term started
+	// at s counts as lapsed at s+TTL−DriftMargin. Zero means
+	// TTL/DefaultDriftDivisor; negative, or TTL or more, is invalid.
+	DriftMargin time.Duration
 	// AttemptTimeout is how long an establishment may take from the moment
 	// it is admitted to the queue until it finishes: the droplet manager's
 	// timeout. Required, positive, at most the TTL.
@@ -95,11 +99,24 @@ type RecoveryConfig struct {
 	// DefaultCostWeight (0.2).
 	CostWeight float64
 	// Retry spaces out the establishment attempts of a key after each
-	// failure, and its MaxAttempts bounds them: a key that fails that many
-	// times counts as failed and is not tried again unless Added again.
-	// The zero Policy is backoff's default (about 100ms doubling to 10s,
-	// 5 attempts).
+	// failure, with its jitter drawn afresh for every key and failure, so
+	// that keys that fail together are retried at spread-out times. Its
+	// MaxAttempts and MaxElapsed bound them: a key is failed, and not
+	// tried again unless Added again, after MaxAttempts failed attempts in
+	// a row, or when its next retry would start more than MaxElapsed after
+	// the first attempt of the run of failures started. (MaxElapsed is
+	// judged when the retry is scheduled: a retry kept waiting in the
+	// queue may start later.) The zero Policy is backoff's default (about
+	// 100ms doubling to 10s, full jitter, 5 attempts).
 	Retry backoff.Policy
+	// Rand supplies the uniform draws for Retry's jitter, one per failed
+	// establishment, so that a seeded source makes the Recovery
+	// deterministic, as simulations need. The Recovery's calls are not
+	// concurrent; Rand must not be used elsewhere at the same time. Nil
+	// means the runtime's fast, randomly seeded source (math/rand/v2's
+	// Float64), which differs between processes, so that Recoveries on
+	// different hosts do not retry in step.
+	Rand *rand.Rand
 	// MaxKeys bounds the keys tracked. Zero means DefaultRecoveryMaxKeys.
 	MaxKeys int
 }
@@ -120,10 +137,7 @@ func (c RecoveryConfig) Validate() error {
 	if err := validateTTL(c.TTL); err != nil {
 		bad("RecoveryConfig.TTL %v is not in (0, %v]", c.TTL, MaxTTL)
 	}
-	kc := KeeperConfig{RenewFraction: c.RenewFraction, DriftMargin: c.DriftMargin, Store: (*Memory)(nil)}
-	if err := kc.Validate(max(c.TTL, 0)); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, scheduleErrors("RecoveryConfig", c.RenewFraction, c.DriftMargin, c.TTL)...)
 	switch {
 	case c.AttemptTimeout <= 0:
 		bad("RecoveryConfig.AttemptTimeout %v is not positive", c.AttemptTimeout)
@@ -152,23 +166,33 @@ type Progress struct {
 	// Pending counts keys still to be established: in the backlog, queued
 	// or being attempted.
 	Pending int
-	// Failed counts keys given up after Retry.MaxAttempts failures.
+	// Failed counts keys given up after Retry.MaxAttempts failures, or
+	// when a retry would have started past Retry.MaxElapsed.
 	Failed int
-	// InFlight and Queued count attempts running and admitted to the
-	// queue.
-	InFlight, Queued int
+	// InFlight counts attempts running.
+	InFlight int
+	// Queued counts attempts admitted to the queue and waiting for a
+	// worker.
+	Queued int
 	// Lapsed counts leases lost because no renewal finished in time.
 	Lapsed int64
-	// Attempts counts attempts handed out; Wasted those that failed or
-	// finished after their deadline; Dropped those that were admitted to
-	// the queue but left it without starting — evicted by a renewal, or
-	// unable to finish in time — and went back to the backlog at no cost
-	// but a queue slot.
-	Attempts, Wasted, Dropped int64
+	// Attempts counts attempts handed out.
+	Attempts int64
+	// Wasted counts attempts that failed or finished after their
+	// deadline.
+	Wasted int64
+	// Dropped counts attempts that were admitted to the queue but left it
+	// without starting — evicted by a renewal, or unable to finish in
+	// time — and went back to the backlog at no cost but a queue slot.
+	Dropped int64
 	// Rate is establishments per second over the last second or more.
 	Rate float64
-	// EstablishCost and RenewCost are the measured moving averages.
-	EstablishCost, RenewCost time.Duration
+	// EstablishCost is the moving average of the measured cost of an
+	// establishment (InitialCost until one has finished).
+	EstablishCost time.Duration
+	// RenewCost is the moving average of the measured cost of a renewal
+	// (InitialCost until one has finished).
+	RenewCost time.Duration
 }
 
 type keyState uint8
@@ -188,8 +212,13 @@ type entry[K comparable] struct {
 	state    keyState
 	attempts int           // failed establishments in a row
 	prev     time.Duration // previous retry delay
-	lostAt   time.Time     // loss deadline of the held lease
-	due      time.Time     // backlog: not before; held: renew at
+	// deadline is, while the key's lease is held (stHeld, stRenewWait,
+	// stRenewing), the lease's loss deadline; while its establishments
+	// fail (attempts > 0), the retry deadline: the start of the first
+	// failed attempt plus Retry.MaxElapsed. A key is never in both phases
+	// at once, and one field for both keeps entries small.
+	deadline time.Time
+	due      time.Time // backlog: not before; held: renew at
 	seq      uint64
 	idx      int // position in the heap it is in, -1 if none
 }
@@ -225,7 +254,10 @@ type entry[K comparable] struct {
 //     counted as an attempt; a renewal that could not means its lease has
 //     lapsed, and the key returns to the backlog.
 //   - Failures back off. A failed establishment is retried after
-//     Retry's delay, and given up after Retry.MaxAttempts failures.
+//     Retry's delay, jittered for each key with a draw from Rand, so that
+//     keys that failed together do not retry together; a key is given up
+//     after Retry.MaxAttempts failures, or when its next retry would start
+//     past Retry.MaxElapsed.
 //
 // A lease that lapses in the Recovery's view (at its loss deadline) may
 // still be unexpired in the table for the drift margin; an establishment
@@ -234,9 +266,13 @@ type entry[K comparable] struct {
 //
 // A Recovery is not safe for concurrent use. Start and Finish cost
 // O(log n) per key they move for n keys tracked.
+//
+// Make a Recovery with NewRecovery. The zero Recovery tracks nothing, and
+// says so rather than panic: Add and Run return an error matching
+// ErrInvalidConfig, Start and Finish hand out nothing, Wake reports
+// nothing to wake for, and Progress is zero.
 type Recovery[K comparable] struct {
 	cfg     RecoveryConfig
-	retry   backoff.Policy
 	keys    map[K]*entry[K]
 	backlog entryHeap[K]
 	renew   entryHeap[K]
@@ -301,6 +337,9 @@ func NewRecovery[K comparable](cfg RecoveryConfig) (*Recovery[K], error) {
 // again from scratch. Beyond MaxKeys, Add returns an error matching
 // ErrFull.
 func (r *Recovery[K]) Add(now time.Time, key K) error {
+	if r.sched == nil {
+		return errNoRecovery
+	}
 	if e, ok := r.keys[key]; ok {
 		if e.state == stFailed {
 			r.failed--
@@ -323,6 +362,9 @@ func (r *Recovery[K]) Add(now time.Time, key K) error {
 // time — and appends to out the attempts to start now, each on a free
 // worker. Call it after Add and at Wake.
 func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
+	if r.sched == nil {
+		return out
+	}
 	r.last = laterOf(r.last, now)
 	r.sched.Advance(now)
 	r.settleDrops(now)
@@ -336,6 +378,9 @@ func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
 // that finishes at or after its Deadline counts as failed (ErrTimeout),
 // whatever err says.
 func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attempt[K]) []Attempt[K] {
+	if r.sched == nil {
+		return out
+	}
 	r.last = laterOf(r.last, now)
 	e := r.keys[a.Key]
 	if e == nil || (e.state != stRunning && e.state != stRenewing) {
@@ -360,7 +405,7 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		r.hold(e, a.Started)
 	case a.Kind == Renew:
 		r.wasted++
-		if errors.Is(err, ErrLost) || errors.Is(err, ErrTimeout) || !now.Before(e.lostAt) {
+		if errors.Is(err, ErrLost) || errors.Is(err, ErrTimeout) || !now.Before(e.deadline) {
 			r.lapse(e, now)
 		} else {
 			// Try again at once: the loss deadline bounds the retries.
@@ -369,8 +414,16 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		}
 	default:
 		r.wasted++
+		if e.attempts == 0 {
+			// MaxElapsed counts from the start of the first attempt, as
+			// in backoff.Retry.
+			e.deadline = a.Started.Add(r.cfg.Retry.MaxElapsed)
+		}
 		e.attempts++
-		d, gerr := r.cfg.Retry.Next(e.attempts, 0, e.prev, 0.5)
+		elapsed := now.Sub(e.deadline) + r.cfg.Retry.MaxElapsed // since the first attempt started
+		// A fresh draw per key and failure: keys that failed together
+		// must not all come back at the same instant.
+		d, gerr := r.cfg.Retry.Next(e.attempts, elapsed, e.prev, r.uniform())
 		e.prev = d
 		if gerr != nil || errors.Is(err, ErrInvalidArgument) {
 			e.state = stFailed
@@ -428,6 +481,9 @@ func laterOf(a, b time.Time) time.Time {
 
 // Progress returns the counts as of now.
 func (r *Recovery[K]) Progress(now time.Time) Progress {
+	if r.sched == nil {
+		return Progress{}
+	}
 	r.updateRate(now)
 	st := r.sched.Stats()
 	return Progress{
@@ -438,6 +494,14 @@ func (r *Recovery[K]) Progress(now time.Time) Progress {
 		Rate:          r.rate,
 		EstablishCost: time.Duration(r.costE), RenewCost: time.Duration(r.costR),
 	}
+}
+
+// uniform returns a draw in [0, 1) for a retry's jitter.
+func (r *Recovery[K]) uniform() float64 {
+	if r.cfg.Rand != nil {
+		return r.cfg.Rand.Float64()
+	}
+	return rand.Float64()
 }
 
 func (r *Recovery[K]) updateRate(now time.Time) {
@@ -463,7 +527,7 @@ func (r *Recovery[K]) cost(e *entry[K]) time.Duration {
 func (r *Recovery[K]) hold(e *entry[K], start time.Time) {
 	kc := KeeperConfig{RenewFraction: r.cfg.RenewFraction, DriftMargin: r.cfg.DriftMargin}
 	l := Lease{TTL: r.cfg.TTL, Renewed: start, Expires: start.Add(r.cfg.TTL)}
-	e.state, e.lostAt, e.due = stHeld, kc.LostAt(l), kc.RenewAt(l)
+	e.state, e.deadline, e.due = stHeld, kc.LostAt(l), kc.RenewAt(l)
 	r.push(&r.renew, e)
 }
 
@@ -489,12 +553,12 @@ func (r *Recovery[K]) push(h *entryHeap[K], e *entry[K]) {
 func (r *Recovery[K]) queueRenewals(now time.Time, out []Attempt[K]) []Attempt[K] {
 	for len(r.renew) > 0 && !r.renew[0].due.After(now) {
 		e := heap.Pop(&r.renew).(*entry[K])
-		if !now.Before(e.lostAt) {
+		if !now.Before(e.deadline) {
 			r.lapse(e, now)
 			continue
 		}
 		e.state = stRenewWait
-		it := shed.Item[*entry[K]]{Value: e, Priority: shed.Critical, Deadline: e.lostAt, Cost: time.Duration(r.costR)}
+		it := shed.Item[*entry[K]]{Value: e, Priority: shed.Critical, Deadline: e.deadline, Cost: time.Duration(r.costR)}
 		if kind, _ := r.sched.Push(now, it); kind == shed.Admitted {
 			out = r.started(now, it, out)
 		}
@@ -552,7 +616,7 @@ func (r *Recovery[K]) settleDrops(now time.Time) {
 		e, reason := it.Value, r.reasons[i]
 		r.drops++
 		switch {
-		case e.state == stRenewWait && (reason == shed.ErrDeadline || !now.Before(e.lostAt)):
+		case e.state == stRenewWait && (reason == shed.ErrDeadline || !now.Before(e.deadline)):
 			r.lapse(e, now)
 		case e.state == stRenewWait:
 			// Refused for space by other renewals: offer it again once

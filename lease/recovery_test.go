@@ -126,3 +126,107 @@ func TestRecoveryMaxKeys(t *testing.T) {
 	require.NoError(t, r.Add(at(0), "a"))
 	assert.ErrorIs(t, r.Add(at(0), "b"), lease.ErrFull)
 }
+
+// TestRecoveryConfigNamesItsFields: an invalid renewal schedule in a
+// RecoveryConfig is reported under RecoveryConfig's field names, not the
+// KeeperConfig's that shares the rules.
+func TestRecoveryConfigNamesItsFields(t *testing.T) {
+	_, err := lease.NewRecovery[string](lease.RecoveryConfig{Workers: 1, TTL: time.Second, AttemptTimeout: time.Second, RenewFraction: 2, DriftMargin: -1})
+	require.ErrorIs(t, err, lease.ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "RecoveryConfig.RenewFraction 2 is outside (0, 1)")
+	assert.Contains(t, err.Error(), "RecoveryConfig.DriftMargin -1ns is negative")
+	assert.NotContains(t, err.Error(), "KeeperConfig")
+	_, err = lease.NewRecovery[string](lease.RecoveryConfig{Workers: 1, TTL: 10 * time.Second, AttemptTimeout: time.Second, RenewFraction: 0.9, DriftMargin: 2 * time.Second})
+	require.ErrorIs(t, err, lease.ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "RecoveryConfig.RenewFraction 0.9 of TTL 10s renews at 9s, not before the loss deadline")
+	assert.NotContains(t, err.Error(), "KeeperConfig")
+}
+
+// failTogether adds n keys at t0, starts them all (there is a worker for
+// each), fails them all at once at fail, then follows Wake and returns when
+// each key's retry was handed out.
+func failTogether(t interface {
+	require.TestingT
+	Helper()
+}, r *lease.Recovery[int], n int, fail time.Time, until time.Time) map[int]time.Time {
+	t.Helper()
+	for k := range n {
+		require.NoError(t, r.Add(t0, k))
+	}
+	as := r.Start(t0, nil)
+	require.Len(t, as, n)
+	for _, a := range as {
+		require.Empty(t, r.Finish(fail, a, errors.New("table unavailable"), nil))
+	}
+	retried := map[int]time.Time{}
+	for {
+		wake, ok := r.Wake()
+		if !ok || wake.After(until) {
+			return retried
+		}
+		for _, a := range r.Start(wake, nil) {
+			require.Equal(t, lease.Establish, a.Kind)
+			_, dup := retried[a.Key]
+			require.False(t, dup, "key %d retried twice", a.Key)
+			retried[a.Key] = a.Started
+		}
+	}
+}
+
+// TestRecoveryRetriesSpreadOut: keys whose establishments fail at the same
+// instant are retried at jittered, spread-out times (full jitter: uniform
+// over [0, Base]), not all at one instant, where they would fail together
+// again.
+func TestRecoveryRetriesSpreadOut(t *testing.T) {
+	const n = 100
+	r, err := lease.NewRecovery[int](lease.RecoveryConfig{Workers: n, MaxQueue: n, TTL: time.Hour, AttemptTimeout: 10 * time.Second,
+		InitialCost: time.Millisecond, Retry: backoff.Policy{Base: time.Second}})
+	require.NoError(t, err)
+	fail := at(10 * time.Millisecond)
+	retried := failTogether(t, r, n, fail, fail.Add(time.Second))
+	require.Len(t, retried, n, "every key retried within Base")
+	distinct := map[time.Time]bool{}
+	lo, hi := retried[0], retried[0]
+	for _, s := range retried {
+		assert.False(t, s.Before(fail) || s.After(fail.Add(time.Second)), "retry at %v outside [fail, fail+Base]", s.Sub(t0))
+		distinct[s] = true
+		if s.Before(lo) {
+			lo = s
+		}
+		if s.After(hi) {
+			hi = s
+		}
+	}
+	assert.GreaterOrEqual(t, len(distinct), n*9/10, "retries at %d distinct instants", len(distinct))
+	assert.GreaterOrEqual(t, hi.Sub(lo), 500*time.Millisecond, "retries spread over %v", hi.Sub(lo))
+}
+
+// TestRecoveryRetryMaxElapsed: with unlimited attempts, Retry.MaxElapsed
+// bounds a key's retries: the key is failed once the next retry would start
+// more than MaxElapsed after its first attempt started.
+func TestRecoveryRetryMaxElapsed(t *testing.T) {
+	r := newRecovery(t, lease.RecoveryConfig{Workers: 1, TTL: 10 * time.Second, AttemptTimeout: time.Second,
+		Retry: backoff.Policy{Base: 100 * time.Millisecond, Jitter: backoff.JitterNone, MaxAttempts: backoff.Unlimited, MaxElapsed: time.Second}})
+	require.NoError(t, r.Add(at(0), "a"))
+	as := r.Start(at(0), nil)
+	var starts []time.Duration
+	for i := 0; len(as) == 1 && i < 20; i++ {
+		starts = append(starts, as[0].Started.Sub(t0))
+		now := as[0].Started.Add(10 * time.Millisecond)
+		require.Empty(t, r.Finish(now, as[0], errors.New("no"), nil))
+		if r.Progress(now).Failed == 1 {
+			break
+		}
+		wake, ok := r.Wake()
+		require.True(t, ok)
+		as = r.Start(wake, nil)
+	}
+	p := r.Progress(at(time.Hour))
+	assert.Equal(t, 1, p.Failed, "given up after MaxElapsed")
+	assert.Equal(t, 0, p.Pending)
+	// Retries after 100ms, 200ms, 400ms; the next, 800ms after the failure
+	// at 740ms, would start past 1s.
+	assert.Equal(t, []time.Duration{0, 110 * time.Millisecond, 320 * time.Millisecond, 730 * time.Millisecond}, starts)
+	_, ok := r.Wake()
+	assert.False(t, ok, "nothing left to retry")
+}

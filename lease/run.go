@@ -20,11 +20,22 @@ import (
 // r from elsewhere until it returns. When ctx ends, Run waits for the
 // attempts in flight to return (their contexts are done) and returns
 // ctx's error, leaving no goroutine behind; r is then spent, since the
-// results of those last attempts are not recorded. A nil fn is an error
-// matching ErrInvalidArgument.
+// results of those last attempts are not recorded. A nil ctx or fn is an
+// error matching ErrInvalidArgument, and a Recovery not made by NewRecovery
+// one matching ErrInvalidConfig; Run then does nothing.
 func (r *Recovery[K]) Run(ctx context.Context, fn func(context.Context, Attempt[K]) error, onProgress func(Progress)) error {
+	var errCtx, errFn, errZero error
+	if ctx == nil {
+		errCtx = errNilContext
+	}
 	if fn == nil {
-		return errors.Join(ErrInvalidArgument, errors.New("lease: Recovery.Run with a nil function"))
+		errFn = errNilFunc
+	}
+	if r.sched == nil {
+		errZero = errNoRecovery
+	}
+	if err := errors.Join(errCtx, errFn, errZero); err != nil {
+		return err
 	}
 	type result struct {
 		a   Attempt[K]

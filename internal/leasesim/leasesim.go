@@ -183,6 +183,7 @@ func RunRecovery(s Scenario) ([]Sample, lease.Progress, error) {
 	w := newWorld(s)
 	r, err := lease.NewRecovery[int32](lease.RecoveryConfig{
 		Workers: s.Workers, MaxQueue: 4 * s.Workers, TTL: s.TTL, AttemptTimeout: s.Timeout, InitialCost: s.Cost,
+		Rand: rand.New(rand.NewPCG(s.Seed, 2011)), // retries' jitter: same seed, same run
 	})
 	if err != nil {
 		return nil, lease.Progress{}, err
