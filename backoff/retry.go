@@ -109,6 +109,8 @@ func Permanent(err error) error {
 // type can implement it.
 type RetryAfterError interface {
 	error
+	// RetryAfter is the least time to wait before the next attempt; zero
+	// or negative means no minimum.
 	RetryAfter() time.Duration
 }
 

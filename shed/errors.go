@@ -70,9 +70,10 @@ type Refusal struct {
 	// token for this call; RetryAfter returns it, so that backoff.Retry
 	// does not try again before then.
 	RetryIn time.Duration
-	// Rate (events per second) and Burst are the refusing limiter's, for
+	// Rate is the refusing limiter's rate in events per second, for
 	// ErrRateLimited.
-	Rate  float64
+	Rate float64
+	// Burst is the refusing limiter's burst, for ErrRateLimited.
 	Burst int
 	// Cause is an underlying error, such as the context's, or nil.
 	Cause error
@@ -135,7 +136,20 @@ func (r *Refusal) Unwrap() []error {
 
 // ShedCounts counts refusals by reason.
 type ShedCounts struct {
-	QueueFull, WaitTimeout, Paused, TooManyKeys, Deadline, Evicted, RateLimited int64
+	// QueueFull counts refusals with ErrQueueFull.
+	QueueFull int64
+	// WaitTimeout counts refusals with ErrWaitTimeout.
+	WaitTimeout int64
+	// Paused counts refusals with ErrPaused.
+	Paused int64
+	// TooManyKeys counts refusals with ErrTooManyKeys.
+	TooManyKeys int64
+	// Deadline counts refusals with ErrDeadline.
+	Deadline int64
+	// Evicted counts refusals with ErrEvicted.
+	Evicted int64
+	// RateLimited counts refusals with ErrRateLimited.
+	RateLimited int64
 	// Cancelled counts waiters whose own context ended the wait.
 	Cancelled int64
 }
@@ -188,6 +202,7 @@ func (k EventKind) String() string {
 // hooks. Hooks run synchronously on the goroutine of the work, outside any
 // lock of this package; they must be cheap and must not block.
 type Event struct {
+	// Kind is what happened: admitted, queued or refused.
 	Kind EventKind
 	// Reason is the refusal reason for Refused (one of the Err* values, or
 	// the context's error for a waiter that gave up), else nil.
