@@ -54,7 +54,10 @@
 // control law, so sheddable work piling up does not shorten the timeouts of
 // critical work. A call's deadline is its context's. With WithCost, the call
 // is refused, or dropped from the queue, with ErrDeadline as soon as it could
-// no longer finish in time, so it never runs late.
+// no longer finish in time, so it never runs late. Like Bulkhead and
+// Partition, a Queue can be paused (every waiting call and every new one
+// is refused with ErrPaused; calls in flight finish) and bounds the work
+// Do runs with CallTimeout.
 //
 // Scheduler is the pure core of Queue, in the manner of x/time/rate's
 // AllowN. It takes the time as an argument, owns no goroutine, clock or lock,

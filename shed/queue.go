@@ -42,9 +42,11 @@ func WithCost(d time.Duration) CallOption { return CallOption{cost: d} }
 // A Queue is safe for concurrent use. Acquire, TryAcquire and Release do not
 // allocate unless the call has to wait or is refused.
 type Queue struct {
-	hook  func(Event)
-	mu    sync.Mutex
-	sched *Scheduler[*queueWaiter]
+	hook        func(Event)
+	callTimeout time.Duration
+	mu          sync.Mutex
+	paused      bool // guarded by mu
+	sched       *Scheduler[*queueWaiter]
 	// pushRefusal is the refusal of the call being pushed, which has no
 	// waiter yet.
 	pushRefusal Refusal
@@ -76,7 +78,7 @@ type queueWaiter struct {
 // NewQueue returns a Queue configured by cfg, or an error that matches
 // ErrInvalidConfig and names every invalid field.
 func NewQueue(cfg QueueConfig) (*Queue, error) {
-	q := &Queue{hook: cfg.OnEvent}
+	q := &Queue{hook: cfg.OnEvent, callTimeout: cfg.CallTimeout}
 	cfg.OnEvent = nil // the shell emits events itself, outside its lock
 	s, err := NewScheduler(cfg, q.dropped)
 	if err != nil {
@@ -94,11 +96,16 @@ func (q *Queue) TryAcquire() bool {
 		return false // not built with NewQueue: Acquire says so
 	}
 	q.mu.Lock()
-	ok := q.sched.TryRun()
+	paused := q.paused
+	ok := !paused && q.sched.TryRun()
 	q.mu.Unlock()
 	if !ok {
-		q.sched.refused(ErrQueueFull)
-		q.emit(Event{Kind: Refused, Reason: ErrQueueFull})
+		reason := ErrQueueFull
+		if paused {
+			reason = ErrPaused
+		}
+		q.sched.refused(reason)
+		q.emit(Event{Kind: Refused, Reason: reason})
 		return false
 	}
 	q.emit(Event{Kind: Admitted})
@@ -116,6 +123,7 @@ func (q *Queue) TryAcquire() bool {
 //     standing (Refusal.MaxWait says which bound applied);
 //   - ErrDeadline: ctx's deadline has passed, or the work could not finish
 //     before it given the cost declared with WithCost;
+//   - ErrPaused: the queue is paused, or was paused while the call waited;
 //   - ctx's error (context.Canceled), when ctx was cancelled.
 //
 // ctx's deadline is the work's deadline.
@@ -143,6 +151,11 @@ func (q *Queue) Acquire(ctx context.Context, pri Priority, opts ...CallOption) e
 		now = time.Now()
 	}
 	q.mu.Lock()
+	if q.paused {
+		q.mu.Unlock()
+		q.sched.refused(ErrPaused)
+		return q.refusal(&Refusal{Reason: ErrPaused}, pri)
+	}
 	if it.canMeet(now) && q.sched.TryRun() {
 		q.mu.Unlock()
 		q.emit(Event{Kind: Admitted, Priority: pri})
@@ -290,8 +303,8 @@ func (q *Queue) dropped(it Item[*queueWaiter], r Refusal) {
 }
 
 // Do runs fn in a slot for work of class pri: it acquires one (see Acquire
-// for the refusals), calls fn with ctx, and releases the slot when fn
-// returns or panics.
+// for the refusals), calls fn with ctx, bounded by CallTimeout if one is
+// set, and releases the slot when fn returns or panics.
 func (q *Queue) Do(ctx context.Context, pri Priority, fn func(context.Context) error, opts ...CallOption) error {
 	if fn == nil {
 		return errNilFunc
@@ -300,7 +313,34 @@ func (q *Queue) Do(ctx context.Context, pri Priority, fn func(context.Context) e
 		return err
 	}
 	defer q.Release()
-	return fn(ctx)
+	return callWithTimeout(ctx, q.callTimeout, fn)
+}
+
+// Pause refuses new work with ErrPaused, and refuses the work already
+// waiting, at once; work in flight finishes normally. It is the operator's
+// lever of 2011 and 2025: stop intake without a deploy, then Resume.
+func (q *Queue) Pause() {
+	if q.sched == nil {
+		return
+	}
+	q.mu.Lock()
+	q.paused = true
+	q.sched.DropAll(time.Now(), ErrPaused)
+	q.mu.Unlock()
+}
+
+// Resume undoes Pause.
+func (q *Queue) Resume() {
+	q.mu.Lock()
+	q.paused = false
+	q.mu.Unlock()
+}
+
+// Paused reports whether the queue is paused.
+func (q *Queue) Paused() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.paused
 }
 
 // Stats returns a snapshot of the calls in flight, waiting, and the

@@ -394,3 +394,72 @@ func TestQueueStress(t *testing.T) {
 	require.True(t, q.TryAcquire(), "no slot leaked")
 	q.Release()
 }
+
+// TestQueuePause: Pause refuses the waiting work at once and new work from
+// then on, with ErrPaused; work in flight finishes and releases normally;
+// Resume reopens the queue.
+func TestQueuePause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex // hooks run on each call's goroutine
+		var events []Event
+		q := newQueue(t, QueueConfig{Workers: 1, OnEvent: func(e Event) {
+			mu.Lock()
+			events = append(events, e)
+			mu.Unlock()
+		}})
+		require.NoError(t, q.Acquire(t.Context(), Normal))
+		critical := acquireAsync(t.Context(), q, Critical)
+		normal := acquireAsync(t.Context(), q, Normal)
+		require.Equal(t, 2, q.Stats().Waiting)
+
+		start := time.Now()
+		q.Pause()
+		assert.True(t, q.Paused())
+		for _, ch := range []<-chan error{critical, normal} {
+			err := <-ch
+			assert.ErrorIs(t, err, ErrPaused)
+			assert.ErrorIs(t, err, ErrShed)
+		}
+		assert.Zero(t, time.Since(start), "refused at once")
+		assert.ErrorIs(t, q.Acquire(t.Context(), Critical), ErrPaused, "even critical work")
+		assert.False(t, q.TryAcquire())
+		assert.EqualError(t, q.Do(t.Context(), Normal, func(context.Context) error { return nil }), "shed: paused")
+
+		s := q.Stats()
+		assert.Equal(t, 1, s.InFlight, "work in flight is not touched")
+		assert.Equal(t, 0, s.Waiting)
+		assert.Equal(t, int64(5), s.Shed.Paused)
+		q.Release()
+		assert.Equal(t, 0, q.Stats().InFlight)
+
+		q.Resume()
+		assert.False(t, q.Paused())
+		require.True(t, q.TryAcquire())
+		q.Release()
+		var refused int
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range events {
+			if e.Kind == Refused && e.Reason == ErrPaused {
+				refused++
+			}
+		}
+		assert.Equal(t, 5, refused, "every refusal reported")
+	})
+}
+
+func TestQueueCallTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newQueue(t, QueueConfig{Workers: 1, CallTimeout: 100 * time.Millisecond})
+		start := time.Now()
+		err := q.Do(t.Context(), Normal, func(ctx context.Context) error {
+			<-ctx.Done() // a hung dependency
+			return ctx.Err()
+		})
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 100*time.Millisecond, time.Since(start))
+		assert.Equal(t, 0, q.Stats().InFlight, "the slot came back")
+	})
+	_, err := NewQueue(QueueConfig{Workers: 1, CallTimeout: -1})
+	assert.ErrorContains(t, err, "CallTimeout -1ns is negative")
+}

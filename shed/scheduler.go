@@ -67,6 +67,11 @@ type QueueConfig struct {
 	// first (adaptive LIFO), so that the items it does serve still have
 	// their whole deadline ahead of them while the oldest ones time out.
 	DisableLIFO bool
+	// CallTimeout, if positive, is the timeout Queue.Do puts on the context
+	// it passes to the work, as Bulkhead's does; a Scheduler ignores it.
+	// Zero means the caller's context alone bounds the work. Negative or
+	// above an hour is invalid.
+	CallTimeout time.Duration
 	// OnEvent, if not nil, is told what happens to every item: by a Queue on
 	// the goroutine of the call, outside its lock; by a Scheduler inside
 	// the call that decided it.
@@ -108,7 +113,7 @@ func (c QueueConfig) Validate() error {
 	for _, f := range []struct {
 		name string
 		d    time.Duration
-	}{{"MaxWait", c.MaxWait}, {"Target", c.Target}, {"Interval", c.Interval}} {
+	}{{"MaxWait", c.MaxWait}, {"Target", c.Target}, {"Interval", c.Interval}, {"CallTimeout", c.CallTimeout}} {
 		if f.d < 0 {
 			bad("%s %v is negative", f.name, f.d)
 		} else if f.d > maxQueueDuration {
@@ -413,6 +418,20 @@ func (s *Scheduler[T]) Remove(now time.Time, t Ticket, reason error) (Item[T], b
 	s.refused(reason)
 	s.emit(Event{Kind: Refused, Reason: reason, Waited: now.Sub(it.Enqueued), Priority: it.Priority})
 	return it, true
+}
+
+// DropAll refuses every waiting item at time now with reason, through the
+// drop function, as a Queue does when it is paused, and returns how many
+// it dropped.
+func (s *Scheduler[T]) DropAll(now time.Time, reason error) int {
+	s.advance(now)
+	n := 0
+	for i := range s.classes {
+		for c := &s.classes[i]; c.head >= 0; n++ {
+			s.dropNode(c.head, now, reason, 0)
+		}
+	}
+	return n
 }
 
 // Check applies at time now the timeouts and transitions due (as Advance

@@ -793,3 +793,19 @@ func TestRefusalsOfTheSchedulerAreTyped(t *testing.T) {
 	assert.True(t, errors.Is(err, ErrWaitTimeout) && errors.Is(err, ErrShed))
 	assert.Equal(t, "shed: waited too long (waited 20ms, limit 20ms)", err.Error())
 }
+
+func TestSchedulerDropAll(t *testing.T) {
+	s, log := newScheduler(t, QueueConfig{Workers: 1})
+	require.True(t, s.TryRun())
+	for i, p := range []Priority{Sheddable, Critical, Normal} {
+		require.Equal(t, Queued, push(s, at(float64(i)), fmt.Sprint(p), p))
+	}
+	assert.Equal(t, 3, s.DropAll(at(10), ErrPaused))
+	assert.ElementsMatch(t, []string{"critical:shed: paused", "normal:shed: paused", "sheddable:shed: paused"}, log.take())
+	assert.Equal(t, 0, s.Len())
+	assert.Equal(t, 1, s.InFlight(), "running work is not touched")
+	assert.Equal(t, int64(3), s.Stats().Shed.Paused)
+	assert.Zero(t, s.DropAll(at(11), ErrPaused), "nothing left")
+	_, ok := s.Done(at(12))
+	assert.False(t, ok, "no waiter to hand the slot to")
+}
