@@ -200,12 +200,12 @@ type Action struct {
 	// From is the node that acts: the survivor that probes (Probe), asks
 	// for room (Query), copies (Copy) or had copied (Discard, and Release
 	// after a re-mirror), or the node to be elected primary (Elect). It is
-	// zero, not a node, for a Release that follows VolumeDeleted.
+	// NoNode for a Release that follows VolumeDeleted.
 	From NodeID
 	// To is the node acted upon: the previous peer probed (Probe), the
 	// node asked for room (Query), the copy's target (Copy), the node that
 	// deletes its partial copy (Discard) or may delete its replica
-	// (Release). It is zero, not a node, for Elect.
+	// (Release). It is NoNode for Elect.
 	To NodeID
 	// Size is the volume's size (in the unit of the node capacities) for
 	// Query (the room asked for), Copy, Discard and Release (the space
@@ -880,7 +880,7 @@ func (e *Engine) elect(v VolumeID, vol *volume, ns int64) {
 	e.elects++
 	vol.attempt++
 	vol.out = outElect
-	e.emit(Action{Kind: Elect, Volume: v, Attempt: vol.attempt, From: vol.a, Expect: vol.gen})
+	e.emit(Action{Kind: Elect, Volume: v, Attempt: vol.attempt, From: vol.a, To: NoNode, Expect: vol.gen})
 }
 
 func (e *Engine) elected(vol *volume, token fence.Token) {
@@ -1040,7 +1040,7 @@ func (e *Engine) deleteVolume(v VolumeID) {
 	for _, n := range [2]NodeID{vol.a, vol.b} {
 		e.nodes[n].used -= vol.size
 		drop(&e.nodes[n].vols, v)
-		e.emit(Action{Kind: Release, Volume: v, To: n, Size: vol.size})
+		e.emit(Action{Kind: Release, Volume: v, From: NoNode, To: n, Size: vol.size})
 	}
 	vol.deleted = true
 	vol.timer = 0

@@ -136,8 +136,8 @@ func TestReconnectWithinWindow(t *testing.T) {
 	}
 	p = only(t, must(e.Tick(at)), Probe)
 	el := only(t, step(t, e, at, Input{Kind: ProbeResult, Volume: 0, Attempt: p.Attempt, OK: true}), Elect)
-	if el.From != 1 || el.Expect != 1 {
-		t.Fatalf("elect %+v, want node 1 from generation 1", el)
+	if el.From != 1 || el.Expect != 1 || el.To != NoNode {
+		t.Fatalf("elect %+v, want node 1 from generation 1, To NoNode", el)
 	}
 	step(t, e, at, Input{Kind: Elected, Volume: 0, Node: 1, Attempt: el.Attempt, Token: 2})
 	if n, tok, ok := e.Primary(0); !ok || n != 1 || tok != 2 {
@@ -334,6 +334,11 @@ func TestDeleteReleases(t *testing.T) {
 	acts := step(t, e, t0, Input{Kind: VolumeDeleted, Volume: 0})
 	if len(acts) != 2 || acts[0].Kind != Release || acts[1].Kind != Release {
 		t.Fatalf("actions %+v", acts)
+	}
+	for _, a := range acts {
+		if a.From != NoNode {
+			t.Errorf("release after delete %+v: From is %d, want NoNode (no node acts)", a, a.From)
+		}
 	}
 	if _, _, _, q, _ := e.NodeStatus(1); !q {
 		t.Fatal("a down node is placeable")
