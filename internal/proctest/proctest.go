@@ -132,6 +132,34 @@ func (p *Process) Start(cmd *exec.Cmd) (<-chan struct{}, error) {
 	return done, nil
 }
 
+// readyPoll is how often StartReady asks whether the server is ready.
+const readyPoll = 20 * time.Millisecond
+
+// StartReady starts cmd (see Start) and calls ready every 20ms until it
+// returns nil, the process exits, or timeout passes. The error then says
+// which, with ready's last error and the tail of the server's log.
+func (p *Process) StartReady(cmd *exec.Cmd, timeout time.Duration, ready func() error) error {
+	exited, err := p.Start(cmd)
+	if err != nil {
+		return err
+	}
+	pid := p.PID()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("%s (pid %d) exited before it was ready (last check: %v)\n%s", p.name, pid, last, p.LogTail())
+		default:
+		}
+		if last = ready(); last == nil {
+			return nil
+		}
+		time.Sleep(readyPoll)
+	}
+	return fmt.Errorf("%s (pid %d) not ready after %v: %v\n%s", p.name, pid, timeout, last, p.LogTail())
+}
+
 // PID returns the process id of the running server, or 0 if it is not
 // running.
 func (p *Process) PID() int {

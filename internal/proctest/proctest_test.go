@@ -126,3 +126,35 @@ func TestStartError(t *testing.T) {
 	assert.Error(t, err, "an unwritable log is an error")
 	assert.Contains(t, p.LogTail(), "(no log:")
 }
+
+// TestStartReady: it returns once ready does, says so when the process
+// exits first, and gives up at the timeout with ready's last error and
+// the log.
+func TestStartReady(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	require.NoError(t, err)
+
+	p := NewProcess("srv", filepath.Join(t.TempDir(), "srv.log"))
+	probes := 0
+	require.NoError(t, p.StartReady(exec.Command(sh, "-c", "exec sleep 60"), 10*time.Second, func() error {
+		if probes++; probes < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	}))
+	assert.Equal(t, 3, probes)
+	assert.NotZero(t, p.PID())
+	p.Stop(t)
+
+	p = NewProcess("srv", filepath.Join(t.TempDir(), "srv.log"))
+	err = p.StartReady(exec.Command(sh, "-c", "echo bad config; exit 1"), 10*time.Second, func() error { return errors.New("refused") })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "exited before it was ready (last check: refused)")
+	assert.Contains(t, err.Error(), "bad config", "the log's tail")
+
+	p = NewProcess("srv", filepath.Join(t.TempDir(), "srv.log"))
+	err = p.StartReady(exec.Command(sh, "-c", "exec sleep 60"), 100*time.Millisecond, func() error { return errors.New("refused") })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not ready after 100ms: refused")
+	p.Stop(t)
+}

@@ -104,39 +104,25 @@ func (s *Server) start() {
 		"--log-outputs", "stderr",
 		"--log-level", "warn",
 	)
-	done, err := s.proc.Start(cmd)
-	if err != nil {
-		s.t.Fatalf("etcdtest: %v", err)
-	}
-	if err := s.waitHealthy(done); err != nil {
-		s.t.Fatalf("etcdtest: etcd (pid %d) at %s did not become healthy: %v\n%s", s.proc.PID(), s.clientURL, err, s.proc.LogTail())
+	client := &http.Client{Timeout: time.Second}
+	defer client.CloseIdleConnections()
+	if err := s.proc.StartReady(cmd, healthTimeout, func() error { return s.healthy(client) }); err != nil {
+		s.t.Fatalf("etcdtest: etcd at %s did not become healthy: %v", s.clientURL, err)
 	}
 }
 
-func (s *Server) waitHealthy(exited <-chan struct{}) error {
-	deadline := time.Now().Add(healthTimeout)
-	client := &http.Client{Timeout: time.Second}
-	defer client.CloseIdleConnections()
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("the process exited")
-		default:
-		}
-		resp, err := client.Get(s.clientURL + "/health")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(`"health":"true"`)) {
-				return nil
-			}
-			err = fmt.Errorf("health: %s %s", resp.Status, strings.TrimSpace(string(body)))
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond)
+// healthy asks etcd's /health endpoint once.
+func (s *Server) healthy(client *http.Client) error {
+	resp, err := client.Get(s.clientURL + "/health")
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("timed out after %v: %v", healthTimeout, last)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(`"health":"true"`)) {
+		return nil
+	}
+	return fmt.Errorf("health: %s %s", resp.Status, strings.TrimSpace(string(body)))
 }
 
 // Kill kills the server with SIGKILL, as a crash would, and waits for the

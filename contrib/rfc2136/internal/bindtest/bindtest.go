@@ -139,39 +139,25 @@ func (s *Server) start(bin string) {
 	// machine is shared; -4: IPv4 only.
 	cmd := exec.Command(bin, "-g", "-4", "-n", "1", "-c", filepath.Join(s.dir, "named.conf"))
 	cmd.Dir = s.dir
-	done, err := s.proc.Start(cmd)
-	if err != nil {
-		s.t.Fatalf("bindtest: %v", err)
-	}
-	if err := s.waitReady(done); err != nil {
-		s.t.Fatalf("bindtest: named (pid %d) at %s did not answer: %v\n%s", s.proc.PID(), s.addr, err, s.proc.LogTail())
+	c := &dns.Client{Timeout: 500 * time.Millisecond}
+	if err := s.proc.StartReady(cmd, readyTimeout, func() error { return s.answers(c) }); err != nil {
+		s.t.Fatalf("bindtest: named at %s did not answer: %v", s.addr, err)
 	}
 }
 
-// waitReady polls the zone's SOA until named answers it authoritatively.
-func (s *Server) waitReady(exited <-chan struct{}) error {
-	deadline := time.Now().Add(readyTimeout)
-	c := &dns.Client{Timeout: 500 * time.Millisecond}
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("the process exited")
-		default:
-		}
-		m := new(dns.Msg)
-		m.SetQuestion(Zone, dns.TypeSOA)
-		r, _, err := c.Exchange(m, s.addr)
-		if err == nil && r.Rcode == dns.RcodeSuccess && r.Authoritative {
-			return nil
-		}
-		if err == nil {
-			err = fmt.Errorf("SOA answered %s", dns.RcodeToString[r.Rcode])
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond)
+// answers asks for the zone's SOA once; named is ready when it answers
+// authoritatively.
+func (s *Server) answers(c *dns.Client) error {
+	m := new(dns.Msg)
+	m.SetQuestion(Zone, dns.TypeSOA)
+	r, _, err := c.Exchange(m, s.addr)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("timed out after %v: %v", readyTimeout, last)
+	if r.Rcode != dns.RcodeSuccess || !r.Authoritative {
+		return fmt.Errorf("SOA answered %s (authoritative %v)", dns.RcodeToString[r.Rcode], r.Authoritative)
+	}
+	return nil
 }
 
 // Stop stops named (SIGTERM, then SIGKILL after ten seconds) by the PID
