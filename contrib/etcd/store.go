@@ -112,20 +112,27 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, expect fence.Tok
 	if err := s.ready(ctx); err != nil {
 		return err
 	}
+	return s.ifToken(ctx, fence.OpCompareAndSwap, key, expect, clientv3.OpPut(s.prefix+key, record(next, value)), next)
+}
+
+// ifToken runs then on key in one transaction if and only if the key's
+// token is expect, and otherwise reads the key for the refusal. written is
+// the token the hook is told of on success.
+func (s *Store) ifToken(ctx context.Context, op fence.Op, key string, expect fence.Token, then clientv3.Op, written fence.Token) error {
 	k := s.prefix + key
 	resp, err := s.kv.Txn(ctx).
 		If(tokenIs(k, expect)...).
-		Then(clientv3.OpPut(k, record(next, value))).
+		Then(then).
 		Else(clientv3.OpGet(k)).
 		Commit()
 	if err != nil {
-		return s.failed(fence.OpCompareAndSwap.String(), key, err)
+		return s.failed(op.String(), key, err)
 	}
 	if resp.Succeeded {
-		s.observe(fence.OpCompareAndSwap, key, next, expect, false)
+		s.observe(op, key, written, expect, false)
 		return nil
 	}
-	return s.refusal(fence.OpCompareAndSwap, key, expect, resp.Responses)
+	return s.refusal(op, key, expect, resp.Responses)
 }
 
 // WriteIfNewer stores value under key with token t if and only if t is newer
@@ -200,20 +207,7 @@ func (s *Store) Delete(ctx context.Context, key string, expect fence.Token) erro
 	if err := s.ready(ctx); err != nil {
 		return err
 	}
-	k := s.prefix + key
-	resp, err := s.kv.Txn(ctx).
-		If(tokenIs(k, expect)...).
-		Then(clientv3.OpDelete(k)).
-		Else(clientv3.OpGet(k)).
-		Commit()
-	if err != nil {
-		return s.failed(fence.OpDelete.String(), key, err)
-	}
-	if resp.Succeeded {
-		s.observe(fence.OpDelete, key, expect, expect, false)
-		return nil
-	}
-	return s.refusal(fence.OpDelete, key, expect, resp.Responses)
+	return s.ifToken(ctx, fence.OpDelete, key, expect, clientv3.OpDelete(s.prefix+key), expect)
 }
 
 // List returns, in ascending byte order, the keys under the store's prefix
