@@ -58,10 +58,17 @@ func BenchmarkQueueTryAcquireRelease(b *testing.B) {
 // BenchmarkQueueParallel: GOMAXPROCS goroutines and as many slots: the
 // lock is contended, the slots are not.
 func BenchmarkQueueParallel(b *testing.B) {
-	q, err := NewQueue(QueueConfig{Workers: runtime.GOMAXPROCS(0)})
+	benchQueueParallel(b, QueueConfig{Workers: runtime.GOMAXPROCS(0)}, 1)
+}
+
+// benchQueueParallel runs Acquire+Release on a Queue configured by cfg
+// from parallelism·GOMAXPROCS goroutines.
+func benchQueueParallel(b *testing.B, cfg QueueConfig, parallelism int) {
+	q, err := NewQueue(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.SetParallelism(parallelism)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
@@ -81,22 +88,7 @@ func BenchmarkQueueParallel(b *testing.B) {
 // does: recycling them would tie them to the testing/synctest bubble that
 // made them.
 func BenchmarkQueueParallelWaiting(b *testing.B) {
-	q, err := NewQueue(QueueConfig{Workers: 2, MaxQueue: 4096, MaxWait: time.Hour, Target: time.Minute, Interval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetParallelism(8)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		for pb.Next() {
-			if err := q.Acquire(ctx, Normal); err != nil {
-				b.Error(err)
-				return
-			}
-			q.Release()
-		}
-	})
+	benchQueueParallel(b, QueueConfig{Workers: 2, MaxQueue: 4096, MaxWait: time.Hour, Target: time.Minute, Interval: time.Hour}, 8)
 }
 
 // BenchmarkSchedulerPushDone: the pure core in steady state: every worker
