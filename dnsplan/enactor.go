@@ -251,7 +251,6 @@ type Enactor struct {
 	stats   PassStats
 	last    PassStats
 	pending Action
-	restamp bool // the pending apply rewrites the endpoint's own generation
 }
 
 // NewEnactor returns an Enactor at the start of its first pass, or an
@@ -420,7 +419,6 @@ func (e *Enactor) deliverRead(r Result) {
 	want := e.plan.Endpoints[name]
 	have := r.Records.Generation
 	e.stats.Highest = max(e.stats.Highest, have)
-	e.restamp = false
 	switch {
 	case have > e.plan.Generation && len(r.Records.Targets) == 0:
 		// Empty at a generation newer than every plan the enactor has: the
@@ -428,7 +426,6 @@ func (e *Enactor) deliverRead(r Result) {
 		// one. Write the plan's targets under the endpoint's own generation,
 		// conditioned on it, so the generation never decreases and the
 		// planner's next plan replaces them as usual.
-		e.restamp = true
 		e.phase = phaseApply
 		e.pending = Action{Op: OpApply, Endpoint: name, Expect: have,
 			Records: Records{Generation: have, Targets: want}}
@@ -455,7 +452,9 @@ func (e *Enactor) deliverApply(r Result) {
 	name := e.names[e.i]
 	var stale *fence.StaleError
 	switch {
-	case r.Err == nil && e.restamp:
+	case r.Err == nil && e.cur.Generation > e.plan.Generation:
+		// The endpoint was ahead of the plan (only ever written when it
+		// was empty): its own generation was rewritten.
 		e.bounds[name] = e.cur.Generation
 		e.stats.Repaired++
 		e.emit(Event{Kind: EventRepaired, Endpoint: name, Generation: e.cur.Generation, Have: e.cur.Generation})
