@@ -51,9 +51,9 @@ func TestNilArguments(t *testing.T) {
 		{"Run typed nil", func() error { return run(ctx, nilStore, nilDNS) }, "Enactor.Run: nil Store, nil Provider"},
 
 		{"MemoryProvider.Read ctx", func() error { _, err := dns.Read(nilCtx, "api"); return err }, "MemoryProvider.Read: nil context"},
-		{"MemoryProvider.Apply ctx", func() error { return dns.Apply(nilCtx, "api", 0, recs) }, "MemoryProvider.Apply: nil context"},
+		{"MemoryProvider.Apply ctx", func() error { return dns.Apply(nilCtx, "api", dnsplan.Records{}, recs) }, "MemoryProvider.Apply: nil context"},
 		{"nil MemoryProvider.Read", func() error { _, err := nilDNS.Read(ctx, "api"); return err }, "MemoryProvider.Read: nil *MemoryProvider"},
-		{"nil MemoryProvider.Apply", func() error { return nilDNS.Apply(ctx, "api", 0, recs) }, "MemoryProvider.Apply: nil *MemoryProvider"},
+		{"nil MemoryProvider.Apply", func() error { return nilDNS.Apply(ctx, "api", dnsplan.Records{}, recs) }, "MemoryProvider.Apply: nil *MemoryProvider"},
 
 		{"MemoryStore.Put ctx", func() error { return store.Put(nilCtx, onePlan(2, tg(1, 1))) }, "MemoryStore.Put: nil context"},
 		{"MemoryStore.Get ctx", func() error { _, err := store.Get(nilCtx, 1); return err }, "MemoryStore.Get: nil context"},
@@ -143,7 +143,7 @@ func TestZeroEnactorIsNewEnactorWithDefaults(t *testing.T) {
 			if a.Op == dnsplan.OpApply && conflicts < dnsplan.DefaultMaxConflicts {
 				// Another writer got there first, every time but the last.
 				conflicts++
-				r.Err = &fence.StaleError{Op: fence.OpCompareAndSwap, Key: a.Endpoint, Have: a.Expect, Want: a.Expect}
+				r.Err = &fence.StaleError{Op: fence.OpCompareAndSwap, Key: a.Endpoint, Have: a.Expect.Generation, Want: a.Expect.Generation}
 			} else {
 				r = dnsplan.Execute(ctx, a, store, dns)
 			}

@@ -146,8 +146,9 @@ type Action struct {
 	Op Op
 	// Endpoint, for OpRead and OpApply.
 	Endpoint string
-	// Expect is the applied generation OpApply is conditioned on.
-	Expect fence.Token
+	// Expect is the endpoint's state OpApply is conditioned on (its
+	// Generation and Version), as last read.
+	Expect Records
 	// Records is what OpApply writes.
 	Records Records
 	// Generation is the plan of OpLoadPlan and OpDeletePlan.
@@ -160,7 +161,7 @@ func (a Action) String() string {
 	case OpRead:
 		return fmt.Sprintf("read %q", a.Endpoint)
 	case OpApply:
-		return fmt.Sprintf("apply %q %d if %d", a.Endpoint, uint64(a.Records.Generation), uint64(a.Expect))
+		return fmt.Sprintf("apply %q %d if %d", a.Endpoint, uint64(a.Records.Generation), uint64(a.Expect.Generation))
 	case OpLoadPlan, OpDeletePlan:
 		return fmt.Sprintf("%v %d", a.Op, uint64(a.Generation))
 	}
@@ -427,7 +428,7 @@ func (e *Enactor) deliverRead(r Result) {
 		// conditioned on it, so the generation never decreases and the
 		// planner's next plan replaces them as usual.
 		e.phase = phaseApply
-		e.pending = Action{Op: OpApply, Endpoint: name, Expect: have,
+		e.pending = Action{Op: OpApply, Endpoint: name, Expect: r.Records,
 			Records: Records{Generation: have, Targets: want}}
 	case have > e.plan.Generation:
 		e.bounds[name] = have
@@ -443,7 +444,7 @@ func (e *Enactor) deliverRead(r Result) {
 		// with other (say, empty) records: write it, conditioned on the
 		// generation just read.
 		e.phase = phaseApply
-		e.pending = Action{Op: OpApply, Endpoint: name, Expect: have,
+		e.pending = Action{Op: OpApply, Endpoint: name, Expect: r.Records,
 			Records: Records{Generation: e.plan.Generation, Targets: want}}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/stormguard/stormguard/fence"
 )
 
 var (
@@ -39,7 +41,46 @@ var (
 	// ErrFull is matched by a Store's refusal to hold more plans than its
 	// bound.
 	ErrFull = errors.New("dnsplan: store full")
+	// ErrCorruptRecords is matched by a Provider's Read that found the
+	// endpoint's applied generation but could not make sense of its
+	// targets (metadata edited by hand, say). Such a Read returns Records
+	// with Generation and Version set and no Targets along with the
+	// error, so an Enactor can rewrite the endpoint under that condition:
+	// the damage is repairable, not a reason to stop.
+	ErrCorruptRecords = errors.New("dnsplan: corrupt records")
+	// ErrNameInUse is matched by a Provider's refusal to write an endpoint
+	// whose name holds a record the Provider does not own and must not
+	// delete (a CNAME, with which no address record can coexist). It is
+	// permanent until an operator removes that record.
+	ErrNameInUse = errors.New("dnsplan: endpoint name in use by another record")
 )
+
+// VersionConflictError is a Provider's refusal of an Apply whose expected
+// generation is still the endpoint's but whose expected Version is not:
+// another write of the same generation landed since the caller read it.
+// It matches fence.ErrStale, and errors.As finds in it a
+// *fence.StaleError whose Have and Want are both that generation, so a
+// caller that handles stale applies handles it unchanged.
+type VersionConflictError struct {
+	// Endpoint is the endpoint the Apply addressed.
+	Endpoint string
+	// Generation is the endpoint's applied generation, as expected.
+	Generation fence.Token
+	// Have is the version found; Want the version expected.
+	Have, Want string
+}
+
+// Error describes the refusal, e.g. `dnsplan: apply to "api" refused:
+// generation 10 was rewritten since it was read (version "7", read "5")`.
+func (e *VersionConflictError) Error() string {
+	return fmt.Sprintf("dnsplan: apply to %q refused: generation %d was rewritten since it was read (version %q, read %q)",
+		e.Endpoint, uint64(e.Generation), e.Have, e.Want)
+}
+
+// Unwrap returns the *fence.StaleError the refusal amounts to.
+func (e *VersionConflictError) Unwrap() error {
+	return &fence.StaleError{Op: fence.OpCompareAndSwap, Key: e.Endpoint, Have: e.Generation, Want: e.Generation}
+}
 
 // Refusals of a write whose generation is not current (a Provider's Apply
 // conditioned on a generation the endpoint no longer has) or not newer (a

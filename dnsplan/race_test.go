@@ -369,7 +369,7 @@ func (c *checkOnce) Deliver(r dnsplan.Result) {
 			c.pending = dnsplan.Action{Op: dnsplan.OpRead, Endpoint: c.names[0]}
 			return
 		}
-		c.pending = dnsplan.Action{Op: dnsplan.OpApply, Endpoint: a.Endpoint, Expect: r.Records.Generation,
+		c.pending = dnsplan.Action{Op: dnsplan.OpApply, Endpoint: a.Endpoint, Expect: r.Records,
 			Records: dnsplan.Records{Generation: c.plan.Generation, Targets: c.plan.Endpoints[a.Endpoint]}}
 	case dnsplan.OpApply:
 		if r.Err != nil {

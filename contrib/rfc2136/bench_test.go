@@ -28,13 +28,13 @@ func BenchmarkBind(b *testing.B) {
 		ep := fmt.Sprintf("bench%d.dnsplan.test", run)
 		var g fence.Token
 		proctest.Latencies(b, func() {
-			if err := p.Apply(ctx, ep, g, dnsplan.Records{Generation: g + 1, Targets: targets}); err != nil {
+			if err := p.Apply(ctx, ep, dnsplan.Records{Generation: g}, dnsplan.Records{Generation: g + 1, Targets: targets}); err != nil {
 				b.Fatal(err)
 			}
 			g++
 		})
 	})
-	if err := p.Apply(ctx, "read.dnsplan.test", 0, dnsplan.Records{Generation: 1, Targets: targets}); err != nil {
+	if err := p.Apply(ctx, "read.dnsplan.test", dnsplan.Records{}, dnsplan.Records{Generation: 1, Targets: targets}); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("Read", func(b *testing.B) {
@@ -49,13 +49,13 @@ func BenchmarkBind(b *testing.B) {
 		ep := fmt.Sprintf("bench%d.dnsplan.test", run)
 		var g fence.Token
 		proctest.Latencies(b, func() {
-			if err := p.Apply(ctx, ep, g, dnsplan.Records{Generation: g + 1, Targets: largest(0, uint32(g%2))}); err != nil {
+			if err := p.Apply(ctx, ep, dnsplan.Records{Generation: g}, dnsplan.Records{Generation: g + 1, Targets: largest(0, uint32(g%2))}); err != nil {
 				b.Fatal(err)
 			}
 			g++
 		})
 	})
-	if err := p.Apply(ctx, "large.dnsplan.test", 0, dnsplan.Records{Generation: 1, Targets: largest(0, 1)}); err != nil {
+	if err := p.Apply(ctx, "large.dnsplan.test", dnsplan.Records{}, dnsplan.Records{Generation: 1, Targets: largest(0, 1)}); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("ReadLargest", func(b *testing.B) {

@@ -392,7 +392,8 @@ func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr
 // and returns a *fence.StaleError with it as Have. Records that
 // dnsplan.ValidateRecords refuses, empty ones above all, are refused
 // before any I/O.
-func (p *Provider) Apply(ctx context.Context, endpoint string, expect fence.Token, r dnsplan.Records) error {
+func (p *Provider) Apply(ctx context.Context, endpoint string, expectRecords dnsplan.Records, r dnsplan.Records) error {
+	expect := expectRecords.Generation // TODO(rfc2136 helper): condition on expectRecords.Version too
 	if ctx == nil {
 		return errNilContext
 	}

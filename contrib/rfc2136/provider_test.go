@@ -57,9 +57,9 @@ func TestNewReportsEveryBadField(t *testing.T) {
 func TestRefusesBeforeIO(t *testing.T) {
 	p, err := rfc2136.New(rfc2136.Config{Server: "192.0.2.1:53", Zone: "example.com", Timeout: time.Millisecond})
 	require.NoError(t, err)
-	err = p.Apply(ctx, "api.example.com", 0, dnsplan.Records{Generation: 1})
+	err = p.Apply(ctx, "api.example.com", dnsplan.Records{}, dnsplan.Records{Generation: 1})
 	assert.ErrorIs(t, err, dnsplan.ErrEmptyRecords)
-	err = p.Apply(ctx, "api.other.org", 0, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
+	err = p.Apply(ctx, "api.other.org", dnsplan.Records{}, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
 	assert.ErrorIs(t, err, rfc2136.ErrInvalidName)
 	assert.ErrorIs(t, err, dnsplan.ErrInvalidRecords)
 	_, err = p.Read(ctx, "example.com")
@@ -68,7 +68,7 @@ func TestRefusesBeforeIO(t *testing.T) {
 	var nilCtx context.Context
 	_, err = p.Read(nilCtx, "api.example.com")
 	assert.ErrorIs(t, err, dnsplan.ErrInvalidArgument)
-	err = p.Apply(nilCtx, "api.example.com", 0, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
+	err = p.Apply(nilCtx, "api.example.com", dnsplan.Records{}, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
 	assert.EqualError(t, err, "dnsplan: invalid argument: nil context")
 }
 
@@ -81,7 +81,7 @@ func TestApplyAndReadRoundTrip(t *testing.T) {
 	assert.Equal(t, dnsplan.Records{}, rec, "never written")
 
 	want := dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.2", 1), tg("10.0.0.1", 3), tg("2001:db8::1", 2)}}
-	require.NoError(t, p.Apply(ctx, api, 0, want))
+	require.NoError(t, p.Apply(ctx, api, dnsplan.Records{}, want))
 	rec, err = p.Read(ctx, api)
 	require.NoError(t, err)
 	dnsplan.SortTargets(want.Targets)
@@ -89,11 +89,11 @@ func TestApplyAndReadRoundTrip(t *testing.T) {
 
 	// The server refuses a write conditioned on a generation it does not
 	// have, and nothing of it lands.
-	err = p.Apply(ctx, api, 0, dnsplan.Records{Generation: 9, Targets: []dnsplan.Target{tg("10.9.9.9", 1)}})
+	err = p.Apply(ctx, api, dnsplan.Records{}, dnsplan.Records{Generation: 9, Targets: []dnsplan.Target{tg("10.9.9.9", 1)}})
 	var stale *fence.StaleError
 	require.ErrorAs(t, err, &stale)
 	assert.Equal(t, fence.Token(1), stale.Have)
-	err = p.Apply(ctx, api, 5, dnsplan.Records{Generation: 9, Targets: []dnsplan.Target{tg("10.9.9.9", 1)}})
+	err = p.Apply(ctx, api, dnsplan.Records{Generation: 5}, dnsplan.Records{Generation: 9, Targets: []dnsplan.Target{tg("10.9.9.9", 1)}})
 	require.ErrorIs(t, err, fence.ErrStale)
 	rec, _ = p.Read(ctx, api)
 	assert.Equal(t, want, rec)
@@ -101,7 +101,7 @@ func TestApplyAndReadRoundTrip(t *testing.T) {
 	// A write conditioned on the current generation replaces everything:
 	// an IPv6 target removed, weights changed.
 	next := dnsplan.Records{Generation: 2, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}}
-	require.NoError(t, p.Apply(ctx, api, 1, next))
+	require.NoError(t, p.Apply(ctx, api, dnsplan.Records{Generation: 1}, next))
 	rec, _ = p.Read(ctx, api)
 	assert.Equal(t, next, rec)
 
@@ -118,11 +118,11 @@ func TestWrongKeyIsRefused(t *testing.T) {
 	s := bindtest.Start(t)
 	p, err := rfc2136.New(rfc2136.Config{Server: s.Addr(), Zone: bindtest.Zone, KeyName: bindtest.KeyName, Secret: "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="})
 	require.NoError(t, err)
-	err = p.Apply(ctx, api, 0, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
+	err = p.Apply(ctx, api, dnsplan.Records{}, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
 	require.Error(t, err)
 	unsigned, err2 := rfc2136.New(rfc2136.Config{Server: s.Addr(), Zone: bindtest.Zone})
 	require.NoError(t, err2)
-	err2 = unsigned.Apply(ctx, api, 0, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
+	err2 = unsigned.Apply(ctx, api, dnsplan.Records{}, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}})
 	assert.ErrorIs(t, err2, rfc2136.ErrServer)
 	assert.Contains(t, err2.Error(), "REFUSED")
 	rec, _ := newProvider(t, s).Read(ctx, api)
@@ -134,14 +134,14 @@ func TestWrongKeyIsRefused(t *testing.T) {
 func TestConcurrentAppliesOneWins(t *testing.T) {
 	s := bindtest.Start(t)
 	p := newProvider(t, s)
-	require.NoError(t, p.Apply(ctx, api, 0, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}}))
+	require.NoError(t, p.Apply(ctx, api, dnsplan.Records{}, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}}))
 	var wins, stales atomic.Int32
 	var wg sync.WaitGroup
 	for i := range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := p.Apply(ctx, api, 1, dnsplan.Records{Generation: fence.Token(2 + i), Targets: []dnsplan.Target{tg(fmt.Sprintf("10.0.1.%d", i+1), 1)}})
+			err := p.Apply(ctx, api, dnsplan.Records{Generation: 1}, dnsplan.Records{Generation: fence.Token(2 + i), Targets: []dnsplan.Target{tg(fmt.Sprintf("10.0.1.%d", i+1), 1)}})
 			switch {
 			case err == nil:
 				wins.Add(1)
@@ -216,7 +216,7 @@ func (d *delayed) Read(ctx context.Context, ep string) (dnsplan.Records, error) 
 	return d.Provider.Read(ctx, ep)
 }
 
-func (d *delayed) Apply(ctx context.Context, ep string, expect fence.Token, r dnsplan.Records) error {
+func (d *delayed) Apply(ctx context.Context, ep string, expect dnsplan.Records, r dnsplan.Records) error {
 	d.pause()
 	return d.Provider.Apply(ctx, ep, expect, r)
 }
@@ -343,19 +343,19 @@ func TestLargestEndpointRoundTrip(t *testing.T) {
 			t.Run(network+"/"+tc.name, func(t *testing.T) {
 				ep := network + "-" + tc.name + ".dnsplan.test"
 				first := dnsplan.Records{Generation: 1, Targets: largest(tc.v4, 1)}
-				require.NoError(t, p.Apply(ctx, ep, 0, first))
+				require.NoError(t, p.Apply(ctx, ep, dnsplan.Records{}, first))
 				rec, err := p.Read(ctx, ep)
 				require.NoError(t, err)
 				assert.Equal(t, first, rec)
 
 				next := dnsplan.Records{Generation: 2, Targets: largest(tc.v4, 2)}
-				require.NoError(t, p.Apply(ctx, ep, 1, next))
+				require.NoError(t, p.Apply(ctx, ep, dnsplan.Records{Generation: 1}, next))
 				rec, err = p.Read(ctx, ep)
 				require.NoError(t, err)
 				assert.Equal(t, next, rec)
 
 				tooMany := dnsplan.Records{Generation: 3, Targets: append(largest(tc.v4, 3), tg("2001:db8::1", 1))}
-				assert.ErrorIs(t, p.Apply(ctx, ep, 2, tooMany), dnsplan.ErrInvalidRecords, "the largest endpoint is the largest accepted")
+				assert.ErrorIs(t, p.Apply(ctx, ep, dnsplan.Records{Generation: 2}, tooMany), dnsplan.ErrInvalidRecords, "the largest endpoint is the largest accepted")
 			})
 		}
 	}
@@ -466,11 +466,11 @@ func TestTruncatedAnswerIsNeverAnEmptyEndpoint(t *testing.T) {
 	require.NoError(t, err)
 
 	small := dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 2), tg("2001:db8::1", 3)}}
-	require.NoError(t, direct.Apply(ctx, "small.dnsplan.test", 0, small))
+	require.NoError(t, direct.Apply(ctx, "small.dnsplan.test", dnsplan.Records{}, small))
 	rec, err := front.Read(ctx, "small.dnsplan.test")
 	require.NoError(t, err, "answers that fit UDP need no TCP")
 	assert.Equal(t, small, rec)
-	err = front.Apply(ctx, "small.dnsplan.test", 1, dnsplan.Records{Generation: 2, Targets: small.Targets})
+	err = front.Apply(ctx, "small.dnsplan.test", dnsplan.Records{Generation: 1}, dnsplan.Records{Generation: 2, Targets: small.Targets})
 	require.Error(t, err, "UPDATE goes over TCP, whatever its size")
 
 	for _, tc := range []struct {
@@ -479,7 +479,7 @@ func TestTruncatedAnswerIsNeverAnEmptyEndpoint(t *testing.T) {
 	}{{"mixed", dnsplan.DefaultMaxTargets / 2}, {"ipv6", 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ep := tc.name + ".dnsplan.test"
-			require.NoError(t, direct.Apply(ctx, ep, 0, dnsplan.Records{Generation: 1, Targets: largest(tc.v4, 1)}))
+			require.NoError(t, direct.Apply(ctx, ep, dnsplan.Records{}, dnsplan.Records{Generation: 1, Targets: largest(tc.v4, 1)}))
 			rec, err := front.Read(ctx, ep)
 			require.ErrorIs(t, err, rfc2136.ErrTruncated)
 			assert.Contains(t, err.Error(), "over udp, and the retry failed")

@@ -117,7 +117,7 @@ func newWorld(out io.Writer) *world {
 	// The state before the race: plan 100 live everywhere.
 	_ = w.store.Put(ctx, planFor(100))
 	for _, ep := range endpoints {
-		_ = w.dns.Apply(ctx, ep, 0, dnsplan.Records{Generation: 100, Targets: planFor(100).Endpoints[ep]})
+		_ = w.dns.Apply(ctx, ep, dnsplan.Records{}, dnsplan.Records{Generation: 100, Targets: planFor(100).Endpoints[ep]})
 	}
 	return w
 }
@@ -228,7 +228,7 @@ func (c *checkOnce) apply(at time.Duration, n int) {
 			failed = append(failed, fmt.Sprintf("%s: live plan %d missing, cannot build transaction", short(ep), rec.Generation))
 			continue
 		}
-		err := c.w.dns.Apply(ctx, ep, rec.Generation, dnsplan.Records{Generation: c.plan.Generation, Targets: c.plan.Endpoints[ep]})
+		err := c.w.dns.Apply(ctx, ep, rec, dnsplan.Records{Generation: c.plan.Generation, Targets: c.plan.Endpoints[ep]})
 		if err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", short(ep), err))
 			continue
