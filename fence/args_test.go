@@ -40,3 +40,40 @@ func TestNilContext(t *testing.T) {
 // casOnly hides Memory's WriteIfNewer (only the Store methods are
 // promoted), so fence.WriteIfNewer takes its compare-and-swap path.
 type casOnly struct{ Store }
+
+// TestNilMemory: a typed-nil *Memory is refused with an error matching
+// ErrInvalidArgument by each of its methods, by every function taking a
+// Store, and by NewSequencer, never a panic; so is a nil *Sequencer.
+func TestNilMemory(t *testing.T) {
+	ctx := context.Background()
+	var m *Memory
+	var seq *Sequencer
+	for name, call := range map[string]func() error{
+		"Load":               func() error { _, _, err := m.Load(ctx, "k"); return err },
+		"CompareAndSwap":     func() error { return m.CompareAndSwap(ctx, "k", 0, []byte("v"), 1) },
+		"WriteIfNewer":       func() error { return m.WriteIfNewer(ctx, "k", []byte("v"), 1) },
+		"Delete":             func() error { return m.Delete(ctx, "k", 1) },
+		"List":               func() error { _, err := m.List(ctx, ""); return err },
+		"fence.WriteIfNewer": func() error { return WriteIfNewer(ctx, m, "k", []byte("v"), 1) },
+		"fence.WriteIfNewer via CAS": func() error {
+			return WriteIfNewer(ctx, casOnly{m}, "k", []byte("v"), 1)
+		},
+	} {
+		var err error
+		require.NotPanics(t, func() { err = call() }, name)
+		assert.ErrorIs(t, err, ErrInvalidArgument, name)
+		assert.ErrorContains(t, err, "nil", name)
+	}
+	// A nil *Sequencer is a Sequencer not built by NewSequencer.
+	for name, call := range map[string]func() error{
+		"Sequencer.Next": func() error { _, err := seq.Next(ctx); return err },
+		"Sequencer.Last": func() error { _, err := seq.Last(ctx); return err },
+	} {
+		var err error
+		require.NotPanics(t, func() { err = call() }, name)
+		assert.ErrorIs(t, err, ErrInvalidConfig, name)
+	}
+	_, err := NewSequencer(SequencerConfig{Store: m, Key: "seq"})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	assert.ErrorContains(t, err, "SequencerConfig.Store is a nil *fence.Memory")
+}

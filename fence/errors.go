@@ -36,7 +36,8 @@ var (
 	// an invalid configuration.
 	ErrInvalidConfig = errors.New("fence: invalid config")
 	// ErrInvalidArgument is matched by the error an operation returns for
-	// a nil context or a nil Store, before it does anything.
+	// a nil context or a nil Store (including a nil *Memory, and a method
+	// called on one), before it does anything.
 	ErrInvalidArgument = errors.New("fence: invalid argument")
 	// ErrFull is matched by the error Memory returns when a write would
 	// create a key beyond MemoryConfig.MaxKeys.

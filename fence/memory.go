@@ -33,7 +33,10 @@ type MemoryConfig struct {
 // outgrows one process uses a durable Store such as contrib/etcd.
 //
 // The zero Memory is empty and ready to use, with the defaults of
-// MemoryConfig. Values are copied on the way in and on the way out. Memory
+// MemoryConfig. A nil *Memory is not: each of its methods, and every
+// function and config of this package given it as a Store, refuses it with
+// an error matching ErrInvalidArgument (ErrInvalidConfig for a config)
+// rather than panic. Values are copied on the way in and on the way out. Memory
 // also implements NewerWriter, so WriteIfNewer on it is one locked step. A
 // Memory must not be copied after first use.
 type Memory struct {
@@ -66,6 +69,9 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 // value and token zero if the key is absent. It fails only for an invalid
 // key or a done context.
 func (m *Memory) Load(ctx context.Context, key string) ([]byte, Token, error) {
+	if m == nil {
+		return nil, 0, nilMemory("Load")
+	}
 	if err := ValidateKey(key); err != nil {
 		return nil, 0, err
 	}
@@ -86,6 +92,9 @@ func (m *Memory) Load(ctx context.Context, key string) ([]byte, Token, error) {
 // write. See Store.CompareAndSwap. Creating a key beyond MaxKeys fails with
 // an error matching ErrFull.
 func (m *Memory) CompareAndSwap(ctx context.Context, key string, expect Token, value []byte, next Token) error {
+	if m == nil {
+		return nilMemory("CompareAndSwap")
+	}
 	if err := ValidateCompareAndSwap(key, expect, value, next); err != nil {
 		return err
 	}
@@ -96,6 +105,9 @@ func (m *Memory) CompareAndSwap(ctx context.Context, key string, expect Token, v
 // t is newer than the key's token (zero: absent) at the instant of the
 // write. See the package-level WriteIfNewer.
 func (m *Memory) WriteIfNewer(ctx context.Context, key string, value []byte, t Token) error {
+	if m == nil {
+		return nilMemory("WriteIfNewer")
+	}
 	if err := ValidateWriteIfNewer(key, value, t); err != nil {
 		return err
 	}
@@ -136,6 +148,9 @@ func (m *Memory) write(ctx context.Context, op Op, key string, value []byte, nex
 // Delete removes key if and only if its token is expect at the instant of
 // the delete. See Store.Delete.
 func (m *Memory) Delete(ctx context.Context, key string, expect Token) error {
+	if m == nil {
+		return nilMemory("Delete")
+	}
 	if err := ValidateDelete(key, expect); err != nil {
 		return err
 	}
@@ -158,6 +173,9 @@ func (m *Memory) Delete(ctx context.Context, key string, expect Token) error {
 // List returns, in ascending order, the keys that begin with prefix. It
 // scans every key, so it costs O(n log n) for n keys in the store.
 func (m *Memory) List(ctx context.Context, prefix string) ([]string, error) {
+	if m == nil {
+		return nil, nilMemory("List")
+	}
 	if err := ValidatePrefix(prefix); err != nil {
 		return nil, err
 	}
@@ -174,6 +192,18 @@ func (m *Memory) List(ctx context.Context, prefix string) ([]string, error) {
 	m.mu.RUnlock()
 	slices.Sort(keys)
 	return keys, nil
+}
+
+// nilMemory refuses call on a nil *Memory.
+func nilMemory(call string) error {
+	return fmt.Errorf("%w: Memory.%s on a nil *fence.Memory", ErrInvalidArgument, call)
+}
+
+// isNilStore reports whether s is nil or a nil *Memory, which a Store
+// argument or config field must not be.
+func isNilStore(s Store) bool {
+	m, ok := s.(*Memory)
+	return s == nil || ok && m == nil
 }
 
 func (m *Memory) limit() int {

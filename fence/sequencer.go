@@ -47,8 +47,8 @@ type SequencerConfig struct {
 // more per other sequencer that advanced it in between: a refusal carries
 // the counter's current token, so no extra read is ever needed.
 //
-// Build a Sequencer with NewSequencer; the methods of a zero Sequencer
-// return an error matching ErrInvalidConfig. A Sequencer is safe for
+// Build a Sequencer with NewSequencer; the methods of a zero or nil
+// Sequencer return an error matching ErrInvalidConfig. A Sequencer is safe for
 // concurrent use.
 type Sequencer struct {
 	store       Store
@@ -69,8 +69,11 @@ func NewSequencer(cfg SequencerConfig) (*Sequencer, error) {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
-	if cfg.Store == nil {
+	switch {
+	case cfg.Store == nil:
 		bad("SequencerConfig.Store is nil")
+	case isNilStore(cfg.Store):
+		bad("SequencerConfig.Store is a nil *fence.Memory")
 	}
 	if err := ValidateKey(cfg.Key); err != nil {
 		errs = append(errs, fmt.Errorf("%w: SequencerConfig.Key: %w", ErrInvalidConfig, err))
@@ -96,7 +99,7 @@ func NewSequencer(cfg SequencerConfig) (*Sequencer, error) {
 // sequence is intact: the next success is still newer than everything
 // before.
 func (s *Sequencer) Next(ctx context.Context) (Token, error) {
-	if s.store == nil {
+	if s == nil || s.store == nil {
 		return 0, errZeroSequencer
 	}
 	if ctx == nil {
@@ -131,7 +134,7 @@ func (s *Sequencer) Next(ctx context.Context) (Token, error) {
 // Last reads the counter: the last token handed out by any sequencer on the
 // same Store and Key, or zero if none has been.
 func (s *Sequencer) Last(ctx context.Context) (Token, error) {
-	if s.store == nil {
+	if s == nil || s.store == nil {
 		return 0, errZeroSequencer
 	}
 	if ctx == nil {
