@@ -66,8 +66,12 @@ func validateWaits(maxWait, callTimeout time.Duration) []error {
 // the whole region.
 //
 // Waiters are served first in, first out. A waiter whose context ends or
-// whose MaxWait passes leaves the queue at once; if a slot was handed to it
-// at that same moment, the slot passes on and is never lost. A Bulkhead is
+// whose MaxWait passes leaves the queue at once. Each waiter's outcome is
+// decided once, under the lock, by whichever comes first: its slot, its
+// refusal by Pause, or its own giving up. So a slot handed to it as its
+// MaxWait passes is kept; one handed to it as its context ends passes on
+// and is never lost; and a waiter that Pause refuses as it gives up
+// reports ErrPaused and leaves the queue once. A Bulkhead is
 // safe for concurrent use; Acquire, TryAcquire and Release do not allocate
 // unless the call has to wait or is refused.
 //
@@ -268,17 +272,15 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	waited := time.Since(w.enqueued)
 	if outcome == waitTimedOut || outcome == waitCtxDone {
 		b.mu.Lock()
-		if w.granted {
-			// The slot arrived as we gave up. A timeout that lost this race
-			// takes the slot; a done context passes it on.
-			if outcome == waitTimedOut {
-				outcome = waitGranted
-			} else {
-				b.releaseLocked()
-			}
-		} else {
+		var left bool
+		outcome, left = w.settleLocked(outcome)
+		switch {
+		case left:
 			b.waiters.remove(w)
 			b.syncSlowLocked()
+		case outcome == waitCtxDone:
+			// The slot arrived as the context ended: pass it on.
+			b.releaseLocked()
 		}
 		b.mu.Unlock()
 	}

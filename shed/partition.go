@@ -104,7 +104,9 @@ func (k *keyState[K]) idle() bool { return k.inFlight == 0 && k.waiting == 0 && 
 //
 // Keys are created on first use and forgotten when idle under key pressure
 // (see MaxKeys). Waiters are served in arrival order among those whose key
-// is below its cap. Pause and Resume switch one key off and on. A
+// is below its cap, and a waiter's outcome is decided once, as in a
+// Bulkhead, however its giving up races with a grant or a Pause. Pause and
+// Resume switch one key off and on. A
 // Partition is safe for concurrent use; admission does not allocate once a
 // key exists, unless the call has to wait or is refused.
 type Partition[K comparable] struct {
@@ -297,16 +299,16 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 	waited := time.Since(w.enqueued)
 	if outcome == waitTimedOut || outcome == waitCtxDone {
 		p.mu.Lock()
-		if w.granted {
-			if outcome == waitTimedOut {
-				outcome = waitGranted
-			} else {
-				p.releaseLocked(ks)
-			}
-		} else {
+		var left bool
+		outcome, left = w.settleLocked(outcome)
+		switch {
+		case left:
 			p.waiters.remove(w)
 			ks.waiting--
 			p.touchLocked(ks)
+		case outcome == waitCtxDone:
+			// The slot arrived as the context ended: pass it on.
+			p.releaseLocked(ks)
 		}
 		p.mu.Unlock()
 	}

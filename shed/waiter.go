@@ -8,14 +8,32 @@ import (
 
 // waiter is one goroutine waiting for a slot in a Bulkhead or Partition. It
 // sits in an intrusive FIFO list guarded by the owner's mutex.
+//
+// Its outcome is state, decided once under the owner's lock: whoever finds
+// it waiterWaiting decides it (a grant, a refusal, or the waiter's own
+// giving up) and unlinks it; everybody else finds it decided and leaves it
+// alone. So a waiter is unlinked exactly once however its give-up races
+// with a grant or a pause.
 type waiter struct {
-	ready      chan struct{} // closed when the slot is granted or the waiter refused
-	granted    bool          // set under the owner's lock before ready is closed
-	refusal    error         // set instead of granted when the owner refuses a queued waiter (pause)
-	enqueued   time.Time
-	key        *keyCore // Partition only
+	ready    chan struct{} // closed when the owner grants or refuses the waiter
+	state    waiterState   // guarded by the owner's lock; read after ready without it
+	refusal  error         // why the owner refused the waiter (pause), with waiterRefused
+	enqueued time.Time
+	key      *keyCore // Partition only
+	// prev and next link the waiter into the owner's list while it is
+	// waiterWaiting; both are nil once it is unlinked.
 	prev, next *waiter
 }
+
+// waiterState is what became of a waiter.
+type waiterState uint8
+
+const (
+	waiterWaiting waiterState = iota // in the list, undecided
+	waiterGranted                    // handed a slot, which it now holds
+	waiterRefused                    // refused by the owner, see waiter.refusal
+	waiterGaveUp                     // left the queue on its own (context, MaxWait)
+)
 
 // waitList is a FIFO of waiters.
 type waitList struct {
@@ -34,7 +52,13 @@ func (l *waitList) pushBack(w *waiter) {
 	l.len++
 }
 
+// remove unlinks w. Removing a waiter that is not linked (its outcome is
+// decided, so somebody unlinked it already) does nothing: an unlinked node
+// has no neighbours and is not the head.
 func (l *waitList) remove(w *waiter) {
+	if w.prev == nil && l.head != w {
+		return
+	}
 	if w.prev == nil {
 		l.head = w.next
 	} else {
@@ -49,17 +73,17 @@ func (l *waitList) remove(w *waiter) {
 	l.len--
 }
 
-// grant hands w a slot; the caller holds the owner's lock and has removed w
-// from its list.
+// grant hands w a slot; the caller holds the owner's lock, has found w
+// waiterWaiting and has removed it from its list.
 func (w *waiter) grant() {
-	w.granted = true
+	w.state = waiterGranted
 	close(w.ready)
 }
 
-// refuse wakes w with err; the caller holds the owner's lock and has removed
-// w from its list.
+// refuse wakes w with err; the caller holds the owner's lock, has found w
+// waiterWaiting and has removed it from its list.
 func (w *waiter) refuse(err error) {
-	w.refusal = err
+	w.state, w.refusal = waiterRefused, err
 	close(w.ready)
 }
 
@@ -75,14 +99,14 @@ const (
 
 // wait blocks until w is granted or refused, maxWait passes, or ctx is done.
 // It does not touch the owner's state: on a timeout or a done context the
-// caller must take its lock and check w.granted, since a grant may have
-// raced with the timer.
+// caller must take its lock and look at w.state, since a grant or a refusal
+// may have raced with the timer or the context (see settleLocked).
 func (w *waiter) wait(ctx context.Context, maxWait time.Duration) waitOutcome {
 	t := time.NewTimer(maxWait)
 	defer t.Stop()
 	select {
 	case <-w.ready:
-		if w.granted {
+		if w.state == waiterGranted {
 			return waitGranted
 		}
 		return waitRefused
@@ -91,6 +115,28 @@ func (w *waiter) wait(ctx context.Context, maxWait time.Duration) waitOutcome {
 	case <-ctx.Done():
 		return waitCtxDone
 	}
+}
+
+// settleLocked decides, under the owner's lock, the outcome of a wait that
+// ended in a timeout or a done context. If w still waits, it gives up: it
+// becomes waiterGaveUp, the outcome stands, and settleLocked returns true;
+// the caller must then unlink it and undo its counts. Otherwise the
+// owner decided first and its decision stands: a refusal is reported as
+// such, and a grant is kept after a timeout (the slot came in time) but
+// not after a done context, whose caller must hand the slot back
+// (settleLocked then returns waitCtxDone and false with w granted).
+func (w *waiter) settleLocked(outcome waitOutcome) (waitOutcome, bool) {
+	switch w.state {
+	case waiterWaiting:
+		w.state = waiterGaveUp
+		return outcome, true
+	case waiterGranted:
+		if outcome == waitTimedOut {
+			return waitGranted, false
+		}
+		return outcome, false
+	}
+	return waitRefused, false
 }
 
 // ctxRefusal turns a context that ended a wait into a refusal: a passed
