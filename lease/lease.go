@@ -55,6 +55,13 @@ func (l Lease) ValidAt(now time.Time, drift time.Duration) bool {
 // resource. Memory implements it in memory; the package
 // github.com/stormguard/stormguard/contrib/etcd implements it on etcd.
 //
+// A table may forget a resource whose lease has ended (expired or
+// released), so that a table whose resource names churn — droplets,
+// volumes, sessions — does not fill up for good; but a resource granted
+// again after being forgotten must still get an epoch greater than every
+// epoch it had. Drawing every epoch from one table-wide counter that never
+// goes back (Memory's counter, etcd's revision) keeps both promises.
+//
 // Implementations must validate their input with ValidateGrant and
 // ValidateLease before any I/O, and refuse a nil context with an error
 // matching ErrInvalidArgument rather than panic; must refuse a grant while

@@ -18,8 +18,13 @@ const DefaultMaxResources = 1 << 20
 type MemoryConfig struct {
 	// MaxResources bounds the resources the table tracks, so that a runaway
 	// caller fails with ErrFull instead of exhausting memory. A resource
-	// stays tracked after its lease ends, to keep its newest epoch. Zero
-	// means DefaultMaxResources; negative is invalid.
+	// stays tracked after its lease ends until the room is needed: a grant
+	// of a new resource into a full table first forgets every resource
+	// whose lease has ended (expired or released), and fails with ErrFull
+	// only if MaxResources resources still have unexpired leases. A
+	// forgotten resource granted again still gets an epoch above every
+	// epoch it had, since epochs are drawn from one table-wide counter.
+	// Zero means DefaultMaxResources; negative is invalid.
 	MaxResources int
 	// OnEvent, if not nil, is called after every grant, renewal, release
 	// and expiry, taken or refused, on the caller's goroutine and outside
@@ -45,18 +50,31 @@ type MemoryConfig struct {
 //
 //   - at every instant at most one lease per resource is unexpired;
 //   - every grant of a resource carries an epoch strictly greater than
-//     every earlier epoch of that resource (epochs count up from 1 per
-//     resource and are kept after the lease ends);
+//     every earlier epoch of that resource, even if the table has forgotten
+//     the resource in between: epochs are drawn from one table-wide counter
+//     that counts up from 1, as etcd's revision does, so they are unique
+//     across resources and increase with every grant of any resource;
 //   - a renewal keeps the epoch and never revives a lease that expired,
 //     was released or was superseded.
 //
 // The zero Memory is empty and ready to use with MemoryConfig's defaults.
-// Each call costs one map lookup under the lock; a grant of a new resource
-// allocates its record. A Memory must not be copied after first use.
+// A nil *Memory is not: its methods refuse with an error matching
+// ErrInvalidArgument (its queries report nothing), and a KeeperConfig
+// naming it as its Store is invalid. Each call costs one map lookup under
+// the lock; a grant of a new resource allocates its record, and when the
+// table is full scans it to forget the records of ended leases, only if
+// one may have ended since the last scan. A Memory must not be
+// copied after first use.
 type Memory struct {
 	mu      sync.Mutex
 	entries map[string]*record
 	latest  time.Time
+	epoch   fence.Token // the last epoch granted, on any resource
+	// sweepAt is the earliest instant at which a record might be
+	// forgotten: the earliest expiry seen since the last sweep, or the
+	// instant of a release since; zero if none. A full table sweeps only from then on, so a table
+	// full of live leases refuses new resources without scanning.
+	sweepAt time.Time
 	max     int
 	onEvent func(Event)
 }
@@ -97,6 +115,9 @@ func (m *Memory) clock(now time.Time) time.Time {
 // ErrInvalidArgument; a new resource beyond MaxResources an error matching
 // ErrFull.
 func (m *Memory) GrantAt(now time.Time, resource, holder string, ttl time.Duration) (Lease, error) {
+	if m == nil {
+		return Lease{}, nilMemory("GrantAt")
+	}
 	if err := ValidateGrant(resource, holder, ttl); err != nil {
 		return Lease{}, err
 	}
@@ -109,14 +130,23 @@ func (m *Memory) GrantAt(now time.Time, resource, holder string, ttl time.Durati
 		m.observe(OpGrant, resource, holder, err.Epoch, true)
 		return Lease{}, err
 	}
+	if m.epoch == fence.MaxToken {
+		m.mu.Unlock()
+		return Lease{}, fmt.Errorf("%w: cannot grant %q: the table has used the last epoch %d", fence.ErrExhausted, resource, uint64(fence.MaxToken))
+	}
+	var expired []Event
 	if rec == nil {
 		limit := m.max
 		if limit == 0 {
 			limit = DefaultMaxResources
 		}
 		if len(m.entries) >= limit {
+			expired = m.forget(now)
+		}
+		if len(m.entries) >= limit {
 			m.mu.Unlock()
-			return Lease{}, fmt.Errorf("%w: cannot track resource %q: %d resources, limit %d", ErrFull, resource, limit, limit)
+			m.report(expired)
+			return Lease{}, fmt.Errorf("%w: cannot track resource %q: %d resources with unexpired leases, limit %d", ErrFull, resource, limit, limit)
 		}
 		if m.entries == nil {
 			m.entries = make(map[string]*record)
@@ -124,22 +154,64 @@ func (m *Memory) GrantAt(now time.Time, resource, holder string, ttl time.Durati
 		rec = &record{}
 		m.entries[resource] = rec
 	}
-	if rec.epoch == fence.MaxToken {
-		m.mu.Unlock()
-		return Lease{}, fmt.Errorf("%w: resource %q has used the last epoch %d", fence.ErrExhausted, resource, uint64(fence.MaxToken))
-	}
+	m.epoch++
 	rec.released = false
-	rec.holder, rec.epoch, rec.ttl, rec.renewed, rec.expires = holder, rec.epoch+1, ttl, now, now.Add(ttl)
+	rec.holder, rec.epoch, rec.ttl, rec.renewed, rec.expires = holder, m.epoch, ttl, now, now.Add(ttl)
+	m.expiresAt(rec.expires)
 	l := rec.lease(resource)
 	m.mu.Unlock()
+	m.report(expired)
 	m.observe(OpGrant, resource, holder, l.Epoch, false)
 	return l, nil
+}
+
+// forget deletes the record of every resource whose lease has ended at now
+// (expired or released), unless no lease can have ended since the last
+// sweep, and returns the expiries it found for the hook. It must be called
+// with m.mu held.
+func (m *Memory) forget(now time.Time) []Event {
+	if now.Before(m.sweepAt) {
+		return nil
+	}
+	var expired []Event
+	var next time.Time
+	for res, rec := range m.entries {
+		if rec.holder != "" && now.Before(rec.expires) {
+			if next.IsZero() || rec.expires.Before(next) {
+				next = rec.expires
+			}
+			continue
+		}
+		if rec.holder != "" && m.onEvent != nil {
+			expired = append(expired, Event{Op: OpExpire, Resource: res, Holder: rec.holder, Epoch: rec.epoch})
+		}
+		delete(m.entries, res)
+	}
+	m.sweepAt = next
+	return expired
+}
+
+// expiresAt notes that a lease ends at t, for forget. It must be called
+// with m.mu held.
+func (m *Memory) expiresAt(t time.Time) {
+	if m.sweepAt.IsZero() || t.Before(m.sweepAt) {
+		m.sweepAt = t
+	}
+}
+
+func (m *Memory) report(events []Event) {
+	for _, e := range events {
+		m.onEvent(e)
+	}
 }
 
 // RenewAt extends l by its TTL from now, keeping its epoch, if l is the
 // resource's unexpired lease at now; otherwise it returns a *LostError
 // saying whether l expired, was released, or was superseded.
 func (m *Memory) RenewAt(now time.Time, l Lease) (Lease, error) {
+	if m == nil {
+		return Lease{}, nilMemory("RenewAt")
+	}
 	if err := ValidateLease(l); err != nil {
 		return Lease{}, err
 	}
@@ -162,6 +234,9 @@ func (m *Memory) RenewAt(now time.Time, l Lease) (Lease, error) {
 // otherwise it returns a *LostError. The resource may be granted again at
 // once, with a newer epoch.
 func (m *Memory) ReleaseAt(now time.Time, l Lease) error {
+	if m == nil {
+		return nilMemory("ReleaseAt")
+	}
 	if err := ValidateLease(l); err != nil {
 		return err
 	}
@@ -174,13 +249,18 @@ func (m *Memory) ReleaseAt(now time.Time, l Lease) error {
 		return err
 	}
 	rec.holder, rec.released, rec.expires = "", true, now
+	m.sweepAt = now // its record can be forgotten from now on
 	m.mu.Unlock()
 	m.observe(OpRelease, l.Resource, l.Holder, l.Epoch, false)
 	return nil
 }
 
-// HolderAt returns the resource's unexpired lease at now, if any.
+// HolderAt returns the resource's unexpired lease at now, if any (none
+// for a nil *Memory).
 func (m *Memory) HolderAt(now time.Time, resource string) (Lease, bool) {
+	if m == nil {
+		return Lease{}, false
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now = m.clock(now)
@@ -191,8 +271,13 @@ func (m *Memory) HolderAt(now time.Time, resource string) (Lease, bool) {
 	return rec.lease(resource), true
 }
 
-// Epoch returns the newest epoch ever granted on resource (zero if none).
+// Epoch returns the newest epoch granted on resource, or zero if none was
+// or the table has forgotten the resource (see MemoryConfig.MaxResources);
+// every later grant of the resource carries a greater epoch either way.
 func (m *Memory) Epoch(resource string) fence.Token {
+	if m == nil {
+		return 0
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if rec := m.entries[resource]; rec != nil {
@@ -204,8 +289,11 @@ func (m *Memory) Epoch(resource string) fence.Token {
 // ExpireAt ends every lease that has expired at now, reporting each to the
 // hook as OpExpire, and returns how many it ended. Calling it is never
 // needed for correctness — every call judges expiry itself — but it reports
-// expiries promptly. It scans every resource.
+// expiries promptly. It scans every resource. A nil *Memory ends nothing.
 func (m *Memory) ExpireAt(now time.Time) int {
+	if m == nil {
+		return 0
+	}
 	var expired []Event
 	m.mu.Lock()
 	now = m.clock(now)
@@ -236,7 +324,9 @@ func (m *Memory) current(now time.Time, l Lease) (*record, error) {
 		return nil, &LostError{Resource: l.Resource, Holder: l.Holder, Epoch: l.Epoch, Current: cur, Reason: reason}
 	}
 	switch {
-	case rec == nil || rec.epoch < l.Epoch:
+	case rec == nil:
+		return lost("never granted, or ended and forgotten")
+	case rec.epoch < l.Epoch:
 		return lost("never granted")
 	case rec.epoch > l.Epoch:
 		return lost("superseded")
@@ -254,6 +344,11 @@ func (r *record) lease(resource string) Lease {
 	return Lease{Resource: resource, Holder: r.holder, Epoch: r.epoch, TTL: r.ttl, Renewed: r.renewed, Expires: r.expires}
 }
 
+// nilMemory refuses call on a nil *Memory.
+func nilMemory(call string) error {
+	return fmt.Errorf("%w: Memory.%s on a nil *lease.Memory", ErrInvalidArgument, call)
+}
+
 func (m *Memory) observe(op Op, resource, holder string, epoch fence.Token, refused bool) {
 	if m.onEvent != nil {
 		m.onEvent(Event{Op: op, Resource: resource, Holder: holder, Epoch: epoch, Refused: refused})
@@ -265,6 +360,9 @@ func (m *Memory) observe(op Op, resource, holder string, epoch fence.Token, refu
 // matching ErrInvalidArgument). Renew, Release and Get fail the same way
 // for a done or nil context.
 func (m *Memory) Grant(ctx context.Context, resource, holder string, ttl time.Duration) (Lease, error) {
+	if m == nil {
+		return Lease{}, nilMemory("Grant")
+	}
 	if err := contextErr(ctx); err != nil {
 		return Lease{}, err
 	}
@@ -273,6 +371,9 @@ func (m *Memory) Grant(ctx context.Context, resource, holder string, ttl time.Du
 
 // Renew is RenewAt with the real clock.
 func (m *Memory) Renew(ctx context.Context, l Lease) (Lease, error) {
+	if m == nil {
+		return Lease{}, nilMemory("Renew")
+	}
 	if err := contextErr(ctx); err != nil {
 		return Lease{}, err
 	}
@@ -281,6 +382,9 @@ func (m *Memory) Renew(ctx context.Context, l Lease) (Lease, error) {
 
 // Release is ReleaseAt with the real clock.
 func (m *Memory) Release(ctx context.Context, l Lease) error {
+	if m == nil {
+		return nilMemory("Release")
+	}
 	if err := contextErr(ctx); err != nil {
 		return err
 	}
@@ -289,6 +393,9 @@ func (m *Memory) Release(ctx context.Context, l Lease) error {
 
 // Get is HolderAt with the real clock, after validating resource.
 func (m *Memory) Get(ctx context.Context, resource string) (Lease, bool, error) {
+	if m == nil {
+		return Lease{}, false, nilMemory("Get")
+	}
 	if err := validateResource(resource); err != nil {
 		return Lease{}, false, err
 	}
