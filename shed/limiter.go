@@ -193,7 +193,6 @@ type KeyedLimiterConfig struct {
 // panics in the map lookup, as in any Go map).
 type KeyedLimiter[K comparable] struct {
 	cfg     LimiterConfig
-	refill  time.Duration // time for an empty bucket to fill up
 	maxKeys int
 	hook    func(Event)
 
@@ -204,10 +203,9 @@ type KeyedLimiter[K comparable] struct {
 }
 
 type keyedBucket[K comparable] struct {
-	key      K
-	name     string // the key formatted with %v, for refusals
-	bucket   *rate.Limiter
-	lastUsed time.Time
+	key    K
+	name   string // the key formatted with %v, for refusals
+	bucket *rate.Limiter
 	// admitted and limited count the key's events since it was last
 	// tracked; guarded by the KeyedLimiter's mu.
 	admitted, limited int64
@@ -230,8 +228,7 @@ func NewKeyedLimiter[K comparable](cfg KeyedLimiterConfig) (*KeyedLimiter[K], er
 	if cfg.MaxKeys == 0 {
 		cfg.MaxKeys = DefaultMaxKeys
 	}
-	refill := time.Duration(math.Ceil(float64(lc.Burst) / lc.Rate * float64(time.Second)))
-	return &KeyedLimiter[K]{cfg: lc, refill: refill, maxKeys: cfg.MaxKeys, hook: lc.OnEvent, keys: make(map[K]*list.Element)}, nil
+	return &KeyedLimiter[K]{cfg: lc, maxKeys: cfg.MaxKeys, hook: lc.OnEvent, keys: make(map[K]*list.Element)}, nil
 }
 
 // Allow reports whether an event for key may happen now.
@@ -269,7 +266,7 @@ func (k *KeyedLimiter[K]) AllowAt(now time.Time, key K) error {
 	k.shed[reasonRateLimited].Add(1)
 	k.emit(Event{Kind: Refused, Reason: ErrRateLimited, Key: b.name})
 	return &Refusal{Reason: ErrRateLimited, Key: b.name, Rate: k.cfg.Rate, Burst: k.cfg.Burst,
-		RetryIn: time.Duration(math.Ceil(need / k.cfg.Rate * float64(time.Second)))}
+		RetryIn: secondsCeil(need / k.cfg.Rate)}
 }
 
 func (k *KeyedLimiter[K]) emit(e Event) {
@@ -281,20 +278,22 @@ func (k *KeyedLimiter[K]) emit(e Event) {
 func (k *KeyedLimiter[K]) lookupLocked(now time.Time, key K) (*keyedBucket[K], *Refusal) {
 	if e, ok := k.keys[key]; ok {
 		k.lru.MoveToBack(e)
-		b := e.Value.(*keyedBucket[K])
-		b.lastUsed = now
-		return b, nil
+		return e.Value.(*keyedBucket[K]), nil
 	}
 	if len(k.keys) >= k.maxKeys {
 		oldest := k.lru.Front()
 		victim := oldest.Value.(*keyedBucket[K])
-		if now.Sub(victim.lastUsed) < k.refill {
+		// Ask the bucket itself rather than compute when it will be full:
+		// for slow rates that time does not fit in a time.Duration, and a
+		// bucket whose clock is ahead of now (a caller's clock stepped
+		// back) reports its tokens as of its own clock.
+		if victim.bucket.TokensAt(now) < float64(k.cfg.Burst) {
 			return nil, &Refusal{Reason: ErrTooManyKeys, Key: fmt.Sprint(key), Current: len(k.keys), Limit: k.maxKeys}
 		}
 		k.lru.Remove(oldest)
 		delete(k.keys, victim.key)
 	}
-	b := &keyedBucket[K]{key: key, name: fmt.Sprint(key), bucket: rate.NewLimiter(rate.Limit(k.cfg.Rate), k.cfg.Burst), lastUsed: now}
+	b := &keyedBucket[K]{key: key, name: fmt.Sprint(key), bucket: rate.NewLimiter(rate.Limit(k.cfg.Rate), k.cfg.Burst)}
 	k.keys[key] = k.lru.PushBack(b)
 	return b, nil
 }
@@ -327,4 +326,19 @@ func (k *KeyedLimiter[K]) StatsFor(key K) (Stats, bool) {
 	}
 	b := e.Value.(*keyedBucket[K])
 	return Stats{Admitted: b.admitted, Shed: ShedCounts{RateLimited: b.limited}}, true
+}
+
+// secondsCeil converts seconds to a time.Duration rounded up to the
+// nanosecond, saturating at the longest Duration instead of overflowing
+// (for slow rates, the time to the next token does not fit in int64
+// nanoseconds); negative and NaN give zero.
+func secondsCeil(seconds float64) time.Duration {
+	ns := math.Ceil(seconds * float64(time.Second))
+	switch {
+	case ns >= math.MaxInt64: // float64(math.MaxInt64) is 2^63, one past it
+		return math.MaxInt64
+	case ns > 0:
+		return time.Duration(ns)
+	}
+	return 0
 }
