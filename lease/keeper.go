@@ -146,9 +146,15 @@ func scheduleErrors(cfg string, fraction float64, drift, ttl time.Duration) []er
 // alone, so it turns false at the loss deadline even if the keeper's
 // goroutine is delayed.
 //
+// The loss is reported at the loss deadline on the keeper's own timer,
+// whatever the Store does: a Renew that hangs past its context's deadline
+// is left behind (its context done) and its late answer, even a success,
+// changes nothing.
+//
 // A Keeper runs one goroutine, which ends when the lease is lost or the
-// context given to Keep ends; Stop ends it and waits. A Keeper is safe for
-// concurrent use.
+// context given to Keep ends, and one more for each renewal call while the
+// call runs; Stop ends the first and waits for it, but not for a Store call
+// that ignores its context. A Keeper is safe for concurrent use.
 //
 // Make a Keeper with Keep. The zero Keeper keeps nothing, and says so
 // rather than panic: Held is false, Lease is the zero Lease, Lost and Done
@@ -219,7 +225,8 @@ func (k *Keeper) Lost() <-chan struct{} {
 }
 
 // Done is closed when the keeper's goroutine has ended: the lease was lost
-// or the context ended.
+// or the context ended. A renewal call into a Store that ignores its
+// context may still be running then; its answer is ignored.
 func (k *Keeper) Done() <-chan struct{} {
 	if k.cancel == nil {
 		return k.closedChan()
@@ -267,27 +274,31 @@ func (k *Keeper) run(ctx context.Context) {
 	defer close(k.done)
 	defer k.cancel()
 	cur := k.Lease()
-	timer := time.NewTimer(0)
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	<-timer.C
-	// sleep waits until t; it reports false if ctx ended first.
-	sleep := func(t time.Time) bool {
-		if d := time.Until(t); d > 0 {
-			timer.Reset(d)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-				if !timer.Stop() {
-					<-timer.C
-				}
-				return false
-			}
+	type answer struct {
+		l   Lease
+		err error
+	}
+	// wait waits until t or, if answers is not nil, for a renewal's
+	// answer on it, whichever comes first; got says the answer came, and
+	// ok is false if ctx ended first. The keeper's own timer, not the
+	// store, decides when the wait ends.
+	wait := func(t time.Time, answers <-chan answer) (a answer, got, ok bool) {
+		timer.Reset(time.Until(t))
+		select {
+		case <-timer.C:
+		case a = <-answers:
+			timer.Stop()
+			got = true
+		case <-ctx.Done():
+			timer.Stop()
 		}
-		return ctx.Err() == nil
+		return a, got, ctx.Err() == nil
 	}
 	for {
 		lostAt := k.cfg.LostAt(cur)
-		if !sleep(k.cfg.RenewAt(cur)) {
+		if _, _, ok := wait(k.cfg.RenewAt(cur), nil); !ok {
 			k.stopped(ctx, cur, lostAt)
 			return
 		}
@@ -305,9 +316,27 @@ func (k *Keeper) run(ctx context.Context) {
 			if t := k.cfg.AttemptTimeout; t > 0 && now.Add(t).Before(dl) {
 				dl = now.Add(t)
 			}
+			// The call runs on a goroutine of its own, so that a Store
+			// that ignores its context cannot hold the keeper past the
+			// attempt's deadline, and so past LostAt: its answer, if it
+			// comes later, lands in the buffered channel and is dropped.
 			actx, cancel := context.WithDeadline(ctx, dl)
-			next, err := k.cfg.Store.Renew(actx, cur)
+			answers := make(chan answer, 1)
+			go func(actx context.Context, l Lease) {
+				nl, err := k.cfg.Store.Renew(actx, l)
+				answers <- answer{nl, err}
+			}(actx, cur)
+			a, got, ok := wait(dl, answers)
 			cancel()
+			if !ok {
+				k.stopped(ctx, cur, lostAt)
+				return
+			}
+			next, err := a.l, a.err
+			if !got {
+				err = fmt.Errorf("lease: renewal of %q epoch %d not answered within %v: %w",
+					cur.Resource, uint64(cur.Epoch), dl.Sub(now), context.DeadlineExceeded)
+			}
 			if err == nil {
 				if !time.Now().Before(lostAt) {
 					// The renewal landed, but its answer came too late
@@ -320,10 +349,6 @@ func (k *Keeper) run(ctx context.Context) {
 				k.mu.Unlock()
 				k.emit(Event{Op: OpRenew, Resource: cur.Resource, Holder: cur.Holder, Epoch: cur.Epoch})
 				break
-			}
-			if ctx.Err() != nil {
-				k.stopped(ctx, cur, lostAt)
-				return
 			}
 			k.emit(Event{Op: OpRenew, Resource: cur.Resource, Holder: cur.Holder, Epoch: cur.Epoch, Refused: true})
 			var le *LostError
@@ -342,7 +367,7 @@ func (k *Keeper) run(ctx context.Context) {
 			if wake.After(lostAt) {
 				wake = lostAt
 			}
-			if !sleep(wake) {
+			if _, _, ok := wait(wake, nil); !ok {
 				k.stopped(ctx, cur, lostAt)
 				return
 			}
@@ -374,9 +399,19 @@ func (k *Keeper) stopped(ctx context.Context, cur Lease, lostAt time.Time) {
 	k.lost, k.err = true, ctx.Err()
 	k.mu.Unlock()
 	if k.cfg.ReleaseOnStop && time.Now().Before(lostAt) {
+		// As for a renewal, a Store that ignores the context does not
+		// hold Stop past the loss deadline.
 		rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), lostAt)
-		_ = k.cfg.Store.Release(rctx, cur)
-		cancel()
+		defer cancel()
+		released := make(chan struct{})
+		go func() {
+			_ = k.cfg.Store.Release(rctx, cur)
+			close(released)
+		}()
+		select {
+		case <-released:
+		case <-rctx.Done():
+		}
 	}
 }
 
