@@ -170,6 +170,9 @@ func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
 // reports whether it did. It never waits. A refusal is counted (as
 // ErrQueueFull, or ErrPaused) but, to stay allocation-free, returns no error.
 func (b *Bulkhead) TryAcquire() bool {
+	if b == nil {
+		return false
+	}
 	for {
 		s := b.state.Load()
 		if s&slowBit == 0 {
@@ -225,6 +228,9 @@ func (b *Bulkhead) tryRefused(idx int) bool {
 // ErrWaitTimeout (MaxWait passed), ErrDeadline (ctx's deadline passed) or,
 // when ctx was cancelled, a Refusal whose reason is ctx's error.
 func (b *Bulkhead) Acquire(ctx context.Context) error {
+	if b == nil {
+		return errNilBulkhead
+	}
 	if ctx == nil {
 		return errNilContext
 	}
@@ -301,6 +307,9 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 // longest waiter if there is one. Releasing more slots than were taken is a
 // caller bug; Release then does nothing rather than corrupt the count.
 func (b *Bulkhead) Release() {
+	if b == nil {
+		return
+	}
 	for {
 		s := b.state.Load()
 		if s&slowBit != 0 {
@@ -340,6 +349,9 @@ func (b *Bulkhead) releaseLocked() {
 // calls fn with a context bounded by CallTimeout if one is set, and
 // releases the slot when fn returns or panics.
 func (b *Bulkhead) Do(ctx context.Context, fn func(context.Context) error) error {
+	if b == nil {
+		return errNilBulkhead
+	}
 	if fn == nil {
 		return errNilFunc
 	}
@@ -363,6 +375,9 @@ func callWithTimeout(ctx context.Context, timeout time.Duration, fn func(context
 // waiting, at once. Calls in flight finish normally. It is the operator's
 // lever from 2011: switch off one expensive path without a deploy.
 func (b *Bulkhead) Pause() {
+	if b == nil {
+		return
+	}
 	b.mu.Lock()
 	b.paused = true
 	b.state.Or(slowBit)
@@ -375,6 +390,9 @@ func (b *Bulkhead) Pause() {
 
 // Resume undoes Pause.
 func (b *Bulkhead) Resume() {
+	if b == nil {
+		return
+	}
 	b.mu.Lock()
 	b.paused = false
 	b.syncSlowLocked()
@@ -384,6 +402,9 @@ func (b *Bulkhead) Resume() {
 // Stats returns a snapshot of the calls in flight, waiting, and the
 // counters.
 func (b *Bulkhead) Stats() Stats {
+	if b == nil {
+		return Stats{}
+	}
 	// Under mu, so that no flush moves admissions from state to the
 	// counter between the two reads.
 	b.mu.Lock()

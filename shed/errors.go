@@ -36,13 +36,23 @@ var (
 )
 
 // ErrInvalidArgument is matched (with errors.Is) by the error a call
-// returns for a nil context or a nil function, before it does anything
-// else. It is not a refusal: errors.Is(err, ErrShed) is false.
+// returns for a nil context, a nil function or a nil receiver (a nil
+// *Bulkhead, *Partition, *Queue, *Limiter or *KeyedLimiter, such as a
+// typed nil stored in an interface), before it does anything else. It is
+// not a refusal: errors.Is(err, ErrShed) is false. Methods of a nil
+// receiver that return no error refuse (false), report zero, or do
+// nothing; none panics.
 var ErrInvalidArgument = errors.New("shed: invalid argument")
 
 var (
 	errNilFunc    = fmt.Errorf("%w: nil function", ErrInvalidArgument)
 	errNilContext = fmt.Errorf("%w: nil context", ErrInvalidArgument)
+
+	errNilBulkhead     = fmt.Errorf("%w: nil *Bulkhead", ErrInvalidArgument)
+	errNilPartition    = fmt.Errorf("%w: nil *Partition", ErrInvalidArgument)
+	errNilQueue        = fmt.Errorf("%w: nil *Queue", ErrInvalidArgument)
+	errNilLimiter      = fmt.Errorf("%w: nil *Limiter", ErrInvalidArgument)
+	errNilKeyedLimiter = fmt.Errorf("%w: nil *KeyedLimiter", ErrInvalidArgument)
 
 	errZeroQueue        = fmt.Errorf("%w: Queue not built with NewQueue", ErrInvalidConfig)
 	errZeroLimiter      = fmt.Errorf("%w: Limiter not built with NewLimiter", ErrInvalidConfig)

@@ -82,7 +82,7 @@ func (l *Limiter) Allow() bool { return l.AllowAt(time.Now()) }
 // AllowAt reports whether an event may happen at now, taking a token if so;
 // simulations pass their own clock. It does not allocate.
 func (l *Limiter) AllowAt(now time.Time) bool {
-	if l.bucket == nil {
+	if l == nil || l.bucket == nil {
 		return false // not built with NewLimiter: Wait says so
 	}
 	if l.bucket.AllowN(now, 1) {
@@ -106,6 +106,9 @@ func (l *Limiter) AllowAt(now time.Time) bool {
 // waiting, it returns a Refusal with ctx's error, and the token is given
 // back.
 func (l *Limiter) Wait(ctx context.Context) error {
+	if l == nil {
+		return errNilLimiter
+	}
 	if ctx == nil {
 		return errNilContext
 	}
@@ -158,7 +161,7 @@ func (l *Limiter) refuse(r *Refusal) error {
 
 // Tokens returns the tokens available at now.
 func (l *Limiter) Tokens(now time.Time) float64 {
-	if l.bucket == nil {
+	if l == nil || l.bucket == nil {
 		return 0
 	}
 	return l.bucket.TokensAt(now)
@@ -167,6 +170,9 @@ func (l *Limiter) Tokens(now time.Time) float64 {
 // Stats returns the counters: admitted events, waits, and refusals.
 func (l *Limiter) Stats() Stats {
 	var s Stats
+	if l == nil {
+		return s
+	}
 	l.load(&s)
 	return s
 }
@@ -241,6 +247,9 @@ func (k *KeyedLimiter[K]) Allow(key K) error { return k.AllowAt(time.Now(), key)
 // returns an error, because a refusal has two possible reasons; the admit
 // path does not allocate.)
 func (k *KeyedLimiter[K]) AllowAt(now time.Time, key K) error {
+	if k == nil {
+		return errNilKeyedLimiter
+	}
 	if k.keys == nil {
 		return errZeroKeyedLimiter
 	}
@@ -300,6 +309,9 @@ func (k *KeyedLimiter[K]) lookupLocked(now time.Time, key K) (*keyedBucket[K], *
 
 // Keys returns the number of keys tracked.
 func (k *KeyedLimiter[K]) Keys() int {
+	if k == nil {
+		return 0
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.keys)
@@ -309,6 +321,9 @@ func (k *KeyedLimiter[K]) Keys() int {
 // included.
 func (k *KeyedLimiter[K]) Stats() Stats {
 	var s Stats
+	if k == nil {
+		return s
+	}
 	k.load(&s)
 	return s
 }
@@ -318,6 +333,9 @@ func (k *KeyedLimiter[K]) Stats() Stats {
 // bound (its bucket had refilled) starts again from zero; a refusal with
 // ErrTooManyKeys is counted only in Stats, since the key was not tracked.
 func (k *KeyedLimiter[K]) StatsFor(key K) (Stats, bool) {
+	if k == nil {
+		return Stats{}, false
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	e, ok := k.keys[key]

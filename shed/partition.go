@@ -159,7 +159,12 @@ func NewPartition[K comparable](cfg PartitionConfig[K]) (*Partition[K], error) {
 }
 
 // PerKey returns the cap on calls in flight for one key.
-func (p *Partition[K]) PerKey() int { return p.perKey }
+func (p *Partition[K]) PerKey() int {
+	if p == nil {
+		return 0
+	}
+	return p.perKey
+}
 
 // lookupLocked returns key's state, creating it if needed and evicting the
 // least recently used idle key at the bound.
@@ -218,6 +223,9 @@ func (p *Partition[K]) unlinkIdle(ks *keyState[K]) {
 // TryAcquire takes a slot for key if one is free without waiting, and
 // reports whether it did. Refusals are counted but return no error.
 func (p *Partition[K]) TryAcquire(key K) bool {
+	if p == nil {
+		return false
+	}
 	p.mu.Lock()
 	ks, r := p.lookupLocked(key)
 	if r != nil {
@@ -259,6 +267,9 @@ func (p *Partition[K]) admitLocked(ks *keyState[K]) {
 // or a *Refusal: ErrTooManyKeys, ErrPaused, ErrQueueFull, ErrWaitTimeout,
 // ErrDeadline, or ctx's error if ctx was cancelled.
 func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
+	if p == nil {
+		return errNilPartition
+	}
 	if ctx == nil {
 		return errNilContext
 	}
@@ -328,6 +339,9 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 // freed capacity to the longest waiters that can use it. Releasing a key
 // with nothing in flight is a caller bug; Release then does nothing.
 func (p *Partition[K]) Release(key K) {
+	if p == nil {
+		return
+	}
 	p.mu.Lock()
 	if ks, ok := p.keys[key]; ok && ks.inFlight > 0 {
 		p.releaseLocked(ks)
@@ -359,6 +373,9 @@ func (p *Partition[K]) releaseLocked(ks *keyState[K]) {
 // refusals), calls fn with a context bounded by CallTimeout if one is set,
 // and releases the slot when fn returns or panics.
 func (p *Partition[K]) Do(ctx context.Context, key K, fn func(context.Context) error) error {
+	if p == nil {
+		return errNilPartition
+	}
 	if fn == nil {
 		return errNilFunc
 	}
@@ -374,6 +391,9 @@ func (p *Partition[K]) Do(ctx context.Context, key K, fn func(context.Context) e
 // key not seen yet creates it (a paused key is never forgotten), which can
 // fail with ErrTooManyKeys.
 func (p *Partition[K]) Pause(key K) error {
+	if p == nil {
+		return errNilPartition
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ks, r := p.lookupLocked(key)
@@ -397,6 +417,9 @@ func (p *Partition[K]) Pause(key K) error {
 // Resume undoes Pause for key. Resuming a key that is not paused does
 // nothing.
 func (p *Partition[K]) Resume(key K) {
+	if p == nil {
+		return
+	}
 	p.mu.Lock()
 	if ks, ok := p.keys[key]; ok {
 		ks.paused = false
@@ -407,6 +430,9 @@ func (p *Partition[K]) Resume(key K) {
 
 // Paused reports whether key is paused.
 func (p *Partition[K]) Paused(key K) bool {
+	if p == nil {
+		return false
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ks, ok := p.keys[key]
@@ -417,6 +443,9 @@ func (p *Partition[K]) Paused(key K) bool {
 // waiting across keys, and the counters summed over all keys (forgotten
 // keys included).
 func (p *Partition[K]) Stats() Stats {
+	if p == nil {
+		return Stats{}
+	}
 	p.mu.Lock()
 	s := Stats{InFlight: p.inFlight, Waiting: p.waiters.len}
 	p.mu.Unlock()
@@ -427,6 +456,9 @@ func (p *Partition[K]) Stats() Stats {
 // StatsFor returns a snapshot for one key, and false if the key is not
 // tracked (never used, or forgotten while idle).
 func (p *Partition[K]) StatsFor(key K) (Stats, bool) {
+	if p == nil {
+		return Stats{}, false
+	}
 	p.mu.Lock()
 	ks, ok := p.keys[key]
 	if !ok {
@@ -441,6 +473,9 @@ func (p *Partition[K]) StatsFor(key K) (Stats, bool) {
 
 // Keys returns the number of keys tracked.
 func (p *Partition[K]) Keys() int {
+	if p == nil {
+		return 0
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.keys)

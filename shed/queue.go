@@ -92,7 +92,7 @@ func NewQueue(cfg QueueConfig) (*Queue, error) {
 // never waits (a free slot means nobody waits). A refusal is counted as
 // ErrQueueFull but, to stay allocation-free, returns no error.
 func (q *Queue) TryAcquire() bool {
-	if q.sched == nil {
+	if q == nil || q.sched == nil {
 		return false // not built with NewQueue: Acquire says so
 	}
 	q.mu.Lock()
@@ -128,6 +128,9 @@ func (q *Queue) TryAcquire() bool {
 //
 // ctx's deadline is the work's deadline.
 func (q *Queue) Acquire(ctx context.Context, pri Priority, opts ...CallOption) error {
+	if q == nil {
+		return errNilQueue
+	}
 	if ctx == nil {
 		return errNilContext
 	}
@@ -259,7 +262,7 @@ func (q *Queue) finish(w *queueWaiter, pri Priority, enqueued time.Time, cancell
 // were taken is a caller bug; Release then does nothing rather than corrupt
 // the count.
 func (q *Queue) Release() {
-	if q.sched == nil {
+	if q == nil || q.sched == nil {
 		return
 	}
 	q.mu.Lock()
@@ -306,6 +309,9 @@ func (q *Queue) dropped(it Item[*queueWaiter], r Refusal) {
 // for the refusals), calls fn with ctx, bounded by CallTimeout if one is
 // set, and releases the slot when fn returns or panics.
 func (q *Queue) Do(ctx context.Context, pri Priority, fn func(context.Context) error, opts ...CallOption) error {
+	if q == nil {
+		return errNilQueue
+	}
 	if fn == nil {
 		return errNilFunc
 	}
@@ -320,7 +326,7 @@ func (q *Queue) Do(ctx context.Context, pri Priority, fn func(context.Context) e
 // waiting, at once; work in flight finishes normally. It is the operator's
 // lever of 2011 and 2025: stop intake without a deploy, then Resume.
 func (q *Queue) Pause() {
-	if q.sched == nil {
+	if q == nil || q.sched == nil {
 		return
 	}
 	q.mu.Lock()
@@ -331,6 +337,9 @@ func (q *Queue) Pause() {
 
 // Resume undoes Pause.
 func (q *Queue) Resume() {
+	if q == nil {
+		return
+	}
 	q.mu.Lock()
 	q.paused = false
 	q.mu.Unlock()
@@ -338,6 +347,9 @@ func (q *Queue) Resume() {
 
 // Paused reports whether the queue is paused.
 func (q *Queue) Paused() bool {
+	if q == nil {
+		return false
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.paused
@@ -346,7 +358,7 @@ func (q *Queue) Paused() bool {
 // Stats returns a snapshot of the calls in flight, waiting, and the
 // counters.
 func (q *Queue) Stats() Stats {
-	if q.sched == nil {
+	if q == nil || q.sched == nil {
 		return Stats{}
 	}
 	q.mu.Lock()
@@ -358,7 +370,7 @@ func (q *Queue) Stats() Stats {
 // Standing reports whether class p is standing (overloaded): its waiters
 // then time out after Target and the newest is served first.
 func (q *Queue) Standing(p Priority) bool {
-	if q.sched == nil {
+	if q == nil || q.sched == nil {
 		return false
 	}
 	q.mu.Lock()

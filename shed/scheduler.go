@@ -248,7 +248,10 @@ type node[T any] struct {
 //
 // Push, Done, Remove, Check and Advance do not allocate once the queue has
 // grown to its working size; each costs O(1) plus O(1) per item it drops.
-// A Scheduler is not safe for concurrent use.
+// A Scheduler is not safe for concurrent use. One not built with
+// NewScheduler, or a nil *Scheduler, has no worker and no queue: it refuses
+// every item (a nil one without calling any drop function) and never
+// panics.
 type Scheduler[T any] struct {
 	workers, maxQueue       int
 	maxWait, target, period time.Duration
@@ -295,7 +298,7 @@ func NewScheduler[T any](cfg QueueConfig, drop func(Item[T], Refusal)) (*Schedul
 // whether it did. It is Push for work that would rather not wait (Queue's
 // TryAcquire); a false result is not counted as a refusal.
 func (s *Scheduler[T]) TryRun() bool {
-	if s.inFlight >= s.workers {
+	if s == nil || s.inFlight >= s.workers {
 		return false
 	}
 	s.inFlight++
@@ -316,6 +319,9 @@ func (s *Scheduler[T]) TryRun() bool {
 // Push sets it.Enqueued to now. It may also drop other items: those that
 // timed out, and one evicted for it.
 func (s *Scheduler[T]) Push(now time.Time, it Item[T]) (EventKind, Ticket) {
+	if s == nil {
+		return Refused, Ticket{}
+	}
 	it.Enqueued = now
 	it.Cost = max(it.Cost, 0)
 	free := s.inFlight < s.workers
@@ -369,7 +375,7 @@ func (s *Scheduler[T]) Push(now time.Time, it Item[T]) (EventKind, Ticket) {
 // that timed out or can no longer meet their deadlines are dropped on the
 // way. Done without a busy worker does nothing.
 func (s *Scheduler[T]) Done(now time.Time) (Item[T], bool) {
-	if s.inFlight == 0 {
+	if s == nil || s.inFlight == 0 {
 		return Item[T]{}, false
 	}
 	if s.waiting > 0 {
@@ -406,6 +412,9 @@ func (s *Scheduler[T]) Done(now time.Time) (Item[T], bool) {
 // not called. Remove returns false if t no longer waits, for instance
 // because it timed out at or before now.
 func (s *Scheduler[T]) Remove(now time.Time, t Ticket, reason error) (Item[T], bool) {
+	if s == nil {
+		return Item[T]{}, false
+	}
 	s.advance(now)
 	if !s.valid(t) {
 		return Item[T]{}, false
@@ -424,10 +433,13 @@ func (s *Scheduler[T]) Remove(now time.Time, t Ticket, reason error) (Item[T], b
 // drop function, as a Queue does when it is paused, and returns how many
 // it dropped.
 func (s *Scheduler[T]) DropAll(now time.Time, reason error) int {
+	if s == nil {
+		return 0
+	}
 	s.advance(now)
 	n := 0
 	for i := range s.classes {
-		for c := &s.classes[i]; c.head >= 0; n++ {
+		for c := &s.classes[i]; c.n > 0; n++ {
 			s.dropNode(c.head, now, reason, 0)
 		}
 	}
@@ -441,6 +453,9 @@ func (s *Scheduler[T]) DropAll(now time.Time, reason error) int {
 // calls Check from a timer, so that timeouts fire even when no worker
 // frees.
 func (s *Scheduler[T]) Check(now time.Time, t Ticket) (wake time.Time, waiting bool) {
+	if s == nil {
+		return time.Time{}, false
+	}
 	s.advance(now)
 	if !s.valid(t) {
 		return time.Time{}, false
@@ -458,7 +473,7 @@ func (s *Scheduler[T]) Check(now time.Time, t Ticket) (wake time.Time, waiting b
 // later than that moment and may be earlier; a shell arms a timer for it
 // and calls Check when it fires. Wake returns false if t no longer waits.
 func (s *Scheduler[T]) Wake(t Ticket) (time.Time, bool) {
-	if !s.valid(t) {
+	if s == nil || !s.valid(t) {
 		return time.Time{}, false
 	}
 	n := &s.nodes[t.idx]
@@ -492,24 +507,39 @@ func (s *Scheduler[T]) Wake(t Ticket) (time.Time, bool) {
 // is never necessary — every other method does it first — but a caller
 // that wants timed-out items reported promptly can call it from a timer.
 func (s *Scheduler[T]) Advance(now time.Time) {
-	if s.waiting > 0 {
+	if s != nil && s.waiting > 0 {
 		s.advance(now)
 	}
 }
 
 // Len returns the number of waiting items.
-func (s *Scheduler[T]) Len() int { return s.waiting }
+func (s *Scheduler[T]) Len() int {
+	if s == nil {
+		return 0
+	}
+	return s.waiting
+}
 
 // InFlight returns the number of busy workers.
-func (s *Scheduler[T]) InFlight() int { return s.inFlight }
+func (s *Scheduler[T]) InFlight() int {
+	if s == nil {
+		return 0
+	}
+	return s.inFlight
+}
 
 // Standing reports whether class p is standing (overloaded), as of the last
 // call: its timeout is then Target and it serves newest first.
-func (s *Scheduler[T]) Standing(p Priority) bool { return s.classes[p.rank()].standing }
+func (s *Scheduler[T]) Standing(p Priority) bool {
+	return s != nil && s.classes[p.rank()].standing
+}
 
 // Timeout returns the queue timeout of class p as of the last call: MaxWait,
 // or Target while the class is standing.
 func (s *Scheduler[T]) Timeout(p Priority) time.Duration {
+	if s == nil {
+		return 0
+	}
 	if s.classes[p.rank()].standing {
 		return s.target
 	}
@@ -520,6 +550,9 @@ func (s *Scheduler[T]) Timeout(p Priority) time.Duration {
 // the last call (items that have timed out since are counted as waiting
 // until the next one).
 func (s *Scheduler[T]) Stats() Stats {
+	if s == nil {
+		return Stats{}
+	}
 	st := Stats{InFlight: s.inFlight, Waiting: s.waiting}
 	s.load(&st)
 	return st

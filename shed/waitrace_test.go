@@ -401,8 +401,8 @@ func TestWaitRaces(t *testing.T) {
 	t.Run("Queue", func(t *testing.T) {
 		rapid.Check(t, func(rt *rapid.T) {
 			q, err := NewQueue(QueueConfig{
-				Workers:     rapid.IntRange(1, 3).Draw(rt, "workers"),
-				MaxQueue:    rapid.IntRange(1, 6).Draw(rt, "maxQueue"),
+				Workers:     rapid.IntRange(1, 2).Draw(rt, "workers"),
+				MaxQueue:    rapid.IntRange(1, 3).Draw(rt, "maxQueue"),
 				MaxWait:     ms(rt, "maxWait", 1, 6),
 				Target:      ms(rt, "target", 1, 2),
 				Interval:    ms(rt, "interval", 3, 5),

@@ -1,0 +1,148 @@
+package shed
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestNilReceivers: a nil *Bulkhead, *Partition, *Queue, *Limiter,
+// *KeyedLimiter or *Scheduler (for example a typed nil stored in an
+// interface or a config) gives an error matching ErrInvalidArgument where
+// the method returns one, and refuses or reports nothing where it does
+// not; it never panics.
+func TestNilReceivers(t *testing.T) {
+	ctx := context.Background()
+	fn := func(context.Context) error { return nil }
+	now := time.Unix(1_700_000_000, 0)
+	var (
+		b *Bulkhead
+		p *Partition[string]
+		q *Queue
+		l *Limiter
+		k *KeyedLimiter[string]
+		s *Scheduler[int]
+	)
+	for name, call := range map[string]func() error{
+		"Bulkhead.Acquire":     func() error { return b.Acquire(ctx) },
+		"Bulkhead.Do":          func() error { return b.Do(ctx, fn) },
+		"Partition.Acquire":    func() error { return p.Acquire(ctx, "a") },
+		"Partition.Do":         func() error { return p.Do(ctx, "a", fn) },
+		"Partition.Pause":      func() error { return p.Pause("a") },
+		"Queue.Acquire":        func() error { return q.Acquire(ctx, Normal) },
+		"Queue.Do":             func() error { return q.Do(ctx, Normal, fn) },
+		"Limiter.Wait":         func() error { return l.Wait(ctx) },
+		"KeyedLimiter.Allow":   func() error { return k.Allow("a") },
+		"KeyedLimiter.AllowAt": func() error { return k.AllowAt(now, "a") },
+	} {
+		err := call()
+		if !errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrShed) {
+			t.Errorf("%s on a nil receiver: %v, want ErrInvalidArgument and not a refusal", name, err)
+		}
+	}
+	calls := map[string]func() any{
+		"Bulkhead.TryAcquire":   func() any { return b.TryAcquire() },
+		"Bulkhead.Stats":        func() any { return b.Stats() },
+		"Partition.TryAcquire":  func() any { return p.TryAcquire("a") },
+		"Partition.Paused":      func() any { return p.Paused("a") },
+		"Partition.Stats":       func() any { return p.Stats() },
+		"Partition.StatsFor":    func() any { _, ok := p.StatsFor("a"); return ok },
+		"Partition.Keys":        func() any { return p.Keys() },
+		"Partition.PerKey":      func() any { return p.PerKey() },
+		"Queue.TryAcquire":      func() any { return q.TryAcquire() },
+		"Queue.Paused":          func() any { return q.Paused() },
+		"Queue.Standing":        func() any { return q.Standing(Critical) },
+		"Queue.Stats":           func() any { return q.Stats() },
+		"Limiter.Allow":         func() any { return l.Allow() },
+		"Limiter.AllowAt":       func() any { return l.AllowAt(now) },
+		"Limiter.Tokens":        func() any { return l.Tokens(now) },
+		"Limiter.Stats":         func() any { return l.Stats() },
+		"KeyedLimiter.Keys":     func() any { return k.Keys() },
+		"KeyedLimiter.Stats":    func() any { return k.Stats() },
+		"KeyedLimiter.StatsFor": func() any { _, ok := k.StatsFor("a"); return ok },
+		"Scheduler.TryRun":      func() any { return s.TryRun() },
+		"Scheduler.Push":        func() any { kind, _ := s.Push(now, Item[int]{}); return kind == Refused },
+		"Scheduler.Done":        func() any { _, ok := s.Done(now); return ok },
+		"Scheduler.Remove":      func() any { _, ok := s.Remove(now, Ticket{}, ErrPaused); return ok },
+		"Scheduler.DropAll":     func() any { return s.DropAll(now, ErrPaused) },
+		"Scheduler.Check":       func() any { _, ok := s.Check(now, Ticket{}); return ok },
+		"Scheduler.Wake":        func() any { _, ok := s.Wake(Ticket{}); return ok },
+		"Scheduler.Len":         func() any { return s.Len() },
+		"Scheduler.InFlight":    func() any { return s.InFlight() },
+		"Scheduler.Standing":    func() any { return s.Standing(Normal) },
+		"Scheduler.Timeout":     func() any { return s.Timeout(Normal) },
+		"Scheduler.Stats":       func() any { return s.Stats() },
+	}
+	want := map[string]any{"Scheduler.Push": true}
+	for name, call := range calls {
+		var got any
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s on a nil receiver panicked: %v", name, r)
+				}
+			}()
+			got = call()
+		}()
+		w, ok := want[name]
+		if !ok {
+			switch got.(type) {
+			case bool:
+				w = false
+			case int:
+				w = 0
+			case float64:
+				w = 0.0
+			case time.Duration:
+				w = time.Duration(0)
+			case Stats:
+				w = Stats{}
+			}
+		}
+		if got != w {
+			t.Errorf("%s on a nil receiver = %v, want %v", name, got, w)
+		}
+	}
+	// And the calls that return nothing.
+	for name, call := range map[string]func(){
+		"Bulkhead.Release":  b.Release,
+		"Bulkhead.Pause":    b.Pause,
+		"Bulkhead.Resume":   b.Resume,
+		"Partition.Release": func() { p.Release("a") },
+		"Partition.Resume":  func() { p.Resume("a") },
+		"Queue.Release":     q.Release,
+		"Queue.Pause":       q.Pause,
+		"Queue.Resume":      q.Resume,
+		"Scheduler.Advance": func() { s.Advance(now) },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s on a nil receiver panicked: %v", name, r)
+				}
+			}()
+			call()
+		}()
+	}
+}
+
+// TestZeroScheduler: a Scheduler not built with NewScheduler refuses what
+// it is offered and never panics.
+func TestZeroScheduler(t *testing.T) {
+	var s Scheduler[int]
+	now := time.Unix(1_700_000_000, 0)
+	if kind, _ := s.Push(now, Item[int]{}); kind != Refused {
+		t.Errorf("Push on a zero Scheduler: %v, want refused", kind)
+	}
+	if n := s.DropAll(now, ErrPaused); n != 0 {
+		t.Errorf("DropAll on a zero Scheduler dropped %d", n)
+	}
+	if _, ok := s.Done(now); ok {
+		t.Error("Done on a zero Scheduler handed out an item")
+	}
+	s.Advance(now)
+	if _, ok := s.Check(now, Ticket{}); ok {
+		t.Error("Check on a zero Scheduler found an item")
+	}
+}
