@@ -97,19 +97,101 @@ func (l Limits) validate(owner string) error {
 	return errors.Join(errs...)
 }
 
-// ValidateEndpoint reports whether name can name an endpoint: 1 to
-// MaxEndpointBytes bytes of printable ASCII without spaces. It does not
-// require a fully valid DNS name; a Provider may refuse more.
+// MaxLabelBytes is the longest label (the part between two dots) of an
+// endpoint name, as in DNS.
+const MaxLabelBytes = 63
+
+// ValidateEndpoint reports whether name is a canonical endpoint name: 1 to
+// MaxEndpointBytes bytes of lowercase ASCII letters, digits, '-', '_' and
+// '.', in labels of 1 to MaxLabelBytes bytes, with no leading or trailing
+// dot. DNS names are case-insensitive, and a trailing dot or a backslash
+// escape spells the same name another way ("API.x.", "\\097pi.x" and
+// "api.x" are one name); accepting one spelling only means two endpoints
+// of a plan are never the same DNS name under two spellings, which two
+// enactors would otherwise rewrite in turn on every pass. Any other name
+// is refused with an error matching ErrInvalidPlan that says why and,
+// where CanonicalEndpoint can make one, names the canonical form (e.g.
+// `endpoint name "API.x." is not canonical: use "api.x"`). It allocates
+// only to refuse.
 func ValidateEndpoint(name string) error {
+	if err := checkEndpoint(name, name); err != nil {
+		c, cerr := CanonicalEndpoint(name)
+		switch {
+		case cerr == nil && c != name:
+			return fmt.Errorf("%w: endpoint name %q is not canonical: use %q", ErrInvalidPlan, name, c)
+		case strings.IndexByte(name, '\\') >= 0:
+			return cerr // says that escapes are not decoded
+		}
+		return err
+	}
+	return nil
+}
+
+// CanonicalEndpoint returns the canonical spelling of the endpoint name
+// (see ValidateEndpoint): name with ASCII letters lowercased and one
+// trailing dot removed. It decodes nothing: a name with a backslash
+// escape is refused, as is one that is still not a valid endpoint name,
+// with an error matching ErrInvalidPlan.
+func CanonicalEndpoint(name string) (string, error) {
+	if i := strings.IndexByte(name, '\\'); i >= 0 {
+		return "", fmt.Errorf("%w: endpoint name %q has a backslash at byte %d: escapes are not decoded, spell the name with plain lowercase ASCII", ErrInvalidPlan, name, i)
+	}
+	c := strings.TrimSuffix(name, ".")
+	if hasUpper(c) {
+		c = strings.Map(func(r rune) rune {
+			if 'A' <= r && r <= 'Z' {
+				return r + ('a' - 'A')
+			}
+			return r
+		}, c)
+	}
+	if err := checkEndpoint(name, c); err != nil {
+		return "", err
+	}
+	return c, nil
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// checkEndpoint reports the first problem of name as a canonical endpoint
+// name; shown is the name as the caller spelled it, for the message.
+func checkEndpoint(shown, name string) error {
 	if name == "" {
+		if shown != "" {
+			return fmt.Errorf("%w: endpoint name %q is empty without its trailing dot", ErrInvalidPlan, shown)
+		}
 		return fmt.Errorf("%w: empty endpoint name", ErrInvalidPlan)
 	}
 	if len(name) > MaxEndpointBytes {
 		return fmt.Errorf("%w: endpoint name of %d bytes exceeds %d bytes", ErrInvalidPlan, len(name), MaxEndpointBytes)
 	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c <= ' ' || c >= 0x7f {
-			return fmt.Errorf("%w: endpoint name %q has byte %#x at %d (want printable ASCII, no spaces)", ErrInvalidPlan, name, c, i)
+	label := 0 // start of the current label
+	for i := 0; i <= len(name); i++ {
+		if i == len(name) || name[i] == '.' {
+			switch n := i - label; {
+			case n == 0 && i == 0:
+				return fmt.Errorf("%w: endpoint name %q starts with a dot", ErrInvalidPlan, shown)
+			case n == 0 && i == len(name):
+				return fmt.Errorf("%w: endpoint name %q ends with a dot", ErrInvalidPlan, shown)
+			case n == 0:
+				return fmt.Errorf("%w: endpoint name %q has an empty label at byte %d", ErrInvalidPlan, shown, i)
+			case n > MaxLabelBytes:
+				return fmt.Errorf("%w: endpoint name %q has a label of %d bytes at byte %d, limit %d", ErrInvalidPlan, shown, n, label, MaxLabelBytes)
+			}
+			label = i + 1
+			continue
+		}
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return fmt.Errorf("%w: endpoint name %q has byte %#x %q at %d (want lowercase ASCII letters, digits, '-', '_' or '.')", ErrInvalidPlan, shown, c, rune(c), i)
 		}
 	}
 	return nil

@@ -175,3 +175,70 @@ func planFromBytes(b []byte) dnsplan.Plan {
 	}
 	return p
 }
+
+// TestCanonicalEndpointNames: DNS names are case-insensitive and have
+// other spellings (a trailing dot, escapes), so a plan naming "api.x" and
+// "API.x" would be two endpoints on one DNS name, rewritten in turn on
+// every pass. Only the canonical spelling is valid, and the error names
+// it.
+func TestCanonicalEndpointNames(t *testing.T) {
+	dup := dnsplan.Plan{Generation: 1, Endpoints: map[string][]dnsplan.Target{
+		"api.dnsplan.test": {tg(1, 1)}, "API.dnsplan.test": {tg(2, 1)}}}
+	err := dnsplan.Validate(dup, dnsplan.Limits{})
+	require.ErrorIs(t, err, dnsplan.ErrInvalidPlan)
+	assert.Contains(t, err.Error(), `endpoint name "API.dnsplan.test" is not canonical: use "api.dnsplan.test"`)
+
+	for _, tc := range []struct{ name, want string }{
+		{"api.x", ""},
+		{"a", ""},
+		{"_dnsplan.api-1.x", ""},
+		{strings.Repeat("a", 63) + ".x", ""},
+		{strings.Repeat("abcdefg.", 31) + "abcd", ""}, // 252 bytes
+		{"API.x.", `is not canonical: use "api.x"`},
+		{"web.x.", `is not canonical: use "web.x"`},
+		{`\065bc.x`, "backslash"},
+		{"", "empty endpoint name"},
+		{".", "starts with a dot"},
+		{".api", "starts with a dot"},
+		{"api..x", "empty label at byte 4"},
+		{"api.x..", "empty label at byte 6"},
+		{"api.", `use "api"`},
+		{strings.Repeat("a", 64) + ".x", "label of 64 bytes at byte 0, limit 63"},
+		{strings.Repeat("abc.", 63) + "ab", "254 bytes exceeds 253"},
+		{"a b", "byte 0x20"},
+		{"caf\u00e9.x", "byte 0xc3"},
+		{"a*.x", "byte 0x2a"},
+	} {
+		err := dnsplan.ValidateEndpoint(tc.name)
+		if tc.want == "" {
+			assert.NoError(t, err, tc.name)
+			c, err := dnsplan.CanonicalEndpoint(tc.name)
+			assert.NoError(t, err)
+			assert.Equal(t, tc.name, c, "a canonical name is its own canonical form")
+			continue
+		}
+		require.ErrorIs(t, err, dnsplan.ErrInvalidPlan, tc.name)
+		assert.Contains(t, err.Error(), tc.want, tc.name)
+		rerr := dnsplan.ValidateRecords(tc.name, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg(1, 1)}}, 0)
+		assert.ErrorIs(t, rerr, dnsplan.ErrInvalidRecords, tc.name)
+		assert.ErrorIs(t, rerr, dnsplan.ErrInvalidPlan, tc.name)
+	}
+
+	for in, want := range map[string]string{"API.dnsplan.test": "api.dnsplan.test", "web.x.": "web.x", "Web.X.": "web.x", "api": "api"} {
+		c, err := dnsplan.CanonicalEndpoint(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, c, in)
+		assert.NoError(t, dnsplan.ValidateEndpoint(c))
+	}
+	for _, in := range []string{`\065bc.x`, "web.x..", "", "a b.", "ü.x"} {
+		_, err := dnsplan.CanonicalEndpoint(in)
+		assert.ErrorIs(t, err, dnsplan.ErrInvalidPlan, in)
+	}
+
+	// A report spelling one endpoint two ways is refused, not planned.
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{})
+	require.NoError(t, err)
+	_, err = p.Next(t0, dnsplan.Report{"api.x": healthy(1, 1), "API.x": healthy(1, 1)})
+	require.ErrorIs(t, err, dnsplan.ErrInvalidReport)
+	assert.Contains(t, err.Error(), `use "api.x"`)
+}
