@@ -64,6 +64,9 @@ type Attempt[K comparable] struct {
 	// deadline: an attempt that finishes later counts as failed
 	// (ErrTimeout).
 	Deadline time.Time
+	// id tells this attempt from every other the Recovery handed out, so
+	// that Finish can ignore a duplicate or stale report.
+	id uint64
 }
 
 // RecoveryConfig configures a Recovery. Workers, TTL and AttemptTimeout are
@@ -99,9 +102,13 @@ type RecoveryConfig struct {
 	// DefaultCostWeight (0.2).
 	CostWeight float64
 	// Retry spaces out the establishment attempts of a key after each
-	// failure, with its jitter drawn afresh for every key and failure, so
-	// that keys that fail together are retried at spread-out times. Its
-	// MaxAttempts and MaxElapsed bound them: a key is failed, and not
+	// failure, and the renewal attempts of a lease after each failure,
+	// with its jitter drawn afresh for every key and failure, so that keys
+	// that fail together are retried at spread-out times. Renewals are
+	// bounded by the loss deadline, not by MaxAttempts or MaxElapsed: the
+	// delay is shortened where needed so that one last renewal can still
+	// finish before it. For establishments, MaxAttempts and MaxElapsed
+	// bound them: a key is failed, and not
 	// tried again unless Added again, after MaxAttempts failed attempts in
 	// a row, or when its next retry would start more than MaxElapsed after
 	// the first attempt of the run of failures started. (MaxElapsed is
@@ -110,7 +117,7 @@ type RecoveryConfig struct {
 	// 100ms doubling to 10s, full jitter, 5 attempts).
 	Retry backoff.Policy
 	// Rand supplies the uniform draws for Retry's jitter, one per failed
-	// establishment, so that a seeded source makes the Recovery
+	// establishment or renewal, so that a seeded source makes the Recovery
 	// deterministic, as simulations need. The Recovery's calls are not
 	// concurrent; Rand must not be used elsewhere at the same time. Nil
 	// means the runtime's fast, randomly seeded source (math/rand/v2's
@@ -166,8 +173,9 @@ type Progress struct {
 	// Pending counts keys still to be established: in the backlog, queued
 	// or being attempted.
 	Pending int
-	// Failed counts keys given up after Retry.MaxAttempts failures, or
-	// when a retry would have started past Retry.MaxElapsed.
+	// Failed counts keys given up after Retry.MaxAttempts failed
+	// establishments, or when a retry would have started past
+	// Retry.MaxElapsed. Refusals by the Recovery's own lease do not count.
 	Failed int
 	// InFlight counts attempts running.
 	InFlight int
@@ -208,19 +216,31 @@ const (
 )
 
 type entry[K comparable] struct {
-	key      K
-	state    keyState
-	attempts int           // failed establishments in a row
-	prev     time.Duration // previous retry delay
+	key   K
+	state keyState
+	// final is set when the renewal queued is the last that fits before
+	// the loss deadline: if it fails, the lease lapses.
+	final bool
+	// attempts counts, while the key's lease is not held, its failed
+	// establishments in a row; while it is held, the failed renewals of
+	// its current term. prev is the delay after the latest of them.
+	attempts int
+	prev     time.Duration
 	// deadline is, while the key's lease is held (stHeld, stRenewWait,
 	// stRenewing), the lease's loss deadline; while its establishments
 	// fail (attempts > 0), the retry deadline: the start of the first
 	// failed attempt plus Retry.MaxElapsed. A key is never in both phases
 	// at once, and one field for both keeps entries small.
 	deadline time.Time
-	due      time.Time // backlog: not before; held: renew at
-	seq      uint64
-	idx      int // position in the heap it is in, -1 if none
+	due      time.Time // backlog: not before; held: renew at; running: started at
+	// expires is when a lease of the key granted to this Recovery may
+	// still run in the table, on the Recovery's clock: its current or
+	// last term's start plus the TTL, pushed later by attempts whose
+	// outcome is unknown. An establishment refused as held before then
+	// (plus the drift margin) is refused by the Recovery's own lease.
+	expires time.Time
+	seq     uint64 // arrival order in a heap; while running, the attempt's id
+	idx     int    // position in the heap it is in, -1 if none
 }
 
 // Recovery re-establishes and keeps a large number of leases without
@@ -253,16 +273,26 @@ type entry[K comparable] struct {
 //     that could not start in time returns to the backlog without being
 //     counted as an attempt; a renewal that could not means its lease has
 //     lapsed, and the key returns to the backlog.
-//   - Failures back off. A failed establishment is retried after
-//     Retry's delay, jittered for each key with a draw from Rand, so that
-//     keys that failed together do not retry together; a key is given up
-//     after Retry.MaxAttempts failures, or when its next retry would start
-//     past Retry.MaxElapsed.
+//   - Failures back off. A failed establishment or renewal is retried
+//     after Retry's delay, jittered for each key with a draw from Rand, so
+//     that keys that failed together do not retry together, and a table
+//     that is down is not hammered while it recovers; a key is given up
+//     after Retry.MaxAttempts failed establishments, or when its next
+//     retry would start past Retry.MaxElapsed. Renewals are bounded by
+//     the loss deadline instead, with one last attempt fitted before it.
+//   - Its own leases are waited out, not counted. A lease that lapses in
+//     the Recovery's view (at its loss deadline) still runs in the table
+//     until its expiry, and the table refuses every grant of the key until
+//     then, even to the same holder; so a lapsed key returns to the
+//     backlog due at its lease's expiry, and an establishment refused as
+//     held (report the table's *HeldError, errors.Is ErrHeld) while a
+//     lease granted to this Recovery may still run is retried when the
+//     refusal says that lease ends, without counting against the key. An
+//     outage of the table that begins after a key is established and
+//     lasts less than TTL·(1−RenewFraction) therefore never fails the key.
 //
-// A lease that lapses in the Recovery's view (at its loss deadline) may
-// still be unexpired in the table for the drift margin; an establishment
-// attempt that the table refuses as held (ErrHeld) should report that
-// error, and the key is retried after Retry's delay.
+// Each Attempt carries an identity: Finish ignores a duplicate or stale
+// report, and one of an attempt this Recovery did not hand out.
 //
 // A Recovery is not safe for concurrent use. Start and Finish cost
 // O(log n) per key they move for n keys tracked.
@@ -291,7 +321,8 @@ type Recovery[K comparable] struct {
 	rateTotal        int64
 	rate             float64
 	maxKeys          int
-	last             time.Time // the latest time the caller passed
+	drift            time.Duration // the effective DriftMargin
+	last             time.Time     // the latest time the caller passed
 }
 
 // NewRecovery returns an empty Recovery configured by cfg, or an error
@@ -313,7 +344,8 @@ func NewRecovery[K comparable](cfg RecoveryConfig) (*Recovery[K], error) {
 		cfg.MaxKeys = DefaultRecoveryMaxKeys
 	}
 	r := &Recovery[K]{cfg: cfg, keys: make(map[K]*entry[K]), weight: cfg.CostWeight, maxKeys: cfg.MaxKeys,
-		costE: float64(cfg.InitialCost), costR: float64(cfg.InitialCost)}
+		costE: float64(cfg.InitialCost), costR: float64(cfg.InitialCost),
+		drift: KeeperConfig{DriftMargin: cfg.DriftMargin}.drift(cfg.TTL)}
 	// Deadlines, not queue timeouts, bound the wait: with MaxWait equal to
 	// Target the CoDel control law never engages. (The scheduler bounds
 	// every wait by an hour; an item dropped for that is offered again.)
@@ -377,16 +409,31 @@ func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
 // now: the worker that ran a takes the first of them, if any. An attempt
 // that finishes at or after its Deadline counts as failed (ErrTimeout),
 // whatever err says.
+//
+// Each attempt is reported once: a report of an attempt this Recovery did
+// not hand out, or of one already reported (a duplicate, or a stale report
+// of an earlier attempt for the same key), is ignored and changes nothing.
+//
+// A failed renewal is retried after Retry's delay (its Base, Cap,
+// Multiplier and Jitter; not its MaxAttempts or MaxElapsed, since the loss
+// deadline bounds the retries), shortened if need be so that one last
+// attempt can still finish before the loss deadline at the measured cost.
+// An establishment refused as held (a *HeldError, errors.Is ErrHeld) while
+// a lease of the key granted to this Recovery may still run in the table
+// is not counted against the key: it is retried once that lease has ended,
+// after the HeldError's Remaining if the table says (or at the lease's
+// expiry plus the drift margin if not).
 func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attempt[K]) []Attempt[K] {
-	if r.sched == nil {
+	if r == nil || r.sched == nil {
 		return out
 	}
-	r.last = laterOf(r.last, now)
 	e := r.keys[a.Key]
-	if e == nil || (e.state != stRunning && e.state != stRenewing) {
-		return out // not an attempt this Recovery handed out
+	if e == nil || a.id == 0 || e.seq != a.id || !(e.state == stRunning && a.Kind == Establish || e.state == stRenewing && a.Kind == Renew) {
+		return out // not an attempt this Recovery handed out, or already reported
 	}
-	cost := float64(now.Sub(a.Started))
+	r.last = laterOf(r.last, now)
+	started := e.due
+	cost := float64(now.Sub(started))
 	if a.Kind == Renew {
 		r.costR += r.weight * (cost - r.costR)
 	} else {
@@ -395,29 +442,48 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 	if err == nil && !now.Before(a.Deadline) {
 		err = ErrTimeout
 	}
+	var held *HeldError
 	switch {
 	case err == nil:
 		if a.Kind == Establish {
 			r.total++
 			r.held++
-			e.attempts, e.prev = 0, 0
 		}
-		r.hold(e, a.Started)
+		e.attempts, e.prev = 0, 0
+		r.hold(e, started)
 	case a.Kind == Renew:
 		r.wasted++
-		if errors.Is(err, ErrLost) || errors.Is(err, ErrTimeout) || !now.Before(e.deadline) {
+		switch {
+		case errors.Is(err, ErrLost):
+			// The table says the lease is no longer this Recovery's.
+			e.expires = now
 			r.lapse(e, now)
-		} else {
-			// Try again at once: the loss deadline bounds the retries.
-			e.state, e.due = stRenewWait, now
-			r.push(&r.renew, e)
+		case errors.Is(err, ErrTimeout) || !now.Before(e.deadline):
+			r.lapse(e, now)
+		default:
+			r.retryRenewal(e, now)
 		}
+	case errors.As(err, &held) && now.Before(e.expires.Add(r.drift)):
+		// Refused by the Recovery's own lease, or by one it may have been
+		// granted: not a futile attempt to count against the key, but a
+		// lease to wait out.
+		r.wasted++
+		due := e.expires.Add(r.drift)
+		if held.Remaining > 0 {
+			due = now.Add(held.Remaining)
+		}
+		r.toBacklog(e, laterOf(due, now.Add(max(time.Duration(r.costE), time.Microsecond))))
 	default:
 		r.wasted++
+		if !errors.Is(err, ErrHeld) && !errors.Is(err, ErrInvalidArgument) {
+			// The outcome is unknown: the grant may have landed, and a
+			// later refusal as held may then be of this lease.
+			e.expires = laterOf(e.expires, now.Add(r.cfg.TTL))
+		}
 		if e.attempts == 0 {
 			// MaxElapsed counts from the start of the first attempt, as
 			// in backoff.Retry.
-			e.deadline = a.Started.Add(r.cfg.Retry.MaxElapsed)
+			e.deadline = started.Add(r.cfg.Retry.MaxElapsed)
 		}
 		e.attempts++
 		elapsed := now.Sub(e.deadline) + r.cfg.Retry.MaxElapsed // since the first attempt started
@@ -527,15 +593,44 @@ func (r *Recovery[K]) cost(e *entry[K]) time.Duration {
 func (r *Recovery[K]) hold(e *entry[K], start time.Time) {
 	kc := KeeperConfig{RenewFraction: r.cfg.RenewFraction, DriftMargin: r.cfg.DriftMargin}
 	l := Lease{TTL: r.cfg.TTL, Renewed: start, Expires: start.Add(r.cfg.TTL)}
-	e.state, e.deadline, e.due = stHeld, kc.LostAt(l), kc.RenewAt(l)
+	e.state, e.deadline, e.due, e.expires, e.final = stHeld, kc.LostAt(l), kc.RenewAt(l), l.Expires, false
 	r.push(&r.renew, e)
 }
 
-// lapse records that e's lease was lost, and puts it back in the backlog.
+// retryRenewal schedules the next renewal of e after a failed one: after
+// Retry's delay, jittered afresh, but early enough for one last attempt to
+// finish before the loss deadline at the measured cost; at the loss
+// deadline, where e lapses, if there is no time left for one.
+func (r *Recovery[K]) retryRenewal(e *entry[K], now time.Time) {
+	e.attempts++
+	d := r.cfg.Retry.Delay(e.attempts, e.prev, r.uniform())
+	e.prev = d
+	due := now.Add(d)
+	if last := e.deadline.Add(-2 * max(time.Duration(r.costR), time.Microsecond)); due.After(last) {
+		due = last
+		if e.final || !now.Before(last) {
+			due = e.deadline
+		}
+		e.final = true
+	}
+	e.state, e.due = stRenewWait, due
+	r.push(&r.renew, e)
+}
+
+// lapse records that e's lease was lost at its loss deadline (or refused
+// as lost), and puts it back in the backlog, due when its lease has ended
+// in the table: an establishment before then would be refused by it.
 func (r *Recovery[K]) lapse(e *entry[K], now time.Time) {
 	r.held--
 	r.lapsed++
-	r.toBacklog(e, now)
+	due := laterOf(now, e.expires)
+	if e.attempts > 0 && e.expires.After(now) {
+		// A renewal of this term failed with an unknown outcome: it may
+		// have landed, and extended the lease by up to a TTL.
+		e.expires = e.expires.Add(r.cfg.TTL)
+	}
+	e.attempts, e.prev = 0, 0
+	r.toBacklog(e, due)
 }
 
 func (r *Recovery[K]) toBacklog(e *entry[K], due time.Time) {
@@ -606,7 +701,9 @@ func (r *Recovery[K]) started(now time.Time, it shed.Item[*entry[K]], out []Atte
 		e.state = stRunning
 	}
 	r.attempts++
-	return append(out, Attempt[K]{Key: e.key, Kind: kind, Started: now, Deadline: it.Deadline})
+	r.seq++
+	e.seq, e.due = r.seq, now
+	return append(out, Attempt[K]{Key: e.key, Kind: kind, Started: now, Deadline: it.Deadline, id: e.seq})
 }
 
 // settleDrops handles the items the scheduler (or Finish) dropped without
