@@ -2,8 +2,11 @@ package rfc2136
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -44,13 +47,19 @@ var (
 	ErrInvalidConfig = errors.New("rfc2136: invalid config")
 	// errNilContext is returned for a nil context, before any I/O.
 	errNilContext = fmt.Errorf("%w: nil context", dnsplan.ErrInvalidArgument)
-	// ErrInvalidName is matched by the refusal of an endpoint that is not
-	// a valid DNS name inside the zone. It also matches
-	// dnsplan.ErrInvalidRecords.
-	ErrInvalidName = fmt.Errorf("%w: endpoint is not a name in the zone", dnsplan.ErrInvalidRecords)
+	// ErrInvalidName is matched by the refusal, before any I/O, of an
+	// endpoint that is not a canonical name inside the zone: 1 to 253
+	// bytes of lowercase ASCII letters, digits, '-', '_' and '.', labels
+	// of 1 to 63 bytes, no leading or trailing dot, no escape. A name DNS
+	// would read differently from the way it is written (`\065bc`,
+	// "ABC", "abc.") is refused rather than written under one name and
+	// read under another. It also matches dnsplan.ErrInvalidRecords.
+	ErrInvalidName = fmt.Errorf("%w: endpoint is not a canonical name in the zone", dnsplan.ErrInvalidRecords)
 	// ErrServer is matched when the server answers with an error code
 	// other than a failed prerequisite (REFUSED, NOTAUTH for a bad TSIG
-	// key, SERVFAIL, ...); the error names the code.
+	// key, SERVFAIL, ...), or with an answer that is not authoritative;
+	// the error names the code. Of these only SERVFAIL also matches
+	// ErrTransient.
 	ErrServer = errors.New("rfc2136: server error")
 	// ErrTruncated is matched when an answer came back truncated and could
 	// not be had whole: the retry over TCP failed (the error wraps that
@@ -58,8 +67,25 @@ var (
 	// A truncated answer is never read as data.
 	ErrTruncated = errors.New("rfc2136: answer truncated")
 	// ErrCorrupt is matched when the metadata TXT records of an endpoint
-	// cannot be parsed.
+	// cannot be parsed. If the generation TXT is intact and only the
+	// weights TXT is damaged, the error also matches
+	// dnsplan.ErrCorruptRecords and Read returns the generation and
+	// version along with it, so that an Apply conditioned on them
+	// replaces the damage. A damaged generation TXT cannot be named in
+	// an update's prerequisite, so it is not repairable under a
+	// condition: an operator must fix or delete it.
 	ErrCorrupt = errors.New("rfc2136: corrupt metadata")
+	// ErrTransient is matched by failures that may pass by themselves, so
+	// that trying again later is the right response: an exchange that
+	// timed out or failed on the network (the server down, restarting,
+	// unreachable), a SERVFAIL, a read torn by concurrent updates
+	// (fence.ErrContended), a context that ended. Every other error is
+	// permanent until someone changes the server, the zone or the call:
+	// ErrInvalidName, ErrCorrupt, dnsplan.ErrNameInUse, ErrServer for
+	// REFUSED, NOTAUTH or any code but SERVFAIL, a TSIG failure, invalid
+	// records or arguments. A stale condition (fence.ErrStale) is neither:
+	// read again and decide again.
+	ErrTransient = errors.New("rfc2136: transient failure")
 )
 
 // Config configures a Provider. Server and Zone are required; every other
@@ -68,7 +94,8 @@ type Config struct {
 	// Server is the address of the primary server, "host:port".
 	Server string
 	// Zone is the zone the endpoints live in, e.g. "example.com." (the
-	// trailing dot is optional). Every endpoint must be a name in it.
+	// trailing dot is optional, case does not matter; no escapes). Every
+	// endpoint must be a name in it.
 	Zone string
 	// KeyName, Secret and Algorithm are the TSIG key that signs every
 	// message: the key's name, its base64 secret, and its algorithm (zero:
@@ -86,7 +113,8 @@ type Config struct {
 	Net string
 	// MetaPrefix is the label prepended to an endpoint's name to name its
 	// generation TXT record (zero: DefaultMetaPrefix); the weights TXT is
-	// at MetaPrefix+"-weights". It must be a single label.
+	// at MetaPrefix+"-weights". It must be a single label of at most 50
+	// letters, digits, '-' and '_'; case does not matter.
 	MetaPrefix string
 	// MaxTargets bounds the targets of one endpoint. Zero means
 	// dnsplan.DefaultMaxTargets; negative or above 768 is invalid: the
@@ -120,8 +148,8 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.Zone == "" {
 		bad("Config.Zone is empty")
-	} else if _, ok := dns.IsDomainName(cfg.Zone); !ok {
-		bad("Config.Zone %q is not a domain name", cfg.Zone)
+	} else if z := strings.ToLower(strings.TrimSuffix(cfg.Zone, ".")); checkName(z) != "" {
+		bad("Config.Zone %q is not a domain name of letters, digits, '-', '_' and '.': %s", cfg.Zone, checkName(z))
 	}
 	cfg.Zone = dns.CanonicalName(cfg.Zone)
 	if cfg.Algorithm == "" {
@@ -161,8 +189,9 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.MetaPrefix == "" {
 		cfg.MetaPrefix = DefaultMetaPrefix
 	}
-	if strings.Contains(cfg.MetaPrefix, ".") || len(cfg.MetaPrefix) > 50 {
-		bad("Config.MetaPrefix %q is not a single label of at most 50 bytes", cfg.MetaPrefix)
+	cfg.MetaPrefix = strings.ToLower(cfg.MetaPrefix)
+	if strings.Contains(cfg.MetaPrefix, ".") || len(cfg.MetaPrefix) > 50 || checkName(cfg.MetaPrefix) != "" {
+		bad("Config.MetaPrefix %q is not a single label of at most 50 letters, digits, '-' and '_'", cfg.MetaPrefix)
 	}
 	if cfg.MaxTargets < 0 || cfg.MaxTargets > maxTargetsLimit {
 		bad("Config.MaxTargets %d is outside [0, %d]", cfg.MaxTargets, maxTargetsLimit)
@@ -191,26 +220,70 @@ func New(cfg Config) (*Provider, error) {
 	return p, nil
 }
 
-// names returns the endpoint's owner name and the names of its generation
-// and weights TXT records, or an error matching ErrInvalidName.
-func (p *Provider) names(endpoint string) (owner, gen, weights string, err error) {
-	if err := dnsplan.ValidateEndpoint(endpoint); err != nil {
-		return "", "", "", fmt.Errorf("%w: %w", ErrInvalidName, err)
+// checkName returns why name is not in canonical form — 1 to 253 bytes
+// of lowercase ASCII letters, digits, '-', '_' and '.', labels of 1 to 63
+// bytes, no leading or trailing dot — or "" if it is.
+func checkName(name string) string {
+	if name == "" || len(name) > 253 {
+		return fmt.Sprintf("%d bytes, want 1 to 253", len(name))
 	}
-	owner = dns.CanonicalName(endpoint)
-	if _, ok := dns.IsDomainName(owner); !ok || !dns.IsSubDomain(p.cfg.Zone, owner) || owner == p.cfg.Zone {
-		return "", "", "", fmt.Errorf("%w: %q in zone %q", ErrInvalidName, endpoint, p.cfg.Zone)
+	label := 0
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == '.':
+			if label == 0 {
+				return fmt.Sprintf("empty label at byte %d", i)
+			}
+			label = 0
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			if label++; label > 63 {
+				return fmt.Sprintf("label longer than 63 bytes at byte %d", i)
+			}
+		default:
+			return fmt.Sprintf("byte %q at %d is not a lowercase letter, digit, '-', '_' or '.'", c, i)
+		}
 	}
-	gen = p.cfg.MetaPrefix + "." + owner
-	weights = p.cfg.MetaPrefix + "-weights." + owner
-	if _, ok := dns.IsDomainName(gen); !ok || len(weights) > 254 {
-		return "", "", "", fmt.Errorf("%w: %q is too long for its metadata names", ErrInvalidName, endpoint)
+	if label == 0 {
+		return "trailing dot"
 	}
-	return owner, gen, weights, nil
+	return ""
 }
 
+// names are the owner names of one endpoint's records, canonical and
+// fully qualified.
+type names struct {
+	endpoint, owner, gen, weights string
+}
+
+// names returns the endpoint's owner name and the names of its generation
+// and weights TXT records, or an error matching ErrInvalidName. The
+// endpoint must be canonical (see ErrInvalidName), so that the names
+// written are the names asked for and the names answered, byte for byte.
+func (p *Provider) names(endpoint string) (names, error) {
+	if why := checkName(endpoint); why != "" {
+		return names{}, fmt.Errorf("%w: %q: %s", ErrInvalidName, endpoint, why)
+	}
+	if err := dnsplan.ValidateEndpoint(endpoint); err != nil {
+		return names{}, fmt.Errorf("%w: %w", ErrInvalidName, err)
+	}
+	n := names{endpoint: endpoint, owner: endpoint + "."}
+	if !strings.HasSuffix(n.owner, "."+p.cfg.Zone) {
+		return names{}, fmt.Errorf("%w: %q is not below zone %q", ErrInvalidName, endpoint, p.cfg.Zone)
+	}
+	n.gen = p.cfg.MetaPrefix + "." + n.owner
+	n.weights = p.cfg.MetaPrefix + "-weights." + n.owner
+	if len(n.weights) > 254 {
+		return names{}, fmt.Errorf("%w: %q is too long for its metadata names (%s is %d bytes, limit 254)", ErrInvalidName, endpoint, n.weights, len(n.weights))
+	}
+	return n, nil
+}
+
+// transient marks err as matching ErrTransient.
+func transient(err error) error { return fmt.Errorf("%w: %w", ErrTransient, err) }
+
 // exchange sends m over c, signed if a key is configured, within the
-// context and the per-exchange timeout.
+// context and the per-exchange timeout. Network failures, timeouts and
+// an ended context match ErrTransient; a TSIG failure does not.
 func (p *Provider) exchange(ctx context.Context, c *dns.Client, m *dns.Msg) (*dns.Msg, error) {
 	if p.cfg.KeyName != "" {
 		// A message sent again (a query retried over TCP) gets a fresh
@@ -224,18 +297,55 @@ func (p *Provider) exchange(ctx context.Context, c *dns.Client, m *dns.Msg) (*dn
 	defer cancel()
 	r, _, err := c.ExchangeContext(ctx, m, p.cfg.Server)
 	if err != nil {
+		var netErr net.Error
+		passes := errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || ctx.Err() != nil
 		if cerr := context.Cause(ctx); cerr != nil && ctx.Err() != nil {
-			return nil, fmt.Errorf("rfc2136: exchange with %s over %s: %w (%v)", p.cfg.Server, c.Net, cerr, err)
+			err = fmt.Errorf("rfc2136: exchange with %s over %s: %w (%v)", p.cfg.Server, c.Net, cerr, err)
+		} else {
+			err = fmt.Errorf("rfc2136: exchange with %s over %s: %w", p.cfg.Server, c.Net, err)
 		}
-		return nil, fmt.Errorf("rfc2136: exchange with %s over %s: %w", p.cfg.Server, c.Net, err)
+		if passes {
+			err = transient(err)
+		}
+		return nil, err
 	}
 	return r, nil
 }
 
-// query returns the answer RRs of type t at name. An answer truncated
-// over UDP is asked again over TCP, and a truncated answer is never
-// returned: BIND, for one, sends a truncated answer with no records at
-// all, which would read as an endpoint without targets or weights.
+// rcodeError is the error of an answer with an error code: it matches
+// ErrServer, and ErrTransient if the code is SERVFAIL.
+func rcodeError(rcode int, format string, args ...any) error {
+	err := fmt.Errorf("%w: "+format+" answered %s", append(append([]any{ErrServer}, args...), dns.RcodeToString[rcode])...)
+	if rcode == dns.RcodeServerFailure {
+		err = transient(err)
+	}
+	return err
+}
+
+// nameInUse is the error for a record the provider does not own that
+// keeps it from serving or writing the name asked for.
+func nameInUse(rr dns.RR, why string) error {
+	h := rr.Header()
+	var data string
+	switch rr := rr.(type) {
+	case *dns.CNAME:
+		data = rr.Target
+	case *dns.DNAME:
+		data = rr.Target
+	case *dns.NS:
+		data = rr.Ns
+	}
+	return fmt.Errorf("%w: %s %s %s (%s; this provider never deletes it: remove it to let the endpoint be written)",
+		dnsplan.ErrNameInUse, h.Name, dns.TypeToString[h.Rrtype], data, why)
+}
+
+// query returns the answer RRs of type t at name, which is canonical. An
+// answer truncated over UDP is asked again over TCP, and a truncated
+// answer is never returned: BIND, for one, sends a truncated answer with
+// no records at all, which would read as an endpoint without targets or
+// weights. An answer that a CNAME at name, a DNAME above it or a
+// delegation above it redirects is an error matching
+// dnsplan.ErrNameInUse, never an empty answer.
 func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, t)
@@ -255,67 +365,160 @@ func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, 
 		return nil, fmt.Errorf("%w: query %s %s over tcp", ErrTruncated, name, dns.TypeToString[t])
 	}
 	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
-		return nil, fmt.Errorf("%w: query %s %s answered %s", ErrServer, name, dns.TypeToString[t], dns.RcodeToString[r.Rcode])
+		return nil, rcodeError(r.Rcode, "query %s %s", name, dns.TypeToString[t])
+	}
+	// A DNAME first: the CNAME it synthesizes says less.
+	for _, rr := range r.Answer {
+		if d, ok := rr.(*dns.DNAME); ok && dns.IsSubDomain(dns.CanonicalName(d.Hdr.Name), name) {
+			return nil, nameInUse(rr, "a DNAME redirects every name below it")
+		}
 	}
 	var out []dns.RR
 	for _, rr := range r.Answer {
-		if rr.Header().Rrtype == t && strings.EqualFold(rr.Header().Name, name) {
-			out = append(out, rr)
+		h := rr.Header()
+		if dns.CanonicalName(h.Name) != name {
+			continue // the target of a CNAME, say
 		}
+		switch {
+		case h.Rrtype == t:
+			out = append(out, rr)
+		case h.Rrtype == dns.TypeCNAME:
+			return nil, nameInUse(rr, "no other record can exist beside a CNAME")
+		}
+	}
+	if !r.Authoritative {
+		for _, rr := range r.Ns {
+			if ns, ok := rr.(*dns.NS); ok && dns.CanonicalName(ns.Hdr.Name) != p.cfg.Zone && dns.IsSubDomain(dns.CanonicalName(ns.Hdr.Name), name) {
+				return nil, nameInUse(rr, "the name is delegated to another zone")
+			}
+		}
+		return nil, fmt.Errorf("%w: query %s %s answered without authority: is %s the primary of %s?", ErrServer, name, dns.TypeToString[t], p.cfg.Server, p.cfg.Zone)
 	}
 	return out, nil
 }
 
-// generationText is the single string of the generation TXT record.
-func generationText(g fence.Token) string { return "dnsplan-generation=" + g.String() }
+// Generation TXT strings: "dnsplan-generation=N" then, for every write
+// since versions exist, "dnsplan-version=V", V versionBytes random bytes
+// in lowercase hex.
+const (
+	generationKey = "dnsplan-generation="
+	versionKey    = "dnsplan-version="
+	versionBytes  = 16
+)
 
-// readGeneration returns the endpoint's applied generation (zero if it has
+// head is what the generation TXT holds.
+type head struct {
+	gen     fence.Token
+	version string
+}
+
+// newVersion returns a version never given before, with overwhelming
+// probability: 128 random bits.
+func newVersion() string {
+	b := make([]byte, versionBytes)
+	_, _ = rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b)
+}
+
+// validVersion reports whether v is a version this provider writes.
+func validVersion(v string) bool {
+	if len(v) != 2*versionBytes {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// text returns the strings of h's generation TXT record: one for a head
+// without a version (the format before versions), two otherwise.
+func (h head) text() []string {
+	if h.version == "" {
+		return []string{generationKey + h.gen.String()}
+	}
+	return []string{generationKey + h.gen.String(), versionKey + h.version}
+}
+
+// parseHead parses the strings of a generation TXT record; only exactly
+// what text writes is accepted.
+func parseHead(txt []string) (head, bool) {
+	if len(txt) != 1 && len(txt) != 2 {
+		return head{}, false
+	}
+	v, ok := strings.CutPrefix(txt[0], generationKey)
+	g, err := fence.ParseToken(v)
+	if !ok || err != nil || g == 0 || g.String() != v {
+		return head{}, false
+	}
+	h := head{gen: g}
+	if len(txt) == 2 {
+		h.version, ok = strings.CutPrefix(txt[1], versionKey)
+		if !ok || !validVersion(h.version) {
+			return head{}, false
+		}
+	}
+	return h, true
+}
+
+// readHead returns the endpoint's generation and version (zero if it has
 // no generation TXT record).
-func (p *Provider) readGeneration(ctx context.Context, name string) (fence.Token, error) {
+func (p *Provider) readHead(ctx context.Context, name string) (head, error) {
 	rrs, err := p.query(ctx, name, dns.TypeTXT)
 	if err != nil {
-		return 0, err
+		return head{}, err
 	}
 	switch len(rrs) {
 	case 0:
-		return 0, nil
+		return head{}, nil
 	case 1:
 		txt := rrs[0].(*dns.TXT).Txt
-		if len(txt) == 1 {
-			if v, ok := strings.CutPrefix(txt[0], "dnsplan-generation="); ok {
-				if g, err := fence.ParseToken(v); err == nil && g != 0 {
-					return g, nil
-				}
-			}
+		if h, ok := parseHead(txt); ok {
+			return h, nil
 		}
-		return 0, fmt.Errorf("%w: %s TXT %q is not dnsplan-generation=N", ErrCorrupt, name, txt)
+		return head{}, fmt.Errorf("%w: %s TXT %q is not \"%sN\" \"%sV\"", ErrCorrupt, name, txt, generationKey, versionKey)
 	}
-	return 0, fmt.Errorf("%w: %s has %d TXT records, want 1", ErrCorrupt, name, len(rrs))
+	return head{}, fmt.Errorf("%w: %s has %d TXT records, want 1", ErrCorrupt, name, len(rrs))
 }
 
-// Read returns the endpoint's applied generation and targets. It reads the
-// generation TXT, the A, AAAA and weights records, and the generation TXT
-// again, and starts over if an update landed in between, so the Records
-// it returns are the state of one instant. A target without a weight in
-// the weights TXT (written by hand, say) has weight 1.
+// Read returns the endpoint's applied generation, version and targets. It
+// reads the generation TXT, the A, AAAA and weights records, and the
+// generation TXT again, and starts over if an update landed in between,
+// so the Records it returns are the state of one instant. A target
+// without a weight in the weights TXT (written by hand, say) has weight 1.
+//
+// If the generation TXT is intact but the weights TXT cannot be parsed,
+// Read returns the generation and version, no targets, and an error
+// matching ErrCorrupt and dnsplan.ErrCorruptRecords: an Apply conditioned
+// on them replaces the damage. A damaged generation TXT is ErrCorrupt
+// alone, with zero Records. A CNAME at the endpoint or at its metadata
+// names, a DNAME above them, or a delegation above them is an error
+// matching dnsplan.ErrNameInUse that names the record, with zero Records.
+// An endpoint that is not canonical is refused before any I/O
+// (ErrInvalidName). See ErrTransient for which errors may pass.
 func (p *Provider) Read(ctx context.Context, endpoint string) (dnsplan.Records, error) {
 	if ctx == nil {
 		return dnsplan.Records{}, errNilContext
 	}
-	owner, genName, weightsName, err := p.names(endpoint)
+	n, err := p.names(endpoint)
 	if err != nil {
 		return dnsplan.Records{}, err
 	}
+	fail := func(err error) (dnsplan.Records, error) {
+		return dnsplan.Records{}, fmt.Errorf("rfc2136: read of %q: %w", endpoint, err)
+	}
 	for attempt := 1; ; attempt++ {
-		before, err := p.readGeneration(ctx, genName)
+		before, err := p.readHead(ctx, n.gen)
 		if err != nil {
-			return dnsplan.Records{}, err
+			return fail(err)
 		}
 		var addrs []netip.Addr
 		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
-			rrs, err := p.query(ctx, owner, t)
+			rrs, err := p.query(ctx, n.owner, t)
 			if err != nil {
-				return dnsplan.Records{}, err
+				return fail(err)
 			}
 			for _, rr := range rrs {
 				var ip net.IP
@@ -333,21 +536,25 @@ func (p *Provider) Read(ctx context.Context, endpoint string) (dnsplan.Records, 
 				}
 			}
 		}
-		weights, err := p.readWeights(ctx, weightsName)
-		if err != nil {
-			return dnsplan.Records{}, err
+		weights, werr := p.readWeights(ctx, n.weights)
+		if werr != nil && !errors.Is(werr, ErrCorrupt) {
+			return fail(werr)
 		}
-		after, err := p.readGeneration(ctx, genName)
+		after, err := p.readHead(ctx, n.gen)
 		if err != nil {
-			return dnsplan.Records{}, err
+			return fail(err)
 		}
 		if before != after {
 			if attempt >= maxReadAttempts {
-				return dnsplan.Records{}, fmt.Errorf("rfc2136: read of %q torn by %d concurrent updates: %w", endpoint, attempt, fence.ErrContended)
+				return fail(transient(fmt.Errorf("torn by %d concurrent updates: %w", attempt, fence.ErrContended)))
 			}
 			continue
 		}
-		r := dnsplan.Records{Generation: after}
+		r := dnsplan.Records{Generation: after.gen, Version: after.version}
+		if werr != nil {
+			return r, fmt.Errorf("rfc2136: read of %q: %w: %w (generation %d intact: an apply conditioned on it rewrites the endpoint)",
+				endpoint, dnsplan.ErrCorruptRecords, werr, uint64(after.gen))
+		}
 		for _, a := range addrs {
 			w := weights[a]
 			if w == 0 {
@@ -383,68 +590,128 @@ func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr
 }
 
 // Apply replaces the endpoint's A and AAAA records, its generation TXT and
-// its weights TXT with r in one UPDATE message whose prerequisite is the
-// generation TXT's current value: "dnsplan-generation=<expect>" present
-// (RFC 2136 §2.4.2, RRset exists, value dependent), or, for expect zero,
-// no generation TXT at all (§2.4.3). The server checks the prerequisite
-// and applies the update as one transaction, so a refusal — NXRRSET or
-// YXRRSET — means the endpoint changed; Apply then reads the generation
-// and returns a *fence.StaleError with it as Have. Records that
-// dnsplan.ValidateRecords refuses, empty ones above all, are refused
-// before any I/O.
-func (p *Provider) Apply(ctx context.Context, endpoint string, expectRecords dnsplan.Records, r dnsplan.Records) error {
-	expect := expectRecords.Generation // TODO(rfc2136 helper): condition on expectRecords.Version too
+// its weights TXT with r, under a new random version, in one UPDATE
+// message whose prerequisites are:
+//
+//   - the generation TXT exactly as expect names it (RFC 2136 §2.4.2,
+//     RRset exists, value dependent): "dnsplan-generation=G"
+//     "dnsplan-version=V", or "dnsplan-generation=G" alone for an
+//     expect.Version of "" (the format before versions); for a zero
+//     expect, no generation TXT at all (§2.4.3);
+//   - no CNAME at the endpoint or at its metadata names, and no DNAME or
+//     NS (a delegation) at the endpoint or above it in the zone (§2.4.3):
+//     BIND would otherwise drop the addresses, or write records no query
+//     can reach, and answer NOERROR.
+//
+// The server checks the prerequisites and applies the update as one
+// transaction. On a refusal (NXRRSET or YXRRSET) Apply reads to say why:
+// a *fence.StaleError whose Have is the generation found if it is not
+// expect's, a *dnsplan.VersionConflictError if only the version differs,
+// an error matching dnsplan.ErrNameInUse naming the foreign record (which
+// is never deleted). Records that dnsplan.ValidateRecords refuses, empty
+// ones above all, a non-canonical endpoint (ErrInvalidName), and an
+// expect whose Version this provider could not have written (or that has
+// a Version without a Generation) are refused before any I/O.
+func (p *Provider) Apply(ctx context.Context, endpoint string, expect dnsplan.Records, r dnsplan.Records) error {
 	if ctx == nil {
 		return errNilContext
+	}
+	n, err := p.names(endpoint)
+	if err != nil {
+		return err
 	}
 	if err := dnsplan.ValidateRecords(endpoint, r, p.cfg.MaxTargets); err != nil {
 		return err
 	}
-	owner, genName, weightsName, err := p.names(endpoint)
-	if err != nil {
-		return err
+	if expect.Version != "" && (expect.Generation == 0 || !validVersion(expect.Version)) {
+		return fmt.Errorf("%w: Apply to %q: expected version %q of generation %d is not one this provider writes (%d hex digits, with a generation)",
+			dnsplan.ErrInvalidArgument, endpoint, expect.Version, uint64(expect.Generation), 2*versionBytes)
 	}
+	want := head{gen: expect.Generation, version: expect.Version}
 	// UPDATE always goes over TCP: see the package documentation.
-	resp, err := p.exchange(ctx, p.stream, p.update(owner, genName, weightsName, expect, r))
+	resp, err := p.exchange(ctx, p.stream, p.update(n, want, head{gen: r.Generation, version: newVersion()}, r))
 	if err != nil {
-		return err
+		return fmt.Errorf("rfc2136: update of %q: %w", endpoint, err)
 	}
 	switch resp.Rcode {
 	case dns.RcodeSuccess:
 		return nil
 	case dns.RcodeNXRrset, dns.RcodeYXRrset:
-		have, err := p.readGeneration(ctx, genName)
-		if err != nil {
-			return fmt.Errorf("rfc2136: update of %q refused (%s), then: %w", endpoint, dns.RcodeToString[resp.Rcode], err)
-		}
-		return &fence.StaleError{Op: fence.OpCompareAndSwap, Key: endpoint, Have: have, Want: expect}
+		return p.refused(ctx, n, want, dns.RcodeToString[resp.Rcode])
 	}
-	return fmt.Errorf("%w: update of %q answered %s", ErrServer, endpoint, dns.RcodeToString[resp.Rcode])
+	return rcodeError(resp.Rcode, "update of %q", endpoint)
 }
 
-// update returns the UPDATE message of Apply, unsigned.
-func (p *Provider) update(owner, genName, weightsName string, expect fence.Token, r dnsplan.Records) *dns.Msg {
+// refused explains a refused update: a foreign record in the way, or a
+// generation TXT not as expected.
+func (p *Provider) refused(ctx context.Context, n names, want head, rcode string) error {
+	have, err := p.readHead(ctx, n.gen)
+	if err != nil {
+		return refusedThen(n.endpoint, rcode, err)
+	}
+	// A foreign record first: it outlasts any retry, a stale condition
+	// does not.
+	for _, q := range []struct {
+		name string
+		t    uint16
+	}{{n.owner, dns.TypeA}, {n.weights, dns.TypeTXT}} {
+		if _, err := p.query(ctx, q.name, q.t); err != nil {
+			return refusedThen(n.endpoint, rcode, err)
+		}
+	}
+	switch {
+	case have.gen != want.gen:
+		return &fence.StaleError{Op: fence.OpCompareAndSwap, Key: n.endpoint, Have: have.gen, Want: want.gen}
+	case have.version != want.version:
+		return &dnsplan.VersionConflictError{Endpoint: n.endpoint, Generation: have.gen, Have: have.version, Want: want.version}
+	}
+	return transient(fmt.Errorf("rfc2136: update of %q refused (%s), yet generation %d version %q reads back as expected: changed and changed back since: %w",
+		n.endpoint, rcode, uint64(want.gen), want.version, fence.ErrContended))
+}
+
+// refusedThen is the error of a refused update whose explanation failed
+// with err, or that err explains.
+func refusedThen(endpoint, rcode string, err error) error {
+	if errors.Is(err, dnsplan.ErrNameInUse) {
+		return fmt.Errorf("rfc2136: update of %q refused (%s): %w", endpoint, rcode, err)
+	}
+	return fmt.Errorf("rfc2136: update of %q refused (%s), then: %w", endpoint, rcode, err)
+}
+
+// update returns the UPDATE message of Apply, unsigned: replace the
+// endpoint's records with r and the generation TXT with next, if the
+// generation TXT is want and no foreign record is in the way.
+func (p *Provider) update(n names, want, next head, r dnsplan.Records) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetUpdate(p.cfg.Zone)
 	// Every address record repeats the owner name: compressed, a record
 	// takes 28 bytes or less whatever the name's length, which is what
 	// lets maxTargetsLimit be as high as 768.
 	m.Compress = true
-	if expect == 0 {
-		m.RRsetNotUsed([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: genName, Rrtype: dns.TypeTXT, Class: dns.ClassINET}}})
-	} else {
-		m.Used([]dns.RR{p.txt(genName, generationText(expect))})
+	none := func(name string, t uint16) dns.RR {
+		return &dns.ANY{Hdr: dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET}}
 	}
+	if want.gen == 0 {
+		m.RRsetNotUsed([]dns.RR{none(n.gen, dns.TypeTXT)})
+	} else {
+		m.Used([]dns.RR{p.txt(n.gen, want.text()...)})
+	}
+	absent := []dns.RR{none(n.owner, dns.TypeCNAME), none(n.gen, dns.TypeCNAME), none(n.weights, dns.TypeCNAME)}
+	for name := n.owner; name != p.cfg.Zone; name = name[strings.IndexByte(name, '.')+1:] {
+		absent = append(absent, none(name, dns.TypeDNAME), none(name, dns.TypeNS))
+	}
+	absent = append(absent, none(p.cfg.Zone, dns.TypeDNAME))
+	m.RRsetNotUsed(absent)
 	m.RemoveRRset([]dns.RR{
-		&dns.A{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeA, Class: dns.ClassINET}},
-		&dns.AAAA{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeAAAA, Class: dns.ClassINET}},
-		&dns.TXT{Hdr: dns.RR_Header{Name: genName, Rrtype: dns.TypeTXT, Class: dns.ClassINET}},
-		&dns.TXT{Hdr: dns.RR_Header{Name: weightsName, Rrtype: dns.TypeTXT, Class: dns.ClassINET}},
+		none(n.owner, dns.TypeA),
+		none(n.owner, dns.TypeAAAA),
+		none(n.gen, dns.TypeTXT),
+		none(n.weights, dns.TypeTXT),
 	})
 	rrs := make([]dns.RR, 0, len(r.Targets)+2)
 	weights := make([]string, 0, len(r.Targets))
 	for _, t := range r.Targets {
-		h := dns.RR_Header{Name: owner, Class: dns.ClassINET, Ttl: p.cfg.TTL}
+		h := dns.RR_Header{Name: n.owner, Class: dns.ClassINET, Ttl: p.cfg.TTL}
 		if t.Addr.Is4() {
 			h.Rrtype = dns.TypeA
 			rrs = append(rrs, &dns.A{Hdr: h, A: t.Addr.AsSlice()})
@@ -454,7 +721,7 @@ func (p *Provider) update(owner, genName, weightsName string, expect fence.Token
 		}
 		weights = append(weights, t.Addr.String()+"="+strconv.FormatUint(uint64(t.Weight), 10))
 	}
-	rrs = append(rrs, p.txt(genName, generationText(r.Generation)), p.txt(weightsName, weights...))
+	rrs = append(rrs, p.txt(n.gen, next.text()...), p.txt(n.weights, weights...))
 	m.Insert(rrs)
 	return m
 }

@@ -34,6 +34,20 @@ func newProvider(t testing.TB, s *bindtest.Server) *rfc2136.Provider {
 	return p
 }
 
+// read reads the endpoint, requires a version if it has a generation,
+// and returns the records, and the records without their version.
+func read(t testing.TB, p dnsplan.Provider, ep string) (rec, plain dnsplan.Records) {
+	t.Helper()
+	rec, err := p.Read(ctx, ep)
+	require.NoError(t, err)
+	if rec.Generation != 0 {
+		require.NotEmpty(t, rec.Version, "every write has a version")
+	}
+	plain = rec
+	plain.Version = ""
+	return rec, plain
+}
+
 func tg(ip string, w uint32) dnsplan.Target {
 	return dnsplan.Target{Addr: netip.MustParseAddr(ip), Weight: w}
 }
@@ -82,10 +96,9 @@ func TestApplyAndReadRoundTrip(t *testing.T) {
 
 	want := dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.2", 1), tg("10.0.0.1", 3), tg("2001:db8::1", 2)}}
 	require.NoError(t, p.Apply(ctx, api, dnsplan.Records{}, want))
-	rec, err = p.Read(ctx, api)
-	require.NoError(t, err)
+	first, plain := read(t, p, api)
 	dnsplan.SortTargets(want.Targets)
-	assert.Equal(t, want, rec)
+	assert.Equal(t, want, plain)
 
 	// The server refuses a write conditioned on a generation it does not
 	// have, and nothing of it lands.
@@ -95,15 +108,15 @@ func TestApplyAndReadRoundTrip(t *testing.T) {
 	assert.Equal(t, fence.Token(1), stale.Have)
 	err = p.Apply(ctx, api, dnsplan.Records{Generation: 5}, dnsplan.Records{Generation: 9, Targets: []dnsplan.Target{tg("10.9.9.9", 1)}})
 	require.ErrorIs(t, err, fence.ErrStale)
-	rec, _ = p.Read(ctx, api)
-	assert.Equal(t, want, rec)
+	rec, _ = read(t, p, api)
+	assert.Equal(t, first, rec)
 
-	// A write conditioned on the current generation replaces everything:
-	// an IPv6 target removed, weights changed.
+	// A write conditioned on the current generation and version replaces
+	// everything: an IPv6 target removed, weights changed.
 	next := dnsplan.Records{Generation: 2, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}}
-	require.NoError(t, p.Apply(ctx, api, dnsplan.Records{Generation: 1}, next))
-	rec, _ = p.Read(ctx, api)
-	assert.Equal(t, next, rec)
+	require.NoError(t, p.Apply(ctx, api, first, next))
+	_, plain = read(t, p, api)
+	assert.Equal(t, next, plain)
 
 	// What a resolver sees: the addresses, and the generation TXT.
 	m := new(dns.Msg)
@@ -111,7 +124,10 @@ func TestApplyAndReadRoundTrip(t *testing.T) {
 	r, err := dns.Exchange(m, s.Addr())
 	require.NoError(t, err)
 	require.Len(t, r.Answer, 1)
-	assert.Equal(t, []string{"dnsplan-generation=2"}, r.Answer[0].(*dns.TXT).Txt)
+	txt := r.Answer[0].(*dns.TXT).Txt
+	require.Len(t, txt, 2)
+	assert.Equal(t, "dnsplan-generation=2", txt[0])
+	assert.Regexp(t, "^dnsplan-version=[0-9a-f]{32}$", txt[1])
 }
 
 func TestWrongKeyIsRefused(t *testing.T) {
@@ -135,13 +151,14 @@ func TestConcurrentAppliesOneWins(t *testing.T) {
 	s := bindtest.Start(t)
 	p := newProvider(t, s)
 	require.NoError(t, p.Apply(ctx, api, dnsplan.Records{}, dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}}))
+	cur, _ := read(t, p, api)
 	var wins, stales atomic.Int32
 	var wg sync.WaitGroup
 	for i := range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := p.Apply(ctx, api, dnsplan.Records{Generation: 1}, dnsplan.Records{Generation: fence.Token(2 + i), Targets: []dnsplan.Target{tg(fmt.Sprintf("10.0.1.%d", i+1), 1)}})
+			err := p.Apply(ctx, api, cur, dnsplan.Records{Generation: fence.Token(2 + i), Targets: []dnsplan.Target{tg(fmt.Sprintf("10.0.1.%d", i+1), 1)}})
 			switch {
 			case err == nil:
 				wins.Add(1)
@@ -190,8 +207,7 @@ func TestRace2025OnBind(t *testing.T) {
 		a.Deliver(dnsplan.Execute(ctx, a.Next(), store, p))
 	}
 	assert.Equal(t, 1, a.LastPass().Newer)
-	rec, err := p.Read(ctx, api)
-	require.NoError(t, err)
+	_, rec := read(t, p, api)
 	assert.Equal(t, dnsplan.Records{Generation: 5, Targets: []dnsplan.Target{tg("10.0.0.5", 1)}}, rec)
 }
 
@@ -344,18 +360,16 @@ func TestLargestEndpointRoundTrip(t *testing.T) {
 				ep := network + "-" + tc.name + ".dnsplan.test"
 				first := dnsplan.Records{Generation: 1, Targets: largest(tc.v4, 1)}
 				require.NoError(t, p.Apply(ctx, ep, dnsplan.Records{}, first))
-				rec, err := p.Read(ctx, ep)
-				require.NoError(t, err)
-				assert.Equal(t, first, rec)
+				cur, plain := read(t, p, ep)
+				assert.Equal(t, first, plain)
 
 				next := dnsplan.Records{Generation: 2, Targets: largest(tc.v4, 2)}
-				require.NoError(t, p.Apply(ctx, ep, dnsplan.Records{Generation: 1}, next))
-				rec, err = p.Read(ctx, ep)
-				require.NoError(t, err)
-				assert.Equal(t, next, rec)
+				require.NoError(t, p.Apply(ctx, ep, cur, next))
+				cur, plain = read(t, p, ep)
+				assert.Equal(t, next, plain)
 
 				tooMany := dnsplan.Records{Generation: 3, Targets: append(largest(tc.v4, 3), tg("2001:db8::1", 1))}
-				assert.ErrorIs(t, p.Apply(ctx, ep, dnsplan.Records{Generation: 2}, tooMany), dnsplan.ErrInvalidRecords, "the largest endpoint is the largest accepted")
+				assert.ErrorIs(t, p.Apply(ctx, ep, cur, tooMany), dnsplan.ErrInvalidRecords, "the largest endpoint is the largest accepted")
 			})
 		}
 	}
@@ -467,10 +481,9 @@ func TestTruncatedAnswerIsNeverAnEmptyEndpoint(t *testing.T) {
 
 	small := dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 2), tg("2001:db8::1", 3)}}
 	require.NoError(t, direct.Apply(ctx, "small.dnsplan.test", dnsplan.Records{}, small))
-	rec, err := front.Read(ctx, "small.dnsplan.test")
-	require.NoError(t, err, "answers that fit UDP need no TCP")
-	assert.Equal(t, small, rec)
-	err = front.Apply(ctx, "small.dnsplan.test", dnsplan.Records{Generation: 1}, dnsplan.Records{Generation: 2, Targets: small.Targets})
+	rec, plain := read(t, front, "small.dnsplan.test") // answers that fit UDP need no TCP
+	assert.Equal(t, small, plain)
+	err = front.Apply(ctx, "small.dnsplan.test", rec, dnsplan.Records{Generation: 2, Targets: small.Targets})
 	require.Error(t, err, "UPDATE goes over TCP, whatever its size")
 
 	for _, tc := range []struct {

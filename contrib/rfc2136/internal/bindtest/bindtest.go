@@ -38,7 +38,8 @@ var defaultBinary = DefaultBinary
 // readyTimeout bounds the wait for a started named to answer.
 const readyTimeout = 30 * time.Second
 
-// Zone is the zone every Server serves.
+// Zone is the zone every Server serves. Dynamic updates and zone
+// transfers (AXFR) of it need KeyName.
 const Zone = "dnsplan.test."
 
 // KeyName is the name of the TSIG key (hmac-sha256) that may update Zone.
@@ -108,9 +109,10 @@ zone %q {
 	type primary;
 	file "zone.db";
 	allow-update { key %q; };
+	allow-transfer { key %q; };
 };
 `, KeyName, s.secret, s.dir, filepath.Join(s.dir, "named.pid"), filepath.Join(s.dir, "session.key"),
-		port, strings.TrimSuffix(Zone, "."), KeyName)
+		port, strings.TrimSuffix(Zone, "."), KeyName, KeyName)
 	zone := fmt.Sprintf(`$ORIGIN %s
 $TTL 60
 @	IN SOA ns.%s admin.%s 1 60 60 3600 60
