@@ -95,8 +95,11 @@ func (c KeeperConfig) LostAt(l Lease) time.Time {
 // one error matching ErrInvalidConfig, or nil.
 func (c KeeperConfig) Validate(ttl time.Duration) error {
 	var errs []error
-	if c.Store == nil {
+	switch m, isMemory := c.Store.(*Memory); {
+	case c.Store == nil:
 		errs = append(errs, fmt.Errorf("%w: KeeperConfig.Store is nil", ErrInvalidConfig))
+	case isMemory && m == nil:
+		errs = append(errs, fmt.Errorf("%w: KeeperConfig.Store is a nil *lease.Memory", ErrInvalidConfig))
 	}
 	errs = append(errs, scheduleErrors("KeeperConfig", c.RenewFraction, c.DriftMargin, ttl)...)
 	// The loss deadline bounds the retries, so the policy's own bounds are
@@ -156,8 +159,8 @@ func scheduleErrors(cfg string, fraction float64, drift, ttl time.Duration) []er
 // call runs; Stop ends the first and waits for it, but not for a Store call
 // that ignores its context. A Keeper is safe for concurrent use.
 //
-// Make a Keeper with Keep. The zero Keeper keeps nothing, and says so
-// rather than panic: Held is false, Lease is the zero Lease, Lost and Done
+// Make a Keeper with Keep. The zero Keeper, and a nil *Keeper, keep
+// nothing, and say so rather than panic: Held is false, Lease is the zero Lease, Lost and Done
 // are closed (a holder waiting on Lost stops acting at once), Err returns
 // an error matching ErrInvalidConfig, and Stop does nothing.
 type Keeper struct {
@@ -166,12 +169,19 @@ type Keeper struct {
 	done   chan struct{}
 	lostCh chan struct{}
 
-	mu     sync.Mutex
-	cur    Lease
-	lost   bool
-	err    error
-	closed chan struct{} // Lost and Done of a Keeper not made by Keep
+	mu   sync.Mutex
+	cur  Lease
+	lost bool
+	err  error
 }
+
+// closedChan is Lost and Done of a Keeper not made by Keep: closed, and
+// never written again.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // Keep starts keeping l, a lease just granted by cfg.Store, until ctx ends
 // or the lease is lost. It returns an error matching ErrInvalidConfig for a
@@ -194,6 +204,9 @@ func Keep(ctx context.Context, l Lease, cfg KeeperConfig) (*Keeper, error) {
 
 // Lease returns the lease as last renewed.
 func (k *Keeper) Lease() Lease {
+	if k == nil {
+		return Lease{}
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.cur
@@ -208,7 +221,7 @@ func (k *Keeper) Held() bool { return k.HeldAt(time.Now()) }
 // keeper has neither given it up nor been stopped, and now is before LostAt
 // of the lease as last renewed.
 func (k *Keeper) HeldAt(now time.Time) bool {
-	if k.cancel == nil {
+	if k == nil || k.cancel == nil {
 		return false
 	}
 	k.mu.Lock()
@@ -218,8 +231,8 @@ func (k *Keeper) HeldAt(now time.Time) bool {
 
 // Lost is closed when the lease is lost (not when the keeper is stopped).
 func (k *Keeper) Lost() <-chan struct{} {
-	if k.cancel == nil {
-		return k.closedChan()
+	if k == nil || k.cancel == nil {
+		return closedChan
 	}
 	return k.lostCh
 }
@@ -228,22 +241,10 @@ func (k *Keeper) Lost() <-chan struct{} {
 // or the context ended. A renewal call into a Store that ignores its
 // context may still be running then; its answer is ignored.
 func (k *Keeper) Done() <-chan struct{} {
-	if k.cancel == nil {
-		return k.closedChan()
+	if k == nil || k.cancel == nil {
+		return closedChan
 	}
 	return k.done
-}
-
-// closedChan returns a closed channel, made on first use, for Lost and
-// Done of a Keeper not made by Keep.
-func (k *Keeper) closedChan() <-chan struct{} {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.closed == nil {
-		k.closed = make(chan struct{})
-		close(k.closed)
-	}
-	return k.closed
 }
 
 // Err returns nil while the keeper runs; after Done, a *LostError (errors.Is
@@ -251,7 +252,7 @@ func (k *Keeper) closedChan() <-chan struct{} {
 // stopped. For a Keeper not made by Keep it returns an error matching
 // ErrInvalidConfig.
 func (k *Keeper) Err() error {
-	if k.cancel == nil {
+	if k == nil || k.cancel == nil {
 		return errNoKeeper
 	}
 	k.mu.Lock()
@@ -263,7 +264,7 @@ func (k *Keeper) Err() error {
 // its goroutine to end. It is safe to call more than once, and does nothing
 // on a Keeper not made by Keep.
 func (k *Keeper) Stop() {
-	if k.cancel == nil {
+	if k == nil || k.cancel == nil {
 		return
 	}
 	k.cancel()

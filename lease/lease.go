@@ -142,7 +142,9 @@ type Event struct {
 
 // Counters counts the events it observes: pass its Observe method as an
 // OnEvent hook and read the counts with Stats. The zero value is ready to
-// use and safe for concurrent use; Observe costs one atomic add.
+// use and safe for concurrent use; Observe costs one atomic add. A nil
+// *Counters counts nothing: its Observe does nothing and its Stats are
+// zero.
 type Counters struct {
 	n [OpLost + 1][2]atomic.Uint64
 }
@@ -172,7 +174,7 @@ type Stats struct {
 
 // Observe counts e.
 func (c *Counters) Observe(e Event) {
-	if e.Op >= OpGrant && e.Op <= OpLost {
+	if c != nil && e.Op >= OpGrant && e.Op <= OpLost {
 		r := 0
 		if e.Refused {
 			r = 1
@@ -183,6 +185,9 @@ func (c *Counters) Observe(e Event) {
 
 // Stats returns the counts so far.
 func (c *Counters) Stats() Stats {
+	if c == nil {
+		return Stats{}
+	}
 	return Stats{
 		Granted:  c.n[OpGrant][0].Load(),
 		Renewed:  c.n[OpRenew][0].Load(),

@@ -297,8 +297,8 @@ type entry[K comparable] struct {
 // A Recovery is not safe for concurrent use. Start and Finish cost
 // O(log n) per key they move for n keys tracked.
 //
-// Make a Recovery with NewRecovery. The zero Recovery tracks nothing, and
-// says so rather than panic: Add and Run return an error matching
+// Make a Recovery with NewRecovery. The zero Recovery, and a nil
+// *Recovery, track nothing, and say so rather than panic: Add and Run return an error matching
 // ErrInvalidConfig, Start and Finish hand out nothing, Wake reports
 // nothing to wake for, and Progress is zero.
 type Recovery[K comparable] struct {
@@ -369,7 +369,7 @@ func NewRecovery[K comparable](cfg RecoveryConfig) (*Recovery[K], error) {
 // again from scratch. Beyond MaxKeys, Add returns an error matching
 // ErrFull.
 func (r *Recovery[K]) Add(now time.Time, key K) error {
-	if r.sched == nil {
+	if r == nil || r.sched == nil {
 		return errNoRecovery
 	}
 	if e, ok := r.keys[key]; ok {
@@ -394,7 +394,7 @@ func (r *Recovery[K]) Add(now time.Time, key K) error {
 // time — and appends to out the attempts to start now, each on a free
 // worker. Call it after Add and at Wake.
 func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
-	if r.sched == nil {
+	if r == nil || r.sched == nil {
 		return out
 	}
 	r.last = laterOf(r.last, now)
@@ -529,6 +529,9 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 // them.
 func (r *Recovery[K]) Wake() (time.Time, bool) {
 	var t time.Time
+	if r == nil {
+		return t, false
+	}
 	if len(r.renew) > 0 {
 		t = r.renew[0].due
 	}
@@ -547,7 +550,7 @@ func laterOf(a, b time.Time) time.Time {
 
 // Progress returns the counts as of now.
 func (r *Recovery[K]) Progress(now time.Time) Progress {
-	if r.sched == nil {
+	if r == nil || r.sched == nil {
 		return Progress{}
 	}
 	r.updateRate(now)

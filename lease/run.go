@@ -31,7 +31,7 @@ func (r *Recovery[K]) Run(ctx context.Context, fn func(context.Context, Attempt[
 	if fn == nil {
 		errFn = errNilFunc
 	}
-	if r.sched == nil {
+	if r == nil || r.sched == nil {
 		errZero = errNoRecovery
 	}
 	if err := errors.Join(errCtx, errFn, errZero); err != nil {
