@@ -39,7 +39,8 @@
 //     names one plan forever.
 //   - Provider is where records live. Apply writes an endpoint's targets
 //     and applied generation as one transaction conditioned on the applied
-//     generation the caller read, and refuses empty record sets.
+//     generation and version the caller read, and refuses empty record
+//     sets.
 //     MemoryProvider is the in-memory one;
 //     github.com/stormguard/stormguard/contrib/rfc2136 speaks RFC 2136
 //     dynamic update to any DNS server, keeping the generation in a TXT
@@ -63,32 +64,65 @@
 //
 // # Why clean-up cannot delete a live plan
 //
-// After a pass, clean-up computes the floor: the lowest applied generation
-// of every endpoint named by the plan the pass applied or by any plan it
-// is about to delete (as read during the pass; generations never decrease, so these
-// are lower bounds). It deletes plan g only if g < floor - Retention, and
-// skips clean-up altogether after a pass in which any endpoint failed.
-// A live plan g is the applied generation of some endpoint that g names,
-// so g >= floor and it is kept. And a plan another enactor may still be
-// applying is either kept, or older than every endpoint it names, in which
-// case that enactor's reads show newer generations and it writes nothing:
-// deleting a plan never empties or rolls back anything.
+// After a pass, clean-up considers every stored plan g more than
+// Retention generations below the plan the pass applied (that plan and
+// newer ones are never deleted). It deletes g only if every endpoint g
+// names with targets is known to be at a generation above g + Retention:
+// read during the pass, or, for an endpoint that cannot be read now, as
+// last read in an earlier pass (zero if never: generations never
+// decrease, so an old read is still a lower bound). A plan is needed only
+// where an endpoint it names may serve it or may yet be written with it:
+// a live plan g is the applied generation of an endpoint that g names, so
+// it is kept; and a write of g still in flight — an enactor that read an
+// endpoint at h <= g and stalled — lands only if the endpoint is still at
+// h, so a plan g is kept as long as any endpoint it names may be at g or
+// below. So:
+//
+//   - an endpoint that newer plans no longer name (decommissioned) keeps
+//     its records — an enactor never deletes records — and keeps only the
+//     plans that name it from its own generation on (with Retention's
+//     margin); the plans that do not name it are deleted as usual, and
+//     the Store stays bounded;
+//   - an endpoint that fails (a timeout, ErrNameInUse, a stale apply past
+//     MaxConflicts) is reported (EventError, PassStats.Failed) on every
+//     pass and keeps the plans that name it from the lowest generation it
+//     can have on; clean-up goes on for every other plan. An endpoint that
+//     cannot be read keeps every plan naming it from its last generation
+//     read on, and an enactor that never read it keeps every plan naming
+//     it: it cannot know which of them the endpoint serves. While every
+//     plan names such an endpoint, plans accumulate until it is fixed or
+//     dropped from the plans, and a bounded Store says so with ErrFull:
+//     clean-up never trades the promise for room.
+//
+// Deleting a plan therefore never empties or rolls back anything, however
+// long an enactor stalls. An outside write that lowers an endpoint's
+// generation is outside this promise.
 //
 // # Self-repair
 //
-// Apply needs only the generation it conditions on, never the old plan, so
-// a missing live plan blocks nothing: the next pass writes the newest plan
-// over it. An endpoint whose records are empty or differ from the plan of
-// their own generation is rewritten with the newest plan (EventRepaired).
-// An endpoint that is empty and carries a generation newer than every
-// stored plan — the Store lost plans — is rewritten with the newest plan's
-// targets under its own generation, conditioned on that generation: DNS
-// answers again at once, the generation never decreases, and the
-// planner's next plan replaces the targets as usual. Clean-up never
-// deletes the plan a pass applied, so those newest plans are kept. A
-// planner restarted from such a Store must resume above the highest
-// generation the enactors read (PassStats.Highest), or every endpoint
-// refuses its plans as older.
+// Apply needs only the state it conditions on, never the old plan, so a
+// missing live plan blocks nothing: the next pass writes the newest plan
+// over it. An endpoint whose records are empty, corrupt (ErrCorruptRecords
+// from Read, with its generation and version intact) or differ from the
+// plan of their own generation is rewritten with that plan (EventRepaired),
+// conditioned on the generation and version read, so two repairs of one
+// generation never land one over the other. An endpoint found empty or
+// corrupt at a generation newer than the enactor's plan is repaired with
+// the plan of that generation, loaded from the Store — never with the
+// enactor's own, older plan.
+//
+// One exception, when the Store has lost plans: an endpoint that is empty
+// at a generation G whose plan the Store no longer holds, while the
+// Store's newest plan is older than G, is refilled with that newest plan's
+// targets under G, conditioned on the empty state read (serving something
+// beats serving nothing; the generation never decreases; the condition
+// means it can never overwrite a write that landed since). It is the only
+// case in which an endpoint serves other targets than the plan of its
+// generation, and it lasts until the next plan. A non-empty or corrupt
+// endpoint at a lost generation is left for the next plan. A planner
+// restarted from such a Store must resume above the highest generation
+// the enactors read (PassStats.Highest), or every endpoint refuses its
+// plans as older.
 //
 // # Cost
 //

@@ -11,8 +11,8 @@ import (
 
 // Defaults of EnactorConfig.
 const (
-	// DefaultRetention is how many generations below the oldest applied
-	// one clean-up keeps.
+	// DefaultRetention is how many generations below an endpoint's
+	// applied one clean-up keeps of the plans naming it.
 	DefaultRetention = 2
 	// DefaultMaxConflicts bounds the refused applies to one endpoint in
 	// one pass.
@@ -29,11 +29,12 @@ type EnactorConfig struct {
 	// Name identifies the enactor in events, e.g. "us-east-1a". Empty
 	// means "enactor".
 	Name string
-	// Retention is how many generations below the oldest generation still
-	// applied on any endpoint clean-up keeps: it deletes plan g only if
-	// g < oldest applied - Retention. Zero means DefaultRetention;
-	// negative is invalid. (Any value is safe: the margin is for people
-	// who want recent history.)
+	// Retention is the margin of clean-up: it deletes plan g only if g is
+	// more than Retention generations below the plan the pass applied, and
+	// every endpoint g names is known to be more than Retention
+	// generations above g (see the package documentation). Zero means
+	// DefaultRetention; negative is invalid. (Any value is safe: the
+	// margin is for people who want recent history.)
 	Retention int
 	// MaxConflicts bounds how often, in one pass, an apply to one endpoint
 	// may be refused because another writer changed it first; the enactor
@@ -58,12 +59,13 @@ type EventKind uint8
 const (
 	// EventApplied: the plan was written to the endpoint.
 	EventApplied EventKind = iota + 1
-	// EventRepaired: the endpoint's records were empty or differed from
-	// the plan of their own generation, and were rewritten. An empty
-	// endpoint whose generation is newer than the enactor's plan (the
-	// Store lost the plans up to it) is rewritten with the plan's targets
-	// under the endpoint's own generation: Event.Generation is then that
-	// generation.
+	// EventRepaired: the endpoint's records were empty, corrupt or
+	// differed from the plan of their own generation, and were rewritten.
+	// An empty or corrupt endpoint whose generation is newer than the
+	// enactor's plan is rewritten under its own generation, with the plan
+	// of that generation (or, if the Store lost it and holds nothing as
+	// new, an empty endpoint with the Store's newest plan's targets):
+	// Event.Generation is then that generation.
 	EventRepaired
 	// EventConflict: an apply was refused because the endpoint changed
 	// between the read and the write; the enactor re-reads.
@@ -73,7 +75,10 @@ const (
 	EventNewer
 	// EventDeleted: clean-up deleted a plan.
 	EventDeleted
-	// EventError: an operation failed; Err says why.
+	// EventError: an operation failed; Err says why, and Endpoint names
+	// the endpoint if it was one's (it is then counted in
+	// PassStats.Failed). An endpoint that keeps failing is reported on
+	// every pass, once.
 	EventError
 	// EventPassDone: a pass ended.
 	EventPassDone
@@ -186,7 +191,9 @@ type PassStats struct {
 	Generation fence.Token
 	// Applied and Repaired count endpoints written; Current those already
 	// at the plan; Newer those at a newer generation; Failed those given
-	// up on (errors, or more than MaxConflicts conflicts).
+	// up on (a read or apply error, ErrNameInUse, more than MaxConflicts
+	// conflicts, an endpoint clean-up could not read). A failed endpoint
+	// keeps the plans it may need; clean-up goes on for the others.
 	Applied, Repaired, Current, Newer, Failed int
 	// Conflicts counts refused applies.
 	Conflicts int
@@ -211,7 +218,10 @@ const (
 	phaseStart
 	phaseRead
 	phaseApply
+	phaseLoadOwn    // the plan of an endpoint's own, newer generation
+	phaseLoadNewest // the newest plan, to refill an endpoint whose plan is lost
 	phaseList
+	phaseReadPinner // the endpoint that kept a candidate last time
 	phaseLoadCandidate
 	phaseReadExtra
 	phaseDelete
@@ -229,10 +239,12 @@ const (
 // One pass: load the newest plan; for each of its endpoints, in order,
 // read the endpoint, and if the plan is newer than its applied generation
 // (or the same generation with other records), apply the plan conditioned
-// on the generation just read — so "newer" is decided atomically with the
-// write; on a refusal, read again. Then clean up (see the package
-// documentation for the rule). An Enactor is not safe for concurrent use;
-// run one per goroutine.
+// on the generation and version just read — so "newer" is decided
+// atomically with the write; on a refusal, read again. An endpoint found
+// empty or corrupt at a generation newer than the plan is repaired with
+// the plan of that generation (see the package documentation). Then clean
+// up (see the package documentation for the rule). An Enactor is not safe
+// for concurrent use; run one per goroutine.
 //
 // The zero Enactor is ready to use and the same as
 // NewEnactor(EnactorConfig{}): it runs with the defaults of the zero
@@ -243,15 +255,28 @@ type Enactor struct {
 	plan    Plan
 	names   []string
 	i       int
-	cur     Records
+	cur     Records // the endpoint as last read
+	corrupt bool    // cur came with ErrCorruptRecords
 	tries   int
-	bounds  map[string]fence.Token // lower bounds of applied generations
-	gens    []fence.Token          // clean-up candidates
-	ci      int
-	extra   []string
-	stats   PassStats
-	last    PassStats
-	pending Action
+	// bounds holds, for the endpoints read this pass, the applied
+	// generation read: a lower bound, since generations never decrease.
+	bounds map[string]fence.Token
+	// failed holds the endpoints that could not be read this pass.
+	failed map[string]bool
+	// known holds, across passes, the last generation read of every
+	// endpoint seen recently: the lower bound of one that cannot be read.
+	known map[string]fence.Token
+	// pinnedBy remembers, across passes, an endpoint that a kept plan
+	// names and that kept it: a plan's endpoints never change, so while
+	// that endpoint still keeps it the plan need not be loaded again.
+	pinnedBy map[fence.Token]string
+	gens     []fence.Token // clean-up candidates
+	ci       int
+	extra    []string
+	deleted  int
+	stats    PassStats
+	last     PassStats
+	pending  Action
 }
 
 // NewEnactor returns an Enactor at the start of its first pass, or an
@@ -341,6 +366,12 @@ func (e *Enactor) fail(endpoint string, err error) {
 	e.emit(Event{Kind: EventError, Endpoint: endpoint, Generation: e.plan.Generation, Err: err})
 }
 
+// failEndpoint counts the endpoint failed and reports err.
+func (e *Enactor) failEndpoint(endpoint string, err error) {
+	e.stats.Failed++
+	e.fail(endpoint, err)
+}
+
 // Deliver hands the Enactor the outcome of the action Next returned and
 // advances it to the next action.
 func (e *Enactor) Deliver(r Result) {
@@ -350,45 +381,63 @@ func (e *Enactor) Deliver(r Result) {
 		e.phase = phaseStart
 		e.pending = Action{Op: OpLoadLatest}
 	case OpLoadLatest:
-		e.stats = PassStats{}
-		if r.Err != nil {
-			if !errors.Is(r.Err, ErrNotFound) {
-				e.fail("", r.Err)
-			}
-			e.rest()
+		if e.phase == phaseLoadNewest {
+			e.deliverNewest(r)
 			return
 		}
-		e.plan = r.Plan
-		e.stats.Generation = r.Plan.Generation
-		e.names = r.Plan.EndpointNames()
-		e.bounds = make(map[string]fence.Token, len(e.names))
-		e.i = -1
-		e.nextEndpoint()
+		e.startPass(r)
 	case OpRead:
-		if e.phase == phaseReadExtra {
+		switch e.phase {
+		case phaseReadExtra:
 			e.deliverExtra(r)
-			return
+		case phaseReadPinner:
+			e.deliverPinner(r)
+		default:
+			e.deliverRead(r)
 		}
-		e.deliverRead(r)
 	case OpApply:
 		e.deliverApply(r)
 	case OpListPlans:
 		e.deliverList(r)
 	case OpLoadPlan:
+		if e.phase == phaseLoadOwn {
+			e.deliverOwn(r)
+			return
+		}
 		e.deliverCandidate(r)
 	case OpDeletePlan:
 		g := e.pending.Generation
 		switch {
 		case r.Err == nil:
 			e.stats.Deleted++
+			e.deleted++
 			e.emit(Event{Kind: EventDeleted, Generation: g})
 		case errors.Is(r.Err, ErrNotFound):
 			// Another enactor's clean-up got there first.
 		default:
 			e.fail("", r.Err)
 		}
-		e.nextDelete()
+		e.nextCandidate()
 	}
+}
+
+// startPass takes the newest plan and starts on its endpoints.
+func (e *Enactor) startPass(r Result) {
+	e.stats = PassStats{}
+	if r.Err != nil {
+		if !errors.Is(r.Err, ErrNotFound) {
+			e.fail("", r.Err)
+		}
+		e.rest()
+		return
+	}
+	e.plan = r.Plan
+	e.stats.Generation = r.Plan.Generation
+	e.names = r.Plan.EndpointNames()
+	e.bounds = make(map[string]fence.Token, len(e.names))
+	clear(e.failed)
+	e.i = -1
+	e.nextEndpoint()
 }
 
 // nextEndpoint moves to the next endpoint of the plan, or to clean-up.
@@ -397,7 +446,7 @@ func (e *Enactor) nextEndpoint() {
 	e.tries = 0
 	for e.i < len(e.names) && len(e.plan.Endpoints[e.names[e.i]]) == 0 {
 		// An endpoint the plan leaves empty is never written: its
-		// records stay as they are, and it takes no part in clean-up.
+		// records stay as they are.
 		e.i++
 	}
 	if e.i >= len(e.names) {
@@ -408,114 +457,197 @@ func (e *Enactor) nextEndpoint() {
 	e.pending = Action{Op: OpRead, Endpoint: e.names[e.i]}
 }
 
+// noteRead records a successful (or corrupt) read of name at generation g.
+func (e *Enactor) noteRead(name string, g fence.Token) {
+	e.noteBound(name, g)
+	e.stats.Highest = max(e.stats.Highest, g)
+}
+
+// noteBound records that name is at generation g or above.
+func (e *Enactor) noteBound(name string, g fence.Token) {
+	e.bounds[name] = g
+	if e.known == nil {
+		e.known = make(map[string]fence.Token)
+	}
+	e.known[name] = g
+}
+
+// noteUnreadable records that name could not be read this pass.
+func (e *Enactor) noteUnreadable(name string) {
+	if e.failed == nil {
+		e.failed = make(map[string]bool)
+	}
+	e.failed[name] = true
+}
+
 func (e *Enactor) deliverRead(r Result) {
 	name := e.names[e.i]
-	if r.Err != nil {
-		e.stats.Failed++
-		e.fail(name, r.Err)
+	e.corrupt = r.Err != nil && errors.Is(r.Err, ErrCorruptRecords)
+	if r.Err != nil && !e.corrupt {
+		e.noteUnreadable(name)
+		e.failEndpoint(name, r.Err)
 		e.nextEndpoint()
 		return
 	}
+	if e.corrupt {
+		// The generation and version are intact, the targets are not:
+		// rewritable under that condition, like an empty endpoint.
+		r.Records.Targets = nil
+	}
 	e.cur = r.Records
+	e.noteRead(name, r.Records.Generation)
 	want := e.plan.Endpoints[name]
 	have := r.Records.Generation
-	e.stats.Highest = max(e.stats.Highest, have)
 	switch {
 	case have > e.plan.Generation && len(r.Records.Targets) == 0:
-		// Empty at a generation newer than every plan the enactor has: the
-		// plans up to it are lost, and no DNS answer is worse than an old
-		// one. Write the plan's targets under the endpoint's own generation,
-		// conditioned on it, so the generation never decreases and the
-		// planner's next plan replaces them as usual.
-		e.phase = phaseApply
-		e.pending = Action{Op: OpApply, Endpoint: name, Expect: r.Records,
-			Records: Records{Generation: have, Targets: want}}
+		// Empty or corrupt at a generation newer than the enactor's plan:
+		// repair it with the plan of that generation, never with this
+		// (older) one.
+		e.phase = phaseLoadOwn
+		e.pending = Action{Op: OpLoadPlan, Generation: have}
 	case have > e.plan.Generation:
-		e.bounds[name] = have
-		e.stats.Newer++
-		e.emit(Event{Kind: EventNewer, Endpoint: name, Generation: e.plan.Generation, Have: have})
-		e.nextEndpoint()
-	case have == e.plan.Generation && SameTargets(r.Records.Targets, want):
-		e.bounds[name] = have
+		e.newer(name)
+	case have == e.plan.Generation && !e.corrupt && SameTargets(r.Records.Targets, want):
 		e.stats.Current++
 		e.nextEndpoint()
 	default:
 		// The plan is newer than the endpoint, or of the same generation
-		// with other (say, empty) records: write it, conditioned on the
-		// generation just read.
-		e.phase = phaseApply
-		e.pending = Action{Op: OpApply, Endpoint: name, Expect: r.Records,
-			Records: Records{Generation: e.plan.Generation, Targets: want}}
+		// with other (say, empty or corrupt) records: write it,
+		// conditioned on the generation and version just read.
+		e.write(name, Records{Generation: e.plan.Generation, Targets: want})
+	}
+}
+
+// write asks for r to be applied to name, conditioned on the endpoint as
+// last read.
+func (e *Enactor) write(name string, r Records) {
+	e.phase = phaseApply
+	e.pending = Action{Op: OpApply, Endpoint: name, Expect: e.cur, Records: r}
+}
+
+// newer counts the endpoint as ahead of the plan and moves on.
+func (e *Enactor) newer(name string) {
+	e.stats.Newer++
+	e.emit(Event{Kind: EventNewer, Endpoint: name, Generation: e.plan.Generation, Have: e.cur.Generation})
+	e.nextEndpoint()
+}
+
+// deliverOwn has the plan of the generation an empty or corrupt endpoint
+// carries, newer than the enactor's plan: its targets are what the
+// endpoint must serve.
+func (e *Enactor) deliverOwn(r Result) {
+	name, have := e.names[e.i], e.cur.Generation
+	switch {
+	case r.Err == nil && len(r.Plan.Endpoints[name]) > 0:
+		e.write(name, Records{Generation: have, Targets: r.Plan.Endpoints[name]})
+	case r.Err == nil:
+		e.failEndpoint(name, fmt.Errorf("dnsplan: enactor %s: %q is empty at generation %d, whose plan does not name it: left for a newer plan",
+			e.cfg.Name, name, uint64(have)))
+		e.nextEndpoint()
+	case !errors.Is(r.Err, ErrNotFound):
+		e.failEndpoint(name, r.Err)
+		e.nextEndpoint()
+	case e.corrupt:
+		// The Store lost the plan, and the endpoint may still serve its
+		// addresses: only an empty endpoint is refilled with another
+		// plan's targets.
+		e.failEndpoint(name, fmt.Errorf("%w: enactor %s: %q is corrupt at generation %d, whose plan the Store lost: left for a newer plan",
+			ErrCorruptRecords, e.cfg.Name, name, uint64(have)))
+		e.nextEndpoint()
+	default:
+		// The Store lost the plan of an empty endpoint: refill it from the
+		// newest plan, if no plan at or above its generation exists.
+		e.phase = phaseLoadNewest
+		e.pending = Action{Op: OpLoadLatest}
+	}
+}
+
+// deliverNewest has the Store's newest plan, for an endpoint found empty
+// at a generation whose plan the Store lost. If that plan is older than
+// the endpoint's generation, its targets are written under the endpoint's
+// own generation (serving something beats serving nothing, and the
+// generation never decreases); if it is not, writing it is the job of
+// the passes that apply it.
+func (e *Enactor) deliverNewest(r Result) {
+	name, have := e.names[e.i], e.cur.Generation
+	switch {
+	case r.Err == nil && r.Plan.Generation <= have && len(r.Plan.Endpoints[name]) > 0:
+		e.write(name, Records{Generation: have, Targets: r.Plan.Endpoints[name]})
+	case r.Err == nil || errors.Is(r.Err, ErrNotFound):
+		e.newer(name)
+	default:
+		e.failEndpoint(name, r.Err)
+		e.nextEndpoint()
 	}
 }
 
 func (e *Enactor) deliverApply(r Result) {
 	name := e.names[e.i]
+	wrote := e.pending.Records.Generation
 	var stale *fence.StaleError
 	switch {
-	case r.Err == nil && e.cur.Generation > e.plan.Generation:
-		// The endpoint was ahead of the plan (only ever written when it
-		// was empty): its own generation was rewritten.
-		e.bounds[name] = e.cur.Generation
+	case r.Err == nil && wrote > e.plan.Generation:
+		// The endpoint was ahead of the plan (written only when it was
+		// empty or corrupt): its own generation was rewritten.
+		e.noteBound(name, wrote)
 		e.stats.Repaired++
-		e.emit(Event{Kind: EventRepaired, Endpoint: name, Generation: e.cur.Generation, Have: e.cur.Generation})
+		e.emit(Event{Kind: EventRepaired, Endpoint: name, Generation: wrote, Have: e.cur.Generation})
 		e.nextEndpoint()
 	case r.Err == nil:
-		e.bounds[name] = e.plan.Generation
+		e.noteBound(name, wrote)
 		kind := EventApplied
-		if e.cur.Generation == e.plan.Generation || (e.cur.Generation != 0 && len(e.cur.Targets) == 0) {
+		if e.cur.Generation == e.plan.Generation || (e.cur.Generation != 0 && len(e.cur.Targets) == 0) || e.corrupt {
 			kind = EventRepaired
 			e.stats.Repaired++
 		} else {
 			e.stats.Applied++
 		}
-		e.emit(Event{Kind: kind, Endpoint: name, Generation: e.plan.Generation, Have: e.cur.Generation})
+		e.emit(Event{Kind: kind, Endpoint: name, Generation: wrote, Have: e.cur.Generation})
+		e.nextEndpoint()
+	case errors.Is(r.Err, ErrNameInUse):
+		// Permanent until an operator acts: no retry in this pass.
+		e.failEndpoint(name, r.Err)
 		e.nextEndpoint()
 	case errors.As(r.Err, &stale):
 		e.stats.Conflicts++
 		e.tries++
-		e.emit(Event{Kind: EventConflict, Endpoint: name, Generation: e.plan.Generation, Have: stale.Have, Err: r.Err})
+		e.emit(Event{Kind: EventConflict, Endpoint: name, Generation: wrote, Have: stale.Have, Err: r.Err})
 		if e.tries > e.cfg.MaxConflicts {
-			e.stats.Failed++
-			e.fail(name, fmt.Errorf("dnsplan: enactor %s gave up on %q after %d conflicts: %w", e.cfg.Name, name, e.tries, r.Err))
+			e.failEndpoint(name, fmt.Errorf("dnsplan: enactor %s gave up on %q after %d conflicts: %w", e.cfg.Name, name, e.tries, r.Err))
 			e.nextEndpoint()
 			return
 		}
 		e.phase = phaseRead
 		e.pending = Action{Op: OpRead, Endpoint: name}
 	default:
-		e.stats.Failed++
-		e.fail(name, r.Err)
+		e.failEndpoint(name, r.Err)
 		e.nextEndpoint()
 	}
 }
 
-// startCleanup lists the plans if every endpoint's applied generation is
-// known; otherwise the floor is unknown and clean-up is skipped.
+// startCleanup lists the plans.
 func (e *Enactor) startCleanup() {
-	if e.stats.Failed > 0 || len(e.bounds) == 0 {
-		e.rest()
-		return
-	}
 	e.phase = phaseList
 	e.pending = Action{Op: OpListPlans}
 }
 
-// floor is the lowest known applied generation of the endpoints seen.
-func (e *Enactor) floor() fence.Token {
-	f := fence.MaxToken
-	for _, g := range e.bounds {
-		f = min(f, g)
+// bound returns the lowest applied generation name can have, as far as
+// the enactor knows: read this pass, or else read in an earlier pass
+// (generations never decrease), or else zero; ok is false if name has
+// not been read this pass and has not failed either, so that a read would
+// tell more.
+func (e *Enactor) bound(name string) (g fence.Token, ok bool) {
+	if g, ok := e.bounds[name]; ok {
+		return g, true
 	}
-	return f
+	return e.known[name], e.failed[name]
 }
 
-// deletable reports whether clean-up may delete generation g under floor.
-// It never deletes the plan the pass applied, nor a newer one: when
-// endpoints are ahead of every stored plan (the Store lost plans), the
-// newest plans left are what repairs them.
-func (e *Enactor) deletable(g, floor fence.Token) bool {
-	return g < floor && uint64(floor-g) > uint64(e.cfg.Retention) && g < e.plan.Generation
+// keeps reports whether an endpoint at generation b or above may need
+// plan g: it may serve g (b <= g), an enactor holding g may yet write it
+// there (b < g), or g is within Retention of b.
+func (e *Enactor) keeps(b, g fence.Token) bool {
+	return b <= g || uint64(b-g) <= uint64(e.cfg.Retention)
 }
 
 func (e *Enactor) deliverList(r Result) {
@@ -524,28 +656,77 @@ func (e *Enactor) deliverList(r Result) {
 		e.rest()
 		return
 	}
-	floor := e.floor()
 	e.gens = e.gens[:0]
 	for _, g := range r.Generations {
-		if e.deletable(g, floor) && len(e.gens) < e.cfg.MaxDeletes {
+		// The plan the pass applied, the newer ones (they repair
+		// endpoints whose plans the Store lost) and Retention's margin
+		// below it are never deleted.
+		if g < e.plan.Generation && uint64(e.plan.Generation-g) > uint64(e.cfg.Retention) {
 			e.gens = append(e.gens, g)
 		}
 	}
+	for g := range e.pinnedBy {
+		if _, found := slices.BinarySearch(r.Generations, g); !found {
+			delete(e.pinnedBy, g)
+		}
+	}
+	e.deleted = 0
 	e.ci = -1
 	e.nextCandidate()
 }
 
-// nextCandidate loads the next candidate plan, to learn the endpoints it
-// names that the newest plan does not.
+// nextCandidate moves to the next plan clean-up may delete: if the
+// endpoint that kept it last time is known and still keeps it, it is
+// kept without loading it; otherwise it is loaded, to learn its
+// endpoints.
 func (e *Enactor) nextCandidate() {
 	e.ci++
-	if e.ci >= len(e.gens) {
-		e.ci = -1
-		e.nextDelete()
+	if e.ci >= len(e.gens) || e.deleted >= e.cfg.MaxDeletes {
+		e.rest()
 		return
 	}
+	g := e.gens[e.ci]
+	if name, ok := e.pinnedBy[g]; ok {
+		b, known := e.bound(name)
+		if !known {
+			e.phase = phaseReadPinner
+			e.pending = Action{Op: OpRead, Endpoint: name}
+			return
+		}
+		if e.keeps(b, g) {
+			e.nextCandidate()
+			return
+		}
+		delete(e.pinnedBy, g)
+	}
+	e.loadCandidate(g)
+}
+
+func (e *Enactor) loadCandidate(g fence.Token) {
 	e.phase = phaseLoadCandidate
-	e.pending = Action{Op: OpLoadPlan, Generation: e.gens[e.ci]}
+	e.pending = Action{Op: OpLoadPlan, Generation: g}
+}
+
+// deliverPinner has the endpoint that kept the candidate last time.
+func (e *Enactor) deliverPinner(r Result) {
+	name, g := e.pending.Endpoint, e.gens[e.ci]
+	e.noteCleanupRead(name, r)
+	if b, _ := e.bound(name); e.keeps(b, g) {
+		e.nextCandidate()
+		return
+	}
+	delete(e.pinnedBy, g)
+	e.loadCandidate(g)
+}
+
+// noteCleanupRead records a read of an endpoint made for clean-up.
+func (e *Enactor) noteCleanupRead(name string, r Result) {
+	if r.Err != nil && !errors.Is(r.Err, ErrCorruptRecords) {
+		e.noteUnreadable(name)
+		e.failEndpoint(name, r.Err)
+		return
+	}
+	e.noteRead(name, r.Records.Generation)
 }
 
 func (e *Enactor) deliverCandidate(r Result) {
@@ -554,23 +735,45 @@ func (e *Enactor) deliverCandidate(r Result) {
 		e.nextCandidate()
 		return
 	case r.Err != nil:
+		// Its endpoints are unknown, so it is kept.
 		e.fail("", r.Err)
-		e.rest()
+		e.nextCandidate()
 		return
 	}
+	g := e.gens[e.ci]
 	e.extra = e.extra[:0]
-	for name := range r.Plan.Endpoints {
-		if _, ok := e.bounds[name]; !ok {
+	for name, ts := range r.Plan.Endpoints {
+		if len(ts) == 0 {
+			continue // never written by an enactor: it needs nothing
+		}
+		b, known := e.bound(name)
+		switch {
+		case !known:
 			e.extra = append(e.extra, name)
+		case e.keeps(b, g):
+			e.pin(g, name)
+			e.nextCandidate()
+			return
 		}
 	}
 	slices.Sort(e.extra)
 	e.nextExtra()
 }
 
+// pin remembers that name keeps plan g.
+func (e *Enactor) pin(g fence.Token, name string) {
+	if e.pinnedBy == nil {
+		e.pinnedBy = make(map[fence.Token]string)
+	}
+	e.pinnedBy[g] = name
+}
+
+// nextExtra reads the next endpoint of the candidate that has not been
+// read this pass, or, when none is left and none keeps it, deletes it.
 func (e *Enactor) nextExtra() {
 	if len(e.extra) == 0 {
-		e.nextCandidate()
+		e.phase = phaseDelete
+		e.pending = Action{Op: OpDeletePlan, Generation: e.gens[e.ci]}
 		return
 	}
 	e.phase = phaseReadExtra
@@ -578,31 +781,32 @@ func (e *Enactor) nextExtra() {
 }
 
 func (e *Enactor) deliverExtra(r Result) {
-	if r.Err != nil {
-		e.fail(e.extra[0], r.Err)
-		e.rest()
+	name, g := e.extra[0], e.gens[e.ci]
+	e.noteCleanupRead(name, r)
+	if b, _ := e.bound(name); e.keeps(b, g) {
+		e.pin(g, name)
+		e.nextCandidate()
 		return
 	}
-	e.bounds[e.extra[0]] = r.Records.Generation
 	e.extra = e.extra[1:]
 	e.nextExtra()
 }
 
-// nextDelete deletes the next candidate that is still below the floor,
-// now that the floor covers every endpoint of every candidate.
-func (e *Enactor) nextDelete() {
-	floor := e.floor()
-	for e.ci++; e.ci < len(e.gens); e.ci++ {
-		if e.deletable(e.gens[e.ci], floor) {
-			e.phase = phaseDelete
-			e.pending = Action{Op: OpDeletePlan, Generation: e.gens[e.ci]}
-			return
+// rest ends the pass. The generations known of endpoints the pass did not
+// come across are forgotten, so that the memory of an Enactor is bounded
+// by the endpoints its Store names.
+func (e *Enactor) rest() {
+	if len(e.known) > len(e.bounds)+len(e.failed) {
+		pinners := make(map[string]bool, len(e.pinnedBy))
+		for _, name := range e.pinnedBy {
+			pinners[name] = true
+		}
+		for name := range e.known {
+			if _, read := e.bounds[name]; !read && !e.failed[name] && !pinners[name] {
+				delete(e.known, name)
+			}
 		}
 	}
-	e.rest()
-}
-
-func (e *Enactor) rest() {
 	e.phase = phaseRest
 	e.last = e.stats
 	e.emit(Event{Kind: EventPassDone, Generation: e.stats.Generation, Err: e.stats.Err})

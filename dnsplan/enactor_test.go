@@ -204,7 +204,7 @@ func TestConflictsAndErrorsSkipCleanup(t *testing.T) {
 	require.NoError(t, err)
 	assert.ErrorIs(t, st.Err, boom)
 	gens, _ := store.List(ctx)
-	assert.Len(t, gens, 6, "no clean-up after a pass with failures")
+	assert.Len(t, gens, 6, "api, never read successfully at a generation, keeps every plan naming it")
 }
 
 func TestPassHonoursCancellation(t *testing.T) {
