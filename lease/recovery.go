@@ -392,12 +392,14 @@ func (r *Recovery[K]) Add(now time.Time, key K) error {
 // Start applies at time now everything that has become due — renewals to
 // queue, backlog to admit, queued attempts that can no longer finish in
 // time — and appends to out the attempts to start now, each on a free
-// worker. Call it after Add and at Wake.
+// worker. Call it after Add and at Wake. A now earlier than one passed
+// before to Start or Finish is taken as that later time, as in Memory.
 func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
 	if r == nil || r.sched == nil {
 		return out
 	}
 	r.last = laterOf(r.last, now)
+	now = r.last // time never goes backwards inside the Recovery
 	r.sched.Advance(now)
 	r.settleDrops(now)
 	out = r.queueRenewals(now, out)
@@ -432,6 +434,7 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		return out // not an attempt this Recovery handed out, or already reported
 	}
 	r.last = laterOf(r.last, now)
+	now = r.last // time never goes backwards inside the Recovery
 	started := e.due
 	cost := float64(now.Sub(started))
 	if a.Kind == Renew {
@@ -470,7 +473,9 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		r.wasted++
 		due := e.expires.Add(r.drift)
 		if held.Remaining > 0 {
-			due = now.Add(held.Remaining)
+			// A lease of this Recovery runs a TTL at most; a longer
+			// Remaining is not the table's answer about it.
+			due = now.Add(min(held.Remaining, r.cfg.TTL+r.drift))
 		}
 		r.toBacklog(e, laterOf(due, now.Add(max(time.Duration(r.costE), time.Microsecond))))
 	default:

@@ -205,8 +205,10 @@ func TestRecoveryOutageProperty(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		keys := rapid.IntRange(1, 30).Draw(rt, "keys")
 		ttl := time.Duration(rapid.IntRange(2, 20).Draw(rt, "ttlSeconds")) * time.Second
+		drift := time.Duration(rapid.Int64Range(0, int64(ttl)/4).Draw(rt, "drift"))
+		fraction := float64(rapid.IntRange(20, 70).Draw(rt, "renewPercent")) / 100
 		cfg := lease.RecoveryConfig{
-			Workers: rapid.IntRange(1, 8).Draw(rt, "workers"), TTL: ttl,
+			Workers: rapid.IntRange(1, 8).Draw(rt, "workers"), TTL: ttl, DriftMargin: drift, RenewFraction: fraction,
 			AttemptTimeout: time.Duration(rapid.Int64Range(int64(ttl)/10, int64(ttl)/2).Draw(rt, "timeout")),
 			Retry:          backoff.Policy{Jitter: rapid.SampledFrom([]backoff.Jitter{backoff.JitterFull, backoff.JitterEqual}).Draw(rt, "jitter")},
 		}
@@ -216,13 +218,13 @@ func TestRecoveryOutageProperty(t *testing.T) {
 		if err != nil {
 			rt.Fatal(err)
 		}
-		if err := w.runUntil(t0.Add(ttl/2), nil); err != nil {
+		if err := w.runUntil(t0.Add(time.Second), nil); err != nil {
 			rt.Fatal(err)
 		}
 		if p := w.r.Progress(w.now); p.Established != keys {
 			rt.Fatalf("not every key established with the table up: %+v", p)
 		}
-		window := ttl / 2 // TTL·(1−RenewFraction), the default fraction
+		window := time.Duration((1 - fraction) * float64(ttl))
 		d := time.Duration(rapid.Int64Range(int64(time.Millisecond), int64(window-cfg.AttemptTimeout/10)).Draw(rt, "outage"))
 		w.down = w.now.Add(time.Duration(rapid.Int64Range(0, int64(ttl)).Draw(rt, "outageStart")))
 		w.up = w.down.Add(d)
