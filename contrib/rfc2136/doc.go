@@ -9,6 +9,9 @@
 // generation the enactor read, and the server checks the prerequisite and
 // applies the update in the same transaction (RFC 2136 §3.2, §3.4). A
 // stale enactor's update fails with NXRRSET, and nothing of it is applied.
+// The prerequisite names the version of the write the enactor read as
+// well as its generation, so two writers of the same generation cannot
+// overwrite each other unseen either.
 //
 // # Record layout
 //
@@ -16,15 +19,37 @@
 // owns four RRsets, all replaced together by every Apply:
 //
 //	api.example.com.                  A, AAAA  the targets' addresses
-//	_dnsplan.api.example.com.         TXT      "dnsplan-generation=42"
+//	_dnsplan.api.example.com.         TXT      "dnsplan-generation=42" "dnsplan-version=9f3a…"
 //	_dnsplan-weights.api.example.com. TXT      "10.0.0.1=3" "10.0.0.2=1" ...
 //
-// The generation TXT holds a single string so that the update's
-// prerequisite "RRset exists (value dependent)" can name it exactly;
-// keeping the weights at their own name keeps them out of that
-// comparison. For an endpoint never written, the prerequisite is "RRset
-// does not exist" on the generation TXT. The label "_dnsplan" is
-// Config.MetaPrefix.
+// The generation TXT is one record, so that the update's prerequisite
+// "RRset exists (value dependent)" can name it exactly: the applied
+// generation and the version of the write, 128 random bits in hex that
+// every Apply draws anew (dnsplan.Records.Version). A generation TXT
+// without a version, written before versions existed, reads with Version
+// "" and is replaced as usual. Keeping the weights at their own name
+// keeps them out of that comparison. For an endpoint never written, the
+// prerequisite is "RRset does not exist" on the generation TXT. The
+// label "_dnsplan" is Config.MetaPrefix.
+//
+// Endpoint names must be canonical: lowercase ASCII letters, digits, '-',
+// '_' and '.', with no escape, no empty label and no trailing dot, so
+// that the name written is the name asked for and the name answered. A
+// name DNS would read otherwise (`\065bc`, "ABC", "abc.") is refused
+// before any I/O with ErrInvalidName: written as one name and read as
+// another, it would read as never written on every pass.
+//
+// # Records the provider does not own
+//
+// Apply replaces whole the four RRsets of the layout above, and deletes
+// nothing else: any other record at those names or above them stays. A
+// CNAME at the endpoint (or at its metadata names), a DNAME at or above
+// it, or a delegation (NS) at or above it would make the server drop or
+// hide the records an update adds while answering NOERROR; so every
+// update also requires that none of them exists (RFC 2136 §2.4.3), and
+// Read and Apply report one with an error matching dnsplan.ErrNameInUse
+// that names the record, for an operator to remove. An Enactor counts
+// such an endpoint as failed until then.
 //
 // # Weights
 //
@@ -43,9 +68,9 @@
 //
 // Apply is atomic on the server. Read is several queries (generation TXT,
 // A, AAAA, weights TXT, generation TXT again) and starts over if the
-// generation changed in between, so it returns the state of one instant;
-// even a torn read could not cause a wrong write, since every write is
-// conditioned on the generation. Queries go to Config.Server, which must
+// generation or version changed in between, so it returns the state of
+// one instant; even a torn read could not cause a wrong write, since every
+// write is conditioned on the generation and version. Queries go to Config.Server, which must
 // be the primary (a secondary may lag, and would make an enactor's reads
 // stale — still safe, but slower to converge).
 //
@@ -72,11 +97,26 @@
 //
 // # Errors
 //
-// A failed prerequisite is a *fence.StaleError (fence.ErrStale) whose Have
-// is the generation read right after the refusal. Empty or invalid
-// records are refused before any I/O (dnsplan.ErrEmptyRecords,
-// dnsplan.ErrInvalidRecords, ErrInvalidName); any other error code from
-// the server (NOTAUTH for a bad key, REFUSED, SERVFAIL) matches ErrServer;
-// an answer truncated over UDP whose retry over TCP failed matches
-// ErrTruncated; unparsable metadata matches ErrCorrupt.
+// A failed prerequisite is explained by reading right after the refusal:
+// a *fence.StaleError (fence.ErrStale) whose Have is the generation found,
+// a *dnsplan.VersionConflictError (also fence.ErrStale) if only the
+// version differs, or dnsplan.ErrNameInUse for a foreign record. Empty or
+// invalid records and non-canonical names are refused before any I/O
+// (dnsplan.ErrEmptyRecords, dnsplan.ErrInvalidRecords, ErrInvalidName);
+// any other error code from the server (NOTAUTH for a bad key, REFUSED,
+// SERVFAIL) matches ErrServer; an answer truncated over UDP whose retry
+// over TCP failed matches ErrTruncated; unparsable metadata matches
+// ErrCorrupt. A damaged weights TXT under an intact (or absent) generation
+// TXT also matches dnsplan.ErrCorruptRecords, and Read returns the
+// generation and version with it, so that an Enactor rewrites the
+// endpoint under them; a damaged generation TXT cannot be named in a
+// prerequisite, so it is ErrCorrupt alone, for an operator to fix or
+// delete.
+//
+// Errors that may pass by themselves match ErrTransient: timeouts,
+// network failures (server down or restarting), SERVFAIL, reads torn by
+// concurrent updates, an ended context. Everything else is permanent
+// until the server, the zone or the call changes: ErrInvalidName,
+// ErrCorrupt, dnsplan.ErrNameInUse, REFUSED, NOTAUTH and other codes, TSIG
+// failures. A stale condition is neither: read again and decide again.
 package rfc2136
