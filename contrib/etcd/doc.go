@@ -5,19 +5,21 @@
 //
 // LeaseTable is the lease table on etcd: each term is an etcd lease
 // (grant with TTL, keep-alive, revoke) holding the resource's holder record,
-// and each grant is one transaction conditioned on "no live holder record"
-// and "the resource's epoch record is e", which writes the holder and epoch
-// e+1 together. Two processes contending for a resource through etcd get
-// the in-memory table's guarantees: at most one holder with an unexpired
-// lease, and epochs that strictly increase, across etcd restarts (the tests
-// SIGKILL etcd while keepers contend).
+// and each grant is one transaction conditioned on "no holder record",
+// whose epoch is etcd's revision at that transaction. Two processes
+// contending for a resource through etcd get the in-memory table's
+// guarantees: at most one holder with an unexpired lease, and epochs that
+// strictly increase, across etcd restarts (the tests SIGKILL etcd while
+// keepers contend) and however many resources come and go — etcd deletes
+// a resource's record when its lease ends, and the table keeps nothing
+// else.
 //
 // # Guarantees
 //
-// Store is linearizable, as etcd is: every operation is a single etcd
-// request, and every write is a single transaction (Txn) whose comparison
-// on the key's stored token and whose write are applied by etcd as one
-// atomic step. So the check that a plan is newer than the applied one is
+// Store is linearizable, as etcd is: every operation but WriteIfNewer is
+// a single etcd request, and every write is a single transaction (Txn)
+// whose comparison on the key's stored token and whose write are applied
+// by etcd as one atomic step. So the check that a plan is newer than the applied one is
 // made by etcd at the moment of the write, not by the writer beforehand;
 // a writer delayed for an hour between reading and writing is judged by
 // what is in etcd when its write arrives.
@@ -25,12 +27,13 @@
 //   - CompareAndSwap(key, expect, value, next) is
 //     Txn(If token(key) = expect, Then Put, Else Get); expect zero compares
 //     the key's create revision with zero (the key is absent).
-//   - WriteIfNewer(key, value, t) is
-//     Txn(If token(key) ≥ t, Then Get, Else Txn(If the value is the bare
-//     digits of t, Then Get, Else Put)): etcd only ANDs its comparisons, so
-//     "absent or older" is tested as the opposite, and the value travels
-//     once in one request (values up to fence.MaxValueBytes fit under
-//     etcd's default 1.5 MiB request limit).
+//   - WriteIfNewer(key, value, t) is Txn(If the key is absent, Then Put,
+//     Else Get), and, if what it read is a record older than t,
+//     Txn(If the key's mod revision is the one read, Then Put, Else Get),
+//     again while other writers change the key in between (at most
+//     DefaultWriteAttempts times): each write is conditioned on the exact
+//     state that was judged older, so it is still made by etcd at the
+//     moment of the write. Each request carries the value once.
 //   - Delete(key, expect) is Txn(If token(key) = expect, Then Delete, Else Get).
 //
 // A refusal returns the Else branch's read of the key in the same
@@ -42,8 +45,10 @@
 // write is lost and no stale write was accepted. A fence.Sequencer on a
 // Store hands out tokens that survive restarts of the client and of etcd.
 //
-// An error that is not a refusal or invalid input (a timeout, a lost
-// connection, etcd down) leaves the outcome of a write unknown: etcd may
+// An error that is not a refusal, invalid input or a corrupt record (a
+// timeout, a lost connection, etcd down) matches ErrUnknownOutcome, and
+// also context.DeadlineExceeded if the request timed out, whether the
+// client or etcd said so: the outcome of a write is unknown, and etcd may
 // have applied it. Txn requests are never retried by the etcd client once
 // sent, so a write is applied at most once. Give every call a context with
 // a deadline: while etcd is unreachable a call waits for it until the
@@ -51,22 +56,26 @@
 //
 // # Record format
 //
-// Each key is stored under StoreConfig.Prefix + key. Its value is the token
-// in 20 decimal digits, a colon, and the caller's bytes:
+// Each key is stored under StoreConfig.Prefix + key, concatenated as raw
+// bytes: the prefix is not a path, so a Store with prefix "p" also sees
+// (lists, loads and writes) the keys of a Store with prefix "p/" — end
+// prefixes with a separator, as in "stormguard/fence/", and let no
+// prefix be the beginning of another. Its value is the token in 20
+// decimal digits, a colon, and the caller's bytes:
 //
 //	00000000000000000042:lb-7=100,lb-8=100
 //
-// Fixed-width digits compare as the numbers do, and the colon makes every
-// record longer than the 20 digits, so "token = t" is the pair of etcd
-// value comparisons record > digits(t) and record < digits(t+1), and
-// "token < t" is record < digits(t): etcd compares the generation itself,
-// no mod revision has to be read first. Records stay readable with etcdctl.
-// A value under the prefix that is not a record (written by hand, say) is
-// never misread as one: Load, and any conditional write that finds it,
-// report an error matching ErrCorrupt and leave it alone — except a value
-// that sorts before the 20 digits of the token being written (the empty
-// value, for one), which WriteIfNewer takes for an older record and
-// overwrites.
+// Fixed-width digits compare as the numbers do, so the records of token t
+// are exactly the values from digits(t)+":" up to, not including,
+// digits(t)+";" (the byte after the colon), and "token = t" is a pair of
+// etcd value comparisons in two nested transactions (etcd has no "≥"):
+// Txn(If value < digits(t)+":" Then Get Else Txn(If value < digits(t)+";"
+// Then write Else Get)). etcd compares the generation itself, no mod
+// revision has to be read first. Records stay readable with etcdctl. A
+// value under the prefix that is not a record (written by hand, say, or
+// the digits without the colon, or token zero) is never misread as one:
+// Load, and every conditional write that finds it, report an error
+// matching ErrCorrupt and leave it alone.
 //
 // # Versions
 //

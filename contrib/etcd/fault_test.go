@@ -3,10 +3,12 @@ package etcd
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/stormguard/stormguard/contrib/etcd/internal/etcdtest"
 	"github.com/stormguard/stormguard/fence"
+	"github.com/stormguard/stormguard/lease"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -283,4 +286,112 @@ func checkIssued(t *testing.T, tokens []issued) {
 			t.Errorf("token %d handed out after token %d had been", x.token, newestDone)
 		}
 	}
+}
+
+// TestTinyDeadlines runs every operation of the Store, a Sequencer on it
+// and the LeaseTable from several goroutines with deadlines of 0 to 3ms, so
+// that requests time out in the client, on the wire and inside etcd
+// ("etcdserver: request timed out", "context deadline exceeded" from the
+// server). Every error must be recognisable with errors.Is: a refusal by
+// its sentinel, anything else as ErrUnknownOutcome and, since only
+// deadlines end these calls, context.DeadlineExceeded.
+func TestTinyDeadlines(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	store, err := NewStore(StoreConfig{Client: client, Prefix: "tiny/"})
+	require.NoError(t, err)
+	tb, err := NewLeaseTable(LeaseTableConfig{Client: client, Prefix: "tiny-lease/"})
+	require.NoError(t, err)
+	seq, err := fence.NewSequencer(fence.SequencerConfig{Store: store, Key: "seq"})
+	require.NoError(t, err)
+
+	const workers, perWorker = 8, 150
+	var (
+		mu     sync.Mutex
+		counts = map[string]int{}
+		seen   = map[string]bool{}
+		wg     sync.WaitGroup
+	)
+	note := func(name string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			counts["ok"]++
+		case errors.Is(err, fence.ErrStale), errors.Is(err, fence.ErrContended),
+			errors.Is(err, lease.ErrHeld), errors.Is(err, lease.ErrLost):
+			counts["refused"]++
+		case errors.Is(err, ErrUnknownOutcome) && errors.Is(err, context.DeadlineExceeded):
+			counts["timed out"]++
+			// Log one example of each timeout etcd reported itself.
+			msg := err.Error()
+			if i := strings.LastIndex(msg, "("); i >= 0 && !seen[msg[i:]] {
+				seen[msg[i:]] = true
+				t.Logf("%s: %v", name, err)
+			}
+		default:
+			counts["unrecognised"]++
+			t.Errorf("%s: error matches no sentinel: %v", name, err)
+		}
+	}
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 13))
+			var held []lease.Lease
+			for range perWorker {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(3001))*time.Microsecond)
+				key := fmt.Sprintf("k%d", rng.IntN(4))
+				tok := fence.Token(1 + rng.IntN(50))
+				res := fmt.Sprintf("r%d", rng.IntN(6))
+				switch op := rng.IntN(12); op {
+				case 0:
+					_, _, err := store.Load(ctx, key)
+					note("Load", err)
+				case 1:
+					note("CompareAndSwap", store.CompareAndSwap(ctx, key, tok-1, []byte("v"), tok))
+				case 2:
+					note("WriteIfNewer", store.WriteIfNewer(ctx, key, []byte("v"), tok))
+				case 3:
+					note("Delete", store.Delete(ctx, key, tok))
+				case 4:
+					_, err := store.List(ctx, "")
+					note("List", err)
+				case 5:
+					_, err := seq.Next(ctx)
+					note("Sequencer.Next", err)
+				case 6, 7:
+					l, err := tb.Grant(ctx, res, fmt.Sprintf("h%d", w), time.Second)
+					note("Grant", err)
+					if err == nil {
+						held = append(held, l)
+					}
+				case 8:
+					if len(held) > 0 {
+						l, err := tb.Renew(ctx, held[len(held)-1])
+						note("Renew", err)
+						if err == nil {
+							held[len(held)-1] = l
+						}
+					}
+				case 9:
+					if len(held) > 0 {
+						note("Release", tb.Release(ctx, held[len(held)-1]))
+						held = held[:len(held)-1]
+					}
+				case 10:
+					_, _, err := tb.Get(ctx, res)
+					note("Get", err)
+				case 11:
+					_, err := tb.Epoch(ctx, res)
+					note("Epoch", err)
+				}
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%v", counts)
+	assert.Positive(t, counts["timed out"], "no call timed out")
 }

@@ -8,14 +8,10 @@ import (
 
 	"github.com/stormguard/stormguard/fence"
 	"github.com/stormguard/stormguard/lease"
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
-
-// DefaultGrantAttempts bounds the transactions of one LeaseTable.Grant when
-// other processes keep advancing the resource's epoch first.
-const DefaultGrantAttempts = 16
 
 // LeaseTableConfig configures a LeaseTable. Client is required.
 type LeaseTableConfig struct {
@@ -23,7 +19,8 @@ type LeaseTableConfig struct {
 	// it. Required.
 	Client *clientv3.Client
 	// Prefix is prepended to every key the table writes in etcd, e.g.
-	// "stormguard/lease/". At most fence.MaxKeyBytes long; may be empty.
+	// "stormguard/lease/". It is raw bytes, as StoreConfig.Prefix is. At
+	// most fence.MaxKeyBytes long; may be empty.
 	Prefix string
 	// OnEvent, if not nil, is called after every grant, renewal and
 	// release, taken or refused, on the caller's goroutine. It must not
@@ -33,22 +30,36 @@ type LeaseTableConfig struct {
 
 // LeaseTable is a lease.Store on etcd: the lease table for holders in many
 // processes. Each term of a resource is an etcd lease, and the resource's
-// holder record is attached to it, so etcd deletes the record when the
-// lease expires or is revoked; each resource also has an epoch record,
-// never attached to a lease, that keeps its newest epoch for good.
+// holder record (its key Prefix+"holder/"+resource, its value the holder's
+// name) is attached to it, so etcd deletes the record when the lease
+// expires or is revoked. That record is all the table keeps of a resource:
+// a table whose resource names churn holds only the records of leases that
+// have not ended.
 //
 //   - Grant creates an etcd lease with the TTL (rounded up to whole
 //     seconds, etcd's unit), then runs one transaction:
-//     If(holder record absent, epoch record = e) Then(put holder record
-//     with epoch e+1 attached to the lease, put epoch record e+1)
-//     Else(read both). Absence of the holder record is the "no unexpired
-//     lease" check, and etcd makes it atomically with the write; the epoch
-//     comparison makes the new epoch strictly greater than every earlier
-//     one, whoever granted it. A refusal revokes the unused etcd lease.
+//     If(holder record absent) Then(put holder record attached to the
+//     lease) Else(read it). Absence of the holder record is the "no
+//     unexpired lease" check, and etcd makes it atomically with the write.
+//     The epoch is the etcd revision of that transaction (the holder
+//     record's create revision): etcd's revision only ever increases, over
+//     every key and across restarts, so each grant's epoch is greater than
+//     every earlier epoch of every resource, even one whose records etcd
+//     has long deleted. Epochs are therefore not consecutive. A refusal
+//     revokes the unused etcd lease.
 //   - Renew is an etcd keep-alive of the term's lease: it succeeds only
 //     while the lease — and so the holder record — is alive, and keeps
 //     the epoch.
 //   - Release revokes the term's lease, which deletes the holder record.
+//
+// etcd revokes expired leases at a limited rate (1000 a second), so when
+// many expire together a holder record can outlive its lease by seconds.
+// Until etcd deletes it, Grant refuses the resource with a
+// *lease.HeldError and Get reports the lease with Expires in the past.
+//
+// All processes sharing a Prefix must use this scheme: earlier versions
+// of this package kept a per-resource epoch record and counted epochs up
+// from 1, which this version neither reads nor writes.
 //
 // Times: the lease returned by Grant and Renew has Renewed set to the
 // moment just before the request was sent, on the caller's clock, and
@@ -60,9 +71,14 @@ type LeaseTableConfig struct {
 // protect themselves against their own clock running slow with a drift
 // margin (lease.Keeper).
 //
+// Errors: a refusal is a *lease.HeldError or *lease.LostError, bad input
+// matches lease.ErrInvalidArgument, a holder key that is not a record of
+// the table matches ErrCorrupt, and every failed request matches
+// ErrUnknownOutcome (and context.DeadlineExceeded if it timed out).
+//
 // A LeaseTable holds no state but its configuration and is safe for
 // concurrent use. Grant costs three requests (a read, the lease grant and
-// the transaction), Renew and Release one each.
+// the transaction), Renew and Release one each, Get two.
 type LeaseTable struct {
 	client  *clientv3.Client
 	prefix  string
@@ -105,10 +121,9 @@ func NewLeaseTable(cfg LeaseTableConfig) (*LeaseTable, error) {
 }
 
 func (t *LeaseTable) holderKey(resource string) string { return t.prefix + "holder/" + resource }
-func (t *LeaseTable) epochKey(resource string) string  { return t.prefix + "epoch/" + resource }
 
-// Grant gives resource to holder for ttl with a new epoch, if no lease on
-// it is alive in etcd. See lease.Store and LeaseTable.
+// Grant gives resource to holder for ttl with a new epoch, if no holder
+// record of it is in etcd. See lease.Store and LeaseTable.
 func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl time.Duration) (lease.Lease, error) {
 	if err := lease.ValidateGrant(resource, holder, ttl); err != nil {
 		return lease.Lease{}, err
@@ -116,64 +131,46 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 	if err := t.ready(ctx); err != nil {
 		return lease.Lease{}, err
 	}
-	hk, ek := t.holderKey(resource), t.epochKey(resource)
+	hk := t.holderKey(resource)
 	// Read first: a held resource costs one request to refuse, and no
 	// etcd lease is created for nothing.
-	resp, err := t.client.Txn(ctx).Then(clientv3.OpGet(hk), clientv3.OpGet(ek)).Commit()
+	resp, err := t.client.Get(ctx, hk)
 	if err != nil {
-		return lease.Lease{}, t.failed("grant", resource, err)
+		return lease.Lease{}, t.failed(ctx, "grant", resource, err)
 	}
-	cur, epoch, err := t.decode(resource, resp.Responses)
-	if err != nil {
-		return lease.Lease{}, err
-	}
-	if cur != nil {
-		return lease.Lease{}, t.held(resource, holder, cur)
+	if len(resp.Kvs) > 0 {
+		return lease.Lease{}, t.held(resource, holder, resp.Kvs[0])
 	}
 	sent := time.Now()
 	seconds := int64((ttl + time.Second - 1) / time.Second)
 	g, err := t.client.Grant(ctx, seconds)
 	if err != nil {
-		return lease.Lease{}, t.failed("grant", resource, err)
+		return lease.Lease{}, t.failed(ctx, "grant", resource, err)
 	}
 	id := g.ID
-	for attempt := 1; ; attempt++ {
-		if epoch == fence.MaxToken {
-			t.revoke(ctx, id)
-			return lease.Lease{}, fmt.Errorf("%w: resource %q has used the last epoch %d", fence.ErrExhausted, resource, uint64(fence.MaxToken))
-		}
-		next := epoch + 1
-		rec := record(next, []byte(holder))
-		resp, err := t.client.Txn(ctx).
-			If(append([]clientv3.Cmp{absent(hk)}, tokenIs(ek, epoch)...)...).
-			Then(clientv3.OpPut(hk, rec, clientv3.WithLease(id)), clientv3.OpPut(ek, rec)).
-			Else(clientv3.OpGet(hk), clientv3.OpGet(ek)).
-			Commit()
-		if err != nil {
-			// The outcome is unknown. Revoking the lease frees the
-			// resource if the grant did land, since nobody will use it.
-			t.revoke(ctx, id)
-			return lease.Lease{}, t.failed("grant", resource, err)
-		}
-		if resp.Succeeded {
-			l := lease.Lease{Resource: resource, Holder: holder, Epoch: next, TTL: ttl, Renewed: sent, Expires: sent.Add(ttl), ID: int64(id)}
-			t.observe(lease.OpGrant, resource, holder, next, false)
-			return l, nil
-		}
-		cur, epoch, err = t.decode(resource, resp.Responses)
-		if err != nil {
-			t.revoke(ctx, id)
-			return lease.Lease{}, err
-		}
-		if cur != nil {
-			t.revoke(ctx, id)
-			return lease.Lease{}, t.held(resource, holder, cur)
-		}
-		if attempt >= DefaultGrantAttempts {
-			t.revoke(ctx, id)
-			return lease.Lease{}, fmt.Errorf("%w: grant of %q overtaken %d times (epoch now %d)", fence.ErrContended, resource, attempt, uint64(epoch))
-		}
+	tx, err := t.client.Txn(ctx).
+		If(absent(hk)).
+		Then(clientv3.OpPut(hk, holder, clientv3.WithLease(id))).
+		Else(clientv3.OpGet(hk)).
+		Commit()
+	if err != nil {
+		// The outcome is unknown. Revoking the lease frees the resource
+		// if the grant did land, since nobody will use it.
+		t.revoke(ctx, id)
+		return lease.Lease{}, t.failed(ctx, "grant", resource, err)
 	}
+	if !tx.Succeeded {
+		t.revoke(ctx, id)
+		rs := tx.Responses
+		if len(rs) != 1 || rs[0].GetResponseRange() == nil || len(rs[0].GetResponseRange().Kvs) != 1 {
+			return lease.Lease{}, fmt.Errorf("etcd: lease grant %q: %w", resource, errMalformed)
+		}
+		return lease.Lease{}, t.held(resource, holder, rs[0].GetResponseRange().Kvs[0])
+	}
+	epoch := fence.Token(tx.Header.Revision)
+	l := lease.Lease{Resource: resource, Holder: holder, Epoch: epoch, TTL: ttl, Renewed: sent, Expires: sent.Add(ttl), ID: int64(id)}
+	t.observe(lease.OpGrant, resource, holder, epoch, false)
+	return l, nil
 }
 
 // Renew keeps l's etcd lease alive for another TTL, keeping the epoch. A
@@ -189,7 +186,7 @@ func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, err
 			t.observe(lease.OpRenew, l.Resource, l.Holder, l.Epoch, true)
 			return lease.Lease{}, &lease.LostError{Resource: l.Resource, Holder: l.Holder, Epoch: l.Epoch, Reason: "expired or released (etcd lease not found)"}
 		}
-		return lease.Lease{}, t.failed("renew", l.Resource, err)
+		return lease.Lease{}, t.failed(ctx, "renew", l.Resource, err)
 	}
 	l.Renewed, l.Expires = sent, sent.Add(l.TTL)
 	t.observe(lease.OpRenew, l.Resource, l.Holder, l.Epoch, false)
@@ -208,22 +205,26 @@ func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
 			t.observe(lease.OpRelease, l.Resource, l.Holder, l.Epoch, true)
 			return &lease.LostError{Resource: l.Resource, Holder: l.Holder, Epoch: l.Epoch, Reason: "expired or released (etcd lease not found)"}
 		}
-		return t.failed("release", l.Resource, err)
+		return t.failed(ctx, "release", l.Resource, err)
 	}
 	t.observe(lease.OpRelease, l.Resource, l.Holder, l.Epoch, false)
 	return nil
 }
 
-// Get returns the resource's live lease, if any: its holder, epoch and etcd
-// lease ID, and the term as etcd reports it. etcd counts a lease's remaining
-// time in whole seconds, rounded down, so Expires is the moment the request
-// was sent plus that remainder: no later than the moment etcd may let the
-// lease lapse, as for a holder's own Lease. TTL is the term's length as
-// granted (whole seconds) and Renewed is Expires−TTL.
+// Get returns the resource's lease, if etcd has a holder record of it: its
+// holder, epoch and etcd lease ID, and the term as etcd reports it. etcd
+// counts a lease's remaining time in whole seconds, so Expires is the
+// moment the request was sent plus that remainder rounded down: no later
+// than the moment etcd may let the lease lapse, as for a holder's own
+// Lease. TTL is the term's length as granted (whole seconds) and Renewed
+// is Expires−TTL.
 //
-// It reads the holder and then asks etcd about its lease, two round trips;
-// if the lease ended in between, it reads again, so the answer is the
-// resource's state at one instant.
+// It reads the holder record and then asks etcd about its lease, two
+// round trips. A lease that has expired but that etcd has not yet revoked
+// (see LeaseTable) is reported held, with Expires in the past: Grant
+// refuses the resource until etcd deletes the record. A lease that etcd
+// no longer has when asked was revoked after the read, which deleted the
+// record, so the resource is reported not held.
 func (t *LeaseTable) Get(ctx context.Context, resource string) (lease.Lease, bool, error) {
 	if err := fence.ValidateKey(resource); err != nil {
 		return lease.Lease{}, false, fmt.Errorf("%w: %w", lease.ErrInvalidArgument, err)
@@ -231,40 +232,45 @@ func (t *LeaseTable) Get(ctx context.Context, resource string) (lease.Lease, boo
 	if err := t.ready(ctx); err != nil {
 		return lease.Lease{}, false, err
 	}
-	for range getAttempts {
-		sent := time.Now()
-		resp, err := t.client.Get(ctx, t.holderKey(resource))
-		if err != nil {
-			return lease.Lease{}, false, t.failed("get", resource, err)
-		}
-		if len(resp.Kvs) == 0 {
-			return lease.Lease{}, false, nil
-		}
-		kv := resp.Kvs[0]
-		epoch, ok := parseToken(kv.Value)
-		if !ok {
-			return lease.Lease{}, false, t.corrupt(string(kv.Key), kv.Value)
-		}
-		l := lease.Lease{Resource: resource, Holder: string(kv.Value[tokenDigits+1:]), Epoch: epoch, ID: kv.Lease}
-		ttl, err := t.client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease))
-		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return lease.Lease{}, false, t.failed("get", resource, err)
-		}
-		if err != nil || ttl.TTL < 0 {
-			continue // the lease ended after the read: read the holder again
-		}
-		l.TTL = time.Duration(ttl.GrantedTTL) * time.Second
-		l.Expires = sent.Add(time.Duration(ttl.TTL) * time.Second)
-		l.Renewed = l.Expires.Add(-l.TTL)
-		return l, true, nil
+	sent := time.Now()
+	resp, err := t.client.Get(ctx, t.holderKey(resource))
+	if err != nil {
+		return lease.Lease{}, false, t.failed(ctx, "get", resource, err)
 	}
-	return lease.Lease{}, false, t.failed("get", resource, fmt.Errorf("the holder changed %d times while being read", getAttempts))
+	if len(resp.Kvs) == 0 {
+		return lease.Lease{}, false, nil
+	}
+	cur, err := t.decode(resp.Kvs[0])
+	if err != nil {
+		return lease.Lease{}, false, err
+	}
+	ttl, err := t.client.TimeToLive(ctx, clientv3.LeaseID(cur.id))
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) || err == nil && ttl.TTL == -1 && ttl.GrantedTTL == 0 {
+		// etcd answers TTL −1 for a lease it does not have.
+		return lease.Lease{}, false, nil
+	}
+	if err != nil {
+		return lease.Lease{}, false, t.failed(ctx, "get", resource, err)
+	}
+	l := lease.Lease{Resource: resource, Holder: cur.holder, Epoch: cur.epoch, ID: cur.id}
+	l.TTL = time.Duration(ttl.GrantedTTL) * time.Second
+	// etcd's remainder is the remaining time truncated towards zero: for
+	// a remainder of −2.5s it says −2. Rounded down instead, Expires is
+	// never later than the lease's end, even after it.
+	left := ttl.TTL
+	if left <= 0 {
+		left--
+	}
+	l.Expires = sent.Add(time.Duration(left) * time.Second)
+	l.Renewed = l.Expires.Add(-l.TTL)
+	return l, true, nil
 }
 
-// getAttempts bounds Get's reads when leases keep ending under it.
-const getAttempts = 4
-
-// Epoch returns the newest epoch ever granted on resource (zero if none).
+// Epoch returns the epoch of resource's holder record — of its lease, or
+// of one that has ended and that etcd has not deleted yet — or zero if
+// etcd has none. It is not the newest epoch ever granted on the resource:
+// the table keeps nothing of a resource once its holder record is gone.
+// Every later grant carries a greater epoch all the same.
 func (t *LeaseTable) Epoch(ctx context.Context, resource string) (fence.Token, error) {
 	if err := fence.ValidateKey(resource); err != nil {
 		return 0, fmt.Errorf("%w: %w", lease.ErrInvalidArgument, err)
@@ -272,18 +278,18 @@ func (t *LeaseTable) Epoch(ctx context.Context, resource string) (fence.Token, e
 	if err := t.ready(ctx); err != nil {
 		return 0, err
 	}
-	resp, err := t.client.Get(ctx, t.epochKey(resource))
+	resp, err := t.client.Get(ctx, t.holderKey(resource))
 	if err != nil {
-		return 0, t.failed("epoch", resource, err)
+		return 0, t.failed(ctx, "epoch", resource, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return 0, nil
 	}
-	e, ok := parseToken(resp.Kvs[0].Value)
-	if !ok {
-		return 0, t.corrupt(t.epochKey(resource), resp.Kvs[0].Value)
+	cur, err := t.decode(resp.Kvs[0])
+	if err != nil {
+		return 0, err
 	}
-	return e, nil
+	return cur.epoch, nil
 }
 
 func (t *LeaseTable) validate(ctx context.Context, l lease.Lease) error {
@@ -300,37 +306,27 @@ func (t *LeaseTable) validate(ctx context.Context, l lease.Lease) error {
 	return nil
 }
 
-// decode reads the holder record (nil if absent) and the epoch from the
-// two reads of a transaction response.
-func (t *LeaseTable) decode(resource string, rs []*etcdserverpb.ResponseOp) (*heldRecord, fence.Token, error) {
-	if len(rs) != 2 || rs[0].GetResponseRange() == nil || rs[1].GetResponseRange() == nil {
-		return nil, 0, fmt.Errorf("etcd: lease grant %q: malformed transaction response", resource)
+// decode reads a holder record: a value (the holder) attached to an etcd
+// lease, whose create revision is the epoch.
+func (t *LeaseTable) decode(kv *mvccpb.KeyValue) (heldRecord, error) {
+	if len(kv.Value) == 0 || kv.Lease == 0 || kv.CreateRevision <= 0 {
+		return heldRecord{}, t.corrupt(kv)
 	}
-	var cur *heldRecord
-	if kvs := rs[0].GetResponseRange().Kvs; len(kvs) > 0 {
-		e, ok := parseToken(kvs[0].Value)
-		if !ok {
-			return nil, 0, t.corrupt(string(kvs[0].Key), kvs[0].Value)
-		}
-		cur = &heldRecord{holder: string(kvs[0].Value[tokenDigits+1:]), epoch: e}
-	}
-	var epoch fence.Token
-	if kvs := rs[1].GetResponseRange().Kvs; len(kvs) > 0 {
-		e, ok := parseToken(kvs[0].Value)
-		if !ok {
-			return nil, 0, t.corrupt(string(kvs[0].Key), kvs[0].Value)
-		}
-		epoch = e
-	}
-	return cur, epoch, nil
+	return heldRecord{holder: string(kv.Value), epoch: fence.Token(kv.CreateRevision), id: kv.Lease}, nil
 }
 
 type heldRecord struct {
 	holder string
 	epoch  fence.Token
+	id     int64
 }
 
-func (t *LeaseTable) held(resource, want string, cur *heldRecord) error {
+// held is the refusal of a grant by the holder record kv.
+func (t *LeaseTable) held(resource, want string, kv *mvccpb.KeyValue) error {
+	cur, err := t.decode(kv)
+	if err != nil {
+		return err
+	}
 	t.observe(lease.OpGrant, resource, want, cur.epoch, true)
 	return &lease.HeldError{Resource: resource, Holder: cur.holder, Want: want, Epoch: cur.epoch}
 }
@@ -343,16 +339,17 @@ func (t *LeaseTable) revoke(ctx context.Context, id clientv3.LeaseID) {
 	_, _ = t.client.Revoke(rctx, id)
 }
 
-func (t *LeaseTable) corrupt(key string, raw []byte) error {
-	shown := raw
+func (t *LeaseTable) corrupt(kv *mvccpb.KeyValue) error {
+	shown := kv.Value
 	if len(shown) > 32 {
 		shown = shown[:32]
 	}
-	return fmt.Errorf("%w: key %q holds %d bytes starting %q, not a lease record", ErrCorrupt, key, len(raw), shown)
+	return fmt.Errorf("%w: key %q holds %d bytes starting %q attached to etcd lease %d, not a holder record (a non-empty value attached to a lease)",
+		ErrCorrupt, kv.Key, len(kv.Value), shown, kv.Lease)
 }
 
-func (t *LeaseTable) failed(op, resource string, err error) error {
-	return fmt.Errorf("etcd: lease %s %q: %w", op, resource, err)
+func (t *LeaseTable) failed(ctx context.Context, op, resource string, err error) error {
+	return fmt.Errorf("etcd: lease %s %q: %w", op, resource, unknownOutcome(ctx, err))
 }
 
 func (t *LeaseTable) observe(op lease.Op, resource, holder string, epoch fence.Token, refused bool) {

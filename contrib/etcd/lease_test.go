@@ -17,6 +17,7 @@ import (
 	"github.com/stormguard/stormguard/lease"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func TestNewLeaseTableValidation(t *testing.T) {
@@ -50,7 +51,7 @@ func TestLeaseTable(t *testing.T) {
 	before := time.Now()
 	a, err := tb.Grant(ctx, "droplet-1", "dwfm-a", 2*time.Second)
 	require.NoError(t, err)
-	assert.Equal(t, fence.Token(1), a.Epoch)
+	assert.NotZero(t, a.Epoch)
 	assert.NotZero(t, a.ID)
 	assert.False(t, a.Renewed.Before(before))
 	assert.Equal(t, a.Renewed.Add(2*time.Second), a.Expires)
@@ -59,7 +60,7 @@ func TestLeaseTable(t *testing.T) {
 	var held *lease.HeldError
 	require.ErrorAs(t, err, &held)
 	assert.Equal(t, "dwfm-a", held.Holder)
-	assert.Equal(t, fence.Token(1), held.Epoch)
+	assert.Equal(t, a.Epoch, held.Epoch)
 
 	got, ok, err := tb.Get(ctx, "droplet-1")
 	require.NoError(t, err)
@@ -87,7 +88,7 @@ func TestLeaseTable(t *testing.T) {
 
 	b, err := tb.Grant(ctx, "droplet-1", "dwfm-b", time.Second)
 	require.NoError(t, err)
-	assert.Equal(t, fence.Token(2), b.Epoch, "a new grant has a newer epoch")
+	assert.Greater(t, b.Epoch, a.Epoch, "a new grant has a newer epoch")
 
 	// Expiry: without renewal, another holder gets the resource, but
 	// never before the first holder's own view of its expiry.
@@ -101,10 +102,10 @@ func TestLeaseTable(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	assert.False(t, time.Now().Before(b.Expires), "granted to another before the holder's Expires")
-	assert.Equal(t, fence.Token(3), c2.Epoch)
+	assert.Greater(t, c2.Epoch, b.Epoch)
 	e, err := tb.Epoch(ctx, "droplet-1")
 	require.NoError(t, err)
-	assert.Equal(t, fence.Token(3), e)
+	assert.Equal(t, c2.Epoch, e)
 	s := c.Stats()
 	assert.Equal(t, uint64(3), s.Granted)
 	assert.Equal(t, uint64(1), s.Renewed)
@@ -306,5 +307,155 @@ func closed(c <-chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// TestLeaseTableGetWhileRevokePending: etcd revokes expired leases at 1000
+// a second, so when thousands expire together a holder record outlives
+// its lease by seconds. Throughout, Get answers consistently — held by
+// that holder with that epoch (Expires in the past once the lease has
+// expired), or not held — and never fails; Grant refuses with HeldError.
+func TestLeaseTableGetWhileRevokePending(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	tb, err := NewLeaseTable(LeaseTableConfig{Client: client, Prefix: "revoke/"})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Leases that expire before ours: etcd works through them, oldest
+	// first, before it revokes ours. They are granted as fast as etcd
+	// takes them, so that they pile up faster than etcd revokes them.
+	const bare, workers = 5000, 64
+	var wg sync.WaitGroup
+	var granted atomic.Int64
+	begin := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for granted.Add(1) <= bare {
+				_, err := client.Grant(ctx, 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("granted %d leases of 1s in %v", bare, time.Since(begin).Round(time.Millisecond))
+	l, err := tb.Grant(ctx, "droplet", "dwfm-a", time.Second)
+	require.NoError(t, err)
+
+	var expiredHeld, calls int
+	var worst time.Duration
+	for {
+		call := time.Now()
+		got, ok, err := tb.Get(ctx, "droplet")
+		calls++
+		require.NoError(t, err, "Get %v after the grant", call.Sub(l.Renewed))
+		if !ok {
+			break
+		}
+		assert.Equal(t, "dwfm-a", got.Holder)
+		assert.Equal(t, l.Epoch, got.Epoch)
+		assert.Equal(t, l.ID, got.ID)
+		assert.False(t, got.Expires.After(l.Expires), "Get's Expires %v after the holder's %v", got.Expires, l.Expires)
+		if got.Expires.Before(call) {
+			expiredHeld++
+			worst = max(worst, call.Sub(got.Expires))
+			_, err := tb.Grant(ctx, "droplet", "dwfm-b", time.Second)
+			var held *lease.HeldError
+			require.ErrorAs(t, err, &held, "etcd still has the record")
+			assert.Equal(t, l.Epoch, held.Epoch)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%d calls of Get, %d reported the lease held after it expired, by up to %v", calls, expiredHeld, worst)
+	require.GreaterOrEqual(t, worst, 2*time.Second, "the test must catch etcd more than a second late revoking the lease (Get then says Expires at least 2s ago)")
+	m, err := tb.Grant(ctx, "droplet", "dwfm-b", time.Second)
+	require.NoError(t, err)
+	assert.Greater(t, m.Epoch, l.Epoch)
+}
+
+// TestLeaseTableChurn: a table whose resource names come and go keeps
+// nothing of a resource once its lease is released or expires — no key of
+// the table is left in etcd — and a resource granted again after that gets
+// an epoch above every epoch granted before, on any resource.
+func TestLeaseTableChurn(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	var c lease.Counters
+	tb, err := NewLeaseTable(LeaseTableConfig{Client: client, Prefix: "churn/", OnEvent: c.Observe})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	keys := func() int64 {
+		t.Helper()
+		resp, err := client.Get(ctx, "churn/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		require.NoError(t, err)
+		return resp.Count
+	}
+
+	var last fence.Token
+	newest := map[string]fence.Token{}
+	grant := func(res string, ttl time.Duration) lease.Lease {
+		t.Helper()
+		l, err := tb.Grant(ctx, res, "h", ttl)
+		require.NoError(t, err)
+		require.Greater(t, l.Epoch, newest[res], "%s granted again", res)
+		assert.Greater(t, l.Epoch, last, "epochs increase over every resource")
+		last, newest[res] = l.Epoch, l.Epoch
+		e, err := tb.Epoch(ctx, res)
+		require.NoError(t, err)
+		assert.Equal(t, l.Epoch, e)
+		return l
+	}
+	const churn = 200
+	for i := range churn {
+		require.NoError(t, tb.Release(ctx, grant(fmt.Sprintf("vol-%d", i), time.Minute)))
+	}
+	assert.Zero(t, keys(), "released resources leave nothing in etcd")
+	for i := range 20 {
+		grant(fmt.Sprintf("expiring-%d", i), time.Second)
+	}
+	for keys() > 0 {
+		time.Sleep(100 * time.Millisecond) // until etcd revokes them
+	}
+	e, err := tb.Epoch(ctx, "vol-0")
+	require.NoError(t, err)
+	assert.Zero(t, e, "a forgotten resource has no epoch")
+	for i := range churn {
+		require.NoError(t, tb.Release(ctx, grant(fmt.Sprintf("vol-%d", i), time.Minute)), "granted again")
+	}
+	grant("expiring-0", time.Minute)
+	assert.Equal(t, uint64(2*churn+21), c.Stats().Granted)
+}
+
+// TestLeaseTableCorruptHolder: a holder key written by hand — not attached
+// to an etcd lease, or empty — is reported as ErrCorrupt and left alone.
+func TestLeaseTableCorruptHolder(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	tb, err := NewLeaseTable(LeaseTableConfig{Client: client, Prefix: "corrupt/"})
+	require.NoError(t, err)
+	ctx := t.Context()
+	g, err := client.Grant(ctx, 60)
+	require.NoError(t, err)
+	for key, put := range map[string]func() error{
+		"detached": func() error { _, err := client.Put(ctx, "corrupt/holder/detached", "dwfm-a"); return err },
+		"empty":    func() error { _, err := client.Put(ctx, "corrupt/holder/empty", "", clientv3.WithLease(g.ID)); return err },
+	} {
+		require.NoError(t, put())
+		_, err := tb.Grant(ctx, key, "h", time.Second)
+		assert.ErrorIs(t, err, ErrCorrupt, key)
+		_, _, err = tb.Get(ctx, key)
+		assert.ErrorIs(t, err, ErrCorrupt, key)
+		_, err = tb.Epoch(ctx, key)
+		assert.ErrorIs(t, err, ErrCorrupt, key)
+		resp, err := client.Get(ctx, "corrupt/holder/"+key)
+		require.NoError(t, err)
+		assert.Len(t, resp.Kvs, 1, "left alone")
 	}
 }

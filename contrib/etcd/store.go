@@ -10,13 +10,28 @@ import (
 	"github.com/stormguard/stormguard/fence"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // ErrCorrupt is matched by the error returned when a key under the store's
 // prefix holds a value that is not a record in the store's format (see the
 // package documentation), for example one written with etcdctl.
 var ErrCorrupt = errors.New("etcd: corrupt fence record")
+
+// ErrUnknownOutcome is matched by the error of every call whose request to
+// etcd failed without an answer — a timeout, a cancelled context, a lost
+// connection, etcd down or an error reported by etcd — as opposed to a
+// refusal, invalid input or a corrupt record. A write that fails so may or
+// may not have been applied; a read changed nothing. If the request timed
+// out, on the client or in etcd ("etcdserver: request timed out", a gRPC
+// status DeadlineExceeded, or etcd's "context deadline exceeded"), the
+// error also matches context.DeadlineExceeded; if it was cancelled,
+// context.Canceled; and if the call's context had ended when the request
+// failed, that context's error.
+var ErrUnknownOutcome = errors.New("etcd: request failed, outcome unknown")
 
 // tokenDigits is the width of a record's token: math.MaxUint64 has 20
 // decimal digits.
@@ -29,7 +44,10 @@ type StoreConfig struct {
 	Client *clientv3.Client
 	// Prefix is prepended to every key in etcd, so that a Store shares a
 	// cluster with other users; List returns keys without it. For example
-	// "stormguard/fence/". At most fence.MaxKeyBytes long; may be empty.
+	// "stormguard/fence/". It is raw bytes, not a path: a Store with
+	// prefix "p" also sees the keys of one with prefix "p/", so end it
+	// with a separator and let no Store's prefix begin another's. At most
+	// fence.MaxKeyBytes long; may be empty.
 	Prefix string
 	// OnEvent, if not nil, is called after every write or delete that took
 	// effect and every one refused as stale, on the caller's goroutine. It
@@ -39,8 +57,9 @@ type StoreConfig struct {
 
 // Store is a fence.Store on etcd: every write is one etcd transaction that
 // compares the key's stored token and writes in one atomic step. It also
-// implements fence.NewerWriter, so fence.WriteIfNewer on it is a single
-// request. Build a Store with NewStore; the methods of a zero Store return
+// implements fence.NewerWriter, so fence.WriteIfNewer on it is
+// Store.WriteIfNewer: one request for an absent key or a refusal, two to
+// write over an older record. Build a Store with NewStore; the methods of a zero Store return
 // an error matching fence.ErrInvalidConfig. A Store is safe for concurrent
 // use; it holds no state but its configuration.
 type Store struct {
@@ -97,7 +116,7 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, fence.Token, erro
 	}
 	resp, err := s.kv.Get(ctx, s.prefix+key)
 	if err != nil {
-		return nil, 0, s.failed("load", key, err)
+		return nil, 0, s.failed(ctx, "load", key, err)
 	}
 	return s.decodeRange(key, resp.Kvs)
 }
@@ -115,32 +134,41 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, expect fence.Tok
 	return s.ifToken(ctx, fence.OpCompareAndSwap, key, expect, clientv3.OpPut(s.prefix+key, record(next, value)), next)
 }
 
-// ifToken runs then on key in one transaction if and only if the key's
-// token is expect, and otherwise reads the key for the refusal. written is
-// the token the hook is told of on success.
+// ifToken runs then on key in one transaction if and only if the key holds
+// a record of token expect (zero: the key is absent), and otherwise reads
+// the key for the refusal. written is the token the hook is told of on
+// success.
 func (s *Store) ifToken(ctx context.Context, op fence.Op, key string, expect fence.Token, then clientv3.Op, written fence.Token) error {
 	k := s.prefix + key
-	resp, err := s.kv.Txn(ctx).
-		If(tokenIs(k, expect)...).
-		Then(then).
-		Else(clientv3.OpGet(k)).
-		Commit()
+	resp, err := tokenTxn(s.kv.Txn(ctx), k, expect, then).Commit()
 	if err != nil {
-		return s.failed(op.String(), key, err)
+		return s.failed(ctx, op.String(), key, err)
 	}
-	if resp.Succeeded {
+	ok, rs, err := tokenTxnResult(resp, expect)
+	if err != nil {
+		return fmt.Errorf("etcd: %v %q: %w", op, key, err)
+	}
+	if ok {
 		s.observe(op, key, written, expect, false)
 		return nil
 	}
-	return s.refusal(op, key, expect, resp.Responses)
+	return s.refusal(op, key, expect, rs)
 }
 
 // WriteIfNewer stores value under key with token t if and only if t is newer
-// than the key's token (zero: absent) when etcd applies the transaction.
-// It is one request, which carries the value once, so it takes every value
-// CompareAndSwap takes (up to fence.MaxValueBytes): a transaction that
-// reads the key (the refusal) if its token is at least t, and otherwise
-// runs a nested transaction that writes. See fence.WriteIfNewer.
+// than the key's token (zero: absent) when etcd applies the write, and the
+// key is absent or holds a record. Each attempt is one transaction that
+// writes if the key is still as last read, and otherwise reads it:
+// Txn(If the key is absent, Then Put, Else Get) first, then, if the key
+// holds a record of an older token, Txn(If the key's mod revision is the
+// one read, Then Put, Else Get). So an absent key costs one request, a
+// refusal one, and a write over an older record two; every request carries
+// the value at most once, so it takes every value CompareAndSwap takes (up
+// to fence.MaxValueBytes). A value that is not a record is reported as
+// ErrCorrupt and left alone, whatever it is. If other writers change the
+// key between each read and write for DefaultWriteAttempts attempts, it
+// gives up with an error matching fence.ErrContended, having written
+// nothing. See fence.WriteIfNewer.
 func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fence.Token) error {
 	if err := fence.ValidateWriteIfNewer(key, value, t); err != nil {
 		return err
@@ -149,54 +177,52 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 		return err
 	}
 	k := s.prefix + key
-	// etcd's comparisons are a conjunction, and "absent or older" is a
-	// disjunction, so the transaction tests the negation, "present and at
-	// least t", and writes in its Else branch. record > digits(t) is
-	// "token ≥ t"; the inner comparison refuses the one value that sorts
-	// neither below nor above digits(t), the bare 20 digits, which is not a
-	// record (decodeRange reports ErrCorrupt). A value comparison on an
-	// absent key is false, so an absent key is written. The Put appears
-	// once: a Put in both branches would send the value twice, which etcd's
-	// request limit (--max-request-bytes, 1.5 MiB by default) refuses for
-	// values above about 750 KiB.
-	var put clientv3.Op
-	if s.onEvent != nil {
-		// The previous record, only to report its token to the hook.
-		put = clientv3.OpPut(k, record(t, value), clientv3.WithPrevKV())
-	} else {
-		put = clientv3.OpPut(k, record(t, value))
-	}
-	resp, err := s.kv.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(k), ">", digits(t))).
-		Then(clientv3.OpGet(k)).
-		Else(clientv3.OpTxn(
-			[]clientv3.Cmp{clientv3.Compare(clientv3.Value(k), "=", digits(t))},
-			[]clientv3.Op{clientv3.OpGet(k)},
-			[]clientv3.Op{put},
-		)).
-		Commit()
-	if err != nil {
-		return s.failed(fence.OpWriteIfNewer.String(), key, err)
-	}
-	if resp.Succeeded {
-		return s.refusal(fence.OpWriteIfNewer, key, t, resp.Responses)
-	}
-	if len(resp.Responses) != 1 || resp.Responses[0].GetResponseTxn() == nil {
-		return fmt.Errorf("etcd: %v %q: malformed transaction response", fence.OpWriteIfNewer, key)
-	}
-	inner := resp.Responses[0].GetResponseTxn()
-	if inner.Succeeded {
-		return s.refusal(fence.OpWriteIfNewer, key, t, inner.Responses)
-	}
+	// The token of every record older than t sorts below digits(t), but
+	// so do countless values that are not records ("", "7", the digits of
+	// an older token followed by anything but the colon), and etcd can
+	// compare a value only with constants, so "holds a record older than
+	// t" cannot be one comparison: the write is conditioned on the exact
+	// state that was read and judged instead.
+	put := clientv3.OpPut(k, record(t, value))
+	cond := absent(k)
 	var prev fence.Token
-	if len(inner.Responses) == 1 {
-		if p := inner.Responses[0].GetResponsePut(); p != nil && p.PrevKv != nil {
-			prev, _ = parseToken(p.PrevKv.Value)
+	for attempt := 1; ; attempt++ {
+		resp, err := s.kv.Txn(ctx).If(cond).Then(put).Else(clientv3.OpGet(k)).Commit()
+		if err != nil {
+			return s.failed(ctx, fence.OpWriteIfNewer.String(), key, err)
+		}
+		if resp.Succeeded {
+			s.observe(fence.OpWriteIfNewer, key, t, prev, false)
+			return nil
+		}
+		if len(resp.Responses) != 1 || resp.Responses[0].GetResponseRange() == nil {
+			return fmt.Errorf("etcd: %v %q: %w", fence.OpWriteIfNewer, key, errMalformed)
+		}
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			cond, prev = absent(k), 0 // deleted since it was read
+		} else {
+			if _, prev, err = s.decodeRange(key, kvs); err != nil {
+				return err
+			}
+			if prev >= t {
+				s.observe(fence.OpWriteIfNewer, key, t, prev, true)
+				return &fence.StaleError{Op: fence.OpWriteIfNewer, Key: key, Have: prev, Want: t}
+			}
+			cond = clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision)
+		}
+		if attempt >= DefaultWriteAttempts {
+			return fmt.Errorf("%w: write-if-newer of %q with token %d overtaken %d times by other writers (token now %d)",
+				fence.ErrContended, key, uint64(t), attempt, uint64(prev))
 		}
 	}
-	s.observe(fence.OpWriteIfNewer, key, t, prev, false)
-	return nil
 }
+
+// DefaultWriteAttempts bounds the transactions of one Store.WriteIfNewer
+// when other writers keep changing the key between its read and its write.
+const DefaultWriteAttempts = 16
+
+var errMalformed = errors.New("malformed transaction response")
 
 // Delete removes key if and only if its token is expect when etcd applies
 // the transaction. See fence.Store.
@@ -223,7 +249,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	resp, err := s.kv.Get(ctx, s.prefix+prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
-		return nil, s.failed("list", prefix, err)
+		return nil, s.failed(ctx, "list", prefix, err)
 	}
 	keys := make([]string, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -236,7 +262,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 // carrying the key's token at the instant of the refusal.
 func (s *Store) refusal(op fence.Op, key string, want fence.Token, responses []*etcdserverpb.ResponseOp) error {
 	if len(responses) != 1 || responses[0].GetResponseRange() == nil {
-		return fmt.Errorf("etcd: %v %q: malformed transaction response", op, key)
+		return fmt.Errorf("etcd: %v %q: %w", op, key, errMalformed)
 	}
 	_, have, err := s.decodeRange(key, responses[0].GetResponseRange().Kvs)
 	if err != nil {
@@ -264,8 +290,38 @@ func (s *Store) decodeRange(key string, kvs []*mvccpb.KeyValue) ([]byte, fence.T
 	return raw[tokenDigits+1:], t, nil
 }
 
-func (s *Store) failed(op, key string, err error) error {
-	return fmt.Errorf("etcd: %s %q: %w", op, key, err)
+func (s *Store) failed(ctx context.Context, op, key string, err error) error {
+	return fmt.Errorf("etcd: %s %q: %w", op, key, unknownOutcome(ctx, err))
+}
+
+// unknownOutcome wraps the error of a request to etcd (see
+// ErrUnknownOutcome).
+func unknownOutcome(ctx context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+	}
+	code := status.Code(err)
+	if c, ok := err.(interface{ Code() codes.Code }); ok { // rpctypes.EtcdError
+		code = c.Code()
+	}
+	desc := rpctypes.ErrorDesc(err)
+	var ended error
+	switch {
+	case code == codes.DeadlineExceeded,
+		strings.HasPrefix(desc, "etcdserver: request timed out"),
+		strings.Contains(desc, context.DeadlineExceeded.Error()):
+		ended = context.DeadlineExceeded
+	case code == codes.Canceled,
+		strings.HasPrefix(desc, "etcdserver: request canceled"),
+		strings.Contains(desc, context.Canceled.Error()):
+		ended = context.Canceled
+	default:
+		ended = ctx.Err()
+	}
+	if ended == nil {
+		return fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+	}
+	return fmt.Errorf("%w: %w (%w)", ErrUnknownOutcome, ended, err)
 }
 
 func (s *Store) observe(op fence.Op, key string, t, cur fence.Token, fenced bool) {
@@ -274,21 +330,53 @@ func (s *Store) observe(op fence.Op, key string, t, cur fence.Token, fenced bool
 	}
 }
 
-// tokenIs compares true if and only if key's token is t; for t zero, if the
-// key is absent.
-func tokenIs(key string, t fence.Token) []clientv3.Cmp {
+// tokenTxn makes txn run then on key if and only if key holds a record of
+// token t — for t zero, if the key is absent — and otherwise read the key.
+//
+// The records of token t are exactly the values that begin with digits(t)
+// and the colon, and those are exactly the values v with
+// digits(t)+":" ≤ v < digits(t)+";" (';' is the byte after ':'): any
+// other value at or above digits(t)+":" differs from it first at a byte
+// greater than digits(t)+":" has there, and so sorts at or above
+// digits(t)+";". etcd compares values
+// as bytes, but has no "≥" and only ANDs the comparisons of one
+// transaction, so the lower bound is tested as the opposite of "<", in an
+// outer transaction whose Else branch is the inner one:
+//
+//	Txn(If value < digits(t)+":" Then Get
+//	    Else Txn(If value < digits(t)+";" Then then Else Get))
+//
+// A comparison of a value on an absent key is false, so an absent key
+// reaches the inner Else branch. tokenTxnResult decodes the response.
+func tokenTxn(txn clientv3.Txn, key string, t fence.Token, then clientv3.Op) clientv3.Txn {
+	get := clientv3.OpGet(key)
 	if t == 0 {
-		return []clientv3.Cmp{absent(key)}
+		return txn.If(absent(key)).Then(then).Else(get)
 	}
-	// A record is 20 digits, a colon and the value, so it is greater than
-	// digits(t) exactly when its token is at least t, and less than
-	// digits(t+1) exactly when its token is at most t. A comparison of a
-	// value on an absent key is false.
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.Value(key), ">", digits(t))}
-	if t < fence.MaxToken {
-		cmps = append(cmps, clientv3.Compare(clientv3.Value(key), "<", digits(t+1)))
+	lo, hi := digits(t)+":", digits(t)+";"
+	return txn.If(clientv3.Compare(clientv3.Value(key), "<", lo)).
+		Then(get).
+		Else(clientv3.OpTxn(
+			[]clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "<", hi)},
+			[]clientv3.Op{then},
+			[]clientv3.Op{get},
+		))
+}
+
+// tokenTxnResult reports whether the tokenTxn of token t that got resp
+// ran its then operation, and returns the responses of the branch that
+// ran: then's, or the read of the key.
+func tokenTxnResult(resp *clientv3.TxnResponse, t fence.Token) (bool, []*etcdserverpb.ResponseOp, error) {
+	if t == 0 || resp.Succeeded {
+		// The single transaction of token zero, or the outer one found
+		// the value below the range: refused.
+		return t == 0 && resp.Succeeded, resp.Responses, nil
 	}
-	return cmps
+	if len(resp.Responses) != 1 || resp.Responses[0].GetResponseTxn() == nil {
+		return false, nil, errMalformed
+	}
+	inner := resp.Responses[0].GetResponseTxn()
+	return inner.Succeeded, inner.Responses, nil
 }
 
 func absent(key string) clientv3.Cmp {
@@ -319,6 +407,9 @@ func record(t fence.Token, value []byte) string {
 }
 
 // parseToken decodes a record's token, reporting whether raw is a record.
+// No write has token zero, so no record has: 20 zeros and a colon is not
+// a record (Load would have to return a value with token zero, which means
+// absent).
 func parseToken(raw []byte) (fence.Token, bool) {
 	if len(raw) < tokenDigits+1 || raw[tokenDigits] != ':' {
 		return 0, false
@@ -334,5 +425,5 @@ func parseToken(raw []byte) (fence.Token, bool) {
 		}
 		n = n*10 + d
 	}
-	return fence.Token(n), true
+	return fence.Token(n), n != 0
 }

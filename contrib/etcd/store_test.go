@@ -66,7 +66,11 @@ func TestRecordOrder(t *testing.T) {
 			t.Fatalf("record(%d) < digits(%d) is %v", a, b, got)
 		}
 		tok, ok := parseToken([]byte(rec))
-		if !ok || tok != a || rec[tokenDigits+1:] != string(v) {
+		if a == 0 {
+			if ok {
+				t.Fatalf("parseToken(%q) took token zero for a record", rec)
+			}
+		} else if !ok || tok != a || rec[tokenDigits+1:] != string(v) {
 			t.Fatalf("parseToken(%q) = %d, %v", rec, tok, ok)
 		}
 	})
@@ -145,23 +149,16 @@ func TestStoreCorruptRecord(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "lb-1=100", string(resp.Kvs[0].Value), "nothing was overwritten")
 
-	// The bare 20 digits of the token being written sort neither below nor
-	// above them: not a record, reported and left alone. A value that
-	// sorts below them (the empty value) is taken for an older record and
-	// overwritten, as the package documentation says.
-	_, err = client.Put(ctx, "p/bare-digits", digits(9))
-	require.NoError(t, err)
-	assert.ErrorIs(t, s.WriteIfNewer(ctx, "bare-digits", []byte("x"), 9), ErrCorrupt)
-	resp, err = client.Get(ctx, "p/bare-digits")
-	require.NoError(t, err)
-	assert.Equal(t, digits(9), string(resp.Kvs[0].Value), "nothing was overwritten")
-	_, err = client.Put(ctx, "p/empty", "")
-	require.NoError(t, err)
-	require.NoError(t, s.WriteIfNewer(ctx, "empty", []byte("x"), 9))
-	v, tok, err := s.Load(ctx, "empty")
-	require.NoError(t, err)
-	assert.Equal(t, "x", string(v))
-	assert.Equal(t, fence.Token(9), tok)
+	// Neither the bare 20 digits of the token being written nor a value
+	// that sorts below them (the empty value) is taken for a record.
+	for _, raw := range []string{digits(9), ""} {
+		_, err = client.Put(ctx, "p/not-a-record", raw)
+		require.NoError(t, err)
+		assert.ErrorIs(t, s.WriteIfNewer(ctx, "not-a-record", []byte("x"), 9), ErrCorrupt)
+		resp, err = client.Get(ctx, "p/not-a-record")
+		require.NoError(t, err)
+		assert.Equal(t, raw, string(resp.Kvs[0].Value), "nothing was overwritten")
+	}
 }
 
 // TestStoreLargestRequest writes, replaces, refuses and deletes a value of
@@ -293,4 +290,182 @@ func TestNilContext(t *testing.T) {
 	keys, err := s.List(t.Context(), "")
 	require.NoError(t, err)
 	assert.Empty(t, keys, "nothing was written")
+}
+
+// nonRecords are values a key may hold that are not records, each chosen
+// to sit next to the range a conditional write of token 5 (or of
+// fence.MaxToken) compares with: the bare digits and the digits followed
+// by a byte just below or above the colon.
+var nonRecords = []string{
+	"",
+	"lb-1=100",
+	"5",
+	"00000000000000000005",
+	"000000000000000000050",
+	"00000000000000000005\x00",
+	"000000000000000000059",
+	"00000000000000000005;x",
+	"00000000000000000005;",
+	"00000000000000000005\xff",
+	"0000000000000000005:",
+	"00000000000000000000:x",
+	"18446744073709551615",
+	"18446744073709551615;",
+	"184467440737095516150:",
+	"18446744073709551616:",
+	"99999999999999999999:",
+	"\xff",
+}
+
+// TestStoreConditionalWritesLeaveNonRecordsAlone: a CompareAndSwap, Delete
+// or WriteIfNewer that finds a value that is not a record reports
+// ErrCorrupt and leaves the value as it was, whatever token it compares —
+// also fence.MaxToken, whose range has no record above it.
+func TestStoreConditionalWritesLeaveNonRecordsAlone(t *testing.T) {
+	_, client := server(t)
+	ctx := t.Context()
+	s, err := NewStore(StoreConfig{Client: client, Prefix: "nonrec/"})
+	require.NoError(t, err)
+	for i, raw := range nonRecords {
+		if _, ok := parseToken([]byte(raw)); ok {
+			continue // a record: not this test's business
+		}
+		key := fmt.Sprintf("k%d", i)
+		for name, call := range map[string]func() error{
+			"CompareAndSwap 5":      func() error { return s.CompareAndSwap(ctx, key, 5, []byte("x"), 6) },
+			"CompareAndSwap 0":      func() error { return s.CompareAndSwap(ctx, key, 0, []byte("x"), 6) },
+			"CompareAndSwap Max-1":  func() error { return s.CompareAndSwap(ctx, key, fence.MaxToken-1, []byte("x"), fence.MaxToken) },
+			"Delete 5":              func() error { return s.Delete(ctx, key, 5) },
+			"Delete Max":            func() error { return s.Delete(ctx, key, fence.MaxToken) },
+			"WriteIfNewer 6":        func() error { return s.WriteIfNewer(ctx, key, []byte("x"), 6) },
+			"WriteIfNewer 5":        func() error { return s.WriteIfNewer(ctx, key, []byte("x"), 5) },
+			"WriteIfNewer Max":      func() error { return s.WriteIfNewer(ctx, key, []byte("x"), fence.MaxToken) },
+			"fence.WriteIfNewer 10": func() error { return fence.WriteIfNewer(ctx, s, key, []byte("x"), 10) },
+		} {
+			_, err := client.Put(ctx, "nonrec/"+key, raw)
+			require.NoError(t, err)
+			assert.ErrorIs(t, call(), ErrCorrupt, "%s on %q", name, raw)
+			resp, err := client.Get(ctx, "nonrec/"+key)
+			require.NoError(t, err)
+			if assert.Len(t, resp.Kvs, 1, "%s deleted %q", name, raw) {
+				assert.Equal(t, raw, string(resp.Kvs[0].Value), "%s overwrote %q", name, raw)
+			}
+		}
+	}
+}
+
+// FuzzTokenRange proves the comparison tokenTxn makes: a value v lies in
+// [digits(t)+":", digits(t)+";") if and only if parseToken says v is a
+// record of token t.
+func FuzzTokenRange(f *testing.F) {
+	for _, v := range nonRecords {
+		f.Add([]byte(v), uint64(5))
+		f.Add([]byte(v), uint64(fence.MaxToken))
+	}
+	f.Add([]byte(record(5, []byte("x"))), uint64(5))
+	f.Add([]byte(record(fence.MaxToken, nil)), uint64(fence.MaxToken))
+	f.Fuzz(func(t *testing.T, v []byte, tok uint64) {
+		if tok == 0 {
+			return // token zero is "absent", not a range
+		}
+		lo, hi := digits(fence.Token(tok))+":", digits(fence.Token(tok))+";"
+		in := string(v) >= lo && string(v) < hi
+		got, ok := parseToken(v)
+		if want := ok && got == fence.Token(tok); in != want {
+			t.Fatalf("%q in the range of token %d: %v; parseToken says %d, %v", v, tok, in, got, ok)
+		}
+	})
+}
+
+// rawValue draws a value a key may hold: a record, or a near miss of one
+// (bare digits, a wrong separator, a digit or byte too many or too few),
+// or arbitrary bytes.
+func rawValue(t *rapid.T, tok fence.Token) string {
+	near := rapid.SampledFrom([]fence.Token{tok, tok - 1, tok + 1, 0, 1, fence.MaxToken, fence.MaxToken - 1}).Draw(t, "near")
+	d := digits(near)
+	switch rapid.IntRange(0, 5).Draw(t, "shape") {
+	case 0:
+		return record(near, rapid.SliceOfN(rapid.Byte(), 0, 8).Draw(t, "payload"))
+	case 1:
+		sep := rapid.SampledFrom([]string{"", ":", ";", "9", "0", "\x00", "\xff", "/"}).Draw(t, "sep")
+		return d + sep + string(rapid.SliceOfN(rapid.Byte(), 0, 4).Draw(t, "tail"))
+	case 2:
+		cut := rapid.IntRange(0, len(d)).Draw(t, "cut")
+		return d[:cut] + rapid.SampledFrom([]string{"", ":", ";", "0:", "9"}).Draw(t, "end")
+	case 3:
+		return "0" + d + ":"
+	}
+	return string(rapid.SliceOfN(rapid.Byte(), 0, 24).Draw(t, "bytes"))
+}
+
+// TestStoreConditionalWritesMatchParser: against real etcd, with the key
+// absent or holding a record, a near miss of one or arbitrary bytes, each
+// conditional write succeeds if and only if the parser says the key holds
+// what the write requires — CompareAndSwap and Delete a record of the
+// expected token (CompareAndSwap from zero: the key absent), WriteIfNewer
+// a record of an older token or nothing — is refused with the parsed token
+// if it holds a record, and reports ErrCorrupt and leaves the value alone
+// otherwise.
+func TestStoreConditionalWritesMatchParser(t *testing.T) {
+	_, client := server(t)
+	s, err := NewStore(StoreConfig{Client: client, Prefix: "parser/"})
+	require.NoError(t, err)
+	var n atomic.Int64
+	rapid.Check(t, func(rt *rapid.T) {
+		ctx := t.Context()
+		key := fmt.Sprintf("k%d", n.Add(1))
+		tok := fence.Token(rapid.SampledFrom([]uint64{1, 5, 9, 10, 99, uint64(fence.MaxToken) - 1, uint64(fence.MaxToken)}).Draw(rt, "token"))
+		present := rapid.IntRange(0, 9).Draw(rt, "present") > 0
+		raw := rawValue(rt, tok)
+		if present {
+			_, err := client.Put(ctx, "parser/"+key, raw)
+			require.NoError(rt, err)
+		}
+		have, isRecord := parseToken([]byte(raw))
+		var (
+			err  error
+			want bool // the write must succeed
+		)
+		switch op := rapid.IntRange(0, 3).Draw(rt, "op"); op {
+		case 0:
+			next := tok + 1
+			if tok == fence.MaxToken {
+				next = tok
+				tok--
+			}
+			err = s.CompareAndSwap(ctx, key, tok, []byte("new"), next)
+			want = present && isRecord && have == tok
+		case 1:
+			err = s.CompareAndSwap(ctx, key, 0, []byte("new"), tok)
+			want = !present
+		case 2:
+			err = s.Delete(ctx, key, tok)
+			want = present && isRecord && have == tok
+		case 3:
+			err = s.WriteIfNewer(ctx, key, []byte("new"), tok)
+			want = !present || isRecord && have < tok
+		}
+		resp, gerr := client.Get(ctx, "parser/"+key)
+		require.NoError(rt, gerr)
+		if want {
+			require.NoError(rt, err, "%q", raw)
+			return
+		}
+		switch {
+		case !present:
+			var se *fence.StaleError
+			require.ErrorAs(rt, err, &se)
+			assert.Zero(rt, se.Have)
+			assert.Empty(rt, resp.Kvs, "written although refused")
+			return
+		case isRecord:
+			var se *fence.StaleError
+			require.ErrorAs(rt, err, &se, "%q", raw)
+			assert.Equal(rt, have, se.Have)
+		default:
+			require.ErrorIs(rt, err, ErrCorrupt, "%q", raw)
+		}
+		require.Len(rt, resp.Kvs, 1, "%q was deleted", raw)
+		require.Equal(rt, raw, string(resp.Kvs[0].Value), "%q was overwritten", raw)
+	})
 }
