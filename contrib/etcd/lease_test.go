@@ -445,7 +445,10 @@ func TestLeaseTableCorruptHolder(t *testing.T) {
 	require.NoError(t, err)
 	for key, put := range map[string]func() error{
 		"detached": func() error { _, err := client.Put(ctx, "corrupt/holder/detached", "dwfm-a"); return err },
-		"empty":    func() error { _, err := client.Put(ctx, "corrupt/holder/empty", "", clientv3.WithLease(g.ID)); return err },
+		"empty": func() error {
+			_, err := client.Put(ctx, "corrupt/holder/empty", "", clientv3.WithLease(g.ID))
+			return err
+		},
 	} {
 		require.NoError(t, put())
 		_, err := tb.Grant(ctx, key, "h", time.Second)

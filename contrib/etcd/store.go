@@ -311,11 +311,12 @@ func unknownOutcome(ctx context.Context, err error) error {
 		strings.HasPrefix(desc, "etcdserver: request timed out"),
 		strings.Contains(desc, context.DeadlineExceeded.Error()):
 		ended = context.DeadlineExceeded
-	case code == codes.Canceled,
-		strings.HasPrefix(desc, "etcdserver: request canceled"),
+	case strings.HasPrefix(desc, "etcdserver: request canceled"),
 		strings.Contains(desc, context.Canceled.Error()):
 		ended = context.Canceled
 	default:
+		// A gRPC status Canceled, a lost connection...: say whether the
+		// call's context had ended.
 		ended = ctx.Err()
 	}
 	if ended == nil {

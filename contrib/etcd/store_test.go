@@ -3,6 +3,7 @@ package etcd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -16,7 +17,10 @@ import (
 	"github.com/stormguard/stormguard/lease"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"pgregory.net/rapid"
 )
 
@@ -468,4 +472,63 @@ func TestStoreConditionalWritesMatchParser(t *testing.T) {
 		require.Len(rt, resp.Kvs, 1, "%q was deleted", raw)
 		require.Equal(rt, raw, string(resp.Kvs[0].Value), "%q was overwritten", raw)
 	})
+}
+
+// TestUnknownOutcome: every way the etcd client reports a failed request
+// matches ErrUnknownOutcome, and a timeout — on the client, as a gRPC
+// status, or as etcd's own "request timed out" or "context deadline
+// exceeded" — also matches context.DeadlineExceeded.
+func TestUnknownOutcome(t *testing.T) {
+	live := context.Background()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, c := range []struct {
+		ctx  context.Context
+		err  error
+		want error // besides ErrUnknownOutcome; nil: nothing else
+	}{
+		{live, context.DeadlineExceeded, context.DeadlineExceeded},
+		{live, fmt.Errorf("wrapped: %w", context.Canceled), context.Canceled},
+		{live, rpctypes.ErrTimeout, context.DeadlineExceeded},
+		{live, rpctypes.ErrGRPCTimeout, context.DeadlineExceeded},
+		{live, rpctypes.ErrTimeoutDueToLeaderFail, context.DeadlineExceeded},
+		{live, rpctypes.ErrTimeoutDueToConnectionLost, context.DeadlineExceeded},
+		{live, rpctypes.ErrTimeoutWaitAppliedIndex, context.DeadlineExceeded},
+		{live, status.Error(codes.Unknown, "context deadline exceeded"), context.DeadlineExceeded},
+		{live, status.Error(codes.DeadlineExceeded, "deadline"), context.DeadlineExceeded},
+		{live, status.Error(codes.Unknown, "context canceled"), context.Canceled},
+		{live, rpctypes.ErrGRPCCanceled, context.Canceled},
+		{live, status.Error(codes.Canceled, "grpc: the client connection is closing"), nil},
+		{ended, status.Error(codes.Canceled, "grpc: the client connection is closing"), context.Canceled},
+		{live, status.Error(codes.Unavailable, "connection refused"), nil},
+		{live, rpctypes.ErrNoSpace, nil},
+		{ended, errors.New("connection reset"), context.Canceled},
+	} {
+		err := unknownOutcome(c.ctx, c.err)
+		assert.ErrorIs(t, err, ErrUnknownOutcome, "%v", c.err)
+		assert.ErrorIs(t, err, c.err, "the cause stays in the chain")
+		assert.Contains(t, err.Error(), rpctypes.ErrorDesc(c.err))
+		for _, ctxErr := range []error{context.DeadlineExceeded, context.Canceled} {
+			assert.Equal(t, ctxErr == c.want, errors.Is(err, ctxErr), "%v matches %v", c.err, ctxErr)
+		}
+	}
+}
+
+// TestStorePrefixIsRawBytes: a prefix is raw bytes, not a path, as
+// StoreConfig.Prefix says: the Store with prefix "p" sees the keys of the
+// Store with prefix "p/" as keys beginning with "/".
+func TestStorePrefixIsRawBytes(t *testing.T) {
+	_, client := server(t)
+	ctx := t.Context()
+	p, err := NewStore(StoreConfig{Client: client, Prefix: "p"})
+	require.NoError(t, err)
+	slash, err := NewStore(StoreConfig{Client: client, Prefix: "p/"})
+	require.NoError(t, err)
+	require.NoError(t, slash.CompareAndSwap(ctx, "plan", 0, []byte("v"), 3))
+	keys, err := p.List(ctx, "")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"/plan"}, keys)
+	_, tok, err := p.Load(ctx, "/plan")
+	require.NoError(t, err)
+	assert.Equal(t, fence.Token(3), tok)
 }
