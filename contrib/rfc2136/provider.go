@@ -255,6 +255,19 @@ type names struct {
 	endpoint, owner, gen, weights string
 }
 
+// check refuses a nil or zero Provider, and a nil context.
+func (p *Provider) check(ctx context.Context, method string) error {
+	switch {
+	case p == nil:
+		return fmt.Errorf("%w: %s on a nil *Provider", dnsplan.ErrInvalidArgument, method)
+	case p.stream == nil:
+		return fmt.Errorf("%w: %s on a Provider not made by New", dnsplan.ErrInvalidArgument, method)
+	case ctx == nil:
+		return errNilContext
+	}
+	return nil
+}
+
 // names returns the endpoint's owner name and the names of its generation
 // and weights TXT records, or an error matching ErrInvalidName. The
 // endpoint must be canonical (see ErrInvalidName), so that the names
@@ -343,9 +356,9 @@ func nameInUse(rr dns.RR, why string) error {
 // answer truncated over UDP is asked again over TCP, and a truncated
 // answer is never returned: BIND, for one, sends a truncated answer with
 // no records at all, which would read as an endpoint without targets or
-// weights. An answer that a CNAME at name, a DNAME above it or a
-// delegation above it redirects is an error matching
-// dnsplan.ErrNameInUse, never an empty answer.
+// weights. An answer that a CNAME at name (not one synthesized from a
+// wildcard), a DNAME above it or a delegation above it redirects is an
+// error matching dnsplan.ErrNameInUse, never an empty answer.
 func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, t)
@@ -383,7 +396,12 @@ func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, 
 		case h.Rrtype == t:
 			out = append(out, rr)
 		case h.Rrtype == dns.TypeCNAME:
-			return nil, nameInUse(rr, "no other record can exist beside a CNAME")
+			if synthesized, err := p.fromWildcard(ctx, name); err != nil || !synthesized {
+				return nil, nameInUse(rr, "no other record can exist beside a CNAME")
+			}
+			// A wildcard CNAME answers for a name with no records yet:
+			// nothing is at the name, and an update will create it.
+			return nil, nil
 		}
 	}
 	if !r.Authoritative {
@@ -395,6 +413,23 @@ func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, 
 		return nil, fmt.Errorf("%w: query %s %s answered without authority: is %s the primary of %s?", ErrServer, name, dns.TypeToString[t], p.cfg.Server, p.cfg.Zone)
 	}
 	return out, nil
+}
+
+// fromWildcard reports whether the CNAME answered for name was
+// synthesized from a wildcard, with an UPDATE whose only content is the
+// prerequisite "a CNAME RRset exists at name" (RFC 2136 §2.4.1): servers
+// check prerequisites against the records at the name itself, never a
+// wildcard, and an update without updates changes nothing. If the server
+// refuses to say (no update rights), the CNAME is taken as real.
+func (p *Provider) fromWildcard(ctx context.Context, name string) (bool, error) {
+	m := new(dns.Msg)
+	m.SetUpdate(p.cfg.Zone)
+	m.RRsetUsed([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET}}})
+	r, err := p.exchange(ctx, p.stream, m)
+	if err != nil {
+		return false, err
+	}
+	return r.Rcode == dns.RcodeNXRrset, nil
 }
 
 // Generation TXT strings: "dnsplan-generation=N" then, for every write
@@ -497,10 +532,12 @@ func (p *Provider) readHead(ctx context.Context, name string) (head, error) {
 // names, a DNAME above them, or a delegation above them is an error
 // matching dnsplan.ErrNameInUse that names the record, with zero Records.
 // An endpoint that is not canonical is refused before any I/O
-// (ErrInvalidName). See ErrTransient for which errors may pass.
+// (ErrInvalidName), and so are a nil context and a nil or zero Provider
+// (dnsplan.ErrInvalidArgument). See ErrTransient for which errors may
+// pass.
 func (p *Provider) Read(ctx context.Context, endpoint string) (dnsplan.Records, error) {
-	if ctx == nil {
-		return dnsplan.Records{}, errNilContext
+	if err := p.check(ctx, "Read"); err != nil {
+		return dnsplan.Records{}, err
 	}
 	n, err := p.names(endpoint)
 	if err != nil {
@@ -611,10 +648,11 @@ func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr
 // is never deleted). Records that dnsplan.ValidateRecords refuses, empty
 // ones above all, a non-canonical endpoint (ErrInvalidName), and an
 // expect whose Version this provider could not have written (or that has
-// a Version without a Generation) are refused before any I/O.
+// a Version without a Generation) are refused before any I/O, as are a
+// nil context and a nil or zero Provider (dnsplan.ErrInvalidArgument).
 func (p *Provider) Apply(ctx context.Context, endpoint string, expect dnsplan.Records, r dnsplan.Records) error {
-	if ctx == nil {
-		return errNilContext
+	if err := p.check(ctx, "Apply"); err != nil {
+		return err
 	}
 	n, err := p.names(endpoint)
 	if err != nil {

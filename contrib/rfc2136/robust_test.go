@@ -391,3 +391,77 @@ func TestTransientAndPermanentErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestWildcardCNAMEIsNotAtTheName: a wildcard CNAME in the zone answers
+// for every name not written yet, but no CNAME is at the endpoint: the
+// endpoint reads as never written (and the check writes nothing), is
+// written, and then reads back; a CNAME written at a name under the same
+// wildcard is still refused.
+func TestWildcardCNAMEIsNotAtTheName(t *testing.T) {
+	s := bindtest.Start(t)
+	p := newProvider(t, s)
+	operator(t, s, nil, []string{"*.dnsplan.test. 60 IN CNAME lb.elsewhere.example."})
+	before := zone(t, s)
+	rec, err := p.Read(ctx, api)
+	require.NoError(t, err)
+	assert.Equal(t, dnsplan.Records{}, rec)
+	assert.Equal(t, before, zone(t, s), "telling a wildcard from a CNAME writes nothing")
+
+	want := dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 2)}}
+	require.NoError(t, p.Apply(ctx, api, rec, want))
+	rec, err = p.Read(ctx, api)
+	require.NoError(t, err)
+	assert.Equal(t, want.Targets, rec.Targets)
+
+	operator(t, s, nil, []string{"real.dnsplan.test. 60 IN CNAME lb.elsewhere.example."})
+	_, err = p.Read(ctx, "real.dnsplan.test")
+	assert.ErrorIs(t, err, dnsplan.ErrNameInUse)
+	assert.ErrorIs(t, p.Apply(ctx, "real.dnsplan.test", dnsplan.Records{}, want), dnsplan.ErrNameInUse)
+}
+
+// TestMisuseIsRefusedBeforeIO: a nil or zero *Provider, and an expected
+// version this provider could not have written, are refused with
+// dnsplan.ErrInvalidArgument, never a panic or an exchange.
+func TestMisuseIsRefusedBeforeIO(t *testing.T) {
+	r := dnsplan.Records{Generation: 2, Targets: []dnsplan.Target{tg("10.0.0.1", 1)}}
+	for _, p := range []*rfc2136.Provider{nil, {}} {
+		_, err := p.Read(ctx, api)
+		assert.ErrorIs(t, err, dnsplan.ErrInvalidArgument)
+		assert.ErrorIs(t, p.Apply(ctx, api, dnsplan.Records{}, r), dnsplan.ErrInvalidArgument)
+	}
+	p, err := rfc2136.New(rfc2136.Config{Server: "192.0.2.1:53", Zone: bindtest.Zone, Timeout: time.Millisecond})
+	require.NoError(t, err)
+	for _, expect := range []dnsplan.Records{
+		{Version: strings.Repeat("a", 32)}, // a version without a generation
+		{Generation: 1, Version: "7"},      // MemoryProvider's
+		{Generation: 1, Version: strings.Repeat("A", 32)},
+		{Generation: 1, Version: strings.Repeat("a", 300)},
+		{Generation: 1, Version: "\"x\" \"y\""},
+	} {
+		err := p.Apply(ctx, api, expect, r)
+		assert.ErrorIs(t, err, dnsplan.ErrInvalidArgument, "%+v", expect)
+		assert.NotErrorIs(t, err, rfc2136.ErrTransient, "%+v", expect)
+	}
+}
+
+// TestConfigNamesAreCanonicalized: the zone and the metadata label may be
+// written in any case; escapes in them are refused.
+func TestConfigNamesAreCanonicalized(t *testing.T) {
+	s := bindtest.Start(t)
+	p, err := rfc2136.New(rfc2136.Config{Server: s.Addr(), Zone: "DNSPLAN.Test", MetaPrefix: "_DNSPLAN", KeyName: bindtest.KeyName, Secret: s.Secret()})
+	require.NoError(t, err)
+	want := dnsplan.Records{Generation: 1, Targets: []dnsplan.Target{tg("10.0.0.1", 2)}}
+	require.NoError(t, p.Apply(ctx, api, dnsplan.Records{}, want))
+	rec, err := newProvider(t, s).Read(ctx, api)
+	require.NoError(t, err)
+	assert.Equal(t, want.Targets, rec.Targets, "the same records as with the canonical config")
+	for _, cfg := range []rfc2136.Config{
+		{Server: s.Addr(), Zone: `\100nsplan.test`},
+		{Server: s.Addr(), Zone: "dnsplan.test", MetaPrefix: `_dns\.plan`},
+		{Server: s.Addr(), Zone: "dnsplan.test", MetaPrefix: "_dns plan"},
+		{Server: s.Addr(), Zone: "."},
+	} {
+		_, err := rfc2136.New(cfg)
+		assert.ErrorIs(t, err, rfc2136.ErrInvalidConfig, "%+v", cfg)
+	}
+}
