@@ -124,7 +124,8 @@ type RecoveryConfig struct {
 	// Float64), which differs between processes, so that Recoveries on
 	// different hosts do not retry in step.
 	Rand *rand.Rand
-	// MaxKeys bounds the keys tracked. Zero means DefaultRecoveryMaxKeys.
+	// MaxKeys bounds the keys tracked, at most 2^30. Zero means
+	// DefaultRecoveryMaxKeys.
 	MaxKeys int
 }
 
@@ -160,8 +161,8 @@ func (c RecoveryConfig) Validate() error {
 	if err := c.Retry.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w: RecoveryConfig.Retry: %w", ErrInvalidConfig, err))
 	}
-	if c.MaxKeys < 0 {
-		bad("RecoveryConfig.MaxKeys %d is negative", c.MaxKeys)
+	if c.MaxKeys < 0 || c.MaxKeys > 1<<30 {
+		bad("RecoveryConfig.MaxKeys %d is outside [0, 2^30]", c.MaxKeys)
 	}
 	return errors.Join(errs...)
 }
@@ -221,6 +222,7 @@ type entry[K comparable] struct {
 	// final is set when the renewal queued is the last that fits before
 	// the loss deadline: if it fails, the lease lapses.
 	final bool
+	idx   int32 // position in the heap it is in, -1 if none
 	// attempts counts, while the key's lease is not held, its failed
 	// establishments in a row; while it is held, the failed renewals of
 	// its current term. prev is the delay after the latest of them.
@@ -233,14 +235,27 @@ type entry[K comparable] struct {
 	// at once, and one field for both keeps entries small.
 	deadline time.Time
 	due      time.Time // backlog: not before; held: renew at; running: started at
-	// expires is when a lease of the key granted to this Recovery may
-	// still run in the table, on the Recovery's clock: its current or
-	// last term's start plus the TTL, pushed later by attempts whose
-	// outcome is unknown. An establishment refused as held before then
-	// (plus the drift margin) is refused by the Recovery's own lease.
-	expires time.Time
-	seq     uint64 // arrival order in a heap; while running, the attempt's id
-	idx     int    // position in the heap it is in, -1 if none
+	// own is expires() minus deadline, kept as an offset so that entries
+	// stay within 96 bytes.
+	own time.Duration
+	seq uint64 // arrival order in a heap; while running, the attempt's id
+}
+
+// expires returns when a lease of the key granted to this Recovery may
+// still run in the table, on the Recovery's clock: its current or last
+// term's start plus the TTL, pushed later by attempts whose outcome is
+// unknown. An establishment refused as held before then (plus the drift
+// margin) is refused by the Recovery's own lease. (The offset saturates
+// for a Retry.MaxElapsed of centuries, and the lease then counts as ended.)
+func (e *entry[K]) expires() time.Time { return e.deadline.Add(e.own) }
+
+func (e *entry[K]) setExpires(t time.Time) { e.own = t.Sub(e.deadline) }
+
+// setDeadline sets deadline and keeps expires.
+func (e *entry[K]) setDeadline(t time.Time) {
+	exp := e.expires()
+	e.deadline = t
+	e.setExpires(exp)
 }
 
 // Recovery re-establishes and keeps a large number of leases without
@@ -445,7 +460,6 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 	if err == nil && !now.Before(a.Deadline) {
 		err = ErrTimeout
 	}
-	var held *HeldError
 	switch {
 	case err == nil:
 		if a.Kind == Establish {
@@ -459,23 +473,23 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		switch {
 		case errors.Is(err, ErrLost):
 			// The table says the lease is no longer this Recovery's.
-			e.expires = now
+			e.setExpires(now)
 			r.lapse(e, now)
 		case errors.Is(err, ErrTimeout) || !now.Before(e.deadline):
 			r.lapse(e, now)
 		default:
 			r.retryRenewal(e, now)
 		}
-	case errors.As(err, &held) && now.Before(e.expires.Add(r.drift)):
+	case errors.Is(err, ErrHeld) && now.Before(e.expires().Add(r.drift)):
 		// Refused by the Recovery's own lease, or by one it may have been
 		// granted: not a futile attempt to count against the key, but a
 		// lease to wait out.
 		r.wasted++
-		due := e.expires.Add(r.drift)
-		if held.Remaining > 0 {
+		due := e.expires().Add(r.drift)
+		if left := heldRemaining(err); left > 0 {
 			// A lease of this Recovery runs a TTL at most; a longer
 			// Remaining is not the table's answer about it.
-			due = now.Add(min(held.Remaining, r.cfg.TTL+r.drift))
+			due = now.Add(min(left, r.cfg.TTL+r.drift))
 		}
 		r.toBacklog(e, laterOf(due, now.Add(max(time.Duration(r.costE), time.Microsecond))))
 	default:
@@ -483,12 +497,12 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		if !errors.Is(err, ErrHeld) && !errors.Is(err, ErrInvalidArgument) {
 			// The outcome is unknown: the grant may have landed, and a
 			// later refusal as held may then be of this lease.
-			e.expires = laterOf(e.expires, now.Add(r.cfg.TTL))
+			e.setExpires(laterOf(e.expires(), now.Add(r.cfg.TTL)))
 		}
 		if e.attempts == 0 {
 			// MaxElapsed counts from the start of the first attempt, as
 			// in backoff.Retry.
-			e.deadline = started.Add(r.cfg.Retry.MaxElapsed)
+			e.setDeadline(started.Add(r.cfg.Retry.MaxElapsed))
 		}
 		e.attempts++
 		elapsed := now.Sub(e.deadline) + r.cfg.Retry.MaxElapsed // since the first attempt started
@@ -596,12 +610,22 @@ func (r *Recovery[K]) cost(e *entry[K]) time.Duration {
 	return time.Duration(r.costE)
 }
 
+// heldRemaining returns the Remaining of the *HeldError in err, or zero.
+func heldRemaining(err error) time.Duration {
+	var held *HeldError
+	if errors.As(err, &held) {
+		return held.Remaining
+	}
+	return 0
+}
+
 // hold records a lease term that started at start and schedules its
 // renewal.
 func (r *Recovery[K]) hold(e *entry[K], start time.Time) {
 	kc := KeeperConfig{RenewFraction: r.cfg.RenewFraction, DriftMargin: r.cfg.DriftMargin}
 	l := Lease{TTL: r.cfg.TTL, Renewed: start, Expires: start.Add(r.cfg.TTL)}
-	e.state, e.deadline, e.due, e.expires, e.final = stHeld, kc.LostAt(l), kc.RenewAt(l), l.Expires, false
+	e.state, e.deadline, e.due, e.final = stHeld, kc.LostAt(l), kc.RenewAt(l), false
+	e.setExpires(l.Expires)
 	r.push(&r.renew, e)
 }
 
@@ -631,11 +655,11 @@ func (r *Recovery[K]) retryRenewal(e *entry[K], now time.Time) {
 func (r *Recovery[K]) lapse(e *entry[K], now time.Time) {
 	r.held--
 	r.lapsed++
-	due := laterOf(now, e.expires)
-	if e.attempts > 0 && e.expires.After(now) {
+	due := laterOf(now, e.expires())
+	if e.attempts > 0 && e.expires().After(now) {
 		// A renewal of this term failed with an unknown outcome: it may
 		// have landed, and extended the lease by up to a TTL.
-		e.expires = e.expires.Add(r.cfg.TTL)
+		e.setExpires(e.expires().Add(r.cfg.TTL))
 	}
 	e.attempts, e.prev = 0, 0
 	r.toBacklog(e, due)
@@ -752,11 +776,11 @@ func (h entryHeap[K]) Less(i, j int) bool {
 }
 func (h entryHeap[K]) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
+	h[i].idx, h[j].idx = int32(i), int32(j)
 }
 func (h *entryHeap[K]) Push(x any) {
 	e := x.(*entry[K])
-	e.idx = len(*h)
+	e.idx = int32(len(*h))
 	*h = append(*h, e)
 }
 func (h *entryHeap[K]) Pop() any {

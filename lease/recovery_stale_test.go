@@ -113,3 +113,14 @@ func TestRecoveryStaleFinishProperty(t *testing.T) {
 		}
 	})
 }
+
+// TestRecoveryMaxKeysBound: MaxKeys above 2^30 is refused (heap positions
+// are 32-bit), 2^30 is accepted.
+func TestRecoveryMaxKeysBound(t *testing.T) {
+	cfg := lease.RecoveryConfig{Workers: 1, TTL: time.Second, AttemptTimeout: time.Second, MaxKeys: 1<<30 + 1}
+	err := cfg.Validate()
+	assert.ErrorIs(t, err, lease.ErrInvalidConfig)
+	assert.ErrorContains(t, err, "MaxKeys 1073741825 is outside [0, 2^30]")
+	cfg.MaxKeys = 1 << 30
+	assert.NoError(t, cfg.Validate())
+}
