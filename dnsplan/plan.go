@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/stormguard/stormguard/fence"
 )
@@ -54,6 +55,31 @@ type Plan struct {
 	// Endpoints maps an endpoint's name (for example
 	// "dynamodb.us-east-1.amazonaws.com") to its targets.
 	Endpoints map[string][]Target
+	// Velocity is the velocity-control history the Planner made the plan
+	// with: for each endpoint, oldest first, the changes to its capacity
+	// that a window ending at the plan or later can still see (those
+	// within PlannerConfig.Window, and the last one before), sorted by
+	// Endpoint and then At. A Planner started from the plan
+	// (PlannerConfig.Previous) continues from it, so a restart does not
+	// reset the removal budget of the window. Stores keep it with the
+	// plan (it encodes as JSON with the rest); Enactors ignore it; it is
+	// nil in a plan not made by a Planner.
+	Velocity []CapacityChange
+}
+
+// CapacityChange is one change a plan made to an endpoint's capacity, as
+// velocity control counts it (see PlannerConfig.MaxRemoveFraction).
+type CapacityChange struct {
+	// Endpoint is the endpoint changed.
+	Endpoint string
+	// At is when the Planner made the plan: the now of Planner.Next.
+	At time.Time
+	// Capacity is the endpoint's capacity after the change, the sum of
+	// its weights.
+	Capacity uint64
+	// Removed is the capacity the change removed: the weight of targets
+	// dropped plus the weight lost by targets kept.
+	Removed uint64
 }
 
 // Limits bounds what Validate accepts. The zero value is usable: every
@@ -252,7 +278,8 @@ func validateTargets(sentinel error, name string, ts []Target, maxTargets int, a
 // MaxEndpoints endpoints; valid endpoint names (ValidateEndpoint); per
 // endpoint at most MaxTargets targets, none duplicated, each with a valid
 // zoneless address and a positive weight; no endpoint without targets
-// unless limits.AllowEmpty. Invalid limits are reported too.
+// unless limits.AllowEmpty; a Velocity history of the plan's endpoints
+// only. Invalid limits are reported too.
 func Validate(p Plan, limits Limits) error {
 	var errs []error
 	if err := limits.validate("Validate"); err != nil {
@@ -293,6 +320,16 @@ func Validate(p Plan, limits Limits) error {
 			}
 		}
 	}
+	for _, c := range p.Velocity {
+		if _, ok := p.Endpoints[c.Endpoint]; ok {
+			continue
+		}
+		if len(errs) < maxReported {
+			errs = append(errs, fmt.Errorf("%w: velocity history of endpoint %q, which the plan does not name", ErrInvalidPlan, c.Endpoint))
+		} else {
+			more++
+		}
+	}
 	if more > 0 {
 		errs = append(errs, fmt.Errorf("%w: and %d more problems", ErrInvalidPlan, more))
 	}
@@ -323,11 +360,18 @@ func ValidateRecords(endpoint string, r Records, maxTargets int) error {
 }
 
 // Normalize sorts every endpoint's targets by address in place, the order
-// Stores and Providers keep them in.
+// Stores and Providers keep them in, and the Velocity history by endpoint
+// and then time.
 func (p Plan) Normalize() {
 	for _, ts := range p.Endpoints {
 		SortTargets(ts)
 	}
+	slices.SortStableFunc(p.Velocity, func(a, b CapacityChange) int {
+		if c := strings.Compare(a.Endpoint, b.Endpoint); c != 0 {
+			return c
+		}
+		return a.At.Compare(b.At)
+	})
 }
 
 // SortTargets sorts ts by address.
@@ -337,7 +381,7 @@ func SortTargets(ts []Target) {
 
 // Clone returns a deep copy of p.
 func (p Plan) Clone() Plan {
-	c := Plan{Generation: p.Generation}
+	c := Plan{Generation: p.Generation, Velocity: slices.Clone(p.Velocity)}
 	if p.Endpoints != nil {
 		c.Endpoints = make(map[string][]Target, len(p.Endpoints))
 		for name, ts := range p.Endpoints {

@@ -1,12 +1,14 @@
 package dnsplan
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,14 +52,19 @@ type PlannerConfig struct {
 	// checks fail: the capacity removed by plans emitted in (t-Window, t]
 	// is at most MaxRemoveFraction times the endpoint's peak capacity over
 	// [t-Window, t]. Removals beyond it are held (the target stays, with
-	// its previous weight) until the window allows them. Zero means
+	// its previous weight) until the window allows them. The plans counted
+	// include those of the Planners this one continues from through
+	// Previous: the history travels in Plan.Velocity. Zero means
 	// DefaultMaxRemoveFraction; it must be in (0, 1], and NaN is invalid.
 	MaxRemoveFraction float64
 	// Limits bounds the plans emitted (and the reports accepted).
 	Limits Limits
 	// Previous, if not nil, is the plan to continue from (for example the
 	// Store's latest after a restart): the next plan has its generation
-	// plus one and starts from its targets.
+	// plus one and starts from its targets, and velocity control from its
+	// Velocity, so that a restarted Planner honours the window its
+	// predecessor started (and never takes now as earlier than the newest
+	// change recorded there).
 	Previous *Plan
 	// OnEvent, if not nil, receives a PlannerEvent for every removal held
 	// back and every endpoint kept static or failed open. Next calls it on
@@ -82,6 +89,12 @@ const (
 	// PlannerFailOpen: every target of a new endpoint looked unhealthy,
 	// and there was no previous set to keep, so all were planned.
 	PlannerFailOpen
+	// PlannerCapped: a healthy target (Addr) was left out of the plan
+	// because its endpoint was at Limits.MaxTargets with the targets
+	// velocity control holds; or a new endpoint (Addr zero) was left out
+	// because the plan was at Limits.MaxEndpoints. It is planned as room
+	// is made.
+	PlannerCapped
 )
 
 // PlannerEvent reports one decision of a Planner.
@@ -153,6 +166,7 @@ func NewPlanner(cfg PlannerConfig) (*Planner, error) {
 		p.prev = cfg.Previous.Clone()
 		p.prev.Normalize()
 		p.cfg.Previous = nil
+		p.resume(p.prev.Velocity)
 	}
 	return p, nil
 }
@@ -198,10 +212,22 @@ func (p *Planner) validateReport(r Report) error {
 // the endpoint keeps its previous targets (fail static), or, if it had
 // none, all reported targets are planned (fail open). Endpoints absent
 // from r keep their previous targets. So no endpoint of a returned plan is
-// ever empty. A now earlier than the previous call's is taken as the
-// previous call's. An invalid report is refused with an error matching
-// ErrInvalidReport, and nothing changes. PlannerConfig.OnEvent, if set, is
-// called after the plan is made, outside the Planner's lock.
+// ever empty.
+//
+// Limits never fail a valid report. When an endpoint's held targets and
+// its new healthy ones exceed Limits.MaxTargets, the held ones stay (the
+// removal budget is what velocity control promises) and the new ones
+// fill the room left, largest capacity first; a new endpoint beyond
+// Limits.MaxEndpoints is left out. Each target or endpoint left out is
+// reported (PlannerCapped) and planned once there is room. The plan
+// carries the velocity history (Plan.Velocity), so a Planner restarted
+// from it honours the same window.
+//
+// A now earlier than the previous call's is taken as the previous call's.
+// An invalid report is refused with an error matching ErrInvalidReport,
+// and nothing changes. Next fails otherwise only when the generation
+// cannot grow (fence.MaxToken). PlannerConfig.OnEvent, if set, is called
+// after the plan is made, outside the Planner's lock.
 func (p *Planner) Next(now time.Time, r Report) (Plan, error) {
 	if err := p.validateReport(r); err != nil {
 		return Plan{}, err
@@ -240,17 +266,25 @@ func (p *Planner) next(now time.Time, r Report, events *[]PlannerEvent) (Plan, e
 		removed uint64
 	}
 	var results []planned
+	room := p.cfg.Limits.maxEndpoints() - len(p.prev.Endpoints) // for new endpoints
 	for _, name := range slices.Sorted(maps.Keys(r)) {
+		if _, known := p.prev.Endpoints[name]; !known {
+			if room <= 0 {
+				// A new endpoint that does not fit is left out, not the
+				// whole plan refused: it is planned once there is room.
+				p.note(events, PlannerEvent{Kind: PlannerCapped, Generation: next.Generation, Endpoint: name})
+				continue
+			}
+			room--
+		}
 		ts, removed := p.planEndpoint(now, next.Generation, name, r[name], events)
 		results = append(results, planned{name, ts, removed})
-	}
-	if len(next.Endpoints)+len(results) > p.cfg.Limits.maxEndpoints() {
-		return Plan{}, fmt.Errorf("%w: the plan would have %d endpoints, limit %d", ErrInvalidReport, len(next.Endpoints)+len(results), p.cfg.Limits.maxEndpoints())
 	}
 	for _, res := range results {
 		next.Endpoints[res.name] = res.ts
 	}
 	if err := Validate(next, p.cfg.Limits); err != nil {
+		// Not reached: every endpoint is planned within the limits.
 		return Plan{}, err
 	}
 	if p.byName == nil {
@@ -262,12 +296,77 @@ func (p *Planner) next(now time.Time, r Report, events *[]PlannerEvent) (Plan, e
 			v = &velocity{}
 			p.byName[res.name] = v
 		}
-		v.changes = append(v.changes, change{at: now, capacity: capacity(res.ts), removed: res.removed})
-		v.prune(now, p.window())
+		c := capacity(res.ts)
+		last := capacity(p.prev.Endpoints[res.name])
+		if n := len(v.changes); n > 0 {
+			last = v.changes[n-1].capacity
+		}
+		if res.removed > 0 || c != last {
+			// A change that neither removes nor changes the capacity
+			// tells velocity control nothing: it is not kept.
+			v.changes = append(v.changes, change{at: now, capacity: c, removed: res.removed})
+		}
 	}
+	next.Velocity = p.history(now, next)
 	p.now = now
 	p.prev = next
 	return next.Clone(), nil
+}
+
+// history prunes every endpoint's changes at now and returns them as a
+// plan's Velocity, sorted by endpoint and then time. An endpoint whose
+// only change left is older than the window has a budget that no longer
+// depends on it (its capacity is the plan's), and is forgotten.
+func (p *Planner) history(now time.Time, next Plan) []CapacityChange {
+	n := 0
+	for name, v := range p.byName {
+		v.prune(now, p.window())
+		if len(v.changes) == 0 || len(v.changes) == 1 && !v.changes[0].at.After(now.Add(-p.window())) &&
+			v.changes[0].capacity == capacity(next.Endpoints[name]) {
+			delete(p.byName, name)
+			continue
+		}
+		n += len(v.changes)
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]CapacityChange, 0, n)
+	for name, v := range p.byName {
+		for _, c := range v.changes {
+			out = append(out, CapacityChange{Endpoint: name, At: c.at, Capacity: c.capacity, Removed: c.removed})
+		}
+	}
+	// Each endpoint's changes are in time order already.
+	slices.SortStableFunc(out, func(a, b CapacityChange) int { return strings.Compare(a.Endpoint, b.Endpoint) })
+	return out
+}
+
+// resume takes up the velocity history of the plan a Planner starts
+// from.
+func (p *Planner) resume(h []CapacityChange) {
+	if len(h) == 0 {
+		return
+	}
+	h = slices.Clone(h)
+	slices.SortStableFunc(h, func(a, b CapacityChange) int {
+		if c := strings.Compare(a.Endpoint, b.Endpoint); c != 0 {
+			return c
+		}
+		return a.At.Compare(b.At)
+	})
+	p.byName = make(map[string]*velocity)
+	for _, c := range h {
+		v := p.byName[c.Endpoint]
+		if v == nil {
+			v = &velocity{}
+			p.byName[c.Endpoint] = v
+		}
+		v.changes = append(v.changes, change{at: c.At, capacity: c.Capacity, removed: c.Removed})
+		if c.At.After(p.now) {
+			p.now = c.At
+		}
+	}
 }
 
 // prune drops the changes that no window ending at or after now can see,
@@ -338,7 +437,9 @@ func (p *Planner) planEndpoint(now time.Time, gen fence.Token, name string, hs [
 	for _, t := range prev {
 		w, ok := healthy[t.Addr]
 		if ok && w >= t.Weight {
-			continue // kept with its new weight below
+			out = append(out, Target{Addr: t.Addr, Weight: w})
+			delete(healthy, t.Addr)
+			continue
 		}
 		cut := uint64(t.Weight)
 		if ok {
@@ -347,14 +448,40 @@ func (p *Planner) planEndpoint(now time.Time, gen fence.Token, name string, hs [
 		if cut <= budget {
 			budget -= cut
 			removed += cut
+			if ok {
+				out = append(out, Target{Addr: t.Addr, Weight: w})
+				delete(healthy, t.Addr)
+			}
 			continue
 		}
 		p.note(events, PlannerEvent{Kind: PlannerHeld, Generation: gen, Endpoint: name, Addr: t.Addr, Removal: cut, Budget: budget})
 		out = append(out, t)
 		delete(healthy, t.Addr)
 	}
-	for addr, w := range healthy {
-		out = append(out, Target{Addr: addr, Weight: w})
+	// healthy now holds the new targets only. out holds at most as many
+	// targets as prev, which is within Limits.MaxTargets; the new ones
+	// fill the room left, largest first, and the rest wait (held
+	// removals are what velocity control promises, so they come first).
+	if room := p.cfg.Limits.maxTargets() - len(out); len(healthy) > room {
+		fresh := make([]Target, 0, len(healthy))
+		for addr, w := range healthy {
+			fresh = append(fresh, Target{Addr: addr, Weight: w})
+		}
+		slices.SortFunc(fresh, func(a, b Target) int {
+			if a.Weight != b.Weight {
+				return cmp.Compare(b.Weight, a.Weight)
+			}
+			return a.Addr.Compare(b.Addr)
+		})
+		out = append(out, fresh[:room]...)
+		SortTargets(fresh[room:])
+		for _, t := range fresh[room:] {
+			p.note(events, PlannerEvent{Kind: PlannerCapped, Generation: gen, Endpoint: name, Addr: t.Addr})
+		}
+	} else {
+		for addr, w := range healthy {
+			out = append(out, Target{Addr: addr, Weight: w})
+		}
 	}
 	SortTargets(out)
 	return out, removed

@@ -1,7 +1,6 @@
 package dnsplan_test
 
 import (
-	"errors"
 	"math"
 	"net/netip"
 	"testing"
@@ -160,21 +159,30 @@ func TestPlannerHookMayCallPlanner(t *testing.T) {
 }
 
 // TestPlannerReportsNoEventsForARefusedPlan: a Next that returns an error
-// makes no plan, so it reports no decisions about one.
+// makes no plan, so it reports no decisions about one. A new endpoint that
+// does not fit under Limits.MaxEndpoints is not such an error: it is left
+// out (PlannerCapped), and the rest of the fleet is planned.
 func TestPlannerReportsNoEventsForARefusedPlan(t *testing.T) {
 	var got []dnsplan.PlannerEvent
-	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Limits: dnsplan.Limits{MaxEndpoints: 1}, OnEvent: func(ev dnsplan.PlannerEvent) {
+	last := dnsplan.Plan{Generation: fence.MaxToken - 1, Endpoints: map[string][]dnsplan.Target{"a": {tg(1, 1)}, "c": {tg(1, 1)}}}
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Limits: dnsplan.Limits{MaxEndpoints: 2}, Previous: &last, OnEvent: func(ev dnsplan.PlannerEvent) {
 		got = append(got, ev)
 	}})
 	require.NoError(t, err)
-	_, err = p.Next(t0, dnsplan.Report{"a": healthy(1, 1)})
-	require.NoError(t, err)
 	sick := healthy(1, 1)
 	sick[0].Healthy = false
-	_, err = p.Next(t0, dnsplan.Report{"b": sick}) // "a" and "b": one endpoint too many
-	require.ErrorIs(t, err, dnsplan.ErrInvalidReport)
+	plan, err := p.Next(t0, dnsplan.Report{"a": healthy(2, 1), "b": sick}) // "a", "b" and "c": one endpoint too many
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "c"}, plan.EndpointNames())
+	assert.Len(t, plan.Endpoints["a"], 2)
+	assert.Equal(t, []dnsplan.PlannerEvent{{Kind: dnsplan.PlannerCapped, Generation: fence.MaxToken, Endpoint: "b"}}, got)
+
+	got = nil
+	_, err = p.Next(t0, dnsplan.Report{"a": sick}) // fail static, in a plan that cannot be made
+	require.ErrorIs(t, err, dnsplan.ErrInvalidPlan)
+	assert.Contains(t, err.Error(), "is the last")
 	assert.Empty(t, got)
-	assert.EqualValues(t, 1, p.Last().Generation)
+	assert.Equal(t, fence.MaxToken, p.Last().Generation)
 }
 
 func TestPlannerFailOpenAndUnreported(t *testing.T) {
@@ -201,75 +209,59 @@ func TestPlannerResumesFromPrevious(t *testing.T) {
 	assert.Equal(t, prev.Endpoints, plan.Endpoints)
 }
 
-// TestVelocityProperty: under any sequence of health reports at any times,
-// for every plan emitted at t the capacity removed from an endpoint by the
-// plans emitted in (t-Window, t] is at most MaxRemoveFraction times the
-// endpoint's peak capacity over [t-Window, t], and no plan has an empty
-// endpoint.
-func TestVelocityProperty(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		window := time.Duration(rapid.IntRange(1, 60).Draw(t, "window")) * time.Second
-		fraction := rapid.Float64Range(0.01, 1).Draw(t, "fraction")
-		p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Window: window, MaxRemoveFraction: fraction})
-		if err != nil {
-			t.Fatal(err)
+type emitted struct {
+	at   time.Time
+	plan dnsplan.Plan
+}
+
+// drawReport draws a health report about "api" and "fips".
+func drawReport(t *rapid.T) dnsplan.Report {
+	r := dnsplan.Report{}
+	for _, name := range []string{"api", "fips"} {
+		if rapid.IntRange(0, 5).Draw(t, "skip") == 0 {
+			continue
 		}
-		type emitted struct {
-			at   time.Time
-			plan dnsplan.Plan
+		n := rapid.IntRange(1, 6).Draw(t, "targets")
+		for i := range n {
+			r[name] = append(r[name], dnsplan.TargetHealth{
+				Addr:     addr(rapid.IntRange(0, 8).Draw(t, "addr")*8 + i),
+				Capacity: uint32(rapid.IntRange(1, 20).Draw(t, "capacity")),
+				Healthy:  rapid.Bool().Draw(t, "healthy"),
+			})
 		}
-		var history []emitted
-		now := t0
-		for range rapid.IntRange(1, 40).Draw(t, "rounds") {
-			now = now.Add(time.Duration(rapid.IntRange(0, 30).Draw(t, "dt")) * time.Second)
-			r := dnsplan.Report{}
-			for _, name := range []string{"api", "fips"} {
-				if rapid.IntRange(0, 5).Draw(t, "skip") == 0 {
-					continue
-				}
-				n := rapid.IntRange(1, 6).Draw(t, "targets")
-				for i := range n {
-					r[name] = append(r[name], dnsplan.TargetHealth{
-						Addr:     addr(rapid.IntRange(0, 8).Draw(t, "addr")*8 + i),
-						Capacity: uint32(rapid.IntRange(1, 20).Draw(t, "capacity")),
-						Healthy:  rapid.Bool().Draw(t, "healthy"),
-					})
-				}
+	}
+	return r
+}
+
+// checkVelocity fails t if, for the last plan emitted, the capacity
+// removed from an endpoint by the plans emitted in (t-Window, t] exceeds
+// MaxRemoveFraction times the endpoint's peak capacity over [t-Window, t],
+// or the plan has an empty endpoint.
+func checkVelocity(t *rapid.T, history []emitted, window time.Duration, fraction float64) {
+	last := history[len(history)-1]
+	for name, ts := range last.plan.Endpoints {
+		if len(ts) == 0 {
+			t.Fatalf("plan %d has an empty endpoint %q", last.plan.Generation, name)
+		}
+	}
+	for _, name := range []string{"api", "fips"} {
+		start := last.at.Add(-window)
+		var removed, peak uint64
+		for i, h := range history {
+			inWindow := h.at.After(start)
+			startsWindow := !inWindow && (i+1 == len(history) || history[i+1].at.After(start))
+			if inWindow || startsWindow {
+				peak = max(peak, h.plan.Capacity(name))
 			}
-			plan, err := p.Next(now, r)
-			if errors.Is(err, dnsplan.ErrInvalidReport) ||
-				(len(history) == 0 && errors.Is(err, dnsplan.ErrInvalidPlan)) {
-				continue // duplicate addresses drawn, or nothing to plan yet
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			history = append(history, emitted{now, plan})
-			for name, ts := range plan.Endpoints {
-				if len(ts) == 0 {
-					t.Fatalf("plan %d has an empty endpoint %q", plan.Generation, name)
-				}
-			}
-			for _, name := range []string{"api", "fips"} {
-				start := now.Add(-window)
-				var removed, peak uint64
-				for i, h := range history {
-					inWindow := h.at.After(start)
-					startsWindow := !inWindow && (i+1 == len(history) || history[i+1].at.After(start))
-					if inWindow || startsWindow {
-						peak = max(peak, h.plan.Capacity(name))
-					}
-					if inWindow && i > 0 {
-						removed += removedCapacity(history[i-1].plan.Endpoints[name], h.plan.Endpoints[name])
-					}
-				}
-				if limit := uint64(fraction * float64(peak)); removed > limit {
-					t.Fatalf("%s: %d capacity removed in the window ending at plan %d, limit %d (%.3f of peak %d)",
-						name, removed, plan.Generation, limit, fraction, peak)
-				}
+			if inWindow && i > 0 {
+				removed += removedCapacity(history[i-1].plan.Endpoints[name], h.plan.Endpoints[name])
 			}
 		}
-	})
+		if limit := uint64(fraction * float64(peak)); removed > limit {
+			t.Fatalf("%s: %d capacity removed in the window ending at plan %d, limit %d (%.3f of peak %d)",
+				name, removed, last.plan.Generation, limit, fraction, peak)
+		}
+	}
 }
 
 // removedCapacity is the capacity that going from a to b removes: the
