@@ -18,18 +18,23 @@
 //     and every grant with a new epoch — a fence.Token strictly greater than
 //     every earlier epoch of the resource — so the resource can fence off a
 //     holder whose lease lapsed while it was paused (fence.Guard). Renewal
-//     keeps the epoch. Memory's pure core (GrantAt, RenewAt, ReleaseAt,
+//     keeps the epoch. A table may forget resources whose leases ended, so
+//     that churning names do not fill it, and still never repeats an epoch
+//     (Memory draws them from one table-wide counter). Memory's pure core (GrantAt, RenewAt, ReleaseAt,
 //     HolderAt, ExpireAt) takes the time as an argument.
 //   - A Keeper, on the holder's side: it renews early (RenewFraction of the
 //     TTL), retries failed renewals with backoff, and gives the lease up at
-//     Expires minus a clock-drift margin on its own clock — never later —
-//     reporting the loss through a channel and a callback. It stops with its
-//     context and leaves no goroutine behind.
+//     Expires minus a clock-drift margin on its own clock — never later,
+//     even if the Store hangs — reporting the loss through a channel and a
+//     callback. It stops with its context and leaves no goroutine behind
+//     but a Store call that ignores its context.
 //   - A Recovery scheduler for a backlog of leases to (re-)establish and
 //     keep: bounded in-flight work, renewals before new establishments (a
 //     shed.Scheduler with renewals Critical), no attempt started that cannot
 //     finish before its deadline given the measured cost (a moving average
-//     per kind of attempt), intake throttled by the size of the queue, and
+//     per kind of attempt), intake throttled by the size of the queue,
+//     failed establishments and renewals backed off with jitter, a lapsed
+//     lease waited out rather than counted against its key, and
 //     Progress (established, pending, failed, rate) for the operator. It is
 //     a pure state machine: a simulation and a real service drive the same
 //     code; Recovery.Run drives it on the real clock.
@@ -39,7 +44,8 @@
 // At every instant at most one lease per resource is unexpired, as the
 // Store judges time; the check and the grant are one atomic step. Epochs of
 // a resource strictly increase across grants, including across expiries,
-// releases and, on etcd, restarts of etcd.
+// releases, the table forgetting the resource and, on etcd, restarts of
+// etcd.
 //
 // A holder's view of its lease is conservative: a Store returns a lease
 // whose Expires is measured on the holder's clock from before the request
@@ -64,8 +70,9 @@
 // ErrInvalidConfig, with every bad field reported at once, and so does a
 // call on a Keeper or Recovery that was not made by its constructor (its
 // other methods do nothing on such a value: a zero Keeper holds nothing, a
-// zero Recovery hands out nothing). Nothing in this package panics on bad
-// input.
+// zero Recovery hands out nothing; so do nil ones, and a nil *Memory
+// refuses every call with ErrInvalidArgument). Nothing in this package
+// panics on bad input.
 //
 // # Observability
 //
@@ -76,7 +83,8 @@
 //
 // A Memory grant or renewal is one map lookup under one mutex and does not
 // allocate, except to track a new resource or to return an error. A Keeper
-// is one goroutine and one timer. Recovery costs O(log n) per attempt for n
+// is one goroutine and one timer, and one short-lived goroutine per
+// renewal call. Recovery costs O(log n) per attempt for n
 // keys, and about 150 bytes per key (besides the key's own data), and does
 // not allocate per attempt.
 package lease
