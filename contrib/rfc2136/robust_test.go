@@ -267,6 +267,8 @@ func TestForeignRecordsAtTheName(t *testing.T) {
 		{"api.dname.dnsplan.test", "dname.dnsplan.test. 60 IN DNAME elsewhere.example.", "DNAME elsewhere.example."},
 		{"dnamed.dnsplan.test", "dnamed.dnsplan.test. 60 IN DNAME elsewhere.example.", "DNAME elsewhere.example."},
 		{"api.deleg.dnsplan.test", "deleg.dnsplan.test. 60 IN NS ns.elsewhere.example.", "NS ns.elsewhere.example."},
+		{"cut.dnsplan.test", "cut.dnsplan.test. 60 IN NS ns.elsewhere.example.", "cut.dnsplan.test. NS ns.elsewhere.example."},
+		{"a.b.c.deep.dnsplan.test", "c.deep.dnsplan.test. 60 IN DNAME elsewhere.example.", "c.deep.dnsplan.test. DNAME elsewhere.example."},
 	} {
 		t.Run(tc.endpoint, func(t *testing.T) {
 			operator(t, s, nil, []string{tc.record})
