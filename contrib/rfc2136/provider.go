@@ -396,7 +396,11 @@ func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, 
 		case h.Rrtype == t:
 			out = append(out, rr)
 		case h.Rrtype == dns.TypeCNAME:
-			if synthesized, err := p.fromWildcard(ctx, name); err != nil || !synthesized {
+			synthesized, err := p.fromWildcard(ctx, name)
+			if err != nil {
+				return nil, fmt.Errorf("rfc2136: query %s %s answered a CNAME, and asking whether a wildcard's failed: %w", name, dns.TypeToString[t], err)
+			}
+			if !synthesized {
 				return nil, nameInUse(rr, "no other record can exist beside a CNAME")
 			}
 			// A wildcard CNAME answers for a name with no records yet:
