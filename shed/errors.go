@@ -36,9 +36,11 @@ var (
 )
 
 // ErrInvalidArgument is matched (with errors.Is) by the error a call
-// returns for a nil context, a nil function or a nil receiver (a nil
+// returns for a nil context, a nil function, a nil receiver (a nil
 // *Bulkhead, *Partition, *Queue, *Limiter or *KeyedLimiter, such as a
-// typed nil stored in an interface), before it does anything else. It is
+// typed nil stored in an interface) or a key that no map could find again
+// (an uncomparable value in an interface, a NaN), before it does anything
+// else. It is
 // not a refusal: errors.Is(err, ErrShed) is false. Methods of a nil
 // receiver that return no error refuse (false), report zero, or do
 // nothing; none panics.

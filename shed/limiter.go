@@ -194,13 +194,15 @@ type KeyedLimiterConfig struct {
 // KeyedLimiter is a rate limiter per key (a tenant, a client address, an
 // Availability Zone) with a bounded number of keys, so that untrusted keys
 // cannot grow memory without limit. Each key has its own
-// golang.org/x/time/rate bucket. It is safe for concurrent use. K must be
-// hashable at run time (an interface type holding a slice, map or func
-// panics in the map lookup, as in any Go map).
+// golang.org/x/time/rate bucket. It is safe for concurrent use. A key that
+// a map could not find again — a slice, map or func held in an
+// interface-typed K, or a NaN, which would get a fresh bucket on every
+// call — is refused with ErrInvalidArgument.
 type KeyedLimiter[K comparable] struct {
-	cfg     LimiterConfig
-	maxKeys int
-	hook    func(Event)
+	cfg       LimiterConfig
+	maxKeys   int
+	hook      func(Event)
+	checkKeys bool // K can hold values no map finds again (keysNeedCheck)
 
 	mu   sync.Mutex
 	keys map[K]*list.Element // of *keyedBucket[K]
@@ -234,7 +236,16 @@ func NewKeyedLimiter[K comparable](cfg KeyedLimiterConfig) (*KeyedLimiter[K], er
 	if cfg.MaxKeys == 0 {
 		cfg.MaxKeys = DefaultMaxKeys
 	}
-	return &KeyedLimiter[K]{cfg: lc, maxKeys: cfg.MaxKeys, hook: lc.OnEvent, keys: make(map[K]*list.Element)}, nil
+	return &KeyedLimiter[K]{cfg: lc, maxKeys: cfg.MaxKeys, hook: lc.OnEvent, checkKeys: keysNeedCheck[K](), keys: make(map[K]*list.Element)}, nil
+}
+
+// badKey returns an error matching ErrInvalidArgument if key is not
+// comparable or not equal to itself (see keysNeedCheck), or nil.
+func (k *KeyedLimiter[K]) badKey(key K) error {
+	if k.checkKeys || k.keys == nil {
+		return checkKey(key)
+	}
+	return nil
 }
 
 // Allow reports whether an event for key may happen now.
@@ -252,6 +263,9 @@ func (k *KeyedLimiter[K]) AllowAt(now time.Time, key K) error {
 	}
 	if k.keys == nil {
 		return errZeroKeyedLimiter
+	}
+	if err := k.badKey(key); err != nil {
+		return err
 	}
 	k.mu.Lock()
 	b, r := k.lookupLocked(now, key)
@@ -333,7 +347,7 @@ func (k *KeyedLimiter[K]) Stats() Stats {
 // bound (its bucket had refilled) starts again from zero; a refusal with
 // ErrTooManyKeys is counted only in Stats, since the key was not tracked.
 func (k *KeyedLimiter[K]) StatsFor(key K) (Stats, bool) {
-	if k == nil {
+	if k == nil || k.badKey(key) != nil {
 		return Stats{}, false
 	}
 	k.mu.Lock()

@@ -3,6 +3,7 @@ package shed
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 )
@@ -144,5 +145,111 @@ func TestZeroScheduler(t *testing.T) {
 	s.Advance(now)
 	if _, ok := s.Check(now, Ticket{}); ok {
 		t.Error("Check on a zero Scheduler found an item")
+	}
+}
+
+// TestBadKeys: a Partition or KeyedLimiter key that a map cannot find
+// again — an uncomparable value in an interface key, or a NaN — is an
+// error matching ErrInvalidArgument, not a panic, and not a key that takes
+// a slot no Release can return or a fresh bucket on every call.
+func TestBadKeys(t *testing.T) {
+	ctx := context.Background()
+	type pair struct {
+		a any
+		f float64
+	}
+	nan := math.NaN()
+	p, err := NewPartition(PartitionConfig[any]{Total: 2, MaxQueuePerKey: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := NewPartition(PartitionConfig[float64]{Total: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := NewPartition(PartitionConfig[pair]{Total: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := NewKeyedLimiter[any](KeyedLimiterConfig{LimiterConfig: LimiterConfig{Rate: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kf, err := NewKeyedLimiter[float64](KeyedLimiterConfig{LimiterConfig: LimiterConfig{Rate: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	for name, call := range map[string]func() error{
+		"Partition[any].Acquire slice":    func() error { return p.Acquire(ctx, []int{1}) },
+		"Partition[any].Acquire NaN":      func() error { return p.Acquire(ctx, nan) },
+		"Partition[any].Do map":           func() error { return p.Do(ctx, map[int]int{}, func(context.Context) error { return nil }) },
+		"Partition[any].Pause func":       func() error { return p.Pause(func() {}) },
+		"Partition[float64].Acquire NaN":  func() error { return pf.Acquire(ctx, nan) },
+		"Partition[pair].Acquire slice":   func() error { return ps.Acquire(ctx, pair{a: []int{}}) },
+		"Partition[pair].Acquire NaN":     func() error { return ps.Acquire(ctx, pair{f: nan}) },
+		"KeyedLimiter[any].Allow slice":   func() error { return k.AllowAt(now, []byte("x")) },
+		"KeyedLimiter[any].Allow NaN":     func() error { return k.AllowAt(now, nan) },
+		"KeyedLimiter[float64].Allow NaN": func() error { return kf.AllowAt(now, nan) },
+	} {
+		var err error
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s panicked: %v", name, r)
+				}
+			}()
+			err = call()
+		}()
+		if !errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrShed) {
+			t.Errorf("%s: %v, want ErrInvalidArgument and not a refusal", name, err)
+		}
+	}
+	for name, call := range map[string]func() any{
+		"Partition[any].TryAcquire slice": func() any { return p.TryAcquire([]int{1}) },
+		"Partition[any].TryAcquire NaN":   func() any { return p.TryAcquire(nan) },
+		"Partition[any].Paused slice":     func() any { return p.Paused([]int{1}) },
+		"Partition[any].StatsFor slice":   func() any { _, ok := p.StatsFor([]int{1}); return ok },
+		"Partition[float64].TryAcquire":   func() any { return pf.TryAcquire(nan) },
+		"KeyedLimiter[any].StatsFor":      func() any { _, ok := k.StatsFor([]int{1}); return ok },
+	} {
+		var got any
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s panicked: %v", name, r)
+				}
+			}()
+			got = call()
+		}()
+		if got != false {
+			t.Errorf("%s = %v, want false", name, got)
+		}
+	}
+	for name, call := range map[string]func(){
+		"Partition[any].Release slice": func() { p.Release([]int{1}) },
+		"Partition[any].Resume slice":  func() { p.Resume([]int{1}) },
+		"Partition[float64].Release":   func() { pf.Release(nan) },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s panicked: %v", name, r)
+				}
+			}()
+			call()
+		}()
+	}
+	for _, s := range []Stats{p.Stats(), pf.Stats(), ps.Stats(), k.Stats(), kf.Stats()} {
+		if s != (Stats{}) {
+			t.Errorf("bad keys were admitted or counted: %+v", s)
+		}
+	}
+	if p.Keys()+pf.Keys()+ps.Keys()+k.Keys()+kf.Keys() != 0 {
+		t.Error("bad keys were tracked")
+	}
+	// Good keys of the same types still work.
+	if !p.TryAcquire("a") || !pf.TryAcquire(1.5) || !ps.TryAcquire(pair{a: 1, f: 2}) || k.AllowAt(now, 3) != nil || kf.AllowAt(now, 0.5) != nil {
+		t.Error("a good key was refused")
 	}
 }

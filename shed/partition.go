@@ -19,8 +19,9 @@ const (
 )
 
 // PartitionConfig configures a Partition. Total is required; the other
-// fields have defaults. K must be hashable at run time (an interface type
-// holding a slice, map or func panics in the map lookup, as in any Go map).
+// fields have defaults. A key that a map could not find again — a slice,
+// map or func held in an interface-typed K, or a NaN — is refused with
+// ErrInvalidArgument.
 type PartitionConfig[K comparable] struct {
 	// Total is how many calls may run at once across all keys. It must be
 	// in [1, 2^24].
@@ -117,6 +118,7 @@ type Partition[K comparable] struct {
 	callTimeout time.Duration
 	maxKeys     int
 	hook        func(K, Event)
+	checkKeys   bool // K can hold values no map finds again (keysNeedCheck)
 
 	mu                 sync.Mutex
 	keys               map[K]*keyState[K]
@@ -154,8 +156,19 @@ func NewPartition[K comparable](cfg PartitionConfig[K]) (*Partition[K], error) {
 		callTimeout: cfg.CallTimeout,
 		maxKeys:     cfg.MaxKeys,
 		hook:        cfg.OnEvent,
+		checkKeys:   keysNeedCheck[K](),
 		keys:        make(map[K]*keyState[K]),
 	}, nil
+}
+
+// badKey returns an error matching ErrInvalidArgument if key is not
+// comparable or not equal to itself (see keysNeedCheck), or nil. A
+// Partition not built with NewPartition checks every key.
+func (p *Partition[K]) badKey(key K) error {
+	if p.checkKeys || p.keys == nil {
+		return checkKey(key)
+	}
+	return nil
 }
 
 // PerKey returns the cap on calls in flight for one key.
@@ -223,7 +236,7 @@ func (p *Partition[K]) unlinkIdle(ks *keyState[K]) {
 // TryAcquire takes a slot for key if one is free without waiting, and
 // reports whether it did. Refusals are counted but return no error.
 func (p *Partition[K]) TryAcquire(key K) bool {
-	if p == nil {
+	if p == nil || p.badKey(key) != nil {
 		return false
 	}
 	p.mu.Lock()
@@ -272,6 +285,9 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 	}
 	if ctx == nil {
 		return errNilContext
+	}
+	if err := p.badKey(key); err != nil {
+		return err
 	}
 	p.mu.Lock()
 	ks, r := p.lookupLocked(key)
@@ -339,7 +355,7 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 // freed capacity to the longest waiters that can use it. Releasing a key
 // with nothing in flight is a caller bug; Release then does nothing.
 func (p *Partition[K]) Release(key K) {
-	if p == nil {
+	if p == nil || p.badKey(key) != nil {
 		return
 	}
 	p.mu.Lock()
@@ -394,6 +410,9 @@ func (p *Partition[K]) Pause(key K) error {
 	if p == nil {
 		return errNilPartition
 	}
+	if err := p.badKey(key); err != nil {
+		return err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ks, r := p.lookupLocked(key)
@@ -417,7 +436,7 @@ func (p *Partition[K]) Pause(key K) error {
 // Resume undoes Pause for key. Resuming a key that is not paused does
 // nothing.
 func (p *Partition[K]) Resume(key K) {
-	if p == nil {
+	if p == nil || p.badKey(key) != nil {
 		return
 	}
 	p.mu.Lock()
@@ -430,7 +449,7 @@ func (p *Partition[K]) Resume(key K) {
 
 // Paused reports whether key is paused.
 func (p *Partition[K]) Paused(key K) bool {
-	if p == nil {
+	if p == nil || p.badKey(key) != nil {
 		return false
 	}
 	p.mu.Lock()
@@ -456,7 +475,7 @@ func (p *Partition[K]) Stats() Stats {
 // StatsFor returns a snapshot for one key, and false if the key is not
 // tracked (never used, or forgotten while idle).
 func (p *Partition[K]) StatsFor(key K) (Stats, bool) {
-	if p == nil {
+	if p == nil || p.badKey(key) != nil {
 		return Stats{}, false
 	}
 	p.mu.Lock()
