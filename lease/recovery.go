@@ -64,9 +64,11 @@ type Attempt[K comparable] struct {
 	// deadline: an attempt that finishes later counts as failed
 	// (ErrTimeout).
 	Deadline time.Time
-	// id tells this attempt from every other the Recovery handed out, so
-	// that Finish can ignore a duplicate or stale report.
-	id uint64
+	// owner and id tell this attempt from every other handed out, by
+	// this Recovery or another, so that Finish can ignore a duplicate,
+	// stale or misdirected report.
+	owner *Recovery[K]
+	id    uint64
 }
 
 // RecoveryConfig configures a Recovery. Workers, TTL and AttemptTimeout are
@@ -307,7 +309,8 @@ func (e *entry[K]) setDeadline(t time.Time) {
 //     lasts less than TTL·(1−RenewFraction) therefore never fails the key.
 //
 // Each Attempt carries an identity: Finish ignores a duplicate or stale
-// report, and one of an attempt this Recovery did not hand out.
+// report, and one of an attempt this Recovery did not hand out (made by
+// the caller, or by another Recovery).
 //
 // A Recovery is not safe for concurrent use. Start and Finish cost
 // O(log n) per key they move for n keys tracked.
@@ -445,7 +448,7 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		return out
 	}
 	e := r.keys[a.Key]
-	if e == nil || a.id == 0 || e.seq != a.id || !(e.state == stRunning && a.Kind == Establish || e.state == stRenewing && a.Kind == Renew) {
+	if e == nil || a.owner != r || e.seq != a.id || !(e.state == stRunning && a.Kind == Establish || e.state == stRenewing && a.Kind == Renew) {
 		return out // not an attempt this Recovery handed out, or already reported
 	}
 	r.last = laterOf(r.last, now)
@@ -735,7 +738,7 @@ func (r *Recovery[K]) started(now time.Time, it shed.Item[*entry[K]], out []Atte
 	r.attempts++
 	r.seq++
 	e.seq, e.due = r.seq, now
-	return append(out, Attempt[K]{Key: e.key, Kind: kind, Started: now, Deadline: it.Deadline, id: e.seq})
+	return append(out, Attempt[K]{Key: e.key, Kind: kind, Started: now, Deadline: it.Deadline, owner: r, id: e.seq})
 }
 
 // settleDrops handles the items the scheduler (or Finish) dropped without

@@ -124,3 +124,23 @@ func TestRecoveryMaxKeysBound(t *testing.T) {
 	cfg.MaxKeys = 1 << 30
 	assert.NoError(t, cfg.Validate())
 }
+
+// TestRecoveryMisdirectedFinish: an attempt handed out by one Recovery and
+// reported to another with the same history is ignored there.
+func TestRecoveryMisdirectedFinish(t *testing.T) {
+	cfg := lease.RecoveryConfig{Workers: 1, TTL: 10 * time.Second, AttemptTimeout: time.Second}
+	a, err := lease.NewRecovery[string](cfg)
+	require.NoError(t, err)
+	b, err := lease.NewRecovery[string](cfg)
+	require.NoError(t, err)
+	require.NoError(t, a.Add(t0, "k"))
+	require.NoError(t, b.Add(t0, "k"))
+	as, bs := a.Start(t0, nil), b.Start(t0, nil)
+	require.Len(t, as, 1)
+	require.Len(t, bs, 1)
+	before := b.Progress(t0)
+	assert.Empty(t, b.Finish(at(time.Millisecond), as[0], nil, nil))
+	assert.Equal(t, before, b.Progress(t0), "a's attempt reported to b changes nothing")
+	b.Finish(at(time.Millisecond), bs[0], nil, nil)
+	assert.Equal(t, 1, b.Progress(t0).Established)
+}
