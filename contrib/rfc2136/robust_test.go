@@ -207,6 +207,8 @@ func TestOldGenerationFormat(t *testing.T) {
 		`"dnsplan-version=` + strings.Repeat("a", 32) + `" "dnsplan-generation=4"`,
 		`"dnsplan-generation=4 dnsplan-version=` + strings.Repeat("a", 32) + `"`,
 		`"dnsplan-generation=0"`,
+		`"dnsplan-generation=05"`, // a prerequisite naming 5 would never match it
+		`"dnsplan-generation=+5"`,
 		`"dnsplan-generation=-1"`,
 		`"note"`,
 	} {
