@@ -176,17 +176,20 @@ func TestTwoWritersOfOneGeneration(t *testing.T) {
 	assert.Equal(t, again.Version, conflict.Have)
 }
 
-// TestOldGenerationFormat: an endpoint written before versions existed —
+// TestOldGenerationFormat: an endpoint written before versions existed (by
+// hand, with owner names in capitals) —
 // its generation TXT holds "dnsplan-generation=N" alone — reads with
 // Version "", and an Apply conditioned on that replaces it; anything else
 // in the generation TXT is corrupt.
 func TestOldGenerationFormat(t *testing.T) {
 	s := bindtest.Start(t)
 	p := newProvider(t, s)
+	// Written by hand, in capitals: the server may answer with the owner
+	// names as written, which name the same records.
 	operator(t, s, nil, []string{
-		"api.dnsplan.test. 30 IN A 10.0.0.1",
-		`_dnsplan.api.dnsplan.test. 30 IN TXT "dnsplan-generation=3"`,
-		`_dnsplan-weights.api.dnsplan.test. 30 IN TXT "10.0.0.1=4"`,
+		"API.dnsplan.test. 30 IN A 10.0.0.1",
+		`_DNSPLAN.Api.DNSPLAN.test. 30 IN TXT "dnsplan-generation=3"`,
+		`_dnsplan-WEIGHTS.api.dnsplan.TEST. 30 IN TXT "10.0.0.1=4"`,
 	})
 	rec, err := p.Read(ctx, api)
 	require.NoError(t, err)
