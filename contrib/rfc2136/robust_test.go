@@ -176,11 +176,11 @@ func TestTwoWritersOfOneGeneration(t *testing.T) {
 	assert.Equal(t, again.Version, conflict.Have)
 }
 
-// TestOldGenerationFormat: an endpoint written before versions existed (by
-// hand, with owner names in capitals) —
-// its generation TXT holds "dnsplan-generation=N" alone — reads with
-// Version "", and an Apply conditioned on that replaces it; anything else
-// in the generation TXT is corrupt.
+// TestOldGenerationFormat: an endpoint written before versions existed,
+// whose generation TXT holds "dnsplan-generation=N" alone (here written
+// by hand, with owner names in capitals), reads with Version "", and an
+// Apply conditioned on that replaces it; anything else in the generation
+// TXT is corrupt.
 func TestOldGenerationFormat(t *testing.T) {
 	s := bindtest.Start(t)
 	p := newProvider(t, s)
