@@ -76,4 +76,12 @@ func TestNilMemory(t *testing.T) {
 	_, err := NewSequencer(SequencerConfig{Store: m, Key: "seq"})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 	assert.ErrorContains(t, err, "SequencerConfig.Store is a nil *fence.Memory")
+	// A nil pointer of another Store type is refused the same way.
+	var other *ptrStore
+	assert.ErrorIs(t, WriteIfNewer(ctx, other, "k", []byte("v"), 1), ErrInvalidArgument)
+	_, err = NewSequencer(SequencerConfig{Store: other, Key: "seq"})
+	assert.ErrorContains(t, err, "SequencerConfig.Store is a nil *fence.ptrStore")
 }
+
+// ptrStore is a Store with pointer methods that dereference it.
+type ptrStore struct{ Memory }

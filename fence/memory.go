@@ -3,6 +3,7 @@ package fence
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -199,11 +200,22 @@ func nilMemory(call string) error {
 	return fmt.Errorf("%w: Memory.%s on a nil *fence.Memory", ErrInvalidArgument, call)
 }
 
-// isNilStore reports whether s is nil or a nil *Memory, which a Store
-// argument or config field must not be.
+// isNilStore reports whether s is nil or holds a nil pointer (a nil
+// *Memory, or a nil pointer of any other Store type), which a Store
+// argument or config field must not be. It does not allocate.
 func isNilStore(s Store) bool {
-	m, ok := s.(*Memory)
-	return s == nil || ok && m == nil
+	if s == nil {
+		return true
+	}
+	if m, ok := s.(*Memory); ok {
+		return m == nil
+	}
+	v := reflect.ValueOf(s)
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice:
+		return v.IsNil()
+	}
+	return false
 }
 
 func (m *Memory) limit() int {

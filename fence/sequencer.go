@@ -73,7 +73,7 @@ func NewSequencer(cfg SequencerConfig) (*Sequencer, error) {
 	case cfg.Store == nil:
 		bad("SequencerConfig.Store is nil")
 	case isNilStore(cfg.Store):
-		bad("SequencerConfig.Store is a nil *fence.Memory")
+		bad("SequencerConfig.Store is a nil %T", cfg.Store)
 	}
 	if err := ValidateKey(cfg.Key); err != nil {
 		errs = append(errs, fmt.Errorf("%w: SequencerConfig.Key: %w", ErrInvalidConfig, err))

@@ -71,8 +71,8 @@ type NewerWriter interface {
 // another read; it gives up with an error matching ErrContended after
 // DefaultMaxAttempts attempts that other writers overtook (each of them
 // changed the key). Bad input is reported before any I/O (see
-// ValidateWriteIfNewer); a nil s, or a nil *Memory, is an error matching
-// ErrInvalidArgument.
+// ValidateWriteIfNewer); a nil s, or one holding a nil pointer such as a
+// nil *Memory, is an error matching ErrInvalidArgument.
 func WriteIfNewer(ctx context.Context, s Store, key string, value []byte, t Token) error {
 	if isNilStore(s) {
 		return errNilStore
