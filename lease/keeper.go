@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"time"
 
@@ -25,7 +26,8 @@ const (
 // KeeperConfig configures a Keeper. Store is required; the zero value of
 // every other field means a documented default.
 type KeeperConfig struct {
-	// Store is the lease table the lease came from. Required.
+	// Store is the lease table the lease came from. Required: nil, or a
+	// nil pointer such as a nil *Memory, is invalid.
 	Store Store
 	// RenewFraction is the part of the TTL after which the keeper renews:
 	// a term that began at Renewed is renewed at Renewed+RenewFraction·TTL.
@@ -95,11 +97,11 @@ func (c KeeperConfig) LostAt(l Lease) time.Time {
 // one error matching ErrInvalidConfig, or nil.
 func (c KeeperConfig) Validate(ttl time.Duration) error {
 	var errs []error
-	switch m, isMemory := c.Store.(*Memory); {
+	switch {
 	case c.Store == nil:
 		errs = append(errs, fmt.Errorf("%w: KeeperConfig.Store is nil", ErrInvalidConfig))
-	case isMemory && m == nil:
-		errs = append(errs, fmt.Errorf("%w: KeeperConfig.Store is a nil *lease.Memory", ErrInvalidConfig))
+	case isNilPointer(c.Store):
+		errs = append(errs, fmt.Errorf("%w: KeeperConfig.Store is a nil %T", ErrInvalidConfig, c.Store))
 	}
 	errs = append(errs, scheduleErrors("KeeperConfig", c.RenewFraction, c.DriftMargin, ttl)...)
 	// The loss deadline bounds the retries, so the policy's own bounds are
@@ -114,6 +116,17 @@ func (c KeeperConfig) Validate(ttl time.Duration) error {
 		errs = append(errs, fmt.Errorf("%w: KeeperConfig.AttemptTimeout %v is negative", ErrInvalidConfig, c.AttemptTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// isNilPointer reports whether v holds a nil pointer (or another nil
+// reference), such as a nil *Memory passed as a Store.
+func isNilPointer(v any) bool {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice:
+		return rv.IsNil()
+	}
+	return false
 }
 
 // scheduleErrors reports the invalid fields of a renewal schedule

@@ -49,6 +49,9 @@ func TestTypedNil(t *testing.T) {
 		assert.Nil(t, k)
 		assert.ErrorIs(t, err, lease.ErrInvalidConfig)
 	})
+	var other *ptrStore // any Store type's nil pointer is refused alike
+	err = lease.KeeperConfig{Store: other}.Validate(time.Second)
+	assert.ErrorContains(t, err, "KeeperConfig.Store is a nil *lease_test.ptrStore")
 
 	var k *lease.Keeper
 	noPanic(t, "nil Keeper", func() {
@@ -80,3 +83,6 @@ func TestTypedNil(t *testing.T) {
 		assert.Equal(t, lease.Stats{}, c.Stats())
 	})
 }
+
+// ptrStore is a Store with pointer methods that dereference it.
+type ptrStore struct{ lease.Memory }
