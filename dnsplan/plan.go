@@ -61,9 +61,11 @@ type Plan struct {
 	// within PlannerConfig.Window, and the last one before), sorted by
 	// Endpoint and then At. A Planner started from the plan
 	// (PlannerConfig.Previous) continues from it, so a restart does not
-	// reset the removal budget of the window. Stores keep it with the
-	// plan (it encodes as JSON with the rest); Enactors ignore it; it is
-	// nil in a plan not made by a Planner.
+	// reset the removal budget of the window; it ignores the changes of
+	// endpoints the plan does not name (so an endpoint may be dropped
+	// from Endpoints alone). Stores keep it with the plan (it encodes as
+	// JSON with the rest); Enactors ignore it; it is nil in a plan not
+	// made by a Planner.
 	Velocity []CapacityChange
 }
 
@@ -278,8 +280,8 @@ func validateTargets(sentinel error, name string, ts []Target, maxTargets int, a
 // MaxEndpoints endpoints; valid endpoint names (ValidateEndpoint); per
 // endpoint at most MaxTargets targets, none duplicated, each with a valid
 // zoneless address and a positive weight; no endpoint without targets
-// unless limits.AllowEmpty; a Velocity history of the plan's endpoints
-// only. Invalid limits are reported too.
+// unless limits.AllowEmpty. Invalid limits are reported too. Velocity is
+// not checked: it is history, and a Planner ignores what it cannot use.
 func Validate(p Plan, limits Limits) error {
 	var errs []error
 	if err := limits.validate("Validate"); err != nil {
@@ -318,16 +320,6 @@ func Validate(p Plan, limits Limits) error {
 					more++
 				}
 			}
-		}
-	}
-	for _, c := range p.Velocity {
-		if _, ok := p.Endpoints[c.Endpoint]; ok {
-			continue
-		}
-		if len(errs) < maxReported {
-			errs = append(errs, fmt.Errorf("%w: velocity history of endpoint %q, which the plan does not name", ErrInvalidPlan, c.Endpoint))
-		} else {
-			more++
 		}
 	}
 	if more > 0 {

@@ -357,6 +357,9 @@ func (p *Planner) resume(h []CapacityChange) {
 	})
 	p.byName = make(map[string]*velocity)
 	for _, c := range h {
+		if _, ok := p.prev.Endpoints[c.Endpoint]; !ok {
+			continue
+		}
 		v := p.byName[c.Endpoint]
 		if v == nil {
 			v = &velocity{}

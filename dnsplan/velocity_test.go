@@ -98,7 +98,7 @@ func TestPlannerRestartKeepsVelocityBudget(t *testing.T) {
 }
 
 // TestPlanVelocityIsCopied: stores and Clone copy a plan's velocity
-// history, and Validate refuses one about an endpoint the plan does not
+// history; a Planner ignores the history of an endpoint the plan does not
 // name.
 func TestPlanVelocityIsCopied(t *testing.T) {
 	p := onePlan(1, tg(1, 1))
@@ -116,10 +116,14 @@ func TestPlanVelocityIsCopied(t *testing.T) {
 	got, _ = store.Latest(ctx)
 	assert.EqualValues(t, 1, got.Velocity[0].Removed)
 
+	// History of an endpoint the plan no longer names is ignored.
 	p.Velocity = []dnsplan.CapacityChange{{Endpoint: "web", At: t0, Capacity: 1}}
-	err = dnsplan.Validate(p, dnsplan.Limits{})
-	require.ErrorIs(t, err, dnsplan.ErrInvalidPlan)
-	assert.Contains(t, err.Error(), `velocity history of endpoint "web", which the plan does not name`)
+	require.NoError(t, dnsplan.Validate(p, dnsplan.Limits{}))
+	planner, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Previous: &p})
+	require.NoError(t, err)
+	next, err := planner.Next(t0, nil)
+	require.NoError(t, err)
+	assert.Nil(t, next.Velocity)
 }
 
 // TestPlannerProperty: under any sequence of health reports at any times,
