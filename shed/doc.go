@@ -88,8 +88,14 @@
 //
 //	shed: rate limited (next token in 750ms; 10/s, burst 20) for key "tenant-7"
 //
-// A nil context or function is an error matching ErrInvalidArgument (not a
-// refusal), returned before anything is admitted or counted.
+// A nil context or function, a nil receiver (a typed nil *Bulkhead,
+// *Partition, *Queue, *Limiter or *KeyedLimiter in an interface), or a key
+// that no map could find again (a NaN, or a slice, map or func in an
+// interface key) is an error matching ErrInvalidArgument (not a refusal),
+// returned before anything is admitted or counted; never a panic.
+//
+// A rate limiter's RetryIn saturates at the longest time.Duration for very
+// slow rates, rather than wrapping around to a negative hint.
 //
 // # Observability
 //
@@ -103,4 +109,7 @@
 // that has to wait allocates its waiter, and a refusal allocates its error.
 // Waiters are woken by the goroutine that frees a slot, without polling, and
 // a waiter that gives up leaves the queue at once, never losing a slot.
+// A waiter's outcome is decided once, under the lock, by the first of its
+// grant, its refusal (Pause, eviction) and its own giving up (its context,
+// MaxWait), so that it leaves the queue exactly once whatever the race.
 package shed
