@@ -26,14 +26,18 @@
 //
 //   - Plan is a generation (a fence.Token) and, per endpoint, weighted
 //     targets (netip.Addr and weight). Validate refuses zero weights,
-//     duplicate targets, empty endpoints (unless Limits.AllowEmpty) and
-//     oversized plans.
+//     duplicate targets, empty endpoints (unless Limits.AllowEmpty),
+//     oversized plans, and endpoint names that are not canonical (lower
+//     case, no trailing dot, no escapes: see ValidateEndpoint and
+//     CanonicalEndpoint), so two endpoints are never one DNS name.
 //   - Planner turns health reports into the next plan with velocity
 //     control: within PlannerConfig.Window, at most
 //     PlannerConfig.MaxRemoveFraction of an endpoint's capacity may be
-//     removed, however many checks fail; if every target of an endpoint
+//     removed, however many checks fail, also across restarts (the
+//     history travels in Plan.Velocity); if every target of an endpoint
 //     looks unhealthy it keeps the last known good set (fail static)
-//     instead of emitting an empty one.
+//     instead of emitting an empty one. Limits never make it refuse a
+//     valid report: what does not fit waits (PlannerCapped).
 //   - Store holds plans by generation; MemoryStore is the in-memory one.
 //     A Store refuses a generation it has already seen, so a generation
 //     names one plan forever.
@@ -45,21 +49,26 @@
 //     github.com/stormguard/stormguard/contrib/rfc2136 speaks RFC 2136
 //     dynamic update to any DNS server, keeping the generation in a TXT
 //     record and conditioning each update on it with a prerequisite.
+//     Damaged metadata is reported as ErrCorruptRecords (and repaired),
+//     a foreign record at the name as ErrNameInUse (and reported on every
+//     pass, never deleted).
 //   - Enactor applies the newest plan. It is a pure state machine (Next,
 //     Deliver) with a thin driver (Pass, Run).
 //
 // # Why an enactor cannot roll an endpoint back
 //
-// For each endpoint the Enactor reads the applied generation h, and writes
-// its plan g only if g > h (or g == h with different records: a repair),
-// with Apply conditioned on h. Apply succeeds only if the endpoint still
-// holds h at the instant of the write — in MemoryProvider under the same
-// lock as the write, in RFC 2136 by an update prerequisite that the server
-// checks in the same transaction as the update. So the comparison "g is
-// newer" holds at the moment the write lands, however long the enactor
-// stalled between its read and its write; if anyone wrote in between, the
-// write is refused, the enactor reads again, and writes only if its plan
-// is still newer. An endpoint's applied generation therefore never
+// For each endpoint the Enactor reads the applied generation h (and the
+// version of the write that put it there), and writes its plan g only if
+// g > h (or g == h with different records: a repair), with Apply
+// conditioned on h and that version. Apply succeeds only if the endpoint
+// still holds that very write at the instant of the write — in
+// MemoryProvider under the same lock as the write, in RFC 2136 by an
+// update prerequisite that the server checks in the same transaction as
+// the update. So the comparison "g is newer" holds at the moment the
+// write lands, however long the enactor stalled between its read and its
+// write; if anyone wrote in between, even the same generation, the write
+// is refused, the enactor reads again, and writes only if its plan is
+// still newer. An endpoint's applied generation therefore never
 // decreases, whatever the number of enactors and the interleaving.
 //
 // # Why clean-up cannot delete a live plan

@@ -119,7 +119,9 @@ const (
 	// OpRest: the pass is over; deliver an empty Result (after a pause, if
 	// the driver wants one) to start the next.
 	OpRest Op = iota
-	// OpLoadLatest: Store.Latest; deliver Result.Plan or Result.Err.
+	// OpLoadLatest: Store.Latest; deliver Result.Plan or Result.Err. It
+	// starts a pass, and within one finds the newest plan to refill an
+	// endpoint whose plan the Store lost.
 	OpLoadLatest
 	// OpRead: Provider.Read(Action.Endpoint); deliver Result.Records.
 	OpRead
@@ -128,7 +130,9 @@ const (
 	OpApply
 	// OpListPlans: Store.List; deliver Result.Generations.
 	OpListPlans
-	// OpLoadPlan: Store.Get(Action.Generation); deliver Result.Plan.
+	// OpLoadPlan: Store.Get(Action.Generation); deliver Result.Plan or
+	// Result.Err: the plan of an endpoint's own generation, to repair it,
+	// or a plan clean-up considers.
 	OpLoadPlan
 	// OpDeletePlan: Store.Delete(Action.Generation); deliver Result.Err.
 	OpDeletePlan

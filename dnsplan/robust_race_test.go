@@ -128,7 +128,9 @@ func newRobustWorld(t *rapid.T, decomAt fence.Token) *robustWorld {
 	return w
 }
 
-func (w *robustWorld) logf(format string, args ...any) { w.log = append(w.log, fmt.Sprintf(format, args...)) }
+func (w *robustWorld) logf(format string, args ...any) {
+	w.log = append(w.log, fmt.Sprintf(format, args...))
+}
 
 // report is the health checks of round seed: one to three targets per
 // endpoint, some unhealthy.

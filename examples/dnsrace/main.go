@@ -16,8 +16,9 @@
 //     transaction from the live plan, which is gone, no later plan can be
 //     applied: the endpoint stays empty until operators repair it.
 //   - "dnsplan": dnsplan.Enactor, whose every write is conditioned on the
-//     generation it read, and whose clean-up never deletes a plan that is
-//     live. A's write is refused, the endpoint is never empty, and when
+//     generation (and version) it read, and whose clean-up keeps every
+//     plan that an endpoint it names may serve or may yet be written
+//     with. A's write is refused, the endpoint is never empty, and when
 //     the end state of 2025 is made by hand (records emptied, live plan
 //     deleted), the next pass repairs it with no operator.
 //
@@ -369,7 +370,7 @@ func (en *enactor) until(at time.Duration, what string, stop func(dnsplan.Action
 			rec, _ := en.w.dns.Read(ctx, ep)
 			floor = min(floor, rec.Generation)
 		}
-		parts = append(parts, fmt.Sprintf("clean-up deletes %s (below oldest applied %d - %d)", span(deleted), floor, retention))
+		parts = append(parts, fmt.Sprintf("clean-up deletes %s (every endpoint they name is at %d or later; retention %d)", span(deleted), floor, retention))
 	}
 	en.applied, en.events = nil, nil
 	en.w.row(at, en.name, strings.Join(parts, "; "))
