@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -49,8 +50,8 @@ type Authority struct {
 // ErrInvalidConfig that names every bad field.
 func NewAuthority(cfg AuthorityConfig) (*Authority, error) {
 	var errs []error
-	if cfg.Store == nil {
-		errs = append(errs, fmt.Errorf("%w: AuthorityConfig.Store is nil", ErrInvalidConfig))
+	if isNil(cfg.Store) {
+		errs = append(errs, fmt.Errorf("%w: AuthorityConfig.Store is nil (%T)", ErrInvalidConfig, cfg.Store))
 	}
 	total := cfg.Total
 	if total == 0 {
@@ -70,6 +71,19 @@ func NewAuthority(cfg AuthorityConfig) (*Authority, error) {
 	return &Authority{store: cfg.Store, partition: p}, nil
 }
 
+// isNil reports whether s is nil, or a nil pointer, map, slice, channel or
+// func in the interface (a typed nil), whose methods would panic.
+func isNil(s fence.Store) bool {
+	if s == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(s); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.Interface, reflect.UnsafePointer:
+		return v.IsNil()
+	}
+	return false
+}
+
 // VolumeKey returns the store key of a volume of a zone's cluster.
 func VolumeKey(zone string, v VolumeID) string {
 	return "remirror/" + zone + "/" + strconv.Itoa(int(v))
@@ -84,7 +98,7 @@ func VolumeKey(zone string, v VolumeID) string {
 // (ErrInvalidInput) is refused before any call, with ElectionFailed.
 func (a *Authority) Elect(ctx context.Context, zone string, act Action) (Input, error) {
 	in := Input{Kind: ElectionFailed, Volume: act.Volume, Node: act.From, Attempt: act.Attempt}
-	if a.partition == nil {
+	if a == nil || a.partition == nil {
 		return in, errZeroAuthority
 	}
 	if ctx == nil {

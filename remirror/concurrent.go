@@ -48,6 +48,9 @@ func NewConcurrent(s Settings, r *rand.Rand) (*Concurrent, error) {
 // Step is Engine.Step under the lock; the actions are a fresh slice (nil if
 // there are none).
 func (c *Concurrent) Step(now time.Time, in Input) ([]Action, error) {
+	if c == nil {
+		return nil, errZeroConcurrent
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.e == nil {
@@ -59,6 +62,9 @@ func (c *Concurrent) Step(now time.Time, in Input) ([]Action, error) {
 
 // Tick is Engine.Tick under the lock; the actions are a fresh slice.
 func (c *Concurrent) Tick(now time.Time) ([]Action, error) {
+	if c == nil {
+		return nil, errZeroConcurrent
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.e == nil {
@@ -70,6 +76,9 @@ func (c *Concurrent) Tick(now time.Time) ([]Action, error) {
 
 // AddNode is Engine.AddNode under the lock.
 func (c *Concurrent) AddNode(capacity int64) (NodeID, error) {
+	if c == nil {
+		return NoNode, errZeroConcurrent
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.e == nil {
@@ -80,6 +89,9 @@ func (c *Concurrent) AddNode(capacity int64) (NodeID, error) {
 
 // AddVolume is Engine.AddVolume under the lock.
 func (c *Concurrent) AddVolume(size int64, primary, secondary NodeID, token fence.Token) (VolumeID, error) {
+	if c == nil {
+		return -1, errZeroConcurrent
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.e == nil {
@@ -90,6 +102,9 @@ func (c *Concurrent) AddVolume(size int64, primary, secondary NodeID, token fenc
 
 // Primary is Engine.Primary under the lock.
 func (c *Concurrent) Primary(v VolumeID) (NodeID, fence.Token, bool) {
+	if c == nil {
+		return NoNode, 0, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.e == nil {
@@ -100,6 +115,9 @@ func (c *Concurrent) Primary(v VolumeID) (NodeID, fence.Token, bool) {
 
 // VolumeState is Engine.VolumeState under the lock.
 func (c *Concurrent) VolumeState(v VolumeID) (State, bool) {
+	if c == nil {
+		return Healthy, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.e == nil {
@@ -110,6 +128,9 @@ func (c *Concurrent) VolumeState(v VolumeID) (State, bool) {
 
 // NextTick is Engine.NextTick under the lock.
 func (c *Concurrent) NextTick() (time.Time, bool) {
+	if c == nil {
+		return time.Time{}, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.e == nil {
@@ -120,6 +141,9 @@ func (c *Concurrent) NextTick() (time.Time, bool) {
 
 // Stats is Engine.Stats under the lock.
 func (c *Concurrent) Stats() Stats {
+	if c == nil {
+		return Stats{}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.e == nil {

@@ -3,6 +3,7 @@ package remirror
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -274,6 +275,7 @@ type volume struct {
 
 type node struct {
 	capacity, used int64
+	reserve        int64 // the recovery reserve, which new volumes may not use
 	unreachable    int64 // ns until which searches skip the node
 	unsafe         int32 // volumes with a replica here not yet safe (while quarantined)
 	inflight       int32
@@ -304,6 +306,7 @@ func drop(list *[]VolumeID, v VolumeID) {
 // Concurrent to share it.
 type Engine struct {
 	cfg      resolved
+	reserve  *big.Rat   // cfg.reserve as a decimal, nil if zero (see reserveOf)
 	rng      *rand.Rand // nil only in an Engine not built by NewEngine
 	budget   *shed.Limiter
 	nodes    []node
@@ -318,6 +321,7 @@ type Engine struct {
 	elects   int
 	stats    Stats
 	aborted  []VolumeID // nodeFailed's scratch, reused
+	due      []VolumeID // Tick's scratch, reused
 }
 
 // NewEngine returns an engine with settings s and no nodes or volumes, or
@@ -333,6 +337,11 @@ func NewEngine(s Settings, r *rand.Rand) (*Engine, error) {
 		r = rand.New(rand.NewPCG(0x5eed, 0x2011))
 	}
 	e := &Engine{cfg: cfg, rng: r}
+	if cfg.reserve > 0 {
+		// The shortest decimal that formats to the reserve is what the
+		// caller wrote (0.07, not the binary fraction just above it).
+		e.reserve, _ = new(big.Rat).SetString(strconv.FormatFloat(cfg.reserve, 'g', -1, 64))
+	}
 	if cfg.rate > 0 {
 		e.budget, err = shed.NewLimiter(shed.LimiterConfig{Rate: cfg.rate, Burst: cfg.burst})
 		if err != nil {
@@ -345,7 +354,7 @@ func NewEngine(s Settings, r *rand.Rand) (*Engine, error) {
 // AddNode adds a node with the given capacity (in any unit the volume sizes
 // share) and returns its ID. Capacity must be positive.
 func (e *Engine) AddNode(capacity int64) (NodeID, error) {
-	if e.rng == nil {
+	if e == nil || e.rng == nil {
 		return NoNode, errZeroEngine
 	}
 	if capacity <= 0 {
@@ -354,7 +363,7 @@ func (e *Engine) AddNode(capacity int64) (NodeID, error) {
 	if len(e.nodes) >= math.MaxInt32 {
 		return NoNode, fmt.Errorf("%w: too many nodes (%d)", ErrInvalidInput, len(e.nodes))
 	}
-	e.nodes = append(e.nodes, node{capacity: capacity})
+	e.nodes = append(e.nodes, node{capacity: capacity, reserve: e.reserveOf(capacity)})
 	return NodeID(len(e.nodes) - 1), nil
 }
 
@@ -364,7 +373,7 @@ func (e *Engine) AddNode(capacity int64) (NodeID, error) {
 // outside their recovery reserve (ErrNoSpace otherwise).
 func (e *Engine) AddVolume(size int64, primary, secondary NodeID, token fence.Token) (VolumeID, error) {
 	switch {
-	case e.rng == nil:
+	case e == nil || e.rng == nil:
 		return -1, errZeroEngine
 	case size <= 0:
 		return -1, fmt.Errorf("%w: volume size %d is not positive", ErrInvalidInput, size)
@@ -384,8 +393,10 @@ func (e *Engine) AddVolume(size int64, primary, secondary NodeID, token fence.To
 		if nd.down || nd.quarantined {
 			return -1, fmt.Errorf("%w: node %d is failed or quarantined", ErrNoSpace, n)
 		}
-		if limit := nd.capacity - e.reserveOf(nd); nd.used+size > limit {
-			return -1, fmt.Errorf("%w: node %d has %d of %d used, %d reserved for recovery; volume needs %d", ErrNoSpace, n, nd.used, nd.capacity, e.reserveOf(nd), size)
+		// used ≤ capacity and reserve ≤ capacity, so the room neither
+		// wraps nor is compared with a sum that could.
+		if room := nd.capacity - nd.reserve - nd.used; size > room {
+			return -1, fmt.Errorf("%w: node %d has %d of %d used, %d reserved for recovery; volume needs %d", ErrNoSpace, n, nd.used, nd.capacity, nd.reserve, size)
 		}
 	}
 	v := VolumeID(len(e.volumes))
@@ -399,17 +410,37 @@ func (e *Engine) AddVolume(size int64, primary, secondary NodeID, token fence.To
 	return v, nil
 }
 
-func (e *Engine) reserveOf(n *node) int64 {
-	return int64(math.Ceil(float64(n.capacity) * e.cfg.reserve))
+// reserveOf returns the recovery reserve of a node of the given capacity:
+// ⌈capacity × RecoveryReserve⌉, computed exactly with RecoveryReserve read
+// as the shortest decimal that formats to it (0.07 is 7/100, not the
+// binary fraction just above it), so that it is neither a unit too large
+// nor a unit too small. It is at most capacity.
+func (e *Engine) reserveOf(capacity int64) int64 {
+	r := e.reserve
+	if r == nil || capacity <= 0 {
+		return 0
+	}
+	n := new(big.Int).Mul(r.Num(), big.NewInt(capacity))
+	q, m := n.QuoRem(n, r.Denom(), new(big.Int))
+	if m.Sign() > 0 {
+		q.Add(q, big.NewInt(1))
+	}
+	return min(q.Int64(), capacity)
 }
 
-func (e *Engine) knownNode(n NodeID) bool { return n >= 0 && int(n) < len(e.nodes) }
+func (e *Engine) knownNode(n NodeID) bool { return e != nil && n >= 0 && int(n) < len(e.nodes) }
+
+// knownVolume reports whether v names a volume that was added and not
+// deleted.
+func (e *Engine) knownVolume(v VolumeID) bool {
+	return e != nil && v >= 0 && int(v) < len(e.volumes) && !e.volumes[v].deleted
+}
 
 // Primary returns the writable primary of v and its generation, and true,
 // if v is Healthy. While v is stuck no replica is writable, and Primary
 // returns NoNode, the newest generation known, and false.
 func (e *Engine) Primary(v VolumeID) (NodeID, fence.Token, bool) {
-	if v < 0 || int(v) >= len(e.volumes) || e.volumes[v].deleted {
+	if !e.knownVolume(v) {
 		return NoNode, 0, false
 	}
 	vol := &e.volumes[v]
@@ -424,7 +455,7 @@ func (e *Engine) Primary(v VolumeID) (NodeID, fence.Token, bool) {
 // one (whose replica is kept until a new owner confirms). ok is false for
 // an unknown volume.
 func (e *Engine) Replicas(v VolumeID) (a, b NodeID, ok bool) {
-	if v < 0 || int(v) >= len(e.volumes) || e.volumes[v].deleted {
+	if !e.knownVolume(v) {
 		return NoNode, NoNode, false
 	}
 	return e.volumes[v].a, e.volumes[v].b, true
@@ -432,7 +463,7 @@ func (e *Engine) Replicas(v VolumeID) (a, b NodeID, ok bool) {
 
 // VolumeState returns the state of v (ok false for an unknown volume).
 func (e *Engine) VolumeState(v VolumeID) (State, bool) {
-	if v < 0 || int(v) >= len(e.volumes) || e.volumes[v].deleted {
+	if !e.knownVolume(v) {
 		return Healthy, false
 	}
 	return e.volumes[v].state, true
@@ -450,10 +481,18 @@ func (e *Engine) NodeStatus(n NodeID) (capacity, used int64, down, quarantined b
 }
 
 // Nodes returns the number of nodes.
-func (e *Engine) Nodes() int { return len(e.nodes) }
+func (e *Engine) Nodes() int {
+	if e == nil {
+		return 0
+	}
+	return len(e.nodes)
+}
 
 // Stats returns a snapshot of the engine's counters. It costs O(nodes).
 func (e *Engine) Stats() Stats {
+	if e == nil {
+		return Stats{}
+	}
 	s := e.stats
 	s.InFlight, s.ElectionsOut = e.inflight, e.elects
 	for i := range e.nodes {
@@ -462,7 +501,7 @@ func (e *Engine) Stats() Stats {
 		case nd.quarantined:
 			s.Quarantined++
 		case !nd.down:
-			s.Free += nd.capacity - nd.used
+			s.Free = addSat(s.Free, nd.capacity-nd.used)
 		}
 	}
 	return s
@@ -472,6 +511,9 @@ func (e *Engine) Stats() Stats {
 // none is armed. A driver calls Tick at (or after) that time; calling it
 // more often is harmless.
 func (e *Engine) NextTick() (time.Time, bool) {
+	if e == nil {
+		return time.Time{}, false
+	}
 	for len(e.timers) > 0 {
 		t := e.timers[0]
 		if e.volumes[t.vol].timer == t.seq {
@@ -485,8 +527,11 @@ func (e *Engine) NextTick() (time.Time, bool) {
 // Tick fires every timer due at now and returns the actions that result.
 // The slice is the engine's and valid until the next call.
 func (e *Engine) Tick(now time.Time) ([]Action, error) {
-	if e.rng == nil {
+	if e == nil || e.rng == nil {
 		return nil, errZeroEngine
+	}
+	if err := checkTime(now, "tick"); err != nil {
+		return nil, err
 	}
 	ns := now.UnixNano()
 	if e.started && ns < e.last {
@@ -494,6 +539,10 @@ func (e *Engine) Tick(now time.Time) ([]Action, error) {
 	}
 	e.started, e.last = true, ns
 	e.out = e.out[:0]
+	// Take every timer due first, then fire them: a timer armed while
+	// firing is never fired by the same Tick, even one saturated at the
+	// last instant of time, so Tick always returns.
+	e.due = e.due[:0]
 	for len(e.timers) > 0 && e.timers[0].at <= ns {
 		t := e.timers.pop()
 		vol := &e.volumes[t.vol]
@@ -501,7 +550,10 @@ func (e *Engine) Tick(now time.Time) ([]Action, error) {
 			continue
 		}
 		vol.timer = 0
-		e.resume(VolumeID(t.vol), vol, ns)
+		e.due = append(e.due, VolumeID(t.vol))
+	}
+	for _, v := range e.due {
+		e.resume(v, &e.volumes[v], ns)
 	}
 	return e.out, nil
 }
@@ -510,8 +562,11 @@ func (e *Engine) Tick(now time.Time) ([]Action, error) {
 // The slice is the engine's and valid until the next call. A refused input
 // returns an error (see the package's Err* values) and changes nothing.
 func (e *Engine) Step(now time.Time, in Input) ([]Action, error) {
-	if e.rng == nil {
+	if e == nil || e.rng == nil {
 		return nil, errZeroEngine
+	}
+	if err := checkTime(now, "input"); err != nil {
+		return nil, err
 	}
 	ns := now.UnixNano()
 	if e.started && ns < e.last {
@@ -712,7 +767,10 @@ func (e *Engine) probe(v VolumeID, vol *volume) {
 
 func (e *Engine) probeResult(v VolumeID, vol *volume, ok bool, ns int64) {
 	vol.out = outNone
-	if ok {
+	// An answer is judged against the cluster as it is now: a peer known
+	// to be down has not reconnected, whatever the driver says (it may be
+	// an answer sent before the crash, or a probe made after it).
+	if ok && !e.nodes[vol.a].down && !e.nodes[vol.b].down {
 		e.stats.Reconnected++
 		vol.tries, vol.prev = 0, 0
 		e.setState(vol, Electing)
@@ -723,7 +781,9 @@ func (e *Engine) probeResult(v VolumeID, vol *volume, ok bool, ns int64) {
 		e.search(v, vol, ns)
 		return
 	}
-	if ns-vol.since >= int64(e.cfg.window) {
+	// ns ≥ since, so their difference as a uint64 is exact even where
+	// the int64 one would wrap.
+	if uint64(ns-vol.since) >= uint64(e.cfg.window) {
 		vol.tries, vol.prev = 0, 0
 		e.setState(vol, Searching)
 		e.search(v, vol, ns)
@@ -739,7 +799,7 @@ func (e *Engine) retry(v VolumeID, vol *volume, p backoff.Policy, ns int64) {
 	}
 	d := int64(p.Delay(int(vol.tries), time.Duration(vol.prev), e.rng.Float64()))
 	vol.prev = d
-	e.arm(v, vol, ns+max(d, 1))
+	e.arm(v, vol, addSat(ns, max(d, 1)))
 }
 
 func (e *Engine) arm(v VolumeID, vol *volume, at int64) {
@@ -839,7 +899,7 @@ func (e *Engine) searchResult(v VolumeID, vol *volume, ok bool, ns int64) {
 		return
 	}
 	if !ok {
-		t.unreachable = ns + int64(e.cfg.unreachableFor)
+		t.unreachable = addSat(ns, int64(e.cfg.unreachableFor))
 	}
 	e.endRemirror(v, vol)
 	e.retry(v, vol, e.cfg.search, ns)
@@ -998,6 +1058,11 @@ func (e *Engine) nodeFailed(n NodeID, ns int64) {
 		case vol.state != Healthy && vol.a == n:
 			e.abort(v, vol)
 			e.resume(v, vol, ns)
+		case vol.out == outProbe && vol.b == n:
+			// The peer it probes failed: the probe failed, and an answer
+			// to it, even one sent before the crash, comes too late.
+			e.abort(v, vol)
+			e.probeResult(v, vol, false, ns)
 		case vol.state == Electing && vol.b == n:
 			// The mirror was lost again before the election: a volume must
 			// not become healthy with its second replica down.
@@ -1046,4 +1111,31 @@ func (e *Engine) deleteVolume(v VolumeID) {
 	vol.timer = 0
 	e.stats.ByState[Healthy]--
 	e.stats.Volumes--
+}
+
+// The first and last instants whose UnixNano is defined.
+var (
+	firstTime = time.Unix(0, math.MinInt64)
+	lastTime  = time.Unix(0, math.MaxInt64)
+)
+
+// checkTime refuses a time outside the range of UnixNano (the years 1677
+// to 2262), whose nanoseconds would wrap.
+func checkTime(now time.Time, what string) error {
+	if now.Before(firstTime) || now.After(lastTime) {
+		return fmt.Errorf("%w: %s at %v is outside the range of times the engine counts in nanoseconds (%v to %v)", ErrInvalidInput, what, now, firstTime.UTC(), lastTime.UTC())
+	}
+	return nil
+}
+
+// addSat returns a+b, saturated at the bounds of int64.
+func addSat(a, b int64) int64 {
+	c := a + b
+	switch {
+	case b > 0 && c < a:
+		return math.MaxInt64
+	case b < 0 && c > a:
+		return math.MinInt64
+	}
+	return c
 }

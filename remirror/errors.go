@@ -92,6 +92,9 @@ type InputError struct {
 // `remirror: duplicate input: copy-result for attempt 3 of volume 7, which
 // is no longer outstanding (newest attempt 4, state searching)`.
 func (e *InputError) Error() string {
+	if e == nil {
+		return "remirror: <nil InputError>"
+	}
 	in := e.Input
 	var what string
 	switch e.detail {
@@ -133,4 +136,9 @@ func (e *InputError) Error() string {
 }
 
 // Unwrap returns Reason.
-func (e *InputError) Unwrap() error { return e.Reason }
+func (e *InputError) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Reason
+}

@@ -1,6 +1,9 @@
 package remirror
 
 import (
+	"math"
+	"math/big"
+	"math/bits"
 	"reflect"
 	"slices"
 	"testing"
@@ -22,6 +25,9 @@ type world struct {
 	s        Settings
 	now      time.Time
 	down     []bool
+	capacity []int64 // of each node
+	size     []int64 // of each volume
+	huge     bool    // sizes and capacities up to MaxInt64
 	holders  []map[NodeID]bool
 	gens     []fence.Token
 	holder   []NodeID
@@ -58,9 +64,25 @@ func newWorld(t *rapid.T) *world {
 		t.Fatal(err)
 	}
 	w := &world{e: e, s: s, now: t0, live: make(map[VolumeID]Action)}
+	// Times near either end of the UnixNano range, and sizes and
+	// capacities up to MaxInt64, must neither wrap nor hang.
+	switch rapid.IntRange(0, 3).Draw(t, "epoch") {
+	case 1:
+		w.now = firstNano.Add(time.Duration(rapid.Int64Range(0, int64(time.Hour)).Draw(t, "sinceFirst")))
+	case 2:
+		w.now = lastNano.Add(-time.Duration(rapid.Int64Range(0, int64(time.Hour)).Draw(t, "beforeLast")))
+	}
+	w.huge = rapid.Bool().Draw(t, "huge")
 	nodes := rapid.IntRange(3, 7).Draw(t, "nodes")
 	for range nodes {
-		e.AddNode(int64(rapid.IntRange(2, 6).Draw(t, "capacity")))
+		c := int64(rapid.IntRange(2, 6).Draw(t, "capacity"))
+		if w.huge {
+			c = rapid.SampledFrom([]int64{math.MaxInt64, math.MaxInt64 - 1, math.MaxInt64 / 2, 1 << 62}).Draw(t, "hugeCapacity")
+		}
+		if _, err := e.AddNode(c); err != nil {
+			t.Fatal(err)
+		}
+		w.capacity = append(w.capacity, c)
 	}
 	w.down = make([]bool, nodes)
 	w.unsafe = make([]map[VolumeID]bool, nodes)
@@ -79,7 +101,11 @@ func newWorld(t *rapid.T) *world {
 func (w *world) addVolume(t *rapid.T) {
 	a := NodeID(rapid.IntRange(0, len(w.down)-1).Draw(t, "a"))
 	b := NodeID(rapid.IntRange(0, len(w.down)-1).Draw(t, "b"))
-	v, err := w.e.AddVolume(1, a, b, 1)
+	size := int64(1)
+	if w.huge {
+		size = rapid.OneOf(rapid.SampledFrom([]int64{1, math.MaxInt64, math.MaxInt64 / 2, math.MaxInt64/4 + 1}), rapid.Int64Range(1, math.MaxInt64)).Draw(t, "size")
+	}
+	v, err := w.e.AddVolume(size, a, b, 1)
 	if err != nil {
 		return
 	}
@@ -93,6 +119,7 @@ func (w *world) addVolume(t *rapid.T) {
 	}
 	w.holders = append(w.holders, map[NodeID]bool{a: true, b: true})
 	w.gens = append(w.gens, 1)
+	w.size = append(w.size, size)
 	w.holder = append(w.holder, a)
 	w.deleted = append(w.deleted, false)
 }
@@ -169,19 +196,17 @@ func (w *world) feed(t *rapid.T, in Input) {
 }
 
 // abandon ends the requests that the failure of node n ends: what n was
-// doing as survivor (probe, search, copy or election), the searches and
-// copies aimed at n, and the elections of the volumes whose other replica
-// is on n (a volume must not become healthy with a replica down). A probe
-// of n, and a search by a volume whose lost peer is n, go on. The engine
+// doing as survivor (probe, search, copy or election), the probes, searches
+// and copies aimed at n, and the elections of the volumes whose other
+// replica is on n (a volume must not become healthy with a replica down).
+// A search by a volume whose lost peer is n goes on. The engine
 // must agree: feed fails on an answer it refuses to a request still
 // outstanding here, and on one it accepts to a request ended here.
 func (w *world) abandon(n NodeID) {
 	for v, a := range w.live {
 		var ends bool
 		switch a.Kind {
-		case Probe:
-			ends = a.From == n
-		case Query, Copy:
+		case Probe, Query, Copy:
 			ends = a.From == n || a.To == n
 		case Elect:
 			ends = w.holders[v][n]
@@ -265,11 +290,13 @@ func (w *world) checkBounds(t *rapid.T) {
 	}
 }
 
-// answer answers a pending request, as the world would.
-func (w *world) answer(t *rapid.T, i int, ok bool) {
+// answer answers a pending request, as the world would. A late answer was
+// sent before one end crashed (or is garbage from a node the engine knows
+// is down): it may say OK even though an end is down now.
+func (w *world) answer(t *rapid.T, i int, ok, late bool) {
 	a := w.pending[i]
 	w.pending = slices.Delete(w.pending, i, i+1)
-	in := Input{Volume: a.Volume, Node: a.To, Attempt: a.Attempt, OK: ok && !w.down[a.From] && (a.To < 0 || !w.down[a.To])}
+	in := Input{Volume: a.Volume, Node: a.To, Attempt: a.Attempt, OK: ok && (late || !w.down[a.From] && (a.To < 0 || !w.down[a.To]))}
 	switch a.Kind {
 	case Probe:
 		in.Kind = ProbeResult
@@ -325,8 +352,20 @@ func (w *world) check(t *rapid.T) {
 		if !w.holders[v][vol.a] || !w.holders[v][vol.b] {
 			t.Fatalf("volume %d (state %v): replicas %d and %d, data on %v", v, vol.state, vol.a, vol.b, w.holders[v])
 		}
-		if vol.state == Healthy && (w.down[vol.a] || w.down[vol.b]) {
-			t.Fatalf("volume %d is healthy with a replica on a down node (%d, %d)", v, vol.a, vol.b)
+		// A healthy volume's replicas are both up, and both safe: none is
+		// a replica its node held when it failed and that has not been
+		// made safe since (so none sits on a quarantined node on
+		// sufferance).
+		if n, _, ok := e.Primary(v); ok {
+			a, b, _ := e.Replicas(v)
+			if n != a {
+				t.Fatalf("volume %d: primary %d, replicas %d and %d", v, n, a, b)
+			}
+			for _, r := range [2]NodeID{a, b} {
+				if w.down[r] || w.unsafe[r][v] {
+					t.Fatalf("volume %d is healthy with a replica on node %d, which is down (%v) or holds it unsafe (%v)", v, r, w.down[r], w.unsafe[r])
+				}
+			}
 		}
 		if vol.qa {
 			unsafe[vol.a]++
@@ -342,6 +381,12 @@ func (w *world) check(t *rapid.T) {
 	}
 	if s := e.Stats(); s.Stuck != stuck {
 		t.Fatalf("Stats.Stuck %d, counted %d", s.Stuck, stuck)
+	}
+	w.checkSpace(t)
+	// Every timer due has fired, and none is armed in the past (a timer
+	// saturates at the last instant of time instead of wrapping).
+	if at, ok := e.NextTick(); ok && !at.After(w.now) && !(at.Equal(lastNano) && w.now.Equal(lastNano)) {
+		t.Fatalf("timer armed at %v, now is %v", at, w.now)
 	}
 	for n := range e.nodes {
 		nd := &e.nodes[n]
@@ -377,6 +422,61 @@ func (w *world) check(t *rapid.T) {
 	}
 }
 
+// checkSpace checks the engine's ledger against the world's own: a node
+// uses the sizes of the live volumes whose data it holds plus those of the
+// copies outstanding to it, never more than its capacity and never less
+// than zero; Stats.Free is the room on the nodes that are up and hold
+// nothing unsafe, saturated at MaxInt64.
+func (w *world) checkSpace(t *rapid.T) {
+	used := make([]uint64, len(w.down))
+	add := func(n NodeID, size int64) {
+		var carry uint64
+		used[n], carry = bits.Add64(used[n], uint64(size), 0)
+		if carry != 0 || used[n] > uint64(w.capacity[n]) {
+			t.Fatalf("node %d: the world counts more than its capacity %d in use", n, w.capacity[n])
+		}
+	}
+	for v, hs := range w.holders {
+		if w.deleted[v] {
+			continue
+		}
+		for n := range hs {
+			add(n, w.size[v])
+		}
+	}
+	for v, a := range w.live {
+		if a.Kind == Copy {
+			add(a.To, w.size[v])
+		}
+	}
+	free := new(big.Int)
+	for n := range w.down {
+		c, u, _, _, ok := w.e.NodeStatus(NodeID(n))
+		if !ok || c != w.capacity[n] || u < 0 || uint64(u) != used[n] {
+			t.Fatalf("node %d: capacity %d, used %d; the world counts %d and %d", n, c, u, w.capacity[n], used[n])
+		}
+		if !w.down[n] && len(w.unsafe[n]) == 0 {
+			free.Add(free, big.NewInt(c-u))
+		}
+	}
+	if !free.IsInt64() {
+		free.SetInt64(math.MaxInt64)
+	}
+	if f := w.e.Stats().Free; f != free.Int64() {
+		t.Fatalf("Stats.Free %d, the world counts %d", f, free)
+	}
+}
+
+// advance moves the world's clock forward by d, stopping at the last
+// instant of the UnixNano range.
+func (w *world) advance(d time.Duration) {
+	if lastNano.Sub(w.now) < d {
+		w.now = lastNano
+		return
+	}
+	w.now = w.now.Add(d)
+}
+
 func TestPropertyEngineInvariants(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		w := newWorld(t)
@@ -386,7 +486,10 @@ func TestPropertyEngineInvariants(t *testing.T) {
 		for range rapid.IntRange(1, 300).Draw(t, "steps") {
 			switch op := rapid.IntRange(0, 9).Draw(t, "op"); {
 			case op <= 1:
-				w.now = w.now.Add(time.Duration(rapid.IntRange(0, 8000).Draw(t, "ms")) * time.Millisecond)
+				w.advance(time.Duration(rapid.IntRange(0, 8000).Draw(t, "ms")) * time.Millisecond)
+				if rapid.IntRange(0, 20).Draw(t, "leap") == 0 {
+					w.advance(time.Duration(rapid.Int64Range(0, math.MaxInt64).Draw(t, "leapBy")))
+				}
 				acts, err := w.e.Tick(w.now)
 				if err != nil {
 					t.Fatal(err)
@@ -396,7 +499,7 @@ func TestPropertyEngineInvariants(t *testing.T) {
 				v := VolumeID(rapid.IntRange(0, len(w.gens)-1).Draw(t, "vol"))
 				w.feed(t, Input{Kind: PeerLost, Volume: v, Node: NodeID(rapid.IntRange(0, len(w.down)-1).Draw(t, "from"))})
 			case op <= 6 && len(w.pending) > 0:
-				w.answer(t, rapid.IntRange(0, len(w.pending)-1).Draw(t, "req"), rapid.IntRange(0, 3).Draw(t, "ok") > 0)
+				w.answer(t, rapid.IntRange(0, len(w.pending)-1).Draw(t, "req"), rapid.IntRange(0, 3).Draw(t, "ok") > 0, rapid.IntRange(0, 2).Draw(t, "late") == 0)
 			case op == 7 && len(w.answered) > 0:
 				in := w.answered[rapid.IntRange(0, len(w.answered)-1).Draw(t, "dup")]
 				before := snapshot(w.e)

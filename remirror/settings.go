@@ -113,7 +113,10 @@ type Settings struct {
 	// RecoveryReserve is the fraction of each node's capacity that new
 	// volumes may not use, so that recovery always finds room. Zero means
 	// DefaultRecoveryReserve (0.1); it must be in [0, 1). NoReserve sets
-	// it to zero.
+	// it to zero. A node's reserve is ⌈capacity × RecoveryReserve⌉,
+	// computed exactly, with RecoveryReserve read as the shortest decimal
+	// that formats to it: 0.07 of 100 is 7, though the float64 0.07 is a
+	// little more than 7/100.
 	RecoveryReserve float64
 	// NoReserve holds no capacity back for recovery: the 2011 behaviour.
 	NoReserve bool
@@ -176,8 +179,13 @@ func (s Settings) resolve() (resolved, error) {
 		bad("SearchBurst %d is negative", r.burst)
 	} else if r.burst == 0 {
 		r.burst = DefaultSearchBurst
-		if r.rate > 0 && r.rate < 1e9 {
-			r.burst = max(r.burst, int(math.Ceil(r.rate)))
+		if r.rate > 0 {
+			// ⌈rate⌉, saturated at the largest int.
+			if c := math.Ceil(r.rate); c >= math.MaxInt {
+				r.burst = math.MaxInt
+			} else {
+				r.burst = max(r.burst, int(c))
+			}
 		}
 	}
 	for _, b := range []struct {
