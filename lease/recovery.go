@@ -109,14 +109,16 @@ type RecoveryConfig struct {
 	// that fail together are retried at spread-out times. Renewals are
 	// bounded by the loss deadline, not by MaxAttempts or MaxElapsed: the
 	// delay is shortened where needed so that one last renewal can still
-	// finish before it. For establishments, MaxAttempts and MaxElapsed
-	// bound them: a key is failed, and not
-	// tried again unless Added again, after MaxAttempts failed attempts in
-	// a row, or when its next retry would start more than MaxElapsed after
-	// the first attempt of the run of failures started. (MaxElapsed is
-	// judged when the retry is scheduled: a retry kept waiting in the
-	// queue may start later.) The zero Policy is backoff's default (about
-	// 100ms doubling to 10s, full jitter, 5 attempts).
+	// finish before it. Establishments are bounded by MaxAttempts and
+	// MaxElapsed: a key is failed, and not tried again unless Added again,
+	// after MaxAttempts failed attempts in a row, or when its next retry
+	// would start more than MaxElapsed after the first attempt of the run
+	// of failures started; establishments that fail while the key's own
+	// lapsed lease may still run in the table do not count, but do grow
+	// the delay. (MaxElapsed is judged when the retry is scheduled: a
+	// retry kept waiting in the queue may start later.) The zero Policy is
+	// backoff's default (about 100ms doubling to 10s, full jitter, 5
+	// attempts).
 	Retry backoff.Policy
 	// Rand supplies the uniform draws for Retry's jitter, one per failed
 	// establishment or renewal, so that a seeded source makes the Recovery
@@ -178,7 +180,8 @@ type Progress struct {
 	Pending int
 	// Failed counts keys given up after Retry.MaxAttempts failed
 	// establishments, or when a retry would have started past
-	// Retry.MaxElapsed. Refusals by the Recovery's own lease do not count.
+	// Retry.MaxElapsed. Establishments that fail while the key's own
+	// lease may still run in the table do not count.
 	Failed int
 	// InFlight counts attempts running.
 	InFlight int
@@ -224,12 +227,18 @@ type entry[K comparable] struct {
 	// final is set when the renewal queued is the last that fits before
 	// the loss deadline: if it fails, the lease lapses.
 	final bool
-	idx   int32 // position in the heap it is in, -1 if none
+	// lapsed is set while the key waits out its lapsed lease: expires()
+	// is then that lease's end in the table, and failed establishments
+	// before it (plus the drift margin) are not counted.
+	lapsed bool
+	idx    int32 // position in the heap it is in, -1 if none
 	// attempts counts, while the key's lease is not held, its failed
-	// establishments in a row; while it is held, the failed renewals of
-	// its current term. prev is the delay after the latest of them.
-	attempts int
-	prev     time.Duration
+	// establishments in a row that count against it; while it is held,
+	// the failed renewals of its current term. tries counts the failed
+	// establishments that did not count, for the backoff. prev is the
+	// delay after the latest of them.
+	attempts, tries int32
+	prev            time.Duration
 	// deadline is, while the key's lease is held (stHeld, stRenewWait,
 	// stRenewing), the lease's loss deadline; while its establishments
 	// fail (attempts > 0), the retry deadline: the start of the first
@@ -299,14 +308,16 @@ func (e *entry[K]) setDeadline(t time.Time) {
 //     the loss deadline instead, with one last attempt fitted before it.
 //   - Its own leases are waited out, not counted. A lease that lapses in
 //     the Recovery's view (at its loss deadline) still runs in the table
-//     until its expiry, and the table refuses every grant of the key until
-//     then, even to the same holder; so a lapsed key returns to the
-//     backlog due at its lease's expiry, and an establishment refused as
-//     held (report the table's *HeldError, errors.Is ErrHeld) while a
-//     lease granted to this Recovery may still run is retried when the
-//     refusal says that lease ends, without counting against the key. An
-//     outage of the table that begins after a key is established and
-//     lasts less than TTL·(1−RenewFraction) therefore never fails the key.
+//     until its expiry — a TTL later still if a renewal of unknown outcome
+//     landed — and the table refuses every grant of the key until then,
+//     even to the same holder. So a lapsed key returns to the backlog due
+//     at its lease's expiry, and establishments that fail before the
+//     lease can have ended (plus the drift margin) are backed off but not
+//     counted against the key; nor is a refusal as held (report the
+//     table's *HeldError, errors.Is ErrHeld) while a lease granted to this
+//     Recovery may still run: the key is retried when the refusal says
+//     that lease ends. An outage of the table that begins after a key is
+//     established and lasts less than the TTL therefore never fails it.
 //
 // Each Attempt carries an identity: Finish ignores a duplicate or stale
 // report, and one of an attempt this Recovery did not hand out (made by
@@ -393,7 +404,7 @@ func (r *Recovery[K]) Add(now time.Time, key K) error {
 	if e, ok := r.keys[key]; ok {
 		if e.state == stFailed {
 			r.failed--
-			e.attempts, e.prev = 0, 0
+			e.attempts, e.tries, e.prev = 0, 0, 0
 			r.toBacklog(e, now)
 		}
 		return nil
@@ -442,7 +453,9 @@ func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
 // a lease of the key granted to this Recovery may still run in the table
 // is not counted against the key: it is retried once that lease has ended,
 // after the HeldError's Remaining if the table says (or at the lease's
-// expiry plus the drift margin if not).
+// expiry plus the drift margin if not). Nor is any other failed
+// establishment of a key whose lapsed lease may still run in the table;
+// it is retried after Retry's delay, which keeps growing.
 func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attempt[K]) []Attempt[K] {
 	if r == nil || r.sched == nil {
 		return out
@@ -469,7 +482,7 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 			r.total++
 			r.held++
 		}
-		e.attempts, e.prev = 0, 0
+		e.attempts, e.tries, e.prev, e.lapsed = 0, 0, 0, false
 		r.hold(e, started)
 	case a.Kind == Renew:
 		r.wasted++
@@ -478,6 +491,8 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 			// The table says the lease is no longer this Recovery's.
 			e.setExpires(now)
 			r.lapse(e, now)
+			e.setExpires(now)
+			e.lapsed = false
 		case errors.Is(err, ErrTimeout) || !now.Before(e.deadline):
 			r.lapse(e, now)
 		default:
@@ -495,6 +510,16 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 			due = now.Add(min(left, r.cfg.TTL+r.drift))
 		}
 		r.toBacklog(e, laterOf(due, now.Add(max(time.Duration(r.costE), time.Microsecond))))
+	case e.lapsed && now.Before(e.expires().Add(r.drift)) && !errors.Is(err, ErrInvalidArgument):
+		// The key's lapsed lease may still run in the table (a renewal
+		// of unknown outcome may have extended it): whatever this
+		// attempt met, an outage or the lease, it could not have
+		// succeeded, so it does not count; it backs off all the same.
+		r.wasted++
+		e.tries = min(e.tries+1, math.MaxInt32-1)
+		d := r.cfg.Retry.Delay(int(e.tries), e.prev, r.uniform())
+		e.prev = d
+		r.toBacklog(e, now.Add(d))
 	default:
 		r.wasted++
 		if !errors.Is(err, ErrHeld) && !errors.Is(err, ErrInvalidArgument) {
@@ -502,16 +527,25 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 			// later refusal as held may then be of this lease.
 			e.setExpires(laterOf(e.expires(), now.Add(r.cfg.TTL)))
 		}
+		e.lapsed = false
 		if e.attempts == 0 {
 			// MaxElapsed counts from the start of the first attempt, as
 			// in backoff.Retry.
 			e.setDeadline(started.Add(r.cfg.Retry.MaxElapsed))
 		}
-		e.attempts++
+		e.attempts = min(e.attempts+1, math.MaxInt32-1)
 		elapsed := now.Sub(e.deadline) + r.cfg.Retry.MaxElapsed // since the first attempt started
 		// A fresh draw per key and failure: keys that failed together
-		// must not all come back at the same instant.
-		d, gerr := r.cfg.Retry.Next(e.attempts, elapsed, e.prev, r.uniform())
+		// must not all come back at the same instant. The delay grows
+		// with every failure of the run, counted or not.
+		u := r.uniform()
+		d, gerr := r.cfg.Retry.Next(int(e.attempts), elapsed, e.prev, u)
+		if gerr == nil && e.tries > 0 {
+			d = r.cfg.Retry.Delay(int(e.attempts+e.tries), e.prev, u)
+			if r.cfg.Retry.MaxElapsed > 0 && d > r.cfg.Retry.MaxElapsed-elapsed {
+				gerr = backoff.ErrElapsedExhausted
+			}
+		}
 		e.prev = d
 		if gerr != nil || errors.Is(err, ErrInvalidArgument) {
 			e.state = stFailed
@@ -637,8 +671,8 @@ func (r *Recovery[K]) hold(e *entry[K], start time.Time) {
 // finish before the loss deadline at the measured cost; at the loss
 // deadline, where e lapses, if there is no time left for one.
 func (r *Recovery[K]) retryRenewal(e *entry[K], now time.Time) {
-	e.attempts++
-	d := r.cfg.Retry.Delay(e.attempts, e.prev, r.uniform())
+	e.attempts = min(e.attempts+1, math.MaxInt32-1)
+	d := r.cfg.Retry.Delay(int(e.attempts), e.prev, r.uniform())
 	e.prev = d
 	due := now.Add(d)
 	if last := e.deadline.Add(-2 * max(time.Duration(r.costR), time.Microsecond)); due.After(last) {
@@ -659,12 +693,12 @@ func (r *Recovery[K]) lapse(e *entry[K], now time.Time) {
 	r.held--
 	r.lapsed++
 	due := laterOf(now, e.expires())
-	if e.attempts > 0 && e.expires().After(now) {
+	if e.attempts > 0 {
 		// A renewal of this term failed with an unknown outcome: it may
 		// have landed, and extended the lease by up to a TTL.
 		e.setExpires(e.expires().Add(r.cfg.TTL))
 	}
-	e.attempts, e.prev = 0, 0
+	e.attempts, e.tries, e.prev, e.lapsed = 0, 0, 0, true
 	r.toBacklog(e, due)
 }
 

@@ -189,14 +189,15 @@ func TestRecoveryOwnLeaseBlip(t *testing.T) {
 	}
 }
 
-// TestRecoveryOutageProperty draws an outage window and a seed. The
-// outage starts once every key is established and lasts less than
-// TTL·(1−RenewFraction): every key's table lease outlives the outage or
-// ends after it, so however the renewals and establishments fall, no key
-// is ever failed, and every key is established again within two TTLs and
-// an attempt timeout after the outage (a key whose lease lapsed waits out
-// its lease in the table, which a last renewal of unknown outcome may have
-// extended by a TTL). Renewal attempts of a key during the
+// TestRecoveryOutageProperty draws an outage window, a seed, RenewFraction
+// and DriftMargin. The outage starts once every key is established and
+// lasts less than the TTL (so also less than TTL−DriftMargin−
+// AttemptTimeout). However the renewals and establishments fall, no key is
+// ever failed: a key whose lease lapses in the outage waits out that lease
+// in the table (which a last renewal of unknown outcome may have extended
+// by a TTL), and establishments that fail before it ends do not count
+// against the key. Every key is established again within two TTLs and an
+// attempt timeout after the outage. Renewal attempts of a key during the
 // outage are bounded by the backoff schedule: with equal jitter each delay
 // is at least half its envelope, so at most 2+⌈log2((outage+1s)/(Base/2))⌉
 // (the first attempt, the backoff's, and one last attempt fitted before
@@ -224,8 +225,7 @@ func TestRecoveryOutageProperty(t *testing.T) {
 		if p := w.r.Progress(w.now); p.Established != keys {
 			rt.Fatalf("not every key established with the table up: %+v", p)
 		}
-		window := time.Duration((1 - fraction) * float64(ttl))
-		d := time.Duration(rapid.Int64Range(int64(time.Millisecond), int64(window-cfg.AttemptTimeout/10)).Draw(rt, "outage"))
+		d := time.Duration(rapid.Int64Range(int64(time.Millisecond), int64(ttl)-1).Draw(rt, "outage"))
 		w.down = w.now.Add(time.Duration(rapid.Int64Range(0, int64(ttl)).Draw(rt, "outageStart")))
 		w.up = w.down.Add(d)
 		if err := w.runUntil(w.up.Add(2*ttl+cfg.AttemptTimeout), nil); err != nil {
@@ -233,7 +233,7 @@ func TestRecoveryOutageProperty(t *testing.T) {
 		}
 		p := w.r.Progress(w.now)
 		if p.Failed != 0 || p.Established != keys {
-			rt.Fatalf("outage of %v (< TTL·(1−RenewFraction) = %v): %+v", d, window, p)
+			rt.Fatalf("outage of %v (< TTL %v): %+v", d, ttl, p)
 		}
 		if cfg.Retry.Jitter == backoff.JitterEqual {
 			// Delays at least Base/2, 2·Base/2, 4·Base/2, ... (Base 100ms).
