@@ -89,3 +89,21 @@ func ExampleValidate() {
 	// dnsplan: invalid plan: endpoint "web" has no targets
 	// true
 }
+
+// Endpoint names are DNS names, which have many spellings; plans take the
+// canonical one only. CanonicalEndpoint makes it from user input.
+func ExampleCanonicalEndpoint() {
+	for _, name := range []string{"API.Example.com.", "api.example.com", `\097pi.example.com`} {
+		if c, err := dnsplan.CanonicalEndpoint(name); err != nil {
+			fmt.Println(err)
+		} else {
+			fmt.Printf("%s -> %s (valid as given: %v)\n", name, c, dnsplan.ValidateEndpoint(name) == nil)
+		}
+	}
+	fmt.Println(dnsplan.ValidateEndpoint("API.Example.com."))
+	// Output:
+	// API.Example.com. -> api.example.com (valid as given: false)
+	// api.example.com -> api.example.com (valid as given: true)
+	// dnsplan: invalid plan: endpoint name "\\097pi.example.com" has a backslash at byte 0: escapes are not decoded, spell the name with plain lowercase ASCII
+	// dnsplan: invalid plan: endpoint name "API.Example.com." is not canonical: use "api.example.com"
+}
