@@ -314,7 +314,8 @@ func closed(c <-chan struct{}) bool {
 // a second, so when thousands expire together a holder record outlives
 // its lease by seconds. Throughout, Get answers consistently — held by
 // that holder with that epoch (Expires in the past once the lease has
-// expired), or not held — and never fails; Grant refuses with HeldError.
+// expired), or not held — and never fails; Grant refuses with HeldError
+// until etcd deletes the record.
 func TestLeaseTableGetWhileRevokePending(t *testing.T) {
 	srv := etcdtest.Start(t)
 	client := srv.Client(t)
@@ -323,20 +324,25 @@ func TestLeaseTableGetWhileRevokePending(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	// Leases that expire before ours: etcd works through them, oldest
-	// first, before it revokes ours. They are granted as fast as etcd
-	// takes them, so that they pile up faster than etcd revokes them.
-	const bare, workers = 5000, 64
+	// Thousands of bare leases that all expire in the second after target
+	// (each gets the whole seconds left until then, rounded up), however
+	// fast etcd grants them, and ours one second later: etcd revokes them
+	// oldest first, so ours waits behind a pile of them.
+	const bare, workers = 5000, 32
+	begin := time.Now()
+	target := begin.Add(6 * time.Second)
 	var wg sync.WaitGroup
 	var granted atomic.Int64
-	begin := time.Now()
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for granted.Add(1) <= bare {
-				_, err := client.Grant(ctx, 1)
-				if err != nil {
+				left := time.Until(target)
+				if left < 1200*time.Millisecond {
+					return
+				}
+				if _, err := client.Grant(ctx, int64((left+time.Second-1)/time.Second)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -344,9 +350,12 @@ func TestLeaseTableGetWhileRevokePending(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("granted %d leases of 1s in %v", bare, time.Since(begin).Round(time.Millisecond))
-	l, err := tb.Grant(ctx, "droplet", "dwfm-a", time.Second)
+	n := min(granted.Load()-workers, bare)
+	t.Logf("granted %d leases in %v", n, time.Since(begin).Round(time.Millisecond))
+	time.Sleep(time.Until(target.Add(-time.Second)))
+	l, err := tb.Grant(ctx, "droplet", "dwfm-a", 2*time.Second)
 	require.NoError(t, err)
+	returned := time.Now()
 
 	var expiredHeld, calls int
 	var worst time.Duration
@@ -361,11 +370,18 @@ func TestLeaseTableGetWhileRevokePending(t *testing.T) {
 		assert.Equal(t, "dwfm-a", got.Holder)
 		assert.Equal(t, l.Epoch, got.Epoch)
 		assert.Equal(t, l.ID, got.ID)
-		assert.False(t, got.Expires.After(l.Expires), "Get's Expires %v after the holder's %v", got.Expires, l.Expires)
+		// etcd started the term before Grant returned.
+		assert.False(t, got.Expires.After(returned.Add(l.TTL)), "Get's Expires %v is after the term can have ended, %v", got.Expires, returned.Add(l.TTL))
 		if got.Expires.Before(call) {
 			expiredHeld++
 			worst = max(worst, call.Sub(got.Expires))
-			_, err := tb.Grant(ctx, "droplet", "dwfm-b", time.Second)
+			m, err := tb.Grant(ctx, "droplet", "dwfm-b", time.Second)
+			if err == nil {
+				// etcd revoked the lease since Get read it.
+				assert.Greater(t, m.Epoch, l.Epoch)
+				require.NoError(t, tb.Release(ctx, m))
+				break
+			}
 			var held *lease.HeldError
 			require.ErrorAs(t, err, &held, "etcd still has the record")
 			assert.Equal(t, l.Epoch, held.Epoch)
@@ -373,7 +389,9 @@ func TestLeaseTableGetWhileRevokePending(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("%d calls of Get, %d reported the lease held after it expired, by up to %v", calls, expiredHeld, worst)
-	require.GreaterOrEqual(t, worst, 2*time.Second, "the test must catch etcd more than a second late revoking the lease (Get then says Expires at least 2s ago)")
+	// Get says Expires at least 2s ago only once etcd reports a remaining
+	// time of −1s or less: more than a second late revoking the lease.
+	require.GreaterOrEqual(t, worst, 2*time.Second, "the test must catch etcd more than a second late revoking the lease")
 	m, err := tb.Grant(ctx, "droplet", "dwfm-b", time.Second)
 	require.NoError(t, err)
 	assert.Greater(t, m.Epoch, l.Epoch)
