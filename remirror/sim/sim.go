@@ -69,6 +69,10 @@ const (
 	GuardedAuthorityTimeout = 2 * time.Second
 )
 
+// MaxChurnPerHour bounds Config.ChurnPerHour: one crash a second in each
+// zone.
+const MaxChurnPerHour = 3600
+
 // ErrInvalidConfig is matched (with errors.Is) by every error Run returns
 // for a bad Config or an unknown Mode.
 var ErrInvalidConfig = errors.New("sim: invalid config")
@@ -147,7 +151,8 @@ type Config struct {
 	CrashThreshold int
 	// RestartAfter is how long a crashed node stays down.
 	RestartAfter time.Duration
-	// ChurnPerHour is the rate of ordinary node crashes in each healthy zone.
+	// ChurnPerHour is the rate of ordinary node crashes in each healthy
+	// zone, at most MaxChurnPerHour.
 	ChurnPerHour float64
 }
 
@@ -226,8 +231,14 @@ func (c Config) validate(mode Mode) error {
 	if !(c.CrashPerClose >= 0 && c.CrashPerClose <= 1) {
 		bad("CrashPerClose %v is outside [0, 1]", c.CrashPerClose)
 	}
-	if !(c.ChurnPerHour >= 0) || math.IsInf(c.ChurnPerHour, 0) {
-		bad("ChurnPerHour %v is not a finite number ≥ 0", c.ChurnPerHour)
+	if !(c.ChurnPerHour >= 0 && c.ChurnPerHour <= MaxChurnPerHour) {
+		bad("ChurnPerHour %v is outside [0, %d]", c.ChurnPerHour, MaxChurnPerHour)
+	}
+	if c.Zones >= 1 && c.NodesPerZone >= 1 && c.VolumesPerZone >= 1 && c.Fill > 0 {
+		// Each node's capacity, and the region's, must fit the ledger.
+		if capacity := math.Ceil(2 * float64(c.VolumesPerZone) / float64(c.NodesPerZone) / c.Fill); capacity*float64(c.NodesPerZone)*float64(c.Zones) >= 1<<62 {
+			bad("Fill %v makes each node's capacity %g, too large for the region's capacity to count", c.Fill, capacity)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -378,7 +389,7 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 		settings = NaiveSettings()
 		s.timeout = int64(NaiveAuthorityTimeout)
 	} else {
-		total := max(2, int(cfg.AuthorityRate*GuardedAuthorityTimeout.Seconds()))
+		total := max(2, int(math.Min(cfg.AuthorityRate*GuardedAuthorityTimeout.Seconds(), 1<<24)))
 		p, err := shed.NewPartition(shed.PartitionConfig[int]{Total: total, Share: 0.5})
 		if err != nil {
 			return nil, err
@@ -448,7 +459,7 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 	}
 	if cfg.FaultDuration > 0 && cfg.IsolatedFraction > 0 {
 		s.push(event{at: int64(cfg.FaultStart), kind: evFaultStart})
-		s.push(event{at: int64(cfg.FaultStart + cfg.FaultDuration), kind: evFaultEnd})
+		s.push(event{at: addSat(int64(cfg.FaultStart), int64(cfg.FaultDuration)), kind: evFaultEnd})
 	}
 	s.push(event{at: int64(time.Minute), kind: evMinute})
 	s.lastBad = -1
@@ -467,7 +478,28 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 }
 
 func (s *simulation) churnDelay() int64 {
-	return s.now + int64(s.rng.ExpFloat64()/s.cfg.ChurnPerHour*float64(time.Hour))
+	return s.after(max(1, nanos(s.rng.ExpFloat64()/s.cfg.ChurnPerHour*float64(time.Hour))))
+}
+
+// after returns the time d after now, saturated at the end of time: an
+// event that late never happens within the run.
+func (s *simulation) after(d int64) int64 { return addSat(s.now, d) }
+
+// addSat returns a+b for b ≥ 0, saturated at MaxInt64.
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// nanos converts a non-negative number of nanoseconds to int64, saturating
+// at MaxInt64 (a conversion of a larger float would be undefined).
+func nanos(f float64) int64 {
+	if !(f < math.MaxInt64) {
+		return math.MaxInt64
+	}
+	return int64(max(f, 0))
 }
 
 func (s *simulation) reachable(z *zone, n remirror.NodeID) bool {
@@ -555,7 +587,7 @@ func (s *simulation) crash(zi int, n remirror.NodeID) {
 	s.crashes++
 	z.crashed[n] = uint32(s.crashes)
 	s.step(zi, remirror.Input{Kind: remirror.NodeFailed, Node: n})
-	s.later(fifoRestart, event{at: s.now + int64(s.cfg.RestartAfter), kind: evRestart, zone: uint8(zi), node: int32(n)})
+	s.later(fifoRestart, event{at: s.after(int64(s.cfg.RestartAfter)), kind: evRestart, zone: uint8(zi), node: int32(n)})
 }
 
 // step feeds one input to a zone's engine. Refusals are expected (a late
@@ -574,13 +606,13 @@ func (s *simulation) carry(zi int, acts []remirror.Action, err error) {
 		switch a.Kind {
 		case remirror.Probe:
 			ok := s.reachable(z, a.From) && s.reachable(z, a.To)
-			s.later(fifoLatency, event{at: s.now + int64(s.cfg.Latency), kind: evAnswer, zone: uint8(zi), input: remirror.ProbeResult, ok: ok, vol: int32(a.Volume), node: int32(a.To), attempt: a.Attempt})
+			s.later(fifoLatency, event{at: s.after(int64(s.cfg.Latency)), kind: evAnswer, zone: uint8(zi), input: remirror.ProbeResult, ok: ok, vol: int32(a.Volume), node: int32(a.To), attempt: a.Attempt})
 		case remirror.Query:
 			z.open[a.From]++
-			s.later(fifoLatency, event{at: s.now + int64(s.cfg.Latency), kind: evAnswer, zone: uint8(zi), input: remirror.SearchResult, vol: int32(a.Volume), node: int32(a.To), attempt: a.Attempt, req: int32(a.From), crashes: uint32(s.crashes)})
+			s.later(fifoLatency, event{at: s.after(int64(s.cfg.Latency)), kind: evAnswer, zone: uint8(zi), input: remirror.SearchResult, vol: int32(a.Volume), node: int32(a.To), attempt: a.Attempt, req: int32(a.From), crashes: uint32(s.crashes)})
 		case remirror.Copy:
-			d := int64(float64(s.cfg.CopyTime) * (0.5 + s.rng.Float64()))
-			s.push(event{at: s.now + d, kind: evAnswer, zone: uint8(zi), input: remirror.CopyResult, vol: int32(a.Volume), node: int32(a.To), attempt: a.Attempt, req: int32(a.From)})
+			d := nanos(float64(s.cfg.CopyTime) * (0.5 + s.rng.Float64()))
+			s.push(event{at: s.after(d), kind: evAnswer, zone: uint8(zi), input: remirror.CopyResult, vol: int32(a.Volume), node: int32(a.To), attempt: a.Attempt, req: int32(a.From)})
 		case remirror.Release:
 			z.holders[a.Volume]--
 			if z.holders[a.Volume] == 0 {
@@ -635,11 +667,11 @@ func (s *simulation) answer(ev event) {
 
 // elect sends an election to the authority through the client of the mode.
 func (s *simulation) elect(zi int, a remirror.Action) {
-	r := request{zone: zi, vol: a.Volume, attempt: a.Attempt, node: a.From, expect: a.Expect, deadline: s.now + s.timeout}
+	r := request{zone: zi, vol: a.Volume, attempt: a.Attempt, node: a.From, expect: a.Expect, deadline: s.after(s.timeout)}
 	if s.part != nil {
 		if !s.part.TryAcquire(zi) {
 			// Shed at once: the engine backs off.
-			s.later(fifoLatency, event{at: s.now + int64(s.cfg.Latency), kind: evAnswer, zone: uint8(zi), input: remirror.ElectionFailed, vol: int32(a.Volume), attempt: a.Attempt})
+			s.later(fifoLatency, event{at: s.after(int64(s.cfg.Latency)), kind: evAnswer, zone: uint8(zi), input: remirror.ElectionFailed, vol: int32(a.Volume), attempt: a.Attempt})
 			return
 		}
 		r.holdsSlot = true
@@ -650,11 +682,11 @@ func (s *simulation) elect(zi int, a remirror.Action) {
 	s.later(fifoTimeout, event{at: r.deadline, kind: evElectTimeout, req: id})
 	if !s.serving {
 		s.serving = true
-		s.later(fifoServe, event{at: s.now + s.serviceTime(), kind: evAuthServe})
+		s.later(fifoServe, event{at: s.after(s.serviceTime()), kind: evAuthServe})
 	}
 }
 
-func (s *simulation) serviceTime() int64 { return int64(float64(time.Second) / s.cfg.AuthorityRate) }
+func (s *simulation) serviceTime() int64 { return nanos(float64(time.Second) / s.cfg.AuthorityRate) }
 
 // serve completes the election at the head of the authority's queue.
 func (s *simulation) serve() {
@@ -679,7 +711,7 @@ func (s *simulation) serve() {
 		}
 		if !r.answered {
 			r.refs++
-			s.later(fifoLatency, event{at: s.now + int64(s.cfg.Latency), kind: evElectReply, req: id, ok: ok, attempt: uint32(tok)})
+			s.later(fifoLatency, event{at: s.after(int64(s.cfg.Latency)), kind: evElectReply, req: id, ok: ok, attempt: uint32(tok)})
 		}
 		s.unref(id)
 		break
@@ -689,7 +721,7 @@ func (s *simulation) serve() {
 		s.qhead = 0
 	}
 	if s.qhead < len(s.queue) {
-		s.later(fifoServe, event{at: s.now + s.serviceTime(), kind: evAuthServe})
+		s.later(fifoServe, event{at: s.after(s.serviceTime()), kind: evAuthServe})
 	} else {
 		s.serving = false
 	}
@@ -733,7 +765,7 @@ func (s *simulation) sample() {
 		m := Minute{Minute: minute, Searches: st.Queries - z.queries, AuthorityCalls: st.Elections - z.elects, ZeroLive: z.zeroLive}
 		z.queries, z.elects = st.Queries, st.Elections
 		m.Stuck = float64(st.Stuck) / float64(max(st.Volumes, 1))
-		zcap := int64(z.e.Nodes()) * capOf(z.e)
+		zcap := int64(z.e.Nodes()) * capOf(z.e) // validate bounds it
 		m.Free = float64(st.Free) / float64(zcap)
 		s.res.Zones[zi] = append(s.res.Zones[zi], m)
 		stuck += st.Stuck
@@ -767,7 +799,7 @@ func capOf(e *remirror.Engine) int64 {
 func (s *simulation) finish() {
 	s.res.Crashes = s.crashes
 	s.res.Events = s.events
-	healed := int64(s.cfg.FaultStart + s.cfg.FaultDuration)
+	healed := addSat(int64(s.cfg.FaultStart), int64(s.cfg.FaultDuration))
 	last := s.res.Zones[0][len(s.res.Zones[0])-1]
 	switch {
 	case last.Stuck > 0:
