@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,7 +21,7 @@ import (
 // succeeds, and (Partition, MaxKeys 1) the key is idle again, so another
 // key may take its place.
 func TestPauseRacesCancel(t *testing.T) {
-	const rounds = 300
+	const rounds = 2000
 	t.Run("Bulkhead", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			for i := range rounds {
@@ -36,8 +37,10 @@ func TestPauseRacesCancel(t *testing.T) {
 				go func() { res <- b.Acquire(ctx) }()
 				synctest.Wait() // queued
 				var wg sync.WaitGroup
-				wg.Go(cancel)
-				wg.Go(b.Pause)
+				// Stagger the two a little differently each round, so that
+				// every interleaving comes up.
+				wg.Go(func() { yieldN(i % 3); cancel() })
+				wg.Go(func() { yieldN(i / 3 % 4); b.Pause() })
 				wg.Wait()
 				if err := <-res; !errors.Is(err, ErrPaused) && !errors.Is(err, context.Canceled) {
 					t.Fatalf("round %d: waiter got %v, want ErrPaused or context.Canceled", i, err)
@@ -69,8 +72,8 @@ func TestPauseRacesCancel(t *testing.T) {
 				go func() { res <- p.Acquire(ctx, "a") }()
 				synctest.Wait()
 				var wg sync.WaitGroup
-				wg.Go(cancel)
-				wg.Go(func() { _ = p.Pause("a") })
+				wg.Go(func() { yieldN(i % 3); cancel() })
+				wg.Go(func() { yieldN(i / 3 % 4); _ = p.Pause("a") })
 				wg.Wait()
 				if err := <-res; !errors.Is(err, ErrPaused) && !errors.Is(err, context.Canceled) {
 					t.Fatalf("round %d: waiter got %v, want ErrPaused or context.Canceled", i, err)
@@ -90,6 +93,12 @@ func TestPauseRacesCancel(t *testing.T) {
 			}
 		})
 	})
+}
+
+func yieldN(n int) {
+	for range n {
+		runtime.Gosched()
+	}
 }
 
 // raceTarget adapts a Bulkhead, a Partition or a Queue to one shape for
