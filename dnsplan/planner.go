@@ -67,12 +67,13 @@ type PlannerConfig struct {
 	// change recorded there).
 	Previous *Plan
 	// OnEvent, if not nil, receives a PlannerEvent for every removal held
-	// back and every endpoint kept static or failed open. Next calls it on
-	// its own goroutine after the plan is made and the Planner's lock is
-	// released, in the order of the decisions (endpoints by name, targets
-	// by address), so it may call the Planner's methods; a Next that
-	// returns an error made no plan and reports nothing. It must not
-	// block.
+	// back, every endpoint kept static or failed open, and every target or
+	// endpoint a limit left out. Next calls it on its own goroutine after
+	// the plan is made and the Planner's lock is released, in the order of
+	// the decisions (endpoints by name; an endpoint's held targets by
+	// address, then those left out by address), so it may call the
+	// Planner's methods; a Next that returns an error made no plan and
+	// reports nothing. It must not block.
 	OnEvent func(PlannerEvent)
 }
 
