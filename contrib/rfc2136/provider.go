@@ -322,7 +322,39 @@ func (p *Provider) exchange(ctx context.Context, c *dns.Client, m *dns.Msg) (*dn
 		}
 		return nil, err
 	}
+	if err := p.answers(m, r); err != nil {
+		return nil, fmt.Errorf("%w: exchange with %s over %s: %w", ErrServer, p.cfg.Server, c.Net, err)
+	}
 	return r, nil
+}
+
+// answers returns why r is not the server's answer to m, or nil: it
+// must be a response to m's opcode and question (the zone, for an
+// UPDATE), and signed if m was. Without these checks a stray or forged
+// answer, or a server answering another question, would read as "no
+// such records" or "update applied". An error answer may leave out the
+// question (a server sends FORMERR for a message it could not parse).
+func (p *Provider) answers(m, r *dns.Msg) error {
+	if !r.Response || r.Opcode != m.Opcode {
+		return fmt.Errorf("the answer to %s is not a response to it (QR %t, opcode %s)", m.Question[0].Name, r.Response, dns.OpcodeToString[r.Opcode])
+	}
+	q := m.Question[0]
+	switch {
+	case len(r.Question) == 0 && r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError && r.Rcode != dns.RcodeNXRrset && r.Rcode != dns.RcodeYXRrset:
+	case len(r.Question) != 1 || r.Question[0].Qtype != q.Qtype || r.Question[0].Qclass != q.Qclass ||
+		dns.CanonicalName(r.Question[0].Name) != dns.CanonicalName(q.Name):
+		got := "no question"
+		if len(r.Question) > 0 {
+			got = fmt.Sprintf("%d questions, the first %s %s %s", len(r.Question), r.Question[0].Name,
+				dns.ClassToString[r.Question[0].Qclass], dns.TypeToString[r.Question[0].Qtype])
+		}
+		return fmt.Errorf("the answer to %s %s %s (%s) is to another question: %s", q.Name, dns.ClassToString[q.Qclass], dns.TypeToString[q.Qtype], dns.OpcodeToString[m.Opcode], got)
+	}
+	if p.cfg.KeyName != "" && r.IsTsig() == nil {
+		return fmt.Errorf("the answer to %s %s (%s, %s) is not signed, though the request was signed with key %s: it is not the server's word",
+			q.Name, dns.TypeToString[q.Qtype], dns.OpcodeToString[m.Opcode], dns.RcodeToString[r.Rcode], p.cfg.KeyName)
+	}
+	return nil
 }
 
 // rcodeError is the error of an answer with an error code: it matches
@@ -432,6 +464,9 @@ func (p *Provider) fromWildcard(ctx context.Context, name string) (bool, error) 
 	r, err := p.exchange(ctx, p.stream, m)
 	if err != nil {
 		return false, err
+	}
+	if r.Rcode == dns.RcodeServerFailure {
+		return false, rcodeError(r.Rcode, "update checking for a CNAME at %s", name)
 	}
 	return r.Rcode == dns.RcodeNXRrset, nil
 }
@@ -621,8 +656,14 @@ func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr
 			a, n, ok := strings.Cut(s, "=")
 			addr, err1 := netip.ParseAddr(a)
 			v, err2 := strconv.ParseUint(n, 10, 32)
-			if !ok || err1 != nil || err2 != nil || v == 0 {
+			// Only exactly what Apply writes: another spelling, a
+			// zone or an IPv4-mapped address names no target, or not
+			// the way a target is written.
+			if !ok || err1 != nil || err2 != nil || v == 0 || addr.String() != a || addr.Zone() != "" || addr.Is4In6() || strconv.FormatUint(v, 10) != n {
 				return nil, fmt.Errorf("%w: %s weight %q is not address=weight", ErrCorrupt, name, s)
+			}
+			if _, dup := w[addr]; dup {
+				return nil, fmt.Errorf("%w: %s names the weight of %s twice", ErrCorrupt, name, a)
 			}
 			w[addr] = uint32(v)
 		}

@@ -315,15 +315,7 @@ func TestRefusalNeverContradictsItself(t *testing.T) {
 // fakeServer answers every query and update on loopback with rcode, or
 // not at all for rcode -1. It stops when the test ends.
 func fakeServer(t *testing.T, rcode int) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		return fakeServer(t, rcode) // that TCP port was taken; try another pair
-	}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) {
+	return fakeHandler(t, func(w dns.ResponseWriter, m *dns.Msg) {
 		if rcode < 0 {
 			return
 		}
@@ -331,6 +323,20 @@ func fakeServer(t *testing.T, rcode int) string {
 		r.SetRcode(m, rcode)
 		_ = w.WriteMsg(r)
 	})
+}
+
+// fakeHandler serves h over UDP and TCP on one loopback port, unsigned
+// (no TSIG key: a signed request is handed to h unverified). It stops
+// when the test ends.
+func fakeHandler(t *testing.T, h dns.HandlerFunc) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return fakeHandler(t, h) // that TCP port was taken; try another pair
+	}
 	var wg sync.WaitGroup
 	// Accept UPDATE too: miekg/dns answers NOTIMP to it by default.
 	accept := func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept }
