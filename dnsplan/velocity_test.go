@@ -128,7 +128,7 @@ func TestPlanVelocityIsCopied(t *testing.T) {
 
 // TestPlannerProperty: under any sequence of health reports at any times,
 // with a planner that may be restarted from its newest plan before any
-// report and with any Limits.MaxTargets, Next fails only on an invalid
+// report and with any Limits, Next fails only on an invalid
 // report, never because one endpoint cannot be planned; every plan is
 // valid under the limits; and for every plan emitted at t the capacity
 // removed from an endpoint by the plans emitted in (t-Window, t] is at
@@ -138,7 +138,7 @@ func TestPlannerProperty(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		window := time.Duration(rapid.IntRange(1, 60).Draw(t, "window")) * time.Second
 		fraction := rapid.Float64Range(0.01, 1).Draw(t, "fraction")
-		limits := dnsplan.Limits{MaxTargets: rapid.IntRange(0, 6).Draw(t, "maxTargets")}
+		limits := dnsplan.Limits{MaxTargets: rapid.IntRange(0, 6).Draw(t, "maxTargets"), MaxEndpoints: rapid.IntRange(0, 2).Draw(t, "maxEndpoints")}
 		cfg := dnsplan.PlannerConfig{Window: window, MaxRemoveFraction: fraction, Limits: limits}
 		p, err := dnsplan.NewPlanner(cfg)
 		if err != nil {
