@@ -21,7 +21,8 @@ const DefaultAuthorityTimeout = 2 * time.Second
 // AuthorityConfig configures an Authority.
 type AuthorityConfig struct {
 	// Store holds one fenced record per volume: the primary's node, written
-	// with the volume's generation as token. Required.
+	// with the volume's generation as token. Required: nil, or a nil
+	// pointer in the interface, is refused with ErrInvalidConfig.
 	Store fence.Store
 	// Total bounds the elections in flight across all zones. Zero means 64.
 	Total int
@@ -71,13 +72,16 @@ func NewAuthority(cfg AuthorityConfig) (*Authority, error) {
 	return &Authority{store: cfg.Store, partition: p}, nil
 }
 
-// isNil reports whether s is nil, or a nil pointer, map, slice, channel or
-// func in the interface (a typed nil), whose methods would panic.
-func isNil(s fence.Store) bool {
-	if s == nil {
-		return true
-	}
-	switch v := reflect.ValueOf(s); v.Kind() {
+// isNil reports whether x is nil, or a nil pointer, map, slice, channel or
+// func in an interface (a typed nil), whose methods would panic.
+func isNil(x any) bool {
+	return x == nil || nilValue(reflect.ValueOf(x))
+}
+
+// nilValue reports whether v is a nil pointer, map, slice, channel, func
+// or interface.
+func nilValue(v reflect.Value) bool {
+	switch v.Kind() {
 	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.Interface, reflect.UnsafePointer:
 		return v.IsNil()
 	}
@@ -94,14 +98,15 @@ func VolumeKey(zone string, v VolumeID) string {
 // (with the authority's generation when it has moved on) and the reason.
 // Electing the node that already holds a newer generation answers Elected
 // with that generation, so a retry after a lost answer converges. A zero
-// Authority (ErrInvalidConfig), a nil ctx or an action other than Elect
-// (ErrInvalidInput) is refused before any call, with ElectionFailed.
+// or nil Authority (ErrInvalidConfig), a nil ctx (a typed nil included) or
+// an action other than Elect (ErrInvalidInput) is refused before any call,
+// with ElectionFailed.
 func (a *Authority) Elect(ctx context.Context, zone string, act Action) (Input, error) {
 	in := Input{Kind: ElectionFailed, Volume: act.Volume, Node: act.From, Attempt: act.Attempt}
 	if a == nil || a.partition == nil {
 		return in, errZeroAuthority
 	}
-	if ctx == nil {
+	if isNil(ctx) {
 		return in, errNilContext
 	}
 	if act.Kind != Elect {

@@ -49,7 +49,9 @@
 //
 // The engine keeps a ledger of every node's capacity and use. New volumes
 // (AddVolume) may not use a node's recovery reserve (10% by default), so
-// recovery always finds room. A failed node (NodeFailed) is quarantined: no
+// recovery always finds room. The reserve is ⌈capacity × RecoveryReserve⌉,
+// computed exactly from the decimal RecoveryReserve was written as; sizes
+// and capacities may go up to math.MaxInt64 without wrapping the ledger. A failed node (NodeFailed) is quarantined: no
 // new replica is placed on it, even after it comes back, until every
 // replica it held is safe again (its volume healthy once more, reconnected
 // to it or re-mirrored elsewhere with its replica released) or released by
@@ -68,7 +70,11 @@
 // the current time, and carries out the Actions returned (probe, query,
 // copy, discard, release, elect). Every request carries an Attempt number;
 // answers must quote it, so a duplicate or late answer is refused with
-// ErrDuplicate and changes nothing. Bad input (an unknown volume or node, a
+// ErrDuplicate and changes nothing. An answer is judged against the
+// cluster as it is when it arrives, not when it was sent: a node's failure
+// ends every request it takes part in, so an answer it sent before the
+// crash is late, and a probe answered OK while either end is down is not a
+// reconnection. A volume is never healthy with a replica on a down node. Bad input (an unknown volume or node, a
 // malformed input, an answer never asked for, time going backwards, a stale
 // generation) is refused with a typed error and leaves the engine unchanged.
 // The simulator and a real service drive the same code. Randomness (jitter,

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -73,7 +74,9 @@ const (
 	// the survivor, which keeps the data and drives the recovery.
 	PeerLost InputKind = iota + 1
 	// ProbeResult answers a Probe: OK if the previous peer answered and
-	// the mirror is re-established.
+	// the mirror is re-established. It is judged when it arrives: while
+	// either end is down (NodeFailed without NodeUp) an OK counts as a
+	// failed probe.
 	ProbeResult
 	// SearchResult answers a Query: OK if the target answered and accepts
 	// the new replica (the engine's ledger must also have room for it).
@@ -90,6 +93,11 @@ const (
 	ElectionFailed
 	// NodeFailed: Node crashed or was declared failed. It is quarantined:
 	// no new replica is placed on it until every replica it held is safe.
+	// Every request Node takes part in ends: its probes, searches, copies
+	// and elections as survivor, the probes, searches and copies aimed at
+	// it (a probe of it fails), and the elections of volumes whose other
+	// replica it holds; an answer to any of them is refused with
+	// ErrDuplicate, even one sent before the crash.
 	NodeFailed
 	// NodeUp: the failed Node is back, with its data.
 	NodeUp
@@ -241,7 +249,7 @@ type Stats struct {
 	// elections outstanding.
 	InFlight, ElectionsOut int
 	// Free is the capacity free on nodes that are up and not quarantined,
-	// reserve included.
+	// reserve included, saturated at math.MaxInt64.
 	Free int64
 	// Quarantined is the number of quarantined nodes.
 	Quarantined int
@@ -327,7 +335,8 @@ type Engine struct {
 // NewEngine returns an engine with settings s and no nodes or volumes, or
 // an error matching ErrInvalidConfig that names every bad field. r is the
 // source of jitter and of random choices; nil means a PCG with a fixed seed,
-// so that runs are reproducible.
+// so that runs are reproducible. An r that draws from a nil Source
+// (rand.New(nil), or a nil *rand.PCG) is refused with ErrInvalidConfig.
 func NewEngine(s Settings, r *rand.Rand) (*Engine, error) {
 	cfg, err := s.resolve()
 	if err != nil {
@@ -335,6 +344,8 @@ func NewEngine(s Settings, r *rand.Rand) (*Engine, error) {
 	}
 	if r == nil {
 		r = rand.New(rand.NewPCG(0x5eed, 0x2011))
+	} else if nilSource(r) {
+		return nil, fmt.Errorf("%w: the *rand.Rand draws from a nil Source", ErrInvalidConfig)
 	}
 	e := &Engine{cfg: cfg, rng: r}
 	if cfg.reserve > 0 {
@@ -349,6 +360,16 @@ func NewEngine(s Settings, r *rand.Rand) (*Engine, error) {
 		}
 	}
 	return e, nil
+}
+
+// nilSource reports whether r draws from a nil Source (rand.New(nil), or a
+// typed nil such as a nil *rand.PCG), whose first draw would panic.
+func nilSource(r *rand.Rand) bool {
+	src := reflect.ValueOf(r).Elem().FieldByName("src")
+	if !src.IsValid() || src.Kind() != reflect.Interface {
+		return false // a rand.Rand of another shape: trust it
+	}
+	return src.IsNil() || nilValue(src.Elem())
 }
 
 // AddNode adds a node with the given capacity (in any unit the volume sizes
@@ -370,7 +391,9 @@ func (e *Engine) AddNode(capacity int64) (NodeID, error) {
 // AddVolume adds a healthy volume of the given size with replicas on
 // primary and secondary, primary elected with generation token, and returns
 // its ID. Both nodes must be up, not quarantined, and have room for size
-// outside their recovery reserve (ErrNoSpace otherwise).
+// outside their recovery reserve (ErrNoSpace otherwise). Sizes up to
+// math.MaxInt64 are compared with the room left without a sum, so they
+// never wrap.
 func (e *Engine) AddVolume(size int64, primary, secondary NodeID, token fence.Token) (VolumeID, error) {
 	switch {
 	case e == nil || e.rng == nil:
@@ -509,7 +532,8 @@ func (e *Engine) Stats() Stats {
 
 // NextTick returns the time of the engine's earliest timer, and false if
 // none is armed. A driver calls Tick at (or after) that time; calling it
-// more often is harmless.
+// more often is harmless. Timers saturate at the last instant of the
+// UnixNano range (in 2262) instead of wrapping.
 func (e *Engine) NextTick() (time.Time, bool) {
 	if e == nil {
 		return time.Time{}, false
@@ -525,7 +549,12 @@ func (e *Engine) NextTick() (time.Time, bool) {
 }
 
 // Tick fires every timer due at now and returns the actions that result.
-// The slice is the engine's and valid until the next call.
+// The slice is the engine's and valid until the next call. A timer armed
+// during the call is not fired by it, even one due at now (which happens
+// only at the last instant of time, where timers saturate), so Tick always
+// returns. now must be within the range of time.Time.UnixNano (the years
+// 1677 to 2262; ErrInvalidInput otherwise) and not before the last input
+// (ErrOutOfOrder).
 func (e *Engine) Tick(now time.Time) ([]Action, error) {
 	if e == nil || e.rng == nil {
 		return nil, errZeroEngine
@@ -560,7 +589,10 @@ func (e *Engine) Tick(now time.Time) ([]Action, error) {
 
 // Step feeds one input at time now and returns the actions that result.
 // The slice is the engine's and valid until the next call. A refused input
-// returns an error (see the package's Err* values) and changes nothing.
+// returns an error (see the package's Err* values) and changes nothing;
+// now must be within the range of time.Time.UnixNano (ErrInvalidInput
+// otherwise) and not before the last input (ErrOutOfOrder). Answers are
+// judged against the cluster as it is when they arrive.
 func (e *Engine) Step(now time.Time, in Input) ([]Action, error) {
 	if e == nil || e.rng == nil {
 		return nil, errZeroEngine

@@ -17,8 +17,9 @@ var (
 	ErrUnknownNode = errors.New("remirror: unknown node")
 	// ErrInvalidInput: the input is malformed (negative capacity, zero
 	// size, a volume's two replicas on one node, an unknown kind, a zero
-	// token, an action other than Elect given to Authority.Elect, or a nil
-	// context).
+	// token, a time outside the range of time.Time.UnixNano, an action
+	// other than Elect given to Authority.Elect, or a nil context, typed
+	// nils included).
 	ErrInvalidInput = errors.New("remirror: invalid input")
 	// ErrDuplicate: the input answers a request that has already been
 	// answered or abandoned, or reports a fact the engine already knows (a

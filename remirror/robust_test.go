@@ -1,9 +1,11 @@
 package remirror
 
 import (
+	"context"
 	"errors"
 	"math"
 	"math/big"
+	"math/rand/v2"
 	"strconv"
 	"testing"
 	"time"
@@ -281,5 +283,29 @@ func TestTypedNilsRefused(t *testing.T) {
 	callZero(t, (*InputError)(nil))
 	if _, err := NewAuthority(AuthorityConfig{Store: (*fence.Memory)(nil)}); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("NewAuthority with a nil *fence.Memory: %v, want ErrInvalidConfig", err)
+	}
+}
+
+// nilCtx is a context.Context whose nil pointer would panic if used.
+type nilCtx struct{ context.Context }
+
+// A *rand.Rand drawing from a nil Source, and a typed-nil context given to
+// Authority.Elect, are refused, never a panic.
+func TestTypedNilArgumentsRefused(t *testing.T) {
+	for _, r := range []*rand.Rand{rand.New(nil), rand.New((*rand.PCG)(nil)), rand.New((*rand.ChaCha8)(nil))} {
+		if _, err := NewEngine(Settings{}, r); !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("NewEngine with a nil Source: %v, want ErrInvalidConfig", err)
+		}
+		if _, err := NewConcurrent(Settings{}, r); !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("NewConcurrent with a nil Source: %v, want ErrInvalidConfig", err)
+		}
+	}
+	if _, err := NewEngine(Settings{}, rand.New(rand.NewPCG(1, 2))); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := newAuthority(t)
+	in, err := a.Elect((*nilCtx)(nil), "z", Action{Kind: Elect, Volume: 0, Attempt: 1, From: 0, Expect: 1})
+	if !errors.Is(err, ErrInvalidInput) || in.Kind != ElectionFailed {
+		t.Fatalf("Elect with a nil *nilCtx: %+v %v, want ElectionFailed and ErrInvalidInput", in, err)
 	}
 }
