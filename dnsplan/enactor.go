@@ -545,7 +545,7 @@ func (e *Enactor) deliverOwn(r Result) {
 	case r.Err == nil && len(r.Plan.Endpoints[name]) > 0:
 		e.write(name, Records{Generation: have, Targets: r.Plan.Endpoints[name]})
 	case r.Err == nil:
-		e.failEndpoint(name, fmt.Errorf("dnsplan: enactor %s: %q is empty at generation %d, whose plan does not name it: left for a newer plan",
+		e.failEndpoint(name, fmt.Errorf("dnsplan: enactor %s: %q is empty or corrupt at generation %d, whose plan does not name it: left for a newer plan",
 			e.cfg.Name, name, uint64(have)))
 		e.nextEndpoint()
 	case !errors.Is(r.Err, ErrNotFound):
