@@ -136,8 +136,15 @@
 // # Cost
 //
 // A pass over n endpoints costs n reads and one apply per endpoint that
-// changed; MemoryStore copies a plan in and out (one allocation per
-// endpoint). Validate and Diff cost one step per target.
+// changed (and a plan load for one found empty or corrupt ahead of the
+// enactor's plan). Clean-up lists the plans, and loads each one more than
+// Retention below the applied plan to learn its endpoints, reading those
+// the pass has not; a plan kept because of an endpoint is remembered with
+// it, and is not loaded again while that endpoint still keeps it, so a
+// steady pass loads only the plans it deletes. MemoryStore copies a plan
+// in and out (one allocation per endpoint). Validate and Diff cost one
+// step per target; a Planner's Next one step per target reported, and a
+// plan's Velocity holds one entry per capacity change within the window.
 //
 // # Errors
 //
