@@ -11,7 +11,8 @@ import (
 // goroutine, where actx ends at a.Deadline (or when ctx ends), so at most
 // Workers run at once; fn returns nil if it established or renewed the
 // lease, and its error otherwise — a *LostError for a renewal the table
-// refused. Run reports each result to r, starts what r hands out next, and
+// refused, the table's *HeldError for an establishment it refused as held
+// (so that a lease of r's own is waited out rather than counted). Run reports each result to r, starts what r hands out next, and
 // wakes at r.Wake for renewals and retries. onProgress, if not nil, is
 // called on Run's goroutine with r's Progress after every finished attempt;
 // it must be cheap and must not block.
