@@ -64,7 +64,9 @@ type PlannerConfig struct {
 	// plus one and starts from its targets, and velocity control from its
 	// Velocity, so that a restarted Planner honours the window its
 	// predecessor started (and never takes now as earlier than the newest
-	// change recorded there).
+	// change recorded there). A Planner never drops an endpoint by
+	// itself: to decommission one, leave it out of Previous (its records
+	// stay as they are; see the package documentation on clean-up).
 	Previous *Plan
 	// OnEvent, if not nil, receives a PlannerEvent for every removal held
 	// back, every endpoint kept static or failed open, and every target or
