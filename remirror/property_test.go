@@ -11,6 +11,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/fence"
 )
 
@@ -58,6 +59,21 @@ func newWorld(t *rapid.T) *world {
 		MaxElections:    rapid.IntRange(1, 3).Draw(t, "elections"),
 		NoHints:         rapid.Bool().Draw(t, "noHints"),
 		NoReconnect:     rapid.Bool().Draw(t, "noReconnect"),
+	}
+	if rapid.IntRange(0, 3).Draw(t, "extremeTimers") == 0 {
+		// Delays and windows up to the largest Duration: timers saturate
+		// instead of wrapping.
+		huge := func(label string) backoff.Policy {
+			return backoff.Policy{
+				Base:       time.Duration(rapid.Int64Range(1, math.MaxInt64).Draw(t, label+"Base")),
+				Cap:        math.MaxInt64,
+				Multiplier: rapid.Float64Range(1, 1e6).Draw(t, label+"Multiplier"),
+				Jitter:     rapid.SampledFrom([]backoff.Jitter{backoff.JitterFull, backoff.JitterEqual, backoff.JitterDecorrelated, backoff.JitterNone}).Draw(t, label+"Jitter"),
+			}
+		}
+		s.Reconnect, s.Search, s.Elect = huge("reconnect"), huge("search"), huge("elect")
+		s.ReconnectWindow = time.Duration(rapid.Int64Range(1, math.MaxInt64).Draw(t, "hugeWindow"))
+		s.UnreachableFor = time.Duration(rapid.Int64Range(1, math.MaxInt64).Draw(t, "hugeUnreachable"))
 	}
 	e, err := NewEngine(s, nil)
 	if err != nil {

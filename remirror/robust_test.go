@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"pgregory.net/rapid"
+
 	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/fence"
 )
@@ -308,4 +310,33 @@ func TestTypedNilArgumentsRefused(t *testing.T) {
 	if !errors.Is(err, ErrInvalidInput) || in.Kind != ElectionFailed {
 		t.Fatalf("Elect with a nil *nilCtx: %+v %v, want ElectionFailed and ErrInvalidInput", in, err)
 	}
+}
+
+// For any fraction in [0, 1) and any capacity, the reserve is the exact
+// ceiling of capacity times the fraction's decimal, within one unit of the
+// float product, at most the capacity, and never smaller for a larger
+// capacity.
+func TestPropertyReserveExact(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		frac := rapid.Float64Range(0, 1).Filter(func(f float64) bool { return f < 1 }).Draw(t, "frac")
+		if rapid.Bool().Draw(t, "decimal") {
+			// A short decimal such as 0.07, as a caller writes it.
+			frac = float64(rapid.IntRange(0, 9999).Draw(t, "permyriad")) / 10000
+		}
+		c := rapid.Int64Range(1, math.MaxInt64).Draw(t, "capacity")
+		e, err := NewEngine(Settings{RecoveryReserve: frac, NoReserve: frac == 0}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := e.reserveOf(c)
+		if r != bigReserve(frac, c) || r < 0 || r > c {
+			t.Fatalf("reserve %v of %d: %d, big %d", frac, c, r, bigReserve(frac, c))
+		}
+		if f := float64(c) * frac; math.Abs(float64(r)-f) > 1+f*1e-15 {
+			t.Fatalf("reserve %v of %d: %d, float product %v", frac, c, r, f)
+		}
+		if c < math.MaxInt64 && e.reserveOf(c+1) < r {
+			t.Fatalf("reserve %v: %d for %d but %d for %d", frac, r, c, e.reserveOf(c+1), c+1)
+		}
+	})
 }
