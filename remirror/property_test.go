@@ -483,6 +483,24 @@ func (w *world) checkSpace(t *rapid.T) {
 	}
 }
 
+// garbage feeds an answer with random fields (or an unknown kind) that
+// answers no outstanding request: the engine must refuse it and change
+// nothing (feed checks both).
+func (w *world) garbage(t *rapid.T) {
+	in := Input{
+		Kind:    InputKind(rapid.SampledFrom([]int{0, int(ProbeResult), int(SearchResult), int(CopyResult), int(Elected), int(ElectionFailed), 10, 255}).Draw(t, "garbageKind")),
+		Volume:  VolumeID(rapid.IntRange(-1, len(w.gens)).Draw(t, "garbageVol")),
+		Node:    NodeID(rapid.IntRange(-1, len(w.down)).Draw(t, "garbageNode")),
+		Attempt: uint32(rapid.IntRange(0, 40).Draw(t, "garbageAttempt")),
+		OK:      rapid.Bool().Draw(t, "garbageOK"),
+		Token:   fence.Token(rapid.Uint64().Draw(t, "garbageToken")),
+	}
+	if a, ok := w.live[in.Volume]; ok && answers(in, a) {
+		return // that would be the answer itself, not garbage
+	}
+	w.feed(t, in)
+}
+
 // advance moves the world's clock forward by d, stopping at the last
 // instant of the UnixNano range.
 func (w *world) advance(d time.Duration) {
@@ -538,6 +556,8 @@ func TestPropertyEngineInvariants(t *testing.T) {
 					w.feed(t, Input{Kind: VolumeDeleted, Volume: VolumeID(rapid.IntRange(0, len(w.gens)-1).Draw(t, "vol"))})
 				case 1:
 					w.addVolume(t)
+				case 2, 3, 4:
+					w.garbage(t)
 				}
 			}
 			w.check(t)
