@@ -185,6 +185,18 @@ func (q queueRT) idle([]int) error {
 	return nil
 }
 
+// eventCount counts what a hook was told.
+type eventCount struct{ admitted, refused atomic.Int64 }
+
+func (c *eventCount) count(e Event) {
+	switch e.Kind {
+	case Admitted:
+		c.admitted.Add(1)
+	case Refused:
+		c.refused.Add(1)
+	}
+}
+
 // raceCall is one caller of TestWaitRaces: it calls Acquire (holding the
 // slot for hold) or Do (whose function runs for hold, or until CallTimeout),
 // with a context cancelled at cancelAt or with a deadline, or neither.
@@ -203,18 +215,20 @@ type raceOp struct {
 	at   time.Duration
 }
 
-// TestWaitRaces races every way a waiter can be refused (Pause, eviction of
-// another key, a slot freeing) against every way it can give up (its
+// TestWaitRaces races every way a waiter can be refused or served (Pause,
+// eviction by more critical work in a Queue, a new key evicting an idle one
+// in a Partition, a slot freeing) against every way it can give up (its
 // context's cancellation and deadline, MaxWait) and CallTimeout, with many
 // goroutines whose moments collide on a millisecond grid of a synctest
 // clock. After everything settles: nothing waits or is in flight, every
-// call ended once in success or a typed refusal, the counters agree with
-// what the calls saw, and the target is idle and usable again.
+// call ended once in success or a typed refusal, the counters and the
+// hook's events agree with what the calls saw, and the target is idle and
+// usable again.
 func TestWaitRaces(t *testing.T) {
 	ms := func(rt *rapid.T, name string, lo, hi int) time.Duration {
 		return time.Duration(rapid.IntRange(lo, hi).Draw(rt, name)) * time.Millisecond
 	}
-	run := func(t *testing.T, rt *rapid.T, target raceTarget, keys int, evicts bool) {
+	run := func(t *testing.T, rt *rapid.T, target raceTarget, events *eventCount, keys int, evicts bool) {
 		calls := rapid.SliceOfN(rapid.Custom(func(rt *rapid.T) raceCall {
 			c := raceCall{
 				key:   rapid.IntRange(0, keys-1).Draw(rt, "key"),
@@ -367,6 +381,11 @@ func TestWaitRaces(t *testing.T) {
 					s.Admitted, s.Shed.Total(), admitted.Load(), refused.Load())
 				return
 			}
+			if a, r := events.admitted.Load(), events.refused.Load(); a != admitted.Load() || r != refused.Load() {
+				broken = fmt.Sprintf("the hook saw %d admitted and %d refused, the calls saw %d and %d",
+					a, r, admitted.Load(), refused.Load())
+				return
+			}
 			if err := target.idle(usedKeys); err != nil {
 				broken = err.Error()
 			}
@@ -377,7 +396,9 @@ func TestWaitRaces(t *testing.T) {
 	}
 	t.Run("Bulkhead", func(t *testing.T) {
 		rapid.Check(t, func(rt *rapid.T) {
+			var events eventCount
 			b, err := NewBulkhead(BulkheadConfig{
+				OnEvent:       events.count,
 				MaxConcurrent: rapid.IntRange(1, 3).Draw(rt, "maxConcurrent"),
 				MaxQueue:      rapid.IntRange(1, 6).Draw(rt, "maxQueue"),
 				MaxWait:       ms(rt, "maxWait", 1, 6),
@@ -386,14 +407,16 @@ func TestWaitRaces(t *testing.T) {
 			if err != nil {
 				rt.Fatal(err)
 			}
-			run(t, rt, bulkheadRT{b}, 1, false)
+			run(t, rt, bulkheadRT{b}, &events, 1, false)
 		})
 	})
 	t.Run("Partition", func(t *testing.T) {
 		rapid.Check(t, func(rt *rapid.T) {
 			total := rapid.IntRange(1, 4).Draw(rt, "total")
 			keys := rapid.IntRange(1, 3).Draw(rt, "keys")
+			var events eventCount
 			p, err := NewPartition(PartitionConfig[int]{
+				OnEvent:        func(_ int, e Event) { events.count(e) },
 				Total:          total,
 				PerKey:         rapid.IntRange(1, total).Draw(rt, "perKey"),
 				MaxQueuePerKey: rapid.IntRange(1, 4).Draw(rt, "maxQueue"),
@@ -404,12 +427,14 @@ func TestWaitRaces(t *testing.T) {
 			if err != nil {
 				rt.Fatal(err)
 			}
-			run(t, rt, partitionRT{p}, keys, true)
+			run(t, rt, partitionRT{p}, &events, keys, true)
 		})
 	})
 	t.Run("Queue", func(t *testing.T) {
 		rapid.Check(t, func(rt *rapid.T) {
+			var events eventCount
 			q, err := NewQueue(QueueConfig{
+				OnEvent:     events.count,
 				Workers:     rapid.IntRange(1, 2).Draw(rt, "workers"),
 				MaxQueue:    rapid.IntRange(1, 3).Draw(rt, "maxQueue"),
 				MaxWait:     ms(rt, "maxWait", 1, 6),
@@ -420,7 +445,7 @@ func TestWaitRaces(t *testing.T) {
 			if err != nil {
 				rt.Fatal(err)
 			}
-			run(t, rt, queueRT{q}, 3, false)
+			run(t, rt, queueRT{q}, &events, 3, false)
 		})
 	})
 }
