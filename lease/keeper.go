@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
@@ -56,11 +57,13 @@ type KeeperConfig struct {
 	ReleaseOnStop bool
 	// OnLost, if not nil, is called once when the lease is lost, with the
 	// *LostError that Err will return, on the keeper's goroutine, before
-	// Lost is closed. It must not block.
+	// Lost is closed. It must not block; it may call the keeper's
+	// methods, Stop included (see Stop).
 	OnLost func(error)
 	// OnEvent, if not nil, is called on the keeper's goroutine after every
 	// renewal (OpRenew), refused renewal (OpRenew, Refused) and loss
-	// (OpLost). It must not block.
+	// (OpLost). It must not block; it may call the keeper's methods, Stop
+	// included (see Stop).
 	OnEvent func(Event)
 }
 
@@ -181,6 +184,10 @@ type Keeper struct {
 	cancel context.CancelFunc // nil for a Keeper not made by Keep
 	done   chan struct{}
 	lostCh chan struct{}
+	// inHook is set while OnLost or OnEvent runs on the keeper's
+	// goroutine, so that Stop called from a hook does not wait for the
+	// goroutine it runs on.
+	inHook atomic.Bool
 
 	mu   sync.Mutex
 	cur  Lease
@@ -274,13 +281,22 @@ func (k *Keeper) Err() error {
 }
 
 // Stop ends the keeper (releasing the lease if ReleaseOnStop) and waits for
-// its goroutine to end. It is safe to call more than once, and does nothing
-// on a Keeper not made by Keep.
+// its goroutine to end. It is safe to call more than once, from several
+// goroutines at once, and does nothing on a Keeper not made by Keep.
+//
+// Stop called while OnLost or OnEvent runs — from the hook itself, which
+// runs on the keeper's goroutine and so cannot wait for it — ends the
+// keeper without waiting: the goroutine ends (releasing the lease if
+// ReleaseOnStop and it was not lost) as soon as the hook returns; wait on
+// Done for that.
 func (k *Keeper) Stop() {
 	if k == nil || k.cancel == nil {
 		return
 	}
 	k.cancel()
+	if k.inHook.Load() {
+		return
+	}
 	<-k.done
 }
 
@@ -401,7 +417,9 @@ func (k *Keeper) lose(cur Lease, reason string, cause error) {
 	k.mu.Unlock()
 	k.emit(Event{Op: OpLost, Resource: cur.Resource, Holder: cur.Holder, Epoch: cur.Epoch})
 	if k.cfg.OnLost != nil {
+		k.inHook.Store(true)
 		k.cfg.OnLost(err)
+		k.inHook.Store(false)
 	}
 	close(k.lostCh)
 }
@@ -431,6 +449,8 @@ func (k *Keeper) stopped(ctx context.Context, cur Lease, lostAt time.Time) {
 
 func (k *Keeper) emit(e Event) {
 	if k.cfg.OnEvent != nil {
+		k.inHook.Store(true)
 		k.cfg.OnEvent(e)
+		k.inHook.Store(false)
 	}
 }

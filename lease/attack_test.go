@@ -1,0 +1,116 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stormguard/stormguard/lease"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestKeeperStopFromHooks: OnLost and OnEvent run on the keeper's
+// goroutine; calling Stop (or Held, Err, Lease) from them must not
+// deadlock the keeper, and the keeper must still end and report as
+// documented.
+func TestKeeperStopFromHooks(t *testing.T) {
+	t.Run("OnLost", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			m, _ := lease.NewMemory(lease.MemoryConfig{})
+			l, err := m.Grant(context.Background(), "r", "h", 10*time.Second)
+			require.NoError(t, err)
+			var k *lease.Keeper
+			ready := make(chan struct{})
+			held := true
+			k, err = lease.Keep(context.Background(), l, lease.KeeperConfig{
+				Store: failing{m},
+				OnLost: func(error) {
+					<-ready
+					held = k.Held()
+					_ = k.Err()
+					k.Stop()
+					k.Stop()
+				},
+			})
+			require.NoError(t, err)
+			close(ready)
+			<-k.Done()
+			assert.False(t, held)
+			assert.ErrorIs(t, k.Err(), lease.ErrLost, "the loss, not the stop, is the keeper's error")
+			select {
+			case <-k.Lost():
+			default:
+				t.Fatal("Lost not closed after OnLost called Stop")
+			}
+			k.Stop()
+		})
+	})
+	t.Run("OnEvent", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			m, _ := lease.NewMemory(lease.MemoryConfig{})
+			l, err := m.Grant(context.Background(), "r", "h", 10*time.Second)
+			require.NoError(t, err)
+			var k *lease.Keeper
+			ready := make(chan struct{})
+			k, err = lease.Keep(context.Background(), l, lease.KeeperConfig{
+				Store: m, ReleaseOnStop: true,
+				OnEvent: func(e lease.Event) {
+					<-ready
+					if e.Op == lease.OpRenew {
+						k.Stop()
+					}
+				},
+			})
+			require.NoError(t, err)
+			close(ready)
+			<-k.Done()
+			assert.ErrorIs(t, k.Err(), context.Canceled)
+			assert.False(t, k.Held())
+			_, ok := m.HolderAt(time.Now(), "r")
+			assert.False(t, ok, "ReleaseOnStop released the lease")
+		})
+	})
+}
+
+// failing is a Store whose renewals all fail with an outage.
+type failing struct{ lease.Store }
+
+func (failing) Renew(context.Context, lease.Lease) (lease.Lease, error) {
+	return lease.Lease{}, errors.New("table down")
+}
+
+// TestRecoveryFinishIgnoresForgedDeadline: an Attempt is a plain value;
+// a caller that moves its Deadline later (by mistake or by copying fields
+// between attempts) must not make a late success count: the Recovery
+// judges lateness by the deadline it handed out.
+func TestRecoveryFinishIgnoresForgedDeadline(t *testing.T) {
+	for _, kind := range []lease.AttemptKind{lease.Establish, lease.Renew} {
+		t.Run(kind.String(), func(t *testing.T) {
+			r, err := lease.NewRecovery[string](lease.RecoveryConfig{Workers: 1, TTL: 10 * time.Second, AttemptTimeout: time.Second})
+			require.NoError(t, err)
+			require.NoError(t, r.Add(t0, "k"))
+			as := r.Start(t0, nil)
+			require.Len(t, as, 1)
+			a := as[0]
+			if kind == lease.Renew {
+				assert.Empty(t, r.Finish(at(10*time.Millisecond), a, nil, nil))
+				wake, ok := r.Wake()
+				require.True(t, ok)
+				as = r.Start(wake, nil)
+				require.Len(t, as, 1)
+				a = as[0]
+				require.Equal(t, lease.Renew, a.Kind)
+			}
+			late := a.Deadline.Add(time.Second)
+			forged := a
+			forged.Deadline = late.Add(time.Hour)
+			r.Finish(late, forged, nil, nil)
+			p := r.Progress(late)
+			assert.Equal(t, 0, p.Established, "a success reported after the real deadline does not establish the lease")
+			assert.Equal(t, int64(1), p.Wasted)
+		})
+	}
+}
