@@ -55,7 +55,8 @@ type LeaseTableConfig struct {
 // etcd revokes expired leases at a limited rate (1000 a second), so when
 // many expire together a holder record can outlive its lease by seconds.
 // Until etcd deletes it, Grant refuses the resource with a
-// *lease.HeldError and Get reports the lease with Expires in the past.
+// *lease.HeldError, Get reports the lease with Expires in the past, Renew
+// waits for the revocation and Release revokes the lease itself.
 //
 // All processes sharing a Prefix must use this scheme: earlier versions
 // of this package kept a per-resource epoch record and counted epochs up
@@ -174,7 +175,10 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 }
 
 // Renew keeps l's etcd lease alive for another TTL, keeping the epoch. A
-// lease that etcd no longer has is refused with a *lease.LostError.
+// lease that etcd no longer has is refused with a *lease.LostError. etcd
+// never revives an expired lease: it answers the renewal of one that it
+// has not yet revoked (see LeaseTable) only once it has, so Renew waits
+// for that until ctx ends, and then fails with ErrUnknownOutcome.
 func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
 	if err := t.validate(ctx, l); err != nil {
 		return lease.Lease{}, err
@@ -195,7 +199,9 @@ func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, err
 
 // Release revokes l's etcd lease, which deletes its holder record, so the
 // resource may be granted again at once, with a newer epoch. A lease that
-// etcd no longer has is refused with a *lease.LostError.
+// etcd no longer has is refused with a *lease.LostError. A lease that has
+// expired but that etcd has not yet revoked (see LeaseTable) is revoked
+// then and there, and Release returns nil: etcd does not say which.
 func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
 	if err := t.validate(ctx, l); err != nil {
 		return err

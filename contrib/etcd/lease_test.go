@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -359,6 +360,7 @@ func TestLeaseTableGetWhileRevokePending(t *testing.T) {
 
 	var expiredHeld, calls int
 	var worst time.Duration
+	renewTried := false
 	for {
 		call := time.Now()
 		got, ok, err := tb.Get(ctx, "droplet")
@@ -375,6 +377,19 @@ func TestLeaseTableGetWhileRevokePending(t *testing.T) {
 		if got.Expires.Before(call) {
 			expiredHeld++
 			worst = max(worst, call.Sub(got.Expires))
+			if call.Sub(got.Expires) >= 2*time.Second && !renewTried {
+				// etcd said −1s or less: the lease has surely expired,
+				// and a renewal must not revive it.
+				renewTried = true
+				rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				_, err := tb.Renew(rctx, l)
+				rcancel()
+				t.Logf("renewal %v after the lease expired: %v", call.Sub(got.Expires), err)
+				if !errors.Is(err, lease.ErrLost) {
+					assert.ErrorIs(t, err, ErrUnknownOutcome, "a renewal of an expired lease")
+					assert.ErrorIs(t, err, context.DeadlineExceeded, "a renewal of an expired lease")
+				}
+			}
 			m, err := tb.Grant(ctx, "droplet", "dwfm-b", time.Second)
 			if err == nil {
 				// etcd revoked the lease since Get read it.
