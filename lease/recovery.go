@@ -62,13 +62,16 @@ type Attempt[K comparable] struct {
 	// admission plus AttemptTimeout, for Renew the lease's loss deadline
 	// (expiry minus the drift margin). Give the work a context with this
 	// deadline: an attempt that finishes later counts as failed
-	// (ErrTimeout).
+	// (ErrTimeout). Finish judges by the deadline handed out: changing
+	// this field changes nothing.
 	Deadline time.Time
 	// owner and id tell this attempt from every other handed out, by
 	// this Recovery or another, so that Finish can ignore a duplicate,
-	// stale or misdirected report.
-	owner *Recovery[K]
-	id    uint64
+	// stale or misdirected report; deadline is Deadline as handed out,
+	// which Finish judges by, whatever the caller did to Deadline.
+	owner    *Recovery[K]
+	id       uint64
+	deadline time.Time
 }
 
 // RecoveryConfig configures a Recovery. Workers, TTL and AttemptTimeout are
@@ -473,7 +476,7 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 	} else {
 		r.costE += r.weight * (cost - r.costE)
 	}
-	if err == nil && !now.Before(a.Deadline) {
+	if err == nil && !now.Before(a.deadline) {
 		err = ErrTimeout
 	}
 	switch {
@@ -772,7 +775,7 @@ func (r *Recovery[K]) started(now time.Time, it shed.Item[*entry[K]], out []Atte
 	r.attempts++
 	r.seq++
 	e.seq, e.due = r.seq, now
-	return append(out, Attempt[K]{Key: e.key, Kind: kind, Started: now, Deadline: it.Deadline, owner: r, id: e.seq})
+	return append(out, Attempt[K]{Key: e.key, Kind: kind, Started: now, Deadline: it.Deadline, owner: r, id: e.seq, deadline: it.Deadline})
 }
 
 // settleDrops handles the items the scheduler (or Finish) dropped without
