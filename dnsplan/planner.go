@@ -63,8 +63,11 @@ type PlannerConfig struct {
 	// Store's latest after a restart): the next plan has its generation
 	// plus one and starts from its targets, and velocity control from its
 	// Velocity, so that a restarted Planner honours the window its
-	// predecessor started (and never takes now as earlier than the newest
-	// change recorded there). A Planner never drops an endpoint by
+	// predecessor started. The history can only narrow the removal
+	// budget, never widen it: a capacity it claims beyond what the
+	// removals it records could explain is not believed, and a change
+	// it records after now is taken as made at now. A Planner never
+	// drops an endpoint by
 	// itself: to decommission one, leave it out of Previous (its records
 	// stay as they are; see the package documentation on clean-up).
 	Previous *Plan
@@ -128,7 +131,6 @@ type Planner struct {
 	mu     sync.Mutex
 	cfg    PlannerConfig
 	prev   Plan
-	now    time.Time
 	byName map[string]*velocity
 }
 
@@ -226,7 +228,11 @@ func (p *Planner) validateReport(r Report) error {
 // carries the velocity history (Plan.Velocity), so a Planner restarted
 // from it honours the same window.
 //
-// A now earlier than the previous call's is taken as the previous call's.
+// If now is earlier than changes already recorded (the clock went back,
+// or Previous was made by a planner whose clock was ahead), those changes
+// are taken as made at now: they count for a whole Window from now, so
+// the budget is neither freed by the jump nor frozen until the clock
+// catches up.
 // An invalid report is refused with an error matching ErrInvalidReport,
 // and nothing changes. Next fails otherwise only when the generation
 // cannot grow (fence.MaxToken). PlannerConfig.OnEvent, if set, is called
@@ -254,9 +260,7 @@ func (p *Planner) next(now time.Time, r Report, events *[]PlannerEvent) (Plan, e
 	if p.prev.Generation == fence.MaxToken {
 		return Plan{}, fmt.Errorf("%w: generation %d is the last", ErrInvalidPlan, uint64(fence.MaxToken))
 	}
-	if now.Before(p.now) {
-		now = p.now
-	}
+	p.restamp(now)
 	next := Plan{Generation: p.prev.Generation + 1, Endpoints: make(map[string][]Target, max(len(p.prev.Endpoints), len(r)))}
 	for name, ts := range p.prev.Endpoints {
 		if _, reported := r[name]; !reported {
@@ -311,7 +315,6 @@ func (p *Planner) next(now time.Time, r Report, events *[]PlannerEvent) (Plan, e
 		}
 	}
 	next.Velocity = p.history(now, next)
-	p.now = now
 	p.prev = next
 	return next.Clone(), nil
 }
@@ -369,8 +372,18 @@ func (p *Planner) resume(h []CapacityChange) {
 			p.byName[c.Endpoint] = v
 		}
 		v.changes = append(v.changes, change{at: c.At, capacity: c.Capacity, removed: c.Removed})
-		if c.At.After(p.now) {
-			p.now = c.At
+	}
+}
+
+// restamp takes every change recorded after now (the clock went back, or
+// a predecessor's clock was ahead) as made at now: it then counts for a
+// whole Window from now, and no longer than that, so a clock that jumps
+// forward and back neither frees the budget nor freezes it until the
+// clock catches up. Changes stay in time order.
+func (p *Planner) restamp(now time.Time) {
+	for _, v := range p.byName {
+		for i := len(v.changes) - 1; i >= 0 && v.changes[i].at.After(now); i-- {
+			v.changes[i].at = now
 		}
 	}
 }
@@ -401,15 +414,33 @@ func (p *Planner) budget(name string, now time.Time, current uint64) uint64 {
 				peak = max(peak, c.capacity)
 			}
 			if inWindow {
-				removed += c.removed
+				removed = addSat(removed, c.removed)
 			}
 		}
 	}
-	allowed := uint64(p.maxRemoveFraction() * float64(peak))
+	// Capacity is only ever lost by removals, so the window's peak is at
+	// most the current capacity plus what the window removed; a history
+	// that claims more (hand-edited, damaged) is not believed, and a
+	// history can only narrow the budget, never widen it beyond that of a
+	// Planner without one.
+	peak = min(peak, addSat(current, removed))
+	f := p.maxRemoveFraction() * float64(peak)
+	allowed := uint64(math.MaxUint64)
+	if f < math.MaxUint64 {
+		allowed = uint64(f)
+	}
 	if removed >= allowed {
 		return 0
 	}
 	return allowed - removed
+}
+
+// addSat returns a+b, or math.MaxUint64 if that overflows.
+func addSat(a, b uint64) uint64 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return math.MaxUint64
 }
 
 // planEndpoint returns an endpoint's next targets and the capacity they

@@ -1,0 +1,139 @@
+package dnsplan_test
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/dnsplan"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+)
+
+// flapping reports the n targets of healthy(n, 1) with only the first one
+// healthy.
+func flapping(n int) []dnsplan.TargetHealth {
+	hs := healthy(n, 1)
+	for i := 1; i < n; i++ {
+		hs[i].Healthy = false
+	}
+	return hs
+}
+
+// TestPlannerForgedHistoryGrantsNothing: a Previous whose Velocity claims
+// a capacity the endpoint never had (a hand-edited or damaged store) must
+// not widen the removal budget: with 8 targets of weight 1 and
+// MaxRemoveFraction 0.25, one plan removes at most 2, whatever the
+// history says.
+func TestPlannerForgedHistoryGrantsNothing(t *testing.T) {
+	prev := dnsplan.Plan{Generation: 5, Endpoints: map[string][]dnsplan.Target{"api.x": targetsOf(healthy(8, 1))}}
+	for _, forged := range [][]dnsplan.CapacityChange{
+		{{Endpoint: "api.x", At: t0.Add(-time.Second), Capacity: 1 << 40}},
+		{{Endpoint: "api.x", At: t0.Add(-time.Second), Capacity: math.MaxUint64}},
+		// Removals that wrap a uint64 sum around to nothing.
+		{
+			{Endpoint: "api.x", At: t0.Add(-3 * time.Second), Capacity: math.MaxUint64, Removed: 1 << 63},
+			{Endpoint: "api.x", At: t0.Add(-2 * time.Second), Capacity: math.MaxUint64, Removed: 1 << 63},
+			{Endpoint: "api.x", At: t0.Add(-time.Second), Capacity: 8},
+		},
+	} {
+		prev.Velocity = forged
+		p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Window: time.Hour, MaxRemoveFraction: 0.25, Previous: &prev})
+		require.NoError(t, err)
+		plan, err := p.Next(t0, dnsplan.Report{"api.x": flapping(8)})
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, plan.Capacity("api.x"), uint64(6), "history %+v: 25%% of 8 is 2", forged)
+	}
+}
+
+// TestPlannerHistoryOnlyRestricts: whatever Velocity a Previous carries
+// (any times, capacities and removals, in any order), the next plan
+// removes no more capacity than a Planner started from the same plan
+// without history.
+func TestPlannerHistoryOnlyRestricts(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(1, 16).Draw(t, "targets")
+		window := time.Duration(rapid.IntRange(1, 3600).Draw(t, "window")) * time.Second
+		fraction := rapid.Float64Range(0.01, 1).Draw(t, "fraction")
+		prev := dnsplan.Plan{Generation: 9, Endpoints: map[string][]dnsplan.Target{"api.x": targetsOf(healthy(n, 1))}}
+		cfg := dnsplan.PlannerConfig{Window: window, MaxRemoveFraction: fraction, Previous: &prev}
+		fresh, err := dnsplan.NewPlanner(cfg)
+		require.NoError(t, err)
+		for range rapid.IntRange(0, 12).Draw(t, "changes") {
+			prev.Velocity = append(prev.Velocity, dnsplan.CapacityChange{
+				Endpoint: "api.x",
+				At:       t0.Add(time.Duration(rapid.Int64Range(-3*int64(window), 3*int64(window)).Draw(t, "at"))),
+				Capacity: rapid.SampledFrom([]uint64{0, 1, uint64(n), 2 * uint64(n), 1 << 40, math.MaxUint64}).Draw(t, "capacity"),
+				Removed:  rapid.SampledFrom([]uint64{0, 1, uint64(n), 1 << 63, math.MaxUint64}).Draw(t, "removed"),
+			})
+		}
+		forged, err := dnsplan.NewPlanner(cfg)
+		require.NoError(t, err)
+		report := dnsplan.Report{"api.x": flapping(n)}
+		want, err := fresh.Next(t0, report)
+		require.NoError(t, err)
+		got, err := forged.Next(t0, report)
+		require.NoError(t, err)
+		if got.Capacity("api.x") < want.Capacity("api.x") {
+			t.Fatalf("history %+v let the plan go down to capacity %d; without it, %d", prev.Velocity, got.Capacity("api.x"), want.Capacity("api.x"))
+		}
+	})
+}
+
+// TestPlannerClockBackDoesNotFreeze: the clock of the planner's host
+// jumps back an hour after a removal. The removal still counts for a
+// whole Window from then on (no second removal at once), but velocity
+// control is not frozen until the clock is back where it was: one Window
+// after the jump, the next removal is granted.
+func TestPlannerClockBackDoesNotFreeze(t *testing.T) {
+	const window = 10 * time.Minute
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Window: window, MaxRemoveFraction: 0.25})
+	require.NoError(t, err)
+	_, err = p.Next(t0, dnsplan.Report{"api.x": healthy(8, 1)})
+	require.NoError(t, err)
+	plan, err := p.Next(t0.Add(time.Second), dnsplan.Report{"api.x": flapping(8)})
+	require.NoError(t, err)
+	require.EqualValues(t, 6, plan.Capacity("api.x"))
+	back := t0.Add(-time.Hour)
+	plan, err = p.Next(back, dnsplan.Report{"api.x": flapping(8)})
+	require.NoError(t, err)
+	assert.EqualValues(t, 6, plan.Capacity("api.x"), "the removal still counts after the clock went back")
+	plan, err = p.Next(back.Add(window-time.Second), dnsplan.Report{"api.x": flapping(8)})
+	require.NoError(t, err)
+	assert.EqualValues(t, 6, plan.Capacity("api.x"), "for a whole window")
+	plan, err = p.Next(back.Add(window+time.Second), dnsplan.Report{"api.x": flapping(8)})
+	require.NoError(t, err)
+	assert.Less(t, plan.Capacity("api.x"), uint64(6), "a window after the jump, not an hour and a window")
+}
+
+// TestPlannerFutureHistoryDoesNotFreeze: a Previous written by a planner
+// whose clock was a year ahead. Its removal counts for a Window from the
+// restart, not until next year.
+func TestPlannerFutureHistoryDoesNotFreeze(t *testing.T) {
+	const window = 10 * time.Minute
+	prev := dnsplan.Plan{Generation: 3, Endpoints: map[string][]dnsplan.Target{"api.x": targetsOf(healthy(6, 1))},
+		Velocity: []dnsplan.CapacityChange{
+			{Endpoint: "api.x", At: t0.AddDate(1, 0, 0).Add(-time.Second), Capacity: 8},
+			{Endpoint: "api.x", At: t0.AddDate(1, 0, 0), Capacity: 6, Removed: 2},
+		}}
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Window: window, MaxRemoveFraction: 0.25, Previous: &prev})
+	require.NoError(t, err)
+	plan, err := p.Next(t0, dnsplan.Report{"api.x": flapping(6)})
+	require.NoError(t, err)
+	assert.EqualValues(t, 6, plan.Capacity("api.x"), "the recorded removal counts")
+	for _, c := range plan.Velocity {
+		assert.False(t, c.At.After(t0), "history %+v is not carried on in the future", plan.Velocity)
+	}
+	plan, err = p.Next(t0.Add(window+time.Second), dnsplan.Report{"api.x": flapping(6)})
+	require.NoError(t, err)
+	assert.Less(t, plan.Capacity("api.x"), uint64(6), "a window later, not a year later")
+}
+
+func targetsOf(hs []dnsplan.TargetHealth) []dnsplan.Target {
+	ts := make([]dnsplan.Target, len(hs))
+	for i, h := range hs {
+		ts[i] = dnsplan.Target{Addr: h.Addr, Weight: h.Capacity}
+	}
+	return ts
+}
