@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/dnsplan"
+	"github.com/stormguard/stormguard/fence"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
@@ -136,4 +137,30 @@ func targetsOf(hs []dnsplan.TargetHealth) []dnsplan.Target {
 		ts[i] = dnsplan.Target{Addr: h.Addr, Weight: h.Capacity}
 	}
 	return ts
+}
+
+// TestEnactorReusedOnAnotherFleet: an Enactor that served one Store and
+// Provider (where "api" reached generation 50) is then run against
+// another, where "api" serves plan 5 and cannot be read. What it knew of
+// the first fleet says nothing of the second: clean-up keeps plan 5 (and
+// every plan naming "api" that "api" may need).
+func TestEnactorReusedOnAnotherFleet(t *testing.T) {
+	var e dnsplan.Enactor
+	storeA, dnsA := &dnsplan.MemoryStore{}, &dnsplan.MemoryProvider{}
+	require.NoError(t, storeA.Put(ctx, onePlan(50, tg(1, 1))))
+	_, err := e.Pass(ctx, storeA, dnsA)
+	require.NoError(t, err)
+
+	storeB, memB := &dnsplan.MemoryStore{}, &dnsplan.MemoryProvider{}
+	for g := fence.Token(1); g <= 10; g++ {
+		require.NoError(t, storeB.Put(ctx, onePlan(g, tg(int(g), 1))))
+	}
+	memB.Set("api", dnsplan.Records{Generation: 5, Targets: []dnsplan.Target{tg(5, 1)}})
+	dnsB := newFaulty(memB)
+	dnsB.set(dnsB.readErr, "api", errTimeout)
+	st, err := e.Pass(ctx, storeB, dnsB)
+	require.NoError(t, err)
+	assert.Equal(t, 1, st.Failed)
+	_, err = storeB.Get(ctx, 5)
+	require.NoError(t, err, "plan 5 is live on api: clean-up deleted %d plans", st.Deleted)
 }

@@ -248,7 +248,11 @@ const (
 // empty or corrupt at a generation newer than the plan is repaired with
 // the plan of that generation (see the package documentation). Then clean
 // up (see the package documentation for the rule). An Enactor is not safe
-// for concurrent use; run one per goroutine.
+// for concurrent use; run one per goroutine. What it remembers between
+// passes (the generations it read) is of one Store and Provider: Pass and
+// Run forget it, and start a new pass, when given another Store or
+// Provider than the last pass's; a driver of Next and Deliver must use
+// one Enactor per Store and Provider.
 //
 // The zero Enactor is ready to use and the same as
 // NewEnactor(EnactorConfig{}): it runs with the defaults of the zero
@@ -281,6 +285,10 @@ type Enactor struct {
 	stats    PassStats
 	last     PassStats
 	pending  Action
+	// store and provider are those of the last Pass: known and pinnedBy
+	// are of them.
+	store    Store
+	provider Provider
 }
 
 // NewEnactor returns an Enactor at the start of its first pass, or an

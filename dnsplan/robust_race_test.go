@@ -45,8 +45,22 @@ var (
 	robustAll    = append(slices.Clone(robustLive), robustOld)
 	errTimeout   = errors.New("i/o timeout")
 	errCNAME     = fmt.Errorf("%w: CNAME lb.elsewhere.example. at the name", dnsplan.ErrNameInUse)
-	robustFaults = []string{"publish", "restart", "empty", "other", "corrupt", "unreadable", "in-use", "in-use-apply", "heal", "lose"}
+	robustFaults = []string{"publish", "restart", "empty", "other", "corrupt", "unreadable", "in-use", "in-use-apply", "heal", "lose", "renew"}
 )
+
+// robustCfg varies the world: how many enactors, their Retention and
+// MaxDeletes (zero: the defaults), the generation from which robustOld is
+// no longer planned (decomAt) and the one from which it is planned again
+// (reappearAt; zero: never).
+type robustCfg struct {
+	enactors, retention, maxDeletes int
+	decomAt, reappearAt             fence.Token
+}
+
+// decommissioned reports whether plan g leaves robustOld out.
+func (c robustCfg) decommissioned(g fence.Token) bool {
+	return g >= c.decomAt && (c.reappearAt == 0 || g < c.reappearAt)
+}
 
 type robustOp struct {
 	Kind     string // "E" for an enactor step, or one of robustFaults
@@ -63,16 +77,18 @@ func (o robustOp) String() string {
 		return fmt.Sprintf("%s(%d)", o.Kind, o.Seed)
 	case "lose":
 		return fmt.Sprintf("lose(%d)", o.Seed)
+	case "renew":
+		return fmt.Sprintf("renew(E%d)", o.Enactor)
 	}
 	return fmt.Sprintf("%s(%s)", o.Kind, robustAll[o.Endpoint])
 }
 
-func genRobustSchedule() *rapid.Generator[[]robustOp] {
+func genRobustSchedule(enactors int) *rapid.Generator[[]robustOp] {
 	return rapid.Custom(func(t *rapid.T) []robustOp {
 		ops := make([]robustOp, rapid.IntRange(1, 300).Draw(t, "steps"))
 		for i := range ops {
 			if rapid.IntRange(0, 4).Draw(t, "fault") > 0 {
-				ops[i] = robustOp{Kind: "E", Enactor: rapid.IntRange(0, 2).Draw(t, "enactor")}
+				ops[i] = robustOp{Kind: "E", Enactor: rapid.IntRange(0, enactors-1).Draw(t, "enactor")}
 				continue
 			}
 			kind := robustFaults[0]
@@ -80,6 +96,9 @@ func genRobustSchedule() *rapid.Generator[[]robustOp] {
 				kind = rapid.SampledFrom(robustFaults).Draw(t, "kind")
 			}
 			ops[i] = robustOp{Kind: kind, Endpoint: rapid.IntRange(0, len(robustAll)-1).Draw(t, "endpoint"), Seed: rapid.Uint8().Draw(t, "seed")}
+			if kind == "renew" {
+				ops[i].Enactor = int(ops[i].Seed) % enactors
+			}
 		}
 		return ops
 	})
@@ -94,7 +113,7 @@ type robustWorld struct {
 	cfg       dnsplan.PlannerConfig
 	now       time.Time
 	gen       fence.Token
-	decomAt   fence.Token // plans from this generation on do not name robustOld
+	rc        robustCfg
 	retention fence.Token
 	plans     map[fence.Token]dnsplan.Plan // every plan published
 	lost      map[fence.Token]bool         // deleted by the test (the Store lost them)
@@ -106,26 +125,34 @@ type robustWorld struct {
 	log       []string
 }
 
-func newRobustWorld(t *rapid.T, decomAt fence.Token) *robustWorld {
+func newRobustWorld(t *rapid.T, rc robustCfg) *robustWorld {
 	w := &robustWorld{
 		ctx: context.Background(), store: &dnsplan.MemoryStore{}, mem: &dnsplan.MemoryProvider{},
-		cfg: dnsplan.PlannerConfig{Window: time.Minute}, now: t0, decomAt: decomAt, retention: dnsplan.DefaultRetention,
+		cfg: dnsplan.PlannerConfig{Window: time.Minute}, now: t0, rc: rc, retention: dnsplan.DefaultRetention,
 		plans: map[fence.Token]dnsplan.Plan{}, lost: map[fence.Token]bool{}, cleaned: map[fence.Token]bool{},
-		damaged: map[string]bool{}, maxSeen: map[string]fence.Token{}, passes: make([]int, 3),
+		damaged: map[string]bool{}, maxSeen: map[string]fence.Token{}, passes: make([]int, rc.enactors),
 	}
 	w.dns = newFaulty(w.mem)
 	var err error
 	if w.planner, err = dnsplan.NewPlanner(w.cfg); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 3 {
-		e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: fmt.Sprintf("E%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.enactors = append(w.enactors, e)
+	if rc.retention > 0 {
+		w.retention = fence.Token(rc.retention)
+	}
+	for i := range rc.enactors {
+		w.enactors = append(w.enactors, w.newEnactor(t, i))
 	}
 	return w
+}
+
+// newEnactor returns a new enactor i, with no memory of earlier passes.
+func (w *robustWorld) newEnactor(t *rapid.T, i int) *dnsplan.Enactor {
+	e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: fmt.Sprintf("E%d", i), Retention: w.rc.retention, MaxDeletes: w.rc.maxDeletes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 func (w *robustWorld) logf(format string, args ...any) {
@@ -137,7 +164,7 @@ func (w *robustWorld) logf(format string, args ...any) {
 func (w *robustWorld) report(seed uint8) dnsplan.Report {
 	r := dnsplan.Report{}
 	for j, name := range robustAll {
-		if name == robustOld && w.gen+1 >= w.decomAt {
+		if name == robustOld && w.rc.decommissioned(w.gen+1) {
 			continue
 		}
 		if name == "edge.x" && seed%4 == 3 {
@@ -166,7 +193,7 @@ func (w *robustWorld) restart(t *rapid.T) {
 	}
 	prev = prev.Clone()
 	prev.Generation = w.gen
-	if w.gen+1 >= w.decomAt {
+	if w.rc.decommissioned(w.gen + 1) {
 		delete(prev.Endpoints, robustOld)
 	}
 	if len(prev.Endpoints) == 0 {
@@ -182,7 +209,7 @@ func (w *robustWorld) restart(t *rapid.T) {
 }
 
 func (w *robustWorld) publish(t *rapid.T, seed uint8) error {
-	if w.gen+1 == w.decomAt {
+	if w.gen+1 == w.rc.decomAt {
 		w.restart(t) // decommissioning is done by editing the plan a planner resumes from
 	}
 	w.now = w.now.Add(time.Second)
@@ -229,6 +256,8 @@ func (w *robustWorld) fault(t *rapid.T, op robustOp) error {
 		w.dns.set(w.dns.applyErr, ep, errCNAME)
 	case "heal":
 		w.heal(ep)
+	case "renew":
+		w.enactors[op.Enactor] = w.newEnactor(t, op.Enactor)
 	case "lose":
 		gens, _ := w.store.List(w.ctx)
 		if len(gens) == 0 {
@@ -341,10 +370,10 @@ func (w *robustWorld) needed(g fence.Token, failing string) (string, bool) {
 	return "", false
 }
 
-func runRobustRace(t *rapid.T, sched []robustOp, decomAt fence.Token, failing int) error {
-	w := newRobustWorld(t, decomAt)
+func runRobustRace(t *rapid.T, sched []robustOp, rc robustCfg, failing int) error {
+	w := newRobustWorld(t, rc)
 	fail := func(err error) error {
-		return fmt.Errorf("%w\nschedule: %v (decommission at %d)\nhistory:\n%s", err, sched, decomAt, joinLines(w.log))
+		return fmt.Errorf("%w\nschedule: %v (%+v)\nhistory:\n%s", err, sched, rc, joinLines(w.log))
 	}
 	for _, op := range sched {
 		var err error
@@ -377,11 +406,17 @@ func runRobustRace(t *rapid.T, sched []robustOp, decomAt fence.Token, failing in
 	}
 	w.logf("-- quiet; failing: %q", stillFailing)
 	start := slices.Clone(w.passes)
+	passes := 3
+	if rc.maxDeletes > 0 {
+		// A clean-up deletes at most maxDeletes plans: one pass each.
+		gens, _ := w.store.List(w.ctx)
+		passes += len(gens) / rc.maxDeletes
+	}
 	for steps := 0; ; steps++ {
-		if steps > 30000 {
-			return fail(errors.New("no convergence within 30000 steps after the planner stopped"))
+		if steps > 10000*passes {
+			return fail(fmt.Errorf("no convergence within %d steps after the planner stopped", steps))
 		}
-		if err := w.step(steps % 3); err != nil {
+		if err := w.step(steps % len(w.enactors)); err != nil {
 			return fail(err)
 		}
 		if err := w.check(); err != nil {
@@ -389,7 +424,7 @@ func runRobustRace(t *rapid.T, sched []robustOp, decomAt fence.Token, failing in
 		}
 		done := true
 		for j := range w.passes {
-			done = done && w.passes[j] >= start[j]+3
+			done = done && w.passes[j] >= start[j]+passes
 		}
 		if done {
 			break
@@ -420,10 +455,34 @@ func runRobustRace(t *rapid.T, sched []robustOp, decomAt fence.Token, failing in
 // TestRobustRaceProperty: see the comment at the top of this file.
 func TestRobustRaceProperty(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		sched := genRobustSchedule().Draw(t, "schedule")
-		decomAt := fence.Token(rapid.IntRange(1, 40).Draw(t, "decommissionAt"))
+		sched := genRobustSchedule(3).Draw(t, "schedule")
+		rc := robustCfg{enactors: 3, decomAt: fence.Token(rapid.IntRange(1, 40).Draw(t, "decommissionAt"))}
 		failing := rapid.IntRange(-1, 1).Draw(t, "failing")
-		if err := runRobustRace(t, sched, decomAt, failing); err != nil {
+		if err := runRobustRace(t, sched, rc, failing); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestRobustRaceVariedProperty: the same invariants with 2 to 5
+// enactors, any of which may be replaced by a new one with no memory
+// (renew), a Retention of 1, the default or a huge one, MaxDeletes 1 or
+// the default, and a decommissioned endpoint that may come back into the
+// plans later.
+func TestRobustRaceVariedProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		rc := robustCfg{
+			enactors:   rapid.IntRange(2, 5).Draw(t, "enactors"),
+			retention:  rapid.SampledFrom([]int{0, 1, 1 << 40}).Draw(t, "retention"),
+			maxDeletes: rapid.SampledFrom([]int{0, 1}).Draw(t, "maxDeletes"),
+			decomAt:    fence.Token(rapid.IntRange(1, 40).Draw(t, "decommissionAt")),
+		}
+		if rapid.Bool().Draw(t, "reappear") {
+			rc.reappearAt = rc.decomAt + fence.Token(rapid.IntRange(1, 20).Draw(t, "reappearAfter"))
+		}
+		sched := genRobustSchedule(rc.enactors).Draw(t, "schedule")
+		failing := rapid.IntRange(-1, 1).Draw(t, "failing")
+		if err := runRobustRace(t, sched, rc, failing); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -3,6 +3,7 @@ package dnsplan
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -58,6 +59,12 @@ func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (Pas
 		return PassStats{}, fmt.Errorf("%w: Enactor.Pass: %s", ErrInvalidArgument, nils)
 	}
 	e.init()
+	if !samePointer(e.store, store) || !samePointer(e.provider, provider) {
+		// What the Enactor knows of endpoints and plans is of the fleet
+		// it served: of another one it knows nothing.
+		e.forget()
+		e.store, e.provider = store, provider
+	}
 	if e.pending.Op == OpRest {
 		e.Deliver(Result{})
 	}
@@ -69,6 +76,25 @@ func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (Pas
 		e.Deliver(Execute(ctx, e.pending, store, provider))
 	}
 	return e.last, nil
+}
+
+// samePointer reports whether a and b are the same pointer (a Store or
+// Provider of a non-pointer type is never the same as another: an
+// Enactor forgets what it knew on every pass with one, which costs reads
+// and loads, never safety).
+func samePointer(a, b any) bool {
+	if a == nil || b == nil || reflect.TypeOf(a) != reflect.TypeOf(b) || reflect.TypeOf(a).Kind() != reflect.Pointer {
+		return false
+	}
+	return a == b
+}
+
+// forget abandons the pass in progress and everything the Enactor learnt
+// of endpoints and plans in earlier passes.
+func (e *Enactor) forget() {
+	clear(e.known)
+	clear(e.pinnedBy)
+	e.restart()
 }
 
 // restart abandons the pass in progress; the next action loads the newest
