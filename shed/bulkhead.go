@@ -231,7 +231,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	if b == nil {
 		return errNilBulkhead
 	}
-	if ctx == nil {
+	if nilContext(ctx) {
 		return errNilContext
 	}
 	if err := ctx.Err(); err != nil {

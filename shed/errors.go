@@ -36,7 +36,8 @@ var (
 )
 
 // ErrInvalidArgument is matched (with errors.Is) by the error a call
-// returns for a nil context, a nil function, a nil receiver (a nil
+// returns for a nil context (a typed nil such as a nil pointer to a
+// context type included), a nil function, a nil receiver (a nil
 // *Bulkhead, *Partition, *Queue, *Limiter or *KeyedLimiter, such as a
 // typed nil stored in an interface) or a key that no map could find again
 // (an uncomparable value in an interface, a NaN), before it does anything

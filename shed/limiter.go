@@ -109,7 +109,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	if l == nil {
 		return errNilLimiter
 	}
-	if ctx == nil {
+	if nilContext(ctx) {
 		return errNilContext
 	}
 	if l.bucket == nil {

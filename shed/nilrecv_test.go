@@ -253,3 +253,61 @@ func TestBadKeys(t *testing.T) {
 		t.Error("a good key was refused")
 	}
 }
+
+// nilCtx is a context type whose methods dereference their receiver.
+type nilCtx struct{ context.Context }
+
+// TestTypedNilContext: a typed nil context (a nil *nilCtx in a
+// context.Context) is an error matching ErrInvalidArgument, like a nil one,
+// not a panic in its Err method.
+func TestTypedNilContext(t *testing.T) {
+	var ctx context.Context = (*nilCtx)(nil)
+	fn := func(context.Context) error { return nil }
+	b, err := NewBulkhead(BulkheadConfig{MaxConcurrent: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPartition(PartitionConfig[string]{Total: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := NewQueue(QueueConfig{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLimiter(LimiterConfig{Rate: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, call := range map[string]func() error{
+		"Bulkhead.Acquire":  func() error { return b.Acquire(ctx) },
+		"Bulkhead.Do":       func() error { return b.Do(ctx, fn) },
+		"Partition.Acquire": func() error { return p.Acquire(ctx, "a") },
+		"Partition.Do":      func() error { return p.Do(ctx, "a", fn) },
+		"Queue.Acquire":     func() error { return q.Acquire(ctx, Normal) },
+		"Queue.Do":          func() error { return q.Do(ctx, Normal, fn) },
+		"Limiter.Wait":      func() error { return l.Wait(ctx) },
+	} {
+		var err error
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s with a typed nil context panicked: %v", name, r)
+				}
+			}()
+			err = call()
+		}()
+		if !errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrShed) {
+			t.Errorf("%s with a typed nil context: %v, want ErrInvalidArgument and not a refusal", name, err)
+		}
+	}
+	for _, s := range []Stats{b.Stats(), p.Stats(), q.Stats(), l.Stats()} {
+		if s != (Stats{}) {
+			t.Errorf("a call with a typed nil context was admitted or counted: %+v", s)
+		}
+	}
+	// A context whose value is a struct (not a pointer) is not nil.
+	if err := b.Acquire(nilCtx{context.Background()}); err != nil {
+		t.Errorf("a struct context was refused: %v", err)
+	}
+}

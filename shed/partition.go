@@ -283,7 +283,7 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 	if p == nil {
 		return errNilPartition
 	}
-	if ctx == nil {
+	if nilContext(ctx) {
 		return errNilContext
 	}
 	if err := p.badKey(key); err != nil {

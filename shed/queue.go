@@ -131,7 +131,7 @@ func (q *Queue) Acquire(ctx context.Context, pri Priority, opts ...CallOption) e
 	if q == nil {
 		return errNilQueue
 	}
-	if ctx == nil {
+	if nilContext(ctx) {
 		return errNilContext
 	}
 	if q.sched == nil {

@@ -3,7 +3,9 @@ package shed
 import (
 	"context"
 	"errors"
+	"reflect"
 	"time"
+	"unsafe"
 )
 
 // waiter is one goroutine waiting for a slot in a Bulkhead or Partition. It
@@ -153,4 +155,23 @@ func ctxRefusal(ctx context.Context, waited time.Duration, key string) *Refusal 
 		r.Cause = cause
 	}
 	return r
+}
+
+// nilContext reports whether ctx is nil or a typed nil: a nil pointer (or
+// map, chan, func) of a type that implements context.Context, whose
+// methods would dereference nil. It is small enough to inline, and costs
+// one load: the data word of an interface is nil only when it holds a nil
+// pointer-shaped value, and only then does nilValue confirm the kind.
+func nilContext(ctx context.Context) bool {
+	type iface struct{ tab, data unsafe.Pointer }
+	return ctx == nil || (*iface)(unsafe.Pointer(&ctx)).data == nil && nilValue(ctx)
+}
+
+// nilValue reports whether x holds a nil pointer, map, chan or func.
+func nilValue(x any) bool {
+	switch v := reflect.ValueOf(x); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Chan, reflect.Func, reflect.UnsafePointer:
+		return v.IsNil()
+	}
+	return false
 }
