@@ -63,10 +63,10 @@ type PlannerConfig struct {
 	// Store's latest after a restart): the next plan has its generation
 	// plus one and starts from its targets, and velocity control from its
 	// Velocity, so that a restarted Planner honours the window its
-	// predecessor started. The history can only narrow the removal
+	// predecessor started, and never takes now as earlier than the newest
+	// change recorded there. The history can only narrow the removal
 	// budget, never widen it: a capacity it claims beyond what the
-	// removals it records could explain is not believed, and a change
-	// it records after now is taken as made at now. A Planner never
+	// removals it records could explain is not believed. A Planner never
 	// drops an endpoint by
 	// itself: to decommission one, leave it out of Previous (its records
 	// stay as they are; see the package documentation on clean-up).
@@ -131,6 +131,7 @@ type Planner struct {
 	mu     sync.Mutex
 	cfg    PlannerConfig
 	prev   Plan
+	now    time.Time
 	byName map[string]*velocity
 }
 
@@ -228,11 +229,11 @@ func (p *Planner) validateReport(r Report) error {
 // carries the velocity history (Plan.Velocity), so a Planner restarted
 // from it honours the same window.
 //
-// If now is earlier than changes already recorded (the clock went back,
-// or Previous was made by a planner whose clock was ahead), those changes
-// are taken as made at now: they count for a whole Window from now, so
-// the budget is neither freed by the jump nor frozen until the clock
-// catches up.
+// A now earlier than the previous call's (or than the newest change in
+// Previous.Velocity) is taken as that time: a clock that goes back and
+// forth never frees the budget early. The price is that removals beyond
+// the budget are held until the clock catches up with a time it once
+// showed (or that Previous's planner's clock showed).
 // An invalid report is refused with an error matching ErrInvalidReport,
 // and nothing changes. Next fails otherwise only when the generation
 // cannot grow (fence.MaxToken). PlannerConfig.OnEvent, if set, is called
@@ -260,7 +261,9 @@ func (p *Planner) next(now time.Time, r Report, events *[]PlannerEvent) (Plan, e
 	if p.prev.Generation == fence.MaxToken {
 		return Plan{}, fmt.Errorf("%w: generation %d is the last", ErrInvalidPlan, uint64(fence.MaxToken))
 	}
-	p.restamp(now)
+	if now.Before(p.now) {
+		now = p.now
+	}
 	next := Plan{Generation: p.prev.Generation + 1, Endpoints: make(map[string][]Target, max(len(p.prev.Endpoints), len(r)))}
 	for name, ts := range p.prev.Endpoints {
 		if _, reported := r[name]; !reported {
@@ -315,6 +318,7 @@ func (p *Planner) next(now time.Time, r Report, events *[]PlannerEvent) (Plan, e
 		}
 	}
 	next.Velocity = p.history(now, next)
+	p.now = now
 	p.prev = next
 	return next.Clone(), nil
 }
@@ -372,18 +376,8 @@ func (p *Planner) resume(h []CapacityChange) {
 			p.byName[c.Endpoint] = v
 		}
 		v.changes = append(v.changes, change{at: c.At, capacity: c.Capacity, removed: c.Removed})
-	}
-}
-
-// restamp takes every change recorded after now (the clock went back, or
-// a predecessor's clock was ahead) as made at now: it then counts for a
-// whole Window from now, and no longer than that, so a clock that jumps
-// forward and back neither frees the budget nor freezes it until the
-// clock catches up. Changes stay in time order.
-func (p *Planner) restamp(now time.Time) {
-	for _, v := range p.byName {
-		for i := len(v.changes) - 1; i >= 0 && v.changes[i].at.After(now); i-- {
-			v.changes[i].at = now
+		if c.At.After(p.now) {
+			p.now = c.At
 		}
 	}
 }
