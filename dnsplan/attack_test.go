@@ -163,3 +163,21 @@ func TestEnactorReusedOnAnotherFleet(t *testing.T) {
 	_, err = storeB.Get(ctx, 5)
 	require.NoError(t, err, "plan 5 is live on api: clean-up deleted %d plans", st.Deleted)
 }
+
+// TestPlannerEmptyOnlyFromPrevious: a Planner emits an empty endpoint
+// only where Previous (under Limits.AllowEmpty) had one and the report
+// does not name it; a report naming it fills it.
+func TestPlannerEmptyOnlyFromPrevious(t *testing.T) {
+	limits := dnsplan.Limits{AllowEmpty: true}
+	prev := dnsplan.Plan{Generation: 1, Endpoints: map[string][]dnsplan.Target{"api.x": nil, "web.x": {tg(1, 1)}}}
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Limits: limits, Previous: &prev})
+	require.NoError(t, err)
+	plan, err := p.Next(t0, dnsplan.Report{"web.x": healthy(1, 1)})
+	require.NoError(t, err)
+	assert.Empty(t, plan.Endpoints["api.x"], "left as Previous had it")
+	down := healthy(2, 1)
+	down[0].Healthy, down[1].Healthy = false, false
+	plan, err = p.Next(t0, dnsplan.Report{"api.x": down})
+	require.NoError(t, err)
+	assert.Len(t, plan.Endpoints["api.x"], 2, "fail open: nothing to keep")
+}

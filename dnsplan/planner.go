@@ -218,7 +218,8 @@ func (p *Planner) validateReport(r Report) error {
 // the endpoint keeps its previous targets (fail static), or, if it had
 // none, all reported targets are planned (fail open). Endpoints absent
 // from r keep their previous targets. So no endpoint of a returned plan is
-// ever empty.
+// ever empty, but one that Previous left empty (under Limits.AllowEmpty)
+// and that no report has named since: the Planner keeps it as it was.
 //
 // Limits never fail a valid report. When an endpoint's held targets and
 // its new healthy ones exceed Limits.MaxTargets, the held ones stay (the
