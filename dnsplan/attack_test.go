@@ -181,3 +181,62 @@ func TestPlannerEmptyOnlyFromPrevious(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, plan.Endpoints["api.x"], 2, "fail open: nothing to keep")
 }
+
+// TestEnactorOnEventPanics: an OnEvent that panics on every third event.
+// The panic reaches the caller of Pass; a Pass after it carries on from
+// where the Enactor was, never rolls an endpoint back or writes it empty,
+// and in the end every endpoint serves the newest plan and the plans
+// below it are cleaned up.
+func TestEnactorOnEventPanics(t *testing.T) {
+	store, dns := &dnsplan.MemoryStore{}, &dnsplan.MemoryProvider{}
+	names := []string{"a.x", "b.x", "c.x"}
+	put := func(g fence.Token) {
+		p := dnsplan.Plan{Generation: g, Endpoints: map[string][]dnsplan.Target{}}
+		for i, n := range names {
+			p.Endpoints[n] = []dnsplan.Target{tg(int(g)*4+i, 1)}
+		}
+		require.NoError(t, store.Put(ctx, p))
+	}
+	events := 0
+	e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Retention: 1, OnEvent: func(ev dnsplan.Event) {
+		events++
+		if events%3 == 0 {
+			panic(ev.Kind.String())
+		}
+	}})
+	require.NoError(t, err)
+	panics := 0
+	maxSeen := map[string]fence.Token{}
+	for g := fence.Token(1); g <= 30; g++ {
+		put(g)
+		for range 3 {
+			func() {
+				defer func() {
+					if recover() != nil {
+						panics++
+					}
+				}()
+				_, _ = e.Pass(ctx, store, dns)
+			}()
+			for _, n := range names {
+				r, _ := dns.Read(ctx, n)
+				require.GreaterOrEqual(t, r.Generation, maxSeen[n])
+				require.NotEmpty(t, r.Targets)
+				maxSeen[n] = r.Generation
+			}
+		}
+	}
+	for range 5 {
+		func() {
+			defer func() { _ = recover() }()
+			_, _ = e.Pass(ctx, store, dns)
+		}()
+	}
+	for _, n := range names {
+		r, _ := dns.Read(ctx, n)
+		assert.EqualValues(t, 30, r.Generation, n)
+	}
+	gens, _ := store.List(ctx)
+	assert.Equal(t, []fence.Token{29, 30}, gens)
+	assert.Positive(t, panics)
+}

@@ -48,7 +48,12 @@ type EnactorConfig struct {
 	// DefaultInterval; negative is invalid.
 	Interval time.Duration
 	// OnEvent, if not nil, receives an Event for everything the enactor
-	// does, on the goroutine that drives it. It must not block.
+	// does, on the goroutine that drives it, in the middle of a step: it
+	// must not block, nor call the Enactor's Deliver, Pass or Run. If it
+	// panics, the panic reaches the caller of Deliver (or Pass), and the
+	// Enactor is left where it was: the next Deliver, Pass or Run goes on
+	// from there (a write is conditioned as ever, so a repeated one is
+	// refused, not applied twice).
 	OnEvent func(Event)
 }
 
