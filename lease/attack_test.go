@@ -114,3 +114,35 @@ func TestRecoveryFinishIgnoresForgedDeadline(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoveryQueuedRenewalLapsesAtItsDeadline: a renewal queued behind a
+// worker that stays busy past the lease's loss deadline lapses at that
+// deadline: Wake names it, and Progress stops counting the key as
+// Established from then on, without waiting for the worker to finish.
+func TestRecoveryQueuedRenewalLapsesAtItsDeadline(t *testing.T) {
+	r, err := lease.NewRecovery[string](lease.RecoveryConfig{Workers: 1, TTL: 10 * time.Second, AttemptTimeout: 10 * time.Second})
+	require.NoError(t, err)
+	require.NoError(t, r.Add(t0, "a"))
+	as := r.Start(t0, nil)
+	require.Len(t, as, 1)
+	assert.Empty(t, r.Finish(at(10*time.Millisecond), as[0], nil, nil))
+	require.NoError(t, r.Add(at(4*time.Second), "b"))
+	as = r.Start(at(4*time.Second), nil)
+	require.Len(t, as, 1, "b takes the only worker and keeps it")
+	wake, ok := r.Wake()
+	require.True(t, ok)
+	assert.Empty(t, r.Start(wake, nil), "a's renewal waits for the worker")
+	lostAt := lease.KeeperConfig{}.LostAt(lease.Lease{TTL: 10 * time.Second, Renewed: at(10 * time.Millisecond), Expires: at(10*time.Second + 10*time.Millisecond)})
+	wake, ok = r.Wake()
+	require.True(t, ok, "the queued renewal's loss deadline is something to wake for")
+	assert.False(t, wake.After(lostAt), "woken by %v, the loss deadline is %v", wake.Sub(t0), lostAt.Sub(t0))
+	for !wake.After(lostAt) {
+		assert.Empty(t, r.Start(wake, nil))
+		if wake, ok = r.Wake(); !ok {
+			break
+		}
+	}
+	p := r.Progress(lostAt)
+	assert.Equal(t, 0, p.Established, "a's lease lapsed at %v", lostAt.Sub(t0))
+	assert.Equal(t, int64(1), p.Lapsed)
+}

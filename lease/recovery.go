@@ -67,11 +67,11 @@ type Attempt[K comparable] struct {
 	Deadline time.Time
 	// owner and id tell this attempt from every other handed out, by
 	// this Recovery or another, so that Finish can ignore a duplicate,
-	// stale or misdirected report; deadline is Deadline as handed out,
-	// which Finish judges by, whatever the caller did to Deadline.
-	owner    *Recovery[K]
-	id       uint64
-	deadline time.Time
+	// stale or misdirected report; span is Deadline−Started as handed
+	// out, which Finish judges by, whatever the caller did to Deadline.
+	owner *Recovery[K]
+	id    uint64
+	span  time.Duration
 }
 
 // RecoveryConfig configures a Recovery. Workers, TTL and AttemptTimeout are
@@ -234,7 +234,7 @@ type entry[K comparable] struct {
 	// is then that lease's end in the table, and failed establishments
 	// before it (plus the drift margin) are not counted.
 	lapsed bool
-	idx    int32 // position in the heap it is in, -1 if none
+	idx    int32 // position in the heap it is in (backlog, renew or waiting), -1 if none
 	// attempts counts, while the key's lease is not held, its failed
 	// establishments in a row that count against it; while it is held,
 	// the failed renewals of its current term. tries counts the failed
@@ -338,6 +338,10 @@ type Recovery[K comparable] struct {
 	keys    map[K]*entry[K]
 	backlog entryHeap[K]
 	renew   entryHeap[K]
+	// waiting holds the renewals waiting in the scheduler for a worker,
+	// by loss deadline, so that one still waiting at its deadline lapses
+	// then, not when a worker next comes free.
+	waiting waitHeap[K]
 	sched   *shed.Scheduler[*entry[K]]
 	dropped []shed.Item[*entry[K]]
 	reasons []error
@@ -434,6 +438,7 @@ func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
 	now = r.last // time never goes backwards inside the Recovery
 	r.sched.Advance(now)
 	r.settleDrops(now)
+	r.expireWaiting(now)
 	out = r.queueRenewals(now, out)
 	return r.admit(now, out)
 }
@@ -476,7 +481,7 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 	} else {
 		r.costE += r.weight * (cost - r.costE)
 	}
-	if err == nil && !now.Before(a.deadline) {
+	if err == nil && !now.Before(started.Add(a.span)) {
 		err = ErrTimeout
 	}
 	switch {
@@ -559,6 +564,7 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 	}
 	r.sched.Advance(now)
 	r.settleDrops(now)
+	r.expireWaiting(now)
 	out = r.queueRenewals(now, out)
 	// The finished worker takes the next attempt that can still finish in
 	// time, renewals first.
@@ -582,8 +588,9 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 }
 
 // Wake returns the next instant at which Start has something to do if no
-// attempt finishes before it — a renewal falling due, a failed key's retry
-// — and false if there is none. Keys of the backlog that are due but wait
+// attempt finishes before it — a renewal falling due, a renewal still
+// waiting for a worker at its loss deadline (its lease lapses then), a
+// failed key's retry — and false if there is none. Keys of the backlog that are due but wait
 // for room in the queue need no wake: the Finish that frees the room admits
 // them.
 func (r *Recovery[K]) Wake() (time.Time, bool) {
@@ -593,6 +600,9 @@ func (r *Recovery[K]) Wake() (time.Time, bool) {
 	}
 	if len(r.renew) > 0 {
 		t = r.renew[0].due
+	}
+	if len(r.waiting) > 0 && (t.IsZero() || r.waiting[0].e.deadline.Before(t)) {
+		t = r.waiting[0].e.deadline
 	}
 	if len(r.backlog) > 0 && r.backlog[0].due.After(r.last) && (t.IsZero() || r.backlog[0].due.Before(t)) {
 		t = r.backlog[0].due
@@ -726,8 +736,11 @@ func (r *Recovery[K]) queueRenewals(now time.Time, out []Attempt[K]) []Attempt[K
 		}
 		e.state = stRenewWait
 		it := shed.Item[*entry[K]]{Value: e, Priority: shed.Critical, Deadline: e.deadline, Cost: time.Duration(r.costR)}
-		if kind, _ := r.sched.Push(now, it); kind == shed.Admitted {
+		switch kind, ticket := r.sched.Push(now, it); kind {
+		case shed.Admitted:
 			out = r.started(now, it, out)
+		case shed.Queued:
+			r.waiting.push(waiter[K]{e, ticket})
 		}
 		r.settleDrops(now)
 	}
@@ -766,6 +779,7 @@ func (r *Recovery[K]) admit(now time.Time, out []Attempt[K]) []Attempt[K] {
 // started hands out it, which holds a worker from now.
 func (r *Recovery[K]) started(now time.Time, it shed.Item[*entry[K]], out []Attempt[K]) []Attempt[K] {
 	e := it.Value
+	r.unwait(e)
 	kind := Establish
 	if e.state == stRenewWait {
 		kind, e.state = Renew, stRenewing
@@ -775,7 +789,7 @@ func (r *Recovery[K]) started(now time.Time, it shed.Item[*entry[K]], out []Atte
 	r.attempts++
 	r.seq++
 	e.seq, e.due = r.seq, now
-	return append(out, Attempt[K]{Key: e.key, Kind: kind, Started: now, Deadline: it.Deadline, owner: r, id: e.seq, deadline: it.Deadline})
+	return append(out, Attempt[K]{Key: e.key, Kind: kind, Started: now, Deadline: it.Deadline, owner: r, id: e.seq, span: it.Deadline.Sub(now)})
 }
 
 // settleDrops handles the items the scheduler (or Finish) dropped without
@@ -783,6 +797,7 @@ func (r *Recovery[K]) started(now time.Time, it shed.Item[*entry[K]], out []Atte
 func (r *Recovery[K]) settleDrops(now time.Time) {
 	for i, it := range r.dropped {
 		e, reason := it.Value, r.reasons[i]
+		r.unwait(e)
 		r.drops++
 		switch {
 		case e.state == stRenewWait && (reason == shed.ErrDeadline || !now.Before(e.deadline)):
@@ -802,6 +817,103 @@ func (r *Recovery[K]) settleDrops(now time.Time) {
 		}
 	}
 	r.dropped, r.reasons = r.dropped[:0], r.reasons[:0]
+}
+
+// expireWaiting lapses the leases whose renewal still waits for a worker
+// at the loss deadline: it can no longer finish in time.
+func (r *Recovery[K]) expireWaiting(now time.Time) {
+	for len(r.waiting) > 0 && !now.Before(r.waiting[0].e.deadline) {
+		w := r.waiting.remove(0)
+		if _, ok := r.sched.Remove(now, w.t, shed.ErrDeadline); ok {
+			r.drops++
+			r.lapse(w.e, now)
+		}
+	}
+}
+
+// unwait takes e out of waiting if it is there: its renewal left the
+// scheduler's queue.
+func (r *Recovery[K]) unwait(e *entry[K]) {
+	if e.state == stRenewWait && e.idx >= 0 {
+		r.waiting.remove(int(e.idx))
+	}
+}
+
+// waiter is a renewal waiting in the scheduler, with its ticket.
+type waiter[K comparable] struct {
+	e *entry[K]
+	t shed.Ticket
+}
+
+// waitHeap is a heap of waiting renewals by loss deadline, each entry's
+// idx its position. It is not a container/heap: boxing a waiter in an
+// interface would allocate for every queued renewal.
+type waitHeap[K comparable] []waiter[K]
+
+func (h *waitHeap[K]) push(w waiter[K]) {
+	*h = append(*h, w)
+	h.set(len(*h)-1, w)
+	h.up(len(*h) - 1)
+}
+
+// remove takes out and returns the waiter at position i.
+func (h *waitHeap[K]) remove(i int) waiter[K] {
+	old := *h
+	w, n := old[i], len(old)-1
+	if i != n {
+		h.set(i, old[n])
+		old[n] = waiter[K]{}
+		*h = old[:n]
+		if !h.down(i) {
+			h.up(i)
+		}
+	} else {
+		old[n] = waiter[K]{}
+		*h = old[:n]
+	}
+	w.e.idx = -1
+	return w
+}
+
+func (h waitHeap[K]) set(i int, w waiter[K]) { h[i], w.e.idx = w, int32(i) }
+
+func (h waitHeap[K]) less(i, j int) bool { return h[i].e.deadline.Before(h[j].e.deadline) }
+
+func (h waitHeap[K]) swap(i, j int) {
+	wi, wj := h[i], h[j]
+	h.set(i, wj)
+	h.set(j, wi)
+}
+
+func (h waitHeap[K]) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			return
+		}
+		h.swap(i, p)
+		i = p
+	}
+}
+
+// down sifts position i down and reports whether it moved.
+func (h waitHeap[K]) down(i int) bool {
+	i0 := i
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			break
+		}
+		if r := c + 1; r < len(h) && h.less(r, c) {
+			c = r
+		}
+		if !h.less(c, i) {
+			break
+		}
+		h.swap(i, c)
+		i = c
+	}
+	return i > i0
 }
 
 // entryHeap orders entries by due time, then by arrival.
