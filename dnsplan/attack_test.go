@@ -240,3 +240,28 @@ func TestEnactorOnEventPanics(t *testing.T) {
 	assert.Equal(t, []fence.Token{29, 30}, gens)
 	assert.Positive(t, panics)
 }
+
+// TestGenerationsNearMaxToken: a planner and an enactor at the end of the
+// generations: the planner emits fence.MaxToken and then refuses with
+// ErrInvalidPlan; the enactor applies it and cleans up below it, with no
+// wrap-around.
+func TestGenerationsNearMaxToken(t *testing.T) {
+	store, dns := &dnsplan.MemoryStore{}, &dnsplan.MemoryProvider{}
+	prev := dnsplan.Plan{Generation: fence.MaxToken - 5, Endpoints: map[string][]dnsplan.Target{"api.x": {tg(1, 1)}}}
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{Previous: &prev})
+	require.NoError(t, err)
+	var e dnsplan.Enactor
+	for i := 1; i <= 5; i++ {
+		plan, err := p.Next(t0, dnsplan.Report{"api.x": healthy(1+i%2, 1)})
+		require.NoError(t, err)
+		require.NoError(t, store.Put(ctx, plan))
+		_, err = e.Pass(ctx, store, dns)
+		require.NoError(t, err)
+	}
+	_, err = p.Next(t0, dnsplan.Report{"api.x": healthy(1, 1)})
+	require.ErrorIs(t, err, dnsplan.ErrInvalidPlan)
+	r, _ := dns.Read(ctx, "api.x")
+	assert.Equal(t, fence.MaxToken, r.Generation)
+	gens, _ := store.List(ctx)
+	assert.Equal(t, []fence.Token{fence.MaxToken - 2, fence.MaxToken - 1, fence.MaxToken}, gens)
+}

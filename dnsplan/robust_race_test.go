@@ -307,6 +307,13 @@ func (w *robustWorld) step(i int) error {
 					return fmt.Errorf("E%d deleted plan %d, live on %s", i, a.Generation, name)
 				}
 			}
+			// Stronger: every endpoint the plan names is above it by more
+			// than Retention, now (generations never decrease here).
+			for name, ts := range w.plans[a.Generation].Endpoints {
+				if rec, _ := w.mem.Read(w.ctx, name); len(ts) > 0 && rec.Generation <= a.Generation+w.retention {
+					return fmt.Errorf("E%d deleted plan %d, which names %s at generation %d", i, a.Generation, name, rec.Generation)
+				}
+			}
 		}
 	}
 	e.Deliver(r)
