@@ -2,6 +2,7 @@ package dnsplan_test
 
 import (
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -264,4 +265,59 @@ func TestGenerationsNearMaxToken(t *testing.T) {
 	assert.Equal(t, fence.MaxToken, r.Generation)
 	gens, _ := store.List(ctx)
 	assert.Equal(t, []fence.Token{fence.MaxToken - 2, fence.MaxToken - 1, fence.MaxToken}, gens)
+}
+
+// TestPlannerConcurrentNext: Next from many goroutines at once, with an
+// OnEvent that calls back into the Planner: generations are handed out
+// once each, in a row, and nothing deadlocks.
+func TestPlannerConcurrentNext(t *testing.T) {
+	var p *dnsplan.Planner
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{OnEvent: func(dnsplan.PlannerEvent) { _ = p.Last() }})
+	require.NoError(t, err)
+	const workers, rounds = 8, 50
+	gens := make(chan fence.Token, workers*rounds)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				r := dnsplan.Report{"api.x": flapping(8)}
+				if (w+i)%2 == 0 {
+					r = dnsplan.Report{"api.x": healthy(8, 1)}
+				}
+				plan, err := p.Next(t0.Add(time.Duration(i)*time.Second), r)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				gens <- plan.Generation
+			}
+		}()
+	}
+	wg.Wait()
+	close(gens)
+	seen := map[fence.Token]bool{}
+	for g := range gens {
+		require.False(t, seen[g], "generation %d twice", g)
+		seen[g] = true
+	}
+	for g := fence.Token(1); g <= workers*rounds; g++ {
+		require.True(t, seen[g], "generation %d missing", g)
+	}
+}
+
+// TestPlannerOnEventPanics: a panicking OnEvent reaches the caller of
+// Next; the plan was made (Last returns it) and the next one follows it.
+func TestPlannerOnEventPanics(t *testing.T) {
+	p, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{OnEvent: func(dnsplan.PlannerEvent) { panic("hook") }})
+	require.NoError(t, err)
+	_, err = p.Next(t0, dnsplan.Report{"api.x": healthy(8, 1)})
+	require.NoError(t, err)
+	require.Panics(t, func() { _, _ = p.Next(t0.Add(time.Second), dnsplan.Report{"api.x": flapping(8)}) })
+	assert.EqualValues(t, 2, p.Last().Generation)
+	assert.EqualValues(t, 6, p.Last().Capacity("api.x"))
+	plan, err := p.Next(t0.Add(2*time.Second), dnsplan.Report{"api.x": healthy(8, 1)})
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, plan.Generation)
 }

@@ -78,7 +78,9 @@ type PlannerConfig struct {
 	// the decisions (endpoints by name; an endpoint's held targets by
 	// address, then those left out by address), so it may call the
 	// Planner's methods; a Next that returns an error made no plan and
-	// reports nothing. It must not block.
+	// reports nothing. It must not block. If it panics, the panic
+	// reaches the caller of Next, and the plan was made all the same:
+	// Last returns it, and the next plan follows it.
 	OnEvent func(PlannerEvent)
 }
 
