@@ -281,7 +281,9 @@ func validateTargets(sentinel error, name string, ts []Target, maxTargets int, a
 // endpoint at most MaxTargets targets, none duplicated, each with a valid
 // zoneless address and a positive weight; no endpoint without targets
 // unless limits.AllowEmpty. Invalid limits are reported too. Velocity is
-// not checked: it is history, and a Planner ignores what it cannot use.
+// not checked: it is history, and a Planner ignores what it cannot use
+// and believes of the rest only what narrows its removal budget (see
+// PlannerConfig.Previous).
 func Validate(p Plan, limits Limits) error {
 	var errs []error
 	if err := limits.validate("Validate"); err != nil {
