@@ -37,7 +37,8 @@ var (
 	ErrInvalidConfig = errors.New("fence: invalid config")
 	// ErrInvalidArgument is matched by the error an operation returns for
 	// a nil context or a nil Store (including a nil *Memory, and a method
-	// called on one), before it does anything.
+	// called on one), and by an admission or a write on a nil *Guard or
+	// *Register, before it does anything.
 	ErrInvalidArgument = errors.New("fence: invalid argument")
 	// ErrFull is matched by the error Memory returns when a write would
 	// create a key beyond MemoryConfig.MaxKeys.

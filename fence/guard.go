@@ -23,6 +23,8 @@ type GuardConfig struct {
 	OnEvent func(Event)
 }
 
+var errNilGuard = fmt.Errorf("%w: Guard.Admit on a nil *fence.Guard", ErrInvalidArgument)
+
 // Guard is what a resource — a storage node, a DNS zone — keeps to refuse
 // writers whose token is older than the newest token it has admitted. It
 // admits a token if and only if the token is at least every token it has
@@ -36,7 +38,9 @@ type GuardConfig struct {
 // record). A resource that admits and then writes concurrently must use a
 // Register or a Store instead, whose writes include the check.
 //
-// The zero Guard is usable and has admitted nothing. A Guard is safe for
+// The zero Guard is usable and has admitted nothing. A nil *Guard admits
+// nothing: Allow reports false, Admit returns an error matching
+// ErrInvalidArgument, and Current is zero. A Guard is safe for
 // concurrent use and lock-free: it is one atomic word, Admit is an atomic
 // load plus, when the token advances, a compare-and-swap, and the admission
 // path allocates nothing. A Guard must not be copied after first use.
@@ -55,7 +59,12 @@ func NewGuard(cfg GuardConfig) *Guard {
 
 // Current returns the newest token admitted so far (or the configured
 // Initial token); zero if none.
-func (g *Guard) Current() Token { return Token(g.newest.Load()) }
+func (g *Guard) Current() Token {
+	if g == nil {
+		return 0
+	}
+	return Token(g.newest.Load())
+}
 
 // Allow admits t and reports true if t is at least every token admitted
 // before; otherwise it reports false and the guard is unchanged. A zero t is
@@ -80,6 +89,9 @@ func (g *Guard) Admit(t Token) error {
 // refusal builds Admit's error, out of line so that Admit stays small
 // enough to inline.
 func (g *Guard) refusal(t, have Token) error {
+	if g == nil {
+		return errNilGuard
+	}
 	if t == 0 {
 		return fmt.Errorf("%w: cannot admit token zero (zero means no token)", ErrInvalidToken)
 	}
@@ -87,7 +99,7 @@ func (g *Guard) refusal(t, have Token) error {
 }
 
 func (g *Guard) admit(t Token) (Token, bool) {
-	if t == 0 {
+	if t == 0 || g == nil {
 		return 0, false
 	}
 	for {

@@ -1,6 +1,9 @@
 package fence
 
-import "sync/atomic"
+import (
+	"fmt"
+	"sync/atomic"
+)
 
 // Register is a fenced in-memory register: a value together with the token
 // that wrote it. Its writes check the token and write in one atomic step,
@@ -8,7 +11,9 @@ import "sync/atomic"
 // judged against the register as it is when the write lands.
 //
 // The zero Register is empty (Load returns the zero T and token zero) and
-// ready to use. A Register is safe for concurrent use and lock-free: the
+// ready to use. A nil *Register holds nothing and stores nothing: Load
+// returns the zero T and token zero, and every write returns an error
+// matching ErrInvalidArgument. A Register is safe for concurrent use and lock-free: the
 // value and its token live in one immutable node behind an atomic pointer,
 // and a write is a pointer compare-and-swap that succeeds only if the node
 // it checked is still the current one. Load is a single atomic load and
@@ -23,6 +28,11 @@ type Register[T any] struct {
 	cur atomic.Pointer[node[T]]
 }
 
+var (
+	errNilRegisterCAS = fmt.Errorf("%w: Register.CompareAndSwap on a nil *fence.Register", ErrInvalidArgument)
+	errNilRegisterWIN = fmt.Errorf("%w: Register.WriteIfNewer on a nil *fence.Register", ErrInvalidArgument)
+)
+
 type node[T any] struct {
 	value T
 	token Token
@@ -32,6 +42,10 @@ type node[T any] struct {
 // token zero if nothing has been written. The pair is consistent: it is
 // always a value and the token it was written with.
 func (r *Register[T]) Load() (T, Token) {
+	if r == nil {
+		var zero T
+		return zero, 0
+	}
 	n := r.cur.Load()
 	if n == nil {
 		var zero T
@@ -42,6 +56,9 @@ func (r *Register[T]) Load() (T, Token) {
 
 // Token returns the current token (zero if nothing has been written).
 func (r *Register[T]) Token() Token {
+	if r == nil {
+		return 0
+	}
 	if n := r.cur.Load(); n != nil {
 		return n.token
 	}
@@ -55,6 +72,9 @@ func (r *Register[T]) Token() Token {
 // token that was found; a next token that is zero or not newer than expect
 // is an error matching ErrInvalidToken.
 func (r *Register[T]) CompareAndSwap(expect Token, value T, next Token) error {
+	if r == nil {
+		return errNilRegisterCAS
+	}
 	if err := validateSuccessor(expect, next); err != nil {
 		return err
 	}
@@ -79,6 +99,9 @@ func (r *Register[T]) CompareAndSwap(expect Token, value T, next Token) error {
 // is always refused, with a *StaleError whose Have is the token that was
 // found; a zero t is an error matching ErrInvalidToken.
 func (r *Register[T]) WriteIfNewer(value T, t Token) error {
+	if r == nil {
+		return errNilRegisterWIN
+	}
 	if err := validateSuccessor(0, t); err != nil {
 		return err
 	}
