@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"math/bits"
 	"math/rand/v2"
 	"reflect"
 	"strconv"
@@ -315,6 +316,8 @@ func drop(list *[]VolumeID, v VolumeID) {
 type Engine struct {
 	cfg      resolved
 	reserve  *big.Rat   // cfg.reserve as a decimal, nil if zero (see reserveOf)
+	resNum   uint64     // reserve's numerator and denominator, if both
+	resDen   uint64     // fit (resDen is zero otherwise)
 	rng      *rand.Rand // nil only in an Engine not built by NewEngine
 	budget   *shed.Limiter
 	nodes    []node
@@ -352,6 +355,9 @@ func NewEngine(s Settings, r *rand.Rand) (*Engine, error) {
 		// The shortest decimal that formats to the reserve is what the
 		// caller wrote (0.07, not the binary fraction just above it).
 		e.reserve, _ = new(big.Rat).SetString(strconv.FormatFloat(cfg.reserve, 'g', -1, 64))
+		if num, den := e.reserve.Num(), e.reserve.Denom(); num.IsUint64() && den.IsUint64() {
+			e.resNum, e.resDen = num.Uint64(), den.Uint64()
+		}
 	}
 	if cfg.rate > 0 {
 		e.budget, err = shed.NewLimiter(shed.LimiterConfig{Rate: cfg.rate, Burst: cfg.burst})
@@ -442,6 +448,17 @@ func (e *Engine) reserveOf(capacity int64) int64 {
 	r := e.reserve
 	if r == nil || capacity <= 0 {
 		return 0
+	}
+	if e.resDen != 0 {
+		// capacity·num < capacity·den < 2^63·den, so the high word of
+		// the 128-bit product is below den and the division cannot
+		// overflow.
+		hi, lo := bits.Mul64(uint64(capacity), e.resNum)
+		q, rem := bits.Div64(hi, lo, e.resDen)
+		if rem > 0 {
+			q++
+		}
+		return min(int64(q), capacity)
 	}
 	n := new(big.Int).Mul(r.Num(), big.NewInt(capacity))
 	q, m := n.QuoRem(n, r.Denom(), new(big.Int))
