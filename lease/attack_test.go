@@ -146,3 +146,102 @@ func TestRecoveryQueuedRenewalLapsesAtItsDeadline(t *testing.T) {
 	assert.Equal(t, 0, p.Established, "a's lease lapsed at %v", lostAt.Sub(t0))
 	assert.Equal(t, int64(1), p.Lapsed)
 }
+
+// slowRenew is a Store whose Renew answers after delay (computed from
+// the lease being renewed), ignoring its context, with the table's
+// answer.
+type slowRenew struct {
+	lease.Store
+	delay func(lease.Lease) time.Duration
+}
+
+func (s slowRenew) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
+	time.Sleep(s.delay(l))
+	return s.Store.Renew(context.Background(), l)
+}
+
+// TestKeeperAnswerExactlyAtLostAt: a renewal whose success arrives at
+// LostAt exactly, the instant the keeper's own timer fires, is too late
+// whichever the keeper sees first: the lease is lost at LostAt, never
+// reported held at or after it, and the late answer does not revive it.
+func TestKeeperAnswerExactlyAtLostAt(t *testing.T) {
+	for _, timeout := range []time.Duration{0, 4 * time.Second, time.Hour} {
+		synctest.Test(t, func(t *testing.T) {
+			m, _ := lease.NewMemory(lease.MemoryConfig{})
+			start := time.Now()
+			l, err := m.Grant(context.Background(), "r", "h", 10*time.Second)
+			require.NoError(t, err)
+			lostAt := lease.KeeperConfig{}.LostAt(l)
+			st := slowRenew{Store: m, delay: func(lease.Lease) time.Duration { return time.Until(lostAt) }}
+			k, err := lease.Keep(context.Background(), l, lease.KeeperConfig{Store: st, AttemptTimeout: timeout})
+			require.NoError(t, err)
+			defer k.Stop()
+			time.Sleep(lostAt.Sub(start) - time.Nanosecond)
+			assert.True(t, k.Held(), "held just before LostAt")
+			<-k.Lost()
+			assert.Equal(t, lostAt, time.Now(), "lost at LostAt")
+			assert.False(t, k.Held())
+			time.Sleep(time.Minute)
+			assert.False(t, k.Held())
+			assert.ErrorIs(t, k.Err(), lease.ErrLost)
+		})
+	}
+}
+
+// TestKeeperLostAtForShortLease: a lease whose Expires comes before its
+// renewal time (a hand-made lease, or a Store's answer with a short
+// term) is still reported lost at its LostAt, not at the renewal time.
+func TestKeeperLostAtForShortLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, _ := lease.NewMemory(lease.MemoryConfig{})
+		l, err := m.Grant(context.Background(), "r", "h", 10*time.Second)
+		require.NoError(t, err)
+		l.Expires = l.Renewed.Add(2 * time.Second)
+		lostAt := lease.KeeperConfig{}.LostAt(l)
+		k, err := lease.Keep(context.Background(), l, lease.KeeperConfig{Store: failing{m}})
+		require.NoError(t, err)
+		defer k.Stop()
+		<-k.Lost()
+		assert.Equal(t, lostAt, time.Now(), "lost at LostAt = Expires−drift, not at the renewal time %v", lease.KeeperConfig{}.RenewAt(l))
+	})
+}
+
+// TestKeeperStopRacesLost: many goroutines call Stop while the lease is
+// being lost; every Stop returns, the keeper's error is the loss or the
+// stop, and Held is false after.
+func TestKeeperStopRacesLost(t *testing.T) {
+	for i := range 20 {
+		synctest.Test(t, func(t *testing.T) {
+			m, _ := lease.NewMemory(lease.MemoryConfig{})
+			l, err := m.Grant(context.Background(), "r", "h", 10*time.Second)
+			require.NoError(t, err)
+			lostAt := lease.KeeperConfig{}.LostAt(l)
+			k, err := lease.Keep(context.Background(), l, lease.KeeperConfig{Store: failing{m}, ReleaseOnStop: true, OnLost: func(error) {}})
+			require.NoError(t, err)
+			time.Sleep(time.Until(lostAt) - time.Duration(i%3)*time.Nanosecond)
+			done := make(chan struct{})
+			for range 4 {
+				go func() { k.Stop(); done <- struct{}{} }()
+			}
+			for range 4 {
+				<-done
+			}
+			assert.False(t, k.Held())
+			err = k.Err()
+			assert.True(t, errors.Is(err, lease.ErrLost) || errors.Is(err, context.Canceled), "%v", err)
+			<-k.Done()
+		})
+	}
+}
+
+// TestKeeperDriftJustBelowTTL: a DriftMargin of TTL−1ns leaves no room
+// to renew with any RenewFraction; Keep refuses it and says why, with
+// the numbers.
+func TestKeeperDriftJustBelowTTL(t *testing.T) {
+	m, _ := lease.NewMemory(lease.MemoryConfig{})
+	l, err := m.GrantAt(t0, "r", "h", lease.MaxTTL)
+	require.NoError(t, err)
+	_, err = lease.Keep(context.Background(), l, lease.KeeperConfig{Store: m, DriftMargin: lease.MaxTTL - 1})
+	require.ErrorIs(t, err, lease.ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "not before the loss deadline TTL−DriftMargin = 1ns")
+}

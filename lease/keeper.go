@@ -328,7 +328,13 @@ func (k *Keeper) run(ctx context.Context) {
 	}
 	for {
 		lostAt := k.cfg.LostAt(cur)
-		if _, _, ok := wait(k.cfg.RenewAt(cur), nil); !ok {
+		// A lease whose Expires comes before its renewal time (not
+		// Renewed+TTL) is still lost at its LostAt, not later.
+		renewAt := k.cfg.RenewAt(cur)
+		if lostAt.Before(renewAt) {
+			renewAt = lostAt
+		}
+		if _, _, ok := wait(renewAt, nil); !ok {
 			k.stopped(ctx, cur, lostAt)
 			return
 		}
