@@ -102,9 +102,11 @@ func (l *Limiter) AllowAt(now time.Time) bool {
 // Wait waits for a token, and returns nil when the event may happen. If the
 // token would come later than MaxWait from now, or after ctx's deadline, it
 // returns a *Refusal with ErrRateLimited at once instead of waiting in vain,
-// saying when the token is due (Refusal.RetryIn); if ctx is cancelled while
-// waiting, it returns a Refusal with ctx's error, and the token is given
-// back.
+// saying when the token is due (Refusal.RetryIn); if ctx's deadline has
+// already passed, it returns ErrDeadline, even if ctx has not noticed yet;
+// if ctx is cancelled while waiting, it returns a Refusal with ctx's error
+// (ErrDeadline for a deadline). A refused or cancelled call gives its
+// token back.
 func (l *Limiter) Wait(ctx context.Context) error {
 	if l == nil {
 		return errNilLimiter
@@ -123,6 +125,12 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	delay := r.DelayFrom(now)
 	limit := l.maxWait
 	if dl, ok := ctx.Deadline(); ok {
+		if !dl.After(now) {
+			// The deadline passed after the ctx.Err check above, before
+			// ctx noticed: the event cannot happen in time, token or not.
+			r.CancelAt(now)
+			return l.refuse(&Refusal{Reason: ErrDeadline, Cause: context.DeadlineExceeded})
+		}
 		limit = min(limit, dl.Sub(now))
 	}
 	if !r.OK() || delay > limit {
