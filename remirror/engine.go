@@ -954,6 +954,9 @@ func (e *Engine) searchResult(v VolumeID, vol *volume, ok bool, ns int64) {
 	e.retry(v, vol, e.cfg.search, ns)
 }
 
+// copyResult needs no check of the cluster on arrival: NodeFailed ends
+// every copy from or to the failed node, so a copy still outstanding has
+// both ends up. (The lost peer may be down; the copy releases it.)
 func (e *Engine) copyResult(v VolumeID, vol *volume, ok bool, ns int64) {
 	vol.out = outNone
 	target := vol.target
@@ -992,6 +995,9 @@ func (e *Engine) elect(v VolumeID, vol *volume, ns int64) {
 	e.emit(Action{Kind: Elect, Volume: v, Attempt: vol.attempt, From: vol.a, To: NoNode, Expect: vol.gen})
 }
 
+// elected needs no check of the cluster on arrival either: NodeFailed ends
+// the election of every volume with a replica on the failed node, so an
+// election still outstanding has both replicas up.
 func (e *Engine) elected(vol *volume, token fence.Token) {
 	vol.out = outNone
 	e.elects--
