@@ -242,8 +242,9 @@ func (p *Partition[K]) TryAcquire(key K) bool {
 	p.mu.Lock()
 	ks, r := p.lookupLocked(key)
 	if r != nil {
+		p.refusedLocked(nil, r.Reason)
 		p.mu.Unlock()
-		p.refuse(key, nil, r)
+		p.report(key, r)
 		return false
 	}
 	if ks.paused || !p.freeLocked(ks) {
@@ -251,8 +252,9 @@ func (p *Partition[K]) TryAcquire(key K) bool {
 		if ks.paused {
 			reason = ErrPaused
 		}
+		p.refusedLocked(&ks.keyCore, reason)
 		p.mu.Unlock()
-		p.refuse(key, &ks.keyCore, &Refusal{Reason: reason, Key: ks.name})
+		p.report(key, &Refusal{Reason: reason, Key: ks.name})
 		return false
 	}
 	p.admitLocked(ks)
@@ -306,20 +308,21 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 		r = &Refusal{Reason: ErrQueueFull, Key: ks.name, Current: ks.waiting, Limit: p.maxQueue}
 	}
 	if r != nil {
-		p.mu.Unlock()
 		var core *keyCore
 		if ks != nil {
 			core = &ks.keyCore
 		}
-		return p.refuse(key, core, r)
+		p.refusedLocked(core, r.Reason)
+		p.mu.Unlock()
+		return p.report(key, r)
 	}
 	w := &waiter{ready: make(chan struct{}), enqueued: time.Now(), key: &ks.keyCore}
 	p.waiters.pushBack(w)
 	ks.waiting++
 	p.touchLocked(ks)
-	p.mu.Unlock()
 	p.queued.Add(1)
 	ks.queued.Add(1)
+	p.mu.Unlock()
 	p.emit(key, Event{Kind: Queued})
 
 	outcome := w.wait(ctx, p.maxWait)
@@ -337,18 +340,31 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 			// The slot arrived as the context ended: pass it on.
 			p.releaseLocked(ks)
 		}
+		// Count the refusal before the key can be forgotten: once the
+		// lock is released an idle key may be evicted, and a count
+		// after that would land on a state nobody can see.
+		switch outcome {
+		case waitTimedOut:
+			r = &Refusal{Reason: ErrWaitTimeout, Key: ks.name, Waited: waited, MaxWait: p.maxWait}
+		case waitCtxDone:
+			r = ctxRefusal(ctx, waited, ks.name)
+		}
+		if r != nil {
+			p.refusedLocked(&ks.keyCore, r.Reason)
+		}
 		p.mu.Unlock()
 	}
 	switch outcome {
 	case waitGranted:
+		// The key holds the slot, so it cannot be forgotten before this
+		// count lands.
 		p.admit(key, &ks.keyCore, waited)
 		return nil
 	case waitRefused:
-		return p.refuse(key, &ks.keyCore, &Refusal{Reason: w.refusal, Key: ks.name, Waited: waited})
-	case waitTimedOut:
-		return p.refuse(key, &ks.keyCore, &Refusal{Reason: ErrWaitTimeout, Key: ks.name, Waited: waited, MaxWait: p.maxWait})
+		// Counted by Pause, which refused it.
+		return p.report(key, &Refusal{Reason: w.refusal, Key: ks.name, Waited: waited})
 	}
-	return p.refuse(key, &ks.keyCore, ctxRefusal(ctx, waited, ks.name))
+	return p.report(key, r)
 }
 
 // Release returns a slot of key taken by Acquire or TryAcquire, and hands
@@ -425,6 +441,7 @@ func (p *Partition[K]) Pause(key K) error {
 		if w.key == &ks.keyCore {
 			p.waiters.remove(w)
 			ks.waiting--
+			p.refusedLocked(w.key, ErrPaused)
 			w.refuse(ErrPaused)
 		}
 		w = next
@@ -467,8 +484,8 @@ func (p *Partition[K]) Stats() Stats {
 	}
 	p.mu.Lock()
 	s := Stats{InFlight: p.inFlight, Waiting: p.waiters.len}
-	p.mu.Unlock()
 	p.load(&s)
+	p.mu.Unlock()
 	return s
 }
 
@@ -485,8 +502,8 @@ func (p *Partition[K]) StatsFor(key K) (Stats, bool) {
 		return Stats{}, false
 	}
 	s := Stats{InFlight: ks.inFlight, Waiting: ks.waiting}
-	p.mu.Unlock()
 	ks.load(&s)
+	p.mu.Unlock()
 	return s, true
 }
 
@@ -506,11 +523,22 @@ func (p *Partition[K]) admit(key K, ks *keyCore, waited time.Duration) {
 	p.emit(key, Event{Kind: Admitted, Waited: waited})
 }
 
-func (p *Partition[K]) refuse(key K, ks *keyCore, r *Refusal) error {
-	p.refused(r.Reason)
+// refusedLocked counts a refusal for reason, for the partition and for key
+// state ks if there is one. The caller holds mu: a refusal is counted when
+// it is decided, so that a snapshot (Stats, StatsFor) never shows a call
+// that left the queue without its outcome, and a key's count never lands
+// on a state already forgotten (an idle key may be forgotten as soon as
+// the lock is released).
+func (p *Partition[K]) refusedLocked(ks *keyCore, reason error) {
+	p.refused(reason)
 	if ks != nil {
-		ks.refused(r.Reason)
+		ks.refused(reason)
 	}
+}
+
+// report tells the hook about a refusal counted by refusedLocked, and
+// returns it.
+func (p *Partition[K]) report(key K, r *Refusal) error {
 	p.emit(key, Event{Kind: Refused, Reason: r.Reason, Waited: r.Waited})
 	return r
 }
