@@ -91,8 +91,8 @@ type Settings struct {
 	// other value must be a positive finite number.
 	SearchRate float64
 	// SearchBurst is the search budget's burst. Zero means
-	// DefaultSearchBurst (40), or ⌈SearchRate⌉ if that is larger. Negative
-	// is invalid.
+	// DefaultSearchBurst (40), or ⌈SearchRate⌉ if that is larger (at any
+	// rate, saturating at math.MaxInt). Negative is invalid.
 	SearchBurst int
 	// NoHints makes the engine contact random nodes when it searches,
 	// instead of only nodes its capacity ledger says have room, are up, are
