@@ -50,7 +50,9 @@
 // also context.DeadlineExceeded if the request timed out, whether the
 // client or etcd said so: the outcome of a write is unknown, and etcd may
 // have applied it. Txn requests are never retried by the etcd client once
-// sent, so a write is applied at most once. Give every call a context with
+// sent, so a write is applied at most once. A call whose context has
+// already ended sends nothing and fails with the context's error alone.
+// Give every call a context with
 // a deadline: while etcd is unreachable a call waits for it until the
 // context ends.
 //

@@ -293,8 +293,8 @@ func checkIssued(t *testing.T, tokens []issued) {
 // that requests time out in the client, on the wire and inside etcd
 // ("etcdserver: request timed out", "context deadline exceeded" from the
 // server). Every error must be recognisable with errors.Is: a refusal by
-// its sentinel, anything else as ErrUnknownOutcome and, since only
-// deadlines end these calls, context.DeadlineExceeded.
+// its sentinel, anything else as context.DeadlineExceeded (since only
+// deadlines end these calls) and, if a request was sent, ErrUnknownOutcome.
 func TestTinyDeadlines(t *testing.T) {
 	srv := etcdtest.Start(t)
 	client := srv.Client(t)
@@ -321,6 +321,8 @@ func TestTinyDeadlines(t *testing.T) {
 		case errors.Is(err, fence.ErrStale), errors.Is(err, fence.ErrContended),
 			errors.Is(err, lease.ErrHeld), errors.Is(err, lease.ErrLost):
 			counts["refused"]++
+		case errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrUnknownOutcome):
+			counts["not sent"]++ // the deadline had passed before the call
 		case errors.Is(err, ErrUnknownOutcome) && errors.Is(err, context.DeadlineExceeded):
 			counts["timed out"]++
 			// Log one example of each timeout etcd reported itself.

@@ -74,8 +74,10 @@ type LeaseTableConfig struct {
 //
 // Errors: a refusal is a *lease.HeldError or *lease.LostError, bad input
 // matches lease.ErrInvalidArgument, a holder key that is not a record of
-// the table matches ErrCorrupt, and every failed request matches
-// ErrUnknownOutcome (and context.DeadlineExceeded if it timed out).
+// the table matches ErrCorrupt, every failed request matches
+// ErrUnknownOutcome (and context.DeadlineExceeded if it timed out), and a
+// call whose context had ended before it sent anything fails with the
+// context's error alone.
 //
 // A LeaseTable holds no state but its configuration and is safe for
 // concurrent use. Grant costs three requests (a read, the lease grant and
@@ -93,13 +95,18 @@ var (
 	errNilLeaseContext = fmt.Errorf("%w: nil context", lease.ErrInvalidArgument)
 )
 
-// ready reports a LeaseTable not built with NewLeaseTable, or a nil ctx.
-func (t *LeaseTable) ready(ctx context.Context) error {
+// ready reports a LeaseTable not built with NewLeaseTable, a nil ctx, or
+// a ctx that has ended: a call refused so sends nothing, so its error is
+// ctx's alone, not ErrUnknownOutcome.
+func (t *LeaseTable) ready(ctx context.Context, op, resource string) error {
 	if t.client == nil {
 		return errZeroLeaseTable
 	}
 	if ctx == nil {
 		return errNilLeaseContext
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("etcd: lease %s %q not sent: %w", op, resource, err)
 	}
 	return nil
 }
@@ -129,7 +136,7 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 	if err := lease.ValidateGrant(resource, holder, ttl); err != nil {
 		return lease.Lease{}, err
 	}
-	if err := t.ready(ctx); err != nil {
+	if err := t.ready(ctx, "grant", resource); err != nil {
 		return lease.Lease{}, err
 	}
 	hk := t.holderKey(resource)
@@ -180,7 +187,7 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 // has not yet revoked (see LeaseTable) only once it has, so Renew waits
 // for that until ctx ends, and then fails with ErrUnknownOutcome.
 func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
-	if err := t.validate(ctx, l); err != nil {
+	if err := t.validate(ctx, "renew", l); err != nil {
 		return lease.Lease{}, err
 	}
 	sent := time.Now()
@@ -203,7 +210,7 @@ func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, err
 // expired but that etcd has not yet revoked (see LeaseTable) is revoked
 // then and there, and Release returns nil: etcd does not say which.
 func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
-	if err := t.validate(ctx, l); err != nil {
+	if err := t.validate(ctx, "release", l); err != nil {
 		return err
 	}
 	if _, err := t.client.Revoke(ctx, clientv3.LeaseID(l.ID)); err != nil {
@@ -235,7 +242,7 @@ func (t *LeaseTable) Get(ctx context.Context, resource string) (lease.Lease, boo
 	if err := fence.ValidateKey(resource); err != nil {
 		return lease.Lease{}, false, fmt.Errorf("%w: %w", lease.ErrInvalidArgument, err)
 	}
-	if err := t.ready(ctx); err != nil {
+	if err := t.ready(ctx, "get", resource); err != nil {
 		return lease.Lease{}, false, err
 	}
 	sent := time.Now()
@@ -281,7 +288,7 @@ func (t *LeaseTable) Epoch(ctx context.Context, resource string) (fence.Token, e
 	if err := fence.ValidateKey(resource); err != nil {
 		return 0, fmt.Errorf("%w: %w", lease.ErrInvalidArgument, err)
 	}
-	if err := t.ready(ctx); err != nil {
+	if err := t.ready(ctx, "epoch", resource); err != nil {
 		return 0, err
 	}
 	resp, err := t.client.Get(ctx, t.holderKey(resource))
@@ -298,7 +305,7 @@ func (t *LeaseTable) Epoch(ctx context.Context, resource string) (fence.Token, e
 	return cur.epoch, nil
 }
 
-func (t *LeaseTable) validate(ctx context.Context, l lease.Lease) error {
+func (t *LeaseTable) validate(ctx context.Context, op string, l lease.Lease) error {
 	var errID error
 	if l.ID == 0 {
 		errID = fmt.Errorf("%w: lease of %q has no etcd lease ID (not granted by a LeaseTable)", lease.ErrInvalidArgument, l.Resource)
@@ -306,7 +313,7 @@ func (t *LeaseTable) validate(ctx context.Context, l lease.Lease) error {
 	if err := errors.Join(lease.ValidateLease(l), errID); err != nil {
 		return err
 	}
-	if err := t.ready(ctx); err != nil {
+	if err := t.ready(ctx, op, l.Resource); err != nil {
 		return err
 	}
 	return nil

@@ -30,7 +30,9 @@ var ErrCorrupt = errors.New("etcd: corrupt fence record")
 // status DeadlineExceeded, or etcd's "context deadline exceeded"), the
 // error also matches context.DeadlineExceeded; if it was cancelled,
 // context.Canceled; and if the call's context had ended when the request
-// failed, that context's error.
+// failed, that context's error. A call whose context has already ended
+// sends nothing and fails with that context's error alone, which does not
+// match ErrUnknownOutcome: it surely changed nothing.
 var ErrUnknownOutcome = errors.New("etcd: request failed, outcome unknown")
 
 // tokenDigits is the width of a record's token: math.MaxUint64 has 20
@@ -73,13 +75,18 @@ var (
 	errNilContext = fmt.Errorf("%w: nil context", fence.ErrInvalidArgument)
 )
 
-// ready reports a Store not built with NewStore, or a nil ctx.
-func (s *Store) ready(ctx context.Context) error {
+// ready reports a Store not built with NewStore, a nil ctx, or a ctx that
+// has ended: a call refused so sends nothing, so its error is ctx's alone,
+// not ErrUnknownOutcome.
+func (s *Store) ready(ctx context.Context, op, key string) error {
 	if s.kv == nil {
 		return errZeroStore
 	}
 	if ctx == nil {
 		return errNilContext
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("etcd: %s %q not sent: %w", op, key, err)
 	}
 	return nil
 }
@@ -111,7 +118,7 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, fence.Token, erro
 	if err := fence.ValidateKey(key); err != nil {
 		return nil, 0, err
 	}
-	if err := s.ready(ctx); err != nil {
+	if err := s.ready(ctx, "load", key); err != nil {
 		return nil, 0, err
 	}
 	resp, err := s.kv.Get(ctx, s.prefix+key)
@@ -128,7 +135,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, expect fence.Tok
 	if err := fence.ValidateCompareAndSwap(key, expect, value, next); err != nil {
 		return err
 	}
-	if err := s.ready(ctx); err != nil {
+	if err := s.ready(ctx, fence.OpCompareAndSwap.String(), key); err != nil {
 		return err
 	}
 	return s.ifToken(ctx, fence.OpCompareAndSwap, key, expect, clientv3.OpPut(s.prefix+key, record(next, value)), next)
@@ -173,7 +180,7 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 	if err := fence.ValidateWriteIfNewer(key, value, t); err != nil {
 		return err
 	}
-	if err := s.ready(ctx); err != nil {
+	if err := s.ready(ctx, fence.OpWriteIfNewer.String(), key); err != nil {
 		return err
 	}
 	k := s.prefix + key
@@ -230,7 +237,7 @@ func (s *Store) Delete(ctx context.Context, key string, expect fence.Token) erro
 	if err := fence.ValidateDelete(key, expect); err != nil {
 		return err
 	}
-	if err := s.ready(ctx); err != nil {
+	if err := s.ready(ctx, fence.OpDelete.String(), key); err != nil {
 		return err
 	}
 	return s.ifToken(ctx, fence.OpDelete, key, expect, clientv3.OpDelete(s.prefix+key), expect)
@@ -243,7 +250,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 	if err := fence.ValidatePrefix(prefix); err != nil {
 		return nil, err
 	}
-	if err := s.ready(ctx); err != nil {
+	if err := s.ready(ctx, "list", prefix); err != nil {
 		return nil, err
 	}
 	resp, err := s.kv.Get(ctx, s.prefix+prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),

@@ -1,0 +1,244 @@
+package etcd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stormguard/stormguard/fence"
+	"github.com/stormguard/stormguard/lease"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestEndedContextSendsNothing: a call whose context has already ended
+// sends no request, so its error is the context's and not
+// ErrUnknownOutcome, whose outcome would be unknown — nothing was asked
+// of etcd — and etcd is left as it was.
+func TestEndedContextSendsNothing(t *testing.T) {
+	_, client := server(t)
+	s, err := NewStore(StoreConfig{Client: client, Prefix: "ended/"})
+	require.NoError(t, err)
+	tb, err := NewLeaseTable(LeaseTableConfig{Client: client, Prefix: "ended-lease/"})
+	require.NoError(t, err)
+	ctx := t.Context()
+	require.NoError(t, s.CompareAndSwap(ctx, "k", 0, []byte("v"), 5))
+	l, err := tb.Grant(ctx, "r", "h", 10*time.Second)
+	require.NoError(t, err)
+
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	for _, c := range []struct {
+		ctx  context.Context
+		want error
+	}{{canceled, context.Canceled}, {expired, context.DeadlineExceeded}} {
+		for name, call := range map[string]func() error{
+			"Load":           func() error { _, _, err := s.Load(c.ctx, "k"); return err },
+			"CompareAndSwap": func() error { return s.CompareAndSwap(c.ctx, "k", 5, []byte("w"), 6) },
+			"WriteIfNewer":   func() error { return s.WriteIfNewer(c.ctx, "k", []byte("w"), 7) },
+			"WriteIfNewer absent": func() error {
+				return s.WriteIfNewer(c.ctx, "new", []byte("w"), 7)
+			},
+			"Delete":  func() error { return s.Delete(c.ctx, "k", 5) },
+			"List":    func() error { _, err := s.List(c.ctx, ""); return err },
+			"Grant":   func() error { _, err := tb.Grant(c.ctx, "other", "h", time.Second); return err },
+			"Renew":   func() error { _, err := tb.Renew(c.ctx, l); return err },
+			"Release": func() error { return tb.Release(c.ctx, l) },
+			"Get":     func() error { _, _, err := tb.Get(c.ctx, "r"); return err },
+			"Epoch":   func() error { _, err := tb.Epoch(c.ctx, "r"); return err },
+		} {
+			err := call()
+			assert.ErrorIs(t, err, c.want, "%s", name)
+			assert.NotErrorIs(t, err, ErrUnknownOutcome, "%s: %v", name, err)
+		}
+	}
+	v, tok, err := s.Load(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, fence.Token(5), tok)
+	assert.Equal(t, "v", string(v))
+	keys, err := s.List(ctx, "")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"k"}, keys)
+	got, held, err := tb.Get(ctx, "r")
+	require.NoError(t, err)
+	require.True(t, held, "the lease was not released")
+	assert.Equal(t, l.Epoch, got.Epoch)
+	_, held, err = tb.Get(ctx, "other")
+	require.NoError(t, err)
+	assert.False(t, held, "nothing was granted")
+}
+
+// oddKeys are keys whose bytes a path-minded or text-minded store would
+// get wrong: separators, NUL, invalid UTF-8, the largest byte (whose
+// prefix range has no successor) and the longest key.
+var oddKeys = []string{
+	"/", "a/b", "a//", "\x00", "a\x00b", "é", "日本", "\xff", "\xff\xff", "\xfe\xff",
+	"a\xff", "a\xffb", "\x80", "key ", " key", "a\nb", "%2F", "..",
+	strings.Repeat("k", fence.MaxKeyBytes), strings.Repeat("\xff", fence.MaxKeyBytes),
+}
+
+// TestStoreOddKeys: every operation works on keys made of any bytes, and
+// List returns exactly the keys beginning with its prefix, also when the
+// prefix ends in 0xff bytes.
+func TestStoreOddKeys(t *testing.T) {
+	_, client := server(t)
+	ctx := t.Context()
+	for _, prefix := range []string{"", "odd/", "\xff"} {
+		s, err := NewStore(StoreConfig{Client: client, Prefix: prefix})
+		require.NoError(t, err)
+		for i, k := range oddKeys {
+			tok := fence.Token(i + 1)
+			require.NoError(t, s.CompareAndSwap(ctx, k, 0, []byte(k), tok), "%q", k)
+			require.NoError(t, s.WriteIfNewer(ctx, k, []byte(k+"!"), tok+100), "%q", k)
+			v, got, err := s.Load(ctx, k)
+			require.NoError(t, err, "%q", k)
+			assert.Equal(t, tok+100, got, "%q", k)
+			assert.Equal(t, k+"!", string(v), "%q", k)
+		}
+		all, err := s.List(ctx, "")
+		require.NoError(t, err)
+		for _, p := range append([]string{""}, oddKeys...) {
+			keys, err := s.List(ctx, p)
+			require.NoError(t, err, "%q", p)
+			var want []string
+			for _, k := range all {
+				if strings.HasPrefix(k, p) {
+					want = append(want, k)
+				}
+			}
+			assert.Equal(t, want, keys, "List(%q) with store prefix %q", p, prefix)
+		}
+		sorted := slices.Clone(oddKeys)
+		slices.Sort(sorted)
+		var mine []string
+		for _, k := range all {
+			if slices.Contains(oddKeys, k) {
+				mine = append(mine, k)
+			}
+		}
+		assert.Equal(t, sorted, mine, "store prefix %q", prefix)
+		for i, k := range oddKeys {
+			require.NoError(t, s.Delete(ctx, k, fence.Token(i+1)+100), "%q", k)
+		}
+	}
+	s, err := NewStore(StoreConfig{Client: client})
+	require.NoError(t, err)
+	keys, err := s.List(ctx, "")
+	require.NoError(t, err)
+	assert.Empty(t, keys)
+}
+
+// TestStoreRefusesOversizeBeforeIO: a value one byte over
+// fence.MaxValueBytes and a key one byte over fence.MaxKeyBytes are
+// refused as invalid input (not as an unknown outcome), and write nothing.
+func TestStoreRefusesOversizeBeforeIO(t *testing.T) {
+	_, client := server(t)
+	ctx := t.Context()
+	s, err := NewStore(StoreConfig{Client: client, Prefix: "size/"})
+	require.NoError(t, err)
+	big := make([]byte, fence.MaxValueBytes+1)
+	long := strings.Repeat("k", fence.MaxKeyBytes+1)
+	for name, err := range map[string]error{
+		"CompareAndSwap value": s.CompareAndSwap(ctx, "k", 0, big, 1),
+		"WriteIfNewer value":   s.WriteIfNewer(ctx, "k", big, 1),
+	} {
+		assert.ErrorIs(t, err, fence.ErrInvalidValue, name)
+		assert.NotErrorIs(t, err, ErrUnknownOutcome, name)
+	}
+	for name, err := range map[string]error{
+		"CompareAndSwap key": s.CompareAndSwap(ctx, long, 0, nil, 1),
+		"WriteIfNewer key":   s.WriteIfNewer(ctx, long, []byte("v"), 1),
+		"Delete key":         s.Delete(ctx, long, 1),
+	} {
+		assert.ErrorIs(t, err, fence.ErrInvalidKey, name)
+	}
+	keys, err := s.List(ctx, "")
+	require.NoError(t, err)
+	assert.Empty(t, keys)
+}
+
+// TestWriteIfNewerContention: eight goroutines write-if-newer on one key
+// with distinct tokens. No newer write is lost: the key ends with the
+// newest acknowledged token, written by that write; every refusal names
+// a token at least as new as the write's; and ErrContended is rare.
+func TestWriteIfNewerContention(t *testing.T) {
+	_, client := server(t)
+	s, err := NewStore(StoreConfig{Client: client, Prefix: "contend/"})
+	require.NoError(t, err)
+	const workers, each = 8, 40
+	var (
+		mu        sync.Mutex
+		acked     []fence.Token
+		contended int
+		wg        sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				tok := fence.Token(i*workers + w + 1)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := s.WriteIfNewer(ctx, "k", []byte(fmt.Sprint(tok)), tok)
+				cancel()
+				var se *fence.StaleError
+				mu.Lock()
+				switch {
+				case err == nil:
+					acked = append(acked, tok)
+				case errors.As(err, &se):
+					if se.Have < tok {
+						t.Errorf("write of %d refused by older %d", tok, se.Have)
+					}
+				case errors.Is(err, fence.ErrContended):
+					contended++
+				default:
+					t.Errorf("write of %d: %v", tok, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	v, tok, err := s.Load(t.Context(), "k")
+	require.NoError(t, err)
+	require.NotEmpty(t, acked)
+	assert.Equal(t, slices.Max(acked), tok)
+	assert.Equal(t, fmt.Sprint(tok), string(v))
+	assert.Less(t, contended, workers*each/4, "contended %d of %d", contended, workers*each)
+	t.Logf("%d acknowledged, %d contended of %d", len(acked), contended, workers*each)
+}
+
+// TestLeaseTableOddResources: resources and holders of any bytes are
+// granted, read back and released.
+func TestLeaseTableOddResources(t *testing.T) {
+	_, client := server(t)
+	ctx := t.Context()
+	tb, err := NewLeaseTable(LeaseTableConfig{Client: client, Prefix: "odd-lease/"})
+	require.NoError(t, err)
+	var last fence.Token
+	for _, r := range oddKeys {
+		holder := "h" + r
+		if len(holder) > len(r) && len(r) == fence.MaxKeyBytes {
+			holder = r
+		}
+		l, err := tb.Grant(ctx, r, holder, time.Second)
+		require.NoError(t, err, "%q", r)
+		assert.Greater(t, l.Epoch, last)
+		last = l.Epoch
+		got, held, err := tb.Get(ctx, r)
+		require.NoError(t, err)
+		require.True(t, held, "%q", r)
+		assert.Equal(t, holder, got.Holder)
+		assert.True(t, bytes.Equal([]byte(r), []byte(got.Resource)))
+		require.NoError(t, tb.Release(ctx, l), "%q", r)
+		var lost *lease.LostError
+		require.ErrorAs(t, tb.Release(ctx, l), &lost)
+	}
+}
