@@ -1,6 +1,7 @@
 package dnsplan_test
 
 import (
+	"errors"
 	"math"
 	"sync"
 	"testing"
@@ -320,4 +321,38 @@ func TestPlannerOnEventPanics(t *testing.T) {
 	plan, err := p.Next(t0.Add(2*time.Second), dnsplan.Report{"api.x": healthy(8, 1)})
 	require.NoError(t, err)
 	assert.EqualValues(t, 3, plan.Generation)
+}
+
+// TestCanonicalEndpointProperty: for any string, CanonicalEndpoint and
+// ValidateEndpoint agree: a canonical name is its own canonical form, the
+// canonical form of anything is canonical, and every refusal matches
+// ErrInvalidPlan.
+func TestCanonicalEndpointProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := rapid.OneOf(
+			rapid.String(),
+			rapid.StringMatching(`[a-zA-Z0-9._\\-]{0,70}\.?`),
+			rapid.StringMatching(`([a-zA-Z0-9_-]{1,64}\.){0,5}[a-zA-Z0-9_-]{1,64}\.?`),
+		).Draw(t, "name")
+		c, cerr := dnsplan.CanonicalEndpoint(s)
+		verr := dnsplan.ValidateEndpoint(s)
+		if verr != nil && !errors.Is(verr, dnsplan.ErrInvalidPlan) {
+			t.Fatalf("ValidateEndpoint(%q) = %v, not ErrInvalidPlan", s, verr)
+		}
+		if cerr != nil {
+			if !errors.Is(cerr, dnsplan.ErrInvalidPlan) {
+				t.Fatalf("CanonicalEndpoint(%q) = %v, not ErrInvalidPlan", s, cerr)
+			}
+			if verr == nil {
+				t.Fatalf("%q is valid but has no canonical form: %v", s, cerr)
+			}
+			return
+		}
+		if err := dnsplan.ValidateEndpoint(c); err != nil {
+			t.Fatalf("CanonicalEndpoint(%q) = %q, which is not valid: %v", s, c, err)
+		}
+		if (verr == nil) != (c == s) {
+			t.Fatalf("%q: valid %v, canonical form %q", s, verr == nil, c)
+		}
+	})
 }
