@@ -3,6 +3,7 @@ package lease_test
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -244,4 +245,17 @@ func TestKeeperDriftJustBelowTTL(t *testing.T) {
 	_, err = lease.Keep(context.Background(), l, lease.KeeperConfig{Store: m, DriftMargin: lease.MaxTTL - 1})
 	require.ErrorIs(t, err, lease.ErrInvalidConfig)
 	assert.Contains(t, err.Error(), "not before the loss deadline TTL−DriftMargin = 1ns")
+}
+
+// TestValidAtNegativeDrift: a negative drift (a sign slip, a margin
+// computed from clocks that ran the other way) never makes a lease valid
+// at or after its Expires.
+func TestValidAtNegativeDrift(t *testing.T) {
+	l := lease.Lease{Renewed: t0, TTL: 10 * time.Second, Expires: at(10 * time.Second)}
+	for _, drift := range []time.Duration{-1, -time.Hour, math.MinInt64} {
+		assert.True(t, l.ValidAt(at(10*time.Second-1), drift), "drift %v", drift)
+		assert.False(t, l.ValidAt(at(10*time.Second), drift), "drift %v", drift)
+		assert.False(t, l.ValidAt(at(time.Hour), drift), "drift %v", drift)
+	}
+	assert.False(t, l.ValidAt(at(5*time.Second), math.MaxInt64))
 }

@@ -44,9 +44,10 @@ type Lease struct {
 
 // ValidAt reports whether a holder whose clock reads now may still act on
 // the lease, allowing drift for the difference between its clock and the
-// Store's: now is before Expires−drift.
+// Store's: now is before Expires−drift. A negative drift counts as zero:
+// a lease is never valid at or after its Expires.
 func (l Lease) ValidAt(now time.Time, drift time.Duration) bool {
-	return now.Before(l.Expires.Add(-drift))
+	return now.Before(l.Expires.Add(-max(drift, 0)))
 }
 
 // Store is a lease table: it grants, renews and releases leases on
