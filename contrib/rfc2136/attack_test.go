@@ -2,6 +2,7 @@ package rfc2136_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -457,4 +458,48 @@ func TestLongestNamesBothFamilies(t *testing.T) {
 	_, err = p.Read(ctx, longer)
 	assert.ErrorIs(t, err, rfc2136.ErrInvalidName)
 	assert.ErrorIs(t, p.Apply(ctx, longer, dnsplan.Records{}, want), rfc2136.ErrInvalidName)
+}
+
+// TestTTLAboveRFC2181IsInvalid: a TTL with its top bit set is read as 0
+// by resolvers (RFC 2181 §8), though BIND stores and serves it: New
+// refuses it instead of writing records no resolver caches as asked.
+func TestTTLAboveRFC2181IsInvalid(t *testing.T) {
+	for _, ttl := range []uint32{math.MaxInt32 + 1, math.MaxUint32} {
+		_, err := rfc2136.New(rfc2136.Config{Server: "127.0.0.1:53", Zone: bindtest.Zone, TTL: ttl})
+		require.ErrorIs(t, err, rfc2136.ErrInvalidConfig, "TTL %d", ttl)
+		assert.Contains(t, err.Error(), fmt.Sprintf("Config.TTL %d", ttl))
+		assert.Contains(t, err.Error(), "2147483647")
+	}
+	_, err := rfc2136.New(rfc2136.Config{Server: "127.0.0.1:53", Zone: bindtest.Zone, TTL: math.MaxInt32})
+	require.NoError(t, err)
+}
+
+// TestHungServerHonoursTheContext: a server that takes a message and
+// never answers holds an exchange only until the context ends, however
+// long Config.Timeout is; the error names the context's cause.
+func TestHungServerHonoursTheContext(t *testing.T) {
+	got := make(chan struct{}, 64)
+	addr := fakeHandler(t, func(dns.ResponseWriter, *dns.Msg) { got <- struct{}{} })
+	cause := errors.New("operator gave up")
+	for _, network := range []string{"udp", "tcp"} {
+		for _, timeout := range []time.Duration{time.Hour, math.MaxInt64} {
+			p, err := rfc2136.New(rfc2136.Config{Server: addr, Zone: bindtest.Zone, Net: network, Timeout: timeout})
+			require.NoError(t, err)
+			for _, apply := range []bool{false, true} {
+				c, cancel := context.WithCancelCause(ctx)
+				go func() {
+					<-got
+					cancel(cause)
+				}()
+				if apply {
+					err = p.Apply(c, api, dnsplan.Records{}, dnsplan.Records{Generation: 1, Targets: targetsOf(1)})
+				} else {
+					_, err = p.Read(c, api)
+				}
+				require.ErrorIs(t, err, cause, "%s %v apply=%t", network, timeout, apply)
+				assert.ErrorIs(t, err, rfc2136.ErrTransient)
+				cancel(nil)
+			}
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -102,10 +103,13 @@ type Config struct {
 	// DefaultAlgorithm, hmac-sha256). Without KeyName messages are not
 	// signed, which a server should only accept on a trusted network.
 	KeyName, Secret, Algorithm string
-	// TTL of the records written. Zero means DefaultTTL.
+	// TTL of the records written. Zero means DefaultTTL; above
+	// 2147483647 is invalid: resolvers read a TTL with its top bit set
+	// as 0 (RFC 2181 §8).
 	TTL uint32
 	// Timeout bounds one exchange with the server, below the context's
-	// deadline. Zero means DefaultTimeout; negative is invalid.
+	// deadline; a context cancelled mid-exchange ends it at once. Zero
+	// means DefaultTimeout; negative is invalid.
 	Timeout time.Duration
 	// Net is the transport of queries: "udp" (the default), where an
 	// answer that comes back truncated is asked again over TCP, or "tcp".
@@ -198,6 +202,9 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.MaxTargets == 0 {
 		cfg.MaxTargets = dnsplan.DefaultMaxTargets
+	}
+	if cfg.TTL > math.MaxInt32 {
+		bad("Config.TTL %d is above %d, which resolvers read as 0 (RFC 2181 §8)", cfg.TTL, math.MaxInt32)
 	}
 	if cfg.TTL == 0 {
 		cfg.TTL = DefaultTTL
@@ -306,9 +313,10 @@ func (p *Provider) exchange(ctx context.Context, c *dns.Client, m *dns.Msg) (*dn
 		}
 		m.SetTsig(p.cfg.KeyName, p.cfg.Algorithm, 300, time.Now().Unix())
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	r, _, err := c.ExchangeContext(ctx, m, p.cfg.Server)
+	r, err := p.exchangeConn(parent, ctx, c, m)
 	if err != nil {
 		var netErr net.Error
 		passes := errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || ctx.Err() != nil
@@ -326,6 +334,25 @@ func (p *Provider) exchange(ctx context.Context, c *dns.Client, m *dns.Msg) (*dn
 		return nil, fmt.Errorf("%w: exchange with %s over %s: %w", ErrServer, p.cfg.Server, c.Net, err)
 	}
 	return r, nil
+}
+
+// exchangeConn is c.ExchangeContext within ctx, but ends as soon as
+// parent (the caller's context, of which ctx is the per-exchange
+// timeout) ends: miekg/dns obeys only a context's deadline once
+// connected, so a cancelled context would leave a silent server holding
+// the exchange until Config.Timeout. Closing the connection ends its read
+// and write at once; the timeout itself ends them by deadline, as an
+// i/o timeout.
+func (p *Provider) exchangeConn(parent, ctx context.Context, c *dns.Client, m *dns.Msg) (*dns.Msg, error) {
+	conn, err := c.DialContext(ctx, p.cfg.Server)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(parent, func() { _ = conn.Close() })
+	defer stop()
+	r, _, err := c.ExchangeWithConnContext(ctx, m, conn)
+	return r, err
 }
 
 // answers returns why r is not the server's answer to m, or nil: it
