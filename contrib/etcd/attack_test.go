@@ -242,3 +242,27 @@ func TestLeaseTableOddResources(t *testing.T) {
 		require.ErrorAs(t, tb.Release(ctx, l), &lost)
 	}
 }
+
+// TestGetExpiresNeverPastGrantedTerm: etcd reports a lease it has not
+// started timing — one restored after a restart, before its member is
+// promoted to leader — as having 2⁶³−1 ns left (TTL 9223372036 seconds).
+// Get must not turn that into an Expires 292 years away: no term etcd
+// runs lasts longer than its granted TTL from now, plus the extension
+// etcd adds on promotion, which Get's Expires may leave out.
+func TestGetExpiresNeverPastGrantedTerm(t *testing.T) {
+	sent := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		left, granted int64
+		want          time.Duration // Expires − sent
+	}{
+		{9223372036, 10, 10 * time.Second}, // forever: not timed yet
+		{11, 10, 10 * time.Second},         // extended on promotion
+		{10, 10, 10 * time.Second},
+		{3, 10, 3 * time.Second},
+		{0, 10, -time.Second},
+		{-2, 10, -3 * time.Second},
+	} {
+		exp := expiresAt(sent, c.left, c.granted)
+		assert.Equal(t, c.want, exp.Sub(sent), "TTL %d of %d", c.left, c.granted)
+	}
+}

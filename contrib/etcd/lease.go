@@ -227,9 +227,11 @@ func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
 // Get returns the resource's lease, if etcd has a holder record of it: its
 // holder, epoch and etcd lease ID, and the term as etcd reports it. etcd
 // counts a lease's remaining time in whole seconds, so Expires is the
-// moment the request was sent plus that remainder rounded down: no later
-// than the moment etcd may let the lease lapse, as for a holder's own
-// Lease. TTL is the term's length as granted (whole seconds) and Renewed
+// moment the request was sent plus that remainder rounded down, and at
+// most the granted TTL (etcd reports more while it extends terms after a
+// leader election, and "forever" for a lease restored after a restart that
+// it has not started timing yet): no later than the moment etcd may let
+// the lease lapse, as for a holder's own Lease. TTL is the term's length as granted (whole seconds) and Renewed
 // is Expires−TTL.
 //
 // It reads the holder record and then asks etcd about its lease, two
@@ -267,16 +269,27 @@ func (t *LeaseTable) Get(ctx context.Context, resource string) (lease.Lease, boo
 	}
 	l := lease.Lease{Resource: resource, Holder: cur.holder, Epoch: cur.epoch, ID: cur.id}
 	l.TTL = time.Duration(ttl.GrantedTTL) * time.Second
-	// etcd's remainder is the remaining time truncated towards zero: for
-	// a remainder of −2.5s it says −2. Rounded down instead, Expires is
-	// never later than the lease's end, even after it.
-	left := ttl.TTL
+	l.Expires = expiresAt(sent, ttl.TTL, ttl.GrantedTTL)
+	l.Renewed = l.Expires.Add(-l.TTL)
+	return l, true, nil
+}
+
+// expiresAt is the end of a term of which etcd said, when asked at sent,
+// that left of granted seconds remain.
+//
+// etcd's remainder is the remaining time truncated towards zero: for a
+// remainder of −2.5s it says −2. Rounded down instead, Expires is never
+// later than the lease's end, even after it. A remainder above the
+// granted TTL is etcd's own extension of terms when a member becomes
+// leader, or, for a lease it restored but has not started timing again,
+// 2⁶³−1 ns ("forever"); either way the term ends no earlier than granted
+// seconds from now once timed, so Expires is capped there.
+func expiresAt(sent time.Time, left, granted int64) time.Time {
 	if left <= 0 {
 		left--
 	}
-	l.Expires = sent.Add(time.Duration(left) * time.Second)
-	l.Renewed = l.Expires.Add(-l.TTL)
-	return l, true, nil
+	left = min(left, granted)
+	return sent.Add(time.Duration(left) * time.Second)
 }
 
 // Epoch returns the epoch of resource's holder record — of its lease, or
