@@ -503,3 +503,35 @@ func TestHungServerHonoursTheContext(t *testing.T) {
 		}
 	}
 }
+
+// TestWildcardTXTIsNotAtTheName: a wildcard TXT in the zone (an SPF
+// record for every name, say) answers the TXT queries of an endpoint
+// never written, though no TXT is at its metadata names: the endpoint
+// reads as never written, is written under that condition, and reads
+// back; the check writes nothing. Before, it read as a corrupt
+// generation TXT, for an operator to fix at a name that holds nothing.
+func TestWildcardTXTIsNotAtTheName(t *testing.T) {
+	s := bindtest.Start(t)
+	p := newProvider(t, s)
+	operator(t, s, nil, []string{`*.dnsplan.test. 60 IN TXT "v=spf1 -all"`})
+	before := zone(t, s)
+	rec, err := p.Read(ctx, api)
+	require.NoError(t, err)
+	assert.Equal(t, dnsplan.Records{}, rec)
+	assert.Equal(t, before, zone(t, s), "telling a wildcard from a TXT writes nothing")
+
+	want := dnsplan.Records{Generation: 1, Targets: targetsOf(4)}
+	require.NoError(t, p.Apply(ctx, api, rec, want))
+	rec, err = p.Read(ctx, api)
+	require.NoError(t, err)
+	assert.Equal(t, want.Targets, rec.Targets)
+
+	// A wildcard under a written endpoint answers for its weights name
+	// once an operator has deleted the weights TXT: no weights, weight 1.
+	operator(t, s, []string{"_dnsplan-weights." + api + ". 0 IN TXT \"\""}, []string{`*.` + api + `. 60 IN TXT "note"`})
+	rec, err = p.Read(ctx, api)
+	require.NoError(t, err)
+	for _, tgt := range rec.Targets {
+		assert.Equal(t, uint32(1), tgt.Weight)
+	}
+}

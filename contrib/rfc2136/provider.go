@@ -455,7 +455,7 @@ func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, 
 		case h.Rrtype == t:
 			out = append(out, rr)
 		case h.Rrtype == dns.TypeCNAME:
-			synthesized, err := p.fromWildcard(ctx, name)
+			synthesized, err := p.fromWildcard(ctx, name, dns.TypeCNAME)
 			if err != nil {
 				return nil, fmt.Errorf("rfc2136: query %s %s answered a CNAME, and asking whether a wildcard's failed: %w", name, dns.TypeToString[t], err)
 			}
@@ -478,22 +478,25 @@ func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, 
 	return out, nil
 }
 
-// fromWildcard reports whether the CNAME answered for name was
-// synthesized from a wildcard, with an UPDATE whose only content is the
-// prerequisite "a CNAME RRset exists at name" (RFC 2136 §2.4.1): servers
-// check prerequisites against the records at the name itself, never a
-// wildcard, and an update without updates changes nothing. If the server
-// refuses to say (no update rights), the CNAME is taken as real.
-func (p *Provider) fromWildcard(ctx context.Context, name string) (bool, error) {
+// fromWildcard reports whether the RRset of type t answered for name
+// was synthesized from a wildcard, with an UPDATE whose only content is
+// the prerequisite "an RRset of type t exists at name" (RFC 2136
+// §2.4.1): servers check prerequisites against the records at the name
+// itself, never a wildcard, and an update without updates changes
+// nothing. If the server refuses to say (no update rights), the RRset is
+// taken as real. Only answers that would otherwise be an error (a CNAME,
+// metadata that does not parse) are checked, so reading costs nothing
+// more.
+func (p *Provider) fromWildcard(ctx context.Context, name string, t uint16) (bool, error) {
 	m := new(dns.Msg)
 	m.SetUpdate(p.cfg.Zone)
-	m.RRsetUsed([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET}}})
+	m.RRsetUsed([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET}}})
 	r, err := p.exchange(ctx, p.stream, m)
 	if err != nil {
 		return false, err
 	}
 	if r.Rcode == dns.RcodeServerFailure {
-		return false, rcodeError(r.Rcode, "update checking for a CNAME at %s", name)
+		return false, rcodeError(r.Rcode, "update checking for %s at %s", dns.TypeToString[t], name)
 	}
 	return r.Rcode == dns.RcodeNXRrset, nil
 }
@@ -571,6 +574,7 @@ func (p *Provider) readHead(ctx context.Context, name string) (head, error) {
 	if err != nil {
 		return head{}, err
 	}
+	var corrupt error
 	switch len(rrs) {
 	case 0:
 		return head{}, nil
@@ -579,9 +583,18 @@ func (p *Provider) readHead(ctx context.Context, name string) (head, error) {
 		if h, ok := parseHead(txt); ok {
 			return h, nil
 		}
-		return head{}, fmt.Errorf("%w: %s TXT %q is not \"%sN\" \"%sV\"", ErrCorrupt, name, txt, generationKey, versionKey)
+		corrupt = fmt.Errorf("%w: %s TXT %q is not \"%sN\" \"%sV\"", ErrCorrupt, name, txt, generationKey, versionKey)
+	default:
+		corrupt = fmt.Errorf("%w: %s has %d TXT records, want 1", ErrCorrupt, name, len(rrs))
 	}
-	return head{}, fmt.Errorf("%w: %s has %d TXT records, want 1", ErrCorrupt, name, len(rrs))
+	// A wildcard TXT answers for an endpoint never written: nothing is
+	// at the name, and no operator could fix it there.
+	if synthesized, err := p.fromWildcard(ctx, name, dns.TypeTXT); err != nil {
+		return head{}, fmt.Errorf("%w, and asking whether a wildcard's failed: %w", corrupt, err)
+	} else if synthesized {
+		return head{}, nil
+	}
+	return head{}, corrupt
 }
 
 // Read returns the endpoint's applied generation, version and targets. It
@@ -670,13 +683,9 @@ func (p *Provider) Read(ctx context.Context, endpoint string) (dnsplan.Records, 
 	}
 }
 
-// readWeights parses the weights TXT: one string "address=weight" per
-// target.
-func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr]uint32, error) {
-	rrs, err := p.query(ctx, name, dns.TypeTXT)
-	if err != nil {
-		return nil, err
-	}
+// parseWeights parses the weights TXT at name: one string
+// "address=weight" per target, exactly as Apply writes it.
+func parseWeights(name string, rrs []dns.RR) (map[netip.Addr]uint32, error) {
 	w := map[netip.Addr]uint32{}
 	for _, rr := range rrs {
 		for _, s := range rr.(*dns.TXT).Txt {
@@ -696,6 +705,25 @@ func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr
 		}
 	}
 	return w, nil
+}
+
+// readWeights parses the weights TXT, unless it was synthesized from a
+// wildcard: then there are no weights.
+func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr]uint32, error) {
+	rrs, err := p.query(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	w, corrupt := parseWeights(name, rrs)
+	if corrupt == nil {
+		return w, nil
+	}
+	if synthesized, err := p.fromWildcard(ctx, name, dns.TypeTXT); err != nil {
+		return nil, fmt.Errorf("%w, and asking whether a wildcard's failed: %w", corrupt, err)
+	} else if synthesized {
+		return map[netip.Addr]uint32{}, nil
+	}
+	return nil, corrupt
 }
 
 // Apply replaces the endpoint's A and AAAA records, its generation TXT and
