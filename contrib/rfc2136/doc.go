@@ -109,7 +109,8 @@
 // invalid records and non-canonical names are refused before any I/O
 // (dnsplan.ErrEmptyRecords, dnsplan.ErrInvalidRecords, ErrInvalidName);
 // any other error code from the server (NOTAUTH for a bad key, REFUSED,
-// SERVFAIL) matches ErrServer; an answer truncated over UDP whose retry
+// SERVFAIL), and an answer that is unsigned or to another question,
+// match ErrServer; an answer truncated over UDP whose retry
 // over TCP failed matches ErrTruncated; unparsable metadata matches
 // ErrCorrupt. A damaged weights TXT under an intact (or absent) generation
 // TXT also matches dnsplan.ErrCorruptRecords, and Read returns the

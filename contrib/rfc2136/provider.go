@@ -59,8 +59,11 @@ var (
 	// ErrServer is matched when the server answers with an error code
 	// other than a failed prerequisite (REFUSED, NOTAUTH for a bad TSIG
 	// key, SERVFAIL, ...), or with an answer that is not authoritative;
-	// the error names the code. Of these only SERVFAIL also matches
-	// ErrTransient.
+	// the error names the code. It is also matched by an answer that is
+	// not the server's word on the message sent: one without a TSIG
+	// signature when a key is configured (miekg/dns checks a signature
+	// only if there is one), or one to another question or opcode. Of
+	// these only SERVFAIL also matches ErrTransient.
 	ErrServer = errors.New("rfc2136: server error")
 	// ErrTruncated is matched when an answer came back truncated and could
 	// not be had whole: the retry over TCP failed (the error wraps that
