@@ -15,6 +15,7 @@ import (
 	"github.com/stormguard/stormguard/lease"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // TestEndedContextSendsNothing: a call whose context has already ended
@@ -265,4 +266,44 @@ func TestGetExpiresNeverPastGrantedTerm(t *testing.T) {
 		exp := expiresAt(sent, c.left, c.granted)
 		assert.Equal(t, c.want, exp.Sub(sent), "TTL %d of %d", c.left, c.granted)
 	}
+}
+
+// meddlingKV changes the key with an older record before every
+// transaction, as a crowd of other writers would between each read and
+// write of a WriteIfNewer.
+type meddlingKV struct {
+	clientv3.KV
+	key string
+	n   int
+}
+
+func (m *meddlingKV) Txn(ctx context.Context) clientv3.Txn {
+	m.n++
+	if _, err := m.KV.Put(ctx, m.key, record(1, []byte(fmt.Sprint(m.n)))); err != nil {
+		panic(err)
+	}
+	return m.KV.Txn(ctx)
+}
+
+// TestWriteIfNewerContendedCounts: a WriteIfNewer overtaken at every
+// attempt gives up after DefaultWriteAttempts transactions with
+// ErrContended, writes nothing, and says how many transactions it made
+// and how many times others changed the key between its read and write.
+func TestWriteIfNewerContendedCounts(t *testing.T) {
+	_, client := server(t)
+	s, err := NewStore(StoreConfig{Client: client, Prefix: "meddle/"})
+	require.NoError(t, err)
+	m := &meddlingKV{KV: client.KV, key: "meddle/k"}
+	s.kv = m
+	err = s.WriteIfNewer(t.Context(), "k", []byte("mine"), 5)
+	require.ErrorIs(t, err, fence.ErrContended)
+	assert.Equal(t, DefaultWriteAttempts, m.n, "transactions")
+	// The first transaction found the key present, which nobody changed
+	// after a read; each later one found it changed since its read.
+	assert.Contains(t, err.Error(), fmt.Sprintf("%d transactions", DefaultWriteAttempts))
+	assert.Contains(t, err.Error(), fmt.Sprintf("changed by other writers %d times", DefaultWriteAttempts-1))
+	v, tok, err := s.Load(t.Context(), "k")
+	require.NoError(t, err)
+	assert.Equal(t, fence.Token(1), tok)
+	assert.Equal(t, fmt.Sprint(DefaultWriteAttempts), string(v), "the meddler's last write, not ours")
 }

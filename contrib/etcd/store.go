@@ -173,9 +173,11 @@ func (s *Store) ifToken(ctx context.Context, op fence.Op, key string, expect fen
 // the value at most once, so it takes every value CompareAndSwap takes (up
 // to fence.MaxValueBytes). A value that is not a record is reported as
 // ErrCorrupt and left alone, whatever it is. If other writers change the
-// key between each read and write for DefaultWriteAttempts attempts, it
-// gives up with an error matching fence.ErrContended, having written
-// nothing. See fence.WriteIfNewer.
+// key between each of its reads and the write that follows until it has
+// made DefaultWriteAttempts transactions (the first of which reads the
+// key: DefaultWriteAttempts−1 changes suffice if the key was present), it
+// gives up with an error matching fence.ErrContended that gives both
+// counts, having written nothing. See fence.WriteIfNewer.
 func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fence.Token) error {
 	if err := fence.ValidateWriteIfNewer(key, value, t); err != nil {
 		return err
@@ -193,6 +195,7 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 	put := clientv3.OpPut(k, record(t, value))
 	cond := absent(k)
 	var prev fence.Token
+	overtaken := 0 // conditional writes refused because the key changed after it was read
 	for attempt := 1; ; attempt++ {
 		resp, err := s.kv.Txn(ctx).If(cond).Then(put).Else(clientv3.OpGet(k)).Commit()
 		if err != nil {
@@ -204,6 +207,9 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 		}
 		if len(resp.Responses) != 1 || resp.Responses[0].GetResponseRange() == nil {
 			return fmt.Errorf("etcd: %v %q: %w", fence.OpWriteIfNewer, key, errMalformed)
+		}
+		if attempt > 1 {
+			overtaken++ // the first found the key present, unread yet
 		}
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
@@ -219,8 +225,8 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 			cond = clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision)
 		}
 		if attempt >= DefaultWriteAttempts {
-			return fmt.Errorf("%w: write-if-newer of %q with token %d overtaken %d times by other writers (token now %d)",
-				fence.ErrContended, key, uint64(t), attempt, uint64(prev))
+			return fmt.Errorf("%w: write-if-newer of %q with token %d gave up after %d transactions, the key changed by other writers %d times between its read and write (token now %d)",
+				fence.ErrContended, key, uint64(t), attempt, overtaken, uint64(prev))
 		}
 	}
 }
