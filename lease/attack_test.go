@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -258,4 +259,48 @@ func TestValidAtNegativeDrift(t *testing.T) {
 		assert.False(t, l.ValidAt(at(time.Hour), drift), "drift %v", drift)
 	}
 	assert.False(t, l.ValidAt(at(5*time.Second), math.MaxInt64))
+}
+
+// TestRecoveryRunAbandonsHungAttempt: an attempt whose fn ignores its
+// context and hangs (a Store call that never returns) is reported as
+// timed out at its Deadline, so the worker it held goes to the next
+// attempt, and the lease is established meanwhile; when ctx ends, Run
+// returns without waiting for the hung call, whose late answer is
+// ignored.
+func TestRecoveryRunAbandonsHungAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, err := lease.NewRecovery[string](lease.RecoveryConfig{Workers: 1, TTL: 10 * time.Second, AttemptTimeout: time.Second})
+		require.NoError(t, err)
+		require.NoError(t, r.Add(time.Now(), "k"))
+		start := time.Now()
+		var calls atomic.Int64
+		fn := func(ctx context.Context, a lease.Attempt[string]) error {
+			if calls.Add(1) == 1 {
+				time.Sleep(time.Hour) // hung, deaf to ctx
+				return nil
+			}
+			return nil
+		}
+		var established atomic.Int64
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() {
+			done <- r.Run(ctx, fn, func(p lease.Progress) {
+				if p.Established == 1 && established.Load() == 0 {
+					established.Store(int64(time.Since(start)))
+				}
+			})
+		}()
+		time.Sleep(5 * time.Second)
+		assert.NotZero(t, established.Load(), "established within 5s despite the hung first attempt")
+		assert.Less(t, established.Load(), int64(2*time.Second))
+		cancel()
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, context.Canceled)
+		case <-time.After(time.Minute):
+			t.Fatal("Run waited for a call that ignores its context")
+		}
+		time.Sleep(2 * time.Hour) // let the hung call end
+	})
 }
