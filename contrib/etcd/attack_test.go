@@ -307,3 +307,46 @@ func TestWriteIfNewerContendedCounts(t *testing.T) {
 	assert.Equal(t, fence.Token(1), tok)
 	assert.Equal(t, fmt.Sprint(DefaultWriteAttempts), string(v), "the meddler's last write, not ours")
 }
+
+// TestLeaseTableNoRenewalPastExpires: a lease whose Expires has passed on
+// the caller's clock is over, although etcd's term, which rounds the TTL
+// up to whole seconds and restarts when etcd does, may still run: Renew
+// and Release refuse it with a *lease.LostError rather than revive it,
+// and give the resource back, so that another holder gets it with a
+// newer epoch.
+func TestLeaseTableNoRenewalPastExpires(t *testing.T) {
+	_, client := server(t)
+	ctx := t.Context()
+	tb, err := NewLeaseTable(LeaseTableConfig{Client: client, Prefix: "past/"})
+	require.NoError(t, err)
+
+	// Real time: etcd runs this term for 2s, the holder's view 1.001s.
+	l, err := tb.Grant(ctx, "r", "a", 1001*time.Millisecond)
+	require.NoError(t, err)
+	time.Sleep(time.Until(l.Expires) + time.Millisecond)
+	var lost *lease.LostError
+	_, err = tb.Renew(ctx, l)
+	require.ErrorAs(t, err, &lost, "renewal after Expires")
+	require.ErrorAs(t, tb.Release(ctx, l), &lost, "release after Expires")
+	b, err := tb.Grant(ctx, "r", "b", 10*time.Second)
+	require.NoError(t, err, "the resource was given back")
+	assert.Greater(t, b.Epoch, l.Epoch)
+
+	// The caller's clock as a lease sees it, for each call.
+	for name, call := range map[string]func(lease.Lease) error{
+		"Renew":   func(l lease.Lease) error { _, err := tb.Renew(ctx, l); return err },
+		"Release": func(l lease.Lease) error { return tb.Release(ctx, l) },
+	} {
+		l, err := tb.Grant(ctx, name, "a", 10*time.Second)
+		require.NoError(t, err)
+		past := l
+		past.Expires = time.Now().Add(-time.Nanosecond)
+		require.ErrorAs(t, call(past), &lost, name)
+		assert.Contains(t, lost.Reason, "expired", name)
+		_, held, err := tb.Get(ctx, name)
+		require.NoError(t, err)
+		assert.False(t, held, "%s: the resource was given back", name)
+		_, err = tb.Renew(ctx, l)
+		require.ErrorAs(t, err, &lost, "%s: the term is over for its holder too", name)
+	}
+}

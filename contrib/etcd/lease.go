@@ -55,8 +55,9 @@ type LeaseTableConfig struct {
 // etcd revokes expired leases at a limited rate (1000 a second), so when
 // many expire together a holder record can outlive its lease by seconds.
 // Until etcd deletes it, Grant refuses the resource with a
-// *lease.HeldError, Get reports the lease with Expires in the past, Renew
-// waits for the revocation and Release revokes the lease itself.
+// *lease.HeldError and Get reports the lease with Expires in the past;
+// Renew and Release refuse a lease whose Expires has passed, and revoke it
+// themselves.
 //
 // All processes sharing a Prefix must use this scheme: earlier versions
 // of this package kept a per-resource epoch record and counted epochs up
@@ -182,15 +183,24 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 }
 
 // Renew keeps l's etcd lease alive for another TTL, keeping the epoch. A
-// lease that etcd no longer has is refused with a *lease.LostError. etcd
-// never revives an expired lease: it answers the renewal of one that it
-// has not yet revoked (see LeaseTable) only once it has, so Renew waits
-// for that until ctx ends, and then fails with ErrUnknownOutcome.
+// lease that etcd no longer has is refused with a *lease.LostError, and so
+// is one whose Expires has passed on the caller's clock, without asking
+// etcd to keep it: etcd's term may still run — it is rounded up to whole
+// seconds, and etcd restarts every term when it restarts — but the holder
+// has had to stop acting on it, so Renew does not revive it; it revokes
+// the etcd lease instead (as Release would, best effort, within ctx),
+// which gives the resource back. etcd answers the renewal of a lease that
+// has expired but that it has not yet revoked (see LeaseTable) only once
+// it has, so if the holder's clock is behind etcd's, Renew waits for that
+// until ctx ends, and then fails with ErrUnknownOutcome.
 func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
 	if err := t.validate(ctx, "renew", l); err != nil {
 		return lease.Lease{}, err
 	}
 	sent := time.Now()
+	if err := t.ended(ctx, lease.OpRenew, l, sent); err != nil {
+		return lease.Lease{}, err
+	}
 	_, err := t.client.KeepAliveOnce(ctx, clientv3.LeaseID(l.ID))
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -206,11 +216,16 @@ func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, err
 
 // Release revokes l's etcd lease, which deletes its holder record, so the
 // resource may be granted again at once, with a newer epoch. A lease that
-// etcd no longer has is refused with a *lease.LostError. A lease that has
-// expired but that etcd has not yet revoked (see LeaseTable) is revoked
-// then and there, and Release returns nil: etcd does not say which.
+// etcd no longer has is refused with a *lease.LostError, and so is one
+// whose Expires has passed on the caller's clock, though Release revokes
+// its etcd lease all the same (best effort, within ctx). The etcd client
+// retries a revocation whose answer was lost, so a LostError can also
+// mean that this very Release revoked the lease: either way, it is over.
 func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
 	if err := t.validate(ctx, "release", l); err != nil {
+		return err
+	}
+	if err := t.ended(ctx, lease.OpRelease, l, time.Now()); err != nil {
 		return err
 	}
 	if _, err := t.client.Revoke(ctx, clientv3.LeaseID(l.ID)); err != nil {
@@ -222,6 +237,19 @@ func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
 	}
 	t.observe(lease.OpRelease, l.Resource, l.Holder, l.Epoch, false)
 	return nil
+}
+
+// ended refuses, for op, a lease whose Expires is not after now, and
+// revokes its etcd lease, best effort within ctx: the holder may no longer
+// act on it, so nobody will.
+func (t *LeaseTable) ended(ctx context.Context, op lease.Op, l lease.Lease, now time.Time) error {
+	if now.Before(l.Expires) {
+		return nil
+	}
+	_, _ = t.client.Revoke(ctx, clientv3.LeaseID(l.ID))
+	t.observe(op, l.Resource, l.Holder, l.Epoch, true)
+	return &lease.LostError{Resource: l.Resource, Holder: l.Holder, Epoch: l.Epoch,
+		Reason: fmt.Sprintf("expired at %s, %v before the %v, on the caller's clock", l.Expires.Format(time.RFC3339Nano), now.Sub(l.Expires), op)}
 }
 
 // Get returns the resource's lease, if etcd has a holder record of it: its
