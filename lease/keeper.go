@@ -287,8 +287,8 @@ func (k *Keeper) Err() error {
 // Stop called while OnLost or OnEvent runs — from the hook itself, which
 // runs on the keeper's goroutine and so cannot wait for it — ends the
 // keeper without waiting: the goroutine ends (releasing the lease if
-// ReleaseOnStop and it was not lost) as soon as the hook returns; wait on
-// Done for that.
+// ReleaseOnStop and it was not lost) as soon as the hook returns. Wait on
+// Done for that from another goroutine, never from the hook.
 func (k *Keeper) Stop() {
 	if k == nil || k.cancel == nil {
 		return
