@@ -535,3 +535,28 @@ func TestWildcardTXTIsNotAtTheName(t *testing.T) {
 		assert.Equal(t, uint32(1), tgt.Weight)
 	}
 }
+
+// TestMismatchedIDIsNeverData: an answer whose ID is not the query's is
+// never read: over UDP it is ignored (a late answer to an earlier query,
+// say) and the exchange times out, transient; over TCP, where no earlier
+// query shares the connection, it is an error.
+func TestMismatchedIDIsNeverData(t *testing.T) {
+	addr := fakeHandler(t, func(w dns.ResponseWriter, m *dns.Msg) {
+		r := new(dns.Msg)
+		r.SetReply(m)
+		r.Authoritative = true
+		r.Id = m.Id + 1
+		_ = w.WriteMsg(r)
+	})
+	for _, network := range []string{"udp", "tcp"} {
+		p, err := rfc2136.New(rfc2136.Config{Server: addr, Zone: bindtest.Zone, Net: network, Timeout: 50 * time.Millisecond})
+		require.NoError(t, err)
+		rec, err := p.Read(ctx, api)
+		require.Error(t, err, network)
+		assert.Equal(t, dnsplan.Records{}, rec)
+		assert.Equal(t, network == "udp", errors.Is(err, rfc2136.ErrTransient), "%s: %v", network, err)
+		err = p.Apply(ctx, api, dnsplan.Records{}, dnsplan.Records{Generation: 1, Targets: targetsOf(1)})
+		require.Error(t, err, network)
+		assert.NotErrorIs(t, err, fence.ErrStale)
+	}
+}
