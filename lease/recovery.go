@@ -590,9 +590,9 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 // Wake returns the next instant at which Start has something to do if no
 // attempt finishes before it — a renewal falling due, a renewal still
 // waiting for a worker at its loss deadline (its lease lapses then), a
-// failed key's retry — and false if there is none. Keys of the backlog that are due but wait
-// for room in the queue need no wake: the Finish that frees the room admits
-// them.
+// failed key's retry — and false if there is none. Keys of the backlog
+// that are due but wait for room in the queue need no wake: the Finish
+// that frees the room admits them.
 func (r *Recovery[K]) Wake() (time.Time, bool) {
 	var t time.Time
 	if r == nil {
