@@ -401,6 +401,18 @@ func (w *world) check(t *rapid.T) {
 				t.Fatalf("volume %d: election outstanding with replica %d or %d down", v, vol.a, vol.b)
 			}
 		}
+		// No stuck volume is forgotten: it has a request outstanding or a
+		// timer armed in the heap, or both its replicas are down and the
+		// first NodeUp resumes it.
+		if vol.state != Healthy && vol.out == outNone && !(w.down[vol.a] && w.down[vol.b]) {
+			armed := false
+			for _, tm := range e.timers {
+				armed = armed || (vol.timer != 0 && tm.vol == int32(v) && tm.seq == vol.timer)
+			}
+			if !armed {
+				t.Fatalf("volume %d is %v with nothing outstanding and no timer armed (replicas %d down %v, %d down %v)", v, vol.state, vol.a, w.down[vol.a], vol.b, w.down[vol.b])
+			}
+		}
 		if vol.qa {
 			unsafe[vol.a]++
 		}

@@ -1,0 +1,81 @@
+package remirror
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stormguard/stormguard/fence"
+	"github.com/stormguard/stormguard/shed"
+)
+
+// deafStore is a fence.Store whose CompareAndSwap ignores its context: it
+// returns only when release is closed, then does the swap. A control plane
+// that never answers and a client that does not honour deadlines.
+type deafStore struct {
+	fence.Store
+	release chan struct{}
+}
+
+func (s *deafStore) CompareAndSwap(ctx context.Context, key string, expect fence.Token, value []byte, next fence.Token) error {
+	<-s.release
+	return s.Store.CompareAndSwap(context.Background(), key, expect, value, next)
+}
+
+// CallTimeout bounds each election even when the store ignores its
+// context: Elect answers ElectionFailed at the deadline, the hung call keeps
+// its zone's slot until the store returns (so the sick zone stays bounded
+// and is shed), and the late swap it makes is found by the engine's retry.
+func TestAuthorityDeafStoreBoundedByCallTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, err := fence.NewMemory(fence.MemoryConfig{})
+		require.NoError(t, err)
+		store := &deafStore{Store: m, release: make(chan struct{})}
+		a, err := NewAuthority(AuthorityConfig{Store: store, Total: 2, Share: 0.5, CallTimeout: time.Second})
+		require.NoError(t, err)
+		ctx := context.Background()
+		key := VolumeKey("sick", 0)
+		require.NoError(t, m.WriteIfNewer(ctx, key, []byte("0"), 1))
+
+		act := Action{Kind: Elect, Volume: 0, Attempt: 5, From: 1, Expect: 1}
+		done := make(chan error, 1)
+		var in Input
+		start := time.Now()
+		go func() {
+			var err error
+			in, err = a.Elect(ctx, "sick", act)
+			done <- err
+		}()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		var callErr error
+		select {
+		case callErr = <-done:
+		default:
+			close(store.release)
+			<-done
+			t.Fatalf("Elect still hung %v after CallTimeout with a store that ignores its context", time.Since(start))
+		}
+		require.ErrorIs(t, callErr, context.DeadlineExceeded)
+		require.Equal(t, Input{Kind: ElectionFailed, Volume: 0, Node: 1, Attempt: 5}, in)
+
+		// The hung call still holds the sick zone's slot: its next call is
+		// shed at once.
+		_, err = a.Elect(ctx, "sick", Action{Kind: Elect, Volume: 1, From: 1, Expect: 1})
+		require.ErrorIs(t, err, shed.ErrShed)
+
+		// The store answers at last: the slot comes back, and the retry
+		// finds the swap the late call made.
+		close(store.release)
+		synctest.Wait()
+		st, ok := a.partition.StatsFor("sick")
+		require.True(t, ok)
+		require.Zero(t, st.InFlight)
+		in, err = a.Elect(ctx, "sick", Action{Kind: Elect, Volume: 0, Attempt: 6, From: 1, Expect: 1})
+		require.NoError(t, err)
+		require.Equal(t, Input{Kind: Elected, Volume: 0, Node: 1, Attempt: 6, Token: 2}, in)
+	})
+}
