@@ -560,3 +560,22 @@ func TestMismatchedIDIsNeverData(t *testing.T) {
 		assert.NotErrorIs(t, err, fence.ErrStale)
 	}
 }
+
+// TestWildcardAddressIsNotAtTheName: a wildcard A or AAAA answers the
+// address queries of an endpoint never written: it reads as never
+// written, as the package documentation says of an endpoint under a
+// wildcard, not as one with the wildcard's addresses; an address
+// written by hand at the name still reads.
+func TestWildcardAddressIsNotAtTheName(t *testing.T) {
+	s := bindtest.Start(t)
+	p := newProvider(t, s)
+	operator(t, s, nil, []string{"*.dnsplan.test. 60 IN A 192.0.2.1", "*.dnsplan.test. 60 IN AAAA 2001:db8::99"})
+	rec, err := p.Read(ctx, api)
+	require.NoError(t, err)
+	assert.Equal(t, dnsplan.Records{}, rec)
+
+	operator(t, s, nil, []string{"hand.dnsplan.test. 60 IN A 203.0.113.1"})
+	rec, err = p.Read(ctx, "hand.dnsplan.test")
+	require.NoError(t, err)
+	assert.Equal(t, dnsplan.Records{Targets: []dnsplan.Target{tg("203.0.113.1", 1)}}, rec)
+}

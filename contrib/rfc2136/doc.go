@@ -49,12 +49,12 @@
 // update also requires that none of them exists (RFC 2136 §2.4.3), and
 // Read and Apply report one with an error matching dnsplan.ErrNameInUse
 // that names the record, for an operator to remove. An Enactor counts
-// such an endpoint as failed until then. A wildcard CNAME or TXT is not
-// at the name: Read tells the two apart with an UPDATE that has only a
-// prerequisite and changes nothing (sent only for an answer that would
-// otherwise be an error: a CNAME, metadata that does not parse), and an
-// endpoint under a wildcard reads as never written, until its first
-// Apply creates the name.
+// such an endpoint as failed until then. A wildcard record (CNAME, TXT,
+// A, AAAA) is not at the name: Read tells the two apart with an UPDATE
+// that has only a prerequisite and changes nothing (sent only for a
+// CNAME, for metadata that does not parse, and for the addresses of an
+// endpoint without a generation TXT), and an endpoint under a wildcard
+// reads as never written, until its first Apply creates the name.
 //
 // # Weights
 //

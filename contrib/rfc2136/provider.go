@@ -487,9 +487,9 @@ func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, 
 // §2.4.1): servers check prerequisites against the records at the name
 // itself, never a wildcard, and an update without updates changes
 // nothing. If the server refuses to say (no update rights), the RRset is
-// taken as real. Only answers that would otherwise be an error (a CNAME,
-// metadata that does not parse) are checked, so reading costs nothing
-// more.
+// taken as real. Only a CNAME, metadata that does not parse and the
+// addresses of an endpoint without a generation TXT are checked, so
+// reading an endpoint once written costs nothing more.
 func (p *Provider) fromWildcard(ctx context.Context, name string, t uint16) (bool, error) {
 	m := new(dns.Msg)
 	m.SetUpdate(p.cfg.Zone)
@@ -638,6 +638,19 @@ func (p *Provider) Read(ctx context.Context, endpoint string) (dnsplan.Records, 
 			rrs, err := p.query(ctx, n.owner, t)
 			if err != nil {
 				return fail(err)
+			}
+			if len(rrs) > 0 && before.gen == 0 {
+				// An endpoint never written may be under a wildcard,
+				// whose addresses are not at the name. (The read of the
+				// generation TXT below tells if a write created the
+				// name meanwhile.)
+				synthesized, err := p.fromWildcard(ctx, n.owner, t)
+				if err != nil {
+					return fail(fmt.Errorf("query %s %s answered, and asking whether a wildcard's failed: %w", n.owner, dns.TypeToString[t], err))
+				}
+				if synthesized {
+					continue
+				}
 			}
 			for _, rr := range rrs {
 				var ip net.IP
