@@ -79,3 +79,24 @@ func TestAuthorityDeafStoreBoundedByCallTimeout(t *testing.T) {
 		require.Equal(t, Input{Kind: Elected, Volume: 0, Node: 1, Attempt: 6, Token: 2}, in)
 	})
 }
+
+type panicStore struct{ fence.Store }
+
+func (panicStore) CompareAndSwap(context.Context, string, fence.Token, []byte, fence.Token) error {
+	panic("store bug")
+}
+
+// A store that panics panics Elect's caller, as before, and gives the
+// zone's slot back.
+func TestAuthorityStorePanicReachesCaller(t *testing.T) {
+	m, err := fence.NewMemory(fence.MemoryConfig{})
+	require.NoError(t, err)
+	a, err := NewAuthority(AuthorityConfig{Store: panicStore{m}, Total: 2, Share: 0.5})
+	require.NoError(t, err)
+	require.PanicsWithValue(t, "store bug", func() {
+		a.Elect(context.Background(), "z", Action{Kind: Elect, Volume: 0, From: 1, Expect: 1})
+	})
+	st, ok := a.partition.StatsFor("z")
+	require.True(t, ok)
+	require.Zero(t, st.InFlight)
+}

@@ -132,15 +132,17 @@ func (a *Authority) Elect(ctx context.Context, zone string, act Action) (Input, 
 	defer cancel()
 	done := make(chan electResult, 1)
 	go func() {
-		defer a.partition.Release(zone)
+		r := electResult{in: in}
+		// The slot is given back before the answer, so that a caller's
+		// next election finds it free.
 		defer func() {
 			if p := recover(); p != nil {
-				done <- electResult{panicked: true, panic: p}
+				r = electResult{panicked: true, panic: p}
 			}
+			a.partition.Release(zone)
+			done <- r
 		}()
-		r := electResult{in: in}
 		r.err = a.swap(ctx, zone, act, &r.in)
-		done <- r
 	}()
 	var r electResult
 	select {
