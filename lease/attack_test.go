@@ -304,3 +304,45 @@ func TestRecoveryRunAbandonsHungAttempt(t *testing.T) {
 		time.Sleep(2 * time.Hour) // let the hung call end
 	})
 }
+
+// hung is a Store whose Renew hangs for hang, ignoring its context, and
+// counts the calls running at once.
+type hung struct {
+	lease.Store
+	hang      time.Duration
+	running   atomic.Int64
+	peak      atomic.Int64
+	callCount atomic.Int64
+}
+
+func (h *hung) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
+	h.callCount.Add(1)
+	if n := h.running.Add(1); n > h.peak.Load() {
+		h.peak.Store(n)
+	}
+	defer h.running.Add(-1)
+	time.Sleep(h.hang)
+	return lease.Lease{}, errors.New("connection reset")
+}
+
+// TestKeeperOneRenewalCallAtATime: with a short AttemptTimeout and a
+// Store whose Renew hangs far longer, ignoring its context, the keeper
+// does not pile call upon call (one goroutine each) until the loss: at
+// most one Store call runs at a time, and the loss is still reported at
+// LostAt.
+func TestKeeperOneRenewalCallAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, _ := lease.NewMemory(lease.MemoryConfig{})
+		l, err := m.Grant(context.Background(), "r", "h", 100*time.Second)
+		require.NoError(t, err)
+		st := &hung{Store: m, hang: 7 * time.Second}
+		k, err := lease.Keep(context.Background(), l, lease.KeeperConfig{Store: st, AttemptTimeout: 10 * time.Millisecond})
+		require.NoError(t, err)
+		<-k.Lost()
+		assert.Equal(t, lease.KeeperConfig{}.LostAt(l), time.Now())
+		k.Stop()
+		time.Sleep(time.Minute)
+		assert.Equal(t, int64(1), st.peak.Load(), "Store calls at once")
+		assert.GreaterOrEqual(t, st.callCount.Load(), int64(5), "retried as each call returned")
+	})
+}

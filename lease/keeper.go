@@ -171,9 +171,12 @@ func scheduleErrors(cfg string, fraction float64, drift, ttl time.Duration) []er
 // changes nothing.
 //
 // A Keeper runs one goroutine, which ends when the lease is lost or the
-// context given to Keep ends, and one more for each renewal call while the
-// call runs; Stop ends the first and waits for it, but not for a Store call
-// that ignores its context. A Keeper is safe for concurrent use.
+// context given to Keep ends, and one more for the renewal call in
+// progress; Stop ends the first and waits for it, but not for a Store call
+// that ignores its context. At most one renewal call runs at a time: an
+// attempt waits for the previous call to return if that call outlived its
+// own attempt (a Store that ignores its context), so a Store that hangs
+// gets one call, not one per retry. A Keeper is safe for concurrent use.
 //
 // Make a Keeper with Keep. The zero Keeper, and a nil *Keeper, keep
 // nothing, and say so rather than panic: Held is false, Lease is the zero Lease, Lost and Done
@@ -326,6 +329,11 @@ func (k *Keeper) run(ctx context.Context) {
 		}
 		return a, got, ctx.Err() == nil
 	}
+	// busy is closed when the latest renewal call has returned. A call
+	// into a Store that ignores its context may outlive its attempt; the
+	// next attempt waits for it rather than pile another call (and
+	// goroutine) on a Store that is not answering.
+	var busy chan struct{}
 	for {
 		lostAt := k.cfg.LostAt(cur)
 		// A lease whose Expires comes before its renewal time (not
@@ -348,6 +356,28 @@ func (k *Keeper) run(ctx context.Context) {
 				k.lose(cur, "not renewed before expiry minus the drift margin", lastErr)
 				return
 			}
+			if busy != nil {
+				select {
+				case <-busy:
+				default:
+					timer.Reset(time.Until(lostAt))
+					select {
+					case <-timer.C:
+					case <-busy:
+						timer.Stop()
+					case <-ctx.Done():
+						timer.Stop()
+					}
+					if ctx.Err() != nil {
+						k.stopped(ctx, cur, lostAt)
+						return
+					}
+					if now = time.Now(); !now.Before(lostAt) {
+						k.lose(cur, "not renewed before expiry minus the drift margin", lastErr)
+						return
+					}
+				}
+			}
 			dl := lostAt
 			if t := k.cfg.AttemptTimeout; t > 0 && now.Add(t).Before(dl) {
 				dl = now.Add(t)
@@ -358,10 +388,12 @@ func (k *Keeper) run(ctx context.Context) {
 			// comes later, lands in the buffered channel and is dropped.
 			actx, cancel := context.WithDeadline(ctx, dl)
 			answers := make(chan answer, 1)
-			go func(actx context.Context, l Lease) {
+			busy = make(chan struct{})
+			go func(actx context.Context, l Lease, busy chan struct{}) {
 				nl, err := k.cfg.Store.Renew(actx, l)
 				answers <- answer{nl, err}
-			}(actx, cur)
+				close(busy)
+			}(actx, cur, busy)
 			a, got, ok := wait(dl, answers)
 			cancel()
 			if !ok {
