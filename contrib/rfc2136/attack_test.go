@@ -579,3 +579,18 @@ func TestWildcardAddressIsNotAtTheName(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, dnsplan.Records{Targets: []dnsplan.Target{tg("203.0.113.1", 1)}}, rec)
 }
+
+// TestSecretMustBeBase64: a TSIG secret that is not base64 could sign
+// no message; New refuses it rather than every Read and Apply failing.
+func TestSecretMustBeBase64(t *testing.T) {
+	for _, secret := range []string{"not base64!", "c2VjcmV0", "c2VjcmV0="} {
+		_, err := rfc2136.New(rfc2136.Config{Server: "127.0.0.1:53", Zone: bindtest.Zone, KeyName: bindtest.KeyName, Secret: secret})
+		if secret == "c2VjcmV0" {
+			require.NoError(t, err)
+			continue
+		}
+		require.ErrorIs(t, err, rfc2136.ErrInvalidConfig, "%q", secret)
+		assert.Contains(t, err.Error(), "Config.Secret is not base64")
+		assert.NotContains(t, err.Error(), secret, "the secret is not repeated in the error")
+	}
+}

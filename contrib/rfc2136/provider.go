@@ -3,6 +3,7 @@ package rfc2136
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -102,7 +103,8 @@ type Config struct {
 	// endpoint must be a name in it.
 	Zone string
 	// KeyName, Secret and Algorithm are the TSIG key that signs every
-	// message: the key's name, its base64 secret, and its algorithm (zero:
+	// message: the key's name, its secret (standard base64, as
+	// tsig-keygen prints it), and its algorithm (zero:
 	// DefaultAlgorithm, hmac-sha256). Without KeyName messages are not
 	// signed, which a server should only accept on a trusted network.
 	KeyName, Secret, Algorithm string
@@ -172,6 +174,8 @@ func New(cfg Config) (*Provider, error) {
 		}
 		if cfg.Secret == "" {
 			bad("Config.KeyName %q has no Config.Secret", cfg.KeyName)
+		} else if _, err := base64.StdEncoding.DecodeString(cfg.Secret); err != nil {
+			bad("Config.Secret is not base64 (%v): no message could be signed with it", err)
 		}
 		switch cfg.Algorithm {
 		case dns.HmacSHA1, dns.HmacSHA224, dns.HmacSHA256, dns.HmacSHA384, dns.HmacSHA512:
