@@ -350,3 +350,50 @@ func TestLeaseTableNoRenewalPastExpires(t *testing.T) {
 		require.ErrorAs(t, err, &lost, "%s: the term is over for its holder too", name)
 	}
 }
+
+// TestLeaseTableEpochsSurviveCompaction: an epoch is the create revision
+// of the holder record, which etcd keeps through compaction and
+// defragmentation of the history: Get and Epoch still report it, the
+// holder still renews and releases its lease, and the next grant's epoch
+// is greater than every earlier one. So is a Sequencer's next token.
+func TestLeaseTableEpochsSurviveCompaction(t *testing.T) {
+	srv, client := server(t)
+	ctx := t.Context()
+	tb, err := NewLeaseTable(LeaseTableConfig{Client: client, Prefix: "compact/"})
+	require.NoError(t, err)
+	s, err := NewStore(StoreConfig{Client: client, Prefix: "compact-fence/"})
+	require.NoError(t, err)
+	seq, err := fence.NewSequencer(fence.SequencerConfig{Store: s, Key: "seq"})
+	require.NoError(t, err)
+	tok, err := seq.Next(ctx)
+	require.NoError(t, err)
+
+	l, err := tb.Grant(ctx, "r", "a", 10*time.Second)
+	require.NoError(t, err)
+	for i := range 20 { // history to compact away
+		require.NoError(t, s.WriteIfNewer(ctx, "churn", []byte("v"), fence.Token(i+1)))
+	}
+	head, err := client.Get(ctx, "compact/none")
+	require.NoError(t, err)
+	_, err = client.Compact(ctx, head.Header.Revision, clientv3.WithCompactPhysical())
+	require.NoError(t, err)
+	_, err = client.Defragment(ctx, srv.Endpoint())
+	require.NoError(t, err)
+
+	e, err := tb.Epoch(ctx, "r")
+	require.NoError(t, err)
+	assert.Equal(t, l.Epoch, e)
+	got, held, err := tb.Get(ctx, "r")
+	require.NoError(t, err)
+	require.True(t, held)
+	assert.Equal(t, l.Epoch, got.Epoch)
+	l, err = tb.Renew(ctx, l)
+	require.NoError(t, err)
+	require.NoError(t, tb.Release(ctx, l))
+	b, err := tb.Grant(ctx, "r", "b", 10*time.Second)
+	require.NoError(t, err)
+	assert.Greater(t, b.Epoch, fence.Token(head.Header.Revision), "newer than everything compacted")
+	next, err := seq.Next(ctx)
+	require.NoError(t, err)
+	assert.Greater(t, next, tok)
+}

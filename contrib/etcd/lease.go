@@ -43,13 +43,18 @@ type LeaseTableConfig struct {
 //     unexpired lease" check, and etcd makes it atomically with the write.
 //     The epoch is the etcd revision of that transaction (the holder
 //     record's create revision): etcd's revision only ever increases, over
-//     every key and across restarts, so each grant's epoch is greater than
-//     every earlier epoch of every resource, even one whose records etcd
-//     has long deleted. Epochs are therefore not consecutive. A refusal
-//     revokes the unused etcd lease.
+//     every key, across restarts and through compaction and
+//     defragmentation, so each grant's epoch is greater than every earlier
+//     epoch of every resource, even one whose records etcd has long
+//     deleted. Epochs are therefore not consecutive. Restoring etcd from a
+//     snapshot or an old copy of its data directory takes the revision
+//     back to the copy's, and epochs granted since would be granted again:
+//     restore with every holder stopped for the longest TTL, and with
+//     etcdutl snapshot restore --bump-revision by more than the revisions
+//     the copy misses. A refusal revokes the unused etcd lease.
 //   - Renew is an etcd keep-alive of the term's lease: it succeeds only
-//     while the lease — and so the holder record — is alive, and keeps
-//     the epoch.
+//     while the lease — and so the holder record — is alive and its
+//     Expires has not passed, and keeps the epoch.
 //   - Release revokes the term's lease, which deletes the holder record.
 //
 // etcd revokes expired leases at a limited rate (1000 a second), so when
@@ -132,7 +137,11 @@ func NewLeaseTable(cfg LeaseTableConfig) (*LeaseTable, error) {
 func (t *LeaseTable) holderKey(resource string) string { return t.prefix + "holder/" + resource }
 
 // Grant gives resource to holder for ttl with a new epoch, if no holder
-// record of it is in etcd. See lease.Store and LeaseTable.
+// record of it is in etcd. See lease.Store and LeaseTable. Its error
+// matches ErrUnknownOutcome if any of its three requests failed, also the
+// read and the etcd lease grant that precede the transaction (the
+// resource was then surely not granted, but the error does not say so):
+// treat it as a grant that may have taken effect.
 func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl time.Duration) (lease.Lease, error) {
 	if err := lease.ValidateGrant(resource, holder, ttl); err != nil {
 		return lease.Lease{}, err
