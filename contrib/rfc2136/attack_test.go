@@ -594,3 +594,18 @@ func TestSecretMustBeBase64(t *testing.T) {
 		assert.NotContains(t, err.Error(), secret, "the secret is not repeated in the error")
 	}
 }
+
+// TestServerPortMustBeANumber: a Config.Server whose port is missing, out
+// of range or not a number would fail every exchange as if the network
+// were down (transient, retried forever); New refuses it.
+func TestServerPortMustBeANumber(t *testing.T) {
+	for _, server := range []string{"127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:99999999999999999999", "ns.example:dns"} {
+		_, err := rfc2136.New(rfc2136.Config{Server: server, Zone: bindtest.Zone})
+		require.ErrorIs(t, err, rfc2136.ErrInvalidConfig, server)
+		assert.Contains(t, err.Error(), "port", server)
+	}
+	for _, server := range []string{"127.0.0.1:53", "[::1]:5353", "ns.example:65535"} {
+		_, err := rfc2136.New(rfc2136.Config{Server: server, Zone: bindtest.Zone})
+		require.NoError(t, err, server)
+	}
+}

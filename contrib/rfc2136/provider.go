@@ -96,7 +96,8 @@ var (
 // Config configures a Provider. Server and Zone are required; every other
 // zero field means its default.
 type Config struct {
-	// Server is the address of the primary server, "host:port".
+	// Server is the address of the primary server, "host:port", the
+	// port a number (53, usually).
 	Server string
 	// Zone is the zone the endpoints live in, e.g. "example.com." (the
 	// trailing dot is optional, case does not matter; no escapes). Every
@@ -152,8 +153,10 @@ func New(cfg Config) (*Provider, error) {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
-	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
+	if _, port, err := net.SplitHostPort(cfg.Server); err != nil {
 		bad("Config.Server %q is not host:port: %v", cfg.Server, err)
+	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		bad("Config.Server %q has port %q, want a number from 1 to 65535", cfg.Server, port)
 	}
 	if cfg.Zone == "" {
 		bad("Config.Zone is empty")
