@@ -346,3 +346,26 @@ func TestKeeperOneRenewalCallAtATime(t *testing.T) {
 		assert.GreaterOrEqual(t, st.callCount.Load(), int64(5), "retried as each call returned")
 	})
 }
+
+// TestRecoveryFinishOfAnotherRecovery: two Recoveries with the same key
+// and the same history hand out attempts with the same fields; a report
+// of one's attempt to the other changes nothing there.
+func TestRecoveryFinishOfAnotherRecovery(t *testing.T) {
+	cfg := lease.RecoveryConfig{Workers: 1, TTL: 10 * time.Second, AttemptTimeout: time.Second}
+	r1, err := lease.NewRecovery[string](cfg)
+	require.NoError(t, err)
+	r2, err := lease.NewRecovery[string](cfg)
+	require.NoError(t, err)
+	require.NoError(t, r1.Add(t0, "k"))
+	require.NoError(t, r2.Add(t0, "k"))
+	a1, a2 := r1.Start(t0, nil), r2.Start(t0, nil)
+	require.Len(t, a1, 1)
+	require.Len(t, a2, 1)
+	before := r2.Progress(t0)
+	for _, err := range []error{nil, errors.New("boom"), lease.ErrTimeout} {
+		assert.Empty(t, r2.Finish(at(time.Millisecond), a1[0], err, nil))
+		assert.Equal(t, before, r2.Progress(t0), "another Recovery's attempt changes nothing")
+	}
+	assert.Empty(t, r2.Finish(at(time.Millisecond), a2[0], nil, nil))
+	assert.Equal(t, 1, r2.Progress(t0).Established)
+}
