@@ -184,7 +184,7 @@ func (b *Bulkhead) TryAcquire() bool {
 				continue
 			}
 			if b.state.CompareAndSwap(s, s+1+admittedUnit) {
-				b.emit(Event{Kind: Admitted})
+				b.emitAdmitted(0)
 				return true
 			}
 			continue
@@ -207,7 +207,67 @@ func (b *Bulkhead) TryAcquire() bool {
 
 func (b *Bulkhead) tryAdmitted() {
 	b.admitted.Add(1)
-	b.emit(Event{Kind: Admitted})
+	b.emitAdmitted(0)
+}
+
+// emitAdmitted tells the hook that the caller now holds a slot. If the
+// hook panics (or exits its goroutine), the slot is released on the way
+// out: the caller never learns that it holds it, so nobody else would.
+func (b *Bulkhead) emitAdmitted(waited time.Duration) {
+	if b.hook != nil {
+		b.tellAdmitted(waited)
+	}
+}
+
+// tellAdmitted is emitAdmitted's slow path, apart so that the fast path
+// inlines.
+func (b *Bulkhead) tellAdmitted(waited time.Duration) {
+	told := false
+	defer func() {
+		if !told {
+			b.Release()
+		}
+	}()
+	b.hook(Event{Kind: Admitted, Waited: waited})
+	told = true
+}
+
+// emitQueued tells the hook that w joined the queue. If the hook panics,
+// w gives up its place on the way out (counted as a cancellation), so
+// that no waiter nobody waits for is granted a slot.
+func (b *Bulkhead) emitQueued(w *waiter) {
+	if b.hook == nil {
+		return
+	}
+	told := false
+	defer func() {
+		if !told {
+			b.abandon(w)
+		}
+	}()
+	b.hook(Event{Kind: Queued})
+	told = true
+}
+
+// abandon settles w for a caller that will never wait for it, as if its
+// context had ended: it leaves the queue, or passes on the slot it was
+// granted meanwhile; a refusal by Pause stands.
+func (b *Bulkhead) abandon(w *waiter) {
+	b.mu.Lock()
+	outcome, left := w.settleLocked(waitCtxDone)
+	switch {
+	case left:
+		b.waiters.remove(w)
+		b.syncSlowLocked()
+	case outcome == waitCtxDone:
+		b.releaseLocked()
+	}
+	b.mu.Unlock()
+	if outcome == waitRefused {
+		b.refused(w.refusal)
+	} else {
+		b.refused(context.Canceled)
+	}
 }
 
 func (b *Bulkhead) tryRefused(idx int) bool {
@@ -243,7 +303,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 			break
 		}
 		if b.state.CompareAndSwap(s, s+1+admittedUnit) {
-			b.emit(Event{Kind: Admitted})
+			b.emitAdmitted(0)
 			return nil
 		}
 	}
@@ -272,7 +332,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	b.waiters.pushBack(w)
 	b.mu.Unlock()
 	b.queued.Add(1)
-	b.emit(Event{Kind: Queued})
+	b.emitQueued(w)
 
 	outcome := w.wait(ctx, b.maxWait)
 	waited := time.Since(w.enqueued)
@@ -293,7 +353,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	switch outcome {
 	case waitGranted:
 		b.admitted.Add(1)
-		b.emit(Event{Kind: Admitted, Waited: waited})
+		b.emitAdmitted(waited)
 		return nil
 	case waitRefused:
 		return b.refuse(&Refusal{Reason: w.refusal, Waited: waited})

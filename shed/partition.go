@@ -323,7 +323,7 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 	p.queued.Add(1)
 	ks.queued.Add(1)
 	p.mu.Unlock()
-	p.emit(key, Event{Kind: Queued})
+	p.emitQueued(key, ks, w)
 
 	outcome := w.wait(ctx, p.maxWait)
 	waited := time.Since(w.enqueued)
@@ -517,10 +517,64 @@ func (p *Partition[K]) Keys() int {
 	return len(p.keys)
 }
 
+// admit counts an admission for key and tells the hook. If the hook panics
+// (or exits its goroutine), the slot is released on the way out: the
+// caller never learns that it holds it, so nobody else would.
 func (p *Partition[K]) admit(key K, ks *keyCore, waited time.Duration) {
 	p.admitted.Add(1)
 	ks.admitted.Add(1)
-	p.emit(key, Event{Kind: Admitted, Waited: waited})
+	if p.hook != nil {
+		p.tellAdmitted(key, waited)
+	}
+}
+
+// tellAdmitted is admit's slow path, apart so that the fast path inlines.
+func (p *Partition[K]) tellAdmitted(key K, waited time.Duration) {
+	told := false
+	defer func() {
+		if !told {
+			p.Release(key)
+		}
+	}()
+	p.hook(key, Event{Kind: Admitted, Waited: waited})
+	told = true
+}
+
+// emitQueued tells the hook that w joined key's queue. If the hook panics,
+// w gives up its place on the way out (counted as a cancellation), so that
+// no waiter nobody waits for is granted a slot.
+func (p *Partition[K]) emitQueued(key K, ks *keyState[K], w *waiter) {
+	if p.hook == nil {
+		return
+	}
+	told := false
+	defer func() {
+		if !told {
+			p.abandon(ks, w)
+		}
+	}()
+	p.hook(key, Event{Kind: Queued})
+	told = true
+}
+
+// abandon settles w for a caller that will never wait for it, as if its
+// context had ended: it leaves the queue, or passes on the slot it was
+// granted meanwhile; a refusal by Pause stands (and is counted already).
+func (p *Partition[K]) abandon(ks *keyState[K], w *waiter) {
+	p.mu.Lock()
+	outcome, left := w.settleLocked(waitCtxDone)
+	switch {
+	case left:
+		p.waiters.remove(w)
+		ks.waiting--
+		p.touchLocked(ks)
+	case outcome == waitCtxDone:
+		p.releaseLocked(ks)
+	}
+	if outcome != waitRefused {
+		p.refusedLocked(&ks.keyCore, context.Canceled)
+	}
+	p.mu.Unlock()
 }
 
 // refusedLocked counts a refusal for reason, for the partition and for key
