@@ -100,3 +100,25 @@ func TestAuthorityStorePanicReachesCaller(t *testing.T) {
 	require.True(t, ok)
 	require.Zero(t, st.InFlight)
 }
+
+// A node is quarantined exactly while it holds a replica not yet safe,
+// whether it is down or up, and whichever way it got there: a failed node
+// whose only replica is deleted while it is down reports what a failed
+// node that held nothing reports.
+func TestQuarantineEndsWhileDown(t *testing.T) {
+	e := cluster(t, Settings{}, 3, 10)
+	step(t, e, t0, Input{Kind: NodeFailed, Node: 2}) // holds nothing
+	_, _, down, q, _ := e.NodeStatus(2)
+	require.True(t, down)
+	require.False(t, q, "a failed node holding nothing is quarantined")
+
+	step(t, e, t0, Input{Kind: NodeFailed, Node: 1}) // holds volume 0
+	_, _, _, q, _ = e.NodeStatus(1)
+	require.True(t, q)
+	require.Equal(t, 1, e.Stats().Quarantined)
+	step(t, e, t0, Input{Kind: VolumeDeleted, Volume: 0})
+	_, _, down, q, _ = e.NodeStatus(1)
+	require.True(t, down)
+	require.False(t, q, "node 1 still quarantined, down, with nothing unsafe left")
+	require.Equal(t, 0, e.Stats().Quarantined)
+}

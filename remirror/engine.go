@@ -1022,7 +1022,9 @@ func (e *Engine) settle(vol *volume) {
 func (e *Engine) safe(n NodeID) {
 	nd := &e.nodes[n]
 	nd.unsafe--
-	if nd.unsafe == 0 && !nd.down {
+	if nd.unsafe == 0 {
+		// Down or up: a node is quarantined exactly while it holds a
+		// replica not yet safe (a down node takes nothing anyway).
 		nd.quarantined = false
 	}
 }

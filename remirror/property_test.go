@@ -448,7 +448,7 @@ func (w *world) check(t *rapid.T) {
 		// A node is quarantined while, by the world's account, it holds a
 		// replica that was there when it failed and is not safe yet; once
 		// back up, exactly while it does.
-		if _, _, _, q, _ := e.NodeStatus(NodeID(n)); (len(w.unsafe[n]) > 0 && !q) || (!w.down[n] && q != (len(w.unsafe[n]) > 0)) {
+		if _, _, _, q, _ := e.NodeStatus(NodeID(n)); q != (len(w.unsafe[n]) > 0) {
 			t.Fatalf("node %d (down %v) quarantined %v, but the unsafe replicas it holds are %v", n, w.down[n], q, w.unsafe[n])
 		}
 	}
