@@ -3,7 +3,9 @@ package shed
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"pgregory.net/rapid"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -367,4 +369,156 @@ func TestHookPanicHoldsNothing(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestQueueRaces races a Queue's own machinery — priorities (an unknown
+// one included), eviction, CoDel and adaptive LIFO, declared costs and
+// deadlines, cancels, Pause and Resume, slots freeing — on a millisecond
+// grid of a synctest clock, with an observer sampling Stats on the grid.
+// Every sample is within bounds; every call ends once, in success or a
+// typed refusal; a call admitted with a declared cost had that cost
+// before its deadline; afterwards the counters agree with the calls and
+// the queue is idle and usable.
+func TestQueueRaces(t *testing.T) {
+	ms := func(rt *rapid.T, name string, lo, hi int) time.Duration {
+		return time.Duration(rapid.IntRange(lo, hi).Draw(rt, name)) * time.Millisecond
+	}
+	type call struct {
+		pri                Priority
+		start, hold, cost  time.Duration
+		cancelAt, deadline time.Duration
+	}
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := QueueConfig{
+			Workers:     rapid.IntRange(1, 2).Draw(rt, "workers"),
+			MaxQueue:    rapid.IntRange(1, 3).Draw(rt, "maxQueue"),
+			MaxWait:     ms(rt, "maxWait", 1, 8),
+			Target:      ms(rt, "target", 1, 2),
+			Interval:    ms(rt, "interval", 3, 5),
+			DisableLIFO: rapid.Bool().Draw(rt, "fifo"),
+		}
+		calls := rapid.SliceOfN(rapid.Custom(func(rt *rapid.T) call {
+			c := call{
+				pri:   Priority(rapid.IntRange(0, 3).Draw(rt, "pri")),
+				start: ms(rt, "start", 0, 6),
+				hold:  ms(rt, "hold", 0, 4),
+				cost:  ms(rt, "cost", 0, 3),
+			}
+			switch rapid.IntRange(0, 2).Draw(rt, "ctx") {
+			case 1:
+				c.cancelAt = ms(rt, "cancelAt", 0, 8)
+			case 2:
+				c.deadline = ms(rt, "deadline", 0, 8)
+			}
+			return c
+		}), 1, 14).Draw(rt, "calls")
+		type op struct {
+			pause bool
+			at    time.Duration
+		}
+		ops := rapid.SliceOfN(rapid.Custom(func(rt *rapid.T) op {
+			return op{pause: rapid.Bool().Draw(rt, "pause"), at: ms(rt, "at", 0, 8)}
+		}), 0, 4).Draw(rt, "ops")
+
+		var broken string
+		synctest.Test(t, func(t *testing.T) {
+			var events eventCount
+			cfg.OnEvent = events.count
+			q, err := NewQueue(cfg)
+			if err != nil {
+				broken = err.Error()
+				return
+			}
+			var admitted, refused atomic.Int64
+			var bad atomic.Value
+			fail := func(format string, args ...any) { bad.CompareAndSwap(nil, fmt.Sprintf(format, args...)) }
+			var wg sync.WaitGroup
+			stop := make(chan struct{})
+			obs := make(chan struct{})
+			go func() {
+				defer close(obs)
+				for {
+					s := q.Stats()
+					if s.InFlight < 0 || s.InFlight > cfg.Workers || s.Waiting < 0 || s.Waiting > cfg.MaxQueue {
+						fail("sample %+v out of bounds (workers %d, queue %d)", s, cfg.Workers, cfg.MaxQueue)
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Millisecond):
+					}
+				}
+			}()
+			for _, o := range ops {
+				wg.Go(func() {
+					time.Sleep(o.at)
+					if o.pause {
+						q.Pause()
+					} else {
+						q.Resume()
+					}
+				})
+			}
+			for _, c := range calls {
+				wg.Go(func() {
+					time.Sleep(c.start)
+					ctx, cancel := context.WithCancel(t.Context())
+					defer cancel()
+					var deadline time.Time
+					if c.deadline > 0 {
+						deadline = time.Now().Add(c.deadline)
+						ctx, cancel = context.WithDeadline(ctx, deadline)
+						defer cancel()
+					}
+					if c.cancelAt > 0 {
+						wg.Go(func() { time.Sleep(c.cancelAt); cancel() })
+					}
+					err := q.Acquire(ctx, c.pri, WithCost(c.cost))
+					if err != nil {
+						refused.Add(1)
+						if r := (*Refusal)(nil); !errors.As(err, &r) {
+							fail("untyped error %v", err)
+						}
+						return
+					}
+					admitted.Add(1)
+					if !deadline.IsZero() && !time.Now().Add(c.cost).Before(deadline) {
+						fail("call admitted at %v with cost %v past its deadline %v", time.Now(), c.cost, deadline)
+					}
+					time.Sleep(c.hold)
+					q.Release()
+				})
+			}
+			wg.Wait()
+			close(stop)
+			<-obs
+			q.Resume()
+			synctest.Wait()
+			if msg := bad.Load(); msg != nil {
+				broken = msg.(string)
+				return
+			}
+			s := q.Stats()
+			if s.Waiting != 0 || s.InFlight != 0 || s.Admitted != admitted.Load() || s.Shed.Total() != refused.Load() {
+				broken = fmt.Sprintf("after quiescence %+v; the calls saw %d admitted, %d refused", s, admitted.Load(), refused.Load())
+				return
+			}
+			if a, r := events.admitted.Load(), events.refused.Load(); a != admitted.Load() || r != refused.Load() {
+				broken = fmt.Sprintf("the hook saw %d admitted and %d refused, the calls saw %d and %d", a, r, admitted.Load(), refused.Load())
+				return
+			}
+			for i := range cfg.Workers {
+				if !q.TryAcquire() {
+					broken = fmt.Sprintf("TryAcquire %d of %d refused on an idle queue", i+1, cfg.Workers)
+					return
+				}
+			}
+			for range cfg.Workers {
+				q.Release()
+			}
+		})
+		if broken != "" {
+			rt.Fatal(broken)
+		}
+	})
 }
