@@ -2,6 +2,7 @@ package remirror
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -121,4 +122,55 @@ func TestQuarantineEndsWhileDown(t *testing.T) {
 	require.True(t, down)
 	require.False(t, q, "node 1 still quarantined, down, with nothing unsafe left")
 	require.Equal(t, 0, e.Stats().Quarantined)
+}
+
+// Goroutines that stamp their reports with their own clock race for the
+// lock: one that read the clock first may get the lock second. Its report
+// is applied (at the time of the report ahead of it), not refused as out of
+// order: a refused answer would leave its request outstanding for ever,
+// and the volume with nothing that ever re-mirrors it.
+func TestConcurrentReportsRacingTheirClocks(t *testing.T) {
+	c, err := NewConcurrent(Settings{NoReconnect: true}, nil)
+	require.NoError(t, err)
+	for range 4 {
+		_, err := c.AddNode(10)
+		require.NoError(t, err)
+	}
+	for v := range 2 {
+		_, err := c.AddVolume(1, NodeID(v), NodeID(v+2), 1)
+		require.NoError(t, err)
+	}
+	acts, err := c.Step(t0, Input{Kind: PeerLost, Volume: 0, Node: 0})
+	require.NoError(t, err)
+	q := only(t, acts, Query)
+
+	// Goroutine A reads its clock (t0+1s) for the answer; goroutine B reads
+	// its clock later (t0+2s) but takes the lock first.
+	answerAt := t0.Add(time.Second)
+	_, err = c.Step(t0.Add(2*time.Second), Input{Kind: PeerLost, Volume: 1, Node: 1})
+	require.NoError(t, err)
+	acts, err = c.Step(answerAt, Input{Kind: SearchResult, Volume: 0, Node: q.To, Attempt: q.Attempt, OK: true})
+	require.NoError(t, err, "an answer that lost the race for the lock was refused")
+	only(t, acts, Copy)
+	_, err = c.Tick(answerAt)
+	require.NoError(t, err, "a tick that lost the race for the lock was refused")
+
+	// Many goroutines on the wall clock: none is refused for its time.
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				if _, err := c.Tick(time.Now()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Times outside the range the engine counts in are still refused.
+	_, err = c.Tick(time.Time{})
+	require.ErrorIs(t, err, ErrInvalidInput)
 }

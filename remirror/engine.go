@@ -1176,6 +1176,16 @@ var (
 	lastTime  = time.Unix(0, math.MaxInt64)
 )
 
+// atLeastLast returns now, or the last input's time if now is before it
+// (Concurrent's goroutines cannot order their clocks). A now outside the
+// range of UnixNano is returned as it is, for Step or Tick to refuse.
+func (e *Engine) atLeastLast(now time.Time) time.Time {
+	if e.started && checkTime(now, "") == nil && now.UnixNano() < e.last {
+		return time.Unix(0, e.last)
+	}
+	return now
+}
+
 // checkTime refuses a time outside the range of UnixNano (the years 1677
 // to 2262), whose nanoseconds would wrap.
 func checkTime(now time.Time, what string) error {
