@@ -216,8 +216,9 @@ func (k EventKind) String() string {
 // lock of this package (so they may call back into the primitive); they
 // must be cheap and must not block. A hook that panics panics the call it
 // was told about, which then holds nothing: a slot it was just admitted to
-// is released, and a queue it was just told it joined is left (counted as
-// a cancellation).
+// is released, a queue it was just told it joined is left, and a rate
+// limiter's token it was just told it waits for is given back (the last
+// two counted as a cancellation).
 type Event struct {
 	// Kind is what happened: admitted, queued or refused.
 	Kind EventKind

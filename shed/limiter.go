@@ -140,9 +140,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	}
 	if delay > 0 {
 		l.queued.Add(1)
-		if l.hook != nil {
-			l.hook(Event{Kind: Queued})
-		}
+		l.emitQueued(r)
 		t := time.NewTimer(delay)
 		defer t.Stop()
 		select {
@@ -157,6 +155,24 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		l.hook(Event{Kind: Admitted, Waited: delay})
 	}
 	return nil
+}
+
+// emitQueued tells the hook that the call waits for r's token. If the hook
+// panics (or exits its goroutine), the token goes back on the way out and
+// the call counts as a cancellation: nobody will use it.
+func (l *Limiter) emitQueued(r *rate.Reservation) {
+	if l.hook == nil {
+		return
+	}
+	told := false
+	defer func() {
+		if !told {
+			r.Cancel()
+			l.refused(context.Canceled)
+		}
+	}()
+	l.hook(Event{Kind: Queued})
+	told = true
 }
 
 func (l *Limiter) refuse(r *Refusal) error {

@@ -522,3 +522,41 @@ func TestQueueRaces(t *testing.T) {
 		}
 	})
 }
+
+// TestLimiterQueuedHookPanicGivesTokenBack: a Limiter's Wait whose hook
+// panics as it is told the call queued gives its reserved token back, so
+// the calls after it do not wait for a token nobody uses, and counts the
+// call once, as a cancellation.
+func TestLimiterQueuedHookPanicGivesTokenBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var panicOn atomic.Int32
+		l, err := NewLimiter(LimiterConfig{Rate: 1, Burst: 1, MaxWait: time.Hour, OnEvent: func(e Event) {
+			if EventKind(panicOn.Load()) == e.Kind {
+				panic("hook")
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !l.Allow() {
+			t.Fatal("first Allow refused")
+		}
+		before := l.Tokens(time.Now())
+		panicOn.Store(int32(Queued))
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatal("the hook's panic did not reach the caller")
+				}
+			}()
+			_ = l.Wait(t.Context())
+		}()
+		panicOn.Store(0)
+		if after := l.Tokens(time.Now()); after != before {
+			t.Fatalf("tokens %v before the call, %v after: its reservation was kept", before, after)
+		}
+		if s := l.Stats(); s.Admitted != 1 || s.Queued != 1 || s.Shed.Total() != 1 || s.Shed.Cancelled != 1 {
+			t.Fatalf("Stats = %+v, want the panicked call counted once, as a cancellation", s)
+		}
+	})
+}
