@@ -27,9 +27,11 @@ type BulkheadConfig struct {
 	// DefaultMaxWait (250ms). Negative is invalid.
 	MaxWait time.Duration
 	// CallTimeout, if positive, is the timeout Do puts on the context it
-	// passes to the call, so a slow dependency cannot hold a slot for long.
-	// Zero means the caller's context alone bounds the call. Negative is
-	// invalid.
+	// passes to the call, so a slow dependency that honours its context
+	// cannot hold a slot for long. Do never abandons a running call: one
+	// that ignores its context holds its slot until it returns, and Do
+	// returns what it returns. Zero means the caller's context alone
+	// bounds the call. Negative is invalid.
 	CallTimeout time.Duration
 	// OnEvent, if not nil, is told what happens to every call.
 	OnEvent func(Event)

@@ -560,3 +560,26 @@ func TestLimiterQueuedHookPanicGivesTokenBack(t *testing.T) {
 		}
 	})
 }
+
+// TestCallTimeoutIgnoredHoldsTheSlot: Do never abandons a running call; a
+// call that ignores the context CallTimeout bounds holds its slot until it
+// returns, and Do returns its result.
+func TestCallTimeoutIgnoredHoldsTheSlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBulkhead(t, BulkheadConfig{MaxConcurrent: 1, CallTimeout: time.Millisecond})
+		done := make(chan error)
+		go func() {
+			done <- b.Do(t.Context(), func(context.Context) error { time.Sleep(time.Second); return nil })
+		}()
+		time.Sleep(500 * time.Millisecond)
+		if b.TryAcquire() {
+			t.Fatal("a slot was free while a call that ignores CallTimeout still ran")
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("Do = %v, want the call's own nil", err)
+		}
+		if !b.TryAcquire() {
+			t.Fatal("the slot was not released when the call returned")
+		}
+	})
+}
