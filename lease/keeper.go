@@ -22,6 +22,17 @@ const (
 	DefaultRenewFraction = 0.5
 	// DefaultDriftDivisor: the default drift margin is TTL/10.
 	DefaultDriftDivisor = 10
+	// MinRenewInterval is the shortest renewal schedule accepted:
+	// RenewFraction·TTL must be at least this long, so that a Keeper or a
+	// Recovery renews a lease at most once per millisecond of its clock.
+	// A shorter schedule (a RenewFraction of 1e-12, or a lease shorter
+	// than two milliseconds at the default fraction) is refused with
+	// ErrInvalidConfig rather than clamped: clamped, it could fall after
+	// the loss deadline and lose the lease, and either way it would renew
+	// in a loop of round trips that keeps nothing safer. A lease that
+	// cannot survive a millisecond between renewals cannot be kept over a
+	// network anyway.
+	MinRenewInterval = time.Millisecond
 )
 
 // KeeperConfig configures a Keeper. Store is required; the zero value of
@@ -32,8 +43,10 @@ type KeeperConfig struct {
 	Store Store
 	// RenewFraction is the part of the TTL after which the keeper renews:
 	// a term that began at Renewed is renewed at Renewed+RenewFraction·TTL.
-	// Zero means DefaultRenewFraction (0.5). It must be in (0, 1), and
-	// the renewal must fall before the loss deadline Expires−DriftMargin.
+	// Zero means DefaultRenewFraction (0.5). It must be in (0, 1), the
+	// renewal must fall before the loss deadline Expires−DriftMargin, and
+	// RenewFraction·TTL must be at least MinRenewInterval (1ms), so that
+	// no configuration renews in a busy loop.
 	RenewFraction float64
 	// DriftMargin is how much the holder's clock may fall behind the
 	// Store's over one term: the keeper gives the lease up as lost at
@@ -153,6 +166,9 @@ func scheduleErrors(cfg string, fraction float64, drift, ttl time.Duration) []er
 	case ttl > 0 && fraction >= 0 && fraction < 1 && time.Duration(c.fraction()*float64(ttl)) >= ttl-c.drift(ttl):
 		bad("RenewFraction %v of TTL %v renews at %v, not before the loss deadline TTL−DriftMargin = %v",
 			c.fraction(), ttl, time.Duration(c.fraction()*float64(ttl)), ttl-c.drift(ttl))
+	case ttl > 0 && fraction >= 0 && fraction < 1 && time.Duration(c.fraction()*float64(ttl)) < MinRenewInterval:
+		bad("RenewFraction %v of TTL %v renews every %v, more often than MinRenewInterval %v",
+			c.fraction(), ttl, time.Duration(c.fraction()*float64(ttl)), MinRenewInterval)
 	}
 	return errs
 }

@@ -88,8 +88,10 @@ type RecoveryConfig struct {
 	TTL time.Duration
 	// RenewFraction schedules renewals as for a Keeper: a lease whose term
 	// started at s is renewed from s+RenewFraction·TTL. Zero means
-	// DefaultRenewFraction (0.5). It must be in (0, 1), and the renewal
-	// must fall before the loss deadline TTL−DriftMargin.
+	// DefaultRenewFraction (0.5). It must be in (0, 1), the renewal must
+	// fall before the loss deadline TTL−DriftMargin, and RenewFraction·TTL
+	// must be at least MinRenewInterval (1ms), so that no configuration
+	// renews in a busy loop.
 	RenewFraction float64
 	// DriftMargin is the Keeper's drift margin: a lease whose term started
 	// at s counts as lapsed at s+TTL−DriftMargin. Zero means
