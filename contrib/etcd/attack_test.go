@@ -397,3 +397,24 @@ func TestLeaseTableEpochsSurviveCompaction(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, next, tok)
 }
+
+// TestLeaseTablePastExpiresAnsweredWhileEtcdDown: the refusal of a lease
+// past its Expires needs no answer from etcd, so it comes while etcd is
+// down, long before the caller's context ends; the revocation it tries is
+// best effort.
+func TestLeaseTablePastExpiresAnsweredWhileEtcdDown(t *testing.T) {
+	srv, client := server(t)
+	tb, err := NewLeaseTable(LeaseTableConfig{Client: client, Prefix: "down/"})
+	require.NoError(t, err)
+	l, err := tb.Grant(t.Context(), "r", "a", 10*time.Second)
+	require.NoError(t, err)
+	l.Expires = time.Now().Add(-time.Nanosecond)
+	srv.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var lost *lease.LostError
+	_, err = tb.Renew(ctx, l)
+	require.ErrorAs(t, err, &lost)
+	require.ErrorAs(t, tb.Release(ctx, l), &lost)
+	assert.NoError(t, ctx.Err(), "answered before the context ended")
+}

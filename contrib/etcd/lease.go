@@ -197,7 +197,8 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 // etcd to keep it: etcd's term may still run — it is rounded up to whole
 // seconds, and etcd restarts every term when it restarts — but the holder
 // has had to stop acting on it, so Renew does not revive it; it revokes
-// the etcd lease instead (as Release would, best effort, within ctx),
+// the etcd lease instead (as Release would; best effort, for at most a
+// second within ctx, so the refusal comes even while etcd is down),
 // which gives the resource back. etcd answers the renewal of a lease that
 // has expired but that it has not yet revoked (see LeaseTable) only once
 // it has, so if the holder's clock is behind etcd's, Renew waits for that
@@ -227,7 +228,8 @@ func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, err
 // resource may be granted again at once, with a newer epoch. A lease that
 // etcd no longer has is refused with a *lease.LostError, and so is one
 // whose Expires has passed on the caller's clock, though Release revokes
-// its etcd lease all the same (best effort, within ctx). The etcd client
+// its etcd lease all the same (best effort, for at most a second within
+// ctx). The etcd client
 // retries a revocation whose answer was lost, so a LostError can also
 // mean that this very Release revoked the lease: either way, it is over.
 func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
@@ -249,13 +251,16 @@ func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
 }
 
 // ended refuses, for op, a lease whose Expires is not after now, and
-// revokes its etcd lease, best effort within ctx: the holder may no longer
-// act on it, so nobody will.
+// revokes its etcd lease, best effort for at most revokeTimeout within
+// ctx: the holder may no longer act on it, so nobody will. The refusal
+// needs no answer from etcd, and does not wait for one longer than that.
 func (t *LeaseTable) ended(ctx context.Context, op lease.Op, l lease.Lease, now time.Time) error {
 	if now.Before(l.Expires) {
 		return nil
 	}
-	_, _ = t.client.Revoke(ctx, clientv3.LeaseID(l.ID))
+	rctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	_, _ = t.client.Revoke(rctx, clientv3.LeaseID(l.ID))
+	cancel()
 	t.observe(op, l.Resource, l.Holder, l.Epoch, true)
 	return &lease.LostError{Resource: l.Resource, Holder: l.Holder, Epoch: l.Epoch,
 		Reason: fmt.Sprintf("expired at %s, %v before the %v, on the caller's clock", l.Expires.Format(time.RFC3339Nano), now.Sub(l.Expires), op)}
@@ -397,10 +402,13 @@ func (t *LeaseTable) held(resource, want string, kv *mvccpb.KeyValue) error {
 // revoke gives back an etcd lease that no grant uses, best effort: if it
 // fails, the lease expires by itself after its TTL.
 func (t *LeaseTable) revoke(ctx context.Context, id clientv3.LeaseID) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeTimeout)
 	defer cancel()
 	_, _ = t.client.Revoke(rctx, id)
 }
+
+// revokeTimeout bounds a best-effort revocation of an etcd lease.
+const revokeTimeout = time.Second
 
 func (t *LeaseTable) corrupt(kv *mvccpb.KeyValue) error {
 	shown := kv.Value
