@@ -35,7 +35,7 @@ func TestMemoryModelProperty(t *testing.T) {
 		if err != nil {
 			rt.Fatal(err)
 		}
-		latest := t0 // the model's clock: the latest time seen
+		latest := t0   // the model's clock: the latest time seen
 		m.ExpireAt(t0) // a write: the table's clock starts at t0
 		judge := func(now time.Time) time.Time {
 			if now.After(latest) {
