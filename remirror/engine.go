@@ -272,6 +272,7 @@ type volume struct {
 	since   int64       // when the mirror was lost, in ns
 	prev    int64       // previous retry delay, in ns
 	a, b    NodeID      // Healthy: the replicas, a primary; else a survivor, b lost peer
+	ia, ib  int32       // where the volume is in the vols of a and of b
 	target  NodeID      // the node being queried or copied to, or NoNode
 	timer   uint32      // sequence of the armed timer, 0 if none
 	attempt uint32      // id of the newest request
@@ -292,6 +293,32 @@ type node struct {
 	quarantined    bool
 	vols           []VolumeID // volumes with a replica here
 	incoming       []VolumeID // volumes querying or copying to here
+}
+
+// addReplica records a replica of v on n, at the end of n's vols, and
+// returns its index there.
+func (e *Engine) addReplica(n NodeID, v VolumeID) int32 {
+	nd := &e.nodes[n]
+	nd.vols = append(nd.vols, v)
+	return int32(len(nd.vols) - 1)
+}
+
+// removeReplica removes the entry at i of n's vols in O(1), moving the last
+// entry into its place and telling that entry's volume its new index.
+func (e *Engine) removeReplica(n NodeID, i int32) {
+	nd := &e.nodes[n]
+	last := len(nd.vols) - 1
+	moved := nd.vols[last]
+	nd.vols[i] = moved
+	nd.vols = nd.vols[:last]
+	if int(i) == last {
+		return
+	}
+	if mv := &e.volumes[moved]; mv.a == n {
+		mv.ia = i
+	} else {
+		mv.ib = i
+	}
 }
 
 // drop removes v, which occurs at most once, from list. It searches from
@@ -431,9 +458,9 @@ func (e *Engine) AddVolume(size int64, primary, secondary NodeID, token fence.To
 	v := VolumeID(len(e.volumes))
 	e.nodes[primary].used += size
 	e.nodes[secondary].used += size
-	e.nodes[primary].vols = append(e.nodes[primary].vols, v)
-	e.nodes[secondary].vols = append(e.nodes[secondary].vols, v)
 	e.volumes = append(e.volumes, volume{size: size, gen: token, a: primary, b: secondary, target: NoNode})
+	e.volumes[v].ia = e.addReplica(primary, v)
+	e.volumes[v].ib = e.addReplica(secondary, v)
 	e.stats.Volumes++
 	e.stats.ByState[Healthy]++
 	return v, nil
@@ -765,6 +792,7 @@ func (e *Engine) setState(vol *volume, s State) {
 func (e *Engine) degrade(v VolumeID, vol *volume, survivor, lost NodeID, ns int64) {
 	if survivor == vol.b {
 		vol.qa, vol.qb = vol.qb, vol.qa
+		vol.ia, vol.ib = vol.ib, vol.ia
 	}
 	vol.a, vol.b = survivor, lost
 	e.restart(vol, ns)
@@ -780,7 +808,7 @@ func (e *Engine) resume(v VolumeID, vol *volume, ns int64) {
 		if e.nodes[vol.b].down {
 			return
 		}
-		vol.a, vol.b, vol.qa, vol.qb = vol.b, vol.a, vol.qb, vol.qa
+		vol.a, vol.b, vol.qa, vol.qb, vol.ia, vol.ib = vol.b, vol.a, vol.qb, vol.qa, vol.ib, vol.ia
 		e.restart(vol, ns)
 	}
 	switch vol.state {
@@ -972,8 +1000,8 @@ func (e *Engine) copyResult(v VolumeID, vol *volume, ok bool, ns int64) {
 	e.stats.Remirrored++
 	lost := vol.b
 	e.nodes[lost].used -= vol.size
-	drop(&e.nodes[lost].vols, v)
-	e.nodes[target].vols = append(e.nodes[target].vols, v)
+	e.removeReplica(lost, vol.ib)
+	vol.ib = e.addReplica(target, v)
 	e.emit(Action{Kind: Release, Volume: v, From: vol.a, To: lost, Size: vol.size})
 	if vol.qb {
 		e.safe(lost)
@@ -1159,9 +1187,10 @@ func (e *Engine) deleteVolume(v VolumeID) {
 	}
 	e.settle(vol)
 	e.setState(vol, Healthy)
+	e.removeReplica(vol.a, vol.ia)
+	e.removeReplica(vol.b, vol.ib)
 	for _, n := range [2]NodeID{vol.a, vol.b} {
 		e.nodes[n].used -= vol.size
-		drop(&e.nodes[n].vols, v)
 		e.emit(Action{Kind: Release, Volume: v, From: NoNode, To: n, Size: vol.size})
 	}
 	vol.deleted = true

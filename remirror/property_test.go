@@ -413,6 +413,10 @@ func (w *world) check(t *rapid.T) {
 				t.Fatalf("volume %d is %v with nothing outstanding and no timer armed (replicas %d down %v, %d down %v)", v, vol.state, vol.a, w.down[vol.a], vol.b, w.down[vol.b])
 			}
 		}
+		// Each replica knows where it is in its node's list of volumes.
+		if la, lb := e.nodes[vol.a].vols, e.nodes[vol.b].vols; int(vol.ia) >= len(la) || la[vol.ia] != v || int(vol.ib) >= len(lb) || lb[vol.ib] != v {
+			t.Fatalf("volume %d: replicas %d at %d and %d at %d, lists %v and %v", v, vol.a, vol.ia, vol.b, vol.ib, la, lb)
+		}
 		if vol.qa {
 			unsafe[vol.a]++
 		}
@@ -424,6 +428,18 @@ func (w *world) check(t *rapid.T) {
 		if vol.out == outCopy {
 			used[vol.target] += vol.size
 		}
+	}
+	entries, live := 0, 0
+	for n := range e.nodes {
+		entries += len(e.nodes[n].vols)
+	}
+	for i := range e.volumes {
+		if !e.volumes[i].deleted {
+			live++
+		}
+	}
+	if entries != 2*live {
+		t.Fatalf("the nodes list %d replicas, %d live volumes have %d", entries, live, 2*live)
 	}
 	if s := e.Stats(); s.Stuck != stuck {
 		t.Fatalf("Stats.Stuck %d, counted %d", s.Stuck, stuck)
