@@ -15,6 +15,7 @@ import (
 	"github.com/stormguard/stormguard/lease"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -417,4 +418,47 @@ func TestLeaseTablePastExpiresAnsweredWhileEtcdDown(t *testing.T) {
 	require.ErrorAs(t, err, &lost)
 	require.ErrorAs(t, tb.Release(ctx, l), &lost)
 	assert.NoError(t, ctx.Err(), "answered before the context ended")
+}
+
+// cannedKV answers every transaction with resp, whatever it asks.
+type cannedKV struct {
+	clientv3.KV
+	resp *clientv3.TxnResponse
+}
+
+func (c cannedKV) Txn(context.Context) clientv3.Txn { return cannedTxn{c.resp} }
+
+type cannedTxn struct{ resp *clientv3.TxnResponse }
+
+func (c cannedTxn) If(...clientv3.Cmp) clientv3.Txn  { return c }
+func (c cannedTxn) Then(...clientv3.Op) clientv3.Txn { return c }
+func (c cannedTxn) Else(...clientv3.Op) clientv3.Txn { return c }
+func (c cannedTxn) Commit() (*clientv3.TxnResponse, error) {
+	return c.resp, nil
+}
+
+// TestMalformedResponseIsUnknownOutcome: a transaction response that does
+// not have the shape the Store asked for cannot say whether the write was
+// applied, so the error matches ErrUnknownOutcome like any other answer
+// the Store cannot use — never no sentinel at all.
+func TestMalformedResponseIsUnknownOutcome(t *testing.T) {
+	for _, resp := range []*clientv3.TxnResponse{
+		nil,
+		{Succeeded: false},
+		{Succeeded: false, Responses: []*etcdserverpb.ResponseOp{{}, {}}},
+		{Succeeded: false, Responses: []*etcdserverpb.ResponseOp{{Response: &etcdserverpb.ResponseOp_ResponsePut{}}}},
+	} {
+		s := &Store{kv: cannedKV{resp: resp}}
+		ctx := t.Context()
+		for name, err := range map[string]error{
+			"CompareAndSwap":     s.CompareAndSwap(ctx, "k", 3, []byte("v"), 4),
+			"CompareAndSwap 0":   s.CompareAndSwap(ctx, "k", 0, []byte("v"), 4),
+			"Delete":             s.Delete(ctx, "k", 3),
+			"WriteIfNewer":       s.WriteIfNewer(ctx, "k", []byte("v"), 4),
+			"fence.WriteIfNewer": fence.WriteIfNewer(ctx, s, "k", []byte("v"), 4),
+		} {
+			require.Error(t, err, name)
+			assert.ErrorIs(t, err, ErrUnknownOutcome, "%s: %v", name, err)
+		}
+	}
 }

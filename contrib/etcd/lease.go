@@ -177,6 +177,10 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 		t.revoke(ctx, id)
 		return lease.Lease{}, t.failed(ctx, "grant", resource, err)
 	}
+	if tx == nil {
+		t.revoke(ctx, id)
+		return lease.Lease{}, fmt.Errorf("etcd: lease grant %q: %w", resource, errMalformed)
+	}
 	if !tx.Succeeded {
 		t.revoke(ctx, id)
 		rs := tx.Responses
@@ -184,6 +188,9 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 			return lease.Lease{}, fmt.Errorf("etcd: lease grant %q: %w", resource, errMalformed)
 		}
 		return lease.Lease{}, t.held(resource, holder, rs[0].GetResponseRange().Kvs[0])
+	}
+	if tx.Header == nil || tx.Header.Revision <= 0 {
+		return lease.Lease{}, fmt.Errorf("etcd: lease grant %q: %w (no revision)", resource, errMalformed)
 	}
 	epoch := fence.Token(tx.Header.Revision)
 	l := lease.Lease{Resource: resource, Holder: holder, Epoch: epoch, TTL: ttl, Renewed: sent, Expires: sent.Add(ttl), ID: int64(id)}

@@ -201,6 +201,9 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 		if err != nil {
 			return s.failed(ctx, fence.OpWriteIfNewer.String(), key, err)
 		}
+		if resp == nil {
+			return fmt.Errorf("etcd: %v %q: %w", fence.OpWriteIfNewer, key, errMalformed)
+		}
 		if resp.Succeeded {
 			s.observe(fence.OpWriteIfNewer, key, t, prev, false)
 			return nil
@@ -235,7 +238,9 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 // when other writers keep changing the key between its read and its write.
 const DefaultWriteAttempts = 16
 
-var errMalformed = errors.New("malformed transaction response")
+// errMalformed reports a transaction response not shaped as the request
+// asked, which cannot tell whether the write was applied.
+var errMalformed = fmt.Errorf("%w: malformed transaction response", ErrUnknownOutcome)
 
 // Delete removes key if and only if its token is expect when etcd applies
 // the transaction. See fence.Store.
@@ -381,6 +386,9 @@ func tokenTxn(txn clientv3.Txn, key string, t fence.Token, then clientv3.Op) cli
 // ran its then operation, and returns the responses of the branch that
 // ran: then's, or the read of the key.
 func tokenTxnResult(resp *clientv3.TxnResponse, t fence.Token) (bool, []*etcdserverpb.ResponseOp, error) {
+	if resp == nil {
+		return false, nil, errMalformed
+	}
 	if t == 0 || resp.Succeeded {
 		// The single transaction of token zero, or the outer one found
 		// the value below the range: refused.
