@@ -583,3 +583,98 @@ func TestCallTimeoutIgnoredHoldsTheSlot(t *testing.T) {
 		}
 	})
 }
+
+// TestSchedulerTimeNeverGoesBackwards: a Scheduler given a time earlier
+// than one it has seen (a caller's clock stepping back, or two callers of
+// a shell that read the clock before they serialise, as Queue's do)
+// decides exactly as if given the latest time it has seen, so no item
+// waits a negative time or jumps the queue.
+func TestSchedulerTimeNeverGoesBackwards(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := QueueConfig{
+			Workers:  rapid.IntRange(1, 2).Draw(rt, "workers"),
+			MaxQueue: rapid.IntRange(1, 4).Draw(rt, "maxQueue"),
+			MaxWait:  time.Duration(rapid.IntRange(1, 12).Draw(rt, "maxWait")) * time.Millisecond,
+			Target:   2 * time.Millisecond,
+			Interval: 4 * time.Millisecond,
+		}
+		type drop struct {
+			value  int
+			reason error
+			waited time.Duration
+		}
+		var raw, mono []drop
+		var hookBad string
+		mk := func(log *[]drop) *Scheduler[int] {
+			c := cfg
+			c.OnEvent = func(e Event) {
+				if e.Waited < 0 && hookBad == "" {
+					hookBad = fmt.Sprintf("event %v with Waited %v", e.Kind, e.Waited)
+				}
+			}
+			s, err := NewScheduler(c, func(it Item[int], r Refusal) {
+				*log = append(*log, drop{it.Value, r.Reason, r.Waited})
+			})
+			if err != nil {
+				rt.Fatal(err)
+			}
+			return s
+		}
+		a, b := mk(&raw), mk(&mono)
+		base := time.Unix(1000, 0)
+		latest := base
+		var ta, tb []Ticket
+		for i := range 40 {
+			now := base.Add(time.Duration(rapid.IntRange(0, 30).Draw(rt, "t")) * time.Millisecond)
+			latest = laterOf(latest, now)
+			var ra, rb string
+			switch rapid.IntRange(0, 4).Draw(rt, "op") {
+			case 0:
+				it := Item[int]{Value: i, Priority: Priority(rapid.IntRange(0, 2).Draw(rt, "p"))}
+				if rapid.Bool().Draw(rt, "deadline") {
+					it.Deadline = base.Add(time.Duration(rapid.IntRange(0, 40).Draw(rt, "dl")) * time.Millisecond)
+				}
+				ka, xa := a.Push(now, it)
+				kb, xb := b.Push(latest, it)
+				ta, tb = append(ta, xa), append(tb, xb)
+				ra, rb = ka.String(), kb.String()
+			case 1:
+				ia, oka := a.Done(now)
+				ib, okb := b.Done(latest)
+				ra, rb = fmt.Sprint(ia.Value, oka), fmt.Sprint(ib.Value, okb)
+			case 2:
+				if len(ta) == 0 {
+					a.Advance(now)
+					b.Advance(latest)
+				} else {
+					j := rapid.IntRange(0, len(ta)-1).Draw(rt, "ticket")
+					wa, oka := a.Check(now, ta[j])
+					wb, okb := b.Check(latest, tb[j])
+					ra, rb = fmt.Sprint(wa, oka), fmt.Sprint(wb, okb)
+				}
+			case 3:
+				if len(ta) == 0 {
+					a.Advance(now)
+					b.Advance(latest)
+				} else {
+					j := rapid.IntRange(0, len(ta)-1).Draw(rt, "ticket")
+					ia, oka := a.Remove(now, ta[j], context.Canceled)
+					ib, okb := b.Remove(latest, tb[j], context.Canceled)
+					ra, rb = fmt.Sprint(ia.Value, oka), fmt.Sprint(ib.Value, okb)
+				}
+			case 4:
+				a.Advance(now)
+				b.Advance(latest)
+			}
+			if ra != rb {
+				rt.Fatalf("step %d at %v (latest %v): %s, want %s as at the latest time", i, now.Sub(base), latest.Sub(base), ra, rb)
+			}
+			if fmt.Sprint(raw) != fmt.Sprint(mono) {
+				rt.Fatalf("step %d at %v (latest %v): drops %v, want %v as at the latest time", i, now.Sub(base), latest.Sub(base), raw, mono)
+			}
+			if hookBad != "" {
+				rt.Fatal(hookBad)
+			}
+		}
+	})
+}
