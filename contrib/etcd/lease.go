@@ -190,6 +190,7 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 		return lease.Lease{}, t.held(resource, holder, rs[0].GetResponseRange().Kvs[0])
 	}
 	if tx.Header == nil || tx.Header.Revision <= 0 {
+		t.revoke(ctx, id) // granted, but with no epoch to hand out
 		return lease.Lease{}, fmt.Errorf("etcd: lease grant %q: %w (no revision)", resource, errMalformed)
 	}
 	epoch := fence.Token(tx.Header.Revision)
