@@ -273,6 +273,7 @@ type volume struct {
 	prev    int64       // previous retry delay, in ns
 	a, b    NodeID      // Healthy: the replicas, a primary; else a survivor, b lost peer
 	ia, ib  int32       // where the volume is in the vols of a and of b
+	it      int32       // where the volume is in the incoming of target
 	target  NodeID      // the node being queried or copied to, or NoNode
 	timer   uint32      // sequence of the armed timer, 0 if none
 	attempt uint32      // id of the newest request
@@ -318,19 +319,6 @@ func (e *Engine) removeReplica(n NodeID, i int32) {
 		mv.ia = i
 	} else {
 		mv.ib = i
-	}
-}
-
-// drop removes v, which occurs at most once, from list. It searches from
-// the end, where nodeFailed takes the volumes it aborts from.
-func drop(list *[]VolumeID, v VolumeID) {
-	l := *list
-	for i := len(l) - 1; i >= 0; i-- {
-		if l[i] == v {
-			l[i] = l[len(l)-1]
-			*list = l[:len(l)-1]
-			return
-		}
 	}
 }
 
@@ -912,6 +900,7 @@ func (e *Engine) search(v VolumeID, vol *volume, ns int64) {
 	}
 	e.nodes[vol.a].inflight++
 	e.nodes[t].inflight++
+	vol.it = int32(len(e.nodes[t].incoming))
 	e.nodes[t].incoming = append(e.nodes[t].incoming, v)
 	e.inflight++
 	vol.target = t
@@ -959,7 +948,12 @@ func (e *Engine) candidate(vol *volume, ns int64) NodeID {
 func (e *Engine) endRemirror(v VolumeID, vol *volume) {
 	e.nodes[vol.a].inflight--
 	e.nodes[vol.target].inflight--
-	drop(&e.nodes[vol.target].incoming, v)
+	// Removed in O(1): the last entry moves into its place.
+	in := e.nodes[vol.target].incoming
+	last := in[len(in)-1]
+	in[vol.it] = last
+	e.volumes[last].it = vol.it
+	e.nodes[vol.target].incoming = in[:len(in)-1]
 	e.inflight--
 	vol.target = NoNode
 }

@@ -413,6 +413,11 @@ func (w *world) check(t *rapid.T) {
 				t.Fatalf("volume %d is %v with nothing outstanding and no timer armed (replicas %d down %v, %d down %v)", v, vol.state, vol.a, w.down[vol.a], vol.b, w.down[vol.b])
 			}
 		}
+		if vol.target != NoNode {
+			if in := e.nodes[vol.target].incoming; int(vol.it) >= len(in) || in[vol.it] != v {
+				t.Fatalf("volume %d: target %d at %d, incoming %v", v, vol.target, vol.it, in)
+			}
+		}
 		// Each replica knows where it is in its node's list of volumes.
 		if la, lb := e.nodes[vol.a].vols, e.nodes[vol.b].vols; int(vol.ia) >= len(la) || la[vol.ia] != v || int(vol.ib) >= len(lb) || lb[vol.ib] != v {
 			t.Fatalf("volume %d: replicas %d at %d and %d at %d, lists %v and %v", v, vol.a, vol.ia, vol.b, vol.ib, la, lb)
@@ -429,17 +434,21 @@ func (w *world) check(t *rapid.T) {
 			used[vol.target] += vol.size
 		}
 	}
-	entries, live := 0, 0
+	entries, live, incoming, targeting := 0, 0, 0, 0
 	for n := range e.nodes {
 		entries += len(e.nodes[n].vols)
+		incoming += len(e.nodes[n].incoming)
 	}
 	for i := range e.volumes {
 		if !e.volumes[i].deleted {
 			live++
 		}
+		if e.volumes[i].target != NoNode {
+			targeting++
+		}
 	}
-	if entries != 2*live {
-		t.Fatalf("the nodes list %d replicas, %d live volumes have %d", entries, live, 2*live)
+	if entries != 2*live || incoming != targeting {
+		t.Fatalf("the nodes list %d replicas and %d incoming; %d live volumes have %d replicas, %d a target", entries, incoming, live, 2*live, targeting)
 	}
 	if s := e.Stats(); s.Stuck != stuck {
 		t.Fatalf("Stats.Stuck %d, counted %d", s.Stuck, stuck)
