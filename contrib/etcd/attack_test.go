@@ -462,3 +462,25 @@ func TestMalformedResponseIsUnknownOutcome(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewTrustsEtcdsTerm: a renewed lease's Expires is within etcd's
+// term, whatever TTL the Lease passed in says: a Lease whose TTL was
+// raised after Grant does not buy a longer term than etcd runs.
+func TestRenewTrustsEtcdsTerm(t *testing.T) {
+	_, client := server(t)
+	ctx := t.Context()
+	tb, err := NewLeaseTable(LeaseTableConfig{Client: client, Prefix: "ttl/"})
+	require.NoError(t, err)
+	l, err := tb.Grant(ctx, "r", "a", 2*time.Second)
+	require.NoError(t, err)
+	forged := l
+	forged.TTL = lease.MaxTTL
+	before := time.Now()
+	got, err := tb.Renew(ctx, forged)
+	require.NoError(t, err)
+	assert.False(t, got.Expires.After(time.Now().Add(2*time.Second)), "Expires %v past etcd's 2s term", got.Expires.Sub(before))
+	assert.Equal(t, 2*time.Second, got.TTL)
+	got, err = tb.Renew(ctx, l)
+	require.NoError(t, err)
+	assert.Equal(t, l.TTL, got.TTL, "a TTL within etcd's is kept")
+}

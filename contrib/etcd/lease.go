@@ -199,7 +199,9 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 	return l, nil
 }
 
-// Renew keeps l's etcd lease alive for another TTL, keeping the epoch. A
+// Renew keeps l's etcd lease alive for another TTL, keeping the epoch
+// (the returned lease's TTL is l's, or etcd's term if that is shorter, as
+// for a Lease whose TTL was raised after Grant). A
 // lease that etcd no longer has is refused with a *lease.LostError, and so
 // is one whose Expires has passed on the caller's clock, without asking
 // etcd to keep it: etcd's term may still run — it is rounded up to whole
@@ -219,7 +221,7 @@ func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, err
 	if err := t.ended(ctx, lease.OpRenew, l, sent); err != nil {
 		return lease.Lease{}, err
 	}
-	_, err := t.client.KeepAliveOnce(ctx, clientv3.LeaseID(l.ID))
+	ka, err := t.client.KeepAliveOnce(ctx, clientv3.LeaseID(l.ID))
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			t.observe(lease.OpRenew, l.Resource, l.Holder, l.Epoch, true)
@@ -227,6 +229,9 @@ func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, err
 		}
 		return lease.Lease{}, t.failed(ctx, "renew", l.Resource, err)
 	}
+	// etcd restarted the term for the TTL it granted, in whole seconds:
+	// l.TTL rounded up, unless l was altered since.
+	l.TTL = min(l.TTL, time.Duration(ka.TTL)*time.Second)
 	l.Renewed, l.Expires = sent, sent.Add(l.TTL)
 	t.observe(lease.OpRenew, l.Resource, l.Holder, l.Epoch, false)
 	return l, nil
