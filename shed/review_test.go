@@ -678,3 +678,34 @@ func TestSchedulerTimeNeverGoesBackwards(t *testing.T) {
 		}
 	})
 }
+
+// TestLimiterWaitTokenAtDeadline: a token due exactly at the context's
+// deadline comes too late (the context is done at its deadline), so Wait
+// refuses at once with ErrRateLimited instead of waiting for a race it
+// may lose; a token due just before the deadline is waited for.
+func TestLimiterWaitTokenAtDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for i := range 20 {
+			l, err := NewLimiter(LimiterConfig{Rate: 1, Burst: 1, MaxWait: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !l.Allow() {
+				t.Fatal("first Allow refused")
+			}
+			start := time.Now()
+			ctx, cancel := context.WithDeadline(t.Context(), start.Add(time.Second))
+			err = l.Wait(ctx)
+			cancel()
+			if !errors.Is(err, ErrRateLimited) || time.Since(start) != 0 {
+				t.Fatalf("round %d: token due at the deadline: Wait = %v after %v, want ErrRateLimited at once", i, err, time.Since(start))
+			}
+			ctx, cancel = context.WithDeadline(t.Context(), time.Now().Add(time.Second+time.Nanosecond))
+			err = l.Wait(ctx)
+			cancel()
+			if err != nil {
+				t.Fatalf("round %d: token due 1ns before the deadline: Wait = %v", i, err)
+			}
+		}
+	})
+}
