@@ -85,6 +85,12 @@ type LeaseTableConfig struct {
 // call whose context had ended before it sent anything fails with the
 // context's error alone.
 //
+// Renew and Release act on the etcd lease whose ID l carries, and check
+// l's resource, holder and epoch against nothing: that ID stands for the
+// term. Pass them only leases the table returned: a Lease edited to carry
+// another term's ID renews or ends that term, whoever holds it (an edited
+// TTL or Expires can only shorten a term, see Renew).
+//
 // A LeaseTable holds no state but its configuration and is safe for
 // concurrent use. Grant costs three requests (a read, the lease grant and
 // the transaction), Renew and Release one each, Get two.
