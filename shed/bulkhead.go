@@ -71,9 +71,11 @@ func validateWaits(maxWait, callTimeout time.Duration) []error {
 // whose MaxWait passes leaves the queue at once. Each waiter's outcome is
 // decided once, under the lock, by whichever comes first: its slot, its
 // refusal by Pause, or its own giving up. So a slot handed to it as its
-// MaxWait passes is kept; one handed to it as its context ends passes on
-// and is never lost; and a waiter that Pause refuses as it gives up
-// reports ErrPaused and leaves the queue once. A Bulkhead is
+// MaxWait passes is kept; one handed to it as its context ends (or before,
+// if it wakes to find its context done) passes on and is never lost, so a
+// call is never admitted with a context it finds done; and a waiter that
+// Pause refuses as it gives up reports ErrPaused and leaves the queue
+// once. A Bulkhead is
 // safe for concurrent use; Acquire, TryAcquire and Release do not allocate
 // unless the call has to wait or is refused.
 //

@@ -709,3 +709,62 @@ func TestLimiterWaitTokenAtDeadline(t *testing.T) {
 		}
 	})
 }
+
+// endedCtx reports context.Canceled once ended is set, without closing
+// its Done channel.
+type endedCtx struct {
+	context.Context
+	ended atomic.Bool
+}
+
+func (c *endedCtx) Err() error {
+	if c.ended.Load() {
+		return context.Canceled
+	}
+	return c.Context.Err()
+}
+
+// TestGrantedWaiterWithDoneContextPassesTheSlotOn: a waiter that wakes to
+// find both its slot and its context's end never keeps the slot: it
+// reports its context's error and the slot passes on, whichever of the two
+// its select happens to pick.
+func TestGrantedWaiterWithDoneContextPassesTheSlotOn(t *testing.T) {
+	mk := map[string]func(t *testing.T) raceTarget{
+		"Bulkhead": func(t *testing.T) raceTarget {
+			return bulkheadRT{newBulkhead(t, BulkheadConfig{MaxConcurrent: 1, MaxQueue: 1, MaxWait: time.Hour})}
+		},
+		"Partition": func(t *testing.T) raceTarget {
+			return partitionRT{newPartition(t, PartitionConfig[int]{Total: 1, MaxQueuePerKey: 1, MaxWait: time.Hour})}
+		},
+		"Queue": func(t *testing.T) raceTarget {
+			return queueRT{newQueue(t, QueueConfig{Workers: 1, MaxQueue: 1, MaxWait: time.Hour})}
+		},
+	}
+	for name, mk := range mk {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				for i := range 64 {
+					l := mk(t)
+					if !l.try(0) {
+						t.Fatal("holder refused")
+					}
+					// A context that is done before the grant, but whose
+					// Done channel the waiter's select does not pick: as if
+					// the select had picked the grant of the two.
+					ctx := &endedCtx{Context: t.Context()}
+					res := make(chan error, 1)
+					go func() { res <- l.acquire(ctx, 0) }()
+					synctest.Wait()
+					ctx.ended.Store(true)
+					l.release(0) // hands the slot to the waiter
+					if err := <-res; !errors.Is(err, context.Canceled) {
+						t.Fatalf("round %d: waiter got %v, want context.Canceled", i, err)
+					}
+					if s := l.stats(); s.InFlight != 0 || s.Waiting != 0 || s.Admitted != 1 || s.Shed.Cancelled != 1 {
+						t.Fatalf("round %d: %+v, want the slot passed on and the waiter counted as cancelled", i, s)
+					}
+				}
+			})
+		})
+	}
+}
