@@ -801,7 +801,14 @@ func (e *Engine) resume(v VolumeID, vol *volume, ns int64) {
 	}
 	switch vol.state {
 	case Reconnecting:
-		e.probe(v, vol)
+		if e.nodes[vol.b].down {
+			// A peer known to be down cannot answer: the probe fails
+			// without a message, and the volume backs off as after
+			// any failed probe (NodeUp lets the next one through).
+			e.probeResult(v, vol, false, ns)
+		} else {
+			e.probe(v, vol)
+		}
 	case Searching:
 		if !e.cfg.noReconnect && !e.nodes[vol.b].down {
 			e.probe(v, vol)
