@@ -167,6 +167,7 @@ var (
 	errNilContext = fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	errNilFunc    = fmt.Errorf("%w: Recovery.Run with a nil function", ErrInvalidArgument)
 	errNoKeeper   = fmt.Errorf("%w: Keeper not made by Keep (the zero Keeper keeps nothing)", ErrInvalidConfig)
+	errRemoved    = errors.New("lease: key removed from the Recovery")
 	errNoRecovery = fmt.Errorf("%w: Recovery not made by NewRecovery (the zero Recovery tracks nothing)", ErrInvalidConfig)
 )
 

@@ -224,6 +224,10 @@ const (
 	stRenewWait // established, renewal queued or waiting to be queued
 	stRenewing
 	stFailed
+	stRemoved // no longer tracked; in no heap, queue or map
+	// stParked: added again while an attempt of the key, removed, is
+	// still in flight; it joins the backlog when that attempt is reported.
+	stParked
 )
 
 type entry[K comparable] struct {
@@ -344,6 +348,14 @@ type Recovery[K comparable] struct {
 	// by loss deadline, so that one still waiting at its deadline lapses
 	// then, not when a worker next comes free.
 	waiting waitHeap[K]
+	// queued holds the establishments waiting in the scheduler for a
+	// worker, in no order, each entry's idx its position, with their
+	// tickets, so that Remove can take one out of the queue.
+	queued waitSet[K]
+	// gone holds the ids of the attempts in flight for removed keys, by
+	// key (a key has one at most): their Finish frees the worker and
+	// changes nothing else.
+	gone    map[K]uint64
 	sched   *shed.Scheduler[*entry[K]]
 	dropped []shed.Item[*entry[K]]
 	reasons []error
@@ -423,8 +435,90 @@ func (r *Recovery[K]) Add(now time.Time, key K) error {
 	}
 	e := &entry[K]{key: key, idx: -1}
 	r.keys[key] = e
+	if _, ok := r.gone[key]; ok {
+		// An attempt of the key, removed, is still in flight: the new key
+		// waits for it, so that a key never has two attempts at once.
+		e.state = stParked
+		return nil
+	}
 	r.toBacklog(e, now)
 	return nil
+}
+
+// Remove stops tracking key at time now, as if it had never been added,
+// and reports whether it was tracked: a decommissioned key (a droplet
+// retired) is no longer established, renewed or retried, and no longer
+// counts in Progress's Established, Pending or Failed, nor against
+// MaxKeys. It leaves the backlog, or the queue if it waited there for a
+// worker (making room for another key), at once.
+//
+// An attempt of key in flight when it is removed still holds its worker
+// until it is reported: Progress.InFlight counts it until then, and Finish
+// of it releases the worker exactly once, handing the worker the next
+// attempt as usual, but changes nothing else — its result, even a
+// success, is not recorded, nor counted as wasted, nor measured for the
+// moving costs. A second report of it is ignored as any duplicate is.
+//
+// Added again later, key is a new key: it is established from scratch,
+// and nothing of its past is remembered; if an attempt of the removed key
+// is still in flight then, the new key waits (Pending) until that attempt
+// is reported, so that a key never has two attempts at once. Remove does not release its
+// lease in the table (Recovery does no I/O): a lease it held, or one an
+// establishment in flight may still be granted, runs there until it
+// expires. Release it yourself, or wait a TTL before adding the key
+// again: until then its establishments are refused as held, and count
+// against the key like any other failure, so that it may be failed after
+// Retry.MaxAttempts.
+func (r *Recovery[K]) Remove(now time.Time, key K) bool {
+	if r == nil || r.sched == nil {
+		return false
+	}
+	e := r.keys[key]
+	if e == nil {
+		return false
+	}
+	r.last = laterOf(r.last, now)
+	now = r.last // time never goes backwards inside the Recovery
+	switch e.state {
+	case stBacklog:
+		heap.Remove(&r.backlog, int(e.idx))
+	case stQueued:
+		w := r.queued.remove(int(e.idx))
+		r.sched.Remove(now, w.t, errRemoved)
+	case stHeld:
+		heap.Remove(&r.renew, int(e.idx))
+		r.held--
+	case stRenewWait:
+		if i := int(e.idx); i < len(r.renew) && r.renew[i] == e {
+			heap.Remove(&r.renew, i)
+		} else {
+			w := r.waiting.remove(i)
+			r.sched.Remove(now, w.t, errRemoved)
+		}
+		r.held--
+	case stRenewing:
+		r.held--
+		r.goneAttempt(key, e.seq)
+	case stRunning:
+		r.goneAttempt(key, e.seq)
+	case stFailed:
+		r.failed--
+	}
+	e.state, e.idx = stRemoved, -1
+	delete(r.keys, key)
+	// A queued item the scheduler dropped on the way (one that timed out
+	// at now) is settled here; the removed entry is skipped.
+	r.settleDrops(now)
+	return true
+}
+
+// goneAttempt records that the attempt id in flight belongs to a removed
+// key: its Finish only frees its worker.
+func (r *Recovery[K]) goneAttempt(key K, id uint64) {
+	if r.gone == nil {
+		r.gone = make(map[K]uint64)
+	}
+	r.gone[key] = id
 }
 
 // Start applies at time now everything that has become due — renewals to
@@ -469,6 +563,17 @@ func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
 func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attempt[K]) []Attempt[K] {
 	if r == nil || r.sched == nil {
 		return out
+	}
+	if id, ok := r.gone[a.Key]; ok && id == a.id && a.owner == r {
+		// An attempt of a removed key: it frees its worker, and that is
+		// all, but for letting the key, if added again since, join the
+		// backlog.
+		delete(r.gone, a.Key)
+		r.last = laterOf(r.last, now)
+		if e := r.keys[a.Key]; e != nil && e.state == stParked {
+			r.toBacklog(e, r.last)
+		}
+		return r.next(r.last, out)
 	}
 	e := r.keys[a.Key]
 	if e == nil || a.owner != r || e.seq != a.id || !(e.state == stRunning && a.Kind == Establish || e.state == stRenewing && a.Kind == Renew) {
@@ -564,6 +669,13 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 			r.toBacklog(e, now.Add(d))
 		}
 	}
+	return r.next(now, out)
+}
+
+// next hands the worker that finished an attempt at now the next attempt
+// that can still finish in time, renewals first, and admits from the
+// backlog.
+func (r *Recovery[K]) next(now time.Time, out []Attempt[K]) []Attempt[K] {
 	r.sched.Advance(now)
 	r.settleDrops(now)
 	r.expireWaiting(now)
@@ -763,10 +875,13 @@ func (r *Recovery[K]) admit(now time.Time, out []Attempt[K]) []Attempt[K] {
 		e := heap.Pop(&r.backlog).(*entry[K])
 		e.state = stQueued
 		it := shed.Item[*entry[K]]{Value: e, Priority: shed.Normal, Deadline: now.Add(r.cfg.AttemptTimeout), Cost: time.Duration(r.costE)}
-		kind, _ := r.sched.Push(now, it)
+		kind, ticket := r.sched.Push(now, it)
 		refused := kind == shed.Refused
-		if kind == shed.Admitted {
+		switch kind {
+		case shed.Admitted:
 			out = r.started(now, it, out)
+		case shed.Queued:
+			r.queued.push(waiter[K]{e, ticket})
 		}
 		r.settleDrops(now)
 		if refused {
@@ -799,6 +914,9 @@ func (r *Recovery[K]) started(now time.Time, it shed.Item[*entry[K]], out []Atte
 func (r *Recovery[K]) settleDrops(now time.Time) {
 	for i, it := range r.dropped {
 		e, reason := it.Value, r.reasons[i]
+		if e.state == stRemoved {
+			continue
+		}
 		r.unwait(e)
 		r.drops++
 		switch {
@@ -833,12 +951,38 @@ func (r *Recovery[K]) expireWaiting(now time.Time) {
 	}
 }
 
-// unwait takes e out of waiting if it is there: its renewal left the
-// scheduler's queue.
+// unwait takes e out of waiting or queued if it is there: its renewal or
+// establishment left the scheduler's queue.
 func (r *Recovery[K]) unwait(e *entry[K]) {
-	if e.state == stRenewWait && e.idx >= 0 {
+	switch {
+	case e.state == stRenewWait && e.idx >= 0:
 		r.waiting.remove(int(e.idx))
+	case e.state == stQueued && e.idx >= 0:
+		r.queued.remove(int(e.idx))
 	}
+}
+
+// waitSet is a set of waiting establishments, each entry's idx its
+// position; removal swaps the last one in.
+type waitSet[K comparable] []waiter[K]
+
+func (s *waitSet[K]) push(w waiter[K]) {
+	w.e.idx = int32(len(*s))
+	*s = append(*s, w)
+}
+
+// remove takes out and returns the waiter at position i.
+func (s *waitSet[K]) remove(i int) waiter[K] {
+	old := *s
+	w, n := old[i], len(old)-1
+	if i != n {
+		old[i] = old[n]
+		old[i].e.idx = int32(i)
+	}
+	old[n] = waiter[K]{}
+	*s = old[:n]
+	w.e.idx = -1
+	return w
 }
 
 // waiter is a renewal waiting in the scheduler, with its ticket.
