@@ -484,3 +484,30 @@ func TestRenewTrustsEtcdsTerm(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, l.TTL, got.TTL, "a TTL within etcd's is kept")
 }
+
+// TestNilReceivers: methods on a nil *Store or *LeaseTable return the
+// zero value's ErrInvalidConfig, never panic.
+func TestNilReceivers(t *testing.T) {
+	ctx := t.Context()
+	var s *Store
+	var tb *LeaseTable
+	l := lease.Lease{Resource: "r", Holder: "h", Epoch: 1, TTL: time.Second, Expires: time.Now().Add(time.Hour), ID: 1}
+	for name, call := range map[string]func() error{
+		"Load":           func() error { _, _, err := s.Load(ctx, "k"); return err },
+		"CompareAndSwap": func() error { return s.CompareAndSwap(ctx, "k", 0, []byte("v"), 1) },
+		"WriteIfNewer":   func() error { return s.WriteIfNewer(ctx, "k", []byte("v"), 1) },
+		"Delete":         func() error { return s.Delete(ctx, "k", 1) },
+		"List":           func() error { _, err := s.List(ctx, ""); return err },
+	} {
+		assert.NotPanics(t, func() { assert.ErrorIs(t, call(), fence.ErrInvalidConfig, name) }, name)
+	}
+	for name, call := range map[string]func() error{
+		"Grant":   func() error { _, err := tb.Grant(ctx, "r", "h", time.Second); return err },
+		"Renew":   func() error { _, err := tb.Renew(ctx, l); return err },
+		"Release": func() error { return tb.Release(ctx, l) },
+		"Get":     func() error { _, _, err := tb.Get(ctx, "r"); return err },
+		"Epoch":   func() error { _, err := tb.Epoch(ctx, "r"); return err },
+	} {
+		assert.NotPanics(t, func() { assert.ErrorIs(t, call(), lease.ErrInvalidConfig, name) }, name)
+	}
+}

@@ -92,7 +92,8 @@ type LeaseTableConfig struct {
 // TTL or Expires can only shorten a term, see Renew).
 //
 // A LeaseTable holds no state but its configuration and is safe for
-// concurrent use. Grant costs three requests (a read, the lease grant and
+// concurrent use. Build one with NewLeaseTable; the methods of a zero or
+// nil LeaseTable return an error matching lease.ErrInvalidConfig. Grant costs three requests (a read, the lease grant and
 // the transaction), Renew and Release one each, Get two.
 type LeaseTable struct {
 	client  *clientv3.Client
@@ -103,7 +104,7 @@ type LeaseTable struct {
 var _ lease.Store = (*LeaseTable)(nil)
 
 var (
-	errZeroLeaseTable  = fmt.Errorf("%w: etcd.LeaseTable not built with NewLeaseTable", lease.ErrInvalidConfig)
+	errZeroLeaseTable  = fmt.Errorf("%w: etcd.LeaseTable nil or not built with NewLeaseTable", lease.ErrInvalidConfig)
 	errNilLeaseContext = fmt.Errorf("%w: nil context", lease.ErrInvalidArgument)
 )
 
@@ -111,7 +112,7 @@ var (
 // a ctx that has ended: a call refused so sends nothing, so its error is
 // ctx's alone, not ErrUnknownOutcome.
 func (t *LeaseTable) ready(ctx context.Context, op, resource string) error {
-	if t.client == nil {
+	if t == nil || t.client == nil {
 		return errZeroLeaseTable
 	}
 	if ctx == nil {

@@ -61,9 +61,10 @@ type StoreConfig struct {
 // compares the key's stored token and writes in one atomic step. It also
 // implements fence.NewerWriter, so fence.WriteIfNewer on it is
 // Store.WriteIfNewer: one request for an absent key or a refusal, two to
-// write over an older record. Build a Store with NewStore; the methods of a zero Store return
-// an error matching fence.ErrInvalidConfig. A Store is safe for concurrent
-// use; it holds no state but its configuration.
+// write over an older record. Build a Store with NewStore; the methods of
+// a zero or nil Store return an error matching fence.ErrInvalidConfig. A
+// Store is safe for concurrent use; it holds no state but its
+// configuration.
 type Store struct {
 	kv      clientv3.KV
 	prefix  string
@@ -71,7 +72,7 @@ type Store struct {
 }
 
 var (
-	errZeroStore  = fmt.Errorf("%w: etcd.Store not built with NewStore", fence.ErrInvalidConfig)
+	errZeroStore  = fmt.Errorf("%w: etcd.Store nil or not built with NewStore", fence.ErrInvalidConfig)
 	errNilContext = fmt.Errorf("%w: nil context", fence.ErrInvalidArgument)
 )
 
@@ -79,7 +80,7 @@ var (
 // has ended: a call refused so sends nothing, so its error is ctx's alone,
 // not ErrUnknownOutcome.
 func (s *Store) ready(ctx context.Context, op, key string) error {
-	if s.kv == nil {
+	if s == nil || s.kv == nil {
 		return errZeroStore
 	}
 	if ctx == nil {
