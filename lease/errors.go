@@ -42,6 +42,11 @@ var (
 	// ErrFull is matched by the error Memory returns when a grant would
 	// track a resource beyond MemoryConfig.MaxResources.
 	ErrFull = errors.New("lease: table full")
+	// ErrRemoveKey, returned (or wrapped) by the function Recovery.Run
+	// runs for an attempt, says the key is no longer wanted (a droplet
+	// retired): Run removes it (Recovery.Remove) instead of recording
+	// the attempt's result.
+	ErrRemoveKey = errors.New("lease: key no longer wanted")
 )
 
 // HeldError refuses a grant: Holder holds the resource under Epoch until

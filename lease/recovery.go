@@ -545,6 +545,9 @@ func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
 // that finishes at or after its Deadline counts as failed (ErrTimeout),
 // whatever err says.
 //
+// An err matching ErrRemoveKey says the key is no longer wanted: the key
+// is removed, as by Remove, and the attempt's worker freed.
+//
 // Each attempt is reported once: a report of an attempt this Recovery did
 // not hand out, or of one already reported (a duplicate, or a stale report
 // of an earlier attempt for the same key), is ignored and changes nothing.
@@ -578,6 +581,12 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 	e := r.keys[a.Key]
 	if e == nil || a.owner != r || e.seq != a.id || !(e.state == stRunning && a.Kind == Establish || e.state == stRenewing && a.Kind == Renew) {
 		return out // not an attempt this Recovery handed out, or already reported
+	}
+	if errors.Is(err, ErrRemoveKey) {
+		// The key is no longer wanted: remove it, and this attempt then
+		// only frees its worker.
+		r.Remove(now, a.Key)
+		return r.Finish(now, a, nil, out)
 	}
 	r.last = laterOf(r.last, now)
 	now = r.last // time never goes backwards inside the Recovery

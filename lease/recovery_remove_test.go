@@ -1,9 +1,12 @@
 package lease_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -16,7 +19,7 @@ import (
 
 // TestRecoveryRemoveProperty mixes Add, Remove, Start (at Wake or
 // earlier), Finish (of a live attempt, a duplicate, or one whose key was
-// removed) on a Recovery with few workers, a small queue and a small
+// removed; with success, failure, loss or ErrRemoveKey) on a Recovery with few workers, a small queue and a small
 // MaxKeys, and checks after every step, against a model of the keys
 // tracked:
 //
@@ -46,6 +49,10 @@ func TestRecoveryRemoveProperty(t *testing.T) {
 		}
 		now := t0
 		tracked := map[int]bool{}
+		// gen counts the removals of each key; an attempt handed out at an
+		// earlier generation than its key's is one of a removed key.
+		gen := map[int]int{}
+		handedAt := map[lease.Attempt[int]]int{}
 		var out []lease.Attempt[int]  // handed out, not yet reported
 		var done []lease.Attempt[int] // reported, for duplicates
 		take := func(as []lease.Attempt[int]) {
@@ -59,6 +66,7 @@ func TestRecoveryRemoveProperty(t *testing.T) {
 					}
 				}
 				out = append(out, a)
+				handedAt[a] = gen[a.Key]
 			}
 		}
 		check := func(what string) {
@@ -88,6 +96,7 @@ func TestRecoveryRemoveProperty(t *testing.T) {
 					rt.Fatalf("Remove(%d) = %v, tracked %v", key, got, tracked[key])
 				}
 				delete(tracked, key)
+				gen[key]++
 			case 2: // Start, a little later
 				now = now.Add(time.Duration(rapid.Int64Range(0, int64(3*time.Second)).Draw(rt, "advance")))
 				take(r.Start(now, nil))
@@ -104,18 +113,27 @@ func TestRecoveryRemoveProperty(t *testing.T) {
 				a := out[i]
 				out = append(out[:i], out[i+1:]...)
 				done = append(done, a)
-				ghost := !tracked[a.Key]
+				ghost := handedAt[a] != gen[a.Key]
 				if !ghost {
 					now = now.Add(time.Duration(rapid.Int64Range(0, int64(3*time.Second)).Draw(rt, "cost")))
 				}
 				var ferr error
-				switch rapid.IntRange(0, 3).Draw(rt, "result") {
+				switch rapid.IntRange(0, 4).Draw(rt, "result") {
 				case 1:
 					ferr = errors.New("refused")
 				case 2:
 					ferr = fmt.Errorf("table says: %w", lease.ErrLost)
+				case 3:
+					// The key is no longer wanted: removed, unless this
+					// is an attempt of its removed self (the key, if
+					// added again, is a new key).
+					ferr = fmt.Errorf("retired: %w", lease.ErrRemoveKey)
 				}
 				before := r.Progress(now)
+				if errors.Is(ferr, lease.ErrRemoveKey) && !ghost {
+					delete(tracked, a.Key)
+					gen[a.Key]++
+				}
 				take(r.Finish(now, a, ferr, nil))
 				if ghost {
 					after := r.Progress(now)
@@ -205,4 +223,51 @@ func TestRecoveryRemoveHeldKey(t *testing.T) {
 	require.Len(t, as, 1)
 	assert.Equal(t, lease.Establish, as[0].Kind)
 	assert.Equal(t, "a", as[0].Key)
+}
+
+// TestRecoveryRunRemovesKey: under Run, fn returns an error matching
+// ErrRemoveKey for a key no longer wanted — at its establishment, or at a
+// renewal — and Run removes the key: it is never attempted again, and
+// counts neither as pending nor as failed, nor against MaxKeys.
+func TestRecoveryRunRemovesKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, err := lease.NewRecovery[string](lease.RecoveryConfig{Workers: 2, MaxKeys: 3, TTL: 2 * time.Second, AttemptTimeout: time.Second})
+		require.NoError(t, err)
+		for _, k := range []string{"keep", "retired", "retires-later"} {
+			require.NoError(t, r.Add(time.Now(), k))
+		}
+		var mu sync.Mutex
+		calls := map[string][]lease.AttemptKind{}
+		fn := func(ctx context.Context, a lease.Attempt[string]) error {
+			mu.Lock()
+			calls[a.Key] = append(calls[a.Key], a.Kind)
+			mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
+			switch {
+			case a.Key == "retired":
+				return fmt.Errorf("droplet %s decommissioned: %w", a.Key, lease.ErrRemoveKey)
+			case a.Key == "retires-later" && a.Kind == lease.Renew:
+				return lease.ErrRemoveKey
+			}
+			return nil
+		}
+		var last lease.Progress
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.ErrorIs(t, r.Run(ctx, fn, func(p lease.Progress) { last = p }), context.DeadlineExceeded)
+		assert.Equal(t, []lease.AttemptKind{lease.Establish}, calls["retired"])
+		assert.Equal(t, []lease.AttemptKind{lease.Establish, lease.Renew}, calls["retires-later"])
+		assert.Greater(t, len(calls["keep"]), 5, "keep is renewed throughout")
+		assert.Equal(t, 1, last.Established)
+		assert.Zero(t, last.Pending)
+		assert.Zero(t, last.Failed)
+	})
+}
+
+// TestRecoveryRemoveZero: Remove on a nil or zero Recovery removes nothing
+// and does not panic.
+func TestRecoveryRemoveZero(t *testing.T) {
+	var nilR *lease.Recovery[int]
+	assert.False(t, nilR.Remove(t0, 1))
+	assert.False(t, new(lease.Recovery[int]).Remove(t0, 1))
 }

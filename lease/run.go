@@ -15,7 +15,9 @@ import (
 // established or renewed the lease, and its error otherwise — a
 // *LostError for a renewal the table refused, the table's *HeldError for
 // an establishment it refused as held (so that a lease of r's own is
-// waited out rather than counted). Run reports each result to r, starts
+// waited out rather than counted), or an error matching ErrRemoveKey if
+// the key is no longer wanted (a droplet retired), which removes it from r
+// (see Recovery.Remove): it is not attempted again. Run reports each result to r, starts
 // what r hands out next, and wakes at r.Wake for renewals and retries.
 // onProgress, if not nil, is called on Run's goroutine with r's Progress
 // after every finished attempt; it must be cheap and must not block.
@@ -28,7 +30,8 @@ import (
 // returns.
 //
 // Run owns r while it runs: add the keys before calling it and do not call
-// r from elsewhere until it returns. When ctx ends, Run waits for the
+// r from elsewhere until it returns; remove a key meanwhile by returning
+// ErrRemoveKey from its next attempt (at the latest its next renewal). When ctx ends, Run waits for the
 // attempts in flight to return (their contexts are done), but for none past
 // its Deadline, and returns ctx's error, leaving no goroutine behind but
 // calls of fn that ignore their context; r is then spent, since the
