@@ -511,3 +511,13 @@ func TestNilReceivers(t *testing.T) {
 		assert.NotPanics(t, func() { assert.ErrorIs(t, call(), lease.ErrInvalidConfig, name) }, name)
 	}
 }
+
+// TestZeroClientRefused: a clientv3.Client not built with clientv3.New
+// has no KV or Lease client; NewStore and NewLeaseTable refuse it rather
+// than return a table whose first call panics.
+func TestZeroClientRefused(t *testing.T) {
+	_, err := NewStore(StoreConfig{Client: &clientv3.Client{}})
+	assert.ErrorIs(t, err, fence.ErrInvalidConfig)
+	_, err = NewLeaseTable(LeaseTableConfig{Client: &clientv3.Client{}})
+	assert.ErrorIs(t, err, lease.ErrInvalidConfig)
+}

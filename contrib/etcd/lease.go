@@ -129,8 +129,11 @@ func (t *LeaseTable) ready(ctx context.Context, op, resource string) error {
 // no I/O.
 func NewLeaseTable(cfg LeaseTableConfig) (*LeaseTable, error) {
 	var errs []error
-	if cfg.Client == nil {
+	switch {
+	case cfg.Client == nil:
 		errs = append(errs, fmt.Errorf("%w: etcd.LeaseTableConfig.Client is nil", lease.ErrInvalidConfig))
+	case cfg.Client.KV == nil || cfg.Client.Lease == nil:
+		errs = append(errs, fmt.Errorf("%w: etcd.LeaseTableConfig.Client has no KV or Lease client (not built with clientv3.New)", lease.ErrInvalidConfig))
 	}
 	if err := fence.ValidatePrefix(cfg.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("%w: etcd.LeaseTableConfig.Prefix: %w", lease.ErrInvalidConfig, err))

@@ -101,8 +101,11 @@ var (
 // fence.ErrInvalidConfig that names every invalid field. It does no I/O.
 func NewStore(cfg StoreConfig) (*Store, error) {
 	var errs []error
-	if cfg.Client == nil {
+	switch {
+	case cfg.Client == nil:
 		errs = append(errs, fmt.Errorf("%w: etcd.StoreConfig.Client is nil", fence.ErrInvalidConfig))
+	case cfg.Client.KV == nil:
+		errs = append(errs, fmt.Errorf("%w: etcd.StoreConfig.Client has no KV client (not built with clientv3.New)", fence.ErrInvalidConfig))
 	}
 	if err := fence.ValidatePrefix(cfg.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("%w: etcd.StoreConfig.Prefix: %w", fence.ErrInvalidConfig, err))
