@@ -768,3 +768,50 @@ func TestGrantedWaiterWithDoneContextPassesTheSlotOn(t *testing.T) {
 		})
 	}
 }
+
+// TestPartitionAdmissionsCountedWhenDecided: a Partition counts an
+// admission, at once or by a grant to a waiter, under its lock as it
+// decides it, so that no snapshot shows a call in flight that it has not
+// counted as admitted: InFlight never exceeds Admitted minus the releases
+// already done, for the partition and for the key.
+func TestPartitionAdmissionsCountedWhenDecided(t *testing.T) {
+	p := newPartition(t, PartitionConfig[string]{Total: 1, PerKey: 1, MaxQueuePerKey: 8, MaxWait: time.Hour})
+	var released atomic.Int64
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for range 3000 {
+				if err := p.Acquire(context.Background(), "a"); err != nil {
+					t.Error(err)
+					return
+				}
+				p.Release("a")
+				released.Add(1)
+			}
+		})
+	}
+	var bad atomic.Value
+	obs := make(chan struct{})
+	go func() {
+		defer close(obs)
+		for !stop.Load() {
+			r := released.Load()
+			s, _ := p.StatsFor("a")
+			all := p.Stats()
+			if int64(s.InFlight) > s.Admitted-r || int64(all.InFlight) > all.Admitted-r {
+				bad.Store(fmt.Sprintf("StatsFor(a) = %+v, Stats = %+v, %d released", s, all, r))
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	stop.Store(true)
+	<-obs
+	if msg := bad.Load(); msg != nil {
+		t.Fatalf("a call in flight was not counted as admitted: %s", msg)
+	}
+	if s, _ := p.StatsFor("a"); s.Admitted != 6000 || s.InFlight != 0 || s.Waiting != 0 {
+		t.Fatalf("StatsFor(a) after quiescence = %+v, want 6000 admitted", s)
+	}
+}
