@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -520,4 +521,61 @@ func TestZeroClientRefused(t *testing.T) {
 	assert.ErrorIs(t, err, fence.ErrInvalidConfig)
 	_, err = NewLeaseTable(LeaseTableConfig{Client: &clientv3.Client{}})
 	assert.ErrorIs(t, err, lease.ErrInvalidConfig)
+}
+
+// deadlineTarget runs each operation on the etcd Store with a deadline of
+// 0 to 5ms, so that many time out in the client, on the wire or inside
+// etcd. An error matching ErrUnknownOutcome leaves the outcome open; any
+// other error that is not a refusal must be a call that sent nothing,
+// and is left out of the history as not having happened.
+type deadlineTarget struct {
+	s   *Store
+	mu  *sync.Mutex
+	rng *rand.Rand
+	t   *testing.T
+}
+
+func (d deadlineTarget) do(ctx context.Context, in input) (output, error) {
+	d.mu.Lock()
+	timeout := time.Duration(d.rng.IntN(5001)) * time.Microsecond
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	out, err := storeTarget{d.s}.do(ctx, in)
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.Is(err, ErrUnknownOutcome):
+		return output{unknown: true}, nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return output{notSent: true}, nil
+	}
+	d.t.Errorf("%v: %v", in.kind, err)
+	return output{unknown: true}, nil
+}
+
+// TestLinearizableEtcdTinyDeadlines: the history of CompareAndSwap,
+// WriteIfNewer, Delete and Load under deadlines of 0 to 5ms is
+// linearizable, with every timed-out write concurrent with everything
+// after its call, and every call reported as not sent left out.
+func TestLinearizableEtcdTinyDeadlines(t *testing.T) {
+	_, client := server(t)
+	s, err := NewStore(StoreConfig{Client: client, Prefix: "tiny-lin/"})
+	require.NoError(t, err)
+	rec := newRecorder()
+	var mu sync.Mutex
+	tg := deadlineTarget{s: s, mu: &mu, rng: rand.New(rand.NewPCG(1, 2)), t: t}
+	// Timed-out writes, concurrent with everything after them, make the
+	// check exponential in their number per key: many keys keep it small.
+	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	runClients(t.Context(), rec, tg, 4, 50, keys, true, nil)
+	h := rec.history()
+	unknown := 0
+	for _, op := range h {
+		if op.Output.(output).unknown {
+			unknown++
+		}
+	}
+	t.Logf("%d operations recorded, %d with unknown outcome", len(h), unknown)
+	checkLinearizable(t, h)
 }
