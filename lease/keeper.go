@@ -25,6 +25,7 @@ const (
 	// MinRenewInterval is the shortest renewal schedule accepted:
 	// RenewFraction·TTL must be at least this long, so that a Keeper or a
 	// Recovery renews a lease at most once per millisecond of its clock.
+	// It is also the shortest delay before a retry after a failure.
 	// A shorter schedule (a RenewFraction of 1e-12, or a lease shorter
 	// than two milliseconds at the default fraction) is refused with
 	// ErrInvalidConfig rather than clamped: clamped, it could fall after
@@ -58,8 +59,12 @@ type KeeperConfig struct {
 	// Retry spaces out the attempts after a failed renewal (its Base, Cap,
 	// Multiplier and Jitter). MaxAttempts and MaxElapsed are not used and
 	// not validated, whatever their values: the loss deadline bounds the
-	// retries. The zero Policy is backoff's default: about 100ms,
-	// doubling, at most 10s, full jitter.
+	// retries. Every delay is at least MinRenewInterval, whatever the
+	// Policy draws (a Base of 1ns, or full jitter's zero: a shorter draw
+	// is lengthened by MinRenewInterval, which keeps the jitter's spread),
+	// so that a Store that refuses at once is not called in a loop; the
+	// last wait ends at the loss deadline. The zero Policy is backoff's default: about
+	// 100ms, doubling, at most 10s, full jitter.
 	Retry backoff.Policy
 	// AttemptTimeout bounds each renewal call. Zero means no bound but the
 	// loss deadline, which bounds every call anyway. Negative is invalid.
@@ -132,6 +137,17 @@ func (c KeeperConfig) Validate(ttl time.Duration) error {
 		errs = append(errs, fmt.Errorf("%w: KeeperConfig.AttemptTimeout %v is negative", ErrInvalidConfig, c.AttemptTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// floorDelay returns a retry delay d drawn from a backoff.Policy, made at
+// least MinRenewInterval: a shorter d is lengthened by MinRenewInterval
+// rather than raised to it, so that keys whose draws differ still retry at
+// different instants.
+func floorDelay(d time.Duration) time.Duration {
+	if d < MinRenewInterval {
+		return d + MinRenewInterval
+	}
+	return d
 }
 
 // isNilPointer reports whether v holds a nil pointer (or another nil
@@ -445,7 +461,7 @@ func (k *Keeper) run(ctx context.Context) {
 				return
 			}
 			lastErr = err
-			d := k.cfg.Retry.Delay(attempt, prev, rand.Float64())
+			d := floorDelay(k.cfg.Retry.Delay(attempt, prev, rand.Float64()))
 			prev = d
 			wake := time.Now().Add(d)
 			if wake.After(lostAt) {

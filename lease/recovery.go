@@ -121,9 +121,13 @@ type RecoveryConfig struct {
 	// of failures started; establishments that fail while the key's own
 	// lapsed lease may still run in the table do not count, but do grow
 	// the delay. (MaxElapsed is judged when the retry is scheduled: a
-	// retry kept waiting in the queue may start later.) The zero Policy is
-	// backoff's default (about 100ms doubling to 10s, full jitter, 5
-	// attempts).
+	// retry kept waiting in the queue may start later.) Every delay is at
+	// least MinRenewInterval, whatever the Policy draws (a Base of 1ns, or
+	// full jitter's zero: a shorter draw is lengthened by
+	// MinRenewInterval, which keeps the jitter's spread), so that a key whose attempts fail at once is
+	// not retried in a loop; a renewal's last retry before the loss
+	// deadline may come sooner. The zero Policy is backoff's default
+	// (about 100ms doubling to 10s, full jitter, 5 attempts).
 	Retry backoff.Policy
 	// Rand supplies the uniform draws for Retry's jitter, one per failed
 	// establishment or renewal, so that a seeded source makes the Recovery
@@ -641,7 +645,7 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		// succeeded, so it does not count; it backs off all the same.
 		r.wasted++
 		e.tries = min(e.tries+1, math.MaxInt32-1)
-		d := r.cfg.Retry.Delay(int(e.tries), e.prev, r.uniform())
+		d := floorDelay(r.cfg.Retry.Delay(int(e.tries), e.prev, r.uniform()))
 		e.prev = d
 		r.toBacklog(e, now.Add(d))
 	default:
@@ -666,9 +670,12 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		d, gerr := r.cfg.Retry.Next(int(e.attempts), elapsed, e.prev, u)
 		if gerr == nil && e.tries > 0 {
 			d = r.cfg.Retry.Delay(int(e.attempts+e.tries), e.prev, u)
-			if r.cfg.Retry.MaxElapsed > 0 && d > r.cfg.Retry.MaxElapsed-elapsed {
-				gerr = backoff.ErrElapsedExhausted
-			}
+		}
+		// No retry sooner than MinRenewInterval, however small Retry's
+		// delays: a key failing at once must not be retried in a loop.
+		d = floorDelay(d)
+		if gerr == nil && r.cfg.Retry.MaxElapsed > 0 && d > r.cfg.Retry.MaxElapsed-elapsed {
+			gerr = backoff.ErrElapsedExhausted
 		}
 		e.prev = d
 		if gerr != nil || errors.Is(err, ErrInvalidArgument) {
@@ -808,7 +815,7 @@ func (r *Recovery[K]) hold(e *entry[K], start time.Time) {
 // deadline, where e lapses, if there is no time left for one.
 func (r *Recovery[K]) retryRenewal(e *entry[K], now time.Time) {
 	e.attempts = min(e.attempts+1, math.MaxInt32-1)
-	d := r.cfg.Retry.Delay(int(e.attempts), e.prev, r.uniform())
+	d := floorDelay(r.cfg.Retry.Delay(int(e.attempts), e.prev, r.uniform()))
 	e.prev = d
 	due := now.Add(d)
 	if last := e.deadline.Add(-2 * max(time.Duration(r.costR), time.Microsecond)); due.After(last) {

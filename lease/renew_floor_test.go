@@ -2,6 +2,7 @@ package lease_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
+	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/lease"
 )
 
@@ -113,4 +115,71 @@ func TestKeeperRenewsAtMostEveryMinInterval(t *testing.T) {
 		assert.LessOrEqual(t, n, int64(time.Second/lease.MinRenewInterval))
 		assert.GreaterOrEqual(t, n, int64(1))
 	})
+}
+
+// failingStore refuses every renewal as a transient failure, until it has
+// been called limit times: it then says the lease is lost, so that a
+// keeper that retries in a loop ends (and the test sees the count).
+type failingStore struct {
+	*lease.Memory
+	calls, limit int64
+}
+
+func (s *failingStore) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
+	if atomic.AddInt64(&s.calls, 1) > s.limit {
+		return lease.Lease{}, &lease.LostError{Resource: l.Resource, Holder: l.Holder, Epoch: l.Epoch, Reason: "test gave up"}
+	}
+	return lease.Lease{}, errors.New("busy")
+}
+
+// TestKeeperRetryFloor: with a Retry of 1ns (whose full jitter draws
+// delays of zero) against a Store that refuses every renewal, the Keeper
+// waits at least MinRenewInterval between attempts, so it makes at most
+// one attempt per millisecond until its loss deadline — not a busy loop.
+func TestKeeperRetryFloor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 10 * time.Second
+		m, _ := lease.NewMemory(lease.MemoryConfig{})
+		l, err := m.Grant(context.Background(), "r", "h", ttl)
+		require.NoError(t, err)
+		cfg := lease.KeeperConfig{RenewFraction: 0.5, Retry: backoff.Policy{Base: 1, Cap: 1}}
+		bound := int64((cfg.LostAt(l).Sub(cfg.RenewAt(l)))/lease.MinRenewInterval) + 1
+		s := &failingStore{Memory: m, limit: bound}
+		cfg.Store = s
+		k, err := lease.Keep(context.Background(), l, cfg)
+		require.NoError(t, err)
+		<-k.Done()
+		require.ErrorIs(t, k.Err(), lease.ErrLost)
+		assert.NotContains(t, k.Err().Error(), "test gave up", "%d renewals in %v", atomic.LoadInt64(&s.calls), cfg.LostAt(l).Sub(cfg.RenewAt(l)))
+	})
+}
+
+// TestRecoveryRetryFloor: with a Retry of 1ns and establishments that fail
+// at once (a simulation whose clock does not move while it retries), the
+// Recovery spaces the retries of a key at least MinRenewInterval apart, so
+// the key is failed at MaxElapsed after at most MaxElapsed/MinRenewInterval
+// attempts, rather than retried forever at one instant.
+func TestRecoveryRetryFloor(t *testing.T) {
+	r, err := lease.NewRecovery[string](lease.RecoveryConfig{Workers: 1, TTL: 10 * time.Second, AttemptTimeout: time.Second,
+		Retry: backoff.Policy{Base: 1, Cap: 1, MaxAttempts: backoff.Unlimited, MaxElapsed: time.Second}})
+	require.NoError(t, err)
+	require.NoError(t, r.Add(t0, "k"))
+	now := t0
+	as := r.Start(now, nil)
+	const bound = int(time.Second/lease.MinRenewInterval) + 2
+	for n := 0; n < 10*bound; n++ {
+		for ; len(as) > 0 && n < 10*bound; n++ {
+			a := as[0]
+			as = r.Finish(now, a, errors.New("busy"), as[1:])
+		}
+		w, ok := r.Wake()
+		if !ok {
+			break
+		}
+		now = laterTime(now, w)
+		as = r.Start(now, nil)
+	}
+	p := r.Progress(now)
+	assert.Equal(t, 1, p.Failed)
+	assert.LessOrEqual(t, p.Attempts, int64(bound))
 }
