@@ -192,7 +192,8 @@ func scheduleErrors(cfg string, fraction float64, drift, ttl time.Duration) []er
 // Keeper keeps a lease on the holder's side: it renews it early, retries
 // failed renewals with backoff, and gives it up as lost at Expires minus
 // the drift margin — on its own clock, never later — if no renewal has
-// succeeded by then. It reports the loss through Lost, Err and the OnLost
+// succeeded by then. It calls the Store at most once per MinRenewInterval,
+// whatever the Store answers. It reports the loss through Lost, Err and the OnLost
 // callback. Held answers "may I still act on the lease?" from the clock
 // alone, so it turns false at the loss deadline even if the keeper's
 // goroutine is delayed.
@@ -366,11 +367,18 @@ func (k *Keeper) run(ctx context.Context) {
 	// next attempt waits for it rather than pile another call (and
 	// goroutine) on a Store that is not answering.
 	var busy chan struct{}
+	// lastCall is when the latest renewal call was made: the next comes
+	// no sooner than MinRenewInterval after it, even if a Store answers
+	// with a lease whose renewal time has already passed.
+	var lastCall time.Time
 	for {
 		lostAt := k.cfg.LostAt(cur)
 		// A lease whose Expires comes before its renewal time (not
 		// Renewed+TTL) is still lost at its LostAt, not later.
 		renewAt := k.cfg.RenewAt(cur)
+		if t := lastCall.Add(MinRenewInterval); !lastCall.IsZero() && renewAt.Before(t) {
+			renewAt = t
+		}
 		if lostAt.Before(renewAt) {
 			renewAt = lostAt
 		}
@@ -418,6 +426,7 @@ func (k *Keeper) run(ctx context.Context) {
 			// that ignores its context cannot hold the keeper past the
 			// attempt's deadline, and so past LostAt: its answer, if it
 			// comes later, lands in the buffered channel and is dropped.
+			lastCall = now
 			actx, cancel := context.WithDeadline(ctx, dl)
 			answers := make(chan answer, 1)
 			busy = make(chan struct{})

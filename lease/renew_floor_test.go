@@ -183,3 +183,39 @@ func TestRecoveryRetryFloor(t *testing.T) {
 	assert.Equal(t, 1, p.Failed)
 	assert.LessOrEqual(t, p.Attempts, int64(bound))
 }
+
+// echoStore "renews" a lease by returning it unchanged — a buggy Store —
+// until it has been called limit times, then says the lease is lost.
+type echoStore struct {
+	*lease.Memory
+	calls, limit int64
+}
+
+func (s *echoStore) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
+	if atomic.AddInt64(&s.calls, 1) > s.limit {
+		return lease.Lease{}, &lease.LostError{Resource: l.Resource, Holder: l.Holder, Epoch: l.Epoch, Reason: "test gave up"}
+	}
+	return l, nil
+}
+
+// TestKeeperStaleRenewalFloor: a Store whose renewals succeed but return
+// the lease unchanged (its renewal time already past) does not make the
+// Keeper renew in a loop: it renews at most once per MinRenewInterval
+// until the unchanged loss deadline.
+func TestKeeperStaleRenewalFloor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 10 * time.Second
+		m, _ := lease.NewMemory(lease.MemoryConfig{})
+		l, err := m.Grant(context.Background(), "r", "h", ttl)
+		require.NoError(t, err)
+		cfg := lease.KeeperConfig{}
+		bound := int64((cfg.LostAt(l).Sub(cfg.RenewAt(l)))/lease.MinRenewInterval) + 1
+		s := &echoStore{Memory: m, limit: bound}
+		cfg.Store = s
+		k, err := lease.Keep(context.Background(), l, cfg)
+		require.NoError(t, err)
+		<-k.Done()
+		require.ErrorIs(t, k.Err(), lease.ErrLost)
+		assert.NotContains(t, k.Err().Error(), "test gave up", "%d renewals", atomic.LoadInt64(&s.calls))
+	})
+}
