@@ -120,13 +120,17 @@ type RecoveryConfig struct {
 	// would start more than MaxElapsed after the first attempt of the run
 	// of failures started; establishments that fail while the key's own
 	// lapsed lease may still run in the table do not count, but do grow
-	// the delay. (MaxElapsed is judged when the retry is scheduled: a
+	// the delay, up to the time left until that lease has surely ended
+	// (its expiry plus the drift margin): the key is retried then at the
+	// latest, and the delays after later failures grow from there, not
+	// from the count of those uncounted failures. (MaxElapsed is judged when the retry is scheduled: a
 	// retry kept waiting in the queue may start later.) Every delay is at
 	// least MinRenewInterval, whatever the Policy draws (a Base of 1ns, or
 	// full jitter's zero: a shorter draw is lengthened by
 	// MinRenewInterval, which keeps the jitter's spread), so that a key whose attempts fail at once is
 	// not retried in a loop; a renewal's last retry before the loss
-	// deadline may come sooner. The zero Policy is backoff's default
+	// deadline, and an establishment's retry at the end of the key's own
+	// lease, may come sooner. The zero Policy is backoff's default
 	// (about 100ms doubling to 10s, full jitter, 5 attempts).
 	Retry backoff.Policy
 	// Rand supplies the uniform draws for Retry's jitter, one per failed
@@ -566,7 +570,11 @@ func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
 // after the HeldError's Remaining if the table says (or at the lease's
 // expiry plus the drift margin if not). Nor is any other failed
 // establishment of a key whose lapsed lease may still run in the table;
-// it is retried after Retry's delay, which keeps growing.
+// it is retried after Retry's delay, which keeps growing, but no later
+// than the lease's expiry plus the drift margin, when the lease has
+// surely ended, and a failure after that waits no longer than Retry's
+// delay for that failure alone or the last delay before it, whichever is
+// longer.
 func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attempt[K]) []Attempt[K] {
 	if r == nil || r.sched == nil {
 		return out
@@ -643,9 +651,14 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		// of unknown outcome may have extended it): whatever this
 		// attempt met, an outage or the lease, it could not have
 		// succeeded, so it does not count; it backs off all the same.
+		// The delay grows, but the key is retried no later than when
+		// that lease has surely ended: an outage that outlasts it must
+		// not keep the key waiting for a delay grown exponentially
+		// while it could not have succeeded anyway.
 		r.wasted++
 		e.tries = min(e.tries+1, math.MaxInt32-1)
 		d := floorDelay(r.cfg.Retry.Delay(int(e.tries), e.prev, r.uniform()))
+		d = min(d, e.expires().Add(r.drift).Sub(now))
 		e.prev = d
 		r.toBacklog(e, now.Add(d))
 	default:
@@ -669,7 +682,10 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		u := r.uniform()
 		d, gerr := r.cfg.Retry.Next(int(e.attempts), elapsed, e.prev, u)
 		if gerr == nil && e.tries > 0 {
-			d = r.cfg.Retry.Delay(int(e.attempts+e.tries), e.prev, u)
+			// The uncounted failures grow the delay, but not beyond
+			// the last of their delays, which was cut to the time left
+			// until the key's own lease ended.
+			d = min(r.cfg.Retry.Delay(int(e.attempts+e.tries), e.prev, u), max(d, e.prev))
 		}
 		// No retry sooner than MinRenewInterval, however small Retry's
 		// delays: a key failing at once must not be retried in a loop.
