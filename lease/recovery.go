@@ -102,7 +102,9 @@ type RecoveryConfig struct {
 	// timeout. Required, positive, at most the TTL.
 	AttemptTimeout time.Duration
 	// InitialCost is the cost assumed for an attempt of either kind until
-	// one has been measured. Zero means AttemptTimeout/10.
+	// one has been measured; a renewal assumes the establishments' moving
+	// average until a renewal has been measured. Zero means
+	// AttemptTimeout/10.
 	InitialCost time.Duration
 	// CostWeight is the weight of each new measurement in the moving
 	// average of the cost of each kind of attempt, in (0, 1]. Zero means
@@ -218,7 +220,7 @@ type Progress struct {
 	// establishment (InitialCost until one has finished).
 	EstablishCost time.Duration
 	// RenewCost is the moving average of the measured cost of a renewal
-	// (InitialCost until one has finished).
+	// (EstablishCost until one has finished).
 	RenewCost time.Duration
 }
 
@@ -369,7 +371,12 @@ type Recovery[K comparable] struct {
 	reasons []error
 	seq     uint64
 
-	costE, costR     float64
+	costE, costR float64
+	// renewMeasured is set once a renewal's cost has been measured:
+	// until then costR follows costE, so that a renewal window shorter
+	// than InitialCost does not keep every renewal from starting, and so
+	// from ever being measured.
+	renewMeasured    bool
 	weight           float64
 	held, failed     int
 	lapsed, attempts int64
@@ -606,8 +613,12 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 	cost := float64(now.Sub(started))
 	if a.Kind == Renew {
 		r.costR += r.weight * (cost - r.costR)
+		r.renewMeasured = true
 	} else {
 		r.costE += r.weight * (cost - r.costE)
+		if !r.renewMeasured {
+			r.costR = r.costE
+		}
 	}
 	if err == nil && !now.Before(started.Add(a.span)) {
 		err = ErrTimeout

@@ -363,3 +363,32 @@ func TestRecoveryOwnLeaseRetryBound(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoveryRenewsBeforeAnyRenewalMeasured is a case rapid found: TTL
+// 2s, DriftMargin 500ms, RenewFraction 0.7 leave a renewal window of
+// 100ms, and AttemptTimeout 1s makes InitialCost 100ms. With the table up
+// (but for 1ms) and attempts of 1–20ms, the renewal was never started — at
+// the assumed 100ms it could not finish before the loss deadline — so no
+// renewal cost was ever measured, and every lease lapsed, term after term.
+// A renewal assumes the measured cost of an establishment until one has
+// been measured.
+func TestRecoveryRenewsBeforeAnyRenewalMeasured(t *testing.T) {
+	ttl := 2 * time.Second
+	cfg := lease.RecoveryConfig{Workers: 1, TTL: ttl, DriftMargin: 500 * time.Millisecond, RenewFraction: 0.7,
+		AttemptTimeout: time.Second, Retry: backoff.Policy{Jitter: backoff.JitterFull}}
+	w, err := newOutageWorld(cfg, 0, 1, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.runUntil(t0.Add(time.Second), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.down = w.now
+	w.up = w.down.Add(time.Millisecond)
+	if err := w.runUntil(w.up.Add(2*ttl+cfg.AttemptTimeout), nil); err != nil {
+		t.Fatal(err)
+	}
+	if p := w.r.Progress(w.now); p.Failed != 0 || p.Established != 1 || p.Lapsed != 0 {
+		t.Fatalf("outage of 1ms (< TTL 2s): %+v", p)
+	}
+}
