@@ -123,10 +123,11 @@ type RecoveryConfig struct {
 	// of failures started; establishments that fail while the key's own
 	// lapsed lease may still run in the table do not count, but do grow
 	// the delay, up to the time left until that lease has surely ended
-	// (its expiry plus the drift margin): the key is retried then at the
+	// (its expiry plus the drift margin): the key is due then at the
 	// latest, and the delays after later failures grow from there, not
-	// from the count of those uncounted failures. (MaxElapsed is judged when the retry is scheduled: a
-	// retry kept waiting in the queue may start later.) Every delay is at
+	// from the count of those uncounted failures. (MaxElapsed is judged
+	// when the retry is scheduled: a retry kept waiting in the queue may
+	// start later.) Every delay is at
 	// least MinRenewInterval, whatever the Policy draws (a Base of 1ns, or
 	// full jitter's zero: a shorter draw is lengthened by
 	// MinRenewInterval, which keeps the jitter's spread), so that a key whose attempts fail at once is
