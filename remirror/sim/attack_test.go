@@ -11,15 +11,25 @@ import (
 )
 
 // Small regions with every knob drawn from its whole range, edges
-// included: Run refuses with ErrInvalidConfig or returns a timeline in
-// which no volume ever lost its data, every fraction is in [0, 1], and
-// minutes count up from 1.
+// included (delays of a nanosecond too): Run refuses with ErrInvalidConfig
+// or returns a timeline in which no volume ever lost its data, every
+// fraction is in [0, 1], and minutes count up from 1, cut short with
+// ErrEventLimit exactly when it simulated MaxEvents events.
 func TestPropertyRunDrawnConfigs(t *testing.T) {
-	ran := 0
-	defer func() { t.Logf("%d configurations ran", ran) }()
+	ran, limited := 0, 0
+	defer func() { t.Logf("%d configurations ran, %d of them cut short", ran, limited) }()
 	rapid.Check(t, func(t *rapid.T) {
 		cfg, mode := drawConfig(t)
 		r, err := Run(cfg, mode)
+		if errors.Is(err, ErrEventLimit) {
+			if r == nil || !r.EventLimited || r.Events != cfg.MaxEvents {
+				t.Fatalf("%+v: %+v, %v; want EventLimited after exactly MaxEvents events", cfg, r, err)
+			}
+			err = nil
+			limited++
+		} else if err == nil && (r.EventLimited || r.Events > cfg.MaxEvents) {
+			t.Fatalf("%+v: no error, but EventLimited %v after %d events", cfg, r.EventLimited, r.Events)
+		}
 		if err == nil {
 			ran++
 		}
@@ -56,15 +66,15 @@ func TestRunVolumesDoNotFitSaysWhy(t *testing.T) {
 }
 
 // drawConfig draws a small region with every knob at or near its edges,
-// mostly valid, and a mode. Times start at a second: with a latency and a
-// restart of nanoseconds the naive storm cycles (search, crash, restart)
-// every few nanoseconds, and an hour takes too many events to simulate.
+// mostly valid, and a mode. Times start at a nanosecond: with a latency
+// and a restart that short the naive storm cycles (search, crash, restart)
+// every few nanoseconds, and MaxEvents, drawn small, cuts it short.
 func drawConfig(t *rapid.T) (Config, Mode) {
 	dur := func(label string) time.Duration {
 		if rapid.IntRange(0, 9).Draw(t, label+"Odd") == 0 {
 			return rapid.SampledFrom([]time.Duration{0, -1, math.MinInt64}).Draw(t, label)
 		}
-		return rapid.SampledFrom([]time.Duration{time.Second, time.Minute, time.Hour, math.MaxInt64 / 2, math.MaxInt64}).Draw(t, label)
+		return rapid.SampledFrom([]time.Duration{1, time.Millisecond, time.Second, time.Minute, time.Hour, math.MaxInt64 / 2, math.MaxInt64}).Draw(t, label)
 	}
 	frac := func(label string) float64 {
 		if rapid.IntRange(0, 9).Draw(t, label+"Odd") == 0 {
@@ -78,7 +88,7 @@ func drawConfig(t *rapid.T) (Config, Mode) {
 		NodesPerZone:     rapid.IntRange(4, 10).Draw(t, "nodes"),
 		VolumesPerZone:   rapid.IntRange(1, 30).Draw(t, "volumes"),
 		Fill:             rapid.SampledFrom([]float64{1e-9, 0.01, 0.5, 0.9}).Draw(t, "fill"),
-		Duration:         rapid.SampledFrom([]time.Duration{time.Minute, 20 * time.Minute, time.Hour}).Draw(t, "duration"),
+		Duration:         rapid.SampledFrom([]time.Duration{1, time.Minute, 20 * time.Minute, time.Hour}).Draw(t, "duration"),
 		FaultStart:       dur("faultStart"),
 		FaultDuration:    dur("faultDuration"),
 		IsolatedFraction: frac("isolated"),
@@ -89,6 +99,7 @@ func drawConfig(t *rapid.T) (Config, Mode) {
 		CrashThreshold:   rapid.IntRange(0, 3).Draw(t, "crashThreshold"),
 		RestartAfter:     dur("restartAfter"),
 		ChurnPerHour:     rapid.SampledFrom([]float64{0, 1e-300, 1, 60, MaxChurnPerHour}).Draw(t, "churn"),
+		MaxEvents:        rapid.SampledFrom([]int64{-1, 1, 100, 20_000, 20_000, 20_000, 20_000}).Draw(t, "maxEvents"),
 	}
 	mode := rapid.SampledFrom([]Mode{Naive, Guarded}).Draw(t, "mode")
 	return cfg, mode

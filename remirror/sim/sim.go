@@ -73,9 +73,21 @@ const (
 // zone.
 const MaxChurnPerHour = 3600
 
-// ErrInvalidConfig is matched (with errors.Is) by every error Run returns
-// for a bad Config or an unknown Mode.
-var ErrInvalidConfig = errors.New("sim: invalid config")
+// DefaultMaxEvents is the number of events a run simulates at most when
+// Config.MaxEvents is zero: about four times the 27 million of the naive
+// storm at full size (Scaled(100_000), 24 hours), which a core simulates in
+// about 7 seconds.
+const DefaultMaxEvents = 100_000_000
+
+// Errors of Run.
+var (
+	// ErrInvalidConfig is matched (with errors.Is) by every error Run
+	// returns for a bad Config or an unknown Mode.
+	ErrInvalidConfig = errors.New("sim: invalid config")
+	// ErrEventLimit is matched by the error Run returns with a run it cut
+	// short at Config.MaxEvents events (Result.EventLimited).
+	ErrEventLimit = errors.New("sim: event limit reached")
+)
 
 // Mode selects the engine settings and authority client of a run.
 type Mode uint8
@@ -154,6 +166,13 @@ type Config struct {
 	// ChurnPerHour is the rate of ordinary node crashes in each healthy
 	// zone, at most MaxChurnPerHour.
 	ChurnPerHour float64
+	// MaxEvents bounds the events a run simulates, and with it the run's
+	// time: zero means DefaultMaxEvents, a negative value is refused. A
+	// valid configuration can need any number of events (with latencies
+	// and restarts of a nanosecond, the naive storm cycles every few
+	// nanoseconds of simulated time), so Run stops a run that would need
+	// more and says so (ErrEventLimit, Result.EventLimited).
+	MaxEvents int64
 }
 
 // DefaultConfig is a small region: 3 zones of 60 nodes and 2,000 volumes
@@ -234,6 +253,9 @@ func (c Config) validate(mode Mode) error {
 	if !(c.ChurnPerHour >= 0 && c.ChurnPerHour <= MaxChurnPerHour) {
 		bad("ChurnPerHour %v is outside [0, %d]", c.ChurnPerHour, MaxChurnPerHour)
 	}
+	if c.MaxEvents < 0 {
+		bad("MaxEvents %d is negative", c.MaxEvents)
+	}
 	if c.Zones >= 1 && c.NodesPerZone >= 1 && c.VolumesPerZone >= 1 && c.Fill > 0 {
 		// Each node's capacity, and the region's, must fit the ledger.
 		if capacity := math.Ceil(2 * float64(c.VolumesPerZone) / float64(c.NodesPerZone) / c.Fill); capacity*float64(c.NodesPerZone)*float64(c.Zones) >= 1<<62 {
@@ -293,6 +315,10 @@ type Result struct {
 	IsolatedFraction float64
 	// Events is the number of events simulated.
 	Events int64
+	// EventLimited says the run was cut short at Config.MaxEvents events,
+	// before the end of Config.Duration: the timelines end at the last
+	// minute simulated, and HealthyAfter is -1.
+	EventLimited bool
 }
 
 // event kinds
@@ -378,6 +404,12 @@ type simulation struct {
 // Run simulates cfg in the given mode. It returns an error matching
 // ErrInvalidConfig that names every bad field of cfg, and the mode if it is
 // neither Naive nor Guarded.
+//
+// Run simulates at most cfg.MaxEvents events (DefaultMaxEvents if zero),
+// each of which costs at most time linear in the size of a zone, so every
+// valid configuration finishes in bounded time. A run that would need more
+// events is cut short: Run returns its result so far, with EventLimited
+// set, and an error matching ErrEventLimit that says how far it got.
 func Run(cfg Config, mode Mode) (*Result, error) {
 	if err := cfg.validate(mode); err != nil {
 		return nil, err
@@ -464,9 +496,17 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 	s.push(event{at: int64(time.Minute), kind: evMinute})
 	s.lastBad = -1
 	end := int64(cfg.Duration)
+	maxEvents := cfg.MaxEvents
+	if maxEvents == 0 {
+		maxEvents = DefaultMaxEvents
+	}
 	for {
 		ev, ok := s.next()
 		if !ok || ev.at > end {
+			break
+		}
+		if s.events == maxEvents {
+			s.res.EventLimited = true
 			break
 		}
 		s.now = ev.at
@@ -474,6 +514,9 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 		s.handle(ev)
 	}
 	s.finish()
+	if s.res.EventLimited {
+		return s.res, fmt.Errorf("%w: %d events simulated in the first %v of %v (Config.MaxEvents %d); the run was cut short", ErrEventLimit, s.events, time.Duration(s.now), cfg.Duration, maxEvents)
+	}
 	return s.res, nil
 }
 
@@ -800,6 +843,10 @@ func (s *simulation) finish() {
 	s.res.Crashes = s.crashes
 	s.res.Events = s.events
 	healed := addSat(int64(s.cfg.FaultStart), int64(s.cfg.FaultDuration))
+	if s.res.EventLimited || len(s.res.Zones[0]) == 0 {
+		s.res.HealthyAfter = -1
+		return
+	}
 	last := s.res.Zones[0][len(s.res.Zones[0])-1]
 	switch {
 	case last.Stuck > 0:

@@ -130,12 +130,12 @@ func TestQuietWithoutFault(t *testing.T) {
 }
 
 func TestBadConfig(t *testing.T) {
-	cfg := Config{Zones: 0, NodesPerZone: 1, VolumesPerZone: -1, Fill: 2, Duration: -1, FaultStart: -1, IsolatedFraction: 2, AuthorityRate: -1, CrashPerClose: 5, CrashThreshold: -1, ChurnPerHour: -1}
+	cfg := Config{Zones: 0, NodesPerZone: 1, VolumesPerZone: -1, Fill: 2, Duration: -1, FaultStart: -1, IsolatedFraction: 2, AuthorityRate: -1, CrashPerClose: 5, CrashThreshold: -1, ChurnPerHour: -1, MaxEvents: -1}
 	_, err := Run(cfg, Guarded)
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err %v", err)
 	}
-	for _, want := range []string{"Zones 0", "NodesPerZone 1", "VolumesPerZone -1", "Fill 2", "Duration -1ns", "FaultStart", "IsolatedFraction 2", "Latency", "AuthorityRate -1", "CrashPerClose 5", "CrashThreshold -1", "ChurnPerHour -1"} {
+	for _, want := range []string{"Zones 0", "NodesPerZone 1", "VolumesPerZone -1", "Fill 2", "Duration -1ns", "FaultStart", "IsolatedFraction 2", "Latency", "AuthorityRate -1", "CrashPerClose 5", "CrashThreshold -1", "ChurnPerHour -1", "MaxEvents -1"} {
 		if !contains(err.Error(), want) {
 			t.Errorf("error lacks %q", want)
 		}
