@@ -136,6 +136,16 @@ func (c *Concurrent) VolumeState(v VolumeID) (State, bool) {
 	return c.e.VolumeState(v)
 }
 
+// Exhausted is Engine.Exhausted under the lock.
+func (c *Concurrent) Exhausted(v VolumeID) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.e.Exhausted(v)
+}
+
 // NextTick is Engine.NextTick under the lock.
 func (c *Concurrent) NextTick() (time.Time, bool) {
 	if c == nil {

@@ -171,7 +171,7 @@ func TestConcurrentSeeded(t *testing.T) {
 func TestZeroConcurrent(t *testing.T) {
 	var c Concurrent
 	errs := callZero(t, &c)
-	for _, name := range []string{"AddNode", "AddVolume", "Step", "Tick", "Primary", "VolumeState", "NextTick", "Stats"} {
+	for _, name := range []string{"AddNode", "AddVolume", "Step", "Tick", "Primary", "VolumeState", "Exhausted", "NextTick", "Stats"} {
 		if _, called := errs[name]; !called {
 			t.Errorf("Concurrent.%s was not called", name)
 		}

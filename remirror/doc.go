@@ -45,7 +45,10 @@
 //     under a bound on the elections outstanding. The engine accepts only a
 //     newer generation and refuses stale or duplicate answers, and no
 //     replica is writable while a volume is stuck, so a volume never has
-//     two writable primaries.
+//     two writable primaries. A volume whose generation is fence.MaxToken
+//     can never be elected again (no generation is newer): the engine
+//     sends it no election and reports it Exhausted (Stats.Exhausted),
+//     instead of retrying forever.
 //
 // # Capacity
 //

@@ -153,11 +153,17 @@ type Input struct {
 	// ignore it.
 	OK bool
 	// Token is, for Elected, the generation the authority gave the new
-	// primary; it must be newer than the newest generation the engine
-	// knows for the volume (a *fence.StaleError otherwise). For
+	// primary; it must be newer than the Expect of the Elect it answers,
+	// the newest generation the engine knows for the volume (a
+	// *fence.StaleError otherwise, which changes nothing). It need not be
+	// Expect+1: an authority answers a retry whose first answer was lost
+	// with the generation the node already holds, which may be newer. For
 	// ElectionFailed it is the newest generation the authority reported,
 	// or zero if it reported none; a newer one than the engine knows
-	// becomes the Expect of the next Elect. Other kinds ignore it.
+	// becomes the Expect of the next Elect. Either may be fence.MaxToken,
+	// the last generation: then no later election of the volume can
+	// succeed, and when the volume next needs one the engine sends none
+	// and reports it Exhausted instead. Other kinds ignore it.
 	Token fence.Token
 }
 
@@ -249,6 +255,10 @@ type Stats struct {
 	// InFlight is the number of re-mirrors in flight; ElectionsOut the
 	// elections outstanding.
 	InFlight, ElectionsOut int
+	// Exhausted is the number of volumes stuck Electing for good: their
+	// generation is fence.MaxToken, so no election can succeed (see
+	// Engine.Exhausted). They are counted in Stuck too.
+	Exhausted int
 	// Free is the capacity free on nodes that are up and not quarantined,
 	// reserve included, saturated at math.MaxInt64.
 	Free int64
@@ -282,6 +292,9 @@ type volume struct {
 	out     outstanding
 	qa, qb  bool // counted in the quarantine of a, of b
 	deleted bool
+	// exhausted: Electing with generation MaxToken, so no election is
+	// sent; exactly while state is Electing and gen is MaxToken.
+	exhausted bool
 }
 
 type node struct {
@@ -524,6 +537,17 @@ func (e *Engine) VolumeState(v VolumeID) (State, bool) {
 	return e.volumes[v].state, true
 }
 
+// Exhausted reports whether v is stuck for good: it needs an election,
+// but its generation is fence.MaxToken and an election must produce a
+// newer one, so none can succeed. The engine sends it no Elect and arms no
+// timer for it; it stays Electing, with no writable primary, until its
+// mirror is lost again (which starts a recovery that ends the same way) or
+// it is deleted. Its data is kept on both replicas. An operator recovers
+// it by copying it to a new volume. It is false for an unknown volume.
+func (e *Engine) Exhausted(v VolumeID) bool {
+	return e.knownVolume(v) && e.volumes[v].exhausted
+}
+
 // NodeStatus reports a node's capacity, its used space (replicas and
 // reservations for copies), whether it is down, and whether it is
 // quarantined (failed, and holding replicas not yet safe).
@@ -664,6 +688,10 @@ func (e *Engine) Step(now time.Time, in Input) ([]Action, error) {
 		if in.Token > vol.gen {
 			vol.gen = in.Token
 		}
+		if vol.gen == fence.MaxToken {
+			e.exhaust(vol)
+			break
+		}
 		e.retry(in.Volume, vol, e.cfg.elect, ns)
 	case NodeFailed:
 		e.nodeFailed(in.Node, ns)
@@ -772,6 +800,10 @@ func (e *Engine) setState(vol *volume, s State) {
 		} else {
 			e.stats.Stuck++
 		}
+	}
+	if vol.exhausted && s != Electing {
+		vol.exhausted = false
+		e.stats.Exhausted--
 	}
 	vol.state = s
 }
@@ -1014,6 +1046,10 @@ func (e *Engine) copyResult(v VolumeID, vol *volume, ok bool, ns int64) {
 }
 
 func (e *Engine) elect(v VolumeID, vol *volume, ns int64) {
+	if vol.gen == fence.MaxToken {
+		e.exhaust(vol)
+		return
+	}
 	if e.cfg.maxElections >= 0 && e.elects >= e.cfg.maxElections {
 		e.retry(v, vol, e.cfg.elect, ns)
 		return
@@ -1022,6 +1058,15 @@ func (e *Engine) elect(v VolumeID, vol *volume, ns int64) {
 	vol.attempt++
 	vol.out = outElect
 	e.emit(Action{Kind: Elect, Volume: v, Attempt: vol.attempt, From: vol.a, To: NoNode, Expect: vol.gen})
+}
+
+// exhaust marks an Electing volume whose generation is MaxToken: no
+// election can succeed, so none is sent and no timer is armed.
+func (e *Engine) exhaust(vol *volume) {
+	if !vol.exhausted {
+		vol.exhausted = true
+		e.stats.Exhausted++
+	}
 }
 
 // elected needs no check of the cluster on arrival either: NodeFailed ends

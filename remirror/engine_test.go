@@ -466,7 +466,7 @@ func callZero(t *testing.T, v any) map[string]error {
 func TestZeroEngineMethodsDoNotPanic(t *testing.T) {
 	var e Engine
 	errs := callZero(t, &e)
-	for _, name := range []string{"AddNode", "AddVolume", "Step", "Tick", "Primary", "Replicas", "VolumeState", "NodeStatus", "Nodes", "Stats", "NextTick"} {
+	for _, name := range []string{"AddNode", "AddVolume", "Step", "Tick", "Primary", "Replicas", "VolumeState", "Exhausted", "NodeStatus", "Nodes", "Stats", "NextTick"} {
 		if _, called := errs[name]; !called {
 			t.Errorf("Engine.%s was not called", name)
 		}

@@ -121,7 +121,9 @@ func (w *world) addVolume(t *rapid.T) {
 	if w.huge {
 		size = rapid.OneOf(rapid.SampledFrom([]int64{1, math.MaxInt64, math.MaxInt64 / 2, math.MaxInt64/4 + 1}), rapid.Int64Range(1, math.MaxInt64)).Draw(t, "size")
 	}
-	v, err := w.e.AddVolume(size, a, b, 1)
+	// Rarely, a generation at or near the last one, fence.MaxToken.
+	gen := rapid.SampledFrom([]fence.Token{1, 1, 1, 1, 1, 1, fence.MaxToken - 1, fence.MaxToken}).Draw(t, "generation")
+	v, err := w.e.AddVolume(size, a, b, gen)
 	if err != nil {
 		return
 	}
@@ -134,7 +136,7 @@ func (w *world) addVolume(t *rapid.T) {
 		t.Fatalf("AddVolume returned %d, want %d", v, len(w.gens))
 	}
 	w.holders = append(w.holders, map[NodeID]bool{a: true, b: true})
-	w.gens = append(w.gens, 1)
+	w.gens = append(w.gens, gen)
 	w.size = append(w.size, size)
 	w.holder = append(w.holder, a)
 	w.deleted = append(w.deleted, false)
@@ -325,6 +327,9 @@ func (w *world) answer(t *rapid.T, i int, ok, late bool) {
 		// the holder of a newer one returns it.
 		in.Node = a.From
 		g := &w.gens[a.Volume]
+		if a.Expect == fence.MaxToken {
+			t.Fatalf("%+v: an election from the last generation, which cannot succeed", a)
+		}
 		switch {
 		case !ok:
 			in.Kind = ElectionFailed // shed or timed out before reaching it
@@ -346,7 +351,7 @@ func (w *world) answer(t *rapid.T, i int, ok, late bool) {
 
 func (w *world) check(t *rapid.T) {
 	e := w.e
-	stuck := 0
+	stuck, exhausted := 0, 0
 	unsafe := make([]int32, len(e.nodes))
 	used := make([]int64, len(e.nodes))
 	for i := range e.volumes {
@@ -401,10 +406,19 @@ func (w *world) check(t *rapid.T) {
 				t.Fatalf("volume %d: election outstanding with replica %d or %d down", v, vol.a, vol.b)
 			}
 		}
-		// No stuck volume is forgotten: it has a request outstanding or a
-		// timer armed in the heap, or both its replicas are down and the
-		// first NodeUp resumes it.
-		if vol.state != Healthy && vol.out == outNone && !(w.down[vol.a] && w.down[vol.b]) {
+		// A volume is exhausted exactly while it is Electing at generation
+		// MaxToken, and then nothing is outstanding and no timer armed:
+		// no election it cannot win is sent or retried.
+		if vol.exhausted != (vol.state == Electing && vol.gen == fence.MaxToken) || vol.exhausted && (vol.out != outNone || vol.timer != 0) {
+			t.Fatalf("volume %d: exhausted %v, state %v, generation %d, outstanding %v, timer %d", v, vol.exhausted, vol.state, vol.gen, vol.out, vol.timer)
+		}
+		if vol.exhausted {
+			exhausted++
+		}
+		// No other stuck volume is forgotten: it has a request outstanding
+		// or a timer armed in the heap, or both its replicas are down and
+		// the first NodeUp resumes it.
+		if vol.state != Healthy && !vol.exhausted && vol.out == outNone && !(w.down[vol.a] && w.down[vol.b]) {
 			armed := false
 			for _, tm := range e.timers {
 				armed = armed || (vol.timer != 0 && tm.vol == int32(v) && tm.seq == vol.timer)
@@ -450,8 +464,8 @@ func (w *world) check(t *rapid.T) {
 	if entries != 2*live || incoming != targeting {
 		t.Fatalf("the nodes list %d replicas and %d incoming; %d live volumes have %d replicas, %d a target", entries, incoming, live, 2*live, targeting)
 	}
-	if s := e.Stats(); s.Stuck != stuck {
-		t.Fatalf("Stats.Stuck %d, counted %d", s.Stuck, stuck)
+	if s := e.Stats(); s.Stuck != stuck || s.Exhausted != exhausted {
+		t.Fatalf("Stats.Stuck %d and Exhausted %d, counted %d and %d", s.Stuck, s.Exhausted, stuck, exhausted)
 	}
 	w.checkSpace(t)
 	// Every timer due has fired, and none is armed in the past (a timer
@@ -613,6 +627,15 @@ func TestPropertyEngineInvariants(t *testing.T) {
 					w.addVolume(t)
 				case 2, 3, 4:
 					w.garbage(t)
+				case 5:
+					// Another writer (an older incarnation of the engine)
+					// takes a stuck volume's record, up to the last
+					// generation.
+					v := rapid.IntRange(0, len(w.gens)-1).Draw(t, "vol")
+					if g := &w.gens[v]; *g < fence.MaxToken && !w.deleted[v] && w.e.volumes[v].state != Healthy {
+						*g = rapid.SampledFrom([]fence.Token{*g + 1, fence.MaxToken}).Draw(t, "takenAt")
+						w.holder[v] = NoNode
+					}
 				}
 			}
 			w.check(t)
