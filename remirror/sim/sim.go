@@ -309,7 +309,8 @@ type Result struct {
 	MaxZeroLive int
 	// HealthyAfter is how long after the fault ended every volume of the
 	// faulty zone was Healthy for good, to the minute (-1: not by the end
-	// of the run).
+	// of the run, or the run was cut short or ended before its first
+	// minute).
 	HealthyAfter time.Duration
 	// IsolatedFraction is the fraction of the region's nodes isolated.
 	IsolatedFraction float64
@@ -406,8 +407,9 @@ type simulation struct {
 // neither Naive nor Guarded.
 //
 // Run simulates at most cfg.MaxEvents events (DefaultMaxEvents if zero),
-// each of which costs at most time linear in the size of a zone, so every
-// valid configuration finishes in bounded time. A run that would need more
+// each of which costs at most time linear in the size of a zone, after a
+// set-up linear in the size of the region, so every valid configuration
+// finishes in bounded time. A run that would need more
 // events is cut short: Run returns its result so far, with EventLimited
 // set, and an error matching ErrEventLimit that says how far it got.
 func Run(cfg Config, mode Mode) (*Result, error) {
