@@ -54,9 +54,20 @@ func line(p *plot.Plot, s series) error {
 func newPlot(title, ylabel string) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = title
-	p.X.Label.Text = "hours from 00:00 PDT, April 21 2011"
+	p.X.Label.Text = "PDT, 2011"
 	p.Y.Label.Text = ylabel
 	p.Legend.Top = true
+	p.X.Tick.Marker = plot.TickerFunc(func(lo, hi float64) []plot.Tick {
+		var ts []plot.Tick
+		for h := 0.0; h <= hi; h += 6 {
+			t := plot.Tick{Value: h}
+			if int(h)%12 == 0 {
+				t.Label = fmt.Sprintf("Apr %d %02d:00", 21+int(h)/24, int(h)%24)
+			}
+			ts = append(ts, t)
+		}
+		return ts
+	})
 	p.Add(plotter.NewGrid())
 	return p
 }
@@ -121,6 +132,8 @@ func charts(n, g *ebssim.Result) (map[string]*plot.Plot, error) {
 		out[s.file] = p
 	}
 	out["api"].Y.Max = 105
+	out["api"].Legend.Top = false
+	out["api"].Legend.YOffs = vg.Centimeter
 	return out, nil
 }
 
