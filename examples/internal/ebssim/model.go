@@ -66,7 +66,7 @@ const (
 	// hour, in every zone.
 	BackgroundLossPerHour = 0.0002
 	// RacePerClose is the race's strength (see the package comment).
-	RacePerClose = 0.000015
+	RacePerClose = 0.00002
 
 	Threads      = 12
 	APIPerZone   = 4.0 // calls a second

@@ -772,7 +772,7 @@ func (s *simulation) service(c *call) (int64, bool) {
 		}
 		return int64(APIService), true
 	case kElect:
-		return max(1, int64(float64(ElectService)/s.scale)), true
+		return max(1, int64(float64(ElectService)*s.scale)), true
 	case kNegotiate:
 		return int64(NegotiationService), true
 	}
