@@ -1,6 +1,7 @@
 package ebssim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -19,7 +20,7 @@ var ErrInvalidConfig = errors.New("ebssim: invalid config")
 // Limits of Config.
 const (
 	MinVolumes = 3_000
-	MaxVolumes = 2_000_000
+	MaxVolumes = 1_500_000
 	MinHours   = 1
 	MaxHours   = 96
 )
@@ -159,8 +160,8 @@ type zone struct {
 	newNode    []bool
 	busy       []bool // a new node taking a replayed re-mirror
 	open       []int32
-	gens       []fence.Token
-	holder     []remirror.NodeID
+	primary    []remirror.NodeID // initial primaries, for the fence store
+	seeded     []bool
 	cause      []uint8
 	electing   []bool
 	since      []int64        // when each stuck volume lost its mirror
@@ -204,6 +205,8 @@ type simulation struct {
 	qhead int
 	// guarded pool
 	sched [Zones]*shed.Scheduler[int32]
+	// store is the authority's fence store: every volume's generation.
+	store *fence.Memory
 	// operators
 	parkedQ   []event // zone 0 queries held since BlockFutile
 	parkedE   []int32 // zone 0 elections held since CutOff (call ids)
@@ -238,6 +241,11 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 	s.scale = float64(RefZoneVolumes) / float64(vz)
 	s.partial = min(1, float64(nodes)/MinNodesPerZone)
 	s.racePerClose = RacePerClose / s.partial
+	store, err := fence.NewMemory(fence.MemoryConfig{MaxKeys: cfg.Volumes + Zones})
+	if err != nil {
+		return nil, err
+	}
+	s.store = store
 	settings := remirror.Settings{NoReserve: true}
 	if mode == Naive {
 		settings = remirror.Settings{
@@ -336,7 +344,7 @@ func (s *simulation) layout(zi, nodes, vols int, settings remirror.Settings) (*z
 	}
 	z := &zone{e: e, tickAt: -1, isolated: make([]bool, nodes), down: make([]bool, nodes),
 		newNode: make([]bool, nodes), busy: make([]bool, nodes), open: make([]int32, nodes),
-		gens: make([]fence.Token, vols), holder: make([]remirror.NodeID, vols),
+		primary: make([]remirror.NodeID, vols), seeded: make([]bool, vols),
 		cause: make([]uint8, vols), since: make([]int64, vols), electing: make([]bool, vols), canCreate: true,
 		copyTarget: make([]remirror.NodeID, vols)}
 	for v := range vols {
@@ -344,7 +352,7 @@ func (s *simulation) layout(zi, nodes, vols int, settings remirror.Settings) (*z
 		if _, err := e.AddVolume(1, a, b, 1); err != nil {
 			return nil, err
 		}
-		z.gens[v], z.holder[v] = 1, a
+		z.primary[v] = a
 	}
 	return z, nil
 }
@@ -881,19 +889,42 @@ func (s *simulation) compact() {
 	}
 }
 
-// authority is the fenced compare-and-swap of an election.
+// authority carries out an election on the region's fence store: a
+// compare-and-swap of the volume's generation, checked at the instant of
+// the write. Electing the node that already holds a newer generation
+// answers with that generation, so a retry after a lost answer converges.
 func (s *simulation) authority(c *call) (bool, fence.Token) {
 	z := s.zones[c.zone]
-	tok := z.gens[c.vol]
-	switch {
-	case tok == c.expect:
-		tok++
-		z.gens[c.vol], z.holder[c.vol] = tok, remirror.NodeID(c.node)
-		return true, tok
-	case tok > c.expect && z.holder[c.vol] == remirror.NodeID(c.node):
-		return true, tok
+	v := remirror.VolumeID(c.vol)
+	key := remirror.VolumeKey(ZoneNames[c.zone], v)
+	ctx := context.Background()
+	if !z.seeded[v] {
+		// The volume's first election: its initial primary holds
+		// generation 1, as the engine was told.
+		z.seeded[v] = true
+		if err := s.store.WriteIfNewer(ctx, key, nodeValue(z.primary[v]), 1); err != nil {
+			panic(err) // a new key in a store sized for every volume
+		}
 	}
-	return false, tok
+	next := c.expect + 1
+	err := s.store.CompareAndSwap(ctx, key, c.expect, nodeValue(remirror.NodeID(c.node)), next)
+	if err == nil {
+		return true, next
+	}
+	var stale *fence.StaleError
+	if !errors.As(err, &stale) {
+		panic(err)
+	}
+	if stale.Have > c.expect {
+		if val, tok, err := s.store.Load(ctx, key); err == nil && tok == stale.Have && string(val) == string(nodeValue(remirror.NodeID(c.node))) {
+			return true, tok
+		}
+	}
+	return false, stale.Have
+}
+
+func nodeValue(n remirror.NodeID) []byte {
+	return []byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
 }
 
 // finishCall records the outcome of a call; an election that failed is
