@@ -82,8 +82,8 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-volumes", "2999"}, "volumes 2999 is outside [3000, 1500000]"},
-		{[]string{"-volumes", "1500001"}, "volumes 1500001 is outside [3000, 1500000]"},
+		{[]string{"-volumes", "2999"}, "volumes 2999 is outside [3000, 1200000]"},
+		{[]string{"-volumes", "1200001"}, "volumes 1200001 is outside [3000, 1200000]"},
 		{[]string{"-hours", "0"}, "hours 0 is outside [1, 96]"},
 		{[]string{"-hours", "97"}, "hours 97 is outside [1, 96]"},
 		{[]string{"-seed", "-1"}, "invalid value"},
@@ -102,7 +102,7 @@ func TestHelpStatesRanges(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"[0, 18446744073709551615]", "[3000, 1500000]", "[1, 96]", "-out", "-json"} {
+	for _, want := range []string{"[0, 18446744073709551615]", "[3000, 1200000]", "[1, 96]", "-out", "-json"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("-h does not say %q:\n%s", want, errs)
 		}

@@ -20,7 +20,7 @@ var ErrInvalidConfig = errors.New("ebssim: invalid config")
 // Limits of Config.
 const (
 	MinVolumes = 3_000
-	MaxVolumes = 1_500_000
+	MaxVolumes = 1_200_000
 	MinHours   = 1
 	MaxHours   = 96
 )

@@ -12,7 +12,7 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err %v does not match ErrInvalidConfig", err)
 	}
-	for _, want := range []string{"volumes 2999 is outside [3000, 1500000]", "hours 97 is outside [1, 96]"} {
+	for _, want := range []string{"volumes 2999 is outside [3000, 1200000]", "hours 97 is outside [1, 96]"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not say %q", err, want)
 		}
