@@ -356,3 +356,54 @@ func TestCanonicalEndpointProperty(t *testing.T) {
 		}
 	})
 }
+
+// TestPlannerPropertyClockBack: the velocity property of
+// TestPlannerProperty with a clock that also goes back (by up to two
+// minutes), and restarts from the newest plan. The times checked are the
+// latest the Planner has seen (or, after a restart, the plan's MadeAt,
+// then the latest seen): a clock going back, on one host or across a
+// restart on another, never frees budget.
+func TestPlannerPropertyClockBack(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		window := time.Duration(rapid.IntRange(1, 60).Draw(t, "window")) * time.Second
+		fraction := rapid.Float64Range(0.01, 1).Draw(t, "fraction")
+		cfg := dnsplan.PlannerConfig{Window: window, MaxRemoveFraction: fraction}
+		p, err := dnsplan.NewPlanner(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var history []emitted
+		now, latest := t0, time.Time{}
+		for range rapid.IntRange(1, 40).Draw(t, "rounds") {
+			if len(history) > 0 && rapid.Bool().Draw(t, "restart") {
+				last := history[len(history)-1].plan
+				cfg.Previous = &last
+				if p, err = dnsplan.NewPlanner(cfg); err != nil {
+					t.Fatalf("restart from plan %d: %v", last.Generation, err)
+				}
+				// What a restarted Planner knows of time is when the
+				// plan was made and the newest change it records.
+				latest = last.MadeAt
+				for _, c := range last.Velocity {
+					if c.At.After(latest) {
+						latest = c.At
+					}
+				}
+			}
+			now = now.Add(time.Duration(rapid.IntRange(-120, 30).Draw(t, "dt")) * time.Second)
+			r := drawReport(t)
+			plan, err := p.Next(now, r)
+			if errors.Is(err, dnsplan.ErrInvalidReport) || (len(history) == 0 && len(r) == 0) {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("Next failed on a valid report %v: %v", r, err)
+			}
+			if now.After(latest) {
+				latest = now
+			}
+			history = append(history, emitted{latest, plan})
+			checkVelocity(t, history, window, fraction)
+		}
+	})
+}

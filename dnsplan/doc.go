@@ -34,8 +34,9 @@
 //     control: within PlannerConfig.Window, at most
 //     PlannerConfig.MaxRemoveFraction of an endpoint's capacity may be
 //     removed, however many checks fail, also across restarts (the
-//     history travels in Plan.Velocity); if every target of an endpoint
-//     looks unhealthy it keeps the last known good set (fail static)
+//     history travels in Plan.Velocity and Plan.MadeAt); if every
+//     target of an endpoint looks unhealthy it keeps the last known good
+//     set (fail static)
 //     instead of emitting an empty one. Limits never make it refuse a
 //     valid report: what does not fit waits (PlannerCapped).
 //   - Store holds plans by generation; MemoryStore is the in-memory one.

@@ -256,8 +256,10 @@ const (
 // for concurrent use; run one per goroutine. What it remembers between
 // passes (the generations it read) is of one Store and Provider: Pass and
 // Run forget it, and start a new pass, when given another Store or
-// Provider than the last pass's; a driver of Next and Deliver must use
-// one Enactor per Store and Provider.
+// Provider than the last pass's (compared as pointers: one of another
+// kind counts as new on every pass, which costs reads, not safety); a
+// driver of Next and Deliver must use one Enactor per Store and
+// Provider.
 //
 // The zero Enactor is ready to use and the same as
 // NewEnactor(EnactorConfig{}): it runs with the defaults of the zero

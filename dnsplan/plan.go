@@ -67,6 +67,13 @@ type Plan struct {
 	// JSON with the rest); Enactors ignore it; it is nil in a plan not
 	// made by a Planner.
 	Velocity []CapacityChange
+	// MadeAt is when the Planner made the plan: the now of Planner.Next,
+	// or a later time that Planner had already seen. A Planner started
+	// from the plan never takes now as earlier, so a removal that had
+	// left the window when the plan was made is not counted out of it
+	// again by a successor whose clock is behind. Zero in a plan not made
+	// by a Planner; Enactors ignore it.
+	MadeAt time.Time
 }
 
 // CapacityChange is one change a plan made to an endpoint's capacity, as
@@ -375,7 +382,7 @@ func SortTargets(ts []Target) {
 
 // Clone returns a deep copy of p.
 func (p Plan) Clone() Plan {
-	c := Plan{Generation: p.Generation, Velocity: slices.Clone(p.Velocity)}
+	c := Plan{Generation: p.Generation, Velocity: slices.Clone(p.Velocity), MadeAt: p.MadeAt}
 	if p.Endpoints != nil {
 		c.Endpoints = make(map[string][]Target, len(p.Endpoints))
 		for name, ts := range p.Endpoints {

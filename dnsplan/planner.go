@@ -63,8 +63,8 @@ type PlannerConfig struct {
 	// Store's latest after a restart): the next plan has its generation
 	// plus one and starts from its targets, and velocity control from its
 	// Velocity, so that a restarted Planner honours the window its
-	// predecessor started, and never takes now as earlier than the newest
-	// change recorded there. The history can only narrow the removal
+	// predecessor started, and never takes now as earlier than the time
+	// the plan was made (Plan.MadeAt) or the newest change it records. The history can only narrow the removal
 	// budget, never widen it: a capacity it claims beyond what the
 	// removals it records could explain is not believed. A Planner never
 	// drops an endpoint by
@@ -174,6 +174,7 @@ func NewPlanner(cfg PlannerConfig) (*Planner, error) {
 		p.prev = cfg.Previous.Clone()
 		p.prev.Normalize()
 		p.cfg.Previous = nil
+		p.now = p.prev.MadeAt
 		p.resume(p.prev.Velocity)
 	}
 	return p, nil
@@ -232,8 +233,8 @@ func (p *Planner) validateReport(r Report) error {
 // carries the velocity history (Plan.Velocity), so a Planner restarted
 // from it honours the same window.
 //
-// A now earlier than the previous call's (or than the newest change in
-// Previous.Velocity) is taken as that time: a clock that goes back and
+// A now earlier than the previous call's (or than Previous.MadeAt or the
+// newest change in Previous.Velocity) is taken as that time: a clock that goes back and
 // forth never frees the budget early. The price is that removals beyond
 // the budget are held until the clock catches up with a time it once
 // showed (or that Previous's planner's clock showed).
@@ -321,6 +322,7 @@ func (p *Planner) next(now time.Time, r Report, events *[]PlannerEvent) (Plan, e
 		}
 	}
 	next.Velocity = p.history(now, next)
+	next.MadeAt = now
 	p.now = now
 	p.prev = next
 	return next.Clone(), nil

@@ -51,9 +51,11 @@ func Execute(ctx context.Context, a Action, store Store, provider Provider) Resu
 // and returns its statistics; the error is the context's if it ended the
 // pass early, and nil otherwise (errors of single endpoints are counted in
 // PassStats and reported through OnEvent). A pass started after an
-// interrupted one starts over from the newest plan. A nil ctx, store or
-// provider (or a nil *MemoryStore or *MemoryProvider) is refused with an
-// error matching ErrInvalidArgument before anything is done.
+// interrupted one starts over from the newest plan. Pass checks ctx
+// between actions and hands it to every Store and Provider call; a call
+// that ignores it holds Pass (and Run) until it returns. A nil ctx, store
+// or provider (or a nil *MemoryStore or *MemoryProvider) is refused with
+// an error matching ErrInvalidArgument before anything is done.
 func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (PassStats, error) {
 	if nils := nilArgs(ctx, store, true, provider, true); nils != "" {
 		return PassStats{}, fmt.Errorf("%w: Enactor.Pass: %s", ErrInvalidArgument, nils)

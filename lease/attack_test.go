@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -258,4 +259,113 @@ func TestValidAtNegativeDrift(t *testing.T) {
 		assert.False(t, l.ValidAt(at(time.Hour), drift), "drift %v", drift)
 	}
 	assert.False(t, l.ValidAt(at(5*time.Second), math.MaxInt64))
+}
+
+// TestRecoveryRunAbandonsHungAttempt: an attempt whose fn ignores its
+// context and hangs (a Store call that never returns) is reported as
+// timed out at its Deadline, so the worker it held goes to the next
+// attempt, and the lease is established meanwhile; when ctx ends, Run
+// returns without waiting for the hung call, whose late answer is
+// ignored.
+func TestRecoveryRunAbandonsHungAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, err := lease.NewRecovery[string](lease.RecoveryConfig{Workers: 1, TTL: 10 * time.Second, AttemptTimeout: time.Second})
+		require.NoError(t, err)
+		require.NoError(t, r.Add(time.Now(), "k"))
+		start := time.Now()
+		var calls atomic.Int64
+		fn := func(ctx context.Context, a lease.Attempt[string]) error {
+			if calls.Add(1) == 1 {
+				time.Sleep(time.Hour) // hung, deaf to ctx
+				return nil
+			}
+			return nil
+		}
+		var established atomic.Int64
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() {
+			done <- r.Run(ctx, fn, func(p lease.Progress) {
+				if p.Established == 1 && established.Load() == 0 {
+					established.Store(int64(time.Since(start)))
+				}
+			})
+		}()
+		time.Sleep(5 * time.Second)
+		assert.NotZero(t, established.Load(), "established within 5s despite the hung first attempt")
+		assert.Less(t, established.Load(), int64(2*time.Second))
+		cancel()
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, context.Canceled)
+		case <-time.After(time.Minute):
+			t.Fatal("Run waited for a call that ignores its context")
+		}
+		time.Sleep(2 * time.Hour) // let the hung call end
+	})
+}
+
+// hung is a Store whose Renew hangs for hang, ignoring its context, and
+// counts the calls running at once.
+type hung struct {
+	lease.Store
+	hang      time.Duration
+	running   atomic.Int64
+	peak      atomic.Int64
+	callCount atomic.Int64
+}
+
+func (h *hung) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
+	h.callCount.Add(1)
+	if n := h.running.Add(1); n > h.peak.Load() {
+		h.peak.Store(n)
+	}
+	defer h.running.Add(-1)
+	time.Sleep(h.hang)
+	return lease.Lease{}, errors.New("connection reset")
+}
+
+// TestKeeperOneRenewalCallAtATime: with a short AttemptTimeout and a
+// Store whose Renew hangs far longer, ignoring its context, the keeper
+// does not pile call upon call (one goroutine each) until the loss: at
+// most one Store call runs at a time, and the loss is still reported at
+// LostAt.
+func TestKeeperOneRenewalCallAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, _ := lease.NewMemory(lease.MemoryConfig{})
+		l, err := m.Grant(context.Background(), "r", "h", 100*time.Second)
+		require.NoError(t, err)
+		st := &hung{Store: m, hang: 7 * time.Second}
+		k, err := lease.Keep(context.Background(), l, lease.KeeperConfig{Store: st, AttemptTimeout: 10 * time.Millisecond})
+		require.NoError(t, err)
+		<-k.Lost()
+		assert.Equal(t, lease.KeeperConfig{}.LostAt(l), time.Now())
+		k.Stop()
+		time.Sleep(time.Minute)
+		assert.Equal(t, int64(1), st.peak.Load(), "Store calls at once")
+		assert.GreaterOrEqual(t, st.callCount.Load(), int64(5), "retried as each call returned")
+	})
+}
+
+// TestRecoveryFinishOfAnotherRecovery: two Recoveries with the same key
+// and the same history hand out attempts with the same fields; a report
+// of one's attempt to the other changes nothing there.
+func TestRecoveryFinishOfAnotherRecovery(t *testing.T) {
+	cfg := lease.RecoveryConfig{Workers: 1, TTL: 10 * time.Second, AttemptTimeout: time.Second}
+	r1, err := lease.NewRecovery[string](cfg)
+	require.NoError(t, err)
+	r2, err := lease.NewRecovery[string](cfg)
+	require.NoError(t, err)
+	require.NoError(t, r1.Add(t0, "k"))
+	require.NoError(t, r2.Add(t0, "k"))
+	a1, a2 := r1.Start(t0, nil), r2.Start(t0, nil)
+	require.Len(t, a1, 1)
+	require.Len(t, a2, 1)
+	before := r2.Progress(t0)
+	for _, err := range []error{nil, errors.New("boom"), lease.ErrTimeout} {
+		assert.Empty(t, r2.Finish(at(time.Millisecond), a1[0], err, nil))
+		assert.Equal(t, before, r2.Progress(t0), "another Recovery's attempt changes nothing")
+	}
+	assert.Empty(t, r2.Finish(at(time.Millisecond), a2[0], nil, nil))
+	assert.Equal(t, 1, r2.Progress(t0).Established)
 }

@@ -35,7 +35,8 @@
 //     per kind of attempt), intake throttled by the size of the queue,
 //     failed establishments and renewals backed off with jitter, a lapsed
 //     lease waited out rather than counted against its key, and
-//     Progress (established, pending, failed, rate) for the operator. It is
+//     Progress (established, pending, failed, rate) for the operator, and
+//     Remove for a key no longer wanted. It is
 //     a pure state machine: a simulation and a real service drive the same
 //     code; Recovery.Run drives it on the real clock.
 //

@@ -42,6 +42,11 @@ var (
 	// ErrFull is matched by the error Memory returns when a grant would
 	// track a resource beyond MemoryConfig.MaxResources.
 	ErrFull = errors.New("lease: table full")
+	// ErrRemoveKey, returned (or wrapped) by the function Recovery.Run
+	// runs for an attempt, says the key is no longer wanted (a droplet
+	// retired): Run removes it (Recovery.Remove) instead of recording
+	// the attempt's result.
+	ErrRemoveKey = errors.New("lease: key no longer wanted")
 )
 
 // HeldError refuses a grant: Holder holds the resource under Epoch until
@@ -167,6 +172,7 @@ var (
 	errNilContext = fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	errNilFunc    = fmt.Errorf("%w: Recovery.Run with a nil function", ErrInvalidArgument)
 	errNoKeeper   = fmt.Errorf("%w: Keeper not made by Keep (the zero Keeper keeps nothing)", ErrInvalidConfig)
+	errRemoved    = errors.New("lease: key removed from the Recovery")
 	errNoRecovery = fmt.Errorf("%w: Recovery not made by NewRecovery (the zero Recovery tracks nothing)", ErrInvalidConfig)
 )
 

@@ -22,6 +22,18 @@ const (
 	DefaultRenewFraction = 0.5
 	// DefaultDriftDivisor: the default drift margin is TTL/10.
 	DefaultDriftDivisor = 10
+	// MinRenewInterval is the shortest renewal schedule accepted:
+	// RenewFraction·TTL must be at least this long, so that a Keeper or a
+	// Recovery renews a lease at most once per millisecond of its clock.
+	// It is also the shortest delay before a retry after a failure.
+	// A shorter schedule (a RenewFraction of 1e-12, or a lease shorter
+	// than two milliseconds at the default fraction) is refused with
+	// ErrInvalidConfig rather than clamped: clamped, it could fall after
+	// the loss deadline and lose the lease, and either way it would renew
+	// in a loop of round trips that keeps nothing safer. A lease that
+	// cannot survive a millisecond between renewals cannot be kept over a
+	// network anyway.
+	MinRenewInterval = time.Millisecond
 )
 
 // KeeperConfig configures a Keeper. Store is required; the zero value of
@@ -32,8 +44,10 @@ type KeeperConfig struct {
 	Store Store
 	// RenewFraction is the part of the TTL after which the keeper renews:
 	// a term that began at Renewed is renewed at Renewed+RenewFraction·TTL.
-	// Zero means DefaultRenewFraction (0.5). It must be in (0, 1), and
-	// the renewal must fall before the loss deadline Expires−DriftMargin.
+	// Zero means DefaultRenewFraction (0.5). It must be in (0, 1), the
+	// renewal must fall before the loss deadline Expires−DriftMargin, and
+	// RenewFraction·TTL must be at least MinRenewInterval (1ms), so that
+	// no configuration renews in a busy loop.
 	RenewFraction float64
 	// DriftMargin is how much the holder's clock may fall behind the
 	// Store's over one term: the keeper gives the lease up as lost at
@@ -45,8 +59,12 @@ type KeeperConfig struct {
 	// Retry spaces out the attempts after a failed renewal (its Base, Cap,
 	// Multiplier and Jitter). MaxAttempts and MaxElapsed are not used and
 	// not validated, whatever their values: the loss deadline bounds the
-	// retries. The zero Policy is backoff's default: about 100ms,
-	// doubling, at most 10s, full jitter.
+	// retries. Every delay is at least MinRenewInterval, whatever the
+	// Policy draws (a Base of 1ns, or full jitter's zero: a shorter draw
+	// is lengthened by MinRenewInterval, which keeps the jitter's spread),
+	// so that a Store that refuses at once is not called in a loop; the
+	// last wait ends at the loss deadline. The zero Policy is backoff's default: about
+	// 100ms, doubling, at most 10s, full jitter.
 	Retry backoff.Policy
 	// AttemptTimeout bounds each renewal call. Zero means no bound but the
 	// loss deadline, which bounds every call anyway. Negative is invalid.
@@ -121,6 +139,17 @@ func (c KeeperConfig) Validate(ttl time.Duration) error {
 	return errors.Join(errs...)
 }
 
+// floorDelay returns a retry delay d drawn from a backoff.Policy, made at
+// least MinRenewInterval: a shorter d is lengthened by MinRenewInterval
+// rather than raised to it, so that keys whose draws differ still retry at
+// different instants.
+func floorDelay(d time.Duration) time.Duration {
+	if d < MinRenewInterval {
+		return d + MinRenewInterval
+	}
+	return d
+}
+
 // isNilPointer reports whether v holds a nil pointer (or another nil
 // reference), such as a nil *Memory passed as a Store.
 func isNilPointer(v any) bool {
@@ -153,6 +182,9 @@ func scheduleErrors(cfg string, fraction float64, drift, ttl time.Duration) []er
 	case ttl > 0 && fraction >= 0 && fraction < 1 && time.Duration(c.fraction()*float64(ttl)) >= ttl-c.drift(ttl):
 		bad("RenewFraction %v of TTL %v renews at %v, not before the loss deadline TTL−DriftMargin = %v",
 			c.fraction(), ttl, time.Duration(c.fraction()*float64(ttl)), ttl-c.drift(ttl))
+	case ttl > 0 && fraction >= 0 && fraction < 1 && time.Duration(c.fraction()*float64(ttl)) < MinRenewInterval:
+		bad("RenewFraction %v of TTL %v renews every %v, more often than MinRenewInterval %v",
+			c.fraction(), ttl, time.Duration(c.fraction()*float64(ttl)), MinRenewInterval)
 	}
 	return errs
 }
@@ -160,7 +192,8 @@ func scheduleErrors(cfg string, fraction float64, drift, ttl time.Duration) []er
 // Keeper keeps a lease on the holder's side: it renews it early, retries
 // failed renewals with backoff, and gives it up as lost at Expires minus
 // the drift margin — on its own clock, never later — if no renewal has
-// succeeded by then. It reports the loss through Lost, Err and the OnLost
+// succeeded by then. It calls the Store at most once per MinRenewInterval,
+// whatever the Store answers. It reports the loss through Lost, Err and the OnLost
 // callback. Held answers "may I still act on the lease?" from the clock
 // alone, so it turns false at the loss deadline even if the keeper's
 // goroutine is delayed.
@@ -171,9 +204,12 @@ func scheduleErrors(cfg string, fraction float64, drift, ttl time.Duration) []er
 // changes nothing.
 //
 // A Keeper runs one goroutine, which ends when the lease is lost or the
-// context given to Keep ends, and one more for each renewal call while the
-// call runs; Stop ends the first and waits for it, but not for a Store call
-// that ignores its context. A Keeper is safe for concurrent use.
+// context given to Keep ends, and one more for the renewal call in
+// progress; Stop ends the first and waits for it, but not for a Store call
+// that ignores its context. At most one renewal call runs at a time: an
+// attempt waits for the previous call to return if that call outlived its
+// own attempt (a Store that ignores its context), so a Store that hangs
+// gets one call, not one per retry. A Keeper is safe for concurrent use.
 //
 // Make a Keeper with Keep. The zero Keeper, and a nil *Keeper, keep
 // nothing, and say so rather than panic: Held is false, Lease is the zero Lease, Lost and Done
@@ -287,8 +323,8 @@ func (k *Keeper) Err() error {
 // Stop called while OnLost or OnEvent runs — from the hook itself, which
 // runs on the keeper's goroutine and so cannot wait for it — ends the
 // keeper without waiting: the goroutine ends (releasing the lease if
-// ReleaseOnStop and it was not lost) as soon as the hook returns; wait on
-// Done for that.
+// ReleaseOnStop and it was not lost) as soon as the hook returns. Wait on
+// Done for that from another goroutine, never from the hook.
 func (k *Keeper) Stop() {
 	if k == nil || k.cancel == nil {
 		return
@@ -326,11 +362,23 @@ func (k *Keeper) run(ctx context.Context) {
 		}
 		return a, got, ctx.Err() == nil
 	}
+	// busy is closed when the latest renewal call has returned. A call
+	// into a Store that ignores its context may outlive its attempt; the
+	// next attempt waits for it rather than pile another call (and
+	// goroutine) on a Store that is not answering.
+	var busy chan struct{}
+	// lastCall is when the latest renewal call was made: the next comes
+	// no sooner than MinRenewInterval after it, even if a Store answers
+	// with a lease whose renewal time has already passed.
+	var lastCall time.Time
 	for {
 		lostAt := k.cfg.LostAt(cur)
 		// A lease whose Expires comes before its renewal time (not
 		// Renewed+TTL) is still lost at its LostAt, not later.
 		renewAt := k.cfg.RenewAt(cur)
+		if t := lastCall.Add(MinRenewInterval); !lastCall.IsZero() && renewAt.Before(t) {
+			renewAt = t
+		}
 		if lostAt.Before(renewAt) {
 			renewAt = lostAt
 		}
@@ -348,6 +396,28 @@ func (k *Keeper) run(ctx context.Context) {
 				k.lose(cur, "not renewed before expiry minus the drift margin", lastErr)
 				return
 			}
+			if busy != nil {
+				select {
+				case <-busy:
+				default:
+					timer.Reset(time.Until(lostAt))
+					select {
+					case <-timer.C:
+					case <-busy:
+						timer.Stop()
+					case <-ctx.Done():
+						timer.Stop()
+					}
+					if ctx.Err() != nil {
+						k.stopped(ctx, cur, lostAt)
+						return
+					}
+					if now = time.Now(); !now.Before(lostAt) {
+						k.lose(cur, "not renewed before expiry minus the drift margin", lastErr)
+						return
+					}
+				}
+			}
 			dl := lostAt
 			if t := k.cfg.AttemptTimeout; t > 0 && now.Add(t).Before(dl) {
 				dl = now.Add(t)
@@ -356,12 +426,15 @@ func (k *Keeper) run(ctx context.Context) {
 			// that ignores its context cannot hold the keeper past the
 			// attempt's deadline, and so past LostAt: its answer, if it
 			// comes later, lands in the buffered channel and is dropped.
+			lastCall = now
 			actx, cancel := context.WithDeadline(ctx, dl)
 			answers := make(chan answer, 1)
-			go func(actx context.Context, l Lease) {
+			busy = make(chan struct{})
+			go func(actx context.Context, l Lease, busy chan struct{}) {
 				nl, err := k.cfg.Store.Renew(actx, l)
 				answers <- answer{nl, err}
-			}(actx, cur)
+				close(busy)
+			}(actx, cur, busy)
 			a, got, ok := wait(dl, answers)
 			cancel()
 			if !ok {
@@ -397,7 +470,7 @@ func (k *Keeper) run(ctx context.Context) {
 				return
 			}
 			lastErr = err
-			d := k.cfg.Retry.Delay(attempt, prev, rand.Float64())
+			d := floorDelay(k.cfg.Retry.Delay(attempt, prev, rand.Float64()))
 			prev = d
 			wake := time.Now().Add(d)
 			if wake.After(lostAt) {

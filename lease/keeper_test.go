@@ -348,6 +348,8 @@ func TestKeeperNeverHeldAfterGrant(t *testing.T) {
 		drift := time.Duration(rapid.Int64Range(1, int64(ttl)/2).Draw(rt, "drift"))
 		// The renewal must fall before the loss deadline TTL−drift.
 		maxPercent := int(100*(ttl-drift)/ttl) - 1
+		// And no sooner than MinRenewInterval (a percent more, for rounding).
+		minPercent := int(100*lease.MinRenewInterval/ttl) + 2
 		// How often a renewal request is slow, and how often it fails.
 		slowPercent := rapid.IntRange(0, 100).Draw(rt, "slowPercent")
 		failPercent := rapid.IntRange(0, 100).Draw(rt, "failPercent")
@@ -356,7 +358,7 @@ func TestKeeperNeverHeldAfterGrant(t *testing.T) {
 			ttl: ttl,
 			cfg: lease.KeeperConfig{
 				DriftMargin:   drift,
-				RenewFraction: float64(rapid.IntRange(1, maxPercent).Draw(rt, "renewPercent")) / 100,
+				RenewFraction: float64(rapid.IntRange(minPercent, maxPercent).Draw(rt, "renewPercent")) / 100,
 				Retry: backoff.Policy{
 					Base: base, Cap: time.Duration(rapid.Int64Range(int64(base), int64(ttl)).Draw(rt, "retryCap")),
 					Jitter: backoff.JitterNone, // deterministic, so that rapid can shrink

@@ -42,9 +42,11 @@ type MemoryConfig struct {
 // other unexpired lease" is decided atomically with the grant, and a
 // renewal is judged by the record as it is when the renewal lands. Time
 // never goes backwards inside the table: a call whose now is earlier than
-// the latest time the table has seen is judged at that latest time, so a
-// late caller with an old timestamp cannot revive an expired lease or get a
-// grant refused that a later call was given.
+// the latest time a write (GrantAt, RenewAt, ReleaseAt, ExpireAt) has
+// passed is judged at that latest time, so a late caller with an old
+// timestamp cannot revive an expired lease or get a grant refused that a
+// later call was given. Reads (HolderAt, Get, Epoch) never move that clock:
+// a query about a future time changes nothing for calls at the real time.
 //
 // Guarantees, whatever the sequence of calls:
 //
@@ -99,8 +101,9 @@ func NewMemory(cfg MemoryConfig) (*Memory, error) {
 	return &Memory{max: cfg.MaxResources, onEvent: cfg.OnEvent}, nil
 }
 
-// clock returns the time the table judges a call made at now by, and
-// records it. It must be called with m.mu held.
+// clock returns the time the table judges a write made at now by, and
+// records it. Reads judge by laterOf(now, m.latest) and record nothing.
+// It must be called with m.mu held.
 func (m *Memory) clock(now time.Time) time.Time {
 	if now.Before(m.latest) {
 		return m.latest
@@ -256,14 +259,18 @@ func (m *Memory) ReleaseAt(now time.Time, l Lease) error {
 }
 
 // HolderAt returns the resource's unexpired lease at now, if any (none
-// for a nil *Memory).
+// for a nil *Memory). It is a read: it changes nothing, and does not move
+// the table's clock, so a query at a future time ("who will hold it in an
+// hour?") answers for that time and leaves the leases live until then for
+// every later call. A now earlier than the latest write's time is judged
+// at that time, as a write would be.
 func (m *Memory) HolderAt(now time.Time, resource string) (Lease, bool) {
 	if m == nil {
 		return Lease{}, false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now = m.clock(now)
+	now = laterOf(now, m.latest)
 	rec := m.entries[resource]
 	if rec == nil || rec.holder == "" || !now.Before(rec.expires) {
 		return Lease{}, false
@@ -290,6 +297,14 @@ func (m *Memory) Epoch(resource string) fence.Token {
 // hook as OpExpire, and returns how many it ended. Calling it is never
 // needed for correctness — every call judges expiry itself — but it reports
 // expiries promptly. It scans every resource. A nil *Memory ends nothing.
+//
+// ExpireAt is a write, not a query: like GrantAt, RenewAt and ReleaseAt it
+// moves the table's clock to now (if now is later than every time seen),
+// and every later call with an earlier time is judged at now. So the
+// leases it ends stay ended: ExpireAt(t.Add(time.Hour)) expires, for good,
+// every lease that would have expired within the hour, and a renewal at t
+// is then refused as expired. Call it with the table's real time; ask
+// HolderAt about a future time instead, which changes nothing.
 func (m *Memory) ExpireAt(now time.Time) int {
 	if m == nil {
 		return 0

@@ -25,7 +25,8 @@ import (
 //     resource's unexpired lease in the model: a forgotten, expired,
 //     released or superseded lease is never revived, and a release of an
 //     old epoch after a re-grant ends nothing;
-//   - HolderAt agrees with the model.
+//   - HolderAt agrees with the model, at the latest time and at any time
+//     up to an hour ahead, and a read never moves the table's clock.
 func TestMemoryModelProperty(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		maxRes := rapid.IntRange(1, 4).Draw(rt, "maxResources")
@@ -34,8 +35,8 @@ func TestMemoryModelProperty(t *testing.T) {
 		if err != nil {
 			rt.Fatal(err)
 		}
-		latest := t0 // the model's clock: the latest time seen
-		m.HolderAt(t0, "r0")
+		latest := t0   // the model's clock: the latest time seen
+		m.ExpireAt(t0) // a write: the table's clock starts at t0
 		judge := func(now time.Time) time.Time {
 			if now.After(latest) {
 				latest = now
@@ -60,7 +61,7 @@ func TestMemoryModelProperty(t *testing.T) {
 			// A caller's clock: around the latest, possibly behind it.
 			now := latest.Add(time.Duration(rapid.Int64Range(-int64(2*time.Second), int64(2*time.Second)).Draw(rt, "skew")))
 			res := fmt.Sprintf("r%d", rapid.IntRange(0, names-1).Draw(rt, "res"))
-			switch rapid.IntRange(0, 4).Draw(rt, "op") {
+			switch rapid.IntRange(0, 5).Draw(rt, "op") {
 			case 0, 1:
 				holder := rapid.SampledFrom([]string{"a", "b"}).Draw(rt, "holder")
 				ttl := time.Duration(rapid.Int64Range(1, int64(3*time.Second)).Draw(rt, "ttl"))
@@ -125,6 +126,21 @@ func TestMemoryModelProperty(t *testing.T) {
 			case 4:
 				m.ExpireAt(now)
 				judge(now)
+			case 5:
+				// A read at any time, up to an hour ahead, answers for
+				// that time (or the latest, if earlier) and moves no
+				// clock: the model's latest stays where it is.
+				q := now.Add(time.Duration(rapid.Int64Range(0, int64(time.Hour)).Draw(rt, "ahead")))
+				qt := q
+				if qt.Before(latest) {
+					qt = latest
+				}
+				h, ok := m.HolderAt(q, res)
+				l, want := live[res]
+				want = want && qt.Before(l.Expires)
+				if ok != want || ok && (h.Epoch != l.Epoch || h.Holder != l.Holder) {
+					rt.Fatalf("read of %s at %v (latest %v): table holder %v %+v, model %v %+v", res, q.Sub(t0), latest.Sub(t0), ok, h, want, l)
+				}
 			}
 			at := latest
 			liveAt(at)

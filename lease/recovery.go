@@ -88,8 +88,10 @@ type RecoveryConfig struct {
 	TTL time.Duration
 	// RenewFraction schedules renewals as for a Keeper: a lease whose term
 	// started at s is renewed from s+RenewFraction·TTL. Zero means
-	// DefaultRenewFraction (0.5). It must be in (0, 1), and the renewal
-	// must fall before the loss deadline TTL−DriftMargin.
+	// DefaultRenewFraction (0.5). It must be in (0, 1), the renewal must
+	// fall before the loss deadline TTL−DriftMargin, and RenewFraction·TTL
+	// must be at least MinRenewInterval (1ms), so that no configuration
+	// renews in a busy loop.
 	RenewFraction float64
 	// DriftMargin is the Keeper's drift margin: a lease whose term started
 	// at s counts as lapsed at s+TTL−DriftMargin. Zero means
@@ -100,7 +102,9 @@ type RecoveryConfig struct {
 	// timeout. Required, positive, at most the TTL.
 	AttemptTimeout time.Duration
 	// InitialCost is the cost assumed for an attempt of either kind until
-	// one has been measured. Zero means AttemptTimeout/10.
+	// one has been measured; a renewal assumes the establishments' moving
+	// average until a renewal has been measured. Zero means
+	// AttemptTimeout/10.
 	InitialCost time.Duration
 	// CostWeight is the weight of each new measurement in the moving
 	// average of the cost of each kind of attempt, in (0, 1]. Zero means
@@ -118,10 +122,19 @@ type RecoveryConfig struct {
 	// would start more than MaxElapsed after the first attempt of the run
 	// of failures started; establishments that fail while the key's own
 	// lapsed lease may still run in the table do not count, but do grow
-	// the delay. (MaxElapsed is judged when the retry is scheduled: a
-	// retry kept waiting in the queue may start later.) The zero Policy is
-	// backoff's default (about 100ms doubling to 10s, full jitter, 5
-	// attempts).
+	// the delay, up to the time left until that lease has surely ended
+	// (its expiry plus the drift margin): the key is due then at the
+	// latest, and the delays after later failures grow from there, not
+	// from the count of those uncounted failures. (MaxElapsed is judged
+	// when the retry is scheduled: a retry kept waiting in the queue may
+	// start later.) Every delay is at
+	// least MinRenewInterval, whatever the Policy draws (a Base of 1ns, or
+	// full jitter's zero: a shorter draw is lengthened by
+	// MinRenewInterval, which keeps the jitter's spread), so that a key whose attempts fail at once is
+	// not retried in a loop; a renewal's last retry before the loss
+	// deadline, and an establishment's retry at the end of the key's own
+	// lease, may come sooner. The zero Policy is backoff's default
+	// (about 100ms doubling to 10s, full jitter, 5 attempts).
 	Retry backoff.Policy
 	// Rand supplies the uniform draws for Retry's jitter, one per failed
 	// establishment or renewal, so that a seeded source makes the Recovery
@@ -208,7 +221,7 @@ type Progress struct {
 	// establishment (InitialCost until one has finished).
 	EstablishCost time.Duration
 	// RenewCost is the moving average of the measured cost of a renewal
-	// (InitialCost until one has finished).
+	// (EstablishCost until one has finished).
 	RenewCost time.Duration
 }
 
@@ -222,6 +235,10 @@ const (
 	stRenewWait // established, renewal queued or waiting to be queued
 	stRenewing
 	stFailed
+	stRemoved // no longer tracked; in no heap, queue or map
+	// stParked: added again while an attempt of the key, removed, is
+	// still in flight; it joins the backlog when that attempt is reported.
+	stParked
 )
 
 type entry[K comparable] struct {
@@ -342,12 +359,25 @@ type Recovery[K comparable] struct {
 	// by loss deadline, so that one still waiting at its deadline lapses
 	// then, not when a worker next comes free.
 	waiting waitHeap[K]
+	// queued holds the establishments waiting in the scheduler for a
+	// worker, in no order, each entry's idx its position, with their
+	// tickets, so that Remove can take one out of the queue.
+	queued waitSet[K]
+	// gone holds the ids of the attempts in flight for removed keys, by
+	// key (a key has one at most): their Finish frees the worker and
+	// changes nothing else.
+	gone    map[K]uint64
 	sched   *shed.Scheduler[*entry[K]]
 	dropped []shed.Item[*entry[K]]
 	reasons []error
 	seq     uint64
 
-	costE, costR     float64
+	costE, costR float64
+	// renewMeasured is set once a renewal's cost has been measured:
+	// until then costR follows costE, so that a renewal window shorter
+	// than InitialCost does not keep every renewal from starting, and so
+	// from ever being measured.
+	renewMeasured    bool
 	weight           float64
 	held, failed     int
 	lapsed, attempts int64
@@ -421,8 +451,90 @@ func (r *Recovery[K]) Add(now time.Time, key K) error {
 	}
 	e := &entry[K]{key: key, idx: -1}
 	r.keys[key] = e
+	if _, ok := r.gone[key]; ok {
+		// An attempt of the key, removed, is still in flight: the new key
+		// waits for it, so that a key never has two attempts at once.
+		e.state = stParked
+		return nil
+	}
 	r.toBacklog(e, now)
 	return nil
+}
+
+// Remove stops tracking key at time now, as if it had never been added,
+// and reports whether it was tracked: a decommissioned key (a droplet
+// retired) is no longer established, renewed or retried, and no longer
+// counts in Progress's Established, Pending or Failed, nor against
+// MaxKeys. It leaves the backlog, or the queue if it waited there for a
+// worker (making room for another key), at once.
+//
+// An attempt of key in flight when it is removed still holds its worker
+// until it is reported: Progress.InFlight counts it until then, and Finish
+// of it releases the worker exactly once, handing the worker the next
+// attempt as usual, but changes nothing else — its result, even a
+// success, is not recorded, nor counted as wasted, nor measured for the
+// moving costs. A second report of it is ignored as any duplicate is.
+//
+// Added again later, key is a new key: it is established from scratch,
+// and nothing of its past is remembered; if an attempt of the removed key
+// is still in flight then, the new key waits (Pending) until that attempt
+// is reported, so that a key never has two attempts at once. Remove does not release its
+// lease in the table (Recovery does no I/O): a lease it held, or one an
+// establishment in flight may still be granted, runs there until it
+// expires. Release it yourself, or wait a TTL before adding the key
+// again: until then its establishments are refused as held, and count
+// against the key like any other failure, so that it may be failed after
+// Retry.MaxAttempts.
+func (r *Recovery[K]) Remove(now time.Time, key K) bool {
+	if r == nil || r.sched == nil {
+		return false
+	}
+	e := r.keys[key]
+	if e == nil {
+		return false
+	}
+	r.last = laterOf(r.last, now)
+	now = r.last // time never goes backwards inside the Recovery
+	switch e.state {
+	case stBacklog:
+		heap.Remove(&r.backlog, int(e.idx))
+	case stQueued:
+		w := r.queued.remove(int(e.idx))
+		r.sched.Remove(now, w.t, errRemoved)
+	case stHeld:
+		heap.Remove(&r.renew, int(e.idx))
+		r.held--
+	case stRenewWait:
+		if i := int(e.idx); i < len(r.renew) && r.renew[i] == e {
+			heap.Remove(&r.renew, i)
+		} else {
+			w := r.waiting.remove(i)
+			r.sched.Remove(now, w.t, errRemoved)
+		}
+		r.held--
+	case stRenewing:
+		r.held--
+		r.goneAttempt(key, e.seq)
+	case stRunning:
+		r.goneAttempt(key, e.seq)
+	case stFailed:
+		r.failed--
+	}
+	e.state, e.idx = stRemoved, -1
+	delete(r.keys, key)
+	// A queued item the scheduler dropped on the way (one that timed out
+	// at now) is settled here; the removed entry is skipped.
+	r.settleDrops(now)
+	return true
+}
+
+// goneAttempt records that the attempt id in flight belongs to a removed
+// key: its Finish only frees its worker.
+func (r *Recovery[K]) goneAttempt(key K, id uint64) {
+	if r.gone == nil {
+		r.gone = make(map[K]uint64)
+	}
+	r.gone[key] = id
 }
 
 // Start applies at time now everything that has become due — renewals to
@@ -449,6 +561,9 @@ func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
 // that finishes at or after its Deadline counts as failed (ErrTimeout),
 // whatever err says.
 //
+// An err matching ErrRemoveKey says the key is no longer wanted: the key
+// is removed, as by Remove, and the attempt's worker freed.
+//
 // Each attempt is reported once: a report of an attempt this Recovery did
 // not hand out, or of one already reported (a duplicate, or a stale report
 // of an earlier attempt for the same key), is ignored and changes nothing.
@@ -463,14 +578,35 @@ func (r *Recovery[K]) Start(now time.Time, out []Attempt[K]) []Attempt[K] {
 // after the HeldError's Remaining if the table says (or at the lease's
 // expiry plus the drift margin if not). Nor is any other failed
 // establishment of a key whose lapsed lease may still run in the table;
-// it is retried after Retry's delay, which keeps growing.
+// it is retried after Retry's delay, which keeps growing, but no later
+// than the lease's expiry plus the drift margin, when the lease has
+// surely ended, and a failure after that waits no longer than Retry's
+// delay for that failure alone or the last delay before it, whichever is
+// longer.
 func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attempt[K]) []Attempt[K] {
 	if r == nil || r.sched == nil {
 		return out
 	}
+	if id, ok := r.gone[a.Key]; ok && id == a.id && a.owner == r {
+		// An attempt of a removed key: it frees its worker, and that is
+		// all, but for letting the key, if added again since, join the
+		// backlog.
+		delete(r.gone, a.Key)
+		r.last = laterOf(r.last, now)
+		if e := r.keys[a.Key]; e != nil && e.state == stParked {
+			r.toBacklog(e, r.last)
+		}
+		return r.next(r.last, out)
+	}
 	e := r.keys[a.Key]
 	if e == nil || a.owner != r || e.seq != a.id || !(e.state == stRunning && a.Kind == Establish || e.state == stRenewing && a.Kind == Renew) {
 		return out // not an attempt this Recovery handed out, or already reported
+	}
+	if errors.Is(err, ErrRemoveKey) {
+		// The key is no longer wanted: remove it, and this attempt then
+		// only frees its worker.
+		r.Remove(now, a.Key)
+		return r.Finish(now, a, nil, out)
 	}
 	r.last = laterOf(r.last, now)
 	now = r.last // time never goes backwards inside the Recovery
@@ -478,8 +614,12 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 	cost := float64(now.Sub(started))
 	if a.Kind == Renew {
 		r.costR += r.weight * (cost - r.costR)
+		r.renewMeasured = true
 	} else {
 		r.costE += r.weight * (cost - r.costE)
+		if !r.renewMeasured {
+			r.costR = r.costE
+		}
 	}
 	if err == nil && !now.Before(started.Add(a.span)) {
 		err = ErrTimeout
@@ -523,9 +663,14 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		// of unknown outcome may have extended it): whatever this
 		// attempt met, an outage or the lease, it could not have
 		// succeeded, so it does not count; it backs off all the same.
+		// The delay grows, but the key is retried no later than when
+		// that lease has surely ended: an outage that outlasts it must
+		// not keep the key waiting for a delay grown exponentially
+		// while it could not have succeeded anyway.
 		r.wasted++
 		e.tries = min(e.tries+1, math.MaxInt32-1)
-		d := r.cfg.Retry.Delay(int(e.tries), e.prev, r.uniform())
+		d := floorDelay(r.cfg.Retry.Delay(int(e.tries), e.prev, r.uniform()))
+		d = min(d, e.expires().Add(r.drift).Sub(now))
 		e.prev = d
 		r.toBacklog(e, now.Add(d))
 	default:
@@ -549,10 +694,16 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 		u := r.uniform()
 		d, gerr := r.cfg.Retry.Next(int(e.attempts), elapsed, e.prev, u)
 		if gerr == nil && e.tries > 0 {
-			d = r.cfg.Retry.Delay(int(e.attempts+e.tries), e.prev, u)
-			if r.cfg.Retry.MaxElapsed > 0 && d > r.cfg.Retry.MaxElapsed-elapsed {
-				gerr = backoff.ErrElapsedExhausted
-			}
+			// The uncounted failures grow the delay, but not beyond
+			// the last of their delays, which was cut to the time left
+			// until the key's own lease ended.
+			d = min(r.cfg.Retry.Delay(int(e.attempts+e.tries), e.prev, u), max(d, e.prev))
+		}
+		// No retry sooner than MinRenewInterval, however small Retry's
+		// delays: a key failing at once must not be retried in a loop.
+		d = floorDelay(d)
+		if gerr == nil && r.cfg.Retry.MaxElapsed > 0 && d > r.cfg.Retry.MaxElapsed-elapsed {
+			gerr = backoff.ErrElapsedExhausted
 		}
 		e.prev = d
 		if gerr != nil || errors.Is(err, ErrInvalidArgument) {
@@ -562,6 +713,13 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 			r.toBacklog(e, now.Add(d))
 		}
 	}
+	return r.next(now, out)
+}
+
+// next hands the worker that finished an attempt at now the next attempt
+// that can still finish in time, renewals first, and admits from the
+// backlog.
+func (r *Recovery[K]) next(now time.Time, out []Attempt[K]) []Attempt[K] {
 	r.sched.Advance(now)
 	r.settleDrops(now)
 	r.expireWaiting(now)
@@ -590,9 +748,9 @@ func (r *Recovery[K]) Finish(now time.Time, a Attempt[K], err error, out []Attem
 // Wake returns the next instant at which Start has something to do if no
 // attempt finishes before it — a renewal falling due, a renewal still
 // waiting for a worker at its loss deadline (its lease lapses then), a
-// failed key's retry — and false if there is none. Keys of the backlog that are due but wait
-// for room in the queue need no wake: the Finish that frees the room admits
-// them.
+// failed key's retry — and false if there is none. Keys of the backlog
+// that are due but wait for room in the queue need no wake: the Finish
+// that frees the room admits them.
 func (r *Recovery[K]) Wake() (time.Time, bool) {
 	var t time.Time
 	if r == nil {
@@ -685,7 +843,7 @@ func (r *Recovery[K]) hold(e *entry[K], start time.Time) {
 // deadline, where e lapses, if there is no time left for one.
 func (r *Recovery[K]) retryRenewal(e *entry[K], now time.Time) {
 	e.attempts = min(e.attempts+1, math.MaxInt32-1)
-	d := r.cfg.Retry.Delay(int(e.attempts), e.prev, r.uniform())
+	d := floorDelay(r.cfg.Retry.Delay(int(e.attempts), e.prev, r.uniform()))
 	e.prev = d
 	due := now.Add(d)
 	if last := e.deadline.Add(-2 * max(time.Duration(r.costR), time.Microsecond)); due.After(last) {
@@ -761,10 +919,13 @@ func (r *Recovery[K]) admit(now time.Time, out []Attempt[K]) []Attempt[K] {
 		e := heap.Pop(&r.backlog).(*entry[K])
 		e.state = stQueued
 		it := shed.Item[*entry[K]]{Value: e, Priority: shed.Normal, Deadline: now.Add(r.cfg.AttemptTimeout), Cost: time.Duration(r.costE)}
-		kind, _ := r.sched.Push(now, it)
+		kind, ticket := r.sched.Push(now, it)
 		refused := kind == shed.Refused
-		if kind == shed.Admitted {
+		switch kind {
+		case shed.Admitted:
 			out = r.started(now, it, out)
+		case shed.Queued:
+			r.queued.push(waiter[K]{e, ticket})
 		}
 		r.settleDrops(now)
 		if refused {
@@ -797,6 +958,9 @@ func (r *Recovery[K]) started(now time.Time, it shed.Item[*entry[K]], out []Atte
 func (r *Recovery[K]) settleDrops(now time.Time) {
 	for i, it := range r.dropped {
 		e, reason := it.Value, r.reasons[i]
+		if e.state == stRemoved {
+			continue
+		}
 		r.unwait(e)
 		r.drops++
 		switch {
@@ -831,12 +995,38 @@ func (r *Recovery[K]) expireWaiting(now time.Time) {
 	}
 }
 
-// unwait takes e out of waiting if it is there: its renewal left the
-// scheduler's queue.
+// unwait takes e out of waiting or queued if it is there: its renewal or
+// establishment left the scheduler's queue.
 func (r *Recovery[K]) unwait(e *entry[K]) {
-	if e.state == stRenewWait && e.idx >= 0 {
+	switch {
+	case e.state == stRenewWait && e.idx >= 0:
 		r.waiting.remove(int(e.idx))
+	case e.state == stQueued && e.idx >= 0:
+		r.queued.remove(int(e.idx))
 	}
+}
+
+// waitSet is a set of waiting establishments, each entry's idx its
+// position; removal swaps the last one in.
+type waitSet[K comparable] []waiter[K]
+
+func (s *waitSet[K]) push(w waiter[K]) {
+	w.e.idx = int32(len(*s))
+	*s = append(*s, w)
+}
+
+// remove takes out and returns the waiter at position i.
+func (s *waitSet[K]) remove(i int) waiter[K] {
+	old := *s
+	w, n := old[i], len(old)-1
+	if i != n {
+		old[i] = old[n]
+		old[i].e.idx = int32(i)
+	}
+	old[n] = waiter[K]{}
+	*s = old[:n]
+	w.e.idx = -1
+	return w
 }
 
 // waiter is a renewal waiting in the scheduler, with its ticket.

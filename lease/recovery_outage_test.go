@@ -255,3 +255,140 @@ func TestRecoveryOutageProperty(t *testing.T) {
 		}
 	})
 }
+
+// TestRecoveryOutageSeed10771778360245672608 is the case rapid found
+// (-rapid.seed=10771778360245672608): 4 keys, 2 workers, TTL 2s, the
+// default drift margin (a drawn 0, so TTL/10), RenewFraction 0.5,
+// AttemptTimeout 200ms, full jitter, an outage of 1.999999999s from the
+// moment every key is established. A key lapsed at 1.8s after renewals of
+// unknown outcome, so its lease may run to 4s (4.2s with the drift margin);
+// its establishments failing from 2s grew its delay to several seconds,
+// and it was still pending at up+2·TTL+timeout (7.2s).
+func TestRecoveryOutageSeed10771778360245672608(t *testing.T) {
+	ttl := 2 * time.Second
+	cfg := lease.RecoveryConfig{Workers: 2, TTL: ttl, RenewFraction: 0.5, AttemptTimeout: 200 * time.Millisecond,
+		Retry: backoff.Policy{Jitter: backoff.JitterFull}}
+	w, err := newOutageWorld(cfg, 0x6f, 4, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.runUntil(t0.Add(time.Second), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.down = w.now
+	w.up = w.down.Add(1999999999)
+	if err := w.runUntil(w.up.Add(2*ttl+cfg.AttemptTimeout), nil); err != nil {
+		t.Fatal(err)
+	}
+	if p := w.r.Progress(w.now); p.Failed != 0 || p.Established != 4 {
+		t.Fatalf("outage of 1.999999999s (< TTL 2s): %+v", p)
+	}
+}
+
+// TestRecoveryOwnLeaseRetryBound: a key's renewals fail with an unknown
+// outcome until its lease lapses at its loss deadline, so its lease may
+// run in the table until its expiry plus a TTL, and has surely ended a
+// drift margin after that, at E; the table stays down until just past E.
+// Its establishments fail meanwhile without counting, and however many
+// there are, the next one starts no later than E: the delay grown by the
+// uncounted failures is cut to the time left until E. After E the
+// uncounted failures do not escalate the backoff beyond that last delay:
+// with the table back just after the attempt at E failed, the key is held
+// again within
+// max(Retry's envelope for one failure, the delay before E) of E, and is
+// never failed.
+func TestRecoveryOwnLeaseRetryBound(t *testing.T) {
+	const cost = 5 * time.Millisecond
+	for seed := range uint64(200) {
+		ttl, drift := 2*time.Second, 100*time.Millisecond
+		cfg := lease.RecoveryConfig{Workers: 1, TTL: ttl, DriftMargin: drift, AttemptTimeout: 200 * time.Millisecond,
+			InitialCost: cost, Rand: rand.New(rand.NewPCG(seed, 7))}
+		r, err := lease.NewRecovery[int](cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Add(t0, 1); err != nil {
+			t.Fatal(err)
+		}
+		as := r.Start(t0, nil)
+		now := t0.Add(cost)
+		as = r.Finish(now, as[0], nil, nil) // held: expires t0+2s, lost at t0+1.9s
+		// Its lease expires at t0+TTL, a TTL later if a renewal of unknown
+		// outcome landed, and has surely ended a drift margin after that.
+		end := t0.Add(2*ttl + drift)
+		up := end.Add(cost + time.Millisecond) // the attempt at end fails
+		var lastBefore time.Time               // the last establishment started before end
+		startedAtEnd, held := false, time.Time{}
+		for step := 0; held.IsZero(); step++ {
+			if step > 10000 || now.After(end.Add(time.Minute)) {
+				t.Fatalf("seed %d: no lease a minute after %v: %+v", seed, end.Sub(t0), r.Progress(now))
+			}
+			if len(as) == 0 {
+				wake, ok := r.Wake()
+				if !ok {
+					t.Fatalf("seed %d: nothing to wake for at %v: %+v", seed, now.Sub(t0), r.Progress(now))
+				}
+				now = laterTime(now, wake)
+				as = r.Start(now, nil)
+				continue
+			}
+			a := as[0]
+			if a.Kind == lease.Establish {
+				if a.Started.Before(end) {
+					lastBefore = a.Started
+				} else if !startedAtEnd {
+					startedAtEnd = true
+					if a.Started.After(end) {
+						t.Fatalf("seed %d: first establishment at or after the lease's end %v starts at %v (the one before at %v)",
+							seed, end.Sub(t0), a.Started.Sub(t0), lastBefore.Sub(t0))
+					}
+				}
+			}
+			now = a.Started.Add(cost)
+			var ferr error
+			if now.Before(up) {
+				ferr = errTableDown
+			} else if a.Kind == lease.Establish {
+				held = now
+			}
+			as = r.Finish(now, a, ferr, nil)
+		}
+		if p := r.Progress(now); p.Failed != 0 || p.Established != 1 {
+			t.Fatalf("seed %d: %+v", seed, p)
+		}
+		// The retry after the failure at end+cost waits at most
+		// max(Envelope(1), end−lastBefore) (at least MinRenewInterval).
+		if bound := end.Add(cost).Add(max(backoff.Policy{}.Envelope(1), end.Sub(lastBefore)) + lease.MinRenewInterval + cost); held.After(bound) {
+			t.Fatalf("seed %d: held again at %v, after %v (the lease ended at %v)", seed, held.Sub(t0), bound.Sub(t0), end.Sub(t0))
+		}
+	}
+}
+
+// TestRecoveryRenewsBeforeAnyRenewalMeasured is a case rapid found: TTL
+// 2s, DriftMargin 500ms, RenewFraction 0.7 leave a renewal window of
+// 100ms, and AttemptTimeout 1s makes InitialCost 100ms. With the table up
+// (but for 1ms) and attempts of 1–20ms, the renewal was never started — at
+// the assumed 100ms it could not finish before the loss deadline — so no
+// renewal cost was ever measured, and every lease lapsed, term after term.
+// A renewal assumes the measured cost of an establishment until one has
+// been measured.
+func TestRecoveryRenewsBeforeAnyRenewalMeasured(t *testing.T) {
+	ttl := 2 * time.Second
+	cfg := lease.RecoveryConfig{Workers: 1, TTL: ttl, DriftMargin: 500 * time.Millisecond, RenewFraction: 0.7,
+		AttemptTimeout: time.Second, Retry: backoff.Policy{Jitter: backoff.JitterFull}}
+	w, err := newOutageWorld(cfg, 0, 1, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.runUntil(t0.Add(time.Second), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.down = w.now
+	w.up = w.down.Add(time.Millisecond)
+	if err := w.runUntil(w.up.Add(2*ttl+cfg.AttemptTimeout), nil); err != nil {
+		t.Fatal(err)
+	}
+	if p := w.r.Progress(w.now); p.Failed != 0 || p.Established != 1 || p.Lapsed != 0 {
+		t.Fatalf("outage of 1ms (< TTL 2s): %+v", p)
+	}
+}

@@ -28,7 +28,12 @@ type AuthorityConfig struct {
 	Total int
 	// Share is the fraction of Total one zone may hold. Zero means 0.5.
 	Share float64
-	// CallTimeout bounds each election. Zero means DefaultAuthorityTimeout.
+	// CallTimeout bounds each election, and the wait for a slot. Zero
+	// means DefaultAuthorityTimeout; negative is invalid. Elect answers by
+	// then even if the store ignores its context: the call is abandoned
+	// (ElectionFailed, context.DeadlineExceeded) but keeps its zone's slot
+	// until the store returns, so a zone whose store hangs stays within
+	// its share.
 	CallTimeout time.Duration
 }
 
@@ -45,6 +50,7 @@ type AuthorityConfig struct {
 type Authority struct {
 	store     fence.Store
 	partition *shed.Partition[string] // nil only in an Authority not built by NewAuthority
+	timeout   time.Duration
 }
 
 // NewAuthority returns an Authority configured by cfg, or an error matching
@@ -62,14 +68,17 @@ func NewAuthority(cfg AuthorityConfig) (*Authority, error) {
 	if timeout == 0 {
 		timeout = DefaultAuthorityTimeout
 	}
-	p, err := shed.NewPartition(shed.PartitionConfig[string]{Total: total, Share: cfg.Share, CallTimeout: timeout, MaxWait: timeout})
+	p, err := shed.NewPartition(shed.PartitionConfig[string]{Total: total, Share: cfg.Share, MaxWait: max(timeout, 0)})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidConfig, err))
+	}
+	if timeout < 0 {
+		errs = append(errs, fmt.Errorf("%w: AuthorityConfig.CallTimeout %v is negative", ErrInvalidConfig, timeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Authority{store: cfg.Store, partition: p}, nil
+	return &Authority{store: cfg.Store, partition: p, timeout: timeout}, nil
 }
 
 // isNil reports whether x is nil, or a nil pointer, map, slice, channel or
@@ -112,31 +121,78 @@ func (a *Authority) Elect(ctx context.Context, zone string, act Action) (Input, 
 	if act.Kind != Elect {
 		return in, fmt.Errorf("%w: %v action given to the authority", ErrInvalidInput, act.Kind)
 	}
+	if err := a.partition.Acquire(ctx, zone); err != nil {
+		return in, err
+	}
+	// The call runs on its own goroutine, which holds the zone's slot
+	// until the store returns, so that a store ignoring its context keeps
+	// counting against the zone's share while Elect itself still answers
+	// at CallTimeout.
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	done := make(chan electResult, 1)
+	go func() {
+		r := electResult{in: in}
+		// The slot is given back before the answer, so that a caller's
+		// next election finds it free.
+		defer func() {
+			if p := recover(); p != nil {
+				r = electResult{panicked: true, panic: p}
+			}
+			a.partition.Release(zone)
+			done <- r
+		}()
+		r.err = a.swap(ctx, zone, act, &r.in)
+	}()
+	var r electResult
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		select {
+		case r = <-done: // answered at the deadline: take the answer
+		default:
+			return in, fmt.Errorf("remirror: election of node %d for volume %d of zone %q abandoned after %v: %w", act.From, act.Volume, zone, a.timeout, context.Cause(ctx))
+		}
+	}
+	if r.panicked {
+		panic(r.panic)
+	}
+	return r.in, r.err
+}
+
+// electResult is what an election's call returned, or the panic it raised.
+type electResult struct {
+	in       Input
+	err      error
+	panicked bool
+	panic    any
+}
+
+// swap is the compare-and-swap of an election, which sets in to Elected
+// with the new generation, or records the authority's generation in it.
+func (a *Authority) swap(ctx context.Context, zone string, act Action, in *Input) error {
+	if act.Expect == fence.MaxToken {
+		return fmt.Errorf("%w: volume %d's generation is exhausted", fence.ErrExhausted, act.Volume)
+	}
 	key := VolumeKey(zone, act.Volume)
 	value := []byte(strconv.Itoa(int(act.From)))
-	err := a.partition.Do(ctx, zone, func(ctx context.Context) error {
-		if act.Expect == fence.MaxToken {
-			return fmt.Errorf("%w: volume %d's generation is exhausted", fence.ErrExhausted, act.Volume)
-		}
-		err := a.store.CompareAndSwap(ctx, key, act.Expect, value, act.Expect+1)
-		if err == nil {
-			in.Kind, in.Token = Elected, act.Expect+1
-			return nil
-		}
-		var stale *fence.StaleError
-		if !errors.As(err, &stale) {
-			return err
-		}
-		holder, have, lerr := a.store.Load(ctx, key)
-		if lerr != nil {
-			return lerr
-		}
-		if have > act.Expect && string(holder) == string(value) {
-			in.Kind, in.Token = Elected, have
-			return nil
-		}
-		in.Token = have
+	err := a.store.CompareAndSwap(ctx, key, act.Expect, value, act.Expect+1)
+	if err == nil {
+		in.Kind, in.Token = Elected, act.Expect+1
+		return nil
+	}
+	var stale *fence.StaleError
+	if !errors.As(err, &stale) {
 		return err
-	})
-	return in, err
+	}
+	holder, have, lerr := a.store.Load(ctx, key)
+	if lerr != nil {
+		return lerr
+	}
+	if have > act.Expect && string(holder) == string(value) {
+		in.Kind, in.Token = Elected, have
+		return nil
+	}
+	in.Token = have
+	return err
 }

@@ -79,3 +79,28 @@ func BenchmarkTick(b *testing.B) {
 	}
 	b.ReportMetric(float64(vols), "volumes/op")
 }
+
+// Deleting the oldest volume of a node that holds 100,000: a node's list of
+// volumes is edited in O(1), not searched (it was 90µs a delete at 200,000).
+func BenchmarkDeleteOnCrowdedNode(b *testing.B) {
+	e, _ := NewEngine(Settings{}, nil)
+	e.AddNode(1 << 40)
+	e.AddNode(1 << 40)
+	const crowd = 100_000
+	for range crowd {
+		e.AddVolume(1, 0, 1, 1)
+	}
+	next := VolumeID(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		v, err := e.AddVolume(1, 0, 1, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = v
+		if _, err := e.Step(t0, Input{Kind: VolumeDeleted, Volume: next}); err != nil {
+			b.Fatal(err)
+		}
+		next++
+	}
+}

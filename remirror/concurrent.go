@@ -22,6 +22,13 @@ import (
 // applied. The cost is that the cluster's inputs are applied one at a
 // time: a caller waits for every Step or Tick ahead of it, of any node.
 //
+// Goroutines that read their clock and then race for the lock cannot keep
+// their times in order, so Step and Tick take a now before the last
+// input's time as that time (the input is applied after the one ahead of
+// it) instead of refusing it with ErrOutOfOrder as an Engine does: an
+// answer refused for its time would leave its request outstanding for
+// ever. A now outside the range of time.Time.UnixNano is still refused.
+//
 // Build it with NewConcurrent: the zero Concurrent has no engine, so its
 // AddNode, AddVolume, Step and Tick refuse with an error matching
 // ErrInvalidConfig, and its other methods report an empty cluster.
@@ -46,7 +53,8 @@ func NewConcurrent(s Settings, r *rand.Rand) (*Concurrent, error) {
 }
 
 // Step is Engine.Step under the lock; the actions are a fresh slice (nil if
-// there are none).
+// there are none). A now before the last input's time is taken as that
+// time instead of being refused (see Concurrent).
 func (c *Concurrent) Step(now time.Time, in Input) ([]Action, error) {
 	if c == nil {
 		return nil, errZeroConcurrent
@@ -56,11 +64,13 @@ func (c *Concurrent) Step(now time.Time, in Input) ([]Action, error) {
 	if c.e == nil {
 		return nil, errZeroConcurrent
 	}
-	acts, err := c.e.Step(now, in)
+	acts, err := c.e.Step(c.e.atLeastLast(now), in)
 	return clone(acts), err
 }
 
-// Tick is Engine.Tick under the lock; the actions are a fresh slice.
+// Tick is Engine.Tick under the lock; the actions are a fresh slice. A now
+// before the last input's time is taken as that time instead of being
+// refused (see Concurrent).
 func (c *Concurrent) Tick(now time.Time) ([]Action, error) {
 	if c == nil {
 		return nil, errZeroConcurrent
@@ -70,7 +80,7 @@ func (c *Concurrent) Tick(now time.Time) ([]Action, error) {
 	if c.e == nil {
 		return nil, errZeroConcurrent
 	}
-	acts, err := c.e.Tick(now)
+	acts, err := c.e.Tick(c.e.atLeastLast(now))
 	return clone(acts), err
 }
 

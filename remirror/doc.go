@@ -28,6 +28,8 @@
 //     copied and without a single search: after a network fault the storm
 //     never starts. Reconnecting stays preferred afterwards too: a
 //     searching volume probes its old peer before every search attempt.
+//     A peer known to be down (NodeFailed, no NodeUp yet) is not probed:
+//     the attempt fails without a message and backs off as usual.
 //   - Searching. One search message asks one node for room. Messages are
 //     bounded cluster-wide by a search budget (a token bucket: SearchRate
 //     per second, burst SearchBurst), and go only to nodes the engine's

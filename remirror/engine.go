@@ -272,6 +272,8 @@ type volume struct {
 	since   int64       // when the mirror was lost, in ns
 	prev    int64       // previous retry delay, in ns
 	a, b    NodeID      // Healthy: the replicas, a primary; else a survivor, b lost peer
+	ia, ib  int32       // where the volume is in the vols of a and of b
+	it      int32       // where the volume is in the incoming of target
 	target  NodeID      // the node being queried or copied to, or NoNode
 	timer   uint32      // sequence of the armed timer, 0 if none
 	attempt uint32      // id of the newest request
@@ -294,16 +296,29 @@ type node struct {
 	incoming       []VolumeID // volumes querying or copying to here
 }
 
-// drop removes v, which occurs at most once, from list. It searches from
-// the end, where nodeFailed takes the volumes it aborts from.
-func drop(list *[]VolumeID, v VolumeID) {
-	l := *list
-	for i := len(l) - 1; i >= 0; i-- {
-		if l[i] == v {
-			l[i] = l[len(l)-1]
-			*list = l[:len(l)-1]
-			return
-		}
+// addReplica records a replica of v on n, at the end of n's vols, and
+// returns its index there.
+func (e *Engine) addReplica(n NodeID, v VolumeID) int32 {
+	nd := &e.nodes[n]
+	nd.vols = append(nd.vols, v)
+	return int32(len(nd.vols) - 1)
+}
+
+// removeReplica removes the entry at i of n's vols in O(1), moving the last
+// entry into its place and telling that entry's volume its new index.
+func (e *Engine) removeReplica(n NodeID, i int32) {
+	nd := &e.nodes[n]
+	last := len(nd.vols) - 1
+	moved := nd.vols[last]
+	nd.vols[i] = moved
+	nd.vols = nd.vols[:last]
+	if int(i) == last {
+		return
+	}
+	if mv := &e.volumes[moved]; mv.a == n {
+		mv.ia = i
+	} else {
+		mv.ib = i
 	}
 }
 
@@ -431,9 +446,9 @@ func (e *Engine) AddVolume(size int64, primary, secondary NodeID, token fence.To
 	v := VolumeID(len(e.volumes))
 	e.nodes[primary].used += size
 	e.nodes[secondary].used += size
-	e.nodes[primary].vols = append(e.nodes[primary].vols, v)
-	e.nodes[secondary].vols = append(e.nodes[secondary].vols, v)
 	e.volumes = append(e.volumes, volume{size: size, gen: token, a: primary, b: secondary, target: NoNode})
+	e.volumes[v].ia = e.addReplica(primary, v)
+	e.volumes[v].ib = e.addReplica(secondary, v)
 	e.stats.Volumes++
 	e.stats.ByState[Healthy]++
 	return v, nil
@@ -765,6 +780,7 @@ func (e *Engine) setState(vol *volume, s State) {
 func (e *Engine) degrade(v VolumeID, vol *volume, survivor, lost NodeID, ns int64) {
 	if survivor == vol.b {
 		vol.qa, vol.qb = vol.qb, vol.qa
+		vol.ia, vol.ib = vol.ib, vol.ia
 	}
 	vol.a, vol.b = survivor, lost
 	e.restart(vol, ns)
@@ -780,12 +796,19 @@ func (e *Engine) resume(v VolumeID, vol *volume, ns int64) {
 		if e.nodes[vol.b].down {
 			return
 		}
-		vol.a, vol.b, vol.qa, vol.qb = vol.b, vol.a, vol.qb, vol.qa
+		vol.a, vol.b, vol.qa, vol.qb, vol.ia, vol.ib = vol.b, vol.a, vol.qb, vol.qa, vol.ib, vol.ia
 		e.restart(vol, ns)
 	}
 	switch vol.state {
 	case Reconnecting:
-		e.probe(v, vol)
+		if e.nodes[vol.b].down {
+			// A peer known to be down cannot answer: the probe fails
+			// without a message, and the volume backs off as after
+			// any failed probe (NodeUp lets the next one through).
+			e.probeResult(v, vol, false, ns)
+		} else {
+			e.probe(v, vol)
+		}
 	case Searching:
 		if !e.cfg.noReconnect && !e.nodes[vol.b].down {
 			e.probe(v, vol)
@@ -884,6 +907,7 @@ func (e *Engine) search(v VolumeID, vol *volume, ns int64) {
 	}
 	e.nodes[vol.a].inflight++
 	e.nodes[t].inflight++
+	vol.it = int32(len(e.nodes[t].incoming))
 	e.nodes[t].incoming = append(e.nodes[t].incoming, v)
 	e.inflight++
 	vol.target = t
@@ -931,7 +955,12 @@ func (e *Engine) candidate(vol *volume, ns int64) NodeID {
 func (e *Engine) endRemirror(v VolumeID, vol *volume) {
 	e.nodes[vol.a].inflight--
 	e.nodes[vol.target].inflight--
-	drop(&e.nodes[vol.target].incoming, v)
+	// Removed in O(1): the last entry moves into its place.
+	in := e.nodes[vol.target].incoming
+	last := in[len(in)-1]
+	in[vol.it] = last
+	e.volumes[last].it = vol.it
+	e.nodes[vol.target].incoming = in[:len(in)-1]
 	e.inflight--
 	vol.target = NoNode
 }
@@ -972,8 +1001,8 @@ func (e *Engine) copyResult(v VolumeID, vol *volume, ok bool, ns int64) {
 	e.stats.Remirrored++
 	lost := vol.b
 	e.nodes[lost].used -= vol.size
-	drop(&e.nodes[lost].vols, v)
-	e.nodes[target].vols = append(e.nodes[target].vols, v)
+	e.removeReplica(lost, vol.ib)
+	vol.ib = e.addReplica(target, v)
 	e.emit(Action{Kind: Release, Volume: v, From: vol.a, To: lost, Size: vol.size})
 	if vol.qb {
 		e.safe(lost)
@@ -1022,7 +1051,9 @@ func (e *Engine) settle(vol *volume) {
 func (e *Engine) safe(n NodeID) {
 	nd := &e.nodes[n]
 	nd.unsafe--
-	if nd.unsafe == 0 && !nd.down {
+	if nd.unsafe == 0 {
+		// Down or up: a node is quarantined exactly while it holds a
+		// replica not yet safe (a down node takes nothing anyway).
 		nd.quarantined = false
 	}
 }
@@ -1157,9 +1188,10 @@ func (e *Engine) deleteVolume(v VolumeID) {
 	}
 	e.settle(vol)
 	e.setState(vol, Healthy)
+	e.removeReplica(vol.a, vol.ia)
+	e.removeReplica(vol.b, vol.ib)
 	for _, n := range [2]NodeID{vol.a, vol.b} {
 		e.nodes[n].used -= vol.size
-		drop(&e.nodes[n].vols, v)
 		e.emit(Action{Kind: Release, Volume: v, From: NoNode, To: n, Size: vol.size})
 	}
 	vol.deleted = true
@@ -1173,6 +1205,16 @@ var (
 	firstTime = time.Unix(0, math.MinInt64)
 	lastTime  = time.Unix(0, math.MaxInt64)
 )
+
+// atLeastLast returns now, or the last input's time if now is before it
+// (Concurrent's goroutines cannot order their clocks). A now outside the
+// range of UnixNano is returned as it is, for Step or Tick to refuse.
+func (e *Engine) atLeastLast(now time.Time) time.Time {
+	if e.started && checkTime(now, "") == nil && now.UnixNano() < e.last {
+		return time.Unix(0, e.last)
+	}
+	return now
+}
 
 // checkTime refuses a time outside the range of UnixNano (the years 1677
 // to 2262), whose nanoseconds would wrap.

@@ -340,8 +340,13 @@ func TestDeleteReleases(t *testing.T) {
 			t.Errorf("release after delete %+v: From is %d, want NoNode (no node acts)", a, a.From)
 		}
 	}
-	if _, _, _, q, _ := e.NodeStatus(1); !q {
-		t.Fatal("a down node is placeable")
+	// Nothing unsafe is left on it: no longer quarantined, but down, and
+	// so still not placeable.
+	if _, _, down, q, _ := e.NodeStatus(1); !down || q {
+		t.Fatalf("node 1 down %v quarantined %v, want down and not quarantined", down, q)
+	}
+	if _, err := e.AddVolume(1, 1, 2, 1); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("a down node is placeable: %v", err)
 	}
 	step(t, e, t0, Input{Kind: NodeUp, Node: 1})
 	if _, _, _, q, _ := e.NodeStatus(1); q {

@@ -401,6 +401,27 @@ func (w *world) check(t *rapid.T) {
 				t.Fatalf("volume %d: election outstanding with replica %d or %d down", v, vol.a, vol.b)
 			}
 		}
+		// No stuck volume is forgotten: it has a request outstanding or a
+		// timer armed in the heap, or both its replicas are down and the
+		// first NodeUp resumes it.
+		if vol.state != Healthy && vol.out == outNone && !(w.down[vol.a] && w.down[vol.b]) {
+			armed := false
+			for _, tm := range e.timers {
+				armed = armed || (vol.timer != 0 && tm.vol == int32(v) && tm.seq == vol.timer)
+			}
+			if !armed {
+				t.Fatalf("volume %d is %v with nothing outstanding and no timer armed (replicas %d down %v, %d down %v)", v, vol.state, vol.a, w.down[vol.a], vol.b, w.down[vol.b])
+			}
+		}
+		if vol.target != NoNode {
+			if in := e.nodes[vol.target].incoming; int(vol.it) >= len(in) || in[vol.it] != v {
+				t.Fatalf("volume %d: target %d at %d, incoming %v", v, vol.target, vol.it, in)
+			}
+		}
+		// Each replica knows where it is in its node's list of volumes.
+		if la, lb := e.nodes[vol.a].vols, e.nodes[vol.b].vols; int(vol.ia) >= len(la) || la[vol.ia] != v || int(vol.ib) >= len(lb) || lb[vol.ib] != v {
+			t.Fatalf("volume %d: replicas %d at %d and %d at %d, lists %v and %v", v, vol.a, vol.ia, vol.b, vol.ib, la, lb)
+		}
 		if vol.qa {
 			unsafe[vol.a]++
 		}
@@ -412,6 +433,22 @@ func (w *world) check(t *rapid.T) {
 		if vol.out == outCopy {
 			used[vol.target] += vol.size
 		}
+	}
+	entries, live, incoming, targeting := 0, 0, 0, 0
+	for n := range e.nodes {
+		entries += len(e.nodes[n].vols)
+		incoming += len(e.nodes[n].incoming)
+	}
+	for i := range e.volumes {
+		if !e.volumes[i].deleted {
+			live++
+		}
+		if e.volumes[i].target != NoNode {
+			targeting++
+		}
+	}
+	if entries != 2*live || incoming != targeting {
+		t.Fatalf("the nodes list %d replicas and %d incoming; %d live volumes have %d replicas, %d a target", entries, incoming, live, 2*live, targeting)
 	}
 	if s := e.Stats(); s.Stuck != stuck {
 		t.Fatalf("Stats.Stuck %d, counted %d", s.Stuck, stuck)
@@ -436,7 +473,7 @@ func (w *world) check(t *rapid.T) {
 		// A node is quarantined while, by the world's account, it holds a
 		// replica that was there when it failed and is not safe yet; once
 		// back up, exactly while it does.
-		if _, _, _, q, _ := e.NodeStatus(NodeID(n)); (len(w.unsafe[n]) > 0 && !q) || (!w.down[n] && q != (len(w.unsafe[n]) > 0)) {
+		if _, _, _, q, _ := e.NodeStatus(NodeID(n)); q != (len(w.unsafe[n]) > 0) {
 			t.Fatalf("node %d (down %v) quarantined %v, but the unsafe replicas it holds are %v", n, w.down[n], q, w.unsafe[n])
 		}
 	}

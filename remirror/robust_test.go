@@ -63,26 +63,48 @@ func TestLateProbeFromFailedPeer(t *testing.T) {
 // t0Later is the engine's last input time: inputs may not go backwards.
 func t0Later(e *Engine) time.Time { return time.Unix(0, e.last) }
 
-// A probe sent to a peer already known to be down (a healthy volume
-// degraded by NodeFailed probes it) is not a reconnection even if the
-// driver answers OK: the answer is judged against the cluster when it
-// arrives.
-func TestProbeOKFromDownPeerIsAFailure(t *testing.T) {
-	e := cluster(t, Settings{}, 3, 10)
-	p := only(t, step(t, e, t0, Input{Kind: NodeFailed, Node: 1}), Probe)
-	if p.To != 1 {
-		t.Fatalf("probe %+v, want one of node 1", p)
-	}
-	for _, a := range step(t, e, t0, Input{Kind: ProbeResult, Volume: 0, Attempt: p.Attempt, OK: true}) {
-		if a.Kind == Elect {
-			t.Fatalf("election %+v after a probe of a down node", a)
+// NodeFailed ends the probes aimed at the failed node and makes no new
+// ones: while the peer is known to be down, a reconnecting volume's probes
+// fail without a message (it used to probe the down node at once, and
+// again at every retry of the window, answers that could only fail). It
+// still never becomes healthy on the down node, searches when the window
+// ends, and probes again once NodeUp says the peer is back.
+func TestNoProbeOfADownPeer(t *testing.T) {
+	for _, back := range []bool{false, true} {
+		e := cluster(t, Settings{ReconnectWindow: time.Minute}, 3, 10)
+		acts := step(t, e, t0, Input{Kind: NodeFailed, Node: 1})
+		if len(acts) != 0 {
+			t.Fatalf("NodeFailed of the peer: actions %+v, want none", acts)
 		}
-	}
-	if s, _ := e.VolumeState(0); s == Healthy || s == Electing {
-		t.Fatalf("state %v after a probe of a down node", s)
-	}
-	if e.Stats().Reconnected != 0 {
-		t.Fatalf("a probe of a down node counted as a reconnection: %+v", e.Stats())
+		if s, _ := e.VolumeState(0); s != Reconnecting {
+			t.Fatalf("state %v, want reconnecting", s)
+		}
+		if back {
+			step(t, e, t0.Add(time.Second/2), Input{Kind: NodeUp, Node: 1})
+		}
+		for range 100 {
+			at, ok := e.NextTick()
+			if !ok {
+				t.Fatal("the stuck volume has no timer")
+			}
+			acts = must(e.Tick(at))
+			if len(acts) > 0 {
+				break
+			}
+		}
+		if len(acts) != 1 {
+			t.Fatalf("back %v: actions %+v, want one", back, acts)
+		}
+		a := acts[0]
+		switch {
+		case back && (a.Kind != Probe || a.To != 1):
+			t.Fatalf("peer back: %+v, want a probe of node 1", a)
+		case !back && (a.Kind != Query || a.To != 2 || t0Later(e).Sub(t0) < time.Minute):
+			t.Fatalf("peer down: %+v at %v, want a query of node 2 once the minute's window is over", a, t0Later(e).Sub(t0))
+		}
+		if st := e.Stats(); st.Reconnected != 0 || (!back && st.Probes != 0) {
+			t.Fatalf("back %v: %+v", back, st)
+		}
 	}
 }
 

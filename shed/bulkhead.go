@@ -27,9 +27,11 @@ type BulkheadConfig struct {
 	// DefaultMaxWait (250ms). Negative is invalid.
 	MaxWait time.Duration
 	// CallTimeout, if positive, is the timeout Do puts on the context it
-	// passes to the call, so a slow dependency cannot hold a slot for long.
-	// Zero means the caller's context alone bounds the call. Negative is
-	// invalid.
+	// passes to the call, so a slow dependency that honours its context
+	// cannot hold a slot for long. Do never abandons a running call: one
+	// that ignores its context holds its slot until it returns, and Do
+	// returns what it returns. Zero means the caller's context alone
+	// bounds the call. Negative is invalid.
 	CallTimeout time.Duration
 	// OnEvent, if not nil, is told what happens to every call.
 	OnEvent func(Event)
@@ -69,9 +71,11 @@ func validateWaits(maxWait, callTimeout time.Duration) []error {
 // whose MaxWait passes leaves the queue at once. Each waiter's outcome is
 // decided once, under the lock, by whichever comes first: its slot, its
 // refusal by Pause, or its own giving up. So a slot handed to it as its
-// MaxWait passes is kept; one handed to it as its context ends passes on
-// and is never lost; and a waiter that Pause refuses as it gives up
-// reports ErrPaused and leaves the queue once. A Bulkhead is
+// MaxWait passes is kept; one handed to it as its context ends (or before,
+// if it wakes to find its context done) passes on and is never lost, so a
+// call is never admitted with a context it finds done; and a waiter that
+// Pause refuses as it gives up reports ErrPaused and leaves the queue
+// once. A Bulkhead is
 // safe for concurrent use; Acquire, TryAcquire and Release do not allocate
 // unless the call has to wait or is refused.
 //
@@ -184,7 +188,7 @@ func (b *Bulkhead) TryAcquire() bool {
 				continue
 			}
 			if b.state.CompareAndSwap(s, s+1+admittedUnit) {
-				b.emit(Event{Kind: Admitted})
+				b.emitAdmitted(0)
 				return true
 			}
 			continue
@@ -207,7 +211,67 @@ func (b *Bulkhead) TryAcquire() bool {
 
 func (b *Bulkhead) tryAdmitted() {
 	b.admitted.Add(1)
-	b.emit(Event{Kind: Admitted})
+	b.emitAdmitted(0)
+}
+
+// emitAdmitted tells the hook that the caller now holds a slot. If the
+// hook panics (or exits its goroutine), the slot is released on the way
+// out: the caller never learns that it holds it, so nobody else would.
+func (b *Bulkhead) emitAdmitted(waited time.Duration) {
+	if b.hook != nil {
+		b.tellAdmitted(waited)
+	}
+}
+
+// tellAdmitted is emitAdmitted's slow path, apart so that the fast path
+// inlines.
+func (b *Bulkhead) tellAdmitted(waited time.Duration) {
+	told := false
+	defer func() {
+		if !told {
+			b.Release()
+		}
+	}()
+	b.hook(Event{Kind: Admitted, Waited: waited})
+	told = true
+}
+
+// emitQueued tells the hook that w joined the queue. If the hook panics,
+// w gives up its place on the way out (counted as a cancellation), so
+// that no waiter nobody waits for is granted a slot.
+func (b *Bulkhead) emitQueued(w *waiter) {
+	if b.hook == nil {
+		return
+	}
+	told := false
+	defer func() {
+		if !told {
+			b.abandon(w)
+		}
+	}()
+	b.hook(Event{Kind: Queued})
+	told = true
+}
+
+// abandon settles w for a caller that will never wait for it, as if its
+// context had ended: it leaves the queue, or passes on the slot it was
+// granted meanwhile; a refusal by Pause stands.
+func (b *Bulkhead) abandon(w *waiter) {
+	b.mu.Lock()
+	outcome, left := w.settleLocked(waitCtxDone)
+	switch {
+	case left:
+		b.waiters.remove(w)
+		b.syncSlowLocked()
+	case outcome == waitCtxDone:
+		b.releaseLocked()
+	}
+	b.mu.Unlock()
+	if outcome == waitRefused {
+		b.refused(w.refusal)
+	} else {
+		b.refused(context.Canceled)
+	}
 }
 
 func (b *Bulkhead) tryRefused(idx int) bool {
@@ -243,7 +307,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 			break
 		}
 		if b.state.CompareAndSwap(s, s+1+admittedUnit) {
-			b.emit(Event{Kind: Admitted})
+			b.emitAdmitted(0)
 			return nil
 		}
 	}
@@ -272,7 +336,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	b.waiters.pushBack(w)
 	b.mu.Unlock()
 	b.queued.Add(1)
-	b.emit(Event{Kind: Queued})
+	b.emitQueued(w)
 
 	outcome := w.wait(ctx, b.maxWait)
 	waited := time.Since(w.enqueued)
@@ -293,7 +357,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	switch outcome {
 	case waitGranted:
 		b.admitted.Add(1)
-		b.emit(Event{Kind: Admitted, Waited: waited})
+		b.emitAdmitted(waited)
 		return nil
 	case waitRefused:
 		return b.refuse(&Refusal{Reason: w.refusal, Waited: waited})

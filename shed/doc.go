@@ -111,5 +111,9 @@
 // a waiter that gives up leaves the queue at once, never losing a slot.
 // A waiter's outcome is decided once, under the lock, by the first of its
 // grant, its refusal (Pause, eviction) and its own giving up (its context,
-// MaxWait), so that it leaves the queue exactly once whatever the race.
+// MaxWait), so that it leaves the queue exactly once whatever the race;
+// a grant that finds the waiter's context done passes the slot on, so no
+// call is admitted with a context it finds done. A Partition counts each
+// admission and refusal under its lock as it decides it, so that its
+// snapshots (Stats, StatsFor) are exact.
 package shed

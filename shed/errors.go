@@ -213,7 +213,12 @@ func (k EventKind) String() string {
 
 // Event describes what happened to one piece of work, for the optional
 // hooks. Hooks run synchronously on the goroutine of the work, outside any
-// lock of this package; they must be cheap and must not block.
+// lock of this package (so they may call back into the primitive); they
+// must be cheap and must not block. A hook that panics panics the call it
+// was told about, which then holds nothing: a slot it was just admitted to
+// is released, a queue it was just told it joined is left, and a rate
+// limiter's token it was just told it waits for is given back (the last
+// two counted as a cancellation).
 type Event struct {
 	// Kind is what happened: admitted, queued or refused.
 	Kind EventKind

@@ -100,13 +100,13 @@ func (l *Limiter) AllowAt(now time.Time) bool {
 }
 
 // Wait waits for a token, and returns nil when the event may happen. If the
-// token would come later than MaxWait from now, or after ctx's deadline, it
-// returns a *Refusal with ErrRateLimited at once instead of waiting in vain,
-// saying when the token is due (Refusal.RetryIn); if ctx's deadline has
-// already passed, it returns ErrDeadline, even if ctx has not noticed yet;
-// if ctx is cancelled while waiting, it returns a Refusal with ctx's error
-// (ErrDeadline for a deadline). A refused or cancelled call gives its
-// token back.
+// token would come later than MaxWait from now, or at or after ctx's
+// deadline (when ctx is done), it returns a *Refusal with ErrRateLimited
+// at once instead of waiting in vain, saying when the token is due
+// (Refusal.RetryIn); if ctx's deadline has already passed, it returns
+// ErrDeadline, even if ctx has not noticed yet; if ctx is cancelled while
+// waiting, it returns a Refusal with ctx's error (ErrDeadline for a
+// deadline). A refused or cancelled call gives its token back.
 func (l *Limiter) Wait(ctx context.Context) error {
 	if l == nil {
 		return errNilLimiter
@@ -123,7 +123,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	now := time.Now()
 	r := l.bucket.ReserveN(now, 1)
 	delay := r.DelayFrom(now)
-	limit := l.maxWait
+	limit, late := l.maxWait, delay > l.maxWait
 	if dl, ok := ctx.Deadline(); ok {
 		if !dl.After(now) {
 			// The deadline passed after the ctx.Err check above, before
@@ -132,17 +132,17 @@ func (l *Limiter) Wait(ctx context.Context) error {
 			return l.refuse(&Refusal{Reason: ErrDeadline, Cause: context.DeadlineExceeded})
 		}
 		limit = min(limit, dl.Sub(now))
+		// ctx is done at its deadline, so a token due then is too late.
+		late = late || delay >= dl.Sub(now)
 	}
-	if !r.OK() || delay > limit {
+	if !r.OK() || late {
 		r.CancelAt(now)
 		return l.refuse(&Refusal{Reason: ErrRateLimited, MaxWait: limit, RetryIn: delay,
 			Rate: float64(l.bucket.Limit()), Burst: l.bucket.Burst()})
 	}
 	if delay > 0 {
 		l.queued.Add(1)
-		if l.hook != nil {
-			l.hook(Event{Kind: Queued})
-		}
+		l.emitQueued(r)
 		t := time.NewTimer(delay)
 		defer t.Stop()
 		select {
@@ -157,6 +157,24 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		l.hook(Event{Kind: Admitted, Waited: delay})
 	}
 	return nil
+}
+
+// emitQueued tells the hook that the call waits for r's token. If the hook
+// panics (or exits its goroutine), the token goes back on the way out and
+// the call counts as a cancellation: nobody will use it.
+func (l *Limiter) emitQueued(r *rate.Reservation) {
+	if l.hook == nil {
+		return
+	}
+	told := false
+	defer func() {
+		if !told {
+			r.Cancel()
+			l.refused(context.Canceled)
+		}
+	}()
+	l.hook(Event{Kind: Queued})
+	told = true
 }
 
 func (l *Limiter) refuse(r *Refusal) error {

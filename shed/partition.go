@@ -259,7 +259,7 @@ func (p *Partition[K]) TryAcquire(key K) bool {
 	}
 	p.admitLocked(ks)
 	p.mu.Unlock()
-	p.admit(key, &ks.keyCore, 0)
+	p.emitAdmitted(key, 0)
 	return true
 }
 
@@ -271,10 +271,22 @@ func (p *Partition[K]) freeLocked(ks *keyState[K]) bool {
 	return ks.inFlight < p.perKey && p.inFlight < p.total && ks.waiting == 0
 }
 
+// admitLocked gives a newcomer for ks a slot, and counts it: admissions,
+// like refusals, are counted as they are decided, so that a snapshot never
+// shows a call in flight that is not counted as admitted.
 func (p *Partition[K]) admitLocked(ks *keyState[K]) {
 	ks.inFlight++
 	p.inFlight++
+	p.admitted.Add(1)
+	ks.admitted.Add(1)
 	p.touchLocked(ks)
+}
+
+// revokeLocked undoes the count of a grant whose waiter found its context
+// done and passed the slot on; the caller counts its refusal.
+func (p *Partition[K]) revokeLocked(ks *keyCore) {
+	p.admitted.Add(-1)
+	ks.admitted.Add(-1)
 }
 
 // Acquire takes a slot for key, waiting if the key's queue has room. It
@@ -302,7 +314,7 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 	case p.freeLocked(ks):
 		p.admitLocked(ks)
 		p.mu.Unlock()
-		p.admit(key, &ks.keyCore, 0)
+		p.emitAdmitted(key, 0)
 		return nil
 	case ks.waiting >= p.maxQueue:
 		r = &Refusal{Reason: ErrQueueFull, Key: ks.name, Current: ks.waiting, Limit: p.maxQueue}
@@ -323,7 +335,7 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 	p.queued.Add(1)
 	ks.queued.Add(1)
 	p.mu.Unlock()
-	p.emit(key, Event{Kind: Queued})
+	p.emitQueued(key, ks, w)
 
 	outcome := w.wait(ctx, p.maxWait)
 	waited := time.Since(w.enqueued)
@@ -339,6 +351,7 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 		case outcome == waitCtxDone:
 			// The slot arrived as the context ended: pass it on.
 			p.releaseLocked(ks)
+			p.revokeLocked(&ks.keyCore)
 		}
 		// Count the refusal before the key can be forgotten: once the
 		// lock is released an idle key may be evicted, and a count
@@ -356,9 +369,8 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 	}
 	switch outcome {
 	case waitGranted:
-		// The key holds the slot, so it cannot be forgotten before this
-		// count lands.
-		p.admit(key, &ks.keyCore, waited)
+		// Counted by the grant (releaseLocked).
+		p.emitAdmitted(key, waited)
 		return nil
 	case waitRefused:
 		// Counted by Pause, which refused it.
@@ -395,6 +407,8 @@ func (p *Partition[K]) releaseLocked(ks *keyState[K]) {
 			w.key.waiting--
 			w.key.inFlight++
 			p.inFlight++
+			p.admitted.Add(1)
+			w.key.admitted.Add(1)
 			w.grant()
 		}
 		w = next
@@ -490,7 +504,12 @@ func (p *Partition[K]) Stats() Stats {
 }
 
 // StatsFor returns a snapshot for one key, and false if the key is not
-// tracked (never used, or forgotten while idle).
+// tracked (never used, or forgotten while idle). Every admission and
+// refusal is counted under the partition's lock as it is decided, so a
+// snapshot is exact: each call in flight is counted as admitted and each
+// queued call is waiting or counted with its outcome. (A waiter granted a
+// slot as its context ends counts as admitted until, a moment later, it
+// passes the slot on and counts as cancelled instead.)
 func (p *Partition[K]) StatsFor(key K) (Stats, bool) {
 	if p == nil || p.badKey(key) != nil {
 		return Stats{}, false
@@ -517,10 +536,65 @@ func (p *Partition[K]) Keys() int {
 	return len(p.keys)
 }
 
-func (p *Partition[K]) admit(key K, ks *keyCore, waited time.Duration) {
-	p.admitted.Add(1)
-	ks.admitted.Add(1)
-	p.emit(key, Event{Kind: Admitted, Waited: waited})
+// emitAdmitted tells the hook that the caller now holds a slot of key
+// (counted already, under the lock). If the hook panics (or exits its
+// goroutine), the slot is released on the way out: the caller never learns
+// that it holds it, so nobody else would.
+func (p *Partition[K]) emitAdmitted(key K, waited time.Duration) {
+	if p.hook != nil {
+		p.tellAdmitted(key, waited)
+	}
+}
+
+// tellAdmitted is emitAdmitted's slow path, apart so that the fast path
+// inlines.
+func (p *Partition[K]) tellAdmitted(key K, waited time.Duration) {
+	told := false
+	defer func() {
+		if !told {
+			p.Release(key)
+		}
+	}()
+	p.hook(key, Event{Kind: Admitted, Waited: waited})
+	told = true
+}
+
+// emitQueued tells the hook that w joined key's queue. If the hook panics,
+// w gives up its place on the way out (counted as a cancellation), so that
+// no waiter nobody waits for is granted a slot.
+func (p *Partition[K]) emitQueued(key K, ks *keyState[K], w *waiter) {
+	if p.hook == nil {
+		return
+	}
+	told := false
+	defer func() {
+		if !told {
+			p.abandon(ks, w)
+		}
+	}()
+	p.hook(key, Event{Kind: Queued})
+	told = true
+}
+
+// abandon settles w for a caller that will never wait for it, as if its
+// context had ended: it leaves the queue, or passes on the slot it was
+// granted meanwhile; a refusal by Pause stands (and is counted already).
+func (p *Partition[K]) abandon(ks *keyState[K], w *waiter) {
+	p.mu.Lock()
+	outcome, left := w.settleLocked(waitCtxDone)
+	switch {
+	case left:
+		p.waiters.remove(w)
+		ks.waiting--
+		p.touchLocked(ks)
+	case outcome == waitCtxDone:
+		p.releaseLocked(ks)
+		p.revokeLocked(&ks.keyCore)
+	}
+	if outcome != waitRefused {
+		p.refusedLocked(&ks.keyCore, context.Canceled)
+	}
+	p.mu.Unlock()
 }
 
 // refusedLocked counts a refusal for reason, for the partition and for key

@@ -108,7 +108,7 @@ func (q *Queue) TryAcquire() bool {
 		q.emit(Event{Kind: Refused, Reason: reason})
 		return false
 	}
-	q.emit(Event{Kind: Admitted})
+	q.emitAdmitted(Normal, 0)
 	return true
 }
 
@@ -161,7 +161,7 @@ func (q *Queue) Acquire(ctx context.Context, pri Priority, opts ...CallOption) e
 	}
 	if it.canMeet(now) && q.sched.TryRun() {
 		q.mu.Unlock()
-		q.emit(Event{Kind: Admitted, Priority: pri})
+		q.emitAdmitted(pri, 0)
 		return nil
 	}
 	if now.IsZero() {
@@ -173,7 +173,7 @@ func (q *Queue) Acquire(ctx context.Context, pri Priority, opts ...CallOption) e
 	switch kind {
 	case Admitted:
 		q.mu.Unlock()
-		q.emit(Event{Kind: Admitted, Priority: pri})
+		q.emitAdmitted(pri, 0)
 		return nil
 	case Refused:
 		r := q.pushRefusal
@@ -185,7 +185,7 @@ func (q *Queue) Acquire(ctx context.Context, pri Priority, opts ...CallOption) e
 	q.sched.setValue(t, w)
 	wake, _ := q.sched.Wake(t)
 	q.mu.Unlock()
-	q.emit(Event{Kind: Queued, Priority: pri})
+	q.emitQueued(w, pri)
 	return q.wait(ctx, w, pri, now, wake)
 }
 
@@ -253,8 +253,63 @@ func (q *Queue) finish(w *queueWaiter, pri Priority, enqueued time.Time, cancell
 	if cancelled != nil {
 		return q.refusal(cancelled, pri)
 	}
-	q.emit(Event{Kind: Admitted, Waited: time.Since(enqueued), Priority: pri})
+	q.emitAdmitted(pri, time.Since(enqueued))
 	return nil
+}
+
+// emitAdmitted tells the hook that the caller now holds a slot. If the
+// hook panics (or exits its goroutine), the slot is released on the way
+// out: the caller never learns that it holds it, so nobody else would.
+func (q *Queue) emitAdmitted(pri Priority, waited time.Duration) {
+	if q.hook != nil {
+		q.tellAdmitted(pri, waited)
+	}
+}
+
+// tellAdmitted is emitAdmitted's slow path, apart so that the fast path
+// inlines.
+func (q *Queue) tellAdmitted(pri Priority, waited time.Duration) {
+	told := false
+	defer func() {
+		if !told {
+			q.Release()
+		}
+	}()
+	q.hook(Event{Kind: Admitted, Waited: waited, Priority: pri})
+	told = true
+}
+
+// emitQueued tells the hook that w joined the queue. If the hook panics,
+// w gives up its place on the way out (counted as a cancellation), so
+// that no waiter nobody waits for is granted a slot.
+func (q *Queue) emitQueued(w *queueWaiter, pri Priority) {
+	if q.hook == nil {
+		return
+	}
+	told := false
+	defer func() {
+		if !told {
+			q.abandon(w)
+		}
+	}()
+	q.hook(Event{Kind: Queued, Priority: pri})
+	told = true
+}
+
+// abandon settles w for a caller that will never wait for it, as if its
+// context had ended: it leaves the queue, or passes on the slot it was
+// granted meanwhile; a refusal (counted by the scheduler) stands.
+func (q *Queue) abandon(w *queueWaiter) {
+	now := time.Now()
+	q.mu.Lock()
+	switch w.state {
+	case stateWaiting:
+		// If w timed out at or before now, Remove's advance refuses it.
+		q.sched.Remove(now, w.ticket, context.Canceled)
+	case stateGranted:
+		q.passOnLocked(now, context.Canceled)
+	}
+	q.mu.Unlock()
 }
 
 // Release returns a slot taken by Acquire or TryAcquire, handing it

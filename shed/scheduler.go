@@ -187,7 +187,11 @@ type node[T any] struct {
 // no goroutine and takes no lock: the caller passes the current time to
 // every call that decides anything and serialises the calls, and the same
 // calls give the same decisions, so a simulation on a virtual clock and
-// Queue, its shell on the real clock, drive the same code.
+// Queue, its shell on the real clock, drive the same code. Time never goes
+// backwards inside it: a time earlier than one it was already given counts
+// as that one, so a clock that steps back, or callers that read the clock
+// before they serialise, cannot make an item wait a negative time or jump
+// the queue.
 //
 // # Admission
 //
@@ -260,9 +264,12 @@ type Scheduler[T any] struct {
 	drop                    func(Item[T], Refusal)
 
 	inFlight, waiting int
-	classes           [numPriorities]class
-	nodes             []node[T]
-	free              int32 // first free node, -1 if none
+	// last is the latest time the scheduler has been given; an earlier
+	// one counts as it (see clock).
+	last    time.Time
+	classes [numPriorities]class
+	nodes   []node[T]
+	free    int32 // first free node, -1 if none
 
 	counters
 }
@@ -322,6 +329,7 @@ func (s *Scheduler[T]) Push(now time.Time, it Item[T]) (EventKind, Ticket) {
 	if s == nil {
 		return Refused, Ticket{}
 	}
+	now = s.clock(now)
 	it.Enqueued = now
 	it.Cost = max(it.Cost, 0)
 	free := s.inFlight < s.workers
@@ -375,7 +383,11 @@ func (s *Scheduler[T]) Push(now time.Time, it Item[T]) (EventKind, Ticket) {
 // that timed out or can no longer meet their deadlines are dropped on the
 // way. Done without a busy worker does nothing.
 func (s *Scheduler[T]) Done(now time.Time) (Item[T], bool) {
-	if s == nil || s.inFlight == 0 {
+	if s == nil {
+		return Item[T]{}, false
+	}
+	now = s.clock(now)
+	if s.inFlight == 0 {
 		return Item[T]{}, false
 	}
 	if s.waiting > 0 {
@@ -415,6 +427,7 @@ func (s *Scheduler[T]) Remove(now time.Time, t Ticket, reason error) (Item[T], b
 	if s == nil {
 		return Item[T]{}, false
 	}
+	now = s.clock(now)
 	s.advance(now)
 	if !s.valid(t) {
 		return Item[T]{}, false
@@ -436,6 +449,7 @@ func (s *Scheduler[T]) DropAll(now time.Time, reason error) int {
 	if s == nil {
 		return 0
 	}
+	now = s.clock(now)
 	s.advance(now)
 	n := 0
 	for i := range s.classes {
@@ -456,6 +470,7 @@ func (s *Scheduler[T]) Check(now time.Time, t Ticket) (wake time.Time, waiting b
 	if s == nil {
 		return time.Time{}, false
 	}
+	now = s.clock(now)
 	s.advance(now)
 	if !s.valid(t) {
 		return time.Time{}, false
@@ -507,9 +522,24 @@ func (s *Scheduler[T]) Wake(t Ticket) (time.Time, bool) {
 // is never necessary — every other method does it first — but a caller
 // that wants timed-out items reported promptly can call it from a timer.
 func (s *Scheduler[T]) Advance(now time.Time) {
-	if s != nil && s.waiting > 0 {
+	if s == nil {
+		return
+	}
+	now = s.clock(now)
+	if s.waiting > 0 {
 		s.advance(now)
 	}
+}
+
+// clock returns now, or the latest time the scheduler was given if now is
+// earlier, and remembers it: time never goes backwards inside the
+// scheduler.
+func (s *Scheduler[T]) clock(now time.Time) time.Time {
+	if now.Before(s.last) {
+		return s.last
+	}
+	s.last = now
+	return now
 }
 
 // Len returns the number of waiting items.

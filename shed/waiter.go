@@ -102,16 +102,23 @@ const (
 // wait blocks until w is granted or refused, maxWait passes, or ctx is done.
 // It does not touch the owner's state: on a timeout or a done context the
 // caller must take its lock and look at w.state, since a grant or a refusal
-// may have raced with the timer or the context (see settleLocked).
+// may have raced with the timer or the context (see settleLocked). A grant
+// found with ctx done is reported as a done context, whichever came first.
 func (w *waiter) wait(ctx context.Context, maxWait time.Duration) waitOutcome {
 	t := time.NewTimer(maxWait)
 	defer t.Stop()
 	select {
 	case <-w.ready:
-		if w.state == waiterGranted {
-			return waitGranted
+		if w.state != waiterGranted {
+			return waitRefused
 		}
-		return waitRefused
+		if ctx.Err() != nil {
+			// Granted as the context ended, and select picked the grant:
+			// a waiter whose context is done never keeps a slot, so the
+			// caller settles this as a done context and passes it on.
+			return waitCtxDone
+		}
+		return waitGranted
 	case <-t.C:
 		return waitTimedOut
 	case <-ctx.Done():

@@ -44,6 +44,12 @@
 // SIGKILL in the middle of concurrent writes and check that no acknowledged
 // write is lost and no stale write was accepted. A fence.Sequencer on a
 // Store hands out tokens that survive restarts of the client and of etcd.
+// Restoring etcd from a snapshot or an old copy of its data directory
+// undoes every write made since — records and Sequencer counters go back
+// with it, and tokens would be handed out again — so restore only with
+// every writer stopped, and write each Sequencer's key (with
+// CompareAndSwap) past every token it may have handed out since the copy
+// was made.
 //
 // An error that is not a refusal, invalid input or a corrupt record (a
 // timeout, a lost connection, etcd down) matches ErrUnknownOutcome, and

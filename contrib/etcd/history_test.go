@@ -39,12 +39,16 @@ type input struct {
 // output is what the operation returned. unknown means it failed in a way
 // that leaves its outcome open (a timeout, a lost connection): it may have
 // taken effect at any time after its call.
+//
+// notSent means it failed without sending anything (its context had
+// ended): it surely did not take effect, and the history leaves it out,
+// so that a checker catches it if it did.
 type output struct {
-	ok, stale, unknown bool
-	have               fence.Token // the StaleError's token
-	token              fence.Token // opLoad
-	value              string      // opLoad
-	absent             bool        // opLoad: nil value
+	ok, stale, unknown, notSent bool
+	have                        fence.Token // the StaleError's token
+	token                       fence.Token // opLoad
+	value                       string      // opLoad
+	absent                      bool        // opLoad: nil value
 }
 
 // keyState is the specification's state of one key; the zero value is an
@@ -213,7 +217,7 @@ func (r *recorder) run(ctx context.Context, tg target, client int, in input) out
 	if err != nil {
 		r.errs = append(r.errs, err)
 	}
-	if in.kind == opLoad && out.unknown {
+	if in.kind == opLoad && out.unknown || out.notSent {
 		return out // a read that returned nothing tells nothing
 	}
 	r.ops = append(r.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})

@@ -43,20 +43,26 @@ type LeaseTableConfig struct {
 //     unexpired lease" check, and etcd makes it atomically with the write.
 //     The epoch is the etcd revision of that transaction (the holder
 //     record's create revision): etcd's revision only ever increases, over
-//     every key and across restarts, so each grant's epoch is greater than
-//     every earlier epoch of every resource, even one whose records etcd
-//     has long deleted. Epochs are therefore not consecutive. A refusal
-//     revokes the unused etcd lease.
+//     every key, across restarts and through compaction and
+//     defragmentation, so each grant's epoch is greater than every earlier
+//     epoch of every resource, even one whose records etcd has long
+//     deleted. Epochs are therefore not consecutive. Restoring etcd from a
+//     snapshot or an old copy of its data directory takes the revision
+//     back to the copy's, and epochs granted since would be granted again:
+//     restore with every holder stopped for the longest TTL, and with
+//     etcdutl snapshot restore --bump-revision by more than the revisions
+//     the copy misses. A refusal revokes the unused etcd lease.
 //   - Renew is an etcd keep-alive of the term's lease: it succeeds only
-//     while the lease — and so the holder record — is alive, and keeps
-//     the epoch.
+//     while the lease — and so the holder record — is alive and its
+//     Expires has not passed, and keeps the epoch.
 //   - Release revokes the term's lease, which deletes the holder record.
 //
 // etcd revokes expired leases at a limited rate (1000 a second), so when
 // many expire together a holder record can outlive its lease by seconds.
 // Until etcd deletes it, Grant refuses the resource with a
-// *lease.HeldError, Get reports the lease with Expires in the past, Renew
-// waits for the revocation and Release revokes the lease itself.
+// *lease.HeldError and Get reports the lease with Expires in the past;
+// Renew and Release refuse a lease whose Expires has passed, and revoke it
+// themselves.
 //
 // All processes sharing a Prefix must use this scheme: earlier versions
 // of this package kept a per-resource epoch record and counted epochs up
@@ -79,8 +85,15 @@ type LeaseTableConfig struct {
 // call whose context had ended before it sent anything fails with the
 // context's error alone.
 //
+// Renew and Release act on the etcd lease whose ID l carries, and check
+// l's resource, holder and epoch against nothing: that ID stands for the
+// term. Pass them only leases the table returned: a Lease edited to carry
+// another term's ID renews or ends that term, whoever holds it (an edited
+// TTL or Expires can only shorten a term, see Renew).
+//
 // A LeaseTable holds no state but its configuration and is safe for
-// concurrent use. Grant costs three requests (a read, the lease grant and
+// concurrent use. Build one with NewLeaseTable; the methods of a zero or
+// nil LeaseTable return an error matching lease.ErrInvalidConfig. Grant costs three requests (a read, the lease grant and
 // the transaction), Renew and Release one each, Get two.
 type LeaseTable struct {
 	client  *clientv3.Client
@@ -91,7 +104,7 @@ type LeaseTable struct {
 var _ lease.Store = (*LeaseTable)(nil)
 
 var (
-	errZeroLeaseTable  = fmt.Errorf("%w: etcd.LeaseTable not built with NewLeaseTable", lease.ErrInvalidConfig)
+	errZeroLeaseTable  = fmt.Errorf("%w: etcd.LeaseTable nil or not built with NewLeaseTable", lease.ErrInvalidConfig)
 	errNilLeaseContext = fmt.Errorf("%w: nil context", lease.ErrInvalidArgument)
 )
 
@@ -99,7 +112,7 @@ var (
 // a ctx that has ended: a call refused so sends nothing, so its error is
 // ctx's alone, not ErrUnknownOutcome.
 func (t *LeaseTable) ready(ctx context.Context, op, resource string) error {
-	if t.client == nil {
+	if t == nil || t.client == nil {
 		return errZeroLeaseTable
 	}
 	if ctx == nil {
@@ -116,8 +129,11 @@ func (t *LeaseTable) ready(ctx context.Context, op, resource string) error {
 // no I/O.
 func NewLeaseTable(cfg LeaseTableConfig) (*LeaseTable, error) {
 	var errs []error
-	if cfg.Client == nil {
+	switch {
+	case cfg.Client == nil:
 		errs = append(errs, fmt.Errorf("%w: etcd.LeaseTableConfig.Client is nil", lease.ErrInvalidConfig))
+	case cfg.Client.KV == nil || cfg.Client.Lease == nil:
+		errs = append(errs, fmt.Errorf("%w: etcd.LeaseTableConfig.Client has no KV or Lease client (not built with clientv3.New)", lease.ErrInvalidConfig))
 	}
 	if err := fence.ValidatePrefix(cfg.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("%w: etcd.LeaseTableConfig.Prefix: %w", lease.ErrInvalidConfig, err))
@@ -131,7 +147,11 @@ func NewLeaseTable(cfg LeaseTableConfig) (*LeaseTable, error) {
 func (t *LeaseTable) holderKey(resource string) string { return t.prefix + "holder/" + resource }
 
 // Grant gives resource to holder for ttl with a new epoch, if no holder
-// record of it is in etcd. See lease.Store and LeaseTable.
+// record of it is in etcd. See lease.Store and LeaseTable. Its error
+// matches ErrUnknownOutcome if any of its three requests failed, also the
+// read and the etcd lease grant that precede the transaction (the
+// resource was then surely not granted, but the error does not say so):
+// treat it as a grant that may have taken effect.
 func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl time.Duration) (lease.Lease, error) {
 	if err := lease.ValidateGrant(resource, holder, ttl); err != nil {
 		return lease.Lease{}, err
@@ -167,6 +187,10 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 		t.revoke(ctx, id)
 		return lease.Lease{}, t.failed(ctx, "grant", resource, err)
 	}
+	if tx == nil {
+		t.revoke(ctx, id)
+		return lease.Lease{}, fmt.Errorf("etcd: lease grant %q: %w", resource, errMalformed)
+	}
 	if !tx.Succeeded {
 		t.revoke(ctx, id)
 		rs := tx.Responses
@@ -175,23 +199,39 @@ func (t *LeaseTable) Grant(ctx context.Context, resource, holder string, ttl tim
 		}
 		return lease.Lease{}, t.held(resource, holder, rs[0].GetResponseRange().Kvs[0])
 	}
+	if tx.Header == nil || tx.Header.Revision <= 0 {
+		t.revoke(ctx, id) // granted, but with no epoch to hand out
+		return lease.Lease{}, fmt.Errorf("etcd: lease grant %q: %w (no revision)", resource, errMalformed)
+	}
 	epoch := fence.Token(tx.Header.Revision)
 	l := lease.Lease{Resource: resource, Holder: holder, Epoch: epoch, TTL: ttl, Renewed: sent, Expires: sent.Add(ttl), ID: int64(id)}
 	t.observe(lease.OpGrant, resource, holder, epoch, false)
 	return l, nil
 }
 
-// Renew keeps l's etcd lease alive for another TTL, keeping the epoch. A
-// lease that etcd no longer has is refused with a *lease.LostError. etcd
-// never revives an expired lease: it answers the renewal of one that it
-// has not yet revoked (see LeaseTable) only once it has, so Renew waits
-// for that until ctx ends, and then fails with ErrUnknownOutcome.
+// Renew keeps l's etcd lease alive for another TTL, keeping the epoch
+// (the returned lease's TTL is l's, or etcd's term if that is shorter, as
+// for a Lease whose TTL was raised after Grant). A
+// lease that etcd no longer has is refused with a *lease.LostError, and so
+// is one whose Expires has passed on the caller's clock, without asking
+// etcd to keep it: etcd's term may still run — it is rounded up to whole
+// seconds, and etcd restarts every term when it restarts — but the holder
+// has had to stop acting on it, so Renew does not revive it; it revokes
+// the etcd lease instead (as Release would; best effort, for at most a
+// second within ctx, so the refusal comes even while etcd is down),
+// which gives the resource back. etcd answers the renewal of a lease that
+// has expired but that it has not yet revoked (see LeaseTable) only once
+// it has, so if the holder's clock is behind etcd's, Renew waits for that
+// until ctx ends, and then fails with ErrUnknownOutcome.
 func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, error) {
 	if err := t.validate(ctx, "renew", l); err != nil {
 		return lease.Lease{}, err
 	}
 	sent := time.Now()
-	_, err := t.client.KeepAliveOnce(ctx, clientv3.LeaseID(l.ID))
+	if err := t.ended(ctx, lease.OpRenew, l, sent); err != nil {
+		return lease.Lease{}, err
+	}
+	ka, err := t.client.KeepAliveOnce(ctx, clientv3.LeaseID(l.ID))
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			t.observe(lease.OpRenew, l.Resource, l.Holder, l.Epoch, true)
@@ -199,6 +239,9 @@ func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, err
 		}
 		return lease.Lease{}, t.failed(ctx, "renew", l.Resource, err)
 	}
+	// etcd restarted the term for the TTL it granted, in whole seconds:
+	// l.TTL rounded up, unless l was altered since.
+	l.TTL = min(l.TTL, time.Duration(ka.TTL)*time.Second)
 	l.Renewed, l.Expires = sent, sent.Add(l.TTL)
 	t.observe(lease.OpRenew, l.Resource, l.Holder, l.Epoch, false)
 	return l, nil
@@ -206,11 +249,17 @@ func (t *LeaseTable) Renew(ctx context.Context, l lease.Lease) (lease.Lease, err
 
 // Release revokes l's etcd lease, which deletes its holder record, so the
 // resource may be granted again at once, with a newer epoch. A lease that
-// etcd no longer has is refused with a *lease.LostError. A lease that has
-// expired but that etcd has not yet revoked (see LeaseTable) is revoked
-// then and there, and Release returns nil: etcd does not say which.
+// etcd no longer has is refused with a *lease.LostError, and so is one
+// whose Expires has passed on the caller's clock, though Release revokes
+// its etcd lease all the same (best effort, for at most a second within
+// ctx). The etcd client
+// retries a revocation whose answer was lost, so a LostError can also
+// mean that this very Release revoked the lease: either way, it is over.
 func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
 	if err := t.validate(ctx, "release", l); err != nil {
+		return err
+	}
+	if err := t.ended(ctx, lease.OpRelease, l, time.Now()); err != nil {
 		return err
 	}
 	if _, err := t.client.Revoke(ctx, clientv3.LeaseID(l.ID)); err != nil {
@@ -224,12 +273,30 @@ func (t *LeaseTable) Release(ctx context.Context, l lease.Lease) error {
 	return nil
 }
 
+// ended refuses, for op, a lease whose Expires is not after now, and
+// revokes its etcd lease, best effort for at most revokeTimeout within
+// ctx: the holder may no longer act on it, so nobody will. The refusal
+// needs no answer from etcd, and does not wait for one longer than that.
+func (t *LeaseTable) ended(ctx context.Context, op lease.Op, l lease.Lease, now time.Time) error {
+	if now.Before(l.Expires) {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	_, _ = t.client.Revoke(rctx, clientv3.LeaseID(l.ID))
+	cancel()
+	t.observe(op, l.Resource, l.Holder, l.Epoch, true)
+	return &lease.LostError{Resource: l.Resource, Holder: l.Holder, Epoch: l.Epoch,
+		Reason: fmt.Sprintf("expired at %s, %v before the %v, on the caller's clock", l.Expires.Format(time.RFC3339Nano), now.Sub(l.Expires), op)}
+}
+
 // Get returns the resource's lease, if etcd has a holder record of it: its
 // holder, epoch and etcd lease ID, and the term as etcd reports it. etcd
 // counts a lease's remaining time in whole seconds, so Expires is the
-// moment the request was sent plus that remainder rounded down: no later
-// than the moment etcd may let the lease lapse, as for a holder's own
-// Lease. TTL is the term's length as granted (whole seconds) and Renewed
+// moment the request was sent plus that remainder rounded down, and at
+// most the granted TTL (etcd reports more while it extends terms after a
+// leader election, and "forever" for a lease restored after a restart that
+// it has not started timing yet): no later than the moment etcd may let
+// the lease lapse, as for a holder's own Lease. TTL is the term's length as granted (whole seconds) and Renewed
 // is Expires−TTL.
 //
 // It reads the holder record and then asks etcd about its lease, two
@@ -267,16 +334,27 @@ func (t *LeaseTable) Get(ctx context.Context, resource string) (lease.Lease, boo
 	}
 	l := lease.Lease{Resource: resource, Holder: cur.holder, Epoch: cur.epoch, ID: cur.id}
 	l.TTL = time.Duration(ttl.GrantedTTL) * time.Second
-	// etcd's remainder is the remaining time truncated towards zero: for
-	// a remainder of −2.5s it says −2. Rounded down instead, Expires is
-	// never later than the lease's end, even after it.
-	left := ttl.TTL
+	l.Expires = expiresAt(sent, ttl.TTL, ttl.GrantedTTL)
+	l.Renewed = l.Expires.Add(-l.TTL)
+	return l, true, nil
+}
+
+// expiresAt is the end of a term of which etcd said, when asked at sent,
+// that left of granted seconds remain.
+//
+// etcd's remainder is the remaining time truncated towards zero: for a
+// remainder of −2.5s it says −2. Rounded down instead, Expires is never
+// later than the lease's end, even after it. A remainder above the
+// granted TTL is etcd's own extension of terms when a member becomes
+// leader, or, for a lease it restored but has not started timing again,
+// 2⁶³−1 ns ("forever"); either way the term ends no earlier than granted
+// seconds from now once timed, so Expires is capped there.
+func expiresAt(sent time.Time, left, granted int64) time.Time {
 	if left <= 0 {
 		left--
 	}
-	l.Expires = sent.Add(time.Duration(left) * time.Second)
-	l.Renewed = l.Expires.Add(-l.TTL)
-	return l, true, nil
+	left = min(left, granted)
+	return sent.Add(time.Duration(left) * time.Second)
 }
 
 // Epoch returns the epoch of resource's holder record — of its lease, or
@@ -347,10 +425,13 @@ func (t *LeaseTable) held(resource, want string, kv *mvccpb.KeyValue) error {
 // revoke gives back an etcd lease that no grant uses, best effort: if it
 // fails, the lease expires by itself after its TTL.
 func (t *LeaseTable) revoke(ctx context.Context, id clientv3.LeaseID) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeTimeout)
 	defer cancel()
 	_, _ = t.client.Revoke(rctx, id)
 }
+
+// revokeTimeout bounds a best-effort revocation of an etcd lease.
+const revokeTimeout = time.Second
 
 func (t *LeaseTable) corrupt(kv *mvccpb.KeyValue) error {
 	shown := kv.Value

@@ -61,9 +61,10 @@ type StoreConfig struct {
 // compares the key's stored token and writes in one atomic step. It also
 // implements fence.NewerWriter, so fence.WriteIfNewer on it is
 // Store.WriteIfNewer: one request for an absent key or a refusal, two to
-// write over an older record. Build a Store with NewStore; the methods of a zero Store return
-// an error matching fence.ErrInvalidConfig. A Store is safe for concurrent
-// use; it holds no state but its configuration.
+// write over an older record. Build a Store with NewStore; the methods of
+// a zero or nil Store return an error matching fence.ErrInvalidConfig. A
+// Store is safe for concurrent use; it holds no state but its
+// configuration.
 type Store struct {
 	kv      clientv3.KV
 	prefix  string
@@ -71,7 +72,7 @@ type Store struct {
 }
 
 var (
-	errZeroStore  = fmt.Errorf("%w: etcd.Store not built with NewStore", fence.ErrInvalidConfig)
+	errZeroStore  = fmt.Errorf("%w: etcd.Store nil or not built with NewStore", fence.ErrInvalidConfig)
 	errNilContext = fmt.Errorf("%w: nil context", fence.ErrInvalidArgument)
 )
 
@@ -79,7 +80,7 @@ var (
 // has ended: a call refused so sends nothing, so its error is ctx's alone,
 // not ErrUnknownOutcome.
 func (s *Store) ready(ctx context.Context, op, key string) error {
-	if s.kv == nil {
+	if s == nil || s.kv == nil {
 		return errZeroStore
 	}
 	if ctx == nil {
@@ -100,8 +101,11 @@ var (
 // fence.ErrInvalidConfig that names every invalid field. It does no I/O.
 func NewStore(cfg StoreConfig) (*Store, error) {
 	var errs []error
-	if cfg.Client == nil {
+	switch {
+	case cfg.Client == nil:
 		errs = append(errs, fmt.Errorf("%w: etcd.StoreConfig.Client is nil", fence.ErrInvalidConfig))
+	case cfg.Client.KV == nil:
+		errs = append(errs, fmt.Errorf("%w: etcd.StoreConfig.Client has no KV client (not built with clientv3.New)", fence.ErrInvalidConfig))
 	}
 	if err := fence.ValidatePrefix(cfg.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("%w: etcd.StoreConfig.Prefix: %w", fence.ErrInvalidConfig, err))
@@ -173,9 +177,11 @@ func (s *Store) ifToken(ctx context.Context, op fence.Op, key string, expect fen
 // the value at most once, so it takes every value CompareAndSwap takes (up
 // to fence.MaxValueBytes). A value that is not a record is reported as
 // ErrCorrupt and left alone, whatever it is. If other writers change the
-// key between each read and write for DefaultWriteAttempts attempts, it
-// gives up with an error matching fence.ErrContended, having written
-// nothing. See fence.WriteIfNewer.
+// key between each of its reads and the write that follows until it has
+// made DefaultWriteAttempts transactions (the first of which reads the
+// key: DefaultWriteAttempts−1 changes suffice if the key was present), it
+// gives up with an error matching fence.ErrContended that gives both
+// counts, having written nothing. See fence.WriteIfNewer.
 func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fence.Token) error {
 	if err := fence.ValidateWriteIfNewer(key, value, t); err != nil {
 		return err
@@ -193,10 +199,14 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 	put := clientv3.OpPut(k, record(t, value))
 	cond := absent(k)
 	var prev fence.Token
+	overtaken := 0 // conditional writes refused because the key changed after it was read
 	for attempt := 1; ; attempt++ {
 		resp, err := s.kv.Txn(ctx).If(cond).Then(put).Else(clientv3.OpGet(k)).Commit()
 		if err != nil {
 			return s.failed(ctx, fence.OpWriteIfNewer.String(), key, err)
+		}
+		if resp == nil {
+			return fmt.Errorf("etcd: %v %q: %w", fence.OpWriteIfNewer, key, errMalformed)
 		}
 		if resp.Succeeded {
 			s.observe(fence.OpWriteIfNewer, key, t, prev, false)
@@ -204,6 +214,9 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 		}
 		if len(resp.Responses) != 1 || resp.Responses[0].GetResponseRange() == nil {
 			return fmt.Errorf("etcd: %v %q: %w", fence.OpWriteIfNewer, key, errMalformed)
+		}
+		if attempt > 1 {
+			overtaken++ // the first found the key present, unread yet
 		}
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
@@ -219,8 +232,8 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 			cond = clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision)
 		}
 		if attempt >= DefaultWriteAttempts {
-			return fmt.Errorf("%w: write-if-newer of %q with token %d overtaken %d times by other writers (token now %d)",
-				fence.ErrContended, key, uint64(t), attempt, uint64(prev))
+			return fmt.Errorf("%w: write-if-newer of %q with token %d gave up after %d transactions, the key changed by other writers %d times between its read and write (token now %d)",
+				fence.ErrContended, key, uint64(t), attempt, overtaken, uint64(prev))
 		}
 	}
 }
@@ -229,7 +242,9 @@ func (s *Store) WriteIfNewer(ctx context.Context, key string, value []byte, t fe
 // when other writers keep changing the key between its read and its write.
 const DefaultWriteAttempts = 16
 
-var errMalformed = errors.New("malformed transaction response")
+// errMalformed reports a transaction response not shaped as the request
+// asked, which cannot tell whether the write was applied.
+var errMalformed = fmt.Errorf("%w: malformed transaction response", ErrUnknownOutcome)
 
 // Delete removes key if and only if its token is expect when etcd applies
 // the transaction. See fence.Store.
@@ -375,6 +390,9 @@ func tokenTxn(txn clientv3.Txn, key string, t fence.Token, then clientv3.Op) cli
 // ran its then operation, and returns the responses of the branch that
 // ran: then's, or the read of the key.
 func tokenTxnResult(resp *clientv3.TxnResponse, t fence.Token) (bool, []*etcdserverpb.ResponseOp, error) {
+	if resp == nil {
+		return false, nil, errMalformed
+	}
 	if t == 0 || resp.Succeeded {
 		// The single transaction of token zero, or the outer one found
 		// the value below the range: refused.

@@ -49,9 +49,11 @@
 // update also requires that none of them exists (RFC 2136 §2.4.3), and
 // Read and Apply report one with an error matching dnsplan.ErrNameInUse
 // that names the record, for an operator to remove. An Enactor counts
-// such an endpoint as failed until then. A wildcard CNAME is not at the
-// name: Read tells the two apart with an UPDATE that has only a
-// prerequisite and changes nothing, and an endpoint under a wildcard
+// such an endpoint as failed until then. A wildcard record (CNAME, TXT,
+// A, AAAA) is not at the name: Read tells the two apart with an UPDATE
+// that has only a prerequisite and changes nothing (sent only for a
+// CNAME, for metadata that does not parse, and for the addresses of an
+// endpoint without a generation TXT), and an endpoint under a wildcard
 // reads as never written, until its first Apply creates the name.
 //
 // # Weights
@@ -107,7 +109,8 @@
 // invalid records and non-canonical names are refused before any I/O
 // (dnsplan.ErrEmptyRecords, dnsplan.ErrInvalidRecords, ErrInvalidName);
 // any other error code from the server (NOTAUTH for a bad key, REFUSED,
-// SERVFAIL) matches ErrServer; an answer truncated over UDP whose retry
+// SERVFAIL), and an answer that is unsigned or to another question,
+// match ErrServer; an answer truncated over UDP whose retry
 // over TCP failed matches ErrTruncated; unparsable metadata matches
 // ErrCorrupt. A damaged weights TXT under an intact (or absent) generation
 // TXT also matches dnsplan.ErrCorruptRecords, and Read returns the

@@ -3,6 +3,7 @@ package rfc2136
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -59,8 +60,11 @@ var (
 	// ErrServer is matched when the server answers with an error code
 	// other than a failed prerequisite (REFUSED, NOTAUTH for a bad TSIG
 	// key, SERVFAIL, ...), or with an answer that is not authoritative;
-	// the error names the code. Of these only SERVFAIL also matches
-	// ErrTransient.
+	// the error names the code. It is also matched by an answer that is
+	// not the server's word on the message sent: one without a TSIG
+	// signature when a key is configured (miekg/dns checks a signature
+	// only if there is one), or one to another question or opcode. Of
+	// these only SERVFAIL also matches ErrTransient.
 	ErrServer = errors.New("rfc2136: server error")
 	// ErrTruncated is matched when an answer came back truncated and could
 	// not be had whole: the retry over TCP failed (the error wraps that
@@ -92,14 +96,16 @@ var (
 // Config configures a Provider. Server and Zone are required; every other
 // zero field means its default.
 type Config struct {
-	// Server is the address of the primary server, "host:port".
+	// Server is the address of the primary server, "host:port", the
+	// port a number (53, usually).
 	Server string
 	// Zone is the zone the endpoints live in, e.g. "example.com." (the
 	// trailing dot is optional, case does not matter; no escapes). Every
 	// endpoint must be a name in it.
 	Zone string
 	// KeyName, Secret and Algorithm are the TSIG key that signs every
-	// message: the key's name, its base64 secret, and its algorithm (zero:
+	// message: the key's name, its secret (standard base64, as
+	// tsig-keygen prints it), and its algorithm (zero:
 	// DefaultAlgorithm, hmac-sha256). Without KeyName messages are not
 	// signed, which a server should only accept on a trusted network.
 	KeyName, Secret, Algorithm string
@@ -147,8 +153,10 @@ func New(cfg Config) (*Provider, error) {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
-	if _, _, err := net.SplitHostPort(cfg.Server); err != nil {
+	if _, port, err := net.SplitHostPort(cfg.Server); err != nil {
 		bad("Config.Server %q is not host:port: %v", cfg.Server, err)
+	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		bad("Config.Server %q has port %q, want a number from 1 to 65535", cfg.Server, port)
 	}
 	if cfg.Zone == "" {
 		bad("Config.Zone is empty")
@@ -169,6 +177,8 @@ func New(cfg Config) (*Provider, error) {
 		}
 		if cfg.Secret == "" {
 			bad("Config.KeyName %q has no Config.Secret", cfg.KeyName)
+		} else if _, err := base64.StdEncoding.DecodeString(cfg.Secret); err != nil {
+			bad("Config.Secret is not base64 (%v): no message could be signed with it", err)
 		}
 		switch cfg.Algorithm {
 		case dns.HmacSHA1, dns.HmacSHA224, dns.HmacSHA256, dns.HmacSHA384, dns.HmacSHA512:
@@ -455,7 +465,7 @@ func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, 
 		case h.Rrtype == t:
 			out = append(out, rr)
 		case h.Rrtype == dns.TypeCNAME:
-			synthesized, err := p.fromWildcard(ctx, name)
+			synthesized, err := p.fromWildcard(ctx, name, dns.TypeCNAME)
 			if err != nil {
 				return nil, fmt.Errorf("rfc2136: query %s %s answered a CNAME, and asking whether a wildcard's failed: %w", name, dns.TypeToString[t], err)
 			}
@@ -478,22 +488,25 @@ func (p *Provider) query(ctx context.Context, name string, t uint16) ([]dns.RR, 
 	return out, nil
 }
 
-// fromWildcard reports whether the CNAME answered for name was
-// synthesized from a wildcard, with an UPDATE whose only content is the
-// prerequisite "a CNAME RRset exists at name" (RFC 2136 §2.4.1): servers
-// check prerequisites against the records at the name itself, never a
-// wildcard, and an update without updates changes nothing. If the server
-// refuses to say (no update rights), the CNAME is taken as real.
-func (p *Provider) fromWildcard(ctx context.Context, name string) (bool, error) {
+// fromWildcard reports whether the RRset of type t answered for name
+// was synthesized from a wildcard, with an UPDATE whose only content is
+// the prerequisite "an RRset of type t exists at name" (RFC 2136
+// §2.4.1): servers check prerequisites against the records at the name
+// itself, never a wildcard, and an update without updates changes
+// nothing. If the server refuses to say (no update rights), the RRset is
+// taken as real. Only a CNAME, metadata that does not parse and the
+// addresses of an endpoint without a generation TXT are checked, so
+// reading an endpoint once written costs nothing more.
+func (p *Provider) fromWildcard(ctx context.Context, name string, t uint16) (bool, error) {
 	m := new(dns.Msg)
 	m.SetUpdate(p.cfg.Zone)
-	m.RRsetUsed([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET}}})
+	m.RRsetUsed([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET}}})
 	r, err := p.exchange(ctx, p.stream, m)
 	if err != nil {
 		return false, err
 	}
 	if r.Rcode == dns.RcodeServerFailure {
-		return false, rcodeError(r.Rcode, "update checking for a CNAME at %s", name)
+		return false, rcodeError(r.Rcode, "update checking for %s at %s", dns.TypeToString[t], name)
 	}
 	return r.Rcode == dns.RcodeNXRrset, nil
 }
@@ -571,6 +584,7 @@ func (p *Provider) readHead(ctx context.Context, name string) (head, error) {
 	if err != nil {
 		return head{}, err
 	}
+	var corrupt error
 	switch len(rrs) {
 	case 0:
 		return head{}, nil
@@ -579,9 +593,18 @@ func (p *Provider) readHead(ctx context.Context, name string) (head, error) {
 		if h, ok := parseHead(txt); ok {
 			return h, nil
 		}
-		return head{}, fmt.Errorf("%w: %s TXT %q is not \"%sN\" \"%sV\"", ErrCorrupt, name, txt, generationKey, versionKey)
+		corrupt = fmt.Errorf("%w: %s TXT %q is not \"%sN\" \"%sV\"", ErrCorrupt, name, txt, generationKey, versionKey)
+	default:
+		corrupt = fmt.Errorf("%w: %s has %d TXT records, want 1", ErrCorrupt, name, len(rrs))
 	}
-	return head{}, fmt.Errorf("%w: %s has %d TXT records, want 1", ErrCorrupt, name, len(rrs))
+	// A wildcard TXT answers for an endpoint never written: nothing is
+	// at the name, and no operator could fix it there.
+	if synthesized, err := p.fromWildcard(ctx, name, dns.TypeTXT); err != nil {
+		return head{}, fmt.Errorf("%w, and asking whether a wildcard's failed: %w", corrupt, err)
+	} else if synthesized {
+		return head{}, nil
+	}
+	return head{}, corrupt
 }
 
 // Read returns the endpoint's applied generation, version and targets. It
@@ -622,6 +645,19 @@ func (p *Provider) Read(ctx context.Context, endpoint string) (dnsplan.Records, 
 			rrs, err := p.query(ctx, n.owner, t)
 			if err != nil {
 				return fail(err)
+			}
+			if len(rrs) > 0 && before.gen == 0 {
+				// An endpoint never written may be under a wildcard,
+				// whose addresses are not at the name. (The read of the
+				// generation TXT below tells if a write created the
+				// name meanwhile.)
+				synthesized, err := p.fromWildcard(ctx, n.owner, t)
+				if err != nil {
+					return fail(fmt.Errorf("query %s %s answered, and asking whether a wildcard's failed: %w", n.owner, dns.TypeToString[t], err))
+				}
+				if synthesized {
+					continue
+				}
 			}
 			for _, rr := range rrs {
 				var ip net.IP
@@ -670,13 +706,9 @@ func (p *Provider) Read(ctx context.Context, endpoint string) (dnsplan.Records, 
 	}
 }
 
-// readWeights parses the weights TXT: one string "address=weight" per
-// target.
-func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr]uint32, error) {
-	rrs, err := p.query(ctx, name, dns.TypeTXT)
-	if err != nil {
-		return nil, err
-	}
+// parseWeights parses the weights TXT at name: one string
+// "address=weight" per target, exactly as Apply writes it.
+func parseWeights(name string, rrs []dns.RR) (map[netip.Addr]uint32, error) {
 	w := map[netip.Addr]uint32{}
 	for _, rr := range rrs {
 		for _, s := range rr.(*dns.TXT).Txt {
@@ -696,6 +728,25 @@ func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr
 		}
 	}
 	return w, nil
+}
+
+// readWeights parses the weights TXT, unless it was synthesized from a
+// wildcard: then there are no weights.
+func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr]uint32, error) {
+	rrs, err := p.query(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	w, corrupt := parseWeights(name, rrs)
+	if corrupt == nil {
+		return w, nil
+	}
+	if synthesized, err := p.fromWildcard(ctx, name, dns.TypeTXT); err != nil {
+		return nil, fmt.Errorf("%w, and asking whether a wildcard's failed: %w", corrupt, err)
+	} else if synthesized {
+		return map[netip.Addr]uint32{}, nil
+	}
+	return nil, corrupt
 }
 
 // Apply replaces the endpoint's A and AAAA records, its generation TXT and

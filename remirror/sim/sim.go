@@ -431,7 +431,7 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 					return n, nil
 				}
 			}
-			return -1, fmt.Errorf("%w: the volumes do not fit", ErrInvalidConfig)
+			return -1, fmt.Errorf("%w: the %d volumes of a zone do not fit on its %d nodes at Fill %v: each node holds %d replicas outside its recovery reserve (capacity %d)", ErrInvalidConfig, cfg.VolumesPerZone, cfg.NodesPerZone, cfg.Fill, limit, capacity)
 		}
 		for v := range cfg.VolumesPerZone {
 			a, err := pick(-1)
