@@ -4,7 +4,7 @@ MODULES := $(patsubst %/go.mod,%,$(shell find . -name go.mod -not -path '*/testd
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: test fmt-check vet race demo bench
+.PHONY: test fmt-check vet race demo bench ebs2011-charts
 
 ## test: gofmt check, go vet and go test -race in every module
 test: fmt-check vet race
@@ -18,9 +18,15 @@ vet:
 race:
 	@set -e; for m in $(MODULES); do echo "== go test -race $$m"; (cd $$m && $(GO) test -race -count=1 $(TESTFLAGS) ./...); done
 
-## demo: run the outage reproductions
+## demo: run the outage reproductions; ebs2011 writes its charts (PNG and
+## SVG) into examples/out/ebs2011/
 demo:
-	cd examples && $(GO) run ./retrystorm && echo && $(GO) run ./azisolation && echo && $(GO) run ./dnsrace && echo && $(GO) run ./leasestorm && echo && $(GO) run ./ebs2011
+	cd examples && $(GO) run ./retrystorm && echo && $(GO) run ./azisolation && echo && $(GO) run ./dnsrace && echo && $(GO) run ./leasestorm && echo && $(GO) run ./ebs2011 -out out/ebs2011
+
+## ebs2011-charts: regenerate the chart the README shows (docs/ebs2011.png
+## and .svg) from the default run
+ebs2011-charts:
+	cd examples && $(GO) run ./ebs2011 -out out/ebs2011 >/dev/null && mkdir -p ../docs && cp out/ebs2011/ebs2011.png out/ebs2011/ebs2011.svg ../docs/
 
 ## bench: side-by-side benchmarks against peer libraries (see bench/RESULTS.md)
 bench:

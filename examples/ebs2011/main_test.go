@@ -3,11 +3,22 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
-	"github.com/stormguard/stormguard/remirror/sim"
+	"github.com/stormguard/stormguard/examples/internal/ebssim"
 )
+
+// -full runs the whole calibration range of issue 14: seeds 1-10 and
+// -volumes from 3,000 to 200,000, 72 hours each (minutes of CPU).
+var full = flag.Bool("full", false, "check the calibration for seeds 1-10 and 3,000-200,000 volumes")
 
 func runCmd(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
@@ -16,89 +27,219 @@ func runCmd(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errs.String()
 }
 
-var small = []string{"-volumes", "3000", "-hours", "3"}
-
-func TestDefaultsAreTheSimulatorsScenario(t *testing.T) {
-	opts, err := parseFlags(nil, &bytes.Buffer{})
+// calibrate runs both modes of cfg and reports every calibration check
+// that fails.
+func calibrate(t *testing.T, cfg ebssim.Config) {
+	t.Helper()
+	n, err := ebssim.Run(cfg, ebssim.Naive)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := sim.DefaultConfig()
-	if opts.cfg != want || opts.json {
-		t.Fatalf("defaults %+v, want %+v", opts.cfg, want)
+	g, err := ebssim.Run(cfg, ebssim.Guarded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range Checks(n.Summarize(), g.Summarize()) {
+		if !c.OK {
+			t.Errorf("seed %d, %d volumes: %s: got %s", cfg.Seed, cfg.Volumes, c.Name, c.Got)
+		}
 	}
 }
 
-func TestTimelineTable(t *testing.T) {
-	code, out, errs := runCmd(t, small...)
-	if code != 0 || errs != "" {
-		t.Fatalf("exit %d, stderr %q", code, errs)
+// TestCalibrationScaledDown is the default run's calibration check: the
+// smallest size, one seed, and the first 14 hours, which hold both
+// brownouts and the 12 hours after the heal.
+func TestCalibrationScaledDown(t *testing.T) {
+	calibrate(t, ebssim.Config{Seed: 1, Volumes: ebssim.MinVolumes, Hours: 14})
+}
+
+// TestCalibrationFullRange is issue 14's "done when": seeds 1-10 and
+// -volumes 3,000 to 200,000, at the default 72 hours. Run it with
+// go test ./ebs2011 -run FullRange -full -timeout 1h.
+func TestCalibrationFullRange(t *testing.T) {
+	if !*full {
+		t.Skip("the full calibration range takes minutes; run with -full")
 	}
-	for _, want := range []string{
-		"EBS, April 21 2011, replayed: 3000 volumes in 3 zones",
-		"00:47 a network change isolates 10% of us-east-1a's nodes; 01:27 it is rolled back.",
-		"naive (2011)", "guarded (remirror defaults)",
-		"| stuck %", "| searches/min", "| authority calls/min", "← isolation", "← rollback",
-		"peak stuck, region", "search messages", "volumes without a live replica",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
+	sizes := []int{3000, 7000, 20000, 60000, 200000}
+	sem := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	for _, v := range sizes {
+		for seed := uint64(1); seed <= 10; seed++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				calibrate(t, ebssim.Config{Seed: seed, Volumes: v, Hours: 72})
+			}()
 		}
 	}
-	// The story the table tells: the naive zone is still stuck at the end,
-	// the guarded one is healthy, and no data is lost in either.
-	if !strings.Contains(out, "never") {
-		t.Errorf("the naive run recovered:\n%s", out)
+	wg.Wait()
+}
+
+func TestBadFlagsExitTwo(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-volumes", "2999"}, "volumes 2999 is outside [3000, 1200000]"},
+		{[]string{"-volumes", "1200001"}, "volumes 1200001 is outside [3000, 1200000]"},
+		{[]string{"-hours", "0"}, "hours 0 is outside [1, 96]"},
+		{[]string{"-hours", "97"}, "hours 97 is outside [1, 96]"},
+		{[]string{"-seed", "-1"}, "invalid value"},
+		{[]string{"-volumes", "many"}, "invalid value"},
+		{[]string{"extra"}, "unexpected arguments"},
+	} {
+		code, out, errs := runCmd(t, tc.args...)
+		if code != 2 || out != "" || !strings.Contains(errs, tc.want) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.args, code, out, errs, tc.want)
+		}
 	}
-	if strings.Count(out, "00:50 ") != 2 || strings.Count(out, "03:00 ") != 2 {
-		t.Errorf("want one row per table at 00:50 and 03:00:\n%s", out)
+}
+
+func TestHelpStatesRanges(t *testing.T) {
+	code, _, errs := runCmd(t, "-h")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
 	}
-	_, again, _ := runCmd(t, small...)
-	if again != out {
-		t.Fatal("two runs with the same flags printed different tables")
+	for _, want := range []string{"[0, 18446744073709551615]", "[3000, 1200000]", "[1, 96]", "-out", "-json"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("-h does not say %q:\n%s", want, errs)
+		}
+	}
+}
+
+func TestSameFlagsSameBytes(t *testing.T) {
+	args := []string{"-hours", "3", "-seed", "7"}
+	_, a, _ := runCmd(t, args...)
+	_, b, _ := runCmd(t, args...)
+	if a != b || a == "" {
+		t.Fatal("two runs with the same flags printed different text")
+	}
+	_, c, _ := runCmd(t, "-hours", "3", "-seed", "8")
+	if a == c {
+		t.Fatal("seeds 7 and 8 printed the same text")
+	}
+}
+
+var snake = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+
+// checkKeys reports any key of v, at any depth, that is not snake_case.
+func checkKeys(t *testing.T, path string, v any) {
+	t.Helper()
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if !snake.MatchString(k) {
+				t.Errorf("key %s.%s is not snake_case", path, k)
+			}
+			checkKeys(t, path+"."+k, e)
+		}
+	case []any:
+		if len(x) > 0 {
+			checkKeys(t, path+"[0]", x[0])
+		}
 	}
 }
 
 func TestJSON(t *testing.T) {
-	code, out, errs := runCmd(t, append(small, "-json", "-seed", "3")...)
+	code, out, errs := runCmd(t, "-hours", "2", "-json")
 	if code != 0 || errs != "" {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
-	var doc struct {
-		Seed uint64 `json:"seed"`
-		Runs []struct {
-			Mode      string  `json:"mode"`
-			PeakStuck float64 `json:"peak_stuck"`
-			Searches  int64   `json:"searches"`
-			Zones     []struct {
-				Name    string       `json:"name"`
-				Minutes []sim.Minute `json:"minutes"`
-			} `json:"zones"`
-		} `json:"runs"`
-	}
+	var doc map[string]any
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Seed != 3 || len(doc.Runs) != 2 || doc.Runs[0].Mode != "naive" || doc.Runs[1].Mode != "guarded" {
-		t.Fatalf("document %+v", doc)
-	}
-	for _, r := range doc.Runs {
-		if len(r.Zones) != 3 || r.Zones[0].Name != "us-east-1a" || len(r.Zones[0].Minutes) != 180 {
-			t.Fatalf("%s: zones %d, minutes %d", r.Mode, len(r.Zones), len(r.Zones[0].Minutes))
+	checkKeys(t, "", doc)
+	for _, k := range []string{"seed", "volumes", "hours", "runs"} {
+		if _, ok := doc[k]; !ok {
+			t.Errorf("no %q", k)
 		}
 	}
-	if doc.Runs[1].Searches*100 > doc.Runs[0].Searches || doc.Runs[1].PeakStuck*3 > doc.Runs[0].PeakStuck {
-		t.Fatalf("guarded %+v not well below naive %+v", doc.Runs[1], doc.Runs[0])
+	runs := doc["runs"].([]any)
+	if len(runs) != 2 {
+		t.Fatalf("%d runs", len(runs))
+	}
+	for i, mode := range []string{"naive", "guarded"} {
+		r := runs[i].(map[string]any)
+		if r["mode"] != mode {
+			t.Errorf("run %d is %v, want %s", i, r["mode"], mode)
+		}
+		for _, k := range []string{"peak_stuck_affected_zone_pct", "peak_stuck_other_zones_pct", "api_success_healthy_zones_min_pct",
+			"api_success_healthy_zones_below_50_minutes", "search_messages", "node_crashes", "volumes_without_live_replica_max",
+			"affected_zone_healthy_after_heal_seconds", "timeline"} {
+			if _, ok := r[k]; !ok {
+				t.Errorf("%s run has no %q", mode, k)
+			}
+		}
+		if tl := r["timeline"].([]any); len(tl) != 120 {
+			t.Errorf("%s timeline has %d minutes, want 120", mode, len(tl))
+		}
+	}
+	// Two hours end before the naive run could be healthy again: null.
+	if v := runs[0].(map[string]any)["affected_zone_healthy_after_heal_seconds"]; v != nil {
+		t.Errorf("naive healthy after heal = %v, want null", v)
 	}
 }
 
-func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-volumes", "10"}, {"-hours", "0"}, {"-nope"}, {"extra"}} {
-		if code, _, errs := runCmd(t, args...); code != 2 || errs == "" {
-			t.Errorf("%q: exit %d, stderr %q", args, code, errs)
+func TestChartsWritten(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runCmd(t, "-hours", "2", "-out", dir)
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	for _, f := range chartFiles() {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || st.Size() < 1000 {
+			t.Errorf("%s: %v (size %d)", f, err, st.Size())
 		}
 	}
-	if code, _, _ := runCmd(t, "-h"); code != 0 {
-		t.Errorf("-h: exit %d", code)
+	if !strings.Contains(out, "Charts: "+dir) {
+		t.Error("the report does not say where the charts are")
 	}
+}
+
+// TestTimelineMarksPeaks checks that the rows include the minute of each
+// peak, marked, and the postmortem's timestamps.
+func TestTimelineMarksPeaks(t *testing.T) {
+	code, out, _ := runCmd(t, "-hours", "14")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	n, err := ebssim.Run(ebssim.Config{Seed: 1, Volumes: 60000, Hours: 14}, ebssim.Naive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := n.Summarize()
+	row := fmt.Sprintf("%s |", clock(s.PeakStuckAffectedAt))
+	found := false
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, row) && strings.Contains(l, "▲ naive peak stuck 1a") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no marked row for the naive peak at %s", clock(s.PeakStuckAffectedAt))
+	}
+	for _, ts := range []string{"00:47", "02:40", "05:30", "08:20", "11:30", "12:04"} {
+		if !strings.Contains(out, "Apr 21 "+ts+" |") {
+			t.Errorf("no row at %s", ts)
+		}
+	}
+}
+
+// BenchmarkSimulate measures the simulator's speed in simulated events
+// per second of CPU (the default size, 24 simulated hours, naive).
+func BenchmarkSimulate(b *testing.B) {
+	var events int64
+	start := time.Now()
+	for b.Loop() {
+		r, err := ebssim.Run(ebssim.Config{Seed: 1, Volumes: 60000, Hours: 24}, ebssim.Naive)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events += r.Events
+	}
+	b.ReportMetric(float64(events)/time.Since(start).Seconds(), "events/s")
 }
