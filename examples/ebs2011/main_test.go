@@ -243,3 +243,76 @@ func BenchmarkSimulate(b *testing.B) {
 	}
 	b.ReportMetric(float64(events)/time.Since(start).Seconds(), "events/s")
 }
+
+// TestTextFollowsTheNumbers feeds the report's prose summaries whose
+// conclusions differ from the default run's, and checks that no sentence
+// states what the numbers do not say.
+func TestTextFollowsTheNumbers(t *testing.T) {
+	n := &ebssim.Result{Mode: ebssim.Naive, ZoneVolumes: 20000}
+	g := &ebssim.Result{Mode: ebssim.Guarded}
+	ns := ebssim.Summary{PeakStuckAffectedPct: 14, PeakStuckAffectedAt: 300, PeakStuckOtherPct: 0.02, PeakStuckOtherAt: 3700,
+		Brownouts: []ebssim.Window{{From: 51, To: 160}, {From: 330, To: 500}}, NodeCrashes: 20, DegradationStopped: 600,
+		Below22: 2000, Below104: -1, HealthyAfterHeal: -1, UnrecoverablePct: 0.05, FinalStuckPct: 1.5}
+	// A guarded run that did storm: its peak is above 2.2% and it had
+	// race crashes, and it healed only after 40 minutes.
+	gs := ebssim.Summary{PeakStuckAffectedPct: 3, PeakStuckAffectedAt: 60, NodeCrashes: 2, DegradationStopped: 70,
+		Below22: 90, Below104: 95, HealthyAfterHeal: 40 * time.Minute, CutOffPct: 12}
+	var b bytes.Buffer
+	summary(&b, n, g, ns, gs)
+	limits(&b, n, ns, gs)
+	out := b.String()
+	for _, bad := range []string{
+		"no storm",                                // guarded stormed
+		"within seconds",                          // guarded took 40 minutes
+		"at not in the run",                       // 1.04% was not reached
+		"where 2011 took two more days",           // ... so no comparison
+		"whose both replicas are on failed nodes", // 1.5% still stuck, 0.05% unrecoverable
+		"elections time out during the brownouts", // the peak outside is at 3700, after both
+	} {
+		if strings.Contains(out, bad) {
+			t.Errorf("the text says %q, which these numbers contradict:\n%s", bad, out)
+		}
+	}
+	for _, want := range []string{"Apr 21 01:10", "Apr 21 01:30", "Apr 21 01:35", "40m0s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the text does not give %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestAfterFixCheckMeansAbove95 builds a naive run whose healthy zones
+// sit at 80% success after the cut-off: never below 50%, but not back
+// above 95% either.
+func TestAfterFixCheckMeansAbove95(t *testing.T) {
+	r := &ebssim.Result{Mode: ebssim.Naive, ZoneVolumes: 1}
+	for m := 1; m <= 14*60; m++ {
+		x := ebssim.Minute{Minute: m}
+		for z := range ebssim.Zones {
+			x.APICalls[z] = 100
+			x.APIOK[z] = 100
+			if m > 9*60 {
+				x.APIOK[z] = 80
+			}
+		}
+		r.Timeline = append(r.Timeline, x)
+	}
+	ns := r.Summarize()
+	for _, c := range Checks(ns, ebssim.Summary{}) {
+		if strings.Contains(c.Name, "95%") && c.OK {
+			t.Errorf("%s holds with 80%% success after 09:00 (%s)", c.Name, c.Got)
+		}
+	}
+}
+
+// TestUnwritableOutRefusedBeforeRunning: a bad -out is a bad flag: exit
+// 2, before minutes of simulation, and no partial files.
+func TestUnwritableOutRefusedBeforeRunning(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd(t, "-hours", "1", "-out", filepath.Join(file, "charts"))
+	if code != 2 || out != "" || !strings.Contains(errs, "-out") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 2 naming -out", code, out, errs)
+	}
+}

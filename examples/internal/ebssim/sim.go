@@ -111,7 +111,10 @@ type Result struct {
 	ParkedAt1130 int
 	NewNodes     int
 	HealAt       time.Duration
-	HealthyAfter time.Duration // after the heal; -1 if not within the run
+	// HealthyAfter is how long after the heal the affected zone had no
+	// volume left stuck of the fault or the race, to the event; -1 if not
+	// within the run.
+	HealthyAfter time.Duration
 	FinalNoLive  int
 	// CutOffPct is the share of the affected zone's volumes stuck at the
 	// end of the isolation, which lasts less than a minute.
@@ -220,10 +223,12 @@ type simulation struct {
 	lastCrash    int64
 	searches     int64
 	negs         int64
-	lastBad      int64
-	events       int64
-	opStage      int
-	nextProg     int64
+	// healedAt is when the affected zone last had no volume left stuck of
+	// the network fault or the race; -1 if it never had one.
+	healedAt int64
+	events   int64
+	opStage  int
+	nextProg int64
 }
 
 func (s *simulation) at(d time.Duration) bool { return s.now >= int64(d) }
@@ -286,7 +291,7 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 			s.q.push(event{at: int64(t), kind: evOperator})
 		}
 	}
-	s.lastBad = -1
+	s.healedAt = -1
 	end := int64(time.Duration(cfg.Hours) * time.Hour)
 	for {
 		ev, ok := s.q.next()
@@ -954,9 +959,12 @@ func (s *simulation) reply(ev event) {
 			z.electing[v] = false
 			z.elBy[z.cause[v]]--
 		}
-		if z.cause[v] != causeNone {
-			z.stuckBy[z.cause[v]]--
+		if c := z.cause[v]; c != causeNone {
+			z.stuckBy[c]--
 			z.cause[v] = causeNone
+			if (c == causeNet || c == causeRace) && z.stuckBy[causeNet]+z.stuckBy[causeRace] == 0 {
+				s.healedAt = s.now
+			}
 		}
 	} else if st == remirror.Healthy && z.cause[v] != causeNone {
 		z.stuckBy[z.cause[v]]--
@@ -1030,9 +1038,6 @@ func (s *simulation) sample() {
 			race := z.stuckBy[causeRace] - z.elBy[causeRace]
 			m.StuckRacePct = 100 * float64(max(race, 0)) / vz
 			m.StuckNoSpacePct = 100 * float64(max(st.Stuck-el-max(race, 0), 0)) / vz
-			if z.stuckBy[causeNet]+z.stuckBy[causeRace] > 0 {
-				s.lastBad = s.now
-			}
 		}
 		m.NoLiveReplica += z.noLive
 	}
@@ -1052,14 +1057,8 @@ func (s *simulation) finish() {
 	}
 	s.res.Events = s.events
 	heal := int64(s.res.HealAt)
-	tl := s.res.Timeline
-	if z := s.zones[0]; len(tl) > 0 && z.stuckBy[causeNet]+z.stuckBy[causeRace] == 0 {
-		switch {
-		case s.lastBad < heal:
-			s.res.HealthyAfter = 0
-		default:
-			s.res.HealthyAfter = time.Duration(s.lastBad + int64(time.Minute) - heal)
-		}
+	if z := s.zones[0]; s.now >= heal && z.stuckBy[causeNet]+z.stuckBy[causeRace] == 0 {
+		s.res.HealthyAfter = time.Duration(max(0, s.healedAt-heal))
 	}
 	for _, z := range s.zones {
 		s.res.FinalNoLive += z.noLive

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateNamesEveryBadField(t *testing.T) {
@@ -33,5 +34,23 @@ func TestRunIsDeterministic(t *testing.T) {
 		if !reflect.DeepEqual(a.Timeline, b.Timeline) || a.Events != b.Events {
 			t.Errorf("%v: two runs of the same config differ", m)
 		}
+	}
+}
+
+// TestHealthyAfterIsMeasuredNotRounded: volumes cut off at the heal
+// cannot be healthy at the very instant of the heal, so a run that had any
+// reports a positive time to heal, to the event, not to the minute.
+func TestHealthyAfterIsMeasuredNotRounded(t *testing.T) {
+	// Six hours of background re-mirroring, which heals volumes of
+	// another cause, must not move it.
+	r, err := Run(Config{Seed: 1, Volumes: 60000, Hours: 6}, Guarded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.CutOffPct == 0 {
+		t.Fatal("no volume was cut off at the heal")
+	}
+	if r.HealthyAfter <= 0 || r.HealthyAfter >= time.Minute {
+		t.Errorf("guarded healthy %v after the heal with %.2f%% cut off; want a measured time in (0, 1m)", r.HealthyAfter, r.CutOffPct)
 	}
 }

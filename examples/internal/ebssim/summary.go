@@ -13,6 +13,10 @@ type Summary struct {
 	// that window ends.
 	APISuccessHealthyMinPct float64
 	APISuccessHealthyMinAt  int
+	// APISuccessHealthyAfterFixPct is the lowest of those 10-minute
+	// windows that begin 10 minutes or more after CutOff (the fix of the
+	// second brownout), and -1 if the run ends before there is one.
+	APISuccessHealthyAfterFixPct float64
 	// APIHealthyBelow50Minutes counts the minutes in which less than half
 	// the healthy zones' API calls succeeded.
 	APIHealthyBelow50Minutes int
@@ -21,11 +25,17 @@ type Summary struct {
 	NodeCrashes              int
 	NoLiveReplicaMax         int
 	HealthyAfterHeal         time.Duration // -1: not within the run
-	// Naive recovery checkpoints, in minutes from the start; -1 if never.
+	// Recovery checkpoints, in minutes from the start; -1 if never: the
+	// minute after the last race crash, and the first minutes after the
+	// affected zone's peak at which at most PostmortemLeft1 and
+	// PostmortemLeft2 percent of it is stuck.
 	DegradationStopped int // the last minute a node crashed of the race
 	Below22            int
 	Below104           int
 	UnrecoverablePct   float64
+	// FinalStuckPct is the affected zone's stuck share in the run's last
+	// minute.
+	FinalStuckPct float64
 	// StuckAt1130 is the affected zone's stuck share at 11:30, by cause.
 	StuckAt1130, RaceAt1130, NoSpaceAt1130, AuthorityAt1130 float64
 	CutOffPct                                               float64
@@ -56,7 +66,7 @@ func healthySuccess(ms []Minute) (float64, bool) {
 // Summarize computes r's summary.
 func (r *Result) Summarize() Summary {
 	s := Summary{APISuccessHealthyMinPct: 100, SearchMessages: r.Searches, NodeCrashes: r.Crashes,
-		HealthyAfterHeal: r.HealthyAfter, DegradationStopped: -1, Below22: -1, Below104: -1,
+		APISuccessHealthyAfterFixPct: -1, HealthyAfterHeal: r.HealthyAfter, DegradationStopped: -1, Below22: -1, Below104: -1,
 		CutOffPct: r.CutOffPct}
 	tl := r.Timeline
 	run := -1
@@ -69,8 +79,12 @@ func (r *Result) Summarize() Summary {
 			s.PeakStuckOtherPct, s.PeakStuckOtherAt = other, m.Minute
 		}
 		if i >= 9 {
-			if p, ok := healthySuccess(tl[i-9 : i+1]); ok && p < s.APISuccessHealthyMinPct {
+			p, ok := healthySuccess(tl[i-9 : i+1])
+			if ok && p < s.APISuccessHealthyMinPct {
 				s.APISuccessHealthyMinPct, s.APISuccessHealthyMinAt = p, m.Minute
+			}
+			if tl[i-9].Minute > int((CutOff+10*time.Minute)/time.Minute) && (s.APISuccessHealthyAfterFixPct < 0 || p < s.APISuccessHealthyAfterFixPct) {
+				s.APISuccessHealthyAfterFixPct = p
 			}
 		}
 		p, ok := healthySuccess(tl[i : i+1])
@@ -88,21 +102,22 @@ func (r *Result) Summarize() Summary {
 		}
 		_ = run
 	}
-	if r.Mode == Naive {
-		if r.LastCrash >= 0 {
-			s.DegradationStopped = int(r.LastCrash/time.Minute) + 1
+	if r.LastCrash >= 0 {
+		s.DegradationStopped = int(r.LastCrash/time.Minute) + 1
+	}
+	for _, m := range tl {
+		if m.Minute <= s.PeakStuckAffectedAt {
+			continue
 		}
-		for _, m := range tl {
-			if m.Minute <= s.PeakStuckAffectedAt {
-				continue
-			}
-			if s.Below22 < 0 && m.StuckPct[0] <= PostmortemLeft1 {
-				s.Below22 = m.Minute
-			}
-			if s.Below104 < 0 && m.StuckPct[0] <= PostmortemLeft2 {
-				s.Below104 = m.Minute
-			}
+		if s.Below22 < 0 && m.StuckPct[0] <= PostmortemLeft1 {
+			s.Below22 = m.Minute
 		}
+		if s.Below104 < 0 && m.StuckPct[0] <= PostmortemLeft2 {
+			s.Below104 = m.Minute
+		}
+	}
+	if len(tl) > 0 {
+		s.FinalStuckPct = tl[len(tl)-1].StuckPct[0]
 	}
 	s.UnrecoverablePct = 100 * float64(r.FinalNoLive) / float64(r.ZoneVolumes)
 	return s
