@@ -336,6 +336,9 @@ func healthyAfter(d time.Duration) string {
 	if d < 0 {
 		return "never in the run"
 	}
+	if d < time.Hour {
+		return d.Round(time.Second).String()
+	}
 	return d.Round(time.Minute).String()
 }
 
@@ -354,8 +357,14 @@ func summary(w io.Writer, n, g *ebssim.Result, ns, gs ebssim.Summary) {
 	row := func(name, a, b, pm string) { fmt.Fprintf(w, "%-46s %-26s %-16s %s\n", name, a, b, pm) }
 	row("", "naive", "guarded", "postmortem")
 	row("peak stuck, us-east-1a (minute samples)", pct(ns.PeakStuckAffectedPct), pct(gs.PeakStuckAffectedPct), "about 13%")
-	row("stuck at 11:30, us-east-1a", pct(ns.StuckAt1130), pct(gs.StuckAt1130), "13%")
-	row("  of which after a race crash", pct(ns.RaceAt1130), pct(gs.RaceAt1130), "5% added by the race")
+	at1130 := func(s ebssim.Summary, x float64) string {
+		if !s.At1130 {
+			return "not in the run"
+		}
+		return pct(x)
+	}
+	row("stuck at 11:30, us-east-1a", at1130(ns, ns.StuckAt1130), at1130(gs, gs.StuckAt1130), "13%")
+	row("  of which after a race crash", at1130(ns, ns.RaceAt1130), at1130(gs, gs.RaceAt1130), "5% added by the race")
 	row("peak stuck outside us-east-1a", pct(ns.PeakStuckOtherPct), pct(gs.PeakStuckOtherPct), "less than 0.07%")
 	row("API success from 1b/c, lowest 10 minutes", pct(ns.APISuccessHealthyMinPct), pct(gs.APISuccessHealthyMinPct), "high error rates, region-wide")
 	row("minutes with 1b/c API success below 50%", fmt.Sprint(ns.APIHealthyBelow50Minutes), fmt.Sprint(gs.APIHealthyBelow50Minutes), "00:50-02:40 and 05:30-08:20")
@@ -452,7 +461,7 @@ func limits(w io.Writer, n *ebssim.Result, ns, gs ebssim.Summary) {
 	case d < 0:
 		fmt.Fprintf(&b, "The guarded run does not have them all healthy again within the run; its minute peak is %s.\n", pct(gs.PeakStuckAffectedPct))
 	case d < time.Minute:
-		fmt.Fprintf(&b, "The guarded engine reconnects them to their previous peers %v after the heal, before the next minute sample, so its minute peak is %s.\n", d, pct(gs.PeakStuckAffectedPct))
+		fmt.Fprintf(&b, "The guarded engine reconnects them to their previous peers %v after the heal, before the next minute sample, so its minute peak is %s.\n", d.Round(time.Millisecond), pct(gs.PeakStuckAffectedPct))
 	default:
 		fmt.Fprintf(&b, "The guarded engine has them all healthy again %v after the heal; its minute peak is %s.\n", d.Round(time.Second), pct(gs.PeakStuckAffectedPct))
 	}
@@ -460,11 +469,17 @@ func limits(w io.Writer, n *ebssim.Result, ns, gs ebssim.Summary) {
 		gap := start - int(ebssim.SecondBrownout/time.Minute)
 		fmt.Fprintf(&b, "- The second brownout starts at %s (2011: 05:30, %+d minutes). It begins when the negotiations of the volumes that keep failing to re-mirror outgrow the regional pool; how fast those retries grow (all of them by %v) is a model constant the postmortem does not give, and the start follows it.\n",
 			clock(start)[7:], gap, ebssim.NegotiationRamp)
+	} else if len(n.Timeline) < int(ebssim.CutOff/time.Minute) {
+		fmt.Fprintf(&b, "- The run ends at %s, before the 08:20 cut-off, without a second brownout.\n", clock(len(n.Timeline))[7:])
 	} else {
 		fmt.Fprintf(&b, "- The second brownout does not happen in this run: the negotiations of the volumes that keep failing to re-mirror never outgrow the regional pool before the 08:20 cut-off.\n")
 	}
-	fmt.Fprintf(&b, "- The race. %d crashes put %s of us-east-1a's volumes into the storm by 11:30 (2011: 5%%). A crash is a rare event whose chance grows with the search requests a node closes at once, so the share varies from seed to seed; the model does not tune it per seed.\n",
-		ns.NodeCrashes, pct(ns.RaceAt1130))
+	if ns.At1130 {
+		fmt.Fprintf(&b, "- The race. %d crashes put %s of us-east-1a's volumes into the storm by 11:30 (2011: 5%%). ", ns.NodeCrashes, pct(ns.RaceAt1130))
+	} else {
+		fmt.Fprintf(&b, "- The race. %d crashes in this run, which ends before 11:30 (2011: 5%% of the zone's volumes added by 11:30). ", ns.NodeCrashes)
+	}
+	fmt.Fprintf(&b, "A crash is a rare event whose chance grows with the search requests a node closes at once, so the share varies from seed to seed; the model does not tune it per seed.\n")
 	if ns.Below22 >= 0 {
 		fmt.Fprintf(&b, "- The recovery. The model's operators add %d servers at 02:00 on April 22 and replay the backlog one %v re-mirror per server at a time; us-east-1a is at most 2.2%% stuck from %s (2011: Apr 22 12:30). ",
 			n.NewNodes, ebssim.ReplayCopyTime, clock(ns.Below22))
@@ -484,12 +499,16 @@ func limits(w io.Writer, n *ebssim.Result, ns, gs ebssim.Summary) {
 		fmt.Fprintf(&b, "- The recovery starts at 02:00 on April 22 (hour 26); this run ends before us-east-1a is at most 2.2%% stuck.\n")
 	}
 	inB, outB := otherPeaks(n, ns.Brownouts)
-	fmt.Fprintf(&b, "- Outside us-east-1a the naive run peaks at %s stuck (%s): %s during the brownouts, %s outside them. ",
-		pct(ns.PeakStuckOtherPct), when(ns.PeakStuckOtherAt), pct(inB), pct(outB))
-	if inB > outB {
-		fmt.Fprintf(&b, "The brownouts delay the elections of the background re-mirroring, the cause the postmortem gives for its less than 0.07%%.\n")
+	if ns.PeakStuckOtherPct == 0 {
+		fmt.Fprintf(&b, "- Outside us-east-1a no volume is stuck at any minute sample of the naive run (2011: less than 0.07%%, from elections delayed by the brownouts).\n")
 	} else {
-		fmt.Fprintf(&b, "What is stuck there is the background re-mirroring's usual level; in this run the brownouts do not raise it, where the postmortem saw a slight rise (less than 0.07%%) from delayed elections.\n")
+		fmt.Fprintf(&b, "- Outside us-east-1a the naive run peaks at %s stuck (%s): %s during the brownouts, %s outside them. ",
+			pct(ns.PeakStuckOtherPct), when(ns.PeakStuckOtherAt), pct(inB), pct(outB))
+		if inB > outB {
+			fmt.Fprintf(&b, "The brownouts delay the elections of the background re-mirroring, the cause the postmortem gives for its less than 0.07%%.\n")
+		} else {
+			fmt.Fprintf(&b, "What is stuck there is the background re-mirroring's usual level; in this run the brownouts do not raise it, where the postmortem saw a slight rise (less than 0.07%%) from delayed elections.\n")
+		}
 	}
 	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		var lb strings.Builder
@@ -554,8 +573,8 @@ type jsonRun struct {
 	NodeCrashes           int             `json:"node_crashes"`
 	NoLiveMax             int             `json:"volumes_without_live_replica_max"`
 	HealthyAfterSeconds   *float64        `json:"affected_zone_healthy_after_heal_seconds"`
-	StuckAt1130           float64         `json:"stuck_affected_zone_at_1130_pct"`
-	RaceAt1130            float64         `json:"stuck_race_crash_at_1130_pct"`
+	StuckAt1130           *float64        `json:"stuck_affected_zone_at_1130_pct"`
+	RaceAt1130            *float64        `json:"stuck_race_crash_at_1130_pct"`
 	CutOffPct             float64         `json:"cut_off_during_isolation_pct"`
 	DegradationStoppedMin *int            `json:"degradation_stopped_minute"`
 	Below22Min            *int            `json:"at_most_2_2_pct_stuck_minute"`
@@ -598,9 +617,12 @@ func writeJSON(w io.Writer, cfg ebssim.Config, results [2]*ebssim.Result) error 
 		jr := jsonRun{Mode: r.Mode.String(), PeakStuckAffected: s.PeakStuckAffectedPct, PeakStuckOther: s.PeakStuckOtherPct,
 			APIHealthyMin: s.APISuccessHealthyMinPct, APIHealthyBelow50: s.APIHealthyBelow50Minutes,
 			SearchMessages: s.SearchMessages, NodeCrashes: s.NodeCrashes, NoLiveMax: s.NoLiveReplicaMax,
-			StuckAt1130: s.StuckAt1130, RaceAt1130: s.RaceAt1130, CutOffPct: s.CutOffPct,
+			CutOffPct:             s.CutOffPct,
 			DegradationStoppedMin: optMin(s.DegradationStopped), Below22Min: optMin(s.Below22), Below104Min: optMin(s.Below104),
 			UnrecoverablePct: s.UnrecoverablePct, Events: r.Events, Timeline: r.Timeline}
+		if s.At1130 {
+			jr.StuckAt1130, jr.RaceAt1130 = &s.StuckAt1130, &s.RaceAt1130
+		}
 		if s.HealthyAfterHeal >= 0 {
 			secs := s.HealthyAfterHeal.Seconds()
 			jr.HealthyAfterSeconds = &secs

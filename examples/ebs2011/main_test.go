@@ -316,3 +316,31 @@ func TestUnwritableOutRefusedBeforeRunning(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q; want exit 2 naming -out", code, out, errs)
 	}
 }
+
+// TestNoFigureForATimeAfterTheRun: a run that ends before 11:30 has no
+// stuck share at 11:30; it is null, not 0%.
+func TestNoFigureForATimeAfterTheRun(t *testing.T) {
+	code, out, _ := runCmd(t, "-hours", "3", "-volumes", "3000", "-json")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var doc struct {
+		Runs []map[string]any `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range doc.Runs {
+		for _, k := range []string{"stuck_affected_zone_at_1130_pct", "stuck_race_crash_at_1130_pct"} {
+			if v, ok := r[k]; !ok || v != nil {
+				t.Errorf("%s: %s = %v, want null", r["mode"], k, v)
+			}
+		}
+	}
+	_, text, _ := runCmd(t, "-hours", "3", "-volumes", "3000")
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, "stuck at 11:30") && !strings.Contains(l, "not in the run") {
+			t.Errorf("a 3-hour run gives a figure at 11:30: %q", l)
+		}
+	}
+}

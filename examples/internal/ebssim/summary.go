@@ -36,7 +36,9 @@ type Summary struct {
 	// FinalStuckPct is the affected zone's stuck share in the run's last
 	// minute.
 	FinalStuckPct float64
-	// StuckAt1130 is the affected zone's stuck share at 11:30, by cause.
+	// StuckAt1130 is the affected zone's stuck share at 11:30, by cause;
+	// all zero, and At1130 false, if the run ends before 11:30.
+	At1130                                                  bool
 	StuckAt1130, RaceAt1130, NoSpaceAt1130, AuthorityAt1130 float64
 	CutOffPct                                               float64
 }
@@ -98,6 +100,7 @@ func (r *Result) Summarize() Summary {
 		}
 		s.NoLiveReplicaMax = max(s.NoLiveReplicaMax, m.NoLiveReplica)
 		if m.Minute == int((BlockFutile)/time.Minute) {
+			s.At1130 = true
 			s.StuckAt1130, s.RaceAt1130, s.NoSpaceAt1130, s.AuthorityAt1130 = m.StuckPct[0], m.StuckRacePct, m.StuckNoSpacePct, m.StuckAuthorityPct
 		}
 		_ = run
