@@ -429,13 +429,19 @@ func Checks(ns, gs ebssim.Summary) []Check {
 	if ns.APISuccessHealthyAfterFixPct >= 0 {
 		afterFix = "lowest 10 minutes from 08:30: " + pct(ns.APISuccessHealthyAfterFixPct)
 	}
+	// The run must reach 12 hours after the heal to show the zone unhealthy then.
+	long12 := time.Duration(ns.Minutes)*time.Minute >= ebssim.FaultStart+ebssim.FaultDuration+12*time.Hour
+	after12 := healthyAfter(ns.HealthyAfterHeal)
+	if !long12 {
+		after12 = "the run ends before then"
+	}
 	return []Check{
 		{"naive: peak stuck in us-east-1a in [8%, 20%]", ns.PeakStuckAffectedPct >= 8 && ns.PeakStuckAffectedPct <= 20, pct(ns.PeakStuckAffectedPct)},
 		{"naive: peak stuck outside us-east-1a below 1%", ns.PeakStuckOtherPct < 1, pct(ns.PeakStuckOtherPct)},
 		{"naive: 1b/c API success below 50% for 30+ minutes in the first brownout", below1 >= 30, fmt.Sprintf("%d minutes", below1)},
 		{"naive: ... and in the second (after 02:50, until 08:20)", below2 >= 30, fmt.Sprintf("%d minutes", below2)},
 		{"naive: 1b/c API success back above 95% after the 08:20 cut-off", ns.APISuccessHealthyAfterFixPct > 95, afterFix},
-		{"naive: us-east-1a not all healthy 12h after the heal", ns.HealthyAfterHeal < 0 || ns.HealthyAfterHeal > 12*time.Hour, healthyAfter(ns.HealthyAfterHeal)},
+		{"naive: us-east-1a not all healthy 12h after the heal", long12 && (ns.HealthyAfterHeal < 0 || ns.HealthyAfterHeal > 12*time.Hour), after12},
 		{"guarded: peak stuck in us-east-1a at most 1/3 of naive's", gs.PeakStuckAffectedPct <= ns.PeakStuckAffectedPct/3, pct(gs.PeakStuckAffectedPct) + " vs " + pct(ns.PeakStuckAffectedPct/3)},
 		{"guarded: 1b/c API success at least 99% in every 10 minutes", gs.APISuccessHealthyMinPct >= 99, pct(gs.APISuccessHealthyMinPct)},
 		{"guarded: search messages at most 1/100 of naive's", gs.SearchMessages*100 <= ns.SearchMessages, textfmt.Group(gs.SearchMessages) + " vs " + textfmt.Group(ns.SearchMessages/100)},

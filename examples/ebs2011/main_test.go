@@ -184,7 +184,8 @@ func TestJSON(t *testing.T) {
 }
 
 func TestChartsWritten(t *testing.T) {
-	dir := t.TempDir()
+	// A directory that does not exist yet, two levels deep.
+	dir := filepath.Join(t.TempDir(), "new", "charts")
 	code, out, errs := runCmd(t, "-hours", "2", "-out", dir)
 	if code != 0 || errs != "" {
 		t.Fatalf("exit %d, stderr %q", code, errs)
@@ -194,6 +195,18 @@ func TestChartsWritten(t *testing.T) {
 		if err != nil || st.Size() < 1000 {
 			t.Errorf("%s: %v (size %d)", f, err, st.Size())
 		}
+	}
+	// Nothing else: no probe or temporary file left behind.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(chartFiles()) {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("%s holds %q, want only %q", dir, names, chartFiles())
 	}
 	if !strings.Contains(out, "Charts: "+dir) {
 		t.Error("the report does not say where the charts are")
@@ -341,6 +354,25 @@ func TestNoFigureForATimeAfterTheRun(t *testing.T) {
 	for _, l := range strings.Split(text, "\n") {
 		if strings.HasPrefix(l, "stuck at 11:30") && !strings.Contains(l, "not in the run") {
 			t.Errorf("a 3-hour run gives a figure at 11:30: %q", l)
+		}
+	}
+}
+
+// TestChecksNeedTheirHours: a run that ends before a check's time cannot
+// show that the check holds.
+func TestChecksNeedTheirHours(t *testing.T) {
+	cfg := ebssim.Config{Seed: 1, Volumes: ebssim.MinVolumes, Hours: 3}
+	n, err := ebssim.Run(cfg, ebssim.Naive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := ebssim.Run(cfg, ebssim.Guarded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range Checks(n.Summarize(), g.Summarize()) {
+		if strings.Contains(c.Name, "12h after the heal") && c.OK {
+			t.Errorf("a 3-hour run: %q holds (%s)", c.Name, c.Got)
 		}
 	}
 }

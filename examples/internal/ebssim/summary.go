@@ -4,6 +4,8 @@ import "time"
 
 // Summary is what a run is judged by.
 type Summary struct {
+	// Minutes is the run's length in minutes.
+	Minutes              int
 	PeakStuckAffectedPct float64
 	PeakStuckAffectedAt  int // minute
 	PeakStuckOtherPct    float64
@@ -71,6 +73,7 @@ func (r *Result) Summarize() Summary {
 		APISuccessHealthyAfterFixPct: -1, HealthyAfterHeal: r.HealthyAfter, DegradationStopped: -1, Below22: -1, Below104: -1,
 		CutOffPct: r.CutOffPct}
 	tl := r.Timeline
+	s.Minutes = len(tl)
 	run := -1
 	for i, m := range tl {
 		if m.StuckPct[0] > s.PeakStuckAffectedPct {
