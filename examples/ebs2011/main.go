@@ -275,7 +275,7 @@ func report(w io.Writer, opts options, results [2]*ebssim.Result) {
 	textfmt.Wrap(w, 110, fmt.Sprintf("At %s the network change isolates %d of us-east-1a's %d nodes; the cluster declares them failed, and the zone's replication network carries nothing until the change is rolled back at %s (the postmortem gives no time; its API errors begin at 00:50). "+
 		"naive = the 2011 design (no reconnect, blind search retried every minute, one regional control-plane pool with long timeouts) with the operators' actions of the day; "+
 		"guarded = remirror's engine on its defaults and the control plane behind per-zone shed schedulers with %v timeouts, and no operator. Same cluster, same fault, same clock.",
-		clockD(ebssim.FaultStart)[7:], n.Isolated, n.NodesPerZone, clockS(ebssim.FaultStart + ebssim.FaultDuration), ebssim.GuardedTimeout))
+		clockD(ebssim.FaultStart)[7:], n.Isolated, n.NodesPerZone, clockS(ebssim.FaultStart+ebssim.FaultDuration), ebssim.GuardedTimeout))
 	fmt.Fprintln(w)
 
 	peaks := map[int]string{}

@@ -382,8 +382,8 @@ func TestChecksNeedTheirHours(t *testing.T) {
 func TestClockSeconds(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		ebssim.FaultStart + ebssim.FaultDuration: "00:47:30",
-		61*time.Minute + 5*time.Second:          "01:01:05",
-		25 * time.Hour:                          "01:00:00",
+		61*time.Minute + 5*time.Second:           "01:01:05",
+		25 * time.Hour:                           "01:00:00",
 	} {
 		if got := clockS(d); got != want {
 			t.Errorf("clockS(%v) = %q, want %q", d, got, want)
