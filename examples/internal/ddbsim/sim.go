@@ -144,7 +144,10 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 	}
 	// Launches, the Network Manager and the NLB, minute by minute.
 	L := max(10, cfg.Droplets/LaunchesPer)
-	P := int(NMCapacity * float64(L))
+	// The NLB's own replacements (1.5 a zone a minute on average) come on
+	// top of the launches, so that the Network Manager's headroom is the
+	// same share at every size.
+	P := int(NMCapacity*float64(L) + math.Ceil(3*(NLBChurn*NLBPerZone+0.5)))
 	res.LaunchesPerMin, res.NMPerMin = L, P
 	launchOK := make([]int, minutes)
 	var fifo []nmItem
