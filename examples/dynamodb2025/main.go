@@ -376,6 +376,10 @@ func limits(w io.Writer, n *ddbsim.Result, ns ddbsim.Summary) {
 		fmt.Fprintf(&b, "- NLB errors begin at %s (2025: 05:30): in the model the checker fails zones over as soon as new targets without network state make it flap, which is once the operators let launches through again; 2025's errors grew per load balancer, which a %d-target fleet cannot show.\n",
 			hhmm(ns.NLBErrors.From), 3*ddbsim.NLBPerZone)
 	}
+	if ns.Propagation.Has() {
+		fmt.Fprintf(&b, "- Propagation is slow %s-%s (2025: latencies rising at 06:21, normal at 10:36): the model's Network Manager is one FIFO of fixed capacity (%d items a minute), so fresh launches wait behind the whole backlog from the first minute it exists.\n",
+			hhmm(ns.Propagation.From), hhmm(ns.Propagation.To+1), n.NMPerMin)
+	}
 	if ns.FullRecovery > 0 {
 		fmt.Fprintf(&b, "- Full recovery at %s (2025: 13:50) is the end of the operators' request throttle, relaxed from 11:23 over %v in the model; the postmortem gives the start and the end, not the pace.\n", hhmm(ns.FullRecovery), ddbsim.RelaxFor)
 	}
