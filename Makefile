@@ -4,7 +4,7 @@ MODULES := $(patsubst %/go.mod,%,$(shell find . -name go.mod -not -path '*/testd
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: test fmt-check vet race demo bench ebs2011-charts
+.PHONY: test fmt-check vet race demo bench ebs2011-charts dynamodb2025-charts
 
 ## test: gofmt check, go vet and go test -race in every module
 test: fmt-check vet race
@@ -21,12 +21,17 @@ race:
 ## demo: run the outage reproductions; ebs2011 writes its charts (PNG and
 ## SVG) into examples/out/ebs2011/
 demo:
-	cd examples && $(GO) run ./retrystorm && echo && $(GO) run ./azisolation && echo && $(GO) run ./dnsrace && echo && $(GO) run ./leasestorm && echo && $(GO) run ./ebs2011 -out out/ebs2011
+	cd examples && $(GO) run ./retrystorm && echo && $(GO) run ./azisolation && echo && $(GO) run ./dnsrace && echo && $(GO) run ./leasestorm && echo && $(GO) run ./ebs2011 -out out/ebs2011 && echo && $(GO) run ./dynamodb2025 -out out/dynamodb2025
 
 ## ebs2011-charts: regenerate the chart the README shows (docs/ebs2011.png
 ## and .svg) from the default run
 ebs2011-charts:
 	cd examples && $(GO) run ./ebs2011 -out out/ebs2011 >/dev/null && mkdir -p ../docs && cp out/ebs2011/ebs2011.png out/ebs2011/ebs2011.svg ../docs/
+
+## dynamodb2025-charts: regenerate the chart the README shows
+## (docs/dynamodb2025.png and .svg) from the default run
+dynamodb2025-charts:
+	cd examples && $(GO) run ./dynamodb2025 -out out/dynamodb2025 >/dev/null && mkdir -p ../docs && cp out/dynamodb2025/dynamodb2025.png out/dynamodb2025/dynamodb2025.svg ../docs/
 
 ## bench: side-by-side benchmarks against peer libraries (see bench/RESULTS.md)
 bench:

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stormguard/stormguard/examples/internal/ddbsim"
+)
+
+var fullRange = flag.Bool("full", false, "calibrate over seeds 1-10 and 10,000 to 1,000,000 droplets (minutes)")
+
+// calibrate runs both scenarios for every seed and size and requires every
+// check of the issue to hold.
+func calibrate(t *testing.T, seeds []uint64, sizes []int) {
+	for _, sc := range []ddbsim.Scenario{ddbsim.Cascade, ddbsim.DynamoDBDown} {
+		for _, n := range sizes {
+			for _, seed := range seeds {
+				cfg := ddbsim.Config{Seed: seed, Droplets: n, Hours: 17, Scenario: sc}
+				nr, err := ddbsim.Run(cfg, ddbsim.Naive)
+				require.NoError(t, err)
+				gr, err := ddbsim.Run(cfg, ddbsim.Guarded)
+				require.NoError(t, err)
+				for _, c := range Checks(cfg, nr, gr) {
+					if !c.OK {
+						t.Errorf("%s, %d droplets, seed %d: %s: %s", sc, n, seed, c.Name, c.Got)
+					}
+				}
+				if testing.Verbose() {
+					ns := nr.Summarize()
+					fmt.Printf("%s n=%d seed=%d ddb=%s leased=%s launch=%s nlb=%s full=%s\n", sc, n, seed,
+						span(ns.DynamoDB), when(ns.LeasedAgain), span(ns.Launches), span(ns.NLBErrors), full(ns))
+				}
+			}
+		}
+	}
+}
+
+func TestCalibration(t *testing.T) {
+	if *fullRange {
+		seeds := []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+		calibrate(t, seeds, []int{10_000, 100_000, 1_000_000})
+		return
+	}
+	calibrate(t, []uint64{1, 2, 3}, []int{10_000, 20_000})
+}
+
+func TestSameFlagsSameBytes(t *testing.T) {
+	var a, b bytes.Buffer
+	require.Equal(t, 0, run([]string{"-droplets", "10000"}, &a, os.Stderr))
+	require.Equal(t, 0, run([]string{"-droplets", "10000"}, &b, os.Stderr))
+	require.Equal(t, a.String(), b.String())
+	require.Contains(t, a.String(), "postmortem")
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-droplets", "9999"}, {"-droplets", "2000001"}, {"-hours", "15"}, {"-hours", "25"},
+		{"-scenario", "nope"}, {"-seed", "-1"}, {"extra"},
+	} {
+		var out, errb bytes.Buffer
+		require.Equal(t, 2, run(args, &out, &errb), "%v", args)
+		require.NotEmpty(t, errb.String(), "%v", args)
+		require.Empty(t, out.String(), "%v", args)
+	}
+	var errb bytes.Buffer
+	require.Equal(t, 0, run([]string{"-h"}, &bytes.Buffer{}, &errb))
+	for _, want := range []string{"[10000, 2000000]", "[16, 24]", "dynamodb-down"} {
+		require.Contains(t, errb.String(), want)
+	}
+}
+
+func TestJSON(t *testing.T) {
+	var out bytes.Buffer
+	require.Equal(t, 0, run([]string{"-droplets", "10000", "-json", "-scenario", "dynamodb-down"}, &out, os.Stderr))
+	var v map[string]any
+	require.NoError(t, json.Unmarshal(out.Bytes(), &v))
+	for _, k := range []string{"seed", "scenario", "droplets", "runs"} {
+		require.Contains(t, v, k)
+	}
+	runs := v["runs"].([]any)
+	require.Len(t, runs, 2)
+	for i, mode := range []string{"naive", "guarded"} {
+		r := runs[i].(map[string]any)
+		require.Equal(t, mode, r["mode"])
+		for _, k := range []string{"dns_empty_seconds", "dynamodb_unavailable_seconds", "leases_lapsed_peak",
+			"leases_99pct_after_dynamodb_seconds", "dwfm_wasted_attempts", "launch_failure_seconds",
+			"propagation_delay_max_seconds", "nlb_capacity_min_pct", "nlb_flaps", "full_recovery_seconds", "timeline"} {
+			require.Contains(t, r, k, mode)
+		}
+		tl := r["timeline"].([]any)
+		for k := range tl[0].(map[string]any) {
+			require.Equal(t, strings.ToLower(k), k)
+		}
+	}
+}
+
+func TestCharts(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	require.Equal(t, 0, run([]string{"-droplets", "10000", "-out", dir}, &out, os.Stderr))
+	for _, f := range chartFiles() {
+		st, err := os.Stat(filepath.Join(dir, f))
+		require.NoError(t, err)
+		require.Positive(t, st.Size())
+	}
+}
+
+// BenchmarkSimulate runs the naive cascade at the default size and reports
+// simulated DWFM events per second.
+func BenchmarkSimulate(b *testing.B) {
+	cfg := ddbsim.Config{Seed: 1, Droplets: ddbsim.DefaultDroplets, Hours: 17, Scenario: ddbsim.Cascade}
+	var events int64
+	for b.Loop() {
+		r, err := ddbsim.Run(cfg, ddbsim.Naive)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events += r.Events
+	}
+	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+}
