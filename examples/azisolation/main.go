@@ -377,6 +377,23 @@ func rateLine(stated int, achieved float64) string {
 	return line
 }
 
+// starvedLine says, when some zone's p99 is more than 1.5 times the client
+// timeout (which caps each request), that the latencies include the load
+// generator's own wait for CPU; it is empty otherwise.
+func starvedLine(all []zoneStats, clientWait time.Duration) string {
+	worst := zoneStats{}
+	for _, s := range all {
+		if s.p99 > worst.p99 {
+			worst = s
+		}
+	}
+	if 2*worst.p99 <= 3*clientWait {
+		return ""
+	}
+	return fmt.Sprintf("latencies: %s's p99 %v is over 1.5 times the %v client timeout, so the load generator was short of CPU and these latencies include its own wait",
+		worst.zone, worst.p99.Round(time.Millisecond), clientWait)
+}
+
 // progress reports on a terminal, once a run has taken 2 seconds, how far
 // the demo is.
 type progress struct {
@@ -539,6 +556,14 @@ func compare(out, stderr io.Writer, cfg config) (naive, safe []result, err error
 		fmt.Fprintf(out, "%s %s.\n", l.name, line)
 		if strings.Contains(line, "WARNING") {
 			fmt.Fprintf(stderr, "azisolation: %s %s\n", l.name, line)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		st   []zoneStats
+	}{{"2011", naiveStats}, {"guarded", safeStats}} {
+		if line := starvedLine(d.st, cfg.clientWait); line != "" {
+			fmt.Fprintf(out, "%s %s.\n", d.name, line)
 		}
 	}
 	fmt.Fprintf(out, "\nVerdicts: \"unaffected\" = success >= %.0f%% and p99 <= %v; \"degraded\" = success >= %.0f%%; else \"failed\".\n",

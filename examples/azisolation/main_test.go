@@ -164,3 +164,12 @@ func TestRateLineWarns(t *testing.T) {
 	assert.Contains(t, short, "WARNING")
 	assert.Contains(t, short, "50.0%")
 }
+
+// TestStarvedLine: latencies far beyond the client timeout are called out
+// as the generator's own CPU wait, and ordinary ones are not.
+func TestStarvedLine(t *testing.T) {
+	assert.Empty(t, starvedLine([]zoneStats{{zone: zones[0], p99: 1500 * time.Millisecond}}, time.Second))
+	line := starvedLine([]zoneStats{{zone: zones[0], p99: time.Second}, {zone: zones[1], p99: 2700 * time.Millisecond}}, time.Second)
+	assert.Contains(t, line, zones[1])
+	assert.Contains(t, line, "2.7s")
+}
