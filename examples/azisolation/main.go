@@ -193,11 +193,13 @@ func dueBy(elapsed time.Duration, rate int, duration time.Duration) int {
 // loadStats is what a run's generator measured about itself.
 type loadStats struct {
 	sent     int           // requests sent, over all zones
-	lastSend time.Duration // when the last one was sent, from the start
+	lastSend time.Duration // when the last one actually began, from the start
 }
 
 // achieved is the per-zone rate the generator reached: requests sent per
-// zone over the time it took to send them (at least the run's duration).
+// zone over the time it took until the last one actually began (at least
+// the run's duration), so a generator whose request goroutines wait for
+// CPU shows a shortfall even if it spawned them on schedule.
 func (l loadStats) achieved(duration time.Duration) float64 {
 	return float64(l.sent) / float64(len(zones)) / max(duration, l.lastSend).Seconds()
 }
@@ -237,6 +239,7 @@ func load(url string, cfg config) ([]result, loadStats) {
 						}
 						mu.Lock()
 						out = append(out, result{zone, ok, time.Since(t0)})
+						stats.lastSend = max(stats.lastSend, t0.Sub(start))
 						mu.Unlock()
 					}()
 				}
@@ -246,7 +249,6 @@ func load(url string, cfg config) ([]result, loadStats) {
 			}
 			mu.Lock()
 			stats.sent += sent
-			stats.lastSend = max(stats.lastSend, time.Since(start))
 			mu.Unlock()
 		}()
 	}
