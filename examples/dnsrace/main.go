@@ -50,13 +50,43 @@ func main() {
 	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// cli runs the replay and returns the exit status. The replay is a fixed
-// script, so it takes no flags; -h says so, anything else is refused.
+// Ranges of the flags of the seeded run.
+const (
+	minPlans  = 1000
+	maxPlans  = 500000
+	maxStall  = 0.05
+	maxTTL    = time.Hour
+	maxNegTTL = 3 * time.Hour
+	minRepair = time.Minute
+	maxRepair = 24 * time.Hour
+)
+
+// cli runs the scripted replay, or with any flag the seeded run, and
+// returns the exit status.
 func cli(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dnsrace", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	cfg := simConfig{}
+	fs.Int64Var(&cfg.seed, "seed", 1, "seed of the random delays (any integer)")
+	fs.IntVar(&cfg.plans, "plans", 100000, fmt.Sprintf("plans the planner publishes, one every %v [%d, %d]", planEvery, minPlans, maxPlans))
+	fs.Float64Var(&cfg.stall, "stall", 0.0005, fmt.Sprintf("chance that an enactor's write stalls for %v-%v [0, %g]", stallMin, stallMax, maxStall))
+	fs.DurationVar(&cfg.ttl, "ttl", 5*time.Second, fmt.Sprintf("how long clients cache an answer with addresses [0, %v]", maxTTL))
+	fs.DurationVar(&cfg.negTTL, "negttl", time.Minute, fmt.Sprintf("how long clients cache an empty answer [0, %v]", maxNegTTL))
+	fs.DurationVar(&cfg.repair, "repair", 2*time.Hour+30*time.Minute, fmt.Sprintf("how long operators take to repair an emptied endpoint [%v, %v]", minRepair, maxRepair))
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: dnsrace\n\nReplays the 2025 DNS-plan race step by step, first with check-once\nenactors, then with dnsplan's. The replay is a fixed script: no flags.")
+		fmt.Fprint(stderr, `usage: dnsrace [-seed N] [-plans P] [-stall F] [-ttl D] [-negttl D] [-repair D]
+
+The DNS-plan race of October 2025, one link of that outage, step by step
+(the whole cascade in one run is go run ./dynamodb2025).
+
+With no flags, a fixed scripted replay: first with check-once enactors,
+then with dnsplan's. With any flag, a seeded run over many plans with
+random write delays and stalls, on a virtual clock: how often the race
+empties an endpoint, per million plans, with either kind of enactor, and
+how long clients fail to resolve, counting their DNS caches.
+
+`)
+		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -65,11 +95,39 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "dnsrace: unexpected argument %q: the replay takes none (dnsrace -h)\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "dnsrace: unexpected argument %q: dnsrace takes flags only (dnsrace -h)\n", fs.Arg(0))
 		return 2
 	}
-	run(stdout)
+	if fs.NFlag() == 0 {
+		run(stdout)
+		return 0
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintf(stderr, "dnsrace: %v (dnsrace -h)\n", err)
+		return 2
+	}
+	seeded(cfg, stdout, stderr)
 	return 0
+}
+
+func (c simConfig) validate() error {
+	var errs []error
+	if c.plans < minPlans || c.plans > maxPlans {
+		errs = append(errs, fmt.Errorf("-plans %d is out of range [%d, %d]", c.plans, minPlans, maxPlans))
+	}
+	if !(c.stall >= 0 && c.stall <= maxStall) { // NaN too
+		errs = append(errs, fmt.Errorf("-stall %g is out of range [0, %g]", c.stall, maxStall))
+	}
+	if c.ttl < 0 || c.ttl > maxTTL {
+		errs = append(errs, fmt.Errorf("-ttl %v is out of range [0, %v]", c.ttl, maxTTL))
+	}
+	if c.negTTL < 0 || c.negTTL > maxNegTTL {
+		errs = append(errs, fmt.Errorf("-negttl %v is out of range [0, %v]", c.negTTL, maxNegTTL))
+	}
+	if c.repair < minRepair || c.repair > maxRepair {
+		errs = append(errs, fmt.Errorf("-repair %v is out of range [%v, %v]", c.repair, minRepair, maxRepair))
+	}
+	return errors.Join(errs...)
 }
 
 const (

@@ -69,8 +69,19 @@ func TestArguments(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"-h"}, 0, "no flags"},
-		{[]string{"-seed", "3"}, 2, "flag provided but not defined: -seed"},
+		{[]string{"-h"}, 0, "usage: dnsrace [-seed N]"},
+		{[]string{"-plans", "999"}, 2, "-plans 999 is out of range [1000, 500000]"},
+		{[]string{"-plans", "500001"}, 2, "-plans 500001 is out of range [1000, 500000]"},
+		{[]string{"-stall", "-0.1"}, 2, "-stall -0.1 is out of range [0, 0.05]"},
+		{[]string{"-stall", "NaN"}, 2, "-stall NaN is out of range [0, 0.05]"},
+		{[]string{"-stall", "0.06"}, 2, "-stall 0.06 is out of range [0, 0.05]"},
+		{[]string{"-ttl", "-1s"}, 2, "-ttl -1s is out of range [0, 1h0m0s]"},
+		{[]string{"-ttl", "61m"}, 2, "-ttl 1h1m0s is out of range [0, 1h0m0s]"},
+		{[]string{"-negttl", "3h1s"}, 2, "-negttl 3h0m1s is out of range [0, 3h0m0s]"},
+		{[]string{"-repair", "59s"}, 2, "-repair 59s is out of range [1m0s, 24h0m0s]"},
+		{[]string{"-repair", "25h"}, 2, "-repair 25h0m0s is out of range [1m0s, 24h0m0s]"},
+		{[]string{"-plans", "5", "-ttl", "2h"}, 2, "-ttl 2h0m0s is out of range"},
+		{[]string{"-seed", "x"}, 2, `invalid value "x" for flag -seed`},
 		{[]string{"extra"}, 2, `unexpected argument "extra"`},
 	} {
 		out.Reset()
@@ -82,7 +93,30 @@ func TestArguments(t *testing.T) {
 			t.Errorf("%q: stderr %q lacks %q", tc.args, errs.String(), tc.want)
 		}
 		if out.Len() != 0 {
-			t.Errorf("%q: the replay ran", tc.args)
+			t.Errorf("%q: something ran", tc.args)
 		}
+	}
+	// -h names the program, not the build cache, and gives every range.
+	out.Reset()
+	errs.Reset()
+	cli([]string{"-h"}, &out, &errs)
+	if !strings.HasPrefix(errs.String(), "usage: dnsrace ") || strings.Contains(errs.String(), "/") && strings.Contains(errs.String(), "go-build") {
+		t.Errorf("-h: %q", errs.String())
+	}
+	for _, want := range []string{"[1000, 500000]", "[0, 0.05]", "[0, 1h0m0s]", "[0, 3h0m0s]", "[1m0s, 24h0m0s]", "go run ./dynamodb2025"} {
+		if !strings.Contains(errs.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, errs.String())
+		}
+	}
+	// The edges of every range are accepted.
+	out.Reset()
+	errs.Reset()
+	edges := []string{"-seed", "-9223372036854775808", "-plans", "1000", "-stall", "0.05", "-ttl", "1h", "-negttl", "3h", "-repair", "24h"}
+	if code := cli(edges, &out, &errs); code != 0 || !strings.Contains(out.String(), "per million plans") {
+		t.Errorf("%q: exit %d, stdout %q, stderr %q", edges, code, out.String(), errs.String())
+	}
+	edges = []string{"-seed", "9223372036854775807", "-plans", "1000", "-stall", "0", "-ttl", "0s", "-negttl", "0s", "-repair", "1m"}
+	if code := cli(edges, &out, &errs); code != 0 {
+		t.Errorf("%q: exit %d, stderr %q", edges, code, errs.String())
 	}
 }
