@@ -1,5 +1,11 @@
-// Command dnsrace replays the DynamoDB DNS race of October 2025 step by
-// step, twice, and prints each run as a timeline.
+// Command dnsrace is the small, step-by-step view of one link of the
+// DynamoDB / EC2 outage of October 2025: the DNS plan race that emptied
+// DynamoDB's regional endpoint. The whole cascade (the race, DWFM's lease
+// collapse, the Network Manager's backlog, NLB health checks) runs in one
+// go with go run ./dynamodb2025.
+//
+// With no flags, dnsrace replays the race step by step, twice, and prints
+// each run as a timeline.
 //
 // A planner publishes generation-numbered plans for three endpoints of
 // us-east-1; enactors in three Availability Zones apply them. Enactor A
@@ -25,9 +31,20 @@
 // The replay is deterministic (a scripted schedule, a fixed clock, no
 // goroutines): every run prints the same bytes.
 //
+// With any flag, dnsrace runs the race on a seed instead of a script: a
+// dnsplan.Planner publishes -plans plans on a virtual clock, and three
+// enactors apply them with random write delays, a write stalling now and
+// then (-stall), once with check-once enactors and once with dnsplan's,
+// on the same seed. It prints how often an endpoint is emptied, or left
+// on a deleted plan, per million plans, and how long clients fail to
+// resolve, counting their cached answers (-ttl) and cached empty answers
+// (-negttl), with operators repairing an endpoint -repair after it is
+// emptied. The same flags print the same bytes.
+//
 // Usage:
 //
 //	go run ./dnsrace
+//	go run ./dnsrace [-seed N] [-plans P] [-stall F] [-ttl D] [-negttl D] [-repair D]
 package main
 
 import (
@@ -463,7 +480,10 @@ func runDnsplan(out io.Writer) *world {
 func run(out io.Writer) {
 	fmt.Fprintln(out, "The DynamoDB DNS race of 2025-10-19, replayed. Enactor A is delayed on the regional")
 	fmt.Fprintln(out, "endpoint while B applies a newer plan and cleans up; deleting a plan removes the")
-	fmt.Fprintln(out, "records of any endpoint it is live on, as in 2025.")
+	fmt.Fprintln(out, "records of any endpoint it is live on, as in 2025. This is one link of the October")
+	fmt.Fprintln(out, "2025 outage, step by step; for the whole cascade in one run (DNS, DWFM lease collapse,")
+	fmt.Fprintln(out, "NLB health checks), see go run ./dynamodb2025; for this race over many plans with")
+	fmt.Fprintln(out, "random delays, go run ./dnsrace -seed 1.")
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "== 2025: check-once enactors ==")
 	w := run2025(out)

@@ -29,6 +29,9 @@ func TestStory(t *testing.T) {
 	if !ok {
 		t.Fatalf("no dnsplan run:\n%s", out)
 	}
+	if head, _, _ := strings.Cut(out, "== 2025"); !strings.Contains(head, "see go run ./dynamodb2025") || !strings.Contains(head, "one link") {
+		t.Errorf("the replay does not say it is one link of the whole outage:\n%s", head)
+	}
 	for _, want := range []string{
 		"A (1a)   applies regional 110->101",
 		"records of regional go with them",

@@ -386,8 +386,8 @@ func seeded(cfg simConfig, out, progress io.Writer) {
 		}
 		mean /= time.Duration(len(r.outages))
 		fmt.Fprintf(out, "%s: an endpoint emptied %d times in %d plans (%.1f per million plans), empty for\n", name, r.emptied, r.plans, perMillion(r.emptied, r.plans))
-		fmt.Fprintf(out, "  %v in all; clients failed to resolve for %v on average per emptying (%.0f%% of them at all),\n",
-			r.empty, mean.Round(time.Second), 100*float64(failed)/float64(clientGrid*len(r.outages)))
+		fmt.Fprintf(out, "  %v each (%v in all); clients failed to resolve for %v on average per emptying (%.0f%% of them at all),\n",
+			(r.empty / time.Duration(len(r.outages))).Round(time.Second), r.empty, mean.Round(time.Second), 100*float64(failed)/float64(clientGrid*len(r.outages)))
 		fmt.Fprintf(out, "  the unluckiest for %v.\n", longest.Round(time.Second))
 	}
 	stuckLine := func(name string, r simResult) {
