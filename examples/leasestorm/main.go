@@ -13,6 +13,10 @@
 // establishments, and no attempt started that cannot finish before its
 // deadline given the measured cost.
 //
+// It is the small, step-by-step view of one link of the October 2025
+// cascade; go run ./dynamodb2025 shows the whole cascade, from the DNS
+// race to the network's recovery.
+//
 // The simulation is deterministic (a seeded PCG, a simulated clock, no
 // goroutines): the same flags print the same bytes.
 //
@@ -31,6 +35,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -42,9 +47,19 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// maxDroplets bounds -droplets, so that a typo cannot ask for a run that
-// takes an hour.
-const maxDroplets = 2_000_000
+// The bounds of the flags that set how much there is to simulate. The work
+// grows with droplets × horizon × cost/renew-cost (and faster than
+// linearly in droplets); at these bounds, with renew-cost at cost/10, a run
+// took about a minute on a loaded 2-core machine.
+const (
+	maxDroplets     = 50_000
+	maxHorizon      = 20
+	maxRenewRatio   = 10 // cost/renew-cost
+	maxCost         = time.Minute
+	maxTTL          = time.Hour
+	progressAfter   = 2 * time.Second
+	progressRefresh = 250 * time.Millisecond
+)
 
 func defaultScenario() leasesim.Scenario {
 	return leasesim.Scenario{
@@ -74,8 +89,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ideal := s.Ideal()
 	s.Step = ideal / 10
 	s.Horizon = time.Duration(mult * float64(ideal))
+	p := startProgress(stderr)
+	p.phase("naive scheduler")
 	naive := leasesim.RunNaive(s)
+	p.phase("lease.Recovery")
 	rec, prog, err := leasesim.RunRecovery(s)
+	p.stop()
 	if err != nil {
 		fmt.Fprintf(stderr, "leasestorm: %v\n", err)
 		return 2
@@ -91,15 +110,15 @@ func parseFlags(args []string, stderr io.Writer) (leasesim.Scenario, float64, er
 	fs := flag.NewFlagSet("leasestorm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&s.Droplets, "droplets", s.Droplets, fmt.Sprintf("droplets whose leases lapsed, 1 to %d", maxDroplets))
-	fs.IntVar(&s.Workers, "workers", s.Workers, "attempts that can run at once, at least 1")
-	fs.DurationVar(&s.Cost, "cost", s.Cost, "mean time to establish a lease (each attempt ±20%)")
-	fs.DurationVar(&s.RenewCost, "renew-cost", s.RenewCost, "mean time to renew a lease")
-	fs.DurationVar(&s.TTL, "ttl", s.TTL, "lease term; leases are renewed after half of it")
-	fs.DurationVar(&s.Timeout, "timeout", s.Timeout, "an establishment fails if it has not finished this long after it was queued")
-	fs.Float64Var(&mult, "horizon", mult, "how long to simulate, in multiples of the ideal time N·cost/workers (1 to 100)")
-	fs.Uint64Var(&s.Seed, "seed", s.Seed, "random `seed` of the attempt costs; the same seed prints the same output")
+	fs.IntVar(&s.Workers, "workers", s.Workers, "attempts that can run at once, 1 to -droplets")
+	fs.DurationVar(&s.Cost, "cost", s.Cost, fmt.Sprintf("mean time to establish a lease (each attempt ±20%%), above 0 up to %v", maxCost))
+	fs.DurationVar(&s.RenewCost, "renew-cost", s.RenewCost, fmt.Sprintf("mean time to renew a lease, -cost/%d to -cost", maxRenewRatio))
+	fs.DurationVar(&s.TTL, "ttl", s.TTL, fmt.Sprintf("lease term, -timeout to %v; leases are renewed after half of it", maxTTL))
+	fs.DurationVar(&s.Timeout, "timeout", s.Timeout, "an establishment fails if it has not finished this long after it was queued; above -cost, at most -ttl")
+	fs.Float64Var(&mult, "horizon", mult, fmt.Sprintf("how long to simulate, in multiples of the ideal time N·cost/workers, 1 to %d", maxHorizon))
+	fs.Uint64Var(&s.Seed, "seed", s.Seed, "random `seed` of the attempt costs, 0 to 2^64-1; the same seed prints the same output")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: leasestorm [flags]\n\nSimulates re-establishing lapsed leases with a naive FIFO scheduler and with lease.Recovery.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "usage: leasestorm [flags]\n\nSimulates re-establishing lapsed leases with a naive FIFO scheduler and with lease.Recovery:\nthe small, step-by-step view of one link of the October 2025 cascade.\nThe whole cascade: go run ./dynamodb2025\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -119,22 +138,24 @@ func parseFlags(args []string, stderr io.Writer) (leasesim.Scenario, float64, er
 	if s.Workers < 1 || s.Workers > s.Droplets {
 		bad("-workers %d is outside [1, -droplets]", s.Workers)
 	}
-	if s.Cost <= 0 {
-		bad("-cost %v is not positive", s.Cost)
+	if s.Cost <= 0 || s.Cost > maxCost {
+		bad("-cost %v is outside (0, %v]", s.Cost, maxCost)
 	}
 	if s.RenewCost <= 0 {
 		bad("-renew-cost %v is not positive", s.RenewCost)
+	} else if s.Cost > 0 && (s.RenewCost > s.Cost || s.RenewCost < s.Cost/maxRenewRatio) {
+		bad("-renew-cost %v is outside [-cost/%d, -cost] = [%v, %v]: the work to simulate grows with cost/renew-cost", s.RenewCost, maxRenewRatio, s.Cost/maxRenewRatio, s.Cost)
 	}
-	if s.TTL <= 0 || s.TTL > time.Hour {
-		bad("-ttl %v is outside (0, 1h]", s.TTL)
+	if s.TTL <= 0 || s.TTL > maxTTL {
+		bad("-ttl %v is outside (0, %v]", s.TTL, maxTTL)
 	}
 	if s.Timeout <= 0 || (s.TTL > 0 && s.Timeout > s.TTL) {
 		bad("-timeout %v is outside (0, -ttl]", s.Timeout)
 	} else if s.Cost > 0 && s.Timeout <= s.Cost {
 		bad("-timeout %v is not above -cost %v: no attempt could ever finish", s.Timeout, s.Cost)
 	}
-	if !(mult >= 1 && mult <= 100) {
-		bad("-horizon %v is outside [1, 100]", mult)
+	if !(mult >= 1 && mult <= maxHorizon) {
+		bad("-horizon %v is outside [1, %d]", mult, maxHorizon)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return s, mult, err
@@ -151,12 +172,13 @@ func report(w io.Writer, s leasesim.Scenario, mult float64, naive, rec []leasesi
 	fmt.Fprintf(w, "leasestorm: %s droplet leases lapsed at once, re-established by %d workers (seed %d, simulated time)\n\n",
 		textfmt.Group(int64(s.Droplets)), s.Workers, s.Seed)
 	var b strings.Builder
-	fmt.Fprintf(&b, "Establishing a lease takes about %v and renewing one %v (±20%%); leases last %v and are renewed after half of it; an establishment fails if it has not finished %v after it was queued. The ideal time, N·cost/workers, is %v, longer than the lease term: ",
+	b.WriteString("This is the small, step-by-step view of one link of the October 2025 cascade, the droplet leases of EC2; go run ./dynamodb2025 shows the whole cascade. ")
+	fmt.Fprintf(&b, "Establishing a lease takes about %v and renewing one %v (±20%%); leases last %v and are renewed after half of it; an establishment fails if it has not finished %v after it was queued. The ideal time, N·cost/workers, is %v, ",
 		s.Cost, s.RenewCost, s.TTL, s.Timeout, ideal)
 	if ideal > s.TTL {
-		b.WriteString("the first leases need renewing before the last are established. ")
+		b.WriteString("longer than the lease term: the first leases need renewing before the last are established. ")
 	} else {
-		b.WriteString("no — it is shorter here, so there is no storm to see. ")
+		b.WriteString("no longer than the lease term: every lease can be established before the first needs renewing, so there need be no storm. ")
 	}
 	b.WriteString("Naive: one FIFO queue, every attempt started when it reaches the front, a timed-out attempt queued again at the back, renewals at the back too (DWFM, 2025). Recovery: lease.Recovery, with renewals first, intake throttled by the queue, and no attempt started that cannot finish in time.")
 	textfmt.Wrap(w, 80, b.String())
@@ -210,8 +232,35 @@ func report(w io.Writer, s leasesim.Scenario, mult float64, naive, rec []leasesi
 		fmt.Fprintf(&b, " and all of them by %s", textfmt.Secs(full))
 	}
 	fmt.Fprintf(&b, ", with %s leases lapsed and %s attempts timed out. ", textfmt.Group(prog.Lapsed), textfmt.Group(prog.Wasted))
-	b.WriteString("Ok and timed out count the attempts (establishments and renewals) that finished since the previous row; pending counts droplets recovery has still to establish. Naive's workers never idle: after the first attempts, every one of them waited in the queue longer than its timeout.")
+	b.WriteString("Ok and timed out count the attempts (establishments and renewals) that finished since the previous row; pending counts droplets recovery has still to establish. ")
+	b.WriteString(verdict(s, mult, naive, rec))
 	textfmt.Wrap(w, 80, b.String())
+}
+
+// verdict compares the two schedulers from their numbers: the share of
+// naive's finished attempts that timed out, and who had more droplets
+// leased at the end.
+func verdict(s leasesim.Scenario, mult float64, naive, rec []leasesim.Sample) string {
+	var ok, wasted int64
+	for _, x := range naive {
+		ok, wasted = ok+x.OK, wasted+x.Wasted
+	}
+	end := time.Duration(mult * float64(s.Ideal()))
+	n, r := leasesim.LeasedAt(naive, s.Droplets, end), leasesim.LeasedAt(rec, s.Droplets, end)
+	var b strings.Builder
+	if ok+wasted > 0 {
+		fmt.Fprintf(&b, "Of naive's %s finished attempts, %s timed out. ",
+			textfmt.Group(ok+wasted), strconv.FormatFloat(100*float64(wasted)/float64(ok+wasted), 'f', 1, 64)+"%")
+	}
+	switch {
+	case r > n:
+		fmt.Fprintf(&b, "At the end recovery had %.1f percentage points more of the droplets leased than naive.", 100*(r-n))
+	case r < n:
+		fmt.Fprintf(&b, "At the end naive had %.1f percentage points more of the droplets leased than recovery.", 100*(n-r))
+	default:
+		b.WriteString("At the end both had the same share of the droplets leased: there was no storm for recovery to prevent.")
+	}
+	return b.String()
 }
 
 // progressLike is the part of lease.Progress the report prints.
@@ -224,3 +273,74 @@ func pct(n, of int) string {
 }
 
 func num(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
+
+// progress prints, on a terminal only, which scheduler is being simulated
+// and for how long, once the run has taken progressAfter. leasesim reports
+// nothing while it runs, so the line shows the phase and the elapsed time.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+	name  string
+	drawn bool
+	quit  chan struct{}
+	done  chan struct{}
+}
+
+// startProgress returns a progress that draws on w if w is a terminal, and
+// does nothing otherwise.
+func startProgress(w io.Writer) *progress {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	p := &progress{w: w, start: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		t := time.NewTicker(progressRefresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.quit:
+				return
+			case <-t.C:
+				p.draw()
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) phase(name string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.name = name
+	p.mu.Unlock()
+}
+
+func (p *progress) draw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	el := time.Since(p.start)
+	if el < progressAfter {
+		return
+	}
+	fmt.Fprintf(p.w, "\rleasestorm: simulating the %s… %3.0fs ", p.name, el.Seconds())
+	p.drawn = true
+}
+
+func (p *progress) stop() {
+	if p == nil {
+		return
+	}
+	close(p.quit)
+	<-p.done
+	if p.drawn {
+		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", 64))
+	}
+}

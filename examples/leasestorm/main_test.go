@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stormguard/stormguard/internal/leasesim"
@@ -60,4 +62,82 @@ func TestCollapseAndRecovery(t *testing.T) {
 	assert.Contains(t, a.String(), "2,000 droplet leases lapsed")
 	rows := regexp.MustCompile(`(?m)^ *[0-9.]+s  `).FindAllString(a.String(), -1)
 	assert.Len(t, rows, 22, "a row per tenth of the ideal time up to 2×, then per ideal time")
+}
+
+// TestFlagRanges checks that every flag states its range in -h and that a
+// value just past each bound is refused with exit status 2, so that the
+// largest run -h allows is one that finishes in minutes.
+func TestFlagRanges(t *testing.T) {
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, run([]string{"-h"}, &out, &errOut))
+	help := errOut.String()
+	assert.Contains(t, help, "usage: leasestorm")
+	for _, want := range []string{"1 to 50000", "1 to -droplets", "up to 1m0s", "-cost/10 to -cost", "-timeout to 1h0m0s", "above -cost, at most -ttl", "1 to 20", "0 to 2^64-1", "go run ./dynamodb2025"} {
+		assert.Contains(t, help, want)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-droplets", "50001"}, "-droplets 50001 is outside [1, 50000]"},
+		{[]string{"-droplets", "2000000"}, "-droplets 2000000 is outside"},
+		{[]string{"-horizon", "20.5"}, "-horizon 20.5 is outside [1, 20]"},
+		{[]string{"-horizon", "NaN"}, "-horizon NaN is outside"},
+		{[]string{"-cost", "61s", "-timeout", "2m", "-ttl", "5m"}, "-cost 1m1s is outside (0, 1m0s]"},
+		{[]string{"-renew-cost", "999us"}, "-renew-cost 999µs is outside [-cost/10, -cost] = [1ms, 10ms]"},
+		{[]string{"-renew-cost", "11ms"}, "-renew-cost 11ms is outside"},
+		{[]string{"-ttl", "61m"}, "-ttl 1h1m0s is outside (0, 1h0m0s]"},
+		{[]string{"-workers", "10001"}, "-workers 10001 is outside [1, -droplets]"},
+	} {
+		errOut.Reset()
+		out.Reset()
+		assert.Equal(t, 2, run(tc.args, &out, &errOut), tc.args)
+		assert.Contains(t, errOut.String(), tc.want, tc.args)
+		assert.Empty(t, out.String(), tc.args)
+	}
+	// The bounds themselves are accepted (checked without simulating).
+	_, _, err := parseFlags([]string{"-droplets", "50000", "-horizon", "20", "-renew-cost", "1ms", "-cost", "10ms"}, &errOut)
+	assert.NoError(t, err)
+}
+
+// TestVerdictFollowsTheNumbers checks that the closing sentences are
+// computed: a run where the ideal time is shorter than the lease term has
+// no storm and says so, one where it is longer says recovery leased more,
+// and the timed-out share is naive's own.
+func TestVerdictFollowsTheNumbers(t *testing.T) {
+	flat := func(args ...string) string {
+		var out, errOut bytes.Buffer
+		require.Equal(t, 0, run(args, &out, &errOut), errOut.String())
+		return strings.Join(strings.Fields(out.String()), " ")
+	}
+	calm := flat("-droplets", "200", "-workers", "2", "-horizon", "3")
+	assert.Contains(t, calm, "no longer than the lease term")
+	assert.Contains(t, calm, "both had the same share of the droplets leased")
+	assert.Contains(t, calm, "0.0% timed out")
+	assert.NotContains(t, calm, "recovery had")
+
+	storm := flat("-droplets", "2000", "-workers", "2", "-horizon", "3")
+	assert.Contains(t, storm, "longer than the lease term: the first leases need renewing")
+	assert.Regexp(t, `recovery had [0-9.]+ percentage points more`, storm)
+	assert.NotContains(t, storm, "same share")
+	assert.NotContains(t, storm, " 0.0% timed out")
+
+	for _, out := range []string{calm, storm} {
+		assert.Contains(t, out, "small, step-by-step view of one link")
+		assert.Contains(t, out, "go run ./dynamodb2025")
+		assert.NotContains(t, out, "never idle", "a fixed claim")
+	}
+}
+
+// TestProgressOffWhenNotATerminal checks that nothing but errors reaches a
+// stderr that is not a terminal.
+func TestProgressOffWhenNotATerminal(t *testing.T) {
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, run([]string{"-droplets", "2000", "-workers", "2", "-horizon", "2"}, &out, &errOut))
+	assert.Empty(t, errOut.String())
+	assert.Nil(t, startProgress(&errOut))
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	require.NoError(t, err)
+	defer f.Close()
+	assert.Nil(t, startProgress(f), "a regular file is not a terminal")
 }
