@@ -385,7 +385,7 @@ func seeded(cfg simConfig, out, progress io.Writer) {
 			failed += f
 		}
 		mean /= time.Duration(len(r.outages))
-		fmt.Fprintf(out, "%s: an endpoint emptied %d times in %d plans (%.1f per million plans), empty for\n", name, r.emptied, r.plans, perMillion(r.emptied, r.plans))
+		fmt.Fprintf(out, "%s: an endpoint emptied %s in %d plans (%.1f per million plans), empty for\n", name, times(r.emptied), r.plans, perMillion(r.emptied, r.plans))
 		fmt.Fprintf(out, "  %v each (%v in all); clients failed to resolve for %v on average per emptying (%.0f%% of them at all),\n",
 			(r.empty / time.Duration(len(r.outages))).Round(time.Second), r.empty, mean.Round(time.Second), 100*float64(failed)/float64(clientGrid*len(r.outages)))
 		fmt.Fprintf(out, "  the unluckiest for %v.\n", longest.Round(time.Second))
@@ -395,7 +395,7 @@ func seeded(cfg simConfig, out, progress io.Writer) {
 			fmt.Fprintf(out, "%s: no late write left an endpoint on a deleted plan.\n", name)
 			return
 		}
-		fmt.Fprintf(out, "%s: %d late writes left an endpoint on a deleted plan (%.1f per million plans):\n", name, r.stuck, perMillion(r.stuck, r.plans))
+		fmt.Fprintf(out, "%s: %s left an endpoint on a deleted plan (%.1f per million plans):\n", name, plural(r.stuck, "late write"), perMillion(r.stuck, r.plans))
 		fmt.Fprintf(out, "  it kept serving that plan's old addresses, and no enactor could update it until repaired by hand.\n")
 	}
 	line("check-once enactors (2025)", once)
@@ -405,4 +405,18 @@ func seeded(cfg simConfig, out, progress io.Writer) {
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "This is one link of the October 2025 outage; for the whole cascade in one run (DNS,")
 	fmt.Fprintln(out, "DWFM lease collapse, NLB health checks), see go run ./dynamodb2025")
+}
+
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
