@@ -53,7 +53,7 @@ func main() {
 // took about a minute on a loaded 2-core machine.
 const (
 	maxDroplets     = 50_000
-	maxHorizon      = 20
+	maxHorizon      = 10
 	maxRenewRatio   = 10 // cost/renew-cost
 	maxCost         = time.Minute
 	maxTTL          = time.Hour

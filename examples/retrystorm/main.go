@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -64,7 +65,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	strategies := sim.Strategies(opts.attempts)
-	results, err := sim.Run(opts.cfg, strategies)
+	p := startProgress(stderr)
+	results, err := sim.RunWithProgress(opts.cfg, strategies, func(next int) {
+		if next < len(strategies) {
+			p.phase(fmt.Sprintf("strategy %d of %d (%s)", next+1, len(strategies), strategies[next].Name))
+		}
+	})
+	p.stop()
 	if err != nil {
 		// What only the whole scenario can show (a run too long, too little
 		// traffic to measure) is checked by sim.
@@ -83,6 +90,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// The flags' upper bounds; sim.MaxClients, sim.MaxAttempts and sim.MaxWork
+// bound the rest.
+const (
+	maxRate     = 100.0
+	maxCapacity = 1000.0
+	maxFault    = 10 * time.Minute
+	maxAfter    = 10 * time.Minute
+)
+
 // errReported is returned by parseFlags for an error the flag package has
 // already printed.
 var errReported = errors.New("error already reported")
@@ -94,19 +110,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	cfg := &opts.cfg
 	fs := flag.NewFlagSet("retrystorm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random `seed`; the same seed prints the same output")
+	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random `seed`, 0 to 2^64-1; the same seed prints the same output")
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, fmt.Sprintf("number of clients, 1 to %d", sim.MaxClients))
-	fs.DurationVar(&cfg.Fault, "fault", cfg.Fault, "how long the server refuses every call; 0 for no fault")
-	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "new requests per second of each client")
-	fs.Float64Var(&cfg.Capacity, "capacity", cfg.Capacity, "work the server can do, as a multiple of normal load (at least 1)")
+	fs.DurationVar(&cfg.Fault, "fault", cfg.Fault, fmt.Sprintf("how long the server refuses every call, 0 (no fault) to %v", maxFault))
+	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, fmt.Sprintf("new requests per second of each client, above 0 up to %v", maxRate))
+	fs.Float64Var(&cfg.Capacity, "capacity", cfg.Capacity, fmt.Sprintf("work the server can do, as a multiple of normal load, 1 to %v", maxCapacity))
 	fs.Float64Var(&cfg.RefuseCost, "refuse-cost", cfg.RefuseCost, "work a refused call costs the server, as a fraction of a served one, in [0, 1)")
-	fs.DurationVar(&cfg.After, "after", cfg.After, "how long to simulate after the fault ends: the horizon for the backlog to drain")
-	fs.BoolVar(&cfg.Sessions, "sessions", cfg.Sessions, "when the fault starts, every client reopens a lost session, all in the same tick")
-	fs.IntVar(&opts.attempts, "attempts", opts.attempts, "most calls per request, the same for every strategy")
+	fs.DurationVar(&cfg.After, "after", cfg.After, fmt.Sprintf("how long to simulate after the fault ends (the horizon for the backlog to drain), 0 to %v", maxAfter))
+	fs.BoolVar(&cfg.Sessions, "sessions", cfg.Sessions, "when the fault starts, every client reopens a lost session, all in the same tick (true or false)")
+	fs.IntVar(&opts.attempts, "attempts", opts.attempts, fmt.Sprintf("most calls per request, the same for every strategy, 1 to %d", sim.MaxAttempts))
 	fs.StringVar(&opts.out, "out", "", "if set, write a per-second timeline of every strategy to `dir`/retrystorm.csv")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: retrystorm [flags]\n\nSimulates clients retrying through an outage and prints one row per retry strategy.\n\nFlags:")
+		fmt.Fprintf(fs.Output(), "usage: retrystorm [flags]\n\nSimulates clients retrying through an outage and prints one row per retry strategy;\nthe last, full jitter + budget, is the one guarded by a retry budget.\n\nFlags:\n")
 		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nBesides each flag's range, clients × rate × (%v + fault + after) × attempts\nmust be at most %s calls, so that every run finishes within a minute or two.\n",
+			cfg.FaultStart, textfmt.Group(sim.MaxWork))
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -125,23 +143,40 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if cfg.Fault < 0 {
 		bad("-fault %v is negative", cfg.Fault)
+	} else if cfg.Fault > maxFault {
+		bad("-fault %v is outside [0, %v]", cfg.Fault, maxFault)
 	}
 	if !(cfg.Rate > 0) || math.IsInf(cfg.Rate, 0) {
 		bad("-rate %v is not a positive number of requests per second", cfg.Rate)
+	} else if cfg.Rate > maxRate {
+		bad("-rate %v is outside (0, %v]", cfg.Rate, maxRate)
 	}
 	if !(cfg.Capacity >= 1) || math.IsInf(cfg.Capacity, 0) {
 		bad("-capacity %v is below 1: the server could not carry even normal load", cfg.Capacity)
+	} else if cfg.Capacity > maxCapacity {
+		bad("-capacity %v is outside [1, %v]", cfg.Capacity, maxCapacity)
 	}
 	if !(cfg.RefuseCost >= 0 && cfg.RefuseCost < 1) {
 		bad("-refuse-cost %v is outside [0, 1)", cfg.RefuseCost)
 	}
 	if cfg.After < 0 {
 		bad("-after %v is negative", cfg.After)
+	} else if cfg.After > maxAfter {
+		bad("-after %v is outside [0, %v]", cfg.After, maxAfter)
 	}
 	if opts.attempts < 1 {
 		bad("-attempts %d is below 1", opts.attempts)
+	} else if opts.attempts > sim.MaxAttempts {
+		bad("-attempts %d is outside [1, %d]", opts.attempts, sim.MaxAttempts)
 	}
-	return opts, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return opts, err
+	}
+	if w := sim.Work(*cfg, opts.attempts); w > sim.MaxWork {
+		return opts, fmt.Errorf("clients × rate × (%v + fault + after) × attempts = %d × %v × %v × %d = %s calls, above %s: lower one of them",
+			cfg.FaultStart, cfg.Clients, cfg.Rate, cfg.FaultStart+cfg.Fault+cfg.After, opts.attempts, textfmt.Group(int64(w)), textfmt.Group(sim.MaxWork))
+	}
+	return opts, nil
 }
 
 // report prints the scenario, the table and the legend.
@@ -171,7 +206,10 @@ func report(w io.Writer, cfg sim.Config, attempts int, results []sim.Result) {
 	} else {
 		b.WriteString("There is no fault. ")
 	}
-	fmt.Fprintf(&b, "Every strategy makes at most %d calls per request. The run ends %s after the fault.", attempts, textfmt.Secs(cfg.After))
+	fmt.Fprintf(&b, "Every strategy makes at most %d calls per request. The run ends %s after the fault. ", attempts, textfmt.Secs(cfg.After))
+	if g := guardedIndex(attempts); g >= 0 {
+		fmt.Fprintf(&b, "The guarded strategy is %s: the only one whose retries must pass a retry budget (backoff.Budget), which sheds them to protect the dependency.", results[g].Strategy)
+	}
 	textfmt.Wrap(w, 80, b.String())
 	fmt.Fprintln(w)
 
@@ -215,8 +253,80 @@ func report(w io.Writer, cfg sim.Config, attempts int, results []sim.Result) {
 		}
 	}
 	fmt.Fprintf(&b, "Drain: from the fault's end until %s, for good (> %s: not within the run). ", level, textfmt.Secs(cfg.After))
-	b.WriteString("Immediate retry spends a request's calls within a few ticks, so it fails every request made in the fault and carries no backlog past it. Backing off wastes fewer calls in the fault but carries a backlog into the recovery, on top of new traffic; a drain longer than a strategy's waits in all means the storm made requests fail after the fault was over. Jitter spreads out clients that failed together. The budget switches retries off in a long outage instead of multiplying the load.")
+	b.WriteString("A drain longer than a strategy's waits in all means the storm made requests fail after the fault was over. ")
+	b.WriteString(guardedVerdict(results, attempts))
 	textfmt.Wrap(w, 80, b.String())
+}
+
+// guardedIndex returns the index in sim.Strategies(attempts) of the
+// strategy with a retry budget, or -1.
+func guardedIndex(attempts int) int {
+	for i, s := range sim.Strategies(attempts) {
+		if s.Budget != nil {
+			return i
+		}
+	}
+	return -1
+}
+
+// guardedVerdict says, from the results, what the guarded strategy's
+// budget did: how many requests it failed against the others, and the load
+// it kept off the dependency compared to the same backoff without a budget
+// and to the busiest strategy.
+func guardedVerdict(results []sim.Result, attempts int) string {
+	g := guardedIndex(attempts)
+	if g < 0 {
+		return ""
+	}
+	guarded := results[g]
+	strategies := sim.Strategies(attempts)
+	twin, busiest := -1, -1
+	mostFailed := true
+	for i, r := range results {
+		if i == g {
+			continue
+		}
+		if strategies[i].Policy == strategies[g].Policy {
+			twin = i
+		}
+		if busiest < 0 || r.Calls > results[busiest].Calls {
+			busiest = i
+		}
+		if r.Failed >= guarded.Failed {
+			mostFailed = false
+		}
+	}
+	var b strings.Builder
+	if mostFailed {
+		fmt.Fprintf(&b, "The guarded strategy, %s, failed the most requests (%s) on purpose: its budget refused retries rather than send them to a dependency that was refusing calls. ",
+			guarded.Strategy, textfmt.Group(guarded.Failed))
+	} else {
+		fmt.Fprintf(&b, "The guarded strategy, %s, failed %s requests, not the most: its budget refused few retries here. ", guarded.Strategy, textfmt.Group(guarded.Failed))
+	}
+	kept := func(o sim.Result) {
+		d := o.Calls - guarded.Calls
+		switch {
+		case d > 0:
+			fmt.Fprintf(&b, "%s fewer calls than %s (%.0f%% less load on the dependency, peak %.1f× against %.1f×)",
+				textfmt.Group(d), o.Strategy, 100*float64(d)/float64(o.Calls), guarded.PeakLoad, o.PeakLoad)
+		case d < 0:
+			fmt.Fprintf(&b, "%s more calls than %s (peak %.1f× against %.1f×)", textfmt.Group(-d), o.Strategy, guarded.PeakLoad, o.PeakLoad)
+		default:
+			fmt.Fprintf(&b, "as many calls as %s", o.Strategy)
+		}
+	}
+	b.WriteString("It made ")
+	if twin >= 0 {
+		kept(results[twin])
+		if busiest != twin {
+			b.WriteString(" and ")
+			kept(results[busiest])
+		}
+	} else {
+		kept(results[busiest])
+	}
+	b.WriteString(".")
+	return b.String()
 }
 
 // totalWait is the sum of the envelope delays before calls 2 to attempts of
@@ -271,3 +381,81 @@ func num(x float64) string {
 }
 
 func percent(x float64) string { return num(x*100) + "%" }
+
+// Progress on a terminal: after progressAfter, a line that names the
+// strategy being simulated and the time taken so far, redrawn every
+// progressRefresh.
+const (
+	progressAfter   = 2 * time.Second
+	progressRefresh = 250 * time.Millisecond
+)
+
+// progress draws the progress line on a terminal; a nil *progress (stderr
+// is not a terminal) does nothing.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+	name  string
+	drawn bool
+	quit  chan struct{}
+	done  chan struct{}
+}
+
+// startProgress returns a progress that draws on w if w is a terminal, and
+// nil otherwise.
+func startProgress(w io.Writer) *progress {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	p := &progress{w: w, start: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		t := time.NewTicker(progressRefresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.quit:
+				return
+			case <-t.C:
+				p.draw()
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) phase(name string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.name = name
+	p.mu.Unlock()
+}
+
+func (p *progress) draw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	el := time.Since(p.start)
+	if el < progressAfter {
+		return
+	}
+	fmt.Fprintf(p.w, "\rretrystorm: simulating %s… %3.0fs ", p.name, el.Seconds())
+	p.drawn = true
+}
+
+func (p *progress) stop() {
+	if p == nil {
+		return
+	}
+	close(p.quit)
+	<-p.done
+	if p.drawn {
+		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", 72))
+	}
+}

@@ -111,7 +111,16 @@ func TestBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-clients", "0"}, "-clients 0 is outside [1, 100000]"},
+		{[]string{"-clients", "0"}, "-clients 0 is outside [1, 10000]"},
+		{[]string{"-clients", "10001"}, "-clients 10001 is outside [1, 10000]"},
+		{[]string{"-clients", "100000"}, "-clients 100000 is outside"},
+		{[]string{"-attempts", "101"}, "-attempts 101 is outside [1, 100]"},
+		{[]string{"-attempts", "1000000"}, "-attempts 1000000 is outside"},
+		{[]string{"-rate", "100.5"}, "-rate 100.5 is outside (0, 100]"},
+		{[]string{"-capacity", "1001"}, "-capacity 1001 is outside [1, 1000]"},
+		{[]string{"-fault", "11m"}, "-fault 11m0s is outside [0, 10m0s]"},
+		{[]string{"-after", "601s"}, "-after 10m1s is outside [0, 10m0s]"},
+		{[]string{"-clients", "10000", "-attempts", "20"}, "above 100,000,000: lower one of them"},
 		{[]string{"-clients", "-3"}, "-clients -3 is outside"},
 		{[]string{"-clients", "1000000"}, "-clients 1000000 is outside"},
 		{[]string{"-clients", "many"}, "invalid value"},
@@ -205,5 +214,87 @@ func TestTimelineUnwritable(t *testing.T) {
 	code, _, errs := runCmd(t, append([]string{"-out", file}, small...)...)
 	if code != 1 || errs == "" {
 		t.Errorf("exit %d, stderr %q: want 1 and an error", code, errs)
+	}
+}
+
+// TestHelpStatesRanges checks that -h names the command and gives every
+// flag its range, the bound on the product, and the guarded strategy.
+func TestHelpStatesRanges(t *testing.T) {
+	_, _, errs := runCmd(t, "-h")
+	for _, want := range []string{
+		"usage: retrystorm", "0 to 2^64-1", "1 to 10000", "0 (no fault) to 10m0s", "above 0 up to 100",
+		"1 to 1000", "in [0, 1)", "0 to 10m0s", "(true or false)", "1 to 100 (default 8)",
+		"at most 100,000,000 calls", "full jitter + budget, is the one guarded",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("usage lacks %q:\n%s", want, errs)
+		}
+	}
+}
+
+// The largest values each flag allows, alone, are accepted (without
+// running them).
+func TestLargestValuesAccepted(t *testing.T) {
+	for _, args := range [][]string{
+		{"-clients", "10000"}, {"-attempts", "100"}, {"-rate", "100"}, {"-capacity", "1000"},
+		{"-fault", "10m"}, {"-after", "10m"}, {"-attempts", "100", "-fault", "40s", "-after", "5s"},
+	} {
+		if _, err := parseFlags(args, io.Discard); err != nil {
+			t.Errorf("%v refused: %v", args, err)
+		}
+	}
+}
+
+// TestNamesTheGuardedStrategy checks that the output says which strategy
+// is guarded, and that the sentence about it comes from the numbers.
+func TestNamesTheGuardedStrategy(t *testing.T) {
+	_, out, _ := runCmd(t, small...)
+	out = strings.Join(strings.Fields(out), " ")
+	if !strings.Contains(out, "The guarded strategy is full jitter + budget") {
+		t.Errorf("output does not name the guarded strategy:\n%s", out)
+	}
+	if !regexp.MustCompile(`It made [\d,]+ (fewer|more) calls than full jitter`).MatchString(out) {
+		t.Errorf("output does not compare the guarded strategy's calls with full jitter's:\n%s", out)
+	}
+}
+
+func TestGuardedVerdictFollowsTheNumbers(t *testing.T) {
+	names := []string{"immediate", "fixed 1s", "exponential", "full jitter", "full jitter + budget"}
+	results := func(failed, calls [5]int64) []sim.Result {
+		rs := make([]sim.Result, 5)
+		for i := range rs {
+			rs[i] = sim.Result{Strategy: names[i], Failed: failed[i], Calls: calls[i], PeakLoad: 2}
+		}
+		return rs
+	}
+	shed := guardedVerdict(results([5]int64{10, 20, 30, 40, 50}, [5]int64{1000, 900, 800, 700, 350}), 8)
+	for _, want := range []string{"failed the most requests (50) on purpose", "350 fewer calls than full jitter (50% less load", "650 fewer calls than immediate (65% less load"} {
+		if !strings.Contains(shed, want) {
+			t.Errorf("verdict lacks %q: %s", want, shed)
+		}
+	}
+	calm := guardedVerdict(results([5]int64{10, 20, 30, 40, 5}, [5]int64{1000, 900, 800, 700, 800}), 8)
+	for _, want := range []string{"failed 5 requests, not the most", "100 more calls than full jitter", "200 fewer calls than immediate (20% less load"} {
+		if !strings.Contains(calm, want) {
+			t.Errorf("verdict lacks %q: %s", want, calm)
+		}
+	}
+	if strings.Contains(calm, "on purpose") {
+		t.Errorf("verdict claims shedding with the fewest failures: %s", calm)
+	}
+}
+
+func TestProgressOffWhenNotATerminal(t *testing.T) {
+	code, _, errs := runCmd(t, small...)
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if startProgress(f) != nil {
+		t.Error("progress drawn on a regular file")
 	}
 }

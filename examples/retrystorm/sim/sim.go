@@ -52,8 +52,25 @@ import (
 )
 
 // MaxClients bounds Config.Clients, so that a typo cannot start an
-// hour-long run.
-const MaxClients = 100_000
+// hour-long run (100,000 clients took a minute and 1.2 GB).
+const MaxClients = 10_000
+
+// MaxAttempts bounds every strategy's Policy.MaxAttempts: the immediate
+// strategy makes up to that many calls per request in a fault. A strategy
+// with backoff.Unlimited attempts is accepted if its MaxElapsed bounds
+// them; MaxWork then counts MaxElapsed/Tick+1 calls per request.
+const MaxAttempts = 100
+
+// MaxWork bounds the work of one run: the requests the clients start
+// (Clients · Rate · (FaultStart+Fault+After)) times the most calls a
+// request may make. At this bound a run took up to about 80 s on a loaded
+// 2-core machine.
+const MaxWork = 100_000_000
+
+// Work is cfg's requests times maxAttempts, the quantity MaxWork bounds.
+func Work(cfg Config, maxAttempts int) float64 {
+	return float64(cfg.Clients) * cfg.Rate * (cfg.FaultStart + cfg.Fault + cfg.After).Seconds() * float64(maxAttempts)
+}
 
 // ErrInvalidConfig is matched (with errors.Is) by every error Run returns
 // for a bad Config or Strategy.
@@ -249,11 +266,32 @@ const (
 // naming every bad field, if cfg or a strategy is invalid. Run is
 // deterministic: the same arguments give the same results.
 func Run(cfg Config, strategies []Strategy) ([]Result, error) {
+	return RunWithProgress(cfg, strategies, nil)
+}
+
+// RunWithProgress is Run that, if progress is not nil, calls it before
+// each strategy is simulated with the strategy's index, and once more with
+// len(strategies) when all are done. It returns what Run returns.
+func RunWithProgress(cfg Config, strategies []Strategy, progress func(next int)) ([]Result, error) {
 	errs := []error{cfg.validate()}
 	if len(strategies) == 0 {
 		errs = append(errs, fmt.Errorf("%w: no strategies", ErrInvalidConfig))
 	}
+	most := 0
 	for _, s := range strategies {
+		n := s.Policy.MaxAttempts
+		if n == 0 {
+			n = backoff.DefaultMaxAttempts
+		}
+		switch {
+		case n < 0 && s.Policy.MaxElapsed > 0 && cfg.Tick > 0:
+			// backoff.Unlimited, bounded by time: a call takes a tick.
+			n = int(min(s.Policy.MaxElapsed/cfg.Tick, MaxWork)) + 1
+		case n > MaxAttempts || n < 0:
+			errs = append(errs, fmt.Errorf("%w: strategy %q: MaxAttempts %d is outside [1, %d] (0 is backoff's default, %d; backoff.Unlimited needs a MaxElapsed)",
+				ErrInvalidConfig, s.Name, s.Policy.MaxAttempts, MaxAttempts, backoff.DefaultMaxAttempts))
+		}
+		most = max(most, n)
 		if err := s.Policy.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("%w: strategy %q: %w", ErrInvalidConfig, s.Name, err))
 		}
@@ -263,12 +301,22 @@ func Run(cfg Config, strategies []Strategy) ([]Result, error) {
 			}
 		}
 	}
+	if w := Work(cfg, most); w > MaxWork {
+		errs = append(errs, fmt.Errorf("%w: %d clients × %v requests/s × %v × %d calls per request is %.3g calls, above %d: the run would take too long",
+			ErrInvalidConfig, cfg.Clients, cfg.Rate, cfg.FaultStart+cfg.Fault+cfg.After, most, w, int64(MaxWork)))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	out := make([]Result, len(strategies))
 	for i, s := range strategies {
+		if progress != nil {
+			progress(i)
+		}
 		out[i] = newRun(cfg, s, i).simulate()
+	}
+	if progress != nil {
+		progress(len(strategies))
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -350,7 +351,10 @@ func TestBadConfig(t *testing.T) {
 	}{
 		{"zero clients", func(c *Config) { c.Clients = 0 }, valid, []string{"clients 0 is outside"}},
 		{"negative clients", func(c *Config) { c.Clients = -5 }, valid, []string{"clients -5"}},
-		{"too many clients", func(c *Config) { c.Clients = MaxClients + 1 }, valid, []string{"clients 100001"}},
+		{"too many clients", func(c *Config) { c.Clients = MaxClients + 1 }, valid, []string{"clients 10001 is outside [1, 10000]"}},
+		{"too many attempts", func(*Config) {}, Strategies(MaxAttempts + 1), []string{`strategy "immediate": MaxAttempts 101 is outside [1, 100]`}},
+		{"unlimited attempts", func(*Config) {}, []Strategy{{Name: "forever", Policy: backoff.Policy{MaxAttempts: backoff.Unlimited}}}, []string{`strategy "forever": MaxAttempts -1`, "needs a MaxElapsed"}},
+		{"too much work", func(c *Config) { c.Clients, c.After = MaxClients, 10*time.Minute }, valid, []string{"above 100000000"}},
 		{"negative fault", func(c *Config) { c.Fault = -time.Second }, valid, []string{"fault length -1s is negative"}},
 		{"negative fault start", func(c *Config) { c.FaultStart = -time.Second }, valid, []string{"fault start -1s"}},
 		{"negative horizon", func(c *Config) { c.After = -time.Second }, valid, []string{"horizon"}},
@@ -387,6 +391,27 @@ func TestBadConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRunWithProgress checks that progress hears of every strategy in
+// order, then of the end, and that it does not change the results.
+func TestRunWithProgress(t *testing.T) {
+	cfg := smallConfig()
+	var seen []int
+	got, err := RunWithProgress(cfg, Strategies(DefaultMaxAttempts), func(next int) { seen = append(seen, next) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Run(cfg, Strategies(DefaultMaxAttempts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(seen) != "[0 1 2 3 4 5]" {
+		t.Errorf("progress saw %v, want [0 1 2 3 4 5]", seen)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Error("RunWithProgress and Run differ")
 	}
 }
 
