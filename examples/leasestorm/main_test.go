@@ -72,14 +72,14 @@ func TestFlagRanges(t *testing.T) {
 	require.Equal(t, 0, run([]string{"-h"}, &out, &errOut))
 	help := errOut.String()
 	assert.Contains(t, help, "usage: leasestorm")
-	for _, want := range []string{"1 to 50000", "1 to -droplets", "up to 1m0s", "-cost/10 to -cost", "-timeout to 1h0m0s", "above -cost, at most -ttl", "1 to 10", "0 to 2^64-1", "go run ./dynamodb2025"} {
+	for _, want := range []string{"1 to 30000", "1 to -droplets", "up to 1m0s", "-cost/10 to -cost", "-timeout to 1h0m0s", "above -cost, at most -ttl", "1 to 10", "0 to 2^64-1", "go run ./dynamodb2025"} {
 		assert.Contains(t, help, want)
 	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"-droplets", "50001"}, "-droplets 50001 is outside [1, 50000]"},
+		{[]string{"-droplets", "30001"}, "-droplets 30001 is outside [1, 30000]"},
 		{[]string{"-droplets", "2000000"}, "-droplets 2000000 is outside"},
 		{[]string{"-horizon", "10.5"}, "-horizon 10.5 is outside [1, 10]"},
 		{[]string{"-horizon", "NaN"}, "-horizon NaN is outside"},
@@ -96,7 +96,7 @@ func TestFlagRanges(t *testing.T) {
 		assert.Empty(t, out.String(), tc.args)
 	}
 	// The bounds themselves are accepted (checked without simulating).
-	_, _, err := parseFlags([]string{"-droplets", "50000", "-horizon", "10", "-renew-cost", "1ms", "-cost", "10ms"}, &errOut)
+	_, _, err := parseFlags([]string{"-droplets", "30000", "-horizon", "10", "-renew-cost", "1ms", "-cost", "10ms"}, &errOut)
 	assert.NoError(t, err)
 }
 
