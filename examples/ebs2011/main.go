@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/examples/internal/ebssim"
+	"github.com/stormguard/stormguard/examples/internal/progress"
 	"github.com/stormguard/stormguard/examples/internal/textfmt"
 )
 
@@ -100,8 +101,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ebs2011: %v\n", err)
 		return 2
 	}
-	bar := newProgress(stderr, !opts.json)
-	opts.cfg.Progress = bar.update
+	bar := progress.NewBar(stderr, !opts.json)
+	opts.cfg.Progress = func(m ebssim.Mode, done float64) { bar.Update(int(m), done) }
 	var results [2]*ebssim.Result
 	var errs [2]error
 	var wg sync.WaitGroup
@@ -113,7 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 	wg.Wait()
-	bar.done()
+	bar.Done()
 	if err := errors.Join(errs[:]...); err != nil {
 		fmt.Fprintf(stderr, "ebs2011: %v\n", err)
 		return 1
@@ -133,49 +134,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	report(stdout, opts, results)
 	return 0
-}
-
-// progress draws a bar on a terminal once a run has taken 2 seconds.
-type progress struct {
-	mu    sync.Mutex
-	w     io.Writer
-	on    bool
-	start time.Time
-	frac  [2]float64
-	drawn bool
-}
-
-func newProgress(w io.Writer, want bool) *progress {
-	p := &progress{w: w, start: time.Now()}
-	if f, ok := w.(*os.File); ok && want {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			p.on = true
-		}
-	}
-	return p
-}
-
-func (p *progress) update(m ebssim.Mode, done float64) {
-	if p == nil || !p.on {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.frac[m] = done
-	if time.Since(p.start) < 2*time.Second {
-		return
-	}
-	const width = 40
-	f := (p.frac[0] + p.frac[1]) / 2
-	n := int(f * width)
-	fmt.Fprintf(p.w, "\rsimulating [%s%s] %3.0f%%", strings.Repeat("#", n), strings.Repeat(" ", width-n), 100*f)
-	p.drawn = true
-}
-
-func (p *progress) done() {
-	if p != nil && p.drawn {
-		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", 64))
-	}
 }
 
 // clock formats a minute from the start as the 2011 wall clock (PDT).

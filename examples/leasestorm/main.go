@@ -35,10 +35,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
+	"github.com/stormguard/stormguard/examples/internal/progress"
 	"github.com/stormguard/stormguard/examples/internal/textfmt"
 	"github.com/stormguard/stormguard/internal/leasesim"
 )
@@ -52,13 +52,11 @@ func main() {
 // linearly in droplets); at these bounds, with renew-cost at cost/10, a run
 // took up to 30 s on a loaded 2-core machine (50,000 droplets took 120 s).
 const (
-	maxDroplets     = 30_000
-	maxHorizon      = 10
-	maxRenewRatio   = 10 // cost/renew-cost
-	maxCost         = time.Minute
-	maxTTL          = time.Hour
-	progressAfter   = 2 * time.Second
-	progressRefresh = 250 * time.Millisecond
+	maxDroplets   = 30_000
+	maxHorizon    = 10
+	maxRenewRatio = 10 // cost/renew-cost
+	maxCost       = time.Minute
+	maxTTL        = time.Hour
 )
 
 func defaultScenario() leasesim.Scenario {
@@ -89,12 +87,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ideal := s.Ideal()
 	s.Step = ideal / 10
 	s.Horizon = time.Duration(mult * float64(ideal))
-	p := startProgress(stderr)
-	p.phase("naive scheduler")
+	p := progress.StartTicker(stderr, "leasestorm: simulating the ", 64)
+	p.Phase("naive scheduler")
 	naive := leasesim.RunNaive(s)
-	p.phase("lease.Recovery")
+	p.Phase("lease.Recovery")
 	rec, prog, err := leasesim.RunRecovery(s)
-	p.stop()
+	p.Stop()
 	if err != nil {
 		fmt.Fprintf(stderr, "leasestorm: %v\n", err)
 		return 2
@@ -273,74 +271,3 @@ func pct(n, of int) string {
 }
 
 func num(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
-
-// progress prints, on a terminal only, which scheduler is being simulated
-// and for how long, once the run has taken progressAfter. leasesim reports
-// nothing while it runs, so the line shows the phase and the elapsed time.
-type progress struct {
-	mu    sync.Mutex
-	w     io.Writer
-	start time.Time
-	name  string
-	drawn bool
-	quit  chan struct{}
-	done  chan struct{}
-}
-
-// startProgress returns a progress that draws on w if w is a terminal, and
-// does nothing otherwise.
-func startProgress(w io.Writer) *progress {
-	f, ok := w.(*os.File)
-	if !ok {
-		return nil
-	}
-	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
-		return nil
-	}
-	p := &progress{w: w, start: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		t := time.NewTicker(progressRefresh)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.quit:
-				return
-			case <-t.C:
-				p.draw()
-			}
-		}
-	}()
-	return p
-}
-
-func (p *progress) phase(name string) {
-	if p == nil {
-		return
-	}
-	p.mu.Lock()
-	p.name = name
-	p.mu.Unlock()
-}
-
-func (p *progress) draw() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	el := time.Since(p.start)
-	if el < progressAfter {
-		return
-	}
-	fmt.Fprintf(p.w, "\rleasestorm: simulating the %s… %3.0fs ", p.name, el.Seconds())
-	p.drawn = true
-}
-
-func (p *progress) stop() {
-	if p == nil {
-		return
-	}
-	close(p.quit)
-	<-p.done
-	if p.drawn {
-		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", 64))
-	}
-}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stormguard/stormguard/examples/internal/progress"
 	"github.com/stormguard/stormguard/internal/leasesim"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -135,9 +136,9 @@ func TestProgressOffWhenNotATerminal(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.Equal(t, 0, run([]string{"-droplets", "2000", "-workers", "2", "-horizon", "2"}, &out, &errOut))
 	assert.Empty(t, errOut.String())
-	assert.Nil(t, startProgress(&errOut))
+	assert.Nil(t, progress.StartTicker(&errOut, "", 0))
 	f, err := os.CreateTemp(t.TempDir(), "stderr")
 	require.NoError(t, err)
 	defer f.Close()
-	assert.Nil(t, startProgress(f), "a regular file is not a terminal")
+	assert.Nil(t, progress.StartTicker(f, "", 0), "a regular file is not a terminal")
 }

@@ -30,11 +30,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/examples/internal/progress"
 	"github.com/stormguard/stormguard/examples/internal/textfmt"
 	"github.com/stormguard/stormguard/examples/retrystorm/sim"
 )
@@ -65,13 +65,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	strategies := sim.Strategies(opts.attempts)
-	p := startProgress(stderr)
+	p := progress.StartTicker(stderr, "retrystorm: simulating ", 72)
 	results, err := sim.RunWithProgress(opts.cfg, strategies, func(next int) {
 		if next < len(strategies) {
-			p.phase(fmt.Sprintf("strategy %d of %d (%s)", next+1, len(strategies), strategies[next].Name))
+			p.Phase(fmt.Sprintf("strategy %d of %d (%s)", next+1, len(strategies), strategies[next].Name))
 		}
 	})
-	p.stop()
+	p.Stop()
 	if err != nil {
 		// What only the whole scenario can show (a run too long, too little
 		// traffic to measure) is checked by sim.
@@ -381,81 +381,3 @@ func num(x float64) string {
 }
 
 func percent(x float64) string { return num(x*100) + "%" }
-
-// Progress on a terminal: after progressAfter, a line that names the
-// strategy being simulated and the time taken so far, redrawn every
-// progressRefresh.
-const (
-	progressAfter   = 2 * time.Second
-	progressRefresh = 250 * time.Millisecond
-)
-
-// progress draws the progress line on a terminal; a nil *progress (stderr
-// is not a terminal) does nothing.
-type progress struct {
-	mu    sync.Mutex
-	w     io.Writer
-	start time.Time
-	name  string
-	drawn bool
-	quit  chan struct{}
-	done  chan struct{}
-}
-
-// startProgress returns a progress that draws on w if w is a terminal, and
-// nil otherwise.
-func startProgress(w io.Writer) *progress {
-	f, ok := w.(*os.File)
-	if !ok {
-		return nil
-	}
-	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
-		return nil
-	}
-	p := &progress{w: w, start: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		t := time.NewTicker(progressRefresh)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.quit:
-				return
-			case <-t.C:
-				p.draw()
-			}
-		}
-	}()
-	return p
-}
-
-func (p *progress) phase(name string) {
-	if p == nil {
-		return
-	}
-	p.mu.Lock()
-	p.name = name
-	p.mu.Unlock()
-}
-
-func (p *progress) draw() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	el := time.Since(p.start)
-	if el < progressAfter {
-		return
-	}
-	fmt.Fprintf(p.w, "\rretrystorm: simulating %s… %3.0fs ", p.name, el.Seconds())
-	p.drawn = true
-}
-
-func (p *progress) stop() {
-	if p == nil {
-		return
-	}
-	close(p.quit)
-	<-p.done
-	if p.drawn {
-		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", 72))
-	}
-}

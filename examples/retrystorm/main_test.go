@@ -11,6 +11,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/stormguard/stormguard/examples/internal/progress"
 	"github.com/stormguard/stormguard/examples/retrystorm/sim"
 )
 
@@ -294,7 +295,7 @@ func TestProgressOffWhenNotATerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if startProgress(f) != nil {
+	if progress.StartTicker(f, "", 0) != nil {
 		t.Error("progress drawn on a regular file")
 	}
 }
