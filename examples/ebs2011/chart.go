@@ -7,18 +7,10 @@ import (
 	"path/filepath"
 
 	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
 
+	"github.com/stormguard/stormguard/examples/internal/chart"
 	"github.com/stormguard/stormguard/examples/internal/ebssim"
-)
-
-var (
-	naiveColor   = color.RGBA{R: 200, G: 40, B: 40, A: 255}
-	naiveOther   = color.RGBA{R: 240, G: 150, B: 60, A: 255}
-	guardedColor = color.RGBA{R: 30, G: 100, B: 200, A: 255}
-	guardedOther = color.RGBA{R: 60, G: 170, B: 120, A: 255}
 )
 
 // series is one line of a chart: y per minute of a run.
@@ -33,31 +25,11 @@ type series struct {
 func hours(m ebssim.Minute) float64 { return float64(m.Minute) / 60 }
 
 func line(p *plot.Plot, s series) error {
-	pts := make(plotter.XYs, len(s.run.Timeline))
-	for i, m := range s.run.Timeline {
-		pts[i] = plotter.XY{X: hours(m), Y: s.y(m)}
-	}
-	l, err := plotter.NewLine(pts)
-	if err != nil {
-		return err
-	}
-	l.Color = s.color
-	l.Width = vg.Points(1.2)
-	if s.dash {
-		l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
-	}
-	p.Add(l)
-	p.Legend.Add(s.name, l)
-	return nil
+	return chart.Line(p, s.name, s.color, s.dash, chart.Points(s.run.Timeline, hours, s.y))
 }
 
 func newPlot(title, ylabel string) *plot.Plot {
-	p := plot.New()
-	p.Title.Text = title
-	p.X.Label.Text = "PDT, 2011"
-	p.Y.Label.Text = ylabel
-	p.Legend.Top = true
-	p.X.Tick.Marker = plot.TickerFunc(func(lo, hi float64) []plot.Tick {
+	return chart.New(title, "PDT, 2011", ylabel, plot.TickerFunc(func(lo, hi float64) []plot.Tick {
 		var ts []plot.Tick
 		for h := 0.0; h <= hi; h += 6 {
 			t := plot.Tick{Value: h}
@@ -67,9 +39,7 @@ func newPlot(title, ylabel string) *plot.Plot {
 			ts = append(ts, t)
 		}
 		return ts
-	})
-	p.Add(plotter.NewGrid())
-	return p
+	}))
 }
 
 // tenMinuteSuccess is the success of the calls of zones zs over the ten
@@ -101,24 +71,24 @@ func charts(n, g *ebssim.Result) (map[string]*plot.Plot, error) {
 		lines               []series
 	}{
 		{"stuck", "Stuck volumes per zone", "% of the zone's volumes", []series{
-			{"naive us-east-1a", naiveColor, false, affected, n},
-			{"naive us-east-1b/c", naiveOther, true, other, n},
-			{"guarded us-east-1a", guardedColor, false, affected, g},
-			{"guarded us-east-1b/c", guardedOther, true, other, g},
+			{"naive us-east-1a", chart.NaiveColor, false, affected, n},
+			{"naive us-east-1b/c", chart.NaiveOther, true, other, n},
+			{"guarded us-east-1a", chart.GuardedColor, false, affected, g},
+			{"guarded us-east-1b/c", chart.GuardedOther, true, other, g},
 		}},
 		{"api", "Control-plane API success per zone (10-minute windows)", "% of API calls that succeeded", []series{
-			{"naive, from us-east-1a", naiveColor, false, tenMinuteSuccess(n, 0), n},
-			{"naive, from us-east-1b/c", naiveOther, true, tenMinuteSuccess(n, 1, 2), n},
-			{"guarded, from us-east-1a", guardedColor, false, tenMinuteSuccess(g, 0), g},
-			{"guarded, from us-east-1b/c", guardedOther, true, tenMinuteSuccess(g, 1, 2), g},
+			{"naive, from us-east-1a", chart.NaiveColor, false, tenMinuteSuccess(n, 0), n},
+			{"naive, from us-east-1b/c", chart.NaiveOther, true, tenMinuteSuccess(n, 1, 2), n},
+			{"guarded, from us-east-1a", chart.GuardedColor, false, tenMinuteSuccess(g, 0), g},
+			{"guarded, from us-east-1b/c", chart.GuardedOther, true, tenMinuteSuccess(g, 1, 2), g},
 		}},
 		{"free", "Free capacity of the affected cluster (usable nodes)", "% of its capacity", []series{
-			{"naive us-east-1a", naiveColor, false, func(m ebssim.Minute) float64 { return m.FreeAffectedPct }, n},
-			{"guarded us-east-1a", guardedColor, false, func(m ebssim.Minute) float64 { return m.FreeAffectedPct }, g},
+			{"naive us-east-1a", chart.NaiveColor, false, func(m ebssim.Minute) float64 { return m.FreeAffectedPct }, n},
+			{"guarded us-east-1a", chart.GuardedColor, false, func(m ebssim.Minute) float64 { return m.FreeAffectedPct }, g},
 		}},
 		{"searches", "Search messages per minute (all zones)", "messages", []series{
-			{"naive", naiveColor, false, func(m ebssim.Minute) float64 { return float64(m.SearchMessages) }, n},
-			{"guarded", guardedColor, false, func(m ebssim.Minute) float64 { return float64(m.SearchMessages) }, g},
+			{"naive", chart.NaiveColor, false, func(m ebssim.Minute) float64 { return float64(m.SearchMessages) }, n},
+			{"guarded", chart.GuardedColor, false, func(m ebssim.Minute) float64 { return float64(m.SearchMessages) }, g},
 		}},
 	}
 	for _, s := range specs {
@@ -164,31 +134,5 @@ func writeCharts(dir string, n, g *ebssim.Result) error {
 		}
 	}
 	grid := [][]*plot.Plot{{ps["stuck"], ps["api"]}, {ps["free"], ps["searches"]}}
-	for _, ext := range []string{"png", "svg"} {
-		c, err := draw.NewFormattedCanvas(36*vg.Centimeter, 22*vg.Centimeter, ext)
-		if err != nil {
-			return err
-		}
-		dc := draw.New(c)
-		tiles := draw.Tiles{Rows: 2, Cols: 2, PadX: vg.Centimeter, PadY: vg.Centimeter,
-			PadTop: vg.Millimeter * 3, PadBottom: vg.Millimeter * 3, PadLeft: vg.Millimeter * 3, PadRight: vg.Millimeter * 3}
-		canvases := plot.Align(grid, tiles, dc)
-		for i := range grid {
-			for j := range grid[i] {
-				grid[i][j].Draw(canvases[i][j])
-			}
-		}
-		f, err := os.Create(filepath.Join(dir, "ebs2011."+ext))
-		if err != nil {
-			return err
-		}
-		if _, err := c.WriteTo(f); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("writing %s: %w", f.Name(), err)
-		}
-	}
-	return nil
+	return chart.WriteGrid(dir, "ebs2011", grid, 36*vg.Centimeter, 22*vg.Centimeter, vg.Centimeter)
 }
