@@ -32,6 +32,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/stormguard/stormguard/examples/internal/textfmt"
 )
 
 // Offsets from the start of the run, 23:00 PDT on October 19, 2025: the
@@ -126,12 +128,9 @@ type Config struct {
 
 // Validate reports every bad field.
 func (c Config) Validate() error {
-	var errs []error
-	if c.Droplets < MinDroplets || c.Droplets > MaxDroplets {
-		errs = append(errs, fmt.Errorf("%w: -droplets %d is outside [%d, %d]", ErrConfig, c.Droplets, MinDroplets, MaxDroplets))
-	}
-	if c.Hours < MinHours || c.Hours > MaxHours {
-		errs = append(errs, fmt.Errorf("%w: -hours %d is outside [%d, %d]", ErrConfig, c.Hours, MinHours, MaxHours))
+	errs := []error{
+		textfmt.OutOfRange(ErrConfig, "-droplets", c.Droplets, MinDroplets, MaxDroplets),
+		textfmt.OutOfRange(ErrConfig, "-hours", c.Hours, MinHours, MaxHours),
 	}
 	if c.Scenario != Cascade && c.Scenario != DynamoDBDown {
 		errs = append(errs, fmt.Errorf("%w: -scenario %q is neither %q nor %q", ErrConfig, c.Scenario, Cascade, DynamoDBDown))

@@ -3,12 +3,12 @@ package ebssim
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/examples/internal/textfmt"
 	"github.com/stormguard/stormguard/fence"
 	"github.com/stormguard/stormguard/remirror"
 	"github.com/stormguard/stormguard/shed"
@@ -57,14 +57,10 @@ type Config struct {
 
 // Validate reports a bad field with the allowed range.
 func (c Config) Validate() error {
-	var errs []error
-	if c.Volumes < MinVolumes || c.Volumes > MaxVolumes {
-		errs = append(errs, fmt.Errorf("%w: volumes %d is outside [%d, %d]", ErrInvalidConfig, c.Volumes, MinVolumes, MaxVolumes))
-	}
-	if c.Hours < MinHours || c.Hours > MaxHours {
-		errs = append(errs, fmt.Errorf("%w: hours %d is outside [%d, %d]", ErrInvalidConfig, c.Hours, MinHours, MaxHours))
-	}
-	return errors.Join(errs...)
+	return errors.Join(
+		textfmt.OutOfRange(ErrInvalidConfig, "volumes", c.Volumes, MinVolumes, MaxVolumes),
+		textfmt.OutOfRange(ErrInvalidConfig, "hours", c.Hours, MinHours, MaxHours),
+	)
 }
 
 // NodesPerZone returns the nodes of each cluster for c.

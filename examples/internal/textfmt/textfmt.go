@@ -49,3 +49,13 @@ func Wrap(w io.Writer, width int, text string) {
 	}
 	fmt.Fprintln(w)
 }
+
+// OutOfRange returns nil if lo <= v <= hi, and otherwise an error wrapping
+// sentinel that names the field and the range:
+// "<sentinel>: hours 0 is outside [1, 72]".
+func OutOfRange(sentinel error, name string, v, lo, hi int) error {
+	if v >= lo && v <= hi {
+		return nil
+	}
+	return fmt.Errorf("%w: %s %d is outside [%d, %d]", sentinel, name, v, lo, hi)
+}

@@ -1,6 +1,8 @@
 package textfmt
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -43,4 +45,15 @@ func TestWrap(t *testing.T) {
 	b.Reset()
 	Wrap(&b, 80, "  ")
 	assert.Equal(t, "\n", b.String(), "empty text is an empty line")
+}
+
+func TestOutOfRange(t *testing.T) {
+	bad := errors.New("bad config")
+	assert.NoError(t, OutOfRange(bad, "hours", 1, 1, 72))
+	assert.NoError(t, OutOfRange(bad, "hours", 72, 1, 72))
+	err := OutOfRange(bad, "hours", 0, 1, 72)
+	assert.ErrorIs(t, err, bad)
+	assert.EqualError(t, err, "bad config: hours 0 is outside [1, 72]")
+	assert.EqualError(t, OutOfRange(bad, "-n", math.MinInt, 0, math.MaxInt),
+		fmt.Sprintf("bad config: -n %d is outside [0, %d]", math.MinInt, math.MaxInt))
 }
