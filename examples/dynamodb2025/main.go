@@ -27,19 +27,17 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/stormguard/stormguard/examples/internal/ddbsim"
-	"github.com/stormguard/stormguard/examples/internal/progress"
 	"github.com/stormguard/stormguard/examples/internal/textfmt"
+	"github.com/stormguard/stormguard/examples/internal/twin"
 )
 
 func main() {
@@ -76,46 +74,20 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	opts, err := parseFlags(args, stderr)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case err != nil:
-		fmt.Fprintf(stderr, "dynamodb2025: %v\n", err)
-		return 2
+	if err != nil {
+		return twin.FlagError("dynamodb2025", stderr, err)
 	}
-	bar := progress.NewBar(stderr, !opts.json)
-	opts.cfg.Progress = func(m ddbsim.Mode, done float64) { bar.Update(int(m), done) }
-	var results [2]*ddbsim.Result
-	var errs [2]error
-	var wg sync.WaitGroup
-	for i, m := range []ddbsim.Mode{ddbsim.Naive, ddbsim.Guarded} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = ddbsim.Run(opts.cfg, m)
-		}()
-	}
-	wg.Wait()
-	bar.Done()
-	if err := errors.Join(errs[:]...); err != nil {
-		fmt.Fprintf(stderr, "dynamodb2025: %v\n", err)
-		return 1
-	}
-	if opts.out != "" {
-		if err := writeCharts(opts.out, results[0], results[1]); err != nil {
-			fmt.Fprintf(stderr, "dynamodb2025: chart: %v\n", err)
-			return 1
-		}
-	}
-	if opts.json {
-		if err := writeJSON(stdout, opts.cfg, results); err != nil {
-			fmt.Fprintf(stderr, "dynamodb2025: %v\n", err)
-			return 1
-		}
-		return 0
-	}
-	report(stdout, opts, results)
-	return 0
+	return twin.Demo[*ddbsim.Result]{
+		Name: "dynamodb2025", Charts: "chart",
+		Run: func(i int, progress func(float64)) (*ddbsim.Result, error) {
+			cfg := opts.cfg
+			cfg.Progress = func(_ ddbsim.Mode, done float64) { progress(done) }
+			return ddbsim.Run(cfg, ddbsim.Mode(i))
+		},
+		WriteCharts: writeCharts,
+		WriteJSON:   func(w io.Writer, rs [2]*ddbsim.Result) error { return writeJSON(w, opts.cfg, rs) },
+		Report:      func(w io.Writer, rs [2]*ddbsim.Result) { report(w, opts, rs) },
+	}.Main(stdout, stderr, opts.out, opts.json)
 }
 
 func clock(minute int) string { return ddbsim.Clock(time.Duration(minute) * time.Minute) }

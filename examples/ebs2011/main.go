@@ -34,12 +34,11 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/stormguard/stormguard/examples/internal/ebssim"
-	"github.com/stormguard/stormguard/examples/internal/progress"
 	"github.com/stormguard/stormguard/examples/internal/textfmt"
+	"github.com/stormguard/stormguard/examples/internal/twin"
 )
 
 func main() {
@@ -94,46 +93,20 @@ func writable(dir string) error {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	opts, err := parseFlags(args, stderr)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case err != nil:
-		fmt.Fprintf(stderr, "ebs2011: %v\n", err)
-		return 2
+	if err != nil {
+		return twin.FlagError("ebs2011", stderr, err)
 	}
-	bar := progress.NewBar(stderr, !opts.json)
-	opts.cfg.Progress = func(m ebssim.Mode, done float64) { bar.Update(int(m), done) }
-	var results [2]*ebssim.Result
-	var errs [2]error
-	var wg sync.WaitGroup
-	for i, m := range []ebssim.Mode{ebssim.Naive, ebssim.Guarded} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], errs[i] = ebssim.Run(opts.cfg, m)
-		}()
-	}
-	wg.Wait()
-	bar.Done()
-	if err := errors.Join(errs[:]...); err != nil {
-		fmt.Fprintf(stderr, "ebs2011: %v\n", err)
-		return 1
-	}
-	if opts.out != "" {
-		if err := writeCharts(opts.out, results[0], results[1]); err != nil {
-			fmt.Fprintf(stderr, "ebs2011: charts: %v\n", err)
-			return 1
-		}
-	}
-	if opts.json {
-		if err := writeJSON(stdout, opts.cfg, results); err != nil {
-			fmt.Fprintf(stderr, "ebs2011: %v\n", err)
-			return 1
-		}
-		return 0
-	}
-	report(stdout, opts, results)
-	return 0
+	return twin.Demo[*ebssim.Result]{
+		Name: "ebs2011", Charts: "charts",
+		Run: func(i int, progress func(float64)) (*ebssim.Result, error) {
+			cfg := opts.cfg
+			cfg.Progress = func(_ ebssim.Mode, done float64) { progress(done) }
+			return ebssim.Run(cfg, ebssim.Mode(i))
+		},
+		WriteCharts: writeCharts,
+		WriteJSON:   func(w io.Writer, rs [2]*ebssim.Result) error { return writeJSON(w, opts.cfg, rs) },
+		Report:      func(w io.Writer, rs [2]*ebssim.Result) { report(w, opts, rs) },
+	}.Main(stdout, stderr, opts.out, opts.json)
 }
 
 // clock formats a minute from the start as the 2011 wall clock (PDT).
