@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"image/color"
 	"os"
 
 	"gonum.org/v1/plot"
@@ -12,18 +11,10 @@ import (
 	"github.com/stormguard/stormguard/examples/internal/ddbsim"
 )
 
-type series struct {
-	name  string
-	color color.Color
-	dash  bool
-	y     func(m ddbsim.Minute) float64
-	run   *ddbsim.Result
-}
+// series is one line of a chart: y per minute of a run.
+type series = chart.Series[ddbsim.Minute]
 
-func line(p *plot.Plot, s series) error {
-	x := func(m ddbsim.Minute) float64 { return float64(m.Minute) / 60 }
-	return chart.Line(p, s.name, s.color, s.dash, chart.Points(s.run.Timeline, x, s.y))
-}
+func hours(m ddbsim.Minute) float64 { return float64(m.Minute) / 60 }
 
 func newPlot(title, ylabel string) *plot.Plot {
 	return chart.New(title, "PDT, October 19-20 2025", ylabel, plot.TickerFunc(func(lo, hi float64) []plot.Tick {
@@ -48,45 +39,42 @@ func charts(n, g *ddbsim.Result) ([]*plot.Plot, error) {
 		ymax          float64
 	}{
 		{"DynamoDB: regional DNS answers (100 = non-empty) and clients' success", "%", []series{
-			{"naive DNS non-empty", chart.NaiveOther, true, f(func(m ddbsim.Minute) float64 { return 100 * float64(m.DNSNonEmpty) }), n},
-			{"naive DynamoDB success", chart.NaiveColor, false, f(func(m ddbsim.Minute) float64 { return m.DynamoDBOKPct }), n},
-			{"guarded DNS non-empty", chart.GuardedOther, true, f(func(m ddbsim.Minute) float64 { return 100 * float64(m.DNSNonEmpty) }), g},
-			{"guarded DynamoDB success", chart.GuardedColor, false, f(func(m ddbsim.Minute) float64 { return m.DynamoDBOKPct }), g},
+			{Name: "naive DNS non-empty", Color: chart.NaiveOther, Dash: true, Y: f(func(m ddbsim.Minute) float64 { return 100 * float64(m.DNSNonEmpty) }), Points: n.Timeline},
+			{Name: "naive DynamoDB success", Color: chart.NaiveColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return m.DynamoDBOKPct }), Points: n.Timeline},
+			{Name: "guarded DNS non-empty", Color: chart.GuardedOther, Dash: true, Y: f(func(m ddbsim.Minute) float64 { return 100 * float64(m.DNSNonEmpty) }), Points: g.Timeline},
+			{Name: "guarded DynamoDB success", Color: chart.GuardedColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return m.DynamoDBOKPct }), Points: g.Timeline},
 		}, 105},
 		{"DWFM: droplets leased", "% of droplets", []series{
-			{"naive", chart.NaiveColor, false, f(func(m ddbsim.Minute) float64 { return m.LeasedPct }), n},
-			{"guarded", chart.GuardedColor, false, f(func(m ddbsim.Minute) float64 { return m.LeasedPct }), g},
+			{Name: "naive", Color: chart.NaiveColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return m.LeasedPct }), Points: n.Timeline},
+			{Name: "guarded", Color: chart.GuardedColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return m.LeasedPct }), Points: g.Timeline},
 		}, 105},
 		{"DWFM: attempts and timeouts (= re-queues) per minute", "per minute", []series{
-			{"naive attempts", chart.NaiveOther, true, f(func(m ddbsim.Minute) float64 { return float64(m.DWFMAttempts) }), n},
-			{"naive timeouts", chart.NaiveColor, false, f(func(m ddbsim.Minute) float64 { return float64(m.DWFMTimeouts) }), n},
-			{"guarded attempts", chart.GuardedOther, true, f(func(m ddbsim.Minute) float64 { return float64(m.DWFMAttempts) }), g},
-			{"guarded timeouts", chart.GuardedColor, false, f(func(m ddbsim.Minute) float64 { return float64(m.DWFMTimeouts) }), g},
+			{Name: "naive attempts", Color: chart.NaiveOther, Dash: true, Y: f(func(m ddbsim.Minute) float64 { return float64(m.DWFMAttempts) }), Points: n.Timeline},
+			{Name: "naive timeouts", Color: chart.NaiveColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return float64(m.DWFMTimeouts) }), Points: n.Timeline},
+			{Name: "guarded attempts", Color: chart.GuardedOther, Dash: true, Y: f(func(m ddbsim.Minute) float64 { return float64(m.DWFMAttempts) }), Points: g.Timeline},
+			{Name: "guarded timeouts", Color: chart.GuardedColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return float64(m.DWFMTimeouts) }), Points: g.Timeline},
 		}, 0},
 		{"EC2: launches that ran and got network state within 10 minutes", "% of requests", []series{
-			{"naive", chart.NaiveColor, false, f(func(m ddbsim.Minute) float64 { return m.LaunchOKPct }), n},
-			{"guarded", chart.GuardedColor, false, f(func(m ddbsim.Minute) float64 { return m.LaunchOKPct }), g},
+			{Name: "naive", Color: chart.NaiveColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return m.LaunchOKPct }), Points: n.Timeline},
+			{Name: "guarded", Color: chart.GuardedColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return m.LaunchOKPct }), Points: g.Timeline},
 		}, 105},
 		{"Network Manager: propagation delay of fresh launches", "hours", []series{
-			{"naive p50", chart.NaiveOther, true, f(func(m ddbsim.Minute) float64 { return m.PropP50Seconds / 3600 }), n},
-			{"naive p99", chart.NaiveColor, false, f(func(m ddbsim.Minute) float64 { return m.PropP99Seconds / 3600 }), n},
-			{"guarded p50", chart.GuardedOther, true, f(func(m ddbsim.Minute) float64 { return m.PropP50Seconds / 3600 }), g},
-			{"guarded p99", chart.GuardedColor, false, f(func(m ddbsim.Minute) float64 { return m.PropP99Seconds / 3600 }), g},
+			{Name: "naive p50", Color: chart.NaiveOther, Dash: true, Y: f(func(m ddbsim.Minute) float64 { return m.PropP50Seconds / 3600 }), Points: n.Timeline},
+			{Name: "naive p99", Color: chart.NaiveColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return m.PropP99Seconds / 3600 }), Points: n.Timeline},
+			{Name: "guarded p50", Color: chart.GuardedOther, Dash: true, Y: f(func(m ddbsim.Minute) float64 { return m.PropP50Seconds / 3600 }), Points: g.Timeline},
+			{Name: "guarded p99", Color: chart.GuardedColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return m.PropP99Seconds / 3600 }), Points: g.Timeline},
 		}, 0},
 		{"NLB: capacity in service", "% of targets", []series{
-			{"naive", chart.NaiveColor, false, f(func(m ddbsim.Minute) float64 { return m.NLBCapacityPct }), n},
-			{"guarded", chart.GuardedColor, false, f(func(m ddbsim.Minute) float64 { return m.NLBCapacityPct }), g},
+			{Name: "naive", Color: chart.NaiveColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return m.NLBCapacityPct }), Points: n.Timeline},
+			{Name: "guarded", Color: chart.GuardedColor, Dash: false, Y: f(func(m ddbsim.Minute) float64 { return m.NLBCapacityPct }), Points: g.Timeline},
 		}, 105},
 	}
 	var out []*plot.Plot
 	for _, s := range specs {
 		p := newPlot(s.title, s.ylabel)
-		for _, l := range s.lines {
-			if err := line(p, l); err != nil {
-				return nil, err
-			}
+		if err := chart.AddLines(p, hours, s.lines); err != nil {
+			return nil, err
 		}
-		p.Y.Min = 0
 		if s.ymax > 0 {
 			p.Y.Max = s.ymax
 			p.Legend.Top = false

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"image/color"
 	"os"
 	"path/filepath"
 
@@ -14,19 +13,9 @@ import (
 )
 
 // series is one line of a chart: y per minute of a run.
-type series struct {
-	name  string
-	color color.Color
-	dash  bool
-	y     func(m ebssim.Minute) float64
-	run   *ebssim.Result
-}
+type series = chart.Series[ebssim.Minute]
 
 func hours(m ebssim.Minute) float64 { return float64(m.Minute) / 60 }
-
-func line(p *plot.Plot, s series) error {
-	return chart.Line(p, s.name, s.color, s.dash, chart.Points(s.run.Timeline, hours, s.y))
-}
 
 func newPlot(title, ylabel string) *plot.Plot {
 	return chart.New(title, "PDT, 2011", ylabel, plot.TickerFunc(func(lo, hi float64) []plot.Tick {
@@ -71,34 +60,31 @@ func charts(n, g *ebssim.Result) (map[string]*plot.Plot, error) {
 		lines               []series
 	}{
 		{"stuck", "Stuck volumes per zone", "% of the zone's volumes", []series{
-			{"naive us-east-1a", chart.NaiveColor, false, affected, n},
-			{"naive us-east-1b/c", chart.NaiveOther, true, other, n},
-			{"guarded us-east-1a", chart.GuardedColor, false, affected, g},
-			{"guarded us-east-1b/c", chart.GuardedOther, true, other, g},
+			{Name: "naive us-east-1a", Color: chart.NaiveColor, Dash: false, Y: affected, Points: n.Timeline},
+			{Name: "naive us-east-1b/c", Color: chart.NaiveOther, Dash: true, Y: other, Points: n.Timeline},
+			{Name: "guarded us-east-1a", Color: chart.GuardedColor, Dash: false, Y: affected, Points: g.Timeline},
+			{Name: "guarded us-east-1b/c", Color: chart.GuardedOther, Dash: true, Y: other, Points: g.Timeline},
 		}},
 		{"api", "Control-plane API success per zone (10-minute windows)", "% of API calls that succeeded", []series{
-			{"naive, from us-east-1a", chart.NaiveColor, false, tenMinuteSuccess(n, 0), n},
-			{"naive, from us-east-1b/c", chart.NaiveOther, true, tenMinuteSuccess(n, 1, 2), n},
-			{"guarded, from us-east-1a", chart.GuardedColor, false, tenMinuteSuccess(g, 0), g},
-			{"guarded, from us-east-1b/c", chart.GuardedOther, true, tenMinuteSuccess(g, 1, 2), g},
+			{Name: "naive, from us-east-1a", Color: chart.NaiveColor, Dash: false, Y: tenMinuteSuccess(n, 0), Points: n.Timeline},
+			{Name: "naive, from us-east-1b/c", Color: chart.NaiveOther, Dash: true, Y: tenMinuteSuccess(n, 1, 2), Points: n.Timeline},
+			{Name: "guarded, from us-east-1a", Color: chart.GuardedColor, Dash: false, Y: tenMinuteSuccess(g, 0), Points: g.Timeline},
+			{Name: "guarded, from us-east-1b/c", Color: chart.GuardedOther, Dash: true, Y: tenMinuteSuccess(g, 1, 2), Points: g.Timeline},
 		}},
 		{"free", "Free capacity of the affected cluster (usable nodes)", "% of its capacity", []series{
-			{"naive us-east-1a", chart.NaiveColor, false, func(m ebssim.Minute) float64 { return m.FreeAffectedPct }, n},
-			{"guarded us-east-1a", chart.GuardedColor, false, func(m ebssim.Minute) float64 { return m.FreeAffectedPct }, g},
+			{Name: "naive us-east-1a", Color: chart.NaiveColor, Dash: false, Y: func(m ebssim.Minute) float64 { return m.FreeAffectedPct }, Points: n.Timeline},
+			{Name: "guarded us-east-1a", Color: chart.GuardedColor, Dash: false, Y: func(m ebssim.Minute) float64 { return m.FreeAffectedPct }, Points: g.Timeline},
 		}},
 		{"searches", "Search messages per minute (all zones)", "messages", []series{
-			{"naive", chart.NaiveColor, false, func(m ebssim.Minute) float64 { return float64(m.SearchMessages) }, n},
-			{"guarded", chart.GuardedColor, false, func(m ebssim.Minute) float64 { return float64(m.SearchMessages) }, g},
+			{Name: "naive", Color: chart.NaiveColor, Dash: false, Y: func(m ebssim.Minute) float64 { return float64(m.SearchMessages) }, Points: n.Timeline},
+			{Name: "guarded", Color: chart.GuardedColor, Dash: false, Y: func(m ebssim.Minute) float64 { return float64(m.SearchMessages) }, Points: g.Timeline},
 		}},
 	}
 	for _, s := range specs {
 		p := newPlot(s.title, s.ylabel)
-		for _, l := range s.lines {
-			if err := line(p, l); err != nil {
-				return nil, err
-			}
+		if err := chart.AddLines(p, hours, s.lines); err != nil {
+			return nil, err
 		}
-		p.Y.Min = 0
 		out[s.file] = p
 	}
 	out["api"].Y.Max = 105

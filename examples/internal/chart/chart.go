@@ -97,3 +97,25 @@ func WriteGrid(dir, base string, grid [][]*plot.Plot, width, height, padY vg.Len
 	}
 	return nil
 }
+
+// Series is one line of a chart: a point per element of Points, at height
+// Y of it.
+type Series[M any] struct {
+	Name   string
+	Color  color.Color
+	Dash   bool
+	Y      func(M) float64
+	Points []M
+}
+
+// AddLines adds every series of ls to p with Line, its points at x of each
+// element, and starts p's y axis at 0.
+func AddLines[M any](p *plot.Plot, x func(M) float64, ls []Series[M]) error {
+	for _, s := range ls {
+		if err := Line(p, s.Name, s.Color, s.Dash, Points(s.Points, x, s.Y)); err != nil {
+			return err
+		}
+	}
+	p.Y.Min = 0
+	return nil
+}

@@ -41,3 +41,17 @@ func nanValue() float64 {
 	zero := 0.0
 	return zero / zero
 }
+
+func TestAddLines(t *testing.T) {
+	p := New("t", "x", "y", plot.DefaultTicks{})
+	p.Y.Min = -5
+	ls := []Series[int]{
+		{Name: "a", Color: NaiveColor, Y: func(m int) float64 { return float64(m) }, Points: []int{1, 2}},
+		{Name: "b", Color: GuardedColor, Dash: true, Y: func(m int) float64 { return float64(2 * m) }, Points: []int{1, 2}},
+	}
+	require.NoError(t, AddLines(p, func(m int) float64 { return float64(m) }, ls))
+	assert.Zero(t, p.Y.Min, "the y axis starts at 0")
+	assert.Equal(t, 4.0, p.Y.Max)
+	bad := []Series[int]{{Name: "nan", Y: func(int) float64 { return nanValue() }, Points: []int{1}}}
+	assert.Error(t, AddLines(p, func(m int) float64 { return float64(m) }, bad))
+}
