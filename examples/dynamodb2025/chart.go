@@ -17,16 +17,11 @@ type series = chart.Series[ddbsim.Minute]
 func hours(m ddbsim.Minute) float64 { return float64(m.Minute) / 60 }
 
 func newPlot(title, ylabel string) *plot.Plot {
-	return chart.New(title, "PDT, October 19-20 2025", ylabel, plot.TickerFunc(func(lo, hi float64) []plot.Tick {
-		var ts []plot.Tick
-		for h := 0.0; h <= hi; h++ {
-			t := plot.Tick{Value: h}
-			if int(h)%2 == 1 {
-				t.Label = fmt.Sprintf("%02d:00", (23+int(h))%24)
-			}
-			ts = append(ts, t)
+	return chart.New(title, "PDT, October 19-20 2025", ylabel, chart.HourTicks(1, func(h int) string {
+		if h%2 == 1 {
+			return fmt.Sprintf("%02d:00", (23+h)%24)
 		}
-		return ts
+		return ""
 	}))
 }
 

@@ -18,16 +18,11 @@ type series = chart.Series[ebssim.Minute]
 func hours(m ebssim.Minute) float64 { return float64(m.Minute) / 60 }
 
 func newPlot(title, ylabel string) *plot.Plot {
-	return chart.New(title, "PDT, 2011", ylabel, plot.TickerFunc(func(lo, hi float64) []plot.Tick {
-		var ts []plot.Tick
-		for h := 0.0; h <= hi; h += 6 {
-			t := plot.Tick{Value: h}
-			if int(h)%12 == 0 {
-				t.Label = fmt.Sprintf("Apr %d %02d:00", 21+int(h)/24, int(h)%24)
-			}
-			ts = append(ts, t)
+	return chart.New(title, "PDT, 2011", ylabel, chart.HourTicks(6, func(h int) string {
+		if h%12 == 0 {
+			return fmt.Sprintf("Apr %d %02d:00", 21+h/24, h%24)
 		}
-		return ts
+		return ""
 	}))
 }
 

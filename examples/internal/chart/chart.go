@@ -119,3 +119,16 @@ func AddLines[M any](p *plot.Plot, x func(M) float64, ls []Series[M]) error {
 	p.Y.Min = 0
 	return nil
 }
+
+// HourTicks returns x ticks every step hours from 0 to the end of the axis,
+// labelled with label(h) of the whole hour h; an empty label leaves a tick
+// unlabelled.
+func HourTicks(step float64, label func(h int) string) plot.Ticker {
+	return plot.TickerFunc(func(lo, hi float64) []plot.Tick {
+		var ts []plot.Tick
+		for h := 0.0; h <= hi; h += step {
+			ts = append(ts, plot.Tick{Value: h, Label: label(int(h))})
+		}
+		return ts
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -54,4 +55,14 @@ func TestAddLines(t *testing.T) {
 	assert.Equal(t, 4.0, p.Y.Max)
 	bad := []Series[int]{{Name: "nan", Y: func(int) float64 { return nanValue() }, Points: []int{1}}}
 	assert.Error(t, AddLines(p, func(m int) float64 { return float64(m) }, bad))
+}
+
+func TestHourTicks(t *testing.T) {
+	ticks := HourTicks(6, func(h int) string {
+		if h%12 == 0 {
+			return "L" + strconv.Itoa(h)
+		}
+		return ""
+	}).Ticks(0, 13)
+	assert.Equal(t, []plot.Tick{{Value: 0, Label: "L0"}, {Value: 6}, {Value: 12, Label: "L12"}}, ticks)
 }
