@@ -253,19 +253,30 @@ func (b *Bulkhead) emitQueued(w *waiter) {
 	told = true
 }
 
-// abandon settles w for a caller that will never wait for it, as if its
-// context had ended: it leaves the queue, or passes on the slot it was
-// granted meanwhile; a refusal by Pause stands.
-func (b *Bulkhead) abandon(w *waiter) {
-	b.mu.Lock()
-	outcome, left := w.settleLocked(waitCtxDone)
+// giveUpLocked settles w for a waiter giving up with outcome (its
+// context ended or MaxWait passed) and returns the outcome that stands:
+// a waiter still queued leaves the queue; one granted meanwhile passes the
+// slot on (waitCtxDone) or keeps it (waitTimedOut); a refusal by Pause
+// stands. b.mu must be held.
+func (b *Bulkhead) giveUpLocked(w *waiter, outcome waitOutcome) waitOutcome {
+	outcome, left := w.settleLocked(outcome)
 	switch {
 	case left:
 		b.waiters.remove(w)
 		b.syncSlowLocked()
 	case outcome == waitCtxDone:
+		// The slot arrived as the context ended: pass it on.
 		b.releaseLocked()
 	}
+	return outcome
+}
+
+// abandon settles w for a caller that will never wait for it, as if its
+// context had ended: it leaves the queue, or passes on the slot it was
+// granted meanwhile; a refusal by Pause stands.
+func (b *Bulkhead) abandon(w *waiter) {
+	b.mu.Lock()
+	outcome := b.giveUpLocked(w, waitCtxDone)
 	b.mu.Unlock()
 	if outcome == waitRefused {
 		b.refused(w.refusal)
@@ -342,16 +353,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	waited := time.Since(w.enqueued)
 	if outcome == waitTimedOut || outcome == waitCtxDone {
 		b.mu.Lock()
-		var left bool
-		outcome, left = w.settleLocked(outcome)
-		switch {
-		case left:
-			b.waiters.remove(w)
-			b.syncSlowLocked()
-		case outcome == waitCtxDone:
-			// The slot arrived as the context ended: pass it on.
-			b.releaseLocked()
-		}
+		outcome = b.giveUpLocked(w, outcome)
 		b.mu.Unlock()
 	}
 	switch outcome {

@@ -341,18 +341,7 @@ func (p *Partition[K]) Acquire(ctx context.Context, key K) error {
 	waited := time.Since(w.enqueued)
 	if outcome == waitTimedOut || outcome == waitCtxDone {
 		p.mu.Lock()
-		var left bool
-		outcome, left = w.settleLocked(outcome)
-		switch {
-		case left:
-			p.waiters.remove(w)
-			ks.waiting--
-			p.touchLocked(ks)
-		case outcome == waitCtxDone:
-			// The slot arrived as the context ended: pass it on.
-			p.releaseLocked(ks)
-			p.revokeLocked(&ks.keyCore)
-		}
+		outcome = p.giveUpLocked(ks, w, outcome)
 		// Count the refusal before the key can be forgotten: once the
 		// lock is released an idle key may be evicted, and a count
 		// after that would land on a state nobody can see.
@@ -576,22 +565,32 @@ func (p *Partition[K]) emitQueued(key K, ks *keyState[K], w *waiter) {
 	told = true
 }
 
-// abandon settles w for a caller that will never wait for it, as if its
-// context had ended: it leaves the queue, or passes on the slot it was
-// granted meanwhile; a refusal by Pause stands (and is counted already).
-func (p *Partition[K]) abandon(ks *keyState[K], w *waiter) {
-	p.mu.Lock()
-	outcome, left := w.settleLocked(waitCtxDone)
+// giveUpLocked settles w, a waiter of key state ks giving up with
+// outcome (its context ended or MaxWait passed), and returns the outcome
+// that stands: a waiter still queued leaves the queue; one granted
+// meanwhile passes the slot on (waitCtxDone) or keeps it (waitTimedOut);
+// a refusal by Pause stands. p.mu must be held.
+func (p *Partition[K]) giveUpLocked(ks *keyState[K], w *waiter, outcome waitOutcome) waitOutcome {
+	outcome, left := w.settleLocked(outcome)
 	switch {
 	case left:
 		p.waiters.remove(w)
 		ks.waiting--
 		p.touchLocked(ks)
 	case outcome == waitCtxDone:
+		// The slot arrived as the context ended: pass it on.
 		p.releaseLocked(ks)
 		p.revokeLocked(&ks.keyCore)
 	}
-	if outcome != waitRefused {
+	return outcome
+}
+
+// abandon settles w for a caller that will never wait for it, as if its
+// context had ended: it leaves the queue, or passes on the slot it was
+// granted meanwhile; a refusal by Pause stands (and is counted already).
+func (p *Partition[K]) abandon(ks *keyState[K], w *waiter) {
+	p.mu.Lock()
+	if p.giveUpLocked(ks, w, waitCtxDone) != waitRefused {
 		p.refusedLocked(&ks.keyCore, context.Canceled)
 	}
 	p.mu.Unlock()
