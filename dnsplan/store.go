@@ -32,6 +32,22 @@ type Store interface {
 	List(ctx context.Context) ([]fence.Token, error)
 }
 
+// Watcher is implemented by a Store that can say when a newer plan has
+// been put, so that an enactor starts its pass as soon as the plan is
+// published instead of at its next poll. Enactor.Run uses it when the
+// Store given to it implements it, and polls every EnactorConfig.Interval
+// all the same (a pass also repairs endpoints, which no new plan
+// announces).
+type Watcher interface {
+	// WaitNewer returns once the store has been given a plan with a
+	// generation above g, and returns the highest generation it has been
+	// given (that plan may have been deleted since); it returns at once
+	// if that is already so. Otherwise it returns ctx's error when ctx
+	// ends, or an error of the store (an unreachable backend) — a caller
+	// that goes on waiting must not call it again at once in a loop.
+	WaitNewer(ctx context.Context, g fence.Token) (fence.Token, error)
+}
+
 // DefaultMaxPlans is how many plans a MemoryStore holds when
 // MemoryStoreConfig.MaxPlans is zero.
 const DefaultMaxPlans = 1024
@@ -52,14 +68,20 @@ type MemoryStoreConfig struct {
 // endpoint. Every method refuses a nil context, and a nil *MemoryStore,
 // with an error matching ErrInvalidArgument.
 type MemoryStore struct {
-	mu       sync.Mutex
-	plans    map[fence.Token]Plan
-	highest  fence.Token // highest generation ever put, deleted or not
+	mu      sync.Mutex
+	plans   map[fence.Token]Plan
+	highest fence.Token // highest generation ever put, deleted or not
+	// newer is closed, and replaced, when a plan is put: WaitNewer's
+	// signal.
+	newer    chan struct{}
 	maxPlans int
 	limits   Limits
 }
 
-var _ Store = (*MemoryStore)(nil)
+var (
+	_ Store   = (*MemoryStore)(nil)
+	_ Watcher = (*MemoryStore)(nil)
+)
 
 // NewMemoryStore returns an empty MemoryStore, or an error matching
 // ErrInvalidConfig that names every invalid field.
@@ -107,7 +129,37 @@ func (s *MemoryStore) Put(ctx context.Context, p Plan) error {
 	}
 	s.plans[p.Generation] = c
 	s.highest = p.Generation
+	if s.newer != nil {
+		close(s.newer)
+		s.newer = nil
+	}
 	return nil
+}
+
+// WaitNewer returns the highest generation ever put once it is above g.
+// See Watcher.
+func (s *MemoryStore) WaitNewer(ctx context.Context, g fence.Token) (fence.Token, error) {
+	if err := checkMemory("MemoryStore.WaitNewer", ctx, s == nil, "*MemoryStore"); err != nil {
+		return 0, err
+	}
+	for {
+		s.mu.Lock()
+		if s.highest > g {
+			h := s.highest
+			s.mu.Unlock()
+			return h, nil
+		}
+		if s.newer == nil {
+			s.newer = make(chan struct{})
+		}
+		newer := s.newer
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-newer:
+		}
+	}
 }
 
 // Get returns a copy of plan g. See Store.Get.
