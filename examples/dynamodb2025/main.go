@@ -261,7 +261,9 @@ func Checks(cfg ddbsim.Config, n, g *ddbsim.Result) []Check {
 			{"guarded: 99% of droplets leased within 1.5x the ideal after DynamoDB returns", gs.Leased99After >= 0 && gs.Leased99After <= ideal*3/2,
 				fmt.Sprintf("%s (ideal %s)", after(gs.Leased99After), dur(ideal))},
 			{"guarded: fresh launches' propagation delay bounded (at most 5 minutes)", gs.PropMaxSeconds <= ddbsim.NormalProp.Seconds(), dur(time.Duration(gs.PropMaxSeconds) * time.Second)},
-			{fmt.Sprintf("guarded: NLB capacity never below the velocity limit (%.0f%%)", 100*ddbsim.VelocityFloor), gs.NLBMinPct >= 100*ddbsim.VelocityFloor, fmt.Sprintf("%.1f%%", gs.NLBMinPct)},
+			{fmt.Sprintf("guarded: NLB capacity never below the velocity limit (%.0f%%)", 100*ddbsim.VelocityFloor), gs.NLBMinPct >= 100*ddbsim.VelocityFloor, velocity(gs.NLBMinPct, g.Velocity)},
+			{fmt.Sprintf("guarded NLB policy on the naive run's health checks: never below %.0f%%", 100*ddbsim.VelocityFloor),
+				n.Velocity.MinPct >= 100*ddbsim.VelocityFloor && n.Velocity.FailingPeak > 0, velocity(n.Velocity.MinPct, n.Velocity)},
 			{"naive: droplets not all leased before the operators' 04:14", ns.LeasedAgain < 0 || ns.LeasedAgain >= int(ddbsim.DWFMRestart/time.Minute), when(ns.LeasedAgain)},
 		}
 	}
@@ -277,6 +279,15 @@ func Checks(cfg ddbsim.Config, n, g *ddbsim.Result) []Check {
 		{"naive: full recovery within 90 minutes of 13:50", ns.FullRecovery > 0 && near(ns.FullRecovery, ddbsim.FullRecovery, 90*time.Minute), full(ns)},
 		{"guarded: the regional record never empty; nothing downstream breaks", !gs.DNSEmpty.Has() && gs.FullRecovery == 0, full(gs)},
 	}
+}
+
+// velocity gives the lowest NLB capacity in service and what the guarded
+// NLB policy met on the run's health checks.
+func velocity(pct float64, v ddbsim.Velocity) string {
+	if v.FailingPeak == 0 {
+		return fmt.Sprintf("%.1f%% (no health check failed)", pct)
+	}
+	return fmt.Sprintf("%.1f%% (%s checks failing at most, %s targets removed)", pct, textfmt.Group(int64(v.FailingPeak)), textfmt.Group(int64(v.Removed)))
 }
 
 func when(m int) string {
@@ -327,19 +338,23 @@ func limits(w io.Writer, n *ddbsim.Result, ns ddbsim.Summary) {
 }
 
 type jsonRun struct {
-	Mode                    string          `json:"mode"`
-	DNSEmptySeconds         float64         `json:"dns_empty_seconds"`
-	DynamoDBUnavailableSecs float64         `json:"dynamodb_unavailable_seconds"`
-	LeasesLapsedPeak        int             `json:"leases_lapsed_peak"`
-	Leases99After           *float64        `json:"leases_99pct_after_dynamodb_seconds"`
-	DWFMWasted              int64           `json:"dwfm_wasted_attempts"`
-	LaunchFailureSeconds    float64         `json:"launch_failure_seconds"`
-	PropagationMaxSeconds   float64         `json:"propagation_delay_max_seconds"`
-	NLBCapacityMinPct       float64         `json:"nlb_capacity_min_pct"`
-	NLBFlaps                int             `json:"nlb_flaps"`
-	FullRecoverySeconds     *float64        `json:"full_recovery_seconds"`
-	Events                  int64           `json:"events"`
-	Timeline                []ddbsim.Minute `json:"timeline"`
+	Mode                    string   `json:"mode"`
+	DNSEmptySeconds         float64  `json:"dns_empty_seconds"`
+	DynamoDBUnavailableSecs float64  `json:"dynamodb_unavailable_seconds"`
+	LeasesLapsedPeak        int      `json:"leases_lapsed_peak"`
+	Leases99After           *float64 `json:"leases_99pct_after_dynamodb_seconds"`
+	DWFMWasted              int64    `json:"dwfm_wasted_attempts"`
+	LaunchFailureSeconds    float64  `json:"launch_failure_seconds"`
+	PropagationMaxSeconds   float64  `json:"propagation_delay_max_seconds"`
+	NLBCapacityMinPct       float64  `json:"nlb_capacity_min_pct"`
+	NLBFlaps                int      `json:"nlb_flaps"`
+	FullRecoverySeconds     *float64 `json:"full_recovery_seconds"`
+	// The guarded NLB policy on this run's health checks (ddbsim.Velocity).
+	NLBChecksFailingPeak int             `json:"nlb_checks_failing_peak"`
+	NLBVelocityMinPct    float64         `json:"nlb_velocity_min_pct"`
+	NLBVelocityRemoved   int             `json:"nlb_velocity_removed"`
+	Events               int64           `json:"events"`
+	Timeline             []ddbsim.Minute `json:"timeline"`
 }
 
 func writeJSON(w io.Writer, cfg ddbsim.Config, results [2]*ddbsim.Result) error {
@@ -354,7 +369,8 @@ func writeJSON(w io.Writer, cfg ddbsim.Config, results [2]*ddbsim.Result) error 
 		s := r.Summarize()
 		jr := jsonRun{Mode: r.Mode.String(), DNSEmptySeconds: float64(s.DNSEmptyMin * 60), DynamoDBUnavailableSecs: float64(s.DynamoDBDownMin * 60),
 			LeasesLapsedPeak: r.LeasesLapsedPeak, DWFMWasted: r.DWFMWasted, LaunchFailureSeconds: float64(s.LaunchFailureMin * 60),
-			PropagationMaxSeconds: s.PropMaxSeconds, NLBCapacityMinPct: s.NLBMinPct, NLBFlaps: s.NLBFlaps, Events: r.Events, Timeline: r.Timeline}
+			PropagationMaxSeconds: s.PropMaxSeconds, NLBCapacityMinPct: s.NLBMinPct, NLBFlaps: s.NLBFlaps, Events: r.Events, Timeline: r.Timeline,
+			NLBChecksFailingPeak: r.Velocity.FailingPeak, NLBVelocityMinPct: r.Velocity.MinPct, NLBVelocityRemoved: r.Velocity.Removed}
 		if s.Leased99After >= 0 {
 			x := s.Leased99After.Seconds()
 			jr.Leases99After = &x

@@ -92,7 +92,8 @@ func TestJSON(t *testing.T) {
 		require.Equal(t, mode, r["mode"])
 		for _, k := range []string{"dns_empty_seconds", "dynamodb_unavailable_seconds", "leases_lapsed_peak",
 			"leases_99pct_after_dynamodb_seconds", "dwfm_wasted_attempts", "launch_failure_seconds",
-			"propagation_delay_max_seconds", "nlb_capacity_min_pct", "nlb_flaps", "full_recovery_seconds", "timeline"} {
+			"propagation_delay_max_seconds", "nlb_capacity_min_pct", "nlb_flaps", "full_recovery_seconds", "timeline",
+			"nlb_checks_failing_peak", "nlb_velocity_min_pct", "nlb_velocity_removed"} {
 			require.Contains(t, r, k, mode)
 		}
 		tl := r["timeline"].([]any)

@@ -27,6 +27,7 @@ type Minute struct {
 	NLBCapacityPct   float64 `json:"nlb_capacity_pct"`
 	NLBFlaps         int     `json:"nlb_flaps"`
 	NLBZonesFailed   int     `json:"nlb_zones_failed_over"`
+	NLBChecksFailing int     `json:"nlb_checks_failing"`
 	ConnectionErrors bool    `json:"nlb_connection_errors"`
 }
 
@@ -46,6 +47,41 @@ type Result struct {
 	NMPerMin         int
 	Workers          int
 	LeasesLapsedPeak int
+	// Velocity is the guarded NLB's velocity control and fail-static judged
+	// on this run's health checks: the guarded run's own NLB, and in the
+	// naive run the same policy applied to the naive checks, so that it is
+	// tested against targets left without network state for hours, which
+	// the guarded Network Manager never lets happen.
+	Velocity Velocity
+}
+
+// Velocity is what the guarded NLB policy did over a run.
+type Velocity struct {
+	MinPct      float64 // lowest capacity it kept in service, in %
+	Removed     int     // targets it took out of service
+	FailingPeak int     // most health checks failing in one minute
+}
+
+// guardedNLB sets want, the targets to keep in service, from the checks
+// that passed and allFail of them failing: fail-static (everything stays)
+// when more than FailStatic of them fail, and otherwise failing targets
+// removed only down to VelocityFloor of the capacity.
+func guardedNLB(pass, want [][]bool, allFail, total int) {
+	static := float64(allFail) > FailStatic*float64(total)
+	budget := int(float64(total) * (1 - VelocityFloor))
+	for z := range pass {
+		for i, ok := range pass[z] {
+			switch {
+			case ok || static:
+				want[z][i] = true
+			case budget > 0:
+				budget--
+				want[z][i] = false
+			default:
+				want[z][i] = true
+			}
+		}
+	}
 }
 
 // Clock formats an offset from the start as PDT.
@@ -177,6 +213,14 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 			propagated[z][i], inService[z][i] = true, true
 		}
 	}
+	velIn0, velWant := make([][]bool, zones), make([][]bool, zones)
+	for z := range zones {
+		velIn0[z], velWant[z] = make([]bool, NLBPerZone), make([]bool, NLBPerZone)
+		for i := range NLBPerZone {
+			velIn0[z][i] = true
+		}
+	}
+	res.Velocity.MinPct = 100
 	nrng := rand.New(rand.NewPCG(cfg.Seed, 4))
 	var delays []float64
 	var freshQ []time.Duration // naive: enqueue times of fresh items waiting, oldest first
@@ -339,6 +383,22 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 			}
 			allFail += failing[z]
 		}
+		tl[m].NLBChecksFailing = allFail
+		res.Velocity.FailingPeak = max(res.Velocity.FailingPeak, allFail)
+		guardedNLB(pass, velWant, allFail, total)
+		velIn := 0
+		for z := range zones {
+			for i, w := range velWant[z] {
+				if velIn0[z][i] && !w {
+					res.Velocity.Removed++
+				}
+				velIn0[z][i] = w
+				if w {
+					velIn++
+				}
+			}
+		}
+		res.Velocity.MinPct = min(res.Velocity.MinPct, 100*float64(velIn)/float64(total))
 		failoverOn := !(mode == Naive && o1 >= 0 && now >= FailoverDisabled && now < FailoverEnabled)
 		want := make([][]bool, zones)
 		for z := range zones {
@@ -379,28 +439,7 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 				}
 			}
 		} else {
-			// Guarded: fail-static above FailStatic, otherwise removal
-			// only down to VelocityFloor.
-			if float64(allFail) > FailStatic*float64(total) {
-				for z := range zones {
-					for i := range want[z] {
-						want[z][i] = true
-					}
-				}
-			} else {
-				budget := int(float64(total)*(1-VelocityFloor)) + 0
-				for z := range zones {
-					for i := range want[z] {
-						if !want[z][i] {
-							if budget > 0 {
-								budget--
-							} else {
-								want[z][i] = true
-							}
-						}
-					}
-				}
-			}
+			copyRows(want, velWant)
 		}
 		in := 0
 		for z := range zones {
@@ -429,4 +468,10 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 	res.Timeline = tl
 	prog(1)
 	return res, nil
+}
+
+func copyRows(dst, src [][]bool) {
+	for i := range src {
+		copy(dst[i], src[i])
+	}
 }

@@ -62,3 +62,33 @@ func TestGuardedDNSNeverEmpty(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardedNLBAloneExercised: in dynamodb-down each guarded layer must
+// be shown holding on its own. The guarded Network Manager keeps every new
+// target's state under a minute, so the guarded run's NLB never sees a
+// failing health check; its velocity control is judged instead against the
+// naive run's health checks (targets waiting hours for network state), and
+// must both remove failing targets and keep the floor.
+func TestGuardedNLBAloneExercised(t *testing.T) {
+	for _, n := range []int{MinDroplets, 33_333} {
+		cfg := Config{Seed: 11, Droplets: n, Hours: MinHours, Scenario: DynamoDBDown}
+		r, err := Run(cfg, Naive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := r.Velocity
+		if v.Removed == 0 || v.FailingPeak == 0 {
+			t.Errorf("%d droplets: velocity control not exercised: %+v", n, v)
+		}
+		if v.MinPct < 100*VelocityFloor {
+			t.Errorf("%d droplets: velocity control let capacity fall to %.1f%%, floor %.0f%%", n, v.MinPct, 100*VelocityFloor)
+		}
+		var failing int
+		for _, m := range r.Timeline {
+			failing = max(failing, m.NLBChecksFailing)
+		}
+		if failing != v.FailingPeak {
+			t.Errorf("%d droplets: timeline's peak failing checks %d, velocity's %d", n, failing, v.FailingPeak)
+		}
+	}
+}
