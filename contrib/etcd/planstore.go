@@ -90,6 +90,9 @@ type PlanStore struct {
 	maxPlans   int
 	chunkBytes int
 	seq        *fence.Sequencer
+	// Test hooks: after a read found a manifest, before its chunks are
+	// read; after WaitNewer's read, before its watch starts.
+	afterManifest, beforeWatch func()
 }
 
 var (
@@ -438,6 +441,9 @@ func (s *PlanStore) read(ctx context.Context, name string, op func() clientv3.Op
 			return dnsplan.Plan{}, fmt.Errorf("%w: generation %d", dnsplan.ErrNotFound, uint64(g))
 		}
 		rev := resp.Get().Header.Revision
+		if s.afterManifest != nil {
+			s.afterManifest()
+		}
 		p, err := s.load(ctx, kvs[0], rev)
 		if errors.Is(err, rpctypes.ErrCompacted) && attempt < getAttempts {
 			continue
@@ -585,6 +591,9 @@ func (s *PlanStore) WaitNewer(ctx context.Context, g fence.Token) (fence.Token, 
 			return h, nil
 		}
 		rev := resp.Header.Revision + 1
+		if s.beforeWatch != nil {
+			s.beforeWatch()
+		}
 		h, err = s.watch(ctx, g, rev)
 		if err != nil || h > g {
 			return h, err

@@ -2,7 +2,14 @@ package etcd
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"github.com/stormguard/stormguard/fence"
+	"github.com/stretchr/testify/require"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,4 +57,317 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// bigPlan returns a plan of n endpoints with targets targets each, with
+// realistic names and addresses, the same for the same arguments.
+func bigPlan(g fence.Token, n, targets int) dnsplan.Plan {
+	rng := rand.New(rand.NewPCG(uint64(n), uint64(targets)))
+	p := dnsplan.Plan{Generation: g, Endpoints: make(map[string][]dnsplan.Target, n)}
+	for i := range n {
+		ts := make([]dnsplan.Target, 0, targets)
+		seen := map[netip.Addr]bool{}
+		for len(ts) < targets {
+			a := netip.AddrFrom4([4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))})
+			if !seen[a] {
+				seen[a] = true
+				ts = append(ts, dnsplan.Target{Addr: a, Weight: uint32(1 + rng.IntN(100))})
+			}
+		}
+		p.Endpoints[fmt.Sprintf("svc-%05d.cell-%02d.us-east-1.example.internal", i, i%37)] = ts
+	}
+	return p
+}
+
+// TestPlanStoreLargePlan: a plan of 10,000 endpoints with 4 targets each
+// goes through etcd's default 1.5 MiB request limit, in one chunk and in
+// many, and comes back whole; so does a plan of the longest names.
+func TestPlanStoreLargePlan(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	p := bigPlan(1, 10_000, 4)
+	raw, data, err := encode(p)
+	require.NoError(t, err)
+	t.Logf("10,000 endpoints x 4 targets: %d bytes of JSON, %d compressed (%.1f%%)", raw, len(data), 100*float64(len(data))/float64(raw))
+	require.Greater(t, raw, 1572864, "the plan must not fit one request uncompressed, or this test proves nothing")
+	for _, chunk := range []int{0, 64 << 10} {
+		s := newPlanStore(t, client, PlanStoreConfig{ChunkBytes: chunk})
+		require.NoError(t, s.Put(ctx, p))
+		got, err := s.Get(ctx, 1)
+		require.NoError(t, err)
+		require.Empty(t, dnsplantest.DiffPlans(got, p))
+		resp, err := client.Get(ctx, s.chunkDir(1), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		require.NoError(t, err)
+		t.Logf("ChunkBytes %d: %d chunks", chunk, resp.Count)
+	}
+	// The longest names, 64 targets each: odd, but valid.
+	long := dnsplan.Plan{Generation: 2, Endpoints: map[string][]dnsplan.Target{}}
+	for i := range 200 {
+		name := fmt.Sprintf("%03d-", i) + strings.Repeat("a", 59) + "." + strings.Repeat("b_-9", 15) + "bbb." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
+		require.Len(t, name, dnsplan.MaxEndpointBytes)
+		long.Endpoints[name] = bigPlan(1, 1, 64).Endpoints["svc-00000.cell-00.us-east-1.example.internal"]
+	}
+	require.NoError(t, dnsplan.Validate(long, dnsplan.Limits{}))
+	s := newPlanStore(t, client, PlanStoreConfig{ChunkBytes: MinChunkBytes})
+	require.NoError(t, s.Put(ctx, long))
+	got, err := s.Get(ctx, 2)
+	require.NoError(t, err)
+	require.Empty(t, dnsplantest.DiffPlans(got, long))
+}
+
+// TestPlanStoreBadInput: a nil client, bad configuration, a nil or zero
+// store and invalid plans are refused with typed errors, never a panic.
+func TestPlanStoreBadInput(t *testing.T) {
+	_, err := NewPlanStore(nil, PlanStoreConfig{})
+	require.ErrorIs(t, err, dnsplan.ErrInvalidConfig)
+	require.ErrorContains(t, err, "client is nil")
+	_, err = NewPlanStore(&clientv3.Client{}, PlanStoreConfig{})
+	require.ErrorIs(t, err, dnsplan.ErrInvalidConfig)
+	_, err = NewPlanStore(nil, PlanStoreConfig{MaxPlans: -1, ChunkBytes: 10, Limits: dnsplan.Limits{MaxTargets: -3}, Prefix: strings.Repeat("p", fence.MaxKeyBytes-10)})
+	require.ErrorIs(t, err, dnsplan.ErrInvalidConfig)
+	for _, want := range []string{"client is nil", "MaxPlans -1", "ChunkBytes 10 is below 1024", "MaxTargets", "Prefix is 1014 bytes"} {
+		require.ErrorContains(t, err, want)
+	}
+
+	ctx := context.Background()
+	var nilCtx context.Context
+	for name, s := range map[string]*PlanStore{"nil": nil, "zero": {}} {
+		calls := map[string]error{}
+		calls["Put"] = s.Put(ctx, dnsplantest.PlanFor(1, 1))
+		_, calls["Get"] = s.Get(ctx, 1)
+		_, calls["Latest"] = s.Latest(ctx)
+		calls["Delete"] = s.Delete(ctx, 1)
+		_, calls["List"] = s.List(ctx)
+		_, calls["WaitNewer"] = s.WaitNewer(ctx, 1)
+		_, calls["NextGeneration"] = s.NextGeneration(ctx)
+		_, calls["Publish"] = s.Publish(ctx, dnsplantest.PlanFor(1, 1))
+		_, calls["CollectOrphans"] = s.CollectOrphans(ctx)
+		for call, err := range calls {
+			require.ErrorIs(t, err, dnsplan.ErrInvalidArgument, "%s PlanStore.%s", name, call)
+			require.ErrorContains(t, err, "PlanStore."+call, "%s PlanStore", name)
+		}
+		// Through the interfaces, as an Enactor holds it.
+		var st dnsplan.Store = s
+		_, err := st.Latest(ctx)
+		require.ErrorIs(t, err, dnsplan.ErrInvalidArgument)
+	}
+
+	srv := etcdtest.Start(t)
+	s := newPlanStore(t, srv.Client(t), PlanStoreConfig{})
+	_, err = s.NextGeneration(nilCtx)
+	require.ErrorIs(t, err, dnsplan.ErrInvalidArgument)
+	_, err = s.CollectOrphans(nilCtx)
+	require.ErrorIs(t, err, dnsplan.ErrInvalidArgument)
+	_, err = s.Publish(ctx, dnsplan.Plan{})
+	require.ErrorIs(t, err, dnsplan.ErrInvalidPlan)
+	g, err := s.NextGeneration(ctx)
+	require.NoError(t, err)
+	require.Equal(t, fence.Token(1), g, "an invalid plan published used up no generation")
+}
+
+// TestPlanStoreCorrupt: damaged manifests, chunks and records are reported
+// as ErrCorruptPlan, never a panic nor a wrong plan, and Delete still
+// removes a damaged plan.
+func TestPlanStoreCorrupt(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	big := bigPlan(1, 2000, 2)
+	tests := []struct {
+		name   string
+		damage func(s *PlanStore, m manifest)
+		want   string
+	}{
+		{"manifest not JSON", func(s *PlanStore, m manifest) { put(t, client, s.manifestKey(1), "garbage") }, "does not parse"},
+		{"manifest of another generation", func(s *PlanStore, m manifest) { m.Generation = 2; putJSON(t, client, s.manifestKey(1), m) }, "names generation 2"},
+		{"manifest nonce with a slash", func(s *PlanStore, m manifest) { m.Nonce = "0123456789/bcdef"; putJSON(t, client, s.manifestKey(1), m) }, "nonce"},
+		{"a chunk missing", func(s *PlanStore, m manifest) { del(t, client, s.attemptDir(1, m.Nonce)+chunkName(1)) }, "chunks found"},
+		{"an extra chunk", func(s *PlanStore, m manifest) { put(t, client, s.attemptDir(1, m.Nonce)+"99999", "x") }, "chunks found"},
+		{"a chunk renamed", func(s *PlanStore, m manifest) {
+			d := s.attemptDir(1, m.Nonce)
+			v := get(t, client, d+chunkName(m.Chunks-1))
+			del(t, client, d+chunkName(m.Chunks-1))
+			put(t, client, d+"77777", v)
+		}, "missing"},
+		{"a chunk truncated", func(s *PlanStore, m manifest) {
+			k := s.attemptDir(1, m.Nonce) + chunkName(0)
+			put(t, client, k, get(t, client, k)[:100])
+		}, "bytes"},
+		{"a bit flipped", func(s *PlanStore, m manifest) {
+			k := s.attemptDir(1, m.Nonce) + chunkName(0)
+			v := []byte(get(t, client, k))
+			v[500] ^= 1
+			put(t, client, k, string(v))
+		}, "checksum"},
+		{"a decompression bomb", func(s *PlanStore, m manifest) { m.Raw = m.Bytes * 2000; putJSON(t, client, s.manifestKey(1), m) }, "impossible"},
+		{"raw size lies", func(s *PlanStore, m manifest) { m.Raw--; putJSON(t, client, s.manifestKey(1), m) }, "decompresses to"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newPlanStore(t, client, PlanStoreConfig{ChunkBytes: 16 << 10})
+			require.NoError(t, s.Put(ctx, big))
+			var m manifest
+			require.NoError(t, json.Unmarshal([]byte(get(t, client, s.manifestKey(1))), &m))
+			require.Greater(t, m.Chunks, 2)
+			tt.damage(s, m)
+			_, err := s.Get(ctx, 1)
+			require.ErrorIs(t, err, ErrCorruptPlan)
+			require.ErrorContains(t, err, tt.want)
+			_, err = s.Latest(ctx)
+			require.ErrorIs(t, err, ErrCorruptPlan)
+			require.NoError(t, s.Delete(ctx, 1))
+			_, err = s.Get(ctx, 1)
+			require.ErrorIs(t, err, dnsplan.ErrNotFound)
+			resp, err := client.Get(ctx, s.chunkDir(1), clientv3.WithPrefix(), clientv3.WithCountOnly())
+			require.NoError(t, err)
+			require.Zero(t, resp.Count, "Delete left chunks")
+		})
+	}
+	t.Run("highest record", func(t *testing.T) {
+		s := newPlanStore(t, client, PlanStoreConfig{})
+		put(t, client, s.highestKey(), "12")
+		require.ErrorIs(t, s.Put(ctx, big), ErrCorruptPlan)
+		_, err := s.WaitNewer(ctx, 0)
+		require.ErrorIs(t, err, ErrCorruptPlan)
+		_, err = s.CollectOrphans(ctx)
+		require.ErrorIs(t, err, ErrCorruptPlan)
+	})
+	t.Run("manifest key", func(t *testing.T) {
+		s := newPlanStore(t, client, PlanStoreConfig{})
+		put(t, client, s.prefix+manifestsDir+"x", "{}")
+		_, err := s.List(ctx)
+		require.ErrorIs(t, err, ErrCorruptPlan)
+		_, err = s.Latest(ctx)
+		require.ErrorIs(t, err, ErrCorruptPlan)
+	})
+}
+
+func put(t testing.TB, c *clientv3.Client, k, v string) {
+	t.Helper()
+	_, err := c.Put(context.Background(), k, v)
+	require.NoError(t, err)
+}
+
+func putJSON(t testing.TB, c *clientv3.Client, k string, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	put(t, c, k, string(b))
+}
+
+func get(t testing.TB, c *clientv3.Client, k string) string {
+	t.Helper()
+	resp, err := c.Get(context.Background(), k)
+	require.NoError(t, err)
+	require.Len(t, resp.Kvs, 1, "key %q", k)
+	return string(resp.Kvs[0].Value)
+}
+
+func del(t testing.TB, c *clientv3.Client, k string) {
+	t.Helper()
+	resp, err := c.Delete(context.Background(), k)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, resp.Deleted, "key %q", k)
+}
+
+// TestPlanStoreGenerations: NextGeneration and Publish hand out generations
+// above every one handed out or put before, by this store or another on
+// the same prefix, and after a restart; MaxUint64 exhausts them.
+func TestPlanStoreGenerations(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := ctxT(t)
+	s := newPlanStore(t, srv.Client(t), PlanStoreConfig{})
+	g, err := s.Publish(ctx, dnsplantest.PlanFor(99, 1))
+	require.NoError(t, err)
+	require.Equal(t, fence.Token(1), g)
+	got, err := s.Latest(ctx)
+	require.NoError(t, err)
+	require.Empty(t, dnsplantest.DiffPlans(got, dnsplantest.PlanFor(1, 1)))
+	// A plan put directly, above the sequence: the sequence follows.
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(40, 2)))
+	g, err = s.NextGeneration(ctx)
+	require.NoError(t, err)
+	require.Equal(t, fence.Token(41), g)
+	// A generation handed out but never put is not handed out again, by a
+	// new store (a restarted planner) on a new client either.
+	srv.Kill()
+	srv.Restart()
+	s2 := newPlanStore(t, srv.Client(t), PlanStoreConfig{Prefix: s.prefix})
+	g, err = s2.Publish(ctx, dnsplantest.PlanFor(0, 3))
+	require.NoError(t, err)
+	require.Equal(t, fence.Token(42), g)
+	require.ErrorIs(t, s.Put(ctx, dnsplantest.PlanFor(41, 2)), fence.ErrStale, "the generation handed out is below one put since")
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(fence.MaxToken, 4)))
+	_, err = s.NextGeneration(ctx)
+	require.ErrorIs(t, err, fence.ErrExhausted)
+	_, err = s2.Publish(ctx, dnsplantest.PlanFor(0, 3))
+	require.ErrorIs(t, err, fence.ErrExhausted)
+}
+
+// TestPlanStoreFull: MaxPlans bounds the plans held, also under
+// concurrent Puts, and Delete makes room.
+func TestPlanStoreFull(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := ctxT(t)
+	s := newPlanStore(t, srv.Client(t), PlanStoreConfig{MaxPlans: 3})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Put(ctx, dnsplantest.PlanFor(fence.Token(g+1), 1)) }()
+	}
+	wg.Wait()
+	gens, err := s.List(ctx)
+	require.NoError(t, err)
+	require.LessOrEqual(t, len(gens), 3)
+	for len(gens) < 3 {
+		require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(gens[len(gens)-1]+1, 1)))
+		gens, err = s.List(ctx)
+		require.NoError(t, err)
+	}
+	err = s.Put(ctx, dnsplantest.PlanFor(100, 1))
+	require.ErrorIs(t, err, dnsplan.ErrFull)
+	require.ErrorContains(t, err, "3 plans held, limit 3")
+	require.NoError(t, s.Delete(ctx, gens[0]))
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(100, 1)))
+	// The refused put left no chunks behind.
+	n, err := s.CollectOrphans(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
+
+// TestPlanStoreEtcdDown: with etcd unreachable every call fails with an
+// error matching ErrUnknownOutcome (and the deadline), and works again
+// once etcd is back.
+func TestPlanStoreEtcdDown(t *testing.T) {
+	srv := etcdtest.Start(t)
+	s := newPlanStore(t, srv.Client(t), PlanStoreConfig{})
+	ctx := ctxT(t)
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(1, 1)))
+	srv.Kill()
+	calls := map[string]func(context.Context) error{
+		"Put":            func(ctx context.Context) error { return s.Put(ctx, dnsplantest.PlanFor(2, 1)) },
+		"Get":            func(ctx context.Context) error { _, err := s.Get(ctx, 1); return err },
+		"Latest":         func(ctx context.Context) error { _, err := s.Latest(ctx); return err },
+		"Delete":         func(ctx context.Context) error { return s.Delete(ctx, 1) },
+		"List":           func(ctx context.Context) error { _, err := s.List(ctx); return err },
+		"WaitNewer":      func(ctx context.Context) error { _, err := s.WaitNewer(ctx, 1); return err },
+		"Publish":        func(ctx context.Context) error { _, err := s.Publish(ctx, dnsplantest.PlanFor(2, 1)); return err },
+		"CollectOrphans": func(ctx context.Context) error { _, err := s.CollectOrphans(ctx); return err },
+	}
+	for name, call := range calls {
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := call(cctx)
+		cancel()
+		if name == "WaitNewer" {
+			require.ErrorIs(t, err, context.DeadlineExceeded, name)
+			continue
+		}
+		require.ErrorIs(t, err, ErrUnknownOutcome, name)
+		require.ErrorIs(t, err, context.DeadlineExceeded, name)
+	}
+	srv.Restart()
+	got, err := s.Latest(ctx)
+	require.NoError(t, err)
+	require.Empty(t, dnsplantest.DiffPlans(got, dnsplantest.PlanFor(1, 1)))
 }
