@@ -21,6 +21,12 @@ const (
 	DefaultMaxDeletes = 64
 	// DefaultInterval is the pause between two passes of Run.
 	DefaultInterval = time.Second
+	// DefaultParallel bounds the endpoints in flight at once in a pass.
+	DefaultParallel = 16
+	// MaxParallel is the highest EnactorConfig.Parallel accepted: more
+	// endpoints in flight than that would hold as many connections open
+	// to one DNS server.
+	MaxParallel = 1024
 )
 
 // EnactorConfig configures an Enactor. The zero value is usable, and is
@@ -44,16 +50,29 @@ type EnactorConfig struct {
 	// MaxDeletes bounds the plans one clean-up deletes. Zero means
 	// DefaultMaxDeletes; negative is invalid.
 	MaxDeletes int
-	// Interval is the pause between passes in Run. Zero means
+	// Interval is the longest pause between passes in Run. Zero means
 	// DefaultInterval; negative is invalid.
 	Interval time.Duration
+	// Parallel bounds the endpoints in flight at once in the endpoint
+	// phase of a pass: Pass reads and applies up to Parallel endpoints
+	// concurrently, and Ready hands out the actions of up to Parallel
+	// endpoints at once. Each endpoint's write is conditioned on its own
+	// read, so the order in which endpoints are written changes nothing
+	// of what each one ends up with. Zero means DefaultParallel; negative,
+	// or above MaxParallel, is invalid; 1 applies one endpoint after
+	// another. Clean-up is one action at a time whatever Parallel is, and
+	// a driver of Next and Deliver always runs one action at a time.
+	Parallel int
 	// OnEvent, if not nil, receives an Event for everything the enactor
-	// does, on the goroutine that drives it, in the middle of a step: it
-	// must not block, nor call the Enactor's Deliver, Pass or Run. If it
-	// panics, the panic reaches the caller of Deliver (or Pass), and the
+	// does, on the goroutine that drives it (the one that calls Deliver,
+	// DeliverAction, Pass or Run), in the middle of a step: it must not
+	// block, nor call the Enactor's methods. If it panics, the panic
+	// reaches the caller of Deliver, DeliverAction or Pass, and the
 	// Enactor is left where it was: the next Deliver, Pass or Run goes on
 	// from there (a write is conditioned as ever, so a repeated one is
-	// refused, not applied twice).
+	// refused, not applied twice). Pass first waits for the actions it
+	// has in flight (their outcomes are dropped, and the actions are
+	// handed out again by the next Pass or Ready).
 	OnEvent func(Event)
 }
 
@@ -158,6 +177,11 @@ func (o Op) String() string {
 type Action struct {
 	// Op says what to do, and which other fields are set.
 	Op Op
+	// Slot is the slot of the action: in the endpoint phase of a pass,
+	// which of the (up to EnactorConfig.Parallel) endpoints in flight it
+	// is for, from 0; otherwise 0. Next always returns slot 0's action
+	// when a driver uses only Next and Deliver.
+	Slot int
 	// Endpoint, for OpRead and OpApply.
 	Endpoint string
 	// Expect is the endpoint's state OpApply is conditioned on (its
@@ -167,6 +191,9 @@ type Action struct {
 	Records Records
 	// Generation is the plan of OpLoadPlan and OpDeletePlan.
 	Generation fence.Token
+	// issue numbers the action when Ready hands it out (from 1), so that
+	// DeliverAction knows an outcome delivered twice or too late.
+	issue uint64
 }
 
 // String describes the action, e.g. `apply "api" 7 if 5`.
@@ -225,10 +252,13 @@ const (
 	// phaseNew is the zero Enactor's: it has not been set up (init).
 	phaseNew phase = iota
 	phaseStart
+	phaseEndpoints // the slots hold the endpoints in flight
+	// The phases of a slot.
 	phaseRead
 	phaseApply
 	phaseLoadOwn    // the plan of an endpoint's own, newer generation
 	phaseLoadNewest // the newest plan, to refill an endpoint whose plan is lost
+	// The phases of clean-up.
 	phaseList
 	phaseReadPinner // the endpoint that kept a candidate last time
 	phaseLoadCandidate
@@ -239,40 +269,54 @@ const (
 
 // Enactor applies the newest plan to every endpoint, safely alongside any
 // number of other enactors, and cleans up plans nobody can need. It is a
-// pure state machine, in the manner of go.etcd.io/raft: Next says what to
+// pure state machine, in the manner of go.etcd.io/raft: it says what to
 // do, the caller does it against its Store and Provider and hands the
-// outcome to Deliver. The Enactor does no I/O and owns no goroutine or
-// clock, so a simulation and a real service drive the same code; Pass and
-// Run are the thin driver for real use.
+// outcome back. The Enactor does no I/O and owns no goroutine or clock,
+// so a simulation and a real service drive the same code; Pass and Run
+// are the thin driver for real use.
 //
-// One pass: load the newest plan; for each of its endpoints, in order,
-// read the endpoint, and if the plan is newer than its applied generation
-// (or the same generation with other records), apply the plan conditioned
-// on the generation and version just read — so "newer" is decided
-// atomically with the write; on a refusal, read again. An endpoint found
-// empty or corrupt at a generation newer than the plan is repaired with
-// the plan of that generation (see the package documentation). Then clean
-// up (see the package documentation for the rule). An Enactor is not safe
-// for concurrent use; run one per goroutine. What it remembers between
-// passes (the generations it read) is of one Store and Provider: Pass and
-// Run forget it, and start a new pass, when given another Store or
-// Provider than the last pass's (compared as pointers: one of another
-// kind counts as new on every pass, which costs reads, not safety); a
-// driver of Next and Deliver must use one Enactor per Store and
-// Provider.
+// One pass: load the newest plan; for each of its endpoints (up to
+// EnactorConfig.Parallel at once, each in a slot of its own; otherwise in
+// order), read the endpoint, and if the plan is newer than its applied
+// generation (or the same generation with other records), apply the plan
+// conditioned on the generation and version just read — so "newer" is
+// decided atomically with the write; on a refusal, read again. An
+// endpoint found empty or corrupt at a generation newer than the plan is
+// repaired with the plan of that generation (see the package
+// documentation). Then, once every endpoint of the pass is done, clean up
+// (see the package documentation for the rule), one action at a time.
+//
+// There are two ways to drive it. Next and Deliver run one action at a
+// time: Next returns the action to carry out, Deliver takes its outcome;
+// the endpoints are then done one after another, in the plan's order,
+// whatever Parallel is. Ready and DeliverAction run several: Ready hands
+// out every action that may run now (up to Parallel in the endpoint
+// phase, one per slot), and DeliverAction takes the outcome of one of
+// them, in any order; then Ready again. A driver uses one pair or the
+// other within a pass.
+//
+// An Enactor is not safe for concurrent use; drive it from one
+// goroutine (Pass runs the actions themselves concurrently). What it
+// remembers between passes (the generations it read) is of one Store and
+// Provider: Pass and Run forget it, and start a new pass, when given
+// another Store or Provider than the last pass's (compared as pointers:
+// one of another kind counts as new on every pass, which costs reads, not
+// safety); a driver of Next and Deliver (or Ready and DeliverAction) must
+// use one Enactor per Store and Provider.
 //
 // The zero Enactor is ready to use and the same as
 // NewEnactor(EnactorConfig{}): it runs with the defaults of the zero
 // EnactorConfig, Name "enactor" and no OnEvent.
 type Enactor struct {
-	cfg     EnactorConfig
-	phase   phase
-	plan    Plan
-	names   []string
-	i       int
-	cur     Records // the endpoint as last read
-	corrupt bool    // cur came with ErrCorruptRecords
-	tries   int
+	cfg   EnactorConfig
+	phase phase
+	plan  Plan
+	names []string
+	i     int // the next endpoint of names to start
+	// slots hold the endpoints in flight in phaseEndpoints; active counts
+	// the busy ones.
+	slots  []slot
+	active int
 	// bounds holds, for the endpoints read this pass, the applied
 	// generation read: a lower bound, since generations never decrease.
 	bounds map[string]fence.Token
@@ -291,11 +335,27 @@ type Enactor struct {
 	deleted  int
 	stats    PassStats
 	last     PassStats
-	pending  Action
+	// pending is the action outside phaseEndpoints, issued whether Ready
+	// has handed it out; issues numbers the actions Ready hands out.
+	pending Action
+	issued  bool
+	issues  uint64
 	// store and provider are those of the last Pass: known and pinnedBy
 	// are of them.
 	store    Store
 	provider Provider
+}
+
+// slot is one endpoint in flight.
+type slot struct {
+	name    string
+	phase   phase // phaseRead, phaseApply, phaseLoadOwn or phaseLoadNewest
+	action  Action
+	cur     Records // the endpoint as last read
+	corrupt bool    // cur came with ErrCorruptRecords
+	tries   int
+	busy    bool // it holds an endpoint
+	issued  bool // Ready handed out action, and its outcome is due
 }
 
 // NewEnactor returns an Enactor at the start of its first pass, or an
@@ -310,10 +370,14 @@ func NewEnactor(cfg EnactorConfig) (*Enactor, error) {
 		{"MaxConflicts", int64(cfg.MaxConflicts)},
 		{"MaxDeletes", int64(cfg.MaxDeletes)},
 		{"Interval", int64(cfg.Interval)},
+		{"Parallel", int64(cfg.Parallel)},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%w: EnactorConfig.%s %d is negative", ErrInvalidConfig, f.name, f.v))
 		}
+	}
+	if cfg.Parallel > MaxParallel {
+		errs = append(errs, fmt.Errorf("%w: EnactorConfig.Parallel %d is above MaxParallel %d", ErrInvalidConfig, cfg.Parallel, MaxParallel))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -344,6 +408,9 @@ func (e *Enactor) init() {
 	if e.cfg.Interval == 0 {
 		e.cfg.Interval = DefaultInterval
 	}
+	if e.cfg.Parallel == 0 {
+		e.cfg.Parallel = DefaultParallel
+	}
 	e.phase = phaseStart
 	e.pending = Action{Op: OpLoadLatest}
 }
@@ -359,13 +426,94 @@ func (e *Enactor) Name() string {
 	return e.cfg.Name
 }
 
-// Next returns the action to carry out next. It does not change the
-// Enactor: calling it twice returns the same action.
+// Next returns the action to carry out next: outside the endpoint phase
+// the one action of the pass, and within it the action of the lowest
+// slot in flight (slot 0, for a driver of Next and Deliver only). It does
+// not change the Enactor: calling it twice returns the same action.
 func (e *Enactor) Next() Action {
-	if e.phase == phaseNew {
+	switch e.phase {
+	case phaseNew:
 		return Action{Op: OpLoadLatest}
+	case phaseEndpoints:
+		return e.slots[e.lowestBusy()].action
 	}
 	return e.pending
+}
+
+// lowestBusy returns the lowest slot that holds an endpoint; in
+// phaseEndpoints there is always one.
+func (e *Enactor) lowestBusy() int {
+	for s := range e.slots {
+		if e.slots[s].busy {
+			return s
+		}
+	}
+	panic("dnsplan: no slot busy in the endpoint phase") // unreachable: see endpointDone
+}
+
+// Ready appends to buf, and returns, every action that may be carried
+// out now and that Ready has not handed out yet: in the endpoint phase of
+// a pass, one action per slot, and up to EnactorConfig.Parallel slots,
+// each filled with the plan's next endpoint as it frees up; otherwise
+// the one action of the pass, until its outcome is delivered. It returns
+// buf unchanged while every action handed out awaits its outcome. The
+// actions may be carried out concurrently and their outcomes delivered
+// with DeliverAction in any order. An OpRest action means the pass is
+// over (it is handed out once every other action's outcome is in).
+func (e *Enactor) Ready(buf []Action) []Action {
+	e.init()
+	if e.phase != phaseEndpoints {
+		if !e.issued {
+			e.issued = true
+			e.issues++
+			e.pending.issue = e.issues
+			buf = append(buf, e.pending)
+		}
+		return buf
+	}
+	for s := range e.cfg.Parallel {
+		if (s >= len(e.slots) || !e.slots[s].busy) && !e.startEndpoint(s) {
+			break
+		}
+	}
+	for s := range e.slots {
+		if sl := &e.slots[s]; sl.busy && !sl.issued {
+			sl.issued = true
+			e.issues++
+			sl.action.issue = e.issues
+			buf = append(buf, sl.action)
+		}
+	}
+	return buf
+}
+
+// DeliverAction hands the Enactor the outcome of a, an action Ready
+// handed out, and advances a's slot; then Ready hands out what may run
+// next. It refuses, with an error matching ErrInvalidArgument and without
+// changing the Enactor, an action whose outcome is not due: delivered
+// already, not handed out by Ready (Next's actions are delivered with
+// Deliver), or of a pass abandoned since (by Pass or Run, after a
+// cancellation, or on a new Store or Provider).
+func (e *Enactor) DeliverAction(a Action, r Result) error {
+	e.init()
+	if a.issue != 0 {
+		switch {
+		case e.phase == phaseEndpoints:
+			if a.Slot >= 0 && a.Slot < len(e.slots) {
+				if sl := &e.slots[a.Slot]; sl.busy && sl.issued && sl.action.issue == a.issue {
+					sl.issued = false
+					e.deliverSlot(a.Slot, r)
+					return nil
+				}
+			}
+		case e.issued && e.pending.issue == a.issue:
+			e.issued = false
+			e.deliverPass(r)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: Enactor.DeliverAction: the outcome of %v (slot %d) is not due: delivered already, not handed out by Ready, or of an abandoned pass",
+		ErrInvalidArgument, a, a.Slot)
 }
 
 // LastPass returns the statistics of the last completed pass.
@@ -395,34 +543,34 @@ func (e *Enactor) failEndpoint(endpoint string, err error) {
 // advances it to the next action.
 func (e *Enactor) Deliver(r Result) {
 	e.init()
+	if e.phase == phaseEndpoints {
+		s := e.lowestBusy()
+		e.slots[s].issued = false
+		e.deliverSlot(s, r)
+		return
+	}
+	e.issued = false
+	e.deliverPass(r)
+}
+
+// deliverPass delivers the outcome of the action outside the endpoint
+// phase.
+func (e *Enactor) deliverPass(r Result) {
 	switch e.pending.Op {
 	case OpRest:
 		e.phase = phaseStart
 		e.pending = Action{Op: OpLoadLatest}
 	case OpLoadLatest:
-		if e.phase == phaseLoadNewest {
-			e.deliverNewest(r)
-			return
-		}
 		e.startPass(r)
 	case OpRead:
-		switch e.phase {
-		case phaseReadExtra:
+		if e.phase == phaseReadExtra {
 			e.deliverExtra(r)
-		case phaseReadPinner:
-			e.deliverPinner(r)
-		default:
-			e.deliverRead(r)
+			return
 		}
-	case OpApply:
-		e.deliverApply(r)
+		e.deliverPinner(r)
 	case OpListPlans:
 		e.deliverList(r)
 	case OpLoadPlan:
-		if e.phase == phaseLoadOwn {
-			e.deliverOwn(r)
-			return
-		}
 		e.deliverCandidate(r)
 	case OpDeletePlan:
 		g := e.pending.Generation
@@ -437,6 +585,20 @@ func (e *Enactor) Deliver(r Result) {
 			e.fail("", r.Err)
 		}
 		e.nextCandidate()
+	}
+}
+
+// deliverSlot delivers the outcome of slot s's action.
+func (e *Enactor) deliverSlot(s int, r Result) {
+	switch e.slots[s].phase {
+	case phaseRead:
+		e.deliverRead(s, r)
+	case phaseApply:
+		e.deliverApply(s, r)
+	case phaseLoadOwn:
+		e.deliverOwn(s, r)
+	case phaseLoadNewest:
+		e.deliverNewest(s, r)
 	}
 }
 
@@ -455,25 +617,51 @@ func (e *Enactor) startPass(r Result) {
 	e.names = r.Plan.EndpointNames()
 	e.bounds = make(map[string]fence.Token, len(e.names))
 	clear(e.failed)
-	e.i = -1
-	e.nextEndpoint()
+	e.i = 0
+	e.phase = phaseEndpoints
+	if !e.startEndpoint(0) {
+		e.startCleanup()
+	}
 }
 
-// nextEndpoint moves to the next endpoint of the plan, or to clean-up.
-func (e *Enactor) nextEndpoint() {
-	e.i++
-	e.tries = 0
+// startEndpoint starts the plan's next endpoint in slot s, which must be
+// free, and reports whether one was left.
+func (e *Enactor) startEndpoint(s int) bool {
 	for e.i < len(e.names) && len(e.plan.Endpoints[e.names[e.i]]) == 0 {
 		// An endpoint the plan leaves empty is never written: its
 		// records stay as they are.
 		e.i++
 	}
 	if e.i >= len(e.names) {
-		e.startCleanup()
-		return
+		return false
 	}
-	e.phase = phaseRead
-	e.pending = Action{Op: OpRead, Endpoint: e.names[e.i]}
+	if s >= len(e.slots) {
+		e.slots = append(e.slots, make([]slot, s+1-len(e.slots))...)
+	}
+	e.slots[s] = slot{name: e.names[e.i], busy: true}
+	e.i++
+	e.active++
+	e.read(s)
+	return true
+}
+
+// read asks for slot s's endpoint to be read.
+func (e *Enactor) read(s int) {
+	sl := &e.slots[s]
+	sl.phase = phaseRead
+	sl.action = Action{Op: OpRead, Slot: s, Endpoint: sl.name}
+}
+
+// endpointDone frees slot s and starts the plan's next endpoint in it;
+// once none is left and no slot is busy, clean-up starts, so that it
+// knows what the pass read of every endpoint.
+func (e *Enactor) endpointDone(s int) {
+	e.slots[s].busy = false
+	e.slots[s].issued = false
+	e.active--
+	if !e.startEndpoint(s) && e.active == 0 {
+		e.startCleanup()
+	}
 }
 
 // noteRead records a successful (or corrupt) read of name at generation g.
@@ -499,21 +687,22 @@ func (e *Enactor) noteUnreadable(name string) {
 	e.failed[name] = true
 }
 
-func (e *Enactor) deliverRead(r Result) {
-	name := e.names[e.i]
-	e.corrupt = r.Err != nil && errors.Is(r.Err, ErrCorruptRecords)
-	if r.Err != nil && !e.corrupt {
+func (e *Enactor) deliverRead(s int, r Result) {
+	sl := &e.slots[s]
+	name := sl.name
+	sl.corrupt = r.Err != nil && errors.Is(r.Err, ErrCorruptRecords)
+	if r.Err != nil && !sl.corrupt {
 		e.noteUnreadable(name)
 		e.failEndpoint(name, r.Err)
-		e.nextEndpoint()
+		e.endpointDone(s)
 		return
 	}
-	if e.corrupt {
+	if sl.corrupt {
 		// The generation and version are intact, the targets are not:
 		// rewritable under that condition, like an empty endpoint.
 		r.Records.Targets = nil
 	}
-	e.cur = r.Records
+	sl.cur = r.Records
 	e.noteRead(name, r.Records.Generation)
 	want := e.plan.Endpoints[name]
 	have := r.Records.Generation
@@ -522,62 +711,64 @@ func (e *Enactor) deliverRead(r Result) {
 		// Empty or corrupt at a generation newer than the enactor's plan:
 		// repair it with the plan of that generation, never with this
 		// (older) one.
-		e.phase = phaseLoadOwn
-		e.pending = Action{Op: OpLoadPlan, Generation: have}
+		sl.phase = phaseLoadOwn
+		sl.action = Action{Op: OpLoadPlan, Slot: s, Generation: have}
 	case have > e.plan.Generation:
-		e.newer(name)
-	case have == e.plan.Generation && !e.corrupt && SameTargets(r.Records.Targets, want):
+		e.newer(s)
+	case have == e.plan.Generation && !sl.corrupt && SameTargets(r.Records.Targets, want):
 		e.stats.Current++
-		e.nextEndpoint()
+		e.endpointDone(s)
 	default:
 		// The plan is newer than the endpoint, or of the same generation
 		// with other (say, empty or corrupt) records: write it,
 		// conditioned on the generation and version just read.
-		e.write(name, Records{Generation: e.plan.Generation, Targets: want})
+		e.write(s, Records{Generation: e.plan.Generation, Targets: want})
 	}
 }
 
-// write asks for r to be applied to name, conditioned on the endpoint as
-// last read.
-func (e *Enactor) write(name string, r Records) {
-	e.phase = phaseApply
-	e.pending = Action{Op: OpApply, Endpoint: name, Expect: e.cur, Records: r}
+// write asks for r to be applied to slot s's endpoint, conditioned on the
+// endpoint as last read.
+func (e *Enactor) write(s int, r Records) {
+	sl := &e.slots[s]
+	sl.phase = phaseApply
+	sl.action = Action{Op: OpApply, Slot: s, Endpoint: sl.name, Expect: sl.cur, Records: r}
 }
 
-// newer counts the endpoint as ahead of the plan and moves on.
-func (e *Enactor) newer(name string) {
+// newer counts slot s's endpoint as ahead of the plan and moves on.
+func (e *Enactor) newer(s int) {
 	e.stats.Newer++
-	e.emit(Event{Kind: EventNewer, Endpoint: name, Generation: e.plan.Generation, Have: e.cur.Generation})
-	e.nextEndpoint()
+	e.emit(Event{Kind: EventNewer, Endpoint: e.slots[s].name, Generation: e.plan.Generation, Have: e.slots[s].cur.Generation})
+	e.endpointDone(s)
 }
 
 // deliverOwn has the plan of the generation an empty or corrupt endpoint
 // carries, newer than the enactor's plan: its targets are what the
 // endpoint must serve.
-func (e *Enactor) deliverOwn(r Result) {
-	name, have := e.names[e.i], e.cur.Generation
+func (e *Enactor) deliverOwn(s int, r Result) {
+	sl := &e.slots[s]
+	name, have := sl.name, sl.cur.Generation
 	switch {
 	case r.Err == nil && len(r.Plan.Endpoints[name]) > 0:
-		e.write(name, Records{Generation: have, Targets: r.Plan.Endpoints[name]})
+		e.write(s, Records{Generation: have, Targets: r.Plan.Endpoints[name]})
 	case r.Err == nil:
 		e.failEndpoint(name, fmt.Errorf("dnsplan: enactor %s: %q is empty or corrupt at generation %d, whose plan does not name it: left for a newer plan",
 			e.cfg.Name, name, uint64(have)))
-		e.nextEndpoint()
+		e.endpointDone(s)
 	case !errors.Is(r.Err, ErrNotFound):
 		e.failEndpoint(name, r.Err)
-		e.nextEndpoint()
-	case e.corrupt:
+		e.endpointDone(s)
+	case sl.corrupt:
 		// The Store lost the plan, and the endpoint may still serve its
 		// addresses: only an empty endpoint is refilled with another
 		// plan's targets.
 		e.failEndpoint(name, fmt.Errorf("%w: enactor %s: %q is corrupt at generation %d, whose plan the Store lost: left for a newer plan",
 			ErrCorruptRecords, e.cfg.Name, name, uint64(have)))
-		e.nextEndpoint()
+		e.endpointDone(s)
 	default:
 		// The Store lost the plan of an empty endpoint: refill it from the
 		// newest plan, if no plan at or above its generation exists.
-		e.phase = phaseLoadNewest
-		e.pending = Action{Op: OpLoadLatest}
+		sl.phase = phaseLoadNewest
+		sl.action = Action{Op: OpLoadLatest, Slot: s}
 	}
 }
 
@@ -587,22 +778,23 @@ func (e *Enactor) deliverOwn(r Result) {
 // own generation (serving something beats serving nothing, and the
 // generation never decreases); if it is not, writing it is the job of
 // the passes that apply it.
-func (e *Enactor) deliverNewest(r Result) {
-	name, have := e.names[e.i], e.cur.Generation
+func (e *Enactor) deliverNewest(s int, r Result) {
+	name, have := e.slots[s].name, e.slots[s].cur.Generation
 	switch {
 	case r.Err == nil && r.Plan.Generation <= have && len(r.Plan.Endpoints[name]) > 0:
-		e.write(name, Records{Generation: have, Targets: r.Plan.Endpoints[name]})
+		e.write(s, Records{Generation: have, Targets: r.Plan.Endpoints[name]})
 	case r.Err == nil || errors.Is(r.Err, ErrNotFound):
-		e.newer(name)
+		e.newer(s)
 	default:
 		e.failEndpoint(name, r.Err)
-		e.nextEndpoint()
+		e.endpointDone(s)
 	}
 }
 
-func (e *Enactor) deliverApply(r Result) {
-	name := e.names[e.i]
-	wrote := e.pending.Records.Generation
+func (e *Enactor) deliverApply(s int, r Result) {
+	sl := &e.slots[s]
+	name := sl.name
+	wrote := sl.action.Records.Generation
 	var stale *fence.StaleError
 	switch {
 	case r.Err == nil && wrote > e.plan.Generation:
@@ -610,37 +802,36 @@ func (e *Enactor) deliverApply(r Result) {
 		// empty or corrupt): its own generation was rewritten.
 		e.noteBound(name, wrote)
 		e.stats.Repaired++
-		e.emit(Event{Kind: EventRepaired, Endpoint: name, Generation: wrote, Have: e.cur.Generation})
-		e.nextEndpoint()
+		e.emit(Event{Kind: EventRepaired, Endpoint: name, Generation: wrote, Have: sl.cur.Generation})
+		e.endpointDone(s)
 	case r.Err == nil:
 		e.noteBound(name, wrote)
 		kind := EventApplied
-		if e.cur.Generation == e.plan.Generation || (e.cur.Generation != 0 && len(e.cur.Targets) == 0) || e.corrupt {
+		if sl.cur.Generation == e.plan.Generation || (sl.cur.Generation != 0 && len(sl.cur.Targets) == 0) || sl.corrupt {
 			kind = EventRepaired
 			e.stats.Repaired++
 		} else {
 			e.stats.Applied++
 		}
-		e.emit(Event{Kind: kind, Endpoint: name, Generation: wrote, Have: e.cur.Generation})
-		e.nextEndpoint()
+		e.emit(Event{Kind: kind, Endpoint: name, Generation: wrote, Have: sl.cur.Generation})
+		e.endpointDone(s)
 	case errors.Is(r.Err, ErrNameInUse):
 		// Permanent until an operator acts: no retry in this pass.
 		e.failEndpoint(name, r.Err)
-		e.nextEndpoint()
+		e.endpointDone(s)
 	case errors.As(r.Err, &stale):
 		e.stats.Conflicts++
-		e.tries++
+		sl.tries++
 		e.emit(Event{Kind: EventConflict, Endpoint: name, Generation: wrote, Have: stale.Have, Err: r.Err})
-		if e.tries > e.cfg.MaxConflicts {
-			e.failEndpoint(name, fmt.Errorf("dnsplan: enactor %s gave up on %q after %d conflicts: %w", e.cfg.Name, name, e.tries, r.Err))
-			e.nextEndpoint()
+		if sl.tries > e.cfg.MaxConflicts {
+			e.failEndpoint(name, fmt.Errorf("dnsplan: enactor %s gave up on %q after %d conflicts: %w", e.cfg.Name, name, sl.tries, r.Err))
+			e.endpointDone(s)
 			return
 		}
-		e.phase = phaseRead
-		e.pending = Action{Op: OpRead, Endpoint: name}
+		e.read(s)
 	default:
 		e.failEndpoint(name, r.Err)
-		e.nextEndpoint()
+		e.endpointDone(s)
 	}
 }
 
@@ -648,6 +839,7 @@ func (e *Enactor) deliverApply(r Result) {
 func (e *Enactor) startCleanup() {
 	e.phase = phaseList
 	e.pending = Action{Op: OpListPlans}
+	e.issued = false
 }
 
 // bound returns the lowest applied generation name can have, as far as

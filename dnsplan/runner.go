@@ -2,9 +2,12 @@ package dnsplan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"time"
+
+	"github.com/stormguard/stormguard/fence"
 )
 
 // Execute carries out one Action against store and provider and returns
@@ -50,12 +53,24 @@ func Execute(ctx context.Context, a Action, store Store, provider Provider) Resu
 // Pass runs the Enactor through one whole pass against store and provider
 // and returns its statistics; the error is the context's if it ended the
 // pass early, and nil otherwise (errors of single endpoints are counted in
-// PassStats and reported through OnEvent). A pass started after an
-// interrupted one starts over from the newest plan. Pass checks ctx
-// between actions and hands it to every Store and Provider call; a call
-// that ignores it holds Pass (and Run) until it returns. A nil ctx, store
-// or provider (or a nil *MemoryStore or *MemoryProvider) is refused with
-// an error matching ErrInvalidArgument before anything is done.
+// PassStats and reported through OnEvent). In the endpoint phase it
+// carries out the actions of up to EnactorConfig.Parallel endpoints at
+// once, each on a goroutine of its own that ends with the action, and
+// delivers their outcomes, and calls OnEvent, on the calling goroutine;
+// every other action (and any action alone in flight) runs on the
+// calling goroutine. Pass returns only once every goroutine it started
+// has ended.
+//
+// A pass started after an interrupted one starts over from the newest
+// plan. Pass checks ctx before it hands out each action, and hands it to
+// every Store and Provider call: once ctx ends, it starts no new action,
+// waits for those in flight, delivers their outcomes (a write that landed
+// is reported as such), and returns ctx's error. A call that ignores ctx
+// holds Pass (and Run) until it returns; the other endpoints in flight go
+// on meanwhile, but the pass cannot end (nor clean up) before it. A nil
+// ctx, store or provider (or a nil *MemoryStore or *MemoryProvider) is
+// refused with an error matching ErrInvalidArgument before anything is
+// done.
 func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (PassStats, error) {
 	if nils := nilArgs(ctx, store, true, provider, true); nils != "" {
 		return PassStats{}, fmt.Errorf("%w: Enactor.Pass: %s", ErrInvalidArgument, nils)
@@ -67,15 +82,56 @@ func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (Pas
 		e.forget()
 		e.store, e.provider = store, provider
 	}
-	if e.pending.Op == OpRest {
+	// Actions handed out before (by an interrupted Pass, or another
+	// driver) and never delivered are handed out again.
+	e.unissue()
+	if e.phase == phaseRest {
 		e.Deliver(Result{})
 	}
-	for e.pending.Op != OpRest {
-		if err := ctx.Err(); err != nil {
-			e.restart()
-			return e.stats, err
+	type outcome struct {
+		a Action
+		r Result
+	}
+	var (
+		acts     []Action
+		results  chan outcome
+		inflight int
+	)
+	cctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if inflight > 0 {
+			// OnEvent panicked: the actions still in flight are
+			// abandoned, and handed out again by the next Pass.
+			cancel()
+			for ; inflight > 0; inflight-- {
+				<-results
+			}
+			e.unissue()
 		}
-		e.Deliver(Execute(ctx, e.pending, store, provider))
+		cancel()
+	}()
+	for e.phase != phaseRest {
+		if ctx.Err() == nil {
+			acts = e.Ready(acts[:0])
+			if inflight == 0 && len(acts) == 1 {
+				_ = e.DeliverAction(acts[0], Execute(cctx, acts[0], store, provider))
+				continue
+			}
+			for _, a := range acts {
+				if results == nil {
+					results = make(chan outcome, e.cfg.Parallel)
+				}
+				inflight++
+				go func() { results <- outcome{a, Execute(cctx, a, store, provider)} }()
+			}
+		}
+		if inflight == 0 {
+			e.restart()
+			return e.stats, ctx.Err()
+		}
+		o := <-results
+		inflight--
+		_ = e.DeliverAction(o.a, o.r)
 	}
 	return e.last, nil
 }
@@ -104,27 +160,77 @@ func (e *Enactor) forget() {
 func (e *Enactor) restart() {
 	e.phase = phaseStart
 	e.pending = Action{Op: OpLoadLatest}
+	e.issued = false
+	clear(e.slots)
+	e.active = 0
 }
 
-// Run runs passes, EnactorConfig.Interval apart, until ctx is done, and
-// returns ctx's error. It starts no goroutine; stop it by cancelling ctx.
-// A nil ctx, store or provider is refused as by Pass.
+// unissue forgets that the actions pending were handed out, so that Ready
+// hands them out again.
+func (e *Enactor) unissue() {
+	e.issued = false
+	for s := range e.slots {
+		e.slots[s].issued = false
+	}
+}
+
+// Run runs passes until ctx is done, and returns ctx's error. Between
+// two passes it waits EnactorConfig.Interval — or, if store implements
+// Watcher, until the store has a plan newer than any the last passes
+// applied or the Watcher announced, if that comes sooner: a pass starts
+// as soon as a plan is published, and at least every Interval all the
+// same (a pass also repairs endpoints, which no new plan announces). If
+// WaitNewer fails (an unreachable backend), or announces nothing newer,
+// Run waits out the rest of the Interval: never a busy loop. It starts no
+// goroutine of its own (Pass starts and ends its own); stop it by
+// cancelling ctx. A nil ctx, store or provider is refused as by Pass.
 func (e *Enactor) Run(ctx context.Context, store Store, provider Provider) error {
 	if nils := nilArgs(ctx, store, true, provider, true); nils != "" {
 		return fmt.Errorf("%w: Enactor.Run: %s", ErrInvalidArgument, nils)
 	}
 	e.init()
-	t := time.NewTimer(0)
-	defer t.Stop()
+	w, _ := store.(Watcher)
+	var seen fence.Token // the newest generation applied or announced
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-		if _, err := e.Pass(ctx, store, provider); err != nil {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		t.Reset(e.cfg.Interval)
+		st, err := e.Pass(ctx, store, provider)
+		if err != nil {
+			return err
+		}
+		seen = max(seen, st.Generation)
+		if seen, err = e.pause(ctx, w, seen); err != nil {
+			return err
+		}
+	}
+}
+
+// pause waits between two passes of Run: Interval, or until w (if not
+// nil) announces a generation above seen; it returns the newest
+// generation announced (or seen), or ctx's error.
+func (e *Enactor) pause(ctx context.Context, w Watcher, seen fence.Token) (fence.Token, error) {
+	start := time.Now()
+	if w != nil {
+		wctx, cancel := context.WithTimeout(ctx, e.cfg.Interval)
+		g, err := w.WaitNewer(wctx, seen)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return seen, ctx.Err()
+		case err == nil && g > seen:
+			return g, nil
+		case errors.Is(wctx.Err(), context.DeadlineExceeded):
+			return seen, nil // the Interval is over
+		}
+		// The store failed, or said nothing newer: wait out the rest.
+	}
+	t := time.NewTimer(e.cfg.Interval - time.Since(start))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return seen, ctx.Err()
+	case <-t.C:
+		return seen, nil
 	}
 }
