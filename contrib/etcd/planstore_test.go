@@ -371,3 +371,226 @@ func TestPlanStoreEtcdDown(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, dnsplantest.DiffPlans(got, dnsplantest.PlanFor(1, 1)))
 }
+
+// TestPlanStoreStalledReader: a reader that found a manifest and stalls
+// while the plan is deleted still reads the whole plan (at the manifest's
+// revision: the plan as it was when it was held); if etcd has compacted
+// that revision meanwhile, it reads again and finds the plan gone — never
+// half a plan.
+func TestPlanStoreStalledReader(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	p1, p2 := bigPlan(1, 3000, 2), bigPlan(2, 3000, 3)
+	for _, compact := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compact=%v", compact), func(t *testing.T) {
+			s := newPlanStore(t, client, PlanStoreConfig{ChunkBytes: 8 << 10})
+			require.NoError(t, s.Put(ctx, p1))
+			require.NoError(t, s.Put(ctx, p2))
+			stall := func(g fence.Token) func() {
+				return func() {
+					s.afterManifest = nil
+					require.NoError(t, s.Delete(ctx, g))
+					if compact {
+						resp, err := client.Get(ctx, "any")
+						require.NoError(t, err)
+						_, err = client.Compact(ctx, resp.Header.Revision)
+						require.NoError(t, err)
+					}
+				}
+			}
+			s.afterManifest = stall(2)
+			got, err := s.Latest(ctx)
+			require.NoError(t, err)
+			if compact {
+				require.Empty(t, dnsplantest.DiffPlans(got, p1), "read again after the compaction: plan 1 is the latest")
+			} else {
+				require.Empty(t, dnsplantest.DiffPlans(got, p2), "read at the manifest's revision")
+			}
+			s.afterManifest = stall(1)
+			got, err = s.Get(ctx, 1)
+			if compact {
+				require.ErrorIs(t, err, dnsplan.ErrNotFound)
+			} else {
+				require.NoError(t, err)
+				require.Empty(t, dnsplantest.DiffPlans(got, p1))
+			}
+		})
+	}
+}
+
+// TestPlanStoreWatchCompacted: a watch whose start revision etcd compacted
+// before it began reads again and returns the plan put meanwhile.
+func TestPlanStoreWatchCompacted(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	s := newPlanStore(t, client, PlanStoreConfig{})
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(5, 1)))
+	s.beforeWatch = func() {
+		s.beforeWatch = nil
+		require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(6, 1)))
+		require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(7, 1)))
+		resp, err := client.Get(ctx, "any")
+		require.NoError(t, err)
+		_, err = client.Compact(ctx, resp.Header.Revision)
+		require.NoError(t, err)
+	}
+	h, err := s.WaitNewer(ctx, 5)
+	require.NoError(t, err)
+	require.Equal(t, fence.Token(7), h)
+}
+
+// TestPlanStoreWatchAcrossRestart: a WaitNewer waiting while etcd is
+// killed and restarted returns the plan put after the restart (or an error
+// of the outage, which the test then retries as a caller would).
+func TestPlanStoreWatchAcrossRestart(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	s := newPlanStore(t, client, PlanStoreConfig{})
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(1, 1)))
+	watching := make(chan struct{})
+	s.beforeWatch = func() { close(watching); s.beforeWatch = nil }
+	type result struct {
+		h      fence.Token
+		errors int
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		for {
+			h, err := s.WaitNewer(ctx, 1)
+			if err == nil || ctx.Err() != nil {
+				r.h = h
+				done <- r
+				return
+			}
+			r.errors++
+			time.Sleep(50 * time.Millisecond) // as the contract asks of a caller
+		}
+	}()
+	<-watching
+	srv.Kill()
+	srv.Restart()
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(2, 1)))
+	r := <-done
+	require.Equal(t, fence.Token(2), r.h)
+	t.Logf("WaitNewer returned %d errors during the outage", r.errors)
+}
+
+// TestPlanStoreOrphans: the chunks of a writer that died before its commit
+// are left alone while its generation is above the highest (it may still
+// commit), and collected once it cannot; those of a plan held are never.
+func TestPlanStoreOrphans(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	s := newPlanStore(t, client, PlanStoreConfig{})
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(2, 1)))
+	var m manifest
+	require.NoError(t, json.Unmarshal([]byte(get(t, client, s.manifestKey(2))), &m))
+	dead := func(g fence.Token) {
+		put(t, client, s.attemptDir(g, newNonce())+chunkName(0), "chunk of a writer that died")
+	}
+	dead(2) // a second attempt at 2, refused
+	dead(3) // in flight: 3 is above the highest
+	dead(1)
+	n, err := s.CollectOrphans(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(4, 1)))
+	n, err = s.CollectOrphans(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "3 can no longer commit")
+	mustHold(t, s, 2, 4)
+	resp, err := client.Get(ctx, s.prefix+chunksDir, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	require.NoError(t, err)
+	require.Len(t, resp.Kvs, 2, "the chunks of plans 2 and 4")
+}
+
+// mustHold checks that s holds exactly gens, each whole.
+func mustHold(t testing.TB, s *PlanStore, gens ...fence.Token) {
+	t.Helper()
+	got, err := s.List(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, gens, got)
+	for _, g := range gens {
+		_, err := s.Get(context.Background(), g)
+		require.NoError(t, err, "plan %d", g)
+	}
+}
+
+// lossyKV loses the answer of the next Txn commit: after it was applied
+// (applied) or without sending it (!applied), it fails as a timeout would.
+type lossyKV struct {
+	clientv3.KV
+	lose    atomic.Int32 // commits to let through before losing one; -1: none
+	applied bool
+}
+
+func (k *lossyKV) Txn(ctx context.Context) clientv3.Txn {
+	return &lossyTxn{Txn: k.KV.Txn(ctx), kv: k}
+}
+
+type lossyTxn struct {
+	clientv3.Txn
+	kv *lossyKV
+}
+
+func (t *lossyTxn) If(cs ...clientv3.Cmp) clientv3.Txn   { t.Txn = t.Txn.If(cs...); return t }
+func (t *lossyTxn) Then(ops ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Then(ops...); return t }
+func (t *lossyTxn) Else(ops ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Else(ops...); return t }
+func (t *lossyTxn) Commit() (*clientv3.TxnResponse, error) {
+	if t.kv.lose.Add(-1) != -1 {
+		return t.Txn.Commit()
+	}
+	if t.kv.applied {
+		if _, err := t.Txn.Commit(); err != nil {
+			return nil, err
+		}
+	}
+	return nil, context.DeadlineExceeded
+}
+
+// TestPlanStorePutRetriedAfterUnknownOutcome: a Put whose commit's answer
+// was lost fails with ErrUnknownOutcome; retried, it is refused as stale if
+// the first landed (and the plan is whole), or lands; the chunks of the
+// attempt that did not commit are dropped or collected.
+func TestPlanStorePutRetriedAfterUnknownOutcome(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	for _, applied := range []bool{true, false} {
+		t.Run(fmt.Sprintf("applied=%v", applied), func(t *testing.T) {
+			s := newPlanStore(t, client, PlanStoreConfig{})
+			lossy := &lossyKV{KV: s.kv, applied: applied}
+			s.kv = lossy
+			p := bigPlan(3, 500, 2)
+			lossy.lose.Store(2) // two reads of the highest record, then the commit
+			err := s.Put(ctx, p)
+			require.ErrorIs(t, err, ErrUnknownOutcome)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			lossy.lose.Store(-1 << 20)
+			err = s.Put(ctx, p)
+			if applied {
+				var se *fence.StaleError
+				require.ErrorAs(t, err, &se)
+				require.Equal(t, fence.Token(3), se.Have)
+			} else {
+				require.NoError(t, err)
+			}
+			got, err := s.Get(ctx, 3)
+			require.NoError(t, err)
+			require.Empty(t, dnsplantest.DiffPlans(got, p))
+			n, err := s.CollectOrphans(ctx)
+			require.NoError(t, err)
+			if applied {
+				require.Zero(t, n, "the refused retry dropped its chunks")
+			} else {
+				require.Equal(t, 1, n, "the first attempt's chunks")
+			}
+			mustHold(t, s, 3)
+		})
+	}
+}
