@@ -304,25 +304,58 @@ func after(d time.Duration) string {
 	return dur(d)
 }
 
+// vs is "HH:MM (2025: HH:MM, +N minutes)": a simulated minute against the
+// postmortem's time.
+func vs(m int, pm time.Duration) string {
+	p := int(pm / time.Minute)
+	return fmt.Sprintf("%s (2025: %s, %+d minutes)", hhmm(m), hhmm(p), m-p)
+}
+
 // limits says, from the run's numbers, where the model departs from 2025.
 func limits(w io.Writer, n *ddbsim.Result, ns ddbsim.Summary) {
 	fmt.Fprintln(w, "What the model cannot match, and why:")
 	var b strings.Builder
 	fmt.Fprintf(&b, "- The DNS repair is the operators' act at 02:25, as in 2025; the model does not simulate the diagnosis (00:38) or the 01:15 mitigations for internal services, so DWFM and EC2 see DynamoDB down until the repair (%s in this run).\n", when(int(n.OutageTo/time.Minute)))
+	if ns.DynamoDB.Has() {
+		end := ns.DynamoDB.To + 1
+		first := end
+		for m := int(n.OutageTo / time.Minute); m >= 0 && m < end; m++ {
+			if n.Timeline[m].DynamoDBOKPct > 0 {
+				first = m
+				break
+			}
+		}
+		race := int(ddbsim.RaceAt / time.Minute)
+		fmt.Fprintf(&b, "- DynamoDB is back for 99%% of clients at %s, the first of them at %s: the model's clients re-resolve the moment an answer expires, so each cached the empty answer within a minute of the race, and their %v negative entries expire in step, %d x %v after %s; 2025's caches expired over 02:25-02:40.\n",
+			vs(end, ddbsim.CachesExpired), hhmm(first), dur(ddbsim.NegativeTTL), (end-race)/int(ddbsim.NegativeTTL/time.Minute), dur(ddbsim.NegativeTTL), hhmm(race))
+	}
 	if ns.LeasedAgain >= 0 {
-		fmt.Fprintf(&b, "- DWFM leases every droplet at %s (2025: 05:28, %+d minutes). After the 04:14 restart the model's DWFM runs at full speed (%v of ideal work for %s droplets); 2025's hosts were restarted one by one, which the postmortem does not time.\n",
-			hhmm(ns.LeasedAgain), ns.LeasedAgain-int(ddbsim.DWFMLeased/time.Minute), dur(ddbsim.Ideal(n.Config.Droplets)), textfmt.Group(int64(n.Config.Droplets)))
+		fmt.Fprintf(&b, "- DWFM leases every droplet at %s. After the 04:14 restart the model's DWFM runs at full speed (%v of ideal work for %s droplets); 2025's hosts were restarted one by one, which the postmortem does not time.\n",
+			vs(ns.LeasedAgain, ddbsim.DWFMLeased), dur(ddbsim.Ideal(n.Config.Droplets)), textfmt.Group(int64(n.Config.Droplets)))
 	}
 	if ns.NLBErrors.Has() {
-		fmt.Fprintf(&b, "- NLB errors begin at %s (2025: 05:30): in the model the checker fails zones over as soon as new targets without network state make it flap, which is once the operators let launches through again; 2025's errors grew per load balancer, which a %d-target fleet cannot show.\n",
-			hhmm(ns.NLBErrors.From), 3*ddbsim.NLBPerZone)
+		end := ns.NLBErrors.To + 1
+		fmt.Fprintf(&b, "- NLB errors begin at %s: in the model the checker fails zones over as soon as new targets without network state make it flap, which is once the operators let launches through again; 2025's errors grew per load balancer, which a %s-target fleet cannot show. They end at %s",
+			vs(ns.NLBErrors.From, ddbsim.NLBErrorsBegin), textfmt.Group(3*ddbsim.NLBPerZone), vs(end, ddbsim.FailoverDisabled))
+		if end == int(ddbsim.FailoverDisabled/time.Minute) {
+			fmt.Fprintf(&b, ", when the operators disable automatic failover")
+		}
+		fmt.Fprintf(&b, ".\n")
 	}
 	if ns.Propagation.Has() {
-		fmt.Fprintf(&b, "- Propagation is slow %s-%s (2025: latencies rising at 06:21, normal at 10:36): the model's Network Manager is one FIFO of fixed capacity (%d items a minute), so fresh launches wait behind the whole backlog from the first minute it exists.\n",
-			hhmm(ns.Propagation.From), hhmm(ns.Propagation.To+1), n.NMPerMin)
+		peak := 0
+		for _, m := range n.Timeline {
+			peak = max(peak, m.NMBacklog)
+		}
+		fmt.Fprintf(&b, "- Propagation is slow from %s to %s. The model's Network Manager is one FIFO of fixed capacity (%s items a minute), so fresh launches wait behind the whole backlog from the first minute it exists; it drains the backlog (%s items at its peak) with what that capacity leaves over the launches and replacements still arriving, and no operator acts on it, where 2025's engineers reduced its load and accelerated recovery at a pace the postmortem does not give.\n",
+			vs(ns.Propagation.From, ddbsim.NMLatency), vs(ns.Propagation.To+1, ddbsim.PropagationNormal), textfmt.Group(int64(n.NMPerMin)), textfmt.Group(int64(peak)))
 	}
 	if ns.FullRecovery > 0 {
-		fmt.Fprintf(&b, "- Full recovery at %s (2025: 13:50) is the end of the operators' request throttle, relaxed from 11:23 over %v in the model; the postmortem gives the start and the end, not the pace.\n", hhmm(ns.FullRecovery), ddbsim.RelaxFor)
+		if ns.Launches.Has() && ns.FullRecovery == ns.Launches.To+1 {
+			fmt.Fprintf(&b, "- Full recovery at %s is the end of the operators' request throttle, relaxed from 11:23 over %s in the model; the postmortem gives the start and the end, not the pace.\n", vs(ns.FullRecovery, ddbsim.FullRecovery), dur(ddbsim.RelaxFor))
+		} else {
+			fmt.Fprintf(&b, "- Full recovery at %s comes after the end of the operators' request throttle (relaxed from 11:23 over %s in the model): another stage ends last.\n", vs(ns.FullRecovery, ddbsim.FullRecovery), dur(ddbsim.RelaxFor))
+		}
 	}
 	fmt.Fprintf(&b, "- Other services (Lambda, STS, Redshift, Connect, ECS/EKS) are not modelled; their timelines in the postmortem follow from the stages above.\n")
 	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {

@@ -128,3 +128,48 @@ func BenchmarkSimulate(b *testing.B) {
 	}
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 }
+
+// TestEveryMismatchSaysWhy: every stage time of the naive cascade that
+// misses the postmortem's by more than 5 minutes is printed in "What the
+// model cannot match" with the postmortem's time and the difference,
+// computed from the run, on unseen seeds and odd sizes.
+func TestEveryMismatchSaysWhy(t *testing.T) {
+	pm := func(h, m int) int { return (h+1)%24*60 + m }
+	for _, c := range []struct {
+		seed     uint64
+		droplets int
+	}{{11, 10_000}, {57, 77_777}, {123, 10_999}} {
+		args := []string{"-seed", fmt.Sprint(c.seed), "-droplets", fmt.Sprint(c.droplets)}
+		var out bytes.Buffer
+		require.Equal(t, 0, run(args, &out, os.Stderr))
+		text := out.String()
+		i := strings.Index(text, "What the model cannot match")
+		require.Positive(t, i)
+		limits := text[i:]
+		cfg := ddbsim.Config{Seed: c.seed, Droplets: c.droplets, Hours: 17, Scenario: ddbsim.Cascade}
+		nr, err := ddbsim.Run(cfg, ddbsim.Naive)
+		require.NoError(t, err)
+		ns := nr.Summarize()
+		for _, st := range []struct {
+			name    string
+			got, pm int
+		}{
+			{"DynamoDB back for clients", ns.DynamoDB.To + 1, pm(2, 40)},
+			{"droplets all leased", ns.LeasedAgain, pm(5, 28)},
+			{"propagation slow from", ns.Propagation.From, pm(6, 21)},
+			{"propagation normal at", ns.Propagation.To + 1, pm(10, 36)},
+			{"NLB errors begin", ns.NLBErrors.From, pm(5, 30)},
+			{"NLB errors end", ns.NLBErrors.To + 1, pm(9, 36)},
+			{"full recovery", ns.FullRecovery, pm(13, 50)},
+		} {
+			if d := st.got - st.pm; d >= -5 && d <= 5 {
+				continue
+			}
+			want := fmt.Sprintf("%s (2025: %s, %+d minutes)", hhmm(st.got), hhmm(st.pm), st.got-st.pm)
+			if !strings.Contains(strings.Join(strings.Fields(limits), " "), want) {
+				t.Errorf("seed %d, %d droplets: %s %s misses the postmortem and the output does not say %q:\n%s",
+					c.seed, c.droplets, st.name, hhmm(st.got), want, limits)
+			}
+		}
+	}
+}
