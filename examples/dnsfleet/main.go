@@ -79,7 +79,7 @@ type config struct {
 
 // Ranges of the flags.
 const (
-	minSeconds, maxSeconds     = 20, 300
+	minSeconds, maxSeconds     = 15, 300
 	minQPS, maxQPS             = 10, 1000
 	minPlanEvery, maxPlanEvery = 50 * time.Millisecond, 2 * time.Second
 	minRetention, maxRetention = 1, 20

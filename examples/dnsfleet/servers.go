@@ -22,6 +22,13 @@ import (
 // errMissingServer is returned when etcd or named cannot be found.
 var errMissingServer = errors.New("server binary not found")
 
+// Where Debian installs the servers; variables so that a test can
+// pretend they are missing.
+var (
+	etcdFallback  = "/usr/bin/etcd"
+	namedFallback = "/usr/sbin/named"
+)
+
 // binary returns the server binary to use: $env, else name on $PATH,
 // else fallback; or an error naming the Debian package to install.
 func binary(env, name, fallback, pkg string) (string, error) {
