@@ -16,6 +16,7 @@ require (
 	github.com/ajstarks/svgo v0.0.0-20211024235047-1546f124cd8b // indirect
 	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0 // indirect
 	github.com/miekg/dns v1.1.72
+	github.com/stormguard/stormguard/contrib/etcd v0.0.0
 	github.com/stormguard/stormguard/contrib/rfc2136 v0.0.0
 	go.etcd.io/etcd/client/v3 v3.6.14
 	go.uber.org/zap v1.27.0

@@ -105,7 +105,11 @@ func runChild(raw string) int {
 		return 1
 	}
 	defer client.Close()
-	store := plainStore{c: client}
+	store, err := newPlanStore(client)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "dnsfleet %s: plan store: %v\n", cfg.Name, err)
+		return 1
+	}
 	switch cfg.Role {
 	case "planner":
 		err = runPlanner(ctx, cfg, store, em)
@@ -264,9 +268,18 @@ func report(now time.Time) dnsplan.Report {
 	return r
 }
 
+// publisher is the plan store as the planner sees it: Publish takes the
+// generation from a fence.Sequencer on etcd, so that a restarted planner
+// publishes above every plan published before, whatever it remembers.
+type publisher interface {
+	dnsplan.Store
+	Publish(ctx context.Context, p dnsplan.Plan) (fence.Token, error)
+}
+
 // runPlanner publishes a plan every PlanEvery, continuing from the
-// store's newest plan; a plan etcd did not take is offered again.
-func runPlanner(ctx context.Context, cfg childConfig, store dnsplan.Store, em *emitter) error {
+// store's newest plan; a plan etcd did not take is offered again (under
+// a new generation).
+func runPlanner(ctx context.Context, cfg childConfig, store publisher, em *emitter) error {
 	var prev *dnsplan.Plan
 	for {
 		c, cancel := context.WithTimeout(ctx, opTimeout)
@@ -306,18 +319,14 @@ func runPlanner(ctx context.Context, cfg childConfig, store dnsplan.Store, em *e
 				pending = &p
 			}
 			c, cancel := context.WithTimeout(ctx, opTimeout)
-			err := store.Put(c, *pending)
+			g, err := store.Publish(c, *pending)
 			cancel()
-			switch {
-			case err == nil:
-				em.emit(event{Kind: "published", Gen: uint64(pending.Generation)})
-				pending = nil
-			case errors.Is(err, fence.ErrStale):
-				// A Put whose outcome was unknown landed after all.
-				pending = nil
-			default:
-				em.emit(event{Kind: "error", Gen: uint64(pending.Generation), Msg: "publishing: " + err.Error()})
+			if err != nil {
+				em.emit(event{Kind: "error", Msg: "publishing: " + err.Error()})
+				continue
 			}
+			em.emit(event{Kind: "published", Gen: uint64(g)})
+			pending = nil
 		}
 	}
 }
@@ -330,8 +339,22 @@ const (
 )
 
 // waitNewer returns once the store's newest plan is above g, repassEvery
-// has passed, or ctx ends.
+// has passed, or ctx ends. It watches if the store can (a
+// dnsplan.Watcher), and polls otherwise.
 func waitNewer(ctx context.Context, store dnsplan.Store, g fence.Token) {
+	if w, ok := store.(dnsplan.Watcher); ok {
+		c, cancel := context.WithTimeout(ctx, repassEvery)
+		defer cancel()
+		if _, err := w.WaitNewer(c, g); err != nil && c.Err() == nil {
+			// The store is unreachable: wait a little before the pass
+			// that will say so.
+			select {
+			case <-c.Done():
+			case <-time.After(pollEvery):
+			}
+		}
+		return
+	}
 	deadline := time.Now().Add(repassEvery)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		c, cancel := context.WithTimeout(ctx, opTimeout)
