@@ -236,8 +236,10 @@ func TestRunLoop(t *testing.T) {
 		}})
 		c, cancel := context.WithCancel(ctx)
 		done := make(chan error)
-		go func() { done <- e.Run(c, store, dns) }()
+		// Put before Run: a plan put after the first pass would start
+		// another at once (the store is a Watcher).
 		require.NoError(t, store.Put(ctx, onePlan(1, tg(1, 1))))
+		go func() { done <- e.Run(c, store, dns) }()
 		time.Sleep(150 * time.Second)
 		synctest.Wait()
 		cancel()
