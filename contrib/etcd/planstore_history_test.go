@@ -312,16 +312,22 @@ func (r *planRecorder) bad() []string {
 }
 
 // cleanUp is one clean-up pass as an enactor makes it: list the plans and
-// delete every one but the newest keep.
-func (r *planRecorder) cleanUp(ctx context.Context, s dnsplan.Store, client, keep int) (deleted int) {
-	out := r.run(ctx, s, client, planIn{op: planList})
+// delete every one but the newest keep. Each call gets its own context,
+// bounded by timeout.
+func (r *planRecorder) cleanUp(ctx context.Context, s dnsplan.Store, client, keep int, timeout time.Duration) (deleted int) {
+	do := func(in planIn) planOut {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return r.run(cctx, s, client, in)
+	}
+	out := do(planIn{op: planList})
 	if !out.ok || out.gens == "" {
 		return 0
 	}
 	gens := strings.Split(out.gens, ",")
 	for _, g := range gens[:max(0, len(gens)-keep)] {
 		n, _ := strconv.ParseUint(g, 10, 64)
-		if r.run(ctx, s, client, planIn{op: planDelete, g: fence.Token(n)}).ok {
+		if do(planIn{op: planDelete, g: fence.Token(n)}).ok {
 			deleted++
 		}
 	}

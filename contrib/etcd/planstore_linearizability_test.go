@@ -118,7 +118,7 @@ func runPlanClients(ctx context.Context, rec *planRecorder, s dnsplan.Store, ops
 				case 3:
 					rec.run(ctx, s, c, planIn{op: planLatest})
 				default:
-					n += rec.cleanUp(ctx, s, c, 2)
+					n += rec.cleanUp(ctx, s, c, 2, time.Minute)
 				}
 				if pause != nil {
 					pause(rng)
