@@ -147,7 +147,7 @@ func report(w io.Writer, opts options, results [2]*ddbsim.Result) {
 	textfmt.Wrap(w, 110, fmt.Sprintf("DWFM has %d workers (an establishment about %v, a renewal %v, a %v timeout; leases of %v); %d launch requests a minute; the Network Manager propagates %d items a minute; the NLB has %d targets in 3 zones. "+
 		"naive = check-once DNS enactors (one stalled), DWFM's FIFO that queues timed-out work again, one FIFO in the Network Manager, health checks without limit and automatic AZ failover, with the operators' actions of the day; "+
 		"guarded = dnsplan.Enactor, lease.Recovery, a shed.Scheduler with priorities and deadlines, velocity control and fail-static on the NLB, and no operator.",
-		n.Workers, ddbsim.EstablishCost, ddbsim.RenewCost, ddbsim.AttemptTimeout, ddbsim.LeaseTTL, n.LaunchesPerMin, n.NMPerMin, 3*ddbsim.NLBPerZone))
+		n.Workers, ddbsim.EstablishCost, ddbsim.RenewCost, dur(ddbsim.AttemptTimeout), dur(ddbsim.LeaseTTL), n.LaunchesPerMin, n.NMPerMin, 3*ddbsim.NLBPerZone))
 	fmt.Fprintln(w)
 	evAt := map[int]string{}
 	for _, e := range events {
@@ -175,6 +175,15 @@ func report(w io.Writer, opts options, results [2]*ddbsim.Result) {
 	}
 	fmt.Fprintln(w)
 	summary(w, n, g, ns, gs)
+	if gs.Backlog.Has() && (gs.FullRecovery >= 0 && gs.Backlog.To+1 > gs.FullRecovery) {
+		peak := 0
+		for _, m := range g.Timeline {
+			peak = max(peak, m.NMBacklog)
+		}
+		fmt.Fprintln(w)
+		textfmt.Wrap(w, 110, fmt.Sprintf("The guarded Network Manager serves fresh launches first: its backlog (%s items at the peak, the network state of re-established droplets) waits behind them %s, beyond the guarded full recovery (%s); the naive one works its backlog off %s, while the operators' throttle holds launches back.",
+			textfmt.Group(int64(peak)), span(gs.Backlog, len(g.Timeline)), full(gs), span(ns.Backlog, len(n.Timeline))))
+	}
 	fmt.Fprintln(w)
 	if cfg.Scenario == ddbsim.Cascade {
 		fmt.Fprintln(w, "Calibration (issue 15, naive cascade against the postmortem; guarded against the issue's bounds):")
@@ -191,11 +200,17 @@ func report(w io.Writer, opts options, results [2]*ddbsim.Result) {
 	}
 }
 
-func span(x ddbsim.Window) string {
+// span is "HH:MM-HH:MM (duration)", with a "+" after the end and the
+// duration if the window lasts to the end of a run of total minutes.
+func span(x ddbsim.Window, total int) string {
 	if !x.Has() {
 		return "none"
 	}
-	return fmt.Sprintf("%s-%s (%s)", hhmm(x.From), hhmm(x.To+1), dur(x.Duration()))
+	more := ""
+	if x.To >= total-1 {
+		more = "+"
+	}
+	return fmt.Sprintf("%s-%s%s (%s%s)", hhmm(x.From), hhmm(x.To+1), more, dur(x.Duration()), more)
 }
 
 func dur(d time.Duration) string {
@@ -219,13 +234,14 @@ func full(s ddbsim.Summary) string {
 
 func summary(w io.Writer, n, g *ddbsim.Result, ns, gs ddbsim.Summary) {
 	row := func(name, a, b, pm string) { fmt.Fprintf(w, "%-40s %-24s %-24s %s\n", name, a, b, pm) }
-	row("stage (start-end, duration)", "naive", "guarded", "postmortem")
-	row("regional DNS record empty", span(ns.DNSEmpty), span(gs.DNSEmpty), "23:48-02:25 (2h37m)")
-	row("DynamoDB errors (under 99% of clients)", span(ns.DynamoDB), span(gs.DynamoDB), "23:48-02:40 (2h52m)")
-	row("droplets not all leased", span(ns.Leases), span(gs.Leases), "23:48-05:28 (5h40m)")
-	row("launch success under 95% (10 min)", span(ns.Launches), span(gs.Launches), "23:48-13:50 (14h02m)")
-	row("network propagation slow", span(ns.Propagation), span(gs.Propagation), "06:21-10:36 (4h15m)")
-	row("NLB connection errors", span(ns.NLBErrors), span(gs.NLBErrors), "05:30-09:36 (4h06m)")
+	row("stage (start-end; + = lasts to the end)", "naive", "guarded", "postmortem")
+	row("regional DNS record empty", span(ns.DNSEmpty, len(n.Timeline)), span(gs.DNSEmpty, len(n.Timeline)), "23:48-02:25 (2h37m)")
+	row("DynamoDB errors (under 99% of clients)", span(ns.DynamoDB, len(n.Timeline)), span(gs.DynamoDB, len(n.Timeline)), "23:48-02:40 (2h52m)")
+	row("droplets not all leased", span(ns.Leases, len(n.Timeline)), span(gs.Leases, len(n.Timeline)), "23:48-05:28 (5h40m)")
+	row("launch success under 95% (10 min)", span(ns.Launches, len(n.Timeline)), span(gs.Launches, len(n.Timeline)), "23:48-13:50 (14h02m)")
+	row("network propagation slow", span(ns.Propagation, len(n.Timeline)), span(gs.Propagation, len(n.Timeline)), "06:21-10:36 (4h15m)")
+	row("NLB connection errors", span(ns.NLBErrors, len(n.Timeline)), span(gs.NLBErrors, len(n.Timeline)), "05:30-09:36 (4h06m)")
+	row("Network Manager backlog (> 1 min work)", span(ns.Backlog, len(n.Timeline)), span(gs.Backlog, len(n.Timeline)), "worked off 05:28-10:36")
 	row("full recovery", full(ns), full(gs), "13:50 (14:20 event ends)")
 	row("DWFM attempts wasted (timed out)", textfmt.Group(n.DWFMWasted), textfmt.Group(g.DWFMWasted), "congestive collapse")
 	row("NLB capacity in service, lowest", fmt.Sprintf("%.1f%%", ns.NLBMinPct), fmt.Sprintf("%.1f%%", gs.NLBMinPct), "AZ failover took capacity out")
@@ -270,11 +286,11 @@ func Checks(cfg ddbsim.Config, n, g *ddbsim.Result) []Check {
 	ddbEnd := ns.DynamoDB.To + 1
 	nlbEnd := ns.NLBErrors.To + 1
 	return []Check{
-		{"naive: DynamoDB unresolvable from 23:48", ns.DynamoDB.Has() && near(ns.DynamoDB.From, ddbsim.RaceAt, 2*time.Minute), span(ns.DynamoDB)},
+		{"naive: DynamoDB unresolvable from 23:48", ns.DynamoDB.Has() && near(ns.DynamoDB.From, ddbsim.RaceAt, 2*time.Minute), span(ns.DynamoDB, len(n.Timeline))},
 		{"naive: ... until 02:25-02:40, +-10 minutes", ns.DynamoDB.Has() && ddbEnd >= int(ddbsim.DNSRepair/time.Minute)-10 && ddbEnd <= int(ddbsim.CachesExpired/time.Minute)+10, hhmm(ddbEnd)},
 		{"naive: droplets all leased not before 04:14, within an hour of 05:28", ns.LeasedAgain >= int(ddbsim.DWFMRestart/time.Minute) && near(ns.LeasedAgain, ddbsim.DWFMLeased, time.Hour), when(ns.LeasedAgain)},
 		{"naive: launch success back to normal not before 10:00", ns.Launches.Has() && ns.Launches.To+1 >= 11*60, hhmm(ns.Launches.To + 1)},
-		{"naive: NLB connection errors for 2 hours or more", ns.NLBErrors.Duration() >= 2*time.Hour, span(ns.NLBErrors)},
+		{"naive: NLB connection errors for 2 hours or more", ns.NLBErrors.Duration() >= 2*time.Hour, span(ns.NLBErrors, len(n.Timeline))},
 		{"naive: ... ending when automatic failover is disabled (09:36, +-10 min)", ns.NLBErrors.Has() && near(nlbEnd, ddbsim.FailoverDisabled, 10*time.Minute), hhmm(nlbEnd)},
 		{"naive: full recovery within 90 minutes of 13:50", ns.FullRecovery > 0 && near(ns.FullRecovery, ddbsim.FullRecovery, 90*time.Minute), full(ns)},
 		{"guarded: the regional record never empty; nothing downstream breaks", !gs.DNSEmpty.Has() && gs.FullRecovery == 0, full(gs)},
@@ -382,6 +398,7 @@ type jsonRun struct {
 	NLBCapacityMinPct       float64  `json:"nlb_capacity_min_pct"`
 	NLBFlaps                int      `json:"nlb_flaps"`
 	FullRecoverySeconds     *float64 `json:"full_recovery_seconds"`
+	NetworkBacklogSeconds   float64  `json:"network_backlog_seconds"`
 	// The guarded NLB policy on this run's health checks (ddbsim.Velocity).
 	NLBChecksFailingPeak int             `json:"nlb_checks_failing_peak"`
 	NLBVelocityMinPct    float64         `json:"nlb_velocity_min_pct"`
@@ -402,7 +419,7 @@ func writeJSON(w io.Writer, cfg ddbsim.Config, results [2]*ddbsim.Result) error 
 		s := r.Summarize()
 		jr := jsonRun{Mode: r.Mode.String(), DNSEmptySeconds: float64(s.DNSEmptyMin * 60), DynamoDBUnavailableSecs: float64(s.DynamoDBDownMin * 60),
 			LeasesLapsedPeak: r.LeasesLapsedPeak, DWFMWasted: r.DWFMWasted, LaunchFailureSeconds: float64(s.LaunchFailureMin * 60),
-			PropagationMaxSeconds: s.PropMaxSeconds, NLBCapacityMinPct: s.NLBMinPct, NLBFlaps: s.NLBFlaps, Events: r.Events, Timeline: r.Timeline,
+			PropagationMaxSeconds: s.PropMaxSeconds, NetworkBacklogSeconds: s.Backlog.Duration().Seconds(), NLBCapacityMinPct: s.NLBMinPct, NLBFlaps: s.NLBFlaps, Events: r.Events, Timeline: r.Timeline,
 			NLBChecksFailingPeak: r.Velocity.FailingPeak, NLBVelocityMinPct: r.Velocity.MinPct, NLBVelocityRemoved: r.Velocity.Removed}
 		if s.Leased99After >= 0 {
 			x := s.Leased99After.Seconds()

@@ -19,6 +19,11 @@ func (w Window) Duration() time.Duration {
 // Summary is a run's stages: when each was abnormal, first to last minute.
 type Summary struct {
 	DNSEmpty, DynamoDB, Leases, Launches, Propagation, NLBErrors Window
+	// Backlog is when the Network Manager had more than a minute's work
+	// waiting. It is not a stage of FullRecovery: the postmortem's
+	// recovery is of launches, and a guarded Network Manager works the
+	// backlog off behind fresh launches after every stage is normal.
+	Backlog Window
 	// LeasedAgain is the first minute after the outage with every droplet
 	// leased; -1 if none.
 	LeasedAgain int
@@ -70,6 +75,7 @@ func (r *Result) Summarize() Summary {
 	s.Launches = window(tl, func(m Minute) bool { return launchOK10(tl, m.Minute) < 95 })
 	s.Propagation = window(tl, func(m Minute) bool { return m.PropP99Seconds > NormalProp.Seconds() })
 	s.NLBErrors = window(tl, func(m Minute) bool { return m.ConnectionErrors })
+	s.Backlog = window(tl, func(m Minute) bool { return m.NMBacklog > r.NMPerMin })
 	for _, m := range tl {
 		if m.DNSNonEmpty == 0 {
 			s.DNSEmptyMin++
