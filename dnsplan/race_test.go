@@ -112,6 +112,11 @@ func (w *raceWorld) publish(seed uint8) error {
 func (w *raceWorld) step(i int) {
 	e := w.enactors[i]
 	a := e.Next()
+	e.Deliver(w.exec(i, a))
+}
+
+// exec carries out action a of enactor i.
+func (w *raceWorld) exec(i int, a dnsplan.Action) dnsplan.Result {
 	r := dnsplan.Execute(w.ctx, a, w.store, w.dns)
 	if a.Op == dnsplan.OpRest {
 		w.passes[i]++
@@ -125,9 +130,61 @@ func (w *raceWorld) step(i int) {
 		}
 	}
 	if a.Op != dnsplan.OpRead && a.Op != dnsplan.OpRest {
-		w.log = append(w.log, fmt.Sprintf("E%d: %v -> %v", i, a, r.Err))
+		w.log = append(w.log, fmt.Sprintf("E%d: %v (slot %d) -> %v", i, a, a.Slot, r.Err))
 	}
-	e.Deliver(r)
+	return r
+}
+
+// stepAny takes one step of enactor i: for a parallel one, pick chooses
+// which of its outstanding actions is carried out, or, if it has been
+// carried out already, delivered.
+func (w *raceWorld) stepAny(i, pick int) error {
+	p, ok := w.enactors[i].(*parallelStepper)
+	if !ok {
+		w.step(i)
+		return nil
+	}
+	return p.step(pick, func(a dnsplan.Action) dnsplan.Result { return w.exec(i, a) })
+}
+
+// parallelStepper drives an Enactor with Ready and DeliverAction: its
+// outstanding actions are carried out, and their outcomes delivered, in
+// whatever order the schedule picks, so that any of them may stall
+// between its hand-out and its execution, and between its execution and
+// its delivery.
+type parallelStepper struct {
+	*dnsplan.Enactor
+	pool []inflight
+	buf  []dnsplan.Action
+}
+
+type inflight struct {
+	a    dnsplan.Action
+	r    dnsplan.Result
+	done bool // carried out; the outcome is due
+}
+
+// step takes the actions Ready hands out, then carries out the picked
+// one, or delivers its outcome if it was carried out already.
+func (p *parallelStepper) step(pick int, exec func(dnsplan.Action) dnsplan.Result) error {
+	p.buf = p.Ready(p.buf[:0])
+	for _, a := range p.buf {
+		p.pool = append(p.pool, inflight{a: a})
+	}
+	if len(p.pool) == 0 {
+		return fmt.Errorf("%s has nothing to do", p.Name())
+	}
+	k := pick % len(p.pool)
+	o := &p.pool[k]
+	if !o.done {
+		o.r, o.done = exec(o.a), true
+		return nil
+	}
+	if err := p.DeliverAction(o.a, o.r); err != nil {
+		return err
+	}
+	p.pool = append(p.pool[:k], p.pool[k+1:]...)
+	return nil
 }
 
 // check returns the first invariant the world breaks, or nil.
@@ -181,17 +238,36 @@ const convergeBound = 3 * 2 * (1 + 3*2*(dnsplan.DefaultMaxConflicts+1) + 1 + 2*8
 // the planner and steps the enactors round robin until each has completed
 // two more passes, and checks that every endpoint converged.
 func runRace(sched []raceOp, enactors []stepper) error {
+	return runRacePicks(sched, nil, enactors)
+}
+
+// runRacePicks is runRace where picks[i] chooses, at step i, which of a
+// parallel enactor's outstanding actions moves (0 if picks is short).
+func runRacePicks(sched []raceOp, picks []int, enactors []stepper) error {
 	w := newRaceWorld(enactors)
 	fail := func(err error) error {
-		return fmt.Errorf("%w\nschedule: %v\nhistory:\n%s", err, sched, joinLines(w.log))
+		return fmt.Errorf("%w\nschedule: %v picks %v\nhistory:\n%s", err, sched, picks, joinLines(w.log))
 	}
-	for _, op := range sched {
+	bound := convergeBound
+	for _, e := range enactors {
+		if _, ok := e.(*parallelStepper); ok {
+			// Carried out, then delivered: two steps an action.
+			bound = 2 * convergeBound * len(enactors) / 3
+		}
+	}
+	for n, op := range sched {
 		if op.Planner {
 			if err := w.publish(op.Seed); err != nil {
 				return fail(err)
 			}
 		} else {
-			w.step(op.Enactor)
+			pick := 0
+			if n < len(picks) {
+				pick = picks[n]
+			}
+			if err := w.stepAny(op.Enactor, pick); err != nil {
+				return fail(err)
+			}
 		}
 		if err := w.check(); err != nil {
 			return fail(err)
@@ -200,11 +276,13 @@ func runRace(sched []raceOp, enactors []stepper) error {
 	start := append([]int(nil), w.passes...)
 	steps := 0
 	for done := false; !done; steps++ {
-		if steps > convergeBound {
-			return fail(fmt.Errorf("no convergence within %d steps after the planner stopped", convergeBound))
+		if steps > bound {
+			return fail(fmt.Errorf("no convergence within %d steps after the planner stopped", bound))
 		}
 		i := steps % len(w.enactors)
-		w.step(i)
+		if err := w.stepAny(i, 0); err != nil {
+			return fail(err)
+		}
 		if err := w.check(); err != nil {
 			return fail(err)
 		}
@@ -256,6 +334,35 @@ func TestRaceProperty(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		sched := genSchedule().Draw(t, "schedule")
 		if err := runRace(sched, fencedEnactors(t, 3)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestRacePropertyParallel: the same property with three enactors each
+// driven by Ready and DeliverAction with Parallel 1 to 3 (or by Next and
+// Deliver), whose outstanding actions are carried out, and their outcomes
+// delivered, in any order the schedule picks: an enactor stalls any of
+// its endpoints between read and write, and between a write and learning
+// how it went, while its other endpoints, the planner and the other
+// enactors (their clean-ups included) go on.
+func TestRacePropertyParallel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		ens := make([]stepper, 3)
+		for i := range ens {
+			parallel := rapid.IntRange(0, 3).Draw(t, "parallel")
+			e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: fmt.Sprintf("E%d", i), Parallel: max(parallel, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ens[i] = e
+			if parallel > 0 {
+				ens[i] = &parallelStepper{Enactor: e}
+			}
+		}
+		sched := genSchedule().Draw(t, "schedule")
+		picks := rapid.SliceOfN(rapid.IntRange(0, 5), len(sched), len(sched)).Draw(t, "picks")
+		if err := runRacePicks(sched, picks, ens); err != nil {
 			t.Fatal(err)
 		}
 	})

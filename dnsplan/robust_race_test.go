@@ -55,6 +55,9 @@ var (
 type robustCfg struct {
 	enactors, retention, maxDeletes int
 	decomAt, reappearAt             fence.Token
+	// parallel, if not nil, holds each enactor's Parallel, driven by
+	// Ready and DeliverAction (0: by Next and Deliver).
+	parallel []int
 }
 
 // decommissioned reports whether plan g leaves robustOld out.
@@ -121,6 +124,7 @@ type robustWorld struct {
 	damaged   map[string]bool              // emptied by the test since the last enactor write
 	maxSeen   map[string]fence.Token
 	enactors  []*dnsplan.Enactor
+	par       []*parallelStepper // nil for an enactor driven by Next and Deliver
 	passes    []int
 	log       []string
 }
@@ -140,17 +144,27 @@ func newRobustWorld(t *rapid.T, rc robustCfg) *robustWorld {
 	if rc.retention > 0 {
 		w.retention = fence.Token(rc.retention)
 	}
+	w.par = make([]*parallelStepper, rc.enactors)
 	for i := range rc.enactors {
 		w.enactors = append(w.enactors, w.newEnactor(t, i))
 	}
 	return w
 }
 
-// newEnactor returns a new enactor i, with no memory of earlier passes.
+// newEnactor returns a new enactor i, with no memory of earlier passes
+// (the actions the old one had in flight are abandoned).
 func (w *robustWorld) newEnactor(t *rapid.T, i int) *dnsplan.Enactor {
-	e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: fmt.Sprintf("E%d", i), Retention: w.rc.retention, MaxDeletes: w.rc.maxDeletes})
+	cfg := dnsplan.EnactorConfig{Name: fmt.Sprintf("E%d", i), Retention: w.rc.retention, MaxDeletes: w.rc.maxDeletes}
+	if i < len(w.rc.parallel) && w.rc.parallel[i] > 0 {
+		cfg.Parallel = w.rc.parallel[i]
+	}
+	e, err := dnsplan.NewEnactor(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	w.par[i] = nil
+	if cfg.Parallel > 0 {
+		w.par[i] = &parallelStepper{Enactor: e}
 	}
 	return e
 }
@@ -279,22 +293,44 @@ func (w *robustWorld) heal(ep string) {
 }
 
 // step carries out enactor i's pending action and checks the write or
-// the deletion it makes.
-func (w *robustWorld) step(i int) error {
+// the deletion it makes; for an enactor driven by Ready and
+// DeliverAction, pick chooses which of its outstanding actions is
+// carried out, or, if it has been already, delivered.
+func (w *robustWorld) step(i, pick int) error {
+	if p := w.par[i]; p != nil {
+		var err error
+		if serr := p.step(pick, func(a dnsplan.Action) (r dnsplan.Result) {
+			r, err = w.exec(i, a)
+			return r
+		}); serr != nil {
+			return serr
+		}
+		return err
+	}
 	e := w.enactors[i]
-	a := e.Next()
+	r, err := w.exec(i, e.Next())
+	if err != nil {
+		return err
+	}
+	e.Deliver(r)
+	return nil
+}
+
+// exec carries out action a of enactor i and checks the write or the
+// deletion it makes.
+func (w *robustWorld) exec(i int, a dnsplan.Action) (dnsplan.Result, error) {
 	r := dnsplan.Execute(w.ctx, a, w.store, w.dns)
 	switch a.Op {
 	case dnsplan.OpRest:
 		w.passes[i]++
 	case dnsplan.OpApply:
 		if len(a.Records.Targets) == 0 {
-			return fmt.Errorf("E%d asked for an empty write: %v", i, a)
+			return r, fmt.Errorf("E%d asked for an empty write: %v", i, a)
 		}
 		if r.Err == nil {
-			w.logf("E%d: %v %s", i, a, dnsplan.FormatTargets(a.Records.Targets))
+			w.logf("E%d: %v (slot %d) %s", i, a, a.Slot, dnsplan.FormatTargets(a.Records.Targets))
 			if err := w.checkWrite(a); err != nil {
-				return fmt.Errorf("E%d: %v: %w", i, a, err)
+				return r, fmt.Errorf("E%d: %v: %w", i, a, err)
 			}
 			w.damaged[a.Endpoint] = false
 		}
@@ -304,20 +340,19 @@ func (w *robustWorld) step(i int) error {
 			w.cleaned[a.Generation] = true
 			for _, name := range w.mem.Endpoints() {
 				if rec, _ := w.mem.Read(w.ctx, name); rec.Generation == a.Generation {
-					return fmt.Errorf("E%d deleted plan %d, live on %s", i, a.Generation, name)
+					return r, fmt.Errorf("E%d deleted plan %d, live on %s", i, a.Generation, name)
 				}
 			}
 			// Stronger: every endpoint the plan names is above it by more
 			// than Retention, now (generations never decrease here).
 			for name, ts := range w.plans[a.Generation].Endpoints {
 				if rec, _ := w.mem.Read(w.ctx, name); len(ts) > 0 && rec.Generation <= a.Generation+w.retention {
-					return fmt.Errorf("E%d deleted plan %d, which names %s at generation %d", i, a.Generation, name, rec.Generation)
+					return r, fmt.Errorf("E%d deleted plan %d, which names %s at generation %d", i, a.Generation, name, rec.Generation)
 				}
 			}
 		}
 	}
-	e.Deliver(r)
-	return nil
+	return r, nil
 }
 
 // checkWrite checks a write that landed: the targets of its generation's
@@ -378,14 +413,25 @@ func (w *robustWorld) needed(g fence.Token, failing string) (string, bool) {
 }
 
 func runRobustRace(t *rapid.T, sched []robustOp, rc robustCfg, failing int) error {
+	return runRobustRacePicks(t, sched, nil, rc, failing)
+}
+
+// runRobustRacePicks is runRobustRace where picks[i] chooses, at step i,
+// which of a parallel enactor's outstanding actions moves (0 if picks is
+// short).
+func runRobustRacePicks(t *rapid.T, sched []robustOp, picks []int, rc robustCfg, failing int) error {
 	w := newRobustWorld(t, rc)
 	fail := func(err error) error {
-		return fmt.Errorf("%w\nschedule: %v (%+v)\nhistory:\n%s", err, sched, rc, joinLines(w.log))
+		return fmt.Errorf("%w\nschedule: %v picks %v (%+v)\nhistory:\n%s", err, sched, picks, rc, joinLines(w.log))
 	}
-	for _, op := range sched {
+	for n, op := range sched {
 		var err error
 		if op.Kind == "E" {
-			err = w.step(op.Enactor)
+			pick := 0
+			if n < len(picks) {
+				pick = picks[n]
+			}
+			err = w.step(op.Enactor, pick)
 		} else {
 			err = w.fault(t, op)
 		}
@@ -420,10 +466,10 @@ func runRobustRace(t *rapid.T, sched []robustOp, rc robustCfg, failing int) erro
 		passes += len(gens) / rc.maxDeletes
 	}
 	for steps := 0; ; steps++ {
-		if steps > 10000*passes {
+		if steps > 2*10000*passes {
 			return fail(fmt.Errorf("no convergence within %d steps after the planner stopped", steps))
 		}
-		if err := w.step(steps % len(w.enactors)); err != nil {
+		if err := w.step(steps%len(w.enactors), 0); err != nil {
 			return fail(err)
 		}
 		if err := w.check(); err != nil {
@@ -490,6 +536,36 @@ func TestRobustRaceVariedProperty(t *testing.T) {
 		sched := genRobustSchedule(rc.enactors).Draw(t, "schedule")
 		failing := rapid.IntRange(-1, 1).Draw(t, "failing")
 		if err := runRobustRace(t, sched, rc, failing); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestRobustRaceParallelProperty: the same invariants with 2 to 5
+// enactors, each driven by Ready and DeliverAction with Parallel 1 to 4
+// (or by Next and Deliver), whose outstanding actions are carried out,
+// and their outcomes delivered, in any order the schedule picks — any
+// endpoint of any enactor may stall between its read and its write, and
+// between its write and its delivery, while the enactor's other
+// endpoints, the faults and the other enactors go on — and any of which
+// may be replaced by a new one with no memory, abandoning what it had in
+// flight (renew).
+func TestRobustRaceParallelProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		rc := robustCfg{
+			enactors:   rapid.IntRange(2, 5).Draw(t, "enactors"),
+			retention:  rapid.SampledFrom([]int{0, 1}).Draw(t, "retention"),
+			maxDeletes: rapid.SampledFrom([]int{0, 1}).Draw(t, "maxDeletes"),
+			decomAt:    fence.Token(rapid.IntRange(1, 40).Draw(t, "decommissionAt")),
+		}
+		rc.parallel = rapid.SliceOfN(rapid.IntRange(0, 4), rc.enactors, rc.enactors).Draw(t, "parallel")
+		if rapid.Bool().Draw(t, "reappear") {
+			rc.reappearAt = rc.decomAt + fence.Token(rapid.IntRange(1, 20).Draw(t, "reappearAfter"))
+		}
+		sched := genRobustSchedule(rc.enactors).Draw(t, "schedule")
+		picks := rapid.SliceOfN(rapid.IntRange(0, 7), len(sched), len(sched)).Draw(t, "picks")
+		failing := rapid.IntRange(-1, 1).Draw(t, "failing")
+		if err := runRobustRacePicks(t, sched, picks, rc, failing); err != nil {
 			t.Fatal(err)
 		}
 	})
