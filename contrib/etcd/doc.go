@@ -1,7 +1,7 @@
-// Package etcd implements stormguard's fence.Store and lease.Store on etcd
-// v3, the engine to use once the writers that must be fenced off from each
-// other — DNS enactors in three zones, lease holders on many hosts — outgrow
-// one process.
+// Package etcd implements stormguard's fence.Store, lease.Store and
+// dnsplan.Store (PlanStore) on etcd v3, the engine to use once the writers
+// that must be fenced off from each other — DNS enactors in three zones,
+// lease holders on many hosts — outgrow one process.
 //
 // LeaseTable is the lease table on etcd: each term is an etcd lease
 // (grant with TTL, keep-alive, revoke) holding the resource's holder record,
@@ -84,6 +84,93 @@
 // the digits without the colon, or token zero) is never misread as one:
 // Load, and every conditional write that finds it, report an error
 // matching ErrCorrupt and leave it alone.
+//
+// # Plan store
+//
+// PlanStore is a dnsplan.Store and dnsplan.Watcher for a planner and
+// enactors in separate processes:
+//
+//	plans, err := etcd.NewPlanStore(client, etcd.PlanStoreConfig{})
+//	g, err := plans.Publish(ctx, plan)        // the planner
+//	err = enactor.Run(ctx, plans, provider)    // each enactor
+//
+// Its keys, under PlanStoreConfig.Prefix ("stormguard/dnsplan/"):
+//
+//	highest                      the highest generation ever put, 20 digits
+//	sequencer                    NextGeneration's fence.Sequencer record
+//	plans/<g, 20 digits>         plan g's manifest: JSON with the chunks'
+//	                             count, sizes, SHA-256 and nonce
+//	chunks/<g>/<nonce>/<00000>   the plan's encoding, in chunks
+//
+// A plan is stored whole, compressed, split only if it must be: its JSON
+// (maps sorted, so deterministic) through DEFLATE at BestSpeed, in chunks of
+// at most PlanStoreConfig.ChunkBytes (1 MiB). A plan of 10,000 endpoints
+// with 4 targets each is 1,955,380 bytes of JSON — more than etcd's default
+// request limit of 1.5 MiB — and 407,796 bytes compressed, one chunk,
+// compressed in 11 ms (the default level saves 15% more for 25 times the
+// time). Chunks carry the larger plans (up to MaxChunks). Storing a plan
+// by endpoint instead would take 10,000 keys per plan — more than one
+// transaction may hold (--max-txn-ops, 128), so a publish could not be
+// atomic — and 10,000 reads or a range per plan; a plan's chunks are
+// written once and never changed.
+//
+// Every write that decides anything is one transaction:
+//
+//   - Put refuses an invalid plan, then reads the highest record and the
+//     number of plans at one revision, refuses a generation not above it
+//     (*fence.StaleError) or a full store (dnsplan.ErrFull); writes the
+//     chunks, each in its own request, under a nonce of this attempt
+//     alone; and commits with Txn(If mod_revision(highest) is as read,
+//     Then put the manifest, put highest = g, raise the sequencer to g).
+//     etcd checks at the commit that no generation was put since the read,
+//     so "g is above every generation ever held" holds when the manifest
+//     appears, and the bound is exact. A plan exists from its manifest's
+//     commit, after its last chunk: never readable half-written. A refused
+//     put deletes its chunks; a commit that lost its condition to another
+//     put reads again (at most DefaultPutAttempts times).
+//   - Get and Latest read the manifest, then its chunks at the manifest's
+//     revision, so a plan deleted in between is still read whole, as it was
+//     held; if etcd compacted that revision meanwhile, they read again.
+//     A missing, extra or damaged chunk, a checksum or size that does not
+//     match, or a plan that does not decode or validate, is ErrCorruptPlan.
+//   - Delete is Txn(If create_revision(manifest) > 0, Then delete the
+//     manifest and every chunk of g): a plan is all there or all gone.
+//     The manifest of g can exist only once (the highest record never goes
+//     down), so its existence is the whole condition, and a deleted plan
+//     never comes back.
+//   - WaitNewer reads the highest record and, if it is not above g,
+//     watches it from the revision after the read: no polling. The etcd
+//     client resumes a broken watch from the last revision it delivered; a
+//     compacted start revision, or a watch the client ends, makes it read
+//     again and watch from there.
+//   - NextGeneration is a fence.Sequencer on the key "sequencer", which
+//     every Put raises to its generation in its commit: a restarted planner
+//     publishes above everything it, or anyone, published or was handed.
+//   - CollectOrphans deletes the chunks of puts that never committed (the
+//     writer died, or its answer was lost): those of a generation at or
+//     below the highest that no manifest names. No manifest for such a
+//     generation can ever appear, so no commit can need them; the chunks of
+//     a put still in flight, above the highest, are left alone. Each set is
+//     deleted in one transaction conditioned on the highest record being
+//     at or above its generation and the manifest being as read.
+//
+// The tests run dnsplantest.TestStore (the conformance suite) on a real
+// etcd, check concurrent histories of publishers, readers and two
+// clean-ups with porcupine, run dnsplan.Enactor with one enactor stalled
+// between its read and its write, and kill etcd with SIGKILL twice in the
+// middle of a clean-up of 120 plans while the planner publishes: every plan
+// not acknowledged deleted reads whole, none deleted comes back, no
+// generation is reused, and orphans are collected. Errors: etcd
+// unreachable matches ErrUnknownOutcome (a Put of unknown outcome retried
+// is refused as stale if the first landed: Get tells whether it was
+// yours); bad input matches dnsplan.ErrInvalidArgument,
+// dnsplan.ErrInvalidConfig or dnsplan.ErrInvalidPlan.
+//
+// Cost: a Put of a plan in n chunks is 2 reads, n writes and one
+// transaction; a Get is 2 reads; a Delete one transaction; List one read
+// of keys. On a 2-core VM with a local etcd 3.4 (fsync on), a
+// 10,000-endpoint plan takes about 190 ms to put and 130 ms to read, and a
+// delete 0.9 ms (median); see bench/RESULTS.md.
 //
 // # Versions
 //
