@@ -63,12 +63,17 @@ func (f *fleet) mark() int {
 	return len(f.evs)
 }
 
-// stepTimeout bounds the wait for any one step of the fault schedule.
-const stepTimeout = 30 * time.Second
+// stepTimeout bounds the wait for any one step of the fault schedule:
+// 30 seconds, and twice the time the planner takes to move on by
+// -retention plus two generations (B's clean-up waits for that many).
+func (f *fleet) stepTimeout() time.Duration {
+	return 30*time.Second + 2*time.Duration(f.cfg.retention+2)*f.cfg.planEvery
+}
 
 // waitFor returns the first event from index since on that match says,
 // or an error after stepTimeout naming what.
 func (f *fleet) waitFor(ctx context.Context, since int, what string, match func(event) bool) (event, error) {
+	stepTimeout := f.stepTimeout()
 	deadline := time.NewTimer(stepTimeout)
 	defer deadline.Stop()
 	for {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/examples/internal/textfmt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -203,6 +204,14 @@ func runShort(t *testing.T, mode string, args ...string) result {
 	require.NoError(t, json.Unmarshal(r.stdout.Bytes(), &out), "stdout:\n%s", r.stdout.String())
 	require.Len(t, out.Runs, 1)
 	res := out.Runs[0]
+	var keys struct{ Runs []map[string]any }
+	require.NoError(t, json.Unmarshal(r.stdout.Bytes(), &keys))
+	for _, k := range []string{"queries", "empty_answers", "generation_regressions", "stale_writes_refused", "repairs", "max_seconds_behind_planner"} {
+		assert.Contains(t, keys.Runs[0], k, "-json has the key %s", k)
+	}
+	for k := range keys.Runs[0] {
+		assert.Regexp(t, `^[a-z][a-z0-9_]*$`, k, "snake_case key")
+	}
 	for _, f := range allFaults {
 		assert.Contains(t, res.Faults, f, "fault %s injected", f)
 	}
@@ -221,6 +230,16 @@ func TestFleet2025(t *testing.T) {
 
 func check2025(t *testing.T, res result) {
 	t.Helper()
+	text := printed(res)
+	for _, want := range []string{
+		fmt.Sprintf("writes plan %d over plan %d on regional: the endpoint goes BACK", res.StalledAt, res.ResumedAt),
+		fmt.Sprintf("clean-up deletes plan %d, live on regional: its records go with it", res.StalledAt),
+		"regional answers EMPTY",
+		fmt.Sprintf("first answered empty at %.2fs and was still empty when the run ended", res.FirstEmptyAt),
+		fmt.Sprintf("%s empty (", textfmt.Group(int64(res.EmptyAnswers))),
+	} {
+		assert.Contains(t, text, want)
+	}
 	assert.Positive(t, res.EmptyAnswers, "empty answers")
 	assert.True(t, res.EmptyAtEnd, "still empty at the end")
 	assert.Positive(t, res.GenerationRegressions, "the stalled write rolls the endpoint back")
@@ -234,6 +253,14 @@ func check2025(t *testing.T, res result) {
 	}
 }
 
+// printed is the timeline and summary of res, as the command prints them,
+// and the summary again unwrapped.
+func printed(res result) string {
+	var b bytes.Buffer
+	res.print(&b)
+	return b.String() + res.summary()
+}
+
 // TestFleetDnsplan: with dnsplan.Enactor, every fault injected, the
 // prober never sees an empty answer nor the generation go back, and the
 // stalled enactor's write is refused by BIND.
@@ -244,6 +271,17 @@ func TestFleetDnsplan(t *testing.T) {
 
 func checkDnsplan(t *testing.T, res result) {
 	t.Helper()
+	text := printed(res)
+	for _, want := range []string{
+		fmt.Sprintf("write of plan %d to regional REFUSED by BIND: the endpoint is at plan", res.StalledAt),
+		"The regional endpoint never answered empty.",
+		"went back 0 times",
+		fmt.Sprintf("Faults injected (%d of %d)", len(allFaults), len(allFaults)),
+	} {
+		assert.Contains(t, text, want)
+	}
+	assert.NotContains(t, text, "EMPTY")
+	assert.NotContains(t, text, "BACK")
 	assert.Zero(t, res.EmptyAnswers, "empty answers")
 	assert.Zero(t, res.GenerationRegressions, "generation regressions")
 	assert.False(t, res.EmptyAtEnd)

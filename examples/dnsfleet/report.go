@@ -192,6 +192,7 @@ func (f *fleet) result() *result {
 	midpass := map[string]event{}
 	staleShown := map[string]bool{}
 	stuckShown := map[string]bool{}
+	startedOnce := map[string]bool{}
 	published := uint64(0)
 	bPaused := false
 	for _, ev := range evs {
@@ -207,7 +208,7 @@ func (f *fleet) result() *result {
 		case "applied":
 			rw.Applied++
 			if ev.Have > ev.Gen {
-				note(d, ev.Who, fmt.Sprintf("writes plan %d over plan %d on %s: the endpoint goes BACK %d generations", ev.Gen, ev.Have, short(ev.Endpoint), ev.Have-ev.Gen))
+				note(d, ev.Who, fmt.Sprintf("writes plan %d over plan %d on %s: the endpoint goes BACK %s", ev.Gen, ev.Have, short(ev.Endpoint), plural(int(ev.Have-ev.Gen), "generation")))
 			}
 		case "refused":
 			rw.Refused++
@@ -276,10 +277,17 @@ func (f *fleet) result() *result {
 				fault(faultPlannerRestarted, d)
 			}
 		case "started":
-			note(d, "fleet", fmt.Sprintf("starts %s (pid %d)", ev.Msg, ev.N))
+			verb := "starts"
+			if startedOnce[ev.Msg] {
+				verb = "RESTARTS"
+			}
+			startedOnce[ev.Msg] = true
+			note(d, "fleet", fmt.Sprintf("%s %s (pid %d)", verb, ev.Msg, ev.N))
 		case "etcd_up":
 			if _, down := r.Faults[faultEtcdStopped]; down {
 				fault(faultEtcdStarted, d)
+				note(d, "fleet", fmt.Sprintf("etcd STARTED again on the same data and ports (pid %d)", ev.N))
+				break
 			}
 			note(d, "fleet", fmt.Sprintf("etcd up (pid %d)", ev.N))
 		case "etcd_down":
@@ -341,23 +349,25 @@ func (r *result) print(w io.Writer) {
 		"dnsplan": "dnsplan.Enactor: every write conditioned on the generation read; clean-up keeps what may be served",
 	}[r.Mode]
 	fmt.Fprintf(w, "== %s ==\n", title)
-	fmt.Fprintln(w, "                      prober (regional)              regional                enactors")
-	fmt.Fprintln(w, "  time  addresses   empty nxdomain errors          generation  published  applied refused deleted stuck errors")
+	const cols = "%6s  %9s %6s %8s %6s  %10s  %9s  %7s %7s %7s %5s %6s\n"
+	fmt.Fprintf(w, "%6s  %-32s  %10s  %9s  %s\n", "", "prober, regional endpoint", "regional", "planner", "enactors")
+	fmt.Fprintf(w, cols, "time", "addresses", "empty", "nxdomain", "errors", "generation", "published", "applied", "refused", "deleted", "stuck", "errors")
 	li := 0
 	for _, rw := range r.PerSecond {
 		for ; li < len(r.Timeline) && r.Timeline[li].At < float64(rw.Second+1); li++ {
 			l := r.Timeline[li]
 			fmt.Fprintf(w, "%6.2fs   %-7s %s\n", l.At, l.Who, l.What)
 		}
-		probe := fmt.Sprintf("%28s", "-")
+		p := []string{"-", "-", "-", "-"}
 		gen := "-"
 		if rw.Probed {
-			probe = fmt.Sprintf("%7d %7d %7d %4d", rw.Probe.Addresses, rw.Probe.NoData, rw.Probe.NXDomain, rw.Probe.Errors)
+			p = []string{fmt.Sprint(rw.Probe.Addresses), fmt.Sprint(rw.Probe.NoData), fmt.Sprint(rw.Probe.NXDomain), fmt.Sprint(rw.Probe.Errors)}
 			if rw.Probe.Gen > 0 {
 				gen = fmt.Sprint(rw.Probe.Gen)
 			}
 		}
-		fmt.Fprintf(w, "%5ds  %s %16s %10s %8d %7d %7d %5d %6d\n", rw.Second, probe, gen, rw.Published, rw.Applied, rw.Refused, rw.Deleted, rw.Stuck, rw.Failures)
+		fmt.Fprintf(w, cols, fmt.Sprintf("%ds", rw.Second), p[0], p[1], p[2], p[3], gen, rw.Published,
+			fmt.Sprint(rw.Applied), fmt.Sprint(rw.Refused), fmt.Sprint(rw.Deleted), fmt.Sprint(rw.Stuck), fmt.Sprint(rw.Failures))
 	}
 	for ; li < len(r.Timeline); li++ {
 		l := r.Timeline[li]
@@ -393,6 +403,13 @@ func (r *result) summary() string {
 	fmt.Fprintf(&b, " Faults injected (%d of %d): %s; A stalled with plan %d and resumed when B had applied plan %d.",
 		len(faults), len(allFaults), strings.Join(faults, ", "), r.StalledAt, r.ResumedAt)
 	return b.String()
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func times(n int) string {
