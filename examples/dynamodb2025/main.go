@@ -144,7 +144,7 @@ func report(w io.Writer, opts options, results [2]*ddbsim.Result) {
 	cfg := opts.cfg
 	fmt.Fprintf(w, "DynamoDB / EC2 / NLB, us-east-1, October 19-20 2025, replayed: scenario %s, %s droplets (seed %d), %d hours from 23:00 PDT.\n",
 		cfg.Scenario, textfmt.Group(int64(cfg.Droplets)), cfg.Seed, cfg.Hours)
-	textfmt.Wrap(w, 110, fmt.Sprintf("DWFM has %d workers (an establishment about %v, a renewal %v, a %v timeout; leases of %v); %d launch requests a minute; the Network Manager propagates %d items a minute; the NLB has %d targets in 3 zones. "+
+	textfmt.Wrap(w, 110, fmt.Sprintf("DWFM has %d workers (an establishment about %v, a renewal %v, a %v timeout; leases of %v); %g launch requests a minute; the Network Manager propagates %d items a minute; the NLB has %d targets in 3 zones. "+
 		"naive = check-once DNS enactors (one stalled), DWFM's FIFO that queues timed-out work again, one FIFO in the Network Manager, health checks without limit and automatic AZ failover, with the operators' actions of the day; "+
 		"guarded = dnsplan.Enactor, lease.Recovery, a shed.Scheduler with priorities and deadlines, velocity control and fail-static on the NLB, and no operator.",
 		n.Workers, ddbsim.EstablishCost, ddbsim.RenewCost, dur(ddbsim.AttemptTimeout), dur(ddbsim.LeaseTTL), n.LaunchesPerMin, n.NMPerMin, 3*ddbsim.NLBPerZone))

@@ -43,7 +43,7 @@ type Result struct {
 	PropagationMaxS  float64
 	OutageFrom       time.Duration // DynamoDB unreachable for DWFM and EC2
 	OutageTo         time.Duration
-	LaunchesPerMin   int
+	LaunchesPerMin   float64 // launch requests a minute, on average
 	NMPerMin         int
 	Workers          int
 	LeasesLapsedPeak int
@@ -179,12 +179,19 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 		tl[m].DynamoDBOKPct = 100 * float64(ok) / Clients
 	}
 	// Launches, the Network Manager and the NLB, minute by minute.
-	L := max(10, cfg.Droplets/LaunchesPer)
+	// One launch request a minute per LaunchesPer droplets: the whole part
+	// every minute and the fraction as a draw, so that the launches, the
+	// Network Manager's capacity and so the minutes it needs for its
+	// backlog (a share of the droplets) are proportional to the fleet at
+	// every size, not only at whole thousands.
+	rate := float64(cfg.Droplets) / LaunchesPer
+	L, frac := int(rate), rate-math.Floor(rate)
+	lrng := rand.New(rand.NewPCG(cfg.Seed, 5))
 	// The NLB's own replacements (1.5 a zone a minute on average) come on
 	// top of the launches, so that the Network Manager's headroom is the
 	// same share at every size.
-	P := int(NMCapacity*float64(L) + math.Ceil(3*(NLBChurn*NLBPerZone+0.5)))
-	res.LaunchesPerMin, res.NMPerMin = L, P
+	P := int(math.Round(NMCapacity*rate + math.Ceil(3*(NLBChurn*NLBPerZone+0.5))))
+	res.LaunchesPerMin, res.NMPerMin = rate, P
 	launchOK := make([]int, minutes)
 	var fifo []nmItem
 	fh := 0
@@ -244,12 +251,16 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 				admit = min(1, ThrottleAdmit+(1-ThrottleAdmit)*float64(now-ThrottlesRelaxed)/float64(RelaxFor))
 			}
 		}
-		tl[m].LaunchRequests = L
+		k := L
+		if frac > 0 && lrng.Float64() < frac {
+			k++
+		}
+		tl[m].LaunchRequests = k
 		internalAdmit := admit
 		if admit > 0 {
 			internalAdmit = 1 // internal launches are not subject to the request limit
 		}
-		for range L {
+		for range k {
 			if down(mid) || dw.wait[m] > AttemptTimeout || nrng.Float64() >= admit || nrng.Float64() >= leasedFrac {
 				continue
 			}

@@ -92,3 +92,25 @@ func TestGuardedNLBAloneExercised(t *testing.T) {
 		}
 	}
 }
+
+// TestRatesProportionalToDroplets: the launch rate and the Network
+// Manager's capacity are per droplet, so the naive Network Manager works
+// its backlog (0.7 items per droplet) off at about the same minute at
+// 10,000 droplets as at sizes just under the next thousand, where whole
+// rates per 1,000 droplets gave up to 10% more backlog per unit of
+// capacity (11,999: normal an hour after 10,000).
+func TestRatesProportionalToDroplets(t *testing.T) {
+	end := func(n int) int {
+		r, err := Run(Config{Seed: 11, Droplets: n, Hours: MinHours, Scenario: Cascade}, Naive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Summarize().Propagation.To + 1
+	}
+	base := end(MinDroplets)
+	for _, n := range []int{10_999, 11_999, 19_999} {
+		if d := end(n) - base; d < -15 || d > 15 {
+			t.Errorf("%d droplets: propagation normal %+d minutes from %d droplets'", n, d, MinDroplets)
+		}
+	}
+}
