@@ -69,6 +69,7 @@ func (e *enactor2025) pass(ctx context.Context) fence.Token {
 	}
 	// The one-time check.
 	if plan.Generation <= applied.Generation {
+		e.em.emit(event{Kind: "pass_done", Gen: uint64(plan.Generation)})
 		return plan.Generation
 	}
 	written := 0

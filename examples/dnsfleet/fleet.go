@@ -289,7 +289,14 @@ func (f *fleet) faults(ctx context.Context) error {
 	at = f.mark()
 	f.send("B", fmt.Sprintf("pause-cleanup %d", stalled.Gen+uint64(f.cfg.retention)+1))
 	f.send("B", "release")
-	paused, err := f.waitFor(ctx, at, "B's clean-up", is("B", "paused_cleanup"))
+	// A 2025 enactor may also find the regional endpoint's live plan gone
+	// before: a pass that lagged by more than -retention generations on
+	// a loaded machine does what A's stall does. Then B stops there and
+	// never reaches its clean-up, and A's write stops there too; the
+	// schedule goes on.
+	paused, err := f.waitFor(ctx, at, "B's clean-up", func(ev event) bool {
+		return ev.Who == "B" && (ev.Kind == "paused_cleanup" || ev.Kind == "stuck")
+	})
 	if err != nil {
 		return err
 	}
@@ -297,13 +304,17 @@ func (f *fleet) faults(ctx context.Context) error {
 	at = f.mark()
 	f.record(event{Who: "fleet", Kind: "resume", Msg: "A", Gen: stalled.Gen, Have: paused.Gen})
 	f.send("A", "resume")
-	if _, err := f.waitFor(ctx, at, "A's pass after the stall", is("A", "pass_done")); err != nil {
+	if _, err := f.waitFor(ctx, at, "A's pass after the stall", func(ev event) bool {
+		return ev.Who == "A" && (ev.Kind == "pass_done" || ev.Kind == "stuck")
+	}); err != nil {
 		return err
 	}
-	at = f.mark()
-	f.send("B", "go-cleanup")
-	if _, err := f.waitFor(ctx, at, "B's clean-up", is("B", "pass_done")); err != nil {
-		return err
+	if paused.Kind == "paused_cleanup" {
+		at = f.mark()
+		f.send("B", "go-cleanup")
+		if _, err := f.waitFor(ctx, at, "B's clean-up", is("B", "pass_done")); err != nil {
+			return err
+		}
 	}
 	f.status("restarting enactor C")
 	at = f.mark()

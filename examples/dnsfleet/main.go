@@ -27,6 +27,11 @@
 //     BIND in the update's transaction) and clean-up that never deletes a
 //     plan an endpoint may serve.
 //
+// In both modes the plans live in contrib/etcd's PlanStore, the planner
+// takes each generation from the store's sequencer (so a restarted
+// planner publishes above every plan before it), and the enactors watch
+// the store for new plans; only the enactors differ.
+//
 // With -enactors both (the default) it runs one after the other, each on
 // its own etcd and BIND. It prints a timeline — one line per second with
 // the prober's counts, and a line for each fault and each notable event —

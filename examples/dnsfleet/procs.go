@@ -96,14 +96,16 @@ func (p *proc) running() bool {
 	}
 }
 
-// signal sends sig to p's process group (only if p still runs: its PID
-// is not reaped before p.done closes, so it cannot have been reused) and
-// waits up to wait for p to exit; it reports whether it did.
+// signal sends sig to p and waits up to wait for it to exit; it reports
+// whether it did. os.Process.Signal goes through a pidfd on Linux, so a
+// PID the kernel has reused for another program since p exited is never
+// signalled. (Every process the run starts is alone in its group: etcd,
+// named -g and the fleet's members start no process of their own.)
 func (p *proc) signal(sig syscall.Signal, wait time.Duration) bool {
 	if !p.running() {
 		return true
 	}
-	_ = syscall.Kill(-p.pid, sig)
+	_ = p.cmd.Process.Signal(sig)
 	select {
 	case <-p.done:
 		return true
