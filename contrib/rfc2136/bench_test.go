@@ -1,7 +1,11 @@
 package rfc2136_test
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,4 +83,120 @@ func BenchmarkBind(b *testing.B) {
 			}
 		})
 	})
+}
+
+// passEndpoints is the size of the plans of BenchmarkPass10k.
+const passEndpoints = 10_000
+
+// passPlan is plan g of BenchmarkPass10k: passEndpoints endpoints of two
+// IPv4 targets each, whose addresses change with every generation, so
+// that a pass writes every endpoint.
+func passPlan(g fence.Token) dnsplan.Plan {
+	p := dnsplan.Plan{Generation: g, Endpoints: make(map[string][]dnsplan.Target, passEndpoints)}
+	for i := range passEndpoints {
+		p.Endpoints[fmt.Sprintf("ep%05d.dnsplan.test", i)] = []dnsplan.Target{
+			{Addr: netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), byte(2 * g)}), Weight: 1},
+			{Addr: netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), byte(2*g + 1)}), Weight: 2},
+		}
+	}
+	return p
+}
+
+// timedProvider times every Read and Apply of the Provider it wraps.
+type timedProvider struct {
+	dnsplan.Provider
+	mu            sync.Mutex
+	reads, writes []time.Duration
+}
+
+func (p *timedProvider) Read(ctx context.Context, ep string) (dnsplan.Records, error) {
+	start := time.Now()
+	r, err := p.Provider.Read(ctx, ep)
+	d := time.Since(start)
+	p.mu.Lock()
+	p.reads = append(p.reads, d)
+	p.mu.Unlock()
+	return r, err
+}
+
+func (p *timedProvider) Apply(ctx context.Context, ep string, expect, r dnsplan.Records) error {
+	start := time.Now()
+	err := p.Provider.Apply(ctx, ep, expect, r)
+	d := time.Since(start)
+	p.mu.Lock()
+	p.writes = append(p.writes, d)
+	p.mu.Unlock()
+	return err
+}
+
+// BenchmarkPass10k measures a whole enactor pass (dnsplan.Enactor.Pass)
+// over 10,000 endpoints against one real BIND on loopback, every endpoint
+// changed: 10,000 reads (five UDP queries each) and 10,000 signed,
+// conditioned UPDATEs, then a clean-up of the plan of three passes
+// before, in a MemoryStore. It runs at Parallel 1 (one endpoint after
+// another), the default (DefaultParallel) and 64, and reports the pass
+// time (ns/op and pass-s), the endpoints that failed per pass (an UPDATE
+// that timed out, Config.Timeout, queued behind the others: the next pass
+// writes it), and the median and 99th percentile latency of one Apply
+// (p50-µs, p99-µs) and one Read (read-p50-µs, read-p99-µs). The zone is
+// filled with plan 1 by passes at Parallel 64 first, not timed. Run it
+// with -benchtime=1x: a pass takes tens of seconds.
+func BenchmarkPass10k(b *testing.B) {
+	s := bindtest.Start(b)
+	store := &dnsplan.MemoryStore{}
+	g := fence.Token(1)
+	if err := store.Put(ctx, passPlan(g)); err != nil {
+		b.Fatal(err)
+	}
+	fill, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Parallel: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	for done := 0; done < passEndpoints; {
+		// A pass at Parallel 64 may see a few UPDATEs time out behind
+		// the others (BIND applies them one at a time): the next pass
+		// writes those.
+		st, err := fill.Pass(ctx, store, newProvider(b, s))
+		if err != nil || st.Applied == 0 && st.Current != passEndpoints {
+			b.Fatalf("filling the zone: %+v %v", st, err)
+		}
+		done = st.Current + st.Applied
+	}
+	b.Logf("zone filled with %d endpoints in %v", passEndpoints, time.Since(start).Round(time.Millisecond))
+	for _, parallel := range []int{1, dnsplan.DefaultParallel, 64} {
+		b.Run(fmt.Sprintf("Parallel=%d", parallel), func(b *testing.B) {
+			e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Parallel: parallel})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := &timedProvider{Provider: newProvider(b, s)}
+			failed := 0
+			for b.Loop() {
+				b.StopTimer()
+				g++
+				if err := store.Put(ctx, passPlan(g)); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				st, err := e.Pass(ctx, store, p)
+				if err != nil || st.Applied+st.Failed != passEndpoints {
+					b.Fatalf("pass of plan %d: %+v %v", g, st, err)
+				}
+				failed += st.Failed
+				if st.Failed > 0 {
+					b.Logf("pass of plan %d: %d endpoints failed, e.g. %v", g, st.Failed, st.Err)
+				}
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "pass-s")
+			b.ReportMetric(float64(failed)/float64(b.N), "failed/pass")
+			proctest.ReportLatencies(b, p.writes)
+			pct := func(lat []time.Duration, q float64) float64 {
+				slices.Sort(lat)
+				return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds())
+			}
+			b.ReportMetric(pct(p.reads, 0.50), "read-p50-µs")
+			b.ReportMetric(pct(p.reads, 0.99), "read-p99-µs")
+		})
+	}
 }
