@@ -31,15 +31,20 @@ type fleet struct {
 	mu      sync.Mutex
 	evs     []event
 	changed chan struct{}
+	// died is the first member that exited without being told to, with
+	// the end of its log; every wait then fails with it.
+	died     error
+	stopping bool // the run is over: members exit because they are told to
 }
 
 // member is a process of the fleet: the same binary, re-executed with a
 // role.
 type member struct {
-	cfg   childConfig
-	p     *proc
-	stdin io.WriteCloser
-	wg    sync.WaitGroup // the reader of its stdout
+	cfg    childConfig
+	p      *proc
+	stdin  io.WriteCloser
+	killed bool           // by the fault schedule; under fleet.mu
+	wg     sync.WaitGroup // the reader of its stdout
 }
 
 func (f *fleet) record(ev event) {
@@ -78,6 +83,11 @@ func (f *fleet) waitFor(ctx context.Context, since int, what string, match func(
 	defer deadline.Stop()
 	for {
 		f.mu.Lock()
+		if f.died != nil {
+			err := f.died
+			f.mu.Unlock()
+			return event{}, fmt.Errorf("%s mode, waiting for %s: %w", f.mode, what, err)
+		}
 		for ; since < len(f.evs); since++ {
 			if match(f.evs[since]) {
 				ev := f.evs[since]
@@ -132,7 +142,7 @@ func (f *fleet) startMember(name string) error {
 	if err != nil {
 		return err
 	}
-	m.p, m.stdin = p, stdin
+	m.p, m.stdin, m.killed = p, stdin, false
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -143,6 +153,14 @@ func (f *fleet) startMember(name string) error {
 				f.record(ev)
 			}
 		}
+		<-p.done
+		f.mu.Lock()
+		if !f.stopping && !m.killed && f.died == nil {
+			f.died = fmt.Errorf("%s (pid %d) exited, not stopped by the run (%v); its log ends:\n%s",
+				name, p.pid, p.cmd.ProcessState, logTail(filepath.Join(f.dir, name+".log"), 20))
+		}
+		f.mu.Unlock()
+		f.record(event{Who: "fleet", Kind: "exited", Msg: name})
 	}()
 	f.record(event{Who: "fleet", Kind: "started", Msg: name, N: p.pid})
 	return nil
@@ -158,6 +176,9 @@ func (f *fleet) send(name, cmd string) {
 // killMember kills member name with SIGKILL and waits for it.
 func (f *fleet) killMember(name, why string) error {
 	m := f.members[name]
+	f.mu.Lock()
+	m.killed = true
+	f.mu.Unlock()
 	if err := m.p.kill(); err != nil {
 		return err
 	}
@@ -234,10 +255,22 @@ func (f *fleet) run(ctx context.Context) error {
 	// seconds after the last fault.
 	end := max(time.Until(f.start.Add(time.Duration(f.cfg.seconds)*time.Second)), 2*time.Second)
 	f.status(fmt.Sprintf("all faults injected; running %.0fs more", end.Seconds()))
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(end):
+	deadline := time.Now().Add(end)
+	for left := end; left > 0; left = time.Until(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(left, 10*time.Second)):
+		}
+		f.mu.Lock()
+		died := f.died
+		f.mu.Unlock()
+		if died != nil {
+			return died
+		}
+		if left > 10*time.Second {
+			f.status(fmt.Sprintf("running, %.0fs to go", time.Until(deadline).Seconds()))
+		}
 	}
 	f.prober.stop()
 	f.record(event{Who: "fleet", Kind: "end"})

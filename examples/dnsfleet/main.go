@@ -199,6 +199,9 @@ func runMode(ctx context.Context, cfg config, mode string, stderr io.Writer) (re
 		fmt.Fprintf(stderr, "dnsfleet %s %5.1fs: %s\n", mode, time.Since(start).Seconds(), s)
 	}
 	defer func() {
+		f.mu.Lock()
+		f.stopping = true
+		f.mu.Unlock()
 		if f.prober != nil {
 			f.prober.stop()
 		}

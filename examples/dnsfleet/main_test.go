@@ -328,6 +328,26 @@ func TestNoOrphansOnError(t *testing.T) {
 	requireNoOrphans(t, pids)
 }
 
+// TestNoOrphansWhenAMemberDies: a member that dies on its own (here
+// SIGKILLed from outside, by the PID the run reported) fails the run at
+// once, with what happened, and the run stops everything else.
+func TestNoOrphansWhenAMemberDies(t *testing.T) {
+	requireServers(t)
+	r := startFleet(t, nil, "-enactors", "dnsplan")
+	waitStarted(t, r)
+	var b int
+	for pid, name := range r.pids() {
+		if name == "B" {
+			b = pid
+		}
+	}
+	require.True(t, alive(b, "B"))
+	require.NoError(t, syscall.Kill(b, syscall.SIGKILL))
+	assert.Equal(t, 1, r.wait(t), "stderr:\n%s", r.stderr.String())
+	assert.Contains(t, r.stderr.String(), fmt.Sprintf("B (pid %d) exited, not stopped by the run (signal: killed)", b))
+	requireNoOrphans(t, r.pids())
+}
+
 // waitStarted waits until the run reports every member started.
 func waitStarted(t *testing.T, r *fleetRun) {
 	t.Helper()

@@ -14,11 +14,13 @@ import (
 )
 
 // spawner starts every process of the run from one OS thread that lives
-// as long as the program: Pdeathsig is sent when the thread that forked
-// the child exits, not the process, and the Go runtime may retire a
-// thread that no goroutine is locked to. With the thread pinned, the
-// kernel kills every child (SIGKILL) exactly when this process dies, even
-// by SIGKILL, so no etcd, named or fleet process outlives it.
+// as long as the program. The kernel sends a child its Pdeathsig when the
+// thread that forked it exits, not only when the process does, and a Go
+// thread exits when a goroutine locked to it ends without unlocking: a
+// child forked from such a thread would be killed early. Forked from a
+// thread of our own that never exits, every child is killed (SIGKILL)
+// exactly when this process dies, even by SIGKILL, so no etcd, named or
+// fleet member outlives it.
 type spawner struct {
 	reqs chan spawnReq
 }
