@@ -19,6 +19,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // DefaultPlanPrefix is the prefix of a PlanStore's keys when
@@ -247,7 +249,10 @@ func (s *PlanStore) NextGeneration(ctx context.Context) (fence.Token, error) {
 // ignored) and returns that generation. A planner restarted at any point
 // publishes its next plan above every plan it published before. A Publish
 // that fails with ErrUnknownOutcome may have stored the plan; publishing
-// again stores it (again) under a newer generation, which is safe.
+// again stores it (again) under a newer generation, which is safe. If a
+// second planner's plan, under a newer generation, was put between this
+// Publish's NextGeneration and its commit, Publish fails with a
+// *fence.StaleError: run one planner at a time.
 func (s *PlanStore) Publish(ctx context.Context, p dnsplan.Plan) (fence.Token, error) {
 	if err := s.check("Publish", ctx); err != nil {
 		return 0, err
@@ -270,7 +275,10 @@ func (s *PlanStore) Publish(ctx context.Context, p dnsplan.Plan) (fence.Token, e
 // commits with one transaction: if the highest record is as read (and
 // below p's generation), put the manifest, raise the highest record and
 // the sequencer. A refusal returns a *fence.StaleError whose Have is the
-// highest generation ever put; the attempt's chunks are then deleted.
+// highest generation ever put; the attempt's chunks are then deleted. A
+// plan read back is p normalized, with MadeAt and the Velocity times in
+// UTC (the same instants). A chunk that etcd or the client refuses as too
+// large fails the Put with ErrPlanTooLarge, having stored nothing.
 func (s *PlanStore) Put(ctx context.Context, p dnsplan.Plan) error {
 	if err := s.check("Put", ctx); err != nil {
 		return err
@@ -280,12 +288,15 @@ func (s *PlanStore) Put(ctx context.Context, p dnsplan.Plan) error {
 	}
 	g := p.Generation
 	// Refuse a stale or over-limit put before writing any chunk.
-	h, _, _, err := s.readHighest(ctx, "Put")
+	h, _, count, err := s.readHighest(ctx, "Put")
 	if err != nil {
 		return err
 	}
 	if g <= h {
 		return &fence.StaleError{Op: fence.OpWriteIfNewer, Key: s.manifestKey(g), Have: h, Want: g}
+	}
+	if count >= int64(s.maxPlans) {
+		return fmt.Errorf("%w: cannot put plan %d: %d plans held, limit %d", dnsplan.ErrFull, uint64(g), count, s.maxPlans)
 	}
 	raw, data, err := encode(p)
 	if err != nil {
@@ -302,6 +313,10 @@ func (s *PlanStore) Put(ctx context.Context, p dnsplan.Plan) error {
 	for i := range n {
 		chunk := data[i*s.chunkBytes : min(len(data), (i+1)*s.chunkBytes)]
 		if _, err := s.kv.Put(ctx, dir+chunkName(i), string(chunk)); err != nil {
+			if tooLarge(err) {
+				s.dropAttempt(ctx, dir)
+				return fmt.Errorf("%w: plan %d: a chunk of %d bytes was refused as too large (%w): lower PlanStoreConfig.ChunkBytes (%d) below etcd's --max-request-bytes", ErrPlanTooLarge, uint64(g), len(chunk), err, s.chunkBytes)
+			}
 			return fmt.Errorf("etcd: PlanStore.Put %d: chunk %d of %d: %w", uint64(g), i+1, n, unknownOutcome(ctx, err))
 		}
 	}
@@ -338,6 +353,9 @@ func (s *PlanStore) Put(ctx context.Context, p dnsplan.Plan) error {
 		if err != nil {
 			return fmt.Errorf("etcd: PlanStore.Put %d: commit: %w", uint64(g), unknownOutcome(ctx, err))
 		}
+		if resp == nil {
+			return fmt.Errorf("etcd: PlanStore.Put %d: commit: %w", uint64(g), errMalformed)
+		}
 		if resp.Succeeded {
 			return nil
 		}
@@ -355,6 +373,15 @@ func (s *PlanStore) dropAttempt(ctx context.Context, dir string) {
 	s.kv.Delete(ctx, dir, clientv3.WithPrefix())
 }
 
+// tooLarge reports whether err is the refusal of a request too large for
+// etcd (--max-request-bytes) or for the client's gRPC message limit: a
+// refusal for sure, nothing was applied.
+func tooLarge(err error) bool {
+	return errors.Is(err, rpctypes.ErrRequestTooLarge) ||
+		rpctypes.ErrorDesc(err) == rpctypes.ErrRequestTooLarge.Error() ||
+		status.Code(err) == codes.ResourceExhausted
+}
+
 func chunkName(i int) string {
 	return fmt.Sprintf("%0*d", chunkDigits, i)
 }
@@ -369,7 +396,7 @@ func (s *PlanStore) readHighest(ctx context.Context, op string) (fence.Token, in
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("etcd: PlanStore.%s: read highest: %w", op, unknownOutcome(ctx, err))
 	}
-	if len(resp.Responses) != 2 || resp.Responses[0].GetResponseRange() == nil || resp.Responses[1].GetResponseRange() == nil {
+	if resp == nil || len(resp.Responses) != 2 || resp.Responses[0].GetResponseRange() == nil || resp.Responses[1].GetResponseRange() == nil {
 		return 0, 0, 0, fmt.Errorf("etcd: PlanStore.%s: %w", op, errMalformed)
 	}
 	h, rev, err := s.parseHighest(resp.Responses[0].GetResponseRange().Kvs)
@@ -538,6 +565,9 @@ func (s *PlanStore) Delete(ctx context.Context, g fence.Token) error {
 	if err != nil {
 		return fmt.Errorf("etcd: PlanStore.Delete %d: %w", uint64(g), unknownOutcome(ctx, err))
 	}
+	if resp == nil {
+		return fmt.Errorf("etcd: PlanStore.Delete %d: %w", uint64(g), errMalformed)
+	}
 	if !resp.Succeeded {
 		return fmt.Errorf("%w: generation %d", dnsplan.ErrNotFound, uint64(g))
 	}
@@ -658,7 +688,7 @@ func (s *PlanStore) CollectOrphans(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("etcd: PlanStore.CollectOrphans: %w", unknownOutcome(ctx, err))
 	}
-	if len(resp.Responses) != 3 {
+	if resp == nil || len(resp.Responses) != 3 {
 		return 0, fmt.Errorf("etcd: PlanStore.CollectOrphans: %w", errMalformed)
 	}
 	h, _, err := s.parseHighest(resp.Responses[0].GetResponseRange().GetKvs())
@@ -715,7 +745,7 @@ func (s *PlanStore) CollectOrphans(ctx context.Context) (int, error) {
 		if err != nil {
 			return deleted, fmt.Errorf("etcd: PlanStore.CollectOrphans: %w", unknownOutcome(ctx, err))
 		}
-		if r.Succeeded {
+		if r != nil && r.Succeeded {
 			deleted++
 		}
 	}

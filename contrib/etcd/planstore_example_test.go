@@ -17,7 +17,8 @@ import (
 // publishes with Publish, whose generation comes from a fence.Sequencer in
 // the same etcd, so it is above every plan ever published, even by a
 // planner that died after taking it. Each enactor runs dnsplan.Enactor on
-// the store, which wakes it through an etcd watch when a plan is published.
+// the store (Run, woken through an etcd watch when a plan is published;
+// here one Pass).
 // (This example needs an etcd at localhost:2379, so it is compiled but not
 // run by go test.)
 func ExamplePlanStore() {

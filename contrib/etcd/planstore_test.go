@@ -514,7 +514,7 @@ func mustHold(t testing.TB, s *PlanStore, gens ...fence.Token) {
 	t.Helper()
 	got, err := s.List(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, gens, got)
+	require.Equal(t, fmt.Sprint(gens), fmt.Sprint(got))
 	for _, g := range gens {
 		_, err := s.Get(context.Background(), g)
 		require.NoError(t, err, "plan %d", g)
@@ -593,4 +593,59 @@ func TestPlanStorePutRetriedAfterUnknownOutcome(t *testing.T) {
 			mustHold(t, s, 3)
 		})
 	}
+}
+
+// TestPlanStoreChunkTooLarge: a ChunkBytes above etcd's request limit is
+// reported as ErrPlanTooLarge, saying what to lower, not as an outcome
+// unknown; nothing is stored, and a smaller ChunkBytes then stores the
+// plan.
+func TestPlanStoreChunkTooLarge(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	huge := bigPlan(1, 60_000, 4)
+	_, data, err := encode(huge)
+	require.NoError(t, err)
+	require.Greater(t, len(data), 2<<20)
+	var prefix string
+	// Above the client's message limit (2 MiB), and above etcd's request
+	// limit (1.5 MiB) only.
+	for _, chunk := range []int{4 << 20, 1900 << 10} {
+		s := newPlanStore(t, client, PlanStoreConfig{ChunkBytes: chunk, Prefix: prefix})
+		prefix = s.prefix
+		err := s.Put(ctx, huge)
+		require.ErrorIs(t, err, ErrPlanTooLarge, "ChunkBytes %d", chunk)
+		require.NotErrorIs(t, err, ErrUnknownOutcome)
+		require.ErrorContains(t, err, "lower PlanStoreConfig.ChunkBytes")
+		mustHold(t, s)
+	}
+	s2 := newPlanStore(t, client, PlanStoreConfig{Prefix: prefix})
+	require.NoError(t, s2.Put(ctx, huge))
+	mustHold(t, s2, 1)
+}
+
+// emptyKV answers every transaction with nothing: no response, no error.
+type emptyKV struct{ clientv3.KV }
+
+func (k emptyKV) Txn(ctx context.Context) clientv3.Txn { return emptyTxn{k.KV.Txn(ctx)} }
+
+type emptyTxn struct{ clientv3.Txn }
+
+func (t emptyTxn) If(...clientv3.Cmp) clientv3.Txn        { return t }
+func (t emptyTxn) Then(...clientv3.Op) clientv3.Txn       { return t }
+func (t emptyTxn) Else(...clientv3.Op) clientv3.Txn       { return t }
+func (t emptyTxn) Commit() (*clientv3.TxnResponse, error) { return nil, nil }
+
+// TestPlanStoreMalformedAnswer: a transaction answered with nothing (a
+// broken proxy, say) is an outcome unknown, never a panic.
+func TestPlanStoreMalformedAnswer(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := ctxT(t)
+	s := newPlanStore(t, srv.Client(t), PlanStoreConfig{})
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(1, 1)))
+	s.kv = emptyKV{s.kv}
+	require.ErrorIs(t, s.Put(ctx, dnsplantest.PlanFor(2, 1)), ErrUnknownOutcome)
+	require.ErrorIs(t, s.Delete(ctx, 1), ErrUnknownOutcome)
+	_, err := s.CollectOrphans(ctx)
+	require.ErrorIs(t, err, ErrUnknownOutcome)
 }
