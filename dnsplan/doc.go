@@ -53,8 +53,12 @@
 //     Damaged metadata is reported as ErrCorruptRecords (and repaired),
 //     a foreign record at the name as ErrNameInUse (and reported on every
 //     pass, never deleted).
-//   - Enactor applies the newest plan. It is a pure state machine (Next,
-//     Deliver) with a thin driver (Pass, Run).
+//   - Enactor applies the newest plan. It is a pure state machine (Next
+//     and Deliver one action at a time, or Ready and DeliverAction for up
+//     to EnactorConfig.Parallel endpoints at once) with a thin driver:
+//     Pass, which runs the endpoints in parallel, and Run, which starts a
+//     pass every Interval, and as soon as a Store that is a Watcher
+//     announces a newer plan.
 //
 // # Why an enactor cannot roll an endpoint back
 //
@@ -108,6 +112,29 @@
 // long an enactor stalls. An outside write that lowers an endpoint's
 // generation is outside this promise.
 //
+// # Parallel passes
+//
+// A pass over thousands of endpoints need not write them one after
+// another: each endpoint's write is conditioned on its own read, so the
+// argument above holds for each endpoint whatever the others do, and the
+// order in which a pass reaches its endpoints changes nothing of what any
+// of them ends up with. An Enactor keeps up to EnactorConfig.Parallel
+// endpoints in flight (DefaultParallel), each in a slot of its own with
+// its own reads, conflicts (MaxConflicts is per endpoint) and repair; Pass
+// runs their calls on as many goroutines, and delivers their outcomes on
+// its own. Clean-up starts only once every slot is done, so it knows what
+// the pass read of every endpoint, as before; it runs one action at a
+// time. When ctx ends, Pass starts no new action, waits for the ones in
+// flight, and returns ctx's error.
+//
+// Parallelism does not change what capacity is removed: velocity control
+// is the Planner's, and bounds what each plan removes from each endpoint
+// compared with the plans before it. An enactor writes an endpoint only
+// with the whole of one plan's records for it, so each endpoint moves from
+// one planned record set to another, exactly as it would one endpoint at
+// a time; running endpoints together changes only when each one moves,
+// not how far.
+//
 // # Self-repair
 //
 // Apply needs only the state it conditions on, never the old plan, so a
@@ -138,7 +165,10 @@
 //
 // A pass over n endpoints costs n reads and one apply per endpoint that
 // changed (and a plan load for one found empty or corrupt ahead of the
-// enactor's plan). Clean-up lists the plans, and loads each one more than
+// enactor's plan); Pass adds a goroutine per action of the endpoint phase
+// carried out while another is in flight — microseconds, against the
+// milliseconds of a call to a DNS server; against a MemoryProvider,
+// Parallel 1 is the faster. Clean-up lists the plans, and loads each one more than
 // Retention below the applied plan to learn its endpoints, reading those
 // the pass has not; a plan kept because of an endpoint is remembered with
 // it, and is not loaded again while that endpoint still keeps it, so a
@@ -165,6 +195,7 @@
 // MemoryStore and MemoryProvider are empty and ready; the zero Planner and
 // Enactor are the same as NewPlanner(PlannerConfig{}) and
 // NewEnactor(EnactorConfig{}), with the documented defaults (an Enactor's
-// Run pauses DefaultInterval between passes). The constructors are needed
+// Run pauses at most DefaultInterval between passes, and its Pass keeps
+// up to DefaultParallel endpoints in flight). The constructors are needed
 // only for other configurations, which they validate.
 package dnsplan

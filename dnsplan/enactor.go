@@ -19,7 +19,7 @@ const (
 	DefaultMaxConflicts = 8
 	// DefaultMaxDeletes bounds the plans one clean-up deletes.
 	DefaultMaxDeletes = 64
-	// DefaultInterval is the pause between two passes of Run.
+	// DefaultInterval is the longest pause between two passes of Run.
 	DefaultInterval = time.Second
 	// DefaultParallel bounds the endpoints in flight at once in a pass.
 	DefaultParallel = 16
