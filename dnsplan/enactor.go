@@ -1018,8 +1018,11 @@ func (e *Enactor) rest() {
 			}
 		}
 	}
+	// The pass is over before OnEvent hears of it: if OnEvent panics,
+	// the next Pass starts a new one.
 	e.phase = phaseRest
 	e.last = e.stats
-	e.emit(Event{Kind: EventPassDone, Generation: e.stats.Generation, Err: e.stats.Err})
 	e.pending = Action{Op: OpRest}
+	e.issued = false
+	e.emit(Event{Kind: EventPassDone, Generation: e.stats.Generation, Err: e.stats.Err})
 }

@@ -563,3 +563,33 @@ func TestParallelPassEvents(t *testing.T) {
 	gens, _ := store.List(ctx)
 	assert.Equal(t, []fence.Token{1, 2, 3, 4, 5, 6}, gens, "every plan names the stuck endpoint, still at generation 0")
 }
+
+// TestPassAfterOnEventPanicsAtPassDone: an OnEvent that panics on
+// EventPassDone leaves the pass over; the next Pass runs a whole new
+// pass, with true statistics, and counts no deletion it did not make.
+func TestPassAfterOnEventPanicsAtPassDone(t *testing.T) {
+	for _, parallel := range []int{1, 4} {
+		store, dns := &dnsplan.MemoryStore{}, &dnsplan.MemoryProvider{}
+		for g := fence.Token(1); g <= 5; g++ {
+			require.NoError(t, store.Put(ctx, bigPlan(g, 6, byte(g))))
+		}
+		var events []dnsplan.Event
+		panicked := false
+		e := mustEnactor(t, dnsplan.EnactorConfig{Parallel: parallel, Retention: 1, OnEvent: func(ev dnsplan.Event) {
+			events = append(events, ev)
+			if ev.Kind == dnsplan.EventPassDone && !panicked {
+				panicked = true
+				panic("hook")
+			}
+		}})
+		require.Panics(t, func() { _, _ = e.Pass(ctx, store, dns) })
+		assert.Equal(t, dnsplan.PassStats{Generation: 5, Applied: 6, Deleted: 3}, e.LastPass())
+		events = nil
+		require.NoError(t, store.Put(ctx, bigPlan(6, 6, 6)))
+		st, err := e.Pass(ctx, store, dns)
+		require.NoError(t, err)
+		assert.Equal(t, dnsplan.PassStats{Generation: 6, Applied: 6, Highest: 5, Deleted: 1}, st, "parallel %d: %v", parallel, events)
+		gens, _ := store.List(ctx)
+		assert.Equal(t, []fence.Token{5, 6}, gens)
+	}
+}
