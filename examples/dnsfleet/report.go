@@ -236,7 +236,7 @@ func (f *fleet) result() *result {
 			r.LivePlanMissingStops++
 			if !stuckShown[ev.Who] {
 				stuckShown[ev.Who] = true
-				note(d, ev.Who, fmt.Sprintf("cannot apply plan %d: %s's live plan %d is gone; stops (and will on every pass)", ev.Have, short(ev.Endpoint), ev.Gen))
+				note(d, ev.Who, fmt.Sprintf("cannot apply plan %d: %s's live plan %d is gone; stops its pass (the stuck column counts the next ones)", ev.Have, short(ev.Endpoint), ev.Gen))
 			}
 		case "error":
 			rw.Failures++
@@ -296,7 +296,7 @@ func (f *fleet) result() *result {
 		case "named_up":
 			note(d, "fleet", fmt.Sprintf("named up (pid %d)", ev.N))
 		case "prober_started":
-			note(d, "fleet", fmt.Sprintf("prober starts: every enactor has applied a plan; %d queries a second", f.cfg.qps))
+			note(d, "fleet", fmt.Sprintf("prober starts (every enactor has applied a plan), asking %d times a second", f.cfg.qps))
 		case "end":
 			note(d, "fleet", "end of the run")
 		}
@@ -380,8 +380,12 @@ func (r *result) print(w io.Writer) {
 // summary says what happened, every clause computed from the numbers.
 func (r *result) summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s enactors: from %.1fs, when every enactor had applied a plan, to the end at %.1fs, the prober sent %s queries for the regional endpoint: %s answered with addresses, %s empty (%s NOERROR without addresses, %s NXDOMAIN), %s failed.",
-		r.Mode, r.ProberStartedAt, r.Seconds, textfmt.Group(int64(r.Queries)), textfmt.Group(int64(r.AnswersWithAddresses)),
+	rate := 0.0
+	if span := r.Seconds - r.ProberStartedAt; span > 0 {
+		rate = float64(r.Queries) / span
+	}
+	fmt.Fprintf(&b, "%s enactors: from %.1fs, when every enactor had applied a plan, to the end at %.1fs, the prober sent %s queries for the regional endpoint (%.0f a second): %s answered with addresses, %s empty (%s NOERROR without addresses, %s NXDOMAIN), %s failed.",
+		r.Mode, r.ProberStartedAt, r.Seconds, textfmt.Group(int64(r.Queries)), rate, textfmt.Group(int64(r.AnswersWithAddresses)),
 		textfmt.Group(int64(r.EmptyAnswers)), textfmt.Group(int64(r.EmptyNoerror)), textfmt.Group(int64(r.Nxdomain)), textfmt.Group(int64(r.Errors)))
 	switch {
 	case r.FirstEmptyAt < 0:
