@@ -220,7 +220,7 @@ func (f *fleet) result() *result {
 		case "newer":
 			if staleShown[ev.Who+ev.Endpoint] {
 				delete(staleShown, ev.Who+ev.Endpoint)
-				note(d, ev.Who, fmt.Sprintf("reads %s again: plan %d is older than its %d, skips it", short(ev.Endpoint), ev.Gen, ev.Have))
+				note(d, ev.Who, fmt.Sprintf("reads %s again: it is at plan %d, newer than its own plan %d; leaves it", short(ev.Endpoint), ev.Have, ev.Gen))
 			}
 		case "repaired":
 			r.Repairs++
