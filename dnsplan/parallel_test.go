@@ -593,3 +593,41 @@ func TestPassAfterOnEventPanicsAtPassDone(t *testing.T) {
 		assert.Equal(t, []fence.Token{5, 6}, gens)
 	}
 }
+
+// panickyDNS panics in Read of one endpoint, once.
+type panickyDNS struct {
+	dnsplan.MemoryProvider
+	ep       string
+	mu       sync.Mutex
+	panicked bool
+}
+
+func (d *panickyDNS) Read(ctx context.Context, ep string) (dnsplan.Records, error) {
+	d.mu.Lock()
+	p := ep == d.ep && !d.panicked
+	d.panicked = d.panicked || p
+	d.mu.Unlock()
+	if p {
+		panic("provider bug")
+	}
+	return d.MemoryProvider.Read(ctx, ep)
+}
+
+// TestPassProviderPanicsInASlot: a Provider that panics while other
+// endpoints are in flight: the panic reaches the caller of Pass, as it
+// does with one endpoint at a time, not the process; and the next Pass
+// carries on.
+func TestPassProviderPanicsInASlot(t *testing.T) {
+	const n = 12
+	store, dns := &dnsplan.MemoryStore{}, &panickyDNS{ep: epName(5)}
+	require.NoError(t, store.Put(ctx, bigPlan(1, n, 1)))
+	e := mustEnactor(t, dnsplan.EnactorConfig{Parallel: 4})
+	require.PanicsWithValue(t, "provider bug", func() { _, _ = e.Pass(ctx, store, dns) })
+	st, err := e.Pass(ctx, store, dns)
+	require.NoError(t, err)
+	assert.Zero(t, st.Failed)
+	for i := range n {
+		rec, _ := dns.MemoryProvider.Read(ctx, epName(i))
+		assert.Equal(t, fence.Token(1), rec.Generation, epName(i))
+	}
+}

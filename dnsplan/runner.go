@@ -59,7 +59,9 @@ func Execute(ctx context.Context, a Action, store Store, provider Provider) Resu
 // delivers their outcomes, and calls OnEvent, on the calling goroutine;
 // every other action (and any action alone in flight) runs on the
 // calling goroutine. Pass returns only once every goroutine it started
-// has ended.
+// has ended. A Store or Provider that panics on one of them panics the
+// caller of Pass (once the other actions in flight have returned), as it
+// would on the calling goroutine; the next Pass goes on from there.
 //
 // A pass started after an interrupted one starts over from the newest
 // plan. Pass checks ctx before it hands out each action, and hands it to
@@ -89,8 +91,9 @@ func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (Pas
 		e.Deliver(Result{})
 	}
 	type outcome struct {
-		a Action
-		r Result
+		a     Action
+		r     Result
+		panic any // what the Store or Provider panicked with, if not nil
 	}
 	var (
 		acts     []Action
@@ -100,8 +103,9 @@ func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (Pas
 	cctx, cancel := context.WithCancel(ctx)
 	defer func() {
 		if inflight > 0 {
-			// OnEvent panicked: the actions still in flight are
-			// abandoned, and handed out again by the next Pass.
+			// OnEvent, the Store or the Provider panicked: the actions
+			// still in flight are abandoned, and handed out again by the
+			// next Pass.
 			cancel()
 			for ; inflight > 0; inflight-- {
 				<-results
@@ -122,7 +126,16 @@ func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (Pas
 					results = make(chan outcome, e.cfg.Parallel)
 				}
 				inflight++
-				go func() { results <- outcome{a, Execute(cctx, a, store, provider)} }()
+				go func() {
+					o := outcome{a: a}
+					defer func() {
+						// A panic reaches the caller of Pass, as it does
+						// on Pass's own goroutine, not the process.
+						o.panic = recover()
+						results <- o
+					}()
+					o.r = Execute(cctx, a, store, provider)
+				}()
 			}
 		}
 		if inflight == 0 {
@@ -131,6 +144,9 @@ func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (Pas
 		}
 		o := <-results
 		inflight--
+		if o.panic != nil {
+			panic(o.panic)
+		}
 		_ = e.DeliverAction(o.a, o.r)
 	}
 	return e.last, nil
