@@ -66,7 +66,11 @@ type EnactorConfig struct {
 	// OnEvent, if not nil, receives an Event for everything the enactor
 	// does, on the goroutine that drives it (the one that calls Deliver,
 	// DeliverAction, Pass or Run), in the middle of a step: it must not
-	// block, nor call the Enactor's methods. If it panics, the panic
+	// block, nor call the Enactor's methods. Each endpoint's events come
+	// in the order they happen; those of endpoints in flight at once
+	// interleave as their outcomes are delivered (in the plan's order
+	// with Parallel 1, or with Next and Deliver); clean-up's come after
+	// every endpoint's, and EventPassDone last. If it panics, the panic
 	// reaches the caller of Deliver, DeliverAction or Pass, and the
 	// Enactor is left where it was: the next Deliver, Pass or Run goes on
 	// from there (a write is conditioned as ever, so a repeated one is
