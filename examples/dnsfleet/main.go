@@ -216,7 +216,7 @@ func runMode(ctx context.Context, cfg config, mode string, stderr io.Writer) (re
 		for _, m := range f.members {
 			m.wg.Wait()
 		}
-		if err != nil && ctx.Err() == nil {
+		if logs, _ := os.ReadDir(dir); err != nil && ctx.Err() == nil && len(logs) > 0 {
 			fmt.Fprintf(stderr, "dnsfleet: the logs of this run are in %s\n", dir)
 			return
 		}

@@ -96,7 +96,10 @@ func startFleet(t *testing.T, env []string, args ...string) *fleetRun {
 	self, err := os.Executable()
 	require.NoError(t, err)
 	r := &fleetRun{cmd: exec.Command(self), stderr: &lockedBuffer{mu: make(chan struct{}, 1)}, done: make(chan struct{})}
-	r.cmd.Env = append(append(os.Environ(), mainEnv+"="+string(raw)), env...)
+	// The run's directory (logs, etcd's data, BIND's zone) goes in the
+	// test's, even when the run cannot remove it (killed, or keeping its
+	// logs after an error).
+	r.cmd.Env = append(append(os.Environ(), mainEnv+"="+string(raw), "TMPDIR="+t.TempDir()), env...)
 	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, r.stderr
 	require.NoError(t, r.cmd.Start())
 	go func() {
@@ -400,9 +403,14 @@ func TestMissingServer(t *testing.T) {
 	saved := etcdFallback
 	etcdFallback = "/nonexistent/etcd"
 	t.Cleanup(func() { etcdFallback = saved })
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	var stdout, stderr bytes.Buffer
 	assert.Equal(t, 1, cli([]string{"-enactors", "2025"}, &stdout, &stderr))
 	assert.Contains(t, stderr.String(), "etcd-server")
+	left, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	assert.Empty(t, left, "a run that started nothing leaves no directory")
 }
 
 // TestFlags: -h states every flag's range, and a value outside it is
