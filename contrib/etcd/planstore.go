@@ -130,8 +130,11 @@ func NewPlanStore(client *clientv3.Client, cfg PlanStoreConfig) (*PlanStore, err
 	if cfg.ChunkBytes != 0 && cfg.ChunkBytes < MinChunkBytes {
 		errs = append(errs, fmt.Errorf("%w: etcd.PlanStoreConfig.ChunkBytes %d is below %d", dnsplan.ErrInvalidConfig, cfg.ChunkBytes, MinChunkBytes))
 	}
-	if _, err := dnsplan.NewMemoryStore(dnsplan.MemoryStoreConfig{Limits: cfg.Limits}); err != nil {
-		errs = append(errs, fmt.Errorf("etcd.PlanStoreConfig.Limits: %w", err))
+	if cfg.Limits.MaxEndpoints < 0 {
+		errs = append(errs, fmt.Errorf("%w: etcd.PlanStoreConfig.Limits.MaxEndpoints %d is negative", dnsplan.ErrInvalidConfig, cfg.Limits.MaxEndpoints))
+	}
+	if cfg.Limits.MaxTargets < 0 {
+		errs = append(errs, fmt.Errorf("%w: etcd.PlanStoreConfig.Limits.MaxTargets %d is negative", dnsplan.ErrInvalidConfig, cfg.Limits.MaxTargets))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -652,13 +655,14 @@ func (s *PlanStore) watch(ctx context.Context, g fence.Token, rev int64) (fence.
 			// for etcd (until ctx ends) and says if it is unreachable.
 			return 0, nil
 		}
+		var top fence.Token
 		for _, ev := range wr.Events {
-			if ev.Type != clientv3.EventTypePut {
-				continue
+			if h, ok := parseDigits(ev.Kv.Value); ok && ev.Type == clientv3.EventTypePut {
+				top = max(top, h)
 			}
-			if h, ok := parseDigits(ev.Kv.Value); ok && h > g {
-				return h, nil
-			}
+		}
+		if top > g {
+			return top, nil
 		}
 	}
 	if err := ctx.Err(); err != nil {

@@ -126,7 +126,7 @@ func TestPlanStoreBadInput(t *testing.T) {
 	require.ErrorIs(t, err, dnsplan.ErrInvalidConfig)
 	_, err = NewPlanStore(nil, PlanStoreConfig{MaxPlans: -1, ChunkBytes: 10, Limits: dnsplan.Limits{MaxTargets: -3}, Prefix: strings.Repeat("p", fence.MaxKeyBytes-10)})
 	require.ErrorIs(t, err, dnsplan.ErrInvalidConfig)
-	for _, want := range []string{"client is nil", "MaxPlans -1", "ChunkBytes 10 is below 1024", "MaxTargets", "Prefix is 1014 bytes"} {
+	for _, want := range []string{"client is nil", "MaxPlans -1", "ChunkBytes 10 is below 1024", "etcd.PlanStoreConfig.Limits.MaxTargets -3 is negative", "Prefix is 1014 bytes"} {
 		require.ErrorContains(t, err, want)
 	}
 
