@@ -44,6 +44,9 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// simulate runs one mode; tests share its results between them.
+var simulate = ddbsim.Run
+
 type options struct {
 	cfg  ddbsim.Config
 	out  string
@@ -82,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Run: func(i int, progress func(float64)) (*ddbsim.Result, error) {
 			cfg := opts.cfg
 			cfg.Progress = func(_ ddbsim.Mode, done float64) { progress(done) }
-			return ddbsim.Run(cfg, ddbsim.Mode(i))
+			return simulate(cfg, ddbsim.Mode(i))
 		},
 		WriteCharts: writeCharts,
 		WriteJSON:   func(w io.Writer, rs [2]*ddbsim.Result) error { return writeJSON(w, opts.cfg, rs) },

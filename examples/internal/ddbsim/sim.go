@@ -228,6 +228,11 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 		}
 	}
 	res.Velocity.MinPct = 100
+	// unprop counts targets without network state; steady says every
+	// target was in service after the last check, for both policies. With
+	// none unpropagated every check passes (and draws nothing), so a
+	// steady NLB stays as it is and the minute's checks are skipped.
+	unprop, steady := 0, true
 	nrng := rand.New(rand.NewPCG(cfg.Seed, 4))
 	var delays []float64
 	var freshQ []time.Duration // naive: enqueue times of fresh items waiting, oldest first
@@ -286,6 +291,9 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 				}
 				i := nextReplace[z]
 				nextReplace[z] = (i + 1) % NLBPerZone
+				if propagated[z][i] {
+					unprop++
+				}
 				propagated[z][i] = false
 				arrivals = append(arrivals, nmItem{enq: now, fresh: true, launch: -1, target: int32(z*NLBPerZone + i)})
 			}
@@ -295,6 +303,9 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 		complete := func(x nmItem) {
 			d := (doneAt - x.enq).Seconds()
 			if x.target >= 0 {
+				if !propagated[x.target/NLBPerZone][x.target%NLBPerZone] {
+					unprop--
+				}
 				propagated[x.target/NLBPerZone][x.target%NLBPerZone] = true
 			}
 			if x.launch >= 0 || x.target >= 0 {
@@ -378,95 +389,100 @@ func Run(cfg Config, mode Mode) (*Result, error) {
 			// Fresh launches still waiting count with their age so far.
 			tl[m].PropP99Seconds = max(tl[m].PropP99Seconds, (tick - freshQ[fq]).Seconds())
 		}
-		// NLB health checks.
-		failing := make([]int, zones)
-		total := zones * NLBPerZone
-		flaps := 0
-		pass := make([][]bool, zones)
-		allFail := 0
-		for z := range zones {
-			pass[z] = make([]bool, NLBPerZone)
-			for i := range NLBPerZone {
-				pass[z][i] = propagated[z][i] || nrng.Float64() < 0.5
-				if !pass[z][i] {
-					failing[z]++
-				}
-			}
-			allFail += failing[z]
-		}
-		tl[m].NLBChecksFailing = allFail
-		res.Velocity.FailingPeak = max(res.Velocity.FailingPeak, allFail)
-		guardedNLB(pass, velWant, allFail, total)
-		velIn := 0
-		for z := range zones {
-			for i, w := range velWant[z] {
-				if velIn0[z][i] && !w {
-					res.Velocity.Removed++
-				}
-				velIn0[z][i] = w
-				if w {
-					velIn++
-				}
-			}
-		}
-		res.Velocity.MinPct = min(res.Velocity.MinPct, 100*float64(velIn)/float64(total))
-		failoverOn := !(mode == Naive && o1 >= 0 && now >= FailoverDisabled && now < FailoverEnabled)
-		want := make([][]bool, zones)
-		for z := range zones {
-			want[z] = make([]bool, NLBPerZone)
-			copy(want[z], pass[z])
-		}
-		if !failoverOn {
+		if unprop == 0 && steady {
+			tl[m].NLBCapacityPct = 100
+		} else {
+			// NLB health checks.
+			failing := make([]int, zones)
+			total := zones * NLBPerZone
+			flaps := 0
+			pass := make([][]bool, zones)
+			allFail := 0
 			for z := range zones {
-				for i := range want[z] {
-					want[z][i] = true
-				}
-			}
-		} else if mode == Naive {
-			// Flapping overloads the checker; overloaded, it fails zones
-			// over as wholes (keeping the best one).
-			pre := 0
-			for z := range zones {
+				pass[z] = make([]bool, NLBPerZone)
 				for i := range NLBPerZone {
-					if inService[z][i] && !want[z][i] {
-						pre++
+					pass[z][i] = propagated[z][i] || nrng.Float64() < 0.5
+					if !pass[z][i] {
+						failing[z]++
+					}
+				}
+				allFail += failing[z]
+			}
+			tl[m].NLBChecksFailing = allFail
+			res.Velocity.FailingPeak = max(res.Velocity.FailingPeak, allFail)
+			guardedNLB(pass, velWant, allFail, total)
+			velIn := 0
+			for z := range zones {
+				for i, w := range velWant[z] {
+					if velIn0[z][i] && !w {
+						res.Velocity.Removed++
+					}
+					velIn0[z][i] = w
+					if w {
+						velIn++
 					}
 				}
 			}
-			if pre > CheckerFlaps {
-				best := 0
+			res.Velocity.MinPct = min(res.Velocity.MinPct, 100*float64(velIn)/float64(total))
+			failoverOn := !(mode == Naive && o1 >= 0 && now >= FailoverDisabled && now < FailoverEnabled)
+			want := make([][]bool, zones)
+			for z := range zones {
+				want[z] = make([]bool, NLBPerZone)
+				copy(want[z], pass[z])
+			}
+			if !failoverOn {
 				for z := range zones {
-					if failing[z] < failing[best] {
-						best = z
+					for i := range want[z] {
+						want[z][i] = true
 					}
 				}
+			} else if mode == Naive {
+				// Flapping overloads the checker; overloaded, it fails zones
+				// over as wholes (keeping the best one).
+				pre := 0
 				for z := range zones {
-					if z != best && float64(failing[z]) >= FailoverShare*NLBPerZone {
-						tl[m].NLBZonesFailed++
-						for i := range want[z] {
-							want[z][i] = false
+					for i := range NLBPerZone {
+						if inService[z][i] && !want[z][i] {
+							pre++
 						}
 					}
 				}
-			}
-		} else {
-			copyRows(want, velWant)
-		}
-		in := 0
-		for z := range zones {
-			for i := range NLBPerZone {
-				if inService[z][i] && !want[z][i] {
-					flaps++
+				if pre > CheckerFlaps {
+					best := 0
+					for z := range zones {
+						if failing[z] < failing[best] {
+							best = z
+						}
+					}
+					for z := range zones {
+						if z != best && float64(failing[z]) >= FailoverShare*NLBPerZone {
+							tl[m].NLBZonesFailed++
+							for i := range want[z] {
+								want[z][i] = false
+							}
+						}
+					}
 				}
-				inService[z][i] = want[z][i]
-				if want[z][i] {
-					in++
+			} else {
+				copyRows(want, velWant)
+			}
+			in := 0
+			for z := range zones {
+				for i := range NLBPerZone {
+					if inService[z][i] && !want[z][i] {
+						flaps++
+					}
+					inService[z][i] = want[z][i]
+					if want[z][i] {
+						in++
+					}
 				}
 			}
+			tl[m].NLBFlaps = flaps
+			tl[m].NLBCapacityPct = 100 * float64(in) / float64(total)
+			tl[m].ConnectionErrors = float64(in) < NLBNeeded*float64(total)
+			steady = in == total && velIn == total
 		}
-		tl[m].NLBFlaps = flaps
-		tl[m].NLBCapacityPct = 100 * float64(in) / float64(total)
-		tl[m].ConnectionErrors = float64(in) < NLBNeeded*float64(total)
 		if m%30 == 0 {
 			prog(0.8 + 0.2*float64(m)/float64(minutes))
 		}
