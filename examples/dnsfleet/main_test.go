@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/examples/internal/textfmt"
+	"github.com/stormguard/stormguard/internal/proctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -46,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // requireServers skips the test without etcd or named, or fails it if
 // CI is "true", where integration tests must not be skipped.
-func requireServers(t *testing.T) {
+func requireServers(t testing.TB) {
 	t.Helper()
 	for _, b := range []struct{ env, name, fallback, pkg string }{
 		{"ETCD_BIN", "etcd", etcdFallback, "etcd-server"},
@@ -411,6 +412,21 @@ func TestMissingServer(t *testing.T) {
 	left, err := os.ReadDir(tmp)
 	require.NoError(t, err)
 	assert.Empty(t, left, "a run that started nothing leaves no directory")
+}
+
+// TestRequireServers: without etcd, the integration tests skip locally
+// and fail under CI=true, naming the Debian package either way.
+func TestRequireServers(t *testing.T) {
+	saved := etcdFallback
+	etcdFallback = "/nonexistent/etcd"
+	t.Cleanup(func() { etcdFallback = saved })
+	skipped, failed := proctest.WithoutBinary(t, "ETCD_BIN", "", requireServers)
+	assert.Contains(t, skipped, "install the Debian package etcd-server")
+	assert.Empty(t, failed)
+	skipped, failed = proctest.WithoutBinary(t, "ETCD_BIN", "true", requireServers)
+	assert.Contains(t, failed, "install the Debian package etcd-server")
+	assert.Contains(t, failed, "CI=true: integration tests must not be skipped")
+	assert.Empty(t, skipped)
 }
 
 // TestFlags: -h states every flag's range, and a value outside it is
