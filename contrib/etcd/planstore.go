@@ -52,7 +52,9 @@ const DefaultPutAttempts = 16
 var ErrCorruptPlan = errors.New("etcd: corrupt plan")
 
 // ErrPlanTooLarge is matched by Put's refusal of a plan whose compressed
-// encoding needs more than MaxChunks chunks.
+// encoding needs more than MaxChunks chunks, or one of whose chunks etcd
+// (--max-request-bytes) or the client refused as too large: lower
+// PlanStoreConfig.ChunkBytes then.
 var ErrPlanTooLarge = errors.New("etcd: plan too large")
 
 // PlanStoreConfig configures a PlanStore. The zero value is usable.
@@ -60,7 +62,8 @@ type PlanStoreConfig struct {
 	// Prefix is prepended to every key the store writes. Empty means
 	// DefaultPlanPrefix. As with StoreConfig.Prefix it is raw bytes, not
 	// a path: end it with a separator and let no PlanStore's (or
-	// Store's) prefix begin another's. At most fence.MaxKeyBytes long.
+	// Store's) prefix begin another's. At most fence.MaxKeyBytes minus 50
+	// bytes long (the longest key the store writes under it).
 	Prefix string
 	// Limits is what Put validates plans against, and what a read
 	// validates them against again (a plan that does not pass is
@@ -281,7 +284,8 @@ func (s *PlanStore) Publish(ctx context.Context, p dnsplan.Plan) (fence.Token, e
 // highest generation ever put; the attempt's chunks are then deleted. A
 // plan read back is p normalized, with MadeAt and the Velocity times in
 // UTC (the same instants). A chunk that etcd or the client refuses as too
-// large fails the Put with ErrPlanTooLarge, having stored nothing.
+// large fails the Put with ErrPlanTooLarge, storing no plan (the chunks
+// written before it are deleted).
 func (s *PlanStore) Put(ctx context.Context, p dnsplan.Plan) error {
 	if err := s.check("Put", ctx); err != nil {
 		return err
