@@ -41,6 +41,14 @@ const (
 	// maxReadAttempts bounds the retries of a read torn by a concurrent
 	// update.
 	maxReadAttempts = 4
+	// DefaultMaxBatch is the most Applies one UPDATE message carries.
+	DefaultMaxBatch = 64
+	// maxBatchLimit is the largest valid Config.MaxBatch.
+	maxBatchLimit = 1024
+	// maxBatchBytes bounds the size of a batched UPDATE (before its TSIG
+	// record): half of the 65535 bytes of a DNS message over TCP. An
+	// Apply whose UPDATE alone is larger is sent alone.
+	maxBatchBytes = 32 << 10
 )
 
 var (
@@ -131,6 +139,11 @@ type Config struct {
 	// UPDATE that writes 768 targets, with the longest names, addresses
 	// and weights, fills most of the 65535 bytes of a DNS message.
 	MaxTargets int
+	// MaxBatch bounds the Applies that one UPDATE message carries. Zero
+	// means DefaultMaxBatch (64); 1 sends every Apply in an UPDATE of its
+	// own; negative or above 1024 is invalid. See the package
+	// documentation, "Group commit".
+	MaxBatch int
 }
 
 // Provider is a dnsplan.Provider for a DNS server that accepts RFC 2136
@@ -142,6 +155,8 @@ type Provider struct {
 	// of every UPDATE and of the queries whose UDP answer came back
 	// truncated. With Config.Net "tcp" they are the same client.
 	queries, stream *dns.Client
+	// batch holds the Applies waiting for an UPDATE.
+	batch batcher
 }
 
 var _ dnsplan.Provider = (*Provider)(nil)
@@ -218,6 +233,12 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.TTL == 0 {
 		cfg.TTL = DefaultTTL
+	}
+	if cfg.MaxBatch < 0 || cfg.MaxBatch > maxBatchLimit {
+		bad("Config.MaxBatch %d is outside [0, %d]", cfg.MaxBatch, maxBatchLimit)
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -315,6 +336,13 @@ func transient(err error) error { return fmt.Errorf("%w: %w", ErrTransient, err)
 // context and the per-exchange timeout. Network failures, timeouts and
 // an ended context match ErrTransient; a TSIG failure does not.
 func (p *Provider) exchange(ctx context.Context, c *dns.Client, m *dns.Msg) (*dns.Msg, error) {
+	return p.exchangeOn(ctx, c, m, nil)
+}
+
+// exchangeOn is exchange over *keep if keep is not nil: over the
+// connection it holds, or a new one it then holds; after a failure the
+// connection is closed and *keep is nil.
+func (p *Provider) exchangeOn(ctx context.Context, c *dns.Client, m *dns.Msg, keep **dns.Conn) (*dns.Msg, error) {
 	if p.cfg.KeyName != "" {
 		// A message sent again (a query retried over TCP) gets a fresh
 		// TSIG placeholder, never a second one.
@@ -326,7 +354,7 @@ func (p *Provider) exchange(ctx context.Context, c *dns.Client, m *dns.Msg) (*dn
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	r, err := p.exchangeConn(parent, ctx, c, m)
+	r, err := p.exchangeConn(parent, ctx, c, m, keep)
 	if err != nil {
 		var netErr net.Error
 		passes := errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || ctx.Err() != nil
@@ -353,15 +381,34 @@ func (p *Provider) exchange(ctx context.Context, c *dns.Client, m *dns.Msg) (*dn
 // the exchange until Config.Timeout. Closing the connection ends its read
 // and write at once; the timeout itself ends them by deadline, as an
 // i/o timeout.
-func (p *Provider) exchangeConn(parent, ctx context.Context, c *dns.Client, m *dns.Msg) (*dns.Msg, error) {
-	conn, err := c.DialContext(ctx, p.cfg.Server)
-	if err != nil {
-		return nil, err
+//
+// With keep not nil, the exchange goes over *keep if it holds a
+// connection, and leaves the connection in *keep if it succeeded; any
+// failure closes it and sets *keep to nil, so that no answer to an
+// abandoned message is ever read as the answer to another.
+func (p *Provider) exchangeConn(parent, ctx context.Context, c *dns.Client, m *dns.Msg, keep **dns.Conn) (*dns.Msg, error) {
+	var conn *dns.Conn
+	if keep != nil && *keep != nil {
+		// A dns.Conn signs every message after the first as the next
+		// of a zone transfer's (with the MAC of the one before), which
+		// a server refuses as a bad signature: every message gets a
+		// dns.Conn of its own over the same TCP connection.
+		conn = &dns.Conn{Conn: (*keep).Conn}
+	} else {
+		var err error
+		if conn, err = c.DialContext(ctx, p.cfg.Server); err != nil {
+			return nil, err
+		}
 	}
-	defer conn.Close()
 	stop := context.AfterFunc(parent, func() { _ = conn.Close() })
-	defer stop()
 	r, _, err := c.ExchangeWithConnContext(ctx, m, conn)
+	if !stop() || err != nil || keep == nil {
+		_ = conn.Close()
+		conn = nil
+	}
+	if keep != nil {
+		*keep = conn
+	}
 	return r, err
 }
 
@@ -789,10 +836,25 @@ func (p *Provider) Apply(ctx context.Context, endpoint string, expect dnsplan.Re
 			dnsplan.ErrInvalidArgument, endpoint, expect.Version, uint64(expect.Generation), 2*versionBytes)
 	}
 	want := head{gen: expect.Generation, version: expect.Version}
-	// UPDATE always goes over TCP: see the package documentation.
-	resp, err := p.exchange(ctx, p.stream, p.update(n, want, head{gen: r.Generation, version: newVersion()}, r))
-	if err != nil {
-		return fmt.Errorf("rfc2136: update of %q: %w", endpoint, err)
+	m := p.update(n, want, head{gen: r.Generation, version: newVersion()}, r)
+	var resp *dns.Msg
+	if p.cfg.MaxBatch > 1 {
+		a := p.batched(ctx, n, m)
+		if a.err != nil && !errors.Is(a.err, errBatchRefused) {
+			return fmt.Errorf("rfc2136: update of %q: %w", endpoint, a.err)
+		}
+		if a.err == nil && a.resp == nil {
+			return nil // the batch it was in was applied
+		}
+		resp = a.resp
+		// Else the batch it was in was refused, and changed nothing:
+		// it is sent again alone, for its own answer.
+	}
+	if resp == nil {
+		// UPDATE always goes over TCP: see the package documentation.
+		if resp, err = p.exchange(ctx, p.stream, m); err != nil {
+			return fmt.Errorf("rfc2136: update of %q: %w", endpoint, err)
+		}
 	}
 	switch resp.Rcode {
 	case dns.RcodeSuccess:
