@@ -357,8 +357,15 @@ func (p *Provider) exchangeOn(ctx context.Context, c *dns.Client, m *dns.Msg, ke
 	r, err := p.exchangeConn(parent, ctx, c, m, keep)
 	if err != nil {
 		var netErr net.Error
-		passes := errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || ctx.Err() != nil
-		if cerr := context.Cause(ctx); cerr != nil && ctx.Err() != nil {
+		// The caller's context first: ending it closes the connection
+		// (exchangeConn), which may fail the exchange before the end
+		// reaches ctx, its child.
+		ended := parent
+		if parent.Err() == nil {
+			ended = ctx
+		}
+		passes := errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || ended.Err() != nil
+		if cerr := context.Cause(ended); cerr != nil && ended.Err() != nil {
 			err = fmt.Errorf("rfc2136: exchange with %s over %s: %w (%v)", p.cfg.Server, c.Net, cerr, err)
 		} else {
 			err = fmt.Errorf("rfc2136: exchange with %s over %s: %w", p.cfg.Server, c.Net, err)
