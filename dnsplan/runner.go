@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/stormguard/stormguard/fence"
@@ -55,11 +56,12 @@ func Execute(ctx context.Context, a Action, store Store, provider Provider) Resu
 // pass early, and nil otherwise (errors of single endpoints are counted in
 // PassStats and reported through OnEvent). In the endpoint phase it
 // carries out the actions of up to EnactorConfig.Parallel endpoints at
-// once, each on a goroutine of its own that ends with the action, and
-// delivers their outcomes, and calls OnEvent, on the calling goroutine;
-// every other action (and any action alone in flight) runs on the
-// calling goroutine. Pass returns only once every goroutine it started
-// has ended. A Store or Provider that panics on one of them panics the
+// once, on up to Parallel worker goroutines that the pass starts as
+// needed (one action after another each, never one goroutine per
+// action), and delivers their outcomes, and calls OnEvent, on the
+// calling goroutine; every other action (and any action alone in flight)
+// runs on the calling goroutine. Pass returns only once every goroutine
+// it started has ended. A Store or Provider that panics on one of them panics the
 // caller of Pass (once the other actions in flight have returned), as it
 // would on the calling goroutine; the next Pass goes on from there.
 //
@@ -97,11 +99,27 @@ func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (Pas
 	}
 	var (
 		acts     []Action
+		queue    []Action // handed out, not yet taken by a worker
+		work     chan Action
 		results  chan outcome
-		inflight int
+		workers  int
+		wg       sync.WaitGroup
+		inflight int // handed out and not yet delivered
 	)
 	cctx, cancel := context.WithCancel(ctx)
+	run := func(a Action) (o outcome) {
+		o.a = a
+		defer func() {
+			// A panic reaches the caller of Pass, as it does on Pass's
+			// own goroutine, not the process.
+			o.panic = recover()
+		}()
+		o.r = Execute(cctx, a, store, provider)
+		return o
+	}
 	defer func() {
+		// Actions no worker took never start.
+		inflight -= len(queue)
 		if inflight > 0 {
 			// OnEvent, the Store or the Provider panicked: the actions
 			// still in flight are abandoned, and handed out again by the
@@ -113,6 +131,10 @@ func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (Pas
 			e.unissue()
 		}
 		cancel()
+		if work != nil {
+			close(work)
+			wg.Wait()
+		}
 	}()
 	for e.phase != phaseRest {
 		if ctx.Err() == nil {
@@ -121,33 +143,50 @@ func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (Pas
 				_ = e.DeliverAction(acts[0], Execute(cctx, acts[0], store, provider))
 				continue
 			}
-			for _, a := range acts {
-				if results == nil {
-					results = make(chan outcome, e.cfg.Parallel)
-				}
-				inflight++
+			if work == nil && len(acts) > 0 {
+				work = make(chan Action)
+				results = make(chan outcome, e.cfg.Parallel)
+			}
+			queue = append(queue, acts...)
+			inflight += len(acts)
+			// One worker per action in flight, up to Parallel: a worker
+			// takes one action after another until the pass ends.
+			for ; workers < min(inflight, e.cfg.Parallel); workers++ {
+				wg.Add(1)
 				go func() {
-					o := outcome{a: a}
-					defer func() {
-						// A panic reaches the caller of Pass, as it does
-						// on Pass's own goroutine, not the process.
-						o.panic = recover()
-						results <- o
-					}()
-					o.r = Execute(cctx, a, store, provider)
+					defer wg.Done()
+					for a := range work {
+						results <- run(a)
+					}
 				}()
 			}
+		} else if len(queue) > 0 {
+			// Nothing new starts once ctx has ended.
+			inflight -= len(queue)
+			queue = queue[:0]
 		}
 		if inflight == 0 {
 			e.restart()
 			return e.stats, ctx.Err()
 		}
-		o := <-results
-		inflight--
-		if o.panic != nil {
-			panic(o.panic)
+		var (
+			send chan Action
+			next Action
+		)
+		if len(queue) > 0 {
+			send, next = work, queue[0]
 		}
-		_ = e.DeliverAction(o.a, o.r)
+		select {
+		case send <- next:
+			queue = queue[1:]
+			continue
+		case o := <-results:
+			inflight--
+			if o.panic != nil {
+				panic(o.panic)
+			}
+			_ = e.DeliverAction(o.a, o.r)
+		}
 	}
 	return e.last, nil
 }
