@@ -132,15 +132,18 @@ func (p *timedProvider) Apply(ctx context.Context, ep string, expect, r dnsplan.
 // BenchmarkPass10k measures a whole enactor pass (dnsplan.Enactor.Pass)
 // over 10,000 endpoints against one real BIND on loopback, every endpoint
 // changed: 10,000 reads (five UDP queries each) and 10,000 signed,
-// conditioned UPDATEs, then a clean-up of the plan of three passes
+// conditioned Applies, then a clean-up of the plan of three passes
 // before, in a MemoryStore. It runs at Parallel 1 (one endpoint after
-// another), the default (DefaultParallel) and 64, and reports the pass
-// time (ns/op and pass-s), the endpoints that failed per pass (an UPDATE
-// that timed out, Config.Timeout, queued behind the others: the next pass
-// writes it), and the median and 99th percentile latency of one Apply
-// (p50-µs, p99-µs) and one Read (read-p50-µs, read-p99-µs). The zone is
-// filled with plan 1 by passes at Parallel 64 first, not timed. Run it
-// with -benchtime=1x: a pass takes tens of seconds.
+// another), the default (DefaultParallel) and 64, each with group commit
+// (Config.MaxBatch 0, DefaultMaxBatch: the Applies that arrive while an
+// UPDATE is in flight share the next one) and without (MaxBatch 1: an
+// UPDATE per Apply), and reports the pass time (ns/op and pass-s), the
+// endpoints that failed per pass (an UPDATE that timed out,
+// Config.Timeout, queued behind the others: the next pass writes it),
+// and the median and 99th percentile latency of one Apply (p50-µs,
+// p99-µs) and one Read (read-p50-µs, read-p99-µs). The zone is filled
+// with plan 1 by passes at Parallel 64 first, not timed. Run it with
+// -benchtime=1x: a pass without group commit takes tens of seconds.
 func BenchmarkPass10k(b *testing.B) {
 	s := bindtest.Start(b)
 	store := &dnsplan.MemoryStore{}
@@ -152,51 +155,63 @@ func BenchmarkPass10k(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	fillProvider := newProvider(b, s)
 	start := time.Now()
 	for done := 0; done < passEndpoints; {
 		// A pass at Parallel 64 may see a few UPDATEs time out behind
 		// the others (BIND applies them one at a time): the next pass
 		// writes those.
-		st, err := fill.Pass(ctx, store, newProvider(b, s))
+		st, err := fill.Pass(ctx, store, fillProvider)
 		if err != nil || st.Applied == 0 && st.Current != passEndpoints {
 			b.Fatalf("filling the zone: %+v %v", st, err)
 		}
 		done = st.Current + st.Applied
 	}
 	b.Logf("zone filled with %d endpoints in %v", passEndpoints, time.Since(start).Round(time.Millisecond))
-	for _, parallel := range []int{1, dnsplan.DefaultParallel, 64} {
-		b.Run(fmt.Sprintf("Parallel=%d", parallel), func(b *testing.B) {
-			e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Parallel: parallel})
-			if err != nil {
-				b.Fatal(err)
-			}
-			p := &timedProvider{Provider: newProvider(b, s)}
-			failed := 0
-			for b.Loop() {
-				b.StopTimer()
-				g++
-				if err := store.Put(ctx, passPlan(g)); err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-				st, err := e.Pass(ctx, store, p)
-				if err != nil || st.Applied+st.Failed != passEndpoints {
-					b.Fatalf("pass of plan %d: %+v %v", g, st, err)
-				}
-				failed += st.Failed
-				if st.Failed > 0 {
-					b.Logf("pass of plan %d: %d endpoints failed, e.g. %v", g, st.Failed, st.Err)
-				}
-			}
-			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "pass-s")
-			b.ReportMetric(float64(failed)/float64(b.N), "failed/pass")
-			proctest.ReportLatencies(b, p.writes)
-			pct := func(lat []time.Duration, q float64) float64 {
-				slices.Sort(lat)
-				return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds())
-			}
-			b.ReportMetric(pct(p.reads, 0.50), "read-p50-µs")
-			b.ReportMetric(pct(p.reads, 0.99), "read-p99-µs")
-		})
+	for _, batch := range []int{0, 1} {
+		for _, parallel := range []int{1, dnsplan.DefaultParallel, 64} {
+			b.Run(fmt.Sprintf("MaxBatch=%d/Parallel=%d", batch, parallel), func(b *testing.B) {
+				passBench(b, store, &g, s, parallel, batch)
+			})
+		}
 	}
+}
+
+// passBench is one sub-benchmark of BenchmarkPass10k.
+func passBench(b *testing.B, store *dnsplan.MemoryStore, g *fence.Token, s *bindtest.Server, parallel, batch int) {
+	e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Parallel: parallel})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rp, err := rfc2136.New(rfc2136.Config{Server: s.Addr(), Zone: bindtest.Zone, KeyName: bindtest.KeyName, Secret: s.Secret(), MaxBatch: batch})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &timedProvider{Provider: rp}
+	failed := 0
+	for b.Loop() {
+		b.StopTimer()
+		*g++
+		if err := store.Put(ctx, passPlan(*g)); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		st, err := e.Pass(ctx, store, p)
+		if err != nil || st.Applied+st.Failed != passEndpoints {
+			b.Fatalf("pass of plan %d: %+v %v", *g, st, err)
+		}
+		failed += st.Failed
+		if st.Failed > 0 {
+			b.Logf("pass of plan %d: %d endpoints failed, e.g. %v", *g, st.Failed, st.Err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "pass-s")
+	b.ReportMetric(float64(failed)/float64(b.N), "failed/pass")
+	proctest.ReportLatencies(b, p.writes)
+	pct := func(lat []time.Duration, q float64) float64 {
+		slices.Sort(lat)
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds())
+	}
+	b.ReportMetric(pct(p.reads, 0.50), "read-p50-µs")
+	b.ReportMetric(pct(p.reads, 0.99), "read-p99-µs")
 }

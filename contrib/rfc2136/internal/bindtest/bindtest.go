@@ -137,9 +137,10 @@ func (s *Server) PID() int { return s.proc.PID() }
 
 func (s *Server) start(bin string) {
 	s.t.Helper()
-	// -g: foreground, log to stderr; -n 1: one worker thread, the
-	// machine is shared; -4: IPv4 only.
-	cmd := exec.Command(bin, "-g", "-4", "-n", "1", "-c", filepath.Join(s.dir, "named.conf"))
+	// -g: foreground, log to stderr; -4: IPv4 only. named runs as many
+	// worker threads as the machine has CPUs, as a deployment's does:
+	// one thread (-n 1) would serve every query behind every update.
+	cmd := exec.Command(bin, "-g", "-4", "-c", filepath.Join(s.dir, "named.conf"))
 	cmd.Dir = s.dir
 	c := &dns.Client{Timeout: 500 * time.Millisecond}
 	if err := s.proc.StartReady(cmd, readyTimeout, func() error { return s.answers(c) }); err != nil {
