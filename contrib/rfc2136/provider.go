@@ -148,7 +148,9 @@ type Config struct {
 
 // Provider is a dnsplan.Provider for a DNS server that accepts RFC 2136
 // dynamic updates. See the package documentation for the record layout.
-// It is safe for concurrent use: every call is an independent exchange.
+// It is safe for concurrent use: every Read is an independent exchange,
+// and concurrent Applies share UPDATE messages (see Group commit in the
+// package documentation).
 type Provider struct {
 	cfg Config
 	// queries carries queries over Config.Net; stream is the TCP client
@@ -407,7 +409,8 @@ func (p *Provider) exchangeConn(parent, ctx context.Context, c *dns.Client, m *d
 			return nil, err
 		}
 	}
-	stop := context.AfterFunc(parent, func() { _ = conn.Close() })
+	open := conn // conn is set to nil below, maybe before this runs
+	stop := context.AfterFunc(parent, func() { _ = open.Close() })
 	r, _, err := c.ExchangeWithConnContext(ctx, m, conn)
 	if !stop() || err != nil || keep == nil {
 		_ = conn.Close()
@@ -818,7 +821,10 @@ func (p *Provider) readWeights(ctx context.Context, name string) (map[netip.Addr
 //     can reach, and answer NOERROR.
 //
 // The server checks the prerequisites and applies the update as one
-// transaction. On a refusal (NXRRSET or YXRRSET) Apply reads to say why:
+// transaction. Applies made while an UPDATE is in flight share the next
+// one, each with its own prerequisites, and each gets the answer it
+// would have got alone (see Group commit in the package documentation,
+// also for what an ended context means). On a refusal (NXRRSET or YXRRSET) Apply reads to say why:
 // a *fence.StaleError whose Have is the generation found if it is not
 // expect's, a *dnsplan.VersionConflictError if only the version differs,
 // an error matching dnsplan.ErrNameInUse naming the foreign record (which
