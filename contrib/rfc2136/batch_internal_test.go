@@ -368,3 +368,46 @@ func TestMaxBatchIsValidated(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, DefaultMaxBatch, p.cfg.MaxBatch)
 }
+
+// TestBatchAnsweredWithAnErrorIsRetriedAlone: a batched UPDATE answered
+// with any code but NOERROR (SERVFAIL, FORMERR, REFUSED: none applies
+// anything) is sent again member by member, and each caller gets its
+// own UPDATE's answer.
+func TestBatchAnsweredWithAnErrorIsRetriedAlone(t *testing.T) {
+	for _, rcode := range []int{dns.RcodeServerFailure, dns.RcodeFormatError, dns.RcodeRefused} {
+		var (
+			mu   sync.Mutex
+			seen [][]string
+		)
+		addr := updateServer(t, func(w dns.ResponseWriter, m *dns.Msg) {
+			eps := members(m)
+			mu.Lock()
+			seen = append(seen, eps)
+			mu.Unlock()
+			r := new(dns.Msg)
+			switch {
+			case len(eps) > 1:
+				r.SetRcode(m, rcode)
+			case eps[0] == epName(2)+".":
+				r.SetRcode(m, dns.RcodeNXRrset) // refused alone: read to say why
+			default:
+				r.SetReply(m)
+			}
+			_ = w.WriteMsg(r)
+		})
+		p, err := New(Config{Server: addr, Zone: testZone})
+		require.NoError(t, err)
+		errs := together(t, p, 4, func(i int) error { return p.Apply(context.Background(), epName(i), dnsplan.Records{}, recs(i)) })
+		for i, err := range errs {
+			if i == 2 {
+				assert.Error(t, err, "%s: its own UPDATE was refused", dns.RcodeToString[rcode])
+				continue
+			}
+			assert.NoError(t, err, "%s: endpoint %d", dns.RcodeToString[rcode], i)
+		}
+		mu.Lock()
+		require.Len(t, seen, 5, "%s: one batch, then each alone", dns.RcodeToString[rcode])
+		assert.Len(t, seen[0], 4)
+		mu.Unlock()
+	}
+}
