@@ -1,5 +1,5 @@
 // Package twin runs a demo's naive and guarded simulations of one outage
-// side by side, with a progress bar on a terminal, and prints what they
+// side by side, with progress on stderr (see package progress), and prints what they
 // give: charts, one JSON object or a text report.
 package twin
 
@@ -44,11 +44,11 @@ type Demo[R any] struct {
 
 // Main runs both simulations; then, if out is not empty, writes the charts
 // into out; then prints the JSON if asJSON is set, the text report if not.
-// The progress bar, drawn only if stderr is a terminal, is off with asJSON.
+// The progress bar goes to stderr (see package progress), with asJSON too.
 // Main returns the exit status: 0, or 1 after reporting on stderr an error
 // of a run, of the charts or of the JSON.
 func (d Demo[R]) Main(stdout, stderr io.Writer, out string, asJSON bool) int {
-	bar := progress.NewBar(stderr, !asJSON)
+	bar := progress.NewBar(stderr, true)
 	var results [2]R
 	var errs [2]error
 	var wg sync.WaitGroup
