@@ -274,11 +274,15 @@ func report(now time.Time) dnsplan.Report {
 type publisher interface {
 	dnsplan.Store
 	Publish(ctx context.Context, p dnsplan.Plan) (fence.Token, error)
+	CollectOrphans(ctx context.Context) (int, error)
 }
 
 // runPlanner publishes a plan every PlanEvery, continuing from the
 // store's newest plan; a plan etcd did not take is offered again (under
-// a new generation).
+// a new generation). After its first plan, and after the first plan
+// that follows a failed Publish, it deletes the chunks of plans that
+// never committed (a planner killed, or etcd stopped, in the middle of a
+// Publish leaves them), as the PlanStore's users should now and then.
 func runPlanner(ctx context.Context, cfg childConfig, store publisher, em *emitter) error {
 	var prev *dnsplan.Plan
 	for {
@@ -306,6 +310,7 @@ func runPlanner(ctx context.Context, cfg childConfig, store publisher, em *emitt
 	t := time.NewTicker(cfg.PlanEvery)
 	defer t.Stop()
 	var pending *dnsplan.Plan
+	collect := true // orphaned chunks may have been left: collect them
 	for {
 		select {
 		case <-ctx.Done():
@@ -323,10 +328,22 @@ func runPlanner(ctx context.Context, cfg childConfig, store publisher, em *emitt
 			cancel()
 			if err != nil {
 				em.emit(event{Kind: "error", Msg: "publishing: " + err.Error()})
+				collect = true
 				continue
 			}
 			em.emit(event{Kind: "published", Gen: uint64(g)})
 			pending = nil
+			if collect {
+				c, cancel := context.WithTimeout(ctx, opTimeout)
+				n, err := store.CollectOrphans(c)
+				cancel()
+				if err != nil {
+					em.emit(event{Kind: "error", Msg: "collecting the chunks of plans that never committed: " + err.Error()})
+					continue
+				}
+				em.emit(event{Kind: "orphans_collected", N: n})
+				collect = false
+			}
 		}
 	}
 }

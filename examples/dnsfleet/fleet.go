@@ -35,6 +35,11 @@ type fleet struct {
 	// the end of its log; every wait then fails with it.
 	died     error
 	stopping bool // the run is over: members exit because they are told to
+
+	// damagedGen is the generation the operator's damage was made at,
+	// and damagedMark the events before it.
+	damagedGen  uint64
+	damagedMark int
 }
 
 // member is a process of the fleet: the same binary, re-executed with a
@@ -366,8 +371,21 @@ func (f *fleet) faults(ctx context.Context) error {
 	if err := f.killMember("planner", ""); err != nil {
 		return err
 	}
+	if f.mode == "dnsplan" {
+		// While no newer plan comes, an operator damages the regional
+		// endpoint by hand: the enactors' next pass finds it differing
+		// from the plan of its generation and repairs it.
+		if err := f.damage(ctx); err != nil {
+			return err
+		}
+	}
 	if err := pause(f.cfg.down); err != nil {
 		return err
+	}
+	if f.mode == "dnsplan" {
+		if err := f.waitRepaired(ctx); err != nil {
+			return err
+		}
 	}
 	at = f.mark()
 	if err := f.startMember("planner"); err != nil {
@@ -399,4 +417,48 @@ func (f *fleet) faults(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// damage makes the operator's mistake (damageRegional), trying again if
+// an enactor's write lands between its read and its update.
+func (f *fleet) damage(ctx context.Context) error {
+	for try := 1; ; try++ {
+		at := f.mark()
+		c, cancel := context.WithTimeout(ctx, opTimeout)
+		gen, err := damageRegional(c, f.bind.addr, f.bind.secret)
+		cancel()
+		if err == nil {
+			f.record(event{Who: "operator", Kind: "damaged", Endpoint: regional, Gen: gen, Msg: strayAddr})
+			f.damagedGen, f.damagedMark = gen, at
+			return nil
+		}
+		if try >= 5 || ctx.Err() != nil {
+			return fmt.Errorf("operator's damage: %w", err)
+		}
+	}
+}
+
+// waitRepaired waits until an enactor repairs the operator's damage. A
+// plan published before the planner was killed and applied after the
+// damage overwrites it, which is no repair: then the damage is made
+// again, up to five times.
+func (f *fleet) waitRepaired(ctx context.Context) error {
+	for try := 1; ; try++ {
+		gen := f.damagedGen
+		ev, err := f.waitFor(ctx, f.damagedMark, "the repair of the operator's damage", func(ev event) bool {
+			return ev.Endpoint == regional && (ev.Kind == "repaired" && ev.Gen == gen || ev.Kind == "applied" && ev.Gen > gen)
+		})
+		if err != nil {
+			return err
+		}
+		if ev.Kind == "repaired" {
+			return nil
+		}
+		if try >= 5 {
+			return fmt.Errorf("%s mode: the operator's damage was overwritten by a newer plan %d times, with the planner down", f.mode, try)
+		}
+		if err := f.damage(ctx); err != nil {
+			return err
+		}
+	}
 }

@@ -216,7 +216,7 @@ func runShort(t *testing.T, mode string, args ...string) result {
 	for k := range keys.Runs[0] {
 		assert.Regexp(t, `^[a-z][a-z0-9_]*$`, k, "snake_case key")
 	}
-	for _, f := range allFaults {
+	for _, f := range faultsOf(mode) {
 		assert.Contains(t, res.Faults, f, "fault %s injected", f)
 	}
 	assert.Positive(t, res.Queries)
@@ -286,7 +286,10 @@ func checkDnsplan(t *testing.T, res result) {
 		fmt.Sprintf("write of plan %d to regional REFUSED by BIND: the endpoint is at plan", res.StalledAt),
 		"The regional endpoint never answered empty.",
 		"went back 0 times",
-		fmt.Sprintf("Faults injected (%d of %d)", len(allFaults), len(allFaults)),
+		fmt.Sprintf("Faults injected (%d of %d)", len(faultsOf("dnsplan")), len(faultsOf("dnsplan"))),
+		fmt.Sprintf("operator adds %s to regional at plan %d", strayAddr, res.DamagedAt),
+		fmt.Sprintf("repairs regional with plan %d", res.DamagedAt),
+		fmt.Sprintf("repairs: %d;", res.Repairs),
 	} {
 		assert.Contains(t, text, want)
 	}
@@ -298,6 +301,8 @@ func checkDnsplan(t *testing.T, res result) {
 	assert.Positive(t, res.StaleWritesRefused, "the stalled write is refused")
 	assert.Zero(t, res.RecordsRemovedByCleanup)
 	assert.Zero(t, res.LivePlanMissingStops)
+	assert.Positive(t, res.Repairs, "the operator's damage is repaired")
+	assert.Positive(t, res.DamagedAt, "the operator damages the regional endpoint")
 	assert.Greater(t, res.ServedGenerationAtEnd, res.ResumedAt, "the endpoint follows the planner after every fault")
 }
 

@@ -40,8 +40,15 @@ type result struct {
 	Faults    map[string]float64 `json:"faults"`
 	StalledAt uint64             `json:"a_stalled_with_generation"`
 	ResumedAt uint64             `json:"b_generation_when_a_resumed"`
-	PerSecond []row              `json:"per_second"`
-	Timeline  []line             `json:"timeline"`
+	// DamagedAt is the generation of the regional endpoint when the
+	// operator damaged it (dnsplan mode); 0 if it was not damaged.
+	DamagedAt uint64 `json:"operator_damaged_generation"`
+	// OrphansCollected is the sets of chunks of never-committed plans
+	// the planner deleted (PlanStore.CollectOrphans) after its first plan
+	// and after each failed Publish.
+	OrphansCollected int    `json:"orphan_chunk_sets_collected"`
+	PerSecond        []row  `json:"per_second"`
+	Timeline         []line `json:"timeline"`
 }
 
 // row is one second of the timeline.
@@ -75,10 +82,22 @@ const (
 	faultPlannerRestarted = "planner_restarted"
 	faultEtcdStopped      = "etcd_stopped"
 	faultEtcdStarted      = "etcd_started"
+	faultOperatorDamage   = "operator_damages_regional"
 )
 
 var allFaults = []string{faultCKilled, faultAStalled, faultAResumed, faultBCleanup, faultCRestarted,
-	faultPlannerKilled, faultPlannerRestarted, faultEtcdStopped, faultEtcdStarted}
+	faultPlannerKilled, faultOperatorDamage, faultPlannerRestarted, faultEtcdStopped, faultEtcdStarted}
+
+// faultsOf returns the faults a run in mode injects: all of them in
+// dnsplan mode; in 2025 mode, not the operator's damage (the regional
+// endpoint is empty by then, and adding an address to it would be the
+// operator's repair).
+func faultsOf(mode string) []string {
+	if mode == "dnsplan" {
+		return allFaults
+	}
+	return slices.DeleteFunc(slices.Clone(allFaults), func(f string) bool { return f == faultOperatorDamage })
+}
 
 func secs(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
 
@@ -114,13 +133,16 @@ func (f *fleet) result() *result {
 	r.EmptyAnswers = r.EmptyNoerror + r.Nxdomain
 	var emptySince time.Duration = -1
 	var emptyTotal time.Duration
+	// A failed query is no answer: an empty stretch lasts until the
+	// endpoint answers with addresses again.
 	for _, c := range changes {
-		if c.kind == kindNoData {
+		switch {
+		case c.kind == kindNoData && emptySince < 0:
 			if r.FirstEmptyAt < 0 {
 				r.FirstEmptyAt = secs(c.at)
 			}
 			emptySince = c.at
-		} else if emptySince >= 0 {
+		case c.kind == kindAddresses && emptySince >= 0:
 			emptyTotal += c.at - emptySince
 			emptySince = -1
 		}
@@ -240,6 +262,15 @@ func (f *fleet) result() *result {
 			}
 		case "error":
 			rw.Failures++
+		case "damaged":
+			r.DamagedAt = ev.Gen
+			fault(faultOperatorDamage, d)
+			note(d, ev.Who, fmt.Sprintf("operator adds %s to regional at plan %d by hand, with the planner down: it still answers, with an address no plan names", ev.Msg, ev.Gen))
+		case "orphans_collected":
+			r.OrphansCollected += ev.N
+			if ev.N > 0 {
+				note(d, ev.Who, fmt.Sprintf("deletes the chunks of %s that never committed", plural(ev.N, "plan")))
+			}
 		case "held":
 			note(d, ev.Who, "held between passes, so that A's next pass is the first")
 		case "stalled":
@@ -399,13 +430,24 @@ func (r *result) summary() string {
 		times(r.GenerationRegressions), r.StaleWritesRefused, r.Repairs, r.RecordsRemovedByCleanup, r.LivePlanMissingStops,
 		r.MaxSecondsBehindPlanner, r.ServedGenerationAtEnd, r.PlannerGenerationAtEnd, r.PlansPublished, r.PlansDeleted)
 	var faults []string
-	for _, name := range allFaults {
+	for _, name := range faultsOf(r.Mode) {
 		if at, ok := r.Faults[name]; ok {
 			faults = append(faults, fmt.Sprintf("%s at %.2fs", strings.ReplaceAll(name, "_", " "), at))
 		}
 	}
-	fmt.Fprintf(&b, " Faults injected (%d of %d): %s; A stalled with plan %d and resumed when B had applied plan %d.",
-		len(faults), len(allFaults), strings.Join(faults, ", "), r.StalledAt, r.ResumedAt)
+	fmt.Fprintf(&b, " Faults injected (%d of %d): %s", len(faults), len(faultsOf(r.Mode)), strings.Join(faults, ", "))
+	switch {
+	case r.StalledAt > 0 && r.ResumedAt > 0:
+		fmt.Fprintf(&b, "; A stalled with plan %d and resumed when B had applied plan %d.", r.StalledAt, r.ResumedAt)
+	case r.StalledAt > 0 && r.LivePlanMissingStops > 0:
+		fmt.Fprintf(&b, "; A stalled with plan %d and resumed when B had stopped on a missing live plan, before its clean-up.", r.StalledAt)
+	default:
+		b.WriteString(".")
+	}
+	if r.DamagedAt > 0 {
+		fmt.Fprintf(&b, " The operator damaged the regional endpoint at plan %d; repairs: %d.", r.DamagedAt, r.Repairs)
+	}
+	fmt.Fprintf(&b, " The planner deleted the chunks of %s that never committed (PlanStore.CollectOrphans).", plural(r.OrphansCollected, "plan"))
 	return b.String()
 }
 
