@@ -146,6 +146,10 @@
 //   - NextGeneration is a fence.Sequencer on the key "sequencer", which
 //     every Put raises to its generation in its commit: a restarted planner
 //     publishes above everything it, or anyone, published or was handed.
+//     Each generation it hands out is checked against the highest record,
+//     and the sequencer raised to it if it was deleted or written back
+//     below (one read more): a wound-back sequencer never hands out a
+//     generation at or below one put.
 //   - CollectOrphans deletes the chunks of puts that never committed (the
 //     writer died, or its answer was lost): those of a generation at or
 //     below the highest that no manifest names. No manifest for such a

@@ -243,12 +243,64 @@ func newNonce() string {
 // process, across restarts of the planner and of etcd. It is a
 // fence.Sequencer on the key "sequencer" under the prefix, which every Put
 // raises to its generation in the same transaction as the plan's commit.
-// Generations may be skipped, never repeated.
+// Generations may be skipped, never repeated. If the sequencer record was
+// deleted or written back below the highest generation ever put (a partial
+// restore, say), the generation handed out is checked against the highest
+// record, and the sequencer raised above it: the answer is still above
+// every generation ever put (though one handed out but never put may be
+// handed out again, its record being gone). It costs one read more than
+// the sequencer's own compare-and-swap.
 func (s *PlanStore) NextGeneration(ctx context.Context) (fence.Token, error) {
 	if err := s.check("NextGeneration", ctx); err != nil {
 		return 0, err
 	}
-	return s.seq.Next(ctx)
+	return s.next(ctx)
+}
+
+// next returns the sequencer's next generation, above the highest record.
+func (s *PlanStore) next(ctx context.Context) (fence.Token, error) {
+	for attempt := 1; ; attempt++ {
+		g, err := s.seq.Next(ctx)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := s.kv.Get(ctx, s.highestKey())
+		if err != nil {
+			return 0, fmt.Errorf("etcd: PlanStore.NextGeneration: read highest: %w", unknownOutcome(ctx, err))
+		}
+		if resp == nil {
+			return 0, fmt.Errorf("etcd: PlanStore.NextGeneration: %w", errMalformed)
+		}
+		h, _, err := s.parseHighest(resp.Kvs)
+		if err != nil {
+			return 0, err
+		}
+		if g > h {
+			return g, nil
+		}
+		if attempt >= DefaultPutAttempts {
+			return 0, fmt.Errorf("%w: PlanStore.NextGeneration: the sequencer handed out %d, not above the highest generation put, %d, %d times", fence.ErrContended, uint64(g), uint64(h), attempt)
+		}
+		// The sequencer was wound back below h: raise it to h, so that
+		// its next token is above.
+		if _, err := s.kv.Txn(ctx).Then(s.raiseSequencer(h)).Commit(); err != nil {
+			return 0, fmt.Errorf("etcd: PlanStore.NextGeneration: raise the sequencer to %d: %w", uint64(h), unknownOutcome(ctx, err))
+		}
+	}
+}
+
+// raiseSequencer is the operation that raises the sequencer record to g if
+// it is absent or below.
+func (s *PlanStore) raiseSequencer(g fence.Token) clientv3.Op {
+	seqRec := record(g, strconv.AppendUint(nil, uint64(g), 10))
+	sk := s.sequencerKey()
+	return clientv3.OpTxn(
+		[]clientv3.Cmp{absent(sk)},
+		[]clientv3.Op{clientv3.OpPut(sk, seqRec)},
+		[]clientv3.Op{clientv3.OpTxn(
+			[]clientv3.Cmp{clientv3.Compare(clientv3.Value(sk), "<", digits(g)+":")},
+			[]clientv3.Op{clientv3.OpPut(sk, seqRec)}, nil)},
+	)
 }
 
 // Publish puts p under a generation from NextGeneration (p's own is
@@ -267,7 +319,7 @@ func (s *PlanStore) Publish(ctx context.Context, p dnsplan.Plan) (fence.Token, e
 	if err := dnsplan.Validate(p, s.limits); err != nil {
 		return 0, err
 	}
-	g, err := s.seq.Next(ctx)
+	g, err := s.next(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -340,15 +392,7 @@ func (s *PlanStore) Put(ctx context.Context, p dnsplan.Plan) error {
 			s.dropAttempt(ctx, dir)
 			return fmt.Errorf("%w: cannot put plan %d: %d plans held, limit %d", dnsplan.ErrFull, uint64(g), count, s.maxPlans)
 		}
-		seqRec := record(g, strconv.AppendUint(nil, uint64(g), 10))
-		sk := s.sequencerKey()
-		raiseSeq := clientv3.OpTxn(
-			[]clientv3.Cmp{absent(sk)},
-			[]clientv3.Op{clientv3.OpPut(sk, seqRec)},
-			[]clientv3.Op{clientv3.OpTxn(
-				[]clientv3.Cmp{clientv3.Compare(clientv3.Value(sk), "<", digits(g)+":")},
-				[]clientv3.Op{clientv3.OpPut(sk, seqRec)}, nil)},
-		)
+		raiseSeq := s.raiseSequencer(g)
 		// Every put changes the highest record, so "unchanged since the
 		// read" also means the count read is still an upper bound.
 		cond := clientv3.Compare(clientv3.ModRevision(s.highestKey()), "=", hrev)

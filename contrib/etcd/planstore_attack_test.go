@@ -1,0 +1,38 @@
+package etcd
+
+import (
+	"testing"
+
+	"github.com/stormguard/stormguard/contrib/etcd/internal/etcdtest"
+	"github.com/stormguard/stormguard/dnsplan/dnsplantest"
+	"github.com/stormguard/stormguard/fence"
+	"github.com/stretchr/testify/require"
+)
+
+// TestPlanStoreSequencerWoundBack: a sequencer record deleted or written
+// back below the highest generation put (a partial restore, an operator's
+// mistake) does not make NextGeneration hand out a generation at or below
+// the highest put, nor Publish fail. (A generation handed out but never put
+// may be handed out again then: the record of it is gone.)
+func TestPlanStoreSequencerWoundBack(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	s := newPlanStore(t, client, PlanStoreConfig{})
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(100, 1)))
+
+	del(t, client, s.sequencerKey())
+	s2 := newPlanStore(t, client, PlanStoreConfig{Prefix: s.prefix}) // a restarted planner
+	g, err := s2.NextGeneration(ctx)
+	require.NoError(t, err)
+	require.Greater(t, g, fence.Token(100), "NextGeneration with the sequencer deleted")
+
+	put(t, client, s.sequencerKey(), record(5, []byte("5")))
+	s3 := newPlanStore(t, client, PlanStoreConfig{Prefix: s.prefix})
+	g2, err := s3.Publish(ctx, dnsplantest.PlanFor(0, 2))
+	require.NoError(t, err, "Publish with the sequencer wound back to 5")
+	require.Greater(t, g2, fence.Token(100))
+	got, err := s3.Latest(ctx)
+	require.NoError(t, err)
+	require.Equal(t, g2, got.Generation)
+}
