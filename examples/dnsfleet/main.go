@@ -11,7 +11,10 @@
 // resumes only once enactor B has applied a plan more than -retention
 // generations newer and is about to clean up; the planner is killed and
 // restarted; etcd is stopped and started again on the same data and
-// ports.
+// ports. In dnsplan mode, while the planner is down, an operator also
+// damages the regional endpoint by hand (adds an address no plan names,
+// leaving its generation), and the run waits until an enactor repairs it
+// before it restarts the planner.
 //
 //   - -enactors 2025: enactors written the 2025 way — check once, before
 //     the pass, that the plan is newer than the applied one, then write;
@@ -122,7 +125,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.qps, "qps", 100, fmt.Sprintf("queries a second the prober sends for the regional endpoint's addresses, each followed by one for its generation [%d, %d]", minQPS, maxQPS))
 	fs.DurationVar(&cfg.planEvery, "plan-every", 200*time.Millisecond, fmt.Sprintf("how often the planner publishes a plan [%v, %v]", minPlanEvery, maxPlanEvery))
 	fs.IntVar(&cfg.retention, "retention", 5, fmt.Sprintf("clean-up deletes plans more than this many generations older than the one applied; A stays stalled until B applies a plan this much newer plus one [%d, %d]", minRetention, maxRetention))
-	fs.DurationVar(&cfg.down, "down", 2*time.Second, fmt.Sprintf("how long the killed planner and the stopped etcd stay down [%v, %v]", minDown, maxDown))
+	fs.DurationVar(&cfg.down, "down", 2*time.Second, fmt.Sprintf("how long the killed planner and the stopped etcd stay down (in dnsplan mode the planner also until the operator's damage is repaired) [%v, %v]", minDown, maxDown))
 	fs.BoolVar(&cfg.json, "json", false, "print the results as JSON instead of the timeline and summary")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: dnsfleet [-enactors 2025|dnsplan|both] [-seconds S] [-qps Q] [-plan-every D] [-retention N] [-down D] [-json]
@@ -132,7 +135,8 @@ real etcd, a real BIND (named), a planner and three enactors as separate
 processes, and a prober resolving the regional endpoint over UDP. Faults:
 enactor C SIGKILLed mid-pass, enactor A stalled between reading and writing
 while B applies newer plans and cleans up, the planner SIGKILLed and
-restarted, etcd stopped and started. Needs etcd (Debian: etcd-server) and
+restarted, etcd stopped and started; in dnsplan mode, an operator's damage
+to the regional endpoint, repaired. Needs etcd (Debian: etcd-server) and
 named (Debian: bind9) on PATH.
 
 `)
