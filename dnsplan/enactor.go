@@ -65,18 +65,21 @@ type EnactorConfig struct {
 	Parallel int
 	// OnEvent, if not nil, receives an Event for everything the enactor
 	// does, on the goroutine that drives it (the one that calls Deliver,
-	// DeliverAction, Pass or Run), in the middle of a step: it must not
-	// block, nor call the Enactor's methods. Each endpoint's events come
-	// in the order they happen; those of endpoints in flight at once
-	// interleave as their outcomes are delivered (in the plan's order
-	// with Parallel 1, or with Next and Deliver); clean-up's come after
-	// every endpoint's, and EventPassDone last. If it panics, the panic
-	// reaches the caller of Deliver, DeliverAction or Pass, and the
-	// Enactor is left where it was: the next Deliver, Pass or Run goes on
-	// from there (a write is conditioned as ever, so a repeated one is
-	// refused, not applied twice). Pass first waits for the actions it
-	// has in flight (their outcomes are dropped, and the actions are
-	// handed out again by the next Pass or Ready).
+	// DeliverAction, Pass or Run), at the end of the step (the delivery)
+	// that produced it, once the Enactor has moved on: it must not block,
+	// nor call the Enactor's methods. Each endpoint's events come in the
+	// order they happen; those of endpoints in flight at once interleave
+	// as their outcomes are delivered (in the plan's order with Parallel
+	// 1, or with Next and Deliver); clean-up's come after every
+	// endpoint's, and EventPassDone last. If it panics, the panic reaches
+	// the caller of Deliver, DeliverAction or Pass, the step's later
+	// events are not heard, and the Enactor is where the step took it:
+	// the next Deliver, Pass or Run goes on from there, and neither
+	// repeats the step nor counts it twice. Pass first waits for the
+	// actions it has in flight (their outcomes are dropped, and the
+	// actions are handed out again by the next Pass or Ready; a write
+	// is conditioned as ever, so a repeated one that had landed is
+	// refused, not applied twice).
 	OnEvent func(Event)
 }
 
@@ -300,7 +303,10 @@ const (
 // other within a pass.
 //
 // An Enactor is not safe for concurrent use; drive it from one
-// goroutine (Pass runs the actions themselves concurrently). What it
+// goroutine (Pass runs the actions themselves concurrently). A Pass or
+// Run called while another Pass or Run of the same Enactor runs is
+// refused with an error matching ErrInvalidArgument; other concurrent
+// calls are not detected. What it
 // remembers between passes (the generations it read) is of one Store and
 // Provider: Pass and Run forget it, and start a new pass, when given
 // another Store or Provider than the last pass's (compared as pointers:
@@ -348,6 +354,11 @@ type Enactor struct {
 	// are of them.
 	store    Store
 	provider Provider
+	// running is 1 while a Pass or Run drives the Enactor: a second one
+	// at the same time is refused.
+	running int32
+	// events are those of the step in progress, for OnEvent.
+	events []Event
 }
 
 // slot is one endpoint in flight.
@@ -496,7 +507,8 @@ func (e *Enactor) Ready(buf []Action) []Action {
 // next. It refuses, with an error matching ErrInvalidArgument and without
 // changing the Enactor, an action whose outcome is not due: delivered
 // already, not handed out by Ready (Next's actions are delivered with
-// Deliver), or of a pass abandoned since (by Pass or Run, after a
+// Deliver; an action altered since Ready handed it out is not the one
+// it handed out), or of a pass abandoned since (by Pass or Run, after a
 // cancellation, or on a new Store or Provider).
 func (e *Enactor) DeliverAction(a Action, r Result) error {
 	e.init()
@@ -504,15 +516,17 @@ func (e *Enactor) DeliverAction(a Action, r Result) error {
 		switch {
 		case e.phase == phaseEndpoints:
 			if a.Slot >= 0 && a.Slot < len(e.slots) {
-				if sl := &e.slots[a.Slot]; sl.busy && sl.issued && sl.action.issue == a.issue {
+				if sl := &e.slots[a.Slot]; sl.busy && sl.issued && sameAction(sl.action, a) {
 					sl.issued = false
 					e.deliverSlot(a.Slot, r)
+					e.flush()
 					return nil
 				}
 			}
-		case e.issued && e.pending.issue == a.issue:
+		case e.issued && sameAction(e.pending, a):
 			e.issued = false
 			e.deliverPass(r)
+			e.flush()
 			return nil
 		}
 	}
@@ -520,13 +534,39 @@ func (e *Enactor) DeliverAction(a Action, r Result) error {
 		ErrInvalidArgument, a, a.Slot)
 }
 
+// sameAction reports whether a is the action want, as Ready handed it
+// out: not one a driver altered since (another endpoint, generation or
+// condition), whose outcome would be taken for want's.
+func sameAction(want, a Action) bool {
+	return a.issue == want.issue && a.Op == want.Op && a.Slot == want.Slot &&
+		a.Endpoint == want.Endpoint && a.Generation == want.Generation &&
+		sameRecords(a.Expect, want.Expect) && sameRecords(a.Records, want.Records)
+}
+
+func sameRecords(a, b Records) bool {
+	return a.Generation == b.Generation && a.Version == b.Version && slices.Equal(a.Targets, b.Targets)
+}
+
 // LastPass returns the statistics of the last completed pass.
 func (e *Enactor) LastPass() PassStats { return e.last }
 
+// emit queues ev for OnEvent: flush calls it once the step is over, so
+// that an OnEvent that panics leaves the Enactor where the step took it,
+// not halfway (a step counted but not done, and done again).
 func (e *Enactor) emit(ev Event) {
 	if e.cfg.OnEvent != nil {
 		ev.Enactor = e.cfg.Name
-		e.cfg.OnEvent(ev)
+		e.events = append(e.events, ev)
+	}
+}
+
+// flush hands OnEvent the events of the step just over.
+func (e *Enactor) flush() {
+	evs := e.events
+	e.events = e.events[:0]
+	for i := range evs {
+		e.cfg.OnEvent(evs[i])
+		evs[i] = Event{} // drop its Err
 	}
 }
 
@@ -551,10 +591,12 @@ func (e *Enactor) Deliver(r Result) {
 		s := e.lowestBusy()
 		e.slots[s].issued = false
 		e.deliverSlot(s, r)
+		e.flush()
 		return
 	}
 	e.issued = false
 	e.deliverPass(r)
+	e.flush()
 }
 
 // deliverPass delivers the outcome of the action outside the endpoint

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stormguard/stormguard/fence"
@@ -74,11 +75,33 @@ func Execute(ctx context.Context, a Action, store Store, provider Provider) Resu
 // on meanwhile, but the pass cannot end (nor clean up) before it. A nil
 // ctx, store or provider (or a nil *MemoryStore or *MemoryProvider) is
 // refused with an error matching ErrInvalidArgument before anything is
-// done.
+// done, and so is a Pass called while another Pass or Run of the same
+// Enactor runs.
 func (e *Enactor) Pass(ctx context.Context, store Store, provider Provider) (PassStats, error) {
 	if nils := nilArgs(ctx, store, true, provider, true); nils != "" {
 		return PassStats{}, fmt.Errorf("%w: Enactor.Pass: %s", ErrInvalidArgument, nils)
 	}
+	if err := e.acquire("Pass"); err != nil {
+		return PassStats{}, err
+	}
+	defer e.release()
+	return e.pass(ctx, store, provider)
+}
+
+// acquire marks the Enactor driven by a Pass or Run (of the name given),
+// or refuses if another one drives it already.
+func (e *Enactor) acquire(name string) error {
+	if !atomic.CompareAndSwapInt32(&e.running, 0, 1) {
+		return fmt.Errorf("%w: Enactor.%s: another Pass or Run of this Enactor is already running (an Enactor is not safe for concurrent use)",
+			ErrInvalidArgument, name)
+	}
+	return nil
+}
+
+func (e *Enactor) release() { atomic.StoreInt32(&e.running, 0) }
+
+// pass is Pass, the Enactor acquired.
+func (e *Enactor) pass(ctx context.Context, store Store, provider Provider) (PassStats, error) {
 	e.init()
 	if !samePointer(e.store, store) || !samePointer(e.provider, provider) {
 		// What the Enactor knows of endpoints and plans is of the fleet
@@ -238,11 +261,16 @@ func (e *Enactor) unissue() {
 // WaitNewer fails (an unreachable backend), or announces nothing newer,
 // Run waits out the rest of the Interval: never a busy loop. It starts no
 // goroutine of its own (Pass starts and ends its own); stop it by
-// cancelling ctx. A nil ctx, store or provider is refused as by Pass.
+// cancelling ctx. A nil ctx, store or provider is refused as by Pass, and
+// so is a Run called while another Pass or Run of the same Enactor runs.
 func (e *Enactor) Run(ctx context.Context, store Store, provider Provider) error {
 	if nils := nilArgs(ctx, store, true, provider, true); nils != "" {
 		return fmt.Errorf("%w: Enactor.Run: %s", ErrInvalidArgument, nils)
 	}
+	if err := e.acquire("Run"); err != nil {
+		return err
+	}
+	defer e.release()
 	e.init()
 	w, _ := store.(Watcher)
 	var seen fence.Token // the newest generation applied or announced
@@ -250,7 +278,7 @@ func (e *Enactor) Run(ctx context.Context, store Store, provider Provider) error
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		st, err := e.Pass(ctx, store, provider)
+		st, err := e.pass(ctx, store, provider)
 		if err != nil {
 			return err
 		}
