@@ -133,6 +133,11 @@
 //     held; if etcd compacted that revision meanwhile, they read again.
 //     A missing, extra or damaged chunk, a checksum or size that does not
 //     match, or a plan that does not decode or validate, is ErrCorruptPlan.
+//     Latest does not fall back to an older readable plan: a damaged
+//     newest plan fails every enactor pass loudly (Enactor.Run retries)
+//     rather than leaving enactors silently on an older one. It blocks
+//     neither Publish (which reads only the highest record) nor Delete:
+//     the planner's next plan, or a Delete of the damaged one, ends it.
 //   - Delete is Txn(If create_revision(manifest) > 0, Then delete the
 //     manifest and every chunk of g): a plan is all there or all gone.
 //     The manifest of g can exist only once (the highest record never goes
@@ -156,7 +161,14 @@
 //     generation can ever appear, so no commit can need them; the chunks of
 //     a put still in flight, above the highest, are left alone. Each set is
 //     deleted in one transaction conditioned on the highest record being
-//     at or above its generation and the manifest being as read.
+//     at or above its generation and the manifest being as read. Nothing
+//     calls it for you: a Put refused as stale or full deletes its own
+//     chunks, and Delete deletes every chunk of its generation, so orphans
+//     come only from a Put that failed mid-way (ErrUnknownOutcome, its
+//     context ended, its process died). The planner should call it after
+//     such a failure once a newer plan is put, and at start-up (the
+//     dnsfleet example does); it reads every chunk key, so not on every
+//     Publish.
 //
 // The tests run dnsplantest.TestStore (the conformance suite) on a real
 // etcd, check concurrent histories of publishers, readers and two

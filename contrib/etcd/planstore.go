@@ -492,7 +492,9 @@ func (s *PlanStore) Get(ctx context.Context, g fence.Token) (dnsplan.Plan, error
 }
 
 // Latest returns the plan with the highest generation held, read at one
-// etcd revision. See dnsplan.Store.
+// etcd revision. See dnsplan.Store. If that plan is damaged it fails with
+// ErrCorruptPlan; it never falls back to an older plan. A newer plan put,
+// or a Delete of the damaged one, ends that.
 func (s *PlanStore) Latest(ctx context.Context) (dnsplan.Plan, error) {
 	if err := s.check("Latest", ctx); err != nil {
 		return dnsplan.Plan{}, err
@@ -727,7 +729,10 @@ func (s *PlanStore) watch(ctx context.Context, g fence.Token, rev int64) (fence.
 // above the highest are never touched. Each group is deleted in one
 // transaction conditioned on the highest record being at or above its
 // generation and on the plan's manifest being as read. It returns how many
-// groups it deleted.
+// groups it deleted. No method calls it: the planner must, after a Put or
+// Publish that failed mid-way (ErrUnknownOutcome, an ended context) once a
+// newer plan is put, and at start-up; it reads every chunk key under the
+// prefix.
 func (s *PlanStore) CollectOrphans(ctx context.Context) (int, error) {
 	if err := s.check("CollectOrphans", ctx); err != nil {
 		return 0, err

@@ -36,3 +36,35 @@ func TestPlanStoreSequencerWoundBack(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, g2, got.Generation)
 }
+
+// TestPlanStoreCorruptLatestRecovery: a damaged newest plan makes Latest
+// fail loudly (ErrCorruptPlan), not fall back to an older plan; it blocks
+// neither the planner nor the clean-up: a Publish puts a newer plan that
+// Latest returns, and Delete removes the damaged one, after which Latest
+// returns the newest readable plan.
+func TestPlanStoreCorruptLatestRecovery(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	s := newPlanStore(t, client, PlanStoreConfig{})
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(1, 1)))
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(2, 2)))
+	put(t, client, s.manifestKey(2), `{"v":1,"generation":2`)
+	_, err := s.Latest(ctx)
+	require.ErrorIs(t, err, ErrCorruptPlan)
+
+	g, err := s.Publish(ctx, dnsplantest.PlanFor(0, 3))
+	require.NoError(t, err, "Publish above a damaged plan")
+	got, err := s.Latest(ctx)
+	require.NoError(t, err)
+	require.Empty(t, dnsplantest.DiffPlans(got, dnsplantest.PlanFor(g, 3)))
+
+	require.NoError(t, s.Delete(ctx, g))
+	_, err = s.Latest(ctx)
+	require.ErrorIs(t, err, ErrCorruptPlan, "the damaged plan is the newest again")
+	require.NoError(t, s.Delete(ctx, 2), "Delete of a damaged plan")
+	got, err = s.Latest(ctx)
+	require.NoError(t, err)
+	require.Empty(t, dnsplantest.DiffPlans(got, dnsplantest.PlanFor(1, 1)))
+	mustHold(t, s, 1)
+}
