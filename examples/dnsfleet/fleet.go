@@ -338,9 +338,13 @@ func (f *fleet) faults(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// A's write lands, then B's clean-up runs.
+	// A's write lands, then B's clean-up runs. A is held after that
+	// pass until B's clean-up is done: its next pass would otherwise
+	// race B's clean-up, and with plans coming fast enough, rewrite the
+	// endpoint with the newest plan before B deletes the one A put there.
 	at = f.mark()
 	f.record(event{Who: "fleet", Kind: "resume", Msg: "A", Gen: stalled.Gen, Have: paused.Gen})
+	f.send("A", "hold")
 	f.send("A", "resume")
 	if _, err := f.waitFor(ctx, at, "A's pass after the stall", func(ev event) bool {
 		return ev.Who == "A" && (ev.Kind == "pass_done" || ev.Kind == "stuck")
@@ -354,6 +358,7 @@ func (f *fleet) faults(ctx context.Context) error {
 			return err
 		}
 	}
+	f.send("A", "release")
 	f.status("restarting enactor C")
 	at = f.mark()
 	if err := f.startMember("C"); err != nil {

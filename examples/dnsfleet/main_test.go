@@ -238,6 +238,17 @@ func TestFleet2025(t *testing.T) {
 	check2025(t, res)
 }
 
+// TestFleet2025FastPlans: with a plan every 50ms, A's next pass (the
+// newest plan, right after its stalled one) used to rewrite the regional
+// endpoint before B's clean-up deleted the plan A had put there: no
+// empty answer at all. A is held between passes until B's clean-up is
+// done, so the 2025 failure shows at every pace. (A retention of 20
+// generations is 1s of plans, so only the stall makes a write that late.)
+func TestFleet2025FastPlans(t *testing.T) {
+	res := runShort(t, "2025", "-seconds", fmt.Sprint(minSeconds), "-plan-every", "50ms", "-retention", "20")
+	check2025(t, res)
+}
+
 func check2025(t *testing.T, res result) {
 	t.Helper()
 	text := printed(res)

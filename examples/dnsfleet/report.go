@@ -272,6 +272,10 @@ func (f *fleet) result() *result {
 				note(d, ev.Who, fmt.Sprintf("deletes the chunks of %s that never committed", plural(ev.N, "plan")))
 			}
 		case "held":
+			if ev.Who == "A" {
+				note(d, ev.Who, "held between passes until B's clean-up is done")
+				break
+			}
 			note(d, ev.Who, "held between passes, so that A's next pass is the first")
 		case "stalled":
 			r.StalledAt = ev.Gen
