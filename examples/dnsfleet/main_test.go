@@ -385,15 +385,23 @@ func waitStarted(t *testing.T, r *fleetRun) {
 	}
 }
 
-// TestNoOrphansOnSIGINT: Ctrl-C stops every process the run started.
+// TestNoOrphansOnSIGINT: Ctrl-C, or a SIGTERM (kill, systemd, a CI
+// runner's timeout), stops every process the run started.
 func TestNoOrphansOnSIGINT(t *testing.T) {
 	requireServers(t)
-	r := startFleet(t, nil, "-enactors", "2025")
-	waitStarted(t, r)
-	require.NoError(t, r.cmd.Process.Signal(syscall.SIGINT))
-	assert.Equal(t, 130, r.wait(t), "stderr:\n%s", r.stderr.String())
-	assert.Contains(t, r.stderr.String(), "interrupted")
-	requireNoOrphans(t, r.pids())
+	for _, c := range []struct {
+		sig  syscall.Signal
+		mode string
+	}{{syscall.SIGINT, "2025"}, {syscall.SIGTERM, "dnsplan"}} {
+		t.Run(c.sig.String(), func(t *testing.T) {
+			r := startFleet(t, nil, "-enactors", c.mode)
+			waitStarted(t, r)
+			require.NoError(t, r.cmd.Process.Signal(c.sig))
+			assert.Equal(t, 130, r.wait(t), "stderr:\n%s", r.stderr.String())
+			assert.Contains(t, r.stderr.String(), "interrupted")
+			requireNoOrphans(t, r.pids())
+		})
+	}
 }
 
 // TestNoOrphansOnSIGKILL: even a run killed with SIGKILL, which cannot
