@@ -3,14 +3,18 @@ package dnsplan_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stormguard/stormguard/dnsplan"
 	"github.com/stormguard/stormguard/fence"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 )
 
 // TestDeliverActionRefusesAnAlteredAction: an action Ready handed out,
@@ -197,4 +201,226 @@ func (d *failingApply) Apply(ctx context.Context, ep string, expect, r dnsplan.R
 		return errors.New("dns: SERVFAIL")
 	}
 	return d.MemoryProvider.Apply(ctx, ep, expect, r)
+}
+
+// mixedDriver is one enactor of TestMixedDriversProperty with the
+// actions Ready handed out, carried out or not yet.
+type mixedDriver struct {
+	e    *dnsplan.Enactor
+	pool []inflight
+	old  []inflight // delivered or abandoned: never due again
+}
+
+// TestMixedDriversProperty: enactors of several Parallel values, each
+// driven in turn, at random, by Ready and DeliverAction (outcomes
+// carried out and delivered in any order, late, twice, or after the
+// pass was abandoned), by Next and Deliver, and by Pass (sometimes
+// cancelled), while a planner publishes and the Store loses plans. An
+// outcome that is not due is refused (ErrInvalidArgument), never taken;
+// and whatever the mix, no endpoint's generation decreases, no endpoint
+// once written is empty, and the plan of every endpoint's generation is
+// in the Store unless the Store lost it.
+func TestMixedDriversProperty(t *testing.T) {
+	endpoints := []string{"a", "b", "c", "d"}
+	rapid.Check(t, func(rt *rapid.T) {
+		store, dns := &dnsplan.MemoryStore{}, &dnsplan.MemoryProvider{}
+		retention := rapid.IntRange(-1, 2).Draw(rt, "retention") // -1: 0 via the default
+		var ds []*mixedDriver
+		for i := range rapid.IntRange(1, 3).Draw(rt, "enactors") {
+			e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{
+				Name:      fmt.Sprintf("E%d", i),
+				Parallel:  rapid.IntRange(1, 5).Draw(rt, "parallel"),
+				Retention: max(retention, 0), MaxDeletes: 1 + i,
+			})
+			if err != nil {
+				rt.Fatal(err)
+			}
+			ds = append(ds, &mixedDriver{e: e})
+		}
+		var (
+			next    fence.Token
+			lost    = map[fence.Token]bool{}
+			highest = map[string]fence.Token{}
+		)
+		publish := func() {
+			next++
+			p := dnsplan.Plan{Generation: next, Endpoints: map[string][]dnsplan.Target{}}
+			for i, ep := range endpoints {
+				if rapid.IntRange(0, 4).Draw(rt, "named") > 0 || i == 0 {
+					p.Endpoints[ep] = []dnsplan.Target{tg(int(next)%7+1, 1), tg(int(next)%5+10, 2)}
+				}
+			}
+			if err := store.Put(ctx, p); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		publish()
+		check := func() {
+			for _, ep := range endpoints {
+				rec, err := dns.Read(ctx, ep)
+				if err != nil {
+					rt.Fatal(err)
+				}
+				if rec.Generation < highest[ep] {
+					rt.Fatalf("%s rolled back from %d to %d", ep, highest[ep], rec.Generation)
+				}
+				if rec.Generation > 0 && len(rec.Targets) == 0 {
+					rt.Fatalf("%s is empty at generation %d", ep, rec.Generation)
+				}
+				highest[ep] = rec.Generation
+				if g := rec.Generation; g > 0 && !lost[g] {
+					if _, err := store.Get(ctx, g); err != nil {
+						rt.Fatalf("%s is at generation %d, whose plan was deleted: %v", ep, g, err)
+					}
+				}
+			}
+		}
+		refused := func(d *mixedDriver, o inflight, why string) {
+			if err := d.e.DeliverAction(o.a, o.r); !errors.Is(err, dnsplan.ErrInvalidArgument) {
+				rt.Fatalf("%s: %s outcome of %v not refused: %v", d.e.Name(), why, o.a, err)
+			}
+		}
+		abandon := func(d *mixedDriver) {
+			d.old = append(d.old, d.pool...)
+			d.pool = d.pool[:0]
+		}
+		for range rapid.IntRange(1, 150).Draw(rt, "steps") {
+			d := ds[rapid.IntRange(0, len(ds)-1).Draw(rt, "enactor")]
+			switch rapid.IntRange(0, 9).Draw(rt, "op") {
+			case 0:
+				publish()
+			case 1:
+				if gens, _ := store.List(ctx); len(gens) > 1 {
+					g := gens[rapid.IntRange(0, len(gens)-1).Draw(rt, "lose")]
+					if store.Delete(ctx, g) == nil {
+						lost[g] = true
+					}
+				}
+			case 2, 3, 4:
+				for _, a := range d.e.Ready(nil) {
+					d.pool = append(d.pool, inflight{a: a})
+				}
+				if len(d.pool) == 0 {
+					break
+				}
+				k := rapid.IntRange(0, len(d.pool)-1).Draw(rt, "pick")
+				if o := &d.pool[k]; !o.done {
+					o.r, o.done = dnsplan.Execute(ctx, o.a, store, dns), true
+					break
+				}
+				o := d.pool[k]
+				d.pool = append(d.pool[:k], d.pool[k+1:]...)
+				if err := d.e.DeliverAction(o.a, o.r); err != nil {
+					// Taken over by Next and Deliver since: refused.
+					if !errors.Is(err, dnsplan.ErrInvalidArgument) {
+						rt.Fatal(err)
+					}
+				}
+				d.old = append(d.old, o)
+			case 5:
+				if len(d.old) > 0 {
+					o := d.old[rapid.IntRange(0, len(d.old)-1).Draw(rt, "stale")]
+					if !o.done {
+						o.r = dnsplan.Execute(ctx, o.a, store, dns)
+					}
+					refused(d, o, "a stale")
+				}
+			case 6:
+				a := d.e.Next()
+				d.e.Deliver(dnsplan.Execute(ctx, a, store, dns))
+			case 7:
+				c, cancel := context.WithCancel(ctx)
+				if rapid.Bool().Draw(rt, "cancelled") {
+					cancel()
+				}
+				if _, err := d.e.Pass(c, store, dns); err != nil && !errors.Is(err, context.Canceled) {
+					rt.Fatal(err)
+				}
+				cancel()
+				abandon(d)
+			case 8, 9:
+				if len(d.pool) > 0 {
+					// The pool's actions may be delivered twice: the second is
+					// refused.
+					k := rapid.IntRange(0, len(d.pool)-1).Draw(rt, "twice")
+					o := d.pool[k]
+					if !o.done {
+						o.r = dnsplan.Execute(ctx, o.a, store, dns)
+					}
+					d.pool = append(d.pool[:k], d.pool[k+1:]...)
+					if err := d.e.DeliverAction(o.a, o.r); err == nil {
+						refused(d, o, "a repeated")
+					}
+					d.old = append(d.old, o)
+				}
+			}
+			check()
+		}
+		// Every enactor, in the end, converges on the newest plan (the
+		// Store may have lost them all: one is published).
+		publish()
+		for _, d := range ds {
+			abandon(d)
+			for range 2 {
+				if _, err := d.e.Pass(ctx, store, dns); err != nil {
+					rt.Fatal(err)
+				}
+				check()
+			}
+			for _, o := range d.old {
+				refused(d, o, "an abandoned")
+			}
+		}
+		latest, err := store.Latest(ctx)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		for ep, ts := range latest.Endpoints {
+			rec, _ := dns.Read(ctx, ep)
+			if rec.Generation < latest.Generation || (rec.Generation == latest.Generation && !dnsplan.SameTargets(rec.Targets, ts)) {
+				rt.Fatalf("%s at %d %v after the last passes, newest plan %d %v", ep, rec.Generation, rec.Targets, latest.Generation, ts)
+			}
+		}
+	})
+}
+
+// liarWatcher is a MemoryStore whose WaitNewer announces, at once, a
+// generation above the one asked about, which the Store does not hold.
+type liarWatcher struct {
+	dnsplan.MemoryStore
+	mu    sync.Mutex
+	calls int
+}
+
+func (s *liarWatcher) WaitNewer(ctx context.Context, g fence.Token) (fence.Token, error) {
+	s.mu.Lock()
+	s.calls++
+	spinning := s.calls > 1000
+	s.mu.Unlock()
+	if spinning {
+		time.Sleep(time.Hour) // let the test fail on its count, not hang
+	}
+	return g + 1, nil
+}
+
+// TestRunWatcherAnnouncingWhatIsNotThereDoesNotSpin: a Watcher that
+// announces at once, every time, a newer generation than the last,
+// which the Store does not hold, does not make Run pass in a loop: a
+// pass the Watcher started that does not find the plan it announced
+// makes Run wait the whole Interval before it listens to the Watcher
+// again.
+func TestRunWatcherAnnouncingWhatIsNotThereDoesNotSpin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store, dns := &liarWatcher{}, &dnsplan.MemoryProvider{}
+		require.NoError(t, store.Put(ctx, onePlan(1, tg(1, 1))))
+		var pc passCounter
+		e := mustEnactor(t, dnsplan.EnactorConfig{Interval: time.Minute, OnEvent: pc.onEvent})
+		start := time.Now()
+		runUntil(t, e, store, dns, func() { time.Sleep(10*time.Minute + 30*time.Second) })
+		at, _ := pc.passes()
+		require.Equal(t, 22, len(at), "two passes a minute: on the Watcher's word, then on the Interval")
+		for i, a := range at {
+			assert.Equal(t, time.Duration(i/2)*time.Minute, a.Sub(start), "pass %d", i)
+		}
+	})
 }

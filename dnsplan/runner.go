@@ -259,7 +259,11 @@ func (e *Enactor) unissue() {
 // as soon as a plan is published, and at least every Interval all the
 // same (a pass also repairs endpoints, which no new plan announces). If
 // WaitNewer fails (an unreachable backend), or announces nothing newer,
-// Run waits out the rest of the Interval: never a busy loop. It starts no
+// Run waits out the rest of the Interval; if the pass it started does not
+// find the plan it announced (the Store lost it, or the Watcher announces
+// what the Store does not hold), Run waits the whole Interval before it
+// listens to the Watcher again: never a busy loop. A WaitNewer that
+// ignores its context holds Run until it returns. It starts no
 // goroutine of its own (Pass starts and ends its own); stop it by
 // cancelling ctx. A nil ctx, store or provider is refused as by Pass, and
 // so is a Run called while another Pass or Run of the same Enactor runs.
@@ -273,7 +277,10 @@ func (e *Enactor) Run(ctx context.Context, store Store, provider Provider) error
 	defer e.release()
 	e.init()
 	w, _ := store.(Watcher)
-	var seen fence.Token // the newest generation applied or announced
+	var (
+		seen      fence.Token // the newest generation applied or announced
+		announced fence.Token // what the Watcher announced before this pass
+	)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -283,8 +290,21 @@ func (e *Enactor) Run(ctx context.Context, store Store, provider Provider) error
 			return err
 		}
 		seen = max(seen, st.Generation)
-		if seen, err = e.pause(ctx, w, seen); err != nil {
+		ww := w
+		if announced > st.Generation {
+			// The pass did not find the plan the Watcher announced (the
+			// Store lost it, or the Watcher announces what the Store
+			// does not hold): wait the whole Interval before listening
+			// to it again, never pass on its word in a loop.
+			ww = nil
+		}
+		prev := seen
+		if seen, err = e.pause(ctx, ww, seen); err != nil {
 			return err
+		}
+		announced = 0
+		if seen > prev {
+			announced = seen
 		}
 	}
 }
