@@ -86,3 +86,28 @@ func TestSummaryStalledBStuck(t *testing.T) {
 	assert.NotContains(t, s, "applied plan 0")
 	assert.Contains(t, s, "A stalled with plan 10 and resumed when B had stopped on a missing live plan")
 }
+
+// TestFreePortsOutsideEphemeralRange: the servers' ports are never ones
+// the kernel hands out to outgoing connections. etcd is stopped and
+// started again on its ports; with ports from the ephemeral range, one
+// of the many connections the fleet opens meanwhile (updates to BIND,
+// clients reconnecting) could take one, and etcd would not start again.
+func TestFreePortsOutsideEphemeralRange(t *testing.T) {
+	lo, hi, ok := ephemeralRange()
+	if !ok {
+		t.Skip("no /proc/sys/net/ipv4/ip_local_port_range")
+	}
+	for range 20 {
+		ports, err := freePorts(3)
+		if !assert.NoError(t, err) {
+			return
+		}
+		assert.Len(t, ports, 3)
+		seen := map[int]bool{}
+		for _, p := range ports {
+			assert.False(t, p >= lo && p <= hi, "port %d is in the ephemeral range [%d, %d]", p, lo, hi)
+			assert.False(t, seen[p], "port %d twice", p)
+			seen[p] = true
+		}
+	}
+}

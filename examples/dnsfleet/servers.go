@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -61,8 +62,35 @@ const (
 // dnsplan.Plan.EndpointNames): the regional one last.
 var endpoints = []string{dualstack, fips, regional}
 
-// freePorts returns n distinct loopback ports free for TCP and UDP.
+// ephemeralRange returns the ports the kernel hands out to outgoing
+// connections and to listeners on port 0.
+func ephemeralRange() (lo, hi int, ok bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0, false
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	return lo, hi, err1 == nil && err2 == nil && lo <= hi
+}
+
+// freePorts returns n distinct loopback ports free for TCP and UDP,
+// drawn at random below the ephemeral range: etcd is stopped and started
+// again on its ports, and a port of that range could meanwhile become
+// the local port of one of the connections the fleet opens. (Where the
+// range cannot be read, or leaves too little below it, the kernel
+// chooses.)
 func freePorts(n int) ([]int, error) {
+	const lowest = 10000
+	lo, _, ok := ephemeralRange()
+	pick := func() string { return "0" }
+	if ok && lo-lowest >= 1000 {
+		pick = func() string { return strconv.Itoa(lowest + mrand.IntN(lo-lowest)) }
+	}
 	var ports []int
 	var open []io.Closer
 	defer func() {
@@ -72,11 +100,11 @@ func freePorts(n int) ([]int, error) {
 	}()
 	for tries := 0; len(ports) < n; tries++ {
 		if tries > 50*n {
-			return nil, fmt.Errorf("no %d free loopback ports", n)
+			return nil, fmt.Errorf("no %d free loopback ports in %d tries", n, tries)
 		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", pick()))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		open = append(open, l)
 		port := l.Addr().(*net.TCPAddr).Port
