@@ -265,7 +265,7 @@ func (f *fleet) result() *result {
 		case "damaged":
 			r.DamagedAt = ev.Gen
 			fault(faultOperatorDamage, d)
-			note(d, ev.Who, fmt.Sprintf("operator adds %s to regional at plan %d by hand, with the planner down: it still answers, with an address no plan names", ev.Msg, ev.Gen))
+			note(d, ev.Who, fmt.Sprintf("adds %s to regional at plan %d by hand, with the planner down: it still answers, with an address no plan names", ev.Msg, ev.Gen))
 		case "orphans_collected":
 			r.OrphansCollected += ev.N
 			if ev.N > 0 {
