@@ -515,7 +515,7 @@ func (s *PlanStore) read(ctx context.Context, name string, op func() clientv3.Op
 		}
 		kvs := resp.Get().Kvs
 		if len(kvs) == 0 {
-			if g == 0 {
+			if name == "Latest" {
 				return dnsplan.Plan{}, fmt.Errorf("%w: the store holds no plan", dnsplan.ErrNotFound)
 			}
 			return dnsplan.Plan{}, fmt.Errorf("%w: generation %d", dnsplan.ErrNotFound, uint64(g))

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/stormguard/stormguard/contrib/etcd/internal/etcdtest"
+	"github.com/stormguard/stormguard/dnsplan"
 	"github.com/stormguard/stormguard/dnsplan/dnsplantest"
 	"github.com/stormguard/stormguard/fence"
 	"github.com/stretchr/testify/require"
@@ -67,4 +68,17 @@ func TestPlanStoreCorruptLatestRecovery(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, dnsplantest.DiffPlans(got, dnsplantest.PlanFor(1, 1)))
 	mustHold(t, s, 1)
+}
+
+// TestPlanStoreGetZero: Get(0) of a store holding plans is not found, and
+// says which generation, not that the store is empty.
+func TestPlanStoreGetZero(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := ctxT(t)
+	s := newPlanStore(t, srv.Client(t), PlanStoreConfig{})
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(1, 1)))
+	_, err := s.Get(ctx, 0)
+	require.ErrorIs(t, err, dnsplan.ErrNotFound)
+	require.NotContains(t, err.Error(), "holds no plan")
+	require.Contains(t, err.Error(), "generation 0")
 }
