@@ -50,8 +50,11 @@ import (
 // nothing; WaitNewer returns at once the highest generation ever put when it
 // is above g (even if deleted since), waits for a Put otherwise, and returns
 // the context's error when it ends; concurrent Puts, Gets, Deletes and
-// Lists are linearizable with respect to those promises; and a
-// model-based test (rapid) of random sequences of every call.
+// Lists are linearizable with respect to those promises (no generation
+// stored twice, no Put stored below one acknowledged before it began, no
+// Latest older than a plan acknowledged before it began, every plan read
+// whole and as put); and a model-based test (rapid) of random sequences
+// of every call.
 func TestStore(t *testing.T, newStore func(t *testing.T) dnsplan.Store) {
 	t.Run("PutGetCopies", func(t *testing.T) { testCopies(t, newStore(t)) })
 	t.Run("Invalid", func(t *testing.T) { testInvalid(t, newStore(t)) })
@@ -409,10 +412,15 @@ func testWaitNewer(t *testing.T, s dnsplan.Store) {
 func testConcurrent(t *testing.T, s dnsplan.Store) {
 	ctx := bg(t)
 	const writers, puts = 4, 12
+	// clock orders the calls' starts and ends: a call that starts after
+	// another has returned must see its effect (linearizability).
+	type span struct{ start, end int64 }
 	var (
+		clock   atomic.Int64
 		next    atomic.Uint64
 		mu      sync.Mutex
 		acked   = map[fence.Token]uint8{}
+		spans   = map[fence.Token]span{}
 		deleted = map[fence.Token]bool{}
 		errs    []error
 		wg      sync.WaitGroup
@@ -427,18 +435,30 @@ func testConcurrent(t *testing.T, s dnsplan.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range puts {
-				g := fence.Token(next.Add(1))
-				seed := uint8(w*puts + i)
-				if i%2 == 0 {
+			for i := range 2 * puts {
+				// Every other Put is a fresh generation; the others
+				// race a neighbour's (maybe acknowledged, maybe in
+				// flight), which at most one Put may store.
+				g := fence.Token(next.Load())
+				if i%2 == 0 || g == 0 {
+					g = fence.Token(next.Add(1))
+				}
+				seed := uint8(g) // so that a reader knows the plan of g
+				if (w+i)%4 < 2 {
 					runtime.Gosched()
 				}
+				start := clock.Add(1)
 				err := s.Put(ctx, PlanFor(g, seed))
+				end := clock.Add(1)
 				var se *fence.StaleError
 				switch {
 				case err == nil:
 					mu.Lock()
+					if _, dup := spans[g]; dup {
+						errs = append(errs, fmt.Errorf("Put(%d) succeeded twice", uint64(g)))
+					}
 					acked[g] = seed
+					spans[g] = span{start, end}
 					mu.Unlock()
 				case errors.As(err, &se):
 					if se.Have < g {
@@ -452,19 +472,27 @@ func testConcurrent(t *testing.T, s dnsplan.Store) {
 	}
 	var readers sync.WaitGroup
 	readers.Add(2)
+	type read struct {
+		start int64
+		g     fence.Token
+	}
+	var reads []read
 	go func() { // a reader: every plan read is whole and of its generation
 		defer readers.Done()
 		for !done.Load() {
+			start := clock.Add(1)
 			p, err := s.Latest(ctx)
 			if errors.Is(err, dnsplan.ErrNotFound) {
+				reads = append(reads, read{start, 0})
 				continue
 			}
 			if err != nil {
 				fail(fmt.Errorf("Latest: %v", err))
 				return
 			}
-			if len(p.Endpoints) != 3 || p.Generation == 0 {
-				fail(fmt.Errorf("Latest returned a partial plan %v", p))
+			reads = append(reads, read{start, p.Generation})
+			if d := DiffPlans(p, PlanFor(p.Generation, uint8(p.Generation))); d != "" {
+				fail(fmt.Errorf("Latest returned a plan not as put: %s", d))
 			}
 		}
 	}()
@@ -518,6 +546,24 @@ func testConcurrent(t *testing.T, s dnsplan.Store) {
 	}
 	slices.Sort(kept)
 	wantList(t, s, kept...)
+	// A Put acknowledged before another began holds a lower generation:
+	// the later one must have been refused as not newer.
+	for g1, a := range spans {
+		for g2, b := range spans {
+			if g2 < g1 && b.start > a.end {
+				t.Errorf("Put(%d) succeeded though it began after Put(%d) had succeeded", uint64(g2), uint64(g1))
+			}
+		}
+	}
+	// The cleaner never deletes the highest plan held, so a Latest that
+	// began after a Put had succeeded returns that plan or a newer one.
+	for _, r := range reads {
+		for g, a := range spans {
+			if a.end < r.start && r.g < g {
+				t.Errorf("Latest returned plan %d (0: none) though it began after Put(%d) had succeeded", uint64(r.g), uint64(g))
+			}
+		}
+	}
 	if top == 0 {
 		t.Fatal("no Put was acknowledged")
 	}
