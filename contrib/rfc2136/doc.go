@@ -133,7 +133,10 @@
 // a *dnsplan.VersionConflictError (also fence.ErrStale) if only the
 // version differs, or dnsplan.ErrNameInUse for a foreign record. Empty or
 // invalid records and non-canonical names are refused before any I/O
-// (dnsplan.ErrEmptyRecords, dnsplan.ErrInvalidRecords, ErrInvalidName);
+// (dnsplan.ErrEmptyRecords, dnsplan.ErrInvalidRecords, ErrInvalidName),
+// and so are more IPv4 or IPv6 targets than Config.MaxRecordsPerType
+// (default 100: BIND's max-records-per-type, beyond which it answers
+// SERVFAIL, a failure that would never pass) (dnsplan.ErrInvalidRecords);
 // any other error code from the server (NOTAUTH for a bad key, REFUSED,
 // SERVFAIL), and an answer that is unsigned or to another question,
 // match ErrServer; an answer truncated over UDP whose retry

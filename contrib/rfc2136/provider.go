@@ -36,6 +36,10 @@ const (
 	// IP fragmentation. A larger answer comes back truncated and is asked
 	// again over TCP.
 	ednsUDPSize = 1232
+	// DefaultMaxRecordsPerType is the most A, and the most AAAA,
+	// records an endpoint may have: BIND's default max-records-per-type
+	// (9.18.28 and later), above which it answers an update SERVFAIL.
+	DefaultMaxRecordsPerType = 100
 	// maxTargetsLimit is the largest valid Config.MaxTargets; see there.
 	maxTargetsLimit = 768
 	// maxReadAttempts bounds the retries of a read torn by a concurrent
@@ -144,6 +148,15 @@ type Config struct {
 	// own; negative or above 1024 is invalid. See the package
 	// documentation, "Group commit".
 	MaxBatch int
+	// MaxRecordsPerType bounds the IPv4 targets of one endpoint, and
+	// its IPv6 targets: the records of one type at one name that the
+	// server accepts. Zero means DefaultMaxRecordsPerType (100, BIND's
+	// default max-records-per-type since 9.18.28, which answers an
+	// update beyond it SERVFAIL, a failure that would never pass by
+	// itself); negative or above 768 is invalid. Apply refuses an
+	// endpoint beyond it before any I/O (dnsplan.ErrInvalidRecords).
+	// Raise it only with the server's limit.
+	MaxRecordsPerType int
 }
 
 // Provider is a dnsplan.Provider for a DNS server that accepts RFC 2136
@@ -241,6 +254,12 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.MaxRecordsPerType < 0 || cfg.MaxRecordsPerType > maxTargetsLimit {
+		bad("Config.MaxRecordsPerType %d is outside [0, %d]", cfg.MaxRecordsPerType, maxTargetsLimit)
+	}
+	if cfg.MaxRecordsPerType == 0 {
+		cfg.MaxRecordsPerType = DefaultMaxRecordsPerType
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -844,6 +863,16 @@ func (p *Provider) Apply(ctx context.Context, endpoint string, expect dnsplan.Re
 	if err := dnsplan.ValidateRecords(endpoint, r, p.cfg.MaxTargets); err != nil {
 		return err
 	}
+	v4, v6 := perType(r.Targets)
+	for _, f := range []struct {
+		t string
+		n int
+	}{{"A", v4}, {"AAAA", v6}} {
+		if f.n > p.cfg.MaxRecordsPerType {
+			return fmt.Errorf("%w: Apply to %q: %d %s records, above Config.MaxRecordsPerType %d (BIND's max-records-per-type, whose excess it answers SERVFAIL)",
+				dnsplan.ErrInvalidRecords, endpoint, f.n, f.t, p.cfg.MaxRecordsPerType)
+		}
+	}
 	if expect.Version != "" && (expect.Generation == 0 || !validVersion(expect.Version)) {
 		return fmt.Errorf("%w: Apply to %q: expected version %q of generation %d is not one this provider writes (%d hex digits, with a generation)",
 			dnsplan.ErrInvalidArgument, endpoint, expect.Version, uint64(expect.Generation), 2*versionBytes)
@@ -875,7 +904,23 @@ func (p *Provider) Apply(ctx context.Context, endpoint string, expect dnsplan.Re
 	case dns.RcodeNXRrset, dns.RcodeYXRrset:
 		return p.refused(ctx, n, want, dns.RcodeToString[resp.Rcode])
 	}
+	if resp.Rcode == dns.RcodeServerFailure && max(v4, v6) > DefaultMaxRecordsPerType {
+		return rcodeError(resp.Rcode, "update of %q with %d A and %d AAAA records (does the server's max-records-per-type allow %d, Config.MaxRecordsPerType?)",
+			endpoint, v4, v6, max(v4, v6))
+	}
 	return rcodeError(resp.Rcode, "update of %q", endpoint)
+}
+
+// perType returns the number of IPv4 and IPv6 targets.
+func perType(ts []dnsplan.Target) (v4, v6 int) {
+	for _, t := range ts {
+		if t.Addr.Is4() {
+			v4++
+		} else {
+			v6++
+		}
+	}
+	return v4, v6
 }
 
 // refused explains a refused update: a foreign record in the way, or a
