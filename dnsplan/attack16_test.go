@@ -424,3 +424,116 @@ func TestRunWatcherAnnouncingWhatIsNotThereDoesNotSpin(t *testing.T) {
 		}
 	})
 }
+
+// panicOnce panics once, on the first call of op.
+type panicOnce struct {
+	dnsplan.MemoryStore
+	dns      dnsplan.MemoryProvider
+	op       dnsplan.Op
+	mu       sync.Mutex
+	panicked bool
+}
+
+func (p *panicOnce) hit(op dnsplan.Op) {
+	p.mu.Lock()
+	hit := op == p.op && !p.panicked
+	p.panicked = p.panicked || hit
+	p.mu.Unlock()
+	if hit {
+		panic(op.String())
+	}
+}
+
+func (p *panicOnce) Latest(ctx context.Context) (dnsplan.Plan, error) {
+	p.hit(dnsplan.OpLoadLatest)
+	return p.MemoryStore.Latest(ctx)
+}
+
+func (p *panicOnce) List(ctx context.Context) ([]fence.Token, error) {
+	p.hit(dnsplan.OpListPlans)
+	return p.MemoryStore.List(ctx)
+}
+
+func (p *panicOnce) Get(ctx context.Context, g fence.Token) (dnsplan.Plan, error) {
+	p.hit(dnsplan.OpLoadPlan)
+	return p.MemoryStore.Get(ctx, g)
+}
+
+func (p *panicOnce) Delete(ctx context.Context, g fence.Token) error {
+	p.hit(dnsplan.OpDeletePlan)
+	return p.MemoryStore.Delete(ctx, g)
+}
+
+func (p *panicOnce) Read(ctx context.Context, ep string) (dnsplan.Records, error) {
+	p.hit(dnsplan.OpRead)
+	return p.dns.Read(ctx, ep)
+}
+
+func (p *panicOnce) Apply(ctx context.Context, ep string, expect, r dnsplan.Records) error {
+	p.hit(dnsplan.OpApply)
+	return p.dns.Apply(ctx, ep, expect, r)
+}
+
+// TestPassAfterAPanicInEveryOp: a Store or Provider that panics once, in
+// any of its calls, with one endpoint or several in flight, panics the
+// caller of Pass; the next Pass finishes the work (every endpoint at the
+// newest plan, the old plans deleted), and the one after finds nothing to
+// do.
+func TestPassAfterAPanicInEveryOp(t *testing.T) {
+	const n = 6
+	for op := dnsplan.OpLoadLatest; op <= dnsplan.OpDeletePlan; op++ {
+		for _, parallel := range []int{1, 3} {
+			p := &panicOnce{op: op}
+			for g := fence.Token(1); g <= 4; g++ {
+				require.NoError(t, p.Put(ctx, bigPlan(g, n, byte(g))))
+			}
+			e := mustEnactor(t, dnsplan.EnactorConfig{Parallel: parallel, Retention: 1})
+			require.PanicsWithValue(t, op.String(), func() { _, _ = e.Pass(ctx, p, p) }, "%v, parallel %d", op, parallel)
+			_, err := e.Pass(ctx, p, p)
+			require.NoError(t, err)
+			for i := range n {
+				rec, _ := p.dns.Read(ctx, epName(i))
+				assert.Equal(t, fence.Token(4), rec.Generation, "%v, parallel %d", op, parallel)
+			}
+			gens, _ := p.List(ctx)
+			assert.Equal(t, []fence.Token{3, 4}, gens, "%v, parallel %d", op, parallel)
+			st, err := e.Pass(ctx, p, p)
+			require.NoError(t, err)
+			assert.Equal(t, dnsplan.PassStats{Generation: 4, Current: n, Highest: 4}, st, "%v, parallel %d", op, parallel)
+		}
+	}
+}
+
+// TestParallelPassAllocatesAsMuchAsASequentialOne: the worker pool of a
+// parallel Pass costs a constant number of allocations per pass (its
+// goroutines and channels), not some per action: in memory, where the
+// calls cost nothing, Parallel 16 must not be the slower default.
+func TestParallelPassAllocatesAsMuchAsASequentialOne(t *testing.T) {
+	const n = 2000
+	allocs := func(parallel int) float64 {
+		store, dns := &dnsplan.MemoryStore{}, &dnsplan.MemoryProvider{}
+		e := mustEnactor(t, dnsplan.EnactorConfig{Parallel: parallel})
+		plans := []dnsplan.Plan{bigPlan(0, n, 0), bigPlan(0, n, 3)}
+		g := fence.Token(0)
+		var applied int
+		a := testing.AllocsPerRun(5, func() {
+			g++
+			p := plans[g%2]
+			p.Generation = g
+			if err := store.Put(ctx, p); err != nil {
+				panic(err)
+			}
+			st, err := e.Pass(ctx, store, dns)
+			if err != nil {
+				panic(err)
+			}
+			applied = st.Applied
+		})
+		require.Equal(t, n, applied)
+		// Put's own allocations (a copy of the plan) are in both counts.
+		return a
+	}
+	seq, par := allocs(1), allocs(dnsplan.DefaultParallel)
+	t.Logf("allocations a pass: Parallel 1 %.0f, Parallel %d %.0f", seq, dnsplan.DefaultParallel, par)
+	assert.LessOrEqual(t, par, seq+100, "Parallel %d allocates %.0f a pass over %d endpoints, Parallel 1 %.0f", dnsplan.DefaultParallel, par, n, seq)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,7 +202,9 @@ func (e *Enactor) pass(ctx context.Context, store Store, provider Provider) (Pas
 		}
 		select {
 		case send <- next:
-			queue = queue[1:]
+			// Not queue[1:]: the queue would creep along its array, and
+			// allocate a new one every few actions.
+			queue = slices.Delete(queue, 0, 1)
 			continue
 		case o := <-results:
 			inflight--
