@@ -1,6 +1,9 @@
 package etcd
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stormguard/stormguard/contrib/etcd/internal/etcdtest"
@@ -8,6 +11,7 @@ import (
 	"github.com/stormguard/stormguard/dnsplan/dnsplantest"
 	"github.com/stormguard/stormguard/fence"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // TestPlanStoreSequencerWoundBack: a sequencer record deleted or written
@@ -81,4 +85,79 @@ func TestPlanStoreGetZero(t *testing.T) {
 	require.ErrorIs(t, err, dnsplan.ErrNotFound)
 	require.NotContains(t, err.Error(), "holds no plan")
 	require.Contains(t, err.Error(), "generation 0")
+}
+
+// pausingKV pauses the Put of the chunk whose key ends in pauseAt: it says
+// so on paused, then waits for resume.
+type pausingKV struct {
+	clientv3.KV
+	pauseAt        string
+	paused, resume chan struct{}
+}
+
+func (k *pausingKV) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {
+	if strings.HasSuffix(key, "/"+k.pauseAt) {
+		close(k.paused)
+		<-k.resume
+	}
+	return k.KV.Put(ctx, key, val, opts...)
+}
+
+// TestPlanStoreOrphansVersusSlowWriter: CollectOrphans run while a writer
+// is between chunks leaves the chunks of a generation above the highest
+// alone, and that writer's commit then lands whole; once another plan above
+// it is committed, its chunks are collected and its commit can no longer
+// land: it is refused as stale, never a manifest naming missing chunks.
+func TestPlanStoreOrphansVersusSlowWriter(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	for _, overtaken := range []bool{false, true} {
+		t.Run(fmt.Sprintf("overtaken=%v", overtaken), func(t *testing.T) {
+			s := newPlanStore(t, client, PlanStoreConfig{ChunkBytes: MinChunkBytes})
+			other := newPlanStore(t, client, PlanStoreConfig{Prefix: s.prefix})
+			require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(1, 1)))
+			slow := &pausingKV{KV: s.kv, pauseAt: chunkName(3), paused: make(chan struct{}), resume: make(chan struct{})}
+			s.kv = slow
+			p := bigPlan(5, 200, 4)
+			done := make(chan error, 1)
+			go func() { done <- s.Put(ctx, p) }()
+			<-slow.paused
+			if overtaken {
+				require.NoError(t, other.Put(ctx, dnsplantest.PlanFor(6, 6)))
+			}
+			n, err := other.CollectOrphans(ctx)
+			require.NoError(t, err)
+			if overtaken {
+				require.Equal(t, 1, n, "the slow writer's chunks, below the highest")
+			} else {
+				require.Zero(t, n, "a put in flight above the highest")
+			}
+			close(slow.resume)
+			err = <-done
+			if overtaken {
+				var se *fence.StaleError
+				require.ErrorAs(t, err, &se)
+				require.Equal(t, fence.Token(6), se.Have)
+				mustHold(t, other, 1, 6)
+				_, err := other.CollectOrphans(ctx)
+				require.NoError(t, err)
+			} else {
+				require.NoError(t, err)
+				mustHold(t, other, 1, 5)
+				got, err := other.Get(ctx, 5)
+				require.NoError(t, err)
+				require.Empty(t, dnsplantest.DiffPlans(got, p))
+			}
+			resp, err := client.Get(ctx, s.prefix+chunksDir, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+			require.NoError(t, err)
+			for _, kv := range resp.Kvs {
+				g, _ := parseDigits([]byte(strings.SplitN(strings.TrimPrefix(string(kv.Key), s.prefix+chunksDir), "/", 2)[0]))
+				require.Contains(t, []fence.Token{1, 5, 6}, g, "chunk %s", kv.Key)
+				if overtaken {
+					require.NotEqual(t, fence.Token(5), g, "chunk %s of the refused put", kv.Key)
+				}
+			}
+		})
+	}
 }
