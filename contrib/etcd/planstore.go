@@ -525,8 +525,11 @@ func (s *PlanStore) read(ctx context.Context, name string, op func() clientv3.Op
 			s.afterManifest()
 		}
 		p, err := s.load(ctx, kvs[0], rev)
-		if errors.Is(err, rpctypes.ErrCompacted) && attempt < getAttempts {
-			continue
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			if attempt < getAttempts {
+				continue
+			}
+			return dnsplan.Plan{}, fmt.Errorf("etcd: PlanStore.%s: gave up after %d reads, each plan's revision compacted before its chunks were read: %w", name, attempt, err)
 		}
 		return p, err
 	}

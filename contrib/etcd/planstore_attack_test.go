@@ -11,6 +11,7 @@ import (
 	"github.com/stormguard/stormguard/dnsplan/dnsplantest"
 	"github.com/stormguard/stormguard/fence"
 	"github.com/stretchr/testify/require"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -160,4 +161,30 @@ func TestPlanStoreOrphansVersusSlowWriter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPlanStoreReadCompactedEveryTime: a read whose plan's revision is
+// compacted on every attempt gives up with an error that says which read
+// gave up and why, still matching rpctypes.ErrCompacted.
+func TestPlanStoreReadCompactedEveryTime(t *testing.T) {
+	srv := etcdtest.Start(t)
+	client := srv.Client(t)
+	ctx := ctxT(t)
+	s := newPlanStore(t, client, PlanStoreConfig{})
+	require.NoError(t, s.Put(ctx, dnsplantest.PlanFor(1, 1)))
+	compactions := 0
+	s.afterManifest = func() {
+		resp, err := client.Put(ctx, s.prefix+"unrelated", "x")
+		require.NoError(t, err)
+		_, err = client.Compact(ctx, resp.Header.Revision)
+		require.NoError(t, err)
+		compactions++
+	}
+	_, err := s.Get(ctx, 1)
+	require.ErrorIs(t, err, rpctypes.ErrCompacted)
+	require.Contains(t, err.Error(), "PlanStore.Get")
+	require.Contains(t, err.Error(), fmt.Sprintf("%d", compactions))
+	_, err = s.Latest(ctx)
+	require.ErrorIs(t, err, rpctypes.ErrCompacted)
+	require.Contains(t, err.Error(), "PlanStore.Latest")
 }
