@@ -71,8 +71,9 @@
 //
 // # Consistency
 //
-// Apply is atomic on the server. Read is several queries (generation TXT,
-// A, AAAA, weights TXT, generation TXT again) and starts over if the
+// Apply is atomic on the server. Read is several queries (generation TXT;
+// A, AAAA and weights TXT, asked at once; generation TXT again) and
+// starts over if the
 // generation or version changed in between, so it returns the state of
 // one instant; even a torn read could not cause a wrong write, since every
 // write is conditioned on the generation and version. Queries go to Config.Server, which must

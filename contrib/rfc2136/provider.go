@@ -11,8 +11,10 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -716,42 +718,32 @@ func (p *Provider) Read(ctx context.Context, endpoint string) (dnsplan.Records, 
 		if err != nil {
 			return fail(err)
 		}
-		var addrs []netip.Addr
-		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
-			rrs, err := p.query(ctx, n.owner, t)
+		// The A, AAAA and weights records are asked at once: all three
+		// answers still come between the two reads of the generation
+		// TXT, which is all the check below needs.
+		var (
+			addrs   [2][]netip.Addr
+			aerrs   [2]error
+			weights map[netip.Addr]uint32
+			werr    error
+			wg      sync.WaitGroup
+		)
+		for i, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				addrs[i], aerrs[i] = p.readAddrs(ctx, n.owner, t, before.gen == 0)
+			}()
+		}
+		weights, werr = p.readWeights(ctx, n.weights)
+		wg.Wait()
+		// The errors in the order the queries were once asked one after
+		// another.
+		for _, err := range aerrs {
 			if err != nil {
 				return fail(err)
 			}
-			if len(rrs) > 0 && before.gen == 0 {
-				// An endpoint never written may be under a wildcard,
-				// whose addresses are not at the name. (The read of the
-				// generation TXT below tells if a write created the
-				// name meanwhile.)
-				synthesized, err := p.fromWildcard(ctx, n.owner, t)
-				if err != nil {
-					return fail(fmt.Errorf("query %s %s answered, and asking whether a wildcard's failed: %w", n.owner, dns.TypeToString[t], err))
-				}
-				if synthesized {
-					continue
-				}
-			}
-			for _, rr := range rrs {
-				var ip net.IP
-				switch rr := rr.(type) {
-				case *dns.A:
-					ip = rr.A
-				case *dns.AAAA:
-					ip = rr.AAAA
-				}
-				if a, ok := netip.AddrFromSlice(ip); ok {
-					if t == dns.TypeA {
-						a = a.Unmap()
-					}
-					addrs = append(addrs, a)
-				}
-			}
 		}
-		weights, werr := p.readWeights(ctx, n.weights)
 		if werr != nil && !errors.Is(werr, ErrCorrupt) {
 			return fail(werr)
 		}
@@ -770,7 +762,7 @@ func (p *Provider) Read(ctx context.Context, endpoint string) (dnsplan.Records, 
 			return r, fmt.Errorf("rfc2136: read of %q: %w: %w (generation %d intact: an apply conditioned on it rewrites the endpoint)",
 				endpoint, dnsplan.ErrCorruptRecords, werr, uint64(after.gen))
 		}
-		for _, a := range addrs {
+		for _, a := range slices.Concat(addrs[0], addrs[1]) {
 			w := weights[a]
 			if w == 0 {
 				w = 1
@@ -780,6 +772,46 @@ func (p *Provider) Read(ctx context.Context, endpoint string) (dnsplan.Records, 
 		dnsplan.SortTargets(r.Targets)
 		return r, nil
 	}
+}
+
+// readAddrs returns the addresses of type t (A or AAAA) at owner; for
+// an endpoint never written (unwritten), none if they were synthesized
+// from a wildcard.
+func (p *Provider) readAddrs(ctx context.Context, owner string, t uint16, unwritten bool) ([]netip.Addr, error) {
+	rrs, err := p.query(ctx, owner, t)
+	if err != nil {
+		return nil, err
+	}
+	if len(rrs) > 0 && unwritten {
+		// An endpoint never written may be under a wildcard, whose
+		// addresses are not at the name. (The read of the generation
+		// TXT after this one tells if a write created the name
+		// meanwhile.)
+		synthesized, err := p.fromWildcard(ctx, owner, t)
+		if err != nil {
+			return nil, fmt.Errorf("query %s %s answered, and asking whether a wildcard's failed: %w", owner, dns.TypeToString[t], err)
+		}
+		if synthesized {
+			return nil, nil
+		}
+	}
+	var addrs []netip.Addr
+	for _, rr := range rrs {
+		var ip net.IP
+		switch rr := rr.(type) {
+		case *dns.A:
+			ip = rr.A
+		case *dns.AAAA:
+			ip = rr.AAAA
+		}
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			if t == dns.TypeA {
+				a = a.Unmap()
+			}
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs, nil
 }
 
 // parseWeights parses the weights TXT at name: one string
