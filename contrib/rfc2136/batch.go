@@ -29,7 +29,8 @@ type call struct {
 	m    *dns.Msg // its own UPDATE, unsigned
 	size int      // the bytes its prerequisites and updates take in m
 	// done receives its answer: the server's answer to an UPDATE of
-	// its own, errBatchRefused, or the error of the exchange.
+	// its own, none if its batch was applied, or the error of the
+	// exchange.
 	done  chan answer
 	state int       // guarded by batcher.mu
 	b     *inFlight // the UPDATE it is in, once inflight
@@ -62,8 +63,9 @@ type answer struct {
 
 // batched sends m, the UPDATE of one Apply to n, in an UPDATE with the
 // other Applies waiting meanwhile, and returns the server's answer if m
-// was sent alone, nothing if the batch was applied, errBatchRefused if
-// the server refused the batch it was in, or the error of the exchange
+// was sent alone (also when the server refused the batch it was in: it
+// is then sent again alone, before any call queued behind it), nothing
+// if the batch was applied, or the error of the exchange
 // (matching ErrTransient if the context ended). If no UPDATE is in
 // flight, m is sent at once.
 func (p *Provider) batched(ctx context.Context, n names, m *dns.Msg) answer {
@@ -139,6 +141,27 @@ func (p *Provider) flush() {
 		b.mu.Unlock()
 
 		a := p.send(ctx, calls, &conn)
+		if errors.Is(a.err, errBatchRefused) {
+			// Nothing of it was applied: each member is sent again
+			// alone, for its own answer, before any call queued
+			// behind it, so that two Applies to one endpoint still go
+			// in the order they came.
+			for _, c := range calls {
+				b.mu.Lock()
+				waits := c.state == inflight
+				b.mu.Unlock()
+				if !waits {
+					continue // its caller gave up
+				}
+				r, err := p.exchangeOn(ctx, p.stream, c.m, &conn)
+				b.mu.Lock()
+				if c.state == inflight {
+					c.state = answered
+					c.done <- answer{resp: r, err: err}
+				}
+				b.mu.Unlock()
+			}
+		}
 		cancel()
 
 		b.mu.Lock()

@@ -920,9 +920,10 @@ func (p *Provider) Apply(ctx context.Context, endpoint string, expect dnsplan.Re
 		if a.err == nil && a.resp == nil {
 			return nil // the batch it was in was applied
 		}
+		// Else it was sent alone (first, or again after the server
+		// refused the batch it was in, which changed nothing): its
+		// own answer.
 		resp = a.resp
-		// Else the batch it was in was refused, and changed nothing:
-		// it is sent again alone, for its own answer.
 	}
 	if resp == nil {
 		// UPDATE always goes over TCP: see the package documentation.

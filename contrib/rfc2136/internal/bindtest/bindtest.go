@@ -167,3 +167,12 @@ func (s *Server) answers(c *dns.Client) error {
 // Start recorded, and waits for it to exit. Start registers it as a
 // cleanup; it does nothing if named is not running.
 func (s *Server) Stop() { s.proc.Stop(s.t) }
+
+// Crash kills named with SIGKILL, as a crash would, and starts it again
+// on the same port with the same key and zone (its journal kept), and
+// waits until it answers. Connections to the old process are dead.
+func (s *Server) Crash() {
+	s.t.Helper()
+	s.proc.Kill(s.t)
+	s.start(Binary())
+}
