@@ -158,6 +158,9 @@ func (p *Provider) flush() {
 				if c.state == inflight {
 					c.state = answered
 					c.done <- answer{resp: r, err: err}
+					// It no longer waits: when the others give up,
+					// the resend in flight ends.
+					f.live--
 				}
 				b.mu.Unlock()
 			}

@@ -88,3 +88,73 @@ func TestRefusedBatchKeepsTheOrderOfOneEndpoint(t *testing.T) {
 	}
 	assert.True(t, i1 >= 0 && i1 < i2, "ep1's first Apply, resent alone, before its second: %q", seen)
 }
+
+// TestGivingUpOnAResendEndsIt: when the last caller still waiting on the
+// resends of a refused batch gives up, the resend in flight ends at once
+// (not after the hour of Config.Timeout), and the Applies queued behind
+// it go on.
+func TestGivingUpOnAResendEndsIt(t *testing.T) {
+	hung := make(chan struct{})
+	var (
+		mu   sync.Mutex
+		seen int
+	)
+	release := make(chan struct{})
+	addr := updateServer(t, func(w dns.ResponseWriter, m *dns.Msg) {
+		mu.Lock()
+		seen++
+		first := seen == 1
+		mu.Unlock()
+		eps := members(m)
+		r := new(dns.Msg)
+		switch {
+		case first:
+			<-release
+			r.SetReply(m)
+		case len(eps) > 1:
+			r.SetRcode(m, dns.RcodeServerFailure)
+		case eps[0] == epName(2)+".":
+			<-hung // never answered
+			return
+		default:
+			r.SetReply(m)
+		}
+		_ = w.WriteMsg(r)
+	})
+	t.Cleanup(func() { close(hung) }) // before updateServer's, which waits for the handler
+	p, err := New(Config{Server: addr, Zone: testZone, Timeout: time.Hour})
+	require.NoError(t, err)
+	errs := make(chan error, 3)
+	go func() { errs <- p.Apply(context.Background(), epName(0), dnsplan.Records{}, recs(0)) }()
+	for {
+		mu.Lock()
+		n := seen
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	go func() { errs <- p.Apply(context.Background(), epName(1), dnsplan.Records{}, recs(1)) }()
+	waitQueued(t, p, 1)
+	two := make(chan error, 1)
+	go func() { two <- p.Apply(cctx, epName(2), dnsplan.Records{}, recs(2)) }()
+	waitQueued(t, p, 2)
+	close(release)
+	require.NoError(t, <-errs) // ep0
+	require.NoError(t, <-errs) // ep1, resent alone
+	for {
+		mu.Lock()
+		n := seen
+		mu.Unlock()
+		if n == 4 { // ep0, the batch, ep1 alone, ep2 alone (hung)
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	require.ErrorIs(t, <-two, ErrTransient)
+	go func() { errs <- p.Apply(context.Background(), epName(3), dnsplan.Records{}, recs(3)) }()
+	require.NoError(t, <-errs, "the Apply behind the abandoned resend")
+}
