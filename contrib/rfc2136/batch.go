@@ -234,7 +234,9 @@ func (p *Provider) send(ctx context.Context, calls []*call, conn **dns.Conn) ans
 	r, err := p.exchangeOn(ctx, p.stream, m, conn)
 	switch {
 	case err != nil:
-		return answer{err: err}
+		// Never sent again: if it was applied, the resend would be
+		// refused as stale by its own write.
+		return answer{err: fmt.Errorf("%d updates sent together, outcome unknown (all applied or none: read again): %w", len(calls), err)}
 	case r.Rcode != dns.RcodeSuccess:
 		return answer{err: fmt.Errorf("%w: %d updates answered %s", errBatchRefused, len(calls), dns.RcodeToString[r.Rcode])}
 	}

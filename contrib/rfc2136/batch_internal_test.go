@@ -227,7 +227,8 @@ func TestCancelQueuedAndInFlight(t *testing.T) {
 }
 
 // TestDroppedConnectionMidBatch: a server that closes the connection on
-// a batched UPDATE fails every caller in it with ErrTransient; the next
+// a batched UPDATE fails every caller in it with ErrTransient, outcome
+// unknown (never sent again blindly); the next
 // Apply goes over a new connection and succeeds.
 func TestDroppedConnectionMidBatch(t *testing.T) {
 	release := make(chan struct{})
@@ -276,6 +277,7 @@ func TestDroppedConnectionMidBatch(t *testing.T) {
 			ok++
 		case errors.Is(err, ErrTransient):
 			dropped++
+			assert.ErrorContains(t, err, "3 updates sent together, outcome unknown")
 		default:
 			t.Error(err)
 		}
