@@ -116,8 +116,9 @@
 // instant of the write; two Applies to the same endpoint never share an
 // UPDATE, and are sent in the order they came. If the server refuses the
 // UPDATE (a prerequisite failed, or any other code), nothing of it was
-// applied, and each Apply in it is sent again alone, for the answer it
-// would have got alone: a stale one is refused as stale, the others are
+// applied, and each Apply in it is sent again alone, in order and before
+// any Apply that waited behind it, for the answer it would have got
+// alone: a stale one is refused as stale, the others are
 // applied. A failed exchange (a timeout, a dropped connection) fails
 // every Apply in it with an error matching ErrTransient, outcome
 // unknown. An Apply whose context ends while it waits is never sent, and
