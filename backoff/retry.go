@@ -45,7 +45,8 @@ const DefaultMaxRetryAfter = 5 * time.Minute
 type Error struct {
 	// Reason is why the loop stopped: one of the Err* sentinels of this
 	// package (ErrInvalidArgument with a word on which argument),
-	// ErrInvalidPolicy, or the context's error.
+	// ErrInvalidPolicy, a *ThrottledError (matching ErrThrottled), or the
+	// context's error.
 	Reason error
 	// Last is the last error the operation returned; nil if it was never
 	// called.
@@ -158,6 +159,7 @@ type Option struct {
 	hook          func(Event)
 	rand          *rand.Rand
 	maxRetryAfter time.Duration
+	throttle      *Throttle
 }
 
 type optionKind uint8
@@ -167,6 +169,7 @@ const (
 	setHook
 	setRand
 	setMaxRetryAfter
+	setThrottle
 )
 
 // config is the merged options of one call.
@@ -175,6 +178,7 @@ type config struct {
 	hook          func(Event)
 	rand          *rand.Rand
 	maxRetryAfter time.Duration
+	throttle      *Throttle
 }
 
 func newConfig(opts []Option) config {
@@ -192,6 +196,9 @@ func newConfig(opts []Option) config {
 		if o.set&setMaxRetryAfter != 0 {
 			c.maxRetryAfter = o.maxRetryAfter
 		}
+		if o.set&setThrottle != 0 {
+			c.throttle = o.throttle
+		}
 	}
 	return c
 }
@@ -201,6 +208,16 @@ func newConfig(opts []Option) config {
 // traffic to one dependency. When b refuses, Retry gives up with
 // ErrBudgetExhausted. A nil b means no budget.
 func WithBudget(b *Budget) Option { return Option{set: setBudget, budget: b} }
+
+// WithThrottle sends every attempt, the first one included, through t: an
+// attempt t refuses is not made, and Retry gives up at once with the
+// *ThrottledError as Reason (matching ErrThrottled), without sleeping; the
+// outcome of every attempt made is recorded in t as t.Outcome classifies it
+// (an attempt that failed because ctx ended counts as nothing). A retry is
+// asked of t before the sleep that precedes it, and of a Budget only if t
+// admits it, so a throttled retry spends no token; a first attempt t
+// refuses deposits nothing in the Budget. A nil t means no throttle.
+func WithThrottle(t *Throttle) Option { return Option{set: setThrottle, throttle: t} }
 
 // OnAttempt calls fn after every attempt, on the goroutine that called Retry,
 // before any sleep. fn must not block.
@@ -227,9 +244,9 @@ func WithMaxRetryAfter(d time.Duration) Option {
 // sleeps as p says. It gives up and returns an *Error when op returns an
 // error marked Permanent, when MaxAttempts calls have failed, when the next
 // attempt would start after MaxElapsed or after ctx's deadline (at once,
-// without sleeping in vain), when a Budget refuses, or when ctx is done
-// (promptly, also in the middle of a sleep). The error matches, with
-// errors.Is, both the reason and op's last error.
+// without sleeping in vain), when a Throttle or a Budget refuses, or when
+// ctx is done (promptly, also in the middle of a sleep). The error matches,
+// with errors.Is, both the reason and op's last error.
 //
 // An invalid p is reported as an *Error with Reason ErrInvalidPolicy, and a
 // nil ctx or op as one matching ErrInvalidArgument, before op is called.
@@ -273,6 +290,11 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 	if err := ctx.Err(); err != nil {
 		return &Error{Reason: err}
 	}
+	if cfg.throttle != nil {
+		if terr := cfg.throttle.check(time.Now(), uniform(cfg.rand)); terr != nil {
+			return &Error{Reason: terr}
+		}
+	}
 	if cfg.budget != nil {
 		cfg.budget.Deposit()
 	}
@@ -286,6 +308,9 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 	var prev time.Duration
 	for attempt := 1; ; attempt++ {
 		err := op(ctx)
+		if cfg.throttle != nil {
+			cfg.throttle.Done(ctx, err)
+		}
 		if err == nil {
 			if cfg.hook != nil {
 				cfg.hook(Event{Attempt: attempt})
@@ -354,6 +379,11 @@ func next(ctx context.Context, p Policy, cfg *config, attempt int, prev time.Dur
 	}
 	if dl, ok := ctx.Deadline(); ok && now.Add(delay).After(dl) {
 		return delay, ErrDeadline
+	}
+	if cfg.throttle != nil {
+		if terr := cfg.throttle.check(now, uniform(cfg.rand)); terr != nil {
+			return delay, terr
+		}
 	}
 	if cfg.budget != nil && !cfg.budget.Withdraw() {
 		return delay, ErrBudgetExhausted
