@@ -1,0 +1,196 @@
+package backoff
+
+import (
+	"math"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// countWindow is the ring of the last n results. Each slot holds one result
+// (bit 0: a call, bit 1: failed, bit 2: slow) and sum holds the three counts
+// packed in 21-bit fields, so one atomic addition of the difference between
+// the new and the old slot keeps them all. A field may be briefly negative
+// while concurrent writers of one slot finish in another order than they
+// swapped; the fields are decoded as signed, so the sum is exact once they
+// are done.
+type countWindow struct {
+	n    uint32
+	m    uint64 // fastmod multiplier for n
+	pos  atomic.Uint32
+	_    cacheLinePad
+	sum  atomic.Uint64
+	_    cacheLinePad
+	ring []atomic.Uint32
+}
+
+const (
+	fieldBits = 21
+	fieldMask = 1<<fieldBits - 1
+)
+
+func newCountWindow(n int) *countWindow {
+	return &countWindow{n: uint32(n), m: math.MaxUint64/uint64(n) + 1, ring: make([]atomic.Uint32, n)}
+}
+
+func packResult(v uint32) uint64 {
+	return uint64(v&1) | uint64(v>>1&1)<<fieldBits | uint64(v>>2&1)<<(2*fieldBits)
+}
+
+func (w *countWindow) record(failed, slow bool) (calls, failures, slows int) {
+	v := uint32(1)
+	if failed {
+		v |= 2
+	}
+	if slow {
+		v |= 4
+	}
+	i := w.pos.Add(1) - 1
+	// i mod n by Lemire's fastmod: two multiplications instead of a division.
+	hi, _ := bits.Mul64(w.m*uint64(i), uint64(w.n))
+	old := w.ring[hi].Swap(v)
+	return unpack(w.sum.Add(packResult(v) - packResult(old)))
+}
+
+func (w *countWindow) counts() (calls, failures, slows int) {
+	c, f, s := unpack(w.sum.Load())
+	return max(c, 0), max(f, 0), max(s, 0)
+}
+
+func unpack(u uint64) (calls, failures, slows int) {
+	a := int64(u)
+	c := a << (64 - fieldBits) >> (64 - fieldBits)
+	a = (a - c) >> fieldBits
+	f := a << (64 - fieldBits) >> (64 - fieldBits)
+	s := (a - f) >> fieldBits
+	return int(c), int(f), int(s)
+}
+
+// timeWindow keeps the counts of the calls that ended in the last n bucket
+// widths. Each bucket counts its calls, and its failures and slow calls
+// packed in one word (failures<<32 + slow, decoded as signed); the window's
+// sums are kept the same way, so that reading them is two loads. head is
+// the newest bucket's index; moving it forward (once per bucket width, under
+// mu) empties the buckets it passes and subtracts their counts from the
+// sums.
+//
+// A call is counted in the bucket of the time it ended. Under concurrency a
+// call whose recording straddles the move of head past its bucket's next
+// lap (a writer stalled for a whole window) is counted in the newer bucket;
+// in sequential use the counts are exact.
+type timeWindow struct {
+	n      int64
+	width  int64 // nanoseconds per bucket
+	origin atomic.Pointer[time.Time]
+	head   atomic.Int64
+	_      cacheLinePad
+	calls  atomic.Int64
+	_      cacheLinePad
+	fs     atomic.Int64
+	_      cacheLinePad
+	mu     sync.Mutex
+	ring   []timeBucket
+}
+
+type timeBucket struct {
+	calls atomic.Int64
+	fs    atomic.Int64
+}
+
+func newTimeWindow(span time.Duration, buckets int) *timeWindow {
+	return &timeWindow{n: int64(buckets), width: int64(span) / int64(buckets), ring: make([]timeBucket, buckets)}
+}
+
+// start sets the window's origin, the start of bucket 0.
+func (w *timeWindow) start(at time.Time) { w.origin.Store(&at) }
+
+func (w *timeWindow) index(now time.Time) int64 {
+	o := w.origin.Load()
+	if o == nil {
+		first := now // escapes once, on the first call of the breaker's life
+		w.origin.CompareAndSwap(nil, &first)
+		o = w.origin.Load()
+	}
+	d := int64(now.Sub(*o))
+	i := d / w.width
+	if d < 0 && d%w.width != 0 {
+		i--
+	}
+	return i
+}
+
+func (w *timeWindow) record(now time.Time, failed, slow bool) (calls, failures, slows int) {
+	i := w.index(now)
+	if h := w.head.Load(); i > h || i <= h-w.n {
+		w.advance(i)
+	}
+	bk := &w.ring[mod(i, w.n)]
+	var fs int64
+	if failed {
+		fs += 1 << 32
+	}
+	if slow {
+		fs++
+	}
+	bk.calls.Add(1)
+	c := w.calls.Add(1)
+	var f int64
+	if fs != 0 {
+		bk.fs.Add(fs)
+		f = w.fs.Add(fs)
+	} else {
+		f = w.fs.Load()
+	}
+	failures, slows = unpackFS(f)
+	return int(c), failures, slows
+}
+
+// advance makes i the newest bucket: it empties the buckets between the old
+// head and i. An index a whole window behind head means the clock went
+// backwards by more than the window: the window starts again from i.
+func (w *timeWindow) advance(i int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h := w.head.Load()
+	var from int64
+	switch {
+	case i > h:
+		from = max(h+1, i-w.n+1)
+	case i <= h-w.n:
+		from = i - w.n + 1
+	default:
+		return
+	}
+	for j := from; j <= i; j++ {
+		bk := &w.ring[mod(j, w.n)]
+		w.calls.Add(-bk.calls.Swap(0))
+		w.fs.Add(-bk.fs.Swap(0))
+	}
+	w.head.Store(i)
+}
+
+// countsAt returns the counts of the window that ends at now.
+func (w *timeWindow) countsAt(now time.Time) (calls, failures, slows int) {
+	if w.origin.Load() == nil {
+		return 0, 0, 0
+	}
+	if i := w.index(now); i > w.head.Load() {
+		w.advance(i)
+	}
+	failures, slows = unpackFS(w.fs.Load())
+	return max(int(w.calls.Load()), 0), max(failures, 0), max(slows, 0)
+}
+
+func unpackFS(v int64) (failures, slows int) {
+	s := v << 32 >> 32
+	return int((v - s) >> 32), int(s)
+}
+
+func mod(i, n int64) int64 {
+	m := i % n
+	if m < 0 {
+		m += n
+	}
+	return m
+}

@@ -1,0 +1,242 @@
+package backoff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxBreakerKeys is the bound on keys of a Breakers whose MaxKeys is
+// zero.
+const DefaultMaxBreakerKeys = 1024
+
+// ErrTooManyBreakers is matched by the error a Breakers returns for a new
+// key when it holds MaxKeys breakers and none of them may be forgotten,
+// because every one is open or half-open.
+var ErrTooManyBreakers = errors.New("too many circuit breakers")
+
+// BreakersConfig configures a Breakers. The zero value is usable: at most
+// 1024 keys, each with a breaker configured as BreakerConfig{}.
+type BreakersConfig[K comparable] struct {
+	// Breaker configures the breaker of every key. Its OnStateChange, if
+	// set, is called as for a single Breaker (without the key).
+	Breaker BreakerConfig
+	// MaxKeys bounds how many keys have a breaker at once. Zero means
+	// DefaultMaxBreakerKeys (1024); it must be in [1, 1<<24].
+	MaxKeys int
+	// OnStateChange, if not nil, is called with the key after every
+	// transition of a key's breaker, as BreakerConfig.OnStateChange is.
+	OnStateChange func(key K, ev BreakerEvent)
+}
+
+// Breakers holds one Breaker per key — per storage node, per peer, per
+// Availability Zone — so that a caller stops contacting the peers that
+// cannot help while it keeps using the others. In April 2011 the EBS nodes
+// that had lost their mirrors kept asking peers that had no space left; a
+// breaker per peer is the library form of the fix the operators applied by
+// hand.
+//
+// The number of keys is bounded by MaxKeys. A new key at the bound takes
+// the place of a closed breaker that has not been used since the last sweep
+// (the CLOCK rule: each breaker gets a second chance); what a forgotten
+// closed breaker knew was only that its peer worked, or not yet badly
+// enough to open. An open or half-open breaker is never forgotten by the
+// bound: when every breaker is open or half-open, a new key is refused with
+// an error matching ErrTooManyBreakers, and only Remove forgets a key
+// explicitly (for a peer that has left the fleet).
+//
+// A Breakers is safe for concurrent use. Finding a key's breaker takes a
+// read lock; adding a key takes the write lock.
+type Breakers[K comparable] struct {
+	cfg     BreakerConfig // validated, with the per-key hook wrapped in
+	maxKeys int
+	hook    func(K, BreakerEvent)
+
+	mu    sync.RWMutex
+	m     map[K]*keyedBreaker[K]
+	order []*keyedBreaker[K] // the CLOCK ring
+	hand  int
+}
+
+type keyedBreaker[K comparable] struct {
+	key  K
+	b    *Breaker
+	used atomic.Bool
+}
+
+// NewBreakers returns an empty Breakers configured by cfg, or an error that
+// matches ErrInvalidBreaker and names every invalid field.
+func NewBreakers[K comparable](cfg BreakersConfig[K]) (*Breakers[K], error) {
+	c, err := cfg.Breaker.withDefaults()
+	maxKeys := cfg.MaxKeys
+	if maxKeys == 0 {
+		maxKeys = DefaultMaxBreakerKeys
+	}
+	if maxKeys < 1 || maxKeys > 1<<24 {
+		err = errors.Join(err, fmt.Errorf("%w: MaxKeys %d is outside [1, %d]", ErrInvalidBreaker, cfg.MaxKeys, 1<<24))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Breakers[K]{cfg: c, maxKeys: maxKeys, hook: cfg.OnStateChange, m: make(map[K]*keyedBreaker[K])}, nil
+}
+
+// Get returns key's breaker, making it (closed) if key has none. At the
+// bound it forgets a closed breaker that has not been used lately to make
+// room, or returns an error matching ErrTooManyBreakers if every breaker
+// is open or half-open.
+func (bs *Breakers[K]) Get(key K) (*Breaker, error) {
+	bs.mu.RLock()
+	e := bs.m[key]
+	bs.mu.RUnlock()
+	if e != nil {
+		if !e.used.Load() {
+			e.used.Store(true)
+		}
+		return e.b, nil
+	}
+	return bs.add(key)
+}
+
+// Lookup returns key's breaker if key has one, without making one.
+func (bs *Breakers[K]) Lookup(key K) (*Breaker, bool) {
+	bs.mu.RLock()
+	e := bs.m[key]
+	bs.mu.RUnlock()
+	if e == nil {
+		return nil, false
+	}
+	return e.b, true
+}
+
+func (bs *Breakers[K]) add(key K) (*Breaker, error) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if e := bs.m[key]; e != nil {
+		e.used.Store(true)
+		return e.b, nil
+	}
+	c := bs.cfg
+	if bs.hook != nil {
+		own, hook := c.OnStateChange, bs.hook
+		c.OnStateChange = func(ev BreakerEvent) {
+			if own != nil {
+				own(ev)
+			}
+			hook(key, ev)
+		}
+	}
+	e := &keyedBreaker[K]{key: key, b: newBreaker(c)}
+	e.b.key = key
+	e.used.Store(true)
+	if len(bs.order) < bs.maxKeys {
+		bs.order = append(bs.order, e)
+		bs.m[key] = e
+		return e.b, nil
+	}
+	// CLOCK: sweep at most twice round, clearing the used marks on the
+	// first pass, for a closed breaker that was not used since.
+	for range 2 * len(bs.order) {
+		old := bs.order[bs.hand]
+		if old.b.cur.Load().state == BreakerClosed && !old.used.Swap(false) {
+			delete(bs.m, old.key)
+			bs.order[bs.hand] = e
+			bs.m[key] = e
+			bs.hand = (bs.hand + 1) % len(bs.order)
+			return e.b, nil
+		}
+		bs.hand = (bs.hand + 1) % len(bs.order)
+	}
+	open := 0
+	for _, o := range bs.order {
+		if o.b.cur.Load().state == BreakerOpen {
+			open++
+		}
+	}
+	return nil, fmt.Errorf("backoff: %w: refusing key %v: %d breakers (MaxKeys %d), %d open and %d half-open, none may be forgotten",
+		ErrTooManyBreakers, key, len(bs.order), bs.maxKeys, open, len(bs.order)-open)
+}
+
+// Remove forgets key's breaker, whatever its state, and reports whether key
+// had one. Results of calls admitted by the forgotten breaker are ignored.
+func (bs *Breakers[K]) Remove(key K) bool {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	e := bs.m[key]
+	if e == nil {
+		return false
+	}
+	delete(bs.m, key)
+	for i, o := range bs.order {
+		if o == e {
+			last := len(bs.order) - 1
+			bs.order[i] = bs.order[last]
+			bs.order[last] = nil
+			bs.order = bs.order[:last]
+			if bs.hand >= len(bs.order) {
+				bs.hand = 0
+			}
+			break
+		}
+	}
+	return true
+}
+
+// Len returns how many keys have a breaker.
+func (bs *Breakers[K]) Len() int {
+	bs.mu.RLock()
+	defer bs.mu.RUnlock()
+	return len(bs.m)
+}
+
+// AllowAt is key's Breaker.AllowAt. It refuses with the error of Get when
+// key has no breaker and none can be made.
+func (bs *Breakers[K]) AllowAt(now time.Time, key K) (Ticket, error) {
+	b, err := bs.Get(key)
+	if err != nil {
+		return Ticket{}, err
+	}
+	return b.AllowAt(now)
+}
+
+// Allow is key's Breaker.Allow.
+func (bs *Breakers[K]) Allow(key K) (Ticket, error) {
+	b, err := bs.Get(key)
+	if err != nil {
+		return Ticket{}, err
+	}
+	return b.Allow()
+}
+
+// RecordAt records t's result in the breaker that admitted it.
+func (bs *Breakers[K]) RecordAt(now time.Time, t Ticket, err error) {
+	if t.b != nil {
+		t.b.RecordAt(now, t, err)
+	}
+}
+
+// Record records t's result in the breaker that admitted it.
+func (bs *Breakers[K]) Record(t Ticket, err error) {
+	if t.b != nil {
+		t.b.Record(t, err)
+	}
+}
+
+// Release releases t in the breaker that admitted it.
+func (bs *Breakers[K]) Release(t Ticket) {
+	if t.b != nil {
+		t.b.Release(t)
+	}
+}
+
+// Call is key's Breaker.Call.
+func (bs *Breakers[K]) Call(ctx context.Context, key K, op func(context.Context) error) error {
+	b, err := bs.Get(key)
+	if err != nil {
+		return err
+	}
+	return b.Call(ctx, op)
+}
