@@ -856,9 +856,20 @@ func (b *Breaker) Call(ctx context.Context, op func(context.Context) error) erro
 	return err
 }
 
+// admit is Allow for Retry: a nil b admits everything.
+func (b *Breaker) admit() (Ticket, error) {
+	if b == nil {
+		return Ticket{}, nil
+	}
+	return b.Allow()
+}
+
 // done records the result of a call made under ctx, unless the caller
 // cancelled ctx, which says nothing about the dependency.
 func (b *Breaker) done(ctx context.Context, t Ticket, err error) {
+	if b == nil {
+		return
+	}
 	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
 		b.Release(t)
 		return

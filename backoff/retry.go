@@ -48,10 +48,11 @@ type Error struct {
 	// ErrInvalidPolicy, a *ThrottledError (matching ErrThrottled), or the
 	// context's error.
 	Reason error
-	// Last is the last error the operation returned; nil if it was never
-	// called.
+	// Last is the last error the operation returned (or the *OpenError of
+	// a Breaker that refused the last attempt); nil if it was never called.
 	Last error
-	// Attempts is how many times the operation was called.
+	// Attempts is how many times the operation was called, plus the
+	// attempts a Breaker refused (see WithBreaker).
 	Attempts int
 	// Elapsed is the time spent retrying: from the first attempt's failure
 	// until Retry gave up. (The clock is not read before the first attempt,
@@ -160,6 +161,7 @@ type Option struct {
 	rand          *rand.Rand
 	maxRetryAfter time.Duration
 	throttle      *Throttle
+	breaker       *Breaker
 }
 
 type optionKind uint8
@@ -170,6 +172,7 @@ const (
 	setRand
 	setMaxRetryAfter
 	setThrottle
+	setBreaker
 )
 
 // config is the merged options of one call.
@@ -179,6 +182,11 @@ type config struct {
 	rand          *rand.Rand
 	maxRetryAfter time.Duration
 	throttle      *Throttle
+	breaker       *Breaker
+	// paid: the next attempt needs no Budget token, because it is the
+	// first one or the attempt that withdrew the token was refused by the
+	// breaker before reaching the dependency.
+	paid bool
 }
 
 func newConfig(opts []Option) config {
@@ -199,6 +207,9 @@ func newConfig(opts []Option) config {
 		if o.set&setThrottle != 0 {
 			c.throttle = o.throttle
 		}
+		if o.set&setBreaker != 0 {
+			c.breaker = o.breaker
+		}
 	}
 	return c
 }
@@ -218,6 +229,20 @@ func WithBudget(b *Budget) Option { return Option{set: setBudget, budget: b} }
 // admits it, so a throttled retry spends no token; a first attempt t
 // refuses deposits nothing in the Budget. A nil t means no throttle.
 func WithThrottle(t *Throttle) Option { return Option{set: setThrottle, throttle: t} }
+
+// WithBreaker asks b before every attempt, right before the operation is
+// called, and records the result of every attempt b admits (an attempt that
+// failed because the caller cancelled ctx is released, not counted; see
+// Breaker.Call). An attempt b refuses is not made: its error is b's
+// *OpenError, which counts as an attempt towards MaxAttempts and carries a
+// retry-after hint of the time left until b admits a probe, so Retry waits
+// that long (if the hint exceeds WithMaxRetryAfter, or the wait would end
+// after ctx's deadline or MaxElapsed, Retry gives up at once, as for any
+// hint) instead of spinning against an open breaker. A refused attempt
+// spends no Budget token: the token withdrawn for it, if any, pays for the
+// next attempt. For per-key breakers pass the key's breaker from
+// Breakers.Get. A nil b means no breaker.
+func WithBreaker(b *Breaker) Option { return Option{set: setBreaker, breaker: b} }
 
 // OnAttempt calls fn after every attempt, on the goroutine that called Retry,
 // before any sleep. fn must not block.
@@ -298,6 +323,7 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 	if cfg.budget != nil {
 		cfg.budget.Deposit()
 	}
+	cfg.paid = true
 	// The clock is read before the first attempt only when MaxElapsed needs
 	// it: on a slow clock source it would be most of the cost of a call
 	// that succeeds at once.
@@ -307,9 +333,16 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 	}
 	var prev time.Duration
 	for attempt := 1; ; attempt++ {
-		err := op(ctx)
-		if cfg.throttle != nil {
-			cfg.throttle.Done(ctx, err)
+		var err error
+		if t, refused := cfg.breaker.admit(); refused != nil {
+			err = refused
+		} else {
+			err = op(ctx)
+			cfg.breaker.done(ctx, t, err)
+			cfg.paid = false
+			if cfg.throttle != nil {
+				cfg.throttle.Done(ctx, err)
+			}
 		}
 		if err == nil {
 			if cfg.hook != nil {
@@ -385,8 +418,11 @@ func next(ctx context.Context, p Policy, cfg *config, attempt int, prev time.Dur
 			return delay, terr
 		}
 	}
-	if cfg.budget != nil && !cfg.budget.Withdraw() {
-		return delay, ErrBudgetExhausted
+	if cfg.budget != nil && !cfg.paid {
+		if !cfg.budget.Withdraw() {
+			return delay, ErrBudgetExhausted
+		}
+		cfg.paid = true
 	}
 	return delay, nil
 }
