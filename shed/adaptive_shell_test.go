@@ -1,0 +1,272 @@
+package shed
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+)
+
+// movingLimitUT is a limiterUnderTest whose limit moves: runSchedule also
+// checks that nobody waits while there is room under the current limit,
+// and that every admission was within the limit (broken).
+type movingLimitUT interface {
+	limit(key int) int
+	broken() string
+}
+
+// overLimit collects admissions that found more calls in flight than the
+// limit, as a hook sees them.
+type overLimit struct {
+	mu  sync.Mutex
+	bad []string
+}
+
+func (o *overLimit) check(what string, inFlight, limit int) {
+	if inFlight > limit {
+		o.mu.Lock()
+		o.bad = append(o.bad, fmt.Sprintf("%s admitted with %d in flight over a limit of %d", what, inFlight, limit))
+		o.mu.Unlock()
+	}
+}
+
+func (o *overLimit) broken() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.bad) > 0 {
+		return o.bad[0]
+	}
+	return ""
+}
+
+// rttSeq hands out the latencies and drops that releases report.
+type rttSeq struct {
+	rtts []time.Duration
+	i    int
+}
+
+func (r *rttSeq) next() (time.Duration, bool) {
+	d := r.rtts[r.i%len(r.rtts)]
+	r.i++
+	return d, d%3 == 0 // a third of them dropped
+}
+
+type adaptiveBulkheadUT struct {
+	bulkheadUT
+	*overLimit
+	seq *rttSeq
+}
+
+func (b adaptiveBulkheadUT) release(int) {
+	rtt, dropped := b.seq.next()
+	b.ReleaseRTT(rtt, dropped)
+}
+
+func (b adaptiveBulkheadUT) try(int) bool {
+	ok := b.TryAcquire()
+	if ok {
+		b.check("TryAcquire", b.Stats().InFlight, b.Limit())
+	}
+	return ok
+}
+
+func (b adaptiveBulkheadUT) limit(int) int { return b.Limit() }
+
+func adaptiveGen(rt *rapid.T, ceiling int) (*AdaptiveConfig, *rttSeq) {
+	// Low floors, small windows and frequent drops keep the limit moving
+	// below its ceiling, where growth must wake waiters.
+	minL := rapid.IntRange(1, min(2, ceiling)).Draw(rt, "min")
+	cfg := &AdaptiveConfig{
+		MinLimit:      minL,
+		InitialLimit:  minL,
+		WindowSamples: rapid.IntRange(1, 2).Draw(rt, "samples"),
+		Smoothing:     1,
+		Backoff:       0.5,
+	}
+	rtts := rapid.SliceOfN(rapid.SampledFrom([]time.Duration{0, time.Millisecond, 2 * time.Millisecond, 10 * time.Millisecond, time.Second, 1 << 62}), 1, 8).Draw(rt, "rtts")
+	return cfg, &rttSeq{rtts: rtts}
+}
+
+// TestAdaptiveBulkheadStateMachine runs the bulkhead state machine with an
+// adaptive limit moved by every release: besides the fixed bulkhead's
+// invariants, no admission exceeds the limit of its moment and no call
+// waits while the limit has room.
+func TestAdaptiveBulkheadStateMachine(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		ceiling := rapid.IntRange(1, 6).Draw(rt, "maxConcurrent")
+		acfg, seq := adaptiveGen(rt, ceiling)
+		o := &overLimit{}
+		var b *Bulkhead
+		acfg.OnLimit = func(c LimitChange) {
+			if c.New < acfg.MinLimit || c.New > ceiling {
+				o.check(fmt.Sprintf("limit %d outside [%d, %d]", c.New, acfg.MinLimit, ceiling), 1, 0)
+			}
+		}
+		b, err := NewBulkhead(BulkheadConfig{
+			MaxConcurrent: ceiling,
+			MaxQueue:      rapid.IntRange(0, 4).Draw(rt, "maxQueue"),
+			MaxWait:       time.Duration(rapid.IntRange(1, 50).Draw(rt, "maxWaitMs")) * time.Millisecond,
+			Adaptive:      acfg,
+			OnEvent: func(e Event) {
+				if e.Kind == Admitted {
+					o.check("a call", b.Stats().InFlight, b.Limit())
+				}
+			},
+		})
+		if err != nil {
+			rt.Fatal(err)
+		}
+		ops := opsGen(1).Draw(rt, "ops")
+		if broken := runSchedule(t, adaptiveBulkheadUT{bulkheadUT{b}, o, seq}, 1, ops); broken != "" {
+			rt.Fatal(broken)
+		}
+		if s := b.Stats(); s.InFlight != 0 || s.Waiting != 0 {
+			rt.Fatalf("permits leaked after the schedule: %+v", s)
+		}
+	})
+}
+
+func TestAdaptiveBulkheadConfig(t *testing.T) {
+	_, err := NewBulkhead(BulkheadConfig{MaxConcurrent: 8, Adaptive: &AdaptiveConfig{MaxLimit: 9}})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "Adaptive.MaxLimit 9 exceeds MaxConcurrent 8")
+	_, err = NewBulkhead(BulkheadConfig{MaxConcurrent: 0, Adaptive: &AdaptiveConfig{}})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "MaxConcurrent 0")
+	b, err := NewBulkhead(BulkheadConfig{MaxConcurrent: 8, Adaptive: &AdaptiveConfig{}})
+	require.NoError(t, err)
+	assert.Equal(t, 8, b.Limit(), "the initial limit is clamped to MaxConcurrent")
+	st, ok := b.AdaptiveStats()
+	assert.True(t, ok)
+	assert.Equal(t, 8, st.Limit)
+	f, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: 3})
+	_, ok = f.AdaptiveStats()
+	assert.False(t, ok)
+	assert.Equal(t, 3, f.Limit())
+}
+
+// A limit that grows hands its new slots to the waiters at once.
+func TestAdaptiveBulkheadGrowthWakesWaiters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := NewBulkhead(BulkheadConfig{MaxConcurrent: 8, MaxQueue: 8, MaxWait: time.Hour,
+			Adaptive: &AdaptiveConfig{InitialLimit: 2, WindowSamples: 1, Smoothing: 1}})
+		require.NoError(t, err)
+		require.True(t, b.TryAcquire())
+		require.True(t, b.TryAcquire())
+		results := make(chan error, 3)
+		for range 3 {
+			go func() { results <- b.Acquire(t.Context()) }()
+		}
+		synctest.Wait()
+		require.Equal(t, 3, b.Stats().Waiting)
+		// A fast call completes with the limit in use: 2 + √2 → 3.
+		b.ReleaseRTT(time.Millisecond, false)
+		synctest.Wait()
+		assert.Equal(t, 3, b.Limit())
+		assert.NoError(t, <-results)
+		assert.NoError(t, <-results)
+		s := b.Stats()
+		assert.Equal(t, 3, s.InFlight, "the released slot and the new one both went to waiters")
+		assert.Equal(t, 1, s.Waiting)
+		b.Pause() // refuses the last waiter
+		assert.ErrorIs(t, <-results, ErrPaused)
+	})
+}
+
+// A limit that shrinks below the calls in flight preempts none and admits
+// nobody until they are under it.
+func TestAdaptiveBulkheadShrink(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := NewBulkhead(BulkheadConfig{MaxConcurrent: 4, MaxQueue: 4, MaxWait: time.Hour,
+			Adaptive: &AdaptiveConfig{InitialLimit: 4, WindowSamples: 1, Backoff: 0.5}})
+		require.NoError(t, err)
+		for range 4 {
+			require.True(t, b.TryAcquire())
+		}
+		result := make(chan error, 1)
+		go func() { result <- b.Acquire(t.Context()) }()
+		synctest.Wait()
+		b.ReleaseRTT(time.Second, true) // a drop: the limit halves to 2
+		assert.Equal(t, 2, b.Limit())
+		synctest.Wait()
+		assert.Equal(t, 3, b.Stats().InFlight, "the slot was freed, not handed on")
+		assert.False(t, b.TryAcquire())
+		b.Release()
+		synctest.Wait()
+		assert.Equal(t, 1, b.Stats().Waiting, "2 in flight, limit 2: still no room")
+		b.Release()
+		synctest.Wait()
+		require.NoError(t, <-result)
+		assert.Equal(t, 2, b.Stats().InFlight)
+		b.Release()
+		b.Release()
+	})
+}
+
+func TestAdaptiveBulkheadDo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := NewBulkhead(BulkheadConfig{MaxConcurrent: 4, CallTimeout: 50 * time.Millisecond,
+			Adaptive: &AdaptiveConfig{InitialLimit: 4, WindowSamples: 1, Backoff: 0.5}})
+		require.NoError(t, err)
+		require.NoError(t, b.Do(t.Context(), func(context.Context) error { time.Sleep(10 * time.Millisecond); return nil }))
+		st, _ := b.AdaptiveStats()
+		assert.Equal(t, int64(1), st.Samples)
+		assert.Equal(t, 10*time.Millisecond, st.RTT)
+		// A call that runs into CallTimeout is a drop.
+		err = b.Do(t.Context(), func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		st, _ = b.AdaptiveStats()
+		assert.Equal(t, int64(1), st.Drops)
+		assert.Less(t, st.Limit, 4)
+		// A call its caller cancels reports nothing, and a panic releases.
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_ = b.Do(t.Context(), func(context.Context) error { return ctx.Err() })
+		assert.Panics(t, func() { _ = b.Do(t.Context(), func(context.Context) error { panic("boom") }) })
+		assert.Equal(t, 0, b.Stats().InFlight)
+		// ReleaseRTT with nothing in flight records nothing.
+		b.ReleaseRTT(time.Hour, true)
+		st2, _ := b.AdaptiveStats()
+		assert.Equal(t, st.Samples+1, st2.Samples, "only the cancelled-context call that was not cancelled by its own ctx counted")
+	})
+}
+
+// Many goroutines through an adaptive bulkhead whose limit moves under
+// them: nothing leaks, and in flight never exceeds the ceiling.
+func TestAdaptiveBulkheadStress(t *testing.T) {
+	b, err := NewBulkhead(BulkheadConfig{MaxConcurrent: 6, MaxQueue: 64, MaxWait: time.Second,
+		Adaptive: &AdaptiveConfig{InitialLimit: 2, WindowSamples: 2, Smoothing: 1, Backoff: 0.5}})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var over sync.Once
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 200 {
+				if err := b.Acquire(context.Background()); err != nil {
+					continue
+				}
+				if n := b.Stats().InFlight; n > 6 {
+					over.Do(func() { t.Errorf("%d in flight over the ceiling 6", n) })
+				}
+				switch (g + i) % 4 {
+				case 0:
+					b.Release()
+				case 1:
+					b.ReleaseRTT(time.Second, true)
+				default:
+					b.ReleaseRTT(time.Duration(i%5)*time.Millisecond, false)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s := b.Stats()
+	assert.Zero(t, s.InFlight)
+	assert.Zero(t, s.Waiting)
+}
