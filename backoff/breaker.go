@@ -272,7 +272,9 @@ type Ticket struct {
 // and read no clock, so a simulation drives a Breaker with its own clock.
 // Allow, Record and Call read the real clock, and only when they need it.
 //
-// A Breaker is safe for concurrent use. In the closed state, admission and
+// The zero Breaker is usable and has the defaults of BreakerConfig{}; a nil
+// *Breaker admits every call and records nothing, so that "no breaker" needs
+// no special case. A Breaker is safe for concurrent use. In the closed state, admission and
 // recording are lock-free and allocate nothing: admission is one atomic
 // load; recording a result into a CountWindow is three atomic operations
 // on a ring of atomic slots, into a TimeWindow a few atomic additions on
@@ -334,6 +336,27 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 		return nil, err
 	}
 	return newBreaker(c), nil
+}
+
+// load returns the current phase; a zero Breaker starts closed with the
+// defaults of BreakerConfig{}.
+func (b *Breaker) load() *phase {
+	if p := b.cur.Load(); p != nil {
+		return p
+	}
+	return b.init()
+}
+
+func (b *Breaker) init() *phase {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p := b.cur.Load(); p != nil {
+		return p
+	}
+	b.cfg, _ = BreakerConfig{}.withDefaults()
+	p := b.newClosed(0, time.Time{}, false)
+	b.cur.Store(p)
+	return p
 }
 
 // newBreaker builds a Breaker from a validated configuration.
@@ -441,7 +464,10 @@ func (b *Breaker) newClosed(gen uint64, now time.Time, hasAt bool) *phase {
 // at or after an open breaker's wait turns it half-open and is admitted as
 // a probe.
 func (b *Breaker) AllowAt(now time.Time) (Ticket, error) {
-	p := b.cur.Load()
+	if b == nil {
+		return Ticket{}, nil
+	}
+	p := b.load()
 	if p.state == BreakerClosed {
 		t := Ticket{b: b, p: p}
 		if b.slow {
@@ -459,7 +485,10 @@ func (b *Breaker) AllowAt(now time.Time) (Ticket, error) {
 // Allow is AllowAt(time.Now()), except that the clock is not read in the
 // closed state unless slow calls are counted.
 func (b *Breaker) Allow() (Ticket, error) {
-	p := b.cur.Load()
+	if b == nil {
+		return Ticket{}, nil
+	}
+	p := b.load()
 	if p.state == BreakerClosed {
 		t := Ticket{b: b, p: p}
 		if b.slow {
@@ -652,7 +681,7 @@ func (b *Breaker) RecordAt(now time.Time, t Ticket, err error) {
 // when nothing needs it (a CountWindow without slow calls, in the closed
 // state, unless the result opens the breaker).
 func (b *Breaker) Record(t Ticket, err error) {
-	if t.b != b || t.p == nil {
+	if b == nil || t.b != b || t.p == nil {
 		return
 	}
 	if b.needTime || t.p.state != BreakerClosed {
@@ -666,7 +695,7 @@ func (b *Breaker) Record(t Ticket, err error) {
 // OutcomeIgnore does: a probe's slot is freed for another probe. Call and
 // Retry release the Ticket of a call whose context the caller cancelled.
 func (b *Breaker) Release(t Ticket) {
-	if t.b != b || t.p == nil || t.p.state == BreakerClosed {
+	if b == nil || t.b != b || t.p == nil || t.p.state == BreakerClosed {
 		return
 	}
 	b.mu.Lock()
@@ -690,7 +719,7 @@ func (b *Breaker) classify(err error) Outcome {
 
 func (b *Breaker) record(now time.Time, haveNow bool, t Ticket, err error) {
 	p := t.p
-	if t.b != b || p == nil {
+	if b == nil || t.b != b || p == nil {
 		return
 	}
 	outcome := b.classify(err)
@@ -762,7 +791,10 @@ func (b *Breaker) recordProbeLocked(now time.Time, t Ticket, outcome Outcome) {
 // StateAt returns the state at time now. An open breaker whose wait is over
 // is reported half-open: the next call will be admitted as a probe.
 func (b *Breaker) StateAt(now time.Time) BreakerState {
-	p := b.cur.Load()
+	if b == nil {
+		return BreakerClosed
+	}
+	p := b.load()
 	if p.state == BreakerOpen && !now.Before(p.until) {
 		return BreakerHalfOpen
 	}
@@ -799,7 +831,10 @@ type BreakerStats struct {
 // StatsAt returns a snapshot at time now. It takes the breaker's lock unless
 // the breaker is closed with a CountWindow.
 func (b *Breaker) StatsAt(now time.Time) BreakerStats {
-	p := b.cur.Load()
+	if b == nil {
+		return BreakerStats{}
+	}
+	p := b.load()
 	s := BreakerStats{State: b.StateAt(now), Generation: p.gen, Refused: b.refused.Load()}
 	if p.hasAt {
 		s.Since = p.since
@@ -839,6 +874,8 @@ func (b *Breaker) Call(ctx context.Context, op func(context.Context) error) erro
 		return errNilContext
 	case op == nil:
 		return errNilOp
+	case b == nil:
+		return op(ctx)
 	}
 	t, err := b.Allow()
 	if err != nil {

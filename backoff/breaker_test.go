@@ -20,11 +20,10 @@ func mustBreaker(t testing.TB, cfg BreakerConfig) *Breaker {
 	return b
 }
 
-// trip fails MinCalls calls at now, which opens a breaker whose FailureRate
-// is at most 1.
+// trip fails calls at now until the breaker opens.
 func trip(t testing.TB, b *Breaker, now time.Time) {
 	t.Helper()
-	for range b.cfg.MinCalls {
+	for b.StateAt(now) == BreakerClosed {
 		tk, err := b.AllowAt(now)
 		require.NoError(t, err)
 		b.RecordAt(now, tk, errDependency)
@@ -409,4 +408,47 @@ func TestRetryBreakerNoAllocs(t *testing.T) {
 		b.Record(tk, nil)
 	})
 	assert.Zero(t, allocs)
+}
+
+// A zero Breaker or Breakers works with the defaults; a nil one admits
+// everything and never panics.
+func TestBreakerZeroAndNil(t *testing.T) {
+	now := time.Unix(0, 0)
+	var zero Breaker
+	trip(t, &zero, now)
+	assert.Equal(t, DefaultBreakerMinCalls, zero.StatsAt(now).Calls)
+
+	var nb *Breaker
+	tk, err := nb.AllowAt(now)
+	require.NoError(t, err)
+	nb.RecordAt(now, tk, errDependency)
+	nb.Record(tk, nil)
+	nb.Release(tk)
+	_, err = nb.Allow()
+	require.NoError(t, err)
+	assert.Equal(t, BreakerClosed, nb.State())
+	assert.Equal(t, BreakerStats{}, nb.Stats())
+	require.NoError(t, nb.Call(context.Background(), func(context.Context) error { return nil }))
+	require.ErrorIs(t, nb.Call(context.Background(), nil), ErrInvalidArgument)
+	require.NoError(t, Retry(context.Background(), Policy{}, func(context.Context) error { return nil }, WithBreaker(nb)))
+
+	var zk Breakers[string]
+	b, err := zk.Get("a")
+	require.NoError(t, err)
+	trip(t, b, now)
+	_, err = zk.AllowAt(now, "a")
+	require.ErrorIs(t, err, ErrBreakerOpen)
+	assert.Equal(t, 1, zk.Len())
+
+	var nk *Breakers[string]
+	tk, err = nk.Allow("a")
+	require.NoError(t, err)
+	nk.Record(tk, errDependency)
+	nk.RecordAt(now, tk, errDependency)
+	nk.Release(tk)
+	assert.Zero(t, nk.Len())
+	assert.False(t, nk.Remove("a"))
+	_, ok := nk.Lookup("a")
+	assert.False(t, ok)
+	require.NoError(t, nk.Call(context.Background(), "a", func(context.Context) error { return nil }))
 }

@@ -48,6 +48,8 @@ type BreakersConfig[K comparable] struct {
 // an error matching ErrTooManyBreakers, and only Remove forgets a key
 // explicitly (for a peer that has left the fleet).
 //
+// The zero Breakers is usable, with the defaults of BreakersConfig{}; a nil
+// *Breakers has no breakers and admits every call, as a nil *Breaker does.
 // A Breakers is safe for concurrent use. Finding a key's breaker takes a
 // read lock; adding a key takes the write lock.
 type Breakers[K comparable] struct {
@@ -89,6 +91,9 @@ func NewBreakers[K comparable](cfg BreakersConfig[K]) (*Breakers[K], error) {
 // room, or returns an error matching ErrTooManyBreakers if every breaker
 // is open or half-open.
 func (bs *Breakers[K]) Get(key K) (*Breaker, error) {
+	if bs == nil {
+		return nil, nil
+	}
 	bs.mu.RLock()
 	e := bs.m[key]
 	bs.mu.RUnlock()
@@ -103,6 +108,9 @@ func (bs *Breakers[K]) Get(key K) (*Breaker, error) {
 
 // Lookup returns key's breaker if key has one, without making one.
 func (bs *Breakers[K]) Lookup(key K) (*Breaker, bool) {
+	if bs == nil {
+		return nil, false
+	}
 	bs.mu.RLock()
 	e := bs.m[key]
 	bs.mu.RUnlock()
@@ -118,6 +126,11 @@ func (bs *Breakers[K]) add(key K) (*Breaker, error) {
 	if e := bs.m[key]; e != nil {
 		e.used.Store(true)
 		return e.b, nil
+	}
+	if bs.maxKeys == 0 { // a zero Breakers: the defaults of BreakersConfig{}
+		bs.cfg, _ = BreakerConfig{}.withDefaults()
+		bs.maxKeys = DefaultMaxBreakerKeys
+		bs.m = make(map[K]*keyedBreaker[K])
 	}
 	c := bs.cfg
 	if bs.hook != nil {
@@ -163,6 +176,9 @@ func (bs *Breakers[K]) add(key K) (*Breaker, error) {
 // Remove forgets key's breaker, whatever its state, and reports whether key
 // had one. Results of calls admitted by the forgotten breaker are ignored.
 func (bs *Breakers[K]) Remove(key K) bool {
+	if bs == nil {
+		return false
+	}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
 	e := bs.m[key]
@@ -187,6 +203,9 @@ func (bs *Breakers[K]) Remove(key K) bool {
 
 // Len returns how many keys have a breaker.
 func (bs *Breakers[K]) Len() int {
+	if bs == nil {
+		return 0
+	}
 	bs.mu.RLock()
 	defer bs.mu.RUnlock()
 	return len(bs.m)
