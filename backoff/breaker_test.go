@@ -452,3 +452,51 @@ func TestBreakerZeroAndNil(t *testing.T) {
 	assert.False(t, ok)
 	require.NoError(t, nk.Call(context.Background(), "a", func(context.Context) error { return nil }))
 }
+
+// The shell reads the real clock: slow calls are timed, the wait is waited,
+// a lost probe times out, and a TimeWindow forgets.
+func TestBreakerShellTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := mustBreaker(t, BreakerConfig{
+			Window: TimeWindow, WindowDuration: 10 * time.Second, Buckets: 10, MinCalls: 3,
+			SlowCallDuration: 100 * time.Millisecond, SlowRate: 0.6,
+			OpenWait: time.Second, Probes: 1, ProbeTimeout: 2 * time.Second,
+		})
+		ctx := context.Background()
+		slowOp := func(context.Context) error { time.Sleep(150 * time.Millisecond); return nil }
+		fastOp := func(context.Context) error { return nil }
+		require.NoError(t, b.Call(ctx, fastOp))
+		require.NoError(t, b.Call(ctx, slowOp))
+		assert.Equal(t, BreakerClosed, b.State())
+		require.NoError(t, b.Call(ctx, slowOp)) // 2 of 3 slow: 0.67 ≥ 0.6
+		assert.Equal(t, BreakerOpen, b.State())
+
+		time.Sleep(400 * time.Millisecond)
+		err := b.Call(ctx, fastOp)
+		var oe *OpenError
+		require.ErrorAs(t, err, &oe)
+		assert.Equal(t, 600*time.Millisecond, oe.Wait)
+		time.Sleep(oe.Wait)
+		assert.Equal(t, BreakerHalfOpen, b.State(), "reported half-open by time, no timer needed")
+
+		lost, err := b.Allow() // a probe whose result never comes back
+		require.NoError(t, err)
+		time.Sleep(2 * time.Second)
+		_, err = b.Allow()
+		require.ErrorAs(t, err, &oe)
+		assert.Equal(t, BreakerOpen, oe.State)
+		b.Record(lost, nil)
+		time.Sleep(time.Second)
+		require.NoError(t, b.Call(ctx, fastOp))
+		assert.Equal(t, BreakerClosed, b.State())
+
+		// The time window forgets failures older than WindowDuration.
+		require.Error(t, b.Call(ctx, func(context.Context) error { return errDependency }))
+		require.Error(t, b.Call(ctx, func(context.Context) error { return errDependency }))
+		assert.Equal(t, 2, b.Stats().Failures)
+		time.Sleep(10 * time.Second)
+		assert.Zero(t, b.Stats().Calls)
+		require.Error(t, b.Call(ctx, func(context.Context) error { return errDependency }))
+		assert.Equal(t, BreakerClosed, b.State(), "one failure in the window, MinCalls 3")
+	})
+}
