@@ -7,7 +7,7 @@
 // kept the cluster saturated long after the network fault was repaired. A
 // retry policy that multiplies load during an outage is the most common
 // amplifier of such metastable failures. This package breaks the loop in
-// three ways:
+// these ways:
 //
 //   - Policy spaces attempts out exponentially, with jitter so that clients
 //     that failed together do not retry together, and bounds every loop by
@@ -17,6 +17,9 @@
 //   - Budget, shared by every caller of one dependency, bounds retries to a
 //     fraction of requests, so that a large outage switches retries off
 //     instead of multiplying the load by MaxAttempts.
+//   - Breaker stops calling a dependency that fails or is slow, and Breakers
+//     keeps one per peer, so that callers stop asking the peers that cannot
+//     help; WithBreaker makes Retry wait out an open breaker.
 //
 // # Pure core, thin shell
 //
@@ -38,6 +41,39 @@
 // from [e(n)/2, e(n)] (JitterEqual), from [Base, min(Cap, 3·previous delay)]
 // (JitterDecorrelated), or is e(n) itself (JitterNone). The computation
 // saturates at Cap instead of overflowing, for any n.
+//
+// # Circuit breakers
+//
+//	b, err := backoff.NewBreaker(backoff.BreakerConfig{Name: "volumes", SlowCallDuration: 2 * time.Second})
+//	...
+//	err = b.Call(ctx, func(ctx context.Context) error { return client.Attach(ctx, "vol-42") })
+//	if errors.Is(err, backoff.ErrBreakerOpen) { /* not called: the dependency is down */ }
+//
+// A closed Breaker counts results in a sliding window of calls or of time
+// and opens when, with at least MinCalls calls in it, the failure rate or
+// the slow-call rate reaches its threshold (resilience4j's two thresholds).
+// Open, it refuses with an *OpenError that says how long until the next
+// probe (its RetryAfter), so Retry with WithBreaker sleeps until then
+// instead of spinning; the first call after the wait is a probe, and at
+// most Probes probes are in flight, each bounded by ProbeTimeout. AllowAt
+// and RecordAt take the time, for simulations; the closed state's fast path
+// is lock-free and allocation-free.
+//
+// Which calls count is the caller's choice (BreakerConfig.Classify), with
+// one rule about contexts that Call and Retry apply first. A call whose
+// context the caller cancelled (ctx.Err() is context.Canceled) never counts:
+// the caller walked away, which says nothing about the dependency. A call
+// that ran into the caller's deadline counts as the error it returned,
+// context.DeadlineExceeded, which by default is a failure: the dependency
+// did not answer in the time the caller had, and a breaker that ignored
+// those could never open against a dependency that hangs — the slow calls
+// into the sick zone that starved the EBS control plane in 2011. So give
+// calls a deadline a healthy dependency meets, or have Classify return
+// OutcomeIgnore for context.DeadlineExceeded if your deadlines say more
+// about the caller than the dependency (and set SlowCallDuration, so that
+// hanging calls still count as slow). A dependency's own timeout (an error
+// returned while the caller's context is still live) is classified like
+// any other error.
 //
 // # Errors
 //
