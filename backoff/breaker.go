@@ -169,8 +169,10 @@ type BreakerConfig struct {
 type BreakerEvent struct {
 	// Name is the breaker's BreakerConfig.Name.
 	Name string
-	// From and To are the states before and after.
-	From, To BreakerState
+	// From is the state before the transition.
+	From BreakerState
+	// To is the state after it.
+	To BreakerState
 	// Generation is the breaker's generation after the transition; it grows
 	// by one at every transition.
 	Generation uint64
@@ -188,10 +190,11 @@ type BreakerEvent struct {
 // ErrBreakerOpen with errors.Is and implements RetryAfterError, so that
 // Retry waits until the next probe instead of spinning.
 type OpenError struct {
-	// Name is the breaker's BreakerConfig.Name, and Key the key of a
-	// Breakers (nil for a single Breaker).
+	// Name is the breaker's BreakerConfig.Name.
 	Name string
-	Key  any
+	// Key is the key of the breaker in a Breakers; nil for a Breaker of
+	// its own.
+	Key any
 	// State is BreakerOpen, or BreakerHalfOpen when every probe slot was
 	// taken.
 	State BreakerState
