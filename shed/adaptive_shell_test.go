@@ -3,6 +3,7 @@ package shed
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -269,4 +270,127 @@ func TestAdaptiveBulkheadStress(t *testing.T) {
 	s := b.Stats()
 	assert.Zero(t, s.InFlight)
 	assert.Zero(t, s.Waiting)
+}
+
+// The scheduler's workers move under its queue: no admission exceeds the
+// workers of its moment, no worker idles while an item it could run waits
+// once the caller has called Next, and every item ends exactly once.
+func TestSchedulerSetWorkersProperty(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		dropped := 0
+		s, err := NewScheduler[int](QueueConfig{Workers: 8, MaxQueue: 6}, func(Item[int], Refusal) { dropped++ })
+		require.NoError(rt, err)
+		s.SetWorkers(rapid.IntRange(1, 8).Draw(rt, "workers"))
+		now := t0
+		pushed, started, running := 0, 0, 0
+		admit := func(what string) {
+			started++
+			running++
+			if s.InFlight() > s.Workers() {
+				rt.Fatalf("%s: %d running over %d workers", what, s.InFlight(), s.Workers())
+			}
+		}
+		for range rapid.IntRange(1, 80).Draw(rt, "n") {
+			now = now.Add(time.Duration(rapid.IntRange(0, 20).Draw(rt, "ms")) * time.Millisecond)
+			switch rapid.IntRange(0, 3).Draw(rt, "op") {
+			case 0:
+				pushed++
+				it := Item[int]{Priority: Priority(rapid.IntRange(0, 2).Draw(rt, "pri"))}
+				if rapid.Bool().Draw(rt, "deadline") {
+					it.Deadline = now.Add(time.Duration(rapid.IntRange(1, 100).Draw(rt, "dl")) * time.Millisecond)
+				}
+				if k, _ := s.Push(now, it); k == Admitted {
+					admit("Push")
+				}
+			case 1:
+				if running > 0 {
+					running--
+					if _, ok := s.Done(now); ok {
+						admit("Done")
+					}
+				}
+			case 2:
+				s.SetWorkers(rapid.IntRange(-1, 10).Draw(rt, "workers"))
+				if w := s.Workers(); w < 1 || w > 10 {
+					rt.Fatalf("workers %d", w)
+				}
+				for {
+					if _, ok := s.Next(now); !ok {
+						break
+					}
+					admit("Next")
+				}
+				if s.Len() > 0 && s.InFlight() < s.Workers() {
+					rt.Fatalf("%d wait with %d of %d workers busy", s.Len(), s.InFlight(), s.Workers())
+				}
+			case 3:
+				s.Advance(now)
+			}
+			if s.InFlight() != running {
+				rt.Fatalf("scheduler counts %d running, %d are", s.InFlight(), running)
+			}
+		}
+		// Every item ran, was dropped, or still waits.
+		st := s.Stats()
+		if int(st.Admitted) != started || started+dropped+s.Len() != pushed {
+			rt.Fatalf("pushed %d: started %d (counted %d), dropped %d, waiting %d", pushed, started, st.Admitted, dropped, s.Len())
+		}
+	})
+}
+
+func TestAdaptiveQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var changes []LimitChange
+		q, err := NewQueue(QueueConfig{Workers: 8, MaxWait: time.Second, Target: 200 * time.Millisecond, Interval: 500 * time.Millisecond,
+			Adaptive: &AdaptiveConfig{InitialLimit: 2, WindowSamples: 1, Smoothing: 1, Backoff: 0.5,
+				OnLimit: func(c LimitChange) { changes = append(changes, c) }}})
+		require.NoError(t, err)
+		assert.Equal(t, 2, q.Limit())
+		require.True(t, q.TryAcquire())
+		require.True(t, q.TryAcquire())
+		assert.False(t, q.TryAcquire())
+		results := make(chan error, 3)
+		for range 3 {
+			go func() { results <- q.Acquire(t.Context(), Normal) }()
+		}
+		synctest.Wait()
+		require.Equal(t, 3, q.Stats().Waiting)
+		// Growth to 3: the released slot and the new one go to waiters.
+		q.ReleaseRTT(time.Millisecond, false)
+		assert.Equal(t, 3, q.Limit())
+		require.NoError(t, <-results)
+		require.NoError(t, <-results)
+		assert.Equal(t, 3, q.Stats().InFlight)
+		assert.Equal(t, []LimitChange{{Old: 2, New: 3, RTT: time.Millisecond, Baseline: time.Millisecond}}, changes)
+		// A drop halves it to 2 (rounded): 3 running, nobody admitted
+		// until fewer than 2 run.
+		q.ReleaseRTT(time.Second, true)
+		assert.Equal(t, 2, q.Limit())
+		synctest.Wait()
+		assert.Equal(t, 2, q.Stats().InFlight)
+		assert.Equal(t, 1, q.Stats().Waiting, "2 running under a limit of 2")
+		q.Release()
+		require.NoError(t, <-results)
+		assert.Equal(t, 2, q.Stats().InFlight)
+		q.Release()
+		q.Release()
+		st, ok := q.AdaptiveStats()
+		assert.True(t, ok)
+		assert.Equal(t, int64(2), st.Samples)
+	})
+}
+
+func TestAdaptiveQueueConfig(t *testing.T) {
+	_, err := NewQueue(QueueConfig{Workers: 4, Adaptive: &AdaptiveConfig{MaxLimit: 5, Smoothing: math.NaN()}})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "Adaptive.MaxLimit 5 exceeds Workers 4")
+	assert.Contains(t, err.Error(), "Adaptive.Smoothing NaN")
+	q, err := NewQueue(QueueConfig{Workers: 4, Adaptive: &AdaptiveConfig{}})
+	require.NoError(t, err)
+	assert.Equal(t, 4, q.Limit())
+	f, _ := NewQueue(QueueConfig{Workers: 4})
+	_, ok := f.AdaptiveStats()
+	assert.False(t, ok)
+	f.ReleaseRTT(time.Second, true) // nothing in flight: nothing happens
+	assert.Equal(t, Stats{}, f.Stats())
 }

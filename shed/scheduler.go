@@ -76,6 +76,14 @@ type QueueConfig struct {
 	// the goroutine of the call, outside its lock; by a Scheduler inside
 	// the call that decided it.
 	OnEvent func(Event)
+	// Adaptive, if not nil, makes a Queue's number of workers adaptive: it
+	// moves within [Adaptive.MinLimit, Adaptive.MaxLimit] as it learns
+	// from the latencies that Queue.ReleaseRTT and Queue.Do report (see
+	// AdaptiveLimit), and Workers is its ceiling: Adaptive.MaxLimit
+	// defaults to it and must not exceed it. The queue-aware admission
+	// works on top of the moving limit (see Scheduler.SetWorkers). A
+	// Scheduler ignores it: its caller moves its workers.
+	Adaptive *AdaptiveConfig
 }
 
 // withDefaults returns c with its zero fields set to the defaults.
@@ -122,6 +130,9 @@ func (c QueueConfig) Validate() error {
 	}
 	if d := c.withDefaults(); c.Target >= 0 && c.Interval >= 0 && d.Target >= d.Interval {
 		bad("Target %v is not below Interval %v", d.Target, d.Interval)
+	}
+	if c.Adaptive != nil {
+		errs = append(errs, c.Adaptive.validate(max(c.Workers, 1), "Workers"))
 	}
 	return errors.Join(errs...)
 }
@@ -305,7 +316,7 @@ func NewScheduler[T any](cfg QueueConfig, drop func(Item[T], Refusal)) (*Schedul
 // whether it did. It is Push for work that would rather not wait (Queue's
 // TryAcquire); a false result is not counted as a refusal.
 func (s *Scheduler[T]) TryRun() bool {
-	if s == nil || s.inFlight >= s.workers {
+	if s == nil || s.inFlight >= s.workers || s.waiting > 0 {
 		return false
 	}
 	s.inFlight++
@@ -332,10 +343,12 @@ func (s *Scheduler[T]) Push(now time.Time, it Item[T]) (EventKind, Ticket) {
 	now = s.clock(now)
 	it.Enqueued = now
 	it.Cost = max(it.Cost, 0)
-	free := s.inFlight < s.workers
+	// A free worker implies an empty queue (Done hands every freed worker
+	// to a waiting item if there is one, and a caller that adds workers
+	// hands them out with Next), but a newcomer never overtakes a waiting
+	// item in any case.
+	free := s.inFlight < s.workers && s.waiting == 0
 	if !free {
-		// A free worker implies an empty queue (Done hands every freed
-		// worker to a waiting item if there is one): nothing to advance.
 		s.advance(now)
 	}
 	if !it.canMeet(now) {
@@ -379,9 +392,10 @@ func (s *Scheduler[T]) Push(now time.Time, it Item[T]) (EventKind, Ticket) {
 // Done tells the scheduler at time now that a worker finished its item,
 // and returns the next item to run on that worker, if any: the worker then
 // stays busy with it, and the caller calls Done again when it finishes. If
-// nothing can run, the worker becomes free and Done returns false. Items
-// that timed out or can no longer meet their deadlines are dropped on the
-// way. Done without a busy worker does nothing.
+// nothing can run, or the workers were cut (SetWorkers) below the items
+// running, the worker becomes free and Done returns false. Items that timed
+// out or can no longer meet their deadlines are dropped on the way. Done
+// without a busy worker does nothing.
 func (s *Scheduler[T]) Done(now time.Time) (Item[T], bool) {
 	if s == nil {
 		return Item[T]{}, false
@@ -390,6 +404,61 @@ func (s *Scheduler[T]) Done(now time.Time) (Item[T], bool) {
 	if s.inFlight == 0 {
 		return Item[T]{}, false
 	}
+	if s.inFlight > s.workers {
+		s.inFlight--
+		return Item[T]{}, false
+	}
+	if it, ok := s.next(now); ok {
+		return it, true
+	}
+	s.inFlight--
+	return Item[T]{}, false
+}
+
+// SetWorkers changes the number of workers to n (at least 1, at most
+// 2^24), as an adaptive limit does. Fewer workers preempt no running
+// item: Done frees workers without handing them out until fewer items
+// run than there are workers. More workers are free at once: the caller
+// then calls Next until it returns false, to start the waiting items they
+// can take (Push and TryRun never let a newcomer overtake a waiting item
+// meanwhile).
+func (s *Scheduler[T]) SetWorkers(n int) {
+	if s == nil {
+		return
+	}
+	s.workers = min(max(n, 1), maxQueueConfig)
+}
+
+// Workers returns the number of workers.
+func (s *Scheduler[T]) Workers() int {
+	if s == nil {
+		return 0
+	}
+	return s.workers
+}
+
+// Next takes a free worker at time now for the next waiting item, as Done
+// would hand it out, and returns it; it returns false if no worker is free
+// or nothing can run. It is for a caller that added workers (SetWorkers).
+func (s *Scheduler[T]) Next(now time.Time) (Item[T], bool) {
+	if s == nil {
+		return Item[T]{}, false
+	}
+	now = s.clock(now)
+	if s.inFlight >= s.workers {
+		return Item[T]{}, false
+	}
+	s.inFlight++
+	if it, ok := s.next(now); ok {
+		return it, true
+	}
+	s.inFlight--
+	return Item[T]{}, false
+}
+
+// next hands the next waiting item that can still meet its deadline to a
+// worker the caller has counted busy, dropping what timed out or cannot.
+func (s *Scheduler[T]) next(now time.Time) (Item[T], bool) {
 	if s.waiting > 0 {
 		s.advance(now)
 		for r := range s.classes {
@@ -413,7 +482,6 @@ func (s *Scheduler[T]) Done(now time.Time) (Item[T], bool) {
 			}
 		}
 	}
-	s.inFlight--
 	return Item[T]{}, false
 }
 
