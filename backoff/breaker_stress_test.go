@@ -103,13 +103,13 @@ func TestBreakerConcurrentStress(t *testing.T) {
 				assert.Equal(t, [3]int{calls, fails, slows}, [3]int{c, f, s})
 			}
 			if p.tw != nil {
-				var calls, fs int64
+				var calls, fails, slows int
 				for i := range p.tw.ring {
-					calls += p.tw.ring[i].calls.Load()
-					fs += p.tw.ring[i].fs.Load()
+					c, f, s := p.tw.ring[i].counts()
+					calls, fails, slows = calls+c, fails+f, slows+s
 				}
-				assert.Equal(t, calls, p.tw.calls.Load())
-				assert.Equal(t, fs, p.tw.fs.Load())
+				c, f, s := p.tw.sum.counts()
+				assert.Equal(t, [3]int{calls, fails, slows}, [3]int{c, f, s})
 			}
 		})
 	}

@@ -16,13 +16,14 @@ import (
 // swapped; the fields are decoded as signed, so the sum is exact once they
 // are done.
 type countWindow struct {
-	n    uint32
-	m    uint64 // fastmod multiplier for n
-	pos  atomic.Uint32
-	_    cacheLinePad
-	sum  atomic.Uint64
-	_    cacheLinePad
-	ring []atomic.Uint32
+	n     uint32
+	m     uint64 // fastmod multiplier for n
+	limit uint32 // a multiple of n: pos is brought back by it before it wraps
+	pos   atomic.Uint32
+	_     cacheLinePad
+	sum   atomic.Uint64
+	_     cacheLinePad
+	ring  []atomic.Uint32
 }
 
 const (
@@ -31,7 +32,10 @@ const (
 )
 
 func newCountWindow(n int) *countWindow {
-	return &countWindow{n: uint32(n), m: math.MaxUint64/uint64(n) + 1, ring: make([]atomic.Uint32, n)}
+	return &countWindow{
+		n: uint32(n), m: math.MaxUint64/uint64(n) + 1, limit: 1 << 31 / uint32(n) * uint32(n),
+		ring: make([]atomic.Uint32, n),
+	}
 }
 
 func packResult(v uint32) uint64 {
@@ -47,6 +51,12 @@ func (w *countWindow) record(failed, slow bool) (calls, failures, slows int) {
 		v |= 4
 	}
 	i := w.pos.Add(1) - 1
+	if i >= w.limit {
+		// Bring pos back by a multiple of n long before it wraps at 2^32
+		// (which is not one), so consecutive calls keep consecutive slots.
+		// If another call moved pos meanwhile, a later one does it.
+		w.pos.CompareAndSwap(i+1, i+1-w.limit)
+	}
 	// i mod n by Lemire's fastmod: two multiplications instead of a division.
 	hi, _ := bits.Mul64(w.m*uint64(i), uint64(w.n))
 	old := w.ring[hi].Swap(v)
@@ -68,9 +78,9 @@ func unpack(u uint64) (calls, failures, slows int) {
 }
 
 // timeWindow keeps the counts of the calls that ended in the last n bucket
-// widths. Each bucket counts its calls, and its failures and slow calls
-// packed in one word (failures<<32 + slow, decoded as signed); the window's
-// sums are kept the same way, so that reading them is two loads. head is
+// widths. Each bucket counts its calls, failures and slow calls, and the
+// window keeps their sums, so that reading them is three loads (a window
+// may hold billions of calls: the counts are not packed). head is
 // the newest bucket's index; moving it forward (once per bucket width, under
 // mu) empties the buckets it passes and subtracts their counts from the
 // sums.
@@ -85,17 +95,24 @@ type timeWindow struct {
 	origin atomic.Pointer[time.Time]
 	head   atomic.Int64
 	_      cacheLinePad
-	calls  atomic.Int64
-	_      cacheLinePad
-	fs     atomic.Int64
+	sum    timeBucket
 	_      cacheLinePad
 	mu     sync.Mutex
 	ring   []timeBucket
 }
 
 type timeBucket struct {
-	calls atomic.Int64
-	fs    atomic.Int64
+	calls, failures, slows atomic.Int64
+}
+
+func (b *timeBucket) add(failed, slow bool) {
+	b.calls.Add(1)
+	if failed {
+		b.failures.Add(1)
+	}
+	if slow {
+		b.slows.Add(1)
+	}
 }
 
 func newTimeWindow(span time.Duration, buckets int) *timeWindow {
@@ -125,25 +142,13 @@ func (w *timeWindow) record(now time.Time, failed, slow bool) (calls, failures, 
 	if h := w.head.Load(); i > h || i <= h-w.n {
 		w.advance(i)
 	}
-	bk := &w.ring[mod(i, w.n)]
-	var fs int64
-	if failed {
-		fs += 1 << 32
-	}
-	if slow {
-		fs++
-	}
-	bk.calls.Add(1)
-	c := w.calls.Add(1)
-	var f int64
-	if fs != 0 {
-		bk.fs.Add(fs)
-		f = w.fs.Add(fs)
-	} else {
-		f = w.fs.Load()
-	}
-	failures, slows = unpackFS(f)
-	return int(c), failures, slows
+	w.ring[mod(i, w.n)].add(failed, slow)
+	w.sum.add(failed, slow)
+	return w.sum.counts()
+}
+
+func (b *timeBucket) counts() (calls, failures, slows int) {
+	return int(b.calls.Load()), int(b.failures.Load()), int(b.slows.Load())
 }
 
 // advance makes i the newest bucket: it empties the buckets between the old
@@ -164,8 +169,9 @@ func (w *timeWindow) advance(i int64) {
 	}
 	for j := from; j <= i; j++ {
 		bk := &w.ring[mod(j, w.n)]
-		w.calls.Add(-bk.calls.Swap(0))
-		w.fs.Add(-bk.fs.Swap(0))
+		w.sum.calls.Add(-bk.calls.Swap(0))
+		w.sum.failures.Add(-bk.failures.Swap(0))
+		w.sum.slows.Add(-bk.slows.Swap(0))
 	}
 	w.head.Store(i)
 }
@@ -178,13 +184,8 @@ func (w *timeWindow) countsAt(now time.Time) (calls, failures, slows int) {
 	if i := w.index(now); i > w.head.Load() {
 		w.advance(i)
 	}
-	failures, slows = unpackFS(w.fs.Load())
-	return max(int(w.calls.Load()), 0), max(failures, 0), max(slows, 0)
-}
-
-func unpackFS(v int64) (failures, slows int) {
-	s := v << 32 >> 32
-	return int((v - s) >> 32), int(s)
+	calls, failures, slows = w.sum.counts()
+	return max(calls, 0), max(failures, 0), max(slows, 0)
 }
 
 func mod(i, n int64) int64 {
