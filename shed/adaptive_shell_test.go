@@ -394,3 +394,106 @@ func TestAdaptiveQueueConfig(t *testing.T) {
 	f.ReleaseRTT(time.Second, true) // nothing in flight: nothing happens
 	assert.Equal(t, Stats{}, f.Stats())
 }
+
+type adaptivePartitionUT struct {
+	partitionUT
+	*overLimit
+	seq *rttSeq
+}
+
+func (p adaptivePartitionUT) release(k int) {
+	rtt, dropped := p.seq.next()
+	p.ReleaseRTT(k, rtt, dropped)
+}
+
+func (p adaptivePartitionUT) try(k int) bool {
+	ok := p.TryAcquire(k)
+	if ok {
+		p.checkKey(k)
+	}
+	return ok
+}
+
+func (p adaptivePartitionUT) checkKey(k int) {
+	s, _ := p.StatsFor(k)
+	l, _ := p.LimitFor(k)
+	p.check(fmt.Sprintf("a call of key %d", k), s.InFlight, l)
+	p.check("a call (regional cap)", p.Stats().InFlight, p.Partition.total)
+}
+
+func (p adaptivePartitionUT) limit(k int) int { l, _ := p.LimitFor(k); return l }
+
+// TestAdaptivePartitionStateMachine runs the partition state machine with
+// a limit per key moved by every release: no admission exceeds its key's
+// limit of the moment nor the regional Total, and no call waits while its
+// key and the pool have room.
+func TestAdaptivePartitionStateMachine(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		total := rapid.IntRange(1, 6).Draw(rt, "total")
+		perKey := rapid.IntRange(1, total).Draw(rt, "perKey")
+		acfg, seq := adaptiveGen(rt, perKey)
+		o := &overLimit{}
+		var ut adaptivePartitionUT
+		p, err := NewPartition(PartitionConfig[int]{
+			Total:          total,
+			PerKey:         perKey,
+			MaxQueuePerKey: rapid.IntRange(0, 3).Draw(rt, "maxQueue"),
+			MaxWait:        time.Duration(rapid.IntRange(1, 50).Draw(rt, "maxWaitMs")) * time.Millisecond,
+			Adaptive:       acfg,
+			OnEvent: func(k int, e Event) {
+				if e.Kind == Admitted {
+					ut.checkKey(k)
+				}
+			},
+		})
+		if err != nil {
+			rt.Fatal(err)
+		}
+		ut = adaptivePartitionUT{partitionUT{p}, o, seq}
+		ops := opsGen(3).Draw(rt, "ops")
+		if broken := runSchedule(t, ut, 3, ops); broken != "" {
+			rt.Fatal(broken)
+		}
+		if s := p.Stats(); s.InFlight != 0 || s.Waiting != 0 {
+			rt.Fatalf("permits leaked after the schedule: %+v", s)
+		}
+	})
+}
+
+func TestAdaptivePartitionConfig(t *testing.T) {
+	_, err := NewPartition(PartitionConfig[string]{Total: 8, Share: 0.5, Adaptive: &AdaptiveConfig{MaxLimit: 5}})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "Adaptive.MaxLimit 5 exceeds the per-key cap 4")
+	var changes []LimitChange
+	p, err := NewPartition(PartitionConfig[string]{Total: 8, MaxQueuePerKey: 4, MaxWait: time.Hour,
+		Adaptive: &AdaptiveConfig{InitialLimit: 2, WindowSamples: 1, Smoothing: 1, Backoff: 0.5,
+			OnLimit: func(c LimitChange) { changes = append(changes, c) }}})
+	require.NoError(t, err)
+	_, ok := p.LimitFor("a")
+	assert.False(t, ok, "untracked key")
+	require.True(t, p.TryAcquire("a"))
+	l, ok := p.LimitFor("a")
+	assert.True(t, ok)
+	assert.Equal(t, 2, l)
+	// Each key learns on its own.
+	require.True(t, p.TryAcquire("a"))
+	require.True(t, p.TryAcquire("b"))
+	p.ReleaseRTT("a", time.Second, true)
+	la, _ := p.LimitFor("a")
+	lb, _ := p.LimitFor("b")
+	assert.Equal(t, 1, la)
+	assert.Equal(t, 2, lb)
+	assert.Equal(t, []LimitChange{{Old: 2, New: 1, Dropped: true, Key: "a"}}, changes)
+	st, ok := p.AdaptiveStatsFor("a")
+	assert.True(t, ok)
+	assert.Equal(t, int64(1), st.Drops)
+	assert.False(t, p.TryAcquire("a"), "a is at its learned limit of 1")
+	p.Release("a")
+	p.Release("b")
+	f, _ := NewPartition(PartitionConfig[string]{Total: 8})
+	f.TryAcquire("x")
+	l, _ = f.LimitFor("x")
+	assert.Equal(t, 4, l)
+	_, ok = f.AdaptiveStatsFor("x")
+	assert.False(t, ok)
+}
