@@ -811,7 +811,8 @@ func (b *Breaker) State() BreakerState { return b.StateAt(time.Now()) }
 type BreakerStats struct {
 	// State is the state at the time of the snapshot (see StateAt).
 	State BreakerState
-	// Generation counts the transitions so far.
+	// Generation counts the transitions so far (and the times a Breakers
+	// forgot the breaker, which makes its calls in flight stale).
 	Generation uint64
 	// Since is the time of the latest transition; zero before the first.
 	Since time.Time

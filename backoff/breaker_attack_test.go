@@ -60,3 +60,70 @@ func TestBreakerTimeWindowHugeCounts(t *testing.T) {
 	assert.Equal(t, 3<<31, s.SlowCalls)
 	assert.Equal(t, BreakerClosed, s.State, "no failures, and not every call slow")
 }
+
+// Calls admitted by a breaker that a Breakers then forgets (closed, to make
+// room) must not open it afterwards: an open breaker the set no longer
+// holds is exactly what the bound promises never to have.
+func TestBreakersForgottenBreakerCannotOpen(t *testing.T) {
+	now := time.Unix(0, 0)
+	var opened []string
+	bs, err := NewBreakers(BreakersConfig[string]{MaxKeys: 1,
+		Breaker:       BreakerConfig{WindowCalls: 2, MinCalls: 2},
+		OnStateChange: func(key string, ev BreakerEvent) { opened = append(opened, key) },
+	})
+	require.NoError(t, err)
+	var inFlight []Ticket
+	for range 2 {
+		tk, err := bs.AllowAt(now, "a")
+		require.NoError(t, err)
+		inFlight = append(inFlight, tk)
+	}
+	// "b" takes the only place; "a" is closed and forgotten (after its
+	// second chance).
+	_, err = bs.Get("b")
+	require.NoError(t, err)
+	_, held := bs.Lookup("a")
+	require.False(t, held)
+	for _, tk := range inFlight {
+		bs.RecordAt(now, tk, errDependency)
+	}
+	assert.Empty(t, opened, "a forgotten breaker opened")
+}
+
+// A hook that causes a transition itself (here: asking the breaker after its
+// wait) gets that event after it returns, in order, without deadlock.
+func TestBreakerHookReentrant(t *testing.T) {
+	now := time.Unix(0, 0)
+	var (
+		b   *Breaker
+		got []BreakerState
+	)
+	b = mustBreaker(t, BreakerConfig{WindowCalls: 1, MinCalls: 1, OpenWait: time.Second, Probes: 1,
+		OnStateChange: func(ev BreakerEvent) {
+			got = append(got, ev.To)
+			if ev.To == BreakerOpen {
+				_, err := b.AllowAt(ev.At.Add(time.Second)) // turns it half-open
+				assert.NoError(t, err)
+				assert.Len(t, got, 1, "the nested event waits for this hook to return")
+			}
+		}})
+	tk, _ := b.AllowAt(now)
+	b.RecordAt(now, tk, errDependency)
+	assert.Equal(t, []BreakerState{BreakerOpen, BreakerHalfOpen}, got)
+}
+
+// Remove says the results of the forgotten breaker's calls are ignored.
+func TestBreakersRemoveDetaches(t *testing.T) {
+	now := time.Unix(0, 0)
+	var events []BreakerEvent
+	bs, err := NewBreakers(BreakersConfig[string]{
+		Breaker:       BreakerConfig{WindowCalls: 1, MinCalls: 1},
+		OnStateChange: func(key string, ev BreakerEvent) { events = append(events, ev) },
+	})
+	require.NoError(t, err)
+	tk, err := bs.AllowAt(now, "a")
+	require.NoError(t, err)
+	require.True(t, bs.Remove("a"))
+	bs.RecordAt(now, tk, errDependency)
+	assert.Empty(t, events)
+}

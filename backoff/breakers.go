@@ -43,8 +43,10 @@ type BreakersConfig[K comparable] struct {
 // the place of a closed breaker that has not been used since the last sweep
 // (the CLOCK rule: each breaker gets a second chance); what a forgotten
 // closed breaker knew was only that its peer worked, or not yet badly
-// enough to open. An open or half-open breaker is never forgotten by the
-// bound: when every breaker is open or half-open, a new key is refused with
+// enough to open; the results of calls it admitted are ignored from then on
+// (get a key's breaker from Get for each call or Retry, not once for good:
+// a caller holding a forgotten breaker uses one the set no longer knows).
+// An open or half-open breaker is never forgotten by the bound: when every breaker is open or half-open, a new key is refused with
 // an error matching ErrTooManyBreakers, and only Remove forgets a key
 // explicitly (for a peer that has left the fleet).
 //
@@ -154,7 +156,7 @@ func (bs *Breakers[K]) add(key K) (*Breaker, error) {
 	// first pass, for a closed breaker that was not used since.
 	for range 2 * len(bs.order) {
 		old := bs.order[bs.hand]
-		if old.b.cur.Load().state == BreakerClosed && !old.used.Swap(false) {
+		if old.b.forget(&old.used) {
 			delete(bs.m, old.key)
 			bs.order[bs.hand] = e
 			bs.m[key] = e
@@ -173,6 +175,29 @@ func (bs *Breakers[K]) add(key K) (*Breaker, error) {
 		ErrTooManyBreakers, key, len(bs.order), bs.maxKeys, open, len(bs.order)-open)
 }
 
+// forget detaches b from a Breakers if it is closed and was not used since
+// the last sweep (clearing used otherwise). It checks and detaches under b's
+// lock, so b cannot open at the same moment, and starts a new generation, so
+// that the results of calls b admitted before cannot open it afterwards.
+func (b *Breaker) forget(used *atomic.Bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.cur.Load()
+	if p.state != BreakerClosed || used.Swap(false) {
+		return false
+	}
+	b.cur.Store(b.newClosed(p.gen+1, time.Time{}, false))
+	return true
+}
+
+// detach starts a new closed generation without an event, so that the
+// results of the calls b admitted so far are ignored.
+func (b *Breaker) detach() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cur.Store(b.newClosed(b.cur.Load().gen+1, time.Time{}, false))
+}
+
 // Remove forgets key's breaker, whatever its state, and reports whether key
 // had one. Results of calls admitted by the forgotten breaker are ignored.
 func (bs *Breakers[K]) Remove(key K) bool {
@@ -186,6 +211,7 @@ func (bs *Breakers[K]) Remove(key K) bool {
 		return false
 	}
 	delete(bs.m, key)
+	e.b.detach()
 	for i, o := range bs.order {
 		if o == e {
 			last := len(bs.order) - 1
