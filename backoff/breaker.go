@@ -145,10 +145,11 @@ type BreakerConfig struct {
 	// closes once Probes results are in without that. Zero means
 	// DefaultBreakerProbes (5); it must be in [1, 1000].
 	Probes int
-	// ProbeTimeout bounds how long a probe may hold its slot: a probe with
-	// no result after ProbeTimeout counts as a failure, and its result, if
-	// it ever comes, is ignored. So a probe whose caller never reports back
-	// cannot keep the breaker half-open forever. Zero means
+	// ProbeTimeout bounds how long a probe may hold its slot: the first
+	// call that finds a probe without a result after ProbeTimeout counts it
+	// as a failure, and the probe's result, if it comes later, is ignored.
+	// So a probe whose caller never reports back cannot keep the breaker
+	// half-open forever. Zero means
 	// DefaultBreakerProbeTimeout (30s); negative is invalid.
 	ProbeTimeout time.Duration
 	// Classify says how a non-nil error counts (a nil error is always a
@@ -670,9 +671,10 @@ func (b *Breaker) deliver() {
 // RecordAt records, at time now, the result of a call admitted with t:
 // err nil is a success, anything else counts as Classify says. A Ticket
 // from a refusal, the zero Ticket, a Ticket of another Breaker, and a
-// Ticket admitted before the latest transition are ignored, and so is a
-// probe's result after its ProbeTimeout. Record each Ticket once: in the
-// closed state a second Record counts the call twice.
+// Ticket admitted before the latest transition are ignored, and so is the
+// result of a probe already counted as timed out (see ProbeTimeout). Record
+// each Ticket once: in the closed state a second Record counts the call
+// twice.
 //
 // In the closed state it is lock-free and allocates nothing, unless the
 // result opens the breaker.
