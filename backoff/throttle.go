@@ -181,6 +181,9 @@ type ThrottleStats struct {
 // A request is counted when its result is recorded (with Record, RecordAt
 // or Done), not while it is in flight; a refusal is counted at once.
 //
+// The zero Throttle is usable and has the defaults of ThrottleConfig{}; a
+// nil *Throttle admits every request and counts nothing.
+//
 // AllowAt, RecordAt and ProbabilityAt are the pure core: they take the time
 // (and AllowAt the uniform draw), so a simulation drives them with its own
 // clock and random source and gets the same answers for the same inputs.
@@ -190,16 +193,21 @@ type ThrottleStats struct {
 // source. A Throttle is safe for concurrent use; its methods are lock-free
 // and do not allocate.
 type Throttle struct {
+	// The settings; zero means the default, so that the zero Throttle is
+	// usable.
 	k        float64
 	maxP     float64
+	n        int64 // buckets in use
 	width    int64 // nanoseconds per bucket
 	window   time.Duration
 	classify func(error) ThrottleOutcome
 	hook     func(ThrottleEvent)
-	epoch    atomic.Pointer[time.Time]
-	buckets  []throttleBucket
-	_        cacheLinePad
-	refused  atomic.Int64
+
+	epoch   atomic.Pointer[time.Time]
+	_       cacheLinePad
+	refused atomic.Int64
+	_       cacheLinePad
+	buckets [MaxThrottleBuckets]throttleBucket
 }
 
 // A bucket's counters are each one word: the bucket's number (its stamp)
@@ -263,19 +271,24 @@ func NewThrottle(cfg ThrottleConfig) (*Throttle, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	classify := cfg.Classify
-	if classify == nil {
-		classify = classifyThrottleDefault
-	}
 	return &Throttle{
 		k:        k,
 		maxP:     maxP,
+		n:        int64(n),
 		width:    int64(window / time.Duration(n)),
 		window:   window,
-		classify: classify,
+		classify: cfg.Classify,
 		hook:     cfg.OnEvent,
-		buckets:  make([]throttleBucket, n),
 	}, nil
+}
+
+// settings returns the throttle's K, MaxProbability, number of buckets and
+// bucket width, with the defaults for a zero Throttle.
+func (t *Throttle) settings() (k, maxP float64, n, width int64) {
+	if t.n == 0 {
+		return DefaultThrottleK, 1, DefaultThrottleBuckets, int64(DefaultThrottleWindow / DefaultThrottleBuckets)
+	}
+	return t.k, t.maxP, t.n, t.width
 }
 
 func classifyThrottleDefault(err error) ThrottleOutcome {
@@ -292,12 +305,18 @@ func classifyThrottleDefault(err error) ThrottleOutcome {
 // the request's outcome is recorded with RecordAt. Values of u outside
 // [0, 1) are clamped, and NaN admits.
 func (t *Throttle) AllowAt(now time.Time, u float64) bool {
+	if t == nil {
+		return true
+	}
 	ok, _, _, _ := t.decide(now, u)
 	return ok
 }
 
 // Allow is AllowAt(time.Now(), a draw from a fast shared random source).
 func (t *Throttle) Allow() bool {
+	if t == nil {
+		return true
+	}
 	return t.AllowAt(time.Now(), rand.Float64())
 }
 
@@ -323,14 +342,19 @@ func (t *Throttle) check(now time.Time, u float64) error {
 	if ok {
 		return nil
 	}
-	return &ThrottledError{Probability: p, Requests: r, Accepts: a, K: t.k, Window: t.window}
+	k, _, _, _ := t.settings()
+	window := t.window
+	if window == 0 {
+		window = DefaultThrottleWindow
+	}
+	return &ThrottledError{Probability: p, Requests: r, Accepts: a, K: k, Window: window}
 }
 
 // RecordAt records, at time now, the outcome of a request that AllowAt
 // admitted: ThrottleAccepted counts a request and an accept,
 // ThrottleRefused a request, ThrottleIgnored nothing.
 func (t *Throttle) RecordAt(now time.Time, o ThrottleOutcome) {
-	if o != ThrottleAccepted && o != ThrottleRefused {
+	if t == nil || o != ThrottleAccepted && o != ThrottleRefused {
 		return
 	}
 	k := t.bucketNumber(now)
@@ -353,6 +377,8 @@ func (t *Throttle) Outcome(ctx context.Context, err error) ThrottleOutcome {
 		return ThrottleAccepted
 	case ctx != nil && ctx.Err() != nil:
 		return ThrottleIgnored
+	case t == nil || t.classify == nil:
+		return classifyThrottleDefault(err)
 	}
 	return t.classify(err)
 }
@@ -360,6 +386,9 @@ func (t *Throttle) Outcome(ctx context.Context, err error) ThrottleOutcome {
 // Done records the outcome of a request made with ctx that returned err,
 // as Outcome classifies it.
 func (t *Throttle) Done(ctx context.Context, err error) {
+	if t == nil {
+		return
+	}
 	t.RecordAt(time.Now(), t.Outcome(ctx, err))
 }
 
@@ -378,6 +407,9 @@ func (t *Throttle) Do(ctx context.Context, op func(context.Context) error) error
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if t == nil {
+		return op(ctx)
+	}
 	if err := t.check(time.Now(), rand.Float64()); err != nil {
 		return err
 	}
@@ -389,21 +421,33 @@ func (t *Throttle) Do(ctx context.Context, op func(context.Context) error) error
 // ProbabilityAt returns the rejection probability at time now, without
 // counting anything.
 func (t *Throttle) ProbabilityAt(now time.Time) float64 {
+	if t == nil {
+		return 0
+	}
 	return t.probability(t.counts(t.bucketNumber(now)))
 }
 
 // StatsAt returns a snapshot of the throttle at time now.
 func (t *Throttle) StatsAt(now time.Time) ThrottleStats {
+	if t == nil {
+		return ThrottleStats{}
+	}
 	r, a := t.counts(t.bucketNumber(now))
 	return ThrottleStats{Requests: r, Accepts: a, Probability: t.probability(r, a), Throttled: t.refused.Load()}
 }
 
 // Stats is StatsAt(time.Now()).
-func (t *Throttle) Stats() ThrottleStats { return t.StatsAt(time.Now()) }
+func (t *Throttle) Stats() ThrottleStats {
+	if t == nil {
+		return ThrottleStats{}
+	}
+	return t.StatsAt(time.Now())
+}
 
 func (t *Throttle) probability(requests, accepts int64) float64 {
+	k, maxP, _, _ := t.settings()
 	r, a := float64(requests), float64(accepts)
-	return min(t.maxP, max(0, (r-t.k*a)/(r+1)))
+	return min(maxP, max(0, (r-k*a)/(r+1)))
 }
 
 // bucketNumber returns the number of the bucket that now falls in, counted
@@ -415,16 +459,17 @@ func (t *Throttle) bucketNumber(now time.Time) int64 {
 		t.epoch.CompareAndSwap(nil, &first)
 		epoch = t.epoch.Load()
 	}
+	_, _, _, width := t.settings()
 	d := int64(now.Sub(*epoch))
-	k := d / t.width
-	if d < 0 && d%t.width != 0 {
+	k := d / width
+	if d < 0 && d%width != 0 {
 		k-- // floor, not truncation
 	}
 	return k
 }
 
 func (t *Throttle) slot(k int64) *throttleBucket {
-	n := int64(len(t.buckets))
+	_, _, n, _ := t.settings()
 	return &t.buckets[((k%n)+n)%n]
 }
 
@@ -458,8 +503,8 @@ func (t *Throttle) add(w *atomic.Uint64, k int64) {
 
 // counts sums the words of the buckets in the window that ends with bucket k.
 func (t *Throttle) counts(k int64) (requests, accepts int64) {
-	n := int64(len(t.buckets))
-	for i := range t.buckets {
+	_, _, n, _ := t.settings()
+	for i := range n {
 		b := &t.buckets[i]
 		if w := b.accepts.Load(); tInWindow(tAge(k, w>>tCountBits), n) {
 			accepts += int64(w & tCountMask)

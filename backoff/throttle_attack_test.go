@@ -1,0 +1,81 @@
+package backoff
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestZeroThrottleIsUsable: a Throttle not built by NewThrottle has the
+// defaults of ThrottleConfig{}, as the zero Breaker does.
+func TestZeroThrottleIsUsable(t *testing.T) {
+	var th Throttle
+	now := time.Unix(0, 0)
+	for range 3 {
+		th.RecordAt(now, ThrottleRefused)
+	}
+	th.RecordAt(now, ThrottleAccepted)
+	assert.Equal(t, ThrottleStats{Requests: 4, Accepts: 1, Probability: 2.0 / 5}, th.StatsAt(now), "K 2")
+	assert.False(t, th.AllowAt(now, 0.1))
+	assert.Equal(t, int64(5), th.StatsAt(now.Add(DefaultThrottleWindow-time.Nanosecond)).Requests)
+	assert.Zero(t, th.StatsAt(now.Add(DefaultThrottleWindow)).Requests, "two minutes")
+	assert.Equal(t, ThrottleRefused, th.Outcome(context.Background(), errFlaky), "the default classifier")
+	assert.ErrorIs(t, Retry(context.Background(), Policy{}, func(context.Context) error { return nil }, WithThrottle(&th), WithRand(nil)), nil)
+}
+
+// TestNilThrottleAdmitsEverything: a nil *Throttle, as a nil Breaker,
+// refuses nothing and counts nothing.
+func TestNilThrottleAdmitsEverything(t *testing.T) {
+	var th *Throttle
+	now := time.Unix(0, 0)
+	assert.True(t, th.AllowAt(now, 0))
+	assert.True(t, th.Allow())
+	th.RecordAt(now, ThrottleRefused)
+	th.Record(ThrottleRefused)
+	th.Done(context.Background(), errFlaky)
+	assert.Zero(t, th.ProbabilityAt(now))
+	assert.Equal(t, ThrottleStats{}, th.StatsAt(now))
+	assert.Equal(t, ThrottleStats{}, th.Stats())
+	assert.Equal(t, ThrottleRefused, th.Outcome(context.Background(), errFlaky))
+	calls := 0
+	require.NoError(t, th.Do(context.Background(), func(context.Context) error { calls++; return nil }))
+	assert.Equal(t, 1, calls)
+}
+
+// TestThrottleCountSaturates: a full bucket counter stays full; it never
+// carries into the stamp.
+func TestThrottleCountSaturates(t *testing.T) {
+	th := newThrottle(t, ThrottleConfig{})
+	now := time.Unix(0, 0)
+	th.RecordAt(now, ThrottleAccepted)
+	b := th.slot(0)
+	b.requests.Store(tCountMask)
+	b.accepts.Store(tCountMask - 1)
+	th.RecordAt(now, ThrottleAccepted)
+	th.RecordAt(now, ThrottleAccepted)
+	assert.Equal(t, ThrottleStats{Requests: tCountMask, Accepts: tCountMask}, th.StatsAt(now))
+	assert.Equal(t, ThrottleStats{}, th.StatsAt(now.Add(DefaultThrottleWindow)))
+}
+
+// TestThrottleExtremeInputs: times before the first one seen, far in the
+// future, and draws outside [0, 1) neither panic nor produce a probability
+// outside [0, 1).
+func TestThrottleExtremeInputs(t *testing.T) {
+	th := newThrottle(t, ThrottleConfig{K: 1e308})
+	now := time.Unix(0, 0)
+	th.RecordAt(now, ThrottleRefused)
+	th.RecordAt(now, ThrottleAccepted)
+	assert.Zero(t, th.ProbabilityAt(now), "an enormous K never throttles once anything was accepted")
+	for _, at := range []time.Time{now.Add(-time.Hour), {}, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), now.Add(math.MaxInt64)} {
+		for _, u := range []float64{math.Inf(-1), -1, 0, 0.5, 1, 2, math.Inf(1), math.NaN()} {
+			th.AllowAt(at, u)
+			th.RecordAt(at, ThrottleRefused)
+			p := th.ProbabilityAt(at)
+			assert.True(t, p >= 0 && p < 1, "probability %v at %v", p, at)
+		}
+	}
+}
