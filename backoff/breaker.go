@@ -289,6 +289,11 @@ type Ticket struct {
 // Results belong to the state they were admitted in: a result that comes
 // back after a transition (from a call admitted before it) is ignored, so
 // the calls of an old, broken period never count in a new one.
+//
+// The counts are exact when calls are recorded one at a time (the property
+// tests check every decision against a model); under concurrency a
+// decision reads counts that may be off by the results being recorded at
+// that very moment, as any lock-free counter's are.
 type Breaker struct {
 	cfg      BreakerConfig // with defaults applied
 	slow     bool          // SlowCallDuration > 0

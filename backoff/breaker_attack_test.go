@@ -1,7 +1,10 @@
 package backoff
 
 import (
+	"errors"
 	"math"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,4 +129,58 @@ func TestBreakersRemoveDetaches(t *testing.T) {
 	require.True(t, bs.Remove("a"))
 	bs.RecordAt(now, tk, errDependency)
 	assert.Empty(t, events)
+}
+
+// Many callers arrive at the moment the wait ends: exactly Probes of them
+// are admitted, the others are refused as half-open, whatever the
+// interleaving.
+func TestBreakerHalfOpenRace(t *testing.T) {
+	for range 20 {
+		now := time.Unix(0, 0)
+		b := mustBreaker(t, BreakerConfig{Name: "n", WindowCalls: 1, MinCalls: 1, OpenWait: time.Second, Probes: 3})
+		trip(t, b, now)
+		var (
+			wg       sync.WaitGroup
+			start    = make(chan struct{})
+			admitted atomic.Int32
+			halfOpen atomic.Int32
+		)
+		for range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, err := b.AllowAt(now.Add(time.Second))
+				var oe *OpenError
+				switch {
+				case err == nil:
+					admitted.Add(1)
+				case errors.As(err, &oe) && oe.State == BreakerHalfOpen && oe.Wait == 0:
+					halfOpen.Add(1)
+				default:
+					t.Errorf("unexpected refusal %v", err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		require.Equal(t, int32(3), admitted.Load())
+		require.Equal(t, int32(47), halfOpen.Load())
+		assert.Equal(t, int64(47), b.Stats().Refused)
+	}
+}
+
+// A refusal of a keyed breaker names the key.
+func TestBreakersRefusalNamesKey(t *testing.T) {
+	now := time.Unix(0, 0)
+	bs, err := NewBreakers(BreakersConfig[string]{Breaker: BreakerConfig{Name: "peers", WindowCalls: 1, MinCalls: 1}})
+	require.NoError(t, err)
+	b, err := bs.Get("node-17")
+	require.NoError(t, err)
+	trip(t, b, now)
+	_, err = bs.AllowAt(now, "node-17")
+	var oe *OpenError
+	require.ErrorAs(t, err, &oe)
+	assert.Equal(t, "node-17", oe.Key)
+	assert.Equal(t, `backoff: circuit breaker "peers" for key node-17 open: 1 of 1 calls failed (100%), next probe in 10s`, err.Error())
 }
