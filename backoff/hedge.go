@@ -45,8 +45,9 @@ var (
 // Budget of the Hedger's own with the default BudgetConfig.
 type HedgeConfig struct {
 	// Delay is how long a call waits for its attempts before it sends the
-	// next hedge: hedge n is sent n·Delay after the call started, if no
-	// attempt has succeeded by then and one is still running. With
+	// next hedge: hedge n is sent n·Delay after the call started (no
+	// sooner; a busy scheduler may add to it), if no attempt has succeeded
+	// by then and one is still running. With
 	// Percentile it is the delay used until the Hedger has MinSamples
 	// samples. Zero means DefaultHedgeDelay (100ms); negative is invalid.
 	Delay time.Duration
@@ -162,6 +163,10 @@ func (e *HedgePanicError) Unwrap() error {
 // updated once per call, with no allocation. DelayAt and ObserveAt are its
 // pure core, for simulations. A Hedger is safe for concurrent use; share
 // one per dependency.
+//
+// The zero Hedger makes plain calls: it has the defaults of HedgeConfig{}
+// but no Budget to pay for hedges, so it refuses them all (as a zero Budget
+// refuses every retry). Build one with NewHedger.
 type Hedger struct {
 	delay      time.Duration
 	percentile float64
@@ -237,7 +242,10 @@ func NewHedger(cfg HedgeConfig) (*Hedger, error) {
 // hedge: the configured Delay, or with Percentile and at least MinSamples
 // samples in the window, the tracked percentile.
 func (h *Hedger) DelayAt(now time.Time) time.Duration {
-	if h.sketch == nil {
+	switch {
+	case h == nil || h.delay == 0:
+		return DefaultHedgeDelay
+	case h.sketch == nil:
 		return h.delay
 	}
 	d, n := h.sketch.quantile(now, h.percentile)
@@ -254,13 +262,16 @@ func (h *Hedger) DelayAt(now time.Time) time.Duration {
 // Failed attempts are not observed: a fast failure says nothing of how
 // long a success takes. A negative latency counts as zero.
 func (h *Hedger) ObserveAt(now time.Time, latency time.Duration) {
-	if h.sketch != nil {
+	if h != nil && h.sketch != nil {
 		h.sketch.observe(now, latency)
 	}
 }
 
 // Stats returns a snapshot of the Hedger's counters.
 func (h *Hedger) Stats() HedgeStats {
+	if h == nil {
+		return HedgeStats{}
+	}
 	s := HedgeStats{Calls: h.calls.Load(), Hedges: h.hedges.Load(), Refused: h.refused.Load(), Won: h.won.Load()}
 	if h.sketch != nil {
 		s.Samples = h.sketch.count(time.Now())
@@ -309,7 +320,8 @@ func DoHedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T
 
 // RetryHedged is Do with every attempt hedged by h: it retries as p says,
 // and each attempt is a DoHedged call. The Budget is h's, for retries and
-// hedges alike (a WithBudget among opts is overridden): each call deposits
+// hedges alike (a WithBudget among opts is overridden, unless h has no
+// Budget, as the zero Hedger, which sends no hedges): each call deposits
 // once, and each retry and each hedge withdraws one token, so together
 // they stay within the budget's bound and an outage that empties it turns
 // both off. An attempt's hedges do not deposit. Other options (WithThrottle
@@ -326,7 +338,10 @@ func RetryHedged[T any](ctx context.Context, p Policy, h *Hedger, op func(contex
 	case op == nil:
 		return zero, &Error{Reason: errNilOp}
 	}
-	opts = append(opts[:len(opts):len(opts)], WithBudget(h.budget))
+	if h.budget != nil {
+		// A copy: the caller's slice may have room that is not ours.
+		opts = append(opts[:len(opts):len(opts)], WithBudget(h.budget))
+	}
 	return Do(ctx, p, func(ctx context.Context) (T, error) { return hedged(ctx, h, op, false) }, opts...)
 }
 
@@ -351,7 +366,7 @@ func hedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T, 
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	if deposit {
+	if deposit && h.budget != nil {
 		h.budget.Deposit()
 	}
 	h.calls.Add(1)
@@ -362,7 +377,11 @@ func hedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T, 
 	defer cancel()
 	// Buffered for every attempt the call may send, so that an attempt
 	// that finishes after DoHedged returned never blocks.
-	results := make(chan hedgeResult[T], h.maxHedges+1)
+	maxHedges := h.maxHedges
+	if maxHedges == 0 {
+		maxHedges = DefaultMaxHedges
+	}
+	results := make(chan hedgeResult[T], maxHedges+1)
 	send := func(n int) {
 		go func() {
 			r := hedgeResult[T]{hedge: n}
@@ -384,6 +403,7 @@ func hedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T, 
 	}
 	send(0)
 	sent, running := 1, 1
+	primaryRunning := true
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
 	fire := timer.C
@@ -391,6 +411,9 @@ func hedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T, 
 		select {
 		case r := <-results:
 			running--
+			if r.hedge == 0 {
+				primaryRunning = false
+			}
 			if r.panic != nil {
 				cancel()
 				panic(r.panic)
@@ -399,8 +422,10 @@ func hedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T, 
 				if r.hedge == 0 {
 					h.ObserveAt(r.end, r.end.Sub(start))
 				} else {
-					now := time.Now()
-					h.ObserveAt(now, now.Sub(start))
+					if primaryRunning {
+						now := time.Now()
+						h.ObserveAt(now, now.Sub(start))
+					}
 					h.won.Add(1)
 					h.event(HedgeEvent{Kind: HedgeWon, Hedge: r.hedge, Delay: delay})
 				}
@@ -414,7 +439,7 @@ func hedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T, 
 			if ctx.Err() != nil {
 				continue // the ctx.Done case returns
 			}
-			if !h.budget.Withdraw() {
+			if h.budget == nil || !h.budget.Withdraw() {
 				h.refused.Add(1)
 				h.event(HedgeEvent{Kind: HedgeRefused, Hedge: sent, Delay: delay})
 				continue
@@ -424,7 +449,7 @@ func hedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T, 
 			send(sent)
 			sent++
 			running++
-			if sent <= h.maxHedges {
+			if sent <= maxHedges {
 				timer.Reset(delay)
 				fire = timer.C
 			}
