@@ -185,15 +185,23 @@ func (c AdaptiveConfig) validate(ceiling int, ceilingName string) error {
 // Gradient2 (concurrency-limits, Gradient2Limit):
 //
 //	gradient = clamp(Tolerance · baseline / short, 0.5, 1)
-//	L ← (1−Smoothing)·L + Smoothing·(gradient·L + √L)
+//	next     = gradient·L + √L
+//	L ← next                                   if next < L
+//	L ← (1−Smoothing)·L + Smoothing·next       otherwise
 //
 // so that while latency stays within Tolerance of the baseline the limit
 // grows by about Smoothing·√L a window, and once calls queue at the
-// dependency it shrinks in proportion to the latency they add, by at most
-// half a window (√L is the queue Gradient2 allows for headroom, so that
-// growth in the dependency's capacity is noticed). By Little's law,
+// dependency it falls at once in proportion to the latency they add, by
+// at most half in a window (√L is the queue Gradient2 allows for
+// headroom, so that growth in the dependency's capacity is noticed). The
+// fall is not smoothed, as TCP does not smooth its response to
+// congestion: a smoothed fall leaves the queue standing at the dependency
+// for many windows, and a latency ten times the baseline holds a
+// Partition's slots ten times as long meanwhile. By Little's law,
 // L·baseline/short is the concurrency the dependency serves without
-// queueing, so the limit settles a little above it. A window in which
+// queueing, so the limit settles a little above it: about
+// Tolerance·servers + √L against a dependency of that many servers, and
+// near 4 (= 2·√4) against one that became several times slower. A window in which
 // the limit was not used (at most half of it in flight) never raises it:
 // an idle limit learns nothing about capacity. A window with a dropped
 // call (ReleaseRTT with dropped set: a timeout, or the dependency refusing
@@ -363,7 +371,15 @@ func (a *AdaptiveLimit) closeWindowLocked() (LimitChange, bool) {
 		}
 		gradient := min(max(a.tolerance*a.baseline/short, minGradient), 1)
 		if gradient < 1 || used {
-			est = (1-a.smoothing)*est + a.smoothing*(gradient*est+math.Sqrt(est))
+			next := gradient*est + math.Sqrt(est)
+			if next < est {
+				// Queueing: fall at once, as TCP halves its window on
+				// congestion; a smoothed fall leaves the queue standing at
+				// the dependency for many windows.
+				est = next
+			} else {
+				est = (1-a.smoothing)*est + a.smoothing*next
+			}
 		}
 	}
 	est = min(max(est, float64(a.minLimit)), float64(a.maxLimit))
