@@ -72,7 +72,7 @@ type frontPolicy interface {
 
 // simResult is what a run measured, per zone and per phase.
 type simResult struct {
-	good    [][]time.Duration // [zone][phase] service time of requests finished in time
+	good    [][]time.Duration   // [zone][phase] service time of requests finished in time
 	latency [][][]time.Duration // [zone][phase] arrival-to-completion of finished requests
 }
 
