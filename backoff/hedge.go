@@ -267,17 +267,21 @@ func (h *Hedger) ObserveAt(now time.Time, latency time.Duration) {
 	}
 }
 
-// Stats returns a snapshot of the Hedger's counters.
-func (h *Hedger) Stats() HedgeStats {
+// StatsAt returns a snapshot of the Hedger's counters, with the samples in
+// the window at time now.
+func (h *Hedger) StatsAt(now time.Time) HedgeStats {
 	if h == nil {
 		return HedgeStats{}
 	}
 	s := HedgeStats{Calls: h.calls.Load(), Hedges: h.hedges.Load(), Refused: h.refused.Load(), Won: h.won.Load()}
 	if h.sketch != nil {
-		s.Samples = h.sketch.count(time.Now())
+		s.Samples = h.sketch.count(now)
 	}
 	return s
 }
+
+// Stats is StatsAt(time.Now()).
+func (h *Hedger) Stats() HedgeStats { return h.StatsAt(time.Now()) }
 
 // Do is DoHedged for an operation that returns only an error.
 func (h *Hedger) Do(ctx context.Context, op func(context.Context) error) error {
@@ -513,9 +517,9 @@ func sketchUpper(i int) time.Duration {
 	return time.Duration(int64(4+sub+1)<<(e-2) - 1)
 }
 
-// rotate moves the window to now; the caller holds mu. A time earlier than
-// one already seen counts in the current half.
-func (s *latencySketch) rotate(now time.Time) {
+// halfAt returns the number of the half window now falls in; the caller
+// holds mu.
+func (s *latencySketch) halfAt(now time.Time) int64 {
 	if !s.seen {
 		s.epoch, s.seen = now, true
 	}
@@ -524,6 +528,28 @@ func (s *latencySketch) rotate(now time.Time) {
 	if d < 0 && d%s.half != 0 {
 		k--
 	}
+	return k
+}
+
+// live reports which halves hold samples of the window at now, without
+// moving the window: only an observation does, so that reading at another
+// clock (Stats with the real one in a simulation) disturbs nothing. A time
+// earlier than one already seen reads the window as it is.
+func (s *latencySketch) live(now time.Time) (cur, prev bool) {
+	k := s.halfAt(now)
+	switch {
+	case k <= s.cur:
+		return true, true
+	case k == s.cur+1:
+		return true, false
+	}
+	return false, false
+}
+
+// rotate moves the window to now; the caller holds mu. A time earlier than
+// one already seen counts in the current half.
+func (s *latencySketch) rotate(now time.Time) {
+	k := s.halfAt(now)
 	switch {
 	case k <= s.cur:
 		return
@@ -550,11 +576,24 @@ func (s *latencySketch) observe(now time.Time, latency time.Duration) {
 	s.n[i]++
 }
 
+// weights returns, for the halves 0 and 1, 1 if their samples are in the
+// window at now and 0 if not.
+func (s *latencySketch) weights(now time.Time) (w [2]int64) {
+	cur, prev := s.live(now)
+	if cur {
+		w[s.cur&1] = 1
+	}
+	if prev {
+		w[(s.cur+1)&1] = 1
+	}
+	return w
+}
+
 func (s *latencySketch) count(now time.Time) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rotate(now)
-	return s.n[0] + s.n[1]
+	w := s.weights(now)
+	return w[0]*s.n[0] + w[1]*s.n[1]
 }
 
 // quantile returns the upper bound of the bin that holds the q-th quantile
@@ -562,15 +601,15 @@ func (s *latencySketch) count(now time.Time) int64 {
 func (s *latencySketch) quantile(now time.Time, q float64) (time.Duration, int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rotate(now)
-	n := s.n[0] + s.n[1]
+	w := s.weights(now)
+	n := w[0]*s.n[0] + w[1]*s.n[1]
 	if n == 0 {
 		return 0, 0
 	}
 	rank := max(int64(math.Ceil(q*float64(n))), 1)
 	var seen int64
 	for i := range sketchBins {
-		seen += s.bins[0][i] + s.bins[1][i]
+		seen += w[0]*s.bins[0][i] + w[1]*s.bins[1][i]
 		if seen >= rank {
 			return sketchUpper(i), n
 		}

@@ -92,3 +92,18 @@ func TestRetryHedgedZeroHedgerKeepsTheCallersBudget(t *testing.T) {
 		assert.Equal(t, 1, calls)
 	})
 }
+
+// TestHedgerStatsDoNotDisturbASimulation: a simulation drives the sketch
+// with its own clock; reading Stats, which uses the real one, must not
+// move the sketch's window.
+func TestHedgerStatsDoNotDisturbASimulation(t *testing.T) {
+	h := newHedger(t, HedgeConfig{Percentile: 0.5, MinSamples: 1})
+	sim := time.Date(2011, 4, 21, 0, 47, 0, 0, time.UTC)
+	h.ObserveAt(sim, 3*time.Millisecond)
+	want := h.DelayAt(sim)
+	_ = h.Stats()
+	assert.Equal(t, want, h.DelayAt(sim))
+	assert.Equal(t, HedgeStats{Samples: 1}, h.StatsAt(sim))
+	h.ObserveAt(sim.Add(time.Second), 3*time.Millisecond)
+	assert.Equal(t, int64(2), h.StatsAt(sim.Add(time.Second)).Samples)
+}
