@@ -747,9 +747,10 @@ func (b *Breaker) record(now time.Time, haveNow bool, t Ticket, err error) {
 	slow := b.slow && now.Sub(t.start) >= b.cfg.SlowCallDuration
 	var calls, failures, slows int
 	if p.count != nil {
-		calls, failures, slows = p.count.record(failed, slow)
-		if failures == 0 && slows == 0 {
-			return
+		var changed bool
+		calls, failures, slows, changed = p.count.record(failed, slow)
+		if !changed || (failures == 0 && slows == 0) {
+			return // the counts the last decision was made on, or no failures
 		}
 	} else {
 		calls, failures, slows = p.tw.record(now, failed, slow)
@@ -768,10 +769,16 @@ func (b *Breaker) record(now time.Time, haveNow bool, t Ticket, err error) {
 	b.deliver()
 }
 
-// crossed reports whether the window's rates reach a threshold.
+// crossed reports whether the window's rates reach a threshold, as
+// float64(count)/float64(calls) >= rate. A multiplication rules out most
+// cases first; the division decides the close ones exactly.
 func (b *Breaker) crossed(calls, failures, slows int) bool {
 	n := float64(calls)
-	return float64(failures)/n >= b.cfg.FailureRate || (b.slow && float64(slows)/n >= b.cfg.SlowRate)
+	const margin = 1 - 1e-9
+	if float64(failures) >= b.cfg.FailureRate*n*margin && float64(failures)/n >= b.cfg.FailureRate {
+		return true
+	}
+	return b.slow && float64(slows) >= b.cfg.SlowRate*n*margin && float64(slows)/n >= b.cfg.SlowRate
 }
 
 func (b *Breaker) recordProbeLocked(now time.Time, t Ticket, outcome Outcome) {

@@ -42,7 +42,11 @@ func packResult(v uint32) uint64 {
 	return uint64(v&1) | uint64(v>>1&1)<<fieldBits | uint64(v>>2&1)<<(2*fieldBits)
 }
 
-func (w *countWindow) record(failed, slow bool) (calls, failures, slows int) {
+// record puts a result into the ring and returns the window's counts, and
+// whether they changed: a result that replaces an equal one (the steady
+// state: a success over a success) changes nothing and touches neither the
+// slot nor the sums.
+func (w *countWindow) record(failed, slow bool) (calls, failures, slows int, changed bool) {
 	v := uint32(1)
 	if failed {
 		v |= 2
@@ -59,8 +63,15 @@ func (w *countWindow) record(failed, slow bool) (calls, failures, slows int) {
 	}
 	// i mod n by Lemire's fastmod: two multiplications instead of a division.
 	hi, _ := bits.Mul64(w.m*uint64(i), uint64(w.n))
-	old := w.ring[hi].Swap(v)
-	return unpack(w.sum.Add(packResult(v) - packResult(old)))
+	slot := &w.ring[hi]
+	if slot.Load() == v {
+		// Skipping the write keeps sum equal to the slots' total: every
+		// change of a slot is still a Swap with its exact difference.
+		return 0, 0, 0, false
+	}
+	old := slot.Swap(v)
+	calls, failures, slows = unpack(w.sum.Add(packResult(v) - packResult(old)))
+	return calls, failures, slows, true
 }
 
 func (w *countWindow) counts() (calls, failures, slows int) {
