@@ -229,13 +229,28 @@ func (e *OpenError) Error() string {
 	case e.Calls == 0:
 		sb.WriteString("opened by its probes")
 	default:
-		fmt.Fprintf(&sb, "%d of %d calls failed (%.3g%%)", e.Failures, e.Calls, 100*float64(e.Failures)/float64(e.Calls))
+		fmt.Fprintf(&sb, "%d of %d calls failed (%.3g%%)", e.Failures, e.Calls, 100*e.FailureRate())
 		if e.SlowCalls > 0 {
-			fmt.Fprintf(&sb, ", %d slow (%.3g%%)", e.SlowCalls, 100*float64(e.SlowCalls)/float64(e.Calls))
+			fmt.Fprintf(&sb, ", %d slow (%.3g%%)", e.SlowCalls, 100*e.SlowRate())
 		}
 	}
 	fmt.Fprintf(&sb, ", next probe in %v", e.Wait)
 	return sb.String()
+}
+
+// FailureRate is Failures/Calls, the failure rate that opened the breaker
+// (zero when Calls is zero).
+func (e *OpenError) FailureRate() float64 { return ratio(e.Failures, e.Calls) }
+
+// SlowRate is SlowCalls/Calls, the slow-call rate that opened the breaker
+// (zero when Calls is zero).
+func (e *OpenError) SlowRate() float64 { return ratio(e.SlowCalls, e.Calls) }
+
+func ratio(n, of int) float64 {
+	if of <= 0 {
+		return 0
+	}
+	return float64(n) / float64(of)
 }
 
 // Is reports whether target is ErrBreakerOpen.
@@ -870,10 +885,7 @@ func (b *Breaker) StatsAt(now time.Time) BreakerStats {
 		s.Calls, s.Failures, s.SlowCalls, s.Probes = p.results, p.pFail, p.pSlow, p.inFlight
 		b.mu.Unlock()
 	}
-	if s.Calls > 0 {
-		s.FailureRate = float64(s.Failures) / float64(s.Calls)
-		s.SlowRate = float64(s.SlowCalls) / float64(s.Calls)
-	}
+	s.FailureRate, s.SlowRate = ratio(s.Failures, s.Calls), ratio(s.SlowCalls, s.Calls)
 	return s
 }
 

@@ -107,6 +107,9 @@ func TestBreakerOpenErrorSaysWhy(t *testing.T) {
 	var oe *OpenError
 	require.ErrorAs(t, err, &oe)
 	assert.Equal(t, 4200*time.Millisecond, oe.RetryAfter())
+	assert.InDelta(t, 0.8, oe.FailureRate(), 1e-9)
+	assert.Zero(t, oe.SlowRate())
+	assert.Zero(t, (&OpenError{}).FailureRate())
 	assert.Equal(t, `backoff: circuit breaker "db" open: 8 of 10 calls failed (80%), next probe in 4.2s`, err.Error())
 	var ra RetryAfterError
 	require.ErrorAs(t, err, &ra)
