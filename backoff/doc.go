@@ -20,6 +20,16 @@
 //   - Breaker stops calling a dependency that fails or is slow, and Breakers
 //     keeps one per peer, so that callers stop asking the peers that cannot
 //     help; WithBreaker makes Retry wait out an open breaker.
+//   - Throttle is the Google SRE book's client-side adaptive throttle: each
+//     client refuses requests locally with probability
+//     max(0, (requests − K·accepts)/(requests + 1)) over a sliding window,
+//     so a backend that refuses most calls stops receiving them without any
+//     coordination; WithThrottle puts it in front of every attempt of Retry.
+//   - Hedger sends a hedge when an attempt is slow (after a fixed delay or
+//     a tracked latency percentile) and pays for every hedge from the same
+//     Budget as retries, so a storm turns hedging off as it turns retries
+//     off; DoHedged makes one hedged call and RetryHedged hedges every
+//     attempt of a retry loop.
 //
 // # Pure core, thin shell
 //
@@ -27,9 +37,10 @@
 // delay and a uniform random draw it returns the delay, reads no clock and
 // no random source, and does not allocate. Simulations call it directly
 // (the stormguard examples do). Budget.WithdrawAt likewise takes the time as
-// an argument. Retry, Do, Policy.Delays and Budget.Withdraw are the
-// convenience layer that reads the real clock and a fast shared random
-// source.
+// an argument, Throttle.AllowAt the time and a uniform draw, and
+// Hedger.DelayAt and ObserveAt the time. Retry, Do, Policy.Delays,
+// Budget.Withdraw, Throttle.Allow and DoHedged are the convenience layer
+// that reads the real clock and a fast shared random source.
 //
 // # Delays
 //
