@@ -53,8 +53,10 @@ type HedgeConfig struct {
 	Delay time.Duration
 	// Percentile, if not zero, makes the delay track the latency of the
 	// primary attempts: it is the Percentile-th quantile (0.95 for the
-	// 95th percentile) of those seen in the last Window, rounded up by at
-	// most 25%. It must be in (0, 1]; zero means a fixed Delay.
+	// 95th percentile, nearest rank) of those seen in the last Window,
+	// rounded up to the top of its histogram bin, at most 25% above it
+	// (latencies below 1µs count as 1µs, above 2^42ns, about 73 minutes,
+	// as 2^42ns). It must be in (0, 1]; zero means a fixed Delay.
 	Percentile float64
 	// Window is how long latencies are remembered for Percentile: the
 	// samples of the last Window/2 to Window count. Zero means
