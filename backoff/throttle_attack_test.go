@@ -3,7 +3,9 @@ package backoff
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -78,4 +80,38 @@ func TestThrottleExtremeInputs(t *testing.T) {
 			assert.True(t, p >= 0 && p < 1, "probability %v at %v", p, at)
 		}
 	}
+}
+
+// TestRetryWithThrottleBreakerAndBudget: the three compose in one Retry.
+// The throttle counts only the attempts that reached the backend (not the
+// ones the breaker refused), the budget pays only for them, and when the
+// throttle refuses, neither the breaker nor the budget is asked.
+func TestRetryWithThrottleBreakerAndBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		br, err := NewBreaker(BreakerConfig{WindowCalls: 2, MinCalls: 2, OpenWait: time.Second, Probes: 1})
+		require.NoError(t, err)
+		th := newThrottle(t, ThrottleConfig{})
+		b := fullBudget(t, 10)
+		calls := 0
+		op := func(context.Context) error { calls++; return errFlaky }
+		p := Policy{Base: 10 * time.Millisecond, MaxAttempts: 8}
+		err = Retry(t.Context(), p, op, WithThrottle(th), WithBreaker(br), WithBudget(b), WithRand(rand.New(drawOne)))
+		assert.ErrorIs(t, err, ErrAttemptsExhausted)
+		assert.Less(t, calls, 8, "the breaker refused some attempts")
+		s := th.Stats()
+		assert.Equal(t, [2]int64{int64(calls), 0}, [2]int64{s.Requests, s.Accepts}, "only attempts that reached the backend count")
+		assert.Equal(t, int64(calls-1), b.Stats().Retries, "the budget paid for the retries made, not for refused ones")
+
+		// Now the throttle refuses the first retry: the breaker and the
+		// budget are not asked.
+		br2, err := NewBreaker(BreakerConfig{})
+		require.NoError(t, err)
+		b2 := fullBudget(t, 10)
+		calls = 0
+		err = Retry(t.Context(), p, op, WithThrottle(th), WithBreaker(br2), WithBudget(b2), WithRand(rand.New(drawZero)))
+		assert.ErrorIs(t, err, ErrThrottled)
+		assert.Zero(t, calls, "the throttle refused the first attempt")
+		assert.Equal(t, BudgetStats{Tokens: 10}, b2.Stats())
+		assert.Zero(t, br2.Stats().Calls)
+	})
 }
