@@ -103,6 +103,10 @@ type BreakerConfig struct {
 	// which dependency is refused.
 	Name string
 	// Window is the kind of sliding window; the zero value is CountWindow.
+	// A TimeWindow follows the latest time it has seen: a result older than
+	// the whole window (a call recorded late) is not counted, and only a
+	// few such results in a row (a clock that went backwards) make it
+	// start again from their time.
 	Window WindowKind
 	// WindowCalls is the size of a CountWindow, in calls. Zero means
 	// DefaultBreakerWindowCalls (100); it must be in [1, 100000].
@@ -768,7 +772,11 @@ func (b *Breaker) record(now time.Time, haveNow bool, t Ticket, err error) {
 			return // the counts the last decision was made on, or no failures
 		}
 	} else {
-		calls, failures, slows = p.tw.record(now, failed, slow)
+		var counted bool
+		calls, failures, slows, counted = p.tw.record(now, failed, slow)
+		if !counted {
+			return
+		}
 	}
 	if calls < b.cfg.MinCalls || !b.crossed(calls, failures, slows) {
 		return

@@ -184,3 +184,29 @@ func TestBreakersRefusalNamesKey(t *testing.T) {
 	assert.Equal(t, "node-17", oe.Key)
 	assert.Equal(t, `backoff: circuit breaker "peers" for key node-17 open: 1 of 1 calls failed (100%), next probe in 10s`, err.Error())
 }
+
+// A call recorded late, with a time older than the whole window (its
+// goroutine stalled between reading the clock and recording), must not wipe
+// the window of the calls recorded since.
+func TestBreakerTimeWindowLateRecord(t *testing.T) {
+	now := time.Unix(0, 0)
+	b := mustBreaker(t, BreakerConfig{Window: TimeWindow, WindowDuration: time.Second, Buckets: 4, MinCalls: 20})
+	late, err := b.AllowAt(now)
+	require.NoError(t, err)
+	now = now.Add(5 * time.Second)
+	for range 10 {
+		tk, _ := b.AllowAt(now)
+		b.RecordAt(now, tk, errDependency)
+	}
+	b.RecordAt(now.Add(-5*time.Second), late, nil)
+	assert.Equal(t, 10, b.StatsAt(now).Failures, "the late result wiped the window")
+
+	// A clock that really went backwards is followed after a few results.
+	back := now.Add(-time.Hour)
+	for range 2 + 20 { // two results are taken for late ones
+
+		tk, _ := b.AllowAt(back)
+		b.RecordAt(back, tk, errDependency)
+	}
+	assert.Equal(t, BreakerOpen, b.StateAt(back))
+}

@@ -36,6 +36,7 @@ type breakerModel struct {
 	// closed, TimeWindow: results with their bucket index.
 	timed     []modelResult
 	head      int64
+	behind    int
 	origin    time.Time
 	hasOrigin bool
 
@@ -81,7 +82,7 @@ func (m *breakerModel) transition(to BreakerState, now time.Time) {
 	switch to {
 	case BreakerClosed:
 		m.last, m.timed = nil, nil
-		m.head, m.origin, m.hasOrigin = 0, now, true
+		m.head, m.origin, m.hasOrigin, m.behind = 0, now, true, 0
 	case BreakerOpen:
 		m.until = now.Add(m.c.OpenWait)
 	case BreakerHalfOpen:
@@ -215,8 +216,15 @@ func (m *breakerModel) record(now time.Time, tk modelTicket, outcome Outcome) {
 		case r.idx > m.head:
 			m.head = r.idx
 		case r.idx <= m.head-int64(m.c.Buckets):
+			// Older than the window: dropped, unless it is the third such
+			// result in a row (the clock went backwards).
+			m.behind++
+			if m.behind < 3 {
+				return
+			}
 			m.timed, m.head = nil, r.idx
 		}
+		m.behind = 0
 		m.timed = append(m.timed, r)
 	}
 	calls, fails, slows := m.window()

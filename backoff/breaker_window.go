@@ -105,6 +105,7 @@ type timeWindow struct {
 	width  int64 // nanoseconds per bucket
 	origin atomic.Pointer[time.Time]
 	head   atomic.Int64
+	behind atomic.Int32 // consecutive results older than the window
 	_      cacheLinePad
 	sum    timeBucket
 	_      cacheLinePad
@@ -148,14 +149,35 @@ func (w *timeWindow) index(now time.Time) int64 {
 	return i
 }
 
-func (w *timeWindow) record(now time.Time, failed, slow bool) (calls, failures, slows int) {
+// staleResets is how many results in a row must be older than the window
+// before the window believes that the clock went backwards and starts again
+// from them.
+const staleResets = 3
+
+// record counts a result that ended at now and returns the window's counts,
+// or counted false if the result is older than the whole window: a call
+// recorded late (its goroutine stalled between reading the clock and
+// recording) is not counted, so it cannot wipe the window of the calls
+// recorded since; only staleResets such results in a row, a clock that went
+// backwards, start the window again from there.
+func (w *timeWindow) record(now time.Time, failed, slow bool) (calls, failures, slows int, counted bool) {
 	i := w.index(now)
-	if h := w.head.Load(); i > h || i <= h-w.n {
+	switch h := w.head.Load(); {
+	case i > h:
 		w.advance(i)
+	case i <= h-w.n:
+		if w.behind.Add(1) < staleResets {
+			return 0, 0, 0, false
+		}
+		w.advance(i)
+	}
+	if w.behind.Load() != 0 {
+		w.behind.Store(0)
 	}
 	w.ring[mod(i, w.n)].add(failed, slow)
 	w.sum.add(failed, slow)
-	return w.sum.counts()
+	calls, failures, slows = w.sum.counts()
+	return calls, failures, slows, true
 }
 
 func (b *timeBucket) counts() (calls, failures, slows int) {
@@ -163,7 +185,7 @@ func (b *timeBucket) counts() (calls, failures, slows int) {
 }
 
 // advance makes i the newest bucket: it empties the buckets between the old
-// head and i. An index a whole window behind head means the clock went
+// head and i. An index a whole window behind head means that the clock went
 // backwards by more than the window: the window starts again from i.
 func (w *timeWindow) advance(i int64) {
 	w.mu.Lock()
