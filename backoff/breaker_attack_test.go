@@ -210,3 +210,16 @@ func TestBreakerTimeWindowLateRecord(t *testing.T) {
 	}
 	assert.Equal(t, BreakerOpen, b.StateAt(back))
 }
+
+// Asking for Stats, even at a time far ahead, changes nothing in the window.
+func TestBreakerStatsDoNotMoveTheWindow(t *testing.T) {
+	now := time.Unix(0, 0)
+	b := mustBreaker(t, BreakerConfig{Window: TimeWindow, WindowDuration: time.Second, Buckets: 4, MinCalls: 2, FailureRate: 1})
+	tk, _ := b.AllowAt(now)
+	b.RecordAt(now, tk, errDependency)
+	assert.Zero(t, b.StatsAt(now.Add(time.Hour)).Calls, "nothing in the window an hour later")
+	assert.Equal(t, 1, b.StatsAt(now).Calls)
+	tk, _ = b.AllowAt(now)
+	b.RecordAt(now, tk, errDependency)
+	assert.Equal(t, BreakerOpen, b.StateAt(now), "the second failure counted")
+}

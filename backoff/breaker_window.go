@@ -209,15 +209,21 @@ func (w *timeWindow) advance(i int64) {
 	w.head.Store(i)
 }
 
-// countsAt returns the counts of the window that ends at now.
+// countsAt returns the counts of the window as it would be at now: the
+// buckets of the window that ends at the later of now and head. It changes
+// nothing, so asking at any time cannot disturb the window.
 func (w *timeWindow) countsAt(now time.Time) (calls, failures, slows int) {
 	if w.origin.Load() == nil {
 		return 0, 0, 0
 	}
-	if i := w.index(now); i > w.head.Load() {
-		w.advance(i)
+	w.mu.Lock() // so that head and the buckets agree
+	defer w.mu.Unlock()
+	h := w.head.Load()
+	end := max(h, w.index(now))
+	for j := max(end-w.n+1, h-w.n+1); j <= h; j++ {
+		c, f, s := w.ring[mod(j, w.n)].counts()
+		calls, failures, slows = calls+c, failures+f, slows+s
 	}
-	calls, failures, slows = w.sum.counts()
 	return max(calls, 0), max(failures, 0), max(slows, 0)
 }
 
