@@ -503,3 +503,19 @@ func TestBreakerShellTiming(t *testing.T) {
 		assert.Equal(t, BreakerClosed, b.State(), "one failure in the window, MinCalls 3")
 	})
 }
+
+// A call whose every attempt an open breaker refuses reached no dependency:
+// it earns the Budget nothing, or a long open spell would fill the budget
+// for a retry burst when the breaker closes.
+func TestRetryRefusedCallDepositsNothing(t *testing.T) {
+	b := mustBreaker(t, BreakerConfig{WindowCalls: 1, MinCalls: 1, OpenWait: time.Hour})
+	trip(t, b, time.Now())
+	budget, err := NewBudget(BudgetConfig{NoFloor: true, Ratio: 1})
+	require.NoError(t, err)
+	for range 5 {
+		err := Retry(context.Background(), Policy{MaxAttempts: 1}, func(context.Context) error { return nil },
+			WithBreaker(b), WithBudget(budget))
+		require.ErrorIs(t, err, ErrBreakerOpen)
+	}
+	assert.Zero(t, budget.Tokens())
+}

@@ -215,8 +215,9 @@ func newConfig(opts []Option) config {
 }
 
 // WithBudget makes every retry (not the first attempt) withdraw from b, and
-// every call deposit into it, so that retries stay a bounded fraction of the
-// traffic to one dependency. When b refuses, Retry gives up with
+// every call that reaches the dependency deposit into it (a call that a
+// Throttle or Breaker refuses does not), so that retries stay a bounded
+// fraction of the traffic to one dependency. When b refuses, Retry gives up with
 // ErrBudgetExhausted. A nil b means no budget.
 func WithBudget(b *Budget) Option { return Option{set: setBudget, budget: b} }
 
@@ -240,7 +241,8 @@ func WithThrottle(t *Throttle) Option { return Option{set: setThrottle, throttle
 // after ctx's deadline or MaxElapsed, Retry gives up at once, as for any
 // hint) instead of spinning against an open breaker. A refused attempt
 // spends no Budget token: the token withdrawn for it, if any, pays for the
-// next attempt. For per-key breakers pass the key's breaker from
+// next attempt, and a call whose every attempt b refuses deposits nothing
+// in the Budget. For per-key breakers pass the key's breaker from
 // Breakers.Get. A nil b means no breaker.
 func WithBreaker(b *Breaker) Option { return Option{set: setBreaker, breaker: b} }
 
@@ -320,9 +322,9 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 			return &Error{Reason: terr}
 		}
 	}
-	if cfg.budget != nil {
-		cfg.budget.Deposit()
-	}
+	// The call deposits into the Budget when its first attempt reaches the
+	// dependency: a call a breaker refuses throughout earns nothing.
+	deposit := cfg.budget != nil
 	cfg.paid = true
 	// The clock is read before the first attempt only when MaxElapsed needs
 	// it: on a slow clock source it would be most of the cost of a call
@@ -337,6 +339,10 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 		if t, refused := cfg.breaker.admit(); refused != nil {
 			err = refused
 		} else {
+			if deposit {
+				cfg.budget.Deposit()
+				deposit = false
+			}
 			err = op(ctx)
 			cfg.breaker.done(ctx, t, err)
 			cfg.paid = false
