@@ -296,14 +296,17 @@ type Ticket struct {
 // Allow, Record and Call read the real clock, and only when they need it.
 //
 // The zero Breaker is usable and has the defaults of BreakerConfig{}; a nil
-// *Breaker admits every call and records nothing, so that "no breaker" needs
-// no special case. A Breaker is safe for concurrent use. In the closed state, admission and
+// *Breaker admits every call and records nothing, so that "no breaker"
+// needs no special case.
+//
+// A Breaker is safe for concurrent use. In the closed state, admission and
 // recording are lock-free and allocate nothing: admission is one atomic
-// load; recording a result into a CountWindow is three atomic operations
-// on a ring of atomic slots, into a TimeWindow a few atomic additions on
-// time buckets. Transitions, the open and half-open states and a
-// TimeWindow's move to a new bucket take a mutex; a refusal allocates its
-// *OpenError.
+// load; recording a result into a CountWindow is one atomic addition and a
+// load when the result equals the one it pushes out of the ring (the steady
+// state), three atomic operations when it differs; recording into a
+// TimeWindow is a few atomic additions on time buckets. Transitions, the
+// open and half-open states and a TimeWindow's move to a new bucket take a
+// mutex; a refusal allocates its *OpenError.
 //
 // Results belong to the state they were admitted in: a result that comes
 // back after a transition (from a call admitted before it) is ignored, so
@@ -418,7 +421,7 @@ func (cfg BreakerConfig) withDefaults() (BreakerConfig, error) {
 	}
 	if c.Buckets < 1 || c.Buckets > MaxBreakerBuckets {
 		bad("Buckets %d is outside [1, %d]", cfg.Buckets, MaxBreakerBuckets)
-	} else if c.WindowDuration < time.Duration(c.Buckets) {
+	} else if c.WindowDuration > 0 && c.WindowDuration < time.Duration(c.Buckets) {
 		bad("WindowDuration %v is shorter than one nanosecond per bucket (%d buckets)", cfg.WindowDuration, c.Buckets)
 	}
 	if c.MinCalls == 0 {
