@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -114,4 +116,68 @@ func TestRetryWithThrottleBreakerAndBudget(t *testing.T) {
 		assert.Equal(t, BudgetStats{Tokens: 10}, b2.Stats())
 		assert.Zero(t, br2.Stats().Calls)
 	})
+}
+
+// TestThrottleConcurrentRotation: goroutines share a clock that moves
+// through many bucket widths while they count. Whatever the interleaving,
+// a count is never lost from the window nor invented: at the end the
+// window holds at least every event of its buckets and at most every event
+// (an event whose time was already stale when it was counted may land in a
+// later bucket, as documented).
+func TestThrottleConcurrentRotation(t *testing.T) {
+	th := newThrottle(t, ThrottleConfig{Window: 40 * time.Millisecond, Buckets: 4, MaxProbability: 0.5})
+	start := time.Unix(0, 0)
+	th.StatsAt(start) // the buckets count from start, as the model's do
+	var clock atomic.Int64
+	const workers, perWorker = 4, 5000
+	type event struct {
+		at     int64
+		accept bool
+	}
+	logs := make([][]event, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := range perWorker {
+				at := clock.Add(int64(r.IntN(int(40 * time.Microsecond))))
+				now := start.Add(time.Duration(at))
+				switch {
+				case !th.AllowAt(now, r.Float64()):
+					logs[w] = append(logs[w], event{at: at})
+				case (w+i)%3 == 0:
+					th.RecordAt(now, ThrottleAccepted)
+					logs[w] = append(logs[w], event{at: at, accept: true})
+				default:
+					th.RecordAt(now, ThrottleRefused)
+					logs[w] = append(logs[w], event{at: at})
+				}
+			}
+		})
+	}
+	wg.Wait()
+	end := clock.Load()
+	const width = int64(10 * time.Millisecond)
+	var inWindow, all [2]int64
+	for _, l := range logs {
+		for _, e := range l {
+			a := int64(0)
+			if e.accept {
+				a = 1
+			}
+			all[0]++
+			all[1] += a
+			if end/width-e.at/width < 4 {
+				inWindow[0]++
+				inWindow[1] += a
+			}
+		}
+	}
+	s := th.StatsAt(start.Add(time.Duration(end)))
+	t.Logf("window %d requests %d accepts; events in its buckets %v of %v", s.Requests, s.Accepts, inWindow, all)
+	assert.GreaterOrEqual(t, s.Requests, inWindow[0])
+	assert.GreaterOrEqual(t, s.Accepts, inWindow[1])
+	assert.LessOrEqual(t, s.Requests, all[0])
+	assert.LessOrEqual(t, s.Accepts, all[1])
+	assert.Greater(t, end, 5*4*width, "the clock went round the buckets many times")
 }
