@@ -313,7 +313,9 @@ func (h *Hedger) Do(ctx context.Context, op func(context.Context) error) error {
 // panic) are discarded, so an op that honours its context leaves no
 // goroutine behind for longer than it takes to notice the cancellation,
 // and an op that ignores it runs on, detached, until it returns. When ctx
-// ends DoHedged returns ctx.Err() at once, without waiting for any attempt.
+// ends while DoHedged waits, it returns ctx.Err() at once (unless a success
+// arrived at the same moment), without waiting for any attempt and without
+// sending another hedge.
 //
 // If an attempt panics before DoHedged returns, DoHedged cancels the others
 // and panics on the caller's goroutine with a *HedgePanicError carrying the

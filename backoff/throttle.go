@@ -173,7 +173,7 @@ type ThrottleStats struct {
 // almost everything the probability approaches 1 and the clients stop
 // sending it work without any coordination among them; as it recovers, the
 // few requests still let through are accepted and the probability falls.
-// With K 2 a healthy backend sees no throttling until it refuses half of
+// With K 2 a backend sees no throttling until it refuses more than half of
 // the requests. Recovery takes a few windows (see MaxProbability). Unlike a Budget, which bounds retries, a Throttle also
 // refuses first attempts; unlike a circuit breaker it has no states and
 // never refuses everything.
