@@ -162,11 +162,14 @@ type BreakerConfig struct {
 	// cancelled (see the package documentation on context errors).
 	Classify func(error) Outcome
 	// OnStateChange, if not nil, is called after every transition, outside
-	// the breaker's lock, with the events in the order of the transitions.
-	// It runs on the goroutine whose call caused the transition, or on one
-	// that caused a later transition and delivers the earlier events
-	// first; it may call the breaker's methods (a transition it causes is
-	// delivered after it returns). It should not block.
+	// the breaker's lock, one event at a time and in the order of the
+	// transitions, never concurrently with itself. It runs inside a call of
+	// the breaker: usually on the goroutine whose call caused the
+	// transition; if another goroutine is delivering events at that
+	// moment, that goroutine delivers this one after the earlier ones. It
+	// may call the breaker's methods (an event it causes is delivered
+	// after it returns). It should not block: while it runs, later events
+	// wait for it.
 	OnStateChange func(BreakerEvent)
 }
 

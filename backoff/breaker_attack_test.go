@@ -223,3 +223,19 @@ func TestBreakerStatsDoNotMoveTheWindow(t *testing.T) {
 	b.RecordAt(now, tk, errDependency)
 	assert.Equal(t, BreakerOpen, b.StateAt(now), "the second failure counted")
 }
+
+// The largest window counts every one of its calls: it opens at exactly
+// MinCalls failures, not before.
+func TestBreakerLargestWindow(t *testing.T) {
+	now := time.Unix(0, 0)
+	b := mustBreaker(t, BreakerConfig{WindowCalls: MaxBreakerWindowCalls, MinCalls: MaxBreakerWindowCalls, FailureRate: 1})
+	for i := range MaxBreakerWindowCalls {
+		require.Equal(t, BreakerClosed, b.StateAt(now), "after %d failures", i)
+		tk, err := b.AllowAt(now)
+		require.NoError(t, err)
+		b.RecordAt(now, tk, errDependency)
+	}
+	assert.Equal(t, BreakerOpen, b.StateAt(now))
+	_, err := b.AllowAt(now)
+	assert.ErrorContains(t, err, "100000 of 100000 calls failed")
+}

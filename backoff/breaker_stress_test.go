@@ -63,8 +63,11 @@ func TestBreakerConcurrentStress(t *testing.T) {
 							}
 							mu.Unlock()
 						}
+						// The dependency flaps: mostly failing for 20ms of
+						// virtual time, then mostly healthy for 20ms.
+						failing := now.Sub(base)/(20*time.Millisecond)%2 == 0
 						var res error
-						if r.IntN(3) == 0 { // failing a third of the time: it flaps
+						if (failing && r.IntN(10) != 0) || (!failing && r.IntN(10) == 0) {
 							res = errDependency
 						}
 						end := now.Add(time.Duration(r.IntN(5)) * time.Millisecond)
