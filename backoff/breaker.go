@@ -348,7 +348,8 @@ type phase struct {
 
 	// open
 	until                     time.Time
-	calls, failures, slowHits int // what opened it
+	calls, failures, slowHits int          // what opened it
+	behind                    atomic.Int32 // calls in a row with a time before since
 
 	// half-open, guarded by Breaker.mu
 	probes                []probeSlot
@@ -510,6 +511,9 @@ func (b *Breaker) AllowAt(now time.Time) (Ticket, error) {
 		return t, nil
 	}
 	if p.state == BreakerOpen && now.Before(p.until) && !now.Before(p.since) {
+		if p.behind.Load() != 0 {
+			p.behind.Store(0)
+		}
 		b.refused.Add(1)
 		return Ticket{}, b.openError(p, now)
 	}
@@ -563,13 +567,23 @@ func (b *Breaker) allowLocked(now time.Time) (Ticket, error) {
 		return t, nil
 	case BreakerOpen:
 		if now.Before(p.since) {
-			// The clock went backwards: count the wait from now, so that
-			// the breaker stays open at most OpenWait on the clock it is
-			// given.
-			q := *p
-			q.since, q.until = now, now.Add(b.cfg.OpenWait)
-			b.cur.Store(&q)
-			return Ticket{}, b.openError(&q, now)
+			// A time before the breaker opened: a caller that read the
+			// clock before and asks late (refused, with the wait on its
+			// clock), or a clock that went backwards. After staleResets
+			// such calls in a row the wait counts from now, so that the
+			// breaker stays open at most OpenWait on the clock it is given.
+			if p.behind.Add(1) < staleResets {
+				return Ticket{}, b.openError(p, now)
+			}
+			q := &phase{
+				state: BreakerOpen, gen: p.gen, since: now, hasAt: true, until: now.Add(b.cfg.OpenWait),
+				calls: p.calls, failures: p.failures, slowHits: p.slowHits,
+			}
+			b.cur.Store(q)
+			return Ticket{}, b.openError(q, now)
+		}
+		if p.behind.Load() != 0 {
+			p.behind.Store(0)
 		}
 		if now.Before(p.until) {
 			return Ticket{}, b.openError(p, now)

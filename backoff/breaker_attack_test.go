@@ -239,3 +239,31 @@ func TestBreakerLargestWindow(t *testing.T) {
 	_, err := b.AllowAt(now)
 	assert.ErrorContains(t, err, "100000 of 100000 calls failed")
 }
+
+// A caller that read the clock before the breaker opened and asks late, with
+// that old time, must not shorten the wait for everyone; only a clock that
+// keeps reading earlier (really went backwards) moves the wait.
+func TestBreakerLateAllowKeepsWait(t *testing.T) {
+	now := time.Unix(100, 0)
+	b := mustBreaker(t, BreakerConfig{WindowCalls: 1, MinCalls: 1, OpenWait: 10 * time.Second, Probes: 1})
+	trip(t, b, now)
+	_, err := b.AllowAt(now.Add(-2 * time.Second)) // read the clock 2s ago, asks now
+	var oe *OpenError
+	require.ErrorAs(t, err, &oe)
+	assert.Equal(t, 12*time.Second, oe.Wait, "the wait on the late caller's clock")
+	_, err = b.AllowAt(now.Add(9 * time.Second))
+	require.ErrorIs(t, err, ErrBreakerOpen, "the wait was shortened by a late caller")
+	_, err = b.AllowAt(now.Add(10 * time.Second))
+	require.NoError(t, err)
+
+	// A clock that went backwards for good is followed after a few calls.
+	b = mustBreaker(t, BreakerConfig{WindowCalls: 1, MinCalls: 1, OpenWait: 10 * time.Second, Probes: 1})
+	trip(t, b, now)
+	back := now.Add(-time.Hour)
+	for range staleResets {
+		_, err = b.AllowAt(back)
+		require.ErrorIs(t, err, ErrBreakerOpen)
+	}
+	_, err = b.AllowAt(back.Add(10 * time.Second))
+	require.NoError(t, err, "open for more than OpenWait on the clock it is given")
+}

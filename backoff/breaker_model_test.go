@@ -34,11 +34,12 @@ type breakerModel struct {
 	// closed, CountWindow: the last WindowCalls results.
 	last []modelResult
 	// closed, TimeWindow: results with their bucket index.
-	timed     []modelResult
-	head      int64
-	behind    int
-	origin    time.Time
-	hasOrigin bool
+	timed      []modelResult
+	head       int64
+	behind     int
+	openBehind int
+	origin     time.Time
+	hasOrigin  bool
 
 	// half-open
 	probes                 map[int]time.Time // ticket id -> start
@@ -84,7 +85,7 @@ func (m *breakerModel) transition(to BreakerState, now time.Time) {
 		m.last, m.timed = nil, nil
 		m.head, m.origin, m.hasOrigin, m.behind = 0, now, true, 0
 	case BreakerOpen:
-		m.until = now.Add(m.c.OpenWait)
+		m.until, m.openBehind = now.Add(m.c.OpenWait), 0
 	case BreakerHalfOpen:
 		m.probes = map[int]time.Time{}
 		m.results, m.pFail, m.pSlow = 0, 0, 0
@@ -123,9 +124,14 @@ func (m *breakerModel) crosses(fails, slows, calls int) bool {
 func (m *breakerModel) allow(now time.Time, id int) (ok, probe bool) {
 	if m.state == BreakerOpen {
 		if now.Before(m.since) {
-			m.since, m.until = now, now.Add(m.c.OpenWait)
+			// Late callers are refused; the third in a row moves the wait.
+			m.openBehind++
+			if m.openBehind >= 3 {
+				m.since, m.until, m.openBehind = now, now.Add(m.c.OpenWait), 0
+			}
 			return false, false
 		}
+		m.openBehind = 0
 		if now.Before(m.until) {
 			return false, false
 		}
