@@ -924,8 +924,9 @@ func (b *Breaker) Stats() BreakerStats { return b.StatsAt(time.Now()) }
 // it returns the *OpenError without calling op. A call whose ctx the caller
 // cancelled (ctx.Err() is context.Canceled when op returns an error) is
 // released, not counted; a call that ran into ctx's deadline counts as the
-// error op returned does (see the package documentation). If op panics, its
-// Ticket is released and the panic goes on.
+// error op returned does (see the package documentation). If ctx is done
+// already, Call returns ctx.Err() without asking the breaker or calling op.
+// If op panics, its Ticket is released and the panic goes on.
 func (b *Breaker) Call(ctx context.Context, op func(context.Context) error) error {
 	switch {
 	case ctx == nil:
@@ -934,6 +935,9 @@ func (b *Breaker) Call(ctx context.Context, op func(context.Context) error) erro
 		return errNilOp
 	case b == nil:
 		return op(ctx)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	t, err := b.Allow()
 	if err != nil {

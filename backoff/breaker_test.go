@@ -273,19 +273,18 @@ func TestBreakerCall(t *testing.T) {
 	require.ErrorIs(t, b.Call(ctx, nil), ErrInvalidArgument)
 
 	// The caller's cancellation never counts.
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
 	for range 5 {
-		err := b.Call(cctx, func(ctx context.Context) error { return ctx.Err() })
+		cctx, cancel := context.WithCancel(ctx)
+		err := b.Call(cctx, func(ctx context.Context) error { cancel(); return ctx.Err() })
 		require.ErrorIs(t, err, context.Canceled)
 	}
 	assert.Zero(t, b.Stats().Calls)
 
 	// A dependency's own failure counts, and so does running into the
 	// caller's deadline (see the package documentation).
-	dctx, dcancel := context.WithDeadline(ctx, time.Unix(0, 0))
+	dctx, dcancel := context.WithTimeout(ctx, time.Millisecond)
 	defer dcancel()
-	require.ErrorIs(t, b.Call(dctx, func(ctx context.Context) error { return ctx.Err() }), context.DeadlineExceeded)
+	require.ErrorIs(t, b.Call(dctx, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }), context.DeadlineExceeded)
 	require.Error(t, b.Call(ctx, func(context.Context) error { return errDependency }))
 	require.ErrorIs(t, b.Call(ctx, func(context.Context) error { return nil }), ErrBreakerOpen)
 
@@ -523,4 +522,17 @@ func TestRetryRefusedCallDepositsNothing(t *testing.T) {
 		require.ErrorIs(t, err, ErrBreakerOpen)
 	}
 	assert.Zero(t, budget.Tokens())
+}
+
+// A call whose context is already done is not made and not counted: its
+// deadline error would say nothing about the dependency.
+func TestBreakerCallDoneContext(t *testing.T) {
+	b := mustBreaker(t, BreakerConfig{WindowCalls: 1, MinCalls: 1})
+	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancel()
+	called := false
+	err := b.Call(ctx, func(ctx context.Context) error { called = true; return ctx.Err() })
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.False(t, called)
+	assert.Equal(t, BreakerClosed, b.State())
 }
