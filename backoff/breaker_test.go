@@ -282,9 +282,11 @@ func TestBreakerCall(t *testing.T) {
 
 	// A dependency's own failure counts, and so does running into the
 	// caller's deadline (see the package documentation).
-	dctx, dcancel := context.WithTimeout(ctx, time.Millisecond)
-	defer dcancel()
-	require.ErrorIs(t, b.Call(dctx, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }), context.DeadlineExceeded)
+	synctest.Test(t, func(t *testing.T) {
+		dctx, dcancel := context.WithTimeout(ctx, time.Millisecond)
+		defer dcancel()
+		require.ErrorIs(t, b.Call(dctx, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }), context.DeadlineExceeded)
+	})
 	require.Error(t, b.Call(ctx, func(context.Context) error { return errDependency }))
 	require.ErrorIs(t, b.Call(ctx, func(context.Context) error { return nil }), ErrBreakerOpen)
 
