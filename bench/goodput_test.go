@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -451,10 +452,12 @@ func TestGoodputCapacityDrop(t *testing.T) {
 
 // The three-zone contenders: one pool of 3 × 8 = 24 calls for the region.
 
-func simPartition(adaptive bool) func(t *testing.T) simLimiter {
+// simPartition is a Partition of 24 for the region; perKey 0 means the
+// default cap per key (half of Total: 12).
+func simPartition(perKey int, adaptive bool) func(t *testing.T) simLimiter {
 	return func(t *testing.T) simLimiter {
-		cfg := shed.PartitionConfig[int]{Total: 3 * simServers, MaxQueuePerKey: simQueue}
-		name := "fixed Partition (24, 12 per zone)"
+		cfg := shed.PartitionConfig[int]{Total: 3 * simServers, PerKey: perKey, MaxQueuePerKey: simQueue}
+		name := fmt.Sprintf("fixed Partition (24, %d per zone)", cmp.Or(perKey, 12))
 		if adaptive {
 			cfg.Adaptive = &shed.AdaptiveConfig{MinLimit: 1, InitialLimit: simServers}
 			name = "stormguard Partition, adaptive per zone"
@@ -475,7 +478,7 @@ func simPartition(adaptive bool) func(t *testing.T) simLimiter {
 				if st, ok := p.AdaptiveStatsFor(zone); ok {
 					return st.Limit
 				}
-				return (3*simServers + 1) / 2
+				return cmp.Or(perKey, 12)
 			},
 		}
 	}
@@ -512,10 +515,13 @@ func simFailsafeRegion(name string, queueing bool) func(t *testing.T) simLimiter
 }
 
 var simZoneContenders = []func(t *testing.T) simLimiter{
-	simPartition(false),
+	simPartition(0, false),
+	// Sized exactly to each zone's 8 servers: isolation without learning,
+	// for a dependency whose concurrency is known.
+	simPartition(simServers, false),
 	simFailsafeRegion("failsafe-go adaptivelimiter (one for the region)", false),
 	simFailsafeRegion("failsafe-go adaptivelimiter, queueing (one for the region)", true),
-	simPartition(true),
+	simPartition(0, true),
 }
 
 // zoneScenario is the slow zone of issue 17: three zones of 8 servers,
