@@ -523,6 +523,17 @@ func (b *Breaker) AllowAt(now time.Time) (Ticket, error) {
 // Allow is AllowAt(time.Now()), except that the clock is not read in the
 // closed state unless slow calls are counted.
 func (b *Breaker) Allow() (Ticket, error) {
+	// The closed state without slow calls is small enough to be inlined
+	// into the caller.
+	if b != nil && !b.slow {
+		if p := b.cur.Load(); p != nil && p.state == BreakerClosed {
+			return Ticket{b: b, p: p}, nil
+		}
+	}
+	return b.allowNow()
+}
+
+func (b *Breaker) allowNow() (Ticket, error) {
 	if b == nil {
 		return Ticket{}, nil
 	}
@@ -730,6 +741,20 @@ func (b *Breaker) RecordAt(now time.Time, t Ticket, err error) {
 // when nothing needs it (a CountWindow without slow calls, in the closed
 // state, unless the result opens the breaker).
 func (b *Breaker) Record(t Ticket, err error) {
+	// The steady state, a success replacing a success in a CountWindow,
+	// is small enough to be inlined into the caller.
+	if err == nil && b != nil && t.b == b && !b.needTime {
+		if w := t.p.count; w != nil && b.cur.Load() == t.p {
+			if i, same := w.sameAsBefore(1); !same {
+				b.recordCount(time.Time{}, false, t.p, w, i, 1)
+			}
+			return
+		}
+	}
+	b.recordNow(t, err)
+}
+
+func (b *Breaker) recordNow(t Ticket, err error) {
 	if b == nil || t.b != b || t.p == nil {
 		return
 	}
@@ -784,20 +809,32 @@ func (b *Breaker) record(now time.Time, haveNow bool, t Ticket, err error) {
 	}
 	failed := outcome == OutcomeFailure
 	slow := b.slow && now.Sub(t.start) >= b.cfg.SlowCallDuration
-	var calls, failures, slows int
-	if p.count != nil {
-		var changed bool
-		calls, failures, slows, changed = p.count.record(failed, slow)
-		if !changed || (failures == 0 && slows == 0) {
-			return // the counts the last decision was made on, or no failures
+	if w := p.count; w != nil {
+		v := resultValue(failed, slow)
+		if i, ok := w.sameAsBefore(v); !ok {
+			b.recordCount(now, haveNow, p, w, i, v)
 		}
-	} else {
-		var counted bool
-		calls, failures, slows, counted = p.tw.record(now, failed, slow)
-		if !counted {
-			return
-		}
+		return
 	}
+	calls, failures, slows, counted := p.tw.record(now, failed, slow)
+	if !counted {
+		return
+	}
+	b.decide(now, haveNow, p, calls, failures, slows)
+}
+
+// recordCount writes result v at position i of p's CountWindow w, whose
+// slot held a different result, and decides on the new counts.
+func (b *Breaker) recordCount(now time.Time, haveNow bool, p *phase, w *countWindow, i, v uint32) {
+	calls, failures, slows := w.write(i, v)
+	if failures == 0 && slows == 0 {
+		return
+	}
+	b.decide(now, haveNow, p, calls, failures, slows)
+}
+
+// decide opens p if the window's counts cross a threshold.
+func (b *Breaker) decide(now time.Time, haveNow bool, p *phase, calls, failures, slows int) {
 	if calls < b.cfg.MinCalls || !b.crossed(calls, failures, slows) {
 		return
 	}

@@ -394,3 +394,46 @@ func TestBreakerMatchesModel(t *testing.T) {
 		_ = fmt.Sprint()
 	})
 }
+
+// TestBreakerRecordMatchesRecordAt: the shell's Record, whose steady state
+// has a path of its own, counts and decides as RecordAt does (a CountWindow
+// without slow calls reads no clock, so both can be fed the same results).
+func TestBreakerRecordMatchesRecordAt(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		cfg := BreakerConfig{
+			WindowCalls: rapid.IntRange(1, 12).Draw(t, "windowCalls"),
+			FailureRate: float64(rapid.IntRange(1, 10).Draw(t, "failureRate")) / 10,
+			Classify:    classifyForTest,
+		}
+		cfg.MinCalls = rapid.IntRange(1, cfg.WindowCalls).Draw(t, "minCalls")
+		core, err1 := NewBreaker(cfg)
+		shell, err2 := NewBreaker(cfg)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		now := time.Now()
+		for step := range rapid.IntRange(1, 200).Draw(t, "steps") {
+			var err error
+			switch rapid.IntRange(0, 3).Draw(t, "result") {
+			case 0:
+				err = errDependency
+			case 1:
+				err = errNotCounted
+			}
+			tc, errC := core.AllowAt(now)
+			ts, errS := shell.Allow()
+			if (errC == nil) != (errS == nil) {
+				t.Fatalf("step %d: core admits %v, shell %v", step, errC, errS)
+			}
+			if errC != nil {
+				return // both open: the rest is the clock's business
+			}
+			core.RecordAt(now, tc, err)
+			shell.Record(ts, err)
+			a, b := core.StatsAt(now), shell.StatsAt(now)
+			if a.State != b.State || a.Calls != b.Calls || a.Failures != b.Failures {
+				t.Fatalf("step %d: core %+v, shell %+v", step, a, b)
+			}
+		}
+	})
+}

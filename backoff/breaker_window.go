@@ -42,11 +42,8 @@ func packResult(v uint32) uint64 {
 	return uint64(v&1) | uint64(v>>1&1)<<fieldBits | uint64(v>>2&1)<<(2*fieldBits)
 }
 
-// record puts a result into the ring and returns the window's counts, and
-// whether they changed: a result that replaces an equal one (the steady
-// state: a success over a success) changes nothing and touches neither the
-// slot nor the sums.
-func (w *countWindow) record(failed, slow bool) (calls, failures, slows int, changed bool) {
+// resultValue encodes a result as a ring slot holds it.
+func resultValue(failed, slow bool) uint32 {
 	v := uint32(1)
 	if failed {
 		v |= 2
@@ -54,24 +51,36 @@ func (w *countWindow) record(failed, slow bool) (calls, failures, slows int, cha
 	if slow {
 		v |= 4
 	}
-	i := w.pos.Add(1) - 1
+	return v
+}
+
+// sameAsBefore takes the next position of the ring for result v and
+// reports whether its slot already holds v: then the counts do not change,
+// and neither the slot nor the sums need a write (the steady state: a
+// success over a success). Otherwise the caller writes v with write.
+func (w *countWindow) sameAsBefore(v uint32) (i uint32, same bool) {
+	i = w.pos.Add(1) - 1
 	if i >= w.limit {
-		// Bring pos back by a multiple of n long before it wraps at 2^32
-		// (which is not one), so consecutive calls keep consecutive slots.
-		// If another call moved pos meanwhile, a later one does it.
-		w.pos.CompareAndSwap(i+1, i+1-w.limit)
+		w.wrap(i)
 	}
 	// i mod n by Lemire's fastmod: two multiplications instead of a division.
 	hi, _ := bits.Mul64(w.m*uint64(i), uint64(w.n))
-	slot := &w.ring[hi]
-	if slot.Load() == v {
-		// Skipping the write keeps sum equal to the slots' total: every
-		// change of a slot is still a Swap with its exact difference.
-		return 0, 0, 0, false
-	}
-	old := slot.Swap(v)
-	calls, failures, slows = unpack(w.sum.Add(packResult(v) - packResult(old)))
-	return calls, failures, slows, true
+	return uint32(hi), w.ring[hi].Load() == v
+}
+
+// wrap brings pos back by a multiple of n long before it wraps at 2^32
+// (which is not one), so consecutive calls keep consecutive slots. If
+// another call moved pos meanwhile, a later one does it.
+func (w *countWindow) wrap(i uint32) {
+	w.pos.CompareAndSwap(i+1, i+1-w.limit)
+}
+
+// write puts result v into slot i and returns the window's counts. Skipping
+// the write of an equal result (sameAsBefore) keeps sum equal to the slots'
+// total: every change of a slot is still a Swap with its exact difference.
+func (w *countWindow) write(i, v uint32) (calls, failures, slows int) {
+	old := w.ring[i].Swap(v)
+	return unpack(w.sum.Add(packResult(v) - packResult(old)))
 }
 
 func (w *countWindow) counts() (calls, failures, slows int) {
