@@ -739,7 +739,9 @@ func (b *Breaker) RecordAt(now time.Time, t Ticket, err error) {
 
 // Record is RecordAt(time.Now(), t, err), except that the clock is not read
 // when nothing needs it (a CountWindow without slow calls, in the closed
-// state, unless the result opens the breaker).
+// state, unless the result opens the breaker). A TimeWindow or slow-call
+// timing needs one clock read per call, which on some virtual machines
+// costs more than the rest of the breaker.
 func (b *Breaker) Record(t Ticket, err error) {
 	// The steady state, a success replacing a success in a CountWindow,
 	// is small enough to be inlined into the caller.
