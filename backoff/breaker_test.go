@@ -408,15 +408,21 @@ func TestRetryBreakerNoAllocs(t *testing.T) {
 		_ = Retry(ctx, Policy{}, op, WithBreaker(b))
 	})
 	assert.Zero(t, allocs)
-	allocs = testing.AllocsPerRun(100, func() {
-		tk, _ := b.Allow()
-		b.Record(tk, errDependency)
-		tk, _ = b.Allow()
-		b.Record(tk, nil)
-		tk, _ = b.Allow()
-		b.Record(tk, nil)
-	})
-	assert.Zero(t, allocs)
+	for _, cfg := range []BreakerConfig{{}, {Window: TimeWindow}, {SlowCallDuration: time.Second}, {Window: TimeWindow, SlowCallDuration: time.Second}} {
+		b := mustBreaker(t, cfg)
+		now := time.Unix(0, 0)
+		allocs = testing.AllocsPerRun(100, func() {
+			tk, _ := b.Allow()
+			b.Record(tk, errDependency)
+			tk, _ = b.Allow()
+			b.Record(tk, nil)
+			tk, _ = b.Allow()
+			b.Record(tk, nil)
+			tk, _ = b.AllowAt(now)
+			b.RecordAt(now, tk, nil)
+		})
+		assert.Zero(t, allocs, "%+v", cfg)
+	}
 }
 
 // A zero Breaker or Breakers works with the defaults; a nil one admits
