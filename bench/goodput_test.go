@@ -380,8 +380,9 @@ var simDropContenders = []func(t *testing.T) simLimiter{
 }
 
 // dropScenario is the capacity drop of issue 17: the dependency falls to a
-// quarter of its capacity (2 of its 8 servers) for Fault. scale divides the
-// phases' lengths.
+// quarter of its capacity (2 of its 8 servers) for Fault: 10s / 60s / 20s
+// at full size, 2s / 6s / 8s scaled down (long enough after the drop to show
+// whether a limit recovers).
 func dropScenario(load float64, full bool) simScenario {
 	s := simScenario{
 		Zones: 1, FaultServers: 2, FaultSlowdown: 1,
