@@ -40,11 +40,13 @@
 // "Fail at Scale": when the oldest waiting call of a priority class has been
 // older than Target (5ms) for a whole Interval (100ms), the class is
 // standing. Its queue timeout then shrinks from MaxWait to Target, so the
-// backlog is shed at once, and it serves newest first (adaptive LIFO), so the
-// calls it serves still have their deadlines ahead of them. It stops standing
-// when its workers serve it empty, or when an Interval passes in which no
-// call reached Target. No call waits longer than min(MaxWait,
-// Target+Interval).
+// excess is shed at once, and it serves newest first (adaptive LIFO), so the
+// calls it serves still have their deadlines ahead of them; only its
+// Backlog newest calls (four rounds of service by default) are kept and
+// served in order, so that a pool at full load is not starved of work by
+// its own shedding. It stops standing when its workers serve it empty, or
+// when an Interval passes in which no call was shed at Target. No call
+// waits longer than min(MaxWait, Target+Interval).
 //
 // Work comes in three classes. Critical work is served before Normal, and
 // Normal before Sheddable. A full queue makes room for more critical work by
