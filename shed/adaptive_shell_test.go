@@ -497,3 +497,96 @@ func TestAdaptivePartitionConfig(t *testing.T) {
 	_, ok = f.AdaptiveStatsFor("x")
 	assert.False(t, ok)
 }
+
+func TestAdaptiveNilReceivers(t *testing.T) {
+	var b *Bulkhead
+	var q *Queue
+	var p *Partition[string]
+	b.ReleaseRTT(time.Second, true)
+	q.ReleaseRTT(time.Second, true)
+	p.ReleaseRTT("a", time.Second, true)
+	assert.Zero(t, b.Limit())
+	assert.Zero(t, q.Limit())
+	_, ok := p.LimitFor("a")
+	assert.False(t, ok)
+	_, ok = b.AdaptiveStats()
+	assert.False(t, ok)
+	_, ok = q.AdaptiveStats()
+	assert.False(t, ok)
+	_, ok = p.AdaptiveStatsFor("a")
+	assert.False(t, ok)
+	// Zero values, not built with their constructors.
+	var zb Bulkhead
+	zb.ReleaseRTT(time.Second, false)
+	assert.False(t, zb.TryAcquire())
+	var zq Queue
+	zq.ReleaseRTT(time.Second, false)
+	assert.Zero(t, zq.Limit())
+	var zp Partition[float64]
+	zp.ReleaseRTT(math.NaN(), time.Second, false)
+	_, ok = zp.LimitFor(math.NaN())
+	assert.False(t, ok)
+}
+
+// Pause refuses waiters whatever the limit does meanwhile, and a limit
+// that grows while paused grants nobody.
+func TestAdaptiveBulkheadPause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := NewBulkhead(BulkheadConfig{MaxConcurrent: 8, MaxQueue: 4, MaxWait: time.Hour,
+			Adaptive: &AdaptiveConfig{InitialLimit: 1, WindowSamples: 1, Smoothing: 1}})
+		require.NoError(t, err)
+		require.True(t, b.TryAcquire())
+		require.True(t, b.TryAcquire() == false)
+		result := make(chan error, 1)
+		go func() { result <- b.Acquire(t.Context()) }()
+		synctest.Wait()
+		b.Pause()
+		assert.ErrorIs(t, <-result, ErrPaused)
+		b.ReleaseRTT(time.Millisecond, false) // grows while paused
+		assert.Greater(t, b.Limit(), 1)
+		assert.False(t, b.TryAcquire(), "paused")
+		b.Resume()
+		assert.True(t, b.TryAcquire())
+		b.Release()
+		assert.Equal(t, 0, b.Stats().InFlight)
+	})
+}
+
+// A standing class keeps its Backlog newest items, serves them in order,
+// and times them out at min(MaxWait, Target+Interval), with no call to
+// advance it: the waiters' own timers fire at that instant.
+func TestQueueBacklogTimesOutWithoutARelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, err := NewQueue(QueueConfig{Workers: 1, Backlog: 3})
+		require.NoError(t, err)
+		require.True(t, q.TryAcquire())
+		type result struct {
+			err    error
+			waited time.Duration
+		}
+		results := make([]result, 120)
+		var wg sync.WaitGroup
+		for i := range results {
+			wg.Go(func() {
+				start := time.Now()
+				err := q.Acquire(t.Context(), Normal)
+				results[i] = result{err, time.Since(start)}
+			})
+			time.Sleep(time.Millisecond)
+		}
+		wg.Wait()
+		kept := 0
+		for i, r := range results {
+			var ref *Refusal
+			require.ErrorAs(t, r.err, &ref, "waiter %d", i)
+			require.Equal(t, ErrWaitTimeout, ref.Reason)
+			assert.LessOrEqual(t, r.waited, DefaultTarget+DefaultInterval, "waiter %d", i)
+			if ref.MaxWait == DefaultTarget+DefaultInterval {
+				kept++
+				assert.Equal(t, DefaultTarget+DefaultInterval, r.waited, "waiter %d kept, timed out on time", i)
+			}
+		}
+		assert.Equal(t, 3, kept, "the newest three were kept")
+		q.Release()
+	})
+}

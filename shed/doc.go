@@ -28,6 +28,11 @@
 //     LIFO while a queue is standing, priority classes, and early dropping
 //     of work whose deadline can no longer be met. Scheduler is its pure,
 //     clock-free core, for simulations.
+//   - AdaptiveLimit is a concurrency limit learned from latency (Netflix's
+//     Gradient2 with a drift-proof baseline, AIMD on drops), usable alone
+//     or, through the Adaptive field of their configs, as the limit of a
+//     Bulkhead, of a Queue, and of each key of a Partition. OnSample is its
+//     pure core, taking the time.
 //   - Limiter and KeyedLimiter throttle by rate, on golang.org/x/time/rate's
 //     token bucket, the keyed variant with a bounded number of keys.
 //
