@@ -240,6 +240,12 @@ func (c AdaptiveConfig) validate(ceiling int, ceilingName string) error {
 // zero, and every value up to the longest time.Duration keeps the limit
 // within [MinLimit, MaxLimit].
 //
+// The limit learns only from calls that complete. Calls that hang hold
+// their slots and teach it nothing, so at a low limit a few hung calls
+// refuse everything; bound them with a CallTimeout (a Bulkhead's,
+// Partition's or Queue's Do reports a call that ran into it as a drop, and
+// frees its slot). A limit with no samples stays where it is.
+//
 // An AdaptiveLimit is safe for concurrent use. TryAcquire and Acquire are
 // a compare-and-swap; ReleaseRTT and OnSample take one short lock; none
 // allocates unless Acquire refuses.
