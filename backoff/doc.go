@@ -86,6 +86,13 @@
 // returned while the caller's context is still live) is classified like
 // any other error.
 //
+// A Throttle counts by the same rules (ThrottleConfig.Classify): the
+// caller's cancellation counts as nothing, the caller's deadline as the
+// error it returned, and by default every error, Permanent or not, counts
+// against the dependency (a refusal, as a Breaker's failure): Permanent
+// says a retry will not help, not that the dependency is well. Teach
+// Classify which errors are the dependency's answers on their merits.
+//
 // # Errors
 //
 // When Retry gives up it returns an *Error whose Reason is one of the

@@ -225,7 +225,8 @@ func WithBudget(b *Budget) Option { return Option{set: setBudget, budget: b} }
 // attempt t refuses is not made, and Retry gives up at once with the
 // *ThrottledError as Reason (matching ErrThrottled), without sleeping; the
 // outcome of every attempt made is recorded in t as t.Outcome classifies it
-// (an attempt that failed because ctx ended counts as nothing). A retry is
+// (an attempt that failed because the caller cancelled ctx counts as
+// nothing; one that ran into ctx's deadline counts as its error). A retry is
 // asked of t before the sleep that precedes it, and of a Budget only if t
 // admits it, so a throttled retry spends no token; a first attempt t
 // refuses deposits nothing in the Budget. A nil t means no throttle.

@@ -42,16 +42,17 @@ type ThrottleOutcome uint8
 
 const (
 	// ThrottleAccepted: the backend accepted the request. A success is an
-	// accept, and so is an error that the backend answered on its merits
-	// (not found, invalid argument, permission denied): it had the
-	// capacity to look at the request.
+	// accept; an error that the backend answered on its merits (not found,
+	// invalid argument, permission denied) should be one too, as it had
+	// the capacity to look at the request, but only a Classify that knows
+	// the errors can say so: by default every error is a refusal.
 	ThrottleAccepted ThrottleOutcome = iota
 	// ThrottleRefused: the backend did not accept the request (overloaded,
 	// unavailable, timed out, connection refused). It counts as a request
 	// without an accept.
 	ThrottleRefused
 	// ThrottleIgnored: the result says nothing about the backend (the
-	// caller gave up). It counts as nothing.
+	// caller cancelled the request). It counts as nothing.
 	ThrottleIgnored
 )
 
@@ -69,8 +70,8 @@ func (o ThrottleOutcome) String() string {
 }
 
 // ThrottleConfig configures a Throttle. The zero value is usable: K 2, a
-// two-minute window in 12 steps of 10s, and every error that is not marked
-// Permanent counted as a refusal.
+// two-minute window in 12 steps of 10s, and every error counted as a
+// refusal.
 type ThrottleConfig struct {
 	// K is how many requests per accept the client may send before it
 	// starts refusing locally: the Throttle refuses with probability
@@ -106,10 +107,14 @@ type ThrottleConfig struct {
 	MaxProbability float64
 	// Classify says what a non-nil error from a request means for the
 	// backend. It is not called for a nil error (an accept) nor when the
-	// caller's context has ended (the request is then ignored: a client
-	// that gives up says nothing about the backend). Nil means the
-	// default: an error marked Permanent is an accept (the backend
-	// answered; the request was wrong), any other error a refusal.
+	// caller cancelled the request's context (ctx.Err() is
+	// context.Canceled: the request is then ignored, as a client that
+	// gives up says nothing about the backend). A request that ran into
+	// the caller's deadline is classified like any other error, so that a
+	// backend that hangs until its callers time out is throttled. Nil
+	// means the default: every non-nil error is a refusal, Permanent or
+	// not (Permanent says a retry will not help, not that the backend is
+	// well), as every error is a failure to a Breaker by default.
 	Classify func(err error) ThrottleOutcome
 	// OnEvent, if not nil, is told of every decision, on the goroutine that
 	// asked. It must not block.
@@ -292,19 +297,14 @@ func (t *Throttle) settings() (k, maxP float64, n, width int64) {
 	return t.k, t.maxP, t.n, t.width
 }
 
-func classifyThrottleDefault(err error) ThrottleOutcome {
-	var pe *permanentError
-	if errors.As(err, &pe) {
-		return ThrottleAccepted
-	}
-	return ThrottleRefused
-}
+func classifyThrottleDefault(error) ThrottleOutcome { return ThrottleRefused }
 
 // AllowAt decides at time now whether to send a request, with u a uniform
 // random draw in [0, 1): it refuses if u < the rejection probability. A
 // refusal counts as a request at once; an admission counts nothing until
-// the request's outcome is recorded with RecordAt. Values of u outside
-// [0, 1) are clamped, and NaN admits.
+// the request's outcome is recorded with RecordAt. A u below 0 counts as
+// 0 (so a probability of 0 admits every u), one at or above 1 and NaN
+// admit.
 func (t *Throttle) AllowAt(now time.Time, u float64) bool {
 	if t == nil {
 		return true
@@ -326,7 +326,9 @@ func (t *Throttle) decide(now time.Time, u float64) (ok bool, p float64, request
 	k := t.bucketNumber(now)
 	requests, accepts = t.counts(k)
 	p = t.probability(requests, accepts)
-	ok = !(u < p) // NaN admits
+	// A draw below 0 counts as 0: with p 0 it must admit. NaN admits, and
+	// a draw at or above 1 admits as p never exceeds 1.
+	ok = !(max(u, 0) < p)
 	if !ok {
 		t.add(&t.slot(k).requests, k)
 		t.refused.Add(1)
@@ -369,14 +371,15 @@ func (t *Throttle) RecordAt(now time.Time, o ThrottleOutcome) {
 // Record is RecordAt(time.Now(), o).
 func (t *Throttle) Record(o ThrottleOutcome) { t.RecordAt(time.Now(), o) }
 
-// Outcome classifies the result of a request made with ctx: ignored if ctx
-// has ended and err is not nil, accepted if err is nil, else what the
-// configured Classify says.
+// Outcome classifies the result of a request made with ctx: accepted if
+// err is nil, ignored if the caller cancelled ctx (ctx.Err() is
+// context.Canceled), else what the configured Classify says (a refusal by
+// default), also when ctx's deadline passed.
 func (t *Throttle) Outcome(ctx context.Context, err error) ThrottleOutcome {
 	switch {
 	case err == nil:
 		return ThrottleAccepted
-	case ctx != nil && ctx.Err() != nil:
+	case ctx != nil && errors.Is(ctx.Err(), context.Canceled):
 		return ThrottleIgnored
 	case t == nil || t.classify == nil:
 		return classifyThrottleDefault(err)

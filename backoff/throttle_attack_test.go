@@ -181,3 +181,72 @@ func TestThrottleConcurrentRotation(t *testing.T) {
 	assert.LessOrEqual(t, s.Accepts, all[1])
 	assert.Greater(t, end, 5*4*width, "the clock went round the buckets many times")
 }
+
+// TestThrottleDrawBelowZeroIsClamped: a draw below 0 counts as 0, so a
+// throttle whose probability is 0 admits it (the doc says out-of-range
+// draws are clamped; -0.5 < 0 must not refuse a healthy backend).
+func TestThrottleDrawBelowZeroIsClamped(t *testing.T) {
+	th := newThrottle(t, ThrottleConfig{})
+	now := time.Unix(0, 0)
+	for _, u := range []float64{-0.5, -1e-300, math.Inf(-1), 0, 1, 2, math.Inf(1), math.NaN()} {
+		assert.True(t, th.AllowAt(now, u), "u %v with probability 0", u)
+	}
+	assert.Equal(t, ThrottleStats{}, th.StatsAt(now))
+	for range 10 {
+		th.RecordAt(now, ThrottleRefused)
+	}
+	p := th.ProbabilityAt(now)
+	require.Greater(t, p, 0.0)
+	assert.False(t, th.AllowAt(now, math.Inf(-1)), "clamped to 0 < p")
+	assert.True(t, th.AllowAt(now, math.Inf(1)), "clamped to just below 1, and p < 1")
+}
+
+// TestThrottleCountsTheCallersDeadline: a request that ran into the
+// caller's deadline counts as the error it returned (a refusal by
+// default), as it does in a Breaker; only the caller's cancellation
+// counts as nothing. Otherwise a backend that hangs every request until
+// the caller's deadline would never be throttled.
+func TestThrottleCountsTheCallersDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		th := newThrottle(t, ThrottleConfig{})
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+		assert.ErrorIs(t, th.Do(ctx, hang), context.DeadlineExceeded)
+		assert.Equal(t, ThrottleRefused, th.Outcome(ctx, context.DeadlineExceeded))
+		assert.Equal(t, int64(1), th.Stats().Requests)
+		assert.Zero(t, th.Stats().Accepts)
+
+		cctx, ccancel := context.WithCancel(t.Context())
+		ccancel()
+		assert.Equal(t, ThrottleIgnored, th.Outcome(cctx, context.Canceled))
+
+		// In Retry too: every attempt that hung until its deadline counts.
+		th2 := newThrottle(t, ThrottleConfig{})
+		for range 5 {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			_ = Retry(ctx, Policy{MaxAttempts: 1}, hang, WithThrottle(th2))
+			cancel()
+		}
+		st := th2.Stats()
+		assert.Equal(t, int64(5), st.Requests, "made or refused, every attempt counts")
+		assert.Zero(t, st.Accepts)
+	})
+}
+
+// TestThrottleAndBreakerCountPermanentAlike: the package has one default
+// rule: every non-nil error counts against the dependency, Permanent or
+// not (Permanent says a retry will not help, not that the dependency is
+// well). A Throttle counts it as a refusal as a Breaker counts it as a
+// failure; Classify says otherwise.
+func TestThrottleAndBreakerCountPermanentAlike(t *testing.T) {
+	th := newThrottle(t, ThrottleConfig{})
+	ctx := t.Context()
+	assert.Equal(t, ThrottleRefused, th.Outcome(ctx, Permanent(errFlaky)))
+	assert.Equal(t, ThrottleRefused, th.Outcome(ctx, RetryAfter(Permanent(errFlaky), time.Second)))
+
+	br, err := NewBreaker(BreakerConfig{WindowCalls: 1, MinCalls: 1})
+	require.NoError(t, err)
+	_ = br.Call(ctx, func(context.Context) error { return Permanent(errFlaky) })
+	assert.Equal(t, BreakerOpen, br.Stats().State, "the breaker counted it as a failure")
+}

@@ -340,8 +340,8 @@ func TestThrottleOutcome(t *testing.T) {
 	ctx := t.Context()
 	assert.Equal(t, ThrottleAccepted, th.Outcome(ctx, nil))
 	assert.Equal(t, ThrottleRefused, th.Outcome(ctx, errFlaky))
-	assert.Equal(t, ThrottleAccepted, th.Outcome(ctx, Permanent(errFlaky)), "the backend answered")
-	assert.Equal(t, ThrottleAccepted, th.Outcome(ctx, RetryAfter(Permanent(errFlaky), time.Second)))
+	assert.Equal(t, ThrottleRefused, th.Outcome(ctx, Permanent(errFlaky)), "every error counts against, as in a Breaker")
+	assert.Equal(t, ThrottleRefused, th.Outcome(ctx, RetryAfter(Permanent(errFlaky), time.Second)))
 	done, cancel := context.WithCancel(ctx)
 	cancel()
 	assert.Equal(t, ThrottleIgnored, th.Outcome(done, context.Canceled), "the caller gave up")
@@ -432,10 +432,11 @@ func TestRetryWithThrottleRecordsEveryAttempt(t *testing.T) {
 		assert.ErrorIs(t, err, context.Canceled)
 		assert.Equal(t, ThrottleStats{Requests: 3, Accepts: 1}, th.Stats())
 
-		// A Permanent error is an accept: the backend answered.
+		// A Permanent error counts as a refusal unless Classify says
+		// otherwise, as it counts as a failure in a Breaker.
 		err = Retry(t.Context(), Policy{}, func(context.Context) error { return Permanent(errFlaky) }, WithThrottle(th))
 		assert.ErrorIs(t, err, ErrPermanent)
-		assert.Equal(t, ThrottleStats{Requests: 4, Accepts: 2}, th.Stats())
+		assert.Equal(t, ThrottleStats{Requests: 4, Accepts: 1}, th.Stats())
 	})
 }
 
