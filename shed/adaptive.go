@@ -67,6 +67,15 @@ type AdaptiveConfig struct {
 	// limit moves at most once per Window however fast calls complete.
 	// Zero means no such floor. Negative or above an hour is invalid.
 	Window time.Duration
+	// MaxWindow, if positive, is the most time a window lasts: a window
+	// closes at WindowSamples samples or once MaxWindow has passed since
+	// its first sample, whichever comes first (and never before Window).
+	// Without it a limit at a low floor moves slowly: at a limit of 1 and
+	// 100ms calls, a window of 32 samples lasts 3.2s; a MaxWindow of 300ms
+	// lets it move every third call. A shorter window is a noisier mean.
+	// Zero means none: windows are counted in samples only. It must be in
+	// [Window, 1h].
+	MaxWindow time.Duration
 	// Tolerance is how far, as a ratio, the window's mean latency may
 	// exceed the baseline before the limit is lowered. Zero means
 	// DefaultTolerance (1.5). It must be finite and in [1, 10].
@@ -157,6 +166,11 @@ func (c AdaptiveConfig) validate(ceiling int, ceilingName string) error {
 	if c.Window < 0 || c.Window > maxAdaptiveWindow {
 		bad("Window %v is outside [0, 1h]", c.Window)
 	}
+	if c.MaxWindow < 0 || c.MaxWindow > maxAdaptiveWindow {
+		bad("MaxWindow %v is outside [0, 1h]", c.MaxWindow)
+	} else if c.MaxWindow > 0 && c.MaxWindow < c.Window {
+		bad("MaxWindow %v is below Window %v", c.MaxWindow, c.Window)
+	}
 	if t := c.Tolerance; math.IsNaN(t) || t != 0 && (t < 1 || t > 10) {
 		bad("Tolerance %v is outside [1, 10]", t)
 	}
@@ -179,7 +193,7 @@ func (c AdaptiveConfig) validate(ceiling int, ceilingName string) error {
 // # Algorithm
 //
 // Completed calls are grouped into windows of WindowSamples samples (and at
-// least Window long). At the end of a window its mean latency (the short
+// least Window long; or, sooner, MaxWindow long). At the end of a window its mean latency (the short
 // RTT) is compared with a baseline, the latency of the dependency when it
 // is not queueing our calls, and the limit L moves as in Netflix's
 // Gradient2 (concurrency-limits, Gradient2Limit):
@@ -255,7 +269,7 @@ type AdaptiveLimit struct {
 
 	minLimit, maxLimit int
 	samples            int
-	window             time.Duration
+	window, maxWindow  time.Duration
 	tolerance          float64
 	smoothing          float64
 	backoff            float64
@@ -292,6 +306,7 @@ func newAdaptive(c AdaptiveConfig) *AdaptiveLimit {
 		maxLimit:  c.MaxLimit,
 		samples:   c.WindowSamples,
 		window:    c.Window,
+		maxWindow: c.MaxWindow,
 		tolerance: c.Tolerance,
 		smoothing: c.Smoothing,
 		backoff:   c.Backoff,
@@ -347,7 +362,8 @@ func (a *AdaptiveLimit) observe(now time.Time, rtt time.Duration, inflight int, 
 		a.wSum += max(float64(rtt), 1) // 1ns: a zero latency must not divide by zero
 	}
 	a.wMax = max(a.wMax, inflight)
-	if a.wN+a.wDrops < a.samples || now.Sub(a.wStart) < a.window {
+	elapsed := now.Sub(a.wStart)
+	if a.wN+a.wDrops < a.samples && (a.maxWindow <= 0 || elapsed < a.maxWindow) || elapsed < a.window {
 		a.mu.Unlock()
 		return LimitChange{}, false
 	}
@@ -473,7 +489,18 @@ func (a *AdaptiveLimit) ReleaseRTT(rtt time.Duration, dropped bool) {
 	if n < 0 {
 		n = 0
 	}
-	a.OnSample(time.Now(), rtt, int(n)+1, dropped)
+	a.OnSample(a.now(), rtt, int(n)+1, dropped)
+}
+
+// now returns the time of a sample: the clock if Window or MaxWindow needs
+// it, and otherwise the zero Time, which OnSample treats as no later than
+// the last sample's, so a limit whose windows are counted in samples only
+// reads no clock per sample.
+func (a *AdaptiveLimit) now() time.Time {
+	if a.window > 0 || a.maxWindow > 0 {
+		return time.Now()
+	}
+	return time.Time{}
 }
 
 // Release returns a slot taken by TryAcquire or Acquire without recording

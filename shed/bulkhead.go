@@ -458,7 +458,7 @@ func (b *Bulkhead) ReleaseRTT(rtt time.Duration, dropped bool) {
 	if n == 0 {
 		return
 	}
-	ch, changed := b.adaptive.observe(time.Now(), rtt, n, dropped)
+	ch, changed := b.adaptive.observe(b.adaptive.now(), rtt, n, dropped)
 	b.Release()
 	if changed {
 		if ch.New > ch.Old {

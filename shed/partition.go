@@ -457,7 +457,10 @@ func (p *Partition[K]) ReleaseRTT(key K, rtt time.Duration, dropped bool) {
 	if p == nil || p.badKey(key) != nil {
 		return
 	}
-	now := time.Now()
+	var now time.Time // read only if a window is bounded in time
+	if c := p.adaptive; c != nil && (c.Window > 0 || c.MaxWindow > 0) {
+		now = time.Now()
+	}
 	p.mu.Lock()
 	ks, ok := p.keys[key]
 	if !ok || ks.inFlight == 0 {
