@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -193,7 +194,9 @@ type ThrottleStats struct {
 // (and AllowAt the uniform draw), so a simulation drives them with its own
 // clock and random source and gets the same answers for the same inputs.
 // One clock per Throttle: the window is measured from the first time it
-// sees, and times should not go backwards (a count made with a time earlier
+// sees (a time more than time.Duration's range, about 292 years, away from
+// it counts as that far: the window stops sliding there), and times should
+// not go backwards (a count made with a time earlier
 // than one already seen may land in a later bucket than its own). Allow, Record and Do read the real clock and a fast shared random
 // source. A Throttle is safe for concurrent use; its methods are lock-free
 // and, after the first call, do not allocate (but for the *ThrottledError
@@ -206,6 +209,7 @@ type Throttle struct {
 	n        int64 // buckets in use
 	width    int64 // nanoseconds per bucket
 	window   time.Duration
+	cbits    uint // bits of a bucket word that hold the count
 	classify func(error) ThrottleOutcome
 	hook     func(ThrottleEvent)
 
@@ -217,16 +221,20 @@ type Throttle struct {
 }
 
 // A bucket's counters are each one word: the bucket's number (its stamp)
-// in the high tStampBits and the count in the low tCountBits, so that
-// resetting a bucket for reuse and counting in it are one compare-and-swap.
-// The stamp wraps after 2^36 bucket widths (more than two years at the
-// smallest width); a count saturates at 2^28−1 per bucket.
-const (
-	tCountBits = 28
-	tStampBits = 64 - tCountBits
-	tCountMask = 1<<tCountBits - 1
-	tStampMask = 1<<tStampBits - 1
-)
+// in the high bits and the count in the low cbits, so that resetting a
+// bucket for reuse and counting in it are one compare-and-swap. The stamp
+// has room for the difference of any two bucket numbers the throttle can
+// compute (time.Duration's range divided by the bucket width, and one bit
+// of sign), so it never wraps; the count has the rest: at least 18 bits
+// (a bucket of 1ms saturates at 262143), 32 with the default width.
+const tDefaultCountBits = 32
+
+// tCountBitsFor returns how many bits of a bucket word hold the count for
+// buckets width nanoseconds wide.
+func tCountBitsFor(width int64) uint {
+	span := 2 * (uint64(math.MaxInt64/width) + 1) // the largest |difference| of two bucket numbers
+	return uint(64 - 1 - bits.Len64(span))
+}
 
 type throttleBucket struct {
 	requests, accepts atomic.Uint64
@@ -283,6 +291,7 @@ func NewThrottle(cfg ThrottleConfig) (*Throttle, error) {
 		n:        int64(n),
 		width:    int64(window / time.Duration(n)),
 		window:   window,
+		cbits:    tCountBitsFor(int64(window / time.Duration(n))),
 		classify: cfg.Classify,
 		hook:     cfg.OnEvent,
 	}, nil
@@ -295,6 +304,14 @@ func (t *Throttle) settings() (k, maxP float64, n, width int64) {
 		return DefaultThrottleK, 1, DefaultThrottleBuckets, int64(DefaultThrottleWindow / DefaultThrottleBuckets)
 	}
 	return t.k, t.maxP, t.n, t.width
+}
+
+// countBits returns cbits, with the default for a zero Throttle.
+func (t *Throttle) countBits() uint {
+	if t.n == 0 {
+		return tDefaultCountBits
+	}
+	return t.cbits
 }
 
 func classifyThrottleDefault(error) ThrottleOutcome { return ThrottleRefused }
@@ -477,24 +494,25 @@ func (t *Throttle) slot(k int64) *throttleBucket {
 	return &t.buckets[((k%n)+n)%n]
 }
 
-// tAge returns how many buckets k is after the bucket stamped s, modulo the
-// stamp's width (negative if s is newer).
-func tAge(k int64, s uint64) int64 {
-	return int64((uint64(k)-s)<<tCountBits) >> tCountBits
+// tAge returns how many buckets k is after the bucket stamped s (negative
+// if s is newer), for words with cb bits of count.
+func tAge(k int64, s uint64, cb uint) int64 {
+	return int64((uint64(k)-s)<<cb) >> cb
 }
 
 // add counts one in the word w of bucket k: it resets a word stamped with
 // an older bucket, and counts in a newer one as it is (a time earlier than
 // one already seen).
 func (t *Throttle) add(w *atomic.Uint64, k int64) {
-	stamp := uint64(k) & tStampMask
+	cb := t.countBits()
+	mask := uint64(1)<<cb - 1
 	for {
 		old := w.Load()
 		var next uint64
-		if tAge(k, old>>tCountBits) > 0 {
-			next = stamp<<tCountBits | 1
+		if tAge(k, old>>cb, cb) > 0 {
+			next = uint64(k)<<cb | 1
 		} else {
-			if old&tCountMask == tCountMask {
+			if old&mask == mask {
 				return
 			}
 			next = old + 1
@@ -508,13 +526,15 @@ func (t *Throttle) add(w *atomic.Uint64, k int64) {
 // counts sums the words of the buckets in the window that ends with bucket k.
 func (t *Throttle) counts(k int64) (requests, accepts int64) {
 	_, _, n, _ := t.settings()
+	cb := t.countBits()
+	mask := uint64(1)<<cb - 1
 	for i := range n {
 		b := &t.buckets[i]
-		if w := b.accepts.Load(); tInWindow(tAge(k, w>>tCountBits), n) {
-			accepts += int64(w & tCountMask)
+		if w := b.accepts.Load(); tInWindow(tAge(k, w>>cb, cb), n) {
+			accepts += int64(w & mask)
 		}
-		if w := b.requests.Load(); tInWindow(tAge(k, w>>tCountBits), n) {
-			requests += int64(w & tCountMask)
+		if w := b.requests.Load(); tInWindow(tAge(k, w>>cb, cb), n) {
+			requests += int64(w & mask)
 		}
 	}
 	return requests, accepts

@@ -57,11 +57,12 @@ func TestThrottleCountSaturates(t *testing.T) {
 	now := time.Unix(0, 0)
 	th.RecordAt(now, ThrottleAccepted)
 	b := th.slot(0)
-	b.requests.Store(tCountMask)
-	b.accepts.Store(tCountMask - 1)
+	full := uint64(1)<<th.countBits() - 1
+	b.requests.Store(full)
+	b.accepts.Store(full - 1)
 	th.RecordAt(now, ThrottleAccepted)
 	th.RecordAt(now, ThrottleAccepted)
-	assert.Equal(t, ThrottleStats{Requests: tCountMask, Accepts: tCountMask}, th.StatsAt(now))
+	assert.Equal(t, ThrottleStats{Requests: int64(full), Accepts: int64(full)}, th.StatsAt(now))
 	assert.Equal(t, ThrottleStats{}, th.StatsAt(now.Add(DefaultThrottleWindow)))
 }
 
@@ -249,4 +250,34 @@ func TestThrottleAndBreakerCountPermanentAlike(t *testing.T) {
 	require.NoError(t, err)
 	_ = br.Call(ctx, func(context.Context) error { return Permanent(errFlaky) })
 	assert.Equal(t, BreakerOpen, br.Stats().State, "the breaker counted it as a failure")
+}
+
+// TestThrottleStampNeverWraps: a bucket's stamp is wide enough for every
+// bucket number a Throttle can compute (time.Duration's range divided by
+// the bucket width), so a bucket idle for years is never mistaken for a
+// current or a future one. With 36-bit stamps and 1ms buckets, a gap of
+// 2^35 to 2^36 buckets (one to two years) made the window count nothing,
+// and a gap of exactly 2^36 brought the old counts back.
+func TestThrottleStampNeverWraps(t *testing.T) {
+	cfg := ThrottleConfig{Window: 12 * time.Millisecond, Buckets: 12}
+	now := time.Unix(0, 0)
+	for _, gap := range []int64{1 << 35, 1<<35 + 5, 1<<36 - 3, 1 << 36, 1<<36 + 7, 3 << 36, math.MaxInt64 / int64(time.Millisecond)} {
+		th := newThrottle(t, cfg)
+		for range 10 {
+			th.RecordAt(now, ThrottleRefused)
+		}
+		later := now.Add(time.Duration(gap) * time.Millisecond)
+		assert.Equal(t, ThrottleStats{}, th.StatsAt(later), "gap of %d buckets: the old counts are gone", gap)
+		th.RecordAt(later, ThrottleRefused)
+		th.RecordAt(later, ThrottleAccepted)
+		assert.Equal(t, ThrottleStats{Requests: 2, Accepts: 1}, th.StatsAt(later), "gap of %d buckets: new counts count", gap)
+	}
+}
+
+func TestThrottleCountBits(t *testing.T) {
+	assert.Equal(t, uint(tDefaultCountBits), tCountBitsFor(int64(DefaultThrottleWindow/DefaultThrottleBuckets)))
+	assert.Equal(t, uint(18), tCountBitsFor(int64(MinThrottleBucketWidth)))
+	assert.Equal(t, uint(60), tCountBitsFor(math.MaxInt64))
+	var zero Throttle
+	assert.Equal(t, uint(tDefaultCountBits), zero.countBits())
 }
