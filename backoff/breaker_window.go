@@ -155,8 +155,15 @@ func (w *timeWindow) index(now time.Time) int64 {
 	if d < 0 && d%w.width != 0 {
 		i--
 	}
-	return i
+	// Keep the bucket arithmetic (i±n, head+1) far from overflow: with
+	// one-nanosecond buckets a time ~292 years away would make the loop in
+	// advance run forever. Such a time is a whole window away either way,
+	// so clamping changes no count.
+	return min(max(i, -maxBucketIndex), maxBucketIndex)
 }
+
+// maxBucketIndex bounds a bucket index's magnitude.
+const maxBucketIndex = 1 << 62
 
 // staleResets is how many results in a row must be older than the window
 // before the window believes that the clock went backwards and starts again
