@@ -93,6 +93,19 @@
 // says a retry will not help, not that the dependency is well. Teach
 // Classify which errors are the dependency's answers on their merits.
 //
+// # Nil guards
+//
+// A nil *Throttle, *Breaker or *Breakers admits every call and counts
+// nothing, as WithThrottle(nil), WithBreaker(nil) and WithBudget(nil) mean
+// "no throttle", "no breaker", "no budget". This differs on purpose from
+// shed, fence and lease, whose nil values refuse with their sentinel:
+// those guard a resource (capacity, a fence, a lease) that a call must not
+// use without, while these only shape the load on a dependency that works
+// without them, and a guard a caller forgot to build must not turn into
+// an outage. A Hedger is not a guard but the thing that makes the call:
+// DoHedged and RetryHedged with a nil *Hedger make no call and return an
+// error matching ErrInvalidArgument; its accessors return zeros.
+//
 // # Errors
 //
 // When Retry gives up it returns an *Error whose Reason is one of the
