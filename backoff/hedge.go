@@ -313,8 +313,8 @@ func (h *Hedger) Do(ctx context.Context, op func(context.Context) error) error {
 // panic) are discarded, so an op that honours its context leaves no
 // goroutine behind for longer than it takes to notice the cancellation,
 // and an op that ignores it runs on, detached, until it returns: its
-// goroutine outlives the call, and a goroutine leak check (go.uber.org/goleak,
-// this repository's internal/leakcheck) run before it returns reports it.
+// goroutine outlives the call, and a goroutine leak check run before it
+// returns (as this repository's tests run one) reports it.
 // DoHedged cannot end it; bound such an op with a timeout of its own. When ctx
 // ends while DoHedged waits, it returns ctx.Err() at once (unless a success
 // arrived at the same moment), without waiting for any attempt and without
