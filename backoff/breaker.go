@@ -972,11 +972,12 @@ func (b *Breaker) Call(ctx context.Context, op func(context.Context) error) erro
 		return errNilContext
 	case op == nil:
 		return errNilOp
-	case b == nil:
-		return op(ctx)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if b == nil {
+		return op(ctx)
 	}
 	t, err := b.Allow()
 	if err != nil {

@@ -1,7 +1,9 @@
 package backoff
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -266,4 +268,105 @@ func TestBreakerLateAllowKeepsWait(t *testing.T) {
 	}
 	_, err = b.AllowAt(back.Add(10 * time.Second))
 	require.NoError(t, err, "open for more than OpenWait on the clock it is given")
+}
+
+// A key no map can find again — not comparable (a slice in an interface) or
+// not equal to itself (a NaN, also inside an array or struct) — is refused
+// with an error matching ErrInvalidArgument by every method that takes a
+// key, never a panic, and never takes a place in the set: a NaN key would
+// otherwise add a breaker on every call and could never be deleted.
+func TestBreakersUnfindableKeys(t *testing.T) {
+	now := time.Unix(0, 0)
+	op := func(context.Context) error { return nil }
+	type pair struct {
+		A string
+		F float64
+	}
+	check := func(t *testing.T, name string, f func() error) {
+		t.Helper()
+		var err error
+		require.NotPanics(t, func() { err = f() }, name)
+		require.ErrorIs(t, err, ErrInvalidArgument, name)
+		assert.NotErrorIs(t, err, ErrTooManyBreakers, name)
+	}
+	t.Run("any", func(t *testing.T) {
+		bs, err := NewBreakers(BreakersConfig[any]{MaxKeys: 2})
+		require.NoError(t, err)
+		for _, key := range []any{[]int{1}, map[string]int{}, func() {}, math.NaN(), [1]float64{math.NaN()}, pair{"a", math.NaN()}} {
+			check(t, "Get", func() error { _, err := bs.Get(key); return err })
+			check(t, "Allow", func() error { _, err := bs.Allow(key); return err })
+			check(t, "AllowAt", func() error { _, err := bs.AllowAt(now, key); return err })
+			check(t, "Call", func() error { return bs.Call(context.Background(), key, op) })
+			require.NotPanics(t, func() {
+				_, ok := bs.Lookup(key)
+				assert.False(t, ok)
+				assert.False(t, bs.Remove(key))
+			})
+			assert.Contains(t, fmt.Sprint(func() error { _, err := bs.Get(key); return err }()), "key")
+		}
+		assert.Zero(t, bs.Len())
+		_, err = bs.Get("fine")
+		require.NoError(t, err)
+	})
+	t.Run("float", func(t *testing.T) {
+		var bs Breakers[float64] // the zero value checks its keys too
+		for range 5 {
+			check(t, "Get", func() error { _, err := bs.Get(math.NaN()); return err })
+		}
+		assert.Zero(t, bs.Len())
+		_, err := bs.Get(math.Inf(1))
+		require.NoError(t, err)
+		assert.Equal(t, 1, bs.Len())
+	})
+	t.Run("struct", func(t *testing.T) {
+		bs, err := NewBreakers(BreakersConfig[pair]{MaxKeys: 1})
+		require.NoError(t, err)
+		for range 5 {
+			check(t, "Get", func() error { _, err := bs.Get(pair{"x", math.NaN()}); return err })
+		}
+		assert.Zero(t, bs.Len())
+	})
+}
+
+// A TimeWindow with one-nanosecond buckets, fed times near both ends of
+// time.Time's range: the bucket arithmetic must not overflow, so a window
+// that jumped a whole window (either way) holds only what was recorded
+// after the jump.
+func TestBreakerTimeWindowEndsOfTime(t *testing.T) {
+	for _, far := range []time.Duration{math.MinInt64, math.MaxInt64} {
+		b := mustBreaker(t, BreakerConfig{Window: TimeWindow, WindowDuration: 4, Buckets: 4, MinCalls: 2, FailureRate: 1})
+		origin := time.Unix(0, 0)
+		tk, err := b.AllowAt(origin)
+		require.NoError(t, err)
+		b.RecordAt(origin, tk, nil)
+		// Far away (now.Sub saturates), repeatedly, so that the window
+		// believes the clock.
+		then := origin.Add(far).Add(far)
+		for range staleResets + 1 {
+			tk, err := b.AllowAt(then)
+			if err != nil {
+				break
+			}
+			b.RecordAt(then, tk, errDependency)
+		}
+		s := b.StatsAt(then)
+		assert.Equal(t, s.Calls, s.Failures, "far %v: calls from before the jump still counted", far)
+		assert.Equal(t, BreakerOpen, b.StateAt(then), "far %v", far)
+	}
+}
+
+// Call on a nil *Breaker follows the same rule as on a real one: a done
+// context calls nothing.
+func TestBreakerNilCallDoneContext(t *testing.T) {
+	var nb *Breaker
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	called := false
+	err := nb.Call(ctx, func(context.Context) error { called = true; return nil })
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, called)
+	var nk *Breakers[string]
+	err = nk.Call(ctx, "a", func(context.Context) error { called = true; return nil })
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, called)
 }

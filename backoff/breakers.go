@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,9 @@ type Breakers[K comparable] struct {
 	cfg     BreakerConfig // validated, with the per-key hook wrapped in
 	maxKeys int
 	hook    func(K, BreakerEvent)
+	// checked: the keys cannot break a map (see keysMayBreakMap), so
+	// they need no check. False in a zero Breakers, which checks all.
+	checked bool
 
 	mu    sync.RWMutex
 	m     map[K]*keyedBreaker[K]
@@ -85,16 +89,66 @@ func NewBreakers[K comparable](cfg BreakersConfig[K]) (*Breakers[K], error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Breakers[K]{cfg: c, maxKeys: maxKeys, hook: cfg.OnStateChange, m: make(map[K]*keyedBreaker[K])}, nil
+	return &Breakers[K]{
+		cfg: c, maxKeys: maxKeys, hook: cfg.OnStateChange, m: make(map[K]*keyedBreaker[K]),
+		checked: !keysMayBreakMap(reflect.TypeFor[K]()),
+	}, nil
+}
+
+// keysMayBreakMap reports whether a key of type t may be one no map can
+// find again: an interface may hold a slice, map or func (hashing it
+// panics), and a float, or an array or struct holding one, may be a NaN
+// (never equal to itself, so every lookup misses).
+func keysMayBreakMap(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Interface, reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return true
+	case reflect.Array:
+		return keysMayBreakMap(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if keysMayBreakMap(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// badKey returns an error matching ErrInvalidArgument if key could not be
+// found again in a map: it is not comparable or not equal to itself.
+func (bs *Breakers[K]) badKey(key K) error {
+	if bs.checked {
+		return nil
+	}
+	return checkBreakerKey(key)
+}
+
+func checkBreakerKey[K comparable](key K) (err error) {
+	defer func() {
+		if recover() != nil {
+			err = fmt.Errorf("backoff: %w: breaker key %v of type %T is not comparable", ErrInvalidArgument, key, key)
+		}
+	}()
+	if key != key {
+		return fmt.Errorf("backoff: %w: breaker key %v is not equal to itself (NaN), so it could never be found again", ErrInvalidArgument, key)
+	}
+	return nil
 }
 
 // Get returns key's breaker, making it (closed) if key has none. At the
 // bound it forgets a closed breaker that has not been used lately to make
 // room, or returns an error matching ErrTooManyBreakers if every breaker
-// is open or half-open.
+// is open or half-open. A key no map could find again (a NaN, or a slice,
+// map or func in an interface key) is an error matching
+// ErrInvalidArgument, never a panic; Lookup and Remove report false for
+// it.
 func (bs *Breakers[K]) Get(key K) (*Breaker, error) {
 	if bs == nil {
 		return nil, nil
+	}
+	if err := bs.badKey(key); err != nil {
+		return nil, err
 	}
 	bs.mu.RLock()
 	e := bs.m[key]
@@ -110,7 +164,7 @@ func (bs *Breakers[K]) Get(key K) (*Breaker, error) {
 
 // Lookup returns key's breaker if key has one, without making one.
 func (bs *Breakers[K]) Lookup(key K) (*Breaker, bool) {
-	if bs == nil {
+	if bs == nil || bs.badKey(key) != nil {
 		return nil, false
 	}
 	bs.mu.RLock()
@@ -201,7 +255,7 @@ func (b *Breaker) detach() {
 // Remove forgets key's breaker, whatever its state, and reports whether key
 // had one. Results of calls admitted by the forgotten breaker are ignored.
 func (bs *Breakers[K]) Remove(key K) bool {
-	if bs == nil {
+	if bs == nil || bs.badKey(key) != nil {
 		return false
 	}
 	bs.mu.Lock()
