@@ -335,9 +335,12 @@ func DoHedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T
 // Budget, as the zero Hedger, which sends no hedges): each call deposits
 // once, and each retry and each hedge withdraws one token, so together
 // they stay within the budget's bound and an outage that empties it turns
-// both off. An attempt's hedges do not deposit. Other options (WithThrottle
-// among them, which asks once per attempt, hedges included in the
-// attempt's outcome) apply as in Do.
+// both off. An attempt's hedges do not deposit. Other options apply as in
+// Do, once per attempt: a Throttle (WithThrottle) counts an attempt and
+// its hedges as one request with one outcome, and a Breaker (WithBreaker)
+// admits and records an attempt and its hedges as one call, so a
+// half-open breaker's probe may reach the dependency up to MaxHedges+1
+// times (each hedge still paid by the Budget).
 //
 // A hedged call inside Retry by hand works too, but each attempt then
 // deposits as a request of its own.
