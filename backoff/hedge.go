@@ -389,13 +389,14 @@ func hedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T, 
 
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Buffered for every attempt the call may send, so that an attempt
-	// that finishes after DoHedged returned never blocks.
+	// Buffered for every attempt the call may send and every time its
+	// timer may fire (once per hedge), so that an attempt that finishes,
+	// or a timer that fires, after DoHedged returned never blocks.
 	maxHedges := h.maxHedges
 	if maxHedges == 0 {
 		maxHedges = DefaultMaxHedges
 	}
-	results := make(chan hedgeResult[T], maxHedges+1)
+	results := make(chan hedgeResult[T], 2*maxHedges+1)
 	send := func(n int) {
 		go func() {
 			r := hedgeResult[T]{hedge: n}
@@ -418,12 +419,37 @@ func hedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T, 
 	send(0)
 	sent, running := 1, 1
 	primaryRunning := true
-	timer := time.NewTimer(delay)
+	// sendHedge sends the next hedge when the timer fires, and reports
+	// whether the timer should fire again.
+	sendHedge := func() bool {
+		if ctx.Err() != nil {
+			return false // the ctx.Done case returns
+		}
+		if h.budget == nil || !h.budget.Withdraw() {
+			h.refused.Add(1)
+			h.event(HedgeEvent{Kind: HedgeRefused, Hedge: sent, Delay: delay})
+			return false
+		}
+		h.hedges.Add(1)
+		h.event(HedgeEvent{Kind: HedgeSent, Hedge: sent, Delay: delay})
+		send(sent)
+		sent++
+		running++
+		return sent <= maxHedges
+	}
+	// The timer reports on results (as hedge -1) rather than on a channel
+	// of its own: a call whose primary answers first allocates less.
+	timer := time.AfterFunc(delay, func() { results <- hedgeResult[T]{hedge: -1} })
 	defer timer.Stop()
-	fire := timer.C
 	for {
 		select {
 		case r := <-results:
+			if r.hedge < 0 {
+				if sendHedge() {
+					timer.Reset(delay)
+				}
+				continue
+			}
 			running--
 			if r.hedge == 0 {
 				primaryRunning = false
@@ -447,25 +473,6 @@ func hedged[T any](ctx context.Context, h *Hedger, op func(context.Context) (T, 
 			}
 			if running == 0 {
 				return zero, r.err
-			}
-		case <-fire:
-			fire = nil
-			if ctx.Err() != nil {
-				continue // the ctx.Done case returns
-			}
-			if h.budget == nil || !h.budget.Withdraw() {
-				h.refused.Add(1)
-				h.event(HedgeEvent{Kind: HedgeRefused, Hedge: sent, Delay: delay})
-				continue
-			}
-			h.hedges.Add(1)
-			h.event(HedgeEvent{Kind: HedgeSent, Hedge: sent, Delay: delay})
-			send(sent)
-			sent++
-			running++
-			if sent <= maxHedges {
-				timer.Reset(delay)
-				fire = timer.C
 			}
 		case <-ctx.Done():
 			return zero, ctx.Err()

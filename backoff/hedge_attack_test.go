@@ -107,3 +107,15 @@ func TestHedgerStatsDoNotDisturbASimulation(t *testing.T) {
 	h.ObserveAt(sim.Add(time.Second), 3*time.Millisecond)
 	assert.Equal(t, int64(2), h.StatsAt(sim.Add(time.Second)).Samples)
 }
+
+// TestHedgePrimaryFirstAllocations: a call whose primary answers before the
+// delay allocates the attempt's goroutine, its results channel, its
+// cancellable context and its timer, and nothing more (7 objects; the
+// timer reports on the results channel instead of a channel of its own).
+func TestHedgePrimaryFirstAllocations(t *testing.T) {
+	h, err := NewHedger(HedgeConfig{Delay: time.Hour})
+	require.NoError(t, err)
+	ctx := context.Background()
+	op := func(context.Context) (int, error) { return 1, nil }
+	assert.LessOrEqual(t, testing.AllocsPerRun(200, func() { _, _ = DoHedged(ctx, h, op) }), 7.0)
+}
