@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 )
 
 // TestZeroThrottleIsUsable: a Throttle not built by NewThrottle has the
@@ -280,4 +281,54 @@ func TestThrottleCountBits(t *testing.T) {
 	assert.Equal(t, uint(60), tCountBitsFor(math.MaxInt64))
 	var zero Throttle
 	assert.Equal(t, uint(tDefaultCountBits), zero.countBits())
+}
+
+// TestThrottleMatchesFormulaAcrossHugeGaps: the formula holds over the
+// sliding window when time jumps by exact bucket boundaries, by whole
+// windows, by years (past where a 36-bit stamp wrapped) and up to
+// time.Duration's range, and for draws outside [0, 1).
+func TestThrottleMatchesFormulaAcrossHugeGaps(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(1, 12).Draw(t, "buckets")
+		width := time.Duration(rapid.SampledFrom([]int64{int64(time.Millisecond), int64(time.Second), int64(10 * time.Second)}).Draw(t, "width"))
+		k := rapid.Float64Range(1, 4).Draw(t, "K")
+		th, err := NewThrottle(ThrottleConfig{K: k, Window: width * time.Duration(n), Buckets: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &throttleModel{k: k, maxP: 1, width: width, n: int64(n)}
+		now := time.Unix(rapid.Int64Range(-1e12, 1e12).Draw(t, "start"), 0)
+		for range rapid.IntRange(1, 200).Draw(t, "steps") {
+			switch rapid.IntRange(0, 3).Draw(t, "op") {
+			case 0:
+				u := rapid.SampledFrom([]float64{-1, math.Inf(-1), 0, 0.25, 0.5, 0.75, 0.999, 1, 2, math.NaN()}).Draw(t, "u")
+				p := m.probability(now)
+				if ok := th.AllowAt(now, u); ok != !(max(u, 0) < p) {
+					t.Fatalf("AllowAt(u=%v) = %v with model probability %v", u, ok, p)
+				} else if !ok {
+					m.events = append(m.events, throttleModelEvent{bucket: m.bucket(now)})
+				}
+			case 1:
+				o := ThrottleOutcome(rapid.IntRange(0, 2).Draw(t, "outcome"))
+				th.RecordAt(now, o)
+				if o != ThrottleIgnored {
+					m.events = append(m.events, throttleModelEvent{bucket: m.bucket(now), accept: o == ThrottleAccepted})
+				}
+			case 2:
+				buckets := rapid.SampledFrom([]int64{0, 1, int64(n) - 1, int64(n), int64(n) + 1, 1 << 35, 1<<36 - 1, 1 << 36, 1 << 40, math.MaxInt64}).Draw(t, "gap")
+				d := time.Duration(math.MaxInt64)
+				if buckets <= math.MaxInt64/int64(width) {
+					d = time.Duration(buckets) * width
+				}
+				now = now.Add(d) // saturates at the end of time's range
+			case 3:
+				if got, want := th.ProbabilityAt(now), m.probability(now); got != want {
+					t.Fatalf("probability %v, model %v", got, want)
+				}
+			}
+		}
+		if got, want := th.ProbabilityAt(now), m.probability(now); got != want {
+			t.Fatalf("final probability %v, model %v", got, want)
+		}
+	})
 }
