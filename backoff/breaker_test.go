@@ -544,3 +544,65 @@ func TestBreakerCallDoneContext(t *testing.T) {
 	assert.False(t, called)
 	assert.Equal(t, BreakerClosed, b.State())
 }
+
+// The shell's Record of a TimeWindow counts, forgets and opens exactly as
+// RecordAt(time.Now()) does, at every step including bucket edges, also
+// when the origin came from RecordAt with a time without a monotonic
+// reading. (synctest's clock has none: the monotonic path is checked by
+// TestTimeWindowRecordNowMonotonic.)
+func TestBreakerTimeWindowRecordMatchesRecordAt(t *testing.T) {
+	for _, wallOrigin := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			cfg := BreakerConfig{Window: TimeWindow, WindowDuration: 4 * time.Second, Buckets: 4, MinCalls: 3, FailureRate: 0.5}
+			shell, core := mustBreaker(t, cfg), mustBreaker(t, cfg)
+			now := time.Now()
+			if wallOrigin {
+				tk, err := shell.AllowAt(now.Round(0))
+				require.NoError(t, err)
+				shell.RecordAt(now.Round(0), tk, nil)
+				tk, err = core.AllowAt(now.Round(0))
+				require.NoError(t, err)
+				core.RecordAt(now.Round(0), tk, nil)
+			}
+			steps := []time.Duration{0, time.Second, 999 * time.Millisecond, time.Millisecond, 0, 3 * time.Second, time.Second, 5 * time.Second, 500 * time.Millisecond}
+			for i := range 60 {
+				time.Sleep(steps[i%len(steps)])
+				var res error
+				if i%3 == 0 || i > 40 {
+					res = errDependency
+				}
+				ts, errS := shell.Allow()
+				tc, errC := core.AllowAt(time.Now())
+				require.Equal(t, errC == nil, errS == nil, "step %d", i)
+				if errS == nil {
+					shell.Record(ts, res)
+					core.RecordAt(time.Now(), tc, res)
+				}
+				now := time.Now()
+				ss, sc := shell.StatsAt(now), core.StatsAt(now)
+				require.Equal(t, sc, ss, "step %d", i)
+			}
+			assert.Equal(t, BreakerOpen, shell.StateAt(time.Now()))
+		})
+	}
+}
+
+// timeWindow.recordNow takes the bucket from time.Since(origin) when the
+// origin has a monotonic reading: the same bucket as record(time.Now()),
+// for origins before and after now, and the same counts. Buckets of an
+// hour, with now in the middle of one, keep the test off bucket edges.
+func TestTimeWindowRecordNowMonotonic(t *testing.T) {
+	for _, k := range []int64{0, 1, 3, 4, 7, 1000, -1, -5} {
+		fast, slow := newTimeWindow(4*time.Hour, 4), newTimeWindow(4*time.Hour, 4)
+		origin := time.Now().Add(-time.Duration(k)*time.Hour - 30*time.Minute)
+		require.NotEqual(t, origin, origin.Round(0))
+		fast.start(origin)
+		slow.start(origin.Round(0)) // the same instant on the wall clock only
+		for i := range 5 {
+			c1, f1, s1, ok1 := fast.recordNow(i%2 == 0, false)
+			c2, f2, s2, ok2 := slow.record(time.Now(), i%2 == 0, false)
+			require.Equal(t, []any{c2, f2, s2, ok2}, []any{c1, f1, s1, ok1}, "k %d, record %d", k, i)
+			require.Equal(t, slow.head.Load(), fast.head.Load(), "k %d", k)
+		}
+	}
+}

@@ -112,7 +112,7 @@ func unpack(u uint64) (calls, failures, slows int) {
 type timeWindow struct {
 	n      int64
 	width  int64 // nanoseconds per bucket
-	origin atomic.Pointer[time.Time]
+	origin atomic.Pointer[windowOrigin]
 	head   atomic.Int64
 	behind atomic.Int32 // consecutive results older than the window
 	_      cacheLinePad
@@ -136,21 +136,38 @@ func (b *timeBucket) add(failed, slow bool) {
 	}
 }
 
+// windowOrigin is the start of a timeWindow's bucket 0. mono: at carries a
+// monotonic clock reading, so time.Since(at) is exactly time.Now().Sub(at)
+// and costs one clock read instead of two.
+type windowOrigin struct {
+	at   time.Time
+	mono bool
+}
+
+func newOrigin(at time.Time) *windowOrigin {
+	return &windowOrigin{at: at, mono: at != at.Round(0)}
+}
+
 func newTimeWindow(span time.Duration, buckets int) *timeWindow {
 	return &timeWindow{n: int64(buckets), width: int64(span) / int64(buckets), ring: make([]timeBucket, buckets)}
 }
 
 // start sets the window's origin, the start of bucket 0.
-func (w *timeWindow) start(at time.Time) { w.origin.Store(&at) }
+func (w *timeWindow) start(at time.Time) { w.origin.Store(newOrigin(at)) }
 
 func (w *timeWindow) index(now time.Time) int64 {
 	o := w.origin.Load()
 	if o == nil {
-		first := now // escapes once, on the first call of the breaker's life
-		w.origin.CompareAndSwap(nil, &first)
+		// Allocates once, on the first call of the breaker's life.
+		w.origin.CompareAndSwap(nil, newOrigin(now))
 		o = w.origin.Load()
 	}
-	d := int64(now.Sub(*o))
+	return w.indexOf(now.Sub(o.at))
+}
+
+// indexOf returns the index of the bucket d after the origin.
+func (w *timeWindow) indexOf(since time.Duration) int64 {
+	d := int64(since)
 	i := d / w.width
 	if d < 0 && d%w.width != 0 {
 		i--
@@ -177,7 +194,21 @@ const staleResets = 3
 // recorded since; only staleResets such results in a row, a clock that went
 // backwards, start the window again from there.
 func (w *timeWindow) record(now time.Time, failed, slow bool) (calls, failures, slows int, counted bool) {
-	i := w.index(now)
+	return w.recordIndex(w.index(now), failed, slow)
+}
+
+// recordNow is record(time.Now(), ...) with one clock read instead of two
+// when the origin carries a monotonic reading: time.Since(origin) is then
+// exactly time.Now().Sub(origin), without reading the wall clock.
+func (w *timeWindow) recordNow(failed, slow bool) (calls, failures, slows int, counted bool) {
+	o := w.origin.Load()
+	if o == nil || !o.mono {
+		return w.record(time.Now(), failed, slow)
+	}
+	return w.recordIndex(w.indexOf(time.Since(o.at)), failed, slow)
+}
+
+func (w *timeWindow) recordIndex(i int64, failed, slow bool) (calls, failures, slows int, counted bool) {
 	switch h := w.head.Load(); {
 	case i > h:
 		w.advance(i)
