@@ -89,12 +89,14 @@ func realZoneRun(t *testing.T, a *AdaptiveConfig, d, from, slowAt time.Duration)
 }
 
 // TestAdaptivePartitionRealZones drives the real Partition (not a model of
-// its admission) in three zones. A Partition whose adaptive limits per
-// zone may sum above Total (cap 12, Total 24) lets a zone hold 12 slots, 4
-// of them queued at its dependency, while another zone's servers idle; an
-// Adaptive.MaxLimit of the zone's share of Total (8) keeps every zone at
-// its capacity before a fault, and the healthy zones at theirs while one
-// zone slows tenfold and its limit shrinks.
+// its admission) in three zones. Adaptive limits per zone that may sum
+// above Total (cap 12, Total 24) must not let a zone hold 12 slots, 4 of
+// them queued at its dependency, while another zone's servers idle (89%
+// of capacity before any fault when a full pool granted freed slots in
+// arrival order across keys): every zone keeps its capacity before a
+// fault, with the cap or with Adaptive.MaxLimit at the zone's share of
+// Total (8), and the healthy zones keep theirs while one zone slows
+// tenfold and its limit shrinks.
 func TestAdaptivePartitionRealZones(t *testing.T) {
 	const d, from = 4 * time.Second, time.Second
 	var b strings.Builder
@@ -105,6 +107,16 @@ func TestAdaptivePartitionRealZones(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, l := realZoneRun(t, &AdaptiveConfig{MinLimit: 1, InitialLimit: 8}, d, from, 0)
 		row("adaptive, MaxLimit = cap 12", "healthy", g, l)
+		for z, v := range g {
+			assert.GreaterOrEqual(t, v, 0.97, "zone %d before any fault, limits summing above Total", z)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		g, l := realZoneRun(t, &AdaptiveConfig{MinLimit: 1, InitialLimit: 8}, d, from, from)
+		row("adaptive, MaxLimit = cap 12", "zone c slow", g, l)
+		assert.GreaterOrEqual(t, g[0], 0.95, "healthy zone a while zone c is slow")
+		assert.GreaterOrEqual(t, g[1], 0.95, "healthy zone b while zone c is slow")
+		assert.Less(t, l[2], 8, "the slow zone's limit shrinks")
 	})
 	synctest.Test(t, func(t *testing.T) {
 		g, l := realZoneRun(t, &AdaptiveConfig{MinLimit: 1, InitialLimit: 8, MaxLimit: 8}, d, from, 0)
@@ -121,4 +133,38 @@ func TestAdaptivePartitionRealZones(t *testing.T) {
 		assert.Less(t, l[2], 8, "the slow zone's limit shrinks")
 	})
 	t.Logf("\n%s", b.String())
+}
+
+// A slot freed in a full pool goes to the waiting key with the fewest
+// calls in flight, not to the waiter that arrived first: key "a" holds two
+// slots and its waiter came first, key "b" holds none after its release.
+func TestPartitionFullPoolGrantsFewestInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := NewPartition(PartitionConfig[string]{Total: 3, PerKey: 3, MaxQueuePerKey: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		for _, k := range []string{"a", "a", "b"} {
+			assert.NoError(t, p.Acquire(ctx, k))
+		}
+		got := make(chan string, 2)
+		for _, k := range []string{"a", "b"} {
+			go func() {
+				if p.Acquire(ctx, k) == nil {
+					got <- k
+				}
+			}()
+			synctest.Wait() // "a" waits first
+		}
+		p.Release("b")
+		synctest.Wait()
+		assert.Equal(t, "b", <-got, "the freed slot goes to the key with none in flight")
+		p.Release("a")
+		synctest.Wait()
+		assert.Equal(t, "a", <-got)
+		p.Release("a")
+		p.Release("a")
+		p.Release("b")
+	})
 }

@@ -61,14 +61,13 @@ type PartitionConfig[K comparable] struct {
 	// key's changes, with LimitChange.Key set.
 	//
 	// A key's limit settles near Tolerance (1.5) times its dependency's
-	// concurrency, so limits that may sum above Total let one key hold
-	// slots that queue at its dependency while another key's dependency
-	// idles: three zones of 8 servers under a Total of 24 and the default
-	// cap of 12 finish about 90% of their capacity before any fault
-	// (TestAdaptivePartitionRealZones). Where the keys are alike, set
-	// Adaptive.MaxLimit to the key's share of Total (Total ÷ keys, 8
-	// there): then they finish 99.8%, and a key that slows still shrinks
-	// its own limit below it.
+	// concurrency, so the limits may sum above Total; a full pool then
+	// hands freed slots to the keys with the fewest calls in flight (see
+	// Partition), so that no key holds slots queued at its dependency
+	// while another key's dependency idles: three zones of 8 servers
+	// under a Total of 24 and the default cap of 12 finish 99.8% of their
+	// capacity (TestAdaptivePartitionRealZones; 89% when freed slots went
+	// in arrival order across keys).
 	Adaptive *AdaptiveConfig
 }
 
@@ -142,8 +141,11 @@ func (k *keyState[K]) idle() bool { return k.inFlight == 0 && k.waiting == 0 && 
 // zone starved the region.
 //
 // Keys are created on first use and forgotten when idle under key pressure
-// (see MaxKeys). Waiters are served in arrival order among those whose key
-// is below its cap, and a waiter's outcome is decided once, as in a
+// (see MaxKeys). A slot freed in the pool goes to a waiter whose key is
+// below its cap: the first in arrival order among the keys with the
+// fewest calls in flight, so that keys contending for a full pool
+// converge to equal shares (within a key, waiters are served in arrival
+// order); and a waiter's outcome is decided once, as in a
 // Bulkhead, however its giving up races with a grant or a Pause. Pause and
 // Resume switch one key off and on. A
 // Partition is safe for concurrent use; admission does not allocate once a
@@ -436,21 +438,29 @@ func (p *Partition[K]) releaseLocked(ks *keyState[K]) {
 	ks.inFlight--
 	p.inFlight--
 	p.touchLocked(ks)
-	// Grant in arrival order to every waiter whose key has room, while the
-	// pool has room. Waiters of keys at their cap are skipped, not blocking
-	// the others: that is the isolation.
-	for w := p.waiters.head; w != nil && p.inFlight < p.total; {
-		next := w.next
-		if w.key.inFlight < p.keyLimit(w.key) {
-			p.waiters.remove(w)
-			w.key.waiting--
-			w.key.inFlight++
-			p.inFlight++
-			p.admitted.Add(1)
-			w.key.admitted.Add(1)
-			w.grant()
+	// While the pool has room, grant to a waiter whose key has room: the
+	// first in arrival order among the keys with the fewest calls in
+	// flight, so that keys contending for the pool converge to equal
+	// shares rather than to whoever queued first. Waiters of keys at their
+	// cap are skipped, not blocking the others: that is the isolation.
+	for p.inFlight < p.total {
+		var best *waiter
+		for w := p.waiters.head; w != nil; w = w.next {
+			if w.key.inFlight < p.keyLimit(w.key) && (best == nil || w.key.inFlight < best.key.inFlight) {
+				best = w
+			}
 		}
-		w = next
+		if best == nil {
+			return
+		}
+		w := best
+		p.waiters.remove(w)
+		w.key.waiting--
+		w.key.inFlight++
+		p.inFlight++
+		p.admitted.Add(1)
+		w.key.admitted.Add(1)
+		w.grant()
 	}
 }
 
