@@ -105,6 +105,10 @@ func TestAdaptivePartitionRealZones(t *testing.T) {
 		fmt.Fprintf(&b, "| %s | %s | %.1f%% | %.1f%% | %.1f%% | %v |\n", name, phase, 100*g[0], 100*g[1], 100*g[2], l)
 	}
 	synctest.Test(t, func(t *testing.T) {
+		g, l := realZoneRun(t, nil, d, from, from)
+		row("fixed caps of 12", "zone c slow", g, l)
+	})
+	synctest.Test(t, func(t *testing.T) {
 		g, l := realZoneRun(t, &AdaptiveConfig{MinLimit: 1, InitialLimit: 8}, d, from, 0)
 		row("adaptive, MaxLimit = cap 12", "healthy", g, l)
 		for z, v := range g {

@@ -361,30 +361,43 @@ func (f *partitionFront) finish(now time.Time, i int32, rtt time.Duration, send 
 	k.inFlight--
 	f.inFlight--
 	f.expire(now)
-	f.waiters = slices.DeleteFunc(f.waiters, func(i int32) bool {
-		z := f.reqs[i].zone
-		k := &f.keys[z]
-		if f.inFlight >= f.total || k.inFlight >= f.limit(z) {
-			return false
+	// As Partition.releaseLocked: while the pool has room, the first
+	// waiter among the keys with room and the fewest calls in flight.
+	for f.inFlight < f.total {
+		best := -1
+		for j, i := range f.waiters {
+			k := &f.keys[f.reqs[i].zone]
+			if k.inFlight < f.limit(f.reqs[i].zone) && (best < 0 || k.inFlight < f.keys[f.reqs[f.waiters[best]].zone].inFlight) {
+				best = j
+			}
 		}
+		if best < 0 {
+			return
+		}
+		i := f.waiters[best]
+		f.waiters = slices.Delete(f.waiters, best, best+1)
+		k := &f.keys[f.reqs[i].zone]
 		k.waiting--
 		k.inFlight++
 		f.inFlight++
 		send(i)
-		return true
-	})
+	}
 }
 
 // TestAdaptivePartitionSlowZone is the three zones, one slowed 10×:
 // each zone's dependency serves 8 calls at once at 10ms (5–15ms); a
 // regional Partition of 24 with a per-zone cap of 12 (Share 0.5) stands in
 // front, each zone offered 2× its capacity with deadlines of 100–500ms.
-// After a sixth of the run one zone's service times grow tenfold. With fixed
-// per-zone caps the slow zone's calls, held ten times longer, take their
-// whole cap of the pool and the healthy zones share the rest; with a
-// learned limit per zone the slow zone's limit shrinks and the healthy
-// zones keep their goodput (work finished in time ÷ their capacity, after
-// the slowdown).
+// After a sixth of the run one zone's service times grow tenfold. The slow
+// zone's calls, held ten times longer, must not take the pool from the
+// healthy zones, which keep their goodput (work finished in time ÷ their
+// capacity, after the slowdown): with a learned limit per zone because
+// the slow zone's limit shrinks, and with fixed caps too because a full
+// pool hands a freed slot to the zone with the fewest calls in flight
+// (when it granted in arrival order across zones, the slow zone held its
+// whole cap and the healthy zones fell to 72%). The model of the
+// Partition's admission here is checked against the real Partition by
+// TestAdaptivePartitionRealZones.
 func TestAdaptivePartitionSlowZone(t *testing.T) {
 	d := 2 * time.Duration(*simSeconds*float64(time.Second))
 	slowAt := t0.Add(d / 6)
@@ -418,7 +431,7 @@ func TestAdaptivePartitionSlowZone(t *testing.T) {
 		assert.GreaterOrEqual(t, g, 0.95, "healthy zone with learned per-zone limits")
 	}
 	for _, g := range healthy["Partition, fixed caps"] {
-		assert.Less(t, g, 0.90, "healthy zone with fixed per-zone caps (the contrast)")
+		assert.GreaterOrEqual(t, g, 0.95, "healthy zone with fixed per-zone caps: a full pool grants the zone with the fewest in flight")
 	}
 }
 
