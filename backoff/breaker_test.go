@@ -606,3 +606,25 @@ func TestTimeWindowRecordNowMonotonic(t *testing.T) {
 		}
 	}
 }
+
+// The shell times a slow call with time.Since of its admission: a call
+// that took exactly SlowCallDuration is slow, one a nanosecond shorter is
+// not, in a CountWindow and a TimeWindow alike.
+func TestBreakerShellSlowCallEdge(t *testing.T) {
+	for _, w := range []WindowKind{CountWindow, TimeWindow} {
+		synctest.Test(t, func(t *testing.T) {
+			b := mustBreaker(t, BreakerConfig{Window: w, SlowCallDuration: time.Second, MinCalls: 4, WindowCalls: 10, SlowRate: 1})
+			for i, d := range []time.Duration{time.Second, time.Second - 1, time.Second, 2 * time.Second} {
+				tk, err := b.Allow()
+				require.NoError(t, err)
+				time.Sleep(d)
+				b.Record(tk, nil)
+				want := []int{1, 1, 2, 3}[i]
+				if s := b.Stats(); s.State == BreakerClosed {
+					assert.Equal(t, want, s.SlowCalls, "window %v, call %d", w, i)
+				}
+			}
+			assert.Equal(t, BreakerClosed, b.State(), "3 of 4 slow is below SlowRate 1")
+		})
+	}
+}
