@@ -741,10 +741,11 @@ func (b *Breaker) RecordAt(now time.Time, t Ticket, err error) {
 // when nothing needs it (a CountWindow without slow calls, in the closed
 // state, unless the result opens the breaker). A TimeWindow or slow-call
 // timing needs one clock read per call, which on some virtual machines
-// costs more than the rest of the breaker. In the closed state Record
-// reads only the monotonic clock (time.Since of the window's origin, or of
-// the call's admission for slow-call timing in a CountWindow), which is
-// cheaper than time.Now and gives the same result.
+// costs more than the rest of the breaker. For a TimeWindow without slow
+// calls, and for a CountWindow with them, Record in the closed state reads
+// only the monotonic clock (time.Since of the window's origin, or of the
+// call's admission), which is cheaper than time.Now and gives the same
+// result; a TimeWindow with slow calls reads time.Now.
 func (b *Breaker) Record(t Ticket, err error) {
 	// The steady state, a success replacing a success in a CountWindow,
 	// is small enough to be inlined into the caller.
