@@ -56,7 +56,9 @@ type BudgetConfig struct {
 // calls the retries admitted never exceed Ratio·deposits plus the floor's
 // allowance, burst + MinRetriesPerSecond·(seconds elapsed).
 //
-// Build a Budget with NewBudget; a zero Budget refuses every retry.
+// Build a Budget with NewBudget; a zero Budget refuses every retry. A nil
+// *Budget is no budget, as WithBudget(nil) is: it allows every retry,
+// Deposit does nothing, and Tokens and Stats are zero.
 // A Budget is safe for concurrent use. Deposit and Withdraw are lock-free
 // and do not allocate; Deposit on a full budget is a single atomic load.
 type Budget struct {
@@ -148,6 +150,9 @@ func NewBudget(cfg BudgetConfig) (*Budget, error) {
 // token, up to MaxTokens. Retry calls it once per call when given the budget
 // with WithBudget.
 func (b *Budget) Deposit() {
+	if b == nil {
+		return
+	}
 	for {
 		old := b.balance.Load()
 		if old >= b.capacity {
@@ -163,6 +168,9 @@ func (b *Budget) Deposit() {
 // WithdrawAt(time.Now()), except that the clock is read only when the
 // balance cannot pay and the floor is asked.
 func (b *Budget) Withdraw() bool {
+	if b == nil {
+		return true
+	}
 	if b.takeBalance() {
 		return true
 	}
@@ -175,6 +183,9 @@ func (b *Budget) Withdraw() bool {
 // their own clock (one clock per Budget: the floor measures time from the
 // first now it sees). A refusal is counted in Stats.
 func (b *Budget) WithdrawAt(now time.Time) bool {
+	if b == nil {
+		return true
+	}
 	if b.takeBalance() {
 		return true
 	}
@@ -229,10 +240,16 @@ func (b *Budget) takeFloor(now time.Time) bool {
 // Tokens returns the banked balance of retries earned by requests (the floor
 // not included).
 func (b *Budget) Tokens() float64 {
+	if b == nil {
+		return 0
+	}
 	return float64(b.balance.Load()) / tokenScale
 }
 
 // Stats returns a snapshot of the budget's balance and counters.
 func (b *Budget) Stats() BudgetStats {
+	if b == nil {
+		return BudgetStats{}
+	}
 	return BudgetStats{Tokens: b.Tokens(), Retries: b.retries.Load(), Refused: b.refused.Load()}
 }

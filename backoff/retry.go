@@ -45,12 +45,14 @@ const DefaultMaxRetryAfter = 5 * time.Minute
 type Error struct {
 	// Reason is why the loop stopped: one of the Err* sentinels of this
 	// package (ErrInvalidArgument with a word on which argument),
-	// ErrInvalidPolicy, or the context's error.
+	// ErrInvalidPolicy, a *ThrottledError (matching ErrThrottled), or the
+	// context's error.
 	Reason error
-	// Last is the last error the operation returned; nil if it was never
-	// called.
+	// Last is the last error the operation returned (or the *OpenError of
+	// a Breaker that refused the last attempt); nil if it was never called.
 	Last error
-	// Attempts is how many times the operation was called.
+	// Attempts is how many times the operation was called, plus the
+	// attempts a Breaker refused (see WithBreaker).
 	Attempts int
 	// Elapsed is the time spent retrying: from the first attempt's failure
 	// until Retry gave up. (The clock is not read before the first attempt,
@@ -158,6 +160,8 @@ type Option struct {
 	hook          func(Event)
 	rand          *rand.Rand
 	maxRetryAfter time.Duration
+	throttle      *Throttle
+	breaker       *Breaker
 }
 
 type optionKind uint8
@@ -167,6 +171,8 @@ const (
 	setHook
 	setRand
 	setMaxRetryAfter
+	setThrottle
+	setBreaker
 )
 
 // config is the merged options of one call.
@@ -175,6 +181,12 @@ type config struct {
 	hook          func(Event)
 	rand          *rand.Rand
 	maxRetryAfter time.Duration
+	throttle      *Throttle
+	breaker       *Breaker
+	// paid: the next attempt needs no Budget token, because it is the
+	// first one or the attempt that withdrew the token was refused by the
+	// breaker before reaching the dependency.
+	paid bool
 }
 
 func newConfig(opts []Option) config {
@@ -192,15 +204,48 @@ func newConfig(opts []Option) config {
 		if o.set&setMaxRetryAfter != 0 {
 			c.maxRetryAfter = o.maxRetryAfter
 		}
+		if o.set&setThrottle != 0 {
+			c.throttle = o.throttle
+		}
+		if o.set&setBreaker != 0 {
+			c.breaker = o.breaker
+		}
 	}
 	return c
 }
 
 // WithBudget makes every retry (not the first attempt) withdraw from b, and
-// every call deposit into it, so that retries stay a bounded fraction of the
-// traffic to one dependency. When b refuses, Retry gives up with
+// every call that reaches the dependency deposit into it (a call that a
+// Throttle or Breaker refuses does not), so that retries stay a bounded
+// fraction of the traffic to one dependency. When b refuses, Retry gives up with
 // ErrBudgetExhausted. A nil b means no budget.
 func WithBudget(b *Budget) Option { return Option{set: setBudget, budget: b} }
+
+// WithThrottle sends every attempt, the first one included, through t: an
+// attempt t refuses is not made, and Retry gives up at once with the
+// *ThrottledError as Reason (matching ErrThrottled), without sleeping; the
+// outcome of every attempt made is recorded in t as t.Outcome classifies it
+// (an attempt that failed because the caller cancelled ctx counts as
+// nothing; one that ran into ctx's deadline counts as its error). A retry is
+// asked of t before the sleep that precedes it, and of a Budget only if t
+// admits it, so a throttled retry spends no token; a first attempt t
+// refuses deposits nothing in the Budget. A nil t means no throttle.
+func WithThrottle(t *Throttle) Option { return Option{set: setThrottle, throttle: t} }
+
+// WithBreaker asks b before every attempt, right before the operation is
+// called, and records the result of every attempt b admits (an attempt that
+// failed because the caller cancelled ctx is released, not counted; see
+// Breaker.Call). An attempt b refuses is not made: its error is b's
+// *OpenError, which counts as an attempt towards MaxAttempts and carries a
+// retry-after hint of the time left until b admits a probe, so Retry waits
+// that long (if the hint exceeds WithMaxRetryAfter, or the wait would end
+// after ctx's deadline or MaxElapsed, Retry gives up at once, as for any
+// hint) instead of spinning against an open breaker. A refused attempt
+// spends no Budget token: the token withdrawn for it, if any, pays for the
+// next attempt, and a call whose every attempt b refuses deposits nothing
+// in the Budget. For per-key breakers pass the key's breaker from
+// Breakers.Get. A nil b means no breaker.
+func WithBreaker(b *Breaker) Option { return Option{set: setBreaker, breaker: b} }
 
 // OnAttempt calls fn after every attempt, on the goroutine that called Retry,
 // before any sleep. fn must not block.
@@ -227,9 +272,9 @@ func WithMaxRetryAfter(d time.Duration) Option {
 // sleeps as p says. It gives up and returns an *Error when op returns an
 // error marked Permanent, when MaxAttempts calls have failed, when the next
 // attempt would start after MaxElapsed or after ctx's deadline (at once,
-// without sleeping in vain), when a Budget refuses, or when ctx is done
-// (promptly, also in the middle of a sleep). The error matches, with
-// errors.Is, both the reason and op's last error.
+// without sleeping in vain), when a Throttle or a Budget refuses, or when
+// ctx is done (promptly, also in the middle of a sleep). The error matches,
+// with errors.Is, both the reason and op's last error.
 //
 // An invalid p is reported as an *Error with Reason ErrInvalidPolicy, and a
 // nil ctx or op as one matching ErrInvalidArgument, before op is called.
@@ -273,9 +318,15 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 	if err := ctx.Err(); err != nil {
 		return &Error{Reason: err}
 	}
-	if cfg.budget != nil {
-		cfg.budget.Deposit()
+	if cfg.throttle != nil {
+		if terr := cfg.throttle.check(time.Now(), uniform(cfg.rand)); terr != nil {
+			return &Error{Reason: terr}
+		}
 	}
+	// The call deposits into the Budget when its first attempt reaches the
+	// dependency: a call a breaker refuses throughout earns nothing.
+	deposit := cfg.budget != nil
+	cfg.paid = true
 	// The clock is read before the first attempt only when MaxElapsed needs
 	// it: on a slow clock source it would be most of the cost of a call
 	// that succeeds at once.
@@ -285,7 +336,21 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 	}
 	var prev time.Duration
 	for attempt := 1; ; attempt++ {
-		err := op(ctx)
+		var err error
+		if t, refused := cfg.breaker.admit(); refused != nil {
+			err = refused
+		} else {
+			if deposit {
+				cfg.budget.Deposit()
+				deposit = false
+			}
+			err = op(ctx)
+			cfg.breaker.done(ctx, t, err)
+			cfg.paid = false
+			if cfg.throttle != nil {
+				cfg.throttle.Done(ctx, err)
+			}
+		}
 		if err == nil {
 			if cfg.hook != nil {
 				cfg.hook(Event{Attempt: attempt})
@@ -355,8 +420,16 @@ func next(ctx context.Context, p Policy, cfg *config, attempt int, prev time.Dur
 	if dl, ok := ctx.Deadline(); ok && now.Add(delay).After(dl) {
 		return delay, ErrDeadline
 	}
-	if cfg.budget != nil && !cfg.budget.Withdraw() {
-		return delay, ErrBudgetExhausted
+	if cfg.throttle != nil {
+		if terr := cfg.throttle.check(now, uniform(cfg.rand)); terr != nil {
+			return delay, terr
+		}
+	}
+	if cfg.budget != nil && !cfg.paid {
+		if !cfg.budget.Withdraw() {
+			return delay, ErrBudgetExhausted
+		}
+		cfg.paid = true
 	}
 	return delay, nil
 }

@@ -94,3 +94,32 @@ func BenchmarkLimiter(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkAdaptiveLimit(b *testing.B) {
+	b.Run("TryAcquire+ReleaseRTT", func(b *testing.B) {
+		a, _ := NewAdaptiveLimit(AdaptiveConfig{})
+		b.ReportAllocs()
+		for b.Loop() {
+			a.TryAcquire()
+			a.ReleaseRTT(time.Millisecond, false)
+		}
+	})
+	b.Run("OnSample", func(b *testing.B) {
+		a, _ := NewAdaptiveLimit(AdaptiveConfig{})
+		now := time.Now()
+		b.ReportAllocs()
+		for b.Loop() {
+			now = now.Add(time.Microsecond)
+			a.OnSample(now, time.Millisecond, 10, false)
+		}
+	})
+	b.Run("Bulkhead", func(b *testing.B) {
+		bh, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: 64, Adaptive: &AdaptiveConfig{}})
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = bh.Acquire(ctx)
+			bh.ReleaseRTT(time.Millisecond, false)
+		}
+	})
+}

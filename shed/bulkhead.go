@@ -35,6 +35,15 @@ type BulkheadConfig struct {
 	CallTimeout time.Duration
 	// OnEvent, if not nil, is told what happens to every call.
 	OnEvent func(Event)
+	// Adaptive, if not nil, makes the limit on calls in flight adaptive:
+	// it moves within [Adaptive.MinLimit, Adaptive.MaxLimit] as it learns
+	// from the latencies that ReleaseRTT and Do report (see AdaptiveLimit),
+	// and MaxConcurrent is its ceiling: Adaptive.MaxLimit defaults to it
+	// and must not exceed it. The queue works on top of the moving limit:
+	// a limit that shrinks below the calls in flight preempts none of them
+	// but admits nobody until they are under it, and one that grows hands
+	// the new slots to the waiters at once.
+	Adaptive *AdaptiveConfig
 }
 
 func (c BulkheadConfig) validate() error {
@@ -46,6 +55,9 @@ func (c BulkheadConfig) validate() error {
 		errs = append(errs, fmt.Errorf("%w: MaxQueue %d is outside [0, 2^24]", ErrInvalidConfig, c.MaxQueue))
 	}
 	errs = append(errs, validateWaits(c.MaxWait, c.CallTimeout)...)
+	if c.Adaptive != nil {
+		errs = append(errs, c.Adaptive.validate(max(c.MaxConcurrent, 1), "MaxConcurrent"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -90,6 +102,10 @@ type Bulkhead struct {
 	callTimeout   time.Duration
 	hook          func(Event)
 
+	// adaptive, if not nil, is the limit on calls in flight, in place of
+	// maxConcurrent.
+	adaptive *AdaptiveLimit
+
 	// state holds the calls in flight in its low 32 bits, the admissions
 	// of the lock-free path not yet added to counters.admitted in bits
 	// 32–62, and slowBit while anybody waits or the bulkhead is paused.
@@ -119,6 +135,14 @@ const (
 )
 
 func (b *Bulkhead) inFlight() int { return int(b.state.Load() & inFlightMax) }
+
+// cap returns the current limit on calls in flight.
+func (b *Bulkhead) cap() int {
+	if a := b.adaptive; a != nil {
+		return int(a.limit.Load())
+	}
+	return b.maxConcurrent
+}
 
 // fastAdmitted returns the admissions counted in state s.
 func fastAdmitted(s uint64) uint64 { return s >> admittedShift & admittedMax }
@@ -161,13 +185,17 @@ func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = DefaultMaxWait
 	}
-	return &Bulkhead{
+	b := &Bulkhead{
 		maxConcurrent: cfg.MaxConcurrent,
 		maxQueue:      cfg.MaxQueue,
 		maxWait:       cfg.MaxWait,
 		callTimeout:   cfg.CallTimeout,
 		hook:          cfg.OnEvent,
-	}, nil
+	}
+	if cfg.Adaptive != nil {
+		b.adaptive = newAdaptive(cfg.Adaptive.withDefaults(cfg.MaxConcurrent))
+	}
+	return b, nil
 }
 
 // TryAcquire takes a slot if one is free and nobody is waiting for one, and
@@ -180,7 +208,7 @@ func (b *Bulkhead) TryAcquire() bool {
 	for {
 		s := b.state.Load()
 		if s&slowBit == 0 {
-			if int(s&inFlightMax) >= b.maxConcurrent {
+			if int(s&inFlightMax) >= b.cap() {
 				return b.tryRefused(reasonQueueFull)
 			}
 			if fastAdmitted(s) == admittedMax {
@@ -314,7 +342,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	}
 	for {
 		s := b.state.Load()
-		if s&slowBit != 0 || int(s&inFlightMax) >= b.maxConcurrent || fastAdmitted(s) == admittedMax {
+		if s&slowBit != 0 || int(s&inFlightMax) >= b.cap() || fastAdmitted(s) == admittedMax {
 			break
 		}
 		if b.state.CompareAndSwap(s, s+1+admittedUnit) {
@@ -331,7 +359,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	case b.paused:
 		b.mu.Unlock()
 		return b.refuse(&Refusal{Reason: ErrPaused})
-	case b.inFlight() < b.maxConcurrent && b.waiters.len == 0:
+	case b.inFlight() < b.cap() && b.waiters.len == 0:
 		b.state.Add(1)
 		b.syncSlowLocked()
 		b.mu.Unlock()
@@ -398,11 +426,12 @@ func (b *Bulkhead) Release() {
 	b.mu.Unlock()
 }
 
-// releaseLocked hands the caller's slot to the first waiter, or frees it.
+// releaseLocked hands the caller's slot to the first waiter, or frees it
+// if there is none, or if the limit has shrunk below the calls in flight.
 // The caller holds mu, and the caller's slot is counted in state.
 func (b *Bulkhead) releaseLocked() {
 	b.state.Or(slowBit) // freeze state while the lock is held
-	if w := b.waiters.head; w != nil && !b.paused {
+	if w := b.waiters.head; w != nil && !b.paused && b.inFlight() <= b.cap() {
 		b.waiters.remove(w)
 		w.grant()
 	} else {
@@ -411,9 +440,74 @@ func (b *Bulkhead) releaseLocked() {
 	b.syncSlowLocked()
 }
 
+// ReleaseRTT is Release for a bulkhead with an adaptive limit: it also
+// reports the call's latency rtt, and whether it was dropped (timed out,
+// or refused by the dependency for overload), from which the limit learns
+// (see AdaptiveLimit). A limit that grows hands its new slots to waiters
+// at once. Without an adaptive limit it is Release. Like Release, it does
+// nothing, and records nothing, when no call is in flight.
+func (b *Bulkhead) ReleaseRTT(rtt time.Duration, dropped bool) {
+	if b == nil {
+		return
+	}
+	if b.adaptive == nil {
+		b.Release()
+		return
+	}
+	n := b.inFlight()
+	if n == 0 {
+		return
+	}
+	ch, changed := b.adaptive.observe(b.adaptive.now(), rtt, n, dropped)
+	b.Release()
+	if changed {
+		if ch.New > ch.Old {
+			b.grantWaiters()
+		}
+		b.adaptive.emit(ch)
+	}
+}
+
+// grantWaiters hands free slots to waiters after the limit grew.
+func (b *Bulkhead) grantWaiters() {
+	if b.state.Load()&slowBit == 0 {
+		return // nobody waits (a waiter sets slowBit before it queues)
+	}
+	b.mu.Lock()
+	b.state.Or(slowBit)
+	for w := b.waiters.head; w != nil && !b.paused && b.inFlight() < b.cap(); w = b.waiters.head {
+		b.waiters.remove(w)
+		b.state.Add(1)
+		w.grant()
+	}
+	b.syncSlowLocked()
+	b.mu.Unlock()
+}
+
+// Limit returns the current limit on calls in flight: MaxConcurrent, or
+// the adaptive limit's.
+func (b *Bulkhead) Limit() int {
+	if b == nil {
+		return 0
+	}
+	return b.cap()
+}
+
+// AdaptiveStats returns a snapshot of the adaptive limit, and false if the
+// bulkhead has none.
+func (b *Bulkhead) AdaptiveStats() (AdaptiveStats, bool) {
+	if b == nil || b.adaptive == nil {
+		return AdaptiveStats{}, false
+	}
+	return b.adaptive.Stats(), true
+}
+
 // Do runs fn in a slot: it acquires one (see Acquire for the refusals),
 // calls fn with a context bounded by CallTimeout if one is set, and
-// releases the slot when fn returns or panics.
+// releases the slot when fn returns or panics. With an adaptive limit it
+// reports fn's latency, as ReleaseRTT does: an error matching
+// context.DeadlineExceeded or ErrShed counts as a drop, and a call whose
+// caller cancelled it (or that panicked) reports nothing.
 func (b *Bulkhead) Do(ctx context.Context, fn func(context.Context) error) error {
 	if b == nil {
 		return errNilBulkhead
@@ -424,8 +518,29 @@ func (b *Bulkhead) Do(ctx context.Context, fn func(context.Context) error) error
 	if err := b.Acquire(ctx); err != nil {
 		return err
 	}
+	if b.adaptive != nil {
+		return b.doAdaptive(ctx, fn)
+	}
 	defer b.Release()
 	return callWithTimeout(ctx, b.callTimeout, fn)
+}
+
+func (b *Bulkhead) doAdaptive(ctx context.Context, fn func(context.Context) error) error {
+	start := time.Now()
+	done := false
+	defer func() {
+		if !done {
+			b.Release()
+		}
+	}()
+	err := callWithTimeout(ctx, b.callTimeout, fn)
+	done = true
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		b.Release()
+	} else {
+		b.ReleaseRTT(time.Since(start), dropped(err))
+	}
+	return err
 }
 
 func callWithTimeout(ctx context.Context, timeout time.Duration, fn func(context.Context) error) error {

@@ -28,6 +28,11 @@
 //     LIFO while a queue is standing, priority classes, and early dropping
 //     of work whose deadline can no longer be met. Scheduler is its pure,
 //     clock-free core, for simulations.
+//   - AdaptiveLimit is a concurrency limit learned from latency (Netflix's
+//     Gradient2 with a drift-proof baseline, AIMD on drops), usable alone
+//     or, through the Adaptive field of their configs, as the limit of a
+//     Bulkhead, of a Queue, and of each key of a Partition. OnSample is its
+//     pure core, taking the time.
 //   - Limiter and KeyedLimiter throttle by rate, on golang.org/x/time/rate's
 //     token bucket, the keyed variant with a bounded number of keys.
 //
@@ -40,11 +45,13 @@
 // "Fail at Scale": when the oldest waiting call of a priority class has been
 // older than Target (5ms) for a whole Interval (100ms), the class is
 // standing. Its queue timeout then shrinks from MaxWait to Target, so the
-// backlog is shed at once, and it serves newest first (adaptive LIFO), so the
-// calls it serves still have their deadlines ahead of them. It stops standing
-// when its workers serve it empty, or when an Interval passes in which no
-// call reached Target. No call waits longer than min(MaxWait,
-// Target+Interval).
+// excess is shed at once, and it serves newest first (adaptive LIFO), so the
+// calls it serves still have their deadlines ahead of them; only its
+// Backlog newest calls (four rounds of service by default) are kept and
+// served in order, so that a pool at full load is not starved of work by
+// its own shedding. It stops standing when its workers serve it empty, or
+// when an Interval passes in which no call was shed at Target. No call
+// waits longer than min(MaxWait, Target+Interval).
 //
 // Work comes in three classes. Critical work is served before Normal, and
 // Normal before Sheddable. A full queue makes room for more critical work by

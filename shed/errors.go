@@ -56,6 +56,7 @@ var (
 	errNilQueue        = fmt.Errorf("%w: nil *Queue", ErrInvalidArgument)
 	errNilLimiter      = fmt.Errorf("%w: nil *Limiter", ErrInvalidArgument)
 	errNilKeyedLimiter = fmt.Errorf("%w: nil *KeyedLimiter", ErrInvalidArgument)
+	errNilAdaptive     = fmt.Errorf("%w: nil *AdaptiveLimit", ErrInvalidArgument)
 
 	errZeroQueue        = fmt.Errorf("%w: Queue not built with NewQueue", ErrInvalidConfig)
 	errZeroLimiter      = fmt.Errorf("%w: Limiter not built with NewLimiter", ErrInvalidConfig)
@@ -108,6 +109,12 @@ func (r *Refusal) Error() string {
 		b = fmt.Appendf(b, " (waited %v, limit %v)", r.Waited, r.MaxWait)
 	case r.Reason == ErrQueueFull:
 		b = fmt.Appendf(b, " (%d waiting, limit %d)", r.Current, r.Limit)
+	case r.Reason == ErrLimitReached:
+		b = fmt.Appendf(b, " (%d in flight, limit %d", r.Current, r.Limit)
+		if r.RetryIn > 0 {
+			b = fmt.Appendf(b, "; a slot expected in %v", r.RetryIn)
+		}
+		b = append(b, ')')
 	case r.Reason == ErrTooManyKeys:
 		b = fmt.Appendf(b, " (%d keys, limit %d, none idle)", r.Current, r.Limit)
 	case r.Reason == ErrRateLimited:
@@ -133,7 +140,8 @@ func (r *Refusal) Error() string {
 }
 
 // RetryAfter returns RetryIn: for a rate limiter's refusal, the wait until
-// a token is due; zero for the other reasons. It makes a Refusal a
+// a token is due; for an adaptive limit's (ErrLimitReached), the time a
+// slot is expected to free; zero for the other reasons. It makes a Refusal a
 // backoff.RetryAfterError, so an operation retried with backoff.Retry
 // that returns a rate limiter's refusal is not retried before its token
 // is due.
@@ -163,13 +171,15 @@ type ShedCounts struct {
 	Evicted int64
 	// RateLimited counts refusals with ErrRateLimited.
 	RateLimited int64
+	// LimitReached counts refusals with ErrLimitReached.
+	LimitReached int64
 	// Cancelled counts waiters whose own context ended the wait.
 	Cancelled int64
 }
 
 // Total is the sum of all refusals, cancellations included.
 func (c ShedCounts) Total() int64 {
-	return c.QueueFull + c.WaitTimeout + c.Paused + c.TooManyKeys + c.Deadline + c.Evicted + c.RateLimited + c.Cancelled
+	return c.QueueFull + c.WaitTimeout + c.Paused + c.TooManyKeys + c.Deadline + c.Evicted + c.RateLimited + c.LimitReached + c.Cancelled
 }
 
 // Stats is a snapshot of a primitive's load and counters.
@@ -291,6 +301,7 @@ const (
 	reasonDeadline
 	reasonEvicted
 	reasonRateLimited
+	reasonLimitReached
 	reasonCancelled
 	numReasons
 )
@@ -311,6 +322,8 @@ func reasonIndex(reason error) int {
 		return reasonEvicted
 	case ErrRateLimited:
 		return reasonRateLimited
+	case ErrLimitReached:
+		return reasonLimitReached
 	}
 	return reasonCancelled
 }
@@ -324,13 +337,14 @@ func (c *counters) load(s *Stats) {
 	s.Admitted = c.admitted.Load()
 	s.Queued = c.queued.Load()
 	s.Shed = ShedCounts{
-		QueueFull:   c.shed[reasonQueueFull].Load(),
-		WaitTimeout: c.shed[reasonWaitTimeout].Load(),
-		Paused:      c.shed[reasonPaused].Load(),
-		TooManyKeys: c.shed[reasonTooManyKeys].Load(),
-		Deadline:    c.shed[reasonDeadline].Load(),
-		Evicted:     c.shed[reasonEvicted].Load(),
-		RateLimited: c.shed[reasonRateLimited].Load(),
-		Cancelled:   c.shed[reasonCancelled].Load(),
+		QueueFull:    c.shed[reasonQueueFull].Load(),
+		WaitTimeout:  c.shed[reasonWaitTimeout].Load(),
+		Paused:       c.shed[reasonPaused].Load(),
+		TooManyKeys:  c.shed[reasonTooManyKeys].Load(),
+		Deadline:     c.shed[reasonDeadline].Load(),
+		Evicted:      c.shed[reasonEvicted].Load(),
+		RateLimited:  c.shed[reasonRateLimited].Load(),
+		LimitReached: c.shed[reasonLimitReached].Load(),
+		Cancelled:    c.shed[reasonCancelled].Load(),
 	}
 }

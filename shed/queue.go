@@ -2,6 +2,7 @@ package shed
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -50,6 +51,8 @@ type Queue struct {
 	// pushRefusal is the refusal of the call being pushed, which has no
 	// waiter yet.
 	pushRefusal Refusal
+	// adaptive, if not nil, moves the scheduler's workers.
+	adaptive *AdaptiveLimit
 }
 
 type waitState uint8
@@ -85,6 +88,10 @@ func NewQueue(cfg QueueConfig) (*Queue, error) {
 		return nil, err
 	}
 	q.sched = s
+	if cfg.Adaptive != nil {
+		q.adaptive = newAdaptive(cfg.Adaptive.withDefaults(cfg.Workers))
+		s.SetWorkers(q.adaptive.Limit())
+	}
 	return q, nil
 }
 
@@ -341,6 +348,70 @@ func (q *Queue) releaseLocked(now time.Time) {
 	}
 }
 
+// ReleaseRTT is Release for a queue with an adaptive limit: it also
+// reports the work's latency rtt, and whether it was dropped (timed out,
+// or refused by the dependency for overload), from which the number of
+// workers is learned (see AdaptiveLimit). Workers added are handed to
+// waiters at once; workers cut preempt nothing, and no slot is handed on
+// until fewer calls run than there are workers. Without an adaptive limit
+// it is Release. Like Release, it does nothing, and records nothing, when
+// no call is in flight.
+func (q *Queue) ReleaseRTT(rtt time.Duration, dropped bool) {
+	if q == nil || q.sched == nil {
+		return
+	}
+	if q.adaptive == nil {
+		q.Release()
+		return
+	}
+	now := time.Now()
+	q.mu.Lock()
+	n := q.sched.inFlight
+	if n == 0 {
+		q.mu.Unlock()
+		return
+	}
+	ch, changed := q.adaptive.observe(now, rtt, n, dropped)
+	if changed {
+		q.sched.SetWorkers(ch.New)
+	}
+	q.releaseLocked(now)
+	if changed && ch.New > ch.Old {
+		for {
+			it, ok := q.sched.Next(now)
+			if !ok {
+				break
+			}
+			w := it.Value
+			w.state = stateGranted
+			w.ready <- struct{}{}
+		}
+	}
+	q.mu.Unlock()
+	if changed {
+		q.adaptive.emit(ch)
+	}
+}
+
+// Limit returns the number of workers: Workers, or the adaptive limit's.
+func (q *Queue) Limit() int {
+	if q == nil || q.sched == nil {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.sched.workers
+}
+
+// AdaptiveStats returns a snapshot of the adaptive limit, and false if the
+// queue has none.
+func (q *Queue) AdaptiveStats() (AdaptiveStats, bool) {
+	if q == nil || q.adaptive == nil {
+		return AdaptiveStats{}, false
+	}
+	return q.adaptive.Stats(), true
+}
+
 // passOnLocked hands on a slot that was granted to a waiter as its context
 // ended, and counts the waiter as refused for reason instead of admitted.
 func (q *Queue) passOnLocked(now time.Time, reason error) {
@@ -362,7 +433,10 @@ func (q *Queue) dropped(it Item[*queueWaiter], r Refusal) {
 
 // Do runs fn in a slot for work of class pri: it acquires one (see Acquire
 // for the refusals), calls fn with ctx, bounded by CallTimeout if one is
-// set, and releases the slot when fn returns or panics.
+// set, and releases the slot when fn returns or panics. With an adaptive
+// limit it reports fn's latency, as ReleaseRTT does: an error matching
+// context.DeadlineExceeded or ErrShed counts as a drop, and a call whose
+// caller cancelled it (or that panicked) reports nothing.
 func (q *Queue) Do(ctx context.Context, pri Priority, fn func(context.Context) error, opts ...CallOption) error {
 	if q == nil {
 		return errNilQueue
@@ -373,8 +447,29 @@ func (q *Queue) Do(ctx context.Context, pri Priority, fn func(context.Context) e
 	if err := q.Acquire(ctx, pri, opts...); err != nil {
 		return err
 	}
+	if q.adaptive != nil {
+		return q.doAdaptive(ctx, fn)
+	}
 	defer q.Release()
 	return callWithTimeout(ctx, q.callTimeout, fn)
+}
+
+func (q *Queue) doAdaptive(ctx context.Context, fn func(context.Context) error) error {
+	start := time.Now()
+	done := false
+	defer func() {
+		if !done {
+			q.Release()
+		}
+	}()
+	err := callWithTimeout(ctx, q.callTimeout, fn)
+	done = true
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		q.Release()
+	} else {
+		q.ReleaseRTT(time.Since(start), dropped(err))
+	}
+	return err
 }
 
 // Pause refuses new work with ErrPaused, and refuses the work already

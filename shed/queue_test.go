@@ -76,7 +76,7 @@ func TestQueueMaxWaitFiresWithoutARelease(t *testing.T) {
 // by its own timer, instead of after MaxWait (250ms).
 func TestQueueCoDelTimeoutsFireWithoutARelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		q := newQueue(t, QueueConfig{Workers: 1})
+		q := newQueue(t, QueueConfig{Workers: 1, Backlog: -1})
 		require.True(t, q.TryAcquire())
 		type result struct {
 			err    error

@@ -25,6 +25,14 @@ const (
 	// "Fail at Scale".
 	DefaultInterval = 100 * time.Millisecond
 
+	// DefaultBacklogRounds is the Backlog of a Queue or Scheduler whose
+	// config leaves it zero, in rounds of service (Workers items each).
+	// Four rounds keep the goodput of the package's overload simulation
+	// within a point of the best FIFO queue at loads up to 1×, where a
+	// standing class that shed everything older than Target lost three
+	// points, and change nothing at 2× to 10× (see README).
+	DefaultBacklogRounds = 4
+
 	// maxQueueConfig bounds Workers and MaxQueue themselves, so that a typo
 	// cannot configure unbounded memory.
 	maxQueueConfig = 1 << 24
@@ -62,6 +70,18 @@ type QueueConfig struct {
 	// before it is not (unless the workers empty it first). Zero means
 	// DefaultInterval (100ms). Negative or above an hour is invalid.
 	Interval time.Duration
+	// Backlog is how many waiting items of a standing class are kept out
+	// of reach of the Target timeout and served in arrival order: the
+	// queue a pool at full load needs to stay busy through the bursts of
+	// random arrivals, so that admission sheds nothing a pool could have
+	// served. Beyond it, a standing class serves its newest items first
+	// and times its oldest out at Target, trimming the queue to the
+	// Backlog newest. Kept items still wait at most min(MaxWait,
+	// Target+Interval). Zero means DefaultBacklogRounds·Workers (with an
+	// adaptive limit, of the current workers); negative means none: every
+	// item of a standing class times out at Target, as in "Fail at Scale".
+	// Above 2^24 is invalid.
+	Backlog int
 	// DisableLIFO keeps first-in, first-out order within a class even while
 	// it is standing. By default a standing class serves its newest item
 	// first (adaptive LIFO), so that the items it does serve still have
@@ -76,6 +96,14 @@ type QueueConfig struct {
 	// the goroutine of the call, outside its lock; by a Scheduler inside
 	// the call that decided it.
 	OnEvent func(Event)
+	// Adaptive, if not nil, makes a Queue's number of workers adaptive: it
+	// moves within [Adaptive.MinLimit, Adaptive.MaxLimit] as it learns
+	// from the latencies that Queue.ReleaseRTT and Queue.Do report (see
+	// AdaptiveLimit), and Workers is its ceiling: Adaptive.MaxLimit
+	// defaults to it and must not exceed it. The queue-aware admission
+	// works on top of the moving limit (see Scheduler.SetWorkers). A
+	// Scheduler ignores it: its caller moves its workers.
+	Adaptive *AdaptiveConfig
 }
 
 // withDefaults returns c with its zero fields set to the defaults.
@@ -110,6 +138,9 @@ func (c QueueConfig) Validate() error {
 	} else if c.MaxQueue > maxQueueConfig {
 		bad("MaxQueue %d is above 2^24", c.MaxQueue)
 	}
+	if c.Backlog > maxQueueConfig {
+		bad("Backlog %d is above 2^24", c.Backlog)
+	}
 	for _, f := range []struct {
 		name string
 		d    time.Duration
@@ -122,6 +153,9 @@ func (c QueueConfig) Validate() error {
 	}
 	if d := c.withDefaults(); c.Target >= 0 && c.Interval >= 0 && d.Target >= d.Interval {
 		bad("Target %v is not below Interval %v", d.Target, d.Interval)
+	}
+	if c.Adaptive != nil {
+		errs = append(errs, c.Adaptive.validate(max(c.Workers, 1), "Workers"))
 	}
 	return errors.Join(errs...)
 }
@@ -199,7 +233,8 @@ type node[T any] struct {
 // then empty). Otherwise it waits, unless the queue holds MaxQueue items:
 // then a Critical or Normal item evicts a waiting item of the lowest class
 // below its own (the one that class would serve last: its newest, or its
-// oldest while it is standing and serving newest first), which is dropped
+// oldest while it is standing and serving newest first, beyond its
+// Backlog), which is dropped
 // with ErrEvicted; if there is none, the new item is refused with
 // ErrQueueFull. Critical work is thus never refused for space while less
 // critical work waits, and Sheddable work never displaces anything. An item
@@ -210,7 +245,8 @@ type node[T any] struct {
 //
 // When a worker finishes, Done hands it the next item: strictly by class,
 // Critical before Normal before Sheddable, and within a class oldest first,
-// or newest first while the class is standing. An item that can no longer
+// or newest first while the class is standing and holds more than its
+// Backlog. An item that can no longer
 // meet its deadline at that moment is dropped with ErrDeadline instead of
 // being started.
 //
@@ -234,11 +270,30 @@ type node[T any] struct {
 // are controlled separately: Sheddable work that piles up does not shrink
 // the timeout of Critical work.
 //
+// # Backlog
+//
+// A pool at full load needs a queue: random arrivals come in bursts, and a
+// worker that finds the queue empty is capacity lost for good. At exactly
+// the load the workers can serve, the oldest item of a class is often
+// older than Target for an Interval, and a standing class that shed
+// everything older than Target, serving newest first, lost three points of
+// capacity in the package's simulation that a FIFO queue served. So a
+// standing class keeps its Backlog newest items (four rounds of service by
+// default) out of reach of the Target timeout, and serves them in arrival
+// order; only the items beyond it are served newest first and time out at
+// Target. Under real overload the queue always exceeds the Backlog, so the
+// Backlog holds the newest arrivals, younger than Target, and shedding is
+// unchanged; at loads the workers can serve, the Backlog absorbs the
+// bursts. Kept items time out at min(MaxWait, Target+Interval), the
+// longest any item may wait.
+//
 // Timeouts and transitions take effect at exact instants — an item times
 // out at Enqueued+MaxWait, or at Enqueued+Target once its class is
-// standing — however rarely the scheduler is called: each call first
-// applies everything that happened since the previous one. Extra calls
-// (Advance) make the drops reported sooner, never different.
+// standing and it is beyond the Backlog, or at Enqueued+min(MaxWait,
+// Target+Interval) once its class is standing and it is kept — however
+// rarely the scheduler is called: each call first applies everything that
+// happened since the previous one. Extra calls (Advance) make the drops
+// reported sooner, never different.
 //
 // # Reporting
 //
@@ -258,6 +313,7 @@ type node[T any] struct {
 // panics.
 type Scheduler[T any] struct {
 	workers, maxQueue       int
+	backlogN                int // Backlog: 0 default, negative none
 	maxWait, target, period time.Duration
 	lifo                    bool
 	hook                    func(Event)
@@ -286,6 +342,7 @@ func NewScheduler[T any](cfg QueueConfig, drop func(Item[T], Refusal)) (*Schedul
 	s := &Scheduler[T]{
 		workers:  cfg.Workers,
 		maxQueue: cfg.MaxQueue,
+		backlogN: cfg.Backlog,
 		maxWait:  cfg.MaxWait,
 		target:   cfg.Target,
 		period:   cfg.Interval,
@@ -305,7 +362,7 @@ func NewScheduler[T any](cfg QueueConfig, drop func(Item[T], Refusal)) (*Schedul
 // whether it did. It is Push for work that would rather not wait (Queue's
 // TryAcquire); a false result is not counted as a refusal.
 func (s *Scheduler[T]) TryRun() bool {
-	if s == nil || s.inFlight >= s.workers {
+	if s == nil || s.inFlight >= s.workers || s.waiting > 0 {
 		return false
 	}
 	s.inFlight++
@@ -332,10 +389,12 @@ func (s *Scheduler[T]) Push(now time.Time, it Item[T]) (EventKind, Ticket) {
 	now = s.clock(now)
 	it.Enqueued = now
 	it.Cost = max(it.Cost, 0)
-	free := s.inFlight < s.workers
+	// A free worker implies an empty queue (Done hands every freed worker
+	// to a waiting item if there is one, and a caller that adds workers
+	// hands them out with Next), but a newcomer never overtakes a waiting
+	// item in any case.
+	free := s.inFlight < s.workers && s.waiting == 0
 	if !free {
-		// A free worker implies an empty queue (Done hands every freed
-		// worker to a waiting item if there is one): nothing to advance.
 		s.advance(now)
 	}
 	if !it.canMeet(now) {
@@ -354,7 +413,7 @@ func (s *Scheduler[T]) Push(now time.Time, it Item[T]) (EventKind, Ticket) {
 		for r := len(s.classes) - 1; r > rank; r-- {
 			if c := &s.classes[r]; c.n > 0 {
 				victim = c.tail
-				if c.standing && s.lifo {
+				if c.standing && s.lifo && c.n > s.backlog() {
 					victim = c.head // served last while newest go first
 				}
 				break
@@ -379,9 +438,10 @@ func (s *Scheduler[T]) Push(now time.Time, it Item[T]) (EventKind, Ticket) {
 // Done tells the scheduler at time now that a worker finished its item,
 // and returns the next item to run on that worker, if any: the worker then
 // stays busy with it, and the caller calls Done again when it finishes. If
-// nothing can run, the worker becomes free and Done returns false. Items
-// that timed out or can no longer meet their deadlines are dropped on the
-// way. Done without a busy worker does nothing.
+// nothing can run, or the workers were cut (SetWorkers) below the items
+// running, the worker becomes free and Done returns false. Items that timed
+// out or can no longer meet their deadlines are dropped on the way. Done
+// without a busy worker does nothing.
 func (s *Scheduler[T]) Done(now time.Time) (Item[T], bool) {
 	if s == nil {
 		return Item[T]{}, false
@@ -390,13 +450,68 @@ func (s *Scheduler[T]) Done(now time.Time) (Item[T], bool) {
 	if s.inFlight == 0 {
 		return Item[T]{}, false
 	}
+	if s.inFlight > s.workers {
+		s.inFlight--
+		return Item[T]{}, false
+	}
+	if it, ok := s.next(now); ok {
+		return it, true
+	}
+	s.inFlight--
+	return Item[T]{}, false
+}
+
+// SetWorkers changes the number of workers to n (at least 1, at most
+// 2^24), as an adaptive limit does. Fewer workers preempt no running
+// item: Done frees workers without handing them out until fewer items
+// run than there are workers. More workers are free at once: the caller
+// then calls Next until it returns false, to start the waiting items they
+// can take (Push and TryRun never let a newcomer overtake a waiting item
+// meanwhile).
+func (s *Scheduler[T]) SetWorkers(n int) {
+	if s == nil {
+		return
+	}
+	s.workers = min(max(n, 1), maxQueueConfig)
+}
+
+// Workers returns the number of workers.
+func (s *Scheduler[T]) Workers() int {
+	if s == nil {
+		return 0
+	}
+	return s.workers
+}
+
+// Next takes a free worker at time now for the next waiting item, as Done
+// would hand it out, and returns it; it returns false if no worker is free
+// or nothing can run. It is for a caller that added workers (SetWorkers).
+func (s *Scheduler[T]) Next(now time.Time) (Item[T], bool) {
+	if s == nil {
+		return Item[T]{}, false
+	}
+	now = s.clock(now)
+	if s.inFlight >= s.workers {
+		return Item[T]{}, false
+	}
+	s.inFlight++
+	if it, ok := s.next(now); ok {
+		return it, true
+	}
+	s.inFlight--
+	return Item[T]{}, false
+}
+
+// next hands the next waiting item that can still meet its deadline to a
+// worker the caller has counted busy, dropping what timed out or cannot.
+func (s *Scheduler[T]) next(now time.Time) (Item[T], bool) {
 	if s.waiting > 0 {
 		s.advance(now)
 		for r := range s.classes {
 			c := &s.classes[r]
 			for c.n > 0 {
 				idx := c.head
-				if c.standing && s.lifo {
+				if c.standing && s.lifo && c.n > s.backlog() {
 					idx = c.tail
 				}
 				n := &s.nodes[idx]
@@ -413,7 +528,6 @@ func (s *Scheduler[T]) Done(now time.Time) (Item[T], bool) {
 			}
 		}
 	}
-	s.inFlight--
 	return Item[T]{}, false
 }
 
@@ -498,6 +612,13 @@ func (s *Scheduler[T]) Wake(t Ticket) (time.Time, bool) {
 	switch {
 	case c.standing:
 		wake = enq.Add(s.target)
+		if !wake.After(s.last) {
+			// Older than Target and still here: kept as the backlog. It
+			// goes at the backlog's timeout, or is re-examined when the
+			// class may stop standing; an arrival that pushes it out
+			// reports it through the drop function.
+			wake = earlierOf(enq.Add(s.backlogTimeout()), c.lastAbove.Add(s.period))
+		}
 	case s.maxWait <= s.target:
 		wake = enq.Add(s.maxWait)
 	default:
@@ -509,7 +630,7 @@ func (s *Scheduler[T]) Wake(t Ticket) (time.Time, bool) {
 			start = c.aboveSince
 		}
 		wake = laterOf(start.Add(s.period), enq.Add(s.target))
-		wake = earlierOf(wake, enq.Add(s.maxWait))
+		wake = earlierOf(wake, enq.Add(s.waitBound()))
 	}
 	if !n.item.Deadline.IsZero() {
 		wake = earlierOf(wake, n.item.Deadline.Add(-n.item.Cost))
@@ -613,22 +734,29 @@ func (s *Scheduler[T]) step(c *class, now time.Time) bool {
 	h := &s.nodes[c.head]
 	enq := h.item.Enqueued
 	if c.standing {
-		drop := laterOf(enq.Add(s.target), c.since)
+		timeout := s.target
+		if c.n <= s.backlog() {
+			timeout = s.backlogTimeout()
+		}
+		drop := laterOf(enq.Add(timeout), c.since)
 		exit := c.lastAbove.Add(s.period)
 		switch {
 		case exit.Before(drop) && !exit.After(now):
-			// A whole Interval passed with no item reaching Target. The
-			// oldest item is younger than Target at exit, so not above.
-			c.standing, c.above = false, false
+			// A whole Interval passed with no item dropped at Target. The
+			// oldest item may be older than Target at exit (one kept as
+			// the backlog): it is above from then on.
+			c.standing = false
+			c.above, c.aboveSince = !enq.Add(s.target).After(exit), exit
 		case !drop.After(now):
 			c.lastAbove = drop
-			s.dropNode(c.head, drop, ErrWaitTimeout, s.target)
+			s.dropNode(c.head, drop, ErrWaitTimeout, timeout)
 		default:
 			return false
 		}
 		return true
 	}
-	timeout := enq.Add(s.maxWait)
+	wait := s.waitBound()
+	timeout := enq.Add(wait)
 	if s.maxWait > s.target {
 		if !c.above {
 			cross := enq.Add(s.target)
@@ -647,8 +775,20 @@ func (s *Scheduler[T]) step(c *class, now time.Time) bool {
 	if timeout.After(now) {
 		return false
 	}
-	s.dropNode(c.head, timeout, ErrWaitTimeout, s.maxWait)
+	s.dropNode(c.head, timeout, ErrWaitTimeout, wait)
 	return true
+}
+
+// waitBound is the queue timeout of a class that is not standing: MaxWait,
+// but never beyond Target+Interval. A class becomes standing before its
+// oldest item reaches Target+Interval, unless it stopped standing with a
+// kept item (see Backlog) already older than Target: the bound holds for
+// that item too.
+func (s *Scheduler[T]) waitBound() time.Duration {
+	if s.maxWait > s.target {
+		return min(s.maxWait, s.target+s.period)
+	}
+	return s.maxWait
 }
 
 // settle updates class c after its oldest item may have changed at now.
@@ -781,4 +921,25 @@ func earlierOf(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// backlog returns how many waiting items a standing class keeps.
+func (s *Scheduler[T]) backlog() int {
+	switch {
+	case s.backlogN > 0:
+		return s.backlogN
+	case s.backlogN < 0:
+		return 0
+	}
+	return backlogRounds * s.workers
+}
+
+// backlogRounds is DefaultBacklogRounds; a variable so that the
+// calibration can be rerun.
+var backlogRounds = DefaultBacklogRounds
+
+// backlogTimeout is the queue timeout of the items a standing class keeps:
+// min(MaxWait, Target+Interval), the longest any item may wait.
+func (s *Scheduler[T]) backlogTimeout() time.Duration {
+	return max(min(s.maxWait, s.target+s.period), s.target)
 }

@@ -240,6 +240,9 @@ func TestSchedulerMaxWaitIsExact(t *testing.T) {
 // stayed above it for an Interval (100ms).
 func standingScheduler(t *testing.T, cfg QueueConfig) (*Scheduler[string], *dropLog) {
 	cfg.Workers = 1
+	if cfg.Backlog == 0 {
+		cfg.Backlog = -1 // the control law of "Fail at Scale" alone
+	}
 	s, log := newScheduler(t, cfg)
 	require.True(t, s.TryRun())
 	for i := range 105 {
@@ -338,7 +341,7 @@ func TestSchedulerClassesAreControlledSeparately(t *testing.T) {
 }
 
 func TestSchedulerEvictsTheOldestOfAStandingLIFOClass(t *testing.T) {
-	s, log := newScheduler(t, QueueConfig{Workers: 1, MaxQueue: 5})
+	s, log := newScheduler(t, QueueConfig{Workers: 1, MaxQueue: 5, Backlog: -1})
 	require.True(t, s.TryRun())
 	for i := range 106 {
 		push(s, at(float64(i)), fmt.Sprint(i), Sheddable)
@@ -354,7 +357,7 @@ func TestSchedulerEvictsTheOldestOfAStandingLIFOClass(t *testing.T) {
 }
 
 func TestSchedulerWake(t *testing.T) {
-	s, log := newScheduler(t, QueueConfig{Workers: 1})
+	s, log := newScheduler(t, QueueConfig{Workers: 1, Backlog: -1})
 	require.True(t, s.TryRun())
 	_, a := s.Push(at(0), Item[string]{Value: "a"})
 	_, b := s.Push(at(50), Item[string]{Value: "b", Deadline: at(200), Cost: 20 * time.Millisecond})
@@ -482,6 +485,7 @@ func TestSchedulerProperties(t *testing.T) {
 			Target:      target,
 			Interval:    interval,
 			DisableLIFO: rapid.Bool().Draw(rt, "fifo"),
+			Backlog:     rapid.IntRange(-1, 3).Draw(rt, "backlog"),
 		}
 		m := &schedModel{t: rt, cfg: cfg, now: t0, pushing: Item[int]{Value: -1},
 			waiting: map[int]Item[int]{}, ended: map[int]string{}, unmatched: map[string]int{}}
@@ -570,7 +574,8 @@ func (m *schedModel) dropped(it Item[int], r Refusal) {
 		}
 	case ErrWaitTimeout:
 		bound := min(m.cfg.MaxWait, m.cfg.Target)
-		if r.Waited < bound || r.Waited > waited || (r.MaxWait != m.cfg.MaxWait && r.MaxWait != m.cfg.Target) || r.Waited < r.MaxWait {
+		kept := max(min(m.cfg.MaxWait, m.cfg.Target+m.cfg.Interval), m.cfg.Target) // the Backlog's bound
+		if r.Waited < bound || r.Waited > waited || (r.MaxWait != m.cfg.MaxWait && r.MaxWait != m.cfg.Target && r.MaxWait != kept) || r.Waited < r.MaxWait {
 			m.t.Fatalf("item %d timed out after %v (limit %v), %v before now", id, r.Waited, r.MaxWait, waited)
 		}
 		if r.Waited > min(m.cfg.MaxWait, m.cfg.Target+m.cfg.Interval) {

@@ -148,6 +148,18 @@ func runSchedule(t *testing.T, l limiterUnderTest, keys int, ops []smOp) (broken
 			if s := l.stats(); s.InFlight != total || s.InFlight > l.total() || s.Waiting != waiting {
 				return fmt.Sprintf("totals %+v disagree with keys (in flight %d, waiting %d) or exceed %d", s, total, waiting, l.total())
 			}
+			if m, ok := l.(movingLimitUT); ok {
+				if b := m.broken(); b != "" {
+					return b
+				}
+				for k := range keys {
+					// Nobody waits while its key has room under its limit
+					// and the pool has room: a limit that grows wakes them.
+					if s := l.keyStats(k); s.Waiting > 0 && s.InFlight < m.limit(k) && total < l.total() {
+						return fmt.Sprintf("key %d: %d wait with %d in flight under its limit %d (pool %d of %d)", k, s.Waiting, s.InFlight, m.limit(k), total, l.total())
+					}
+				}
+			}
 			open := 0
 			for _, c := range calls {
 				if !c.done {
