@@ -142,8 +142,9 @@ type ThrottledError struct {
 	Probability float64
 	// Requests and Accepts are the counts in the window.
 	Requests, Accepts int64
-	// K and Window are the throttle's settings.
-	K      float64
+	// K is the throttle's ThrottleConfig.K.
+	K float64
+	// Window is the throttle's ThrottleConfig.Window.
 	Window time.Duration
 }
 

@@ -569,9 +569,9 @@ func dropped(err error) bool {
 
 // AdaptiveStats is a snapshot of an adaptive limit.
 type AdaptiveStats struct {
-	// Limit is the current limit, and Estimate the real number it is
-	// rounded from.
-	Limit    int
+	// Limit is the current limit.
+	Limit int
+	// Estimate is the real number Limit is rounded from.
 	Estimate float64
 	// RTT is the last window's mean latency; Baseline the latency the
 	// limit compares it with (zero before the first window).
