@@ -95,41 +95,18 @@ func TestAdaptivePeersEquivalent(t *testing.T) {
 //   - "failsafe-acquire": AcquirePermit(ctx), the blocking form.
 //   - "failsafe-run": the policy in an executor, failsafe.With(l).Run.
 func BenchmarkAdaptiveLimit(b *testing.B) {
-	for _, c := range adaptiveCases() {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			call := c.make(b)
-			for b.Loop() {
-				call()
-			}
-		})
-	}
+	runCases(b, adaptiveCases(), false)
 }
 
 // BenchmarkAdaptiveLimitParallel is BenchmarkAdaptiveLimit from GOMAXPROCS
 // goroutines on one shared limit.
 func BenchmarkAdaptiveLimitParallel(b *testing.B) {
-	for _, c := range adaptiveCases() {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			call := c.make(b)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					call()
-				}
-			})
-		})
-	}
+	runCases(b, adaptiveCases(), true)
 }
 
-type adaptiveCase struct {
-	name string
-	make func(b *testing.B) func()
-}
-
-func adaptiveCases() []adaptiveCase {
+func adaptiveCases() []benchCase {
 	ctx := context.Background()
-	return []adaptiveCase{
+	return []benchCase{
 		{"stormguard", func(b *testing.B) func() {
 			a := newStormguardAdaptive(b)
 			return func() {

@@ -184,42 +184,16 @@ func checkOpens(t *testing.T, name string, call func(op func() error) bool) {
 // TwoStepCircuitBreaker's Allow and done; "failsafe" is TryAcquirePermit +
 // RecordSuccess and "failsafe-run" the executor's Run.
 func BenchmarkBreaker(b *testing.B) {
-	for _, c := range breakerCases() {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			call := c.make(b)
-			for b.Loop() {
-				call()
-			}
-		})
-	}
+	runCases(b, breakerCases(), false)
 }
 
 // BenchmarkBreakerParallel is BenchmarkBreaker from GOMAXPROCS goroutines on
 // one shared breaker: the contention a busy client's breaker sees.
 func BenchmarkBreakerParallel(b *testing.B) {
-	for _, c := range breakerCases() {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			call := c.make(b)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					call()
-				}
-			})
-		})
-	}
+	runCases(b, breakerCases(), true)
 }
 
-type breakerCase struct {
-	name string
-	// make builds the breaker and returns one benchmark iteration: admit,
-	// run a successful operation, record. It fails b (with Error, which
-	// RunParallel's goroutines may call) if a call is refused.
-	make func(b *testing.B) func()
-}
-
-func breakerCases() []breakerCase {
+func breakerCases() []benchCase {
 	ctx := context.Background()
 	sg := func(window backoff.WindowKind) func(b *testing.B) func() {
 		return func(b *testing.B) func() {
@@ -233,7 +207,7 @@ func breakerCases() []breakerCase {
 			}
 		}
 	}
-	return []breakerCase{
+	return []benchCase{
 		{"stormguard", sg(backoff.CountWindow)},
 		{"stormguard-time", sg(backoff.TimeWindow)},
 		{"stormguard-call", func(b *testing.B) func() {
