@@ -324,14 +324,38 @@ func simAdaptiveQueue(t *testing.T) simLimiter {
 	}
 }
 
-func newSimFailsafe(max uint, queueing bool) fsadaptivelimiter.AdaptiveLimiter[any] {
-	b := fsadaptivelimiter.NewBuilder[any]().WithLimits(1, max, simServers)
+// newSimFailsafe builds failsafe-go's adaptive limiter with limits
+// [1, max], starting at initial.
+func newSimFailsafe(max, initial uint, queueing bool) fsadaptivelimiter.AdaptiveLimiter[any] {
+	b := fsadaptivelimiter.NewBuilder[any]().WithLimits(1, max, initial)
 	if queueing {
 		// The factors BuildPrioritized uses by default: queue up to 2× the
 		// limit, reject more and more of the calls up to 3×.
 		b = b.WithQueueing(2, 3)
 	}
 	return b.Build()
+}
+
+// failsafeSim drives l as failsafe-go's executor does: the permit is
+// recorded when the call returns, dropped when its context ended first.
+func failsafeSim(name string, l fsadaptivelimiter.AdaptiveLimiter[any], queueing bool) simLimiter {
+	return simLimiter{
+		name: name,
+		acquire: func(ctx context.Context, _ int) (func(time.Duration, bool), error) {
+			p, err := l.AcquirePermitWithMaxWait(ctx, failsafeWait(queueing))
+			if err != nil {
+				return nil, err
+			}
+			return func(_ time.Duration, dropped bool) {
+				if dropped {
+					p.Drop()
+				} else {
+					p.Record()
+				}
+			}, nil
+		},
+		limit: func(int) int { return l.Limit() },
+	}
 }
 
 // simFailsafe is failsafe-go's adaptive limiter as its executor uses it: the
@@ -341,24 +365,7 @@ func newSimFailsafe(max uint, queueing bool) fsadaptivelimiter.AdaptiveLimiter[a
 // limiter to reject it.
 func simFailsafe(name string, queueing bool) func(t *testing.T) simLimiter {
 	return func(t *testing.T) simLimiter {
-		l := newSimFailsafe(simCeiling, queueing)
-		return simLimiter{
-			name: name,
-			acquire: func(ctx context.Context, _ int) (func(time.Duration, bool), error) {
-				p, err := l.AcquirePermitWithMaxWait(ctx, failsafeWait(queueing))
-				if err != nil {
-					return nil, err
-				}
-				return func(_ time.Duration, dropped bool) {
-					if dropped {
-						p.Drop()
-					} else {
-						p.Record()
-					}
-				}, nil
-			},
-			limit: func(int) int { return l.Limit() },
-		}
+		return failsafeSim(name, newSimFailsafe(simCeiling, simServers, queueing), queueing)
 	}
 }
 
@@ -490,28 +497,7 @@ func simPartition(perKey int, adaptive bool) func(t *testing.T) simLimiter {
 // simCeiling.
 func simFailsafeRegion(name string, queueing bool) func(t *testing.T) simLimiter {
 	return func(t *testing.T) simLimiter {
-		b := fsadaptivelimiter.NewBuilder[any]().WithLimits(1, 3*simCeiling, 3*simServers)
-		if queueing {
-			b = b.WithQueueing(2, 3)
-		}
-		l := b.Build()
-		return simLimiter{
-			name: name,
-			acquire: func(ctx context.Context, _ int) (func(time.Duration, bool), error) {
-				p, err := l.AcquirePermitWithMaxWait(ctx, failsafeWait(queueing))
-				if err != nil {
-					return nil, err
-				}
-				return func(_ time.Duration, dropped bool) {
-					if dropped {
-						p.Drop()
-					} else {
-						p.Record()
-					}
-				}, nil
-			},
-			limit: func(int) int { return l.Limit() },
-		}
+		return failsafeSim(name, newSimFailsafe(3*simCeiling, 3*simServers, queueing), queueing)
 	}
 }
 

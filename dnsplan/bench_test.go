@@ -52,9 +52,12 @@ func BenchmarkValidate10k(b *testing.B) {
 // endpoints in memory (load, 10,000 reads and conditional applies, list,
 // clean-up), alternating between two plans so every pass writes every
 // endpoint.
-func BenchmarkPass10k(b *testing.B) {
+func BenchmarkPass10k(b *testing.B) { benchPass10k(b, dnsplan.EnactorConfig{}) }
+
+// benchPass10k is BenchmarkPass10k with an Enactor configured by cfg.
+func benchPass10k(b *testing.B, cfg dnsplan.EnactorConfig) {
 	store, dns := &dnsplan.MemoryStore{}, &dnsplan.MemoryProvider{}
-	e, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{})
+	e, err := dnsplan.NewEnactor(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
