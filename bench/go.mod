@@ -5,7 +5,7 @@ go 1.25.0
 require (
 	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/failsafe-go/failsafe-go v0.9.8
-	github.com/stormguard/stormguard v0.0.0
+	github.com/stormguard/stormguard v0.1.0
 	golang.org/x/sync v0.22.0
 	golang.org/x/time v0.15.0
 )

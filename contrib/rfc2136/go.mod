@@ -6,7 +6,7 @@ replace github.com/stormguard/stormguard => ../..
 
 require (
 	github.com/miekg/dns v1.1.72
-	github.com/stormguard/stormguard v0.0.0
+	github.com/stormguard/stormguard v0.1.0
 	github.com/stretchr/testify v1.12.1
 )
 
