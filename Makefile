@@ -4,7 +4,7 @@ MODULES := $(patsubst %/go.mod,%,$(shell find . -name go.mod -not -path '*/testd
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: test fmt-check vet race demo bench ebs2011-charts dynamodb2025-charts
+.PHONY: test fmt-check vet race demo bench ebs2011-charts dynamodb2025-charts release-check
 
 ## test: gofmt check, go vet and go test -race in every module
 test: fmt-check vet race
@@ -68,3 +68,12 @@ fuzz:
 		done <<< "$$targets"; \
 	done; \
 	echo "== fuzz: $$n fuzz targets passed in $${SECONDS}s"
+
+## release-check: before cutting tags for VERSION (make release-check
+## VERSION=v0.2.0): every module requires the others at VERSION, keeps its
+## replace for development and is in go.work; each published module builds
+## with GOWORK=off; prints the tags to cut. SET=1 first rewrites the
+## requirements to VERSION.
+release-check:
+	@test -n "$(VERSION)" || { echo "usage: make release-check VERSION=vX.Y.Z [SET=1]"; exit 2; }
+	$(GO) run ./internal/cmd/releasecheck -version $(VERSION) -build $(if $(SET),-set)

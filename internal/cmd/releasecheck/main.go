@@ -1,0 +1,103 @@
+// Command releasecheck checks, before release tags are cut, that every
+// module of the repository requires the others at the version being
+// released, keeps its development replace directives, and is listed in
+// go.work; it then prints the tags to cut.
+//
+//	go run ./internal/cmd/releasecheck -version v0.2.0
+//	go run ./internal/cmd/releasecheck -version v0.2.0 -set  # rewrite the requirements first
+//
+// With -build it also builds every published module with GOWORK=off, so
+// each resolves its dependencies from its own go.mod as a user's build
+// would (apart from the replace directives, which a user's build ignores
+// and the tags make unnecessary).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+
+	"github.com/stormguard/stormguard/internal/release"
+)
+
+func main() {
+	version := flag.String("version", "", "the version being released, vMAJOR.MINOR.PATCH[-pre] (required)")
+	root := flag.String("root", ".", "the repository root")
+	set := flag.Bool("set", false, "first rewrite every requirement between the repository's modules to -version (go mod edit -require)")
+	build := flag.Bool("build", false, "also build every published module with GOWORK=off")
+	flag.Parse()
+	if err := run(*root, *version, *set, *build); err != nil {
+		fmt.Fprintln(os.Stderr, "releasecheck:", err)
+		os.Exit(1)
+	}
+}
+
+func run(root, version string, set, build bool) error {
+	if version == "" {
+		return fmt.Errorf("-version is required (e.g. -version v0.2.0)")
+	}
+	mods, err := release.Modules(root)
+	if err != nil {
+		return err
+	}
+	if set {
+		if errs := release.Check(nil, version); len(errs) > 0 {
+			return errs[0]
+		}
+		paths := map[string]bool{}
+		for _, m := range mods {
+			paths[m.Path] = true
+		}
+		for _, m := range mods {
+			for p := range m.Require {
+				if !paths[p] {
+					continue
+				}
+				if err := goCmd(filepath.Join(root, m.Dir), nil, "mod", "edit", "-require", p+"@"+version); err != nil {
+					return err
+				}
+			}
+		}
+		if mods, err = release.Modules(root); err != nil {
+			return err
+		}
+	}
+	if errs := release.Check(mods, version); len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(os.Stderr, e)
+		}
+		return fmt.Errorf("%d problem(s); nothing to tag", len(errs))
+	}
+	if build {
+		for _, m := range mods {
+			if !m.Published() {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "building %s with GOWORK=off\n", m.Dir)
+			if err := goCmd(filepath.Join(root, m.Dir), []string{"GOWORK=off"}, "build", "./..."); err != nil {
+				return err
+			}
+		}
+	}
+	tags := release.Tags(mods, version)
+	slices.Sort(tags)
+	fmt.Printf("all %d modules require each other at %s; tags to cut:\n", len(mods), version)
+	for _, t := range tags {
+		fmt.Println(" ", t)
+	}
+	return nil
+}
+
+func goCmd(dir string, env []string, args ...string) error {
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %v in %s: %w", args, dir, err)
+	}
+	return nil
+}

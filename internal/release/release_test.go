@@ -1,0 +1,142 @@
+package release
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestRepositoryReleasable: the repository's own modules agree on one
+// version, are releasable at it, and the core and every adapter get a tag.
+func TestRepositoryReleasable(t *testing.T) {
+	mods, err := Modules(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Version(mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v == "" {
+		t.Fatal("no module of the repository requires another; the nested modules must require the core")
+	}
+	for _, e := range Check(mods, v) {
+		t.Error(e)
+	}
+	tags := Tags(mods, v)
+	for _, want := range []string{v, "contrib/etcd/" + v, "contrib/rfc2136/" + v} {
+		if !slices.Contains(tags, want) {
+			t.Errorf("tags %v lack %s", tags, want)
+		}
+	}
+	for _, tag := range tags {
+		if strings.HasPrefix(tag, "examples/") || strings.HasPrefix(tag, "bench/") {
+			t.Errorf("tag %s: the examples and benchmarks are never published", tag)
+		}
+	}
+}
+
+// writeRepo writes files (path -> content) under a new directory.
+func writeRepo(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for p, s := range files {
+		full := filepath.Join(root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+const core = "module example.com/core\n\ngo 1.25.0\n"
+
+// TestCheckFindsEachProblem: each kind of problem is reported, naming the
+// module, and a repository without problems gives none.
+func TestCheckFindsEachProblem(t *testing.T) {
+	good := map[string]string{
+		"go.mod":            core,
+		"go.work":           "go 1.25.0\n\nuse (\n\t.\n\t./contrib/a\n)\n",
+		"contrib/a/go.mod":  "module example.com/core/contrib/a\n\ngo 1.25.0\n\nrequire example.com/core v1.2.3\n\nreplace example.com/core => ../..\n",
+		"testdata/x/go.mod": "module ignored\n",
+	}
+	mods, err := Modules(writeRepo(t, good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mods) != 2 || mods[0].Dir != "." || mods[1].Dir != "contrib/a" {
+		t.Fatalf("modules %+v, want . and contrib/a (testdata skipped)", mods)
+	}
+	if errs := Check(mods, "v1.2.3"); len(errs) != 0 {
+		t.Fatalf("good repository: %v", errs)
+	}
+	if v, err := Version(mods); v != "v1.2.3" || err != nil {
+		t.Fatalf("Version = %q, %v; want v1.2.3", v, err)
+	}
+	if got, want := Tags(mods, "v1.2.3"), []string{"v1.2.3", "contrib/a/v1.2.3"}; !slices.Equal(got, want) {
+		t.Fatalf("Tags = %v, want %v", got, want)
+	}
+
+	bad := map[string]string{
+		"go.mod":           core,
+		"go.work":          "go 1.25.0\n\nuse (\n\t.\n\t./contrib/a\n\t./contrib/b\n)\n",
+		"contrib/a/go.mod": "module example.com/core/contrib/a\n\ngo 1.25.0\n\nrequire example.com/core v0.0.0\n\nreplace example.com/core => ../..\n",
+		"contrib/b/go.mod": "module example.com/core/contrib/b\n\ngo 1.25.0\n\nrequire example.com/core v1.2.3\n",
+		"contrib/c/go.mod": "module example.com/core/contrib/c\n\ngo 1.25.0\n\nrequire example.com/core v1.2.3\n\nreplace example.com/core => ../../..\n",
+	}
+	mods, err = Modules(writeRepo(t, bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text []string
+	for _, e := range Check(mods, "v1.2.3") {
+		text = append(text, e.Error())
+	}
+	all := strings.Join(text, "\n")
+	for _, want := range []string{
+		"contrib/a requires example.com/core v0.0.0, want v1.2.3",
+		"contrib/b requires example.com/core but has no replace directive to ../..",
+		"contrib/c replaces example.com/core with ../../.., want ../..",
+		"contrib/c (example.com/core/contrib/c) is not listed in go.work",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("problems lack %q; got:\n%s", want, all)
+		}
+	}
+	if len(text) != 4 {
+		t.Errorf("%d problems, want 4:\n%s", len(text), all)
+	}
+	if _, err := Version(mods); err == nil || !strings.Contains(err.Error(), "2 different versions") {
+		t.Errorf("Version = %v, want a disagreement between 2 versions", err)
+	}
+}
+
+// TestCheckRefusesBadVersions: only vMAJOR.MINOR.PATCH[-pre] is a release.
+func TestCheckRefusesBadVersions(t *testing.T) {
+	for _, v := range []string{"", "1.2.3", "v1.2", "v01.2.3", "v1.2.3+build", "v1.2.3-", "v1.2.3 ", "latest"} {
+		errs := Check(nil, v)
+		if len(errs) != 1 || !errors.Is(errs[0], ErrInvalidVersion) {
+			t.Errorf("Check(%q) = %v, want ErrInvalidVersion", v, errs)
+		}
+	}
+	for _, v := range []string{"v0.1.0", "v1.20.3", "v2.0.0-rc.1"} {
+		if errs := Check(nil, v); len(errs) != 0 {
+			t.Errorf("Check(%q) = %v, want none", v, errs)
+		}
+	}
+}
+
+// TestModulesReportsBrokenGoMod: an unreadable go.mod is an error naming
+// the file, not a module silently left out.
+func TestModulesReportsBrokenGoMod(t *testing.T) {
+	root := writeRepo(t, map[string]string{"go.mod": core, "x/go.mod": "this is not a go.mod\n"})
+	if _, err := Modules(root); err == nil || !strings.Contains(err.Error(), filepath.Join("x", "go.mod")) {
+		t.Fatalf("Modules = %v, want an error naming x/go.mod", err)
+	}
+}
