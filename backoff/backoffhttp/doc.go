@@ -1,0 +1,86 @@
+// Package backoffhttp is an http.RoundTripper that retries failed requests
+// with a backoff.Policy, a shared backoff.Budget, per-host circuit breakers
+// and an optional client-side throttle, and retries only what is safe to send
+// twice.
+//
+//	budget, _ := backoff.NewBudget(backoff.BudgetConfig{}) // retries ≤ 10% of requests + 1/s
+//	hosts, _ := backoff.NewBreakers(backoff.BreakersConfig[string]{})
+//	rt, err := backoffhttp.New(backoffhttp.Config{
+//		Policy:            backoff.Policy{Base: 50 * time.Millisecond, MaxAttempts: 4},
+//		Budget:            budget,
+//		Breakers:          hosts,
+//		IdempotencyHeader: "Idempotency-Key",
+//	})
+//	if err != nil { ... }
+//	client := &http.Client{Transport: rt, Timeout: 5 * time.Second}
+//	resp, err := client.Get("http://volumes.internal/v1/volumes/vol-42")
+//
+// The zero Transport is usable too: http.DefaultTransport underneath,
+// backoff.Policy{} (at most 5 attempts), no budget, breaker or throttle.
+//
+// # What is retried
+//
+// A request is retried only if sending it twice is safe: its method is GET,
+// HEAD, OPTIONS, TRACE, PUT or DELETE (or empty, which means GET), or it
+// carries a non-empty header named by Config.IdempotencyHeader. Any other
+// request (a POST or PATCH without the header) is sent exactly once, whatever
+// happens to it, even a connection error: the transport cannot tell whether
+// the server acted on it. A request with a body is retried only if its
+// GetBody rewinds it (http.NewRequest sets GetBody for *bytes.Buffer,
+// *bytes.Reader and *strings.Reader bodies); without GetBody it is sent once.
+//
+// Config.Classify says what a result is; by default a transport error is
+// retried (except a certificate that failed verification, and the caller's
+// own cancellation or deadline), a 429, 502, 503 or 504 is retried, any other
+// 5xx is a failure that is not retried, and everything else is a success.
+// On a 429 or 503 the Retry-After header (delta-seconds or an HTTP-date) is
+// a minimum for the next wait; a hint longer than Config.MaxRetryAfter ends
+// the retries and hands that response to the caller, rather than retry
+// before the server asked or wait for an unbounded time.
+//
+// # Deadlines and bodies
+//
+// Retries never outlive the caller: no attempt starts after the request's
+// context is done, a wait between attempts ends at once when it is, and a
+// wait that would end after the context's deadline is not started: the last
+// response is returned instead, its body intact and unread. Every response the
+// transport discards is drained (up to Config.DrainLimit bytes, so that its
+// connection can be reused) and closed; the response handed back is never
+// read. As the RoundTripper contract asks, the request's body is closed even
+// when the request is not sent (a breaker or throttle refused it), and the
+// caller's *http.Request is never modified: a retry sends a shallow copy
+// with a fresh body from GetBody.
+//
+// # Budget, breakers and throttle
+//
+// Every request whose first attempt is sent deposits into Config.Budget, and
+// every retry withdraws a token from it; when the budget refuses, retrying
+// stops and the last result is returned, so a large outage switches retries
+// off instead of multiplying the load by MaxAttempts. Config.Breakers keeps
+// one breaker per URL host (req.URL.Host): an open breaker refuses without
+// sending, with an error that matches backoff.ErrBreakerOpen and carries, as a
+// backoff.RetryAfterError, the time until its next probe. A transport error,
+// a 429 and a 5xx count as failures for the breaker and the throttle; any
+// other status, 4xx included, counts as a success, since the host answered
+// on the merits. A failing request is recorded as a *StatusError (or the
+// transport error), so a BreakerConfig.Classify can tell them apart. A
+// request the caller cancelled counts as nothing.
+//
+// # Errors
+//
+// When retrying stops because of a bound (attempts, MaxElapsed, the
+// deadline, the budget, the throttle, a breaker, a Retry-After hint too long)
+// after a transport error, RoundTrip returns a *backoff.Error whose Reason is
+// the bound and Last the transport error; a result that is not retried
+// (unsafe request, no GetBody, a failure Classify does not retry) comes back
+// unchanged. When the last result was a response, that response is returned
+// with a nil error, as net/http expects of a RoundTripper.
+//
+// # Cost
+//
+// A request that succeeds at once allocates nothing in this package and reads
+// no clock unless Policy.MaxElapsed is set: one context check, the breaker's
+// lock-free closed-state admission (a read lock to find the host's breaker),
+// the budget's deposit and a status check. A nil OnAttempt hook costs one
+// comparison.
+package backoffhttp

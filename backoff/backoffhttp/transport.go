@@ -1,0 +1,599 @@
+package backoffhttp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stormguard/stormguard/backoff"
+)
+
+// DefaultDrainLimit is how many bytes of a discarded response body are read
+// before it is closed, unless Config.DrainLimit says otherwise: enough for
+// the error pages servers send, so that the connection goes back to the pool.
+const DefaultDrainLimit = 64 << 10
+
+var (
+	// ErrInvalidConfig is matched (with errors.Is) by every error New
+	// returns.
+	ErrInvalidConfig = errors.New("backoffhttp: invalid config")
+	// ErrNotIdempotent is the GiveUp reason of an Attempt whose request
+	// was not retried because sending it twice is not safe: its method is
+	// not idempotent and it carries no idempotency key.
+	ErrNotIdempotent = errors.New("request is not idempotent")
+	// ErrBodyNotRewindable is the GiveUp reason of an Attempt whose request
+	// was not retried because its body cannot be sent again (no GetBody,
+	// or GetBody failed).
+	ErrBodyNotRewindable = errors.New("request body cannot be rewound")
+	// ErrNotRetryable is the GiveUp reason of an Attempt whose result
+	// Classify says is a failure not worth retrying.
+	ErrNotRetryable = errors.New("result is not retryable")
+)
+
+// Class is what a result of one attempt is, as Config.Classify decides.
+type Class uint8
+
+const (
+	// Success hands the response to the caller; it counts as a success for
+	// the breaker and the throttle.
+	Success Class = iota
+	// Retryable is a failure worth another attempt, if the request is safe
+	// to send again and the bounds allow it.
+	Retryable
+	// Failure is a failure that is not retried: the response (or error) is
+	// handed to the caller, and it counts as a failure for the breaker and
+	// the throttle.
+	Failure
+)
+
+// String returns "success", "retryable" or "failure".
+func (c Class) String() string {
+	switch c {
+	case Success:
+		return "success"
+	case Retryable:
+		return "retryable"
+	case Failure:
+		return "failure"
+	}
+	return "Class(" + strconv.Itoa(int(c)) + ")"
+}
+
+// DefaultClassify is the classifier used when Config.Classify is nil:
+// a transport error is Retryable, except a certificate that failed
+// verification (Failure); a 429, 502, 503 or 504 is Retryable; any other
+// 5xx is a Failure; every other status is a Success.
+func DefaultClassify(resp *http.Response, err error) Class {
+	if err != nil {
+		var cv *tls.CertificateVerificationError
+		if errors.As(err, &cv) {
+			return Failure
+		}
+		return Retryable
+	}
+	switch code := resp.StatusCode; {
+	case code == http.StatusTooManyRequests, code == http.StatusBadGateway,
+		code == http.StatusServiceUnavailable, code == http.StatusGatewayTimeout:
+		return Retryable
+	case code >= 500:
+		return Failure
+	}
+	return Success
+}
+
+// Config configures a Transport. The zero value is usable.
+type Config struct {
+	// Base sends each attempt. Nil means http.DefaultTransport.
+	Base http.RoundTripper
+	// Policy spaces the attempts and bounds their number (MaxAttempts) and
+	// duration (MaxElapsed). The zero Policy is usable: at most 5
+	// attempts, the first retry after up to 100ms, doubling, at most 10s.
+	Policy backoff.Policy
+	// Budget, if not nil, is deposited into by every request whose first
+	// attempt is sent and withdrawn from by every retry; a refusal ends the
+	// retries. Share one per dependency.
+	Budget *backoff.Budget
+	// Breakers, if not nil, keeps one breaker per URL host: an open breaker
+	// refuses an attempt without sending it.
+	Breakers *backoff.Breakers[string]
+	// Throttle, if not nil, is asked before every attempt, the first
+	// included, and told of every attempt's outcome.
+	Throttle *backoff.Throttle
+	// IdempotencyHeader names a request header (for example
+	// "Idempotency-Key") whose presence, with a non-empty value, makes a
+	// request with a non-idempotent method (POST, PATCH) safe to retry.
+	// Empty means that only idempotent methods are retried.
+	IdempotencyHeader string
+	// Classify says what each attempt's result is: exactly one of resp and
+	// err is non-nil. It must not read or close resp.Body. Nil means
+	// DefaultClassify. It is not called for an error that the caller's
+	// cancelled or expired context caused: that ends the request at once.
+	Classify func(resp *http.Response, err error) Class
+	// MaxRetryAfter bounds the Retry-After hints honoured: a 429 or 503
+	// that asks for a longer wait is handed to the caller at once. Zero
+	// means backoff.DefaultMaxRetryAfter (5 minutes); negative is invalid.
+	MaxRetryAfter time.Duration
+	// DrainLimit is how many bytes of a discarded response body are read
+	// before it is closed, so that its connection can be reused. Zero means
+	// DefaultDrainLimit (64 KiB); negative means do not drain, only close.
+	DrainLimit int64
+	// OnAttempt, if not nil, is called after every attempt (and after every
+	// attempt refused before it was sent), on the goroutine of RoundTrip,
+	// before any wait. It must not block, nor read or close the response's
+	// body.
+	OnAttempt func(Attempt)
+}
+
+// Attempt describes one attempt, for Config.OnAttempt.
+type Attempt struct {
+	// Request is the request as sent (a shallow copy of the caller's for
+	// a retry). It must not be modified.
+	Request *http.Request
+	// N is the attempt's number, from 1.
+	N int
+	// StatusCode is the response's status, or zero if there was none.
+	StatusCode int
+	// Err is the transport's error, or the refusal of a breaker or a
+	// throttle (the request was then not sent); nil with a response.
+	Err error
+	// Class is how the result was classified.
+	Class Class
+	// Wait is the wait chosen before the next attempt; zero if there is
+	// none.
+	Wait time.Duration
+	// GiveUp is why no further attempt follows a result that was not a
+	// Success: a backoff sentinel (ErrAttemptsExhausted,
+	// ErrElapsedExhausted, ErrDeadline, ErrBudgetExhausted,
+	// ErrRetryAfterTooLong), one of this package's (ErrNotIdempotent,
+	// ErrBodyNotRewindable, ErrNotRetryable), a refusal, or the context's
+	// error. Nil after a Success and when a retry follows.
+	GiveUp error
+}
+
+// StatusError is a response that failed, as the transport records it in a
+// breaker and a throttle and as the Last error of a *backoff.Error.
+type StatusError struct {
+	// Method and Host identify the request.
+	Method, Host string
+	// StatusCode is the response's status.
+	StatusCode int
+	// RetryAfter is the response's Retry-After hint, zero if none.
+	Wait time.Duration
+}
+
+// Error says which request got which status, for example
+// `backoffhttp: GET api.internal: 503 Service Unavailable (Retry-After 2s)`.
+func (e *StatusError) Error() string {
+	s := "backoffhttp: " + e.Method + " " + e.Host + ": " + strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode)
+	if e.Wait > 0 {
+		s += " (Retry-After " + e.Wait.String() + ")"
+	}
+	return s
+}
+
+// RetryAfter returns the response's Retry-After hint, so that a
+// backoff.Retry around a client finds it.
+func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
+
+// Transport is an http.RoundTripper that retries safe requests. Build one
+// with New; the zero Transport is usable and has the defaults of Config{}.
+// A Transport is safe for concurrent use and holds no state of its own
+// between requests (the Budget, Breakers and Throttle it is given do).
+type Transport struct {
+	cfg Config
+}
+
+// New returns a Transport configured by cfg, or an error matching
+// ErrInvalidConfig that names every invalid field.
+func New(cfg Config) (*Transport, error) {
+	var errs []string
+	if err := cfg.Policy.Validate(); err != nil {
+		errs = append(errs, "Policy: "+err.Error())
+	}
+	if cfg.MaxRetryAfter < 0 {
+		errs = append(errs, fmt.Sprintf("MaxRetryAfter %v is negative", cfg.MaxRetryAfter))
+	}
+	if h := cfg.IdempotencyHeader; h != "" && !validHeaderName(h) {
+		errs = append(errs, fmt.Sprintf("IdempotencyHeader %q is not a valid header name", h))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(errs, "; "))
+	}
+	if cfg.IdempotencyHeader != "" {
+		cfg.IdempotencyHeader = http.CanonicalHeaderKey(cfg.IdempotencyHeader)
+	}
+	return &Transport{cfg: cfg}, nil
+}
+
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// CloseIdleConnections closes the idle connections of the base transport, if
+// it has such a method, so that http.Client.CloseIdleConnections reaches it.
+func (t *Transport) CloseIdleConnections() {
+	type closeIdler interface{ CloseIdleConnections() }
+	if c, ok := t.base().(closeIdler); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+func (t *Transport) base() http.RoundTripper {
+	if t.cfg.Base != nil {
+		return t.cfg.Base
+	}
+	return http.DefaultTransport
+}
+
+// idempotent reports whether req may be sent twice.
+func (t *Transport) idempotent(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace,
+		http.MethodPut, http.MethodDelete:
+		return true
+	}
+	if h := t.cfg.IdempotencyHeader; h != "" {
+		if v := req.Header[h]; len(v) > 0 && v[0] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// RoundTrip sends req, and sends it again as the Config says while its
+// result is retryable, the request is safe to repeat and the bounds allow.
+// It returns the first response that is not retried (its body unread) or the
+// last error; see the package documentation for the rules.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if err := ctx.Err(); err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	cfg := &t.cfg
+	base := t.base()
+	host := ""
+	if req.URL != nil {
+		host = req.URL.Host
+	}
+	var (
+		send         = req // the request of the current attempt
+		prev         time.Duration
+		start, first time.Time
+		deposited    bool
+		resp         *http.Response // the last response, still open
+		lastErr      error          // the last error (nil with resp)
+	)
+	if cfg.Policy.MaxElapsed > 0 {
+		start = time.Now()
+	}
+	for n := 1; ; n++ {
+		// Ask the guards. A refusal sends nothing, and the previous result
+		// (a transport error, or the status of a response already drained)
+		// stands.
+		var ticket backoff.Ticket
+		var refusal error
+		if cfg.Breakers != nil {
+			ticket, refusal = cfg.Breakers.Allow(host)
+		}
+		var (
+			r     *http.Response
+			err   error
+			class Class
+			fail  error
+		)
+		if refusal == nil {
+			if cfg.Throttle != nil {
+				sent := false
+				terr := cfg.Throttle.Do(ctx, func(ctx context.Context) error {
+					sent = true
+					r, err, class, fail = t.exchange(ctx, base, send, host, &deposited)
+					return fail
+				})
+				if !sent {
+					cfg.Breakers.Release(ticket)
+					refusal = terr
+				}
+			} else {
+				r, err, class, fail = t.exchange(ctx, base, send, host, &deposited)
+			}
+		}
+		if refusal != nil {
+			closeBody(send)
+			t.hook(Attempt{Request: send, N: n, Err: refusal, Class: Failure, GiveUp: refusal})
+			if n == 1 {
+				return nil, refusal
+			}
+			return giveUp(nil, lastErr, refusal, n-1, first, 0)
+		}
+		if err != nil && ctx.Err() != nil {
+			// The caller's cancellation or deadline: it ends the request.
+			// A cancellation counts as nothing for the breaker, a deadline
+			// as the failure it is (see the backoff package).
+			if errors.Is(ctx.Err(), context.Canceled) {
+				cfg.Breakers.Release(ticket)
+			} else {
+				cfg.Breakers.Record(ticket, err)
+			}
+			t.hook(Attempt{Request: send, N: n, Err: err, Class: class, GiveUp: ctx.Err()})
+			return nil, err
+		}
+		if cfg.Breakers != nil {
+			cfg.Breakers.Record(ticket, fail)
+		}
+		if class == Success {
+			if cfg.OnAttempt != nil {
+				t.hook(Attempt{Request: send, N: n, StatusCode: r.StatusCode, Class: Success})
+			}
+			return r, nil
+		}
+		resp, lastErr = r, err
+		if n == 1 {
+			first = time.Now()
+		}
+		status := 0
+		if r != nil {
+			status = r.StatusCode
+		}
+		wait, reason := t.next(ctx, req, class, n, prev, start, fail)
+		var nextReq *http.Request
+		if reason == nil && req.Body != nil && req.Body != http.NoBody {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				reason = fmt.Errorf("%w: GetBody: %w", ErrBodyNotRewindable, gerr)
+			} else {
+				nextReq = shallowCopy(req)
+				nextReq.Body = body
+			}
+		}
+		if cfg.OnAttempt != nil {
+			a := Attempt{Request: send, N: n, StatusCode: status, Err: err, Class: class, GiveUp: reason}
+			if reason == nil {
+				a.Wait = wait
+			}
+			t.hook(a)
+		}
+		if reason != nil {
+			return giveUp(resp, lastErr, reason, n, first, wait)
+		}
+		if nextReq == nil {
+			nextReq = shallowCopy(req)
+		}
+		// The response is drained before the wait so that its connection
+		// is back in the pool while we sleep; a cancelled wait returns the
+		// context's error.
+		if resp != nil {
+			t.discard(resp)
+			resp = nil
+		}
+		if serr := sleep(ctx, wait); serr != nil {
+			closeBody(nextReq)
+			last := lastErr
+			if last == nil {
+				last = fail
+			}
+			return nil, &backoff.Error{Reason: serr, Last: last, Attempts: n, Elapsed: time.Since(first)}
+		}
+		if lastErr == nil {
+			lastErr = fail // the response is gone: its status stands for it
+		}
+		send = nextReq
+		prev = wait
+	}
+}
+
+func (t *Transport) classify(resp *http.Response, err error) Class {
+	if t.cfg.Classify != nil {
+		return t.cfg.Classify(resp, err)
+	}
+	return DefaultClassify(resp, err)
+}
+
+// exchange sends one attempt and classifies its result: fail is nil for a
+// Success, else the transport error or a *StatusError.
+func (t *Transport) exchange(ctx context.Context, base http.RoundTripper, send *http.Request, host string, deposited *bool) (r *http.Response, err error, class Class, fail error) {
+	if !*deposited && t.cfg.Budget != nil {
+		t.cfg.Budget.Deposit()
+		*deposited = true
+	}
+	r, err = base.RoundTrip(send)
+	if err != nil {
+		if r != nil {
+			t.discard(r) // a RoundTripper that broke its contract
+			r = nil
+		}
+		if ctx.Err() != nil {
+			return nil, err, Failure, err
+		}
+	} else if r == nil {
+		err = fmt.Errorf("backoffhttp: %T.RoundTrip returned neither a response nor an error", base)
+	}
+	class = t.classify(r, err)
+	if class == Success {
+		if r == nil {
+			return nil, err, Failure, err
+		}
+		return r, nil, Success, nil
+	}
+	fail = err
+	if fail == nil {
+		fail = &StatusError{Method: send.Method, Host: host, StatusCode: r.StatusCode, Wait: retryAfter(r)}
+	}
+	return r, err, class, fail
+}
+
+// next decides, after attempt n failed with class, the wait before attempt
+// n+1, or the reason not to make it.
+func (t *Transport) next(ctx context.Context, req *http.Request, class Class, n int, prev time.Duration, start time.Time, fail error) (time.Duration, error) {
+	cfg := &t.cfg
+	if class != Retryable {
+		return 0, ErrNotRetryable
+	}
+	if !t.idempotent(req) {
+		return 0, ErrNotIdempotent
+	}
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return 0, ErrBodyNotRewindable
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	var elapsed time.Duration
+	if cfg.Policy.MaxElapsed > 0 {
+		elapsed = now.Sub(start)
+	}
+	wait, reason := cfg.Policy.Next(n, elapsed, prev, rand.Float64())
+	if reason != nil {
+		return wait, reason
+	}
+	var se *StatusError
+	if errors.As(fail, &se) && se.Wait > 0 {
+		maxHint := cfg.MaxRetryAfter
+		if maxHint <= 0 {
+			maxHint = backoff.DefaultMaxRetryAfter
+		}
+		if se.Wait > maxHint {
+			return se.Wait, backoff.ErrRetryAfterTooLong
+		}
+		if se.Wait > wait {
+			wait = se.Wait
+			if cfg.Policy.MaxElapsed > 0 && wait > cfg.Policy.MaxElapsed-elapsed {
+				return wait, backoff.ErrElapsedExhausted
+			}
+		}
+	}
+	if dl, ok := ctx.Deadline(); ok && !now.Add(wait).Before(dl) {
+		return wait, backoff.ErrDeadline
+	}
+	if cfg.Budget != nil && !cfg.Budget.Withdraw() {
+		return wait, backoff.ErrBudgetExhausted
+	}
+	return wait, nil
+}
+
+// giveUp returns the last result: the response with its body intact, or the
+// last error wrapped in a *backoff.Error when a bound stopped the retries.
+func giveUp(resp *http.Response, lastErr, reason error, attempts int, first time.Time, next time.Duration) (*http.Response, error) {
+	if resp != nil {
+		return resp, nil
+	}
+	switch {
+	case lastErr == nil:
+		return nil, reason
+	case errors.Is(reason, ErrNotRetryable), errors.Is(reason, ErrNotIdempotent), errors.Is(reason, ErrBodyNotRewindable):
+		return nil, lastErr
+	}
+	e := &backoff.Error{Reason: reason, Last: lastErr, Attempts: attempts, Elapsed: time.Since(first)}
+	if reason == backoff.ErrDeadline || reason == backoff.ErrElapsedExhausted || reason == backoff.ErrRetryAfterTooLong {
+		e.Next = next
+	}
+	return nil, e
+}
+
+func (t *Transport) hook(a Attempt) {
+	if t.cfg.OnAttempt != nil {
+		t.cfg.OnAttempt(a)
+	}
+}
+
+// discard drains (a bounded amount of) resp's body and closes it.
+func (t *Transport) discard(resp *http.Response) {
+	if resp.Body == nil {
+		return
+	}
+	limit := t.cfg.DrainLimit
+	if limit == 0 {
+		limit = DefaultDrainLimit
+	}
+	if limit > 0 {
+		_, _ = io.CopyN(io.Discard, resp.Body, limit)
+	}
+	_ = resp.Body.Close()
+}
+
+// closeBody closes the body of a request that is not sent, as the
+// RoundTripper contract asks.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+func shallowCopy(req *http.Request) *http.Request {
+	r := new(http.Request)
+	*r = *req
+	return r
+}
+
+// retryAfter parses the Retry-After header of a 429 or 503: delta-seconds or
+// an HTTP-date (a date in the past is zero). Anything else is zero. A value
+// beyond time.Duration's range saturates.
+func retryAfter(resp *http.Response) time.Duration {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return 0
+	}
+	v := resp.Header["Retry-After"]
+	if len(v) == 0 {
+		return 0
+	}
+	return parseRetryAfter(v[0], time.Now)
+}
+
+func parseRetryAfter(s string, now func() time.Time) time.Duration {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0
+	}
+	if c := s[0]; c >= '0' && c <= '9' {
+		secs, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			var ne *strconv.NumError
+			if errors.As(err, &ne) && ne.Err == strconv.ErrRange {
+				return math.MaxInt64
+			}
+			return 0
+		}
+		if secs > uint64(math.MaxInt64/int64(time.Second)) {
+			return math.MaxInt64
+		}
+		return time.Duration(secs) * time.Second
+	}
+	when, err := http.ParseTime(s)
+	if err != nil {
+		return 0
+	}
+	if d := when.Sub(now()); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// sleep waits for d or until ctx is done, and returns ctx's error then.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
