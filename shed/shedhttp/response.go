@@ -93,7 +93,7 @@ func RetryAfterSeconds(d time.Duration) int64 {
 }
 
 // WriteRejection writes the default answer to a refused request:
-// rej.Status, a Retry-After header of RetryAfterSeconds(rej.RetryAfter)
+// rej.Status (503 if it is not in [200, 999]), a Retry-After header of RetryAfterSeconds(rej.RetryAfter)
 // when rej.RetryAfter is positive (none otherwise), Cache-Control: no-store,
 // and a small JSON body (Content-Type: application/json) such as
 //
@@ -113,7 +113,9 @@ func WriteRejection(w http.ResponseWriter, rej Rejection) {
 		h["Retry-After"] = []string{strconv.FormatInt(s, 10)}
 	}
 	status := rej.Status
-	if status < 100 || status > 999 {
+	if status < 200 || status > 999 {
+		// net/http panics below 100 and sends 1xx as informational,
+		// answering 200 afterwards: a refusal must not read as success.
 		status = http.StatusServiceUnavailable
 	}
 	w.WriteHeader(status)

@@ -94,8 +94,9 @@ type Options struct {
 	IgnoreBadDeadline bool
 
 	// Status maps a refusal (a *shed.Refusal) to the response's status
-	// code. Nil means DefaultStatus: 429 for a rate limit, 503 for every
-	// other refusal.
+	// code. Nil, or a result of 0, means DefaultStatus: 429 for a rate
+	// limit, 503 for every other refusal. A result outside [200, 999] is
+	// written as 503.
 	Status func(err error) int
 	// Respond, if not nil, writes the response to a refused request in
 	// place of WriteRejection (it may call WriteRejection itself, after
