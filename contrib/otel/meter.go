@@ -1,0 +1,369 @@
+package stormotel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// ScopeName is the instrumentation scope of the meter New asks the
+// provider for.
+const ScopeName = "github.com/stormguard/stormguard/contrib/otel"
+
+// DefaultMaxKeys is the bound on the keys one registration may export
+// when WithMaxKeys is not given.
+const DefaultMaxKeys = 64
+
+// MaxKeysLimit is the highest bound WithMaxKeys accepts.
+const MaxKeysLimit = 4096
+
+// maxNameLen is the longest registration name or key accepted, in bytes.
+const maxNameLen = 128
+
+// Attribute keys set on every series.
+const (
+	// AttrName is the registration's name, set on every series.
+	AttrName = attribute.Key("stormguard.name")
+	// AttrKey is the key of a per-key series (Partition, KeyedLimiter,
+	// Breakers), formatted with %v.
+	AttrKey = attribute.Key("stormguard.key")
+	// AttrReason is the refusal reason of stormguard.shed.*.shed.
+	AttrReason = attribute.Key("stormguard.reason")
+	// AttrState is the state of a state gauge (breaker, volume, key).
+	AttrState = attribute.Key("stormguard.state")
+	// AttrEvent is the kind of a counted event (lease, dnsplan).
+	AttrEvent = attribute.Key("stormguard.event")
+	// AttrOutcome is the outcome of a counted operation (fence, remirror).
+	AttrOutcome = attribute.Key("stormguard.outcome")
+	// AttrAction is the kind of a remirror action.
+	AttrAction = attribute.Key("stormguard.action")
+)
+
+// ErrInvalid is matched (errors.Is) by the errors of New and of the
+// Register functions for bad input: a nil provider or primitive, an empty
+// or over-long name, a key list that is too long or formats two keys the
+// same, an option out of range.
+var ErrInvalid = errors.New("stormotel: invalid argument")
+
+// ErrDuplicate is matched by the error of a Register function given a name
+// already registered for the same kind of primitive on the same Meter.
+var ErrDuplicate = errors.New("stormotel: duplicate name")
+
+// ErrClosed is matched by the error of a Register function called after
+// Meter.Close.
+var ErrClosed = errors.New("stormotel: meter closed")
+
+// Option configures New.
+type Option func(*config) error
+
+type config struct {
+	maxKeys int
+}
+
+// WithMaxKeys bounds the keys one registration of a keyed primitive may
+// export (1 to MaxKeysLimit; DefaultMaxKeys without this option). It
+// bounds the cardinality of the per-key series: a Register call given
+// more keys fails with an error matching ErrInvalid.
+func WithMaxKeys(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > MaxKeysLimit {
+			return fmt.Errorf("%w: WithMaxKeys %d is outside [1, %d]", ErrInvalid, n, MaxKeysLimit)
+		}
+		c.maxKeys = n
+		return nil
+	}
+}
+
+// Meter exports the Stats of the primitives registered with it as
+// OpenTelemetry observable instruments. It creates every instrument once,
+// in New; each registration adds one callback, run only when a reader
+// collects. A Meter is safe for concurrent use.
+type Meter struct {
+	meter   metric.Meter
+	maxKeys int
+	insts   map[string]metric.Observable
+
+	mu     sync.Mutex
+	closed bool
+	names  map[string]*Registration // by kind + "\x00" + name
+}
+
+// New returns a Meter that creates its instruments with the meter
+// provider.Meter(ScopeName) gives. It returns an error matching ErrInvalid
+// for a nil provider or a bad option, or the error of the OpenTelemetry
+// API if an instrument cannot be created.
+func New(provider metric.MeterProvider, opts ...Option) (*Meter, error) {
+	if provider == nil {
+		return nil, fmt.Errorf("%w: nil MeterProvider", ErrInvalid)
+	}
+	cfg := config{maxKeys: DefaultMaxKeys}
+	var errs []error
+	for _, o := range opts {
+		if o == nil {
+			errs = append(errs, fmt.Errorf("%w: nil Option", ErrInvalid))
+			continue
+		}
+		if err := o(&cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	m := &Meter{
+		meter:   provider.Meter(ScopeName),
+		maxKeys: cfg.maxKeys,
+		insts:   make(map[string]metric.Observable, len(instruments)),
+		names:   make(map[string]*Registration),
+	}
+	for _, in := range instruments {
+		var (
+			o   metric.Observable
+			err error
+		)
+		switch in.kind {
+		case gaugeInt:
+			o, err = m.meter.Int64ObservableGauge(in.name, metric.WithUnit(in.unit), metric.WithDescription(in.desc))
+		case gaugeFloat:
+			o, err = m.meter.Float64ObservableGauge(in.name, metric.WithUnit(in.unit), metric.WithDescription(in.desc))
+		case counterInt:
+			o, err = m.meter.Int64ObservableCounter(in.name, metric.WithUnit(in.unit), metric.WithDescription(in.desc))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stormotel: creating instrument %s: %w", in.name, err)
+		}
+		m.insts[in.name] = o
+	}
+	return m, nil
+}
+
+// Close unregisters every registration still registered, so that no
+// callback of this Meter runs again, and makes later Register calls fail
+// with ErrClosed. It returns the errors of the OpenTelemetry API, joined.
+func (m *Meter) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	regs := make([]*Registration, 0, len(m.names))
+	for _, r := range m.names {
+		regs = append(regs, r)
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, r := range regs {
+		errs = append(errs, r.Unregister())
+	}
+	return errors.Join(errs...)
+}
+
+// Registration is one primitive (or event sink) registered with a Meter.
+type Registration struct {
+	m    *Meter
+	slot string
+	once sync.Once
+	err  error
+	reg  metric.Registration
+}
+
+// Unregister removes the registration's callback, so that its series are
+// no longer reported from the next collection on, and frees its name. It
+// is idempotent: later calls return the first call's result. A nil
+// *Registration returns nil.
+func (r *Registration) Unregister() error {
+	if r == nil {
+		return nil
+	}
+	r.once.Do(func() {
+		if r.reg != nil {
+			r.err = r.reg.Unregister()
+		}
+		r.m.mu.Lock()
+		if r.m.names[r.slot] == r {
+			delete(r.m.names, r.slot)
+		}
+		r.m.mu.Unlock()
+	})
+	return r.err
+}
+
+// checkName reports a name or formatted key that is empty, too long, not
+// UTF-8 or holds control characters.
+func checkName(what, s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%w: empty %s", ErrInvalid, what)
+	case len(s) > maxNameLen:
+		return fmt.Errorf("%w: %s of %d bytes, above %d", ErrInvalid, what, len(s), maxNameLen)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%w: %s %q is not UTF-8", ErrInvalid, what, s)
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) {
+			return fmt.Errorf("%w: %s %q holds a control character", ErrInvalid, what, s)
+		}
+	}
+	return nil
+}
+
+// source is one Stats reader of a registration: the attributes of its
+// series, the series, and a getter. get returns ok false when there is
+// nothing to report (a key with no state); id identifies the object read,
+// so that the counters of a key whose object is replaced stay monotonic.
+type source[S any] struct {
+	attrs []attribute.KeyValue
+	table []series[S]
+	get   func() (s S, id any, ok bool)
+}
+
+// srcState is what a registration keeps for one source: the object last
+// read and, per counter series, the last raw value and the offset added
+// to it; and the precomputed instruments and options of its series.
+type srcState struct {
+	id    any
+	last  []int64
+	base  []int64
+	opts  []metric.ObserveOption
+	insts []metric.Observable
+	kinds []instKind
+}
+
+// register validates name, reserves it for kind and registers one
+// callback that reads every source and observes its table's series.
+func register[S any](m *Meter, kind, name string, srcs []source[S]) (*Registration, error) {
+	if m == nil {
+		return nil, fmt.Errorf("%w: nil Meter", ErrInvalid)
+	}
+	if err := checkName(kind+" name", name); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var list []metric.Observable
+	states := make([]srcState, len(srcs))
+	for j, src := range srcs {
+		st := &states[j]
+		n := len(src.table)
+		st.last, st.base = make([]int64, n), make([]int64, n)
+		st.opts = make([]metric.ObserveOption, n)
+		st.insts, st.kinds = make([]metric.Observable, n), make([]instKind, n)
+		for i, s := range src.table {
+			st.insts[i], st.kinds[i] = m.insts[s.metric], instrumentKind[s.metric]
+			if !seen[s.metric] {
+				seen[s.metric] = true
+				list = append(list, st.insts[i])
+			}
+			kv := append([]attribute.KeyValue{AttrName.String(name)}, src.attrs...)
+			if s.attr.Key != "" {
+				kv = append(kv, s.attr)
+			}
+			st.opts[i] = metric.WithAttributeSet(attribute.NewSet(kv...))
+		}
+	}
+	r := &Registration{m: m, slot: kind + "\x00" + name}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("%w: cannot register %s %q", ErrClosed, kind, name)
+	}
+	if _, dup := m.names[r.slot]; dup {
+		return nil, fmt.Errorf("%w: %s %q is registered on this Meter already; unregister it first", ErrDuplicate, kind, name)
+	}
+	var mu sync.Mutex // the callback may run for several readers at once
+	cb := func(_ context.Context, o metric.Observer) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for j, src := range srcs {
+			s, id, ok := src.get()
+			if !ok {
+				continue
+			}
+			observe(&states[j], o, src.table, s, id)
+		}
+		return nil
+	}
+	reg, err := m.meter.RegisterCallback(cb, list...)
+	if err != nil {
+		return nil, fmt.Errorf("stormotel: registering %s %q: %w", kind, name, err)
+	}
+	r.reg = reg
+	m.names[r.slot] = r
+	return r, nil
+}
+
+// observe reports s, read from the object id, keeping the counters
+// monotonic across a change of object or a reset.
+func observe[S any](st *srcState, o metric.Observer, table []series[S], s S, id any) {
+	if id != st.id {
+		if st.id != nil {
+			// A new object: its counters start from zero, so what the
+			// old one counted becomes an offset.
+			for i := range table {
+				st.base[i] = satAdd(st.base[i], st.last[i])
+				st.last[i] = 0
+			}
+		}
+		st.id = id
+	}
+	for i, ser := range table {
+		switch st.kinds[i] {
+		case counterInt:
+			v := max(ser.i(s), 0)
+			if v < st.last[i] {
+				// Went backwards without a new object: a reset.
+				st.base[i] = satAdd(st.base[i], st.last[i])
+			}
+			st.last[i] = v
+			o.ObserveInt64(st.insts[i].(metric.Int64Observable), satAdd(st.base[i], v), st.opts[i])
+		case gaugeInt:
+			o.ObserveInt64(st.insts[i].(metric.Int64Observable), ser.i(s), st.opts[i])
+		case gaugeFloat:
+			o.ObserveFloat64(st.insts[i].(metric.Float64Observable), ser.f(s), st.opts[i])
+		}
+	}
+}
+
+// keySources formats keys, checks them against the Meter's bound and for
+// duplicates, and builds one source per key.
+func keySources[K comparable, S any](m *Meter, kind string, table []series[S], keys []K, get func(K) (S, any, bool)) ([]source[S], error) {
+	if m == nil {
+		return nil, fmt.Errorf("%w: nil Meter", ErrInvalid)
+	}
+	if len(keys) > m.maxKeys {
+		return nil, fmt.Errorf("%w: %d keys for a %s, above the bound of %d (WithMaxKeys)", ErrInvalid, len(keys), kind, m.maxKeys)
+	}
+	seen := make(map[string]bool, len(keys))
+	srcs := make([]source[S], 0, len(keys))
+	for _, k := range keys {
+		s := fmt.Sprint(k)
+		if err := checkName(kind+" key", s); err != nil {
+			return nil, err
+		}
+		if seen[s] {
+			return nil, fmt.Errorf("%w: two keys of a %s format as %q", ErrInvalid, kind, s)
+		}
+		seen[s] = true
+		srcs = append(srcs, source[S]{attrs: []attribute.KeyValue{AttrKey.String(s)}, table: table, get: func() (S, any, bool) { return get(k) }})
+	}
+	return srcs, nil
+}
+
+// satAdd adds two non-negative counts, saturating at math.MaxInt64.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// sat64 converts a uint64 count, saturating at math.MaxInt64.
+func sat64(v uint64) int64 {
+	if v > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(v)
+}
