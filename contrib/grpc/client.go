@@ -1,0 +1,308 @@
+package grpcguard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/stormguard/stormguard/backoff"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// ClientConfig configures a Client. The zero value is usable: it retries
+// codes.Unavailable, and codes.ResourceExhausted that carries a pushback,
+// with the zero backoff.Policy (5 attempts, about 100ms doubling, full
+// jitter), without a budget or breakers.
+type ClientConfig struct {
+	// Policy spaces the attempts and bounds them. The zero value is
+	// backoff's default policy.
+	Policy backoff.Policy
+	// Budget, if not nil, is the retry budget shared by every caller of
+	// the dependency: each call deposits, each retry withdraws.
+	Budget *backoff.Budget
+	// Breakers, if not nil, holds a breaker per target (the key is
+	// grpc.ClientConn.Target(), or BreakerKey's), asked before every
+	// attempt. Build it with Classify as its breakers' Classify, so that
+	// the application's answers (NotFound, InvalidArgument, ...) do not
+	// open it.
+	Breakers *backoff.Breakers[string]
+	// BreakerKey chooses a call's breaker from the connection's target and
+	// the full method name. Nil means the target: one breaker per backend
+	// address or name, as HTTP clients keep one per host.
+	BreakerKey func(target, fullMethod string) string
+	// RetryCodes are the codes retried for every method. Nil means
+	// codes.Unavailable alone. A codes.ResourceExhausted that carries a
+	// valid pushback is retried in any case: the server refused the call
+	// and said when to come back. codes.OK is invalid.
+	RetryCodes []codes.Code
+	// IdempotentMethods are the full method names ("/pkg.Service/Method")
+	// that may be retried on IdempotentCodes as well: calls that are safe
+	// to run twice.
+	IdempotentMethods []string
+	// IdempotentCodes are the codes retried, besides RetryCodes, for
+	// IdempotentMethods. Nil means codes.Unavailable,
+	// codes.ResourceExhausted, codes.Aborted and codes.DeadlineExceeded
+	// (a deadline of the server's own, not the caller's: a call whose
+	// context is done is never retried). codes.OK is invalid.
+	IdempotentCodes []codes.Code
+	// MaxPushback bounds the pushback honoured: a longer one ends the
+	// call at once (backoff.ErrRetryAfterTooLong). Zero means
+	// backoff.DefaultMaxRetryAfter. Negative is invalid.
+	MaxPushback time.Duration
+	// OnAttempt, if not nil, is told every attempt of every call with the
+	// method's full name (see backoff.OnAttempt). Nil costs nothing.
+	OnAttempt func(fullMethod string, ev backoff.Event)
+}
+
+// Client holds client interceptors that retry calls. Build one with
+// NewClient; its methods Unary and Stream are a grpc.UnaryClientInterceptor
+// and a grpc.StreamClientInterceptor. A Client is safe for concurrent use;
+// its state is the Budget and Breakers it was given.
+type Client struct {
+	policy      backoff.Policy
+	budget      *backoff.Budget
+	breakers    *backoff.Breakers[string]
+	breakerKey  func(target, fullMethod string) string
+	retry       [codes.Unauthenticated + 1]bool
+	idemCode    [codes.Unauthenticated + 1]bool
+	idempotent  map[string]bool
+	maxPushback time.Duration
+	onAttempt   func(string, backoff.Event)
+}
+
+// NewClient returns a Client configured by cfg, or an error that matches
+// ErrInvalidConfig (and, for a bad Policy, backoff.ErrInvalidPolicy) and
+// names every invalid field.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	var errs []error
+	if err := cfg.Policy.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("Policy: %w", err))
+	}
+	if cfg.MaxPushback < 0 {
+		errs = append(errs, fmt.Errorf("MaxPushback is %v; it must not be negative", cfg.MaxPushback))
+	}
+	c := &Client{
+		policy:      cfg.Policy,
+		budget:      cfg.Budget,
+		breakers:    cfg.Breakers,
+		breakerKey:  cfg.BreakerKey,
+		maxPushback: cfg.MaxPushback,
+		onAttempt:   cfg.OnAttempt,
+	}
+	setCodes := func(field string, cs []codes.Code, def []codes.Code, into *[codes.Unauthenticated + 1]bool) {
+		if cs == nil {
+			cs = def
+		}
+		for _, code := range cs {
+			if code == codes.OK || code > codes.Unauthenticated {
+				errs = append(errs, fmt.Errorf("%s holds %v; only error codes 1 to 16 can be retried", field, code))
+				continue
+			}
+			into[code] = true
+		}
+	}
+	setCodes("RetryCodes", cfg.RetryCodes, []codes.Code{codes.Unavailable}, &c.retry)
+	setCodes("IdempotentCodes", cfg.IdempotentCodes,
+		[]codes.Code{codes.Unavailable, codes.ResourceExhausted, codes.Aborted, codes.DeadlineExceeded}, &c.idemCode)
+	if len(cfg.IdempotentMethods) > 0 {
+		c.idempotent = make(map[string]bool, len(cfg.IdempotentMethods))
+	}
+	for _, m := range cfg.IdempotentMethods {
+		if !strings.HasPrefix(m, "/") || strings.Count(m, "/") != 2 || strings.HasSuffix(m, "/") {
+			errs = append(errs, fmt.Errorf("IdempotentMethods holds %q; a full method name is \"/pkg.Service/Method\"", m))
+			continue
+		}
+		c.idempotent[m] = true
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// Classify is a backoff.BreakerConfig.Classify for gRPC calls: the codes
+// that say the server or the network failed (Unavailable,
+// ResourceExhausted, DeadlineExceeded, Internal, Unknown, DataLoss) are
+// failures; every other code is the application's answer on its merits
+// and counts as a success; codes.Canceled is ignored.
+func Classify(err error) backoff.Outcome {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded,
+		codes.Internal, codes.Unknown, codes.DataLoss:
+		return backoff.OutcomeFailure
+	case codes.Canceled:
+		return backoff.OutcomeIgnore
+	}
+	return backoff.OutcomeSuccess
+}
+
+// retryable decides what one failed attempt means for the retry loop: the
+// error to hand backoff.Retry (marked Permanent, or with a retry-after
+// hint).
+func (c *Client) retryable(ctx context.Context, method string, err error, trailer metadata.MD) error {
+	if ctx.Err() != nil {
+		return err // Retry stops: the caller's context is done.
+	}
+	code := status.Code(err)
+	d, retry, present := pushbackOf(trailer)
+	if present && !retry {
+		return backoff.Permanent(err) // the server asked not to be retried
+	}
+	ok := int(code) < len(c.retry) && (c.retry[code] ||
+		(code == codes.ResourceExhausted && present) ||
+		(c.idempotent[method] && c.idemCode[code]))
+	if !ok {
+		return backoff.Permanent(err)
+	}
+	if present {
+		return backoff.RetryAfter(err, d)
+	}
+	return err
+}
+
+func (c *Client) options(target, method string, opts []backoff.Option) ([]backoff.Option, error) {
+	opts = append(opts, backoff.WithBudget(c.budget), backoff.WithMaxRetryAfter(c.maxPushback))
+	if c.breakers != nil {
+		key := target
+		if c.breakerKey != nil {
+			key = c.breakerKey(target, method)
+		}
+		b, err := c.breakers.Get(key)
+		if err != nil {
+			return nil, status.Error(codes.Unavailable, err.Error())
+		}
+		opts = append(opts, backoff.WithBreaker(b))
+	}
+	if c.onAttempt != nil {
+		on := c.onAttempt
+		opts = append(opts, backoff.OnAttempt(func(ev backoff.Event) { on(method, ev) }))
+	}
+	return opts, nil
+}
+
+// Unary is a grpc.UnaryClientInterceptor (pass c.Unary to
+// grpc.WithUnaryInterceptor or grpc.WithChainUnaryInterceptor). It makes
+// the call and, when an attempt fails with a code the configuration says is
+// safe to retry, makes it again with the same request, as the Policy, the
+// Budget and the target's breaker allow:
+//
+//   - it honours the server's pushback (PushbackKey in the trailing
+//     metadata): the next attempt starts no sooner than the pushback (nor
+//     than the policy's delay); a negative or malformed pushback ends the
+//     call with that attempt's error;
+//   - it never sleeps past the call's deadline: if the next attempt would
+//     start after it, the call ends at once;
+//   - it never makes an attempt once the caller's context is done.
+//
+// A call that fails once and is not retried returns that attempt's error
+// unchanged. A call that was retried, or refused by a breaker or the
+// budget, returns an error whose gRPC status (status.Code, status.Convert)
+// has the last attempt's code (codes.Unavailable if a breaker refused
+// every attempt; the context's code if the caller's context ended the
+// call) and which matches, with errors.Is and errors.As, the
+// *backoff.Error saying why it stopped and the last attempt's error.
+func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	var buf [4]backoff.Option
+	bopts, err := c.options(cc.Target(), method, buf[:0])
+	if err != nil {
+		return err
+	}
+	attempts := 0
+	var last error
+	err = backoff.Retry(ctx, c.policy, func(ctx context.Context) error {
+		attempts++
+		var trailer metadata.MD
+		err := invoker(ctx, method, req, reply, cc, append(opts[:len(opts):len(opts)], grpc.Trailer(&trailer))...)
+		if err == nil {
+			return nil
+		}
+		last = err
+		return c.retryable(ctx, method, err, trailer)
+	}, bopts...)
+	return c.result(ctx, err, attempts, last)
+}
+
+// result turns what backoff.Retry returned into what the caller receives.
+func (c *Client) result(ctx context.Context, err error, attempts int, last error) error {
+	if err == nil {
+		return nil
+	}
+	var be *backoff.Error
+	if !errors.As(err, &be) {
+		return err
+	}
+	if attempts == 1 && last != nil && errors.Is(be.Reason, backoff.ErrPermanent) {
+		return last // one attempt, not retried: its error unchanged
+	}
+	code := codes.Unknown
+	switch {
+	case ctx.Err() != nil && errors.Is(be.Reason, ctx.Err()):
+		code = status.FromContextError(ctx.Err()).Code()
+	case errors.Is(be.Last, backoff.ErrBreakerOpen):
+		code = codes.Unavailable
+	default:
+		if st, ok := status.FromError(be.Last); ok {
+			code = st.Code()
+		}
+	}
+	return &retryError{err: be, code: code}
+}
+
+// retryError is the error of a call that retried: a *backoff.Error with a
+// gRPC status.
+type retryError struct {
+	err  *backoff.Error
+	code codes.Code
+}
+
+func (e *retryError) Error() string { return "grpcguard: " + e.err.Error() }
+
+// Unwrap returns the *backoff.Error, through which errors.Is finds the
+// reason and the last attempt's error.
+func (e *retryError) Unwrap() error { return e.err }
+
+// GRPCStatus makes the error a status error for status.Code and
+// status.Convert.
+func (e *retryError) GRPCStatus() *status.Status { return status.New(e.code, e.Error()) }
+
+// Stream is a grpc.StreamClientInterceptor (pass c.Stream to
+// grpc.WithStreamInterceptor or grpc.WithChainStreamInterceptor). It
+// retries the creation of the stream only: a failure of streamer itself
+// (no connection ready, the target's breaker open, a code the configuration
+// retries), before the application has sent or received any message on
+// it, with the same rules as Unary. Once streamer has returned a stream,
+// nothing is retried: a refusal by the server's interceptor reaches the
+// application on its first RecvMsg (or Header), with the pushback in
+// the stream's Trailer(), which ParsePushback reads. The stream's breaker,
+// if any, is told only whether the stream was created.
+func (c *Client) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	var buf [4]backoff.Option
+	bopts, err := c.options(cc.Target(), method, buf[:0])
+	if err != nil {
+		return nil, err
+	}
+	attempts := 0
+	var (
+		last error
+		cs   grpc.ClientStream
+	)
+	err = backoff.Retry(ctx, c.policy, func(ctx context.Context) error {
+		attempts++
+		s, err := streamer(ctx, desc, cc, method, opts...)
+		if err == nil {
+			cs = s
+			return nil
+		}
+		last = err
+		return c.retryable(ctx, method, err, nil)
+	}, bopts...)
+	if err != nil {
+		return nil, c.result(ctx, err, attempts, last)
+	}
+	return cs, nil
+}
