@@ -68,13 +68,19 @@
 //
 // # Errors
 //
-// When retrying stops because of a bound (attempts, MaxElapsed, the
-// deadline, the budget, the throttle, a breaker, a Retry-After hint too long)
-// after a transport error, RoundTrip returns a *backoff.Error whose Reason is
-// the bound and Last the transport error; a result that is not retried
-// (unsafe request, no GetBody, a failure Classify does not retry) comes back
-// unchanged. When the last result was a response, that response is returned
-// with a nil error, as net/http expects of a RoundTripper.
+// A result that is not retried (an unsafe request, a body without GetBody,
+// a failure Classify does not retry) comes back unchanged: the response with
+// a nil error, as net/http expects of a RoundTripper, or the transport's
+// error. So does the last response when a bound decided before the wait
+// stops the retries (attempts, MaxElapsed, the deadline, the budget, a
+// Retry-After hint too long). A transport error stopped by such a bound comes
+// back as a *backoff.Error whose Reason is the bound and Last the error.
+// The response before a wait is drained and closed when the wait begins, so
+// that its connection is reused: if the wait is cancelled, or a breaker or
+// the throttle refuses the attempt after it, RoundTrip returns a
+// *backoff.Error whose Reason is the context's error or the refusal and whose
+// Last is the previous failure, a *StatusError for a response (it carries
+// the status and Retry-After hint).
 //
 // # Cost
 //

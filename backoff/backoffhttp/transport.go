@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -91,7 +92,8 @@ func DefaultClassify(resp *http.Response, err error) Class {
 
 // Config configures a Transport. The zero value is usable.
 type Config struct {
-	// Base sends each attempt. Nil means http.DefaultTransport.
+	// Base sends each attempt. Nil means http.DefaultTransport; a typed nil
+	// (a nil *http.Transport in the interface) is invalid.
 	Base http.RoundTripper
 	// Policy spaces the attempts and bounds their number (MaxAttempts) and
 	// duration (MaxElapsed). The zero Policy is usable: at most 5
@@ -165,7 +167,8 @@ type StatusError struct {
 	Method, Host string
 	// StatusCode is the response's status.
 	StatusCode int
-	// RetryAfter is the response's Retry-After hint, zero if none.
+	// Wait is the response's Retry-After hint (on a 429 or 503), zero if
+	// none.
 	Wait time.Duration
 }
 
@@ -204,6 +207,11 @@ func New(cfg Config) (*Transport, error) {
 	if h := cfg.IdempotencyHeader; h != "" && !validHeaderName(h) {
 		errs = append(errs, fmt.Sprintf("IdempotencyHeader %q is not a valid header name", h))
 	}
+	if cfg.Base != nil {
+		if v := reflect.ValueOf(cfg.Base); nilable(v.Kind()) && v.IsNil() {
+			errs = append(errs, fmt.Sprintf("Base is a nil %T", cfg.Base))
+		}
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(errs, "; "))
 	}
@@ -211,6 +219,14 @@ func New(cfg Config) (*Transport, error) {
 		cfg.IdempotencyHeader = http.CanonicalHeaderKey(cfg.IdempotencyHeader)
 	}
 	return &Transport{cfg: cfg}, nil
+}
+
+func nilable(k reflect.Kind) bool {
+	switch k {
+	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Slice, reflect.Chan, reflect.Interface:
+		return true
+	}
+	return false
 }
 
 func validHeaderName(s string) bool {
@@ -350,12 +366,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			status = r.StatusCode
 		}
 		wait, reason := t.next(ctx, req, class, n, prev, start, fail)
+		// The wait runs from now: draining the discarded body is part of it.
+		wakeAt := time.Now().Add(wait)
 		var nextReq *http.Request
 		if reason == nil && req.Body != nil && req.Body != http.NoBody {
 			body, gerr := req.GetBody()
-			if gerr != nil {
+			switch {
+			case gerr != nil:
 				reason = fmt.Errorf("%w: GetBody: %w", ErrBodyNotRewindable, gerr)
-			} else {
+			case body == nil:
+				reason = fmt.Errorf("%w: GetBody returned a nil body", ErrBodyNotRewindable)
+			default:
 				nextReq = shallowCopy(req)
 				nextReq.Body = body
 			}
@@ -380,7 +401,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.discard(resp)
 			resp = nil
 		}
-		if serr := sleep(ctx, wait); serr != nil {
+		if serr := sleep(ctx, time.Until(wakeAt)); serr != nil {
 			closeBody(nextReq)
 			last := lastErr
 			if last == nil {
