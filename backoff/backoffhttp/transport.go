@@ -129,7 +129,8 @@ type Config struct {
 	DrainLimit int64
 	// OnAttempt, if not nil, is called after every attempt (and after every
 	// attempt refused before it was sent), on the goroutine of RoundTrip,
-	// before any wait. It must not block, nor read or close the response's
+	// before any wait; for requests made at the same time it is called
+	// concurrently. It must not block, nor read or close the response's
 	// body.
 	OnAttempt func(Attempt)
 }
@@ -365,9 +366,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if r != nil {
 			status = r.StatusCode
 		}
-		wait, reason := t.next(ctx, req, class, n, prev, start, fail)
-		// The wait runs from now: draining the discarded body is part of it.
-		wakeAt := time.Now().Add(wait)
+		// The wait runs from the decision (the time the deadline was checked
+		// against): draining the discarded body is part of it.
+		wait, decided, reason := t.next(ctx, req, class, n, prev, start, fail)
+		wakeAt := decided.Add(wait)
 		var nextReq *http.Request
 		if reason == nil && req.Body != nil && req.Body != http.NoBody {
 			body, gerr := req.GetBody()
@@ -459,19 +461,19 @@ func (t *Transport) exchange(ctx context.Context, base http.RoundTripper, send *
 
 // next decides, after attempt n failed with class, the wait before attempt
 // n+1, or the reason not to make it.
-func (t *Transport) next(ctx context.Context, req *http.Request, class Class, n int, prev time.Duration, start time.Time, fail error) (time.Duration, error) {
+func (t *Transport) next(ctx context.Context, req *http.Request, class Class, n int, prev time.Duration, start time.Time, fail error) (time.Duration, time.Time, error) {
 	cfg := &t.cfg
 	if class != Retryable {
-		return 0, ErrNotRetryable
+		return 0, time.Time{}, ErrNotRetryable
 	}
 	if !t.idempotent(req) {
-		return 0, ErrNotIdempotent
+		return 0, time.Time{}, ErrNotIdempotent
 	}
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
-		return 0, ErrBodyNotRewindable
+		return 0, time.Time{}, ErrBodyNotRewindable
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
 	now := time.Now()
 	var elapsed time.Duration
@@ -480,7 +482,7 @@ func (t *Transport) next(ctx context.Context, req *http.Request, class Class, n 
 	}
 	wait, reason := cfg.Policy.Next(n, elapsed, prev, rand.Float64())
 	if reason != nil {
-		return wait, reason
+		return wait, now, reason
 	}
 	var se *StatusError
 	if errors.As(fail, &se) && se.Wait > 0 {
@@ -489,22 +491,22 @@ func (t *Transport) next(ctx context.Context, req *http.Request, class Class, n 
 			maxHint = backoff.DefaultMaxRetryAfter
 		}
 		if se.Wait > maxHint {
-			return se.Wait, backoff.ErrRetryAfterTooLong
+			return se.Wait, now, backoff.ErrRetryAfterTooLong
 		}
 		if se.Wait > wait {
 			wait = se.Wait
 			if cfg.Policy.MaxElapsed > 0 && wait > cfg.Policy.MaxElapsed-elapsed {
-				return wait, backoff.ErrElapsedExhausted
+				return wait, now, backoff.ErrElapsedExhausted
 			}
 		}
 	}
 	if dl, ok := ctx.Deadline(); ok && !now.Add(wait).Before(dl) {
-		return wait, backoff.ErrDeadline
+		return wait, now, backoff.ErrDeadline
 	}
 	if cfg.Budget != nil && !cfg.Budget.Withdraw() {
-		return wait, backoff.ErrBudgetExhausted
+		return wait, now, backoff.ErrBudgetExhausted
 	}
-	return wait, nil
+	return wait, now, nil
 }
 
 // giveUp returns the last result: the response with its body intact, or the
