@@ -41,8 +41,9 @@ var ErrBadDeadline = errors.New("shedhttp: malformed deadline header")
 // Options configures the middleware. Set exactly one of Queue, Partition,
 // Bulkhead and Adaptive to bound concurrency, and/or one of Limiter and
 // KeyedLimiter to bound the rate; the rate is checked first, so a request
-// refused for its rate never holds a slot. Every other field is optional and
-// its zero value is usable.
+// refused for its rate never holds a slot (a request that gets its token
+// and is then refused a slot, or whose client leaves, has spent the token).
+// Every other field is optional and its zero value is usable.
 type Options struct {
 	// Queue admits requests through queue-aware admission, with the
 	// priority Priority returns and the cost Cost returns.
@@ -206,7 +207,8 @@ type Handler struct {
 
 // New returns the middleware around next, or an error matching
 // ErrInvalidConfig (and the more precise reasons above) that names every
-// bad option.
+// bad option. A Queue, Partition, Bulkhead or AdaptiveLimit that was not
+// built with its constructor is a bad option too.
 func New(next http.Handler, o Options) (*Handler, error) {
 	var errs []error
 	if next == nil {
@@ -232,6 +234,22 @@ func New(next http.Handler, o Options) (*Handler, error) {
 		set = append(set, "Adaptive")
 		h.kind = admitAdaptive
 		h.timed = true
+	}
+	// A primitive's limit is at least 1 once built by its constructor;
+	// a zero value would refuse or fail every request.
+	for _, z := range []struct {
+		name string
+		set  bool
+		zero func() bool
+	}{
+		{"Queue", o.Queue != nil, func() bool { return o.Queue.Limit() == 0 }},
+		{"Partition", o.Partition != nil, func() bool { return o.Partition.PerKey() == 0 }},
+		{"Bulkhead", o.Bulkhead != nil, func() bool { return o.Bulkhead.Limit() == 0 }},
+		{"Adaptive", o.Adaptive != nil, func() bool { return o.Adaptive.Limit() == 0 }},
+	} {
+		if z.set && z.zero() {
+			errs = append(errs, fmt.Errorf("%w: %s not built with its constructor (limit 0)", ErrInvalidConfig, z.name))
+		}
 	}
 	if len(set) > 1 {
 		errs = append(errs, fmt.Errorf("%w: %v set; choose one", ErrTwoAdmissions, set))

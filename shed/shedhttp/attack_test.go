@@ -1,0 +1,170 @@
+package shedhttp_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stormguard/stormguard/shed"
+	"github.com/stormguard/stormguard/shed/shedhttp"
+)
+
+// TestZeroPrimitiveRefusedAtNew: a primitive not built with its
+// constructor is a configuration error at New, not a 500 on every
+// request.
+func TestZeroPrimitiveRefusedAtNew(t *testing.T) {
+	for name, o := range map[string]shedhttp.Options{
+		"queue":     {Queue: &shed.Queue{}},
+		"bulkhead":  {Bulkhead: &shed.Bulkhead{}},
+		"partition": {Partition: &shed.Partition[string]{}, Key: func(*http.Request) string { return "" }},
+		"adaptive":  {Adaptive: &shed.AdaptiveLimit{}},
+	} {
+		_, err := shedhttp.New(ok, o)
+		assert.ErrorIs(t, err, shedhttp.ErrInvalidConfig, name)
+	}
+}
+
+// TestDeadlineHeaderEdges: "0" leaves no time, so the request is refused
+// (503 deadline) and never runs, for every primitive; the longest value
+// admits.
+func TestDeadlineHeaderEdges(t *testing.T) {
+	bh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1})
+	q, _ := shed.NewQueue(shed.QueueConfig{Workers: 1})
+	p, _ := shed.NewPartition(shed.PartitionConfig[string]{Total: 1})
+	lim, _ := shed.NewLimiter(shed.LimiterConfig{Rate: 1e6})
+	key := func(*http.Request) string { return "k" }
+	for name, o := range map[string]shedhttp.Options{
+		"bulkhead": {Bulkhead: bh}, "queue": {Queue: q}, "partition": {Partition: p, Key: key}, "limiter": {Limiter: lim},
+	} {
+		var ran atomic.Int64
+		o.DeadlineHeader = "X-Timeout"
+		h := mustNew(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran.Add(1) }), o)
+		for _, v := range []string{"0", "0s"} {
+			req := httptest.NewRequest("GET", "/", nil)
+			req.Header.Set("X-Timeout", v)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			assert.Equal(t, http.StatusServiceUnavailable, w.Code, name)
+			assert.Equal(t, "deadline", decode(t, w.Body).Reason, name)
+		}
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("X-Timeout", "9223372036854")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		assert.Equal(t, http.StatusOK, w.Code, name)
+		assert.Equal(t, int64(1), ran.Load(), name)
+	}
+	assert.Equal(t, 0, bh.Stats().InFlight+q.Stats().InFlight+p.Stats().InFlight)
+}
+
+// TestClientGoneWhileWaitingForToken: a request whose client leaves
+// while it waits for a rate limiter's token never runs.
+func TestClientGoneWhileWaitingForToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim, _ := shed.NewLimiter(shed.LimiterConfig{Rate: 1, Burst: 1, MaxWait: 5 * time.Second})
+		var ran atomic.Int64
+		h := mustNew(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran.Add(1) }), shedhttp.Options{Limiter: lim})
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+		ctx, cancel := context.WithCancel(t.Context())
+		w := httptest.NewRecorder()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil).WithContext(ctx))
+		}()
+		time.Sleep(500 * time.Millisecond)
+		cancel()
+		<-done
+		assert.Equal(t, shedhttp.StatusClientClosedRequest, w.Code)
+		assert.Equal(t, int64(1), ran.Load())
+		assert.Equal(t, int64(1), h.Stats().Gone)
+	})
+}
+
+// TestHookPanicsReleaseSlot: an OnEvent hook that panics on Admitted (or
+// on Gone) leaves no slot held.
+func TestHookPanicsReleaseSlot(t *testing.T) {
+	for _, adaptive := range []*shed.AdaptiveConfig{nil, {}} {
+		bh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1, Adaptive: adaptive})
+		h := mustNew(t, ok, shedhttp.Options{Bulkhead: bh, OnEvent: func(e shedhttp.Event) { panic(e.Kind.String()) }})
+		assert.PanicsWithValue(t, "admitted", func() { h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil)) })
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		assert.PanicsWithValue(t, "gone", func() {
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil).WithContext(ctx))
+		})
+		assert.Equal(t, 0, bh.Stats().InFlight)
+	}
+}
+
+// TestAdaptiveSamples: with an adaptive Bulkhead, Queue and Partition,
+// each request that ran reports one sample of the handler's latency; a
+// request whose client left mid-handler reports none, and one whose
+// deadline passed mid-handler reports a drop.
+func TestAdaptiveSamples(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 4, Adaptive: &shed.AdaptiveConfig{WindowSamples: 1}})
+		q, _ := shed.NewQueue(shed.QueueConfig{Workers: 4, Adaptive: &shed.AdaptiveConfig{WindowSamples: 1}})
+		p, _ := shed.NewPartition(shed.PartitionConfig[string]{Total: 4, PerKey: 4, Adaptive: &shed.AdaptiveConfig{WindowSamples: 1}})
+		stats := map[string]func() shed.AdaptiveStats{
+			"bulkhead":  func() shed.AdaptiveStats { s, _ := bh.AdaptiveStats(); return s },
+			"queue":     func() shed.AdaptiveStats { s, _ := q.AdaptiveStats(); return s },
+			"partition": func() shed.AdaptiveStats { s, _ := p.AdaptiveStatsFor("k"); return s },
+		}
+		opts := map[string]shedhttp.Options{
+			"bulkhead": {Bulkhead: bh}, "queue": {Queue: q},
+			"partition": {Partition: p, Key: func(*http.Request) string { return "k" }},
+		}
+		for name, o := range opts {
+			o.DeadlineHeader = "X-Timeout"
+			var cancelMid context.CancelFunc
+			h := mustNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(40 * time.Millisecond)
+				if r.URL.Path == "/leave" {
+					cancelMid()
+				}
+			}), o)
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+			s := stats[name]()
+			assert.Equal(t, int64(1), s.Samples, name)
+			assert.Equal(t, 40*time.Millisecond, s.RTT, name)
+
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			cancelMid = cancel
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/leave", nil).WithContext(ctx))
+			assert.Equal(t, int64(1), stats[name]().Samples, name+": a client gone mid-handler is no sample")
+
+			req := httptest.NewRequest("GET", "/", nil)
+			req.Header.Set("X-Timeout", "10ms")
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			s = stats[name]()
+			assert.Equal(t, int64(2), s.Samples, name)
+			assert.Equal(t, int64(1), s.Drops, name+": the deadline passed while it ran")
+		}
+		assert.Equal(t, 0, bh.Stats().InFlight+q.Stats().InFlight+p.Stats().InFlight)
+	})
+}
+
+// TestRejectionCarriesRefusal: the Event and Rejection carry the refusal
+// itself, so a caller can read its numbers.
+func TestRejectionCarriesRefusal(t *testing.T) {
+	p, _ := shed.NewPartition(shed.PartitionConfig[string]{Total: 1})
+	require.NoError(t, p.Pause("k"))
+	var got *shed.Refusal
+	h := mustNew(t, ok, shedhttp.Options{Partition: p, Key: func(*http.Request) string { return "k" },
+		Respond: func(w http.ResponseWriter, r *http.Request, rej shedhttp.Rejection) {
+			got, _ = rej.Err.(*shed.Refusal)
+			shedhttp.WriteRejection(w, rej)
+		}})
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	require.NotNil(t, got)
+	assert.Equal(t, "k", got.Key)
+}
