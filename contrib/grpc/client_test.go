@@ -1,0 +1,337 @@
+package grpcguard_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	grpcguard "github.com/stormguard/stormguard/contrib/grpc"
+	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/shed"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+func mustClient(t testing.TB, cfg grpcguard.ClientConfig) *grpcguard.Client {
+	t.Helper()
+	c, err := grpcguard.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func retrying(c *grpcguard.Client) []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithUnaryInterceptor(c.Unary), grpc.WithStreamInterceptor(c.Stream)}
+}
+
+// fast is a policy whose own delays are negligible next to the pushbacks
+// of the tests.
+var fast = backoff.Policy{Base: time.Microsecond, Cap: time.Microsecond, MaxAttempts: 3}
+
+func TestClientHonoursPushback(t *testing.T) {
+	lim, err := shed.NewKeyedLimiter[string](shed.KeyedLimiterConfig{LimiterConfig: shed.LimiterConfig{Rate: 5, Burst: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		refusals []time.Time
+		pushback []time.Duration
+	)
+	s := mustServer(t, grpcguard.ServerConfig{KeyedLimiter: lim, Key: grpcguard.KeyByPeer, Pushback: func(r *shed.Refusal) (time.Duration, bool) {
+		d, ok := grpcguard.DefaultPushback(r)
+		mu.Lock()
+		refusals = append(refusals, time.Now())
+		pushback = append(pushback, d)
+		mu.Unlock()
+		return d, ok
+	}})
+	h := newTestHealth()
+	arr := &arrivals{}
+	addr := serve(t, h, arr, s.Unary, s.Stream)
+	var events []backoff.Event
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, OnAttempt: func(m string, ev backoff.Event) {
+		if m != checkMethod {
+			t.Errorf("hook told method %q", m)
+		}
+		events = append(events, ev)
+	}})
+	c := dial(t, addr, retrying(cl)...)
+	ctx := context.Background()
+	if _, err := check(ctx, c, ""); err != nil { // takes the token
+		t.Fatal(err)
+	}
+	if _, err := check(ctx, c, ""); err != nil { // refused once, then admitted
+		t.Fatalf("second call: %v", err)
+	}
+	at := arr.get()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) != 3 || len(refusals) != 1 {
+		t.Fatalf("%d arrivals and %d refusals, want 3 and 1", len(at), len(refusals))
+	}
+	// The retry reached the server no sooner than the pushback after the
+	// refusal was decided (server-side times, one clock).
+	want, _, _ := grpcguard.ParsePushback([]string{grpcguard.FormatPushback(pushback[0])})
+	if gap := at[2].Sub(refusals[0]); gap < want {
+		t.Fatalf("retry arrived %v after the refusal, before the pushback %v", gap, want)
+	}
+	if len(events) != 3 || events[1].Delay < want {
+		t.Fatalf("events %+v: want 3, the refused attempt's delay at least %v", events, want)
+	}
+}
+
+func TestClientStopsAtDeadline(t *testing.T) {
+	h := newTestHealth()
+	arr := &arrivals{}
+	addr := serve(t, h, arr, nil, nil)
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: backoff.Policy{Base: time.Microsecond, MaxAttempts: 100}})
+	c := dial(t, addr, retrying(cl)...)
+
+	// A pushback that ends after the deadline: the call ends at once
+	// after the first attempt, without sleeping in vain.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := check(ctx, c, "code:14:pb:120000")
+	if !errors.Is(err, backoff.ErrDeadline) || status.Code(err) != codes.Unavailable {
+		t.Fatalf("err %v (code %v), want backoff.ErrDeadline with code Unavailable", err, status.Code(err))
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the call slept until its deadline")
+	}
+	if n := len(arr.get()); n != 1 {
+		t.Fatalf("%d attempts, want 1", n)
+	}
+
+	// Without pushback, attempts stop at the deadline: none starts after it.
+	pol := backoff.Policy{Base: 20 * time.Millisecond, Multiplier: 1, Jitter: backoff.JitterNone, MaxAttempts: backoff.Unlimited, MaxElapsed: time.Hour}
+	cl2 := mustClient(t, grpcguard.ClientConfig{Policy: pol})
+	c2 := dial(t, addr, retrying(cl2)...)
+	arr2 := len(arr.get())
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel2()
+	deadline, _ := ctx2.Deadline()
+	_, err = check(ctx2, c2, "code:14")
+	if !errors.Is(err, backoff.ErrDeadline) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want the deadline", err)
+	}
+	at := arr.get()[arr2:]
+	if len(at) < 2 {
+		t.Fatalf("%d attempts, want retries before the deadline", len(at))
+	}
+	for i, a := range at {
+		if !a.Before(deadline) {
+			t.Fatalf("attempt %d arrived %v after the deadline", i+1, a.Sub(deadline))
+		}
+	}
+}
+
+func TestClientNeverRetriesAfterCancel(t *testing.T) {
+	h := newTestHealth()
+	arr := &arrivals{}
+	addr := serve(t, h, arr, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, OnAttempt: func(string, backoff.Event) { cancel() }})
+	c := dial(t, addr, retrying(cl)...)
+	_, err := check(ctx, c, "code:14")
+	if status.Code(err) != codes.Canceled || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v (code %v), want Canceled", err, status.Code(err))
+	}
+	if n := len(arr.get()); n != 1 {
+		t.Fatalf("%d attempts after the caller cancelled, want 1", n)
+	}
+}
+
+func TestClientRetriesOnlySafeCodes(t *testing.T) {
+	h := newTestHealth()
+	arr := &arrivals{}
+	addr := serve(t, h, arr, nil, nil)
+	plain := dial(t, addr, retrying(mustClient(t, grpcguard.ClientConfig{Policy: fast}))...)
+	idem := dial(t, addr, retrying(mustClient(t, grpcguard.ClientConfig{Policy: fast, IdempotentMethods: []string{checkMethod}}))...)
+	cases := []struct {
+		name     string
+		c        grpc_health_v1.HealthClient
+		cmd      string
+		attempts int
+	}{
+		{"unavailable", plain, "code:14", 3},
+		{"aborted, not idempotent", plain, "code:10", 1},
+		{"aborted, idempotent", idem, "code:10", 3},
+		{"not found, idempotent", idem, "code:5", 1},
+		{"resource exhausted without pushback", plain, "code:8", 1},
+		{"resource exhausted with pushback", plain, "code:8:pb:1", 3},
+		{"unavailable, pushback -1", plain, "code:14:pb:-1", 1},
+		{"unavailable, malformed pushback", plain, "code:14:pb:1ms", 1},
+		{"idempotent, pushback -1", idem, "code:10:pb:-1", 1},
+	}
+	for _, tc := range cases {
+		before := len(arr.get())
+		_, err := check(context.Background(), tc.c, tc.cmd)
+		if err == nil {
+			t.Fatalf("%s: no error", tc.name)
+		}
+		if n := len(arr.get()) - before; n != tc.attempts {
+			t.Errorf("%s: %d attempts, want %d", tc.name, n, tc.attempts)
+		}
+		if tc.attempts == 1 {
+			// Not retried: the server's error, unchanged.
+			if st := status.Convert(err); st.Message() != "told to fail" {
+				t.Errorf("%s: error %v, want the server's unchanged", tc.name, err)
+			}
+		} else if !errors.Is(err, backoff.ErrAttemptsExhausted) {
+			t.Errorf("%s: error %v, want attempts exhausted", tc.name, err)
+		}
+		if want := codes.Code(atoi(strings.Split(tc.cmd, ":")[1])); status.Code(err) != want {
+			t.Errorf("%s: code %v, want %v", tc.name, status.Code(err), want)
+		}
+	}
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func TestClientBreakerPerTarget(t *testing.T) {
+	h := newTestHealth()
+	arr := &arrivals{}
+	addr := serve(t, h, arr, nil, nil)
+	bs, err := backoff.NewBreakers(backoff.BreakersConfig[string]{Breaker: backoff.BreakerConfig{
+		WindowCalls: 4, MinCalls: 4, OpenWait: time.Hour, Classify: grpcguard.Classify,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: backoff.Policy{MaxAttempts: 1}, Breakers: bs})
+	c := dial(t, addr, retrying(cl)...)
+	ctx := context.Background()
+	// The application's answers do not open the breaker.
+	for range 8 {
+		if _, err := check(ctx, c, "code:5"); status.Code(err) != codes.NotFound {
+			t.Fatalf("err %v, want NotFound", err)
+		}
+	}
+	for range 4 {
+		if _, err := check(ctx, c, "code:14"); status.Code(err) != codes.Unavailable {
+			t.Fatalf("err %v, want Unavailable", err)
+		}
+	}
+	before := len(arr.get())
+	_, err = check(ctx, c, "")
+	if !errors.Is(err, backoff.ErrBreakerOpen) || status.Code(err) != codes.Unavailable {
+		t.Fatalf("err %v (code %v), want the breaker open with code Unavailable", err, status.Code(err))
+	}
+	if n := len(arr.get()) - before; n != 0 {
+		t.Fatalf("%d calls reached the server through an open breaker", n)
+	}
+	if b, ok := bs.Lookup(addr); !ok || b.State() != backoff.BreakerOpen {
+		t.Fatalf("no open breaker for target %q", addr)
+	}
+}
+
+func TestClientBudget(t *testing.T) {
+	h := newTestHealth()
+	arr := &arrivals{}
+	addr := serve(t, h, arr, nil, nil)
+	budget, err := backoff.NewBudget(backoff.BudgetConfig{Ratio: 0.1, NoFloor: true, MaxTokens: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: backoff.Policy{Base: time.Microsecond, MaxAttempts: 10}, Budget: budget})
+	c := dial(t, addr, retrying(cl)...)
+	_, err = check(context.Background(), c, "code:14")
+	if !errors.Is(err, backoff.ErrBudgetExhausted) || status.Code(err) != codes.Unavailable {
+		t.Fatalf("err %v, want budget exhausted with code Unavailable", err)
+	}
+	if n := len(arr.get()); n != 1 {
+		t.Fatalf("%d attempts, want 1 (the budget held no token)", n)
+	}
+}
+
+func TestClientStreamRetriesEstablishmentOnly(t *testing.T) {
+	// Stream creation against a port nobody listens on fails in streamer
+	// itself: retried.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close()
+	attempts := 0
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, OnAttempt: func(m string, ev backoff.Event) {
+		if m == watchMethod {
+			attempts++
+		}
+	}})
+	c := dial(t, dead, retrying(cl)...)
+	_, err = c.Watch(context.Background(), &grpc_health_v1.HealthCheckRequest{})
+	if status.Code(err) != codes.Unavailable || attempts != 3 {
+		t.Fatalf("err %v after %d attempts, want Unavailable after 3", err, attempts)
+	}
+
+	// A stream the server refuses fails on its first Recv, after the
+	// stream was handed over: not retried, the pushback left to the
+	// application in Trailer.
+	b, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1, MaxQueue: 1, MaxWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustServer(t, grpcguard.ServerConfig{Bulkhead: b})
+	h := newTestHealth()
+	arr := &arrivals{}
+	c2 := dial(t, serve(t, h, arr, s.Unary, s.Stream), retrying(cl)...)
+	first, err := c2.Watch(context.Background(), &grpc_health_v1.HealthCheckRequest{Service: "block"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := c2.Watch(context.Background(), &grpc_health_v1.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = second.Recv()
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("second stream: %v, want Unavailable", err)
+	}
+	if d, retry, present := grpcguard.ParsePushback(second.Trailer()[grpcguard.PushbackKey]); !present || !retry || d != time.Millisecond {
+		t.Fatalf("second stream's pushback %v %v %v, want 1ms", d, retry, present)
+	}
+	if n := len(arr.get()); n != 2 {
+		t.Fatalf("%d streams reached the server, want 2", n)
+	}
+}
+
+func TestNewClientValidates(t *testing.T) {
+	cases := map[string]grpcguard.ClientConfig{
+		"OK code":           {RetryCodes: []codes.Code{codes.OK}},
+		"code out of range": {IdempotentCodes: []codes.Code{17}},
+		"bad method":        {IdempotentMethods: []string{"Check"}},
+		"method no name":    {IdempotentMethods: []string{"/grpc.health.v1.Health/"}},
+		"negative pushback": {MaxPushback: -time.Second},
+		"bad policy":        {Policy: backoff.Policy{Multiplier: -1}},
+	}
+	for name, cfg := range cases {
+		if _, err := grpcguard.NewClient(cfg); !errors.Is(err, grpcguard.ErrInvalidConfig) {
+			t.Errorf("%s: err %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	if _, err := grpcguard.NewClient(grpcguard.ClientConfig{Policy: backoff.Policy{Multiplier: -1}}); !errors.Is(err, backoff.ErrInvalidPolicy) {
+		t.Errorf("bad policy: err %v, want backoff.ErrInvalidPolicy too", err)
+	}
+	if _, err := grpcguard.NewClient(grpcguard.ClientConfig{}); err != nil {
+		t.Errorf("zero config: %v", err)
+	}
+}

@@ -1,0 +1,81 @@
+package grpcguard_test
+
+import (
+	"math"
+	"strconv"
+	"testing"
+	"time"
+
+	grpcguard "github.com/stormguard/stormguard/contrib/grpc"
+	"pgregory.net/rapid"
+)
+
+// TestParsePushbackProperty checks ParsePushback against gRPC's retry
+// design (A6): one decimal value is a delay in milliseconds; a negative,
+// malformed or repeated value means "do not retry"; none means "no hint".
+func TestParsePushbackProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		switch rapid.IntRange(0, 3).Draw(t, "kind") {
+		case 0: // a number, negative or not, possibly beyond any duration
+			n := rapid.Int64().Draw(t, "n")
+			d, retry, present := grpcguard.ParsePushback([]string{strconv.FormatInt(n, 10)})
+			if !present {
+				t.Fatalf("%d: not present", n)
+			}
+			if n < 0 {
+				if retry {
+					t.Fatalf("%d: retry, want do not retry", n)
+				}
+				return
+			}
+			want := time.Duration(math.MaxInt64)
+			if n <= math.MaxInt64/int64(time.Millisecond) {
+				want = time.Duration(n) * time.Millisecond
+			}
+			if !retry || d != want {
+				t.Fatalf("%d: %v %v, want %v true", n, d, retry, want)
+			}
+		case 1: // any string
+			s := rapid.String().Draw(t, "s")
+			d, retry, present := grpcguard.ParsePushback([]string{s})
+			digits := s != ""
+			for _, c := range s {
+				digits = digits && c >= '0' && c <= '9'
+			}
+			if !present || retry != digits {
+				t.Fatalf("%q: retry %v present %v, want retry %v", s, retry, present, digits)
+			}
+			if !digits && d != 0 {
+				t.Fatalf("%q: delay %v with no retry", s, d)
+			}
+		case 2: // several values
+			vs := rapid.SliceOfN(rapid.StringMatching(`[0-9]{1,4}`), 2, 4).Draw(t, "vs")
+			if _, retry, present := grpcguard.ParsePushback(vs); retry || !present {
+				t.Fatalf("%q: retry %v present %v, want do not retry", vs, retry, present)
+			}
+		case 3: // FormatPushback round-trips, rounding up, within MaxPushback
+			d := time.Duration(rapid.Int64().Draw(t, "d"))
+			got, retry, present := grpcguard.ParsePushback([]string{grpcguard.FormatPushback(d)})
+			if !present {
+				t.Fatal("not present")
+			}
+			switch {
+			case d < 0:
+				if retry {
+					t.Fatalf("%v: retry, want do not retry", d)
+				}
+			case d > grpcguard.MaxPushback:
+				if !retry || got != grpcguard.MaxPushback {
+					t.Fatalf("%v: %v, want MaxPushback", d, got)
+				}
+			default:
+				if !retry || got < d || got-d >= time.Millisecond {
+					t.Fatalf("%v: %v, want d rounded up to a millisecond", d, got)
+				}
+			}
+		}
+	})
+	if _, _, present := grpcguard.ParsePushback(nil); present {
+		t.Fatal("no value: present")
+	}
+}
