@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	grpcguard "github.com/stormguard/stormguard/contrib/grpc"
 	"github.com/stormguard/stormguard/backoff"
+	grpcguard "github.com/stormguard/stormguard/contrib/grpc"
 	"github.com/stormguard/stormguard/shed"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"

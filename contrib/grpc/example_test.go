@@ -6,8 +6,8 @@ import (
 	"net"
 	"time"
 
-	grpcguard "github.com/stormguard/stormguard/contrib/grpc"
 	"github.com/stormguard/stormguard/backoff"
+	grpcguard "github.com/stormguard/stormguard/contrib/grpc"
 	"github.com/stormguard/stormguard/shed"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
