@@ -62,7 +62,8 @@ type ClientConfig struct {
 // Client holds client interceptors that retry calls. Build one with
 // NewClient; its methods Unary and Stream are a grpc.UnaryClientInterceptor
 // and a grpc.StreamClientInterceptor. A Client is safe for concurrent use;
-// its state is the Budget and Breakers it was given.
+// its state is the Budget and Breakers it was given. A nil *Client makes
+// every call once, without retries, as backoff's nil guards do.
 type Client struct {
 	policy      backoff.Policy
 	budget      *backoff.Budget
@@ -199,16 +200,23 @@ func (c *Client) options(target, method string, opts []backoff.Option) ([]backof
 //     start after it, the call ends at once;
 //   - it never makes an attempt once the caller's context is done.
 //
-// A call that fails once and is not retried returns that attempt's error
-// unchanged. A call that was retried, or refused by a breaker or the
-// budget, returns an error whose gRPC status (status.Code, status.Convert)
+// A call whose only attempt fails with an error not to be retried, or
+// while the caller's context ends, returns that attempt's error unchanged.
+// Any other failure (a call that was retried, or whose retry a breaker,
+// the budget, the deadline or MaxPushback refused) returns an error whose gRPC status (status.Code, status.Convert)
 // has the last attempt's code (codes.Unavailable if a breaker refused
 // every attempt; the context's code if the caller's context ended the
 // call) and which matches, with errors.Is and errors.As, the
 // *backoff.Error saying why it stopped and the last attempt's error.
 func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if invoker == nil {
+		return status.Error(codes.Internal, "grpcguard: nil invoker")
+	}
+	if c == nil {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
 	var buf [4]backoff.Option
-	bopts, err := c.options(cc.Target(), method, buf[:0])
+	bopts, err := c.options(target(cc), method, buf[:0])
 	if err != nil {
 		return err
 	}
@@ -227,6 +235,14 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 	return c.result(ctx, err, attempts, last)
 }
 
+// target is cc's target, or "" for a nil cc.
+func target(cc *grpc.ClientConn) string {
+	if cc == nil {
+		return ""
+	}
+	return cc.Target()
+}
+
 // result turns what backoff.Retry returned into what the caller receives.
 func (c *Client) result(ctx context.Context, err error, attempts int, last error) error {
 	if err == nil {
@@ -236,8 +252,15 @@ func (c *Client) result(ctx context.Context, err error, attempts int, last error
 	if !errors.As(err, &be) {
 		return err
 	}
-	if attempts == 1 && last != nil && errors.Is(be.Reason, backoff.ErrPermanent) {
-		return last // one attempt, not retried: its error unchanged
+	if attempts == 1 && last != nil {
+		// One attempt, and the loop ended on its error alone (not to be
+		// retried, or the caller's context ended it): that error, unchanged.
+		if errors.Is(be.Reason, backoff.ErrPermanent) {
+			return last
+		}
+		if c := status.Code(last); ctx.Err() != nil && (c == codes.Canceled || c == codes.DeadlineExceeded) {
+			return last
+		}
 	}
 	code := codes.Unknown
 	switch {
@@ -281,8 +304,14 @@ func (e *retryError) GRPCStatus() *status.Status { return status.New(e.code, e.E
 // the stream's Trailer(), which ParsePushback reads. The stream's breaker,
 // if any, is told only whether the stream was created.
 func (c *Client) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if streamer == nil {
+		return nil, status.Error(codes.Internal, "grpcguard: nil streamer")
+	}
+	if c == nil {
+		return streamer(ctx, desc, cc, method, opts...)
+	}
 	var buf [4]backoff.Option
-	bopts, err := c.options(cc.Target(), method, buf[:0])
+	bopts, err := c.options(target(cc), method, buf[:0])
 	if err != nil {
 		return nil, err
 	}

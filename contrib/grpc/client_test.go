@@ -171,6 +171,8 @@ func TestClientRetriesOnlySafeCodes(t *testing.T) {
 		{"unavailable, pushback -1", plain, "code:14:pb:-1", 1},
 		{"unavailable, malformed pushback", plain, "code:14:pb:1ms", 1},
 		{"idempotent, pushback -1", idem, "code:10:pb:-1", 1},
+		{"code beyond the known ones", idem, "code:99", 1},
+		{"resource exhausted, pushback beyond int64", plain, "code:8:pb:99999999999999999999999", 1},
 	}
 	for _, tc := range cases {
 		before := len(arr.get())
@@ -181,7 +183,12 @@ func TestClientRetriesOnlySafeCodes(t *testing.T) {
 		if n := len(arr.get()) - before; n != tc.attempts {
 			t.Errorf("%s: %d attempts, want %d", tc.name, n, tc.attempts)
 		}
-		if tc.attempts == 1 {
+		if strings.Contains(tc.name, "beyond int64") {
+			// Retryable, but for longer than MaxPushback allows.
+			if !errors.Is(err, backoff.ErrRetryAfterTooLong) {
+				t.Errorf("%s: error %v, want backoff.ErrRetryAfterTooLong", tc.name, err)
+			}
+		} else if tc.attempts == 1 {
 			// Not retried: the server's error, unchanged.
 			if st := status.Convert(err); st.Message() != "told to fail" {
 				t.Errorf("%s: error %v, want the server's unchanged", tc.name, err)
@@ -333,5 +340,61 @@ func TestNewClientValidates(t *testing.T) {
 	}
 	if _, err := grpcguard.NewClient(grpcguard.ClientConfig{}); err != nil {
 		t.Errorf("zero config: %v", err)
+	}
+}
+
+func TestClientDoneContextMakesNoAttempt(t *testing.T) {
+	h := newTestHealth()
+	arr := &arrivals{}
+	addr := serve(t, h, arr, nil, nil)
+	c := dial(t, addr, retrying(mustClient(t, grpcguard.ClientConfig{Policy: fast}))...)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := check(ctx, c, ""); status.Code(err) != codes.Canceled {
+		t.Fatalf("err %v, want Canceled", err)
+	}
+	ws, err := c.Watch(ctx, &grpc_health_v1.HealthCheckRequest{})
+	if err == nil {
+		_, err = ws.Recv()
+	}
+	if status.Code(err) != codes.Canceled {
+		t.Fatalf("stream: err %v, want Canceled", err)
+	}
+	if n := len(arr.get()); n != 0 {
+		t.Fatalf("%d attempts with a done context", n)
+	}
+}
+
+func TestNilClientAndServer(t *testing.T) {
+	var c *grpcguard.Client
+	calls := 0
+	err := c.Unary(context.Background(), checkMethod, nil, nil, nil,
+		func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { calls++; return status.Error(codes.Unavailable, "x") })
+	if calls != 1 || status.Code(err) != codes.Unavailable {
+		t.Fatalf("nil client: %d calls, err %v; want one plain call", calls, err)
+	}
+	if err := (&grpcguard.Client{}).Unary(context.Background(), checkMethod, nil, nil, nil, nil); status.Code(err) != codes.Internal {
+		t.Fatalf("nil invoker: %v", err)
+	}
+	var s *grpcguard.Server
+	ran := false
+	_, err = s.Unary(context.Background(), nil, nil, func(context.Context, any) (any, error) { ran = true; return nil, nil })
+	if ran || !errors.Is(err, grpcguard.ErrInvalidArgument) || status.Code(err) != codes.Internal {
+		t.Fatalf("nil server: ran %v, err %v", ran, err)
+	}
+	err = s.Stream(nil, fakeStream{context.Background()}, nil, func(any, grpc.ServerStream) error { ran = true; return nil })
+	if ran || !errors.Is(err, grpcguard.ErrInvalidArgument) {
+		t.Fatalf("nil server stream: ran %v, err %v", ran, err)
+	}
+	b, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1})
+	s = mustServer(t, grpcguard.ServerConfig{Bulkhead: b})
+	if _, err := s.Unary(context.Background(), nil, nil, nil); !errors.Is(err, grpcguard.ErrInvalidArgument) {
+		t.Fatalf("nil handler: %v", err)
+	}
+	if _, err := s.Unary(context.Background(), nil, nil, func(context.Context, any) (any, error) { return "ok", nil }); err != nil {
+		t.Fatalf("nil info: %v", err)
+	}
+	if n := b.Stats().InFlight; n != 0 {
+		t.Fatalf("%d in flight", n)
 	}
 }

@@ -18,6 +18,13 @@ import (
 // NewClient return for a bad configuration.
 var ErrInvalidConfig = errors.New("grpcguard: invalid config")
 
+// ErrInvalidArgument is matched (with errors.Is) by the error a Server's
+// interceptor returns, with codes.Internal, when it is called with a nil
+// *Server, handler, context or stream: it runs nothing and admits nothing.
+// gRPC itself never makes such a call; a caller that does gets an error,
+// never a panic.
+var ErrInvalidArgument = errors.New("grpcguard: invalid argument")
+
 // ServerConfig configures a Server. Exactly one admission primitive — Queue,
 // Partition, Bulkhead, Limiter or KeyedLimiter — must be set; the other
 // fields have defaults.
@@ -72,7 +79,8 @@ type ServerConfig struct {
 // primitive. Build one with NewServer; its methods Unary and Stream are a
 // grpc.UnaryServerInterceptor and a grpc.StreamServerInterceptor. A Server
 // is safe for concurrent use and holds no state of its own beyond its
-// configuration.
+// configuration. A nil *Server refuses every call (see ErrInvalidArgument),
+// as shed's nil primitives do: a guard of capacity is not silently skipped.
 type Server struct {
 	cfg ServerConfig
 }
@@ -179,7 +187,14 @@ func DefaultPushback(r *shed.Refusal) (time.Duration, bool) {
 // returns a status error (see DefaultCode) and sets PushbackKey in the
 // trailing metadata (see DefaultPushback); handler is not called.
 func (s *Server) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	release, err := s.admit(ctx, info.FullMethod, func(md metadata.MD) { _ = grpc.SetTrailer(ctx, md) })
+	if s == nil || handler == nil || ctx == nil {
+		return nil, invalid(s == nil, handler == nil)
+	}
+	method := ""
+	if info != nil {
+		method = info.FullMethod
+	}
+	release, err := s.admit(ctx, method, func(md metadata.MD) { _ = grpc.SetTrailer(ctx, md) })
 	if err != nil {
 		return nil, err
 	}
@@ -197,8 +212,15 @@ func (s *Server) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 // stream as Unary admits a call, with the stream's context, and holds the
 // slot until handler returns (or panics): for the stream's whole life.
 func (s *Server) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	if s == nil || handler == nil || ss == nil || ss.Context() == nil {
+		return invalid(s == nil, handler == nil)
+	}
 	ctx := ss.Context()
-	release, err := s.admit(ctx, info.FullMethod, ss.SetTrailer)
+	method := ""
+	if info != nil {
+		method = info.FullMethod
+	}
+	release, err := s.admit(ctx, method, ss.SetTrailer)
 	if err != nil {
 		return err
 	}
@@ -209,6 +231,25 @@ func (s *Server) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 	panicked = false
 	return err
 }
+
+// invalid is the error of a call the interceptor cannot make: a status
+// error with codes.Internal that matches ErrInvalidArgument.
+func invalid(nilServer, nilHandler bool) error {
+	what := "nil context or stream"
+	switch {
+	case nilServer:
+		what = "nil *Server"
+	case nilHandler:
+		what = "nil handler"
+	}
+	return &invalidError{status.New(codes.Internal, "grpcguard: "+what)}
+}
+
+type invalidError struct{ st *status.Status }
+
+func (e *invalidError) Error() string              { return e.st.Message() }
+func (e *invalidError) Is(target error) bool       { return target == ErrInvalidArgument }
+func (e *invalidError) GRPCStatus() *status.Status { return e.st }
 
 type releaser func(ctx context.Context, start time.Time, err error, panicked bool)
 
