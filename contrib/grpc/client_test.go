@@ -369,7 +369,10 @@ func TestNilClientAndServer(t *testing.T) {
 	var c *grpcguard.Client
 	calls := 0
 	err := c.Unary(context.Background(), checkMethod, nil, nil, nil,
-		func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { calls++; return status.Error(codes.Unavailable, "x") })
+		func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+			calls++
+			return status.Error(codes.Unavailable, "x")
+		})
 	if calls != 1 || status.Code(err) != codes.Unavailable {
 		t.Fatalf("nil client: %d calls, err %v; want one plain call", calls, err)
 	}
