@@ -186,3 +186,51 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("%d bodies open of %d", ct.open(), ct.opened.Load())
 	}
 }
+
+// http.Client.Timeout reaches the transport as the request's deadline: a
+// Retry-After that would outlast it is not waited for, over a real server.
+func TestClientTimeoutIsTheDeadline(t *testing.T) {
+	var hits atomic.Int32
+	srv, ct := newLoopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Retry-After", "3600")
+		http.Error(w, "come back later", http.StatusServiceUnavailable)
+	}))
+	var giveUp error
+	rt := mustNew(t, backoffhttp.Config{Base: ct, MaxRetryAfter: 2 * time.Hour, OnAttempt: func(a backoffhttp.Attempt) { giveUp = a.GiveUp }})
+	client := &http.Client{Transport: rt, Timeout: time.Minute}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 503 || string(body) != "come back later\n" {
+		t.Fatalf("status %d, body %q, err %v", resp.StatusCode, body, err)
+	}
+	if hits.Load() != 1 || !errors.Is(giveUp, backoff.ErrDeadline) {
+		t.Fatalf("%d hits, reason %v", hits.Load(), giveUp)
+	}
+	if ct.open() != 0 {
+		t.Fatal("bodies left open")
+	}
+}
+
+// A Retry-After at the limits of time.Duration neither overflows into a
+// short wait nor sends early: with the cap lifted, the wait lasts until the
+// caller cancels.
+func TestHugeRetryAfterDoesNotOverflow(t *testing.T) {
+	for _, h := range []string{"9223372036", "99999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"} {
+		synctest.Test(t, func(t *testing.T) {
+			fb := &fakeBase{answers: []answer{{status: 503, retryAfter: h}, {status: 200}}}
+			rt := mustNew(t, backoffhttp.Config{Base: fb, MaxRetryAfter: time.Duration(1<<63 - 1)})
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(time.Hour, cancel)
+			start := time.Now()
+			_, err := rt.RoundTrip(getWith(ctx))
+			if !errors.Is(err, context.Canceled) || fb.sent() != 1 || time.Since(start) != time.Hour {
+				t.Fatalf("Retry-After %s: err %v, %d sent, after %v", h, err, fb.sent(), time.Since(start))
+			}
+		})
+	}
+}
