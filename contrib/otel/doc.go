@@ -104,7 +104,7 @@
 //	| stormguard.backoff.budget.tokens | Float64ObservableGauge | {token} |  | Tokens |
 //	| stormguard.backoff.budget.retries | Int64ObservableCounter | {retry} |  | Retries |
 //	| stormguard.backoff.budget.refused | Int64ObservableCounter | {retry} |  | Refused |
-//	| stormguard.backoff.breaker.state | Int64ObservableGauge | 1 | stormguard.key (Breakers), stormguard.state | State |
+//	| stormguard.backoff.breaker.state | Int64ObservableGauge | {state} | stormguard.key (Breakers), stormguard.state | State |
 //	| stormguard.backoff.breaker.transitions | Int64ObservableCounter | {transition} | stormguard.key (Breakers) | Generation |
 //	| stormguard.backoff.breaker.transition.time | Float64ObservableGauge | s | stormguard.key (Breakers) | Since |
 //	| stormguard.backoff.breaker.calls | Int64ObservableGauge | {call} | stormguard.key (Breakers) | Calls |

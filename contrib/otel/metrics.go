@@ -287,7 +287,7 @@ var instruments = append(shedInstruments(),
 	inst{budgetPrefix + ".retries", "{retry}", "Retries the budget admitted.", counterInt},
 	inst{budgetPrefix + ".refused", "{retry}", "Retries the budget refused.", counterInt},
 
-	inst{breakerPrefix + ".state", "1", "1 for the breaker's current stormguard.state, 0 for the others.", gaugeInt},
+	inst{breakerPrefix + ".state", "{state}", "1 for the breaker's current stormguard.state, 0 for the others.", gaugeInt},
 	inst{breakerPrefix + ".transitions", "{transition}", "State transitions of the breaker.", counterInt},
 	inst{breakerPrefix + ".transition.time", "s", "Unix time of the latest transition; 0 before the first.", gaugeFloat},
 	inst{breakerPrefix + ".calls", "{call}", "Calls in the breaker's window (see backoff.BreakerStats).", gaugeInt},
