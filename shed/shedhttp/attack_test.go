@@ -55,6 +55,12 @@ func TestDeadlineHeaderEdges(t *testing.T) {
 			assert.Equal(t, "deadline", decode(t, w.Body).Reason, name)
 		}
 		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Add("X-Timeout", "5s")
+		req.Header.Add("X-Timeout", "5s")
+		w0 := httptest.NewRecorder()
+		h.ServeHTTP(w0, req)
+		assert.Equal(t, http.StatusBadRequest, w0.Code, name+": a repeated header is ambiguous")
+		req = httptest.NewRequest("GET", "/", nil)
 		req.Header.Set("X-Timeout", "9223372036854")
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)

@@ -156,9 +156,12 @@ type Event struct {
 	Kind EventKind
 	// Request is the request.
 	Request *http.Request
-	// Key is the request's key (Options.Key), or empty without one.
+	// Key is the request's key (Options.Key); empty without one, and for a
+	// request dropped or refused before its key was chosen (a client gone
+	// on arrival, a malformed deadline header).
 	Key string
-	// Priority is the request's class (Options.Priority), or shed.Normal.
+	// Priority is the request's class (Options.Priority), or shed.Normal
+	// (also before it was chosen).
 	Priority shed.Priority
 	// Err is the refusal (a *shed.Refusal), the context's error for Gone,
 	// or the header's error for BadDeadline; nil for Admitted.
