@@ -146,8 +146,10 @@ func Classify(err error) backoff.Outcome {
 // error to hand backoff.Retry (marked Permanent, or with a retry-after
 // hint).
 func (c *Client) retryable(ctx context.Context, method string, err error, trailer metadata.MD) error {
-	if ctx.Err() != nil {
-		return err // Retry stops: the caller's context is done.
+	if ctx.Err() != nil || pastDeadline(ctx) {
+		// The caller's context is done (or its deadline has passed, and
+		// its timer has not fired yet): Retry stops, as no attempt fits.
+		return err
 	}
 	code := status.Code(err)
 	d, retry, present := pushbackOf(trailer)
@@ -197,7 +199,9 @@ func (c *Client) options(target, method string, opts []backoff.Option) ([]backof
 //     than the policy's delay); a negative or malformed pushback ends the
 //     call with that attempt's error;
 //   - it never sleeps past the call's deadline: if the next attempt would
-//     start after it, the call ends at once;
+//     start after it, the call ends at once; and a retry whose sleep, planned
+//     to end before the deadline, ended after it (a late timer) is not made:
+//     the call ends with codes.DeadlineExceeded;
 //   - it never makes an attempt once the caller's context is done.
 //
 // A call whose only attempt fails with an error not to be retried, or
@@ -223,6 +227,9 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 	attempts := 0
 	var last error
 	err = backoff.Retry(ctx, c.policy, func(ctx context.Context) error {
+		if attempts > 0 && pastDeadline(ctx) {
+			return backoff.Permanent(errLateRetry)
+		}
 		attempts++
 		var trailer metadata.MD
 		err := invoker(ctx, method, req, reply, cc, append(opts[:len(opts):len(opts)], grpc.Trailer(&trailer))...)
@@ -233,6 +240,25 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 		return c.retryable(ctx, method, err, trailer)
 	}, bopts...)
 	return c.result(ctx, err, attempts, last)
+}
+
+// pastDeadline reports whether ctx's deadline has passed, even if ctx has
+// not noticed yet (its timer may fire late).
+func pastDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
+// errLateRetry ends a retry loop whose sleep ran past the call's deadline
+// (a timer fires late; the sleep was planned to end before it).
+var errLateRetry error = lateRetry{}
+
+type lateRetry struct{}
+
+func (lateRetry) Error() string { return "grpcguard: the call's deadline passed before the retry could start" }
+func (lateRetry) Unwrap() error { return context.DeadlineExceeded }
+func (lateRetry) GRPCStatus() *status.Status {
+	return status.New(codes.DeadlineExceeded, "grpcguard: the call's deadline passed before the retry could start")
 }
 
 // target is cc's target, or "" for a nil cc.
@@ -255,7 +281,7 @@ func (c *Client) result(ctx context.Context, err error, attempts int, last error
 	if attempts == 1 && last != nil {
 		// One attempt, and the loop ended on its error alone (not to be
 		// retried, or the caller's context ended it): that error, unchanged.
-		if errors.Is(be.Reason, backoff.ErrPermanent) {
+		if errors.Is(be.Reason, backoff.ErrPermanent) && !errors.Is(be.Last, errLateRetry) {
 			return last
 		}
 		if c := status.Code(last); ctx.Err() != nil && (c == codes.Canceled || c == codes.DeadlineExceeded) {
@@ -321,6 +347,9 @@ func (c *Client) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 		cs   grpc.ClientStream
 	)
 	err = backoff.Retry(ctx, c.policy, func(ctx context.Context) error {
+		if attempts > 0 && pastDeadline(ctx) {
+			return backoff.Permanent(errLateRetry)
+		}
 		attempts++
 		s, err := streamer(ctx, desc, cc, method, opts...)
 		if err == nil {

@@ -117,19 +117,18 @@ func TestClientStopsAtDeadline(t *testing.T) {
 	arr2 := len(arr.get())
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel2()
-	deadline, _ := ctx2.Deadline()
 	_, err = check(ctx2, c2, "code:14")
 	if !errors.Is(err, backoff.ErrDeadline) && !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v, want the deadline", err)
 	}
-	at := arr.get()[arr2:]
-	if len(at) < 2 {
-		t.Fatalf("%d attempts, want retries before the deadline", len(at))
+	if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
+		t.Fatalf("code %v, want Unavailable (gave up before the deadline) or DeadlineExceeded", c)
 	}
-	for i, a := range at {
-		if !a.Before(deadline) {
-			t.Fatalf("attempt %d arrived %v after the deadline", i+1, a.Sub(deadline))
-		}
+	// Attempt k starts at least (k-1)·20ms after the first (sleeps never
+	// end early), and none starts at or after the deadline, 150ms after
+	// the context was made: at most 8 attempts, however late the timers.
+	if n := len(arr.get()) - arr2; n < 2 || n > 8 {
+		t.Fatalf("%d attempts, want 2 to 8", n)
 	}
 }
 
