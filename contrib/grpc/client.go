@@ -255,7 +255,9 @@ var errLateRetry error = lateRetry{}
 
 type lateRetry struct{}
 
-func (lateRetry) Error() string { return "grpcguard: the call's deadline passed before the retry could start" }
+func (lateRetry) Error() string {
+	return "grpcguard: the call's deadline passed before the retry could start"
+}
 func (lateRetry) Unwrap() error { return context.DeadlineExceeded }
 func (lateRetry) GRPCStatus() *status.Status {
 	return status.New(codes.DeadlineExceeded, "grpcguard: the call's deadline passed before the retry could start")
