@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,5 +399,48 @@ func TestNilClientAndServer(t *testing.T) {
 	}
 	if n := b.Stats().InFlight; n != 0 {
 		t.Fatalf("%d in flight", n)
+	}
+}
+
+// lateCtx is a context whose deadline can be moved, and whose Err never
+// reports it: a context whose timer has not fired yet.
+type lateCtx struct {
+	context.Context
+	deadline atomic.Int64
+}
+
+func (c *lateCtx) Deadline() (time.Time, bool) { return time.Unix(0, c.deadline.Load()), true }
+
+func TestClientNoRetryAfterLateTimer(t *testing.T) {
+	ctx := &lateCtx{Context: context.Background()}
+	ctx.deadline.Store(time.Now().Add(time.Hour).UnixNano())
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, OnAttempt: func(string, backoff.Event) {
+		// The retry was planned within the deadline; the sleep ends after
+		// it, as when a timer fires late.
+		ctx.deadline.Store(time.Now().Add(-time.Millisecond).UnixNano())
+	}})
+	for _, stream := range []bool{false, true} {
+		ctx.deadline.Store(time.Now().Add(time.Hour).UnixNano())
+		calls := 0
+		var err error
+		if stream {
+			_, err = cl.Stream(ctx, &grpc.StreamDesc{ServerStreams: true}, nil, watchMethod,
+				func(context.Context, *grpc.StreamDesc, *grpc.ClientConn, string, ...grpc.CallOption) (grpc.ClientStream, error) {
+					calls++
+					return nil, status.Error(codes.Unavailable, "down")
+				})
+		} else {
+			err = cl.Unary(ctx, checkMethod, nil, nil, nil,
+				func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+					calls++
+					return status.Error(codes.Unavailable, "down")
+				})
+		}
+		if calls != 1 {
+			t.Fatalf("stream %v: %d attempts, want 1: no retry starts after the deadline", stream, calls)
+		}
+		if status.Code(err) != codes.DeadlineExceeded || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("stream %v: err %v (code %v), want DeadlineExceeded", stream, err, status.Code(err))
+		}
 	}
 }
