@@ -32,8 +32,11 @@ type ClientConfig struct {
 	// open it.
 	Breakers *backoff.Breakers[string]
 	// BreakerKey chooses a call's breaker from the connection's target and
-	// the full method name. Nil means the target: one breaker per backend
-	// address or name, as HTTP clients keep one per host.
+	// the full method name. Nil means the target: one breaker per name a
+	// ClientConn dials ("dns:///volumes.internal:443"), as HTTP clients
+	// keep one per host; the backends a load balancer spreads that name
+	// over share it. Return target+fullMethod to keep one per method, so
+	// that one broken method does not stop the others.
 	BreakerKey func(target, fullMethod string) string
 	// RetryCodes are the codes retried for every method. Nil means
 	// codes.Unavailable alone. A codes.ResourceExhausted that carries a

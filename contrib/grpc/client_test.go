@@ -193,8 +193,8 @@ func TestClientRetriesOnlySafeCodes(t *testing.T) {
 			if st := status.Convert(err); st.Message() != "told to fail" {
 				t.Errorf("%s: error %v, want the server's unchanged", tc.name, err)
 			}
-		} else if !errors.Is(err, backoff.ErrAttemptsExhausted) {
-			t.Errorf("%s: error %v, want attempts exhausted", tc.name, err)
+		} else if be := (*backoff.Error)(nil); !errors.Is(err, backoff.ErrAttemptsExhausted) || !errors.As(err, &be) || be.Attempts != tc.attempts {
+			t.Errorf("%s: error %v, want a *backoff.Error, attempts exhausted after %d", tc.name, err, tc.attempts)
 		}
 		if want := codes.Code(atoi(strings.Split(tc.cmd, ":")[1])); status.Code(err) != want {
 			t.Errorf("%s: code %v, want %v", tc.name, status.Code(err), want)

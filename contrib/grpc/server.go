@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/stormguard/stormguard/shed"
@@ -372,13 +373,19 @@ func (s *Server) refuse(method string, err error, trailer func(metadata.MD)) err
 // name.
 func KeyByMethod(_ context.Context, fullMethod string) string { return fullMethod }
 
-// KeyByPeer is a ServerConfig.Key that keys calls by the client's address
-// (host and port, as the connection's peer reports it); "" if unknown.
+// KeyByPeer is a ServerConfig.Key that keys calls by the client's host
+// (its IP address, without the port, so that a client's connections share
+// a key); the whole address if it has no port, and "" if unknown.
 func KeyByPeer(ctx context.Context, _ string) string {
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		return p.Addr.String()
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
 	}
-	return ""
+	addr := p.Addr.String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 // KeyByMetadata returns a ServerConfig.Key that keys calls by the first

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -165,6 +167,7 @@ func TestDefaultCodeAndPushback(t *testing.T) {
 		{&shed.Refusal{Reason: shed.ErrTooManyKeys, Current: 8, Limit: 8}, codes.Unavailable, ""},
 		{&shed.Refusal{Reason: shed.ErrDeadline}, codes.DeadlineExceeded, "-1"},
 		{&shed.Refusal{Reason: context.Canceled, Waited: time.Millisecond}, codes.Canceled, ""},
+		{&shed.Refusal{Reason: shed.ErrRateLimited, RetryIn: math.MaxInt64}, codes.ResourceExhausted, "2147483647"},
 		{&shed.Refusal{Reason: shed.ErrDeadline, Cause: context.DeadlineExceeded}, codes.DeadlineExceeded, "-1"},
 	}
 	for _, tc := range cases {
@@ -437,5 +440,25 @@ func TestNewServerValidates(t *testing.T) {
 	}
 	if _, err := grpcguard.NewServer(grpcguard.ServerConfig{Partition: p, Key: key}); err != nil {
 		t.Errorf("valid config: %v", err)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 7), Port: 5555}})
+	if got := grpcguard.KeyByPeer(ctx, checkMethod); got != "10.0.0.7" {
+		t.Errorf("KeyByPeer: %q, want the host without the port", got)
+	}
+	if got := grpcguard.KeyByPeer(context.Background(), checkMethod); got != "" {
+		t.Errorf("KeyByPeer without a peer: %q", got)
+	}
+	md := metadata.NewIncomingContext(context.Background(), metadata.Pairs("tenant", "t-7", "tenant", "t-8"))
+	if got := grpcguard.KeyByMetadata("tenant")(md, checkMethod); got != "t-7" {
+		t.Errorf("KeyByMetadata: %q, want the first value", got)
+	}
+	if got := grpcguard.KeyByMetadata("zone")(md, checkMethod); got != "" {
+		t.Errorf("KeyByMetadata of an absent key: %q", got)
+	}
+	if got := grpcguard.KeyByMethod(md, checkMethod); got != checkMethod {
+		t.Errorf("KeyByMethod: %q", got)
 	}
 }
