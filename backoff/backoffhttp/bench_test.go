@@ -14,7 +14,7 @@ type staticBase struct{ resp *http.Response }
 
 func (b staticBase) RoundTrip(*http.Request) (*http.Response, error) { return b.resp, nil }
 
-func newGuarded(tb testing.TB, hook func(backoffhttp.Attempt)) *backoffhttp.Transport {
+func newGuarded(tb testing.TB, hook func(backoffhttp.Attempt), throttled bool) *backoffhttp.Transport {
 	tb.Helper()
 	budget, err := backoff.NewBudget(backoff.BudgetConfig{})
 	if err != nil {
@@ -33,11 +33,22 @@ func newGuarded(tb testing.TB, hook func(backoffhttp.Attempt)) *backoffhttp.Tran
 }
 
 // The package comment promises that a first-try success allocates nothing
-// in the transport, with a budget and per-host breakers, hook or not.
+// in the transport, with a budget and per-host breakers, hook or not,
+// throttle or not.
 func TestFirstTrySuccessAllocatesNothing(t *testing.T) {
 	req := mustRequest(t, http.MethodGet, "http://api.internal/v1")
-	for name, hook := range map[string]func(backoffhttp.Attempt){"no hook": nil, "hook": func(backoffhttp.Attempt) {}} {
-		rt := newGuarded(t, hook)
+	for _, c := range []struct {
+		name      string
+		hook      func(backoffhttp.Attempt)
+		throttled bool
+	}{
+		{"no hook", nil, false},
+		{"hook", func(backoffhttp.Attempt) {}, false},
+		{"throttle", nil, true},
+	} {
+		name := c.name
+		rt := newGuarded(t, c.hook, c.throttled)
+		rt.RoundTrip(req) // the throttle's first call sets it up
 		allocs := testing.AllocsPerRun(100, func() {
 			if _, err := rt.RoundTrip(req); err != nil {
 				t.Fatal(err)
@@ -56,8 +67,9 @@ func BenchmarkRoundTrip(b *testing.B) {
 		rt   http.RoundTripper
 	}{
 		{"base", staticBase{&http.Response{StatusCode: http.StatusOK, Body: http.NoBody}}},
-		{"guarded", newGuarded(b, nil)},
-		{"guarded-hook", newGuarded(b, func(backoffhttp.Attempt) {})},
+		{"guarded", newGuarded(b, nil, false)},
+		{"guarded-hook", newGuarded(b, func(backoffhttp.Attempt) {}, false)},
+		{"guarded-throttle", newGuarded(b, nil, true)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()

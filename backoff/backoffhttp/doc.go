@@ -84,9 +84,11 @@
 //
 // # Cost
 //
-// A request that succeeds at once allocates nothing in this package and reads
-// no clock unless Policy.MaxElapsed is set: one context check, the breaker's
-// lock-free closed-state admission (a read lock to find the host's breaker),
-// the budget's deposit and a status check. A nil OnAttempt hook costs one
-// comparison.
+// A request that succeeds at once allocates nothing in this package, with or
+// without a budget, breakers, a throttle and a hook, and reads no clock of its
+// own unless Policy.MaxElapsed is set (a Throttle reads one per request, and
+// a Breaker does when it counts slow calls or keeps a time window): one
+// context check, the breaker's lock-free closed-state admission and record
+// (after a read-locked lookup of the host's breaker), the budget's deposit
+// and a status check. A nil OnAttempt hook costs one comparison.
 package backoffhttp
