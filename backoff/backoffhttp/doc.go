@@ -59,12 +59,14 @@
 // off instead of multiplying the load by MaxAttempts. Config.Breakers keeps
 // one breaker per URL host (req.URL.Host): an open breaker refuses without
 // sending, with an error that matches backoff.ErrBreakerOpen and carries, as a
-// backoff.RetryAfterError, the time until its next probe. A transport error,
-// a 429 and a 5xx count as failures for the breaker and the throttle; any
-// other status, 4xx included, counts as a success, since the host answered
-// on the merits. A failing request is recorded as a *StatusError (or the
-// transport error), so a BreakerConfig.Classify can tell them apart. A
-// request the caller cancelled counts as nothing.
+// backoff.RetryAfterError, the time until its next probe. Whatever Classify does not call a
+// Success counts as a failure for the breaker and the throttle: by default a
+// transport error, a 429 and a 5xx; any other status, 4xx included, counts
+// as a success, since the host answered on the merits. A failing request is
+// recorded as a *StatusError (or the transport error), so a
+// BreakerConfig.Classify can tell them apart. A request the caller
+// cancelled counts as nothing; one that ran into the caller's deadline
+// counts as the failure it is, as everywhere in package backoff.
 //
 // # Errors
 //
