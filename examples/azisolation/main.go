@@ -1,71 +1,89 @@
 // Command azisolation reproduces the 2011 EBS control-plane failure on a real
 // HTTP service on loopback, and shows it contained.
 //
+//	go run ./azisolation [-duration D] [-rate N] [-sick-after D] [-sick-for D]
+//	    [-sick-delay D] [-client-timeout D] [-pool N] [-seed N] [-out DIR] [-json]
+//
 // A small control-plane service answers /az/{zone}/describe for three
-// Availability Zones. Each request calls into its zone's backend. Midway,
-// one zone's backend becomes slow (its calls hang for seconds). A built-in
-// load generator drives all three zones at a steady rate, and the run is
-// made twice:
+// Availability Zones. Each request calls into its zone's backend. After
+// -sick-after, us-east-1a's backend becomes slow (-sick-delay per call:
+// slow but working at 300ms or 1s, hung at the default 5s) for -sick-for,
+// then recovers. A load generator drives all three zones at a steady rate,
+// and an operator health-checks each zone's backend, pauses a zone that
+// stopped answering and resumes it once it answers again. The run is made
+// twice:
 //
 //   - "2011": one regional pool shared by all zones, with long timeouts —
 //     the design that let calls into the sick zone fill the pool and fail
-//     the API in every zone;
-//   - "guarded": a shed.Partition (each zone capped at a share of the pool),
-//     short call timeouts, and a shed.Queue that sheds work which waited too
-//     long or cannot meet its deadline.
+//     the API in every zone; the operator's pause is a switch in front of
+//     the pool, as the 2011 team's deployed change was;
+//   - "guarded": a shed.Partition keyed by zone in which each zone learns
+//     its own concurrency limit from its latency (shed.AdaptiveConfig)
+//     under the regional total, a call timeout per zone learned from that
+//     zone's own successful calls, and Partition.Pause as the operator's
+//     lever.
 //
-// It prints, per run and zone, the success rate and the p50/p99 latency seen
-// by clients, the request rate the load generator achieved beside the one
-// asked for, and a verdict per zone computed from those numbers with the
-// thresholds it states. Traffic goes only to 127.0.0.1; the load is bounded
-// in count and time (the largest flags run for about 95 s).
+// It prints, per run, a per-second table of each zone's success and p50/p99
+// latency and of the backend calls in flight, the events (sick, paused,
+// recovered, resumed), and sentences computed from those numbers, with the
+// postmortem's figures beside the simulated ones. -out DIR writes the
+// charts as PNG and SVG; -json prints one JSON object instead of the text.
+// Traffic goes only to 127.0.0.1.
 package main
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
+	"math"
 	"os"
 	"slices"
-	"strings"
-	"sync"
-	"text/tabwriter"
 	"time"
 
+	"github.com/stormguard/stormguard/examples/internal/progress"
 	"github.com/stormguard/stormguard/shed"
 )
 
 var zones = []string{"us-east-1a", "us-east-1b", "us-east-1c"}
 
-const (
-	defaultFast       = 5 * time.Millisecond
-	defaultClientWait = time.Second
-)
+const defaultFast = 5 * time.Millisecond
 
 // Flag ranges. The largest values are sized so that a run (two designs
 // of at most maxDuration each, plus the client timeout to drain) finishes
-// well within two minutes.
+// within five minutes.
 const (
-	minDuration  = 100 * time.Millisecond
-	maxDuration  = 45 * time.Second
-	maxRate      = 2000
-	minSickDelay = time.Millisecond
-	maxSickDelay = time.Minute
-	maxPool      = 10000
+	minDuration   = time.Second
+	maxDuration   = 2 * time.Minute
+	maxRate       = 2000
+	minSickDelay  = time.Millisecond
+	maxSickDelay  = time.Minute
+	minClientWait = 100 * time.Millisecond
+	maxClientWait = 10 * time.Second
+	maxPool       = 10000
+)
+
+// The guarded design's fixed parameters: each zone may hold at most
+// zoneShare of the pool, and its adaptive limit never falls below half of
+// that (zoneFloor); calls wait at most zoneMaxWait for a slot.
+const (
+	zoneShare   = 0.75
+	zoneMaxWait = 50 * time.Millisecond
 )
 
 type config struct {
 	duration   time.Duration // load per run
 	rate       int           // requests per second per zone
 	sickAfter  time.Duration // when the sick zone turns slow
+	sickFor    time.Duration // for how long
 	sickDelay  time.Duration // how long its backend calls take then
 	fast       time.Duration // a healthy backend call
 	pool       int           // regional worker pool
 	clientWait time.Duration // client timeout per request
+	seed       uint64        // backend latency jitter
+	out        string        // chart directory, or ""
+	json       bool
 }
 
 func (c config) validate() error {
@@ -79,8 +97,14 @@ func (c config) validate() error {
 	if c.sickAfter < 0 || c.sickAfter >= c.duration {
 		errs = append(errs, fmt.Errorf("-sick-after %v must be in [0, -duration %v)", c.sickAfter, c.duration))
 	}
+	if c.sickFor < minSickDelay || c.sickFor > maxDuration {
+		errs = append(errs, fmt.Errorf("-sick-for %v must be in [%v, %v]", c.sickFor, minSickDelay, maxDuration))
+	}
 	if c.sickDelay < minSickDelay || c.sickDelay > maxSickDelay {
 		errs = append(errs, fmt.Errorf("-sick-delay %v must be in [%v, %v]", c.sickDelay, minSickDelay, maxSickDelay))
+	}
+	if c.clientWait < minClientWait || c.clientWait > maxClientWait {
+		errs = append(errs, fmt.Errorf("-client-timeout %v must be in [%v, %v]", c.clientWait, minClientWait, maxClientWait))
 	}
 	if c.pool < 1 || c.pool > maxPool {
 		errs = append(errs, fmt.Errorf("-pool %d must be in [1, %d]", c.pool, maxPool))
@@ -88,377 +112,20 @@ func (c config) validate() error {
 	return errors.Join(errs...)
 }
 
-// backend simulates one zone's storage API: fast, until the zone is sick.
-type backend struct {
-	fast, slow time.Duration
-	sickAt     time.Time
-	sick       bool
-}
-
-func (b backend) call(ctx context.Context) error {
-	d := b.fast
-	if b.sick && time.Now().After(b.sickAt) {
-		d = b.slow
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// admission is what the service puts between a request and its backend.
-type admission interface {
-	do(ctx context.Context, zone string, fn func(context.Context) error) error
-}
-
-// shared is the 2011 design: one pool for every zone, long timeouts.
-type shared struct {
-	pool    *shed.Bulkhead
-	timeout time.Duration
-}
-
-func (s shared) do(ctx context.Context, _ string, fn func(context.Context) error) error {
-	return s.pool.Do(ctx, func(ctx context.Context) error {
-		// As in 2011, a worker that has called into a zone is stuck there
-		// until the call's own long timeout, whether or not the client
-		// still waits for the answer.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
-		defer cancel()
-		return fn(ctx)
-	})
-}
-
-// guarded caps each zone's share of the pool and sheds early.
-type guarded struct {
-	zones *shed.Partition[string]
-	queue *shed.Queue
-}
-
-func (g guarded) do(ctx context.Context, zone string, fn func(context.Context) error) error {
-	return g.zones.Do(ctx, zone, func(ctx context.Context) error {
-		return g.queue.Do(ctx, shed.Normal, fn)
-	})
-}
-
-func newService(adm admission, backends map[string]backend) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /az/{zone}/describe", func(w http.ResponseWriter, r *http.Request) {
-		zone := r.PathValue("zone")
-		be, ok := backends[zone]
-		if !ok {
-			http.Error(w, "unknown zone", http.StatusNotFound)
-			return
-		}
-		err := adm.do(r.Context(), zone, be.call)
-		switch {
-		case err == nil:
-			io.WriteString(w, "ok\n")
-		case errors.Is(err, shed.ErrShed):
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		default:
-			http.Error(w, err.Error(), http.StatusGatewayTimeout)
-		}
-	})
-	return mux
-}
-
-type result struct {
-	zone    string
-	ok      bool
-	latency time.Duration
-}
-
-// target is how many requests a zone gets in a run: rate × duration.
-func target(rate int, duration time.Duration) int {
-	return int(int64(rate) * int64(duration) / int64(time.Second))
-}
-
-// dueBy is how many of a zone's requests should have been sent elapsed
-// into a run: one at the start, then one every 1/rate, never more than
-// target. A generator that sends dueBy on every wake-up catches up after a
-// stall instead of dropping the requests it missed (as a time.Ticker does).
-func dueBy(elapsed time.Duration, rate int, duration time.Duration) int {
-	total := target(rate, duration)
-	if elapsed < 0 {
-		return min(1, total)
-	}
-	elapsed = min(elapsed, duration)
-	return min(total, int(int64(rate)*int64(elapsed)/int64(time.Second))+1)
-}
-
-// loadStats is what a run's generator measured about itself.
-type loadStats struct {
-	sent     int           // requests sent, over all zones
-	lastSend time.Duration // when the last one actually began, from the start
-}
-
-// achieved is the per-zone rate the generator reached: requests sent per
-// zone over the time it took until the last one actually began (at least
-// the run's duration), so a generator whose request goroutines wait for
-// CPU shows a shortfall even if it spawned them on schedule.
-func (l loadStats) achieved(duration time.Duration) float64 {
-	return float64(l.sent) / float64(len(zones)) / max(duration, l.lastSend).Seconds()
-}
-
-// load drives every zone at cfg.rate for cfg.duration and returns every
-// request's outcome and what it achieved.
-func load(url string, cfg config) ([]result, loadStats) {
-	client := &http.Client{
-		Timeout:   cfg.clientWait,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 1024},
-	}
-	defer client.CloseIdleConnections()
-	var mu sync.Mutex
-	var out []result
-	var stats loadStats
-	var wg, gen sync.WaitGroup
-	total := target(cfg.rate, cfg.duration)
-	interval := time.Second / time.Duration(cfg.rate)
-	start := time.Now()
-	for _, zone := range zones {
-		gen.Add(1)
-		go func() {
-			defer gen.Done()
-			sent := 0
-			for sent < total {
-				due := dueBy(time.Since(start), cfg.rate, cfg.duration)
-				for ; sent < due; sent++ {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						t0 := time.Now()
-						resp, err := client.Get(url + "/az/" + zone + "/describe")
-						ok := err == nil && resp.StatusCode == http.StatusOK
-						if err == nil {
-							io.Copy(io.Discard, resp.Body)
-							resp.Body.Close()
-						}
-						mu.Lock()
-						out = append(out, result{zone, ok, time.Since(t0)})
-						stats.lastSend = max(stats.lastSend, t0.Sub(start))
-						mu.Unlock()
-					}()
-				}
-				if sent < total {
-					time.Sleep(time.Until(start.Add(time.Duration(sent) * interval)))
-				}
-			}
-			mu.Lock()
-			stats.sent += sent
-			mu.Unlock()
-		}()
-	}
-	gen.Wait()
-	wg.Wait()
-	return out, stats
-}
-
-func runDesign(adm admission, cfg config) ([]result, loadStats, error) {
-	start := time.Now()
-	backends := map[string]backend{}
-	for i, z := range zones {
-		backends[z] = backend{fast: cfg.fast, slow: cfg.sickDelay, sickAt: start.Add(cfg.sickAfter), sick: i == 0}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, loadStats{}, err
-	}
-	srv := &http.Server{Handler: newService(adm, backends), ReadHeaderTimeout: time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
-	out, stats := load("http://"+ln.Addr().String(), cfg)
-	return out, stats, nil
-}
-
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
-}
-
-// Verdict thresholds. A healthy zone is "unaffected" only if at least
-// unaffectedSuccess of its requests succeed and its p99 is at most
-// unaffectedP99 (20 healthy backend calls); "degraded" if at least
-// degradedSuccess succeed; otherwise "failed".
-const (
-	unaffectedSuccess = 0.99
-	unaffectedP99     = 20 * defaultFast
-	degradedSuccess   = 0.90
-)
-
-// zoneStats summarizes one zone's requests in one run.
-type zoneStats struct {
-	zone     string
-	n, ok    int
-	p50, p99 time.Duration
-}
-
-func (z zoneStats) success() float64 { return float64(z.ok) / float64(max(z.n, 1)) }
-
-// verdict is the word for z's outcome, from the thresholds above.
-func (z zoneStats) verdict() string {
-	switch {
-	case z.n == 0:
-		return "no requests"
-	case z.success() >= unaffectedSuccess && z.p99 <= unaffectedP99:
-		return "unaffected"
-	case z.success() >= degradedSuccess:
-		return "degraded"
-	default:
-		return "failed"
-	}
-}
-
-func stats(results []result) []zoneStats {
-	var all []zoneStats
-	for _, z := range zones {
-		s := zoneStats{zone: z}
-		var lat []time.Duration
-		for _, r := range results {
-			if r.zone != z {
-				continue
-			}
-			s.n++
-			if r.ok {
-				s.ok++
-			}
-			lat = append(lat, r.latency)
-		}
-		slices.Sort(lat)
-		s.p50, s.p99 = percentile(lat, 0.5), percentile(lat, 0.99)
-		all = append(all, s)
-	}
-	return all
-}
-
-func role(zone string) string {
-	if zone == zones[0] {
-		return "sick"
-	}
-	return "healthy"
-}
-
-func report(w io.Writer, name string, all []zoneStats) {
-	for _, s := range all {
-		fmt.Fprintf(w, "%s\t%s (%s)\t%d\t%.1f%%\t%v\t%v\n", name, s.zone, role(s.zone), s.n, 100*s.success(),
-			s.p50.Round(100*time.Microsecond), s.p99.Round(100*time.Microsecond))
-	}
-}
-
-// summarize prints one sentence per zone of a design, each computed from
-// that zone's numbers.
-func summarize(w io.Writer, name string, all []zoneStats) {
-	for _, s := range all {
-		fmt.Fprintf(w, "%s, %s zone %s: %.1f%% of %d requests succeeded, p99 %v: %s.\n",
-			name, role(s.zone), s.zone, 100*s.success(), s.n, s.p99.Round(100*time.Microsecond), s.verdict())
-	}
-}
-
-// worstHealthy is the lowest success rate among the healthy zones.
-func worstHealthy(all []zoneStats) float64 {
-	worst := 1.0
-	for _, s := range all[1:] {
-		worst = min(worst, s.success())
-	}
-	return worst
-}
-
-// rateLine prints the achieved per-zone rate beside the stated one, with a
-// warning when the generator reached less than 95% of it.
-func rateLine(stated int, achieved float64) string {
-	frac := achieved / float64(stated)
-	line := fmt.Sprintf("load: asked %d req/s per zone, sent %.0f req/s (%.1f%%)", stated, achieved, 100*frac)
-	if frac < 0.95 {
-		line += "; WARNING: this machine could not send the stated rate, so the run measured a lighter load"
-	}
-	return line
-}
-
-// starvedLine says, when some zone's p99 is more than 1.5 times the client
-// timeout (which caps each request), that the latencies include the load
-// generator's own wait for CPU; it is empty otherwise.
-func starvedLine(all []zoneStats, clientWait time.Duration) string {
-	worst := zoneStats{}
-	for _, s := range all {
-		if s.p99 > worst.p99 {
-			worst = s
-		}
-	}
-	if 2*worst.p99 <= 3*clientWait {
-		return ""
-	}
-	return fmt.Sprintf("latencies: %s's p99 %v is over 1.5 times the %v client timeout, so the load generator was short of CPU and these latencies include its own wait",
-		worst.zone, worst.p99.Round(time.Millisecond), clientWait)
-}
-
-// progress reports on a terminal, once a run has taken 2 seconds, how far
-// the demo is.
-type progress struct {
-	w     io.Writer
-	on    bool
-	start time.Time
-	total time.Duration
-	stop  chan struct{}
-	done  chan struct{}
-}
-
-func newProgress(w io.Writer, total time.Duration) *progress {
-	p := &progress{w: w, start: time.Now(), total: total, stop: make(chan struct{}), done: make(chan struct{})}
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			p.on = true
-		}
-	}
-	go p.loop()
-	return p
-}
-
-func (p *progress) loop() {
-	defer close(p.done)
-	if !p.on {
-		<-p.stop
-		return
-	}
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	drawn := false
-	for {
-		select {
-		case <-p.stop:
-			if drawn {
-				fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", 60))
-			}
-			return
-		case <-tick.C:
-			el := time.Since(p.start)
-			if el < 2*time.Second {
-				continue
-			}
-			fmt.Fprintf(p.w, "\rrunning: %v of about %v", el.Round(time.Second), p.total)
-			drawn = true
-		}
-	}
-}
-
-func (p *progress) finish() {
-	close(p.stop)
-	<-p.done
-}
-
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("azisolation", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := config{fast: defaultFast, clientWait: defaultClientWait}
-	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, fmt.Sprintf("load per run (two runs), in [%v, %v]", minDuration, maxDuration))
+	cfg := config{fast: defaultFast}
+	fs.DurationVar(&cfg.duration, "duration", 14*time.Second, fmt.Sprintf("load per run (two runs), in [%v, %v]", minDuration, maxDuration))
 	fs.IntVar(&cfg.rate, "rate", 100, fmt.Sprintf("requests per second per zone, in [1, %d]", maxRate))
-	fs.DurationVar(&cfg.sickAfter, "sick-after", 500*time.Millisecond, "when us-east-1a turns slow, in [0, -duration)")
-	fs.DurationVar(&cfg.sickDelay, "sick-delay", 5*time.Second, fmt.Sprintf("how long its backend calls take then, in [%v, %v]", minSickDelay, maxSickDelay))
-	fs.IntVar(&cfg.pool, "pool", 32, fmt.Sprintf("regional worker pool size, in [1, %d]", maxPool))
+	fs.DurationVar(&cfg.sickAfter, "sick-after", 2*time.Second, "when us-east-1a turns slow, in [0, -duration)")
+	fs.DurationVar(&cfg.sickFor, "sick-for", 5*time.Second, fmt.Sprintf("how long it stays slow before its backend recovers, in [%v, %v]", minSickDelay, maxDuration))
+	fs.DurationVar(&cfg.sickDelay, "sick-delay", 5*time.Second, fmt.Sprintf("how long its backend calls take meanwhile (±20%%), in [%v, %v]", minSickDelay, maxSickDelay))
+	fs.DurationVar(&cfg.clientWait, "client-timeout", 2*time.Second, fmt.Sprintf("client timeout per request, in [%v, %v]", minClientWait, maxClientWait))
+	fs.IntVar(&cfg.pool, "pool", 48, fmt.Sprintf("regional worker pool size, in [1, %d]", maxPool))
+	fs.Uint64Var(&cfg.seed, "seed", 1, "seed of the backends' latency jitter, in [0, 2^64)")
+	fs.StringVar(&cfg.out, "out", "", "directory to write the charts into, as PNG and SVG (created if missing; empty: no charts)")
+	fs.BoolVar(&cfg.json, "json", false, "print one JSON object instead of the text report")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -481,105 +148,113 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "azisolation:", err)
 		return 2
 	}
-	bar := newProgress(stderr, 2*(cfg.duration+cfg.clientWait))
-	_, _, err = compare(stdout, stderr, cfg)
-	bar.finish()
-	if err != nil {
+	if err := demo(stdout, stderr, cfg); err != nil {
 		fmt.Fprintln(stderr, "azisolation:", err)
 		return 1
 	}
 	return 0
 }
 
-// successRate returns the fraction of zone's requests that succeeded.
-func successRate(results []result, zone string) float64 {
-	n, ok := 0, 0
-	for _, r := range results {
-		if r.zone == zone {
-			n++
-			if r.ok {
-				ok++
-			}
-		}
-	}
-	return float64(ok) / float64(max(n, 1))
+// designRun is one design's run with the numbers computed from it.
+type designRun struct {
+	name, short string
+	slots       int // the most backend calls the design lets one zone hold
+	run         *run
+	secs        [][]secStat // [second][zone]
+	zones       []zoneStats
+	sickServed  zoneStats // the sick zone while sick and not paused
+	settled     zoneStats // the same, from learnTime after it turned sick
 }
 
-// compare runs both designs and prints the table and the verdicts; it
-// returns each run's results. A shortfall of the load generator is also
-// warned about on stderr.
-func compare(out, stderr io.Writer, cfg config) (naive, safe []result, err error) {
-	fmt.Fprintf(out, "azisolation: a control plane for 3 zones on loopback, %d req/s per zone for %v; us-east-1a's backend\n", cfg.rate, cfg.duration)
-	fmt.Fprintf(out, "turns slow (%v per call) after %v. Regional pool: %d workers. Clients time out after %v.\n\n", cfg.sickDelay, cfg.sickAfter, cfg.pool, cfg.clientWait)
+// zoneCap is the guarded design's cap on one zone's calls in flight.
+func zoneCap(pool int) int { return int(math.Ceil(zoneShare * float64(pool))) }
 
-	pool, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: cfg.pool, MaxQueue: 100_000, MaxWait: time.Minute})
-	if err != nil {
-		return nil, nil, err
-	}
-	naive, naiveLoad, err := runDesign(shared{pool: pool, timeout: time.Minute}, cfg)
-	if err != nil {
-		return nil, nil, err
-	}
+// zoneFloor is the least a zone's adaptive limit falls to. Against a
+// backend that became several times slower without queueing, the
+// limit's gradient settles near 4 and re-learns the baseline only at its
+// floor; a floor of half the cap lets a slow zone re-learn within a few
+// windows and grow back to what it needs, while a hung zone's calls, cut
+// at its learned timeout, hold at most its limit.
+func zoneFloor(pool int) int { return max(1, zoneCap(pool)/2) }
 
-	zonesPart, err := shed.NewPartition(shed.PartitionConfig[string]{
+func newGuarded(cfg config) (*guarded, error) {
+	part, err := shed.NewPartition(shed.PartitionConfig[string]{
 		Total:          cfg.pool,
-		Share:          0.4,
+		Share:          zoneShare,
 		MaxQueuePerKey: cfg.pool,
-		MaxWait:        50 * time.Millisecond,
-		CallTimeout:    100 * time.Millisecond,
+		MaxWait:        zoneMaxWait,
+		Adaptive: &shed.AdaptiveConfig{
+			MinLimit:      zoneFloor(cfg.pool),
+			WindowSamples: 16,
+			MaxWindow:     250 * time.Millisecond,
+			Smoothing:     1,
+		},
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	queue, err := shed.NewQueue(shed.QueueConfig{Workers: cfg.pool, MaxQueue: 4 * cfg.pool})
-	if err != nil {
-		return nil, nil, err
+	g := &guarded{zones: part}
+	for range zones {
+		g.timeouts = append(g.timeouts, newLearnedTimeout(ceiling(cfg.clientWait)))
 	}
-	safe, safeLoad, err := runDesign(guarded{zones: zonesPart, queue: queue}, cfg)
-	if err != nil {
-		return nil, nil, err
-	}
+	return g, nil
+}
 
-	const naiveName, safeName = "2011: shared pool, long timeouts", "guarded: Partition + short timeouts + Queue"
-	naiveStats, safeStats := stats(naive), stats(safe)
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "design\tzone\trequests\tsuccess\tp50\tp99")
-	report(tw, naiveName, naiveStats)
-	report(tw, safeName, safeStats)
-	if err := tw.Flush(); err != nil {
-		return nil, nil, err
+// runBoth runs the 2011 design, then the guarded one.
+func runBoth(cfg config, phase func(string)) ([]*designRun, error) {
+	pool, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: cfg.pool, MaxQueue: 1 << 24, MaxWait: time.Minute})
+	if err != nil {
+		return nil, err
 	}
-	fmt.Fprintln(out)
-	for _, l := range []struct {
-		name string
-		st   loadStats
-	}{{"2011", naiveLoad}, {"guarded", safeLoad}} {
-		line := rateLine(cfg.rate, l.st.achieved(cfg.duration))
-		fmt.Fprintf(out, "%s %s.\n", l.name, line)
-		if strings.Contains(line, "WARNING") {
-			fmt.Fprintf(stderr, "azisolation: %s %s\n", l.name, line)
+	naive := &shared{pool: pool, timeout: time.Minute}
+	safe, err := newGuarded(cfg)
+	if err != nil {
+		return nil, err
+	}
+	runs := []*designRun{
+		{name: "2011: shared pool, long timeouts", short: "2011", slots: cfg.pool},
+		{name: "guarded: per-zone adaptive limits + learned timeouts", short: "guarded", slots: zoneCap(cfg.pool)},
+	}
+	for i, d := range []design{naive, safe} {
+		phase(fmt.Sprintf("%s design (%d of 2, %v of load)", runs[i].short, i+1, cfg.duration))
+		r, err := runDesign(d, cfg)
+		if err != nil {
+			return nil, err
+		}
+		runs[i].run = r
+		runs[i].secs = perSecond(r, cfg)
+		runs[i].zones = stats(r.results, -1, -1, nil)
+		paused := pausedSpans(r.events, cfg.duration)
+		runs[i].sickServed = stats(r.results, cfg.sickAfter, cfg.sickAfter+cfg.sickFor, paused)[0]
+		runs[i].settled = stats(r.results, cfg.sickAfter+learnTime(cfg), cfg.sickAfter+cfg.sickFor, paused)[0]
+	}
+	return runs, nil
+}
+
+func demo(stdout, stderr io.Writer, cfg config) error {
+	tick := progress.StartTicker(stderr, "azisolation: running the ", 72)
+	runs, err := runBoth(cfg, tick.Phase)
+	tick.Stop()
+	if err != nil {
+		return err
+	}
+	if cfg.out != "" {
+		if err := writeCharts(cfg.out, cfg, runs); err != nil {
+			return err
 		}
 	}
-	for _, d := range []struct {
-		name string
-		st   []zoneStats
-	}{{"2011", naiveStats}, {"guarded", safeStats}} {
-		if line := starvedLine(d.st, cfg.clientWait); line != "" {
-			fmt.Fprintf(out, "%s %s.\n", d.name, line)
-		}
+	if cfg.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(toJSON(cfg, runs))
 	}
-	fmt.Fprintf(out, "\nVerdicts: \"unaffected\" = success >= %.0f%% and p99 <= %v; \"degraded\" = success >= %.0f%%; else \"failed\".\n",
-		100*unaffectedSuccess, unaffectedP99, 100*degradedSuccess)
-	summarize(out, "2011", naiveStats)
-	summarize(out, "guarded", safeStats)
-	before, after := worstHealthy(naiveStats), worstHealthy(safeStats)
-	switch {
-	case after > before:
-		fmt.Fprintf(out, "The guarded design raised the worst healthy zone's success from %.1f%% to %.1f%%.\n", 100*before, 100*after)
-	case after < before:
-		fmt.Fprintf(out, "The guarded design lowered the worst healthy zone's success from %.1f%% to %.1f%%.\n", 100*before, 100*after)
-	default:
-		fmt.Fprintf(out, "The worst healthy zone's success was %.1f%% in both designs.\n", 100*after)
+	report(stdout, stderr, cfg, runs)
+	if cfg.out != "" {
+		fmt.Fprintf(stdout, "\nCharts: %s/azisolation.png and .svg (per zone and second: success, p99 latency, backend calls in flight).\n", cfg.out)
 	}
-	return naive, safe, nil
+	return nil
+}
+
+func slicesSortEvents(es []event) {
+	slices.SortStableFunc(es, func(a, b event) int { return int(a.at - b.at) })
 }

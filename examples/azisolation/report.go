@@ -1,0 +1,272 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stormguard/stormguard/examples/internal/textfmt"
+)
+
+// What the EBS postmortem says about the moments this demo reproduces
+// (times PDT, April 21 2011, from ebs-2011-timeline.tsv): the re-mirroring
+// storm began at 00:47, the regional API's errors at 00:50; the team
+// disabled Create Volume in the affected zone at 02:40, and the other
+// zones' APIs recovered by 02:50.
+const (
+	pmErrorsAfterSick     = 3 * time.Minute   // 00:47 → 00:50
+	pmPauseAfterErrors    = 110 * time.Minute // 00:50 → 02:40
+	pmRecoveredAfterPause = 10 * time.Minute  // 02:40 → 02:50
+)
+
+// dur formats a latency compactly: "5ms", "1.2s".
+func dur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	case d >= 10*time.Millisecond:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	default:
+		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+	}
+}
+
+// hung reports whether the sick zone's calls take longer than anything
+// the design or the operator waits for: its backend does not answer.
+func hung(cfg config) bool { return cfg.sickDelay*4/5 > ceiling(cfg.clientWait) }
+
+func role(zone int) string {
+	if zone == 0 {
+		return "sick"
+	}
+	return "healthy"
+}
+
+func report(w, stderr io.Writer, cfg config, runs []*designRun) {
+	ceil := ceiling(cfg.clientWait)
+	fmt.Fprintf(w, "azisolation: a control plane for 3 zones on loopback, %d req/s per zone for %v (seed %d).\n", cfg.rate, cfg.duration, cfg.seed)
+	fmt.Fprintf(w, "us-east-1a's backend turns slow (%v per call, ±20%%) at %v for %v, then recovers; healthy calls take %v.\n",
+		cfg.sickDelay, cfg.sickAfter, cfg.sickFor, cfg.fast)
+	fmt.Fprintf(w, "Regional pool: %d workers. Clients time out after %v.\n", cfg.pool, cfg.clientWait)
+	fmt.Fprintf(w, "Operator: health-checks each zone's backend every %v with a %v deadline; %d failed checks in a row\n", checkEvery, ceil, checksToAct)
+	fmt.Fprintf(w, "pause the zone, %d passed checks in a row resume it.\n", checksToAct)
+	fmt.Fprintf(w, "Guarded: each zone holds at most %d of the %d workers and learns its own limit from its latency (floor %d);\n",
+		zoneCap(cfg.pool), cfg.pool, zoneFloor(cfg.pool))
+	fmt.Fprintf(w, "its call timeout is %d × the p99 of its last %d successful calls, within [%v, %v = %.0f%% of the client timeout].\n",
+		timeoutFactor, timeoutSamples, timeoutFloor, ceil, 100*ceilingShare)
+	fmt.Fprintf(w, "That timeout cannot grow without bound for a hanging zone: only successes feed it, a success took at most\n")
+	fmt.Fprintf(w, "the timeout it ran under, and a zone that hangs has none; one probe call per zone runs under the %v\n", ceil)
+	fmt.Fprintf(w, "ceiling to notice a zone that is slower but answers, and nothing runs longer than that ceiling.\n")
+
+	k := max(1, (seconds(cfg.duration)+29)/30)
+	for _, d := range runs {
+		fmt.Fprintf(w, "\n== %s ==\n", d.name)
+		every := "second"
+		if k > 1 {
+			every = fmt.Sprintf("%d seconds", k)
+		}
+		fmt.Fprintf(w, "Per %s: success and p50/p99 latency of the requests sent in it; \"fly\" = most backend calls in flight.\n", every)
+		tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.AlignRight)
+		fmt.Fprint(tw, "t\t")
+		for z, name := range zones {
+			fmt.Fprintf(tw, "%s (%s)\tp50/p99\tfly\t", name, role(z))
+		}
+		if d.short == "guarded" {
+			fmt.Fprint(tw, "1a limit\t1a timeout\t")
+		}
+		fmt.Fprintln(tw, " events")
+		for s := 0; s < len(d.secs); s += k {
+			row := mergeSeconds(d.run, d.secs, s, min(len(d.secs), s+k))
+			fmt.Fprintf(tw, "%ds\t", s)
+			for _, z := range row {
+				if z.n == 0 {
+					fmt.Fprintf(tw, "-\t-\t%d\t", z.inFlight)
+					continue
+				}
+				fmt.Fprintf(tw, "%.1f%%\t%s/%s\t%d\t", 100*z.success(), dur(z.p50), dur(z.p99), z.inFlight)
+			}
+			if d.short == "guarded" {
+				fmt.Fprintf(tw, "%d\t%s\t", row[0].limit, dur(row[0].timeout))
+			}
+			var evs []string
+			for _, e := range d.run.events {
+				if e.at >= time.Duration(s)*time.Second && e.at < time.Duration(s+k)*time.Second {
+					evs = append(evs, fmt.Sprintf("%s %s at %.1fs", zones[e.zone], e.what, e.at.Seconds()))
+				}
+			}
+			fmt.Fprintf(tw, " %s\n", strings.Join(evs, "; "))
+		}
+		tw.Flush()
+	}
+
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "design\tzone\trequests\tsuccess\tp50\tp99")
+	for _, d := range runs {
+		for z, s := range d.zones {
+			fmt.Fprintf(tw, "%s\t%s (%s)\t%d\t%.1f%%\t%s\t%s\n", d.short, s.zone, role(z), s.n, 100*s.success(), dur(s.p50), dur(s.p99))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, d := range runs {
+		line := rateLine(cfg.rate, d.run.load.achieved(cfg.duration))
+		fmt.Fprintf(w, "%s %s.\n", d.short, line)
+		if strings.Contains(line, "WARNING") {
+			fmt.Fprintf(stderr, "azisolation: %s %s\n", d.short, line)
+		}
+		if line := starvedLine(d.zones, cfg.clientWait); line != "" {
+			fmt.Fprintf(w, "%s %s.\n", d.short, line)
+		}
+	}
+
+	fmt.Fprintf(w, "\nVerdicts: \"unaffected\" = success >= %.0f%% and p99 <= %v; \"degraded\" = success >= %.0f%%; else \"failed\".\n",
+		100*unaffectedSuccess, unaffectedP99, 100*degradedSuccess)
+	for _, d := range runs {
+		for z, s := range d.zones {
+			fmt.Fprintf(w, "%s, %s zone %s: %.1f%% of %d requests succeeded, p99 %s: %s.\n",
+				d.short, role(z), s.zone, 100*s.success(), s.n, dur(s.p99), s.verdict())
+		}
+	}
+	for _, d := range runs {
+		fmt.Fprintln(w)
+		for _, line := range findings(cfg, d) {
+			textWrap(w, d.short+": "+line)
+		}
+	}
+	before, after := worstHealthy(runs[0].zones), worstHealthy(runs[1].zones)
+	fmt.Fprintln(w)
+	switch {
+	case after > before:
+		fmt.Fprintf(w, "The guarded design raised the worst healthy zone's success from %.1f%% to %.1f%%", 100*before, 100*after)
+	case after < before:
+		fmt.Fprintf(w, "The guarded design lowered the worst healthy zone's success from %.1f%% to %.1f%%", 100*before, 100*after)
+	default:
+		fmt.Fprintf(w, "The worst healthy zone's success was %.1f%% in both designs", 100*after)
+	}
+	a, b := runs[0].sickServed, runs[1].sickServed
+	fmt.Fprintf(w, ", and served %.1f%% of the sick zone's requests while it was sick and not paused, against %.1f%% in 2011.\n",
+		100*b.success(), 100*a.success())
+}
+
+// findings are the sentences about one design's run, each computed from
+// its numbers.
+func findings(cfg config, d *designRun) []string {
+	var out []string
+	ceil := ceiling(cfg.clientWait)
+	s, settled := d.sickServed, d.settled
+	can := carried(d.slots, cfg.rate, cfg.sickDelay)
+	switch {
+	case s.n == 0:
+	case hung(cfg):
+		out = append(out, fmt.Sprintf("us-east-1a was hung: its calls take %v, longer than the %v ceiling on a call. While sick and not paused "+
+			"it was served %.1f%% of %d requests (p50 %s, p99 %s).", cfg.sickDelay, ceil, 100*s.success(), s.n, dur(s.p50), dur(s.p99)))
+	default:
+		line := fmt.Sprintf("us-east-1a was slow but working: its calls take %v, within the %v ceiling. While sick and not paused it was served "+
+			"%.1f%% of %d requests (p50 %s, p99 %s). With %d slots for one zone the design can carry %.0f%% of its load "+
+			"(%d req/s × %v = %.0f calls in flight needed).", cfg.sickDelay, ceil, 100*s.success(), s.n, dur(s.p50), dur(s.p99),
+			d.slots, 100*can, cfg.rate, cfg.sickDelay, float64(cfg.rate)*cfg.sickDelay.Seconds())
+		if settled.n == 0 {
+			line += fmt.Sprintf(" It was not sick for longer than the %v (%d round trips) the demand allows for learning, so the demand is not tested.", learnTime(cfg), learnRTTs)
+		} else {
+			met := "met"
+			if settled.success() < servedShare*can {
+				met = "NOT met"
+			}
+			line += fmt.Sprintf(" From %v (%d round trips) after it slowed down it was served %.1f%% of %d requests; the demand that a slow zone "+
+				"be served at least %.0f%% of what the design can carry (%.1f%%) is %s.", learnTime(cfg), learnRTTs, 100*settled.success(), settled.n,
+				100*servedShare, 100*servedShare*can, met)
+		}
+		out = append(out, line)
+	}
+	paused, wasPaused := firstEvent(d.run.events, evPaused)
+	sick := cfg.sickAfter
+	hit, back := healthyHit(d.secs, int(sick/time.Second))
+	hitAfter := hit - int(sick/time.Second)
+	if hit < 0 {
+		out = append(out, fmt.Sprintf("The healthy zones met %.0f%% success in every second of the run.", 100*unaffectedSuccess))
+	} else {
+		line := fmt.Sprintf("A healthy zone first fell below %.0f%% success in second %d, %d whole seconds after the second us-east-1a turned sick in (2011: the regional API's errors began %v after the storm, 00:47 → 00:50)",
+			100*unaffectedSuccess, hit, hitAfter, pmErrorsAfterSick)
+		switch {
+		case back < 0:
+			line += "; they had not recovered by the end of the run."
+		case wasPaused && time.Duration(back)*time.Second >= paused:
+			line += fmt.Sprintf("; they met it again in every second from second %d on, %.1fs after the pause (2011: the other zones recovered %v after the disable, 02:40 → 02:50).",
+				back, float64(back)-paused.Seconds(), pmRecoveredAfterPause)
+		default:
+			line += fmt.Sprintf("; they met it again in every second from second %d on.", back)
+		}
+		out = append(out, line)
+	}
+	if wasPaused {
+		line := fmt.Sprintf("The operator paused us-east-1a at %.1fs, %.1fs after it turned sick (2011: %v after the API's errors began).",
+			paused.Seconds(), (paused - sick).Seconds(), pmPauseAfterErrors)
+		if resumed, ok := firstEvent(d.run.events, evResumed); ok {
+			line += fmt.Sprintf(" It resumed it at %.1fs, %.1fs after its backend recovered.", resumed.Seconds(), (resumed - sick - cfg.sickFor).Seconds())
+		} else {
+			line += " It had not resumed it by the end of the run."
+		}
+		out = append(out, line)
+	} else {
+		out = append(out, "The operator never paused us-east-1a: its health checks kept passing.")
+	}
+	peak, peakAt, before := 0, 0, 0
+	for i, sec := range d.secs {
+		if time.Duration(i+1)*time.Second <= sick {
+			before = max(before, sec[0].inFlight)
+		}
+		if sec[0].inFlight > peak {
+			peak, peakAt = sec[0].inFlight, i
+		}
+	}
+	if peak > before {
+		line := fmt.Sprintf("us-east-1a's backend calls in flight peaked at %d in second %d (at most %d before it turned sick)", peak, peakAt, before)
+		drained := -1
+		for i := peakAt; i < len(d.secs); i++ {
+			if d.secs[i][0].inFlight <= max(before, 1) {
+				drained = i
+				break
+			}
+		}
+		if drained >= 0 {
+			line += fmt.Sprintf(" and the pool had drained them back to at most %d in second %d.", max(before, 1), drained)
+		} else {
+			line += " and had not drained by the end of the run."
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// worstHealthy is the lowest success rate among the healthy zones.
+func worstHealthy(all []zoneStats) float64 {
+	worst := 1.0
+	for _, s := range all[1:] {
+		worst = min(worst, s.success())
+	}
+	return worst
+}
+
+// mergeSeconds sums seconds [from, to) of secs into one row per zone
+// (latency percentiles recomputed from the requests, samples maximized).
+func mergeSeconds(r *run, secs [][]secStat, from, to int) []secStat {
+	if to-from == 1 {
+		return secs[from]
+	}
+	zs := stats(r.results, time.Duration(from)*time.Second, time.Duration(to)*time.Second, nil)
+	out := make([]secStat, len(zones))
+	for z := range zones {
+		out[z].zoneStats = zs[z]
+		for s := from; s < to; s++ {
+			out[z].inFlight = max(out[z].inFlight, secs[s][z].inFlight)
+			out[z].limit = max(out[z].limit, secs[s][z].limit)
+			out[z].timeout = max(out[z].timeout, secs[s][z].timeout)
+		}
+	}
+	return out
+}
+
+func textWrap(w io.Writer, s string) { textfmt.Wrap(w, 110, s) }
