@@ -32,7 +32,10 @@
 // keyed by a caller function (the method, a metadata value such as a tenant
 // or zone, the peer), a Bulkhead, a Limiter or a KeyedLimiter. The slot is
 // released when the handler returns, or panics. A call whose client has gone
-// by the time it is admitted is not run.
+// by the time it is admitted is not run. Admitting and releasing a call
+// allocates nothing (the primitive allocates when a call waits or is
+// refused); around a handler that does nothing, the unary interceptor with
+// a Bulkhead costs about 110ns (BenchmarkInterceptors).
 //
 // A refusal is a status error, codes.ResourceExhausted for a rate limit and
 // codes.Unavailable for overload (DefaultCode; ServerConfig.Code overrides

@@ -195,14 +195,14 @@ func (s *Server) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 	if info != nil {
 		method = info.FullMethod
 	}
-	release, err := s.admit(ctx, method, func(md metadata.MD) { _ = grpc.SetTrailer(ctx, md) })
+	key, err := s.admit(ctx, method, func(md metadata.MD) { _ = grpc.SetTrailer(ctx, md) })
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
 	panicked := true
 	var resp any
-	defer func() { release(ctx, start, err, panicked) }()
+	defer func() { s.release(ctx, key, start, err, panicked) }()
 	resp, err = handler(ctx, req)
 	panicked = false
 	return resp, err
@@ -221,13 +221,13 @@ func (s *Server) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 	if info != nil {
 		method = info.FullMethod
 	}
-	release, err := s.admit(ctx, method, ss.SetTrailer)
+	key, err := s.admit(ctx, method, ss.SetTrailer)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	panicked := true
-	defer func() { release(ctx, start, err, panicked) }()
+	defer func() { s.release(ctx, key, start, err, panicked) }()
 	err = handler(srv, ss)
 	panicked = false
 	return err
@@ -252,19 +252,14 @@ func (e *invalidError) Error() string              { return e.st.Message() }
 func (e *invalidError) Is(target error) bool       { return target == ErrInvalidArgument }
 func (e *invalidError) GRPCStatus() *status.Status { return e.st }
 
-type releaser func(ctx context.Context, start time.Time, err error, panicked bool)
-
-func noRelease(context.Context, time.Time, error, bool) {}
-
-// admit admits one call, and returns the function that releases it, or the
+// admit admits one call and returns its key (for a Partition), or the
 // status error to return.
-func (s *Server) admit(ctx context.Context, method string, trailer func(metadata.MD)) (releaser, error) {
+func (s *Server) admit(ctx context.Context, method string, trailer func(metadata.MD)) (string, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, status.FromContextError(err).Err()
+		return "", status.FromContextError(err).Err()
 	}
 	var (
 		err error
-		rel releaser
 		key string
 	)
 	switch {
@@ -278,53 +273,57 @@ func (s *Server) admit(ctx context.Context, method string, trailer func(metadata
 		} else {
 			err = s.cfg.Queue.Acquire(ctx, pri)
 		}
-		rel = s.releaseQueue
 	case s.cfg.Partition != nil:
 		key = s.cfg.Key(ctx, method)
 		err = s.cfg.Partition.Acquire(ctx, key)
-		rel = func(ctx context.Context, start time.Time, err error, panicked bool) {
-			if panicked || ctx.Err() == context.Canceled {
-				s.cfg.Partition.Release(key)
-				return
-			}
-			s.cfg.Partition.ReleaseRTT(key, time.Since(start), dropped(ctx, err))
-		}
 	case s.cfg.Bulkhead != nil:
 		err = s.cfg.Bulkhead.Acquire(ctx)
-		rel = s.releaseBulkhead
 	case s.cfg.Limiter != nil:
 		err = s.cfg.Limiter.Wait(ctx)
-		rel = noRelease
 	default:
 		err = s.cfg.KeyedLimiter.Allow(s.cfg.Key(ctx, method))
-		rel = noRelease
 	}
 	if err != nil {
-		return nil, s.refuse(method, err, trailer)
+		return "", s.refuse(method, err, trailer)
 	}
 	// A client that has gone while the call waited (or as it was
 	// admitted) is not served: its answer would go nowhere.
 	if cerr := ctx.Err(); cerr != nil {
-		rel(ctx, time.Now(), cerr, true)
-		return nil, status.FromContextError(cerr).Err()
+		s.release(ctx, key, time.Time{}, cerr, true)
+		return "", status.FromContextError(cerr).Err()
 	}
-	return rel, nil
+	return key, nil
 }
 
-func (s *Server) releaseQueue(ctx context.Context, start time.Time, err error, panicked bool) {
-	if panicked || ctx.Err() == context.Canceled {
-		s.cfg.Queue.Release()
-		return
+// release frees the slot of a call admitted for key at start: with its
+// latency as an adaptive limit's sample, unless it panicked or its client
+// cancelled it. A rate limiter holds no slot.
+func (s *Server) release(ctx context.Context, key string, start time.Time, err error, panicked bool) {
+	plain := panicked || ctx.Err() == context.Canceled
+	var rtt time.Duration
+	if !plain {
+		rtt = time.Since(start)
 	}
-	s.cfg.Queue.ReleaseRTT(time.Since(start), dropped(ctx, err))
-}
-
-func (s *Server) releaseBulkhead(ctx context.Context, start time.Time, err error, panicked bool) {
-	if panicked || ctx.Err() == context.Canceled {
-		s.cfg.Bulkhead.Release()
-		return
+	switch {
+	case s.cfg.Queue != nil:
+		if plain {
+			s.cfg.Queue.Release()
+		} else {
+			s.cfg.Queue.ReleaseRTT(rtt, dropped(ctx, err))
+		}
+	case s.cfg.Partition != nil:
+		if plain {
+			s.cfg.Partition.Release(key)
+		} else {
+			s.cfg.Partition.ReleaseRTT(key, rtt, dropped(ctx, err))
+		}
+	case s.cfg.Bulkhead != nil:
+		if plain {
+			s.cfg.Bulkhead.Release()
+		} else {
+			s.cfg.Bulkhead.ReleaseRTT(rtt, dropped(ctx, err))
+		}
 	}
-	s.cfg.Bulkhead.ReleaseRTT(time.Since(start), dropped(ctx, err))
 }
 
 // dropped reports whether a call counts as dropped for an adaptive limit:

@@ -462,3 +462,18 @@ func TestKeys(t *testing.T) {
 		t.Errorf("KeyByMethod: %q", got)
 	}
 }
+
+func TestServerAdmissionDoesNotAllocate(t *testing.T) {
+	b, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 4})
+	s := mustServer(t, grpcguard.ServerConfig{Bulkhead: b})
+	p, _ := shed.NewPartition(shed.PartitionConfig[string]{Total: 4})
+	sp := mustServer(t, grpcguard.ServerConfig{Partition: p, Key: grpcguard.KeyByMethod})
+	info := &grpc.UnaryServerInfo{FullMethod: checkMethod}
+	h := func(context.Context, any) (any, error) { return nil, nil }
+	ctx := context.Background()
+	for name, srv := range map[string]*grpcguard.Server{"bulkhead": s, "partition": sp} {
+		if n := testing.AllocsPerRun(100, func() { _, _ = srv.Unary(ctx, nil, info, h) }); n != 0 {
+			t.Errorf("%s: %v allocations per admitted call, want 0", name, n)
+		}
+	}
+}
