@@ -477,3 +477,51 @@ func TestServerAdmissionDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// TestServerNoSlotLeaks races admissions, waits, cancellations and
+// handlers that end at random moments, over the network, and checks that
+// every slot and every waiter is accounted for once it is over.
+func TestServerNoSlotLeaks(t *testing.T) {
+	p, err := shed.NewPartition(shed.PartitionConfig[string]{Total: 4, PerKey: 3, MaxQueuePerKey: 4, MaxWait: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustServer(t, grpcguard.ServerConfig{Partition: p, Key: grpcguard.KeyByMetadata("tenant")})
+	h := newTestHealth()
+	c := dial(t, serve(t, h, nil, s.Unary, s.Stream))
+	if _, err := check(metadata.AppendToOutgoingContext(context.Background(), "tenant", "0"), c, ""); err != nil {
+		t.Fatal(err) // the connection is up before the storm
+	}
+	var wg sync.WaitGroup
+	for i := range 120 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "tenant", strconv.Itoa(i%3))
+			ctx, cancel := context.WithTimeout(ctx, time.Duration(i%7)*5*time.Millisecond+2*time.Millisecond)
+			defer cancel()
+			if i%2 == 0 {
+				_, _ = check(ctx, c, "block") // ends when its context does
+				return
+			}
+			ws, err := c.Watch(ctx, &grpc_health_v1.HealthCheckRequest{Service: "block"})
+			if err == nil {
+				for {
+					if _, err := ws.Recv(); err != nil {
+						break
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, "every handler to return", func() bool { st := p.Stats(); return st.InFlight == 0 && st.Waiting == 0 })
+	st := p.Stats()
+	t.Logf("admitted %d, shed %+v", st.Admitted, st.Shed)
+	// Every slot is free: the partition's whole Total can be taken again.
+	for i := range 4 {
+		if !p.TryAcquire(strconv.Itoa(i % 2)) {
+			t.Fatalf("slot %d not free after the storm", i)
+		}
+	}
+}
