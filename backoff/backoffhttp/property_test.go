@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,4 +127,81 @@ func boolInt(b bool) int64 {
 		return 1
 	}
 	return 0
+}
+
+// The same property over a real server on loopback: the script of answers
+// (a status, or a hang-up after reading the request) is drawn per check,
+// and the counting transport checks every body the wire opened.
+func TestPropertyRetriesOverLoopback(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		script []int // 0 hangs up
+		hits   int
+	)
+	srv, ct := newLoopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		s := script[min(hits, len(script)-1)]
+		hits++
+		mu.Unlock()
+		if s == 0 {
+			hangUp(w, r)
+			return
+		}
+		w.WriteHeader(s)
+		io.WriteString(w, strings.Repeat("x", 3000))
+	}))
+	rapid.Check(t, func(rt *rapid.T) {
+		n := rapid.IntRange(1, 6).Draw(rt, "answers")
+		s := make([]int, n)
+		for i := range s {
+			s[i] = rapid.SampledFrom([]int{0, 200, 404, 429, 500, 502, 503}).Draw(rt, "status")
+		}
+		method := rapid.SampledFrom([]string{"GET", "PUT", "POST", "PATCH"}).Draw(rt, "method")
+		withKey := rapid.Bool().Draw(rt, "key")
+		maxAttempts := rapid.IntRange(1, 5).Draw(rt, "maxAttempts")
+		drain := rapid.SampledFrom([]int64{-1, 0, 100}).Draw(rt, "drain")
+		mu.Lock()
+		script, hits = s, 0
+		mu.Unlock()
+		sentBefore, openedBefore := ct.sent.Load(), ct.opened.Load()
+
+		tr := mustNew(t, backoffhttp.Config{
+			Base:              ct,
+			Policy:            backoff.Policy{Base: time.Nanosecond, Cap: time.Nanosecond, MaxAttempts: maxAttempts},
+			IdempotencyHeader: "Idempotency-Key",
+			DrainLimit:        drain,
+		})
+		req, _ := http.NewRequest(method, srv.URL, strings.NewReader("payload"))
+		if withKey {
+			req.Header.Set("Idempotency-Key", "k")
+		}
+		resp, err := tr.RoundTrip(req)
+		attempts := int(ct.sent.Load() - sentBefore)
+		mu.Lock()
+		got := hits
+		mu.Unlock()
+		safe := method == "GET" || method == "PUT" || withKey
+		if attempts < 1 || attempts > maxAttempts {
+			rt.Fatalf("%d attempts, MaxAttempts %d", attempts, maxAttempts)
+		}
+		if !safe && (attempts != 1 || got != 1) {
+			rt.Fatalf("unsafe %s: %d attempts, %d hits", method, attempts, got)
+		}
+		opened := ct.opened.Load() - openedBefore
+		if resp != nil {
+			if err != nil || ct.open() != 1 {
+				rt.Fatalf("response with err %v, %d bodies open", err, ct.open())
+			}
+			if b, _ := io.ReadAll(resp.Body); len(b) != 3000 {
+				rt.Fatalf("the returned body had %d bytes", len(b))
+			}
+			resp.Body.Close()
+		} else if err == nil {
+			rt.Fatal("neither response nor error")
+		}
+		if ct.open() != 0 {
+			rt.Fatalf("%d of %d bodies left open", ct.open(), opened)
+		}
+	})
 }
