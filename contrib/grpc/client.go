@@ -205,7 +205,12 @@ func (c *Client) options(target, method string, opts []backoff.Option) ([]backof
 //     start after it, the call ends at once; and a retry whose sleep, planned
 //     to end before the deadline, ended after it (a late timer) is not made:
 //     the call ends with codes.DeadlineExceeded;
-//   - it never makes an attempt once the caller's context is done.
+//   - it never makes an attempt once the caller's context is done (it
+//     checks the context again right before each retry, as a sleep that
+//     ends when the context does may not notice it).
+//
+// If the Breakers is at its key bound with every breaker open, the call is
+// refused with codes.Unavailable, without an attempt.
 //
 // A call whose only attempt fails with an error not to be retried, or
 // while the caller's context ends, returns that attempt's error unchanged.
@@ -230,8 +235,10 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 	attempts := 0
 	var last error
 	err = backoff.Retry(ctx, c.policy, func(ctx context.Context) error {
-		if attempts > 0 && pastDeadline(ctx) {
-			return backoff.Permanent(errLateRetry)
+		if attempts > 0 {
+			if err := retryStart(ctx); err != nil {
+				return err
+			}
 		}
 		attempts++
 		var trailer metadata.MD
@@ -243,6 +250,19 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 		return c.retryable(ctx, method, err, trailer)
 	}, bopts...)
 	return c.result(ctx, err, attempts, last)
+}
+
+// retryStart checks, right before a retry, that the caller still wants it:
+// its context may have ended as the sleep did (the sleep then may or may
+// not notice), or its deadline passed while its timer has not fired yet.
+func retryStart(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if pastDeadline(ctx) {
+		return backoff.Permanent(errLateRetry)
+	}
+	return nil
 }
 
 // pastDeadline reports whether ctx's deadline has passed, even if ctx has
@@ -352,8 +372,10 @@ func (c *Client) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 		cs   grpc.ClientStream
 	)
 	err = backoff.Retry(ctx, c.policy, func(ctx context.Context) error {
-		if attempts > 0 && pastDeadline(ctx) {
-			return backoff.Permanent(errLateRetry)
+		if attempts > 0 {
+			if err := retryStart(ctx); err != nil {
+				return err
+			}
 		}
 		attempts++
 		s, err := streamer(ctx, desc, cc, method, opts...)

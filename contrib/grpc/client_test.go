@@ -407,9 +407,37 @@ func TestNilClientAndServer(t *testing.T) {
 type lateCtx struct {
 	context.Context
 	deadline atomic.Int64
+	err      atomic.Pointer[error]
 }
 
 func (c *lateCtx) Deadline() (time.Time, bool) { return time.Unix(0, c.deadline.Load()), true }
+
+// Err reports a cancellation that Done never signals: the sleep between
+// attempts cannot see it.
+func (c *lateCtx) Err() error {
+	if p := c.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func TestClientNoRetryAfterCancelDuringSleep(t *testing.T) {
+	ctx := &lateCtx{Context: context.Background()}
+	ctx.deadline.Store(time.Now().Add(time.Hour).UnixNano())
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, OnAttempt: func(string, backoff.Event) {
+		canceled := context.Canceled
+		ctx.err.Store(&canceled) // as the sleep before the retry ends
+	}})
+	calls := 0
+	err := cl.Unary(ctx, checkMethod, nil, nil, nil,
+		func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+			calls++
+			return status.Error(codes.Unavailable, "down")
+		})
+	if calls != 1 || status.Code(err) != codes.Canceled || !errors.Is(err, context.Canceled) {
+		t.Fatalf("%d attempts, err %v (code %v); want 1 attempt and Canceled", calls, err, status.Code(err))
+	}
+}
 
 func TestClientNoRetryAfterLateTimer(t *testing.T) {
 	ctx := &lateCtx{Context: context.Background()}
