@@ -174,3 +174,58 @@ func TestRejectionCarriesRefusal(t *testing.T) {
 	require.NotNil(t, got)
 	assert.Equal(t, "k", got.Key)
 }
+
+// TestQueueFullRetryAfterFromLearnedLatency: a full queue's refusal counts
+// requests, not time; with an adaptive limit the middleware knows the
+// handler's mean latency, so it sends the time a slot is expected to free
+// (mean latency over the limit), as an AdaptiveLimit's own refusal does.
+// Without an adaptive limit it sends none.
+func TestQueueFullRetryAfterFromLearnedLatency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const latency = 3 * time.Second
+		adaptive := &shed.AdaptiveConfig{WindowSamples: 1, MinLimit: 2}
+		bh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 2, Adaptive: adaptive})
+		q, _ := shed.NewQueue(shed.QueueConfig{Workers: 2, MaxQueue: 1, Adaptive: adaptive})
+		p, _ := shed.NewPartition(shed.PartitionConfig[string]{Total: 2, PerKey: 2, Adaptive: adaptive})
+		plain, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 2})
+		key := func(*http.Request) string { return "k" }
+		for name, o := range map[string]shedhttp.Options{
+			"bulkhead": {Bulkhead: bh}, "queue": {Queue: q}, "partition": {Partition: p, Key: key}, "plain": {Bulkhead: plain},
+		} {
+			release := make(chan struct{})
+			h := mustNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/hold" {
+					<-release
+					return
+				}
+				time.Sleep(latency)
+			}), o)
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+			fill := 2
+			if name == "queue" {
+				fill = 3 // two workers and the queue's one place
+			}
+			for range fill {
+				go h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/hold", nil))
+			}
+			synctest.Wait()
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+			assert.Equal(t, http.StatusServiceUnavailable, w.Code, name)
+			b := decode(t, w.Body)
+			assert.Equal(t, "queue_full", b.Reason, name)
+			if name == "plain" {
+				assert.Empty(t, w.Header().Values("Retry-After"), name)
+				assert.Nil(t, b.RetryAfterMS, name)
+			} else {
+				// One 3s sample, a limit of 2: a slot in 1.5s.
+				assert.Equal(t, "2", w.Header().Get("Retry-After"), name)
+				if assert.NotNil(t, b.RetryAfterMS, name) {
+					assert.Equal(t, int64(1500), *b.RetryAfterMS, name)
+				}
+			}
+			close(release)
+			synctest.Wait()
+		}
+	})
+}

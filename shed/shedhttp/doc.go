@@ -62,8 +62,9 @@
 // other refusal), a Retry-After header in whole seconds rounded up (at
 // least 1) from the refusal's own numbers (see RetryAfter: when the next
 // token is due, when an adaptive limit expects a slot, how long the request
-// waited in vain), left out when the refusal gives no basis for one (a full
-// queue, a paused key, a deadline), and a JSON body:
+// waited in vain), left out when the refusal gives no basis for one (a
+// paused key, a deadline, a full queue unless an adaptive limit has
+// measured the handler's latency), and a JSON body:
 //
 //	{"error":"rate_limited","reason":"rate_limited","retry_after_ms":750,"key":"tenant-7","message":"shed: rate limited (next token in 750ms; 10/s, burst 20) for key \"tenant-7\""}
 //

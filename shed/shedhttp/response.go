@@ -62,7 +62,15 @@ func DefaultStatus(err error) int {
 // queue (shed.ErrQueueFull, which counts requests, not time), a paused key
 // (shed.ErrPaused: an operator's decision), too many keys, and a deadline
 // that cannot be met (shed.ErrDeadline: a retry with the same deadline
-// fails the same way). The middleware then sends no Retry-After header.
+// fails the same way). The middleware then sends no Retry-After header,
+// except for a full queue in front of an adaptive limit (a Queue, Bulkhead
+// or Partition with an Adaptive config), whose measured latency is a
+// basis: it sends the time a slot is expected to free, the last window's
+// mean latency over the limit (of the request's key, for a Partition), as
+// an AdaptiveLimit's own refusal does.
+//
+// A hint under a second is sent as "Retry-After: 1" (the header counts
+// whole seconds); the body's retry_after_ms keeps the precise value.
 func RetryAfter(err error) (time.Duration, bool) {
 	var ref *shed.Refusal
 	if !errors.As(err, &ref) || ref == nil {

@@ -483,7 +483,10 @@ func (h *Handler) refused(w http.ResponseWriter, r *http.Request, key string, pr
 	if status == 0 {
 		status = DefaultStatus(err)
 	}
-	ra, _ := RetryAfter(err)
+	ra, ok := RetryAfter(err)
+	if !ok && errors.Is(err, shed.ErrQueueFull) {
+		ra = h.slotIn(key)
+	}
 	h.reject(w, r, Rejection{Err: err, Status: status, RetryAfter: ra, Key: key}, pri)
 }
 
@@ -497,4 +500,30 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, rej Rejection, 
 		h.o.OnEvent(Event{Kind: Refused, Request: r, Key: rej.Key, Priority: pri, Err: rej.Err,
 			Status: rej.Status, RetryAfter: rej.RetryAfter})
 	}
+}
+
+// slotIn estimates when a slot of the concurrency primitive frees, for a
+// full queue's refusal, which counts requests but not time: the mean
+// latency the primitive's adaptive limit measured (its last window) over
+// its limit, as an AdaptiveLimit's own refusal does. Zero, meaning no
+// basis, without an adaptive limit or before its first window.
+func (h *Handler) slotIn(key string) time.Duration {
+	var st shed.AdaptiveStats
+	var ok bool
+	limit := 0
+	switch h.kind {
+	case admitBulkhead:
+		st, ok = h.o.Bulkhead.AdaptiveStats()
+		limit = h.o.Bulkhead.Limit()
+	case admitQueue:
+		st, ok = h.o.Queue.AdaptiveStats()
+		limit = h.o.Queue.Limit()
+	case admitPartition:
+		st, ok = h.o.Partition.AdaptiveStatsFor(key)
+		limit, _ = h.o.Partition.LimitFor(key)
+	}
+	if !ok || st.RTT <= 0 {
+		return 0
+	}
+	return st.RTT / time.Duration(max(limit, 1))
 }
