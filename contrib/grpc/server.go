@@ -65,7 +65,8 @@ type ServerConfig struct {
 	Cost func(ctx context.Context, fullMethod string) time.Duration
 
 	// Code maps a refusal to the status code the client receives. Nil
-	// means DefaultCode.
+	// means DefaultCode, and so does codes.OK: a refusal is never a
+	// success.
 	Code func(r *shed.Refusal) codes.Code
 	// Pushback computes the retry hint sent in the trailing metadata
 	// (PushbackKey) of a refusal: ok false sends none, a negative delay
@@ -352,7 +353,11 @@ func (s *Server) refuse(method string, err error, trailer func(metadata.MD)) err
 	}
 	code := DefaultCode(r)
 	if s.cfg.Code != nil {
-		code = s.cfg.Code(r)
+		// A refusal is never a success: codes.OK would make the call
+		// succeed with no answer, so it means the default.
+		if c := s.cfg.Code(r); c != codes.OK {
+			code = c
+		}
 	}
 	pushback := DefaultPushback
 	if s.cfg.Pushback != nil {

@@ -525,3 +525,27 @@ func TestServerNoSlotLeaks(t *testing.T) {
 		}
 	}
 }
+
+func TestServerCodeOKIsNotASuccess(t *testing.T) {
+	b, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustServer(t, grpcguard.ServerConfig{Bulkhead: b, Code: func(*shed.Refusal) codes.Code { return codes.OK }})
+	h := newTestHealth()
+	c := dial(t, serve(t, h, nil, s.Unary, s.Stream))
+	if !b.TryAcquire() {
+		t.Fatal("could not take the slot")
+	}
+	defer b.Release()
+	if _, err := check(context.Background(), c, ""); status.Code(err) != codes.Unavailable {
+		t.Fatalf("unary: %v, want DefaultCode's Unavailable", err)
+	}
+	ws, err := c.Watch(context.Background(), &grpc_health_v1.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("stream: %v, want DefaultCode's Unavailable", err)
+	}
+}
