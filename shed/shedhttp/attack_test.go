@@ -2,6 +2,7 @@ package shedhttp_test
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -228,4 +229,73 @@ func TestQueueFullRetryAfterFromLearnedLatency(t *testing.T) {
 			synctest.Wait()
 		}
 	})
+}
+
+// TestClientGoneWhileQueuedEveryPrimitive: for every primitive that
+// queues, a request whose client leaves while it waits is answered 499,
+// never runs, and leaves the primitive's counts as they were.
+func TestClientGoneWhileQueuedEveryPrimitive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1, MaxQueue: 4, MaxWait: time.Minute})
+		q, _ := shed.NewQueue(shed.QueueConfig{Workers: 1, MaxWait: time.Minute})
+		p, _ := shed.NewPartition(shed.PartitionConfig[string]{Total: 1, MaxQueuePerKey: 4, MaxWait: time.Minute})
+		inFlight := map[string]func() int{
+			"bulkhead": func() int { return bh.Stats().InFlight }, "queue": func() int { return q.Stats().InFlight },
+			"partition": func() int { return p.Stats().InFlight },
+		}
+		for name, o := range map[string]shedhttp.Options{
+			"bulkhead": {Bulkhead: bh}, "queue": {Queue: q}, "partition": {Partition: p, Key: func(*http.Request) string { return "k" }},
+		} {
+			var ran atomic.Int64
+			release := make(chan struct{})
+			h := mustNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ran.Add(1)
+				if r.URL.Path == "/hold" {
+					<-release
+				}
+			}), o)
+			go h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/hold", nil))
+			synctest.Wait()
+			ctx, cancel := context.WithCancel(t.Context())
+			w := httptest.NewRecorder()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil).WithContext(ctx))
+			}()
+			// Within a Queue's longest wait, min(MaxWait, Target+Interval).
+			time.Sleep(50 * time.Millisecond)
+			cancel()
+			<-done
+			assert.Equal(t, shedhttp.StatusClientClosedRequest, w.Code, name)
+			assert.Equal(t, int64(1), h.Stats().Gone, name)
+			close(release)
+			synctest.Wait()
+			assert.Equal(t, int64(1), ran.Load(), name+": only /hold ran")
+			assert.Equal(t, 0, inFlight[name](), name)
+			// The slot is free for the next request.
+			w = httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+			assert.Equal(t, http.StatusOK, w.Code, name)
+		}
+	})
+}
+
+// TestExtremeCost: a declared cost of the longest duration never runs a
+// request with a deadline, and is harmless without one.
+func TestExtremeCost(t *testing.T) {
+	q, _ := shed.NewQueue(shed.QueueConfig{Workers: 1})
+	h := mustNew(t, ok, shedhttp.Options{Queue: q, DeadlineHeader: "X-Timeout",
+		Cost:     func(*http.Request) time.Duration { return math.MaxInt64 },
+		Priority: func(*http.Request) shed.Priority { return 200 }})
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("X-Timeout", "9223372036854")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
+	assert.Equal(t, "deadline", decode(t, w.Body).Reason)
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	assert.Equal(t, http.StatusNoContent, w.Code)
+	assert.Equal(t, 0, q.Stats().InFlight)
 }
