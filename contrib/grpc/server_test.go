@@ -37,19 +37,35 @@ func ceilMS(d time.Duration) string {
 }
 
 func TestServerRateLimitPushback(t *testing.T) {
-	lim, err := shed.NewLimiter(shed.LimiterConfig{Rate: 0.5, Burst: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Run("Limiter", func(t *testing.T) {
+		lim, err := shed.NewLimiter(shed.LimiterConfig{Rate: 0.5, Burst: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testRateLimitPushback(t, grpcguard.ServerConfig{Limiter: lim})
+	})
+	t.Run("KeyedLimiter", func(t *testing.T) {
+		lim, err := shed.NewKeyedLimiter[string](shed.KeyedLimiterConfig{LimiterConfig: shed.LimiterConfig{Rate: 0.5, Burst: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testRateLimitPushback(t, grpcguard.ServerConfig{KeyedLimiter: lim, Key: grpcguard.KeyByPeer})
+	})
+}
+
+// testRateLimitPushback: a limiter of 0.5/s with a burst of 1 refuses the
+// second of two calls with the time its next token is due.
+func testRateLimitPushback(t *testing.T, cfg grpcguard.ServerConfig) {
 	var (
 		mu      sync.Mutex
 		refused []*shed.Refusal
 	)
-	s := mustServer(t, grpcguard.ServerConfig{Limiter: lim, OnRefused: func(_ string, r *shed.Refusal, _ *status.Status) {
+	cfg.OnRefused = func(_ string, r *shed.Refusal, _ *status.Status) {
 		mu.Lock()
 		refused = append(refused, r)
 		mu.Unlock()
-	}})
+	}
+	s := mustServer(t, cfg)
 	h := newTestHealth()
 	c := dial(t, serve(t, h, nil, s.Unary, s.Stream))
 	ctx := context.Background()
