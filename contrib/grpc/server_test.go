@@ -123,17 +123,23 @@ func TestServerOverloadCodesAndPushback(t *testing.T) {
 	}
 
 	// A full queue says nothing of when capacity frees: no pushback.
-	waiting := make(chan error, 1)
-	go func() { _, err := check(ctx, c, ""); waiting <- err }()
-	waitFor(t, "a call to wait", func() bool { return b.Stats().Waiting == 1 })
-	tr, err = check(ctx, c, "")
+	full, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf := mustServer(t, grpcguard.ServerConfig{Bulkhead: full})
+	cf := dial(t, serve(t, newTestHealth(), nil, sf.Unary, sf.Stream))
+	if !full.TryAcquire() {
+		t.Fatal("could not take the slot")
+	}
+	tr, err = check(ctx, cf, "")
+	full.Release()
 	if got := status.Code(err); got != codes.Unavailable {
 		t.Fatalf("queue full: code %v (%v), want Unavailable", got, err)
 	}
 	if got := tr.Get(grpcguard.PushbackKey); len(got) != 0 {
 		t.Fatalf("queue full: pushback %q, want none", got)
 	}
-	<-waiting
 	close(h.release)
 	if err := <-blocked; err != nil {
 		t.Fatalf("blocked call: %v", err)
