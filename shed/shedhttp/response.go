@@ -32,8 +32,8 @@ type Rejection struct {
 // other refusal (shed.ErrShed: a full queue, a wait that timed out, an
 // eviction, a paused key or queue, too many keys, a deadline that cannot be
 // met, an adaptive limit reached), 400 Bad Request for ErrBadDeadline, and
-// 500 for anything else (such as a primitive that was not built with its
-// constructor).
+// 500 for anything else (such as a Limiter that was not built with
+// shed.NewLimiter).
 func DefaultStatus(err error) int {
 	switch {
 	case errors.Is(err, shed.ErrRateLimited):
