@@ -299,3 +299,18 @@ func TestExtremeCost(t *testing.T) {
 	assert.Equal(t, http.StatusNoContent, w.Code)
 	assert.Equal(t, 0, q.Stats().InFlight)
 }
+
+// TestZeroLimiterIs500: a Limiter not built with NewLimiter (which New
+// cannot tell from a drained one) answers 500 with a message saying so,
+// and never runs the handler.
+func TestZeroLimiterIs500(t *testing.T) {
+	var ran atomic.Int64
+	h := mustNew(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran.Add(1) }), shedhttp.Options{Limiter: &shed.Limiter{}})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	assert.Equal(t, http.StatusInternalServerError, w.Code)
+	b := decode(t, w.Body)
+	assert.Equal(t, "internal", b.Error)
+	assert.Contains(t, b.Message, "NewLimiter")
+	assert.Equal(t, int64(0), ran.Load())
+}
