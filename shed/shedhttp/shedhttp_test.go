@@ -605,14 +605,29 @@ func TestRespondAndStatusOverride(t *testing.T) {
 }
 
 // TestAdmitPathAllocatesNothing: with no hook and no deadline header,
-// admitting a request through a Bulkhead allocates nothing.
+// admitting a request allocates nothing, through every primitive, fixed
+// or adaptive.
 func TestAdmitPathAllocatesNothing(t *testing.T) {
-	bh, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 4})
-	require.NoError(t, err)
-	h := mustNew(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), shedhttp.Options{Bulkhead: bh})
-	req := httptest.NewRequest("GET", "/", nil)
-	w := httptest.NewRecorder()
-	assert.Zero(t, testing.AllocsPerRun(100, func() { h.ServeHTTP(w, req) }))
+	bh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 4})
+	abh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 4, Adaptive: &shed.AdaptiveConfig{}})
+	q, _ := shed.NewQueue(shed.QueueConfig{Workers: 4})
+	aq, _ := shed.NewQueue(shed.QueueConfig{Workers: 4, Adaptive: &shed.AdaptiveConfig{}})
+	p, _ := shed.NewPartition(shed.PartitionConfig[string]{Total: 4})
+	ap, _ := shed.NewPartition(shed.PartitionConfig[string]{Total: 4, Adaptive: &shed.AdaptiveConfig{}})
+	al, _ := shed.NewAdaptiveLimit(shed.AdaptiveConfig{})
+	kl, _ := shed.NewKeyedLimiter[string](shed.KeyedLimiterConfig{LimiterConfig: shed.LimiterConfig{Rate: 1e9, Burst: 1 << 20}})
+	key := func(*http.Request) string { return "k" }
+	for name, o := range map[string]shedhttp.Options{
+		"bulkhead": {Bulkhead: bh}, "bulkhead-adaptive": {Bulkhead: abh},
+		"queue": {Queue: q}, "queue-adaptive": {Queue: aq},
+		"partition": {Partition: p, Key: key}, "partition-adaptive": {Partition: ap, Key: key},
+		"adaptive": {Adaptive: al}, "keyed-limiter+bulkhead": {KeyedLimiter: kl, Bulkhead: bh, Key: key},
+	} {
+		h := mustNew(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), o)
+		req := httptest.NewRequest("GET", "/", nil)
+		w := httptest.NewRecorder()
+		assert.Zero(t, testing.AllocsPerRun(100, func() { h.ServeHTTP(w, req) }), name)
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {
