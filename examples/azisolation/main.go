@@ -32,6 +32,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -256,5 +257,5 @@ func demo(stdout, stderr io.Writer, cfg config) error {
 }
 
 func slicesSortEvents(es []event) {
-	slices.SortStableFunc(es, func(a, b event) int { return int(a.at - b.at) })
+	slices.SortStableFunc(es, func(a, b event) int { return cmp.Compare(a.at, b.at) })
 }

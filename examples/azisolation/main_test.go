@@ -59,7 +59,7 @@ func TestSlowZoneIsServed(t *testing.T) {
 	require.Greater(t, safe.settled.n, 50, "requests after the learning time")
 	assert.GreaterOrEqual(t, safe.settled.success(), 0.7, "slow zone served after learning")
 	for _, z := range safe.zones[1:] {
-		assert.GreaterOrEqual(t, z.success(), 0.95, "healthy zone %s", z.zone)
+		assert.GreaterOrEqual(t, z.success(), 0.9, "healthy zone %s", z.zone)
 	}
 	_, paused := firstEvent(safe.run.events, evPaused)
 	assert.False(t, paused, "a slow zone's health checks pass: the operator does not pause it")
@@ -80,7 +80,7 @@ func TestHungZoneIsContained(t *testing.T) {
 	naive, safe := runs[0], runs[1]
 	require.True(t, hung(cfg))
 	for z := 1; z < len(zones); z++ {
-		assert.GreaterOrEqual(t, safe.zones[z].success(), 0.95, "guarded healthy zone %s", zones[z])
+		assert.GreaterOrEqual(t, safe.zones[z].success(), 0.9, "guarded healthy zone %s", zones[z])
 		assert.LessOrEqual(t, naive.zones[z].success(), 0.7, "2011 healthy zone %s should be starved", zones[z])
 	}
 	assert.Less(t, safe.sickServed.success(), 0.5, "a hung zone is not served")

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,7 +36,7 @@ func dur(d time.Duration) string {
 
 // hung reports whether the sick zone's calls take longer than anything
 // the design or the operator waits for: its backend does not answer.
-func hung(cfg config) bool { return cfg.sickDelay*4/5 > ceiling(cfg.clientWait) }
+func hung(cfg config) bool { return cfg.sickDelay > ceiling(cfg.clientWait) }
 
 func role(zone int) string {
 	if zone == 0 {
@@ -180,6 +181,18 @@ func findings(cfg config, d *designRun) []string {
 				100*servedShare, 100*servedShare*can, met)
 		}
 		out = append(out, line)
+	}
+	if d.short == "guarded" {
+		lo, hi, most := math.MaxInt, 0, time.Duration(0)
+		for i, sec := range d.secs {
+			if t := time.Duration(i) * time.Second; t >= cfg.sickAfter && t < cfg.sickAfter+cfg.sickFor {
+				lo, hi, most = min(lo, sec[0].limit), max(hi, sec[0].limit), max(most, sec[0].timeout)
+			}
+		}
+		if hi > 0 {
+			out = append(out, fmt.Sprintf("While sick, us-east-1a's learned limit ranged over [%d, %d] of its %d slots and its call timeout "+
+				"was at most %v (ceiling %v).", lo, hi, d.slots, dur(most), ceil))
+		}
 	}
 	paused, wasPaused := firstEvent(d.run.events, evPaused)
 	sick := cfg.sickAfter
