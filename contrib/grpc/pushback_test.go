@@ -1,12 +1,18 @@
 package grpcguard_test
 
 import (
+	"context"
 	"math"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/backoff"
 	grpcguard "github.com/stormguard/stormguard/contrib/grpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"pgregory.net/rapid"
 )
 
@@ -78,4 +84,57 @@ func TestParsePushbackProperty(t *testing.T) {
 	if _, _, present := grpcguard.ParsePushback(nil); present {
 		t.Fatal("no value: present")
 	}
+}
+
+// TestRetryDecisionProperty checks which failed attempts Client.Unary
+// retries against a model of the rules: a negative or malformed pushback
+// never; otherwise RetryCodes always, ResourceExhausted with a pushback
+// always, IdempotentCodes for idempotent methods; nothing else.
+func TestRetryDecisionProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		code := codes.Code(rapid.IntRange(1, 18).Draw(t, "code"))
+		pb := rapid.SampledFrom([][]string{nil, {"0"}, {"1"}, {"-1"}, {"x"}, {""}, {"1", "1"}}).Draw(t, "pushback")
+		idem := rapid.Bool().Draw(t, "idempotent")
+		retryCodes := rapid.SliceOfDistinct(rapid.IntRange(1, 16), func(i int) int { return i }).Draw(t, "retryCodes")
+		cfg := grpcguard.ClientConfig{Policy: backoff.Policy{Base: time.Microsecond, Cap: time.Microsecond, MaxAttempts: 3}}
+		inRetry := false
+		for _, c := range retryCodes {
+			cfg.RetryCodes = append(cfg.RetryCodes, codes.Code(c))
+			inRetry = inRetry || codes.Code(c) == code
+		}
+		if len(retryCodes) == 0 {
+			cfg.RetryCodes = nil // the default: Unavailable
+			inRetry = code == codes.Unavailable
+		}
+		if idem {
+			cfg.IdempotentMethods = []string{checkMethod}
+		}
+		cl, err := grpcguard.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, retry, present := grpcguard.ParsePushback(pb)
+		idemCode := code == codes.Unavailable || code == codes.ResourceExhausted || code == codes.Aborted || code == codes.DeadlineExceeded
+		want := 1
+		if !(present && !retry) && (inRetry || code == codes.ResourceExhausted && present || idem && idemCode) {
+			want = 3
+		}
+		calls := 0
+		err = cl.Unary(context.Background(), checkMethod, nil, nil, nil,
+			func(_ context.Context, _ string, _, _ any, _ *grpc.ClientConn, opts ...grpc.CallOption) error {
+				calls++
+				for _, o := range opts {
+					if tr, ok := o.(grpc.TrailerCallOption); ok && pb != nil {
+						*tr.TrailerAddr = metadata.MD{grpcguard.PushbackKey: pb}
+					}
+				}
+				return status.Error(code, "failed")
+			})
+		if calls != want {
+			t.Fatalf("%d attempts, want %d", calls, want)
+		}
+		if status.Code(err) != code {
+			t.Fatalf("code %v, want %v", status.Code(err), code)
+		}
+	})
 }
