@@ -150,6 +150,11 @@ func TestBreakerOpenDuringWait(t *testing.T) {
 		if fb.sent() != 1 || fb.responses[0].closed.Load() != 1 {
 			t.Fatalf("sent %d", fb.sent())
 		}
+		// As in backoff.Retry, an attempt a breaker refused is counted.
+		var be *backoff.Error
+		if !errors.As(err, &be) || be.Attempts != 2 {
+			t.Fatalf("attempts in %#v", be)
+		}
 	})
 }
 

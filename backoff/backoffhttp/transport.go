@@ -335,7 +335,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if n == 1 {
 				return nil, refusal
 			}
-			return giveUp(nil, lastErr, refusal, n-1, first, 0)
+			// As in backoff.Retry, an attempt a breaker refused counts as
+			// one; an attempt the throttle refused does not.
+			attempts := n - 1
+			if errors.Is(refusal, backoff.ErrBreakerOpen) {
+				attempts = n
+			}
+			return giveUp(nil, lastErr, refusal, attempts, first, 0)
 		}
 		if err != nil && ctx.Err() != nil {
 			// The caller's cancellation or deadline: it ends the request.
