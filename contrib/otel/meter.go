@@ -318,11 +318,11 @@ func observe[S any](st *srcState, o metric.Observer, table []series[S], s S, id 
 				st.base[i] = satAdd(st.base[i], st.last[i])
 			}
 			st.last[i] = v
-			o.ObserveInt64(st.insts[i].(metric.Int64Observable), satAdd(st.base[i], v), st.opts[i])
+			o.ObserveInt64(st.insts[i].(metric.Int64Observable), satAdd(st.base[i], v), st.opts[i:i+1]...)
 		case gaugeInt:
-			o.ObserveInt64(st.insts[i].(metric.Int64Observable), ser.i(s), st.opts[i])
+			o.ObserveInt64(st.insts[i].(metric.Int64Observable), ser.i(s), st.opts[i:i+1]...)
 		case gaugeFloat:
-			o.ObserveFloat64(st.insts[i].(metric.Float64Observable), ser.f(s), st.opts[i])
+			o.ObserveFloat64(st.insts[i].(metric.Float64Observable), ser.f(s), st.opts[i:i+1]...)
 		}
 	}
 }
