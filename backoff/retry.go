@@ -435,7 +435,10 @@ func next(ctx context.Context, p Policy, cfg *config, attempt int, prev time.Dur
 }
 
 // sleep waits for d or until ctx is done, whichever comes first, and returns
-// ctx's error in the second case.
+// ctx's error in the second case. A wait that ends at the instant ctx is
+// done (or past ctx's deadline, before ctx's own timer has noticed) also
+// returns ctx's error: select picks at random among ready cases, and the
+// next attempt must never start after the caller has given up.
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
@@ -444,8 +447,14 @@ func sleep(ctx context.Context, d time.Duration) error {
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
