@@ -20,7 +20,9 @@
 // it calls the primitive's Stats (and StatsFor for each listed key) and
 // observes the values with precomputed attribute sets. Registering adds
 // no hook, lock or atomic to the primitive: its Acquire, Allow and
-// Record paths are the same instructions with or without a Meter.
+// Record paths are the same instructions with or without a Meter. (A
+// collection calls Stats, which some primitives answer under their lock:
+// that is the only contention, once per collection.)
 // Unregister (or Meter.Close) removes the callback: from the next
 // collection on, the registration's series are no longer reported.
 //
@@ -36,11 +38,13 @@
 //
 // Current values (in flight, waiting, limits, window counts, rates) are
 // gauges; cumulative counts are observable counters, reported as
-// cumulative monotonic sums. A counter never falls: when the object
+// cumulative monotonic sums. Within a registration a counter never
+// falls: when the object
 // behind a series changes (a Breakers forgets a key's breaker and later
 // makes a new one) or a count goes backwards (a Partition forgot a key),
 // the series goes on from the last value it reported; counts that
-// exceed math.MaxInt64 report math.MaxInt64.
+// exceed math.MaxInt64 report math.MaxInt64. A new registration under
+// an old name starts from the primitive's own counts again.
 //
 // # Keys and cardinality
 //
@@ -48,7 +52,8 @@
 // of unbounded traffic would be unbounded cardinality: RegisterPartition,
 // RegisterKeyedLimiter and RegisterBreakers take the keys to export (zones,
 // tenants, hosts that matter), at most WithMaxKeys (DefaultMaxKeys, 64,
-// by default), formatted with %v into stormguard.key. The aggregate
+// by default), formatted with %v into stormguard.key (distinct, non-empty,
+// at most 128 bytes). The aggregate
 // series of a Partition or KeyedLimiter live under their own names
 // (stormguard.shed.partition.*) and the per-key ones under
 // stormguard.shed.partition.key.*, so that a sum over keys never counts

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"unicode"
 	"unicode/utf8"
@@ -84,7 +85,8 @@ func WithMaxKeys(n int) Option {
 // Meter exports the Stats of the primitives registered with it as
 // OpenTelemetry observable instruments. It creates every instrument once,
 // in New; each registration adds one callback, run only when a reader
-// collects. A Meter is safe for concurrent use.
+// collects. A Meter is safe for concurrent use. The zero Meter is not
+// usable (its Register calls fail with ErrInvalid): make one with New.
 type Meter struct {
 	meter   metric.Meter
 	maxKeys int
@@ -176,7 +178,7 @@ type Registration struct {
 // is idempotent: later calls return the first call's result. A nil
 // *Registration returns nil.
 func (r *Registration) Unregister() error {
-	if r == nil {
+	if r == nil || r.m == nil {
 		return nil
 	}
 	r.once.Do(func() {
@@ -236,8 +238,8 @@ type srcState struct {
 // register validates name, reserves it for kind and registers one
 // callback that reads every source and observes its table's series.
 func register[S any](m *Meter, kind, name string, srcs []source[S]) (*Registration, error) {
-	if m == nil {
-		return nil, fmt.Errorf("%w: nil Meter", ErrInvalid)
+	if m == nil || m.meter == nil {
+		return nil, fmt.Errorf("%w: nil Meter, or one not made by New", ErrInvalid)
 	}
 	if err := checkName(kind+" name", name); err != nil {
 		return nil, err
@@ -340,6 +342,10 @@ func keySources[K comparable, S any](m *Meter, kind string, table []series[S], k
 	srcs := make([]source[S], 0, len(keys))
 	for _, k := range keys {
 		s := fmt.Sprint(k)
+		if strings.HasPrefix(s, "%!") {
+			// fmt caught a panic in the key's String or Error method.
+			return nil, fmt.Errorf("%w: a %s key does not format: %s", ErrInvalid, kind, s)
+		}
 		if err := checkName(kind+" key", s); err != nil {
 			return nil, err
 		}

@@ -1,0 +1,50 @@
+package stormotel
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stormguard/stormguard/dnsplan"
+	"github.com/stormguard/stormguard/shed"
+)
+
+// panicky is a key whose String panics (fmt prints "%!v(PANIC=...)").
+type panicky struct{ n int }
+
+func (p panicky) String() string { panic("no") }
+
+// TestAttackZeroValuesAndBadKeys: a Meter not made by New, a zero
+// Registration, and keys whose formatting panics are refused or harmless,
+// never a panic.
+func TestAttackZeroValuesAndBadKeys(t *testing.T) {
+	q := must[*shed.Queue](t)(shed.NewQueue(shed.QueueConfig{Workers: 1}))
+	var zero Meter
+	if _, err := zero.RegisterQueue("api", q); !errors.Is(err, ErrInvalid) {
+		t.Errorf("zero Meter: %v", err)
+	}
+	if _, err := zero.RegisterEnactorEvents("dns"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("zero Meter, sink: %v", err)
+	}
+	if err := zero.Close(); err != nil {
+		t.Errorf("zero Meter Close: %v", err)
+	}
+	var r Registration
+	if err := r.Unregister(); err != nil {
+		t.Errorf("zero Registration: %v", err)
+	}
+	var ee EnactorEvents
+	ee.Observe(dnsplanEvent())
+	if err := ee.Unregister(); err != nil {
+		t.Errorf("zero EnactorEvents: %v", err)
+	}
+
+	m, _ := newMeter(t)
+	p := must[*shed.Partition[panicky]](t)(shed.NewPartition(shed.PartitionConfig[panicky]{Total: 4}))
+	_, err := RegisterPartition(m, "x", p, []panicky{{1}})
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("key whose String panics: %v", err)
+	}
+	t.Log(err)
+}
+
+func dnsplanEvent() dnsplan.Event { return dnsplan.Event{Kind: dnsplan.EventApplied} }
