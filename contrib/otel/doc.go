@@ -38,13 +38,14 @@
 //
 // Current values (in flight, waiting, limits, window counts, rates) are
 // gauges; cumulative counts are observable counters, reported as
-// cumulative monotonic sums. Within a registration a counter never
-// falls: when the object
-// behind a series changes (a Breakers forgets a key's breaker and later
-// makes a new one) or a count goes backwards (a Partition forgot a key),
-// the series goes on from the last value it reported; counts that
-// exceed math.MaxInt64 report math.MaxInt64. A new registration under
-// an old name starts from the primitive's own counts again.
+// cumulative monotonic sums. Within a registration a counter never falls:
+// when the object behind a series changes (a Breakers forgets a key's
+// breaker and later makes a new one) or a count goes backwards (a
+// Partition forgot a key and made it again), the series goes on from the
+// last value it reported (what the old object counted after that
+// collection is lost); counts that exceed math.MaxInt64 report
+// math.MaxInt64. A new registration under an old name starts from the
+// primitive's own counts again.
 //
 // # Keys and cardinality
 //
