@@ -315,8 +315,11 @@ func (c *Client) result(ctx context.Context, err error, attempts int, last error
 	}
 	code := codes.Unknown
 	switch {
-	case ctx.Err() != nil && errors.Is(be.Reason, ctx.Err()):
-		code = status.FromContextError(ctx.Err()).Code()
+	case errors.Is(be.Reason, context.Canceled), errors.Is(be.Reason, context.DeadlineExceeded):
+		// The caller's context ended the call, or its deadline passed
+		// before its timer noticed (the wait between attempts checks the
+		// clock too): the context's code, whatever the last attempt's.
+		code = status.FromContextError(be.Reason).Code()
 	case errors.Is(be.Last, backoff.ErrBreakerOpen):
 		code = codes.Unavailable
 	default:
