@@ -38,9 +38,10 @@ var (
 // ParseTimeout for the accepted forms.
 var ErrBadDeadline = errors.New("shedhttp: malformed deadline header")
 
-// Options configures the middleware. Set exactly one of Queue, Partition,
-// Bulkhead and Adaptive to bound concurrency, and/or one of Limiter and
-// KeyedLimiter to bound the rate; the rate is checked first, so a request
+// Options configures the middleware. Set at most one of Queue, Partition,
+// Bulkhead and Adaptive to bound concurrency and at most one of Limiter and
+// KeyedLimiter to bound the rate, and at least one in all; with both, the
+// rate is checked first, so a request
 // refused for its rate never holds a slot (a request that gets its token
 // and is then refused a slot, or whose client leaves, has spent the token).
 // Every other field is optional and its zero value is usable.
@@ -55,8 +56,8 @@ type Options struct {
 	// Bulkhead admits requests through one bulkhead.
 	Bulkhead *shed.Bulkhead
 	// Adaptive admits requests through a standalone adaptive limit, which
-	// never queues; a refusal (shed.ErrLimitReached) says when a slot is
-	// expected to free.
+	// never queues and learns from the handler's latency; a refusal
+	// (shed.ErrLimitReached) says when a slot is expected to free.
 	Adaptive *shed.AdaptiveLimit
 	// Limiter throttles requests by rate. A request waits for a token for
 	// at most the limiter's MaxWait (and never past its deadline); a
