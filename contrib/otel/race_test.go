@@ -255,3 +255,58 @@ func BenchmarkCollect(b *testing.B) {
 		}
 	}
 }
+
+// TestMonotonicUnderChurnTwoReaders: while one goroutine keeps opening,
+// removing and re-making a key's breaker, two readers of one provider
+// collect at once; neither ever sees the key's refused or transitions
+// counter fall.
+func TestMonotonicUnderChurnTwoReaders(t *testing.T) {
+	r1, r2 := sdkmetric.NewManualReader(), sdkmetric.NewManualReader()
+	m, err := New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(r1), sdkmetric.WithReader(r2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := backoff.BreakerConfig{WindowCalls: 4, MinCalls: 2, FailureRate: 0.5, OpenWait: time.Hour}
+	bs, err := backoff.NewBreakers(backoff.BreakersConfig[string]{Breaker: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RegisterBreakers(m, "hosts", bs, []string{"h1"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var churn, readers sync.WaitGroup
+	churn.Go(func() {
+		boom := errors.New("boom")
+		for i := 0; ctx.Err() == nil; i++ {
+			if tk, err := bs.Allow("h1"); err == nil {
+				bs.Record(tk, boom)
+			}
+			if i%7 == 6 {
+				bs.Remove("h1")
+			}
+		}
+	})
+	attrs := enc(attribute.NewSet(name("hosts"), key("h1")))
+	for _, r := range []*sdkmetric.ManualReader{r1, r2} {
+		readers.Go(func() {
+			var prevRefused, prevTrans float64
+			for range 300 {
+				got := collect(t, r)
+				refused, ok := got[breakerPrefix+".refused"][attrs]
+				if !ok {
+					continue // removed at that instant
+				}
+				trans := got[breakerPrefix+".transitions"][attrs]
+				if refused.value < prevRefused || trans.value < prevTrans {
+					t.Errorf("counter fell: refused %v -> %v, transitions %v -> %v", prevRefused, refused.value, prevTrans, trans.value)
+					return
+				}
+				prevRefused, prevTrans = refused.value, trans.value
+			}
+		})
+	}
+	readers.Wait()
+	cancel()
+	churn.Wait()
+}
