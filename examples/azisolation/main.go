@@ -125,8 +125,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.clientWait, "client-timeout", 2*time.Second, fmt.Sprintf("client timeout per request, in [%v, %v]", minClientWait, maxClientWait))
 	fs.IntVar(&cfg.pool, "pool", 48, fmt.Sprintf("regional worker pool size, in [1, %d]", maxPool))
 	fs.Uint64Var(&cfg.seed, "seed", 1, "seed of the backends' latency jitter, in [0, 2^64)")
-	fs.StringVar(&cfg.out, "out", "", "directory to write the charts into, as PNG and SVG (created if missing; empty: no charts)")
-	fs.BoolVar(&cfg.json, "json", false, "print one JSON object instead of the text report")
+	fs.StringVar(&cfg.out, "out", "", "directory to write the charts into, as PNG and SVG: any path (created if missing), or empty for no charts")
+	fs.BoolVar(&cfg.json, "json", false, "print one JSON object instead of the text report: true or false")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}

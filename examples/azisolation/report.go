@@ -148,8 +148,12 @@ func report(w, stderr io.Writer, cfg config, runs []*designRun) {
 		fmt.Fprintf(w, "The worst healthy zone's success was %.1f%% in both designs", 100*after)
 	}
 	a, b := runs[0].sickServed, runs[1].sickServed
-	fmt.Fprintf(w, ", and served %.1f%% of the sick zone's requests while it was sick and not paused, against %.1f%% in 2011.\n",
-		100*b.success(), 100*a.success())
+	if a.n == 0 || b.n == 0 {
+		fmt.Fprintf(w, "; the sick zone sent %d requests while it was sick and not paused in 2011, %d guarded.\n", a.n, b.n)
+	} else {
+		fmt.Fprintf(w, ", and served %.1f%% of the sick zone's requests while it was sick and not paused, against %.1f%% in 2011.\n",
+			100*b.success(), 100*a.success())
+	}
 }
 
 // findings are the sentences about one design's run, each computed from
@@ -166,8 +170,8 @@ func findings(cfg config, d *designRun) []string {
 			"it was served %.1f%% of %d requests (p50 %s, p99 %s).", cfg.sickDelay, ceil, 100*s.success(), s.n, dur(s.p50), dur(s.p99)))
 	default:
 		line := fmt.Sprintf("us-east-1a was slow but working: its calls take %v, within the %v ceiling. While sick and not paused it was served "+
-			"%.1f%% of %d requests (p50 %s, p99 %s). With %d slots for one zone the design can carry %.0f%% of its load "+
-			"(%d req/s × %v = %.0f calls in flight needed).", cfg.sickDelay, ceil, 100*s.success(), s.n, dur(s.p50), dur(s.p99),
+			"%.1f%% of %d requests (p50 %s, p99 %s). With %d slot(s) for one zone the design can carry %.0f%% of its load "+
+			"(%d req/s × %v = %.1f calls in flight needed).", cfg.sickDelay, ceil, 100*s.success(), s.n, dur(s.p50), dur(s.p99),
 			d.slots, 100*can, cfg.rate, cfg.sickDelay, float64(cfg.rate)*cfg.sickDelay.Seconds())
 		if settled.n == 0 {
 			line += fmt.Sprintf(" It was not sick for longer than the %v (%d round trips) the demand allows for learning, so the demand is not tested.", learnTime(cfg), learnRTTs)
