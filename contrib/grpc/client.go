@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -38,7 +39,9 @@ type ClientConfig struct {
 	// over share it. Return target+fullMethod to keep one per method, so
 	// that one broken method does not stop the others.
 	BreakerKey func(target, fullMethod string) string
-	// RetryCodes are the codes retried for every method. Nil means
+	// RetryCodes are the codes retried for every method: for a method not
+	// in IdempotentMethods, only when the attempt provably did not run
+	// (it never left the client, or a Server refused it: RefusedKey). Nil means
 	// codes.Unavailable alone. A codes.ResourceExhausted that carries a
 	// valid pushback is retried in any case: the server refused the call
 	// and said when to come back. codes.OK is invalid.
@@ -148,7 +151,10 @@ func Classify(err error) backoff.Outcome {
 // retryable decides what one failed attempt means for the retry loop: the
 // error to hand backoff.Retry (marked Permanent, or with a retry-after
 // hint).
-func (c *Client) retryable(ctx context.Context, method string, err error, trailer metadata.MD) error {
+// mayHaveRun is false when the attempt provably did not run on the server
+// (see RefusedKey); a method not listed as idempotent is then retried only
+// on the codes that are safe.
+func (c *Client) retryable(ctx context.Context, method string, err error, trailer metadata.MD, mayHaveRun bool) error {
 	if ctx.Err() != nil || pastDeadline(ctx) {
 		// The caller's context is done (or its deadline has passed, and
 		// its timer has not fired yet): Retry stops, as no attempt fits.
@@ -159,9 +165,10 @@ func (c *Client) retryable(ctx context.Context, method string, err error, traile
 	if present && !retry {
 		return backoff.Permanent(err) // the server asked not to be retried
 	}
-	ok := int(code) < len(c.retry) && (c.retry[code] ||
+	idem := c.idempotent[method]
+	ok := int(code) < len(c.retry) && (idem || !mayHaveRun) && (c.retry[code] ||
 		(code == codes.ResourceExhausted && present) ||
-		(c.idempotent[method] && c.idemCode[code]))
+		(idem && c.idemCode[code]))
 	if !ok {
 		return backoff.Permanent(err)
 	}
@@ -197,6 +204,10 @@ func (c *Client) options(target, method string, opts []backoff.Option) ([]backof
 // safe to retry, makes it again with the same request, as the Policy, the
 // Budget and the target's breaker allow:
 //
+//   - a method not in ClientConfig.IdempotentMethods is never retried
+//     once an attempt may have run on the server: only an attempt that
+//     never reached a connection (gRPC set no peer), or one whose trailer
+//     carries RefusedKey (a Server's admission refused it), is retried;
 //   - it honours the server's pushback (PushbackKey in the trailing
 //     metadata): the next attempt starts no sooner than the pushback (nor
 //     than the policy's delay); a negative or malformed pushback ends the
@@ -234,6 +245,7 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 	}
 	attempts := 0
 	var last error
+	idem := c.idempotent[method]
 	err = backoff.Retry(ctx, c.policy, func(ctx context.Context) error {
 		if attempts > 0 {
 			if err := retryStart(ctx); err != nil {
@@ -241,13 +253,23 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 			}
 		}
 		attempts++
-		var trailer metadata.MD
-		err := invoker(ctx, method, req, reply, cc, append(opts[:len(opts):len(opts)], grpc.Trailer(&trailer))...)
+		var (
+			trailer metadata.MD
+			p       peer.Peer
+		)
+		callOpts := append(opts[:len(opts):len(opts)], grpc.Trailer(&trailer))
+		if !idem {
+			// gRPC sets the peer only once the attempt has a stream on a
+			// connection: without one, the call never left the client.
+			callOpts = append(callOpts, grpc.Peer(&p))
+		}
+		err := invoker(ctx, method, req, reply, cc, callOpts...)
 		if err == nil {
 			return nil
 		}
 		last = err
-		return c.retryable(ctx, method, err, trailer)
+		mayHaveRun := !idem && p.Addr != nil && len(trailer[RefusedKey]) == 0
+		return c.retryable(ctx, method, err, trailer, mayHaveRun)
 	}, bopts...)
 	return c.result(ctx, err, attempts, last)
 }
@@ -387,7 +409,8 @@ func (c *Client) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 			return nil
 		}
 		last = err
-		return c.retryable(ctx, method, err, nil)
+		// streamer fails before the application has sent anything.
+		return c.retryable(ctx, method, err, nil, false)
 	}, bopts...)
 	if err != nil {
 		return nil, c.result(ctx, err, attempts, last)

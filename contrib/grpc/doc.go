@@ -40,9 +40,10 @@
 // A refusal is a status error, codes.ResourceExhausted for a rate limit and
 // codes.Unavailable for overload (DefaultCode; ServerConfig.Code overrides
 // it), with a retry hint in the trailing metadata key grpc-retry-pushback-ms
-// (PushbackKey), computed from the refusal's numbers (DefaultPushback): the
-// time the limiter's next token is due, or the wait bound the call spent in
-// the queue in vain. A refusal that says nothing of when capacity frees
+// (PushbackKey), computed from the refusal's numbers (DefaultPushback), and
+// the reason in the trailing metadata key RefusedKey, which tells a Client
+// that the call did not run. The pushback is the time the limiter's next
+// token is due, or the time the call waited in the queue in vain. A refusal that says nothing of when capacity frees
 // (a full queue, a pause) carries no hint, rather than a constant that would
 // bring every refused client back at the same instant.
 //
@@ -53,7 +54,13 @@
 // or ClientConfig.BreakerKey's choice), and only when it is safe: on
 // codes.Unavailable, on codes.ResourceExhausted when the server sent a
 // pushback, and on the other codes of ClientConfig.IdempotentCodes only
-// for the methods the caller lists as idempotent. It honours the pushback:
+// for the methods the caller lists as idempotent. A method not listed is
+// retried only when the attempt provably did not run: it never left the
+// client (no connection), or a Server's admission refused it (the
+// trailer RefusedKey); a connection lost after the request was sent, or
+// an error of the handler itself, may follow work done, and gRPC's
+// codes.Unavailable is "not always safe to retry" for such methods, as
+// its documentation says. It honours the pushback:
 // the next attempt waits at least that long; a negative or malformed
 // pushback means "do not retry", as gRPC's retry design (A6) says; and a
 // pushback that would end after the call's deadline ends the call at once

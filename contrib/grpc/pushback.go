@@ -13,6 +13,13 @@ import (
 // (gRPC proposal A6). A negative or malformed value means "do not retry".
 const PushbackKey = "grpc-retry-pushback-ms"
 
+// RefusedKey is the trailing-metadata key a Server sets on every call its
+// admission refused, before the handler ran: its value names the reason
+// (RefusalReason). A Client retries a method that is not idempotent only
+// when the call provably did not run: it never left the client, or the
+// server's answer carries this key.
+const RefusedKey = "stormguard-refused"
+
 // MaxPushback is the longest pushback FormatPushback writes: the largest
 // 32-bit millisecond count (about 24.8 days), so that clients that parse
 // the value as a 32-bit integer, as gRPC's Java and C++ clients do, read

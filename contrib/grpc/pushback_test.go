@@ -3,6 +3,7 @@ package grpcguard_test
 import (
 	"context"
 	"math"
+	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -95,6 +96,8 @@ func TestRetryDecisionProperty(t *testing.T) {
 		code := codes.Code(rapid.IntRange(1, 18).Draw(t, "code"))
 		pb := rapid.SampledFrom([][]string{nil, {"0"}, {"1"}, {"-1"}, {"x"}, {""}, {"1", "1"}}).Draw(t, "pushback")
 		idem := rapid.Bool().Draw(t, "idempotent")
+		sent := rapid.Bool().Draw(t, "sent")      // the attempt reached a connection
+		marked := rapid.Bool().Draw(t, "refused") // the server's admission refused it
 		retryCodes := rapid.SliceOfDistinct(rapid.IntRange(1, 16), func(i int) int { return i }).Draw(t, "retryCodes")
 		cfg := grpcguard.ClientConfig{Policy: backoff.Policy{Base: time.Microsecond, Cap: time.Microsecond, MaxAttempts: 3}}
 		inRetry := false
@@ -116,7 +119,8 @@ func TestRetryDecisionProperty(t *testing.T) {
 		_, retry, present := grpcguard.ParsePushback(pb)
 		idemCode := code == codes.Unavailable || code == codes.ResourceExhausted || code == codes.Aborted || code == codes.DeadlineExceeded
 		want := 1
-		if !(present && !retry) && (inRetry || code == codes.ResourceExhausted && present || idem && idemCode) {
+		mayHaveRun := !idem && sent && !marked
+		if !(present && !retry) && !mayHaveRun && (inRetry || code == codes.ResourceExhausted && present || idem && idemCode) {
 			want = 3
 		}
 		calls := 0
@@ -124,8 +128,18 @@ func TestRetryDecisionProperty(t *testing.T) {
 			func(_ context.Context, _ string, _, _ any, _ *grpc.ClientConn, opts ...grpc.CallOption) error {
 				calls++
 				for _, o := range opts {
-					if tr, ok := o.(grpc.TrailerCallOption); ok && pb != nil {
-						*tr.TrailerAddr = metadata.MD{grpcguard.PushbackKey: pb}
+					if tr, ok := o.(grpc.TrailerCallOption); ok {
+						md := metadata.MD{}
+						if pb != nil {
+							md[grpcguard.PushbackKey] = pb
+						}
+						if marked {
+							md[grpcguard.RefusedKey] = []string{"queue_full"}
+						}
+						*tr.TrailerAddr = md
+					}
+					if p, ok := o.(grpc.PeerCallOption); ok && sent {
+						p.PeerAddr.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
 					}
 				}
 				return status.Error(code, "failed")

@@ -139,9 +139,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 //   - codes.Canceled and codes.DeadlineExceeded when the client's own
 //     context ended the wait (it was not shed);
 //   - codes.Unavailable for every other refusal (overload: queue full,
-//     waited too long, evicted, paused, too many keys, adaptive limit).
+//     waited too long, evicted, paused, too many keys, adaptive limit),
+//     and for a nil one.
 func DefaultCode(r *shed.Refusal) codes.Code {
 	switch {
+	case r == nil:
+		return codes.Unavailable
 	case errors.Is(r, shed.ErrRateLimited):
 		return codes.ResourceExhausted
 	case errors.Is(r, shed.ErrDeadline):
@@ -155,28 +158,34 @@ func DefaultCode(r *shed.Refusal) codes.Code {
 	}
 }
 
-// DefaultPushback computes the retry hint of a refusal from its numbers:
+// DefaultPushback computes the retry hint of a refusal from its numbers,
+// as shedhttp.RetryAfter does for HTTP:
 //
-//   - Refusal.RetryIn when positive: the time a rate limiter's next token is
-//     due, or an adaptive limit's slot is expected to free;
-//   - Refusal.MaxWait when the call waited that bound for a slot in vain
-//     (shed.ErrWaitTimeout): the server found no capacity for that long;
-//   - none otherwise: a full queue, a pause, an eviction or a key bound say
-//     nothing about when capacity frees, and a made-up constant would
-//     bring every refused client back at the same instant; the client's
-//     own jittered backoff spreads them instead;
+//   - Refusal.RetryAfter() when positive: the time a rate limiter's next
+//     token is due, or an adaptive limit's slot is expected to free;
+//   - Refusal.Waited, for a call that waited in a queue and was not served
+//     (shed.ErrWaitTimeout, shed.ErrEvicted): the server found no capacity
+//     for it that long, so an earlier retry would meet the same queue. It
+//     is the time this call waited, measured, not the configured bound
+//     (MaxWait) that every such refusal would share;
+//   - none otherwise: a full queue, a pause or a key bound say nothing
+//     about when capacity frees, and a made-up constant would bring every
+//     refused client back at the same instant; the client's own jittered
+//     backoff spreads them instead;
 //   - "do not retry" (a negative delay) for shed.ErrDeadline, and none for
 //     a wait the client's own context ended.
 func DefaultPushback(r *shed.Refusal) (time.Duration, bool) {
 	switch {
+	case r == nil:
+		return 0, false
 	case errors.Is(r, shed.ErrDeadline):
 		return -1, true
 	case errors.Is(r, context.Canceled), errors.Is(r, context.DeadlineExceeded):
 		return 0, false
-	case r.RetryIn > 0:
-		return r.RetryIn, true
-	case errors.Is(r, shed.ErrWaitTimeout) && r.MaxWait > 0:
-		return r.MaxWait, true
+	case r.RetryAfter() > 0:
+		return r.RetryAfter(), true
+	case (errors.Is(r, shed.ErrWaitTimeout) || errors.Is(r, shed.ErrEvicted)) && r.Waited > 0:
+		return r.Waited, true
 	}
 	return 0, false
 }
@@ -363,14 +372,48 @@ func (s *Server) refuse(method string, err error, trailer func(metadata.MD)) err
 	if s.cfg.Pushback != nil {
 		pushback = s.cfg.Pushback
 	}
+	md := metadata.MD{RefusedKey: []string{RefusalReason(r)}}
 	if d, ok := pushback(r); ok {
-		trailer(metadata.Pairs(PushbackKey, FormatPushback(d)))
+		md[PushbackKey] = []string{FormatPushback(d)}
 	}
+	trailer(md)
 	st := status.New(code, r.Error())
 	if s.cfg.OnRefused != nil {
 		s.cfg.OnRefused(method, r, st)
 	}
 	return st.Err()
+}
+
+// RefusalReason is the value of RefusedKey for a refusal: "queue_full",
+// "wait_timeout", "paused", "too_many_keys", "deadline", "evicted",
+// "rate_limited", "limit_reached", "canceled" or "deadline_exceeded" (the
+// client's context ended the wait), or "other".
+func RefusalReason(r *shed.Refusal) string {
+	switch {
+	case r == nil:
+		return "other"
+	case errors.Is(r, shed.ErrQueueFull):
+		return "queue_full"
+	case errors.Is(r, shed.ErrWaitTimeout):
+		return "wait_timeout"
+	case errors.Is(r, shed.ErrPaused):
+		return "paused"
+	case errors.Is(r, shed.ErrTooManyKeys):
+		return "too_many_keys"
+	case errors.Is(r, shed.ErrDeadline):
+		return "deadline"
+	case errors.Is(r, shed.ErrEvicted):
+		return "evicted"
+	case errors.Is(r, shed.ErrRateLimited):
+		return "rate_limited"
+	case errors.Is(r, shed.ErrLimitReached):
+		return "limit_reached"
+	case errors.Is(r, context.Canceled):
+		return "canceled"
+	case errors.Is(r, context.DeadlineExceeded):
+		return "deadline_exceeded"
+	}
+	return "other"
 }
 
 // KeyByMethod is a ServerConfig.Key that keys calls by their full method

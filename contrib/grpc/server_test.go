@@ -104,7 +104,15 @@ func TestServerOverloadCodesAndPushback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := mustServer(t, grpcguard.ServerConfig{Bulkhead: b})
+	var (
+		mu      sync.Mutex
+		refused []*shed.Refusal
+	)
+	s := mustServer(t, grpcguard.ServerConfig{Bulkhead: b, OnRefused: func(_ string, r *shed.Refusal, _ *status.Status) {
+		mu.Lock()
+		refused = append(refused, r)
+		mu.Unlock()
+	}})
 	h := newTestHealth()
 	c := dial(t, serve(t, h, nil, s.Unary, s.Stream))
 	ctx := context.Background()
@@ -113,13 +121,22 @@ func TestServerOverloadCodesAndPushback(t *testing.T) {
 	waitFor(t, "the blocked call to hold the slot", func() bool { return b.Stats().InFlight == 1 })
 
 	// Waits MaxWait in the queue, then is refused: Unavailable with the
-	// bound it waited as pushback.
+	// time it waited (at least the bound) as pushback.
 	tr, err := check(ctx, c, "")
 	if got := status.Code(err); got != codes.Unavailable {
 		t.Fatalf("wait timeout: code %v (%v), want Unavailable", got, err)
 	}
-	if got, want := tr.Get(grpcguard.PushbackKey), ceilMS(maxWait); len(got) != 1 || got[0] != want {
-		t.Fatalf("wait timeout: pushback %q, want [%q]", got, want)
+	mu.Lock()
+	if len(refused) != 1 || refused[0].Waited < maxWait {
+		t.Fatalf("refusals %v, want one that waited at least %v", refused, maxWait)
+	}
+	waited := refused[0].Waited
+	mu.Unlock()
+	if got, want := tr.Get(grpcguard.PushbackKey), ceilMS(waited); len(got) != 1 || got[0] != want {
+		t.Fatalf("wait timeout: pushback %q, want [%q] (waited %v)", got, want, waited)
+	}
+	if got := tr.Get(grpcguard.RefusedKey); len(got) != 1 || got[0] != "wait_timeout" {
+		t.Fatalf("wait timeout: %s %q, want [wait_timeout]", grpcguard.RefusedKey, got)
 	}
 
 	// A full queue says nothing of when capacity frees: no pushback.
@@ -139,6 +156,9 @@ func TestServerOverloadCodesAndPushback(t *testing.T) {
 	}
 	if got := tr.Get(grpcguard.PushbackKey); len(got) != 0 {
 		t.Fatalf("queue full: pushback %q, want none", got)
+	}
+	if got := tr.Get(grpcguard.RefusedKey); len(got) != 1 || got[0] != "queue_full" {
+		t.Fatalf("queue full: %s %q, want [queue_full]", grpcguard.RefusedKey, got)
 	}
 	close(h.release)
 	if err := <-blocked; err != nil {
@@ -185,7 +205,11 @@ func TestDefaultCodeAndPushback(t *testing.T) {
 		{&shed.Refusal{Reason: shed.ErrWaitTimeout, Waited: 5 * time.Millisecond, MaxWait: 5 * time.Millisecond}, codes.Unavailable, "5"},
 		{&shed.Refusal{Reason: shed.ErrQueueFull, Current: 64, Limit: 64}, codes.Unavailable, ""},
 		{&shed.Refusal{Reason: shed.ErrPaused}, codes.Unavailable, ""},
-		{&shed.Refusal{Reason: shed.ErrEvicted, Waited: time.Millisecond}, codes.Unavailable, ""},
+		{&shed.Refusal{Reason: shed.ErrEvicted, Waited: time.Millisecond}, codes.Unavailable, "1"},
+		// The time this call waited, measured, not the configured bound
+		// every such refusal shares: a hint is never a constant.
+		{&shed.Refusal{Reason: shed.ErrWaitTimeout, Waited: 7*time.Millisecond + 1, MaxWait: 5 * time.Millisecond}, codes.Unavailable, "8"},
+		{&shed.Refusal{Reason: shed.ErrWaitTimeout, MaxWait: 5 * time.Millisecond}, codes.Unavailable, ""},
 		{&shed.Refusal{Reason: shed.ErrTooManyKeys, Current: 8, Limit: 8}, codes.Unavailable, ""},
 		{&shed.Refusal{Reason: shed.ErrDeadline}, codes.DeadlineExceeded, "-1"},
 		{&shed.Refusal{Reason: context.Canceled, Waited: time.Millisecond}, codes.Canceled, ""},
