@@ -69,7 +69,7 @@ func TestSlowZoneIsServed(t *testing.T) {
 	_, paused := firstEvent(safe.run.events, evPaused)
 	assert.False(t, paused, "a slow zone's health checks pass: the operator does not pause it")
 	assert.Contains(t, out, "slow but working")
-	assert.Contains(t, out, "The operator never paused us-east-1a")
+	assert.Contains(t, out, "The operator never paused us-east-1a: all")
 }
 
 // TestHungZoneIsContained: a zone whose calls take 3s (longer than the

@@ -205,22 +205,26 @@ func findings(cfg config, d *designRun) []string {
 	if hit < 0 {
 		out = append(out, fmt.Sprintf("The healthy zones met %.0f%% success in every second of the run.", 100*unaffectedSuccess))
 	} else {
-		line := fmt.Sprintf("A healthy zone first fell below %.0f%% success in second %d, %d whole seconds after the second us-east-1a turned sick in (2011: the regional API's errors began %v after the storm, 00:47 → 00:50)",
-			100*unaffectedSuccess, hit, hitAfter, pmErrorsAfterSick)
+		when := "the second us-east-1a turned sick in"
+		if hitAfter > 0 {
+			when = fmt.Sprintf("%d s after the second us-east-1a turned sick in", hitAfter)
+		}
+		line := fmt.Sprintf("A healthy zone first fell below %.0f%% success in second %d, %s (postmortem: the regional API's errors began %s after the storm, 00:47 → 00:50)",
+			100*unaffectedSuccess, hit, when, minutes(pmErrorsAfterSick))
 		switch {
 		case back < 0:
 			line += "; they had not recovered by the end of the run."
 		case wasPaused && time.Duration(back)*time.Second >= paused:
-			line += fmt.Sprintf("; they met it again in every second from second %d on, %.1fs after the pause (2011: the other zones recovered %v after the disable, 02:40 → 02:50).",
-				back, float64(back)-paused.Seconds(), pmRecoveredAfterPause)
+			line += fmt.Sprintf("; they met it again in every second from second %d on, %.1fs after the pause (postmortem: the other zones recovered %s after the disable, 02:40 → 02:50).",
+				back, float64(back)-paused.Seconds(), minutes(pmRecoveredAfterPause))
 		default:
 			line += fmt.Sprintf("; they met it again in every second from second %d on.", back)
 		}
 		out = append(out, line)
 	}
 	if wasPaused {
-		line := fmt.Sprintf("The operator paused us-east-1a at %.1fs, %.1fs after it turned sick (2011: %v after the API's errors began).",
-			paused.Seconds(), (paused - sick).Seconds(), pmPauseAfterErrors)
+		line := fmt.Sprintf("The operator paused us-east-1a at %.1fs, %.1fs after it turned sick (postmortem: the team disabled the zone's Create Volume calls %s after the API's errors began, 00:50 → 02:40).",
+			paused.Seconds(), (paused - sick).Seconds(), minutes(pmPauseAfterErrors))
 		if resumed, ok := firstEvent(d.run.events, evResumed); ok {
 			line += fmt.Sprintf(" It resumed it at %.1fs, %.1fs after its backend recovered.", resumed.Seconds(), (resumed - sick - cfg.sickFor).Seconds())
 		} else {
@@ -228,7 +232,13 @@ func findings(cfg config, d *designRun) []string {
 		}
 		out = append(out, line)
 	} else {
-		out = append(out, "The operator never paused us-east-1a: its health checks kept passing.")
+		switch {
+		case d.run.failedChecks == 0:
+			out = append(out, fmt.Sprintf("The operator never paused us-east-1a: all %d of its health checks passed.", d.run.checks))
+		default:
+			out = append(out, fmt.Sprintf("The operator never paused us-east-1a: %d of its %d health checks failed, never %d in a row.",
+				d.run.failedChecks, d.run.checks, checksToAct))
+		}
 	}
 	peak, peakAt, before := 0, 0, 0
 	for i, sec := range d.secs {
@@ -287,3 +297,12 @@ func mergeSeconds(r *run, secs [][]secStat, from, to int) []secStat {
 }
 
 func textWrap(w io.Writer, s string) { textfmt.Wrap(w, 110, s) }
+
+// minutes formats a postmortem interval: "3 min", "1 h 50 min".
+func minutes(d time.Duration) string {
+	m := int(d / time.Minute)
+	if m < 60 {
+		return fmt.Sprintf("%d min", m)
+	}
+	return fmt.Sprintf("%d h %d min", m/60, m%60)
+}

@@ -152,7 +152,7 @@ const (
 )
 
 // operate runs the operator on d until ctx ends, recording what it does.
-func operate(ctx context.Context, d design, backends []*backend, deadline time.Duration, start time.Time, record func(event)) {
+func operate(ctx context.Context, d design, backends []*backend, deadline time.Duration, start time.Time, record func(event), checked func(zone int, ok bool)) {
 	var wg sync.WaitGroup
 	for i, be := range backends {
 		wg.Add(1)
@@ -172,6 +172,7 @@ func operate(ctx context.Context, d design, backends []*backend, deadline time.D
 				if ctx.Err() != nil {
 					return
 				}
+				checked(i, err == nil)
 				if (err != nil) != paused {
 					streak++
 				} else {
@@ -212,6 +213,9 @@ type run struct {
 	load    loadStats
 	events  []event
 	samples [][]sample // [second][zone]
+	// checks and failedChecks count the operator's health checks of the
+	// sick zone, and those that failed.
+	checks, failedChecks int
 }
 
 // runDesign serves d on loopback and drives it with the load, the sick
@@ -258,7 +262,17 @@ func runDesign(d design, cfg config) (*run, error) {
 	bg.Add(2)
 	go func() {
 		defer bg.Done()
-		operate(ctx, d, backends, ceiling(cfg.clientWait), start, record)
+		operate(ctx, d, backends, ceiling(cfg.clientWait), start, record, func(zone int, ok bool) {
+			if zone != 0 {
+				return
+			}
+			mu.Lock()
+			r.checks++
+			if !ok {
+				r.failedChecks++
+			}
+			mu.Unlock()
+		})
 	}()
 	go func() {
 		defer bg.Done()
