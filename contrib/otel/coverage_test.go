@@ -279,6 +279,11 @@ var docAttrs = func() map[string][]string {
 			addAll(in.name, "stormguard.key (Breakers)")
 		}
 	}
+	for _, in := range instruments {
+		if strings.HasPrefix(in.name, adaptivePrefix+".") {
+			addAll(in.name, "stormguard.primitive (embedded)", "stormguard.key (Partition)")
+		}
+	}
 	addAll(breakerPrefix+".state", "stormguard.state")
 	addAll(leaseEvents, "stormguard.event")
 	addAll(recoveryPrefix+".keys", "stormguard.state")

@@ -88,7 +88,10 @@
 // primitive's Stats (shed.Stats, shed.AdaptiveStats,
 // backoff.BudgetStats, BreakerStats, ThrottleStats, HedgeStats,
 // lease.Stats, lease.Progress, fence.Stats, remirror.Stats) or, for
-// dnsplan, the event kind. The tests check that every field of every
+// dnsplan, the event kind. The adaptive limit inside a Queue, a Bulkhead
+// or a listed Partition key is reported on stormguard.shed.adaptive.* with
+// stormguard.primitive set to "queue", "bulkhead" or "partition" (and
+// stormguard.key), beside standalone AdaptiveLimits. The tests check that every field of every
 // Stats is exported and that this table is current.
 //
 //	| metric | instrument | unit | attributes | source |
@@ -97,16 +100,16 @@
 //	| stormguard.shed.KIND.admitted | Int64ObservableCounter | {call} |  | Admitted |
 //	| stormguard.shed.KIND.queued | Int64ObservableCounter | {call} |  | Queued |
 //	| stormguard.shed.KIND.shed | Int64ObservableCounter | {call} | stormguard.reason | Shed.* |
-//	| stormguard.shed.adaptive.limit | Int64ObservableGauge | {call} |  | Limit |
-//	| stormguard.shed.adaptive.estimate | Float64ObservableGauge | {call} |  | Estimate |
-//	| stormguard.shed.adaptive.rtt | Float64ObservableGauge | s |  | RTT |
-//	| stormguard.shed.adaptive.baseline | Float64ObservableGauge | s |  | Baseline |
-//	| stormguard.shed.adaptive.inflight | Int64ObservableGauge | {call} |  | InFlight |
-//	| stormguard.shed.adaptive.samples | Int64ObservableCounter | {sample} |  | Samples |
-//	| stormguard.shed.adaptive.drops | Int64ObservableCounter | {sample} |  | Drops |
-//	| stormguard.shed.adaptive.windows | Int64ObservableCounter | {window} |  | Windows |
-//	| stormguard.shed.adaptive.admitted | Int64ObservableCounter | {call} |  | Admitted |
-//	| stormguard.shed.adaptive.refused | Int64ObservableCounter | {call} |  | Refused |
+//	| stormguard.shed.adaptive.limit | Int64ObservableGauge | {call} | stormguard.key (Partition), stormguard.primitive (embedded) | Limit |
+//	| stormguard.shed.adaptive.estimate | Float64ObservableGauge | {call} | stormguard.key (Partition), stormguard.primitive (embedded) | Estimate |
+//	| stormguard.shed.adaptive.rtt | Float64ObservableGauge | s | stormguard.key (Partition), stormguard.primitive (embedded) | RTT |
+//	| stormguard.shed.adaptive.baseline | Float64ObservableGauge | s | stormguard.key (Partition), stormguard.primitive (embedded) | Baseline |
+//	| stormguard.shed.adaptive.inflight | Int64ObservableGauge | {call} | stormguard.key (Partition), stormguard.primitive (embedded) | InFlight |
+//	| stormguard.shed.adaptive.samples | Int64ObservableCounter | {sample} | stormguard.key (Partition), stormguard.primitive (embedded) | Samples |
+//	| stormguard.shed.adaptive.drops | Int64ObservableCounter | {sample} | stormguard.key (Partition), stormguard.primitive (embedded) | Drops |
+//	| stormguard.shed.adaptive.windows | Int64ObservableCounter | {window} | stormguard.key (Partition), stormguard.primitive (embedded) | Windows |
+//	| stormguard.shed.adaptive.admitted | Int64ObservableCounter | {call} | stormguard.key (Partition), stormguard.primitive (embedded) | Admitted |
+//	| stormguard.shed.adaptive.refused | Int64ObservableCounter | {call} | stormguard.key (Partition), stormguard.primitive (embedded) | Refused |
 //	| stormguard.backoff.budget.tokens | Float64ObservableGauge | {token} |  | Tokens |
 //	| stormguard.backoff.budget.retries | Int64ObservableCounter | {retry} |  | Retries |
 //	| stormguard.backoff.budget.refused | Int64ObservableCounter | {retry} |  | Refused |
@@ -155,4 +158,5 @@
 //	| stormguard.remirror.nodes.quarantined | Int64ObservableGauge | {node} |  | Quarantined |
 //	| stormguard.dnsplan.enactor.events | Int64ObservableCounter | {event} | stormguard.event | other, applied, repaired, conflict, newer, deleted, error, pass-done |
 //	| stormguard.dnsplan.planner.events | Int64ObservableCounter | {event} | stormguard.event | other, held, fail-static, fail-open, capped |
+
 package stormotel

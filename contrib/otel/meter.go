@@ -43,6 +43,10 @@ const (
 	AttrEvent = attribute.Key("stormguard.event")
 	// AttrOutcome is the outcome of a counted operation (fence, remirror).
 	AttrOutcome = attribute.Key("stormguard.outcome")
+	// AttrPrimitive is, on stormguard.shed.adaptive.*, the primitive whose
+	// adaptive limit the series reports ("queue", "bulkhead",
+	// "partition"); a standalone AdaptiveLimit's series lack it.
+	AttrPrimitive = attribute.Key("stormguard.primitive")
 	// AttrAction is the kind of a remirror action.
 	AttrAction = attribute.Key("stormguard.action")
 )
@@ -235,9 +239,63 @@ type srcState struct {
 	kinds []instKind
 }
 
-// register validates name, reserves it for kind and registers one
-// callback that reads every source and observes its table's series.
+// binding is one source bound to a registration, whatever its Stats type.
+type binding interface {
+	// prepare resolves the instruments and attribute sets of the
+	// source's series under name, adding new instruments to list.
+	prepare(m *Meter, name string, seen map[string]bool, list *[]metric.Observable)
+	// observe reads the source and reports its series.
+	observe(o metric.Observer)
+}
+
+// bound is a source with its state.
+type bound[S any] struct {
+	src source[S]
+	st  srcState
+}
+
+func (b *bound[S]) prepare(m *Meter, name string, seen map[string]bool, list *[]metric.Observable) {
+	st, n := &b.st, len(b.src.table)
+	st.last, st.base = make([]int64, n), make([]int64, n)
+	st.opts = make([]metric.ObserveOption, n)
+	st.insts, st.kinds = make([]metric.Observable, n), make([]instKind, n)
+	for i, s := range b.src.table {
+		st.insts[i], st.kinds[i] = m.insts[s.metric], instrumentKind[s.metric]
+		if !seen[s.metric] {
+			seen[s.metric] = true
+			*list = append(*list, st.insts[i])
+		}
+		kv := append([]attribute.KeyValue{AttrName.String(name)}, b.src.attrs...)
+		if s.attr.Key != "" {
+			kv = append(kv, s.attr)
+		}
+		st.opts[i] = metric.WithAttributeSet(attribute.NewSet(kv...))
+	}
+}
+
+func (b *bound[S]) observe(o metric.Observer) {
+	if s, id, ok := b.src.get(); ok {
+		observe(&b.st, o, b.src.table, s, id)
+	}
+}
+
+// bind binds sources of one Stats type.
+func bind[S any](srcs ...source[S]) []binding {
+	out := make([]binding, len(srcs))
+	for i, src := range srcs {
+		out[i] = &bound[S]{src: src}
+	}
+	return out
+}
+
+// register is registerAll for sources of one Stats type.
 func register[S any](m *Meter, kind, name string, srcs []source[S]) (*Registration, error) {
+	return registerAll(m, kind, name, bind(srcs...))
+}
+
+// registerAll validates name, reserves it for kind and registers one
+// callback that reads every source and observes its table's series.
+func registerAll(m *Meter, kind, name string, bs []binding) (*Registration, error) {
 	if m == nil || m.meter == nil {
 		return nil, fmt.Errorf("%w: nil Meter, or one not made by New", ErrInvalid)
 	}
@@ -246,25 +304,8 @@ func register[S any](m *Meter, kind, name string, srcs []source[S]) (*Registrati
 	}
 	seen := map[string]bool{}
 	var list []metric.Observable
-	states := make([]srcState, len(srcs))
-	for j, src := range srcs {
-		st := &states[j]
-		n := len(src.table)
-		st.last, st.base = make([]int64, n), make([]int64, n)
-		st.opts = make([]metric.ObserveOption, n)
-		st.insts, st.kinds = make([]metric.Observable, n), make([]instKind, n)
-		for i, s := range src.table {
-			st.insts[i], st.kinds[i] = m.insts[s.metric], instrumentKind[s.metric]
-			if !seen[s.metric] {
-				seen[s.metric] = true
-				list = append(list, st.insts[i])
-			}
-			kv := append([]attribute.KeyValue{AttrName.String(name)}, src.attrs...)
-			if s.attr.Key != "" {
-				kv = append(kv, s.attr)
-			}
-			st.opts[i] = metric.WithAttributeSet(attribute.NewSet(kv...))
-		}
+	for _, b := range bs {
+		b.prepare(m, name, seen, &list)
 	}
 	r := &Registration{m: m, slot: kind + "\x00" + name}
 	m.mu.Lock()
@@ -279,12 +320,8 @@ func register[S any](m *Meter, kind, name string, srcs []source[S]) (*Registrati
 	cb := func(_ context.Context, o metric.Observer) error {
 		mu.Lock()
 		defer mu.Unlock()
-		for j, src := range srcs {
-			s, id, ok := src.get()
-			if !ok {
-				continue
-			}
-			observe(&states[j], o, src.table, s, id)
+		for _, b := range bs {
+			b.observe(o)
 		}
 		return nil
 	}

@@ -528,3 +528,49 @@ func ExampleNew() {
 	// stormguard.shed.queue.queued stormguard.name=api 0
 	// stormguard.shed.queue.shed stormguard.name=api,stormguard.reason=queue_full 1
 }
+
+// TestEmbeddedAdaptiveLimits: the adaptive limit of a Queue, a Bulkhead
+// and each listed Partition key is exported with stormguard.primitive;
+// a primitive without one exports no adaptive series.
+func TestEmbeddedAdaptiveLimits(t *testing.T) {
+	m, r := newMeter(t)
+	ad := &shed.AdaptiveConfig{}
+	q := must[*shed.Queue](t)(shed.NewQueue(shed.QueueConfig{Workers: 4, Adaptive: ad}))
+	must[*Registration](t)(m.RegisterQueue("api", q))
+	b := must[*shed.Bulkhead](t)(shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 4, Adaptive: ad}))
+	must[*Registration](t)(m.RegisterBulkhead("db", b))
+	p := must[*shed.Partition[string]](t)(shed.NewPartition(shed.PartitionConfig[string]{Total: 8, PerKey: 4, Adaptive: ad}))
+	must[*Registration](t)(RegisterPartition(m, "zones", p, []string{"az1", "az2"}))
+	plain := must[*shed.Queue](t)(shed.NewQueue(shed.QueueConfig{Workers: 4}))
+	must[*Registration](t)(m.RegisterQueue("plain", plain))
+	for range 3 {
+		if q.TryAcquire() {
+			q.ReleaseRTT(time.Millisecond, false)
+		}
+		if b.TryAcquire() {
+			b.ReleaseRTT(time.Millisecond, false)
+		}
+		if p.TryAcquire("az1") {
+			p.ReleaseRTT("az1", time.Millisecond, false)
+		}
+	}
+	got := collect(t, r)
+	prim := func(k string) attribute.KeyValue { return AttrPrimitive.String(k) }
+	qs, ok := q.AdaptiveStats()
+	if !ok {
+		t.Fatal("queue has no adaptive stats")
+	}
+	checkTable(t, got, adaptiveTable, qs, name("api"), prim("queue"))
+	bs, _ := b.AdaptiveStats()
+	checkTable(t, got, adaptiveTable, bs, name("db"), prim("bulkhead"))
+	for _, k := range []string{"az1"} {
+		s, ok := p.AdaptiveStatsFor(k)
+		if !ok {
+			t.Fatalf("no adaptive stats for %s", k)
+		}
+		checkTable(t, got, adaptiveTable, s, name("zones"), prim("partition"), key(k))
+	}
+	if n := len(got[adaptivePrefix+".limit"]); n != 3 {
+		t.Errorf("adaptive limit series: %d, want 3 (api, db, az1; az2 unused, plain not adaptive): %v", n, got[adaptivePrefix+".limit"])
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"reflect"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/fence"
 	"github.com/stormguard/stormguard/lease"
@@ -28,16 +30,42 @@ func one[P any, S any](m *Meter, kind, name string, p P, table []series[S], stat
 	return register(m, kind, name, []source[S]{{table: table, get: func() (S, any, bool) { return stats(p), p, true }}})
 }
 
-// RegisterBulkhead exports b's Stats as the stormguard.shed.bulkhead.*
-// metrics, with stormguard.name set to name.
-func (m *Meter) RegisterBulkhead(name string, b *shed.Bulkhead) (*Registration, error) {
-	return one(m, kindBulkhead, name, b, shedTables[kindBulkhead], (*shed.Bulkhead).Stats)
+// adaptive is the source of the adaptive limit inside a Queue, Bulkhead
+// or Partition key: the stormguard.shed.adaptive.* series with
+// stormguard.primitive set to kind (and stormguard.key for a key), reported
+// only when the primitive has an adaptive limit.
+func adaptive(kind string, id any, attrs []attribute.KeyValue, get func() (shed.AdaptiveStats, bool)) source[shed.AdaptiveStats] {
+	return source[shed.AdaptiveStats]{
+		attrs: append([]attribute.KeyValue{AttrPrimitive.String(kind)}, attrs...),
+		table: adaptiveTable,
+		get:   func() (shed.AdaptiveStats, any, bool) { s, ok := get(); return s, id, ok },
+	}
 }
 
-// RegisterQueue exports q's Stats as the stormguard.shed.queue.* metrics.
-// shed.Stats has no per-priority counts, so neither do these series.
+// RegisterBulkhead exports b's Stats as the stormguard.shed.bulkhead.*
+// metrics, with stormguard.name set to name; and, if b has an adaptive
+// limit, its AdaptiveStats as the stormguard.shed.adaptive.* metrics with
+// stormguard.primitive "bulkhead".
+func (m *Meter) RegisterBulkhead(name string, b *shed.Bulkhead) (*Registration, error) {
+	if isNil(b) {
+		return nil, fmt.Errorf("%w: nil %s for %q", ErrInvalid, kindBulkhead, name)
+	}
+	return registerAll(m, kindBulkhead, name, append(
+		bind(source[shed.Stats]{table: shedTables[kindBulkhead], get: func() (shed.Stats, any, bool) { return b.Stats(), b, true }}),
+		bind(adaptive(kindBulkhead, b, nil, b.AdaptiveStats))...))
+}
+
+// RegisterQueue exports q's Stats as the stormguard.shed.queue.* metrics
+// (shed.Stats has no per-priority counts, so neither do these series);
+// and, if q has an adaptive limit, its AdaptiveStats as the
+// stormguard.shed.adaptive.* metrics with stormguard.primitive "queue".
 func (m *Meter) RegisterQueue(name string, q *shed.Queue) (*Registration, error) {
-	return one(m, kindQueue, name, q, shedTables[kindQueue], (*shed.Queue).Stats)
+	if isNil(q) {
+		return nil, fmt.Errorf("%w: nil %s for %q", ErrInvalid, kindQueue, name)
+	}
+	return registerAll(m, kindQueue, name, append(
+		bind(source[shed.Stats]{table: shedTables[kindQueue], get: func() (shed.Stats, any, bool) { return q.Stats(), q, true }}),
+		bind(adaptive(kindQueue, q, nil, q.AdaptiveStats))...))
 }
 
 // RegisterLimiter exports l's Stats as the stormguard.shed.limiter.*
@@ -79,15 +107,30 @@ func keyed[P any, K comparable, S any](m *Meter, kind, name string, p P, keys []
 // metrics, and the StatsFor of each of keys (formatted with %v into
 // stormguard.key) as the stormguard.shed.partition.key.* metrics; the
 // per-key series live under their own names so that summing them never
-// counts the aggregate twice. A Partition lists no keys, so the caller
-// names the ones to export (zones, tenants that matter): at most the
-// Meter's WithMaxKeys, each formatting to a distinct non-empty string. A key
-// the Partition holds no state for is not reported until it has some; a
-// key the Partition forgot and made again keeps counters that only grow
-// (what the forgotten state counted since the last collection is lost).
+// counts the aggregate twice. If p has adaptive limits, each listed key's
+// AdaptiveStatsFor is exported as the stormguard.shed.adaptive.* metrics
+// with stormguard.primitive "partition" and stormguard.key. A Partition
+// lists no keys, so the caller names the ones to export (zones, tenants
+// that matter): at most the Meter's WithMaxKeys, each formatting to a
+// distinct non-empty string of at most 128 bytes. A key the Partition
+// holds no state for is not reported until it has some; a key the
+// Partition forgot and made again keeps counters that only grow.
 func RegisterPartition[K comparable](m *Meter, name string, p *shed.Partition[K], keys []K) (*Registration, error) {
-	return keyed(m, kindPartition, name, p, keys, shedTables[kindPartition], func() shed.Stats { return p.Stats() },
-		shedTables[kindPartitionKey], func(k K) (shed.Stats, any, bool) { s, ok := p.StatsFor(k); return s, p, ok })
+	if isNil(p) {
+		return nil, fmt.Errorf("%w: nil %s for %q", ErrInvalid, kindPartition, name)
+	}
+	srcs, err := keySources(m, kindPartition, shedTables[kindPartitionKey], keys, func(k K) (shed.Stats, any, bool) {
+		s, ok := p.StatsFor(k)
+		return s, p, ok
+	})
+	if err != nil {
+		return nil, err
+	}
+	bs := bind(append(srcs, source[shed.Stats]{table: shedTables[kindPartition], get: func() (shed.Stats, any, bool) { return p.Stats(), p, true }})...)
+	for i, k := range keys {
+		bs = append(bs, bind(adaptive(kindPartition, p, srcs[i].attrs, func() (shed.AdaptiveStats, bool) { return p.AdaptiveStatsFor(k) }))...)
+	}
+	return registerAll(m, kindPartition, name, bs)
 }
 
 // RegisterKeyedLimiter exports l's Stats as the
