@@ -158,5 +158,4 @@
 //	| stormguard.remirror.nodes.quarantined | Int64ObservableGauge | {node} |  | Quarantined |
 //	| stormguard.dnsplan.enactor.events | Int64ObservableCounter | {event} | stormguard.event | other, applied, repaired, conflict, newer, deleted, error, pass-done |
 //	| stormguard.dnsplan.planner.events | Int64ObservableCounter | {event} | stormguard.event | other, held, fail-static, fail-open, capped |
-
 package stormotel
