@@ -2,15 +2,20 @@ package grpcguard_test
 
 import (
 	"context"
+	"errors"
+	"io"
+	"math"
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stormguard/stormguard/backoff"
 	grpcguard "github.com/stormguard/stormguard/contrib/grpc"
 	"github.com/stormguard/stormguard/shed"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
@@ -165,4 +170,362 @@ func TestNilRefusal(t *testing.T) {
 	if r := grpcguard.RefusalReason(nil); r != "other" {
 		t.Errorf("RefusalReason(nil) = %q", r)
 	}
+}
+
+// serveStoppable is serve, with the server handed to the test to stop.
+func serveStoppable(t *testing.T, h *testHealth, s *grpcguard.Server) (*grpc.Server, string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.UnaryInterceptor(s.Unary), grpc.StreamInterceptor(s.Stream))
+	grpc_health_v1.RegisterHealthServer(srv, h)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	return srv, lis.Addr().String()
+}
+
+// callsInFlight starts, against c, a blocked unary call, a blocked stream
+// and a stream the client never receives from (the server blocks in flow
+// control) to hold the slots, then n unary calls and n streams that wait
+// for one; it returns once they are all in the bulkhead, and a function
+// that waits for every call to end and returns their errors.
+func callsInFlight(t *testing.T, c grpc_health_v1.HealthClient, b *shed.Bulkhead, n int) func() []error {
+	t.Helper()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	record := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	unary := func() {
+		defer wg.Done()
+		_, err := check(ctx, c, "block")
+		record(err)
+	}
+	stream := func(cmd string, recv bool) {
+		defer wg.Done()
+		ws, err := c.Watch(ctx, &grpc_health_v1.HealthCheckRequest{Service: cmd})
+		if err == nil && recv {
+			for err == nil {
+				_, err = ws.Recv()
+			}
+			if err == io.EOF {
+				err = nil
+			}
+		} else if err == nil {
+			<-ctx.Done() // never receives; the test's end cancels it
+			err = ctx.Err()
+		}
+		record(err)
+	}
+	wg.Add(3)
+	go unary()
+	go stream("block", true)
+	go stream("flood", false)
+	waitFor(t, "the slots to be held", func() bool { return b.Stats().InFlight == 3 })
+	for range n {
+		wg.Add(2)
+		go unary()
+		go stream("block", true)
+	}
+	waitFor(t, "the calls to wait", func() bool { return b.Stats().Waiting == 2*n })
+	return func() []error {
+		// The stream that never receives ends only when its client goes.
+		waitFor(t, "every call but the silent stream to end", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(errs) >= 2+2*n
+		})
+		cancel()
+		wg.Wait()
+		return errs
+	}
+}
+
+// TestServerStopReleasesEverySlot: Stop during calls that hold slots
+// (one of them a stream whose client never receives) and calls that wait
+// for one ends them all, and leaves every slot free and no waiter behind.
+func TestServerStopReleasesEverySlot(t *testing.T) {
+	b, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 3, MaxQueue: 8, MaxWait: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustServer(t, grpcguard.ServerConfig{Bulkhead: b})
+	h := newTestHealth()
+	srv, addr := serveStoppable(t, h, s)
+	wait := callsInFlight(t, dial(t, addr), b, 3)
+	srv.Stop()
+	for _, err := range wait() {
+		if err == nil {
+			t.Errorf("a call succeeded through Stop")
+		}
+	}
+	if st := b.Stats(); st.InFlight != 0 || st.Waiting != 0 {
+		t.Fatalf("after Stop: %d in flight, %d waiting; want none", st.InFlight, st.Waiting)
+	}
+}
+
+// TestServerGracefulStopServesWaiters: GracefulStop lets the calls it
+// accepted finish, those waiting for a slot included: they are served
+// as the holders end, and every slot is free once it returns.
+func TestServerGracefulStopServesWaiters(t *testing.T) {
+	b, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 3, MaxQueue: 8, MaxWait: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustServer(t, grpcguard.ServerConfig{Bulkhead: b})
+	h := newTestHealth()
+	srv, addr := serveStoppable(t, h, s)
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	wait := callsInFlight(t, grpc_health_v1.NewHealthClient(cc), b, 3)
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	close(h.release)
+	errs := wait() // ends the silent stream too, so that GracefulStop can return
+	<-stopped
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+		}
+	}
+	// Only the silent stream, cancelled by its client, fails.
+	if failed != 1 || h.ran() != 3+6 {
+		t.Fatalf("%d calls failed, %d ran; want 1 failed (the silent stream) and 9 ran", failed, h.ran())
+	}
+	if st := b.Stats(); st.InFlight != 0 || st.Waiting != 0 {
+		t.Fatalf("after GracefulStop: %d in flight, %d waiting; want none", st.InFlight, st.Waiting)
+	}
+}
+
+// TestServerPanicOverNetworkReleasesSlot: a handler that panics, under a
+// recovering interceptor outside the guard (gRPC itself does not
+// recover), leaves its slot free, for unary calls and streams, with a
+// Queue and a Partition.
+func TestServerPanicOverNetworkReleasesSlot(t *testing.T) {
+	recoverUnary := func(s *grpcguard.Server) grpc.UnaryServerInterceptor {
+		return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (_ any, err error) {
+			defer func() {
+				if recover() != nil {
+					err = status.Error(codes.Internal, "recovered")
+				}
+			}()
+			return s.Unary(ctx, req, info, handler)
+		}
+	}
+	recoverStream := func(s *grpcguard.Server) grpc.StreamServerInterceptor {
+		return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+			defer func() {
+				if recover() != nil {
+					err = status.Error(codes.Internal, "recovered")
+				}
+			}()
+			return s.Stream(srv, ss, info, handler)
+		}
+	}
+	q, err := shed.NewQueue(shed.QueueConfig{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := shed.NewPartition(shed.PartitionConfig[string]{Total: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		cfg      grpcguard.ServerConfig
+		inFlight func() int
+	}{
+		"queue":     {grpcguard.ServerConfig{Queue: q}, func() int { return q.Stats().InFlight }},
+		"partition": {grpcguard.ServerConfig{Partition: p, Key: grpcguard.KeyByMethod}, func() int { return p.Stats().InFlight }},
+	} {
+		s := mustServer(t, tc.cfg)
+		h := newTestHealth()
+		c := dial(t, serve(t, h, nil, recoverUnary(s), recoverStream(s)))
+		for i := range 3 {
+			if _, err := check(context.Background(), c, "panic"); status.Code(err) != codes.Internal {
+				t.Fatalf("%s: call %d: %v, want the recovered Internal (a slot leaked?)", name, i, err)
+			}
+			ws, err := c.Watch(context.Background(), &grpc_health_v1.HealthCheckRequest{Service: "panic"})
+			for err == nil {
+				_, err = ws.Recv()
+			}
+			if status.Code(err) != codes.Internal {
+				t.Fatalf("%s: stream %d: %v, want the recovered Internal", name, i, err)
+			}
+		}
+		if n := tc.inFlight(); n != 0 {
+			t.Fatalf("%s: %d in flight after the panics", name, n)
+		}
+	}
+}
+
+// TestClientBudgetOverNetwork: every call whose first attempt reaches the
+// server earns Ratio of a token, every retry spends one, and retries stop
+// when the balance cannot pay; computed here from the calls made.
+func TestClientBudgetOverNetwork(t *testing.T) {
+	const ratio = 0.5
+	budget, err := backoff.NewBudget(backoff.BudgetConfig{Ratio: ratio, NoFloor: true, MaxTokens: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newTestHealth()
+	arr := &arrivals{}
+	addr := serve(t, h, arr, nil, nil)
+	cl := mustClient(t, grpcguard.ClientConfig{
+		Policy:            backoff.Policy{Base: time.Microsecond, Cap: time.Microsecond, MaxAttempts: 10},
+		Budget:            budget,
+		IdempotentMethods: []string{checkMethod},
+	})
+	c := dial(t, addr, retrying(cl)...)
+	ctx := context.Background()
+	const ok = 4
+	for range ok {
+		if _, err := check(ctx, c, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws, err := c.Watch(ctx, &grpc_health_v1.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	// 5 calls earned 2.5 tokens; a failing call earns 0.5 more and pays
+	// for 3 retries (3 → 0), the fourth is refused.
+	earned := (ok + 1 + 1) * ratio
+	retries := int(earned)
+	before := len(arr.get())
+	_, err = check(ctx, c, "code:14")
+	if !errors.Is(err, backoff.ErrBudgetExhausted) {
+		t.Fatalf("err %v, want the budget exhausted", err)
+	}
+	if n := len(arr.get()) - before; n != 1+retries {
+		t.Fatalf("%d attempts, want %d (1 + the retries %v tokens pay)", n, 1+retries, earned)
+	}
+	st := budget.Stats()
+	if st.Retries != int64(retries) || st.Refused != 1 || math.Abs(st.Tokens-(earned-float64(retries))) > 1e-9 {
+		t.Fatalf("budget %+v, want %d retries, 1 refused, %v tokens", st, retries, earned-float64(retries))
+	}
+}
+
+// TestClientBreakersIsolateTargets: the breaker of a failing target opens
+// and stops its calls before they leave the client; another target, same
+// Client and Breakers, keeps working.
+func TestClientBreakersIsolateTargets(t *testing.T) {
+	bad, good := newTestHealth(), newTestHealth()
+	badArr, goodArr := &arrivals{}, &arrivals{}
+	badAddr, goodAddr := serve(t, bad, badArr, nil, nil), serve(t, good, goodArr, nil, nil)
+	bs, err := backoff.NewBreakers(backoff.BreakersConfig[string]{Breaker: backoff.BreakerConfig{
+		WindowCalls: 4, MinCalls: 4, OpenWait: time.Hour, Classify: grpcguard.Classify,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: backoff.Policy{MaxAttempts: 1}, Breakers: bs})
+	cb, cg := dial(t, badAddr, retrying(cl)...), dial(t, goodAddr, retrying(cl)...)
+	ctx := context.Background()
+	for range 4 {
+		if _, err := check(ctx, cb, "code:14"); status.Code(err) != codes.Unavailable {
+			t.Fatal(err)
+		}
+		if _, err := check(ctx, cg, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := check(ctx, cb, ""); !errors.Is(err, backoff.ErrBreakerOpen) {
+		t.Fatalf("bad target: %v, want its breaker open", err)
+	}
+	for range 4 {
+		if _, err := check(ctx, cg, ""); err != nil {
+			t.Fatalf("good target: %v", err)
+		}
+	}
+	if nb, ng := len(badArr.get()), len(goodArr.get()); nb != 4 || ng != 8 {
+		t.Fatalf("arrivals: bad %d, good %d; want 4 and 8", nb, ng)
+	}
+	if b, _ := bs.Lookup(goodAddr); b == nil || b.State() != backoff.BreakerClosed {
+		t.Fatalf("good target's breaker not closed")
+	}
+}
+
+// TestClientServerStorm: many goroutines share one Client (budget,
+// breakers) against a server that sheds most of them; every call ends
+// with a success or a shed code, no handler runs twice for a call, and
+// no slot is left held.
+func TestClientServerStorm(t *testing.T) {
+	b, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 2, MaxQueue: 2, MaxWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustServer(t, grpcguard.ServerConfig{Bulkhead: b})
+	h := newTestHealth()
+	arr := &arrivals{}
+	addr := serve(t, h, arr, s.Unary, s.Stream)
+	budget, err := backoff.NewBudget(backoff.BudgetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := backoff.NewBreakers(backoff.BreakersConfig[string]{Breaker: backoff.BreakerConfig{Classify: grpcguard.Classify}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := mustClient(t, grpcguard.ClientConfig{
+		Policy: backoff.Policy{Base: time.Millisecond, MaxAttempts: 4}, Budget: budget, Breakers: bs,
+	})
+	c := dial(t, addr, retrying(cl)...)
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		served int
+	)
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if i%4 == 0 {
+				var ws grpc_health_v1.Health_WatchClient
+				ws, err = c.Watch(context.Background(), &grpc_health_v1.HealthCheckRequest{})
+				for err == nil {
+					_, err = ws.Recv()
+				}
+				if err == io.EOF {
+					err = nil
+				}
+			} else {
+				_, err = check(context.Background(), c, "")
+			}
+			switch status.Code(err) {
+			case codes.OK:
+				mu.Lock()
+				served++
+				mu.Unlock()
+			case codes.Unavailable:
+			default:
+				t.Errorf("call %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if st := b.Stats(); st.InFlight != 0 || st.Waiting != 0 {
+		t.Fatalf("%d in flight, %d waiting after the storm", st.InFlight, st.Waiting)
+	}
+	if h.ran() != served {
+		t.Fatalf("handlers ran %d times for %d calls served", h.ran(), served)
+	}
+	t.Logf("%d served of 64, %d arrivals, budget %+v", served, len(arr.get()), budget.Stats())
 }

@@ -58,6 +58,8 @@ func (h *testHealth) do(ctx context.Context, cmd string, setTrailer func(metadat
 	switch {
 	case cmd == "":
 		return nil
+	case cmd == "panic":
+		panic("handler panics")
 	case cmd == "block":
 		select {
 		case <-h.release:
@@ -84,10 +86,22 @@ func (h *testHealth) Check(ctx context.Context, req *grpc_health_v1.HealthCheckR
 	return &grpc_health_v1.HealthCheckResponse{Status: grpc_health_v1.HealthCheckResponse_SERVING}, nil
 }
 
-// Watch sends SERVING at once, then runs the command.
+// Watch sends SERVING at once, then runs the command; "flood" sends
+// until the stream breaks (a client that never receives blocks it in
+// flow control).
 func (h *testHealth) Watch(req *grpc_health_v1.HealthCheckRequest, ss grpc.ServerStreamingServer[grpc_health_v1.HealthCheckResponse]) error {
 	if err := ss.Send(&grpc_health_v1.HealthCheckResponse{Status: grpc_health_v1.HealthCheckResponse_SERVING}); err != nil {
 		return err
+	}
+	if req.GetService() == "flood" {
+		h.mu.Lock()
+		h.runs = append(h.runs, time.Now())
+		h.mu.Unlock()
+		for {
+			if err := ss.Send(&grpc_health_v1.HealthCheckResponse{Status: grpc_health_v1.HealthCheckResponse_SERVING}); err != nil {
+				return err
+			}
+		}
 	}
 	return h.do(ss.Context(), req.GetService(), func(md metadata.MD) error { ss.SetTrailer(md); return nil })
 }
