@@ -2,7 +2,9 @@ package stormotel
 
 import (
 	"errors"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stormguard/stormguard/dnsplan"
 	"github.com/stormguard/stormguard/shed"
@@ -48,3 +50,38 @@ func TestAttackZeroValuesAndBadKeys(t *testing.T) {
 }
 
 func dnsplanEvent() dnsplan.Event { return dnsplan.Event{Kind: dnsplan.EventApplied} }
+
+// TestAttackSchedulerDrivenWhileCollected: a Scheduler is not safe for
+// concurrent use, so the registration reads its Stats under the lock its
+// driver holds; driving it while collecting is race-free (go test -race).
+func TestAttackSchedulerDrivenWhileCollected(t *testing.T) {
+	m, r := newMeter(t)
+	sc := must[*shed.Scheduler[int]](t)(shed.NewScheduler[int](shed.QueueConfig{Workers: 1, MaxQueue: 8}, nil))
+	var mu sync.Mutex
+	must[*Registration](t)(RegisterScheduler(m, "jobs", sc, &mu))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		now := time.Unix(0, 0)
+		for i := range 2000 {
+			now = now.Add(time.Millisecond)
+			mu.Lock()
+			sc.Push(now, shed.Item[int]{Value: i})
+			sc.Next(now)
+			sc.Done(now)
+			mu.Unlock()
+		}
+	}()
+	for range 50 {
+		collect(t, r)
+	}
+	<-done
+	got := collect(t, r)
+	mu.Lock()
+	s := sc.Stats()
+	mu.Unlock()
+	checkTable(t, got, shedTables[kindScheduler], s, name("jobs"))
+	if _, err := RegisterScheduler[int](m, "nolock", sc, nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("nil lock: %v", err)
+	}
+}

@@ -78,7 +78,8 @@
 //     lease.Counters or fence.Counters, whose Observe is the hook.
 //
 // remirror's Engine is not safe for concurrent use: register the
-// remirror.Concurrent that wraps it.
+// remirror.Concurrent that wraps it. Nor is shed's Scheduler:
+// RegisterScheduler takes the lock its driver holds.
 //
 // # Metrics
 //

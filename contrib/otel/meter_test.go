@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,7 +164,7 @@ func TestShedValuesEqualStats(t *testing.T) {
 	p.TryAcquire("az3")
 
 	sc := must[*shed.Scheduler[int]](t)(shed.NewScheduler[int](shed.QueueConfig{Workers: 1, MaxQueue: 4}, nil))
-	must[*Registration](t)(RegisterScheduler(m, "jobs", sc))
+	must[*Registration](t)(RegisterScheduler(m, "jobs", sc, new(sync.Mutex)))
 	sc.Push(t0, shed.Item[int]{Value: 1})
 	sc.Push(t0, shed.Item[int]{Value: 2})
 

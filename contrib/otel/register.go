@@ -3,6 +3,7 @@ package stormotel
 import (
 	"fmt"
 	"reflect"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -81,9 +82,18 @@ func (m *Meter) RegisterAdaptiveLimit(name string, a *shed.AdaptiveLimit) (*Regi
 }
 
 // RegisterScheduler exports s's Stats as the stormguard.shed.scheduler.*
-// metrics.
-func RegisterScheduler[T any](m *Meter, name string, s *shed.Scheduler[T]) (*Registration, error) {
-	return one(m, kindScheduler, name, s, shedTables[kindScheduler], (*shed.Scheduler[T]).Stats)
+// metrics. A Scheduler is not safe for concurrent use, so the callback
+// reads its Stats holding lock, the lock its driver holds around every
+// call of s (a nil lock is an error matching ErrInvalid).
+func RegisterScheduler[T any](m *Meter, name string, s *shed.Scheduler[T], lock sync.Locker) (*Registration, error) {
+	if isNil(lock) {
+		return nil, fmt.Errorf("%w: nil lock for scheduler %q: a Scheduler is not safe for concurrent use", ErrInvalid, name)
+	}
+	return one(m, kindScheduler, name, s, shedTables[kindScheduler], func(s *shed.Scheduler[T]) shed.Stats {
+		lock.Lock()
+		defer lock.Unlock()
+		return s.Stats()
+	})
 }
 
 // keyed registers an aggregate source (no stormguard.key) and one source
