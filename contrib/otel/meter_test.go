@@ -21,6 +21,13 @@ import (
 	"github.com/stormguard/stormguard/shed"
 )
 
+// tb is what the helpers need of a *testing.T, *testing.B or *rapid.T.
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
 // point is one collected data point.
 type point struct {
 	value   float64
@@ -30,7 +37,7 @@ type point struct {
 // collected maps metric name, then the encoded attribute set, to a point.
 type collected map[string]map[string]point
 
-func newMeter(t testing.TB, opts ...Option) (*Meter, *sdkmetric.ManualReader) {
+func newMeter(t tb, opts ...Option) (*Meter, *sdkmetric.ManualReader) {
 	t.Helper()
 	r := sdkmetric.NewManualReader()
 	m, err := New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(r)), opts...)
@@ -40,7 +47,7 @@ func newMeter(t testing.TB, opts ...Option) (*Meter, *sdkmetric.ManualReader) {
 	return m, r
 }
 
-func collect(t testing.TB, r *sdkmetric.ManualReader) collected {
+func collect(t tb, r *sdkmetric.ManualReader) collected {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := r.Collect(context.Background(), &rm); err != nil {
@@ -107,7 +114,7 @@ func checkTable[S any](t *testing.T, got collected, table []series[S], s S, attr
 	}
 }
 
-func must[T any](t testing.TB) func(T, error) T {
+func must[T any](t tb) func(T, error) T {
 	return func(v T, err error) T {
 		t.Helper()
 		if err != nil {

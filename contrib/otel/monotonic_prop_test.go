@@ -1,0 +1,77 @@
+package stormotel
+
+import (
+	"math"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	"pgregory.net/rapid"
+)
+
+// obj is a counted object a source reads: a Breakers' breaker that may be
+// forgotten and made again, or a Partition key that may be reset.
+type obj struct{ n int64 }
+
+// TestPropertyCountersMonotonic: whatever the interleaving of counts,
+// replacements of the object (new id, from zero), resets (same id, lower
+// count), absences (nothing to report) and collections, the reported
+// counter never falls, and between two collections with no replacement or
+// reset it grows by exactly what the object counted (saturating at
+// MaxInt64).
+func TestPropertyCountersMonotonic(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		m, r := newMeter(rt)
+		cur := &obj{}
+		present := true
+		tbl := []series[*obj]{{metric: budgetPrefix + ".retries", source: "n", i: func(o *obj) int64 { return o.n }}}
+		_, err := register(m, "prop", "c", []source[*obj]{{table: tbl, get: func() (*obj, any, bool) { return cur, cur, present }}})
+		if err != nil {
+			rt.Fatal(err)
+		}
+		at := enc(attribute.NewSet(name("c")))
+		var reported float64 // last value collected
+		var grew int64       // counted since that collection, if exact
+		exact := false       // no replacement, reset or absence since then
+		seen := false
+		rt.Repeat(map[string]func(*rapid.T){
+			"count": func(rt *rapid.T) {
+				d := rapid.Int64Range(0, 1<<40).Draw(rt, "d")
+				if rapid.Bool().Draw(rt, "huge") {
+					d = math.MaxInt64 / 2
+				}
+				cur.n = satAdd(cur.n, d)
+				grew = satAdd(grew, d)
+			},
+			"replace": func(rt *rapid.T) {
+				cur = &obj{}
+				exact = false
+			},
+			"reset": func(rt *rapid.T) {
+				if cur.n > 0 {
+					cur.n = rapid.Int64Range(0, cur.n-1).Draw(rt, "to")
+					exact = false
+				}
+			},
+			"absent": func(rt *rapid.T) {
+				present = !present
+				exact = false
+			},
+			"collect": func(rt *rapid.T) {
+				p, ok := collect(rt, r)[budgetPrefix+".retries"][at]
+				if !ok {
+					if present {
+						rt.Fatal("present but not reported")
+					}
+					return
+				}
+				if p.value < reported {
+					rt.Fatalf("counter fell from %v to %v", reported, p.value)
+				}
+				if seen && exact && reported+float64(grew) < 1<<53 && grew < 1<<53 && p.value != reported+float64(grew) {
+					rt.Fatalf("counter grew by %v, want %d", p.value-reported, grew)
+				}
+				reported, grew, exact, seen = p.value, 0, true, true
+			},
+		})
+	})
+}
