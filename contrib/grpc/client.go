@@ -246,6 +246,19 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 	attempts := 0
 	var last error
 	idem := c.idempotent[method]
+	// One allocation per call holds what gRPC reports of each attempt and
+	// the call options that ask for it.
+	st := new(attemptState)
+	callOpts := st.opts[:0]
+	if len(opts)+2 > len(st.opts) {
+		callOpts = make([]grpc.CallOption, 0, len(opts)+2)
+	}
+	callOpts = append(append(callOpts, opts...), grpc.Trailer(&st.trailer))
+	if !idem {
+		// gRPC sets the peer only once the attempt has a stream on a
+		// connection: without one, the call never left the client.
+		callOpts = append(callOpts, grpc.Peer(&st.peer))
+	}
 	err = backoff.Retry(ctx, c.policy, func(ctx context.Context) error {
 		if attempts > 0 {
 			if err := retryStart(ctx); err != nil {
@@ -253,25 +266,25 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 			}
 		}
 		attempts++
-		var (
-			trailer metadata.MD
-			p       peer.Peer
-		)
-		callOpts := append(opts[:len(opts):len(opts)], grpc.Trailer(&trailer))
-		if !idem {
-			// gRPC sets the peer only once the attempt has a stream on a
-			// connection: without one, the call never left the client.
-			callOpts = append(callOpts, grpc.Peer(&p))
-		}
+		st.trailer, st.peer = nil, peer.Peer{}
 		err := invoker(ctx, method, req, reply, cc, callOpts...)
 		if err == nil {
 			return nil
 		}
 		last = err
-		mayHaveRun := !idem && p.Addr != nil && len(trailer[RefusedKey]) == 0
-		return c.retryable(ctx, method, err, trailer, mayHaveRun)
+		mayHaveRun := !idem && st.peer.Addr != nil && len(st.trailer[RefusedKey]) == 0
+		return c.retryable(ctx, method, err, st.trailer, mayHaveRun)
 	}, bopts...)
 	return c.result(ctx, err, attempts, last)
+}
+
+// attemptState is what gRPC reports of one attempt of a unary call (its
+// trailer and peer), and room for the two call options that ask for them
+// when the caller passes none (a larger array costs more than it saves).
+type attemptState struct {
+	trailer metadata.MD
+	peer    peer.Peer
+	opts    [2]grpc.CallOption
 }
 
 // retryStart checks, right before a retry, that the caller still wants it:
