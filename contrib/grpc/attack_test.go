@@ -123,8 +123,9 @@ func TestClientNeverRetriesNonIdempotentAfterItRan(t *testing.T) {
 
 // TestClientRetriesNonIdempotentWhenNotRun: what provably did not run is
 // retried for every method: a call the server's admission refused (a
-// full queue, which sends no pushback), and a call that never left the
-// client (nothing listens).
+// full queue, which sends no pushback; a rate limit, whose pushback the
+// retry honours), and a call that never left the client (nothing
+// listens).
 func TestClientRetriesNonIdempotentWhenNotRun(t *testing.T) {
 	b, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1})
 	if err != nil {
@@ -144,6 +145,42 @@ func TestClientRetriesNonIdempotentWhenNotRun(t *testing.T) {
 	if _, err := check(context.Background(), c, ""); err != nil || refused != 1 || h.ran() != 1 || len(arr.get()) != 2 {
 		t.Fatalf("err %v, %d refusals, %d runs, %d arrivals; want a refusal, then a retry that runs", err, refused, h.ran(), len(arr.get()))
 	}
+
+	// A rate limiter's refusal: ResourceExhausted with a pushback, retried
+	// no sooner than the pushback.
+	lim, err := shed.NewLimiter(shed.LimiterConfig{Rate: 4, Burst: 1, MaxWait: time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		refusals []time.Time
+		retryIn  time.Duration
+	)
+	sl := mustServer(t, grpcguard.ServerConfig{Limiter: lim, OnRefused: func(_ string, r *shed.Refusal, _ *status.Status) {
+		mu.Lock()
+		refusals, retryIn = append(refusals, time.Now()), r.RetryIn
+		mu.Unlock()
+	}})
+	hl := newTestHealth()
+	arrl := &arrivals{}
+	cl0 := dial(t, serve(t, hl, arrl, sl.Unary, sl.Stream), retrying(mustClient(t, grpcguard.ClientConfig{Policy: fast}))...)
+	if !lim.Allow() { // the test takes the token: the call is refused
+		t.Fatal("could not take the token")
+	}
+	if _, err := check(context.Background(), cl0, ""); err != nil {
+		t.Fatalf("limiter call: %v", err)
+	}
+	mu.Lock()
+	at := arrl.get()
+	if len(refusals) != 1 || len(at) != 2 || hl.ran() != 1 {
+		t.Fatalf("%d refusals, %d arrivals, %d runs; want 1, 2, 1", len(refusals), len(at), hl.ran())
+	}
+	// Whole milliseconds, rounded up, after the refusal was decided.
+	if gap, pb := at[1].Sub(refusals[0]), (retryIn + time.Millisecond - 1).Truncate(time.Millisecond); gap < pb {
+		t.Fatalf("retry %v after the refusal, before its pushback %v", gap, pb)
+	}
+	mu.Unlock()
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
