@@ -566,3 +566,42 @@ func TestClientServerStorm(t *testing.T) {
 	}
 	t.Logf("%d served of 64, %d arrivals, budget %+v", served, len(arr.get()), budget.Stats())
 }
+
+// TestBuiltinRetryInteraction: with gRPC's own retry left on (a service
+// config with a retryPolicy, no WithDisableRetry), gRPC's attempts run
+// inside each of the Client's, as the package documentation says: at most
+// their product reaches the server, and a "do not retry" pushback stops
+// both loops.
+func TestBuiltinRetryInteraction(t *testing.T) {
+	const sc = `{"methodConfig":[{"name":[{"service":"grpc.health.v1.Health"}],"retryPolicy":{
+		"maxAttempts":3,"initialBackoff":"0.001s","maxBackoff":"0.001s","backoffMultiplier":1,
+		"retryableStatusCodes":["UNAVAILABLE"]}}]}`
+	h := newTestHealth()
+	arr := &arrivals{}
+	addr := serve(t, h, arr, nil, nil)
+	for _, tc := range []struct {
+		cmd      string
+		idem     bool
+		arrivals int
+	}{
+		{"code:14", false, 3}, // gRPC's retries only: the handler ran
+		{"code:14", true, 9},  // 3 of gRPC's in each of fast's 3
+		{"code:14:pb:-1", true, 1},
+	} {
+		cfg := grpcguard.ClientConfig{Policy: fast}
+		if tc.idem {
+			cfg.IdempotentMethods = []string{checkMethod}
+		}
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultServiceConfig(sc), grpc.WithUnaryInterceptor(mustClient(t, cfg).Unary))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := len(arr.get())
+		_, err = check(context.Background(), grpc_health_v1.NewHealthClient(cc), tc.cmd)
+		cc.Close()
+		if n := len(arr.get()) - before; n != tc.arrivals || status.Code(err) != codes.Unavailable {
+			t.Errorf("%s, idempotent %v: %d arrivals, err %v; want %d, Unavailable", tc.cmd, tc.idem, n, err, tc.arrivals)
+		}
+	}
+}
