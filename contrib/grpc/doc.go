@@ -60,8 +60,8 @@
 // trailer RefusedKey); a connection lost after the request was sent, or
 // an error of the handler itself, may follow work done, and gRPC's
 // codes.Unavailable is "not always safe to retry" for such methods, as
-// its documentation says. It honours the pushback:
-// the next attempt waits at least that long; a negative or malformed
+// its documentation says. It honours the pushback: the next attempt
+// waits at least that long; a negative or malformed
 // pushback means "do not retry", as gRPC's retry design (A6) says; and a
 // pushback that would end after the call's deadline ends the call at once
 // instead of sleeping in vain. It never makes an attempt once the caller's
@@ -73,8 +73,10 @@
 // gRPC can retry by itself, when a service config holds a retryPolicy.
 // Those retries run inside each attempt of Client.Unary: with both, a call
 // may reach the server (gRPC's maxAttempts)×(Policy.MaxAttempts) times,
-// uncounted by the Budget, and gRPC consumes the pushback itself. Use one
-// retry loop: disable gRPC's with grpc.WithDisableRetry() when you use this
+// uncounted by the Budget, and gRPC consumes the pushback itself; and the
+// Client sees only gRPC's last attempt, so a method gRPC's retryPolicy
+// retried after it ran may be retried again if that last attempt never
+// left the client. Use one retry loop: disable gRPC's with grpc.WithDisableRetry() when you use this
 // package's Client, as the Example does. gRPC's transparent retry of a
 // stream that never left the client stays on either way; it is harmless, as
 // the server never saw the call.
