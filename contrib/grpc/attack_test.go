@@ -605,3 +605,77 @@ func TestBuiltinRetryInteraction(t *testing.T) {
 		}
 	}
 }
+
+// TestHooksThatPanicHoldNothing: a configuration hook that panics leaves
+// no slot held on the server and no breaker probe outstanding on the
+// client: the panic reaches the caller, and the next call is served.
+func TestHooksThatPanicHoldNothing(t *testing.T) {
+	mustPanic := func(what string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Fatalf("%s: no panic", what)
+			}
+		}()
+		f()
+	}
+	info := &grpc.UnaryServerInfo{FullMethod: checkMethod}
+	ok := func(context.Context, any) (any, error) { return "ok", nil }
+
+	b, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusing := true
+	s := mustServer(t, grpcguard.ServerConfig{Bulkhead: b, OnRefused: func(string, *shed.Refusal, *status.Status) {
+		if refusing {
+			panic("OnRefused panics")
+		}
+	}})
+	if !b.TryAcquire() {
+		t.Fatal("could not take the slot")
+	}
+	mustPanic("OnRefused", func() { _, _ = s.Unary(context.Background(), nil, info, ok) })
+	b.Release()
+	if _, err := s.Unary(context.Background(), nil, info, ok); err != nil || b.Stats().InFlight != 0 {
+		t.Fatalf("after OnRefused panicked: err %v, %d in flight", err, b.Stats().InFlight)
+	}
+
+	q, err := shed.NewQueue(shed.QueueConfig{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pri := func(context.Context, string) shed.Priority { panic("Priority panics") }
+	sq := mustServer(t, grpcguard.ServerConfig{Queue: q, Priority: pri})
+	mustPanic("Priority", func() { _, _ = sq.Unary(context.Background(), nil, info, ok) })
+	if st := q.Stats(); st.InFlight != 0 || st.Waiting != 0 {
+		t.Fatalf("after Priority panicked: %+v", st)
+	}
+
+	// A breaker that lets one probe through at a time: a hook that panics
+	// after the probe must not leave it outstanding.
+	bs, err := backoff.NewBreakers(backoff.BreakersConfig[string]{Breaker: backoff.BreakerConfig{
+		WindowCalls: 1, MinCalls: 1, OpenWait: time.Nanosecond, Probes: 1, Classify: grpcguard.Classify,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	panicking := true
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: backoff.Policy{MaxAttempts: 1}, Breakers: bs,
+		OnAttempt: func(string, backoff.Event) {
+			if panicking {
+				panic("OnAttempt panics")
+			}
+		}})
+	fail := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+		return status.Error(codes.Unavailable, "down")
+	}
+	succeed := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
+	for range 3 { // open, then probes that fail (OpenWait is 1ns), each under a panicking hook
+		mustPanic("OnAttempt", func() { _ = cl.Unary(context.Background(), checkMethod, nil, nil, nil, fail) })
+	}
+	panicking = false
+	if err := cl.Unary(context.Background(), checkMethod, nil, nil, nil, succeed); err != nil {
+		t.Fatalf("after the hook panicked: %v (a probe left outstanding?)", err)
+	}
+}
