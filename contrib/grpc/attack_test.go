@@ -679,3 +679,44 @@ func TestHooksThatPanicHoldNothing(t *testing.T) {
 		t.Fatalf("after the hook panicked: %v (a probe left outstanding?)", err)
 	}
 }
+
+// TestServerStreamLifetimeIsNotALatency: a stream holds its slot for its
+// whole life, which says nothing of how fast the server answers; fed to
+// an adaptive limit as a latency, long-lived streams raise its baseline
+// (here from microseconds to the streams' lifetime), after which unary
+// calls that slow down by as much never lower the limit.
+func TestServerStreamLifetimeIsNotALatency(t *testing.T) {
+	b, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 40, Adaptive: &shed.AdaptiveConfig{
+		InitialLimit: 20, WindowSamples: 4,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustServer(t, grpcguard.ServerConfig{Bulkhead: b})
+	h := newTestHealth()
+	c := dial(t, serve(t, h, nil, s.Unary, s.Stream))
+	ctx := context.Background()
+	for range 8 { // unary calls set the baseline: two windows
+		if _, err := check(ctx, c, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := b.AdaptiveStats()
+	// Streams that stay open until the test ends them: a window of them.
+	for range 4 {
+		ws, err := c.Watch(ctx, &grpc_health_v1.HealthCheckRequest{Service: "block"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ws.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the streams to hold their slots", func() bool { return b.Stats().InFlight == 4 })
+	close(h.release)
+	waitFor(t, "the streams to end", func() bool { return b.Stats().InFlight == 0 })
+	after, _ := b.AdaptiveStats()
+	if after.Samples != before.Samples || after.Baseline != before.Baseline {
+		t.Fatalf("streams fed the adaptive limit: samples %d -> %d, baseline %v -> %v", before.Samples, after.Samples, before.Baseline, after.Baseline)
+	}
+}

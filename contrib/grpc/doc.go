@@ -31,9 +31,10 @@
 // call that cannot finish in time is refused before it runs), a Partition
 // keyed by a caller function (the method, a metadata value such as a tenant
 // or zone, the peer), a Bulkhead, a Limiter or a KeyedLimiter. The slot is
-// released when the handler returns, or panics. A call whose client has gone
-// by the time it is admitted is not run. Admitting and releasing a call
-// allocates nothing (the primitive allocates when a call waits or is
+// released when the handler returns, or panics; an adaptive limit learns
+// from unary calls' latencies only, as a stream's lifetime is none. A call
+// whose client has gone by the time it is admitted is not run. Admitting
+// and releasing a call allocates nothing (the primitive allocates when a call waits or is
 // refused); around a handler that does nothing, the unary interceptor with
 // a Bulkhead costs about 110ns (BenchmarkInterceptors).
 //

@@ -221,7 +221,11 @@ func (s *Server) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 // Stream is a grpc.StreamServerInterceptor (pass s.Stream to
 // grpc.StreamInterceptor or grpc.ChainStreamInterceptor). It admits the
 // stream as Unary admits a call, with the stream's context, and holds the
-// slot until handler returns (or panics): for the stream's whole life.
+// slot until handler returns (or panics): for the stream's whole life. The
+// slot is released without a latency sample: a stream's lifetime says
+// nothing of how fast the server answers, and an adaptive limit (a Queue,
+// Bulkhead or Partition with an Adaptive config) learns only from unary
+// calls.
 func (s *Server) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 	if s == nil || handler == nil || ss == nil || ss.Context() == nil {
 		return invalid(s == nil, handler == nil)
@@ -235,12 +239,10 @@ func (s *Server) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	panicked := true
-	defer func() { s.release(ctx, key, start, err, panicked) }()
-	err = handler(srv, ss)
-	panicked = false
-	return err
+	// A stream's lifetime is no latency: an adaptive limit learns nothing
+	// from it (a long-lived stream would raise its baseline).
+	defer s.release(ctx, key, time.Time{}, nil, true)
+	return handler(srv, ss)
 }
 
 // invalid is the error of a call the interceptor cannot make: a status
@@ -306,10 +308,10 @@ func (s *Server) admit(ctx context.Context, method string, trailer func(metadata
 }
 
 // release frees the slot of a call admitted for key at start: with its
-// latency as an adaptive limit's sample, unless it panicked or its client
-// cancelled it. A rate limiter holds no slot.
-func (s *Server) release(ctx context.Context, key string, start time.Time, err error, panicked bool) {
-	plain := panicked || ctx.Err() == context.Canceled
+// latency as an adaptive limit's sample, unless noSample (it panicked, or
+// is a stream) or its client cancelled it. A rate limiter holds no slot.
+func (s *Server) release(ctx context.Context, key string, start time.Time, err error, noSample bool) {
+	plain := noSample || ctx.Err() == context.Canceled
 	var rtt time.Duration
 	if !plain {
 		rtt = time.Since(start)
