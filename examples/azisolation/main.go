@@ -1,6 +1,10 @@
 // Command azisolation reproduces the 2011 EBS control-plane failure on a real
 // HTTP service on loopback, and shows it contained.
 //
+// Run it from the examples directory:
+//
+//	$ go run ./azisolation
+//
 // A small control-plane service answers /az/{zone}/describe for three
 // Availability Zones. Each request calls into its zone's backend. Midway,
 // one zone's backend becomes slow (its calls hang for seconds). A built-in
