@@ -236,7 +236,7 @@ func (s *summary) report() bool {
 	}
 	print := func(name string, c *counts) {
 		status := "ok  "
-		if c.failed > 0 || len(c.buildFailed) > 0 {
+		if c.failed > 0 || len(c.buildFailed) > 0 || c.packages == 0 {
 			status = "FAIL"
 		}
 		run := c.passed + c.failed
@@ -244,6 +244,11 @@ func (s *summary) report() bool {
 			status, width, name, c.packages, run, c.passed, c.failed, c.skipped)
 		if len(c.buildFailed) > 0 {
 			fmt.Fprintf(s.out, ", build failed: %s", strings.Join(c.buildFailed, " "))
+		}
+		if c.packages == 0 {
+			// go test said why on stderr ("no packages to test", a go.mod
+			// error): a module where nothing ran did not pass.
+			fmt.Fprint(s.out, ": nothing was tested")
 		}
 		fmt.Fprintln(s.out)
 		for i, k := range c.skipOrder {
@@ -258,6 +263,9 @@ func (s *summary) report() bool {
 		c := s.by[m.dir]
 		if c == nil {
 			c = &counts{}
+		}
+		if c.packages == 0 {
+			s.fail = true
 		}
 		print(m.dir, c)
 	}

@@ -92,8 +92,7 @@ func TestVetFailure(t *testing.T) {
 }
 
 func TestPassingStream(t *testing.T) {
-	mods := []module{{dir: ".", path: "example.com/other"}, {dir: "rec", path: "example.com/rec"}}
-	out, ok := summarise(t, "pass.jsonl", mods, "")
+	out, ok := summarise(t, "pass.jsonl", rec, "")
 	if !ok {
 		t.Errorf("report() = false for a passing stream:\n%s", out)
 	}
@@ -101,10 +100,23 @@ func TestPassingStream(t *testing.T) {
 	if !strings.HasPrefix(out, want) {
 		t.Errorf("output does not start with %q:\n%s", want, out)
 	}
-	// One line per module, the one that ran nothing included.
+	if want := "ok   rec  1 packages, 5 tests run (5 passed, 0 failed), 0 skipped\n"; !strings.HasSuffix(out, want) {
+		t.Errorf("output does not end with %q:\n%s", want, out)
+	}
+}
+
+// TestModuleWithNothingTested: a module in which go test ran nothing (it
+// said why on stderr: no packages, a broken go.mod) fails the summary.
+func TestModuleWithNothingTested(t *testing.T) {
+	mods := []module{{dir: "contrib/empty", path: "example.com/other"}, {dir: "rec", path: "example.com/rec"}}
+	out, ok := summarise(t, "pass.jsonl", mods, "no packages to test\n")
+	if ok {
+		t.Errorf("report() = true with a module where nothing ran:\n%s", out)
+	}
 	for _, want := range []string{
-		"ok   .    0 packages, 0 tests run (0 passed, 0 failed), 0 skipped\n",
-		"ok   rec  1 packages, 5 tests run (5 passed, 0 failed), 0 skipped\n",
+		"no packages to test\n",
+		"FAIL contrib/empty  0 packages, 0 tests run (0 passed, 0 failed), 0 skipped: nothing was tested\n",
+		"ok   rec            1 packages, 5 tests run (5 passed, 0 failed), 0 skipped\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
