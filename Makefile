@@ -15,8 +15,17 @@ fmt-check:
 vet:
 	@set -e; for m in $(MODULES); do echo "== go vet $$m"; (cd $$m && $(GO) vet ./...); done
 
+# Every module is tested even after one fails; go test -json goes through
+# internal/cmd/testsummary, which prints what go test alone would (ok and
+# FAIL lines, failures, build errors) and ends with one line per module of
+# tests run, passed, failed and skipped, with the skip messages, so that the
+# log says whether the etcd and BIND integration suites ran. Either a failed
+# go test or a failure the summary saw fails the target.
 race:
-	@set -e; for m in $(MODULES); do echo "== go test -race $$m"; (cd $$m && $(GO) test -race -count=1 $(TESTFLAGS) ./...); done
+	@set -o pipefail; \
+	( rc=0; for m in $(MODULES); do echo "== go test -race $$m"; \
+		(cd $$m && $(GO) test -json -race -count=1 $(TESTFLAGS) ./...) || rc=1; \
+	done; exit $$rc ) | $(GO) run ./internal/cmd/testsummary -modules "$(MODULES)"
 
 ## demo: run the outage reproductions; ebs2011 writes its charts (PNG and
 ## SVG) into examples/out/ebs2011/

@@ -1,13 +1,30 @@
 // Package backoff decides when to retry and when to stop, so that retries
 // help a struggling dependency recover instead of keeping it down.
 //
-// In April 2011 thousands of EBS storage nodes lost their mirrors at once and
-// searched for free space for new ones; the nodes that found none "did not
-// back off aggressively enough" and kept searching, and the searching itself
-// kept the cluster saturated long after the network fault was repaired. A
-// retry policy that multiplies load during an outage is the most common
-// amplifier of such metastable failures. This package breaks the loop in
-// these ways:
+// Wrap a call to a dependency in Retry or Do, with a Policy, and share one
+// Budget and one Breaker between all the dependency's callers:
+//
+//	ctx := context.Background()
+//	// One Budget and one Breaker per dependency, shared by all its callers.
+//	budget, err := backoff.NewBudget(backoff.BudgetConfig{Ratio: 0.1}) // retries add at most 10% load
+//	if err != nil {
+//		panic(err)
+//	}
+//	breaker, err := backoff.NewBreaker(backoff.BreakerConfig{Name: "volumes", SlowCallDuration: 2 * time.Second})
+//	if err != nil {
+//		panic(err)
+//	}
+//	policy := backoff.Policy{Base: 10 * time.Millisecond, Cap: time.Second, MaxAttempts: 5}
+//
+//	v, err := backoff.Do(ctx, policy, func(ctx context.Context) (string, error) {
+//		return attach(ctx, "vol-42") // backoff.Permanent(err) for what a retry cannot fix
+//	}, backoff.WithBudget(budget), backoff.WithBreaker(breaker))
+//
+// # Primitives
+//
+// A retry policy that multiplies load during an outage is the most common
+// amplifier of metastable failures. This package breaks the loop in these
+// ways:
 //
 //   - Policy spaces attempts out exponentially, with jitter so that clients
 //     that failed together do not retry together, and bounds every loop by
@@ -30,6 +47,13 @@
 //     Budget as retries, so a storm turns hedging off as it turns retries
 //     off; DoHedged makes one hedged call and RetryHedged hedges every
 //     attempt of a retry loop.
+//
+// # History
+//
+// In April 2011 thousands of EBS storage nodes lost their mirrors at once
+// and searched for free space for new ones; the nodes that found none "did
+// not back off aggressively enough", and the searching kept the cluster
+// saturated long after the network fault was repaired.
 //
 // # Pure core, thin shell
 //
@@ -55,11 +79,8 @@
 //
 // # Circuit breakers
 //
-//	b, err := backoff.NewBreaker(backoff.BreakerConfig{Name: "volumes", SlowCallDuration: 2 * time.Second})
-//	...
-//	err = b.Call(ctx, func(ctx context.Context) error { return client.Attach(ctx, "vol-42") })
-//	if errors.Is(err, backoff.ErrBreakerOpen) { /* not called: the dependency is down */ }
-//
+// Breaker.Call runs a function through a breaker; a call the breaker
+// refuses is not made, and its error matches ErrBreakerOpen.
 // A closed Breaker counts results in a sliding window of calls or of time
 // and opens when, with at least MinCalls calls in it, the failure rate or
 // the slow-call rate reaches its threshold (resilience4j's two thresholds).

@@ -6,8 +6,8 @@
 //
 // Run it from this directory (or with `make bench` from the root):
 //
-//	go test -run '^$' -bench . -benchmem -count 6 | tee new.txt
-//	go tool benchstat new.txt
+//	$ go test -run '^$' -bench . -benchmem -count 6 | tee new.txt
+//	$ go tool benchstat new.txt
 //
 // benchstat is a tool dependency of this module (see go.mod), pinned to a
 // golang.org/x/perf version that still builds with Go 1.25.

@@ -3,26 +3,39 @@
 // without ever rolling an endpoint back, emptying it, or deleting the plan
 // it serves.
 //
-// In October 2025 DynamoDB's regional endpoint in us-east-1 resolved to
-// nothing for over two and a half hours. Its DNS was managed by a DNS
-// Planner that wrote generation-numbered plans (per endpoint, a set of load
-// balancers and weights) and three DNS Enactors, one per Availability Zone,
-// each of which applied the newest plan endpoint by endpoint. An enactor
-// checked once, before it started, that its plan was newer than the one
-// applied; it was then delayed for a long time, retrying endpoint after
-// endpoint. Meanwhile the planner produced many newer plans, and a second
-// enactor applied one of them everywhere and ran clean-up, which deletes
-// plans many generations older than the one just applied. The delayed
-// enactor then wrote its old plan over the newer one on the regional
-// endpoint — its check was stale — and the clean-up deleted that old plan,
-// now the live one, which removed every address of the endpoint. With the
-// live plan gone the state was inconsistent, and no enactor could apply
-// later plans until operators repaired it by hand. Hours later, NLB's
-// health checks flapped while new instances' network state lagged, and
-// automatic failover removed healthy capacity from DNS: nothing bounded how
-// much capacity health checks could remove.
+// A planner turns health reports into generation-numbered plans, a Store
+// keeps them, and enactors (one per zone, as many as you like) apply the
+// newest to the DNS through a Provider:
 //
-// This package fixes each link of that chain:
+//	ctx := context.Background()
+//	store := &dnsplan.MemoryStore{}  // contrib/etcd's PlanStore across processes
+//	dns := &dnsplan.MemoryProvider{} // contrib/rfc2136 for a real DNS server
+//
+//	// The planner: health reports in, the next plan out, velocity-controlled.
+//	planner, err := dnsplan.NewPlanner(dnsplan.PlannerConfig{})
+//	if err != nil {
+//		panic(err)
+//	}
+//	plan, err := planner.Next(time.Now(), dnsplan.Report{
+//		"dynamodb.us-east-1": {{Addr: netip.MustParseAddr("10.0.0.7"), Capacity: 100, Healthy: true}},
+//	})
+//	if err != nil {
+//		panic(err)
+//	}
+//	if err := store.Put(ctx, plan); err != nil {
+//		panic(err)
+//	}
+//
+//	// Each enactor, one per zone (Run repeats passes, woken by new plans).
+//	enactor, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: "us-east-1a"})
+//	if err != nil {
+//		panic(err)
+//	}
+//	stats, err := enactor.Pass(ctx, store, dns)
+//
+// # Primitives
+//
+// Each type fixes one link of the chain of October 2025 (see History):
 //
 //   - Plan is a generation (a fence.Token) and, per endpoint, weighted
 //     targets (netip.Addr and weight). Validate refuses zero weights,
@@ -59,6 +72,17 @@
 //     Pass, which runs the endpoints in parallel, and Run, which starts a
 //     pass every Interval, and as soon as a Store that is a Watcher
 //     announces a newer plan.
+//
+// # History
+//
+// In October 2025 DynamoDB's regional endpoint in us-east-1 resolved to
+// nothing for hours. A DNS Planner wrote generation-numbered plans and
+// three DNS Enactors, one per zone, applied the newest. One enactor checked
+// once that its plan was newer, was delayed for a long time, and then wrote
+// its old plan over a newer one; another enactor's clean-up deleted that
+// old plan, now live, which emptied the endpoint and left a state no
+// enactor could repair. Hours later NLB's flapping health checks removed
+// healthy capacity from DNS, with nothing bounding how much.
 //
 // # Why an enactor cannot roll an endpoint back
 //

@@ -2,14 +2,29 @@
 // every "am I still the newest?" decision atomically with the write it
 // protects.
 //
-// In October 2025 a DynamoDB DNS Enactor checked once, before it started,
-// that its plan was newer than the plan already applied; it was then delayed
-// for a long time, and when it finally wrote, the check was stale and an old
-// plan overwrote a newer one. Another enactor's clean-up then deleted that
-// old plan as obsolete, which emptied the regional endpoint's DNS record and
-// left the system in a state no enactor could repair. A check made before a
-// write, however careful, says nothing about the moment of the write. A
-// fence moves the check to that moment:
+// A planner numbers its plans with a Sequencer; each writer writes with
+// WriteIfNewer, which the store refuses if a newer plan is already in
+// place, however late the writer arrives:
+//
+//	ctx := context.Background()
+//	store := &fence.Memory{} // contrib/etcd's Store to share it between processes
+//	planner, err := fence.NewSequencer(fence.SequencerConfig{Store: store, Key: "plans/generation"})
+//	if err != nil {
+//		panic(err)
+//	}
+//	oldGen, _ := planner.Next(ctx) // enactor A picks up this plan, then stalls
+//	_, _ = planner.Next(ctx)
+//	newGen, _ := planner.Next(ctx) // enactor B picks up the newest plan
+//
+//	const endpoint = "dns/dynamodb.us-east-1"
+//	fmt.Println("B:", fence.WriteIfNewer(ctx, store, endpoint, []byte("plan 3: lb-7, lb-8"), newGen))
+//	err = fence.WriteIfNewer(ctx, store, endpoint, []byte("plan 1: lb-1"), oldGen)
+//	fmt.Println("A:", err) // fence: stale write-if-newer ...: token 1 is not newer than the current token 3
+//
+// # Primitives
+//
+// A check made before a write, however careful, says nothing about the
+// moment of the write. A fence moves the check to that moment:
 //
 //   - Token is a fencing token: a generation number that only grows. Every
 //     writer carries one (a plan's generation, a lease's epoch).
@@ -68,6 +83,14 @@
 // an Event for every admitted and every fenced-off operation; Counters is a
 // ready-made hook that counts them. Without a hook nothing is counted and
 // the hot paths stay a few atomic instructions.
+//
+// # History
+//
+// In October 2025 a DynamoDB DNS Enactor checked, before it started, that
+// its plan was newer than the one applied, was then delayed for a long
+// time, and overwrote a newer plan with an old one; another enactor's
+// clean-up deleted that old plan as obsolete and emptied the regional
+// endpoint's DNS record. WriteIfNewer would have refused the late write.
 //
 // # Cost
 //

@@ -14,7 +14,7 @@ import (
 // generation at the moment of the write, and refuses it.
 func Example() {
 	ctx := context.Background()
-	store := &fence.Memory{}
+	store := &fence.Memory{} // contrib/etcd's Store to share it between processes
 	planner, err := fence.NewSequencer(fence.SequencerConfig{Store: store, Key: "plans/generation"})
 	if err != nil {
 		panic(err)
@@ -26,7 +26,7 @@ func Example() {
 	const endpoint = "dns/dynamodb.us-east-1"
 	fmt.Println("B:", fence.WriteIfNewer(ctx, store, endpoint, []byte("plan 3: lb-7, lb-8"), newGen))
 	err = fence.WriteIfNewer(ctx, store, endpoint, []byte("plan 1: lb-1"), oldGen)
-	fmt.Println("A:", err)
+	fmt.Println("A:", err) // fence: stale write-if-newer ...: token 1 is not newer than the current token 3
 
 	v, tok, _ := store.Load(ctx, endpoint)
 	fmt.Printf("live: %s (generation %v)\n", v, tok)

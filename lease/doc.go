@@ -2,16 +2,31 @@
 // resources, keeps them alive from the holder's side, and re-establishes a
 // large backlog of them without congestive collapse.
 //
-// In October 2025 EC2's DropletWorkflow Manager (DWFM) held a lease on every
-// physical server ("droplet") and checked in with each every few minutes.
-// While DynamoDB was down the check-ins failed and the leases lapsed. When
-// DynamoDB came back, DWFM tried to re-establish all of them at once: with
-// so many droplets, each attempt waited so long that it timed out before it
-// finished, the failed attempts were queued again, and DWFM fell into
-// congestive collapse — busy, but leasing nothing — until engineers
-// throttled incoming work and restarted hosts to clear the queues. Launches
-// failed with "insufficient capacity" for hours. This package provides the
-// three pieces such a system needs:
+// Grant a lease from a table and keep it with a Keeper, which renews it in
+// the background and gives it up before it could have lapsed:
+//
+//	table, _ := lease.NewMemory(lease.MemoryConfig{}) // contrib/etcd's LeaseTable across processes
+//	ctx, cancel := context.WithCancel(context.Background())
+//	defer cancel()
+//	l, err := table.Grant(ctx, "droplet-7", "dwfm-1", 30*time.Second)
+//	if err != nil {
+//		panic(err)
+//	}
+//	k, err := lease.Keep(ctx, l, lease.KeeperConfig{
+//		Store:         table,
+//		RenewFraction: 1.0 / 3,         // renew after 10s
+//		DriftMargin:   3 * time.Second, // give up at 27s without a renewal
+//		ReleaseOnStop: true,
+//	})
+//	if err != nil {
+//		panic(err)
+//	}
+//	defer k.Stop()
+//	if k.Held() {
+//		fmt.Println("acting on droplet-7 with epoch", k.Lease().Epoch)
+//	}
+//
+// # Primitives
 //
 //   - A lease table (Store; Memory in memory, contrib/etcd on etcd): grant,
 //     renew, release and expire, at most one unexpired lease per resource,
@@ -39,6 +54,16 @@
 //     Remove for a key no longer wanted. It is
 //     a pure state machine: a simulation and a real service drive the same
 //     code; Recovery.Run drives it on the real clock.
+//
+// # History
+//
+// In October 2025 EC2's DropletWorkflow Manager (DWFM) held a lease on
+// every physical server ("droplet"). While DynamoDB was down the leases
+// lapsed; when it came back, DWFM re-established them all at once, each
+// attempt timed out in the queue and was queued again, and DWFM fell into
+// congestive collapse until engineers throttled work and restarted hosts.
+// Recovery is the scheduler that does not collapse; the epochs fence off a
+// holder whose lease lapsed while it was paused.
 //
 // # Guarantees
 //

@@ -41,7 +41,7 @@ func ExampleMemory() {
 
 // A Keeper renews a lease in the background and says when it is lost.
 func ExampleKeep() {
-	table, _ := lease.NewMemory(lease.MemoryConfig{})
+	table, _ := lease.NewMemory(lease.MemoryConfig{}) // contrib/etcd's LeaseTable across processes
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	l, err := table.Grant(ctx, "droplet-7", "dwfm-1", 30*time.Second)

@@ -3,19 +3,24 @@
 // mirror, the engine brings it back to two replicas and an elected primary
 // without ever starting a re-mirroring storm.
 //
-// In April 2011 a botched network change isolated many EBS storage nodes at
-// once. Every node that lost its mirror assumed its peer had failed and went
-// looking for free space for a new replica; when the network came back,
-// thousands searched at the same moment, the cluster's free capacity was
-// gone within minutes, and the nodes that found none kept searching without
-// backing off. 13% of the zone's volumes were stuck: a volume serves no I/O
-// until a new primary has been agreed with the control plane. The flood of
-// connection attempts triggered a rare race in closing replication
-// requests, which crashed nodes and put more volumes into the storm; the
-// negotiations with the control plane browned it out for every zone; and,
-// deliberately, failed nodes were not reused until all their replicas were
-// safe, so the lost capacity stayed lost. The postmortem's fixes are the
-// rules this engine follows.
+// The engine is a pure state machine, in the manner of go.etcd.io/raft: the
+// caller tells it what happened (Step, Tick) and carries out the actions it
+// returns (probe, search, copy, elect), on a real cluster or a simulated
+// one:
+//
+//	e, err := remirror.NewEngine(remirror.Settings{}, nil) // the safe defaults
+//	if err != nil {
+//		panic(err)
+//	}
+//	for range 3 {
+//		e.AddNode(100)
+//	}
+//	v, _ := e.AddVolume(1, 0, 1, 1) // replicas on nodes 0 and 1, generation 1
+//	now := time.Unix(0, 0)
+//
+//	acts, _ := e.Step(now, remirror.Input{Kind: remirror.PeerLost, Volume: v, Node: 0})
+//	probe := acts[0]
+//	fmt.Println(probe.Kind, probe.From, "→", probe.To) // probe 0 → 1: reconnect before searching
 //
 // # The state machine
 //
@@ -90,6 +95,19 @@
 // inputs behind one lock, and Authority carries out elections on a
 // fence.Store through a per-zone shed.Partition with short timeouts, so that
 // one sick zone cannot starve the authority for the others.
+//
+// # History
+//
+// In April 2011 a botched network change isolated many EBS storage nodes at
+// once. Every node that lost its mirror went looking for space for a new
+// one; when the network came back thousands searched at once, free capacity
+// was gone within minutes, and the nodes that found none kept searching
+// without backing off. 13% of the zone's volumes were stuck (a volume
+// serves no I/O until a new primary is agreed with the control plane); the
+// flood crashed nodes through a race in closing replication requests,
+// browned out the control plane for every zone, and failed nodes were not
+// reused, so the lost capacity stayed lost. The postmortem's fixes are the
+// rules this engine follows.
 //
 // # Costs
 //

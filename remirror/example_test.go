@@ -26,7 +26,7 @@ func Example_reconnect() {
 
 	acts, _ := e.Step(now, remirror.Input{Kind: remirror.PeerLost, Volume: v, Node: 0})
 	probe := acts[0]
-	fmt.Println(probe.Kind, probe.From, "→", probe.To)
+	fmt.Println(probe.Kind, probe.From, "→", probe.To) // probe 0 → 1: reconnect before searching
 
 	e.Step(now, remirror.Input{Kind: remirror.ProbeResult, Volume: v, Attempt: probe.Attempt}) // no answer yet
 	at, _ := e.NextTick()

@@ -3,17 +3,28 @@
 // refuses work early and cheaply, with a typed reason, when it cannot be done
 // in time.
 //
-// It breaks two feedback loops from the outages stormguard is built from.
-// In April 2011 the EBS control plane served every Availability Zone from
-// one regional thread pool; calls into the degraded zone had long timeouts,
-// filled the pool, and the API failed for the whole region. The fixes the
-// postmortem names are short timeouts, AZ-aware load shedding, per-cluster
-// isolation, and an operator switch to disable one zone's expensive calls.
-// In October 2025 EC2's DropletWorkflow Manager fell into congestive
-// collapse re-establishing leases: attempts queued longer than their own
-// timeout, failed, and were queued again. The fix was to throttle incoming
-// work by the size of the waiting queue, and, in Lambda, to protect
-// latency-sensitive work by throttling the rest.
+// Put a Partition (or a Bulkhead, for one dependency) between your service
+// and what it calls, and run each call through it:
+//
+//	ctx := context.Background()
+//	zones, err := shed.NewPartition(shed.PartitionConfig[string]{
+//		Total:          64,                     // calls in flight, all zones together
+//		Share:          0.5,                    // no zone takes more than half
+//		MaxQueuePerKey: 8,                      // then wait in line, up to MaxWait
+//		MaxWait:        50 * time.Millisecond,  // then refuse
+//		CallTimeout:    200 * time.Millisecond, // short timeouts, the 2011 lesson
+//	})
+//	if err != nil {
+//		panic(err)
+//	}
+//	err = zones.Do(ctx, "us-east-1a", func(ctx context.Context) error {
+//		return nil // the call to the dependency, bounded by ctx
+//	})
+//	if errors.Is(err, shed.ErrShed) {
+//		// Refused early, with the reason and the numbers, e.g.
+//		// shed: queue full (8 waiting, limit 8) for key "us-east-1a"
+//		fmt.Println(err)
+//	}
 //
 // # Primitives
 //
@@ -35,6 +46,18 @@
 //     pure core, taking the time.
 //   - Limiter and KeyedLimiter throttle by rate, on golang.org/x/time/rate's
 //     token bucket, the keyed variant with a bounded number of keys.
+//
+// # History
+//
+// It breaks two feedback loops from the outages stormguard is built from.
+// In April 2011 the EBS control plane served every Availability Zone from
+// one regional thread pool; calls into the degraded zone had long timeouts,
+// filled the pool, and the API failed for the whole region (the fixes:
+// short timeouts, per-zone isolation and shedding, a switch to pause one
+// zone). In October 2025 EC2's DropletWorkflow Manager collapsed
+// re-establishing leases: attempts queued longer than their own timeout,
+// failed, and were queued again (the fix: throttle by the queue's size,
+// and protect latency-sensitive work by throttling the rest).
 //
 // # Queue-aware admission
 //

@@ -3,6 +3,24 @@
 // that must be fenced off from each other — DNS enactors in three zones,
 // lease holders on many hosts — outgrow one process.
 //
+// Connect a client, make a Store on a key prefix, and use it wherever a
+// fence.Store goes (NewLeaseTable and NewPlanStore, likewise, for a
+// lease.Store and a dnsplan.Store); endpoints are etcd's client URLs:
+//
+//	client, err := clientv3.New(clientv3.Config{Endpoints: endpoints})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer client.Close()
+//	store, err := etcd.NewStore(etcd.StoreConfig{Client: client, Prefix: "stormguard/dns/"})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	ctx := context.Background()
+//
+//	// The planner: generations survive restarts of this process and of etcd.
+//	planner, err := fence.NewSequencer(fence.SequencerConfig{Store: store, Key: "plans/generation"})
+//
 // LeaseTable is the lease table on etcd: each term is an etcd lease
 // (grant with TTL, keep-alive, revoke) holding the resource's holder record,
 // and each grant is one transaction conditioned on "no holder record",
@@ -90,9 +108,11 @@
 // PlanStore is a dnsplan.Store and dnsplan.Watcher for a planner and
 // enactors in separate processes:
 //
-//	plans, err := etcd.NewPlanStore(client, etcd.PlanStoreConfig{})
-//	g, err := plans.Publish(ctx, plan)        // the planner
-//	err = enactor.Run(ctx, plans, provider)    // each enactor
+//	plans, err := etcd.NewPlanStore(client, etcd.PlanStoreConfig{Prefix: "stormguard/dnsplan/"})
+//
+// The planner publishes with Publish, which gives each plan a generation
+// from a fence.Sequencer in the same etcd; each enactor runs a
+// dnsplan.Enactor on the store (see ExamplePlanStore).
 //
 // Its keys, under PlanStoreConfig.Prefix ("stormguard/dnsplan/"):
 //

@@ -3,6 +3,7 @@ package etcd_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log"
 	"time"
 
@@ -13,10 +14,11 @@ import (
 
 // Each droplet manager, in its own process, asks etcd for a droplet's
 // lease and keeps it with a lease.Keeper; the epoch fences off whichever
-// manager held it before. (This example needs an etcd at localhost:2379,
-// so it is compiled but not run by go test.)
+// manager held it before, and another manager asking meanwhile is told who
+// holds it. endpoints are etcd's client URLs.
 func ExampleLeaseTable() {
-	client, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://127.0.0.1:2379"}, DialTimeout: 5 * time.Second})
+	resetEtcd()
+	client, err := clientv3.New(clientv3.Config{Endpoints: endpoints})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -29,11 +31,7 @@ func ExampleLeaseTable() {
 	defer cancel()
 
 	l, err := table.Grant(ctx, "droplet/i-0abc", "dwfm-use1-az1-07", 10*time.Second)
-	var held *lease.HeldError
-	if errors.As(err, &held) {
-		log.Printf("%s holds it (epoch %d)", held.Holder, held.Epoch)
-		return
-	} else if err != nil {
+	if err != nil {
 		log.Fatal(err)
 	}
 	k, err := lease.Keep(ctx, l, lease.KeeperConfig{Store: table, DriftMargin: time.Second, ReleaseOnStop: true})
@@ -41,9 +39,18 @@ func ExampleLeaseTable() {
 		log.Fatal(err)
 	}
 	defer k.Stop()
-	for k.Held() {
+	if k.Held() {
 		// Act on the droplet, passing l.Epoch with every write.
-		time.Sleep(time.Second)
+		fmt.Printf("%s holds %s\n", l.Holder, l.Resource)
 	}
-	log.Print(k.Err())
+
+	// Another manager, meanwhile.
+	_, err = table.Grant(ctx, "droplet/i-0abc", "dwfm-use1-az2-03", 10*time.Second)
+	var held *lease.HeldError
+	if errors.As(err, &held) {
+		fmt.Printf("refused: %s holds it, epoch unchanged: %v\n", held.Holder, held.Epoch == l.Epoch)
+	}
+	// Output:
+	// dwfm-use1-az1-07 holds droplet/i-0abc
+	// refused: dwfm-use1-az1-07 holds it, epoch unchanged: true
 }

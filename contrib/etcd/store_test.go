@@ -13,7 +13,6 @@ import (
 	"github.com/stormguard/stormguard/contrib/etcd/internal/etcdtest"
 	"github.com/stormguard/stormguard/fence"
 	"github.com/stormguard/stormguard/fence/fencetest"
-	"github.com/stormguard/stormguard/internal/leakcheck"
 	"github.com/stormguard/stormguard/lease"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,8 +22,6 @@ import (
 	"google.golang.org/grpc/status"
 	"pgregory.net/rapid"
 )
-
-func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 func TestNewStoreValidation(t *testing.T) {
 	s, err := NewStore(StoreConfig{Prefix: strings.Repeat("p", fence.MaxKeyBytes+1)})

@@ -2,16 +2,45 @@
 // RFC 2136 dynamic updates (BIND, Knot, PowerDNS, Windows DNS, ...),
 // authenticated with TSIG, built on github.com/miekg/dns.
 //
-// In October 2025 a delayed DNS enactor wrote an old plan over a newer one
-// because its "is my plan newer?" check was made long before its write.
-// This provider makes the DNS server itself refuse such a write: every
-// Apply is one UPDATE message whose prerequisite section names the
-// generation the enactor read, and the server checks the prerequisite and
-// applies the update in the same transaction (RFC 2136 §3.2, §3.4). A
-// stale enactor's update fails with NXRRSET, and nothing of it is applied.
-// The prerequisite names the version of the write the enactor read as
-// well as its generation, so two writers of the same generation cannot
-// overwrite each other unseen either.
+// Make a Provider for the zone, with the TSIG key the server accepts
+// updates signed with, and give it to dnsplan's enactors; server is the
+// DNS server's host:port, secret the key's base64 secret (tsig-keygen):
+//
+//	provider, err := rfc2136.New(rfc2136.Config{
+//		Server:  server,
+//		Zone:    "dnsplan.test.",
+//		KeyName: "dnsplan-key.",
+//		Secret:  secret,
+//	})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	ctx := context.Background()
+//	store := &dnsplan.MemoryStore{} // shared by planner and enactors: contrib/etcd's PlanStore
+//	err = store.Put(ctx, dnsplan.Plan{Generation: 1, Endpoints: map[string][]dnsplan.Target{
+//		"api.dnsplan.test": {{Addr: netip.MustParseAddr("10.0.0.7"), Weight: 100}},
+//	}})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	enactor, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: "us-east-1a"})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	if _, err := enactor.Pass(ctx, store, provider); err != nil { // Run repeats passes
+//		log.Fatal(err)
+//	}
+//
+// The DNS server itself refuses a stale write: every Apply is one UPDATE
+// message whose prerequisite section names the generation the enactor
+// read, and the server checks the prerequisite and applies the update in
+// the same transaction (RFC 2136 §3.2, §3.4). A stale enactor's update
+// fails with NXRRSET, and nothing of it is applied. The prerequisite names
+// the version of the write the enactor read as well as its generation, so
+// two writers of the same generation cannot overwrite each other unseen
+// either. (In October 2025 a delayed DNS enactor wrote an old plan over a
+// newer one because its "is my plan newer?" check was made long before its
+// write.)
 //
 // # Record layout
 //

@@ -5,38 +5,49 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"time"
+	"net/netip"
 
 	"github.com/stormguard/stormguard/contrib/rfc2136"
 	"github.com/stormguard/stormguard/dnsplan"
 )
 
 // Three enactors, one per Availability Zone, each in its own process, keep
-// the records of example.com in step with the plans in a shared Store.
-// The server refuses any update whose generation prerequisite no longer
-// holds, so a delayed enactor cannot roll an endpoint back. (This example
-// needs a DNS server at 127.0.0.1:53 that accepts updates signed with the
-// key, so it is compiled but not run by go test.)
+// the records of a zone in step with the plans in a shared Store. The
+// server refuses any update whose generation prerequisite no longer holds,
+// so a delayed enactor cannot roll an endpoint back. server is the DNS
+// server's host:port, secret the TSIG key's base64 secret (tsig-keygen).
 func Example() {
 	provider, err := rfc2136.New(rfc2136.Config{
-		Server:  "127.0.0.1:53",
-		Zone:    "example.com.",
+		Server:  server,
+		Zone:    "dnsplan.test.",
 		KeyName: "dnsplan-key.",
-		Secret:  "base64-secret-from-tsig-keygen==",
+		Secret:  secret,
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	var store dnsplan.Store = &dnsplan.MemoryStore{} // shared by planner and enactors
-	enactor, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: "us-east-1a", Interval: 5 * time.Second})
+	ctx := context.Background()
+	store := &dnsplan.MemoryStore{} // shared by planner and enactors: contrib/etcd's PlanStore
+	err = store.Put(ctx, dnsplan.Plan{Generation: 1, Endpoints: map[string][]dnsplan.Target{
+		"api.dnsplan.test": {{Addr: netip.MustParseAddr("10.0.0.7"), Weight: 100}},
+	}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := enactor.Run(ctx, store, provider); !errors.Is(err, context.DeadlineExceeded) {
+	enactor, err := dnsplan.NewEnactor(dnsplan.EnactorConfig{Name: "us-east-1a"})
+	if err != nil {
 		log.Fatal(err)
 	}
+	if _, err := enactor.Pass(ctx, store, provider); err != nil { // Run repeats passes
+		log.Fatal(err)
+	}
+	rec, err := provider.Read(ctx, "api.dnsplan.test")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("plan", rec.Generation, dnsplan.FormatTargets(rec.Targets))
+	// Output:
+	// plan 1 10.0.0.7*100
 }
 
 // Configuration errors name every bad field at once.

@@ -19,11 +19,29 @@ import (
 	"github.com/stormguard/stormguard/dnsplan"
 	"github.com/stormguard/stormguard/fence"
 	"github.com/stormguard/stormguard/internal/leakcheck"
+	"github.com/stormguard/stormguard/internal/proctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func TestMain(m *testing.M) { leakcheck.Main(m) }
+// server and secret are the address and TSIG secret of the BIND the
+// Examples use: a real one, started once for the test binary by
+// bindServer.
+var server, secret string
+
+// bindServer runs the BIND of the Examples. Without a named binary the
+// Examples are left out locally, as the integration tests skip, and fail
+// the run under CI=true.
+var bindServer = proctest.NewShared([]string{"Example"}, func(t testing.TB) {
+	s := bindtest.Start(t)
+	server, secret = s.Addr(), s.Secret()
+})
+
+func TestMain(m *testing.M) { leakcheck.Main(bindServer.With(m)) }
+
+// TestExamplesServer reports whether the Examples ran against a real BIND:
+// it skips with the reason they did not (no binary, CI unset), or fails.
+func TestExamplesServer(t *testing.T) { bindServer.Check(t) }
 
 var ctx = context.Background()
 

@@ -5,11 +5,7 @@
 //
 //	func TestConformance(t *testing.T) {
 //		dnsplantest.TestStore(t, func(t *testing.T) dnsplan.Store {
-//			s, err := mystore.New(...) // empty, with the default Limits
-//			if err != nil {
-//				t.Fatal(err)
-//			}
-//			return s
+//			return new(dnsplan.MemoryStore) // yours: empty, with the default Limits
 //		})
 //	}
 package dnsplantest

@@ -1,8 +1,14 @@
 // Command azisolation reproduces the 2011 EBS control-plane failure on a real
 // HTTP service on loopback, and shows it contained.
 //
-//	go run ./azisolation [-duration D] [-rate N] [-sick-after D] [-sick-for D]
-//	    [-sick-delay D] [-client-timeout D] [-pool N] [-seed N] [-out DIR] [-json]
+// Run it from the examples directory:
+//
+//	$ go run ./azisolation
+//	$ go run ./azisolation -sick-delay 300ms -out out/azisolation
+//
+// Flags: [-duration D] [-rate N] [-sick-after D] [-sick-for D]
+// [-sick-delay D] [-client-timeout D] [-pool N] [-seed N] [-out DIR] [-json];
+// -h states their ranges.
 //
 // A small control-plane service answers /az/{zone}/describe for three
 // Availability Zones. Each request calls into its zone's backend. After

@@ -5,6 +5,10 @@
 // A prober resolves the regional endpoint against BIND over UDP many
 // times a second, as clients do.
 //
+// Run it from the examples directory:
+//
+//	$ go run ./dnsfleet
+//
 // In the same run it injects every fault: enactor C is killed with
 // SIGKILL in the middle of a pass (and restarted later); enactor A stalls
 // after reading its plan and before writing the regional endpoint, and
@@ -49,7 +53,7 @@
 //
 // Usage:
 //
-//	go run ./dnsfleet [-enactors 2025|dnsplan|both] [-seconds S] [-qps Q] [-plan-every D] [-retention N] [-down D] [-json]
+//	$ go run ./dnsfleet [-enactors 2025|dnsplan|both] [-seconds S] [-qps Q] [-plan-every D] [-retention N] [-down D] [-json]
 package main
 
 import (

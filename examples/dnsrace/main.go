@@ -4,6 +4,10 @@
 // collapse, the Network Manager's backlog, NLB health checks) runs in one
 // go with go run ./dynamodb2025.
 //
+// Run it from the examples directory:
+//
+//	$ go run ./dnsrace
+//
 // With no flags, dnsrace replays the race step by step, twice, and prints
 // each run as a timeline.
 //
@@ -43,8 +47,8 @@
 //
 // Usage:
 //
-//	go run ./dnsrace
-//	go run ./dnsrace [-seed N] [-plans P] [-stall F] [-ttl D] [-negttl D] [-repair D]
+//	$ go run ./dnsrace
+//	$ go run ./dnsrace [-seed N] [-plans P] [-stall F] [-ttl D] [-negttl D] [-repair D]
 package main
 
 import (

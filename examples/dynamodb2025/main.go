@@ -16,7 +16,7 @@
 //
 // Usage:
 //
-//	go run ./dynamodb2025 [-seed N] [-droplets N] [-hours N] [-scenario cascade|dynamodb-down] [-out DIR] [-json]
+//	$ go run ./dynamodb2025 [-seed N] [-droplets N] [-hours N] [-scenario cascade|dynamodb-down] [-out DIR] [-json]
 //
 // It prints a timeline at the postmortem's timestamps and every 10 minutes
 // around them, a side-by-side summary (naive, guarded, postmortem), the

@@ -15,7 +15,7 @@
 //
 // Usage:
 //
-//	go run ./ebs2011 [-seed N] [-volumes N] [-hours N] [-out DIR] [-json]
+//	$ go run ./ebs2011 [-seed N] [-volumes N] [-hours N] [-out DIR] [-json]
 //
 // It prints a timeline at the postmortem's timestamps and every 10 minutes
 // around its events, a side-by-side summary (naive, guarded, postmortem),

@@ -2,6 +2,10 @@
 // DropletWorkflow Manager (DWFM) in October 2025, and its prevention with
 // lease.Recovery, side by side, as a timeline of leased droplets.
 //
+// Run it from the examples directory:
+//
+//	$ go run ./leasestorm
+//
 // When DynamoDB came back after its DNS outage, DWFM tried to re-establish
 // the leases of every droplet at once. With so many droplets, each attempt
 // waited longer than its own timeout, failed, and was queued again: the
@@ -22,7 +26,7 @@
 //
 // Usage:
 //
-//	go run ./leasestorm [-droplets N] [-workers N] [-cost D] [flags]
+//	$ go run ./leasestorm [-droplets N] [-workers N] [-cost D] [flags]
 //
 // Run with -h for every flag.
 package main

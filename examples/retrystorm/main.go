@@ -13,7 +13,7 @@
 //
 // Usage:
 //
-//	go run ./retrystorm [-seed N] [-clients N] [-fault D] [flags]
+//	$ go run ./retrystorm [-seed N] [-clients N] [-fault D] [flags]
 //
 // Run with -h for every flag. -out DIR also writes a per-second timeline of
 // every strategy to DIR/retrystorm.csv.

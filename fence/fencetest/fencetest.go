@@ -1,7 +1,14 @@
 // Package fencetest checks that an implementation of fence.Store keeps the
-// promises of the interface, in the manner of testing/fstest: an adapter's
-// tests call TestStore with a constructor of empty stores, and every
-// behaviour the fence package documents is exercised against it —
+// promises of the interface, in the manner of testing/fstest. An adapter's
+// tests call TestStore with a constructor of empty stores:
+//
+//	func TestConformance(t *testing.T) {
+//		fencetest.TestStore(t, func(t *testing.T) fence.Store {
+//			return &fence.Memory{} // your Store: a new, empty one on each call
+//		})
+//	}
+//
+// Every behaviour the fence package documents is exercised against it —
 // conditional writes and their refusals with the current token, deletes,
 // listing, copying of values, the shared input limits, cancellation, and
 // concurrent writers.

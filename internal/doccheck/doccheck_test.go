@@ -1,31 +1,77 @@
 package doccheck
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// packages are the library's packages, relative to the repository root:
-// everything a user imports.
-var packages = []string{
-	"backoff", "shed", "fence", "fence/fencetest", "lease", "dnsplan",
-	"remirror", "remirror/sim", "contrib/etcd", "contrib/rfc2136",
-}
+// root is the repository's root: the modules under it are checked.
+const root = "../.."
 
-// TestEveryPackageDocumented: go doc -all of every package shows a comment
-// for every exported name, field and interface method.
+// TestEveryPackageDocumented: go doc -all of every package (not the
+// commands, whose go doc is their package comment) shows a comment for
+// every exported name, field and interface method.
 func TestEveryPackageDocumented(t *testing.T) {
-	for _, p := range packages {
-		missing, err := Missing(filepath.Join("..", "..", p))
+	for _, p := range packages(t) {
+		if p.Name == "main" {
+			continue
+		}
+		missing, err := Missing(filepath.Join(root, p.Dir))
 		if err != nil {
-			t.Fatalf("%s: %v", p, err)
+			t.Fatalf("%s: %v", p.Dir, err)
 		}
 		if len(missing) > 0 {
-			t.Errorf("%s: undocumented:\n%s", p, strings.Join(missing, "\n"))
+			t.Errorf("%s: undocumented:\n%s", p.Dir, strings.Join(missing, "\n"))
 		}
 	}
+}
+
+// TestEveryPackageCommentStartsWithCode: go doc of every package (of
+// every module; new ones are found) shows code to copy on its first
+// screen, and that code is compiled and run by the package's tests.
+func TestEveryPackageCommentStartsWithCode(t *testing.T) {
+	for _, p := range packages(t) {
+		problems, err := CheckCode(root, p)
+		if err != nil {
+			t.Fatalf("%s: %v", p.Dir, err)
+		}
+		for _, pr := range problems {
+			t.Error(pr)
+		}
+	}
+}
+
+// packages returns the packages under root, and checks that the search
+// finds those every module is known to have, so that a broken search
+// cannot pass the tests above by finding nothing.
+func packages(t *testing.T) []Package {
+	t.Helper()
+	pkgs, err := Packages(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, p := range pkgs {
+		found[p.Dir] = true
+	}
+	for _, want := range []string{
+		"backoff", "shed", "fence", "fence/fencetest", "lease", "dnsplan", "dnsplan/dnsplantest",
+		"remirror", "remirror/sim", "contrib/etcd", "contrib/rfc2136", "examples/retrystorm",
+	} {
+		if !found[want] {
+			t.Errorf("Packages(%q) did not find %s; found %v", root, want, slices.Sorted(maps.Keys(found)))
+		}
+	}
+	for dir := range found {
+		if strings.Contains("/"+dir+"/", "/internal/") {
+			t.Errorf("Packages found internal package %s", dir)
+		}
+	}
+	return pkgs
 }
 
 // TestMissingFindsEachKind: the checker reports each kind of undocumented
@@ -86,5 +132,118 @@ var V int
 	want := []string{"func Undocumented", "type T", "field T.B", "func Method", "method I.M", "value C", "value V"}
 	if strings.Join(got, ", ") != strings.Join(want, ", ") {
 		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
+// writeFiles writes files (path: content) under dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		path := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestPackagesFindsNewPackages: a package added anywhere, in the root
+// module or a nested one, is found; internal and testdata are not, nor a
+// directory of tests only.
+func TestPackagesFindsNewPackages(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"go.mod":                     "module example.com/r\n",
+		"a/a.go":                     "package a\n",
+		"shed/shedhttp/h.go":         "package shedhttp\n",
+		"contrib/otel/go.mod":        "module example.com/r/contrib/otel\n",
+		"contrib/otel/otel.go":       "package otel\n",
+		"cmd/tool/main.go":           "package main\n",
+		"internal/x/x.go":            "package x\n",
+		"a/internal/y/y.go":          "package y\n",
+		"a/testdata/z/z.go":          "package z\n",
+		"onlytests/o_test.go":        "package onlytests\n",
+		"ignored/gen.go":             "//go:build ignore\n\npackage main\n",
+		".hidden/h.go":               "package h\n",
+		"contrib/otel/internal/i.go": "package i\n",
+	})
+	pkgs, err := Packages(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range pkgs {
+		got = append(got, p.Dir+" "+p.Name)
+	}
+	want := []string{"a a", "cmd/tool main", "contrib/otel otel", "shed/shedhttp shedhttp"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Packages = %q, want %q", got, want)
+	}
+}
+
+// TestCheckCodeCatches: a package comment without code, with code too far
+// down, or with Go code that no running Example or Test holds, is
+// reported; one whose code an Example with output holds, or whose only
+// block is a shell command, is not.
+func TestCheckCodeCatches(t *testing.T) {
+	const example = `package p_test
+
+import "fmt"
+
+// The doc's code, and more.
+func Example() {
+	setUp()
+	x := p.New()
+	fmt.Println(x)
+	// Output: 1
+}
+
+func ExampleNoOutput() {
+	y := p.Old()
+	fmt.Println(y)
+}
+
+func TestIt(t *testing.T) {
+	z := p.Tested()
+	_ = z
+}
+`
+	long := strings.Repeat("Words words words words words words words words words words words.\n", 25)
+	for _, tc := range []struct {
+		name, doc string
+		problem   string // a substring of the one problem, "" if none
+	}{
+		{"no comment", "", "no package comment"},
+		{"no code", "// Package p does things.\n", "has no code block"},
+		{"in an example", "// Package p does things.\n//\n//\tx := p.New()\n//\tfmt.Println(x)\n", ""},
+		{"in a test", "// Package p does things.\n//\n//\tz := p.Tested()\n", ""},
+		{"shell", "// Package p does things.\n//\n//\t$ go run ./p\n", ""},
+		{"example without output", "// Package p does things.\n//\n//\ty := p.Old()\n", "not, line for line"},
+		{"drifted", "// Package p does things.\n//\n//\tx := p.New(1)\n", "not, line for line"},
+		{"not consecutive", "// Package p does things.\n//\n//\tsetUp()\n//\tfmt.Println(x)\n", "not, line for line"},
+		{"quoted text first", "// Package p does things.\n//\n//\tp: refused (3 waiting, limit 3)\n", "neither Go nor a shell"},
+		{"quoted text after code", "// Package p does things.\n//\n//\tx := p.New()\n//\n// It says:\n//\n//\tp: refused (3 waiting, limit 3)\n", ""},
+		{"below the first screen", "// Package p does things.\n//\n// " + strings.ReplaceAll(long, "\n", "\n// ") + "\n//\tx := p.New()\n", "after the first screen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, map[string]string{"p/p.go": tc.doc + "package p\n", "p/p_test.go": example})
+			pkgs, err := Packages(dir)
+			if err != nil || len(pkgs) != 1 {
+				t.Fatalf("Packages = %v, %v", pkgs, err)
+			}
+			problems, err := CheckCode(dir, pkgs[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.problem == "" && len(problems) > 0:
+				t.Errorf("problems %q, want none", problems)
+			case tc.problem != "" && (len(problems) != 1 || !strings.Contains(problems[0], tc.problem)):
+				t.Errorf("problems %q, want one saying %q", problems, tc.problem)
+			}
+		})
 	}
 }

@@ -47,7 +47,10 @@ var _ runner = (*testing.M)(nil)
 // second of being told to stop, so waiting there would only slow down every
 // fuzzing run. Leaks are still checked in the coordinator process, which
 // runs the ordinary tests and the seed corpus.
-func Main(m *testing.M) {
+//
+// m is usually the *testing.M of TestMain; it may be anything that runs the
+// tests, such as proctest.Shared, which starts a server around them.
+func Main(m interface{ Run() int }) {
 	os.Exit(run(m, os.Stderr, fuzzWorker))
 }
 

@@ -5,6 +5,22 @@
 // the naive run (NaiveSettings, the 2011 behaviour) and the guarded one
 // (the engine's defaults).
 //
+// Run it twice on one seed, naive and guarded, and compare:
+//
+//	cfg := sim.DefaultConfig() // one seed, one result
+//	cfg.Duration = 4 * time.Hour
+//	for _, mode := range []sim.Mode{sim.Naive, sim.Guarded} {
+//		r, err := sim.Run(cfg, mode)
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		healed := "still stuck at the end"
+//		if r.HealthyAfter >= 0 {
+//			healed = fmt.Sprintf("healthy %v after the heal", r.HealthyAfter)
+//		}
+//		fmt.Printf("%v: peak stuck %.0f%%, %d searches, %s\n", mode, 100*r.PeakStuck, r.Searches, healed)
+//	}
+//
 // The model, in full:
 //
 //   - Virtual time, events taken in order of time then of insertion (from

@@ -1,7 +1,18 @@
 // Package sim is the deterministic retry-storm simulator behind the
 // retrystorm demo. It drives the pure core of package backoff
 // (Policy.Delay, Budget.Deposit and Budget.WithdrawAt) on a simulated
-// clock.
+// clock. Run the demo's strategies on a scenario and compare them:
+//
+//	cfg := sim.DefaultConfig() // one seed, one result
+//	cfg.Clients = 200
+//	cfg.Fault = 3 * time.Second
+//	results, err := sim.Run(cfg, sim.Strategies(sim.DefaultMaxAttempts))
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	for _, r := range results {
+//		fmt.Printf("%-21s peak load %4.1fx, drained %v\n", r.Strategy, r.PeakLoad, r.Drained)
+//	}
 //
 // The model, in full:
 //
@@ -245,7 +256,7 @@ type Result struct {
 	// fault and stayed there until the end of the run; Drain is then the
 	// time from the end of the fault until it did.
 	Drained bool
-	Drain   time.Duration
+	Drain   time.Duration // see Drained
 	// Timeline has one entry per simulated second.
 	Timeline []Second
 }

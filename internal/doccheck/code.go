@@ -1,0 +1,281 @@
+package doccheck
+
+import (
+	"bytes"
+	"fmt"
+	"go/ast"
+	"go/doc/comment"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// FirstScreen is how many lines of `go doc` output (after its two header
+// lines) a package comment's first code block must start within, so that
+// a reader in a terminal meets code without scrolling.
+const FirstScreen = 22
+
+// Package is a package found by Packages.
+type Package struct {
+	// Dir is the package's directory, relative to the root given to
+	// Packages, with slashes.
+	Dir string
+	// Name is the package's name ("main" for a command).
+	Name string
+	// Doc is the text of its package comment, as go doc shows it.
+	Doc string
+}
+
+// Packages returns every package under root that a user imports or runs:
+// those of every module (every directory with a go.mod, nested modules
+// included), except directories named internal or testdata and their
+// contents, hidden directories, and directories holding only tests.
+func Packages(root string) ([]Package, error) {
+	var pkgs []Package
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		name := d.Name()
+		if path != root && (name == "internal" || name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
+			return filepath.SkipDir
+		}
+		p, ok, err := readPackage(path)
+		if err != nil || !ok {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		p.Dir = filepath.ToSlash(rel)
+		pkgs = append(pkgs, p)
+		return nil
+	})
+	return pkgs, err
+}
+
+// readPackage reads the name and package comment of the package in dir;
+// ok is false if dir holds no non-test Go file.
+func readPackage(dir string) (p Package, ok bool, err error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return p, false, err
+	}
+	fset := token.NewFileSet()
+	var docs []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !strings.HasSuffix(n, ".go") || strings.HasSuffix(n, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, n), nil, parser.PackageClauseOnly|parser.ParseComments)
+		if err != nil {
+			return p, false, err
+		}
+		if isIgnored(f) {
+			continue
+		}
+		ok = true
+		p.Name = f.Name.Name
+		if f.Doc != nil {
+			docs = append(docs, f.Doc.Text())
+		}
+	}
+	p.Doc = strings.Join(docs, "\n")
+	return p, ok, nil
+}
+
+// isIgnored reports whether f is excluded from every build by a
+// //go:build ignore constraint.
+func isIgnored(f *ast.File) bool {
+	for _, g := range f.Comments {
+		if g.Pos() >= f.Package {
+			break
+		}
+		for _, c := range g.List {
+			if strings.TrimSpace(c.Text) == "//go:build ignore" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// CodeBlocks returns the code blocks (indented blocks) of a package
+// comment's text, and the line of `go doc` output, after its two header
+// lines, on which the first one starts (-1 if there is none).
+func CodeBlocks(doc string) (blocks []string, firstLine int) {
+	var p comment.Parser
+	d := p.Parse(doc)
+	for _, b := range d.Content {
+		if c, ok := b.(*comment.Code); ok {
+			blocks = append(blocks, c.Text)
+		}
+	}
+	if len(blocks) == 0 {
+		return nil, -1
+	}
+	pr := comment.Printer{TextPrefix: "", TextCodePrefix: "\t"}
+	text := string(pr.Text(d))
+	for i, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, "\t") {
+			return blocks, i
+		}
+	}
+	return blocks, -1
+}
+
+// IsShell reports whether a code block is a shell session: its first
+// line starts with "$ ".
+func IsShell(block string) bool { return strings.HasPrefix(block, "$ ") }
+
+// IsGo reports whether a code block is Go: declarations, or statements of
+// a function body. Other blocks (an error message, a table, a key layout)
+// are quoted text.
+func IsGo(block string) bool {
+	fset := token.NewFileSet()
+	if _, err := parser.ParseFile(fset, "", "package p\n"+block, parser.SkipObjectResolution); err == nil {
+		return true
+	}
+	_, err := parser.ParseFile(fset, "", "package p\nfunc _() {\n"+block+"\n}\n", parser.SkipObjectResolution)
+	return err == nil
+}
+
+// CheckCode checks the package comment of the package p found under root:
+// its first code block must be code to copy — Go, or a shell session (see
+// IsShell) — starting within the first FirstScreen lines of go doc's
+// output; and each Go code block (see IsGo) must appear, line for line, in
+// a test file of the package: in the body of an Example function that has
+// an output comment (so that go test runs it), or in a Test function or
+// its body, so that the code in the comment is compiled and run with the
+// package's tests and cannot drift from the API. It returns a description
+// of each problem.
+func CheckCode(root string, p Package) ([]string, error) {
+	var problems []string
+	if strings.TrimSpace(p.Doc) == "" {
+		return []string{p.Dir + ": no package comment"}, nil
+	}
+	blocks, first := CodeBlocks(p.Doc)
+	switch {
+	case len(blocks) == 0:
+		return []string{p.Dir + ": the package comment has no code block (an indented block of code to copy, near the top)"}, nil
+	case !IsGo(blocks[0]) && !IsShell(blocks[0]):
+		problems = append(problems, fmt.Sprintf("%s: the package comment's first code block is neither Go nor a shell session (\"$ \" first):\n%s", p.Dir, blocks[0]))
+	case first > FirstScreen:
+		problems = append(problems, fmt.Sprintf("%s: the package comment's first code block starts on line %d of go doc, after the first screen (%d lines)", p.Dir, first+3, FirstScreen+2))
+	}
+	var funcs []testFunc
+	for _, b := range blocks {
+		if !IsGo(b) {
+			continue
+		}
+		if funcs == nil {
+			var err error
+			if funcs, err = testFuncs(filepath.Join(root, filepath.FromSlash(p.Dir))); err != nil {
+				return nil, err
+			}
+		}
+		if !slices.ContainsFunc(funcs, func(f testFunc) bool { return f.runs && f.contains(b) }) {
+			problems = append(problems, fmt.Sprintf("%s: this code block of the package comment is not, line for line, in a Test function or an Example with an output comment in the package's tests:\n%s", p.Dir, b))
+		}
+	}
+	return problems, nil
+}
+
+// testFunc is a Test or Example function of a test file.
+type testFunc struct {
+	name string
+	runs bool     // a Test, or an Example with an output comment
+	decl []string // the whole declaration's lines
+	body []string // the body's lines, less one tab of indentation
+}
+
+// contains reports whether block's lines appear, consecutively, in f's
+// declaration or in its body.
+func (f testFunc) contains(block string) bool {
+	want := lines(block)
+	return len(want) > 0 && (containsRun(f.decl, want) || containsRun(f.body, want))
+}
+
+func lines(s string) []string {
+	var out []string
+	for l := range strings.Lines(strings.TrimRight(s, "\n")) {
+		out = append(out, strings.TrimRight(l, " \t\r\n"))
+	}
+	return out
+}
+
+func containsRun(haystack, needle []string) bool {
+	for i := 0; i+len(needle) <= len(haystack); i++ {
+		if slices.Equal(haystack[i:i+len(needle)], needle) {
+			return true
+		}
+	}
+	return false
+}
+
+// outputComment matches the comment that makes go test run an Example.
+var outputComment = regexp.MustCompile(`^//\s*(Unordered output|Output):`)
+
+// testFuncs returns the Test and Example functions of the test files in
+// dir.
+func testFuncs(dir string) ([]testFunc, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	fset := token.NewFileSet()
+	var funcs []testFunc
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		f, err := parser.ParseFile(fset, e.Name(), src, parser.ParseComments)
+		if err != nil {
+			return nil, err
+		}
+		for _, decl := range f.Decls {
+			fd, ok := decl.(*ast.FuncDecl)
+			if !ok || fd.Recv != nil || fd.Body == nil {
+				continue
+			}
+			name := fd.Name.Name
+			isTest, isExample := strings.HasPrefix(name, "Test"), strings.HasPrefix(name, "Example")
+			if !isTest && !isExample {
+				continue
+			}
+			tf := testFunc{name: name, runs: isTest}
+			start := fd.Pos()
+			if fd.Doc != nil {
+				start = fd.Doc.End() + 1
+			}
+			tf.decl = lines(string(src[fset.Position(start).Offset:fset.Position(fd.End()).Offset]))
+			body := src[fset.Position(fd.Body.Lbrace).Offset+1 : fset.Position(fd.Body.Rbrace).Offset]
+			for _, l := range lines(string(bytes.TrimLeft(body, "\n"))) {
+				tf.body = append(tf.body, strings.TrimPrefix(l, "\t"))
+			}
+			if isExample {
+				for _, c := range f.Comments {
+					if c.Pos() > fd.Body.Lbrace && c.End() < fd.Body.Rbrace && outputComment.MatchString(c.List[0].Text) {
+						tf.runs = true
+					}
+				}
+			}
+			funcs = append(funcs, tf)
+		}
+	}
+	return funcs, nil
+}
