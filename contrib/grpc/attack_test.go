@@ -720,3 +720,35 @@ func TestServerStreamLifetimeIsNotALatency(t *testing.T) {
 		t.Fatalf("streams fed the adaptive limit: samples %d -> %d, baseline %v -> %v", before.Samples, after.Samples, before.Baseline, after.Baseline)
 	}
 }
+
+// TestClientTooManyBreakers: a call refused because the Breakers is at its
+// key bound with every breaker open is codes.Unavailable, makes no
+// attempt, and says why: it matches backoff.ErrTooManyBreakers.
+func TestClientTooManyBreakers(t *testing.T) {
+	bs, err := backoff.NewBreakers(backoff.BreakersConfig[string]{MaxKeys: 1, Breaker: backoff.BreakerConfig{
+		WindowCalls: 1, MinCalls: 1, OpenWait: time.Hour, Classify: grpcguard.Classify,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: backoff.Policy{MaxAttempts: 1}, Breakers: bs,
+		BreakerKey: func(_, method string) string { return method }})
+	calls := 0
+	inv := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+		calls++
+		return status.Error(codes.Unavailable, "down")
+	}
+	_ = cl.Unary(context.Background(), checkMethod, nil, nil, nil, inv) // opens the only breaker
+	err = cl.Unary(context.Background(), "/grpc.health.v1.Health/Other", nil, nil, nil, inv)
+	if calls != 1 || status.Code(err) != codes.Unavailable || !errors.Is(err, backoff.ErrTooManyBreakers) {
+		t.Fatalf("%d calls, err %v (code %v); want 1 call and Unavailable matching backoff.ErrTooManyBreakers", calls, err, status.Code(err))
+	}
+	_, err = cl.Stream(context.Background(), &grpc.StreamDesc{ServerStreams: true}, nil, watchMethod,
+		func(context.Context, *grpc.StreamDesc, *grpc.ClientConn, string, ...grpc.CallOption) (grpc.ClientStream, error) {
+			calls++
+			return nil, nil
+		})
+	if calls != 1 || status.Code(err) != codes.Unavailable || !errors.Is(err, backoff.ErrTooManyBreakers) {
+		t.Fatalf("stream: %d calls, err %v; want no call and Unavailable matching backoff.ErrTooManyBreakers", calls, err)
+	}
+}

@@ -187,7 +187,7 @@ func (c *Client) options(target, method string, opts []backoff.Option) ([]backof
 		}
 		b, err := c.breakers.Get(key)
 		if err != nil {
-			return nil, status.Error(codes.Unavailable, err.Error())
+			return nil, &breakersError{err}
 		}
 		opts = append(opts, backoff.WithBreaker(b))
 	}
@@ -221,7 +221,8 @@ func (c *Client) options(target, method string, opts []backoff.Option) ([]backof
 //     ends when the context does may not notice it).
 //
 // If the Breakers is at its key bound with every breaker open, the call is
-// refused with codes.Unavailable, without an attempt.
+// refused with codes.Unavailable, without an attempt, by an error that
+// matches backoff.ErrTooManyBreakers.
 //
 // A call whose only attempt fails with an error not to be retried, or
 // while the caller's context ends, returns that attempt's error unchanged.
@@ -363,6 +364,16 @@ func (c *Client) result(ctx context.Context, err error, attempts int, last error
 		}
 	}
 	return &retryError{err: be, code: code}
+}
+
+// breakersError is the error of a call refused because the Breakers is at
+// its key bound: codes.Unavailable, matching backoff.ErrTooManyBreakers.
+type breakersError struct{ err error }
+
+func (e *breakersError) Error() string { return "grpcguard: " + e.err.Error() }
+func (e *breakersError) Unwrap() error { return e.err }
+func (e *breakersError) GRPCStatus() *status.Status {
+	return status.New(codes.Unavailable, e.Error())
 }
 
 // retryError is the error of a call that retried: a *backoff.Error with a
