@@ -40,12 +40,15 @@
 // gauges; cumulative counts are observable counters, reported as
 // cumulative monotonic sums. Within a registration a counter never falls:
 // when the object behind a series changes (a Breakers forgets a key's
-// breaker and later makes a new one) or a count goes backwards (a
-// Partition forgot a key and made it again), the series goes on from the
-// last value it reported (what the old object counted after that
-// collection is lost); counts that exceed math.MaxInt64 report
-// math.MaxInt64. A new registration under an old name starts from the
-// primitive's own counts again.
+// breaker and later makes a new one), a collection finds the key gone (a
+// Partition or KeyedLimiter forgot it), or a count goes backwards, the
+// series goes on from the last value it reported and adds what the new
+// object counts (what the old object counted after that collection is
+// lost). A Partition key forgotten and made again between two collections
+// that has by then counted past its old value cannot be told from the same
+// key: its series adds only the difference. Counts that exceed
+// math.MaxInt64 report math.MaxInt64. A new registration under an old name
+// starts from the primitive's own counts again.
 //
 // # Keys and cardinality
 //

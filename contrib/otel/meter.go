@@ -274,9 +274,31 @@ func (b *bound[S]) prepare(m *Meter, name string, seen map[string]bool, list *[]
 }
 
 func (b *bound[S]) observe(o metric.Observer) {
-	if s, id, ok := b.src.get(); ok {
-		observe(&b.st, o, b.src.table, s, id)
+	s, id, ok := b.src.get()
+	if !ok {
+		forget(&b.st)
+		return
 	}
+	observe(&b.st, o, b.src.table, s, id)
+}
+
+// forget records that the source had nothing to report: a key the
+// primitive forgot (or whose breaker it dropped). Whatever the source
+// reports next counts from zero, so the counters' last raw values become
+// offsets now; otherwise a key made again that had counted past its old
+// value by the next collection would look like the same key, and its
+// series would lose the old counts.
+func forget(st *srcState) {
+	if st.id == nil {
+		return
+	}
+	for i, k := range st.kinds {
+		if k == counterInt {
+			st.base[i] = satAdd(st.base[i], st.last[i])
+			st.last[i] = 0
+		}
+	}
+	st.id = nil
 }
 
 // bind binds sources of one Stats type.
@@ -379,8 +401,7 @@ func keySources[K comparable, S any](m *Meter, kind string, table []series[S], k
 	srcs := make([]source[S], 0, len(keys))
 	for _, k := range keys {
 		s := fmt.Sprint(k)
-		if strings.HasPrefix(s, "%!") {
-			// fmt caught a panic in the key's String or Error method.
+		if panicked(k, s) {
 			return nil, fmt.Errorf("%w: a %s key does not format: %s", ErrInvalid, kind, s)
 		}
 		if err := checkName(kind+" key", s); err != nil {
@@ -393,6 +414,17 @@ func keySources[K comparable, S any](m *Meter, kind string, table []series[S], k
 		srcs = append(srcs, source[S]{attrs: []attribute.KeyValue{AttrKey.String(s)}, table: table, get: func() (S, any, bool) { return get(k) }})
 	}
 	return srcs, nil
+}
+
+// panicked reports that fmt caught a panic formatting k into s: only a
+// key with its own formatting method can panic, so a plain string that
+// happens to start like fmt's panic text is not refused.
+func panicked(k any, s string) bool {
+	switch k.(type) {
+	case fmt.Formatter, fmt.Stringer, error:
+		return strings.HasPrefix(s, "%!v(PANIC=")
+	}
+	return false
 }
 
 // satAdd adds two non-negative counts, saturating at math.MaxInt64.

@@ -121,7 +121,9 @@ func unixSeconds(t time.Time) float64 {
 	if t.IsZero() {
 		return 0
 	}
-	return float64(t.UnixNano()) / 1e9
+	// Not UnixNano, which overflows past the year 2262 (an OpenWait of
+	// centuries is valid).
+	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
 }
 
 const adaptivePrefix = "stormguard.shed.adaptive"

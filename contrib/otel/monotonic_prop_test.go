@@ -14,17 +14,27 @@ type obj struct{ n int64 }
 
 // TestPropertyCountersMonotonic: whatever the interleaving of counts,
 // replacements of the object (new id, from zero), resets (same id, lower
-// count), absences (nothing to report) and collections, the reported
-// counter never falls, and between two collections with no replacement or
-// reset it grows by exactly what the object counted (saturating at
-// MaxInt64).
+// count), absences (the key forgotten: nothing to report, and a new
+// object from zero, under the same id as a Partition's, when it comes
+// back) and collections, the reported counter never falls, and between two
+// collections with no replacement, reset or absence it grows by exactly
+// what the object counted (saturating at MaxInt64); a collection that sees
+// the absence makes the next one exact again.
 func TestPropertyCountersMonotonic(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		m, r := newMeter(rt)
 		cur := &obj{}
 		present := true
+		sameID := rapid.Bool().Draw(rt, "sameID") // a Partition's key: the id is the Partition
 		tbl := []series[*obj]{{metric: budgetPrefix + ".retries", source: "n", i: func(o *obj) int64 { return o.n }}}
-		_, err := register(m, "prop", "c", []source[*obj]{{table: tbl, get: func() (*obj, any, bool) { return cur, cur, present }}})
+		partition := &obj{}
+		get := func() (*obj, any, bool) {
+			if sameID {
+				return cur, partition, present
+			}
+			return cur, cur, present
+		}
+		_, err := register(m, "prop", "c", []source[*obj]{{table: tbl, get: get}})
 		if err != nil {
 			rt.Fatal(err)
 		}
@@ -35,6 +45,9 @@ func TestPropertyCountersMonotonic(t *testing.T) {
 		seen := false
 		rt.Repeat(map[string]func(*rapid.T){
 			"count": func(rt *rapid.T) {
+				if !present {
+					return // a count makes the key again: see "absent"
+				}
 				d := rapid.Int64Range(0, 1<<40).Draw(rt, "d")
 				if rapid.Bool().Draw(rt, "huge") {
 					d = math.MaxInt64 / 2
@@ -53,8 +66,12 @@ func TestPropertyCountersMonotonic(t *testing.T) {
 				}
 			},
 			"absent": func(rt *rapid.T) {
+				if present {
+					exact = false // the counts since the last collection are lost
+				} else {
+					cur = &obj{} // made again, from zero
+				}
 				present = !present
-				exact = false
 			},
 			"collect": func(rt *rapid.T) {
 				p, ok := collect(rt, r)[budgetPrefix+".retries"][at]
@@ -62,6 +79,7 @@ func TestPropertyCountersMonotonic(t *testing.T) {
 					if present {
 						rt.Fatal("present but not reported")
 					}
+					grew, exact = 0, true
 					return
 				}
 				if p.value < reported {
