@@ -24,10 +24,17 @@ func newGuarded(tb testing.TB, hook func(backoffhttp.Attempt), throttled bool) *
 	if err != nil {
 		tb.Fatal(err)
 	}
+	var throttle *backoff.Throttle
+	if throttled {
+		if throttle, err = backoff.NewThrottle(backoff.ThrottleConfig{}); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	return mustNew(tb, backoffhttp.Config{
 		Base:      staticBase{&http.Response{StatusCode: http.StatusOK, Body: http.NoBody}},
 		Budget:    budget,
 		Breakers:  hosts,
+		Throttle:  throttle,
 		OnAttempt: hook,
 	})
 }

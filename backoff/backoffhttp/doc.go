@@ -45,8 +45,10 @@
 // wait that would end after the context's deadline is not started: the last
 // response is returned instead, its body intact and unread. Every response the
 // transport discards is drained (up to Config.DrainLimit bytes, so that its
-// connection can be reused) and closed; the response handed back is never
-// read. As the RoundTripper contract asks, the request's body is closed even
+// connection can be reused) and closed; a drain still running when the wait
+// ends or the context is done is cut short by closing the body under the
+// blocked read, so a body that never ends delays neither. The response
+// handed back is never read. As the RoundTripper contract asks, the request's body is closed even
 // when the request is not sent (a breaker or throttle refused it), and the
 // caller's *http.Request is never modified: a retry sends a shallow copy
 // with a fresh body from GetBody.
@@ -54,10 +56,13 @@
 // # Budget, breakers and throttle
 //
 // Every request whose first attempt is sent deposits into Config.Budget, and
-// every retry withdraws a token from it; when the budget refuses, retrying
+// every retry withdraws a token from it (once the retry's body is rewound,
+// so a retry that cannot be made spends none); when the budget refuses, retrying
 // stops and the last result is returned, so a large outage switches retries
 // off instead of multiplying the load by MaxAttempts. Config.Breakers keeps
-// one breaker per URL host (req.URL.Host): an open breaker refuses without
+// one breaker per URL host (req.URL.Host in lower case, without a trailing
+// dot or the scheme's default port, so http://API.internal:80/ and
+// http://api.internal/ share one): an open breaker refuses without
 // sending, with an error that matches backoff.ErrBreakerOpen and carries, as a
 // backoff.RetryAfterError, the time until its next probe. Whatever Classify does not call a
 // Success counts as a failure for the breaker and the throttle: by default a

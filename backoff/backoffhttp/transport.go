@@ -9,9 +9,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
@@ -103,7 +105,8 @@ type Config struct {
 	// attempt is sent and withdrawn from by every retry; a refusal ends the
 	// retries. Share one per dependency.
 	Budget *backoff.Budget
-	// Breakers, if not nil, keeps one breaker per URL host: an open breaker
+	// Breakers, if not nil, keeps one breaker per URL host (in lower case,
+	// without a trailing dot or the scheme's default port): an open breaker
 	// refuses an attempt without sending it.
 	Breakers *backoff.Breakers[string]
 	// Throttle, if not nil, is asked before every attempt, the first
@@ -126,12 +129,17 @@ type Config struct {
 	// DrainLimit is how many bytes of a discarded response body are read
 	// before it is closed, so that its connection can be reused. Zero means
 	// DefaultDrainLimit (64 KiB); negative means do not drain, only close.
+	// A drain still running when the wait before the next attempt ends, or
+	// when the request's context is done, is cut short by closing the body
+	// from another goroutine (net/http's response bodies allow this; a
+	// Base's own bodies must too).
 	DrainLimit int64
 	// OnAttempt, if not nil, is called after every attempt (and after every
 	// attempt refused before it was sent), on the goroutine of RoundTrip,
 	// before any wait; for requests made at the same time it is called
 	// concurrently. It must not block, nor read or close the response's
-	// body.
+	// body. If it (or Classify, or Base) panics, the open response body and
+	// the breaker's ticket are released and the panic goes on.
 	OnAttempt func(Attempt)
 }
 
@@ -285,7 +293,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	base := t.base()
 	host := ""
 	if req.URL != nil {
-		host = req.URL.Host
+		host = hostKey(req.URL)
 	}
 	var (
 		send         = req // the request of the current attempt
@@ -318,7 +326,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				sent := false
 				terr := cfg.Throttle.Do(ctx, func(ctx context.Context) error {
 					sent = true
-					r, err, class, fail = t.exchange(ctx, base, send, host, &deposited)
+					r, err, class, fail = t.exchange(ctx, base, send, host, &deposited, ticket)
 					return fail
 				})
 				if !sent {
@@ -326,12 +334,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 					refusal = terr
 				}
 			} else {
-				r, err, class, fail = t.exchange(ctx, base, send, host, &deposited)
+				r, err, class, fail = t.exchange(ctx, base, send, host, &deposited, ticket)
 			}
 		}
 		if refusal != nil {
 			closeBody(send)
-			t.hook(Attempt{Request: send, N: n, Err: refusal, Class: Failure, GiveUp: refusal})
+			t.hook(Attempt{Request: send, N: n, Err: refusal, Class: Failure, GiveUp: refusal}, nil, nil)
 			if n == 1 {
 				return nil, refusal
 			}
@@ -352,7 +360,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			} else {
 				cfg.Breakers.Record(ticket, err)
 			}
-			t.hook(Attempt{Request: send, N: n, Err: err, Class: class, GiveUp: ctx.Err()})
+			t.hook(Attempt{Request: send, N: n, Err: err, Class: class, GiveUp: ctx.Err()}, nil, nil)
 			return nil, err
 		}
 		if cfg.Breakers != nil {
@@ -360,7 +368,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if class == Success {
 			if cfg.OnAttempt != nil {
-				t.hook(Attempt{Request: send, N: n, StatusCode: r.StatusCode, Class: Success})
+				t.hook(Attempt{Request: send, N: n, StatusCode: r.StatusCode, Class: Success}, r, nil)
 			}
 			return r, nil
 		}
@@ -389,12 +397,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				nextReq.Body = body
 			}
 		}
+		// The budget is asked last, so that a retry that cannot be made
+		// spends no token.
+		if reason == nil && cfg.Budget != nil && !cfg.Budget.Withdraw() {
+			reason = backoff.ErrBudgetExhausted
+			if nextReq != nil {
+				closeBody(nextReq)
+			}
+		}
 		if cfg.OnAttempt != nil {
 			a := Attempt{Request: send, N: n, StatusCode: status, Err: err, Class: class, GiveUp: reason}
 			if reason == nil {
 				a.Wait = wait
 			}
-			t.hook(a)
+			t.hook(a, resp, nextReq)
 		}
 		if reason != nil {
 			return giveUp(resp, lastErr, reason, n, first, wait)
@@ -406,7 +422,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// is back in the pool while we sleep; a cancelled wait returns the
 		// context's error.
 		if resp != nil {
-			t.discard(resp)
+			t.discard(ctx, resp, wakeAt)
 			resp = nil
 		}
 		if serr := sleep(ctx, time.Until(wakeAt)); serr != nil {
@@ -433,25 +449,38 @@ func (t *Transport) classify(resp *http.Response, err error) Class {
 }
 
 // exchange sends one attempt and classifies its result: fail is nil for a
-// Success, else the transport error or a *StatusError.
-func (t *Transport) exchange(ctx context.Context, base http.RoundTripper, send *http.Request, host string, deposited *bool) (r *http.Response, err error, class Class, fail error) {
+// Success, else the transport error or a *StatusError. If the base or
+// Classify panics, the breaker's ticket is released and the response
+// closed, and the panic goes on.
+func (t *Transport) exchange(ctx context.Context, base http.RoundTripper, send *http.Request, host string, deposited *bool, ticket backoff.Ticket) (r *http.Response, err error, class Class, fail error) {
 	if !*deposited && t.cfg.Budget != nil {
 		t.cfg.Budget.Deposit()
 		*deposited = true
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			t.cfg.Breakers.Release(ticket)
+			if r != nil && r.Body != nil {
+				_ = r.Body.Close()
+			}
+		}
+	}()
 	r, err = base.RoundTrip(send)
 	if err != nil {
 		if r != nil {
-			t.discard(r) // a RoundTripper that broke its contract
+			t.discard(ctx, r, time.Time{}) // a RoundTripper that broke its contract
 			r = nil
 		}
 		if ctx.Err() != nil {
+			ok = true
 			return nil, err, Failure, err
 		}
 	} else if r == nil {
 		err = fmt.Errorf("backoffhttp: %T.RoundTrip returned neither a response nor an error", base)
 	}
 	class = t.classify(r, err)
+	ok = true
 	if class == Success {
 		if r == nil {
 			return nil, err, Failure, err
@@ -509,9 +538,6 @@ func (t *Transport) next(ctx context.Context, req *http.Request, class Class, n 
 	if dl, ok := ctx.Deadline(); ok && !now.Add(wait).Before(dl) {
 		return wait, now, backoff.ErrDeadline
 	}
-	if cfg.Budget != nil && !cfg.Budget.Withdraw() {
-		return wait, now, backoff.ErrBudgetExhausted
-	}
 	return wait, now, nil
 }
 
@@ -534,14 +560,32 @@ func giveUp(resp *http.Response, lastErr, reason error, attempts int, first time
 	return nil, e
 }
 
-func (t *Transport) hook(a Attempt) {
-	if t.cfg.OnAttempt != nil {
-		t.cfg.OnAttempt(a)
+// hook calls OnAttempt with a. If it panics, the body of resp and that of
+// next (either may be nil) are closed, and the panic goes on.
+func (t *Transport) hook(a Attempt, resp *http.Response, next *http.Request) {
+	if t.cfg.OnAttempt == nil {
+		return
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			if resp != nil && resp.Body != nil {
+				_ = resp.Body.Close()
+			}
+			if next != nil {
+				closeBody(next)
+			}
+		}
+	}()
+	t.cfg.OnAttempt(a)
+	ok = true
 }
 
-// discard drains (a bounded amount of) resp's body and closes it.
-func (t *Transport) discard(resp *http.Response) {
+// discard drains (a bounded amount of) resp's body and closes it. A drain
+// still running when ctx is done, or at until (if not zero), is cut short:
+// the body is closed under the blocked read, which ends it for the bodies
+// of net/http's transports.
+func (t *Transport) discard(ctx context.Context, resp *http.Response, until time.Time) {
 	if resp.Body == nil {
 		return
 	}
@@ -549,11 +593,31 @@ func (t *Transport) discard(resp *http.Response) {
 	if limit == 0 {
 		limit = DefaultDrainLimit
 	}
-	if limit > 0 {
-		_, _ = io.CopyN(io.Discard, resp.Body, limit)
+	if limit <= 0 || resp.Body == http.NoBody {
+		_ = resp.Body.Close()
+		return
 	}
-	_ = resp.Body.Close()
+	c := &closer{body: resp.Body}
+	stop := context.AfterFunc(ctx, c.close)
+	var tm *time.Timer
+	if !until.IsZero() {
+		tm = time.AfterFunc(time.Until(until), c.close)
+	}
+	_, _ = io.CopyN(io.Discard, resp.Body, limit)
+	stop()
+	if tm != nil {
+		tm.Stop()
+	}
+	c.close()
 }
+
+// closer closes a body once, from whichever goroutine comes first.
+type closer struct {
+	once sync.Once
+	body io.Closer
+}
+
+func (c *closer) close() { c.once.Do(func() { _ = c.body.Close() }) }
 
 // closeBody closes the body of a request that is not sent, as the
 // RoundTripper contract asks.
@@ -612,7 +676,11 @@ func parseRetryAfter(s string, now func() time.Time) time.Duration {
 	return 0
 }
 
-// sleep waits for d or until ctx is done, and returns ctx's error then.
+// sleep waits for d or until ctx is done, and returns ctx's error then. A
+// wait that ends at the instant ctx is done (or past its deadline, before
+// ctx's own timer has noticed) also returns ctx's error: select picks at
+// random among ready cases, and no attempt may start after the caller has
+// given up.
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
@@ -621,8 +689,41 @@ func sleep(ctx context.Context, d time.Duration) error {
 	defer tm.Stop()
 	select {
 	case <-tm.C:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// hostKey is the key of u's breaker: its host in lower case, without a
+// trailing dot, and without the port if it is the scheme's default. It
+// allocates only to lower an upper-case letter, or to drop a trailing dot
+// before an explicit port.
+func hostKey(u *url.URL) string {
+	h, port := u.Host, ""
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h[i:], ']') < 0 {
+		h, port = h[:i], h[i:]
+	}
+	switch {
+	case port == ":",
+		port == ":80" && strings.EqualFold(u.Scheme, "http"),
+		port == ":443" && strings.EqualFold(u.Scheme, "https"):
+		port = ""
+	}
+	if n := len(h); n > 1 && h[n-1] == '.' {
+		h = h[:n-1]
+	} else if port != "" {
+		h = u.Host // unchanged: no need to join
+		port = ""
+	}
+	if port != "" {
+		h += port
+	}
+	return strings.ToLower(h)
 }
