@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"pgregory.net/rapid"
 )
 
 // cutListener remembers the server side of every connection it accepts,
@@ -751,4 +754,84 @@ func TestClientTooManyBreakers(t *testing.T) {
 	if calls != 1 || status.Code(err) != codes.Unavailable || !errors.Is(err, backoff.ErrTooManyBreakers) {
 		t.Fatalf("stream: %d calls, err %v; want no call and Unavailable matching backoff.ErrTooManyBreakers", calls, err)
 	}
+}
+
+// TestServerSlotsProperty: any mix of unary calls and streams, whose
+// handlers succeed, fail, panic (under a recovering interceptor) or block
+// until their client cancels or their deadline passes, started at once
+// against a small Partition over the network, leaves every slot free and
+// no waiter behind, and runs a handler only for a call that was admitted.
+func TestServerSlotsProperty(t *testing.T) {
+	p, err := shed.NewPartition(shed.PartitionConfig[string]{Total: 3, PerKey: 2, MaxQueuePerKey: 2, MaxWait: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustServer(t, grpcguard.ServerConfig{Partition: p, Key: grpcguard.KeyByMetadata("tenant")})
+	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (_ any, err error) {
+		defer func() {
+			if recover() != nil {
+				err = status.Error(codes.Internal, "recovered")
+			}
+		}()
+		return s.Unary(ctx, req, info, handler)
+	}
+	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if recover() != nil {
+				err = status.Error(codes.Internal, "recovered")
+			}
+		}()
+		return s.Stream(srv, ss, info, handler)
+	}
+	h := newTestHealth()
+	c := dial(t, serve(t, h, nil, unary, stream))
+	rapid.Check(t, func(rt *rapid.T) {
+		before := p.Stats()
+		ranBefore := h.ran()
+		n := rapid.IntRange(1, 8).Draw(rt, "calls")
+		var wg sync.WaitGroup
+		for range n {
+			isStream := rapid.Bool().Draw(rt, "stream")
+			cmd := rapid.SampledFrom([]string{"", "code:14", "panic", "block"}).Draw(rt, "cmd")
+			tenant := rapid.SampledFrom([]string{"a", "b"}).Draw(rt, "tenant")
+			end := time.Duration(rapid.IntRange(1, 8).Draw(rt, "end_ms")) * time.Millisecond
+			cancelNotDeadline := rapid.Bool().Draw(rt, "cancel")
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx := metadata.AppendToOutgoingContext(context.Background(), "tenant", tenant)
+				var cancel context.CancelFunc
+				if cancelNotDeadline {
+					ctx, cancel = context.WithCancel(ctx)
+					timer := time.AfterFunc(end, cancel)
+					defer timer.Stop()
+				} else {
+					ctx, cancel = context.WithTimeout(ctx, end)
+				}
+				defer cancel()
+				if !isStream {
+					_, _ = check(ctx, c, cmd)
+					return
+				}
+				ws, err := c.Watch(ctx, &grpc_health_v1.HealthCheckRequest{Service: cmd})
+				for err == nil {
+					_, err = ws.Recv()
+				}
+			}()
+		}
+		wg.Wait()
+		waitFor(t, "every handler to return", func() bool { st := p.Stats(); return st.InFlight == 0 && st.Waiting == 0 })
+		after := p.Stats()
+		if ran, admitted := h.ran()-ranBefore, int(after.Admitted-before.Admitted); ran > admitted {
+			rt.Fatalf("%d handlers ran for %d calls admitted", ran, admitted)
+		}
+		for i := range 3 {
+			if !p.TryAcquire(strconv.Itoa(i)) {
+				rt.Fatalf("slot %d not free", i)
+			}
+		}
+		for i := range 3 {
+			p.Release(strconv.Itoa(i))
+		}
+	})
 }
