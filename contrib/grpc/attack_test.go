@@ -219,7 +219,8 @@ func serveStoppable(t *testing.T, h *testHealth, s *grpcguard.Server) (*grpc.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.UnaryInterceptor(s.Unary), grpc.StreamInterceptor(s.Stream))
+	// Stop returns once every handler has: the test then sees what they left.
+	srv := grpc.NewServer(grpc.UnaryInterceptor(s.Unary), grpc.StreamInterceptor(s.Stream), grpc.WaitForHandlers(true))
 	grpc_health_v1.RegisterHealthServer(srv, h)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()
