@@ -1,8 +1,8 @@
 // Command metrics serves the OpenTelemetry metrics of a small stormguard
-// workload on a Prometheus endpoint, through contrib/otel:
+// workload on a Prometheus endpoint, through contrib/otel (from examples/):
 //
-//	go run ./metrics -seconds 60
-//	curl -s http://127.0.0.1:9464/metrics | grep stormguard_
+//	$ go run ./metrics -seconds 60
+//	$ curl -s http://127.0.0.1:9464/metrics | grep stormguard_
 //
 // The workload is a handful of clients calling through a shed.Queue, a
 // shed.Partition with one key per zone, a backoff.Budget for retries and
