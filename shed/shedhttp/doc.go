@@ -4,16 +4,24 @@
 // once with 503 or 429, a Retry-After computed from the refusal, and a small
 // JSON body.
 //
-//	zones, _ := shed.NewPartition(shed.PartitionConfig[string]{
+//	zones, err := shed.NewPartition(shed.PartitionConfig[string]{
 //		Total: 64, Share: 0.4, MaxQueuePerKey: 32, MaxWait: 50 * time.Millisecond,
 //	})
+//	if err != nil {
+//		panic(err)
+//	}
 //	h, err := shedhttp.New(mux, shedhttp.Options{
 //		Partition:      zones,
 //		Key:            func(r *http.Request) string { return r.Header.Get("X-Zone") },
 //		DeadlineHeader: "X-Timeout-Ms", // "250" (ms) or "250ms"
 //	})
-//	if err != nil { ... } // errors.Is(err, shedhttp.ErrInvalidConfig)
-//	http.ListenAndServe(":8080", h)
+//	if err != nil {
+//		panic(err) // errors.Is(err, shedhttp.ErrInvalidConfig): a bad combination
+//	}
+//	srv := &http.Server{Addr: ":8080", Handler: h}
+//
+// h is an http.Handler in front of mux: serve it as any other
+// (srv.ListenAndServe()).
 //
 // # Admission
 //
