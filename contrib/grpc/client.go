@@ -43,8 +43,9 @@ type ClientConfig struct {
 	// in IdempotentMethods, only when the attempt provably did not run
 	// (it never left the client, or a Server refused it: RefusedKey). Nil means
 	// codes.Unavailable alone. A codes.ResourceExhausted that carries a
-	// valid pushback is retried in any case: the server refused the call
-	// and said when to come back. codes.OK is invalid.
+	// valid pushback is retried as well, under the same condition: the
+	// server refused the call and said when to come back. codes.OK is
+	// invalid.
 	RetryCodes []codes.Code
 	// IdempotentMethods are the full method names ("/pkg.Service/Method")
 	// that may be retried on IdempotentCodes as well: calls that are safe
@@ -150,10 +151,9 @@ func Classify(err error) backoff.Outcome {
 
 // retryable decides what one failed attempt means for the retry loop: the
 // error to hand backoff.Retry (marked Permanent, or with a retry-after
-// hint).
-// mayHaveRun is false when the attempt provably did not run on the server
-// (see RefusedKey); a method not listed as idempotent is then retried only
-// on the codes that are safe.
+// hint). mayHaveRun reports that the attempt may have run on the server
+// (it reached a connection and no RefusedKey came back): a method not
+// listed as idempotent is then not retried at all.
 func (c *Client) retryable(ctx context.Context, method string, err error, trailer metadata.MD, mayHaveRun bool) error {
 	if ctx.Err() != nil || pastDeadline(ctx) {
 		// The caller's context is done (or its deadline has passed, and
