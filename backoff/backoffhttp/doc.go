@@ -23,9 +23,13 @@
 // A request is retried only if sending it twice is safe: its method is GET,
 // HEAD, OPTIONS, TRACE, PUT or DELETE (or empty, which means GET), or it
 // carries a non-empty header named by Config.IdempotencyHeader. Any other
-// request (a POST or PATCH without the header) is sent exactly once, whatever
-// happens to it, even a connection error: the transport cannot tell whether
-// the server acted on it. A request with a body is retried only if its
+// request (a POST or PATCH without the header) is sent exactly once by this
+// transport, whatever happens to it, even a connection error: the transport
+// cannot tell whether the server acted on it. (net/http's Transport, as
+// Base, re-sends on its own a request that died on a reused connection only
+// if nothing of it was written, or if it carries an Idempotency-Key or
+// X-Idempotency-Key header, even an empty one, which this transport does not
+// count as a key.) A request with a body is retried only if its
 // GetBody rewinds it (http.NewRequest sets GetBody for *bytes.Buffer,
 // *bytes.Reader and *strings.Reader bodies); without GetBody it is sent once.
 //

@@ -2,9 +2,11 @@ package backoffhttp_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -269,5 +271,221 @@ func TestPanickingHookClosesTheResponse(t *testing.T) {
 	}()
 	if body.closes.Load() != 1 {
 		t.Errorf("body closed %d times after the panic", body.closes.Load())
+	}
+}
+
+// A POST that a 307 or 308 redirects is sent once to each URL, with its
+// body, through an http.Client: the client follows the redirect, the
+// transport never repeats either hop.
+func TestRedirectedPostIsSentOncePerHop(t *testing.T) {
+	for _, code := range []int{http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		var hitsA, hitsB atomic.Int32
+		var bodyB atomic.Value
+		srv, ct := newLoopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/a":
+				hitsA.Add(1)
+				io.Copy(io.Discard, r.Body)
+				http.Redirect(w, r, "/b", code)
+			case "/b":
+				hitsB.Add(1)
+				b, _ := io.ReadAll(r.Body)
+				bodyB.Store(string(b))
+				w.Header().Set("Retry-After", "0")
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+			}
+		}))
+		rt := mustNew(t, backoffhttp.Config{Base: ct, Policy: fast})
+		client := &http.Client{Transport: rt}
+		resp, err := client.Post(srv.URL+"/a", "text/plain", strings.NewReader("payload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || hitsA.Load() != 1 || hitsB.Load() != 1 || bodyB.Load() != "payload" {
+			t.Fatalf("%d: status %d, hits %d and %d, body at /b %q", code, resp.StatusCode, hitsA.Load(), hitsB.Load(), bodyB.Load())
+		}
+		if ct.open() != 0 {
+			t.Fatalf("%d: %d bodies open", code, ct.open())
+		}
+	}
+}
+
+// What net/http's Transport itself replays on a reused connection that the
+// server closed: a POST without an idempotency header never; one with an
+// empty Idempotency-Key header once (net/http looks only at the header's
+// presence), which this transport does not count as a key.
+func TestPostOverAReusedConnectionThatDies(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		header http.Header
+		posts  int32
+	}{
+		{"no key", http.Header{}, 1},
+		{"empty Idempotency-Key", http.Header{"Idempotency-Key": {""}}, 2},
+	} {
+		var posts atomic.Int32
+		srv, ct := newLoopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && posts.Add(1) == 1 {
+				io.Copy(io.Discard, r.Body)
+				hangUp(w, r)
+				return
+			}
+			io.WriteString(w, "ok")
+		}))
+		var giveUp []error
+		rt := mustNew(t, backoffhttp.Config{Base: ct, Policy: fast, IdempotencyHeader: "Idempotency-Key",
+			OnAttempt: func(a backoffhttp.Attempt) { giveUp = append(giveUp, a.GiveUp) }})
+		client := &http.Client{Transport: rt}
+		resp, err := client.Get(srv.URL) // a connection to reuse
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("payload"))
+		for k, v := range c.header {
+			req.Header[k] = v
+		}
+		resp, err = client.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if posts.Load() != c.posts || len(giveUp) != 2 || !errors.Is(giveUp[1], backoffhttp.ErrNotIdempotent) && c.posts == 1 {
+			t.Errorf("%s: %d POSTs reached the server, want %d; attempts %v; err %v", c.name, posts.Load(), c.posts, giveUp, err)
+		}
+		if ct.open() != 0 {
+			t.Errorf("%s: %d bodies open", c.name, ct.open())
+		}
+	}
+}
+
+// Over HTTP/2 with TLS: retries reuse the connection's streams, every
+// discarded body is closed, a POST is sent once, and a certificate the
+// client does not trust is not retried.
+func TestHTTP2OverTLS(t *testing.T) {
+	var gets, posts atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := gets.Load()
+		if r.Method == http.MethodPost {
+			posts.Add(1)
+		} else {
+			n = gets.Add(1)
+		}
+		if r.Method == http.MethodPost || n < 3 {
+			http.Error(w, strings.Repeat("busy ", 1000), http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	base := srv.Client().Transport.(*http.Transport)
+	defer base.CloseIdleConnections()
+	ct := &countingTransport{base: base}
+	rt := mustNew(t, backoffhttp.Config{Base: ct, Policy: fast})
+	client := &http.Client{Transport: rt}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "HTTP/2.0" || gets.Load() != 3 {
+		t.Fatalf("body %q after %d GETs", body, gets.Load())
+	}
+	resp, err = client.Post(srv.URL, "text/plain", strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 502 || posts.Load() != 1 || ct.open() != 0 {
+		t.Fatalf("status %d after %d POSTs; %d bodies open", resp.StatusCode, posts.Load(), ct.open())
+	}
+
+	// A client that does not trust the server's certificate.
+	untrusting := &http.Transport{ForceAttemptHTTP2: true}
+	defer untrusting.CloseIdleConnections()
+	attempts := 0
+	rt = mustNew(t, backoffhttp.Config{Base: untrusting, Policy: fast, OnAttempt: func(backoffhttp.Attempt) { attempts++ }})
+	_, err = rt.RoundTrip(mustRequest(t, http.MethodGet, srv.URL))
+	var cv *tls.CertificateVerificationError
+	if !errors.As(err, &cv) || attempts != 1 {
+		t.Fatalf("err %v after %d attempts", err, attempts)
+	}
+}
+
+// endless is a body that never ends.
+type endless struct{ read atomic.Int64 }
+
+func (e *endless) Read(p []byte) (int, error) { e.read.Add(int64(len(p))); return len(p), nil }
+
+// failingClose is a body whose Close fails.
+type failingClose struct {
+	io.Reader
+	closes atomic.Int32
+}
+
+func (f *failingClose) Close() error { f.closes.Add(1); return errors.New("close failed") }
+
+// An endless body is drained up to DrainLimit and no further; a nil body
+// and a body whose Close fails do not stop the retries.
+func TestOddDiscardedBodies(t *testing.T) {
+	for _, limit := range []int64{0, 1, 100 << 10, -1} {
+		e := &endless{}
+		fc := &failingClose{Reader: e}
+		n := 0
+		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			n++
+			switch n {
+			case 1:
+				return &http.Response{StatusCode: 503, Body: fc}, nil
+			case 2:
+				return &http.Response{StatusCode: 503}, nil // no body at all
+			}
+			return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+		})
+		rt := mustNew(t, backoffhttp.Config{Base: base, Policy: fast, DrainLimit: limit})
+		resp, err := rt.RoundTrip(getWith(context.Background()))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("limit %d: resp %v, err %v", limit, resp, err)
+		}
+		want := limit
+		switch {
+		case limit == 0:
+			want = backoffhttp.DefaultDrainLimit
+		case limit < 0:
+			want = 0
+		}
+		if got := e.read.Load(); got < want || got > want+32<<10 || fc.closes.Load() != 1 {
+			t.Errorf("limit %d: read %d bytes of an endless body, closed %d times", limit, got, fc.closes.Load())
+		}
+	}
+}
+
+// The deadline rule at its boundary: a wait that would end exactly at the
+// deadline is not started, one that ends a nanosecond before it is.
+func TestDeadlineBoundary(t *testing.T) {
+	for _, c := range []struct {
+		slack time.Duration
+		sent  int
+	}{{0, 1}, {time.Nanosecond, 2}} {
+		synctest.Test(t, func(t *testing.T) {
+			fb := &fakeBase{answers: []answer{{status: 503, retryAfter: "1"}, {status: 200}}}
+			rt := mustNew(t, backoffhttp.Config{Base: fb, Policy: backoff.Policy{Base: time.Millisecond}})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second+c.slack)
+			defer cancel()
+			resp, err := rt.RoundTrip(getWith(ctx))
+			if err != nil {
+				t.Fatalf("slack %v: %v", c.slack, err)
+			}
+			resp.Body.Close()
+			if fb.sent() != c.sent {
+				t.Fatalf("slack %v: sent %d, want %d", c.slack, fb.sent(), c.sent)
+			}
+		})
 	}
 }

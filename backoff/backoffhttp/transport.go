@@ -403,6 +403,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			reason = backoff.ErrBudgetExhausted
 			if nextReq != nil {
 				closeBody(nextReq)
+				nextReq = nil
 			}
 		}
 		if cfg.OnAttempt != nil {
