@@ -17,7 +17,9 @@ type Rejection struct {
 	// Err is why: a *shed.Refusal from admission, or an error matching
 	// ErrBadDeadline.
 	Err error
-	// Status is the status code to write (see Options.Status).
+	// Status is the status code to write (see Options.Status): for the
+	// middleware's refusals always in [200, 999], a result of
+	// Options.Status outside it being 503.
 	Status int
 	// RetryAfter is when the refused request may usefully be retried, from
 	// the refusal's own numbers (see RetryAfter); zero if the refusal gives
@@ -60,9 +62,10 @@ func DefaultStatus(err error) int {
 //
 // Every other refusal gives no basis and RetryAfter returns false: a full
 // queue (shed.ErrQueueFull, which counts requests, not time), a paused key
-// (shed.ErrPaused: an operator's decision), too many keys, and a deadline
-// that cannot be met (shed.ErrDeadline: a retry with the same deadline
-// fails the same way). The middleware then sends no Retry-After header,
+// (shed.ErrPaused: an operator's decision), too many keys, a deadline that
+// cannot be met (shed.ErrDeadline: a retry with the same deadline fails
+// the same way), and an adaptive limit reached before it has measured a
+// latency (shed.ErrLimitReached with no RetryIn). The middleware then sends no Retry-After header,
 // except for a full queue in front of an adaptive limit (a Queue, Bulkhead
 // or Partition with an Adaptive config), whose measured latency is a
 // basis: it sends the time a slot is expected to free, the last window's

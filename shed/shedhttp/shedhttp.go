@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -89,6 +90,9 @@ type Options struct {
 	// without the header keeps its context's deadline, if any. A malformed
 	// value is refused with 400 Bad Request and ErrBadDeadline, unless
 	// IgnoreBadDeadline is set; OnEvent is told either way (BadDeadline).
+	// The name is an HTTP token, in any case; New refuses one that is not
+	// (a space, a colon, a non-ASCII letter), since no request could carry
+	// it.
 	DeadlineHeader string
 	// IgnoreBadDeadline admits a request whose deadline header is
 	// malformed as if it had none, instead of refusing it. OnEvent is still
@@ -98,7 +102,8 @@ type Options struct {
 	// Status maps a refusal (a *shed.Refusal) to the response's status
 	// code. Nil, or a result of 0, means DefaultStatus: 429 for a rate
 	// limit, 503 for every other refusal. A result outside [200, 999] is
-	// written as 503.
+	// 503: that is what is written, and what Respond and OnEvent are
+	// given.
 	Status func(err error) int
 	// Respond, if not nil, writes the response to a refused request in
 	// place of WriteRejection (it may call WriteRejection itself, after
@@ -174,13 +179,18 @@ type Event struct {
 	RetryAfter time.Duration
 }
 
-// Stats counts what the middleware decided itself. Admissions and refusals
-// are counted by the primitives (their Stats).
+// Stats counts what the middleware decided itself. Admissions and the
+// primitives' refusals are counted by the primitives (their Stats).
 type Stats struct {
 	// Gone counts requests whose client went away before the handler ran.
 	Gone int64
 	// BadDeadline counts requests with a malformed deadline header.
 	BadDeadline int64
+	// Deadline counts requests refused with shed.ErrDeadline by the
+	// middleware itself, which no primitive counts: their deadline had
+	// passed when they arrived, or passed after admission, before the
+	// handler ran.
+	Deadline int64
 }
 
 type admission uint8
@@ -206,8 +216,11 @@ type Handler struct {
 	timed        bool
 	partTimed    atomic.Uint32
 	keyed        bool
-	gone, badDdl atomic.Int64
+	gone, badDdl, late atomic.Int64
 }
+
+// errZeroHandler answers every request to a Handler not built with New.
+var errZeroHandler = errors.New("shedhttp: Handler not built with New (nil next handler); every request is answered 500")
 
 // New returns the middleware around next, or an error matching
 // ErrInvalidConfig (and the more precise reasons above) that names every
@@ -281,6 +294,10 @@ func New(next http.Handler, o Options) (*Handler, error) {
 		errs = append(errs, fmt.Errorf("%w: IgnoreBadDeadline set without DeadlineHeader", ErrUnused))
 	}
 	if o.DeadlineHeader != "" {
+		if !isToken(o.DeadlineHeader) {
+			errs = append(errs, fmt.Errorf("%w: DeadlineHeader %q is not a header name (an HTTP token: ASCII letters, digits and !#$%%&'*+-.^_`|~), so no request could carry it",
+				ErrInvalidConfig, clip(o.DeadlineHeader)))
+		}
 		h.o.DeadlineHeader = http.CanonicalHeaderKey(o.DeadlineHeader)
 	}
 	if len(errs) > 0 {
@@ -289,9 +306,12 @@ func New(next http.Handler, o Options) (*Handler, error) {
 	return h, nil
 }
 
-// Stats returns the middleware's own counters.
+// Stats returns the middleware's own counters (zero for a nil Handler).
 func (h *Handler) Stats() Stats {
-	return Stats{Gone: h.gone.Load(), BadDeadline: h.badDdl.Load()}
+	if h == nil {
+		return Stats{}
+	}
+	return Stats{Gone: h.gone.Load(), BadDeadline: h.badDdl.Load(), Deadline: h.late.Load()}
 }
 
 // ServeHTTP admits r, calls the next handler, and releases what admission
@@ -300,8 +320,13 @@ func (h *Handler) Stats() Stats {
 // answered (see WriteRejection) and the next handler is not called; nor is
 // it called for a request whose context is done when admission ends (its
 // client went away: Gone; or its deadline passed: refused with
-// shed.ErrDeadline).
+// shed.ErrDeadline). A Handler not built with New (a zero value or nil)
+// answers every request 500, saying so.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h == nil || h.next == nil {
+		WriteRejection(w, Rejection{Err: errZeroHandler, Status: http.StatusInternalServerError})
+		return
+	}
 	ctx := r.Context()
 	if err := ctx.Err(); err != nil {
 		h.dropped(w, r, "", shed.Normal, err)
@@ -458,6 +483,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, key string, pri sh
 // deadline is a refusal (shed.ErrDeadline), anything else a client gone.
 func (h *Handler) dropped(w http.ResponseWriter, r *http.Request, key string, pri shed.Priority, err error) {
 	if errors.Is(err, context.DeadlineExceeded) {
+		h.late.Add(1)
 		h.refused(w, r, key, pri, &shed.Refusal{Reason: shed.ErrDeadline, Key: key, Cause: err})
 		return
 	}
@@ -483,6 +509,9 @@ func (h *Handler) refused(w http.ResponseWriter, r *http.Request, key string, pr
 	}
 	if status == 0 {
 		status = DefaultStatus(err)
+	}
+	if status < 200 || status > 999 {
+		status = http.StatusServiceUnavailable // as WriteRejection would write it
 	}
 	ra, ok := RetryAfter(err)
 	if !ok && errors.Is(err, shed.ErrQueueFull) {
@@ -527,4 +556,22 @@ func (h *Handler) slotIn(key string) time.Duration {
 		return 0
 	}
 	return st.RTT / time.Duration(max(limit, 1))
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110, section 5.6.2),
+// the form of a header name.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
