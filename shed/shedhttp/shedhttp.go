@@ -213,9 +213,9 @@ type Handler struct {
 	// timed says the concurrency primitive learns from latency, so the
 	// handler's time must be measured; for a Partition it is learned at
 	// the first admission (0 unknown, 1 yes, 2 no).
-	timed        bool
-	partTimed    atomic.Uint32
-	keyed        bool
+	timed              bool
+	partTimed          atomic.Uint32
+	keyed              bool
 	gone, badDdl, late atomic.Int64
 }
 
