@@ -17,8 +17,10 @@ import (
 )
 
 // A server that admits one call at a time, and lets one more wait for up to
-// 20ms, refuses a call it cannot serve with Unavailable and a pushback of
-// 20ms; the client's interceptor waits at least that long and tries again.
+// 20ms, refuses a call it cannot serve with Unavailable, a pushback of the
+// time it waited (20ms and a little) and RefusedKey; the client's
+// interceptor waits at least that long and tries again: the call did not
+// run, so it is retried although Check is not listed as idempotent.
 func Example() {
 	bulkhead, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1, MaxQueue: 1, MaxWait: 20 * time.Millisecond})
 	guard, _ := grpcguard.NewServer(grpcguard.ServerConfig{Bulkhead: bulkhead})
