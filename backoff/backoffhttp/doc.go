@@ -11,9 +11,11 @@
 //		Breakers:          hosts,
 //		IdempotencyHeader: "Idempotency-Key",
 //	})
-//	if err != nil { ... }
+//	if err != nil {
+//		panic(err)
+//	}
 //	client := &http.Client{Transport: rt, Timeout: 5 * time.Second}
-//	resp, err := client.Get("http://volumes.internal/v1/volumes/vol-42")
+//	resp, err := client.Get(volumesURL + "/v1/volumes/vol-42")
 //
 // The zero Transport is usable too: http.DefaultTransport underneath,
 // backoff.Policy{} (at most 5 attempts), no budget, breaker or throttle.
