@@ -181,6 +181,10 @@ func TestClientRetriesOnlySafeCodes(t *testing.T) {
 		{"unavailable, pushback -1", plain, "code:14:pb:-1", 1},
 		{"unavailable, malformed pushback", plain, "code:14:pb:1ms", 1},
 		{"idempotent, pushback -1", idem, "code:10:pb:-1", 1},
+		{"idempotent, two pushbacks", idem, "code:14:pb:1,1", 1},
+		{"idempotent, pushback with a sign", idem, "code:14:pb:+1", 1},
+		{"idempotent, pushback huge negative", idem, "code:14:pb:-99999999999999999999", 1},
+		{"idempotent, pushback 0", idem, "code:14:pb:0", 3},
 		{"code beyond the known ones", idem, "code:99", 1},
 		{"resource exhausted, pushback beyond int64", idem, "code:8:pb:99999999999999999999999", 1},
 	}

@@ -27,8 +27,10 @@ const (
 //
 //	""                answer SERVING
 //	"block"           wait until release is closed (or the call ends)
+//	"panic"           panic
 //	"code:N"          fail with code N
 //	"code:N:pb:V"     fail with code N and the pushback trailer V
+//	"code:N:pb:V1,V2" the same with two values
 type testHealth struct {
 	grpc_health_v1.UnimplementedHealthServer
 	release chan struct{}
@@ -71,7 +73,8 @@ func (h *testHealth) do(ctx context.Context, cmd string, setTrailer func(metadat
 		parts := strings.Split(cmd, ":")
 		n, _ := strconv.Atoi(parts[1])
 		if len(parts) == 4 && parts[2] == "pb" {
-			_ = setTrailer(metadata.Pairs("grpc-retry-pushback-ms", parts[3]))
+			// "V1,V2" sends two values.
+			_ = setTrailer(metadata.MD{"grpc-retry-pushback-ms": strings.Split(parts[3], ",")})
 		}
 		return status.Error(codes.Code(n), "told to fail")
 	}
