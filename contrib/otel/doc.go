@@ -4,14 +4,18 @@
 //
 //	m, err := stormotel.New(meterProvider) // e.g. sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
 //	if err != nil {
-//		return err
+//		panic(err)
 //	}
 //	reg, err := m.RegisterQueue("api", queue) // stormguard.shed.queue.*{stormguard.name="api"}
 //	if err != nil {
-//		return err
+//		panic(err)
 //	}
 //	defer reg.Unregister()
 //	zones, err := stormotel.RegisterPartition(m, "zones", partition, []string{"az1", "az2", "az3"})
+//	if err != nil {
+//		panic(err)
+//	}
+//	defer zones.Unregister()
 //
 // Each Register call validates its name (non-empty, at most 128 bytes of
 // UTF-8 without control characters, unique per kind of primitive on the
@@ -30,15 +34,19 @@
 //
 // Names follow the OpenTelemetry semantic conventions' style: lowercase,
 // dot-separated, under "stormguard." and the package's name; units are
-// UCUM ("{call}", "s", "1"); durations are reported in seconds and times
-// as Unix seconds. Every series has the attribute stormguard.name (the
-// registration's name); the others are listed below and take a bounded
-// set of values: the refusal reasons, states and event kinds the core
-// defines, and the keys the caller lists.
+// UCUM ("{call}", "s", and "1" for ratios only, whose names say ratio,
+// since the Prometheus exporter appends _ratio to them); durations are
+// reported in seconds and times as Unix seconds. Every series has the
+// attribute stormguard.name (the registration's name); the others are
+// listed below and take a bounded set of values: the refusal reasons,
+// states and event kinds the core defines, and the keys the caller lists.
 //
-// Current values (in flight, waiting, limits, window counts, rates) are
-// gauges; cumulative counts are observable counters, reported as
-// cumulative monotonic sums. Within a registration a counter never falls:
+// Current counts of things present (calls in flight or waiting, volumes,
+// keys) are up-down counters, reported as cumulative non-monotonic sums,
+// since a sum over registrations or keys means something; other current
+// values (limits, window counts, rates, ratios, times) are gauges;
+// cumulative counts are observable counters, reported as cumulative
+// monotonic sums (Prometheus: gauges, gauges and counters). Within a registration a counter never falls:
 // when the object behind a series changes (a Breakers forgets a key's
 // breaker and later makes a new one), a collection finds the key gone (a
 // Partition or KeyedLimiter forgot it), or a count goes backwards, the
@@ -99,8 +107,8 @@
 // Stats is exported and that this table is current.
 //
 //	| metric | instrument | unit | attributes | source |
-//	| stormguard.shed.KIND.inflight | Int64ObservableGauge | {call} |  | InFlight |
-//	| stormguard.shed.KIND.waiting | Int64ObservableGauge | {call} |  | Waiting |
+//	| stormguard.shed.KIND.inflight | Int64ObservableUpDownCounter | {call} |  | InFlight |
+//	| stormguard.shed.KIND.waiting | Int64ObservableUpDownCounter | {call} |  | Waiting |
 //	| stormguard.shed.KIND.admitted | Int64ObservableCounter | {call} |  | Admitted |
 //	| stormguard.shed.KIND.queued | Int64ObservableCounter | {call} |  | Queued |
 //	| stormguard.shed.KIND.shed | Int64ObservableCounter | {call} | stormguard.reason | Shed.* |
@@ -108,7 +116,7 @@
 //	| stormguard.shed.adaptive.estimate | Float64ObservableGauge | {call} | stormguard.key (Partition), stormguard.primitive (embedded) | Estimate |
 //	| stormguard.shed.adaptive.rtt | Float64ObservableGauge | s | stormguard.key (Partition), stormguard.primitive (embedded) | RTT |
 //	| stormguard.shed.adaptive.baseline | Float64ObservableGauge | s | stormguard.key (Partition), stormguard.primitive (embedded) | Baseline |
-//	| stormguard.shed.adaptive.inflight | Int64ObservableGauge | {call} | stormguard.key (Partition), stormguard.primitive (embedded) | InFlight |
+//	| stormguard.shed.adaptive.inflight | Int64ObservableUpDownCounter | {call} | stormguard.key (Partition), stormguard.primitive (embedded) | InFlight |
 //	| stormguard.shed.adaptive.samples | Int64ObservableCounter | {sample} | stormguard.key (Partition), stormguard.primitive (embedded) | Samples |
 //	| stormguard.shed.adaptive.drops | Int64ObservableCounter | {sample} | stormguard.key (Partition), stormguard.primitive (embedded) | Drops |
 //	| stormguard.shed.adaptive.windows | Int64ObservableCounter | {window} | stormguard.key (Partition), stormguard.primitive (embedded) | Windows |
@@ -123,9 +131,9 @@
 //	| stormguard.backoff.breaker.calls | Int64ObservableGauge | {call} | stormguard.key (Breakers) | Calls |
 //	| stormguard.backoff.breaker.failures | Int64ObservableGauge | {call} | stormguard.key (Breakers) | Failures |
 //	| stormguard.backoff.breaker.slow_calls | Int64ObservableGauge | {call} | stormguard.key (Breakers) | SlowCalls |
-//	| stormguard.backoff.breaker.failure_rate | Float64ObservableGauge | 1 | stormguard.key (Breakers) | FailureRate |
-//	| stormguard.backoff.breaker.slow_rate | Float64ObservableGauge | 1 | stormguard.key (Breakers) | SlowRate |
-//	| stormguard.backoff.breaker.probes | Int64ObservableGauge | {call} | stormguard.key (Breakers) | Probes |
+//	| stormguard.backoff.breaker.failure_ratio | Float64ObservableGauge | 1 | stormguard.key (Breakers) | FailureRate |
+//	| stormguard.backoff.breaker.slow_ratio | Float64ObservableGauge | 1 | stormguard.key (Breakers) | SlowRate |
+//	| stormguard.backoff.breaker.probes | Int64ObservableUpDownCounter | {call} | stormguard.key (Breakers) | Probes |
 //	| stormguard.backoff.breaker.next_probe.time | Float64ObservableGauge | s | stormguard.key (Breakers) | NextProbe |
 //	| stormguard.backoff.breaker.refused | Int64ObservableCounter | {call} | stormguard.key (Breakers) | Refused |
 //	| stormguard.backoff.throttle.requests | Int64ObservableGauge | {request} |  | Requests |
@@ -138,9 +146,9 @@
 //	| stormguard.backoff.hedge.won | Int64ObservableCounter | {call} |  | Won |
 //	| stormguard.backoff.hedge.samples | Int64ObservableGauge | {sample} |  | Samples |
 //	| stormguard.lease.events | Int64ObservableCounter | {event} | stormguard.event | Granted, Renewed, Released, Expired, Lost, Held, Stale |
-//	| stormguard.lease.recovery.keys | Int64ObservableGauge | {key} | stormguard.state | Established, Pending, Failed |
-//	| stormguard.lease.recovery.attempts.inflight | Int64ObservableGauge | {attempt} |  | InFlight |
-//	| stormguard.lease.recovery.attempts.queued | Int64ObservableGauge | {attempt} |  | Queued |
+//	| stormguard.lease.recovery.keys | Int64ObservableUpDownCounter | {key} | stormguard.state | Established, Pending, Failed |
+//	| stormguard.lease.recovery.attempts.inflight | Int64ObservableUpDownCounter | {attempt} |  | InFlight |
+//	| stormguard.lease.recovery.attempts.queued | Int64ObservableUpDownCounter | {attempt} |  | Queued |
 //	| stormguard.lease.recovery.lapsed | Int64ObservableCounter | {lease} |  | Lapsed |
 //	| stormguard.lease.recovery.attempts | Int64ObservableCounter | {attempt} |  | Attempts |
 //	| stormguard.lease.recovery.attempts.wasted | Int64ObservableCounter | {attempt} |  | Wasted |
@@ -149,17 +157,17 @@
 //	| stormguard.lease.recovery.establish.cost | Float64ObservableGauge | s |  | EstablishCost |
 //	| stormguard.lease.recovery.renew.cost | Float64ObservableGauge | s |  | RenewCost |
 //	| stormguard.fence.operations | Int64ObservableCounter | {operation} | stormguard.outcome | Admitted, FencedOff |
-//	| stormguard.remirror.volumes | Int64ObservableGauge | {volume} |  | Volumes |
-//	| stormguard.remirror.volumes.stuck | Int64ObservableGauge | {volume} |  | Stuck |
-//	| stormguard.remirror.volumes.exhausted | Int64ObservableGauge | {volume} |  | Exhausted |
-//	| stormguard.remirror.volumes.state | Int64ObservableGauge | {volume} | stormguard.state | ByState.* |
+//	| stormguard.remirror.volumes | Int64ObservableUpDownCounter | {volume} |  | Volumes |
+//	| stormguard.remirror.volumes.stuck | Int64ObservableUpDownCounter | {volume} |  | Stuck |
+//	| stormguard.remirror.volumes.exhausted | Int64ObservableUpDownCounter | {volume} |  | Exhausted |
+//	| stormguard.remirror.volumes.state | Int64ObservableUpDownCounter | {volume} | stormguard.state | ByState.* |
 //	| stormguard.remirror.actions | Int64ObservableCounter | {action} | stormguard.action | Probes, Queries, Copies, Releases, Elections |
 //	| stormguard.remirror.recoveries | Int64ObservableCounter | {recovery} | stormguard.outcome | Reconnected, Remirrored |
 //	| stormguard.remirror.searches.refused | Int64ObservableCounter | {search} | stormguard.reason | BudgetRefused, NoCandidate |
-//	| stormguard.remirror.inflight | Int64ObservableGauge | {remirror} |  | InFlight |
-//	| stormguard.remirror.elections.outstanding | Int64ObservableGauge | {election} |  | ElectionsOut |
-//	| stormguard.remirror.free | Int64ObservableGauge | 1 |  | Free |
-//	| stormguard.remirror.nodes.quarantined | Int64ObservableGauge | {node} |  | Quarantined |
+//	| stormguard.remirror.inflight | Int64ObservableUpDownCounter | {remirror} |  | InFlight |
+//	| stormguard.remirror.elections.outstanding | Int64ObservableUpDownCounter | {election} |  | ElectionsOut |
+//	| stormguard.remirror.free | Int64ObservableGauge | {capacity} |  | Free |
+//	| stormguard.remirror.nodes.quarantined | Int64ObservableUpDownCounter | {node} |  | Quarantined |
 //	| stormguard.dnsplan.enactor.events | Int64ObservableCounter | {event} | stormguard.event | other, applied, repaired, conflict, newer, deleted, error, pass-done |
 //	| stormguard.dnsplan.planner.events | Int64ObservableCounter | {event} | stormguard.event | other, held, fail-static, fail-open, capped |
 package stormotel

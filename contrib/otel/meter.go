@@ -141,6 +141,8 @@ func New(provider metric.MeterProvider, opts ...Option) (*Meter, error) {
 			o, err = m.meter.Float64ObservableGauge(in.name, metric.WithUnit(in.unit), metric.WithDescription(in.desc))
 		case counterInt:
 			o, err = m.meter.Int64ObservableCounter(in.name, metric.WithUnit(in.unit), metric.WithDescription(in.desc))
+		case upDownInt:
+			o, err = m.meter.Int64ObservableUpDownCounter(in.name, metric.WithUnit(in.unit), metric.WithDescription(in.desc))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("stormotel: creating instrument %s: %w", in.name, err)
@@ -380,7 +382,7 @@ func observe[S any](st *srcState, o metric.Observer, table []series[S], s S, id 
 			}
 			st.last[i] = v
 			o.ObserveInt64(st.insts[i].(metric.Int64Observable), satAdd(st.base[i], v), st.opts[i:i+1]...)
-		case gaugeInt:
+		case gaugeInt, upDownInt:
 			o.ObserveInt64(st.insts[i].(metric.Int64Observable), ser.i(s), st.opts[i:i+1]...)
 		case gaugeFloat:
 			o.ObserveFloat64(st.insts[i].(metric.Float64Observable), ser.f(s), st.opts[i:i+1]...)

@@ -67,11 +67,14 @@ func collect(t tb, r *sdkmetric.ManualReader) collected {
 					pts[enc(dp.Attributes)] = point{value: dp.Value}
 				}
 			case metricdata.Sum[int64]:
-				if !d.IsMonotonic || d.Temporality != metricdata.CumulativeTemporality {
-					t.Fatalf("%s: sum not monotonic and cumulative", mt.Name)
+				if d.Temporality != metricdata.CumulativeTemporality {
+					t.Fatalf("%s: sum not cumulative", mt.Name)
+				}
+				if d.IsMonotonic != (instrumentKind[mt.Name] == counterInt) {
+					t.Fatalf("%s: monotonic %v, instrument %v", mt.Name, d.IsMonotonic, instrumentKind[mt.Name])
 				}
 				for _, dp := range d.DataPoints {
-					pts[enc(dp.Attributes)] = point{value: float64(dp.Value), counter: true}
+					pts[enc(dp.Attributes)] = point{value: float64(dp.Value), counter: d.IsMonotonic}
 				}
 			default:
 				t.Fatalf("%s: unexpected data %T", mt.Name, mt.Data)
@@ -530,8 +533,8 @@ func ExampleNew() {
 		}
 	}
 	// Output:
-	// stormguard.shed.queue.inflight 1
-	// stormguard.shed.queue.waiting 0
+	// stormguard.shed.queue.inflight stormguard.name=api 1
+	// stormguard.shed.queue.waiting stormguard.name=api 0
 	// stormguard.shed.queue.admitted stormguard.name=api 2
 	// stormguard.shed.queue.queued stormguard.name=api 0
 	// stormguard.shed.queue.shed stormguard.name=api,stormguard.reason=queue_full 1

@@ -19,10 +19,11 @@ const (
 	gaugeInt instKind = iota
 	gaugeFloat
 	counterInt
+	upDownInt // an additive current count: a non-monotonic sum
 )
 
 func (k instKind) String() string {
-	return [...]string{"Int64ObservableGauge", "Float64ObservableGauge", "Int64ObservableCounter"}[k]
+	return [...]string{"Int64ObservableGauge", "Float64ObservableGauge", "Int64ObservableCounter", "Int64ObservableUpDownCounter"}[k]
 }
 
 // inst is one instrument New creates.
@@ -103,8 +104,8 @@ func shedInstruments() []inst {
 	for _, k := range shedKinds {
 		p, what := shedPrefix(k), "of the "+k
 		out = append(out,
-			inst{p + ".inflight", "{call}", "Work admitted and not yet released " + what + ".", gaugeInt},
-			inst{p + ".waiting", "{call}", "Work waiting in the queue " + what + ".", gaugeInt},
+			inst{p + ".inflight", "{call}", "Work admitted and not yet released " + what + ".", upDownInt},
+			inst{p + ".waiting", "{call}", "Work waiting in the queue " + what + ".", upDownInt},
 			inst{p + ".admitted", "{call}", "Work admitted " + what + ", at once or after waiting.", counterInt},
 			inst{p + ".queued", "{call}", "Work that had to wait " + what + ".", counterInt},
 			inst{p + ".shed", "{call}", "Work refused " + what + ", by stormguard.reason.", counterInt},
@@ -170,8 +171,8 @@ var breakerTable = func() []series[backoff.BreakerStats] {
 		series[backoff.BreakerStats]{metric: breakerPrefix + ".calls", source: "Calls", i: func(s backoff.BreakerStats) int64 { return int64(s.Calls) }},
 		series[backoff.BreakerStats]{metric: breakerPrefix + ".failures", source: "Failures", i: func(s backoff.BreakerStats) int64 { return int64(s.Failures) }},
 		series[backoff.BreakerStats]{metric: breakerPrefix + ".slow_calls", source: "SlowCalls", i: func(s backoff.BreakerStats) int64 { return int64(s.SlowCalls) }},
-		series[backoff.BreakerStats]{metric: breakerPrefix + ".failure_rate", source: "FailureRate", f: func(s backoff.BreakerStats) float64 { return s.FailureRate }},
-		series[backoff.BreakerStats]{metric: breakerPrefix + ".slow_rate", source: "SlowRate", f: func(s backoff.BreakerStats) float64 { return s.SlowRate }},
+		series[backoff.BreakerStats]{metric: breakerPrefix + ".failure_ratio", source: "FailureRate", f: func(s backoff.BreakerStats) float64 { return s.FailureRate }},
+		series[backoff.BreakerStats]{metric: breakerPrefix + ".slow_ratio", source: "SlowRate", f: func(s backoff.BreakerStats) float64 { return s.SlowRate }},
 		series[backoff.BreakerStats]{metric: breakerPrefix + ".probes", source: "Probes", i: func(s backoff.BreakerStats) int64 { return int64(s.Probes) }},
 		series[backoff.BreakerStats]{metric: breakerPrefix + ".next_probe.time", source: "NextProbe", f: func(s backoff.BreakerStats) float64 { return unixSeconds(s.NextProbe) }},
 		series[backoff.BreakerStats]{metric: breakerPrefix + ".refused", source: "Refused", i: func(s backoff.BreakerStats) int64 { return s.Refused }},
@@ -278,7 +279,7 @@ var instruments = append(shedInstruments(),
 	inst{adaptivePrefix + ".estimate", "{call}", "The real number the adaptive limit is rounded from.", gaugeFloat},
 	inst{adaptivePrefix + ".rtt", "s", "The last window's mean latency.", gaugeFloat},
 	inst{adaptivePrefix + ".baseline", "s", "The latency the adaptive limit compares the window's with.", gaugeFloat},
-	inst{adaptivePrefix + ".inflight", "{call}", "Calls in flight through the standalone adaptive limit.", gaugeInt},
+	inst{adaptivePrefix + ".inflight", "{call}", "Calls in flight through the standalone adaptive limit.", upDownInt},
 	inst{adaptivePrefix + ".samples", "{sample}", "Latency samples recorded.", counterInt},
 	inst{adaptivePrefix + ".drops", "{sample}", "Samples that were drops (timeouts, sheds).", counterInt},
 	inst{adaptivePrefix + ".windows", "{window}", "Sampling windows closed.", counterInt},
@@ -295,9 +296,9 @@ var instruments = append(shedInstruments(),
 	inst{breakerPrefix + ".calls", "{call}", "Calls in the breaker's window (see backoff.BreakerStats).", gaugeInt},
 	inst{breakerPrefix + ".failures", "{call}", "Failures in the breaker's window.", gaugeInt},
 	inst{breakerPrefix + ".slow_calls", "{call}", "Slow calls in the breaker's window.", gaugeInt},
-	inst{breakerPrefix + ".failure_rate", "1", "Failures over calls in the breaker's window.", gaugeFloat},
-	inst{breakerPrefix + ".slow_rate", "1", "Slow calls over calls in the breaker's window.", gaugeFloat},
-	inst{breakerPrefix + ".probes", "{call}", "Probes in flight (half-open).", gaugeInt},
+	inst{breakerPrefix + ".failure_ratio", "1", "Failures over calls in the breaker's window.", gaugeFloat},
+	inst{breakerPrefix + ".slow_ratio", "1", "Slow calls over calls in the breaker's window.", gaugeFloat},
+	inst{breakerPrefix + ".probes", "{call}", "Probes in flight (half-open).", upDownInt},
 	inst{breakerPrefix + ".next_probe.time", "s", "Unix time an open breaker admits its next call; 0 otherwise.", gaugeFloat},
 	inst{breakerPrefix + ".refused", "{call}", "Calls the breaker refused.", counterInt},
 
@@ -314,9 +315,9 @@ var instruments = append(shedInstruments(),
 
 	inst{leaseEvents, "{event}", "Lease events counted by a lease.Counters, by stormguard.event.", counterInt},
 
-	inst{recoveryPrefix + ".keys", "{key}", "Keys of a lease recovery by stormguard.state.", gaugeInt},
-	inst{recoveryPrefix + ".attempts.inflight", "{attempt}", "Recovery attempts running.", gaugeInt},
-	inst{recoveryPrefix + ".attempts.queued", "{attempt}", "Recovery attempts waiting for a worker.", gaugeInt},
+	inst{recoveryPrefix + ".keys", "{key}", "Keys of a lease recovery by stormguard.state.", upDownInt},
+	inst{recoveryPrefix + ".attempts.inflight", "{attempt}", "Recovery attempts running.", upDownInt},
+	inst{recoveryPrefix + ".attempts.queued", "{attempt}", "Recovery attempts waiting for a worker.", upDownInt},
 	inst{recoveryPrefix + ".lapsed", "{lease}", "Leases lost because no renewal finished in time.", counterInt},
 	inst{recoveryPrefix + ".attempts", "{attempt}", "Recovery attempts handed out.", counterInt},
 	inst{recoveryPrefix + ".attempts.wasted", "{attempt}", "Attempts that failed or finished after their deadline.", counterInt},
@@ -327,17 +328,17 @@ var instruments = append(shedInstruments(),
 
 	inst{fenceOps, "{operation}", "Fenced operations by stormguard.outcome.", counterInt},
 
-	inst{remirrorPrefix + ".volumes", "{volume}", "Volumes (deleted ones excluded).", gaugeInt},
-	inst{remirrorPrefix + ".volumes.stuck", "{volume}", "Volumes not healthy.", gaugeInt},
-	inst{remirrorPrefix + ".volumes.exhausted", "{volume}", "Volumes stuck electing for good.", gaugeInt},
-	inst{remirrorPrefix + ".volumes.state", "{volume}", "Volumes by stormguard.state.", gaugeInt},
+	inst{remirrorPrefix + ".volumes", "{volume}", "Volumes (deleted ones excluded).", upDownInt},
+	inst{remirrorPrefix + ".volumes.stuck", "{volume}", "Volumes not healthy.", upDownInt},
+	inst{remirrorPrefix + ".volumes.exhausted", "{volume}", "Volumes stuck electing for good.", upDownInt},
+	inst{remirrorPrefix + ".volumes.state", "{volume}", "Volumes by stormguard.state.", upDownInt},
 	inst{remirrorPrefix + ".actions", "{action}", "Actions returned, by stormguard.action.", counterInt},
 	inst{remirrorPrefix + ".recoveries", "{recovery}", "Recoveries, by stormguard.outcome.", counterInt},
 	inst{remirrorPrefix + ".searches.refused", "{search}", "Search attempts not sent, by stormguard.reason.", counterInt},
-	inst{remirrorPrefix + ".inflight", "{remirror}", "Re-mirrors in flight.", gaugeInt},
-	inst{remirrorPrefix + ".elections.outstanding", "{election}", "Elections outstanding.", gaugeInt},
-	inst{remirrorPrefix + ".free", "1", "Capacity free on usable nodes, in the engine's capacity unit.", gaugeInt},
-	inst{remirrorPrefix + ".nodes.quarantined", "{node}", "Quarantined nodes.", gaugeInt},
+	inst{remirrorPrefix + ".inflight", "{remirror}", "Re-mirrors in flight.", upDownInt},
+	inst{remirrorPrefix + ".elections.outstanding", "{election}", "Elections outstanding.", upDownInt},
+	inst{remirrorPrefix + ".free", "{capacity}", "Capacity free on usable nodes, in the engine's capacity unit.", gaugeInt},
+	inst{remirrorPrefix + ".nodes.quarantined", "{node}", "Quarantined nodes.", upDownInt},
 
 	inst{enactorEvents, "{event}", "dnsplan enactor events, by stormguard.event.", counterInt},
 	inst{plannerEvents, "{event}", "dnsplan planner events, by stormguard.event.", counterInt},

@@ -30,7 +30,7 @@ func names(t testing.TB, r *sdkmetric.ManualReader, metric string) map[string]bo
 			if mt.Name != metric {
 				continue
 			}
-			if d, ok := mt.Data.(metricdata.Gauge[int64]); ok {
+			if d, ok := mt.Data.(metricdata.Sum[int64]); ok {
 				for _, dp := range d.DataPoints {
 					v, _ := dp.Attributes.Value(AttrName)
 					out[v.AsString()] = true

@@ -3,6 +3,8 @@ package stormotel
 import (
 	"errors"
 	"math"
+	"regexp"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -77,5 +79,32 @@ func TestReviewKeyStartingWithPercentBang(t *testing.T) {
 	p := must[*shed.Partition[string]](t)(shed.NewPartition(shed.PartitionConfig[string]{Total: 4}))
 	if _, err := RegisterPartition(m, "odd", p, []string{"%!weird", "100%"}); err != nil {
 		t.Errorf("keys that format fine refused: %v", err)
+	}
+}
+
+// TestReviewSemconvInstruments: the instruments follow the semantic
+// conventions' choices. A current count of things present (calls in
+// flight or waiting, volumes, keys) is additive, so it is an
+// UpDownCounter, not a gauge (a sum over queues or keys means something;
+// and it can fall, so it is no counter). The unit "1" is for ratios only:
+// the Prometheus exporter appends "_ratio" to such names, so a ratio is
+// named as one (no "failure_rate_ratio"), and a quantity that is no ratio
+// (remirror's free capacity) has a unit of its own.
+func TestReviewSemconvInstruments(t *testing.T) {
+	updown := regexp.MustCompile(`\.(inflight|waiting|probes|keys|attempts\.queued|volumes(\.[a-z]+)?|outstanding|quarantined)$`)
+	ratio := regexp.MustCompile(`(ratio|utilization|probability)$`)
+	for _, in := range instruments {
+		if in.kind == counterInt && updown.MatchString(in.name) {
+			t.Errorf("%s: a current count is no counter", in.name)
+		}
+		if in.kind != counterInt && updown.MatchString(in.name) && in.kind != upDownInt {
+			t.Errorf("%s: %v, want %v (an additive current count)", in.name, in.kind, upDownInt)
+		}
+		if in.unit == "1" && !ratio.MatchString(in.name) {
+			t.Errorf("%s: unit 1 on a name that is no ratio (Prometheus: %s_ratio)", in.name, strings.ReplaceAll(in.name, ".", "_"))
+		}
+		if strings.HasSuffix(in.name, "total") || strings.HasSuffix(in.name, "count") && in.kind == counterInt {
+			t.Errorf("%s: a counter's name ends in total or count", in.name)
+		}
 	}
 }
