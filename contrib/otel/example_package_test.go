@@ -48,12 +48,15 @@ func Example_package() {
 		switch mt.Name {
 		case "stormguard.shed.queue.admitted", "stormguard.shed.partition.key.admitted":
 			for _, dp := range mt.Data.(metricdata.Sum[int64]).DataPoints {
-				key, _ := dp.Attributes.Value(stormotel.AttrKey)
-				fmt.Println(mt.Name, key.AsString(), dp.Value)
+				name := mt.Name
+				if key, ok := dp.Attributes.Value(stormotel.AttrKey); ok {
+					name += "{" + key.AsString() + "}"
+				}
+				fmt.Println(name, dp.Value)
 			}
 		}
 	}
 	// Unordered output:
-	// stormguard.shed.queue.admitted  1
-	// stormguard.shed.partition.key.admitted az1 2
+	// stormguard.shed.queue.admitted 1
+	// stormguard.shed.partition.key.admitted{az1} 2
 }
