@@ -96,6 +96,9 @@ type Refusal struct {
 // Error says what was refused and why, with the numbers, for example
 // `shed: queue full (64 waiting, limit 64) for key "us-east-1a"`.
 func (r *Refusal) Error() string {
+	if r == nil {
+		return "shed: refused (nil *Refusal)"
+	}
 	if r.Reason == nil {
 		return "shed: refused (no reason given)"
 	}
@@ -145,10 +148,18 @@ func (r *Refusal) Error() string {
 // backoff.RetryAfterError, so an operation retried with backoff.Retry
 // that returns a rate limiter's refusal is not retried before its token
 // is due.
-func (r *Refusal) RetryAfter() time.Duration { return r.RetryIn }
+func (r *Refusal) RetryAfter() time.Duration {
+	if r == nil {
+		return 0
+	}
+	return r.RetryIn
+}
 
-// Unwrap returns the reason and the cause.
+// Unwrap returns the reason and the cause (nothing for a nil *Refusal).
 func (r *Refusal) Unwrap() []error {
+	if r == nil {
+		return nil
+	}
 	if r.Cause == nil {
 		return []error{r.Reason}
 	}
