@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -381,6 +382,7 @@ func TestHTTP2OverTLS(t *testing.T) {
 		io.WriteString(w, r.Proto)
 	}))
 	srv.EnableHTTP2 = true
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the untrusting client's handshake
 	srv.StartTLS()
 	defer srv.Close()
 	base := srv.Client().Transport.(*http.Transport)
@@ -487,5 +489,110 @@ func TestDeadlineBoundary(t *testing.T) {
 				t.Fatalf("slack %v: sent %d, want %d", c.slack, fb.sent(), c.sent)
 			}
 		})
+	}
+}
+
+// Every request body the transport gets or makes (the caller's, and each
+// GetBody's) is closed exactly once, on every path that does not send it:
+// a breaker that opens during the wait, a budget that refuses, a cancelled
+// wait, a context done on entry, a hook that panics.
+func TestRequestBodiesClosedOnceOnEveryPath(t *testing.T) {
+	for _, path := range []string{"breaker", "budget", "cancel", "done", "hook panic", "budget and hook panic", "deadline"} {
+		synctest.Test(t, func(t *testing.T) {
+			var bodies []*trackedReqBody
+			newBody := func() *trackedReqBody {
+				b := &trackedReqBody{Reader: strings.NewReader("payload")}
+				bodies = append(bodies, b)
+				return b
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
+			fb := &fakeBase{answers: []answer{{status: 503, retryAfter: "1"}, {status: 200}}}
+			cfg := backoffhttp.Config{Base: fb}
+			switch path {
+			case "breaker":
+				hosts, _ := backoff.NewBreakers(backoff.BreakersConfig[string]{
+					Breaker: backoff.BreakerConfig{WindowCalls: 2, MinCalls: 2, OpenWait: time.Hour},
+				})
+				cfg.Breakers = hosts
+				time.AfterFunc(time.Millisecond, func() {
+					if tk, err := hosts.Allow("api.internal"); err == nil {
+						hosts.Record(tk, errReset)
+					}
+				})
+			case "budget", "budget and hook panic":
+				cfg.Budget, _ = backoff.NewBudget(backoff.BudgetConfig{NoFloor: true})
+			case "cancel":
+				time.AfterFunc(time.Millisecond, cancel)
+			case "done":
+				cancel()
+			case "deadline":
+				ctx, cancel = context.WithTimeout(ctx, time.Second)
+				defer cancel()
+			}
+			if strings.Contains(path, "hook panic") {
+				cfg.OnAttempt = func(backoffhttp.Attempt) { panic("hook broke") }
+			}
+			rt := mustNew(t, cfg)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://api.internal/", nil)
+			req.Body = newBody()
+			req.GetBody = func() (io.ReadCloser, error) { return newBody(), nil }
+			func() {
+				defer func() { recover() }()
+				resp, err := rt.RoundTrip(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+			}()
+			// Each path must have reached its refusal: the retry's body
+			// was made (but for a done context and the deadline rule)
+			// and not sent.
+			wantBodies, wantSent := 2, 1
+			switch path {
+			case "done":
+				wantBodies, wantSent = 1, 0
+			case "deadline":
+				wantBodies = 1
+			}
+			if len(bodies) != wantBodies || fb.sent() != wantSent {
+				t.Errorf("%s: %d bodies made, %d sent; want %d and %d", path, len(bodies), fb.sent(), wantBodies, wantSent)
+			}
+			for i, b := range bodies {
+				if b.closed.Load() != 1 {
+					t.Errorf("%s: request body %d of %d closed %d times", path, i, len(bodies), b.closed.Load())
+				}
+			}
+		})
+	}
+}
+
+// closableEndless is a body that never ends until it is closed.
+type closableEndless struct{ closed atomic.Bool }
+
+func (e *closableEndless) Read(p []byte) (int, error) {
+	if e.closed.Load() {
+		return 0, errors.New("read on closed body")
+	}
+	return len(p), nil
+}
+
+func (e *closableEndless) Close() error { e.closed.Store(true); return nil }
+
+// With DrainLimit at its maximum, an endless discarded body is drained
+// only until the next attempt is due: the request does not spin forever.
+func TestEndlessBodyWithUnboundedDrainLimit(t *testing.T) {
+	body := &closableEndless{}
+	n := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		n++
+		if n == 1 {
+			return &http.Response{StatusCode: 502, Body: body}, nil
+		}
+		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+	})
+	rt := mustNew(t, backoffhttp.Config{Base: base, Policy: backoff.Policy{Base: time.Millisecond}, DrainLimit: 1<<63 - 1})
+	resp, err := rt.RoundTrip(getWith(context.Background()))
+	if err != nil || resp.StatusCode != 200 || !body.closed.Load() {
+		t.Fatalf("resp %v, err %v, closed %v", resp, err, body.closed.Load())
 	}
 }
