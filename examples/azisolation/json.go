@@ -30,7 +30,7 @@ type jsonConfig struct {
 
 type jsonPostmortem struct {
 	ErrorsAfterSickS     float64 `json:"errors_after_sick_s"`
-	PauseAfterErrorsS    float64 `json:"pause_after_errors_s"`
+	PauseAfterSickS      float64 `json:"pause_after_sick_s"`
 	RecoveredAfterPauseS float64 `json:"recovered_after_pause_s"`
 }
 
@@ -95,7 +95,7 @@ func toJSON(cfg config, runs []*designRun) jsonOutput {
 			SickDelayMS: ms(cfg.sickDelay), ClientTimeoutMS: ms(cfg.clientWait), Pool: cfg.pool, Seed: cfg.seed, ZoneCap: zoneCap(cfg.pool),
 			CallTimeoutMinMS: ms(timeoutFloor), CallTimeoutMaxMS: ms(ceiling(cfg.clientWait)), SickZoneHung: hung(cfg), LearnTimeS: learnTime(cfg).Seconds(), ServedShareDemand: servedShare,
 		},
-		Postmortem: jsonPostmortem{pmErrorsAfterSick.Seconds(), pmPauseAfterErrors.Seconds(), pmRecoveredAfterPause.Seconds()},
+		Postmortem: jsonPostmortem{pmErrorsAfterSick.Seconds(), pmPauseAfterSick.Seconds(), pmRecoveredAfterPause.Seconds()},
 	}
 	for _, d := range runs {
 		jd := jsonDesign{
@@ -117,7 +117,7 @@ func toJSON(cfg config, runs []*designRun) jsonOutput {
 			v := t.Seconds()
 			jd.ResumedAtS = &v
 		}
-		if hit, back := healthyHit(d.secs, int(cfg.sickAfter/time.Second)); hit >= 0 {
+		if hit, back := healthyHit(d.secs, 0); hit >= 0 {
 			jd.HealthyHitSecond = &hit
 			if back >= 0 {
 				jd.HealthyBackSecond = &back

@@ -64,7 +64,8 @@ const (
 	minDuration   = time.Second
 	maxDuration   = 2 * time.Minute
 	maxRate       = 2000
-	minSickDelay  = time.Millisecond
+	minSickFor    = time.Millisecond
+	minSickDelay  = 2 * defaultFast // slower than a healthy call
 	maxSickDelay  = time.Minute
 	minClientWait = 100 * time.Millisecond
 	maxClientWait = 10 * time.Second
@@ -104,11 +105,11 @@ func (c config) validate() error {
 	if c.sickAfter < 0 || c.sickAfter >= c.duration {
 		errs = append(errs, fmt.Errorf("-sick-after %v must be in [0, -duration %v)", c.sickAfter, c.duration))
 	}
-	if c.sickFor < minSickDelay || c.sickFor > maxDuration {
-		errs = append(errs, fmt.Errorf("-sick-for %v must be in [%v, %v]", c.sickFor, minSickDelay, maxDuration))
+	if c.sickFor < minSickFor || c.sickFor > maxDuration {
+		errs = append(errs, fmt.Errorf("-sick-for %v must be in [%v, %v]", c.sickFor, minSickFor, maxDuration))
 	}
 	if c.sickDelay < minSickDelay || c.sickDelay > maxSickDelay {
-		errs = append(errs, fmt.Errorf("-sick-delay %v must be in [%v, %v]", c.sickDelay, minSickDelay, maxSickDelay))
+		errs = append(errs, fmt.Errorf("-sick-delay %v must be in [%v, %v]: the sick zone is slower than a healthy call (%v)", c.sickDelay, minSickDelay, maxSickDelay, defaultFast))
 	}
 	if c.clientWait < minClientWait || c.clientWait > maxClientWait {
 		errs = append(errs, fmt.Errorf("-client-timeout %v must be in [%v, %v]", c.clientWait, minClientWait, maxClientWait))
@@ -126,8 +127,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.duration, "duration", 14*time.Second, fmt.Sprintf("load per run (two runs), in [%v, %v]", minDuration, maxDuration))
 	fs.IntVar(&cfg.rate, "rate", 100, fmt.Sprintf("requests per second per zone, in [1, %d]", maxRate))
 	fs.DurationVar(&cfg.sickAfter, "sick-after", 2*time.Second, "when us-east-1a turns slow, in [0, -duration)")
-	fs.DurationVar(&cfg.sickFor, "sick-for", 5*time.Second, fmt.Sprintf("how long it stays slow before its backend recovers, in [%v, %v]", minSickDelay, maxDuration))
-	fs.DurationVar(&cfg.sickDelay, "sick-delay", 5*time.Second, fmt.Sprintf("how long its backend calls take meanwhile (±20%%), in [%v, %v]", minSickDelay, maxSickDelay))
+	fs.DurationVar(&cfg.sickFor, "sick-for", 5*time.Second, fmt.Sprintf("how long it stays slow before its backend recovers, in [%v, %v] (past the end of the run: it never recovers in it)", minSickFor, maxDuration))
+	fs.DurationVar(&cfg.sickDelay, "sick-delay", 5*time.Second, fmt.Sprintf("how long its backend calls take meanwhile (±20%%), in [%v, %v] (a healthy call takes %v)", minSickDelay, maxSickDelay, defaultFast))
 	fs.DurationVar(&cfg.clientWait, "client-timeout", 2*time.Second, fmt.Sprintf("client timeout per request, in [%v, %v]", minClientWait, maxClientWait))
 	fs.IntVar(&cfg.pool, "pool", 48, fmt.Sprintf("regional worker pool size, in [1, %d]", maxPool))
 	fs.Uint64Var(&cfg.seed, "seed", 1, "seed of the backends' latency jitter, in [0, 2^64)")
@@ -239,6 +240,12 @@ func runBoth(cfg config, phase func(string)) ([]*designRun, error) {
 }
 
 func demo(stdout, stderr io.Writer, cfg config) error {
+	if cfg.out != "" {
+		// Refuse an unusable -out before minutes of load, not after.
+		if err := os.MkdirAll(cfg.out, 0o755); err != nil {
+			return fmt.Errorf("-out %q: cannot create the chart directory: %w", cfg.out, err)
+		}
+	}
 	tick := progress.StartTicker(stderr, "azisolation: running the ", 72)
 	runs, err := runBoth(cfg, tick.Phase)
 	tick.Stop()

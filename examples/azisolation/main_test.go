@@ -185,7 +185,7 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"-sick-for", "0"}, {"-sick-for", "-1s"}, {"-sick-for", "120001ms"}, {"-sick-for", "x"},
 		{"-client-timeout", "99ms"}, {"-client-timeout", "10001ms"}, {"-client-timeout", "x"},
 		{"-seed", "-1"}, {"-seed", "x"},
-		{"-sick-delay", "0"}, {"-sick-delay", "-1s"}, {"-sick-delay", "60001ms"}, {"-sick-delay", "x"},
+		{"-sick-delay", "0"}, {"-sick-delay", "9ms"}, {"-sick-delay", "-1s"}, {"-sick-delay", "60001ms"}, {"-sick-delay", "x"},
 		{"-pool", "0"}, {"-pool", "-1"}, {"-pool", "10001"}, {"-pool", "x"},
 		{"extra"},
 	} {
@@ -202,7 +202,7 @@ func TestBadFlagsExitTwo(t *testing.T) {
 // validation (the largest run is what the 2-minute budget is sized for).
 func TestLimitsAreAccepted(t *testing.T) {
 	for _, args := range [][]string{
-		{"-duration", "1s", "-sick-after", "0", "-sick-for", "1ms", "-sick-delay", "1ms", "-client-timeout", "100ms", "-rate", "1", "-pool", "1", "-seed", "0"},
+		{"-duration", "1s", "-sick-after", "0", "-sick-for", "1ms", "-sick-delay", "10ms", "-client-timeout", "100ms", "-rate", "1", "-pool", "1", "-seed", "0"},
 		{"-duration", "2m", "-sick-after", "119999ms", "-sick-for", "2m", "-sick-delay", "1m", "-client-timeout", "10s", "-rate", "2000", "-pool", "10000", "-seed", "18446744073709551615"},
 	} {
 		_, err := parseFlags(args, io.Discard)

@@ -15,10 +15,11 @@ import (
 // (times PDT, April 21 2011, from ebs-2011-timeline.tsv): the re-mirroring
 // storm began at 00:47, the regional API's errors at 00:50; the team
 // disabled Create Volume in the affected zone at 02:40, and the other
-// zones' APIs recovered by 02:50.
+// zones' APIs recovered by 02:50. Each is compared with the same interval
+// of a run: from the zone turning sick, or from the pause.
 const (
 	pmErrorsAfterSick     = 3 * time.Minute   // 00:47 → 00:50
-	pmPauseAfterErrors    = 110 * time.Minute // 00:50 → 02:40
+	pmPauseAfterSick      = 113 * time.Minute // 00:47 → 02:40
 	pmRecoveredAfterPause = 10 * time.Minute  // 02:40 → 02:50
 )
 
@@ -34,9 +35,34 @@ func dur(d time.Duration) string {
 	}
 }
 
-// hung reports whether the sick zone's calls take longer than anything
-// the design or the operator waits for: its backend does not answer.
-func hung(cfg config) bool { return cfg.sickDelay > ceiling(cfg.clientWait) }
+// The sick zone's calls take sickDelay ±sickJitter.
+const sickJitter = 0.2
+
+// Kinds of sick zone, by where its calls' latencies fall against the
+// ceiling on a call (the guarded design's longest call timeout and the
+// operator's health-check deadline).
+const (
+	kindSlow = "slow" // every call answers within the ceiling
+	kindEdge = "edge" // some calls answer within it, some run past it
+	kindHung = "hung" // every call runs past it
+)
+
+// sickKind says which kind of sick zone cfg makes.
+func sickKind(cfg config) string {
+	ceil := float64(ceiling(cfg.clientWait))
+	switch {
+	case (1-sickJitter)*float64(cfg.sickDelay) > ceil:
+		return kindHung
+	case (1+sickJitter)*float64(cfg.sickDelay) <= ceil:
+		return kindSlow
+	default:
+		return kindEdge
+	}
+}
+
+// hung reports whether every one of the sick zone's calls takes longer
+// than anything the guarded design or the operator waits for.
+func hung(cfg config) bool { return sickKind(cfg) == kindHung }
 
 func role(zone int) string {
 	if zone == 0 {
@@ -137,23 +163,62 @@ func report(w, stderr io.Writer, cfg config, runs []*designRun) {
 			textWrap(w, d.short+": "+line)
 		}
 	}
-	before, after := worstHealthy(runs[0].zones), worstHealthy(runs[1].zones)
 	fmt.Fprintln(w)
+	for _, line := range summary(runs) {
+		textWrap(w, line)
+	}
+	fmt.Fprintln(w)
+	textWrap(w, timeScale(cfg, runs))
+}
+
+// summary compares the two designs' runs, in sentences computed from
+// their numbers.
+func summary(runs []*designRun) []string {
+	var out []string
+	before, after := worstHealthy(runs[0].zones), worstHealthy(runs[1].zones)
 	switch {
 	case after > before:
-		fmt.Fprintf(w, "The guarded design raised the worst healthy zone's success from %.1f%% to %.1f%%", 100*before, 100*after)
+		out = append(out, fmt.Sprintf("The guarded design raised the worst healthy zone's success from %.1f%% to %.1f%%.", 100*before, 100*after))
 	case after < before:
-		fmt.Fprintf(w, "The guarded design lowered the worst healthy zone's success from %.1f%% to %.1f%%", 100*before, 100*after)
+		out = append(out, fmt.Sprintf("The guarded design lowered the worst healthy zone's success from %.1f%% to %.1f%%.", 100*before, 100*after))
 	default:
-		fmt.Fprintf(w, "The worst healthy zone's success was %.1f%% in both designs", 100*after)
+		out = append(out, fmt.Sprintf("The worst healthy zone's success was %.1f%% in both designs.", 100*after))
 	}
-	a, b := runs[0].sickServed, runs[1].sickServed
-	if a.n == 0 || b.n == 0 {
-		fmt.Fprintf(w, "; the sick zone sent %d requests while it was sick and not paused in 2011, %d guarded.\n", a.n, b.n)
-	} else {
-		fmt.Fprintf(w, ", and served %.1f%% of the sick zone's requests while it was sick and not paused, against %.1f%% in 2011.\n",
-			100*b.success(), 100*a.success())
+	var parts []string
+	for i, d := range runs {
+		s := d.sickServed
+		switch {
+		case s.n == 0:
+			parts = append(parts, fmt.Sprintf("%s sent it no request", d.short))
+		case i == 0:
+			parts = append(parts, fmt.Sprintf("%s served %.1f%% of its %s (p99 %s)", d.short, 100*s.success(), plural(s.n, "request"), dur(s.p99)))
+		default:
+			parts = append(parts, fmt.Sprintf("%s %.1f%% of its %d (p99 %s)", d.short, 100*s.success(), s.n, dur(s.p99)))
+		}
 	}
+	out = append(out, fmt.Sprintf("While us-east-1a was sick and not paused, %s.", strings.Join(parts, " and ")))
+	return out
+}
+
+// timeScale says why a run's intervals cannot match the postmortem's,
+// with the factor between them in this run.
+func timeScale(cfg config, runs []*designRun) string {
+	line := fmt.Sprintf("Time scale: in 2011 people found the cause and disabled the zone by hand, %s after the storm began; "+
+		"here the operator is a rule acting on %v health checks, so a run's intervals are seconds where the postmortem's are "+
+		"minutes and hours: compare the order of events and which zones fail, not the durations.", minutes(pmPauseAfterSick), checkEvery)
+	if at, ok := firstEvent(runs[0].run.events, evPaused); ok && at > cfg.sickAfter {
+		line += fmt.Sprintf(" (The 2011 run's pause came %.1fs after the zone turned sick: %.0f times sooner.)",
+			(at - cfg.sickAfter).Seconds(), float64(pmPauseAfterSick)/float64(at-cfg.sickAfter))
+	}
+	return line
+}
+
+// plural formats n and a noun, adding an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // findings are the sentences about one design's run, each computed from
@@ -163,26 +228,35 @@ func findings(cfg config, d *designRun) []string {
 	ceil := ceiling(cfg.clientWait)
 	s, settled := d.sickServed, d.settled
 	can := carried(d.slots, cfg.rate, cfg.sickDelay)
-	switch {
-	case s.n == 0:
-	case hung(cfg):
-		out = append(out, fmt.Sprintf("us-east-1a was hung: its calls take %v, longer than the %v ceiling on a call. While sick and not paused "+
-			"it was served %.1f%% of %d requests (p50 %s, p99 %s).", cfg.sickDelay, ceil, 100*s.success(), s.n, dur(s.p50), dur(s.p99)))
+	lo, hi := time.Duration((1-sickJitter)*float64(cfg.sickDelay)), time.Duration((1+sickJitter)*float64(cfg.sickDelay))
+	served := fmt.Sprintf("While sick and not paused, %.1f%% of its %s succeeded (p50 %s, p99 %s).", 100*s.success(), plural(s.n, "request"), dur(s.p50), dur(s.p99))
+	if s.n == 0 {
+		served = "It was sent no request while sick and not paused."
+	}
+	switch sickKind(cfg) {
+	case kindHung:
+		out = append(out, fmt.Sprintf("us-east-1a hung: its calls took %s to %s, all longer than the %s ceiling on a call (the guarded design's "+
+			"longest call timeout and the operator's check deadline). %s", dur(lo), dur(hi), dur(ceil), served))
 	default:
-		line := fmt.Sprintf("us-east-1a was slow but working: its calls take %v, within the %v ceiling. While sick and not paused it was served "+
-			"%.1f%% of %d requests (p50 %s, p99 %s). With %d slot(s) for one zone the design can carry %.0f%% of its load "+
-			"(%d req/s × %v = %.1f calls in flight needed).", cfg.sickDelay, ceil, 100*s.success(), s.n, dur(s.p50), dur(s.p99),
-			d.slots, 100*can, cfg.rate, cfg.sickDelay, float64(cfg.rate)*cfg.sickDelay.Seconds())
+		line := fmt.Sprintf("us-east-1a was slow but working: its calls took %s to %s, all within the %s ceiling on a call.", dur(lo), dur(hi), dur(ceil))
+		if sickKind(cfg) == kindEdge {
+			line = fmt.Sprintf("us-east-1a was slow, at the edge of hung: its calls took %s to %s, some within the %s ceiling on a call and some past it.",
+				dur(lo), dur(hi), dur(ceil))
+		}
+		line += " " + served
+		line += fmt.Sprintf(" With %s for one zone the design can carry %.0f%% of its load (%d req/s × %v = %.1f calls in flight needed).",
+			plural(d.slots, "slot"), 100*can, cfg.rate, cfg.sickDelay, float64(cfg.rate)*cfg.sickDelay.Seconds())
 		if settled.n == 0 {
-			line += fmt.Sprintf(" It was not sick for longer than the %v (%d round trips) the demand allows for learning, so the demand is not tested.", learnTime(cfg), learnRTTs)
+			line += fmt.Sprintf(" It was sent no request while sick, not paused and at least %v (%d round trips) after it slowed down, so the demand that a slow zone be served is not tested.",
+				learnTime(cfg), learnRTTs)
 		} else {
 			met := "met"
 			if settled.success() < servedShare*can {
 				met = "NOT met"
 			}
-			line += fmt.Sprintf(" From %v (%d round trips) after it slowed down it was served %.1f%% of %d requests; the demand that a slow zone "+
-				"be served at least %.0f%% of what the design can carry (%.1f%%) is %s.", learnTime(cfg), learnRTTs, 100*settled.success(), settled.n,
-				100*servedShare, 100*servedShare*can, met)
+			line += fmt.Sprintf(" From %v (%d round trips) after it slowed down, %.1f%% of its %s succeeded; the demand that a slow zone "+
+				"be served at least %.0f%% of what the design can carry (%.1f%%) is %s.", learnTime(cfg), learnRTTs, 100*settled.success(),
+				plural(settled.n, "request"), 100*servedShare, 100*servedShare*can, met)
 		}
 		out = append(out, line)
 	}
@@ -194,52 +268,42 @@ func findings(cfg config, d *designRun) []string {
 			}
 		}
 		if hi > 0 {
-			out = append(out, fmt.Sprintf("While sick, us-east-1a's learned limit ranged over [%d, %d] of its %d slots and its call timeout "+
-				"was at most %v (ceiling %v).", lo, hi, d.slots, dur(most), ceil))
+			out = append(out, fmt.Sprintf("In the whole seconds while it was sick, us-east-1a's learned limit ranged over [%d, %d] of its %s and its call timeout "+
+				"was at most %v (ceiling %v).", lo, hi, plural(d.slots, "slot"), dur(most), dur(ceil)))
 		}
 	}
-	paused, wasPaused := firstEvent(d.run.events, evPaused)
 	sick := cfg.sickAfter
-	hit, back := healthyHit(d.secs, int(sick/time.Second))
-	hitAfter := hit - int(sick/time.Second)
+	recovered := sick + cfg.sickFor
+	recoveredInRun := recovered < cfg.duration
+	paused, wasPaused := firstEvent(d.run.events, evPaused)
+	hit, back := healthyHit(d.secs, 0)
 	if hit < 0 {
 		out = append(out, fmt.Sprintf("The healthy zones met %.0f%% success in every second of the run.", 100*unaffectedSuccess))
 	} else {
-		when := "the second us-east-1a turned sick in"
-		if hitAfter > 0 {
-			when = fmt.Sprintf("%d s after the second us-east-1a turned sick in", hitAfter)
+		start := time.Duration(hit) * time.Second
+		var when string
+		switch {
+		case start+time.Second <= sick:
+			when = fmt.Sprintf("before us-east-1a turned sick at %.1fs", sick.Seconds())
+		case start <= sick:
+			when = fmt.Sprintf("the second in which us-east-1a turned sick (at %.1fs)", sick.Seconds())
+		default:
+			when = fmt.Sprintf("%.1fs after us-east-1a turned sick at %.1fs", (start - sick).Seconds(), sick.Seconds())
 		}
 		line := fmt.Sprintf("A healthy zone first fell below %.0f%% success in second %d, %s (postmortem: the regional API's errors began %s after the storm, 00:47 → 00:50)",
 			100*unaffectedSuccess, hit, when, minutes(pmErrorsAfterSick))
 		switch {
 		case back < 0:
-			line += "; they had not recovered by the end of the run."
+			line += "; they were still below it in the run's last second."
 		case wasPaused && time.Duration(back)*time.Second >= paused:
-			line += fmt.Sprintf("; they met it again in every second from second %d on, %.1fs after the pause (postmortem: the other zones recovered %s after the disable, 02:40 → 02:50).",
+			line += fmt.Sprintf("; they met it again in every second from second %d on, which began %.1fs after the pause (postmortem: the other zones recovered %s after the disable, 02:40 → 02:50).",
 				back, float64(back)-paused.Seconds(), minutes(pmRecoveredAfterPause))
 		default:
 			line += fmt.Sprintf("; they met it again in every second from second %d on.", back)
 		}
 		out = append(out, line)
 	}
-	if wasPaused {
-		line := fmt.Sprintf("The operator paused us-east-1a at %.1fs, %.1fs after it turned sick (postmortem: the team disabled the zone's Create Volume calls %s after the API's errors began, 00:50 → 02:40).",
-			paused.Seconds(), (paused - sick).Seconds(), minutes(pmPauseAfterErrors))
-		if resumed, ok := firstEvent(d.run.events, evResumed); ok {
-			line += fmt.Sprintf(" It resumed it at %.1fs, %.1fs after its backend recovered.", resumed.Seconds(), (resumed - sick - cfg.sickFor).Seconds())
-		} else {
-			line += " It had not resumed it by the end of the run."
-		}
-		out = append(out, line)
-	} else {
-		switch {
-		case d.run.failedChecks == 0:
-			out = append(out, fmt.Sprintf("The operator never paused us-east-1a: all %d of its health checks passed.", d.run.checks))
-		default:
-			out = append(out, fmt.Sprintf("The operator never paused us-east-1a: %d of its %d health checks failed, never %d in a row.",
-				d.run.failedChecks, d.run.checks, checksToAct))
-		}
-	}
+	out = append(out, operatorLine(d, sick, recovered, recoveredInRun, paused, wasPaused))
 	peak, peakAt, before := 0, 0, 0
 	for i, sec := range d.secs {
 		if time.Duration(i+1)*time.Second <= sick {
@@ -249,23 +313,69 @@ func findings(cfg config, d *designRun) []string {
 			peak, peakAt = sec[0].inFlight, i
 		}
 	}
-	if peak > before {
-		line := fmt.Sprintf("us-east-1a's backend calls in flight peaked at %d in second %d (at most %d before it turned sick)", peak, peakAt, before)
+	if low := max(before, 1); peak > low {
+		line := fmt.Sprintf("us-east-1a's backend calls in flight peaked at %d in second %d", peak, peakAt)
+		if sick >= time.Second {
+			line += fmt.Sprintf(" (at most %d in the whole seconds before it turned sick)", before)
+		}
 		drained := -1
-		for i := peakAt; i < len(d.secs); i++ {
-			if d.secs[i][0].inFlight <= max(before, 1) {
+		for i := peakAt + 1; i < len(d.secs); i++ {
+			if d.secs[i][0].inFlight <= low {
 				drained = i
 				break
 			}
 		}
 		if drained >= 0 {
-			line += fmt.Sprintf(" and the pool had drained them back to at most %d in second %d.", max(before, 1), drained)
+			line += fmt.Sprintf(" and were back to at most %d in second %d.", low, drained)
 		} else {
-			line += " and had not drained by the end of the run."
+			line += fmt.Sprintf(" and were still over %d in the run's last second.", low)
 		}
 		out = append(out, line)
 	}
 	return out
+}
+
+// operatorLine says what the operator did to the sick zone in d's run.
+func operatorLine(d *designRun, sick, recovered time.Duration, recoveredInRun bool, paused time.Duration, wasPaused bool) string {
+	if !wasPaused {
+		n, failed := d.run.checks, d.run.failedChecks
+		switch {
+		case n == 0:
+			return fmt.Sprintf("The operator never paused us-east-1a: it made no health check of it in the run (one every %v).", checkEvery)
+		case failed == 0 && n == 1:
+			return "The operator never paused us-east-1a: its one health check passed."
+		case failed == 0:
+			return fmt.Sprintf("The operator never paused us-east-1a: all %d of its health checks passed.", n)
+		default:
+			return fmt.Sprintf("The operator never paused us-east-1a: %d of its %s failed, never %d in a row.",
+				failed, plural(n, "health check"), checksToAct)
+		}
+	}
+	pauses := 0
+	for _, e := range d.run.events {
+		if e.zone == 0 && e.what == evPaused {
+			pauses++
+		}
+	}
+	line := fmt.Sprintf("The operator paused us-east-1a at %.1fs, %.1fs after it turned sick (postmortem: the team disabled the zone's Create Volume calls %s after the storm began, 00:47 → 02:40).",
+		paused.Seconds(), (paused - sick).Seconds(), minutes(pmPauseAfterSick))
+	resumed, wasResumed := firstEvent(d.run.events, evResumed)
+	switch {
+	case wasResumed && recoveredInRun && resumed >= recovered:
+		line += fmt.Sprintf(" It resumed it at %.1fs, %.1fs after its backend recovered.", resumed.Seconds(), (resumed - recovered).Seconds())
+	case wasResumed && recoveredInRun:
+		line += fmt.Sprintf(" It resumed it at %.1fs, while its backend was still sick (until %.1fs): its checks passed in a row.", resumed.Seconds(), recovered.Seconds())
+	case wasResumed:
+		line += fmt.Sprintf(" It resumed it at %.1fs, while its backend was still sick (to the end of the run): its checks passed in a row.", resumed.Seconds())
+	case recoveredInRun:
+		line += fmt.Sprintf(" It had not resumed it by the end of the run, though its backend recovered at %.1fs.", recovered.Seconds())
+	default:
+		line += " Its backend was still sick at the end of the run, and the zone still paused."
+	}
+	if pauses > 1 {
+		line += fmt.Sprintf(" It paused the zone %d times in all.", pauses)
+	}
+	return line
 }
 
 // worstHealthy is the lowest success rate among the healthy zones.

@@ -36,7 +36,7 @@ func (b *backend) delay(now time.Time) time.Duration {
 		d = b.slow
 	}
 	b.mu.Lock()
-	j := 0.8 + 0.4*b.rng.Float64()
+	j := 1 - sickJitter + 2*sickJitter*b.rng.Float64()
 	b.mu.Unlock()
 	return time.Duration(float64(d) * j)
 }
