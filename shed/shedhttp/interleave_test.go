@@ -2,9 +2,11 @@ package shedhttp_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,7 +45,8 @@ func TestInterleavingsKeepPromises(t *testing.T) {
 		adaptive := rapid.Bool().Draw(rt, "adaptive")
 		limit := rapid.IntRange(1, 3).Draw(rt, "limit")
 		maxWait := time.Duration(rapid.IntRange(1, 20).Draw(rt, "maxWaitMs")) * time.Millisecond
-		kind := rapid.SampledFrom([]string{"bulkhead", "queue", "partition"}).Draw(rt, "kind")
+		kind := rapid.SampledFrom([]string{"bulkhead", "queue", "partition", "adaptive"}).Draw(rt, "kind")
+		rated := rapid.Bool().Draw(rt, "rated")
 		queue := rapid.IntRange(0, 3).Draw(rt, "queue")
 		plans := rapid.SliceOfN(rapid.Custom(func(t *rapid.T) reqPlan {
 			p := reqPlan{
@@ -63,7 +66,7 @@ func TestInterleavingsKeepPromises(t *testing.T) {
 
 		var failures []string
 		synctest.Test(t, func(t *testing.T) {
-			failures = runInterleaving(t, kind, adaptive, limit, queue, maxWait, plans)
+			failures = runInterleaving(t, kind, adaptive, rated, limit, queue, maxWait, plans)
 		})
 		if len(failures) > 0 {
 			rt.Fatal(failures)
@@ -71,7 +74,7 @@ func TestInterleavingsKeepPromises(t *testing.T) {
 	})
 }
 
-func runInterleaving(t *testing.T, kind string, adaptive bool, limit, queue int, maxWait time.Duration, plans []reqPlan) []string {
+func runInterleaving(t *testing.T, kind string, adaptive, rated bool, limit, queue int, maxWait time.Duration, plans []reqPlan) []string {
 	var acfg *shed.AdaptiveConfig
 	if adaptive {
 		acfg = &shed.AdaptiveConfig{WindowSamples: 2}
@@ -100,6 +103,21 @@ func runInterleaving(t *testing.T, kind string, adaptive bool, limit, queue int,
 		}
 		o, stats = shedhttp.Options{Partition: p, Key: func(r *http.Request) string { return r.Header.Get("X-Key") }}, p.Stats
 		perKey = true
+	case "adaptive":
+		al, err := shed.NewAdaptiveLimit(shed.AdaptiveConfig{MinLimit: 1, MaxLimit: limit, InitialLimit: limit, WindowSamples: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, stats = shedhttp.Options{Adaptive: al}, func() shed.Stats { return shed.Stats{InFlight: al.Stats().InFlight} }
+	}
+	if rated {
+		// A token every 2ms, waited for up to maxWait: some requests
+		// wait, some are refused 429.
+		lim, err := shed.NewLimiter(shed.LimiterConfig{Rate: 500, Burst: 1, MaxWait: maxWait})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Limiter = lim
 	}
 	o.DeadlineHeader = "X-Timeout"
 
@@ -168,8 +186,12 @@ func runInterleaving(t *testing.T, kind string, adaptive bool, limit, queue int,
 				switch {
 				case v != nil && p.ends == "return":
 					fail("request %d panicked with %v", i, v)
-				case v == nil && w.Code != 200 && w.Code != 503 && w.Code != 499:
+				case v == nil && w.Code != 200 && w.Code != 503 && w.Code != 499 && !(rated && w.Code == 429):
 					fail("request %d answered %d", i, w.Code)
+				case v == nil && (w.Code == 503 || w.Code == 429):
+					if msg := checkRefusal(w); msg != "" {
+						fail("request %d: %s", i, msg)
+					}
 				}
 			}()
 			h.ServeHTTP(w, req)
@@ -191,4 +213,35 @@ func mustAtoi(s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// checkRefusal checks a refusal's answer against itself: a Retry-After
+// header is a positive whole number of seconds, equal to the body's
+// retry_after_ms rounded up to seconds, and present for every reason that
+// carries its own numbers (a rate limit, a wait in vain, an eviction).
+func checkRefusal(w *httptest.ResponseRecorder) string {
+	var b struct {
+		Reason       string `json:"reason"`
+		RetryAfterMS *int64 `json:"retry_after_ms"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &b); err != nil {
+		return fmt.Sprintf("body %q: %v", w.Body.String(), err)
+	}
+	ra := w.Header().Values("Retry-After")
+	switch {
+	case len(ra) > 1:
+		return fmt.Sprintf("%d Retry-After headers", len(ra))
+	case (len(ra) == 1) != (b.RetryAfterMS != nil):
+		return fmt.Sprintf("Retry-After %q but retry_after_ms %v", ra, b.RetryAfterMS)
+	case len(ra) == 0:
+		if b.Reason == "rate_limited" || b.Reason == "wait_timeout" || b.Reason == "evicted" {
+			return fmt.Sprintf("%s without a Retry-After", b.Reason)
+		}
+		return ""
+	}
+	sec, err := strconv.ParseInt(ra[0], 10, 64)
+	if err != nil || sec < 1 || *b.RetryAfterMS < 1 || sec != (*b.RetryAfterMS+999)/1000 {
+		return fmt.Sprintf("Retry-After %q, retry_after_ms %d", ra[0], *b.RetryAfterMS)
+	}
+	return ""
 }

@@ -521,3 +521,25 @@ func TestServerCloseReleasesSlots(t *testing.T) {
 	ast, _ := bh.AdaptiveStats()
 	assert.Equal(t, int64(0), ast.Samples, "a client gone mid-handler is no sample")
 }
+
+// TestLargeUnreadBodyRefused: a refusal of a POST whose body is far larger
+// than net/http drains (256 KiB) still reaches the client, which is
+// writing its body meanwhile; the server then closes that connection
+// rather than read the body, and the next request gets a new one.
+func TestLargeUnreadBodyRefused(t *testing.T) {
+	p, _ := shed.NewPartition(shed.PartitionConfig[string]{Total: 1})
+	require.NoError(t, p.Pause("k"))
+	var ran atomic.Int64
+	h := mustNew(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran.Add(1) }),
+		shedhttp.Options{Partition: p, Key: func(*http.Request) string { return "k" }})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for range 2 {
+		resp, err := srv.Client().Post(srv.URL, "application/octet-stream", strings.NewReader(strings.Repeat("x", 2<<20)))
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		assert.Equal(t, "paused", decode(t, resp.Body).Reason)
+		resp.Body.Close()
+	}
+	assert.Equal(t, int64(0), ran.Load())
+}
