@@ -92,7 +92,7 @@ func TestHungZoneIsContained(t *testing.T) {
 	assert.Less(t, safe.sickServed.success(), 0.5, "a hung zone is not served")
 	_, paused := firstEvent(safe.run.events, evPaused)
 	assert.True(t, paused, "the operator pauses a hung zone")
-	assert.Contains(t, out, "was hung")
+	assert.Contains(t, out, "us-east-1a hung:")
 	assert.Len(t, regexp.MustCompile(`(?m)^(2011|guarded) +us-east-1[abc] \((sick|healthy)\) +\d+ `).FindAllString(out, -1), 6, "a summary row per design and zone")
 
 	dir := t.TempDir()

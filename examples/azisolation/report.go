@@ -263,7 +263,9 @@ func findings(cfg config, d *designRun) []string {
 	if d.short == "guarded" {
 		lo, hi, most := math.MaxInt, 0, time.Duration(0)
 		for i, sec := range d.secs {
-			if t := time.Duration(i) * time.Second; t >= cfg.sickAfter && t < cfg.sickAfter+cfg.sickFor {
+			// A limit of 0 is a second in which the partition did not
+			// track the zone (it had no call): it learned nothing then.
+			if t := time.Duration(i) * time.Second; t >= cfg.sickAfter && t < cfg.sickAfter+cfg.sickFor && sec[0].limit > 0 {
 				lo, hi, most = min(lo, sec[0].limit), max(hi, sec[0].limit), max(most, sec[0].timeout)
 			}
 		}
