@@ -705,8 +705,32 @@ func sleep(ctx context.Context, d time.Duration) error {
 // hostKey is the key of u's breaker: its host in lower case, without a
 // trailing dot, and without the port if it is the scheme's default. It
 // allocates only to lower an upper-case letter, or to drop a trailing dot
-// before an explicit port.
+// before an explicit port; a host already in that form costs one pass over
+// its bytes.
 func hostKey(u *url.URL) string {
+	h := u.Host
+	n := len(h)
+	for i := 0; i < n; i++ {
+		switch c := h[i]; {
+		case c-'A' < 26, c >= 0x80, c == ':' && i > 0 && h[i-1] == '.':
+			return canonicalHost(u)
+		}
+	}
+	if n > 0 {
+		switch h[n-1] {
+		case '.', ':':
+			return canonicalHost(u)
+		case '0', '3':
+			if strings.HasSuffix(h, ":80") || strings.HasSuffix(h, ":443") {
+				return canonicalHost(u)
+			}
+		}
+	}
+	return h
+}
+
+// canonicalHost is hostKey for a host that needs a change.
+func canonicalHost(u *url.URL) string {
 	h, port := u.Host, ""
 	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h[i:], ']') < 0 {
 		h, port = h[:i], h[i:]
