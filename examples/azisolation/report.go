@@ -164,7 +164,7 @@ func report(w, stderr io.Writer, cfg config, runs []*designRun) {
 		}
 	}
 	fmt.Fprintln(w)
-	for _, line := range summary(runs) {
+	for _, line := range summary(cfg, runs) {
 		textWrap(w, line)
 	}
 	fmt.Fprintln(w)
@@ -173,8 +173,18 @@ func report(w, stderr io.Writer, cfg config, runs []*designRun) {
 
 // summary compares the two designs' runs, in sentences computed from
 // their numbers.
-func summary(runs []*designRun) []string {
+func summary(cfg config, runs []*designRun) []string {
 	var out []string
+	var short []string
+	for _, d := range runs {
+		if d.run.load.achieved(cfg.duration) < 0.95*float64(cfg.rate) || starvedLine(d.zones, cfg.clientWait) != "" {
+			short = append(short, d.short)
+		}
+	}
+	if len(short) > 0 {
+		out = append(out, fmt.Sprintf("This machine was short of CPU for the load in the %s run (see above): what follows measured the machine as much as the designs.",
+			strings.Join(short, " and ")))
+	}
 	before, after := worstHealthy(runs[0].zones), worstHealthy(runs[1].zones)
 	switch {
 	case after > before:

@@ -175,3 +175,16 @@ func TestSentencesHoldForEveryOutcome(t *testing.T) {
 		})
 	}
 }
+
+// TestSummaryFlagsAStarvedRun: when the generator could not send the
+// stated rate, the comparison says so before comparing.
+func TestSummaryFlagsAStarvedRun(t *testing.T) {
+	cfg := config{duration: 4 * time.Second, rate: 10, sickAfter: time.Second, sickFor: time.Second,
+		sickDelay: 5 * time.Second, clientWait: 2 * time.Second, pool: 48, fast: defaultFast}
+	ok := func(int, time.Duration) (bool, time.Duration) { return true, defaultFast }
+	one := func(int, int) int { return 1 }
+	runs := []*designRun{fakeDesign(cfg, "2011", 48, nil, 4, 0, ok, one), fakeDesign(cfg, "guarded", 36, nil, 4, 0, ok, one)}
+	assert.NotContains(t, strings.Join(summary(cfg, runs), " "), "short of CPU")
+	runs[1].run.load.lastSend = 2 * cfg.duration // it took twice as long to send
+	assert.Contains(t, strings.Join(summary(cfg, runs), " "), "short of CPU for the load in the guarded run")
+}
