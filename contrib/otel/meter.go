@@ -163,6 +163,9 @@ func (m *Meter) Close() error {
 		regs = append(regs, r)
 	}
 	m.mu.Unlock()
+	for _, r := range regs {
+		r.stop() // first, so that no callback waits for a lock while we unregister
+	}
 	var errs []error
 	for _, r := range regs {
 		errs = append(errs, r.Unregister())
@@ -172,12 +175,18 @@ func (m *Meter) Close() error {
 
 // Registration is one primitive (or event sink) registered with a Meter.
 type Registration struct {
-	m    *Meter
-	slot string
-	once sync.Once
-	err  error
-	reg  metric.Registration
+	m        *Meter
+	slot     string
+	once     sync.Once
+	err      error
+	reg      metric.Registration
+	done     chan struct{} // closed when unregistering starts
+	stopOnce sync.Once
 }
+
+// stop tells a callback waiting for a lock (RegisterScheduler's) to give
+// up: the provider's lock it holds meanwhile is the one Unregister needs.
+func (r *Registration) stop() { r.stopOnce.Do(func() { close(r.done) }) }
 
 // Unregister removes the registration's callback, so that its series are
 // no longer reported from the next collection on, and frees its name. It
@@ -188,6 +197,7 @@ func (r *Registration) Unregister() error {
 		return nil
 	}
 	r.once.Do(func() {
+		r.stop()
 		if r.reg != nil {
 			r.err = r.reg.Unregister()
 		}
@@ -278,7 +288,9 @@ func (b *bound[S]) prepare(m *Meter, name string, seen map[string]bool, list *[]
 func (b *bound[S]) observe(o metric.Observer) {
 	s, id, ok := b.src.get()
 	if !ok {
-		forget(&b.st)
+		if id != skipped {
+			forget(&b.st)
+		}
 		return
 	}
 	observe(&b.st, o, b.src.table, s, id)
@@ -317,9 +329,20 @@ func register[S any](m *Meter, kind, name string, srcs []source[S]) (*Registrati
 	return registerAll(m, kind, name, bind(srcs...))
 }
 
+// skipped is the id a source's get returns, with ok false, when it did not
+// read the primitive this time (it gave up waiting for a lock): unlike a
+// key found gone, that says nothing of the counts.
+var skipped any = new(struct{ skipped bool })
+
 // registerAll validates name, reserves it for kind and registers one
 // callback that reads every source and observes its table's series.
 func registerAll(m *Meter, kind, name string, bs []binding) (*Registration, error) {
+	return registerDone(m, kind, name, bs, make(chan struct{}))
+}
+
+// registerDone is registerAll with the channel the Registration closes
+// when unregistering starts.
+func registerDone(m *Meter, kind, name string, bs []binding, done chan struct{}) (*Registration, error) {
 	if m == nil || m.meter == nil {
 		return nil, fmt.Errorf("%w: nil Meter, or one not made by New", ErrInvalid)
 	}
@@ -331,7 +354,7 @@ func registerAll(m *Meter, kind, name string, bs []binding) (*Registration, erro
 	for _, b := range bs {
 		b.prepare(m, name, seen, &list)
 	}
-	r := &Registration{m: m, slot: kind + "\x00" + name}
+	r := &Registration{m: m, slot: kind + "\x00" + name, done: done}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

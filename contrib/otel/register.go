@@ -85,15 +85,54 @@ func (m *Meter) RegisterAdaptiveLimit(name string, a *shed.AdaptiveLimit) (*Regi
 // metrics. A Scheduler is not safe for concurrent use, so the callback
 // reads its Stats holding lock, the lock its driver holds around every
 // call of s (a nil lock is an error matching ErrInvalid).
+//
+// A collection waits for lock while it holds the meter provider's own
+// lock, which registering and unregistering need too. The driver may
+// Unregister this registration or Close the Meter while holding lock: a
+// callback waiting for lock then gives up and reports nothing. It must not
+// register or unregister anything else on the provider, nor collect, while
+// holding lock: that deadlocks with a collection waiting for lock.
 func RegisterScheduler[T any](m *Meter, name string, s *shed.Scheduler[T], lock sync.Locker) (*Registration, error) {
 	if isNil(lock) {
 		return nil, fmt.Errorf("%w: nil lock for scheduler %q: a Scheduler is not safe for concurrent use", ErrInvalid, name)
 	}
-	return one(m, kindScheduler, name, s, shedTables[kindScheduler], func(s *shed.Scheduler[T]) shed.Stats {
-		lock.Lock()
+	if isNil(s) {
+		return nil, fmt.Errorf("%w: nil %s for %q", ErrInvalid, kindScheduler, name)
+	}
+	done := make(chan struct{})
+	return registerDone(m, kindScheduler, name, bind(source[shed.Stats]{table: shedTables[kindScheduler], get: func() (shed.Stats, any, bool) {
+		if !lockOrQuit(lock, done) {
+			return shed.Stats{}, skipped, false
+		}
 		defer lock.Unlock()
-		return s.Stats()
-	})
+		return s.Stats(), s, true
+	}}), done)
+}
+
+// lockOrQuit takes lock and reports true, or gives up and reports false
+// once done is closed. A lock that has TryLock (sync.Mutex does) costs
+// nothing more when free; otherwise a goroutine waits for it, and hands it
+// back at once if nobody wants it any more.
+func lockOrQuit(lock sync.Locker, done <-chan struct{}) bool {
+	if tl, ok := lock.(interface{ TryLock() bool }); ok && tl.TryLock() {
+		return true
+	}
+	got, abandon := make(chan struct{}), make(chan struct{})
+	go func() {
+		lock.Lock()
+		select {
+		case got <- struct{}{}:
+		case <-abandon:
+			lock.Unlock()
+		}
+	}()
+	select {
+	case <-got:
+		return true
+	case <-done:
+		close(abandon)
+		return false
+	}
 }
 
 // keyed registers an aggregate source (no stormguard.key) and one source

@@ -1,13 +1,17 @@
 package stormotel
 
 import (
+	"context"
 	"errors"
 	"math"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/shed"
@@ -105,6 +109,71 @@ func TestReviewSemconvInstruments(t *testing.T) {
 		}
 		if strings.HasSuffix(in.name, "total") || strings.HasSuffix(in.name, "count") && in.kind == counterInt {
 			t.Errorf("%s: a counter's name ends in total or count", in.name)
+		}
+	}
+}
+
+// signalLocker is a driver's lock that tells when someone starts waiting
+// for it.
+type signalLocker struct {
+	mu      *sync.Mutex
+	waiting chan struct{}
+}
+
+func (l signalLocker) Lock() {
+	select {
+	case l.waiting <- struct{}{}:
+	default:
+	}
+	l.mu.Lock()
+}
+
+func (l signalLocker) Unlock() { l.mu.Unlock() }
+
+// TestReviewSchedulerStopUnderDriverLock: a driver that unregisters its
+// Scheduler (or closes the Meter) while holding its own lock, as it would
+// when it shuts the Scheduler down, while a collection waits for that lock
+// inside the callback (holding the provider's lock), does not deadlock:
+// the waiting callback gives up and reports nothing. (A deadlock fails
+// the test after a minute instead of hanging it.)
+func TestReviewSchedulerStopUnderDriverLock(t *testing.T) {
+	for _, viaClose := range []bool{false, true} {
+		m, r := newMeter(t)
+		sc := must[*shed.Scheduler[int]](t)(shed.NewScheduler[int](shed.QueueConfig{Workers: 1}, nil))
+		var mu sync.Mutex
+		lk := signalLocker{&mu, make(chan struct{}, 1)}
+		reg := must[*Registration](t)(RegisterScheduler(m, "jobs", sc, lk))
+		other := must[*Registration](t)(m.RegisterBudget("b", must[*backoff.Budget](t)(backoff.NewBudget(backoff.BudgetConfig{}))))
+		_ = other
+		mu.Lock() // the driver holds its lock
+		collected := make(chan error, 1)
+		go func() {
+			var rm metricdata.ResourceMetrics
+			collected <- r.Collect(context.Background(), &rm)
+		}()
+		<-lk.waiting // the callback waits for the driver's lock
+		stopped := make(chan error, 1)
+		go func() {
+			if viaClose {
+				stopped <- m.Close()
+			} else {
+				stopped <- reg.Unregister()
+			}
+		}()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("close %v: deadlock between the driver's lock and a collection", viaClose)
+		}
+		mu.Unlock()
+		if err := <-collected; err != nil {
+			t.Error(err)
+		}
+		if got := collect(t, r)[shedPrefix(kindScheduler)+".inflight"]; len(got) != 0 {
+			t.Errorf("close %v: still reported: %v", viaClose, got)
 		}
 	}
 }
