@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -595,4 +596,51 @@ func TestEndlessBodyWithUnboundedDrainLimit(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 || !body.closed.Load() {
 		t.Fatalf("resp %v, err %v, closed %v", resp, err, body.closed.Load())
 	}
+}
+
+// A GetBody that panics does not leak the response it was called after.
+func TestPanickingGetBodyClosesTheResponse(t *testing.T) {
+	fb := &fakeBase{answers: []answer{{status: 503}, {status: 200}}}
+	rt := mustNew(t, backoffhttp.Config{Base: fb, Policy: fast})
+	req, _ := http.NewRequest(http.MethodPut, "http://h/", strings.NewReader("payload"))
+	req.GetBody = func() (io.ReadCloser, error) { panic("spool broke") }
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("no panic")
+			}
+		}()
+		rt.RoundTrip(req)
+	}()
+	if fb.sent() != 1 || fb.responses[0].closed.Load() != 1 {
+		t.Fatalf("sent %d, response closed %d times", fb.sent(), fb.responses[0].closed.Load())
+	}
+}
+
+// Extreme policies are refused by New with ErrInvalidConfig, or run
+// without overflow: a wait of MaxInt64 is not started before a deadline.
+func TestExtremePolicies(t *testing.T) {
+	for _, p := range []backoff.Policy{
+		{MaxAttempts: -1},
+		{Base: -time.Second},
+		{Multiplier: math.NaN()},
+		{Multiplier: math.Inf(1)},
+		{MaxElapsed: -1},
+	} {
+		if _, err := backoffhttp.New(backoffhttp.Config{Policy: p}); !errors.Is(err, backoffhttp.ErrInvalidConfig) {
+			t.Errorf("%+v: %v", p, err)
+		}
+	}
+	synctest.Test(t, func(t *testing.T) {
+		huge := time.Duration(math.MaxInt64)
+		fb := &fakeBase{answers: []answer{{status: 503}, {status: 200}}}
+		rt := mustNew(t, backoffhttp.Config{Base: fb, Policy: backoff.Policy{Base: huge, Cap: huge, MaxAttempts: math.MaxInt, Jitter: backoff.JitterNone}})
+		ctx, cancel := context.WithTimeout(context.Background(), 24*time.Hour)
+		defer cancel()
+		resp, err := rt.RoundTrip(getWith(ctx))
+		if err != nil || resp.StatusCode != 503 || fb.sent() != 1 {
+			t.Fatalf("resp %v, err %v, sent %d", resp, err, fb.sent())
+		}
+		resp.Body.Close()
+	})
 }

@@ -138,8 +138,8 @@ type Config struct {
 	// attempt refused before it was sent), on the goroutine of RoundTrip,
 	// before any wait; for requests made at the same time it is called
 	// concurrently. It must not block, nor read or close the response's
-	// body. If it (or Classify, or Base) panics, the open response body and
-	// the breaker's ticket are released and the panic goes on.
+	// body. If it (or Classify, Base or GetBody) panics, the open response
+	// body and the breaker's ticket are released and the panic goes on.
 	OnAttempt func(Attempt)
 }
 
@@ -386,7 +386,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		wakeAt := decided.Add(wait)
 		var nextReq *http.Request
 		if reason == nil && req.Body != nil && req.Body != http.NoBody {
-			body, gerr := req.GetBody()
+			body, gerr := rewind(req, resp)
 			switch {
 			case gerr != nil:
 				reason = fmt.Errorf("%w: GetBody: %w", ErrBodyNotRewindable, gerr)
@@ -540,6 +540,20 @@ func (t *Transport) next(ctx context.Context, req *http.Request, class Class, n 
 		return wait, now, backoff.ErrDeadline
 	}
 	return wait, now, nil
+}
+
+// rewind calls req.GetBody. If it panics, resp's body (resp may be nil) is
+// closed and the panic goes on.
+func rewind(req *http.Request, resp *http.Response) (body io.ReadCloser, err error) {
+	ok := false
+	defer func() {
+		if !ok && resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+	}()
+	body, err = req.GetBody()
+	ok = true
+	return body, err
 }
 
 // giveUp returns the last result: the response with its body intact, or the
