@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -133,6 +134,28 @@ func TestServesMetrics(t *testing.T) {
 		t.Error("no open series for host-az1: every state should have a series")
 	}
 
+	// The exporter's translation: one unit suffix at most, a ratio named
+	// as one (not failure_rate_ratio), _total on counters only.
+	for name, typ := range types {
+		if !strings.HasPrefix(name, "stormguard_") {
+			continue
+		}
+		for _, tok := range []string{"total", "ratio", "seconds"} {
+			if strings.Count(name+"_", "_"+tok+"_") > 1 {
+				t.Errorf("%s: %s twice", name, tok)
+			}
+		}
+		if strings.Contains(name, "rate_ratio") {
+			t.Errorf("%s: a ratio named a rate", name)
+		}
+		if strings.HasSuffix(name, "_total") != (typ == "counter") {
+			t.Errorf("%s: type %s", name, typ)
+		}
+	}
+	if _, ok := find(samples, "stormguard_backoff_breaker_failure_ratio", `stormguard_key="host-az3"`); !ok {
+		t.Error("no stormguard_backoff_breaker_failure_ratio for host-az3")
+	}
+
 	cancel()
 	if rc := <-done; rc != 0 {
 		t.Fatalf("run returned %d; stderr: %s", rc, stderr.String())
@@ -160,5 +183,20 @@ func TestFlags(t *testing.T) {
 		if rc := run(t.Context(), c.args, &out, &errb); rc != c.rc || !strings.Contains(errb.String(), c.msg) {
 			t.Errorf("%v: status %d, stderr %q; want %d and %q", c.args, rc, errb.String(), c.rc, c.msg)
 		}
+	}
+}
+
+// TestPortInUse: an address already taken fails with status 1 and a
+// message naming it, after nothing was served.
+func TestPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var out, errb bytes.Buffer
+	rc := run(t.Context(), []string{"-addr", ln.Addr().String(), "-seconds", "1"}, &out, &errb)
+	if rc != 1 || !strings.Contains(errb.String(), ln.Addr().String()) || out.Len() != 0 {
+		t.Errorf("status %d, stdout %q, stderr %q; want 1, nothing, and the address", rc, out.String(), errb.String())
 	}
 }
