@@ -644,3 +644,25 @@ func TestExtremePolicies(t *testing.T) {
 		resp.Body.Close()
 	})
 }
+
+// A Base that breaks its contract, returning a response with an error,
+// has that response closed, not drained: its body may never end.
+func TestResponseWithErrorIsClosedNotDrained(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		body := newStuckBody()
+		n := 0
+		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			n++
+			if n == 1 {
+				return &http.Response{StatusCode: 200, Body: body}, errReset
+			}
+			return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+		})
+		rt := mustNew(t, backoffhttp.Config{Base: base, Policy: backoff.Policy{Base: time.Millisecond, Jitter: backoff.JitterNone}})
+		start := time.Now()
+		resp, err := rt.RoundTrip(getWith(context.Background()))
+		if err != nil || n != 2 || body.closes.Load() != 1 || time.Since(start) != time.Millisecond {
+			t.Fatalf("resp %v, err %v, %d attempts, closed %d, after %v", resp, err, n, body.closes.Load(), time.Since(start))
+		}
+	})
+}

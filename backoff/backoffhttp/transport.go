@@ -470,7 +470,11 @@ func (t *Transport) exchange(ctx context.Context, base http.RoundTripper, send *
 	r, err = base.RoundTrip(send)
 	if err != nil {
 		if r != nil {
-			t.discard(ctx, r, time.Time{}) // a RoundTripper that broke its contract
+			// A RoundTripper that broke its contract: close what it
+			// gave, without reading a body that may never end.
+			if r.Body != nil {
+				_ = r.Body.Close()
+			}
 			r = nil
 		}
 		if ctx.Err() != nil {
@@ -597,7 +601,7 @@ func (t *Transport) hook(a Attempt, resp *http.Response, next *http.Request) {
 }
 
 // discard drains (a bounded amount of) resp's body and closes it. A drain
-// still running when ctx is done, or at until (if not zero), is cut short:
+// still running when ctx is done, or at until, is cut short:
 // the body is closed under the blocked read, which ends it for the bodies
 // of net/http's transports.
 func (t *Transport) discard(ctx context.Context, resp *http.Response, until time.Time) {
@@ -614,15 +618,10 @@ func (t *Transport) discard(ctx context.Context, resp *http.Response, until time
 	}
 	c := &closer{body: resp.Body}
 	stop := context.AfterFunc(ctx, c.close)
-	var tm *time.Timer
-	if !until.IsZero() {
-		tm = time.AfterFunc(time.Until(until), c.close)
-	}
+	tm := time.AfterFunc(time.Until(until), c.close)
 	_, _ = io.CopyN(io.Discard, resp.Body, limit)
 	stop()
-	if tm != nil {
-		tm.Stop()
-	}
+	tm.Stop()
 	c.close()
 }
 
