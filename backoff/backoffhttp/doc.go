@@ -63,7 +63,8 @@
 //
 // Every request whose first attempt is sent deposits into Config.Budget, and
 // every retry withdraws a token from it (once the retry's body is rewound,
-// so a retry that cannot be made spends none); when the budget refuses, retrying
+// so a retry that cannot be made spends none; one that a breaker or the
+// throttle refuses after its wait has spent its token); when the budget refuses, retrying
 // stops and the last result is returned, so a large outage switches retries
 // off instead of multiplying the load by MaxAttempts. Config.Breakers keeps
 // one breaker per URL host (req.URL.Host in lower case, without a trailing

@@ -666,3 +666,34 @@ func TestResponseWithErrorIsClosedNotDrained(t *testing.T) {
 		}
 	})
 }
+
+// Over loopback: a 503 whose body never comes (the server flushes the
+// header and hangs) is cut off when the wait ends, and the retry is made,
+// though the caller's context has no deadline.
+func TestStuckBodyOverLoopback(t *testing.T) {
+	var hits atomic.Int32
+	release := make(chan struct{})
+	srv, ct := newLoopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer close(release)
+	rt := mustNew(t, backoffhttp.Config{Base: ct, Policy: backoff.Policy{Base: 10 * time.Millisecond}})
+	resp, err := rt.RoundTrip(mustRequest(t, http.MethodGet, srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok" || hits.Load() != 2 || ct.open() != 0 {
+		t.Fatalf("body %q after %d hits, %d bodies open", body, hits.Load(), ct.open())
+	}
+}
