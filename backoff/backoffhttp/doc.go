@@ -27,13 +27,13 @@
 // carries a non-empty header named by Config.IdempotencyHeader. Any other
 // request (a POST or PATCH without the header) is sent exactly once by this
 // transport, whatever happens to it, even a connection error: the transport
-// cannot tell whether the server acted on it. (net/http's Transport, as
-// Base, re-sends on its own a request that died on a reused connection only
-// if nothing of it was written, or if it carries an Idempotency-Key or
+// cannot tell whether the server acted on it. (net/http's Transport, as Base,
+// re-sends on its own a request that died on a reused connection only if
+// nothing of it was written, or if it carries an Idempotency-Key or
 // X-Idempotency-Key header, even an empty one, which this transport does not
-// count as a key.) A request with a body is retried only if its
-// GetBody rewinds it (http.NewRequest sets GetBody for *bytes.Buffer,
-// *bytes.Reader and *strings.Reader bodies); without GetBody it is sent once.
+// count as a key.) A request with a body is retried only if its GetBody
+// rewinds it (http.NewRequest sets GetBody for *bytes.Buffer, *bytes.Reader
+// and *strings.Reader bodies); without GetBody it is sent once.
 //
 // Config.Classify says what a result is; by default a transport error is
 // retried (except a certificate that failed verification, and the caller's
@@ -47,38 +47,38 @@
 // # Deadlines and bodies
 //
 // Retries never outlive the caller: no attempt starts after the request's
-// context is done, a wait between attempts ends at once when it is, and a
-// wait that would end after the context's deadline is not started: the last
+// context is done, a wait between attempts ends at once when it is, and a wait
+// that would end after the context's deadline is not started: the last
 // response is returned instead, its body intact and unread. Every response the
 // transport discards is drained (up to Config.DrainLimit bytes, so that its
 // connection can be reused) and closed; a drain still running when the wait
 // ends or the context is done is cut short by closing the body under the
-// blocked read, so a body that never ends delays neither. The response
-// handed back is never read. As the RoundTripper contract asks, the request's body is closed even
-// when the request is not sent (a breaker or throttle refused it), and the
-// caller's *http.Request is never modified: a retry sends a shallow copy
-// with a fresh body from GetBody.
+// blocked read, so a body that never ends delays neither. The response handed
+// back is never read. As the RoundTripper contract asks, the request's body is
+// closed even when the request is not sent (a breaker or throttle refused it),
+// and the caller's *http.Request is never modified: a retry sends a shallow
+// copy with a fresh body from GetBody.
 //
 // # Budget, breakers and throttle
 //
 // Every request whose first attempt is sent deposits into Config.Budget, and
-// every retry withdraws a token from it (once the retry's body is rewound,
-// so a retry that cannot be made spends none; one that a breaker or the
-// throttle refuses after its wait has spent its token); when the budget refuses, retrying
-// stops and the last result is returned, so a large outage switches retries
-// off instead of multiplying the load by MaxAttempts. Config.Breakers keeps
-// one breaker per URL host (req.URL.Host in lower case, without a trailing
-// dot or the scheme's default port, so http://API.internal:80/ and
-// http://api.internal/ share one): an open breaker refuses without
-// sending, with an error that matches backoff.ErrBreakerOpen and carries, as a
-// backoff.RetryAfterError, the time until its next probe. Whatever Classify does not call a
-// Success counts as a failure for the breaker and the throttle: by default a
-// transport error, a 429 and a 5xx; any other status, 4xx included, counts
-// as a success, since the host answered on the merits. A failing request is
-// recorded as a *StatusError (or the transport error), so a
-// BreakerConfig.Classify can tell them apart. A request the caller
-// cancelled counts as nothing; one that ran into the caller's deadline
-// counts as the failure it is, as everywhere in package backoff.
+// every retry withdraws a token from it (once the retry's body is rewound, so
+// a retry that cannot be made spends none; one that a breaker or the throttle
+// refuses after its wait has spent its token); when the budget refuses,
+// retrying stops and the last result is returned, so a large outage switches
+// retries off instead of multiplying the load by MaxAttempts. Config.Breakers
+// keeps one breaker per URL host (req.URL.Host in lower case, without a
+// trailing dot or the scheme's default port, so http://API.internal:80/ and
+// http://api.internal/ share one): an open breaker refuses without sending,
+// with an error that matches backoff.ErrBreakerOpen and carries, as a
+// backoff.RetryAfterError, the time until its next probe. Whatever Classify
+// does not call a Success counts as a failure for the breaker and the
+// throttle: by default a transport error, a 429 and a 5xx; any other status,
+// 4xx included, counts as a success, since the host answered on the merits. A
+// failing request is recorded as a *StatusError (or the transport error), so a
+// BreakerConfig.Classify can tell them apart. A request the caller cancelled
+// counts as nothing; one that ran into the caller's deadline counts as the
+// failure it is, as everywhere in package backoff.
 //
 // # Errors
 //
