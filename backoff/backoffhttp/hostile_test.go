@@ -697,3 +697,45 @@ func TestStuckBodyOverLoopback(t *testing.T) {
 		t.Fatalf("body %q after %d hits, %d bodies open", body, hits.Load(), ct.open())
 	}
 }
+
+// Over loopback: the caller cancelling during an attempt ends the request
+// with the cancellation, unretried, and the host's breaker counts nothing;
+// running into the deadline counts as a failure.
+func TestCancelDuringAttemptOverLoopback(t *testing.T) {
+	for _, deadline := range []bool{false, true} {
+		var hits atomic.Int32
+		arrived := make(chan struct{}, 1)
+		srv, ct := newLoopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			arrived <- struct{}{}
+			<-r.Context().Done()
+		}))
+		hosts, _ := backoff.NewBreakers(backoff.BreakersConfig[string]{})
+		rt := mustNew(t, backoffhttp.Config{Base: ct, Policy: fast, Breakers: hosts})
+		ctx, cancel := context.WithCancel(context.Background())
+		if deadline {
+			ctx, cancel = context.WithTimeout(context.Background(), 500*time.Millisecond)
+		} else {
+			go func() { <-arrived; cancel() }()
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		_, err := rt.RoundTrip(req)
+		cancel()
+		want := context.Canceled
+		if deadline {
+			want = context.DeadlineExceeded
+		}
+		b, _ := hosts.Lookup(strings.TrimPrefix(srv.URL, "http://"))
+		st := b.Stats()
+		if !errors.Is(err, want) || hits.Load() != 1 || ct.open() != 0 || st.Calls != boolCount(deadline) || st.Failures != boolCount(deadline) {
+			t.Errorf("deadline %v: err %v, %d hits, %d open, breaker %+v", deadline, err, hits.Load(), ct.open(), st)
+		}
+	}
+}
+
+func boolCount(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
