@@ -739,3 +739,72 @@ func boolCount(b bool) int {
 	}
 	return 0
 }
+
+// Odd Retry-After values: what is not delta-seconds or an HTTP-date in the
+// future is no hint (the policy's wait stands), the first of several
+// headers counts, and one beyond MaxRetryAfter hands the response back.
+func TestOddRetryAfterValues(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		policy := time.Millisecond
+		for _, c := range []struct {
+			values []string
+			wait   time.Duration
+			giveUp error
+		}{
+			{[]string{"2"}, 2 * time.Second, nil},
+			{[]string{" 2 "}, 2 * time.Second, nil},
+			{[]string{"00002"}, 2 * time.Second, nil},
+			{[]string{"2", "30"}, 2 * time.Second, nil},
+			{[]string{"1.5"}, policy, nil},
+			{[]string{"-1"}, policy, nil},
+			{[]string{"+2"}, policy, nil},
+			{[]string{"2, 3"}, policy, nil},
+			{[]string{"0"}, policy, nil},
+			{[]string{""}, policy, nil},
+			{[]string{"soon"}, policy, nil},
+			{[]string{"an hour ago"}, policy, nil},
+			{[]string{"in 5s"}, 5 * time.Second, nil},
+			{[]string{"301"}, 0, backoff.ErrRetryAfterTooLong},
+			{[]string{"18446744073709551616"}, 0, backoff.ErrRetryAfterTooLong},
+		} {
+			// HTTP-dates are made now (the bubble's clock moved on), to the
+			// second, so the wait is to the date's second.
+			switch c.values[0] {
+			case "an hour ago":
+				c.values = []string{time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)}
+			case "in 5s":
+				when := time.Now().Add(c.wait).Truncate(time.Second)
+				c.values = []string{when.UTC().Format(http.TimeFormat)}
+				c.wait = time.Until(when)
+			}
+			n := 0
+			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				n++
+				if n == 1 {
+					return &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": c.values}, Body: http.NoBody}, nil
+				}
+				return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+			})
+			var first backoffhttp.Attempt
+			rt := mustNew(t, backoffhttp.Config{Base: base, MaxRetryAfter: 5 * time.Minute,
+				Policy:    backoff.Policy{Base: policy, Jitter: backoff.JitterNone},
+				OnAttempt: func(a backoffhttp.Attempt) { first = cmpFirst(first, a) }})
+			resp, err := rt.RoundTrip(getWith(context.Background()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if first.Wait != c.wait || !errors.Is(first.GiveUp, c.giveUp) || (c.giveUp == nil) != (first.GiveUp == nil) {
+				t.Errorf("Retry-After %q: wait %v, give up %v; want %v, %v", c.values, first.Wait, first.GiveUp, c.wait, c.giveUp)
+			}
+		}
+	})
+}
+
+// cmpFirst keeps the first attempt's event.
+func cmpFirst(kept, a backoffhttp.Attempt) backoffhttp.Attempt {
+	if kept.N == 0 {
+		return a
+	}
+	return kept
+}
