@@ -49,12 +49,15 @@
 // monotonic sums (Prometheus: gauges, gauges and counters). Within a registration a counter never falls:
 // when the object behind a series changes (a Breakers forgets a key's
 // breaker and later makes a new one), a collection finds the key gone (a
-// Partition or KeyedLimiter forgot it), or a count goes backwards, the
-// series goes on from the last value it reported and adds what the new
-// object counts (what the old object counted after that collection is
-// lost). A Partition key forgotten and made again between two collections
-// that has by then counted past its old value cannot be told from the same
-// key: its series adds only the difference. Counts that exceed
+// Partition or KeyedLimiter forgot it), or the counts of a key fall in all
+// (a reset), the series goes on from the last value it reported and adds
+// what the new object counts (what the old object counted after that
+// collection is lost). A count that falls while the total does not is no
+// reset (a grant revoked as its waiter gave up moves from admitted to
+// cancelled): it holds its last value until it grows past it. A Partition
+// key forgotten and made again between two collections that has by then
+// counted past its old total cannot be told from the same key: its series
+// add only the difference. Counts that exceed
 // math.MaxInt64 report math.MaxInt64. A new registration under an old name
 // starts from the primitive's own counts again.
 //

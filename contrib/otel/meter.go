@@ -384,27 +384,35 @@ func registerDone(m *Meter, kind, name string, bs []binding, done chan struct{})
 // observe reports s, read from the object id, keeping the counters
 // monotonic across a change of object or a reset.
 func observe[S any](st *srcState, o metric.Observer, table []series[S], s S, id any) {
-	if id != st.id {
-		if st.id != nil {
-			// A new object: its counters start from zero, so what the
-			// old one counted becomes an offset.
-			for i := range table {
-				st.base[i] = satAdd(st.base[i], st.last[i])
-				st.last[i] = 0
+	reset := id != st.id && st.id != nil // a new object: its counts start from zero
+	if !reset {
+		// The same object, whose counts fell in all: a reset (a key
+		// forgotten and made again since the last collection). A count
+		// that fell while the total did not is no reset: the primitive
+		// moved it to another (a grant revoked as its waiter gave up
+		// counts as cancelled instead of admitted), and it holds its
+		// last value until it grows past it again.
+		var before, after int64
+		for i, ser := range table {
+			if st.kinds[i] == counterInt {
+				before, after = satAdd(before, st.last[i]), satAdd(after, max(ser.i(s), 0))
 			}
 		}
-		st.id = id
+		reset = after < before
 	}
+	if reset {
+		// What the old counts reached becomes an offset.
+		for i := range table {
+			st.base[i] = satAdd(st.base[i], st.last[i])
+			st.last[i] = 0
+		}
+	}
+	st.id = id
 	for i, ser := range table {
 		switch st.kinds[i] {
 		case counterInt:
-			v := max(ser.i(s), 0)
-			if v < st.last[i] {
-				// Went backwards without a new object: a reset.
-				st.base[i] = satAdd(st.base[i], st.last[i])
-			}
-			st.last[i] = v
-			o.ObserveInt64(st.insts[i].(metric.Int64Observable), satAdd(st.base[i], v), st.opts[i:i+1]...)
+			st.last[i] = max(st.last[i], ser.i(s))
+			o.ObserveInt64(st.insts[i].(metric.Int64Observable), satAdd(st.base[i], st.last[i]), st.opts[i:i+1]...)
 		case gaugeInt, upDownInt:
 			o.ObserveInt64(st.insts[i].(metric.Int64Observable), ser.i(s), st.opts[i:i+1]...)
 		case gaugeFloat:

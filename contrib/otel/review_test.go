@@ -3,6 +3,7 @@ package stormotel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"regexp"
 	"strings"
@@ -176,4 +177,91 @@ func TestReviewSchedulerStopUnderDriverLock(t *testing.T) {
 			t.Errorf("close %v: still reported: %v", viaClose, got)
 		}
 	}
+}
+
+// TestReviewCloseRacesRegister: Register calls racing Close either fail
+// with ErrClosed or return a registration Close unregistered: once both
+// are done, nothing of the Meter is reported, and Unregister of any of
+// them (again) is harmless.
+func TestReviewCloseRacesRegister(t *testing.T) {
+	m, r := newMeter(t)
+	q := must[*shed.Queue](t)(shed.NewQueue(shed.QueueConfig{Workers: 1}))
+	var wg sync.WaitGroup
+	regs := make(chan *Registration, 400)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 100 {
+				reg, err := m.RegisterQueue(fmt.Sprint(g, "-", i), q)
+				if err != nil {
+					if !errors.Is(err, ErrClosed) {
+						t.Error(err)
+					}
+					return
+				}
+				regs <- reg
+			}
+		})
+	}
+	wg.Go(func() {
+		var rm metricdata.ResourceMetrics
+		for range 20 {
+			_ = r.Collect(context.Background(), &rm)
+		}
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	wg.Wait()
+	close(regs)
+	if got := collect(t, r); len(got) != 0 {
+		t.Errorf("reported after Close: %d instruments", len(got))
+	}
+	for reg := range regs {
+		if err := reg.Unregister(); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// two is a source with two counters, such as a shed.Stats' Admitted and
+// Shed.Cancelled.
+type two struct{ admitted, cancelled int64 }
+
+// TestReviewRevokedGrantIsNoReset: a Queue, Partition or Scheduler that
+// grants a slot to a waiter whose context ends at that moment counts it as
+// admitted, then as cancelled instead (Admitted falls by one, Cancelled
+// grows by one, in one snapshot). That is no reset: admitted holds its
+// last value, it does not jump by all it had counted. A real reset (the
+// key forgotten and made again, every count lower in all) still goes on
+// from the last values.
+func TestReviewRevokedGrantIsNoReset(t *testing.T) {
+	m, r := newMeter(t)
+	cur := &two{}
+	p := &two{} // the primitive: the same id throughout
+	tbl := []series[*two]{
+		{metric: budgetPrefix + ".retries", source: "admitted", i: func(s *two) int64 { return s.admitted }},
+		{metric: budgetPrefix + ".refused", source: "cancelled", i: func(s *two) int64 { return s.cancelled }},
+	}
+	must[*Registration](t)(register(m, "rev", "c", []source[*two]{{table: tbl, get: func() (*two, any, bool) { return cur, p, true }}}))
+	at := enc(attribute.NewSet(name("c")))
+	check := func(step string, admitted, cancelled float64) {
+		t.Helper()
+		got := collect(t, r)
+		if a, c := got[budgetPrefix+".retries"][at].value, got[budgetPrefix+".refused"][at].value; a != admitted || c != cancelled {
+			t.Errorf("%s: admitted %v, cancelled %v; want %v, %v", step, a, c, admitted, cancelled)
+		}
+	}
+	cur.admitted = 1000
+	check("start", 1000, 0)
+	cur.admitted, cur.cancelled = 999, 1 // a grant revoked
+	check("revoked", 1000, 1)
+	cur.admitted = 1005
+	check("grew", 1005, 1)
+	cur.admitted, cur.cancelled = 3, 0 // forgotten and made again
+	check("reset", 1008, 1)
+	cur.admitted, cur.cancelled = 4, 2
+	check("after reset", 1009, 3)
 }
