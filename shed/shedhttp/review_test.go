@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -431,7 +432,7 @@ func TestHTTP2ClientCancelWhileQueued(t *testing.T) {
 // Retry-After without a body; a refused POST whose body the handler never
 // read leaves the keep-alive connection usable for the next request.
 func TestHeadAndUnreadBodyRefusals(t *testing.T) {
-	lim, _ := shed.NewLimiter(shed.LimiterConfig{Rate: 0.5, Burst: 1})
+	lim, _ := shed.NewLimiter(shed.LimiterConfig{Rate: 0.01, Burst: 1})
 	h := mustNew(t, ok, shedhttp.Options{Limiter: lim})
 	srv := httptest.NewUnstartedServer(h)
 	var conns atomic.Int64
@@ -447,14 +448,18 @@ func TestHeadAndUnreadBodyRefusals(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	took := time.Now() // the token was taken before this
 	resp, err = c.Head(srv.URL)
 	require.NoError(t, err)
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
 	assert.Empty(t, b)
-	ra := resp.Header.Get("Retry-After")
-	assert.Contains(t, []string{"1", "2"}, ra, "a token every 2s")
+	// A token every 100 s, the last taken at most time.Since(took) ago.
+	ra, err := strconv.ParseInt(resp.Header.Get("Retry-After"), 10, 64)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, ra, int64(100))
+	assert.GreaterOrEqual(t, ra, int64(100-time.Since(took).Seconds()))
 	for range 3 {
 		resp, err = c.Post(srv.URL, "application/octet-stream", strings.NewReader(strings.Repeat("x", 64<<10)))
 		require.NoError(t, err)
@@ -488,9 +493,7 @@ func TestAdaptiveRefusalBeforeMeasurement(t *testing.T) {
 }
 
 // TestServerCloseReleasesSlots: closing the server's connections while
-// one request runs and another waits ends both: the waiter is dropped (Gone) and the
-// running handler, which watches its context, returns; no slot is left
-// held.
+// one request runs and another waits ends both; no slot is left held.
 func TestServerCloseReleasesSlots(t *testing.T) {
 	bh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1, MaxQueue: 1, MaxWait: time.Hour,
 		Adaptive: &shed.AdaptiveConfig{WindowSamples: 1}})
@@ -514,8 +517,11 @@ func TestServerCloseReleasesSlots(t *testing.T) {
 	srv.Close()
 	<-done
 	<-done
-	waitFor(t, func() bool { return h.Stats().Gone == 1 })
-	assert.Equal(t, int64(1), ran.Load())
+	// The waiter is dropped (Gone) if net/http noticed its connection
+	// close before the running handler's slot freed, and otherwise runs
+	// and returns at once, its context done.
+	waitFor(t, func() bool { return h.Stats().Gone+ran.Load() == 2 })
+	assert.LessOrEqual(t, h.Stats().Gone, int64(1))
 	s := bh.Stats()
 	assert.Equal(t, 0, s.InFlight+s.Waiting)
 	ast, _ := bh.AdaptiveStats()
