@@ -91,6 +91,9 @@ func WithMaxKeys(n int) Option {
 // in New; each registration adds one callback, run only when a reader
 // collects. A Meter is safe for concurrent use. The zero Meter is not
 // usable (its Register calls fail with ErrInvalid): make one with New.
+// Names are checked for uniqueness per Meter only: two Meters on one
+// provider share its instruments, so the same name registered on both
+// reports two sources under one series. Use one Meter per provider.
 type Meter struct {
 	meter   metric.Meter
 	maxKeys int
