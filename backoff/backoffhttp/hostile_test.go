@@ -808,3 +808,25 @@ func cmpFirst(kept, a backoffhttp.Attempt) backoffhttp.Attempt {
 	}
 	return kept
 }
+
+// An IPv6 zone names a network interface, whose name is case-sensitive:
+// only the address is lowered.
+func TestBreakerKeyKeepsTheZone(t *testing.T) {
+	hosts, _ := backoff.NewBreakers(backoff.BreakersConfig[string]{})
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+	})
+	rt := mustNew(t, backoffhttp.Config{Base: base, Breakers: hosts})
+	for _, u := range []string{"http://[FE80::1%25Eth0]:8080/", "http://[fe80::1%25Eth0]:8080/", "http://[fe80::1%25eth0]:8080/"} {
+		resp, err := rt.RoundTrip(mustRequest(t, http.MethodGet, u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	_, upper := hosts.Lookup("[fe80::1%Eth0]:8080")
+	_, lower := hosts.Lookup("[fe80::1%eth0]:8080")
+	if !upper || !lower || hosts.Len() != 2 {
+		t.Fatalf("Eth0 %v, eth0 %v, %d breakers", upper, lower, hosts.Len())
+	}
+}

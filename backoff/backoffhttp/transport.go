@@ -715,8 +715,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
-// hostKey is the key of u's breaker: its host in lower case, without a
-// trailing dot, and without the port if it is the scheme's default. It
+// hostKey is the key of u's breaker: its host in lower case (but an IPv6
+// zone), without a trailing dot, and without the port if it is the scheme's default. It
 // allocates only to lower an upper-case letter, or to drop a trailing dot
 // before an explicit port; a host already in that form costs one pass over
 // its bytes.
@@ -762,6 +762,10 @@ func canonicalHost(u *url.URL) string {
 	}
 	if port != "" {
 		h += port
+	}
+	if i := strings.IndexByte(h, '%'); i >= 0 && h[0] == '[' {
+		// An IPv6 zone names an interface: its case is its own.
+		return strings.ToLower(h[:i]) + h[i:]
 	}
 	return strings.ToLower(h)
 }
