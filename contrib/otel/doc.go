@@ -18,11 +18,11 @@
 //	defer zones.Unregister()
 //
 // Each Register call validates its name (non-empty, at most 128 bytes of
-// UTF-8 without control characters, unique per kind of primitive on the
-// Meter: errors match ErrInvalid and ErrDuplicate) and registers one
-// callback for the primitive. The callback runs when a reader collects;
-// it calls the primitive's Stats (and StatsFor for each listed key) and
-// observes the values with precomputed attribute sets. Registering adds
+// UTF-8 without control or invisible characters, unique per kind of
+// primitive on the Meter: errors match ErrInvalid and ErrDuplicate) and
+// registers one callback for the primitive. The callback runs when a
+// reader collects; it calls the primitive's Stats (and StatsFor for each
+// listed key) and observes the values with precomputed attribute sets. Registering adds
 // no hook, lock or atomic to the primitive: its Acquire, Allow and
 // Record paths are the same instructions with or without a Meter. (A
 // collection calls Stats, which some primitives answer under their lock:

@@ -214,7 +214,10 @@ func (r *Registration) Unregister() error {
 }
 
 // checkName reports a name or formatted key that is empty, too long, not
-// UTF-8 or holds control characters.
+// UTF-8 or holds control characters, or characters that do not show or
+// reorder what follows (format characters such as a zero-width space, a
+// bidi override or a BOM; line and paragraph separators), which would make
+// two series look the same on a dashboard.
 func checkName(what, s string) error {
 	switch {
 	case s == "":
@@ -227,6 +230,9 @@ func checkName(what, s string) error {
 	for _, c := range s {
 		if unicode.IsControl(c) {
 			return fmt.Errorf("%w: %s %q holds a control character", ErrInvalid, what, s)
+		}
+		if unicode.In(c, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return fmt.Errorf("%w: %s %q holds the invisible character %U", ErrInvalid, what, s, c)
 		}
 	}
 	return nil

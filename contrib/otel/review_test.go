@@ -265,3 +265,26 @@ func TestReviewRevokedGrantIsNoReset(t *testing.T) {
 	cur.admitted, cur.cancelled = 4, 2
 	check("after reset", 1009, 3)
 }
+
+// TestReviewInvisibleCharacters: a name or key holding a character that
+// does not show, or reorders what follows (zero-width space, bidi
+// override, BOM, line separator), is refused: it would make two series
+// look the same on a dashboard. Unicode letters and spaces are fine.
+func TestReviewInvisibleCharacters(t *testing.T) {
+	m, _ := newMeter(t)
+	q := must[*shed.Queue](t)(shed.NewQueue(shed.QueueConfig{Workers: 1}))
+	for _, n := range []string{"api\u200b", "\u202eipa", "\ufeffapi", "a\u2028b", "a\u00adb"} {
+		if _, err := m.RegisterQueue(n, q); !errors.Is(err, ErrInvalid) {
+			t.Errorf("name %q: %v, want ErrInvalid", n, err)
+		}
+	}
+	p := must[*shed.Partition[string]](t)(shed.NewPartition(shed.PartitionConfig[string]{Total: 4}))
+	if _, err := RegisterPartition(m, "zones", p, []string{"az1", "az1\u200d"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("invisible key: %v, want ErrInvalid", err)
+	}
+	for _, n := range []string{"zone 1", "zöne.ü", "区域", "a.b-c_d"} {
+		if _, err := m.RegisterQueue(n, q); err != nil {
+			t.Errorf("name %q: %v", n, err)
+		}
+	}
+}
