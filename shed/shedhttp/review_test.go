@@ -549,3 +549,57 @@ func TestLargeUnreadBodyRefused(t *testing.T) {
 	}
 	assert.Equal(t, int64(0), ran.Load())
 }
+
+// TestTypedNilNextRefused: a next handler that is a typed nil (a nil
+// *http.ServeMux, a nil http.HandlerFunc) would panic on every admitted
+// request; New refuses it as it refuses an untyped nil.
+func TestTypedNilNextRefused(t *testing.T) {
+	bh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1})
+	var mux *http.ServeMux
+	for name, next := range map[string]http.Handler{
+		"nil *ServeMux": mux, "nil HandlerFunc": http.HandlerFunc(nil),
+	} {
+		h, err := shedhttp.New(next, shedhttp.Options{Bulkhead: bh})
+		assert.Nil(t, h, name)
+		assert.ErrorIs(t, err, shedhttp.ErrUnused, name)
+		assert.ErrorContains(t, err, "nil next handler", name)
+	}
+}
+
+// TestHTTP1UnreadBodyDepartureUnseen pins the limit ServeHTTP documents:
+// over HTTP/1.1, a waiting POST whose client closes its connection is not
+// seen gone until its body is read, so it runs when admitted, and its
+// context ends once the handler has read the body.
+func TestHTTP1UnreadBodyDepartureUnseen(t *testing.T) {
+	bh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1, MaxQueue: 1, MaxWait: time.Hour})
+	release := make(chan struct{})
+	got := make(chan string, 1)
+	h := mustNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			<-release
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		<-r.Context().Done()
+		got <- string(b)
+	}), shedhttp.Options{Bulkhead: bh})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		get(t, srv.Client(), srv.URL+"/hold", nil)
+	}()
+	waitFor(t, func() bool { return bh.Stats().InFlight == 1 })
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	_, err = io.WriteString(conn, "POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+	require.NoError(t, err)
+	waitFor(t, func() bool { return bh.Stats().Waiting == 1 })
+	require.NoError(t, conn.Close())
+	close(release)
+	<-held
+	assert.Equal(t, "hello", <-got)
+	assert.Equal(t, int64(0), h.Stats().Gone)
+	waitFor(t, func() bool { return bh.Stats().InFlight == 0 })
+}

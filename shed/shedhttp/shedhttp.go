@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -30,7 +31,8 @@ var (
 	// ErrUnused: an option is set that the chosen primitives would ignore
 	// (Priority or Cost without a Queue, Key without a keyed primitive,
 	// IgnoreBadDeadline without a DeadlineHeader), or the next handler is
-	// nil.
+	// nil (a typed nil too, such as a nil *http.ServeMux or
+	// http.HandlerFunc).
 	ErrUnused = fmt.Errorf("%w: option without effect", ErrInvalidConfig)
 )
 
@@ -164,7 +166,7 @@ type Event struct {
 	Request *http.Request
 	// Key is the request's key (Options.Key); empty without one, and for a
 	// request dropped or refused before its key was chosen (a client gone
-	// on arrival, a malformed deadline header).
+	// or a deadline passed on arrival, a malformed deadline header).
 	Key string
 	// Priority is the request's class (Options.Priority), or shed.Normal
 	// (also before it was chosen).
@@ -228,8 +230,8 @@ var errZeroHandler = errors.New("shedhttp: Handler not built with New (nil next 
 // built with its constructor is a bad option too.
 func New(next http.Handler, o Options) (*Handler, error) {
 	var errs []error
-	if next == nil {
-		errs = append(errs, fmt.Errorf("%w: nil next handler", ErrUnused))
+	if next == nil || nilValue(next) {
+		errs = append(errs, fmt.Errorf("%w: nil next handler (%T)", ErrUnused, next))
 	}
 	h := &Handler{next: next, o: o}
 	var set []string
@@ -322,6 +324,15 @@ func (h *Handler) Stats() Stats {
 // client went away: Gone; or its deadline passed: refused with
 // shed.ErrDeadline). A Handler not built with New (a zero value or nil)
 // answers every request 500, saying so.
+//
+// A departed client is seen through r's context, so only as soon as
+// net/http notices it: over HTTP/2 when the client resets the stream, and
+// over HTTP/1.x when the connection closes, which net/http watches only
+// once the request's body has been read to its end (at once for a request
+// without a body, such as a GET). A waiting POST whose body nobody has
+// read yet is therefore not dropped when its client leaves over HTTP/1.x:
+// it runs when admitted, and its context ends once its handler has read
+// the body.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h == nil || h.next == nil {
 		WriteRejection(w, Rejection{Err: errZeroHandler, Status: http.StatusInternalServerError})
@@ -574,4 +585,15 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// nilValue reports whether x holds a nil pointer, func, map, chan or
+// slice: a typed nil, whose methods would (for the first two) dereference
+// nil.
+func nilValue(x any) bool {
+	switch v := reflect.ValueOf(x); v.Kind() {
+	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Chan, reflect.Slice, reflect.UnsafePointer:
+		return v.IsNil()
+	}
+	return false
 }
