@@ -61,7 +61,9 @@
 // handler runs — on arrival, while it waits for a slot or a token, or
 // between admission and the handler — is dropped: the handler is not
 // called, the slot goes back, 499 is written for the access log, and
-// OnEvent (Gone) and Stats are told.
+// OnEvent (Gone) and Stats are told. (Over HTTP/1.x net/http notices a
+// departed client only once the request's body has been read: see
+// ServeHTTP.)
 //
 // # Refusals
 //
@@ -71,8 +73,9 @@
 // least 1) from the refusal's own numbers (see RetryAfter: when the next
 // token is due, when an adaptive limit expects a slot, how long the request
 // waited in vain), left out when the refusal gives no basis for one (a
-// paused key, a deadline, a full queue unless an adaptive limit has
-// measured the handler's latency), and a JSON body:
+// paused key, too many keys, a deadline, and a full queue or an adaptive
+// limit reached before an adaptive limit has measured the handler's
+// latency), and a JSON body:
 //
 //	{"error":"rate_limited","reason":"rate_limited","retry_after_ms":750,"key":"tenant-7","message":"shed: rate limited (next token in 750ms; 10/s, burst 20) for key \"tenant-7\""}
 //
