@@ -339,6 +339,25 @@ func (t *Throttle) Allow() bool {
 	return t.AllowAt(time.Now(), rand.Float64())
 }
 
+// CheckAt is AllowAt that names a refusal: nil if the request may be sent,
+// else a *ThrottledError (matching ErrThrottled) with the numbers the
+// decision used, as Do and Retry return. It suits a caller that asks before
+// a wait and reports why a request was not sent.
+func (t *Throttle) CheckAt(now time.Time, u float64) error {
+	if t == nil {
+		return nil
+	}
+	return t.check(now, u)
+}
+
+// Check is CheckAt(time.Now(), a draw from a fast shared random source).
+func (t *Throttle) Check() error {
+	if t == nil {
+		return nil
+	}
+	return t.check(time.Now(), rand.Float64())
+}
+
 // decide is AllowAt that also returns the numbers it used.
 func (t *Throttle) decide(now time.Time, u float64) (ok bool, p float64, requests, accepts int64) {
 	k := t.bucketNumber(now)
