@@ -201,7 +201,7 @@ type ThrottleStats struct {
 // than one already seen may land in a later bucket than its own). Allow, Record and Do read the real clock and a fast shared random
 // source. A Throttle is safe for concurrent use; its methods are lock-free
 // and, after the first call, do not allocate (but for the *ThrottledError
-// of a refusal in Do and Retry).
+// of a refusal in Do, Check, CheckAt and Retry).
 type Throttle struct {
 	// The settings; zero means the default, so that the zero Throttle is
 	// usable.
