@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -602,4 +603,71 @@ func TestHTTP1UnreadBodyDepartureUnseen(t *testing.T) {
 	assert.Equal(t, "hello", <-got)
 	assert.Equal(t, int64(0), h.Stats().Gone)
 	waitFor(t, func() bool { return bh.Stats().InFlight == 0 })
+}
+
+// TestConcurrentLoopback: many clients at once over loopback, through an
+// adaptive Partition behind a Limiter, with departures, deadline headers
+// and panics mixed in (run under -race): no key ever has more handlers
+// running than its cap, every request is answered, and nothing is held
+// afterwards.
+func TestConcurrentLoopback(t *testing.T) {
+	const perKey = 2
+	p, _ := shed.NewPartition(shed.PartitionConfig[string]{Total: 2 * perKey, PerKey: perKey, MaxQueuePerKey: 2,
+		MaxWait: 20 * time.Millisecond, Adaptive: &shed.AdaptiveConfig{MinLimit: 1, MaxLimit: perKey, WindowSamples: 4}})
+	lim, _ := shed.NewLimiter(shed.LimiterConfig{Rate: 5000, Burst: 10, MaxWait: 5 * time.Millisecond})
+	var running [2]atomic.Int64
+	var over atomic.Int64
+	h := mustNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := r.URL.Query().Get("k")
+		c := &running[k[0]-'a']
+		if c.Add(1) > perKey {
+			over.Add(1)
+		}
+		defer c.Add(-1)
+		time.Sleep(time.Millisecond)
+		if r.URL.Query().Has("panic") {
+			panic(http.ErrAbortHandler)
+		}
+	}), shedhttp.Options{Partition: p, Limiter: lim, DeadlineHeader: "X-Timeout",
+		Key: func(r *http.Request) string { return r.URL.Query().Get("k") }})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var answered, failed atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 25 {
+				url := srv.URL + "/?k=" + string(rune('a'+(g+i)%2))
+				if i%7 == 3 {
+					url += "&panic"
+				}
+				ctx, cancel := context.WithCancel(t.Context())
+				if i%5 == 2 {
+					time.AfterFunc(time.Duration(i%3)*time.Millisecond, cancel)
+				}
+				req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+				if i%4 == 1 {
+					req.Header.Set("X-Timeout", strconv.Itoa(i%6))
+				}
+				resp, err := srv.Client().Do(req)
+				cancel()
+				if err != nil {
+					failed.Add(1) // a departure, or a panic's aborted connection
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case 200, 429, 503:
+					answered.Add(1)
+				default:
+					t.Errorf("status %d", resp.StatusCode)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int64(200), answered.Load()+failed.Load())
+	assert.Equal(t, int64(0), over.Load(), "a key ran more handlers than its cap")
+	waitFor(t, func() bool { s := p.Stats(); return s.InFlight == 0 && s.Waiting == 0 })
 }
