@@ -671,3 +671,31 @@ func TestConcurrentLoopback(t *testing.T) {
 	assert.Equal(t, int64(0), over.Load(), "a key ran more handlers than its cap")
 	waitFor(t, func() bool { s := p.Stats(); return s.InFlight == 0 && s.Waiting == 0 })
 }
+
+// TestRespondWritingNothing: a Respond that returns without writing a
+// status (it only sets a header, say) would let net/http answer the
+// refused request 200 OK; the middleware then writes the default answer,
+// keeping Respond's headers. A Respond that flushes through a
+// ResponseController still can.
+func TestRespondWritingNothing(t *testing.T) {
+	bh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1})
+	bh.Pause()
+	var flushErr error
+	h := mustNew(t, ok, shedhttp.Options{Bulkhead: bh,
+		Respond: func(w http.ResponseWriter, r *http.Request, rej shedhttp.Rejection) {
+			w.Header().Set("X-Refused-By", "edge")
+			if r.URL.Path == "/flush" {
+				w.WriteHeader(http.StatusTeapot)
+				flushErr = http.NewResponseController(w).Flush()
+			}
+		}})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp := get(t, srv.Client(), srv.URL, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "edge", resp.Header.Get("X-Refused-By"))
+	assert.Equal(t, "paused", decode(t, resp.Body).Reason)
+	resp = get(t, srv.Client(), srv.URL+"/flush", nil)
+	assert.Equal(t, http.StatusTeapot, resp.StatusCode)
+	assert.NoError(t, flushErr)
+}

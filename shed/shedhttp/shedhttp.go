@@ -110,7 +110,10 @@ type Options struct {
 	// Respond, if not nil, writes the response to a refused request in
 	// place of WriteRejection (it may call WriteRejection itself, after
 	// setting headers of its own, say). It is also called for a malformed
-	// deadline header (Status 400).
+	// deadline header (Status 400). If it returns without writing a status
+	// or a body, WriteRejection answers (keeping the headers Respond set),
+	// since net/http would otherwise answer 200 OK. Its ResponseWriter
+	// unwraps (for http.ResponseController) to the server's.
 	Respond func(w http.ResponseWriter, r *http.Request, rej Rejection)
 	// OnEvent, if not nil, is told what happens to every request, on the
 	// request's goroutine. It must be cheap and must not block. Nil costs
@@ -533,7 +536,12 @@ func (h *Handler) refused(w http.ResponseWriter, r *http.Request, key string, pr
 
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, rej Rejection, pri shed.Priority) {
 	if h.o.Respond != nil {
-		h.o.Respond(w, r, rej)
+		rw := &respondWriter{ResponseWriter: w}
+		h.o.Respond(rw, r, rej)
+		if !rw.wrote {
+			// Returning without a status would let net/http answer 200.
+			WriteRejection(w, rej)
+		}
 	} else {
 		WriteRejection(w, rej)
 	}
@@ -597,3 +605,25 @@ func nilValue(x any) bool {
 	}
 	return false
 }
+
+// respondWriter is the ResponseWriter handed to Options.Respond: it notes
+// whether Respond wrote a final status (or a body, which implies one).
+// Unwrap lets http.ResponseController reach the connection's writer.
+type respondWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *respondWriter) WriteHeader(code int) {
+	if code >= 200 {
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *respondWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *respondWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
