@@ -177,7 +177,9 @@ type Event struct {
 	// Err is the refusal (a *shed.Refusal), the context's error for Gone,
 	// or the header's error for BadDeadline; nil for Admitted.
 	Err error
-	// Status is the status code written, for Refused and Gone.
+	// Status is the status code the middleware answered with, for Refused
+	// (what WriteRejection writes, in [200, 999]; a Respond may write
+	// another) and Gone.
 	Status int
 	// RetryAfter is the retry hint sent with a refusal (see RetryAfter),
 	// zero if none was sent.
