@@ -684,9 +684,19 @@ func TestRespondWritingNothing(t *testing.T) {
 	h := mustNew(t, ok, shedhttp.Options{Bulkhead: bh,
 		Respond: func(w http.ResponseWriter, r *http.Request, rej shedhttp.Rejection) {
 			w.Header().Set("X-Refused-By", "edge")
-			if r.URL.Path == "/flush" {
+			switch r.URL.Path {
+			case "/flush":
 				w.WriteHeader(http.StatusTeapot)
 				flushErr = http.NewResponseController(w).Flush()
+			case "/flush-only":
+				w.(http.Flusher).Flush() // commits a 200: Respond's choice
+			case "/hijack":
+				conn, rw, err := http.NewResponseController(w).Hijack()
+				if err == nil {
+					_, _ = rw.WriteString("HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+					_ = rw.Flush()
+					conn.Close()
+				}
 			}
 		}})
 	srv := httptest.NewServer(h)
@@ -698,4 +708,11 @@ func TestRespondWritingNothing(t *testing.T) {
 	resp = get(t, srv.Client(), srv.URL+"/flush", nil)
 	assert.Equal(t, http.StatusTeapot, resp.StatusCode)
 	assert.NoError(t, flushErr)
+	resp = get(t, srv.Client(), srv.URL+"/flush-only", nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Empty(t, b, "no rejection body after a committed status")
+	resp = get(t, srv.Client(), srv.URL+"/hijack", nil)
+	assert.Equal(t, http.StatusTeapot, resp.StatusCode)
 }

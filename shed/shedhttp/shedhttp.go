@@ -1,9 +1,11 @@
 package shedhttp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"reflect"
 	"strings"
@@ -609,8 +611,10 @@ func nilValue(x any) bool {
 }
 
 // respondWriter is the ResponseWriter handed to Options.Respond: it notes
-// whether Respond wrote a final status (or a body, which implies one).
-// Unwrap lets http.ResponseController reach the connection's writer.
+// whether Respond wrote a final status (or a body, a flush or a hijack,
+// which commit one). Flush, FlushError and Hijack are its own, so that
+// they are noted whether called directly or through a ResponseController;
+// Unwrap lets a ResponseController reach the rest.
 type respondWriter struct {
 	http.ResponseWriter
 	wrote bool
@@ -629,3 +633,15 @@ func (w *respondWriter) Write(b []byte) (int, error) {
 }
 
 func (w *respondWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *respondWriter) Flush() { _ = w.FlushError() }
+
+func (w *respondWriter) FlushError() error {
+	w.wrote = true
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *respondWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.wrote = true
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
