@@ -63,38 +63,40 @@
 //
 // Every request whose first attempt is sent deposits into Config.Budget, and
 // every retry withdraws a token from it (once the retry's body is rewound, so
-// a retry that cannot be made spends none; one that a breaker or the throttle
-// refuses after its wait has spent its token); when the budget refuses,
-// retrying stops and the last result is returned, so a large outage switches
-// retries off instead of multiplying the load by MaxAttempts. Config.Breakers
-// keeps one breaker per URL host (req.URL.Host in lower case, without a
-// trailing dot or the scheme's default port, so http://API.internal:80/ and
-// http://api.internal/ share one): an open breaker refuses without sending,
-// with an error that matches backoff.ErrBreakerOpen and carries, as a
-// backoff.RetryAfterError, the time until its next probe. Whatever Classify
-// does not call a Success counts as a failure for the breaker and the
-// throttle: by default a transport error, a 429 and a 5xx; any other status,
-// 4xx included, counts as a success, since the host answered on the merits. A
-// failing request is recorded as a *StatusError (or the transport error), so a
-// BreakerConfig.Classify can tell them apart. A request the caller cancelled
-// counts as nothing; one that ran into the caller's deadline counts as the
-// failure it is, as everywhere in package backoff.
+// a retry that cannot be made spends none; one that a breaker refuses after
+// its wait has spent its token); when the budget refuses, retrying stops and
+// the last result is returned, so a large outage switches retries off instead
+// of multiplying the load by MaxAttempts. Config.Throttle is asked before the
+// first attempt and, as backoff.Retry asks it, before each retry's wait and
+// budget token: a throttled retry spends neither, and ends the retries as a
+// budget refusal does. Config.Breakers keeps one breaker per URL host
+// (req.URL.Host in lower case, without a trailing dot or the scheme's default
+// port, so http://API.internal:80/ and http://api.internal/ share one): an
+// open breaker refuses without sending, with an error that matches
+// backoff.ErrBreakerOpen and carries, as a backoff.RetryAfterError, the time
+// until its next probe. Whatever Classify does not call a Success counts as a
+// failure for the breaker and the throttle: by default a transport error, a
+// 429 and a 5xx; any other status, 4xx included, counts as a success, since
+// the host answered on the merits. A failing request is recorded as a
+// *StatusError (or the transport error), so a BreakerConfig.Classify can tell
+// them apart. A request the caller cancelled counts as nothing; one that ran
+// into the caller's deadline counts as the failure it is, as everywhere in
+// package backoff.
 //
 // # Errors
 //
-// A result that is not retried (an unsafe request, a body without GetBody,
-// a failure Classify does not retry) comes back unchanged: the response with
-// a nil error, as net/http expects of a RoundTripper, or the transport's
-// error. So does the last response when a bound decided before the wait
-// stops the retries (attempts, MaxElapsed, the deadline, the budget, a
+// A result that is not retried (an unsafe request, a body without GetBody, a
+// failure Classify does not retry) comes back unchanged: the response with a
+// nil error, as net/http expects of a RoundTripper, or the transport's error.
+// So does the last response when a bound decided before the wait stops the
+// retries (attempts, MaxElapsed, the deadline, the throttle, the budget, a
 // Retry-After hint too long). A transport error stopped by such a bound comes
-// back as a *backoff.Error whose Reason is the bound and Last the error.
-// The response before a wait is drained and closed when the wait begins, so
-// that its connection is reused: if the wait is cancelled, or a breaker or
-// the throttle refuses the attempt after it, RoundTrip returns a
-// *backoff.Error whose Reason is the context's error or the refusal and whose
-// Last is the previous failure, a *StatusError for a response (it carries
-// the status and Retry-After hint).
+// back as a *backoff.Error whose Reason is the bound and Last the error. The
+// response before a wait is drained and closed when the wait begins, so that
+// its connection is reused: if the wait is cancelled, or a breaker refuses the
+// attempt after it, RoundTrip returns a *backoff.Error whose Reason is the
+// context's error or the refusal and whose Last is the previous failure, a
+// *StatusError for a response (it carries the status and Retry-After hint).
 //
 // # Cost
 //

@@ -830,3 +830,39 @@ func TestBreakerKeyKeepsTheZone(t *testing.T) {
 		t.Fatalf("Eth0 %v, eth0 %v, %d breakers", upper, lower, hosts.Len())
 	}
 }
+
+// A retry the throttle refuses is refused before its wait and before the
+// budget, as backoff.Retry asks them: it spends neither a token nor the
+// wait, and the last response comes back as for a budget refusal.
+func TestThrottledRetrySpendsNoTokenNorWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		throttle, _ := backoff.NewThrottle(backoff.ThrottleConfig{})
+		budget, _ := backoff.NewBudget(backoff.BudgetConfig{})
+		n := 0
+		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			n++
+			if n == 1 {
+				// Meanwhile the backend refused everyone else: the
+				// rejection probability is 1 − 1e-6.
+				now := time.Now()
+				for range 1_000_000 {
+					throttle.RecordAt(now, backoff.ThrottleRefused)
+				}
+				return &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {"1"}}, Body: http.NoBody}, nil
+			}
+			return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+		})
+		var giveUp error
+		rt := mustNew(t, backoffhttp.Config{Base: base, Throttle: throttle, Budget: budget,
+			OnAttempt: func(a backoffhttp.Attempt) { giveUp = a.GiveUp }})
+		start := time.Now()
+		resp, err := rt.RoundTrip(getWith(context.Background()))
+		if err != nil || resp.StatusCode != 503 {
+			t.Fatalf("resp %v, err %v", resp, err)
+		}
+		resp.Body.Close()
+		if n != 1 || !errors.Is(giveUp, backoff.ErrThrottled) || budget.Stats().Retries != 0 || time.Since(start) != 0 {
+			t.Fatalf("%d sent, give up %v, budget %+v, after %v", n, giveUp, budget.Stats(), time.Since(start))
+		}
+	})
+}

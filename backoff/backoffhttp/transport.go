@@ -109,8 +109,11 @@ type Config struct {
 	// without a trailing dot or the scheme's default port): an open breaker
 	// refuses an attempt without sending it.
 	Breakers *backoff.Breakers[string]
-	// Throttle, if not nil, is asked before every attempt, the first
-	// included, and told of every attempt's outcome.
+	// Throttle, if not nil, is asked before the first attempt and, for
+	// each retry, before its wait and before the Budget (as backoff.Retry
+	// asks them), so that a throttled retry spends neither a token nor the
+	// wait: the last result is then returned, as for a budget refusal. It
+	// is told of every attempt's outcome.
 	Throttle *backoff.Throttle
 	// IdempotencyHeader names a request header (for example
 	// "Idempotency-Key") whose presence, with a non-empty value, makes a
@@ -321,20 +324,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			class Class
 			fail  error
 		)
+		// The throttle is asked here for the first attempt only: a retry
+		// was asked before its wait (see next).
+		if refusal == nil && n == 1 && cfg.Throttle != nil {
+			if refusal = cfg.Throttle.Check(); refusal != nil {
+				cfg.Breakers.Release(ticket)
+			}
+		}
 		if refusal == nil {
+			r, err, class, fail = t.exchange(ctx, base, send, host, &deposited, ticket)
 			if cfg.Throttle != nil {
-				sent := false
-				terr := cfg.Throttle.Do(ctx, func(ctx context.Context) error {
-					sent = true
-					r, err, class, fail = t.exchange(ctx, base, send, host, &deposited, ticket)
-					return fail
-				})
-				if !sent {
-					cfg.Breakers.Release(ticket)
-					refusal = terr
-				}
-			} else {
-				r, err, class, fail = t.exchange(ctx, base, send, host, &deposited, ticket)
+				cfg.Throttle.Done(ctx, fail)
 			}
 		}
 		if refusal != nil {
@@ -344,12 +344,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, refusal
 			}
 			// As in backoff.Retry, an attempt a breaker refused counts as
-			// one; an attempt the throttle refused does not.
-			attempts := n - 1
-			if errors.Is(refusal, backoff.ErrBreakerOpen) {
-				attempts = n
-			}
-			return giveUp(nil, lastErr, refusal, attempts, first, 0)
+			// one (the throttle refuses retries before their wait).
+			return giveUp(nil, lastErr, refusal, n, first, 0)
 		}
 		if err != nil && ctx.Err() != nil {
 			// The caller's cancellation or deadline: it ends the request.
@@ -542,6 +538,11 @@ func (t *Transport) next(ctx context.Context, req *http.Request, class Class, n 
 	}
 	if dl, ok := ctx.Deadline(); ok && !now.Add(wait).Before(dl) {
 		return wait, now, backoff.ErrDeadline
+	}
+	// As backoff.Retry does, the throttle is asked before the wait and
+	// before the budget, so that a throttled retry spends neither.
+	if err := cfg.Throttle.Check(); err != nil {
+		return wait, now, err
 	}
 	return wait, now, nil
 }
