@@ -253,6 +253,7 @@ type source[S any] struct {
 // to it; and the precomputed instruments and options of its series.
 type srcState struct {
 	id    any
+	raw   int64 // the sum of the counters' raw values last read
 	last  []int64
 	base  []int64
 	opts  []metric.ObserveOption
@@ -321,7 +322,7 @@ func forget(st *srcState) {
 			st.last[i] = 0
 		}
 	}
-	st.id = nil
+	st.id, st.raw = nil, 0
 }
 
 // bind binds sources of one Stats type.
@@ -393,22 +394,20 @@ func registerDone(m *Meter, kind, name string, bs []binding, done chan struct{})
 // observe reports s, read from the object id, keeping the counters
 // monotonic across a change of object or a reset.
 func observe[S any](st *srcState, o metric.Observer, table []series[S], s S, id any) {
-	reset := id != st.id && st.id != nil // a new object: its counts start from zero
-	if !reset {
-		// The same object, whose counts fell in all: a reset (a key
-		// forgotten and made again since the last collection). A count
-		// that fell while the total did not is no reset: the primitive
-		// moved it to another (a grant revoked as its waiter gave up
-		// counts as cancelled instead of admitted), and it holds its
-		// last value until it grows past it again.
-		var before, after int64
-		for i, ser := range table {
-			if st.kinds[i] == counterInt {
-				before, after = satAdd(before, st.last[i]), satAdd(after, max(ser.i(s), 0))
-			}
+	// A reset is a new object (its counts start from zero) or the same
+	// object whose raw counts fell in all (a key forgotten and made again
+	// since the last collection). A count that fell while the total did
+	// not is no reset: the primitive moved it to another (a grant revoked
+	// as its waiter gave up counts as cancelled instead of admitted), and
+	// it holds its last value until it grows past it again.
+	var raw int64
+	for i, ser := range table {
+		if st.kinds[i] == counterInt {
+			raw = satAdd(raw, max(ser.i(s), 0))
 		}
-		reset = after < before
 	}
+	reset := id != st.id && st.id != nil || raw < st.raw
+	st.raw = raw
 	if reset {
 		// What the old counts reached becomes an offset.
 		for i := range table {

@@ -93,3 +93,77 @@ func TestPropertyCountersMonotonic(t *testing.T) {
 		})
 	})
 }
+
+// pair is a source with two counters: admissions, and the refusals a
+// revoked admission moves to.
+type pair struct{ n, c int64 }
+
+// TestPropertyCountersNeverOvercount: whatever the interleaving of
+// admissions, refusals, revoked grants (one admission becomes a refusal,
+// in one snapshot), replacements, resets (every count fresh and lower in
+// all) and collections, each reported counter never falls and never
+// exceeds all that was ever counted into it.
+func TestPropertyCountersNeverOvercount(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		m, r := newMeter(rt)
+		cur, prim := &pair{}, &pair{}
+		sameID := rapid.Bool().Draw(rt, "sameID")
+		tbl := []series[*pair]{
+			{metric: budgetPrefix + ".retries", source: "n", i: func(p *pair) int64 { return p.n }},
+			{metric: budgetPrefix + ".refused", source: "c", i: func(p *pair) int64 { return p.c }},
+		}
+		get := func() (*pair, any, bool) {
+			if sameID {
+				return cur, prim, true
+			}
+			return cur, cur, true
+		}
+		if _, err := register(m, "prop", "c", []source[*pair]{{table: tbl, get: get}}); err != nil {
+			rt.Fatal(err)
+		}
+		at := enc(attribute.NewSet(name("c")))
+		var totalN, totalC, lastN, lastC float64
+		rt.Repeat(map[string]func(*rapid.T){
+			"admit": func(rt *rapid.T) {
+				d := rapid.Int64Range(0, 1000).Draw(rt, "d")
+				cur.n += d
+				totalN += float64(d)
+			},
+			"refuse": func(rt *rapid.T) {
+				d := rapid.Int64Range(0, 1000).Draw(rt, "d")
+				cur.c += d
+				totalC += float64(d)
+			},
+			"revoke": func(rt *rapid.T) {
+				if cur.n > 0 {
+					cur.n--
+					cur.c++
+					totalC++
+				}
+			},
+			"replace": func(rt *rapid.T) {
+				cur = &pair{}
+			},
+			"reset": func(rt *rapid.T) {
+				if cur.n > 0 {
+					n := rapid.Int64Range(0, cur.n-1).Draw(rt, "n")
+					c := rapid.Int64Range(0, cur.c).Draw(rt, "c")
+					cur = &pair{n, c} // under sameID, only the fall in all tells
+					totalN += float64(n)
+					totalC += float64(c)
+				}
+			},
+			"collect": func(rt *rapid.T) {
+				got := collect(rt, r)
+				n, c := got[budgetPrefix+".retries"][at].value, got[budgetPrefix+".refused"][at].value
+				if n < lastN || c < lastC {
+					rt.Fatalf("fell: n %v -> %v, c %v -> %v", lastN, n, lastC, c)
+				}
+				if n > totalN || c > totalC {
+					rt.Fatalf("overcount: n %v of %v counted, c %v of %v", n, totalN, c, totalC)
+				}
+				lastN, lastC = n, c
+			},
+		})
+	})
+}
