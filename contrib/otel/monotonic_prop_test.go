@@ -101,12 +101,14 @@ type pair struct{ n, c int64 }
 // TestPropertyCountersNeverOvercount: whatever the interleaving of
 // admissions, refusals, revoked grants (one admission becomes a refusal,
 // in one snapshot), replacements, resets (every count fresh and lower in
-// all) and collections, each reported counter never falls and never
+// all), absences (the key forgotten, made again from zero) and
+// collections, each reported counter never falls and never
 // exceeds all that was ever counted into it.
 func TestPropertyCountersNeverOvercount(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		m, r := newMeter(rt)
 		cur, prim := &pair{}, &pair{}
+		present := true
 		sameID := rapid.Bool().Draw(rt, "sameID")
 		tbl := []series[*pair]{
 			{metric: budgetPrefix + ".retries", source: "n", i: func(p *pair) int64 { return p.n }},
@@ -114,9 +116,9 @@ func TestPropertyCountersNeverOvercount(t *testing.T) {
 		}
 		get := func() (*pair, any, bool) {
 			if sameID {
-				return cur, prim, true
+				return cur, prim, present
 			}
-			return cur, cur, true
+			return cur, cur, present
 		}
 		if _, err := register(m, "prop", "c", []source[*pair]{{table: tbl, get: get}}); err != nil {
 			rt.Fatal(err)
@@ -144,6 +146,12 @@ func TestPropertyCountersNeverOvercount(t *testing.T) {
 			"replace": func(rt *rapid.T) {
 				cur = &pair{}
 			},
+			"absent": func(rt *rapid.T) {
+				if !present {
+					cur = &pair{} // made again, from zero
+				}
+				present = !present
+			},
 			"reset": func(rt *rapid.T) {
 				if cur.n > 0 {
 					n := rapid.Int64Range(0, cur.n-1).Draw(rt, "n")
@@ -155,7 +163,14 @@ func TestPropertyCountersNeverOvercount(t *testing.T) {
 			},
 			"collect": func(rt *rapid.T) {
 				got := collect(rt, r)
-				n, c := got[budgetPrefix+".retries"][at].value, got[budgetPrefix+".refused"][at].value
+				pn, ok := got[budgetPrefix+".retries"][at]
+				if ok != present {
+					rt.Fatalf("reported %v, present %v", ok, present)
+				}
+				if !ok {
+					return
+				}
+				n, c := pn.value, got[budgetPrefix+".refused"][at].value
 				if n < lastN || c < lastC {
 					rt.Fatalf("fell: n %v -> %v, c %v -> %v", lastN, n, lastC, c)
 				}
