@@ -101,10 +101,12 @@
 // # Cost
 //
 // A request that succeeds at once allocates nothing in this package, with or
-// without a budget, breakers, a throttle and a hook, and reads no clock of its
-// own unless Policy.MaxElapsed is set (a Throttle reads one per request, and
-// a Breaker does when it counts slow calls or keeps a time window): one
-// context check, the breaker's lock-free closed-state admission and record
-// (after a read-locked lookup of the host's breaker), the budget's deposit
-// and a status check. A nil OnAttempt hook costs one comparison.
+// without a budget, breakers, a throttle and a hook (with breakers, unless its
+// URL's host has an upper-case letter, or a trailing dot before a port: the
+// breaker key is then one new string), and reads no clock of its own unless
+// Policy.MaxElapsed is set (a Throttle reads one per request, and a Breaker
+// does when it counts slow calls or keeps a time window): one context check,
+// the breaker's lock-free closed-state admission and record (after a
+// read-locked lookup of the host's breaker), the budget's deposit and a status
+// check. A nil OnAttempt hook costs one comparison.
 package backoffhttp

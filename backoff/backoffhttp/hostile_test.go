@@ -866,3 +866,26 @@ func TestThrottledRetrySpendsNoTokenNorWait(t *testing.T) {
 		}
 	})
 }
+
+// The zero-allocation promise holds for a host already in key form and
+// for a default port (dropped by slicing); lowering an upper-case host
+// costs one string, as the package doc says.
+func TestBreakerKeyAllocations(t *testing.T) {
+	for _, c := range []struct {
+		url    string
+		allocs float64
+	}{
+		{"http://api.internal/v1", 0},
+		{"http://api.internal:80/v1", 0},
+		{"https://[::1]:443/v1", 0},
+		{"http://api.internal.:8080/v1", 1},
+		{"http://API.internal/v1", 1},
+	} {
+		rt := newGuarded(t, nil, false)
+		req := mustRequest(t, http.MethodGet, c.url)
+		rt.RoundTrip(req) // the key's breaker is made once
+		if got := testing.AllocsPerRun(100, func() { rt.RoundTrip(req) }); got != c.allocs {
+			t.Errorf("%s: %v allocations, want %v", c.url, got, c.allocs)
+		}
+	}
+}
