@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -198,5 +200,52 @@ func TestPortInUse(t *testing.T) {
 	rc := run(t.Context(), []string{"-addr", ln.Addr().String(), "-seconds", "1"}, &out, &errb)
 	if rc != 1 || !strings.Contains(errb.String(), ln.Addr().String()) || out.Len() != 0 {
 		t.Errorf("status %d, stdout %q, stderr %q; want 1, nothing, and the address", rc, out.String(), errb.String())
+	}
+}
+
+// TestFlagEdgesAccepted: -seconds at both ends of its range is accepted
+// (the context is already done, so the run stops at once).
+func TestFlagEdgesAccepted(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, s := range []string{"1", "3600"} {
+		var out, errb bytes.Buffer
+		if rc := run(ctx, []string{"-addr", "127.0.0.1:0", "-seconds", s}, &out, &errb); rc != 0 {
+			t.Errorf("-seconds %s: status %d, stderr %q", s, rc, errb.String())
+		}
+	}
+}
+
+// TestInterrupt runs the command in a child process and interrupts it
+// once it serves: it stops with status 0.
+func TestInterrupt(t *testing.T) {
+	if os.Getenv("STORMGUARD_METRICS_CHILD") == "1" {
+		os.Args = []string{"metrics", "-addr", "127.0.0.1:0", "-seconds", "3600"}
+		main()
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestInterrupt$")
+	cmd.Env = append(os.Environ(), "STORMGUARD_METRICS_CHILD=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.Contains(line, "serving metrics on http://127.0.0.1:") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("first line %q (%v); stderr %s", line, err, stderr.String())
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, stdout)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after an interrupt: %v; stderr %s", err, stderr.String())
 	}
 }
