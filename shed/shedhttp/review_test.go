@@ -345,12 +345,14 @@ func TestStreamingAndHijackPassThrough(t *testing.T) {
 		switch r.URL.Path {
 		case "/stream":
 			_, _ = io.WriteString(w, "first\n")
-			require.NoError(t, http.NewResponseController(w).Flush())
+			assert.NoError(t, http.NewResponseController(w).Flush())
 			<-next
 			_, _ = io.WriteString(w, "second\n")
 		case "/hijack":
 			conn, rw, err := http.NewResponseController(w).Hijack()
-			require.NoError(t, err)
+			if !assert.NoError(t, err) {
+				return
+			}
 			defer conn.Close()
 			_, _ = rw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
 			_ = rw.Flush()
@@ -680,14 +682,14 @@ func TestConcurrentLoopback(t *testing.T) {
 func TestRespondWritingNothing(t *testing.T) {
 	bh, _ := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 1})
 	bh.Pause()
-	var flushErr error
+	flushErr := make(chan error, 1)
 	h := mustNew(t, ok, shedhttp.Options{Bulkhead: bh,
 		Respond: func(w http.ResponseWriter, r *http.Request, rej shedhttp.Rejection) {
 			w.Header().Set("X-Refused-By", "edge")
 			switch r.URL.Path {
 			case "/flush":
 				w.WriteHeader(http.StatusTeapot)
-				flushErr = http.NewResponseController(w).Flush()
+				flushErr <- http.NewResponseController(w).Flush()
 			case "/flush-only":
 				w.(http.Flusher).Flush() // commits a 200: Respond's choice
 			case "/hijack":
@@ -707,7 +709,7 @@ func TestRespondWritingNothing(t *testing.T) {
 	assert.Equal(t, "paused", decode(t, resp.Body).Reason)
 	resp = get(t, srv.Client(), srv.URL+"/flush", nil)
 	assert.Equal(t, http.StatusTeapot, resp.StatusCode)
-	assert.NoError(t, flushErr)
+	assert.NoError(t, <-flushErr)
 	resp = get(t, srv.Client(), srv.URL+"/flush-only", nil)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	b, err := io.ReadAll(resp.Body)
