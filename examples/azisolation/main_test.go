@@ -274,3 +274,16 @@ func TestStarvedLine(t *testing.T) {
 	assert.Contains(t, line, zones[1])
 	assert.Contains(t, line, "2.7s")
 }
+
+// TestBadOutRefusedBeforeLoad: an -out that cannot be a directory is
+// refused with the flag's name before any load runs (no progress line).
+func TestBadOutRefusedBeforeLoad(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	var stdout, stderr bytes.Buffer
+	code := realMain([]string{"-out", filepath.Join(file, "charts")}, &stdout, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Empty(t, stdout.String())
+	assert.Contains(t, stderr.String(), "-out")
+	assert.NotContains(t, stderr.String(), "running the")
+}

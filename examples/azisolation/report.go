@@ -74,8 +74,12 @@ func role(zone int) string {
 func report(w, stderr io.Writer, cfg config, runs []*designRun) {
 	ceil := ceiling(cfg.clientWait)
 	fmt.Fprintf(w, "azisolation: a control plane for 3 zones on loopback, %d req/s per zone for %v (seed %d).\n", cfg.rate, cfg.duration, cfg.seed)
-	fmt.Fprintf(w, "us-east-1a's backend turns slow (%v per call, ±20%%) at %v for %v, then recovers; healthy calls take %v.\n",
-		cfg.sickDelay, cfg.sickAfter, cfg.sickFor, cfg.fast)
+	then := fmt.Sprintf("for %v, then recovers", cfg.sickFor)
+	if cfg.sickAfter+cfg.sickFor >= cfg.duration {
+		then = "and stays slow to the end of the run"
+	}
+	fmt.Fprintf(w, "us-east-1a's backend turns slow (%v per call, ±20%%) at %v %s; healthy calls take %v.\n",
+		cfg.sickDelay, cfg.sickAfter, then, cfg.fast)
 	fmt.Fprintf(w, "Regional pool: %d workers. Clients time out after %v.\n", cfg.pool, cfg.clientWait)
 	fmt.Fprintf(w, "Operator: health-checks each zone's backend every %v with a %v deadline; %d failed checks in a row\n", checkEvery, ceil, checksToAct)
 	fmt.Fprintf(w, "pause the zone, %d passed checks in a row resume it.\n", checksToAct)
