@@ -286,9 +286,9 @@ var docAttrs = func() map[string][]string {
 	}
 	addAll(breakerPrefix+".state", "stormguard.state")
 	addAll(leaseEvents, "stormguard.event")
-	addAll(recoveryPrefix+".keys", "stormguard.state")
+	addAll(recoveryPrefix+".key.count", "stormguard.state")
 	addAll(fenceOps, "stormguard.outcome")
-	addAll(remirrorPrefix+".volumes.state", "stormguard.state")
+	addAll(remirrorPrefix+".volume.state", "stormguard.state")
 	addAll(remirrorPrefix+".actions", "stormguard.action")
 	addAll(remirrorPrefix+".recoveries", "stormguard.outcome")
 	addAll(remirrorPrefix+".searches.refused", "stormguard.reason")

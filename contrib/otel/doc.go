@@ -136,7 +136,7 @@
 //	| stormguard.backoff.breaker.slow_calls | Int64ObservableGauge | {call} | stormguard.key (Breakers) | SlowCalls |
 //	| stormguard.backoff.breaker.failure_ratio | Float64ObservableGauge | 1 | stormguard.key (Breakers) | FailureRate |
 //	| stormguard.backoff.breaker.slow_ratio | Float64ObservableGauge | 1 | stormguard.key (Breakers) | SlowRate |
-//	| stormguard.backoff.breaker.probes | Int64ObservableUpDownCounter | {call} | stormguard.key (Breakers) | Probes |
+//	| stormguard.backoff.breaker.probe.inflight | Int64ObservableUpDownCounter | {call} | stormguard.key (Breakers) | Probes |
 //	| stormguard.backoff.breaker.next_probe.time | Float64ObservableGauge | s | stormguard.key (Breakers) | NextProbe |
 //	| stormguard.backoff.breaker.refused | Int64ObservableCounter | {call} | stormguard.key (Breakers) | Refused |
 //	| stormguard.backoff.throttle.requests | Int64ObservableGauge | {request} |  | Requests |
@@ -149,9 +149,9 @@
 //	| stormguard.backoff.hedge.won | Int64ObservableCounter | {call} |  | Won |
 //	| stormguard.backoff.hedge.samples | Int64ObservableGauge | {sample} |  | Samples |
 //	| stormguard.lease.events | Int64ObservableCounter | {event} | stormguard.event | Granted, Renewed, Released, Expired, Lost, Held, Stale |
-//	| stormguard.lease.recovery.keys | Int64ObservableUpDownCounter | {key} | stormguard.state | Established, Pending, Failed |
-//	| stormguard.lease.recovery.attempts.inflight | Int64ObservableUpDownCounter | {attempt} |  | InFlight |
-//	| stormguard.lease.recovery.attempts.queued | Int64ObservableUpDownCounter | {attempt} |  | Queued |
+//	| stormguard.lease.recovery.key.count | Int64ObservableUpDownCounter | {key} | stormguard.state | Established, Pending, Failed |
+//	| stormguard.lease.recovery.attempt.inflight | Int64ObservableUpDownCounter | {attempt} |  | InFlight |
+//	| stormguard.lease.recovery.attempt.queued | Int64ObservableUpDownCounter | {attempt} |  | Queued |
 //	| stormguard.lease.recovery.lapsed | Int64ObservableCounter | {lease} |  | Lapsed |
 //	| stormguard.lease.recovery.attempts | Int64ObservableCounter | {attempt} |  | Attempts |
 //	| stormguard.lease.recovery.attempts.wasted | Int64ObservableCounter | {attempt} |  | Wasted |
@@ -160,17 +160,17 @@
 //	| stormguard.lease.recovery.establish.cost | Float64ObservableGauge | s |  | EstablishCost |
 //	| stormguard.lease.recovery.renew.cost | Float64ObservableGauge | s |  | RenewCost |
 //	| stormguard.fence.operations | Int64ObservableCounter | {operation} | stormguard.outcome | Admitted, FencedOff |
-//	| stormguard.remirror.volumes | Int64ObservableUpDownCounter | {volume} |  | Volumes |
-//	| stormguard.remirror.volumes.stuck | Int64ObservableUpDownCounter | {volume} |  | Stuck |
-//	| stormguard.remirror.volumes.exhausted | Int64ObservableUpDownCounter | {volume} |  | Exhausted |
-//	| stormguard.remirror.volumes.state | Int64ObservableUpDownCounter | {volume} | stormguard.state | ByState.* |
+//	| stormguard.remirror.volume.count | Int64ObservableUpDownCounter | {volume} |  | Volumes |
+//	| stormguard.remirror.volume.stuck | Int64ObservableUpDownCounter | {volume} |  | Stuck |
+//	| stormguard.remirror.volume.exhausted | Int64ObservableUpDownCounter | {volume} |  | Exhausted |
+//	| stormguard.remirror.volume.state | Int64ObservableUpDownCounter | {volume} | stormguard.state | ByState.* |
 //	| stormguard.remirror.actions | Int64ObservableCounter | {action} | stormguard.action | Probes, Queries, Copies, Releases, Elections |
 //	| stormguard.remirror.recoveries | Int64ObservableCounter | {recovery} | stormguard.outcome | Reconnected, Remirrored |
 //	| stormguard.remirror.searches.refused | Int64ObservableCounter | {search} | stormguard.reason | BudgetRefused, NoCandidate |
 //	| stormguard.remirror.inflight | Int64ObservableUpDownCounter | {remirror} |  | InFlight |
-//	| stormguard.remirror.elections.outstanding | Int64ObservableUpDownCounter | {election} |  | ElectionsOut |
+//	| stormguard.remirror.election.outstanding | Int64ObservableUpDownCounter | {election} |  | ElectionsOut |
 //	| stormguard.remirror.free | Int64ObservableGauge | {capacity} |  | Free |
-//	| stormguard.remirror.nodes.quarantined | Int64ObservableUpDownCounter | {node} |  | Quarantined |
+//	| stormguard.remirror.node.quarantined | Int64ObservableUpDownCounter | {node} |  | Quarantined |
 //	| stormguard.dnsplan.enactor.events | Int64ObservableCounter | {event} | stormguard.event | other, applied, repaired, conflict, newer, deleted, error, pass-done |
 //	| stormguard.dnsplan.planner.events | Int64ObservableCounter | {event} | stormguard.event | other, held, fail-static, fail-open, capped |
 package stormotel

@@ -314,7 +314,7 @@ func TestOtherValuesEqualStats(t *testing.T) {
 	checkTable(t, got, recoveryTable, prog, name("locks"))
 	checkTable(t, got, enactorTable, eventCounts{1, 2, 0, 0, 0, 0, 0, 1}, name("dns"))
 	checkTable(t, got, plannerTable, eventCounts{0, 1, 0, 0, 1}, name("dns"))
-	if v := got[remirrorPrefix+".volumes"][enc(attribute.NewSet(name("ebs")))].value; v != 1 {
+	if v := got[remirrorPrefix+".volume.count"][enc(attribute.NewSet(name("ebs")))].value; v != 1 {
 		t.Errorf("remirror volumes = %v, want 1", v)
 	}
 }

@@ -173,7 +173,7 @@ var breakerTable = func() []series[backoff.BreakerStats] {
 		series[backoff.BreakerStats]{metric: breakerPrefix + ".slow_calls", source: "SlowCalls", i: func(s backoff.BreakerStats) int64 { return int64(s.SlowCalls) }},
 		series[backoff.BreakerStats]{metric: breakerPrefix + ".failure_ratio", source: "FailureRate", f: func(s backoff.BreakerStats) float64 { return s.FailureRate }},
 		series[backoff.BreakerStats]{metric: breakerPrefix + ".slow_ratio", source: "SlowRate", f: func(s backoff.BreakerStats) float64 { return s.SlowRate }},
-		series[backoff.BreakerStats]{metric: breakerPrefix + ".probes", source: "Probes", i: func(s backoff.BreakerStats) int64 { return int64(s.Probes) }},
+		series[backoff.BreakerStats]{metric: breakerPrefix + ".probe.inflight", source: "Probes", i: func(s backoff.BreakerStats) int64 { return int64(s.Probes) }},
 		series[backoff.BreakerStats]{metric: breakerPrefix + ".next_probe.time", source: "NextProbe", f: func(s backoff.BreakerStats) float64 { return unixSeconds(s.NextProbe) }},
 		series[backoff.BreakerStats]{metric: breakerPrefix + ".refused", source: "Refused", i: func(s backoff.BreakerStats) int64 { return s.Refused }},
 	)
@@ -213,11 +213,11 @@ var leaseTable = []series[lease.Stats]{
 const recoveryPrefix = "stormguard.lease.recovery"
 
 var recoveryTable = []series[lease.Progress]{
-	{metric: recoveryPrefix + ".keys", attr: AttrState.String("established"), source: "Established", i: func(s lease.Progress) int64 { return int64(s.Established) }},
-	{metric: recoveryPrefix + ".keys", attr: AttrState.String("pending"), source: "Pending", i: func(s lease.Progress) int64 { return int64(s.Pending) }},
-	{metric: recoveryPrefix + ".keys", attr: AttrState.String("failed"), source: "Failed", i: func(s lease.Progress) int64 { return int64(s.Failed) }},
-	{metric: recoveryPrefix + ".attempts.inflight", source: "InFlight", i: func(s lease.Progress) int64 { return int64(s.InFlight) }},
-	{metric: recoveryPrefix + ".attempts.queued", source: "Queued", i: func(s lease.Progress) int64 { return int64(s.Queued) }},
+	{metric: recoveryPrefix + ".key.count", attr: AttrState.String("established"), source: "Established", i: func(s lease.Progress) int64 { return int64(s.Established) }},
+	{metric: recoveryPrefix + ".key.count", attr: AttrState.String("pending"), source: "Pending", i: func(s lease.Progress) int64 { return int64(s.Pending) }},
+	{metric: recoveryPrefix + ".key.count", attr: AttrState.String("failed"), source: "Failed", i: func(s lease.Progress) int64 { return int64(s.Failed) }},
+	{metric: recoveryPrefix + ".attempt.inflight", source: "InFlight", i: func(s lease.Progress) int64 { return int64(s.InFlight) }},
+	{metric: recoveryPrefix + ".attempt.queued", source: "Queued", i: func(s lease.Progress) int64 { return int64(s.Queued) }},
 	{metric: recoveryPrefix + ".lapsed", source: "Lapsed", i: func(s lease.Progress) int64 { return s.Lapsed }},
 	{metric: recoveryPrefix + ".attempts", source: "Attempts", i: func(s lease.Progress) int64 { return s.Attempts }},
 	{metric: recoveryPrefix + ".attempts.wasted", source: "Wasted", i: func(s lease.Progress) int64 { return s.Wasted }},
@@ -242,9 +242,9 @@ var remirrorStates = []remirror.State{remirror.Healthy, remirror.Reconnecting, r
 var remirrorTable = func() []series[remirror.Stats] {
 	p := remirrorPrefix
 	t := []series[remirror.Stats]{
-		{metric: p + ".volumes", source: "Volumes", i: func(s remirror.Stats) int64 { return int64(s.Volumes) }},
-		{metric: p + ".volumes.stuck", source: "Stuck", i: func(s remirror.Stats) int64 { return int64(s.Stuck) }},
-		{metric: p + ".volumes.exhausted", source: "Exhausted", i: func(s remirror.Stats) int64 { return int64(s.Exhausted) }},
+		{metric: p + ".volume.count", source: "Volumes", i: func(s remirror.Stats) int64 { return int64(s.Volumes) }},
+		{metric: p + ".volume.stuck", source: "Stuck", i: func(s remirror.Stats) int64 { return int64(s.Stuck) }},
+		{metric: p + ".volume.exhausted", source: "Exhausted", i: func(s remirror.Stats) int64 { return int64(s.Exhausted) }},
 		{metric: p + ".actions", attr: AttrAction.String("probe"), source: "Probes", i: func(s remirror.Stats) int64 { return s.Probes }},
 		{metric: p + ".actions", attr: AttrAction.String("query"), source: "Queries", i: func(s remirror.Stats) int64 { return s.Queries }},
 		{metric: p + ".actions", attr: AttrAction.String("copy"), source: "Copies", i: func(s remirror.Stats) int64 { return s.Copies }},
@@ -255,12 +255,12 @@ var remirrorTable = func() []series[remirror.Stats] {
 		{metric: p + ".searches.refused", attr: AttrReason.String("budget"), source: "BudgetRefused", i: func(s remirror.Stats) int64 { return s.BudgetRefused }},
 		{metric: p + ".searches.refused", attr: AttrReason.String("no_candidate"), source: "NoCandidate", i: func(s remirror.Stats) int64 { return s.NoCandidate }},
 		{metric: p + ".inflight", source: "InFlight", i: func(s remirror.Stats) int64 { return int64(s.InFlight) }},
-		{metric: p + ".elections.outstanding", source: "ElectionsOut", i: func(s remirror.Stats) int64 { return int64(s.ElectionsOut) }},
+		{metric: p + ".election.outstanding", source: "ElectionsOut", i: func(s remirror.Stats) int64 { return int64(s.ElectionsOut) }},
 		{metric: p + ".free", source: "Free", i: func(s remirror.Stats) int64 { return s.Free }},
-		{metric: p + ".nodes.quarantined", source: "Quarantined", i: func(s remirror.Stats) int64 { return int64(s.Quarantined) }},
+		{metric: p + ".node.quarantined", source: "Quarantined", i: func(s remirror.Stats) int64 { return int64(s.Quarantined) }},
 	}
 	for _, st := range remirrorStates {
-		t = append(t, series[remirror.Stats]{metric: p + ".volumes.state", attr: AttrState.String(st.String()),
+		t = append(t, series[remirror.Stats]{metric: p + ".volume.state", attr: AttrState.String(st.String()),
 			source: "ByState[" + strconv.Itoa(int(st)) + "]",
 			i:      func(s remirror.Stats) int64 { return int64(s.ByState[st]) }})
 	}
@@ -298,7 +298,7 @@ var instruments = append(shedInstruments(),
 	inst{breakerPrefix + ".slow_calls", "{call}", "Slow calls in the breaker's window.", gaugeInt},
 	inst{breakerPrefix + ".failure_ratio", "1", "Failures over calls in the breaker's window.", gaugeFloat},
 	inst{breakerPrefix + ".slow_ratio", "1", "Slow calls over calls in the breaker's window.", gaugeFloat},
-	inst{breakerPrefix + ".probes", "{call}", "Probes in flight (half-open).", upDownInt},
+	inst{breakerPrefix + ".probe.inflight", "{call}", "Probes in flight (half-open).", upDownInt},
 	inst{breakerPrefix + ".next_probe.time", "s", "Unix time an open breaker admits its next call; 0 otherwise.", gaugeFloat},
 	inst{breakerPrefix + ".refused", "{call}", "Calls the breaker refused.", counterInt},
 
@@ -315,9 +315,9 @@ var instruments = append(shedInstruments(),
 
 	inst{leaseEvents, "{event}", "Lease events counted by a lease.Counters, by stormguard.event.", counterInt},
 
-	inst{recoveryPrefix + ".keys", "{key}", "Keys of a lease recovery by stormguard.state.", upDownInt},
-	inst{recoveryPrefix + ".attempts.inflight", "{attempt}", "Recovery attempts running.", upDownInt},
-	inst{recoveryPrefix + ".attempts.queued", "{attempt}", "Recovery attempts waiting for a worker.", upDownInt},
+	inst{recoveryPrefix + ".key.count", "{key}", "Keys of a lease recovery by stormguard.state.", upDownInt},
+	inst{recoveryPrefix + ".attempt.inflight", "{attempt}", "Recovery attempts running.", upDownInt},
+	inst{recoveryPrefix + ".attempt.queued", "{attempt}", "Recovery attempts waiting for a worker.", upDownInt},
 	inst{recoveryPrefix + ".lapsed", "{lease}", "Leases lost because no renewal finished in time.", counterInt},
 	inst{recoveryPrefix + ".attempts", "{attempt}", "Recovery attempts handed out.", counterInt},
 	inst{recoveryPrefix + ".attempts.wasted", "{attempt}", "Attempts that failed or finished after their deadline.", counterInt},
@@ -328,17 +328,17 @@ var instruments = append(shedInstruments(),
 
 	inst{fenceOps, "{operation}", "Fenced operations by stormguard.outcome.", counterInt},
 
-	inst{remirrorPrefix + ".volumes", "{volume}", "Volumes (deleted ones excluded).", upDownInt},
-	inst{remirrorPrefix + ".volumes.stuck", "{volume}", "Volumes not healthy.", upDownInt},
-	inst{remirrorPrefix + ".volumes.exhausted", "{volume}", "Volumes stuck electing for good.", upDownInt},
-	inst{remirrorPrefix + ".volumes.state", "{volume}", "Volumes by stormguard.state.", upDownInt},
+	inst{remirrorPrefix + ".volume.count", "{volume}", "Volumes (deleted ones excluded).", upDownInt},
+	inst{remirrorPrefix + ".volume.stuck", "{volume}", "Volumes not healthy.", upDownInt},
+	inst{remirrorPrefix + ".volume.exhausted", "{volume}", "Volumes stuck electing for good.", upDownInt},
+	inst{remirrorPrefix + ".volume.state", "{volume}", "Volumes by stormguard.state.", upDownInt},
 	inst{remirrorPrefix + ".actions", "{action}", "Actions returned, by stormguard.action.", counterInt},
 	inst{remirrorPrefix + ".recoveries", "{recovery}", "Recoveries, by stormguard.outcome.", counterInt},
 	inst{remirrorPrefix + ".searches.refused", "{search}", "Search attempts not sent, by stormguard.reason.", counterInt},
 	inst{remirrorPrefix + ".inflight", "{remirror}", "Re-mirrors in flight.", upDownInt},
-	inst{remirrorPrefix + ".elections.outstanding", "{election}", "Elections outstanding.", upDownInt},
+	inst{remirrorPrefix + ".election.outstanding", "{election}", "Elections outstanding.", upDownInt},
 	inst{remirrorPrefix + ".free", "{capacity}", "Capacity free on usable nodes, in the engine's capacity unit.", gaugeInt},
-	inst{remirrorPrefix + ".nodes.quarantined", "{node}", "Quarantined nodes.", upDownInt},
+	inst{remirrorPrefix + ".node.quarantined", "{node}", "Quarantined nodes.", upDownInt},
 
 	inst{enactorEvents, "{event}", "dnsplan enactor events, by stormguard.event.", counterInt},
 	inst{plannerEvents, "{event}", "dnsplan planner events, by stormguard.event.", counterInt},

@@ -88,7 +88,7 @@ func TestReviewKeyStartingWithPercentBang(t *testing.T) {
 }
 
 // TestReviewSemconvInstruments: the instruments follow the semantic
-// conventions' choices. A current count of things present (calls in
+// conventions' choices (v1.45 naming.md). A current count of things present (calls in
 // flight or waiting, volumes, keys) is additive, so it is an
 // UpDownCounter, not a gauge (a sum over queues or keys means something;
 // and it can fall, so it is no counter). The unit "1" is for ratios only:
@@ -96,7 +96,7 @@ func TestReviewKeyStartingWithPercentBang(t *testing.T) {
 // named as one (no "failure_rate_ratio"), and a quantity that is no ratio
 // (remirror's free capacity) has a unit of its own.
 func TestReviewSemconvInstruments(t *testing.T) {
-	updown := regexp.MustCompile(`\.(inflight|waiting|probes|keys|attempts\.queued|volumes(\.[a-z]+)?|outstanding|quarantined)$`)
+	updown := regexp.MustCompile(`\.(inflight|waiting|probes|keys|count|attempts?\.queued|volumes?(\.[a-z]+)?|outstanding|quarantined)$`)
 	ratio := regexp.MustCompile(`(ratio|utilization|probability)$`)
 	for _, in := range instruments {
 		if in.kind == counterInt && updown.MatchString(in.name) {
@@ -110,6 +110,15 @@ func TestReviewSemconvInstruments(t *testing.T) {
 		}
 		if strings.HasSuffix(in.name, "total") || strings.HasSuffix(in.name, "count") && in.kind == counterInt {
 			t.Errorf("%s: a counter's name ends in total or count", in.name)
+		}
+		// "Do not pluralize UpDownCounter names": process.count, not
+		// processes.
+		if in.kind == upDownInt {
+			for _, part := range strings.Split(strings.TrimPrefix(in.name, "stormguard."), ".") {
+				if strings.HasSuffix(part, "s") && part != "stormguard" && part != "backoff" && part != "shed" && part != "lease" {
+					t.Errorf("%s: an up-down counter with a plural in its name (%s)", in.name, part)
+				}
+			}
 		}
 	}
 }
