@@ -24,6 +24,7 @@ type jsonConfig struct {
 	CallTimeoutMinMS  float64 `json:"call_timeout_min_ms"`
 	CallTimeoutMaxMS  float64 `json:"call_timeout_max_ms"`
 	SickZoneHung      bool    `json:"sick_zone_hung"`
+	SickZoneKind      string  `json:"sick_zone_kind"` // slow, edge or hung: where its calls fall against the ceiling
 	LearnTimeS        float64 `json:"learn_time_s"`
 	ServedShareDemand float64 `json:"served_share_demand"`
 }
@@ -93,7 +94,7 @@ func toJSON(cfg config, runs []*designRun) jsonOutput {
 		Config: jsonConfig{
 			DurationS: cfg.duration.Seconds(), RatePerZone: cfg.rate, SickAfterS: cfg.sickAfter.Seconds(), SickForS: cfg.sickFor.Seconds(),
 			SickDelayMS: ms(cfg.sickDelay), ClientTimeoutMS: ms(cfg.clientWait), Pool: cfg.pool, Seed: cfg.seed, ZoneCap: zoneCap(cfg.pool),
-			CallTimeoutMinMS: ms(timeoutFloor), CallTimeoutMaxMS: ms(ceiling(cfg.clientWait)), SickZoneHung: hung(cfg), LearnTimeS: learnTime(cfg).Seconds(), ServedShareDemand: servedShare,
+			CallTimeoutMinMS: ms(timeoutFloor), CallTimeoutMaxMS: ms(ceiling(cfg.clientWait)), SickZoneHung: hung(cfg), SickZoneKind: sickKind(cfg), LearnTimeS: learnTime(cfg).Seconds(), ServedShareDemand: servedShare,
 		},
 		Postmortem: jsonPostmortem{pmErrorsAfterSick.Seconds(), pmPauseAfterSick.Seconds(), pmRecoveredAfterPause.Seconds()},
 	}

@@ -249,12 +249,12 @@ func findings(cfg config, d *designRun) []string {
 	}
 	switch sickKind(cfg) {
 	case kindHung:
-		out = append(out, fmt.Sprintf("us-east-1a hung: its calls took %s to %s, all longer than the %s ceiling on a call (the guarded design's "+
+		out = append(out, fmt.Sprintf("us-east-1a hung: its backend took %s to %s to answer a call, longer than the %s ceiling on a call (the guarded design's "+
 			"longest call timeout and the operator's check deadline). %s", dur(lo), dur(hi), dur(ceil), served))
 	default:
-		line := fmt.Sprintf("us-east-1a was slow but working: its calls took %s to %s, all within the %s ceiling on a call.", dur(lo), dur(hi), dur(ceil))
+		line := fmt.Sprintf("us-east-1a was slow but working: its backend took %s to %s to answer a call, within the %s ceiling on a call.", dur(lo), dur(hi), dur(ceil))
 		if sickKind(cfg) == kindEdge {
-			line = fmt.Sprintf("us-east-1a was slow, at the edge of hung: its calls took %s to %s, some within the %s ceiling on a call and some past it.",
+			line = fmt.Sprintf("us-east-1a was slow, at the edge of hung: its backend took %s to %s to answer a call, some within the %s ceiling on a call and some past it.",
 				dur(lo), dur(hi), dur(ceil))
 		}
 		line += " " + served
@@ -284,7 +284,7 @@ func findings(cfg config, d *designRun) []string {
 			}
 		}
 		if hi > 0 {
-			out = append(out, fmt.Sprintf("In the whole seconds while it was sick, us-east-1a's learned limit ranged over [%d, %d] of its %s and its call timeout "+
+			out = append(out, fmt.Sprintf("In the seconds that began while it was sick, us-east-1a's learned limit ranged over [%d, %d] of its %s and its call timeout "+
 				"was at most %v (ceiling %v).", lo, hi, plural(d.slots, "slot"), dur(most), dur(ceil)))
 		}
 	}
@@ -299,10 +299,14 @@ func findings(cfg config, d *designRun) []string {
 		start := time.Duration(hit) * time.Second
 		var when string
 		switch {
+		case start+time.Second <= sick && sick-start < cfg.clientWait:
+			// The table is by when a request was sent: those sent just
+			// before the zone turned sick may still wait for an answer then.
+			when = fmt.Sprintf("before us-east-1a turned sick at %.1fs, whose requests could still be waiting for an answer when it did", sick.Seconds())
 		case start+time.Second <= sick:
 			when = fmt.Sprintf("before us-east-1a turned sick at %.1fs", sick.Seconds())
 		case start <= sick:
-			when = fmt.Sprintf("the second in which us-east-1a turned sick (at %.1fs)", sick.Seconds())
+			when = fmt.Sprintf("the second in which us-east-1a turned sick, at %.1fs", sick.Seconds())
 		default:
 			when = fmt.Sprintf("%.1fs after us-east-1a turned sick at %.1fs", (start - sick).Seconds(), sick.Seconds())
 		}

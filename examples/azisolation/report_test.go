@@ -109,7 +109,7 @@ func TestSentencesHoldForEveryOutcome(t *testing.T) {
 	}{
 		{name: "hung, paused and resumed, hit in the sick second", events: []event{ev(2, evSick), ev(3.5, evPaused), ev(6, evRecovered), ev(6.8, evResumed)},
 			checks: 30, failed: 8, outcome: healthyFailIn(2, 4), fly: hump,
-			want:    []string{"hung", "in second 2, the second in which us-east-1a turned sick", "1.5s after it turned sick", "0.8s after its backend recovered", "back to at most 1 in second 6"},
+			want:    []string{"hung", "in second 2, the second in which us-east-1a turned sick, at 2.0s (postmortem", "1.5s after it turned sick", "0.8s after its backend recovered", "back to at most 1 in second 6"},
 			wantNot: []string{"slow but working"}},
 		{name: "never paused, no check", cfg: func(c config) config { c.duration = time.Second; c.sickAfter = 0; return c },
 			events: []event{ev(0, evSick)}, outcome: allOK, fly: one,
@@ -131,7 +131,9 @@ func TestSentencesHoldForEveryOutcome(t *testing.T) {
 		{name: "recovered, never resumed", events: []event{ev(2, evSick), ev(3, evPaused), ev(6, evRecovered)}, checks: 30, failed: 5, outcome: sickFails, fly: hump,
 			want: []string{"had not resumed it by the end of the run, though its backend recovered at 6.0s"}},
 		{name: "healthy hit before the sick zone", events: []event{ev(2, evSick), ev(6, evRecovered)}, checks: 30, outcome: healthyFailIn(0, 1), fly: one,
-			want: []string{"in second 0, before us-east-1a turned sick at 2.0s"}, wantNot: []string{"every second of the run"}},
+			want: []string{"in second 0, before us-east-1a turned sick at 2.0s (postmortem"}, wantNot: []string{"every second of the run"}},
+		{name: "healthy hit in the second before the sick zone", events: []event{ev(2, evSick), ev(6, evRecovered)}, checks: 30, outcome: healthyFailIn(1, 2), fly: one,
+			want: []string{"in second 1, before us-east-1a turned sick at 2.0s, whose requests could still be waiting for an answer when it did"}},
 		{name: "healthy never back", events: []event{ev(2, evSick), ev(6, evRecovered)}, checks: 30, outcome: healthyFailIn(4, 10), fly: hump,
 			want: []string{"2.0s after us-east-1a turned sick at 2.0s", "still below it in the run's last second"}},
 		{name: "slow zone", cfg: func(c config) config { c.sickDelay = 300 * time.Millisecond; return c },
@@ -141,7 +143,7 @@ func TestSentencesHoldForEveryOutcome(t *testing.T) {
 			events: []event{ev(2, evSick)}, checks: 4, outcome: sickFails, fly: one, want: []string{"of its 1 request succeeded"}},
 		{name: "edge of hung", cfg: func(c config) config { c.sickDelay = 1500 * time.Millisecond; return c },
 			events: []event{ev(2, evSick), ev(6, evRecovered)}, checks: 30, failed: 1, outcome: allOK, fly: one,
-			want: []string{"at the edge of hung"}, wantNot: []string{"slow but working", "all within"}},
+			want: []string{"at the edge of hung"}, wantNot: []string{"slow but working", "us-east-1a hung:"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := base
