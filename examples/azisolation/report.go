@@ -294,7 +294,8 @@ func findings(cfg config, d *designRun) []string {
 	paused, wasPaused := firstEvent(d.run.events, evPaused)
 	hit, back := healthyHit(d.secs, 0)
 	if hit < 0 {
-		out = append(out, fmt.Sprintf("The healthy zones met %.0f%% success in every second of the run.", 100*unaffectedSuccess))
+		out = append(out, fmt.Sprintf("The healthy zones met %.0f%% success in every second of the run (postmortem: the EBS API's error rates and latencies were high in every zone "+
+			"of the Region from 00:50 until 02:50, %s after the zone was disabled).", 100*unaffectedSuccess, minutes(pmRecoveredAfterPause)))
 	} else {
 		start := time.Duration(hit) * time.Second
 		var when string
