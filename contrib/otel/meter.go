@@ -246,6 +246,9 @@ type source[S any] struct {
 	attrs []attribute.KeyValue
 	table []series[S]
 	get   func() (s S, id any, ok bool)
+	// getCtx, if not nil, is used instead of get, with the collection's
+	// context: for a read that may wait (RegisterScheduler's).
+	getCtx func(ctx context.Context) (s S, id any, ok bool)
 }
 
 // srcState is what a registration keeps for one source: the object last
@@ -267,7 +270,7 @@ type binding interface {
 	// source's series under name, adding new instruments to list.
 	prepare(m *Meter, name string, seen map[string]bool, list *[]metric.Observable)
 	// observe reads the source and reports its series.
-	observe(o metric.Observer)
+	observe(ctx context.Context, o metric.Observer)
 }
 
 // bound is a source with its state.
@@ -295,8 +298,17 @@ func (b *bound[S]) prepare(m *Meter, name string, seen map[string]bool, list *[]
 	}
 }
 
-func (b *bound[S]) observe(o metric.Observer) {
-	s, id, ok := b.src.get()
+func (b *bound[S]) observe(ctx context.Context, o metric.Observer) {
+	var (
+		s  S
+		id any
+		ok bool
+	)
+	if b.src.getCtx != nil {
+		s, id, ok = b.src.getCtx(ctx)
+	} else {
+		s, id, ok = b.src.get()
+	}
 	if !ok {
 		if id != skipped {
 			forget(&b.st)
@@ -374,11 +386,11 @@ func registerDone(m *Meter, kind, name string, bs []binding, done chan struct{})
 		return nil, fmt.Errorf("%w: %s %q is registered on this Meter already; unregister it first", ErrDuplicate, kind, name)
 	}
 	var mu sync.Mutex // the callback may run for several readers at once
-	cb := func(_ context.Context, o metric.Observer) error {
+	cb := func(ctx context.Context, o metric.Observer) error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, b := range bs {
-			b.observe(o)
+			b.observe(ctx, o)
 		}
 		return nil
 	}

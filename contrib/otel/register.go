@@ -1,6 +1,7 @@
 package stormotel
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"sync"
@@ -89,7 +90,8 @@ func (m *Meter) RegisterAdaptiveLimit(name string, a *shed.AdaptiveLimit) (*Regi
 // A collection waits for lock while it holds the meter provider's own
 // lock, which registering and unregistering need too. The driver may
 // Unregister this registration or Close the Meter while holding lock: a
-// callback waiting for lock then gives up and reports nothing. It must not
+// callback waiting for lock then gives up and reports nothing, as it does
+// when the collection's context ends (a reader's timeout) first. It must not
 // register or unregister anything else on the provider, nor collect, while
 // holding lock: that deadlocks with a collection waiting for lock.
 func RegisterScheduler[T any](m *Meter, name string, s *shed.Scheduler[T], lock sync.Locker) (*Registration, error) {
@@ -100,8 +102,8 @@ func RegisterScheduler[T any](m *Meter, name string, s *shed.Scheduler[T], lock 
 		return nil, fmt.Errorf("%w: nil %s for %q", ErrInvalid, kindScheduler, name)
 	}
 	done := make(chan struct{})
-	return registerDone(m, kindScheduler, name, bind(source[shed.Stats]{table: shedTables[kindScheduler], get: func() (shed.Stats, any, bool) {
-		if !lockOrQuit(lock, done) {
+	return registerDone(m, kindScheduler, name, bind(source[shed.Stats]{table: shedTables[kindScheduler], getCtx: func(ctx context.Context) (shed.Stats, any, bool) {
+		if !lockOrQuit(ctx, lock, done) {
 			return shed.Stats{}, skipped, false
 		}
 		defer lock.Unlock()
@@ -110,10 +112,10 @@ func RegisterScheduler[T any](m *Meter, name string, s *shed.Scheduler[T], lock 
 }
 
 // lockOrQuit takes lock and reports true, or gives up and reports false
-// once done is closed. A lock that has TryLock (sync.Mutex does) costs
+// once done is closed or ctx is done. A lock that has TryLock (sync.Mutex does) costs
 // nothing more when free; otherwise a goroutine waits for it, and hands it
 // back at once if nobody wants it any more.
-func lockOrQuit(lock sync.Locker, done <-chan struct{}) bool {
+func lockOrQuit(ctx context.Context, lock sync.Locker, done <-chan struct{}) bool {
 	if tl, ok := lock.(interface{ TryLock() bool }); ok && tl.TryLock() {
 		return true
 	}
@@ -130,9 +132,10 @@ func lockOrQuit(lock sync.Locker, done <-chan struct{}) bool {
 	case <-got:
 		return true
 	case <-done:
-		close(abandon)
-		return false
+	case <-ctx.Done():
 	}
+	close(abandon)
+	return false
 }
 
 // keyed registers an aggregate source (no stormguard.key) and one source

@@ -297,3 +297,30 @@ func TestReviewInvisibleCharacters(t *testing.T) {
 		}
 	}
 }
+
+// TestReviewSchedulerCollectGivesUpAtDeadline: a collection whose
+// context ends while the callback waits for a Scheduler driver's lock
+// (a driver stuck holding it) returns, instead of holding the provider's
+// lock, and every other registration's series, until the driver lets go.
+func TestReviewSchedulerCollectGivesUpAtDeadline(t *testing.T) {
+	m, r := newMeter(t)
+	sc := must[*shed.Scheduler[int]](t)(shed.NewScheduler[int](shed.QueueConfig{Workers: 1}, nil))
+	var mu sync.Mutex
+	lk := signalLocker{&mu, make(chan struct{}, 1)}
+	must[*Registration](t)(RegisterScheduler(m, "jobs", sc, lk))
+	mu.Lock() // a driver stuck holding its lock
+	defer mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	collected := make(chan error, 1)
+	go func() {
+		var rm metricdata.ResourceMetrics
+		collected <- r.Collect(ctx, &rm)
+	}()
+	<-lk.waiting
+	cancel()
+	select {
+	case <-collected:
+	case <-time.After(time.Minute):
+		t.Fatal("a collection whose context ended still waits for the driver's lock")
+	}
+}
