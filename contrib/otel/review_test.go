@@ -153,8 +153,7 @@ func TestReviewSchedulerStopUnderDriverLock(t *testing.T) {
 		var mu sync.Mutex
 		lk := signalLocker{&mu, make(chan struct{}, 1)}
 		reg := must[*Registration](t)(RegisterScheduler(m, "jobs", sc, lk))
-		other := must[*Registration](t)(m.RegisterBudget("b", must[*backoff.Budget](t)(backoff.NewBudget(backoff.BudgetConfig{}))))
-		_ = other
+		must[*Registration](t)(m.RegisterBudget("b", must[*backoff.Budget](t)(backoff.NewBudget(backoff.BudgetConfig{}))))
 		mu.Lock() // the driver holds its lock
 		collected := make(chan error, 1)
 		go func() {
@@ -322,5 +321,42 @@ func TestReviewSchedulerCollectGivesUpAtDeadline(t *testing.T) {
 	case <-collected:
 	case <-time.After(time.Minute):
 		t.Fatal("a collection whose context ended still waits for the driver's lock")
+	}
+}
+
+// TestReviewKeyChurnBounded: unlisted keys churning forever through a
+// Partition (each forgets the last) and listed keys forgotten and made
+// again add no series and no state: the series stay the listed keys' and
+// the aggregate's, and each listed key's counters keep counting.
+func TestReviewKeyChurnBounded(t *testing.T) {
+	m, r := newMeter(t)
+	p := must[*shed.Partition[int]](t)(shed.NewPartition(shed.PartitionConfig[int]{Total: 4, PerKey: 4, MaxKeys: 2}))
+	must[*Registration](t)(RegisterPartition(m, "churn", p, []int{0, 1}))
+	use := func(k int) {
+		if !p.TryAcquire(k) {
+			t.Fatalf("key %d refused", k)
+		}
+		p.Release(k)
+	}
+	metric := shedPrefix(kindPartitionKey) + ".admitted"
+	at := enc(attribute.NewSet(name("churn"), key("0")))
+	var want float64
+	for round := range 50 {
+		use(0)
+		want++
+		got := collect(t, r)
+		if v := got[metric][at].value; v != want {
+			t.Fatalf("round %d: key 0 admitted %v, want %v", round, v, want)
+		}
+		for k := 2; k < 202; k++ {
+			use(round*1000 + k) // unlisted keys; key 0 is forgotten
+		}
+		total := 0
+		for _, pts := range collect(t, r) {
+			total += len(pts)
+		}
+		if total > 3*13 {
+			t.Fatalf("round %d: %d series, above 3 sources of 13", round, total)
+		}
 	}
 }
