@@ -173,7 +173,7 @@ type designRun struct {
 	secs        [][]secStat // [second][zone]
 	zones       []zoneStats
 	sickServed  zoneStats // the sick zone while sick and not paused
-	settled     zoneStats // the same, from learnTime after it turned sick
+	settled     zoneStats // the same, sent in settledWindow
 }
 
 // zoneCap is the guarded design's cap on one zone's calls in flight.
@@ -236,7 +236,8 @@ func runBoth(cfg config, phase func(string)) ([]*designRun, error) {
 		runs[i].zones = stats(r.results, -1, -1, nil)
 		paused := pausedSpans(r.events, cfg.duration)
 		runs[i].sickServed = stats(r.results, cfg.sickAfter, cfg.sickAfter+cfg.sickFor, paused)[0]
-		runs[i].settled = stats(r.results, cfg.sickAfter+learnTime(cfg), cfg.sickAfter+cfg.sickFor, paused)[0]
+		from, to := settledWindow(cfg)
+		runs[i].settled = stats(r.results, from, to, paused)[0]
 	}
 	return runs, nil
 }

@@ -260,24 +260,28 @@ func findings(cfg config, d *designRun) []string {
 		line += " " + served
 		line += fmt.Sprintf(" With %s for one zone the design can carry %.0f%% of its load (%d req/s × %v = %.1f calls in flight needed).",
 			plural(d.slots, "slot"), 100*can, cfg.rate, cfg.sickDelay, float64(cfg.rate)*cfg.sickDelay.Seconds())
+		until := ""
+		if _, to := settledWindow(cfg); to < cfg.sickAfter+cfg.sickFor {
+			until = fmt.Sprintf(" until %v before it recovered (a later one could wait out the sickness)", cfg.clientWait)
+		}
 		switch {
 		case settled.n == 0:
-			line += fmt.Sprintf(" It was sent no request while sick, not paused and at least %v (%d round trips) after it slowed down, so the demand that a slow zone be served is not tested.",
-				learnTime(cfg), learnRTTs)
+			line += fmt.Sprintf(" It was sent no request while sick, not paused, at least %v (%d round trips) after it slowed down%s, so the demand that a slow zone be served is not tested.",
+				learnTime(cfg), learnRTTs, until)
 		case sickKind(cfg) == kindEdge:
 			// Calls past the ceiling fail by design, and each probe that
 			// runs past it holds the zone's timeout down for a whole
 			// ceiling: the demand is for a zone that answers within it.
-			line += fmt.Sprintf(" From %v (%d round trips) after it slowed down, %.1f%% of its %s succeeded; the demand that a slow zone be served "+
-				"applies only to one whose calls all answer within the ceiling.", learnTime(cfg), learnRTTs, 100*settled.success(), plural(settled.n, "request"))
+			line += fmt.Sprintf(" Of its requests sent from %v (%d round trips) after it slowed down%s, %.1f%% of %d succeeded; the demand that a slow zone be served "+
+				"applies only to one whose calls all answer within the ceiling.", learnTime(cfg), learnRTTs, until, 100*settled.success(), settled.n)
 		default:
 			met := "met"
 			if settled.success() < servedShare*can {
 				met = "NOT met"
 			}
-			line += fmt.Sprintf(" From %v (%d round trips) after it slowed down, %.1f%% of its %s succeeded; the demand that a slow zone "+
-				"be served at least %.0f%% of what the design can carry (%.1f%%) is %s.", learnTime(cfg), learnRTTs, 100*settled.success(),
-				plural(settled.n, "request"), 100*servedShare, 100*servedShare*can, met)
+			line += fmt.Sprintf(" Of its requests sent from %v (%d round trips) after it slowed down%s, %.1f%% of %d succeeded; the demand that a slow zone "+
+				"be served at least %.0f%% of what the design can carry (%.1f%%) is %s.", learnTime(cfg), learnRTTs, until, 100*settled.success(),
+				settled.n, 100*servedShare, 100*servedShare*can, met)
 		}
 		out = append(out, line)
 	}

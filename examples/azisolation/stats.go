@@ -36,6 +36,19 @@ const servedShare = 0.9
 // needs.
 const learnRTTs = 3
 
+// settledWindow is when the requests that judge a slow zone's service
+// were sent: from learnTime after it slowed down until, if it recovers in
+// the run, one client timeout before it did (a request sent later may
+// wait out the sickness in a queue and be answered by the recovered
+// backend, which says nothing of how the slow zone was served).
+func settledWindow(cfg config) (from, to time.Duration) {
+	from, to = cfg.sickAfter+learnTime(cfg), cfg.sickAfter+cfg.sickFor
+	if to < cfg.duration {
+		to -= cfg.clientWait
+	}
+	return from, to
+}
+
 // learnTime is how long the guarded design is given to learn a zone that
 // slowed down to cfg.sickDelay per call.
 func learnTime(cfg config) time.Duration { return learnRTTs * cfg.sickDelay }
