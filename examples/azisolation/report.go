@@ -376,6 +376,8 @@ func operatorLine(d *designRun, sick, recovered time.Duration, recoveredInRun bo
 			return fmt.Sprintf("The operator never paused us-east-1a: it made no health check of it in the run (one every %v).", checkEvery)
 		case failed == 0 && n == 1:
 			return "The operator never paused us-east-1a: its one health check passed."
+		case failed == 0 && n == 2:
+			return "The operator never paused us-east-1a: both of its health checks passed."
 		case failed == 0:
 			return fmt.Sprintf("The operator never paused us-east-1a: all %d of its health checks passed.", n)
 		default:
