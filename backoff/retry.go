@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/stormguard/stormguard/internal/ctxsleep"
 )
 
 // Reasons Retry gives up, matched with errors.Is on the error it returns.
@@ -378,7 +380,7 @@ func run(ctx context.Context, p Policy, opts []Option, op func(context.Context) 
 			}
 			return e
 		}
-		if serr := sleep(ctx, delay); serr != nil {
+		if serr := ctxsleep.Sleep(ctx, delay); serr != nil {
 			return &Error{Reason: serr, Last: err, Attempts: attempt, Elapsed: time.Since(firstFailure)}
 		}
 		prev = delay
@@ -432,29 +434,4 @@ func next(ctx context.Context, p Policy, cfg *config, attempt int, prev time.Dur
 		cfg.paid = true
 	}
 	return delay, nil
-}
-
-// sleep waits for d or until ctx is done, whichever comes first, and returns
-// ctx's error in the second case. A wait that ends at the instant ctx is
-// done (or past ctx's deadline, before ctx's own timer has noticed) also
-// returns ctx's error: select picks at random among ready cases, and the
-// next attempt must never start after the caller has given up.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
-		return context.DeadlineExceeded
-	}
-	return nil
 }
