@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/internal/ctxsleep"
 )
 
 // DefaultDrainLimit is how many bytes of a discarded response body are read
@@ -422,7 +423,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.discard(ctx, resp, wakeAt)
 			resp = nil
 		}
-		if serr := sleep(ctx, time.Until(wakeAt)); serr != nil {
+		if serr := ctxsleep.Sleep(ctx, time.Until(wakeAt)); serr != nil {
 			closeBody(nextReq)
 			last := lastErr
 			if last == nil {
@@ -689,31 +690,6 @@ func parseRetryAfter(s string, now func() time.Time) time.Duration {
 		return d
 	}
 	return 0
-}
-
-// sleep waits for d or until ctx is done, and returns ctx's error then. A
-// wait that ends at the instant ctx is done (or past its deadline, before
-// ctx's own timer has noticed) also returns ctx's error: select picks at
-// random among ready cases, and no attempt may start after the caller has
-// given up.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
-		return context.DeadlineExceeded
-	}
-	return nil
 }
 
 // hostKey is the key of u's breaker: its host in lower case (but an IPv6
