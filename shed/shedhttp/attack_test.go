@@ -79,16 +79,7 @@ func TestClientGoneWhileWaitingForToken(t *testing.T) {
 		var ran atomic.Int64
 		h := mustNew(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran.Add(1) }), shedhttp.Options{Limiter: lim})
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
-		ctx, cancel := context.WithCancel(t.Context())
-		w := httptest.NewRecorder()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil).WithContext(ctx))
-		}()
-		time.Sleep(500 * time.Millisecond)
-		cancel()
-		<-done
+		w := serveUntilGone(t, h, 500*time.Millisecond)
 		assert.Equal(t, shedhttp.StatusClientClosedRequest, w.Code)
 		assert.Equal(t, int64(1), ran.Load())
 		assert.Equal(t, int64(1), h.Stats().Gone)
@@ -256,17 +247,8 @@ func TestClientGoneWhileQueuedEveryPrimitive(t *testing.T) {
 			}), o)
 			go h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/hold", nil))
 			synctest.Wait()
-			ctx, cancel := context.WithCancel(t.Context())
-			w := httptest.NewRecorder()
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil).WithContext(ctx))
-			}()
 			// Within a Queue's longest wait, min(MaxWait, Target+Interval).
-			time.Sleep(50 * time.Millisecond)
-			cancel()
-			<-done
+			w := serveUntilGone(t, h, 50*time.Millisecond)
 			assert.Equal(t, shedhttp.StatusClientClosedRequest, w.Code, name)
 			assert.Equal(t, int64(1), h.Stats().Gone, name)
 			close(release)
@@ -313,4 +295,21 @@ func TestZeroLimiterIs500(t *testing.T) {
 	assert.Equal(t, "internal", b.Error)
 	assert.Contains(t, b.Message, "NewLimiter")
 	assert.Equal(t, int64(0), ran.Load())
+}
+
+// serveUntilGone serves a GET / whose client goes away after d (of a
+// synctest bubble's time), and returns its recorder once ServeHTTP has
+// returned.
+func serveUntilGone(t *testing.T, h http.Handler, d time.Duration) *httptest.ResponseRecorder {
+	ctx, cancel := context.WithCancel(t.Context())
+	w := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil).WithContext(ctx))
+	}()
+	time.Sleep(d)
+	cancel()
+	<-done
+	return w
 }

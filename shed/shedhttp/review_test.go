@@ -408,20 +408,7 @@ func TestHTTP2ClientCancelWhileQueued(t *testing.T) {
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
 	}()
 	waitFor(t, func() bool { return bh.Stats().InFlight == 1 })
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/waiter", nil)
-		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		errc <- err
-	}()
-	waitFor(t, func() bool { return bh.Stats().Waiting == 1 })
-	cancel()
-	assert.ErrorIs(t, <-errc, context.Canceled)
-	waitFor(t, func() bool { return h.Stats().Gone == 1 })
+	leaveWhileQueued(t, c, srv.URL+"/waiter", bh, h)
 	assert.Equal(t, 0, bh.Stats().Waiting)
 	close(release)
 	<-held

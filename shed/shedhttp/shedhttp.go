@@ -397,12 +397,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.refused(w, r, key, pri, err)
 			return
 		}
-		if h.timed {
-			h.runTimed(w, r, key, pri, h.o.Bulkhead.ReleaseRTT, h.o.Bulkhead.Release)
-			return
-		}
-		defer h.o.Bulkhead.Release()
-		h.run(w, r, key, pri)
+		h.runHeld(w, r, key, pri, h.o.Bulkhead.ReleaseRTT, h.o.Bulkhead.Release)
 	case admitQueue:
 		var err error
 		if h.o.Cost != nil {
@@ -414,12 +409,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.refused(w, r, key, pri, err)
 			return
 		}
-		if h.timed {
-			h.runTimed(w, r, key, pri, h.o.Queue.ReleaseRTT, h.o.Queue.Release)
-			return
-		}
-		defer h.o.Queue.Release()
-		h.run(w, r, key, pri)
+		h.runHeld(w, r, key, pri, h.o.Queue.ReleaseRTT, h.o.Queue.Release)
 	case admitAdaptive:
 		if err := h.o.Adaptive.Acquire(); err != nil {
 			h.refused(w, r, key, pri, err)
@@ -462,6 +452,19 @@ func (h *Handler) servePartition(w http.ResponseWriter, r *http.Request, key str
 		p.ReleaseRTT(key, time.Since(start), r.Context().Err() != nil)
 	}()
 	ran = h.run(w, r, key, pri)
+}
+
+// runHeld runs the handler in a slot of a Bulkhead or a Queue, which
+// release and releaseRTT free: with the handler's latency (runTimed) if
+// the primitive is adaptive, without one otherwise.
+func (h *Handler) runHeld(w http.ResponseWriter, r *http.Request, key string, pri shed.Priority,
+	releaseRTT func(time.Duration, bool), release func()) {
+	if h.timed {
+		h.runTimed(w, r, key, pri, releaseRTT, release)
+		return
+	}
+	defer release()
+	h.run(w, r, key, pri)
 }
 
 // runTimed runs the handler in a slot that learns from latency: the slot

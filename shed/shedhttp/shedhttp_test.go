@@ -334,20 +334,7 @@ func TestClientGoneNeverRuns(t *testing.T) {
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
 	}()
 	waitFor(t, func() bool { return bh.Stats().InFlight == 1 })
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/waiter", nil)
-		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		errc <- err
-	}()
-	waitFor(t, func() bool { return bh.Stats().Waiting == 1 })
-	cancel()
-	assert.ErrorIs(t, <-errc, context.Canceled)
-	waitFor(t, func() bool { return h.Stats().Gone == 1 })
+	leaveWhileQueued(t, c, srv.URL+"/waiter", bh, h)
 	close(release)
 	<-held
 	assert.Equal(t, int64(1), ran.Load(), "only /hold ran")
@@ -628,6 +615,27 @@ func TestAdmitPathAllocatesNothing(t *testing.T) {
 		w := httptest.NewRecorder()
 		assert.Zero(t, testing.AllocsPerRun(100, func() { h.ServeHTTP(w, req) }), name)
 	}
+}
+
+// leaveWhileQueued sends a GET to url from c that waits in bh's queue,
+// cancels it there, and returns once the client has its
+// context.Canceled and h has counted the request Gone.
+func leaveWhileQueued(t *testing.T, c *http.Client, url string, bh *shed.Bulkhead, h *shedhttp.Handler) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	waitFor(t, func() bool { return bh.Stats().Waiting == 1 })
+	cancel()
+	assert.ErrorIs(t, <-errc, context.Canceled)
+	waitFor(t, func() bool { return h.Stats().Gone == 1 })
 }
 
 func waitFor(t *testing.T, cond func() bool) {
