@@ -15,6 +15,17 @@ import (
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
 
+// mustPanic calls f and fails the test if f does not panic.
+func mustPanic(t *testing.T, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Fatal("no panic")
+		}
+	}()
+	f()
+}
+
 // countingTransport wraps a RoundTripper and counts the response bodies it
 // hands out and the ones closed, and the bytes read from each.
 type countingTransport struct {

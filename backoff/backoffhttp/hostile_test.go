@@ -235,14 +235,7 @@ func TestPanickingClassifyReleasesTicketAndBody(t *testing.T) {
 			}
 			return backoffhttp.DefaultClassify(r, err)
 		}})
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Fatal("no panic")
-				}
-			}()
-			rt.RoundTrip(getWith(context.Background()))
-		}()
+		mustPanic(t, func() { rt.RoundTrip(getWith(context.Background())) })
 		if body.closes.Load() != 1 {
 			t.Errorf("body closed %d times after the panic", body.closes.Load())
 		}
@@ -263,14 +256,7 @@ func TestPanickingHookClosesTheResponse(t *testing.T) {
 		return &http.Response{StatusCode: 200, Body: body}, nil
 	})
 	rt := mustNew(t, backoffhttp.Config{Base: base, OnAttempt: func(backoffhttp.Attempt) { panic("hook broke") }})
-	func() {
-		defer func() {
-			if recover() == nil {
-				t.Fatal("no panic")
-			}
-		}()
-		rt.RoundTrip(getWith(context.Background()))
-	}()
+	mustPanic(t, func() { rt.RoundTrip(getWith(context.Background())) })
 	if body.closes.Load() != 1 {
 		t.Errorf("body closed %d times after the panic", body.closes.Load())
 	}
@@ -604,14 +590,7 @@ func TestPanickingGetBodyClosesTheResponse(t *testing.T) {
 	rt := mustNew(t, backoffhttp.Config{Base: fb, Policy: fast})
 	req, _ := http.NewRequest(http.MethodPut, "http://h/", strings.NewReader("payload"))
 	req.GetBody = func() (io.ReadCloser, error) { panic("spool broke") }
-	func() {
-		defer func() {
-			if recover() == nil {
-				t.Fatal("no panic")
-			}
-		}()
-		rt.RoundTrip(req)
-	}()
+	mustPanic(t, func() { rt.RoundTrip(req) })
 	if fb.sent() != 1 || fb.responses[0].closed.Load() != 1 {
 		t.Fatalf("sent %d, response closed %d times", fb.sent(), fb.responses[0].closed.Load())
 	}
