@@ -810,14 +810,7 @@ func TestServerSlotsProperty(t *testing.T) {
 					ctx, cancel = context.WithTimeout(ctx, end)
 				}
 				defer cancel()
-				if !isStream {
-					_, _ = check(ctx, c, cmd)
-					return
-				}
-				ws, err := c.Watch(ctx, &grpc_health_v1.HealthCheckRequest{Service: cmd})
-				for err == nil {
-					_, err = ws.Recv()
-				}
+				_ = call(ctx, c, isStream, cmd)
 			}()
 		}
 		wg.Wait()

@@ -193,6 +193,20 @@ func check(ctx context.Context, c grpc_health_v1.HealthClient, cmd string, opts 
 	return tr, err
 }
 
+// call makes one call with cmd, a Check or, if stream, a Watch received
+// from until it ends, and returns the error that ended it.
+func call(ctx context.Context, c grpc_health_v1.HealthClient, stream bool, cmd string) error {
+	if !stream {
+		_, err := check(ctx, c, cmd)
+		return err
+	}
+	ws, err := c.Watch(ctx, &grpc_health_v1.HealthCheckRequest{Service: cmd})
+	for err == nil {
+		_, err = ws.Recv()
+	}
+	return err
+}
+
 // waitFor polls cond until it holds (the test's own timeout bounds it).
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
