@@ -74,27 +74,34 @@ func clientCases(base http.RoundTripper, url string, direct bool) []benchCase {
 		if direct {
 			do = rt.RoundTrip
 		}
-		req, err := http.NewRequest(http.MethodGet, url, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return func() {
-			resp, err := do(req)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Errorf("status %d", resp.StatusCode)
-			}
-		}
+		return getOK(b, url, do)
 	}
 	return []benchCase{
 		{"bare", func(b *testing.B) func() { return call(b, base) }},
 		{"stormguard", func(b *testing.B) func() { return call(b, newStormguardHTTP(b, base)) }},
 		{"failsafe", func(b *testing.B) func() { return call(b, newFailsafeHTTP(base)) }},
+	}
+}
+
+// getOK returns one benchmark iteration: a GET of url made with do, its
+// body read to the end and closed, and an error or a status other than
+// 200 reported.
+func getOK(b *testing.B, url string, do func(*http.Request) (*http.Response, error)) func() {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		resp, err := do(req)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Errorf("status %d", resp.StatusCode)
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -71,22 +70,7 @@ func BenchmarkHTTPServer(b *testing.B) {
 		tr := &http.Transport{MaxIdleConnsPerHost: 1}
 		b.Cleanup(tr.CloseIdleConnections)
 		client := &http.Client{Transport: tr}
-		req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return func() {
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Errorf("status %d", resp.StatusCode)
-			}
-		}
+		return getOK(b, srv.URL, client.Do)
 	}), false)
 }
 
