@@ -100,6 +100,25 @@ type eventSink struct {
 	n   [8]atomic.Int64
 }
 
+// register exports s's counts under table, kind and name.
+func (s *eventSink) register(m *Meter, kind, name string, table []series[eventCounts]) error {
+	reg, err := register(m, kind, name, []source[eventCounts]{{table: table, get: s.snapshot}})
+	if err != nil {
+		return err
+	}
+	s.reg = reg
+	return nil
+}
+
+// add counts one event of kind index i, of known kinds; an index this
+// package does not know counts as 0, "other".
+func (s *eventSink) add(i, known int) {
+	if i >= known {
+		i = 0
+	}
+	s.n[i].Add(1)
+}
+
 func (s *eventSink) snapshot() (eventCounts, any, bool) {
 	var c eventCounts
 	for i := range c {
@@ -117,11 +136,9 @@ type EnactorEvents struct{ s eventSink }
 // RegisterEnactorEvents returns an EnactorEvents exporting under name.
 func (m *Meter) RegisterEnactorEvents(name string) (*EnactorEvents, error) {
 	e := &EnactorEvents{}
-	reg, err := register(m, "enactor", name, []source[eventCounts]{{table: enactorTable, get: e.s.snapshot}})
-	if err != nil {
+	if err := e.s.register(m, "enactor", name, enactorTable); err != nil {
 		return nil, err
 	}
-	e.s.reg = reg
 	return e, nil
 }
 
@@ -130,11 +147,7 @@ func (e *EnactorEvents) Observe(ev dnsplan.Event) {
 	if e == nil {
 		return
 	}
-	i := int(ev.Kind)
-	if i >= len(enactorKinds) {
-		i = 0
-	}
-	e.s.n[i].Add(1)
+	e.s.add(int(ev.Kind), len(enactorKinds))
 }
 
 // Unregister stops reporting (see Registration.Unregister).
@@ -155,11 +168,9 @@ type PlannerEvents struct{ s eventSink }
 // RegisterPlannerEvents returns a PlannerEvents exporting under name.
 func (m *Meter) RegisterPlannerEvents(name string) (*PlannerEvents, error) {
 	p := &PlannerEvents{}
-	reg, err := register(m, "planner", name, []source[eventCounts]{{table: plannerTable, get: p.s.snapshot}})
-	if err != nil {
+	if err := p.s.register(m, "planner", name, plannerTable); err != nil {
 		return nil, err
 	}
-	p.s.reg = reg
 	return p, nil
 }
 
@@ -168,11 +179,7 @@ func (p *PlannerEvents) Observe(ev dnsplan.PlannerEvent) {
 	if p == nil {
 		return
 	}
-	i := int(ev.Kind)
-	if i >= len(plannerKinds) {
-		i = 0
-	}
-	p.s.n[i].Add(1)
+	p.s.add(int(ev.Kind), len(plannerKinds))
 }
 
 // Unregister stops reporting (see Registration.Unregister).
