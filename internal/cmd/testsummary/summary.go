@@ -240,8 +240,8 @@ func (s *summary) report() bool {
 			status = "FAIL"
 		}
 		run := c.passed + c.failed
-		fmt.Fprintf(s.out, "%s %-*s  %d packages, %d tests run (%d passed, %d failed), %d skipped",
-			status, width, name, c.packages, run, c.passed, c.failed, c.skipped)
+		fmt.Fprintf(s.out, "%s %-*s  %s, %s run (%d passed, %d failed), %d skipped",
+			status, width, name, plural(c.packages, "package"), plural(run, "test"), c.passed, c.failed, c.skipped)
 		if len(c.buildFailed) > 0 {
 			fmt.Fprintf(s.out, ", build failed: %s", strings.Join(c.buildFailed, " "))
 		}
@@ -273,4 +273,12 @@ func (s *summary) report() bool {
 		print("(other)", &s.other)
 	}
 	return !s.fail
+}
+
+// plural is "1 package" or "n packages".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -83,7 +83,7 @@ func TestVetFailure(t *testing.T) {
 	}
 	for _, want := range []string{
 		"pass/p_test.go:17:1: ExampleHello refers to unknown identifier: Hello",
-		"FAIL rec  1 packages, 0 tests run (0 passed, 0 failed), 0 skipped, build failed: example.com/rec/pass\n",
+		"FAIL rec  1 package, 0 tests run (0 passed, 0 failed), 0 skipped, build failed: example.com/rec/pass\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -100,7 +100,7 @@ func TestPassingStream(t *testing.T) {
 	if !strings.HasPrefix(out, want) {
 		t.Errorf("output does not start with %q:\n%s", want, out)
 	}
-	if want := "ok   rec  1 packages, 5 tests run (5 passed, 0 failed), 0 skipped\n"; !strings.HasSuffix(out, want) {
+	if want := "ok   rec  1 package, 5 tests run (5 passed, 0 failed), 0 skipped\n"; !strings.HasSuffix(out, want) {
 		t.Errorf("output does not end with %q:\n%s", want, out)
 	}
 }
@@ -116,7 +116,7 @@ func TestModuleWithNothingTested(t *testing.T) {
 	for _, want := range []string{
 		"no packages to test\n",
 		"FAIL contrib/empty  0 packages, 0 tests run (0 passed, 0 failed), 0 skipped: nothing was tested\n",
-		"ok   rec            1 packages, 5 tests run (5 passed, 0 failed), 0 skipped\n",
+		"ok   rec            1 package, 5 tests run (5 passed, 0 failed), 0 skipped\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
