@@ -98,7 +98,11 @@ func report(w, stderr io.Writer, cfg config, runs []*designRun) {
 		if k > 1 {
 			every = fmt.Sprintf("%d seconds", k)
 		}
-		fmt.Fprintf(w, "Per %s: success and p50/p99 latency of the requests sent in it; \"fly\" = most backend calls in flight.\n", every)
+		fmt.Fprintf(w, "Per %s: success and p50/p99 latency of the requests sent in it; \"fly\" = most backend calls in flight", every)
+		if d.short == "guarded" {
+			fmt.Fprintf(w, ";\n\"1a limit\" = least-most limit sampled every %v, \"1a timeout\" = longest call timeout", sampleEvery)
+		}
+		fmt.Fprintln(w, ".")
 		tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.AlignRight)
 		fmt.Fprint(tw, "t\t")
 		for z, name := range zones {
@@ -119,7 +123,7 @@ func report(w, stderr io.Writer, cfg config, runs []*designRun) {
 				fmt.Fprintf(tw, "%.1f%%\t%s/%s\t%d\t", 100*z.success(), dur(z.p50), dur(z.p99), z.inFlight)
 			}
 			if d.short == "guarded" {
-				fmt.Fprintf(tw, "%d\t%s\t", row[0].limit, dur(row[0].timeout))
+				fmt.Fprintf(tw, "%s\t%s\t", limitRange(row[0].sample), dur(row[0].timeout))
 			}
 			var evs []string
 			for _, e := range d.run.events {
@@ -291,7 +295,11 @@ func findings(cfg config, d *designRun) []string {
 			// A limit of 0 is a second in which the partition did not
 			// track the zone (it had no call): it learned nothing then.
 			if t := time.Duration(i) * time.Second; t >= cfg.sickAfter && t < cfg.sickAfter+cfg.sickFor && sec[0].limit > 0 {
-				lo, hi, most = min(lo, sec[0].limit), max(hi, sec[0].limit), max(most, sec[0].timeout)
+				low := sec[0].lowLimit
+				if low == 0 {
+					low = sec[0].limit
+				}
+				lo, hi, most = min(lo, low), max(hi, sec[0].limit), max(most, sec[0].timeout)
 			}
 		}
 		if hi > 0 {
@@ -434,10 +442,22 @@ func mergeSeconds(r *run, secs [][]secStat, from, to int) []secStat {
 		for s := from; s < to; s++ {
 			out[z].inFlight = max(out[z].inFlight, secs[s][z].inFlight)
 			out[z].limit = max(out[z].limit, secs[s][z].limit)
+			if l := secs[s][z].lowLimit; l > 0 && (out[z].lowLimit == 0 || l < out[z].lowLimit) {
+				out[z].lowLimit = l
+			}
 			out[z].timeout = max(out[z].timeout, secs[s][z].timeout)
 		}
 	}
 	return out
+}
+
+// limitRange formats the limits sampled in a row: "12", or "6-12" when
+// the limit moved within it.
+func limitRange(s sample) string {
+	if s.lowLimit > 0 && s.lowLimit < s.limit {
+		return fmt.Sprintf("%d-%d", s.lowLimit, s.limit)
+	}
+	return fmt.Sprint(s.limit)
 }
 
 func textWrap(w io.Writer, s string) { textfmt.Wrap(w, 110, s) }

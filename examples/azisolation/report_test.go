@@ -21,9 +21,9 @@ func fakeDesign(cfg config, short string, slots int, events []event, checks, fai
 	for s := range r.samples {
 		r.samples[s] = make([]sample, len(zones))
 		for z := range zones {
-			r.samples[s][z] = sample{inFlight: fly(z, s), limit: slots / 2, timeout: timeoutFloor}
+			r.samples[s][z] = sample{inFlight: fly(z, s), limit: slots / 2, lowLimit: slots / 2, timeout: timeoutFloor}
 			if z == 0 && s == 3 {
-				r.samples[s][z].limit = 0 // the partition did not track the zone in this second
+				r.samples[s][z].limit, r.samples[s][z].lowLimit = 0, 0 // the partition did not track the zone in this second
 			}
 		}
 	}
@@ -215,4 +215,31 @@ func TestSettledWindowEndsBeforeRecovery(t *testing.T) {
 	cfg.sickFor = time.Minute // sick to the end of the run: nothing to wait out
 	_, to = settledWindow(cfg)
 	assert.Equal(t, cfg.sickAfter+cfg.sickFor, to)
+}
+
+// TestLimitRangeShowsTheDip: a zone whose limit fell from its cap to its
+// floor and grew back within one second is reported with the floor in
+// its range. The run sampled every sampleEvery but kept only each
+// second's most, so a pool-16 run whose limit spent 1.1s below its cap of
+// 12 (down to 6) said it "ranged over [11, 12]".
+func TestLimitRangeShowsTheDip(t *testing.T) {
+	cfg := config{duration: 4 * time.Second, rate: 10, sickAfter: time.Second, sickFor: time.Minute,
+		sickDelay: 300 * time.Millisecond, clientWait: 2 * time.Second, pool: 16, fast: defaultFast}
+	d := fakeDesign(cfg, "guarded", zoneCap(cfg.pool), nil, 0, 0,
+		func(int, time.Duration) (bool, time.Duration) { return true, cfg.fast },
+		func(int, int) int { return 1 })
+	for s := range d.run.samples {
+		d.run.samples[s][0] = sample{}
+		for _, l := range []int{12, 9, 6, 8, 11, 12} {
+			d.run.samples[s][0].add(l, l, timeoutFloor)
+		}
+	}
+	d.run.samples[3][0] = sample{} // a second without a call: untracked
+	d.run.samples[3][0].add(0, 0, 0)
+	d.secs = perSecond(d.run, cfg)
+	text := strings.Join(findings(cfg, d), "\n")
+	assert.Contains(t, text, "ranged over [6, 12]")
+	var buf bytes.Buffer
+	report(&buf, io.Discard, cfg, []*designRun{d, d})
+	assert.Regexp(t, `(?m)^ *1s .* 6-12 `, buf.String(), "the table shows each second's range of the limit")
 }

@@ -200,11 +200,24 @@ func operate(ctx context.Context, d design, backends []*backend, deadline time.D
 // flight, limit and call timeout.
 const sampleEvery = 50 * time.Millisecond
 
-// sample is the per-second maximum of what a run sampled for one zone.
+// sample is the per-second maximum of what a run sampled for one zone,
+// and the least limit sampled in that second: a limit that fell to its
+// floor and grew back within the second shows only there.
 type sample struct {
 	inFlight int
 	limit    int
+	lowLimit int // 0 if the zone had no limit (was not tracked) in any sampling
 	timeout  time.Duration
+}
+
+// add records one sampling.
+func (s *sample) add(inFlight, limit int, timeout time.Duration) {
+	s.inFlight = max(s.inFlight, inFlight)
+	s.limit = max(s.limit, limit)
+	if limit > 0 && (s.lowLimit == 0 || limit < s.lowLimit) {
+		s.lowLimit = limit
+	}
+	s.timeout = max(s.timeout, timeout)
 }
 
 // run is what one design's run produced.
@@ -290,10 +303,7 @@ func runDesign(d design, cfg config) (*run, error) {
 			}
 			for i := range zones {
 				limit, timeout := d.learned(i)
-				cur := &r.samples[s][i]
-				cur.inFlight = max(cur.inFlight, int(inFlight[i].Load()))
-				cur.limit = max(cur.limit, limit)
-				cur.timeout = max(cur.timeout, timeout)
+				r.samples[s][i].add(int(inFlight[i].Load()), limit, timeout)
 			}
 		}
 	}()
