@@ -80,6 +80,7 @@ type jsonSecondZone struct {
 	jsonZone
 	InFlightMax   int     `json:"in_flight_max"`
 	Limit         int     `json:"limit"`
+	LimitLow      int     `json:"limit_low"`
 	CallTimeoutMS float64 `json:"call_timeout_ms"`
 }
 
@@ -130,7 +131,7 @@ func toJSON(cfg config, runs []*designRun) jsonOutput {
 		for s, sec := range d.secs {
 			js := jsonSecond{T: s}
 			for i, z := range sec {
-				js.Zones = append(js.Zones, jsonSecondZone{jz(z.zoneStats, i), z.inFlight, z.limit, ms(z.timeout)})
+				js.Zones = append(js.Zones, jsonSecondZone{jz(z.zoneStats, i), z.inFlight, z.limit, z.lowLimit, ms(z.timeout)})
 			}
 			jd.Seconds = append(jd.Seconds, js)
 		}

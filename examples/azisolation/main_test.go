@@ -116,7 +116,7 @@ func TestHungZoneIsContained(t *testing.T) {
 	sec := d["seconds"].([]any)
 	require.Len(t, sec, 3)
 	z := sec[0].(map[string]any)["zones"].([]any)[0].(map[string]any)
-	for _, k := range []string{"zone", "requests", "success_pct", "p50_ms", "p99_ms", "in_flight_max", "limit", "call_timeout_ms"} {
+	for _, k := range []string{"zone", "requests", "success_pct", "p50_ms", "p99_ms", "in_flight_max", "limit", "limit_low", "call_timeout_ms"} {
 		assert.Contains(t, z, k)
 	}
 	for k := range got["config"].(map[string]any) {
