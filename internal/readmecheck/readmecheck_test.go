@@ -252,10 +252,15 @@ func check(t *testing.T, md string) (problems []string, modulesUsed []string) {
 		}
 		reported := false
 		for file, b := range files {
+			// The go command names a file by whichever of its absolute
+			// and relative paths is shorter ("../TestX/001/f.go" when
+			// the module and the temporary directory share a parent), so
+			// lines are matched by the file's unique base name.
+			base := filepath.Base(file)
 			var lines []string
 			for _, l := range strings.Split(string(out), "\n") {
-				if strings.Contains(l, file) {
-					lines = append(lines, strings.ReplaceAll(l, file, "snippet"))
+				if i := strings.Index(l, base); i >= 0 && !strings.ContainsAny(l[:i], " \t") {
+					lines = append(lines, "snippet"+l[i+len(base):])
 				}
 			}
 			if len(lines) > 0 {
