@@ -37,9 +37,19 @@ import (
 var ErrInvalidVersion = errors.New("release: invalid version")
 
 // semver is the form of a release tag's version: vMAJOR.MINOR.PATCH with
-// an optional pre-release suffix; build metadata is not allowed in module
-// versions.
-var semver = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
+// an optional pre-release suffix whose numeric identifiers have no leading
+// zero (semver 2.0.0, as the go command checks: go mod edit writes
+// v1.0.0-01, and every later go command then refuses the go.mod); build
+// metadata is not allowed in module versions.
+var semver = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-` + preID + `(\.` + preID + `)*)?$`)
+
+// preID is one pre-release identifier: a number without a leading zero, or
+// alphanumerics and hyphens with at least one non-digit.
+const preID = `(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)`
+
+// majorSuffix is the /vN suffix a module path needs for versions vN.x.y
+// with N >= 2.
+var majorSuffix = regexp.MustCompile(`/v([2-9]|[1-9][0-9]+)$`)
 
 // Module is one go.mod of the repository.
 type Module struct {
@@ -201,6 +211,11 @@ func Version(mods []Module) (string, error) {
 // Check returns every reason the modules cannot be released at version
 // (nil when they can):
 //   - version is not a semantic version (ErrInvalidVersion);
+//   - version's major is 2 or more and a module's path lacks the /vN
+//     suffix the go command then requires, or has a suffix for another
+//     major (ErrInvalidVersion);
+//   - a published module requires a module of the repository that is never
+//     tagged (examples/, bench/);
 //   - a module requires another module of the repository at a different
 //     version;
 //   - a module that requires another module of the repository has no
@@ -213,8 +228,30 @@ func Check(mods []Module, version string) []error {
 		errs = append(errs, fmt.Errorf("%w: %q is not of the form vMAJOR.MINOR.PATCH[-pre]", ErrInvalidVersion, version))
 	}
 	dirOf := map[string]string{}
+	published := map[string]bool{}
 	for _, m := range mods {
 		dirOf[m.Path] = m.Dir
+		published[m.Path] = m.Published()
+	}
+	if semver.MatchString(version) {
+		major := strings.SplitN(version[1:], ".", 2)[0]
+		for _, m := range mods {
+			got := ""
+			if s := majorSuffix.FindStringSubmatch(m.Path); s != nil {
+				got = s[1]
+			}
+			want := major
+			if major == "0" || major == "1" {
+				want = ""
+			}
+			if got != want {
+				if want == "" {
+					errs = append(errs, fmt.Errorf("%w: %s (%s) ends in /v%s, which only versions v%s.x.y may tag, not %s", ErrInvalidVersion, m.Dir, m.Path, got, got, version))
+				} else {
+					errs = append(errs, fmt.Errorf("%w: %s at %s needs the module path %s/v%s (the go command requires the /v%s suffix from major 2), not %s", ErrInvalidVersion, m.Dir, version, strings.TrimSuffix(m.Path, "/v"+got), major, major, m.Path))
+				}
+			}
+		}
 	}
 	for _, m := range mods {
 		if !m.InWork {
@@ -224,6 +261,9 @@ func Check(mods []Module, version string) []error {
 			dep, ok := dirOf[p]
 			if !ok {
 				continue
+			}
+			if m.Published() && !published[p] {
+				errs = append(errs, fmt.Errorf("%s requires %s, which is never tagged (only the core and contrib/ are published), so go get of %s could not resolve it", m.Dir, p, m.Path))
 			}
 			if v := m.Require[p]; v != version {
 				errs = append(errs, fmt.Errorf("%s requires %s %s, want %s (the version being released)", m.Dir, p, v, version))

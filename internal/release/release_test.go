@@ -140,3 +140,57 @@ func TestModulesReportsBrokenGoMod(t *testing.T) {
 		t.Fatalf("Modules = %v, want an error naming x/go.mod", err)
 	}
 }
+
+// TestCheckRefusesVersionsGoRefuses: a pre-release whose numeric
+// identifier has a leading zero is not a semantic version, and the go
+// command refuses it (go mod edit -require writes it, then every later go
+// command fails to parse the go.mod); a major version of 2 or more needs a
+// /vN suffix on every module path, which this repository does not have.
+func TestCheckRefusesVersionsGoRefuses(t *testing.T) {
+	for _, v := range []string{"v1.0.0-01", "v1.0.0-rc.01", "v1.0.0-rc..1"} {
+		errs := Check(nil, v)
+		if len(errs) != 1 || !errors.Is(errs[0], ErrInvalidVersion) {
+			t.Errorf("Check(%q) = %v, want ErrInvalidVersion", v, errs)
+		}
+	}
+	for _, v := range []string{"v1.0.0-0", "v1.0.0-rc.10", "v1.0.0-0a.1", "v1.0.0-x-y"} {
+		if errs := Check(nil, v); len(errs) != 0 {
+			t.Errorf("Check(%q) = %v, want none", v, errs)
+		}
+	}
+	mods := []Module{
+		{Dir: ".", Path: "example.com/core", InWork: true},
+		{Dir: "contrib/a", Path: "example.com/core/contrib/a", InWork: true,
+			Require: map[string]string{"example.com/core": "v2.0.0"}, Replace: map[string]string{"example.com/core": "../.."}},
+	}
+	errs := Check(mods, "v2.0.0")
+	if len(errs) == 0 {
+		t.Fatal("Check(v2.0.0) of modules without a /v2 suffix = none, want a refusal: go get example.com/core@v2.0.0 fails")
+	}
+	for _, e := range errs {
+		if !errors.Is(e, ErrInvalidVersion) || !strings.Contains(e.Error(), "/v2") {
+			t.Errorf("Check(v2.0.0) = %v, want ErrInvalidVersion naming the /v2 suffix", e)
+		}
+	}
+	mods[0].Path, mods[1].Path = "example.com/core/v2", "example.com/core/contrib/a/v2"
+	mods[1].Require = map[string]string{"example.com/core/v2": "v2.0.0"}
+	mods[1].Replace = map[string]string{"example.com/core/v2": "../.."}
+	if errs := Check(mods, "v2.0.0"); len(errs) != 0 {
+		t.Errorf("Check(v2.0.0) of /v2 modules = %v, want none", errs)
+	}
+}
+
+// TestCheckRefusesPublishedRequiringUnpublished: a published module that
+// requires one that is never tagged (examples/, bench/) cannot be fetched.
+func TestCheckRefusesPublishedRequiringUnpublished(t *testing.T) {
+	mods := []Module{
+		{Dir: ".", Path: "example.com/core", InWork: true},
+		{Dir: "contrib/a", Path: "example.com/core/contrib/a", InWork: true,
+			Require: map[string]string{"example.com/core/examples": "v1.0.0"}, Replace: map[string]string{"example.com/core/examples": "../../examples"}},
+		{Dir: "examples", Path: "example.com/core/examples", InWork: true},
+	}
+	errs := Check(mods, "v1.0.0")
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "contrib/a requires example.com/core/examples, which is never tagged") {
+		t.Fatalf("Check = %v, want contrib/a refused for requiring the untagged examples", errs)
+	}
+}
