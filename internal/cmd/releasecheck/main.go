@@ -5,16 +5,26 @@
 //
 //	go run ./internal/cmd/releasecheck -version v0.2.0
 //	go run ./internal/cmd/releasecheck -version v0.2.0 -set  # rewrite the requirements first
+//	go run ./internal/cmd/releasecheck -version v0.2.0 -tags # only the tags, one a line
+//
+// It exits with status 1, printing no tag, when the modules are not
+// releasable, so a tag loop over its output can check the status first:
+//
+//	tags=$(go run ./internal/cmd/releasecheck -version v0.2.0 -tags) && for t in $tags; do git tag "$t"; done
 //
 // With -build it also builds every published module with GOWORK=off, so
 // each resolves its dependencies from its own go.mod as a user's build
 // would (apart from the replace directives, which a user's build ignores
-// and the tags make unnecessary).
+// and the tags make unnecessary), and checks with go mod tidy -diff,
+// GOWORK=off, that its go.mod and go.sum already list everything its
+// packages and their tests import (go build compiles no tests, so a test
+// importing a module that only go.work supplies would otherwise pass).
 package main
 
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,12 +38,24 @@ func main() {
 	root := flag.String("root", ".", "the repository root")
 	set := flag.Bool("set", false, "first rewrite every requirement between the repository's modules to -version (go mod edit -require)")
 	build := flag.Bool("build", false, "also build every published module with GOWORK=off")
+	tagsOnly := flag.Bool("tags", false, "print only the tags to cut, one a line")
 	flag.Parse()
+	out = os.Stdout
+	if *tagsOnly {
+		quiet = true
+	}
 	if err := run(*root, *version, *set, *build); err != nil {
 		fmt.Fprintln(os.Stderr, "releasecheck:", err)
 		os.Exit(1)
 	}
 }
+
+// out receives the tags; quiet prints them alone, one a line, for a tag
+// loop.
+var (
+	out   io.Writer = os.Stdout
+	quiet bool
+)
 
 func run(root, version string, set, build bool) error {
 	if version == "" {
@@ -80,13 +102,22 @@ func run(root, version string, set, build bool) error {
 			if err := goCmd(filepath.Join(root, m.Dir), []string{"GOWORK=off"}, "build", "./..."); err != nil {
 				return err
 			}
+			if err := goCmd(filepath.Join(root, m.Dir), []string{"GOWORK=off"}, "mod", "tidy", "-diff"); err != nil {
+				return fmt.Errorf("%s is not tidy with GOWORK=off (its go.mod or go.sum lacks what its packages or tests import; run go mod tidy there with GOWORK=off): %w", m.Dir, err)
+			}
 		}
 	}
 	tags := release.Tags(mods, version)
 	slices.Sort(tags)
-	fmt.Printf("all %d modules require each other at %s; tags to cut:\n", len(mods), version)
+	if quiet {
+		for _, t := range tags {
+			fmt.Fprintln(out, t)
+		}
+		return nil
+	}
+	fmt.Fprintf(out, "all %d modules require each other at %s; tags to cut:\n", len(mods), version)
 	for _, t := range tags {
-		fmt.Println(" ", t)
+		fmt.Fprintln(out, " ", t)
 	}
 	return nil
 }

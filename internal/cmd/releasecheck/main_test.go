@@ -50,3 +50,85 @@ func TestSetRewritesRequirements(t *testing.T) {
 		t.Fatal("run without a version succeeded")
 	}
 }
+
+// TestBuildRefusesUntidyModule: a published module whose test imports a
+// module that only go.work supplies builds with GOWORK=off (go build skips
+// tests), yet a user's go test of it, or go mod tidy, fails; -build must
+// refuse it.
+func TestBuildRefusesUntidyModule(t *testing.T) {
+	t.Setenv("GOPROXY", "off")
+	root := t.TempDir()
+	files := map[string]string{
+		"go.mod":  "module example.com/core\n\ngo 1.25.0\n",
+		"core.go": "package core\n\nconst X = 1\n",
+		"go.work": "go 1.25.0\n\nuse (\n\t.\n\t./contrib/a\n\t./contrib/b\n)\n",
+		"contrib/a/go.mod": "module example.com/core/contrib/a\n\ngo 1.25.0\n\n" +
+			"require example.com/core v0.3.0\n\nreplace example.com/core => ../..\n",
+		"contrib/a/a.go":      "package a\n\nimport \"example.com/core\"\n\nconst Y = core.X\n",
+		"contrib/a/a_test.go": "package a\n\nimport (\n\t\"testing\"\n\n\t\"example.com/core/contrib/b\"\n)\n\nfunc TestZ(t *testing.T) { _ = b.Z }\n",
+		"contrib/b/go.mod": "module example.com/core/contrib/b\n\ngo 1.25.0\n\n" +
+			"require example.com/core v0.3.0\n\nreplace example.com/core => ../..\n",
+		"contrib/b/b.go": "package b\n\nimport \"example.com/core\"\n\nconst Z = core.X\n",
+	}
+	for p, s := range files {
+		full := filepath.Join(root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := run(root, "v0.3.0", false, false); err != nil {
+		t.Fatalf("run without -build = %v; the requirements agree", err)
+	}
+	err := run(root, "v0.3.0", false, true)
+	if err == nil || !strings.Contains(err.Error(), "contrib/a") || !strings.Contains(err.Error(), "tidy") {
+		t.Fatalf("run -build = %v, want contrib/a refused as untidy", err)
+	}
+	// Once contrib/a requires contrib/b (with its replace), it is tidy.
+	mod := files["contrib/a/go.mod"] + "\nrequire example.com/core/contrib/b v0.3.0\n\nreplace example.com/core/contrib/b => ../b\n"
+	if err := os.WriteFile(filepath.Join(root, "contrib", "a", "go.mod"), []byte(mod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(root, "v0.3.0", false, true); err != nil {
+		t.Fatalf("run -build of tidy modules = %v", err)
+	}
+}
+
+// TestTagsOnly: -tags prints the tags alone, one a line (what the README's
+// tag loop reads), and nothing at all when the modules are refused.
+func TestTagsOnly(t *testing.T) {
+	root := t.TempDir()
+	files := map[string]string{
+		"go.mod":           "module example.com/core\n\ngo 1.25.0\n",
+		"go.work":          "go 1.25.0\n\nuse (\n\t.\n\t./contrib/a\n\t./examples\n)\n",
+		"contrib/a/go.mod": "module example.com/core/contrib/a\n\ngo 1.25.0\n\nrequire example.com/core v0.3.0-rc.1\n\nreplace example.com/core => ../..\n",
+		"examples/go.mod":  "module example.com/core/examples\n\ngo 1.25.0\n\nrequire example.com/core v0.3.0-rc.1\n\nreplace example.com/core => ../\n",
+	}
+	for p, s := range files {
+		full := filepath.Join(root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf strings.Builder
+	out, quiet = &buf, true
+	defer func() { out, quiet = os.Stdout, false }()
+	if err := run(root, "v0.3.0-rc.1", false, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := buf.String(), "contrib/a/v0.3.0-rc.1\nv0.3.0-rc.1\n"; got != want {
+		t.Fatalf("-tags printed %q, want %q", got, want)
+	}
+	buf.Reset()
+	if err := run(root, "v0.3.0", false, false); err == nil {
+		t.Fatal("run at a version the modules do not require succeeded")
+	}
+	if buf.Len() != 0 {
+		t.Fatalf("a refused release printed tags %q", buf.String())
+	}
+}
