@@ -220,6 +220,12 @@ func (c *Client) options(target, method string, opts []backoff.Option) ([]backof
 //     checks the context again right before each retry, as a sleep that
 //     ends when the context does may not notice it).
 //
+// The caller's grpc.Header, grpc.Trailer and grpc.Peer options say what
+// the last attempt got: they are cleared before each retry, so an attempt
+// that never left the client leaves them empty (gRPC fills them only for
+// an attempt that got a stream), not holding an earlier attempt's
+// pushback or peer.
+//
 // If the Breakers is at its key bound with every breaker open, the call is
 // refused with codes.Unavailable, without an attempt, by an error that
 // matches backoff.ErrTooManyBreakers.
@@ -265,6 +271,7 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 			if err := retryStart(ctx); err != nil {
 				return err
 			}
+			forget(opts)
 		}
 		attempts++
 		st.trailer, st.peer = nil, peer.Peer{}
@@ -299,6 +306,30 @@ func retryStart(ctx context.Context) error {
 		return backoff.Permanent(errLateRetry)
 	}
 	return nil
+}
+
+// forget clears, before a retry, what the caller's grpc.Header,
+// grpc.Trailer and grpc.Peer options hold of the previous attempt: gRPC
+// fills them only for an attempt that got a stream, so one that never
+// left the client would hand the caller the previous attempt's trailer
+// (its pushback, RefusedKey) and peer with the last attempt's error.
+func forget(opts []grpc.CallOption) {
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			if o.HeaderAddr != nil {
+				*o.HeaderAddr = nil
+			}
+		case grpc.TrailerCallOption:
+			if o.TrailerAddr != nil {
+				*o.TrailerAddr = nil
+			}
+		case grpc.PeerCallOption:
+			if o.PeerAddr != nil {
+				*o.PeerAddr = peer.Peer{}
+			}
+		}
+	}
 }
 
 // pastDeadline reports whether ctx's deadline has passed, even if ctx has
@@ -425,6 +456,7 @@ func (c *Client) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 			if err := retryStart(ctx); err != nil {
 				return err
 			}
+			forget(opts)
 		}
 		attempts++
 		s, err := streamer(ctx, desc, cc, method, opts...)
