@@ -42,6 +42,20 @@ var (
 	ErrNotRetryable = errors.New("result is not retryable")
 )
 
+// RefusedHeader is the response header by which a server says that it
+// refused the request before its handler ran (shedhttp.RefusedHeader, the
+// same name, is set on every shedhttp refusal): with Config.RetryRefused, a
+// request that is not idempotent is retried after a Retryable response
+// carrying it.
+const RefusedHeader = "Stormguard-Refused"
+
+// RetryAfterMsHeader is a response header some servers (shedhttp among
+// them) send beside Retry-After with the hint in milliseconds, since
+// Retry-After counts whole seconds. On a 429 or 503 that also carries a
+// valid Retry-After, it is preferred when it is positive and no longer
+// than that Retry-After; alone, or longer, it is ignored.
+const RetryAfterMsHeader = "Retry-After-Ms"
+
 // Class is what a result of one attempt is, as Config.Classify decides.
 type Class uint8
 
@@ -121,6 +135,14 @@ type Config struct {
 	// request with a non-idempotent method (POST, PATCH) safe to retry.
 	// Empty means that only idempotent methods are retried.
 	IdempotencyHeader string
+	// RetryRefused, if true, makes a request that is not idempotent safe to
+	// retry after a Retryable response that carries a non-empty
+	// RefusedHeader ("Stormguard-Refused"), which a shedhttp server sets on
+	// every refusal to say that the request's handler did not run. Set it
+	// only for servers you trust to send that header truthfully: any
+	// server or proxy on the way can send it. False (the default) ignores
+	// the header. A body must still be rewindable (GetBody).
+	RetryRefused bool
 	// Classify says what each attempt's result is: exactly one of resp and
 	// err is non-nil. It must not read or close resp.Body. Nil means
 	// DefaultClassify. It is not called for an error that the caller's
@@ -181,8 +203,19 @@ type StatusError struct {
 	// StatusCode is the response's status.
 	StatusCode int
 	// Wait is the response's Retry-After hint (on a 429 or 503), zero if
-	// none.
+	// none: its Retry-After-Ms (RetryAfterMsHeader) if that is valid and
+	// no longer than its Retry-After.
 	Wait time.Duration
+	// Refused reports that the response carried a non-empty RefusedHeader:
+	// the server says that the request's handler did not run.
+	Refused bool
+}
+
+// refused reports whether fail is a response whose server says it refused
+// the request before running it.
+func refused(fail error) bool {
+	se, ok := fail.(*StatusError)
+	return ok && se.Refused
 }
 
 // Error says which request got which status, for example
@@ -491,7 +524,11 @@ func (t *Transport) exchange(ctx context.Context, base http.RoundTripper, send *
 	}
 	fail = err
 	if fail == nil {
-		fail = &StatusError{Method: send.Method, Host: host, StatusCode: r.StatusCode, Wait: retryAfter(r)}
+		se := &StatusError{Method: send.Method, Host: host, StatusCode: r.StatusCode, Wait: retryAfter(r)}
+		if v := r.Header[RefusedHeader]; len(v) > 0 && v[0] != "" {
+			se.Refused = true
+		}
+		fail = se
 	}
 	return r, err, class, fail
 }
@@ -503,7 +540,7 @@ func (t *Transport) next(ctx context.Context, req *http.Request, class Class, n 
 	if class != Retryable {
 		return 0, time.Time{}, ErrNotRetryable
 	}
-	if !t.idempotent(req) {
+	if !t.idempotent(req) && !(cfg.RetryRefused && refused(fail)) {
 		return 0, time.Time{}, ErrNotIdempotent
 	}
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
@@ -660,7 +697,24 @@ func retryAfter(resp *http.Response) time.Duration {
 	if len(v) == 0 {
 		return 0
 	}
-	return parseRetryAfter(v[0], time.Now)
+	d := parseRetryAfter(v[0], time.Now)
+	if ms := resp.Header[RetryAfterMsHeader]; len(ms) > 0 && d > 0 {
+		if p := parseRetryAfterMs(ms[0]); p > 0 && p <= d {
+			return p
+		}
+	}
+	return d
+}
+
+// parseRetryAfterMs parses a Retry-After-Ms value: a whole number of
+// milliseconds. Anything else, or a value beyond time.Duration's range, is
+// zero (it is only ever used when no longer than a Retry-After).
+func parseRetryAfterMs(s string) time.Duration {
+	ms, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil || ms > uint64(math.MaxInt64/int64(time.Millisecond)) {
+		return 0
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 func parseRetryAfter(s string, now func() time.Time) time.Duration {

@@ -103,9 +103,27 @@ func RetryAfterSeconds(d time.Duration) int64 {
 	return s
 }
 
+// RefusedHeader is the response header WriteRejection sets on every
+// refusal, to the body's reason (such as "queue_full"): it says that the
+// request's handler did not run, so that a client may send again even a
+// request that is not idempotent. backoffhttp.Config.RetryRefused honours
+// it (backoffhttp.RefusedHeader is the same name), as contrib/grpc's
+// RefusedKey trailer is honoured by its Client. A handler must therefore
+// not call WriteRejection after it has started work it would not repeat.
+const RefusedHeader = "Stormguard-Refused"
+
+// RetryAfterMsHeader is the response header WriteRejection sets beside
+// Retry-After, to the hint in milliseconds (rounded up): Retry-After counts
+// whole seconds, so a 20ms hint is sent there as 1. backoffhttp prefers it
+// when it is no longer than the Retry-After sent with it.
+const RetryAfterMsHeader = "Retry-After-Ms"
+
 // WriteRejection writes the default answer to a refused request:
-// rej.Status (503 if it is not in [200, 999]), a Retry-After header of RetryAfterSeconds(rej.RetryAfter)
-// when rej.RetryAfter is positive (none otherwise), Cache-Control: no-store,
+// rej.Status (503 if it is not in [200, 999]), a Retry-After header of
+// RetryAfterSeconds(rej.RetryAfter) and a Retry-After-Ms header
+// (RetryAfterMsHeader) of the hint in milliseconds, rounded up, when
+// rej.RetryAfter is positive (neither otherwise), a Stormguard-Refused
+// header (RefusedHeader) of the body's reason, Cache-Control: no-store,
 // and a small JSON body (Content-Type: application/json) such as
 //
 //	{"error":"overloaded","reason":"wait_timeout","retry_after_ms":12,"key":"tenant-7","message":"shed: waited too long (waited 12ms, limit 12ms) for key \"tenant-7\""}
@@ -122,7 +140,10 @@ func WriteRejection(w http.ResponseWriter, rej Rejection) {
 	h["Cache-Control"] = []string{"no-store"}
 	if s := RetryAfterSeconds(rej.RetryAfter); s > 0 {
 		h["Retry-After"] = []string{strconv.FormatInt(s, 10)}
+		h[RetryAfterMsHeader] = []string{strconv.FormatInt(ceilMillis(rej.RetryAfter), 10)}
 	}
+	_, reason := codes(rej.Err)
+	h[RefusedHeader] = []string{reason}
 	status := rej.Status
 	if status < 200 || status > 999 {
 		// net/http panics below 100 and sends 1xx as informational,
@@ -143,12 +164,8 @@ func AppendBody(b []byte, rej Rejection) []byte {
 	b = append(b, reason...)
 	b = append(b, '"')
 	if rej.RetryAfter > 0 {
-		ms := rej.RetryAfter / time.Millisecond
-		if rej.RetryAfter%time.Millisecond != 0 {
-			ms++
-		}
 		b = append(b, `,"retry_after_ms":`...)
-		b = strconv.AppendInt(b, int64(ms), 10)
+		b = strconv.AppendInt(b, ceilMillis(rej.RetryAfter), 10)
 	}
 	if rej.Key != "" {
 		b = append(b, `,"key":`...)
@@ -161,6 +178,15 @@ func AppendBody(b []byte, rej Rejection) []byte {
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, msg)
 	return append(b, "}\n"...)
+}
+
+// ceilMillis is d (positive) in milliseconds, rounded up.
+func ceilMillis(d time.Duration) int64 {
+	ms := int64(d / time.Millisecond)
+	if d%time.Millisecond != 0 {
+		ms++
+	}
+	return ms
 }
 
 // codes returns the body's error and reason for err.

@@ -1,0 +1,146 @@
+package backoffhttp_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stormguard/stormguard/backoff"
+	"github.com/stormguard/stormguard/backoff/backoffhttp"
+)
+
+// headerBase answers a first attempt with status and headers, and every
+// later one 200; it counts the attempts and closes what it is given.
+type headerBase struct {
+	status int
+	header http.Header
+	sent   atomic.Int32
+}
+
+func (b *headerBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+		_ = req.Body.Close()
+	}
+	if b.sent.Add(1) > 1 {
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	}
+	return &http.Response{StatusCode: b.status, Header: b.header.Clone(), Body: io.NopCloser(strings.NewReader("refused")), Request: req}, nil
+}
+
+// TestRetryAfterMsWithinRetryAfter: Retry-After-Ms is preferred when it is
+// valid and no longer than the Retry-After it comes with; alone, longer,
+// malformed or on a status without hints it is ignored.
+func TestRetryAfterMsWithinRetryAfter(t *testing.T) {
+	for _, c := range []struct {
+		name, ra, ms string
+		status       int
+		want         time.Duration
+	}{
+		{"precise", "1", "20", 503, 20 * time.Millisecond},
+		{"precise 429", "1", "999", 429, 999 * time.Millisecond},
+		{"equal", "2", "2000", 503, 2 * time.Second},
+		{"longer than Retry-After", "1", "5000", 503, time.Second},
+		{"alone", "", "20", 503, 0},
+		{"zero", "1", "0", 503, time.Second},
+		{"negative", "1", "-5", 503, time.Second},
+		{"garbage", "1", "20ms", 503, time.Second},
+		{"huge", "1", "99999999999999999999", 503, time.Second},
+		{"beyond Duration", "1", "9223372036855", 503, time.Second},
+		{"502 has no hint", "1", "20", 502, 0},
+		{"spaces", "1", " 20 ", 503, 20 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := http.Header{}
+				if c.ra != "" {
+					h.Set("Retry-After", c.ra)
+				}
+				h.Set(backoffhttp.RetryAfterMsHeader, c.ms)
+				base := &headerBase{status: c.status, header: h}
+				var wait time.Duration
+				tr, err := backoffhttp.New(backoffhttp.Config{
+					Base:   base,
+					Policy: backoff.Policy{Base: time.Nanosecond, Cap: time.Nanosecond},
+					OnAttempt: func(a backoffhttp.Attempt) {
+						if a.N == 1 {
+							wait = a.Wait
+						}
+					},
+				})
+				require.NoError(t, err)
+				req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
+				resp, err := tr.RoundTrip(req)
+				require.NoError(t, err)
+				_ = resp.Body.Close()
+				assert.Equal(t, int32(2), base.sent.Load())
+				if c.want == 0 {
+					assert.LessOrEqual(t, wait, time.Nanosecond)
+				} else {
+					assert.Equal(t, c.want, wait)
+				}
+			})
+		})
+	}
+}
+
+// TestRetryRefusedOptIn: a POST without an idempotency key is retried after
+// a refusal that says its handler did not run only when the caller opted
+// in, the header is not empty, the result is Retryable, and the body can be
+// rewound.
+func TestRetryRefusedOptIn(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		optIn    bool
+		value    string
+		status   int
+		noRewind bool
+		sent     int32
+	}{
+		{"no opt-in", false, "queue_full", 503, false, 1},
+		{"opt-in", true, "queue_full", 503, false, 2},
+		{"opt-in 429", true, "rate_limited", 429, false, 2},
+		{"opt-in empty header", true, "", 503, false, 1},
+		{"opt-in no header", true, "-", 503, false, 1},
+		{"opt-in 500 is a Failure", true, "other", 500, false, 1},
+		{"opt-in body not rewindable", true, "queue_full", 503, true, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := http.Header{}
+				if c.value != "-" {
+					h[backoffhttp.RefusedHeader] = []string{c.value}
+				}
+				base := &headerBase{status: c.status, header: h}
+				var giveUp error
+				tr, err := backoffhttp.New(backoffhttp.Config{
+					Base: base, RetryRefused: c.optIn,
+					OnAttempt: func(a backoffhttp.Attempt) {
+						if a.N == 1 {
+							giveUp = a.GiveUp
+						}
+					},
+				})
+				require.NoError(t, err)
+				req, _ := http.NewRequest(http.MethodPost, "http://svc/", strings.NewReader("charge"))
+				if c.noRewind {
+					req.GetBody = nil
+				}
+				resp, err := tr.RoundTrip(req)
+				require.NoError(t, err)
+				_ = resp.Body.Close()
+				assert.Equal(t, c.sent, base.sent.Load())
+				if c.sent == 1 {
+					assert.Error(t, giveUp)
+				}
+			})
+		})
+	}
+}
