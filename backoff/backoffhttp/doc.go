@@ -35,12 +35,21 @@
 // rewinds it (http.NewRequest sets GetBody for *bytes.Buffer, *bytes.Reader
 // and *strings.Reader bodies); without GetBody it is sent once.
 //
+// A server that refused a request before running it can say so: shedhttp
+// sets the Stormguard-Refused header (RefusedHeader) on every refusal. With
+// Config.RetryRefused, a request that is not idempotent is retried after a
+// Retryable response carrying that header. It is off by default, since any
+// server or proxy on the way can send the header: opt in only for servers
+// you trust to send it truthfully.
+//
 // Config.Classify says what a result is; by default a transport error is
 // retried (except a certificate that failed verification, and the caller's
 // own cancellation or deadline), a 429, 502, 503 or 504 is retried, any other
 // 5xx is a failure that is not retried, and everything else is a success.
 // On a 429 or 503 the Retry-After header (delta-seconds or an HTTP-date) is
-// a minimum for the next wait; a hint longer than Config.MaxRetryAfter ends
+// a minimum for the next wait, or the Retry-After-Ms header
+// (RetryAfterMsHeader, in milliseconds, which shedhttp sends beside it) when
+// that is no longer than the Retry-After; a hint longer than Config.MaxRetryAfter ends
 // the retries and hands that response to the caller, rather than retry
 // before the server asked or wait for an unbounded time.
 //

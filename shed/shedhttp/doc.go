@@ -75,7 +75,12 @@
 // waited in vain), left out when the refusal gives no basis for one (a
 // paused key, too many keys, a deadline, and a full queue or an adaptive
 // limit reached before an adaptive limit has measured the handler's
-// latency), and a JSON body:
+// latency), a Retry-After-Ms header beside it with the hint in
+// milliseconds (RetryAfterMsHeader: backoffhttp prefers it, so that a 20ms
+// hint is not waited as a second), a Stormguard-Refused header
+// (RefusedHeader) naming the reason, which says that the handler did not
+// run (backoffhttp.Config.RetryRefused then retries even a POST), and a
+// JSON body:
 //
 //	{"error":"rate_limited","reason":"rate_limited","retry_after_ms":750,"key":"tenant-7","message":"shed: rate limited (next token in 750ms; 10/s, burst 20) for key \"tenant-7\""}
 //
