@@ -29,6 +29,10 @@ type module struct {
 type counts struct {
 	packages, passed, failed, skipped int
 	buildFailed                       []string
+	// died are the packages that failed with no test failing (a
+	// timeout, a panic outside a test, an exit from TestMain), each
+	// with the tests that never finished.
+	died []string
 	// skips maps "package: message" to how many tests skipped with it,
 	// in the order first seen (skipOrder).
 	skips     map[string]int
@@ -42,16 +46,21 @@ type line struct {
 
 // summary consumes events and writes go test's usual output to out.
 type summary struct {
-	mods  []module
-	out   io.Writer
-	by    map[string]*counts // by module dir
-	held  map[string][]line  // output of running tests, by package
-	other counts             // packages of no module given
-	fail  bool
+	mods []module
+	out  io.Writer
+	by   map[string]*counts // by module dir
+	held map[string][]line  // output of running tests, by package
+	// running are the tests started and not ended, by package;
+	// testFailed the packages where a test failed.
+	running    map[string][]string
+	testFailed map[string]bool
+	other      counts // packages of no module given
+	fail       bool
 }
 
 func newSummary(mods []module, out io.Writer) *summary {
-	return &summary{mods: mods, out: out, by: map[string]*counts{}, held: map[string][]line{}}
+	return &summary{mods: mods, out: out, by: map[string]*counts{}, held: map[string][]line{},
+		running: map[string][]string{}, testFailed: map[string]bool{}}
 }
 
 // moduleOf returns the counts of the module pkg belongs to.
@@ -109,9 +118,12 @@ func (s *summary) handle(e event) {
 		return
 	}
 	switch e.Action {
+	case "run":
+		s.running[e.Package] = append(s.running[e.Package], e.Test)
 	case "output":
 		s.held[e.Package] = append(s.held[e.Package], line{e.Test, e.Output})
 	case "pass", "fail", "skip":
+		s.running[e.Package] = slices.DeleteFunc(s.running[e.Package], func(t string) bool { return t == e.Test })
 		c := s.moduleOf(e.Package)
 		lines := s.take(e.Package, e.Test)
 		switch e.Action {
@@ -120,6 +132,7 @@ func (s *summary) handle(e event) {
 		case "fail":
 			c.failed++
 			s.fail = true
+			s.testFailed[e.Package] = true
 		case "skip":
 			c.skipped++
 			key := shortPkg(e.Package) + ": " + skipMessage(lines)
@@ -177,15 +190,34 @@ func (s *summary) packageEvent(e event) {
 		if e.Output == "PASS\n" || strings.HasPrefix(e.Output, "=== ") {
 			return
 		}
+		if strings.HasPrefix(e.Output, "FAIL") {
+			// Output of tests that never ended (a panic, a timeout,
+			// os.Exit) belongs to the failure, before its FAIL line.
+			s.print(s.held[e.Package])
+			delete(s.held, e.Package)
+		}
 		fmt.Fprint(s.out, e.Output)
 	case "fail":
 		s.fail = true
-		// Output of tests that never ended (a panic, a timeout, os.Exit)
-		// belongs to the failure.
 		s.print(s.held[e.Package])
 		delete(s.held, e.Package)
+		unfinished := s.running[e.Package]
+		delete(s.running, e.Package)
+		if e.FailedBuild != "" || (s.testFailed[e.Package] && len(unfinished) == 0) {
+			return // counted as a build failure, or as its failed tests
+		}
+		// The test binary failed with no test failing, or died in the
+		// middle of tests: a failure the counts alone would not show.
+		c := s.moduleOf(e.Package)
+		c.failed += len(unfinished)
+		why := e.Package
+		if len(unfinished) > 0 {
+			why += " (did not finish: " + strings.Join(unfinished, ", ") + ")"
+		}
+		c.died = append(c.died, why)
 	case "pass", "skip":
 		delete(s.held, e.Package)
+		delete(s.running, e.Package)
 	}
 }
 
@@ -236,7 +268,7 @@ func (s *summary) report() bool {
 	}
 	print := func(name string, c *counts) {
 		status := "ok  "
-		if c.failed > 0 || len(c.buildFailed) > 0 || c.packages == 0 {
+		if c.failed > 0 || len(c.buildFailed) > 0 || len(c.died) > 0 || c.packages == 0 {
 			status = "FAIL"
 		}
 		run := c.passed + c.failed
@@ -244,6 +276,9 @@ func (s *summary) report() bool {
 			status, width, name, plural(c.packages, "package"), plural(run, "test"), c.passed, c.failed, c.skipped)
 		if len(c.buildFailed) > 0 {
 			fmt.Fprintf(s.out, ", build failed: %s", strings.Join(c.buildFailed, " "))
+		}
+		if len(c.died) > 0 {
+			fmt.Fprintf(s.out, ", failed: %s", strings.Join(c.died, ", "))
 		}
 		if c.packages == 0 {
 			// go test said why on stderr ("no packages to test", a go.mod
@@ -269,7 +304,7 @@ func (s *summary) report() bool {
 		}
 		print(m.dir, c)
 	}
-	if s.other.packages+s.other.passed+s.other.failed+s.other.skipped > 0 {
+	if s.other.packages+s.other.passed+s.other.failed+s.other.skipped+len(s.other.died)+len(s.other.buildFailed) > 0 {
 		print("(other)", &s.other)
 	}
 	return !s.fail

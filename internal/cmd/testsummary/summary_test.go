@@ -152,3 +152,29 @@ func TestSkipMessage(t *testing.T) {
 		t.Errorf("skipMessage without a message = %q", got)
 	}
 }
+
+// TestTestBinaryDied: died.jsonl was recorded on example.com/died, whose
+// packages fail with no test failing: one times out (-timeout 2s) in
+// TestSlow, one's TestMain exits with status 3 after its test passed, one
+// panics in init. Each module line says FAIL and names the package and,
+// for the timeout, the test that never finished; the timeout's panic is
+// printed before the package's FAIL line, as go test prints it.
+func TestTestBinaryDied(t *testing.T) {
+	died := []module{{dir: "died", path: "example.com/died"}}
+	out, ok := summarise(t, "died.jsonl", died, "")
+	if ok {
+		t.Error("report() = true for a stream of failed packages")
+	}
+	for _, want := range []string{
+		"FAIL died  3 packages, 3 tests run (2 passed, 1 failed), 0 skipped, failed: example.com/died/exit, example.com/died/initpanic, example.com/died/timeout (did not finish: TestSlow)\n",
+		"panic: init boom",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	panicAt, failAt := strings.Index(out, "panic: test timed out after 2s"), strings.Index(out, "FAIL\texample.com/died/timeout\t")
+	if panicAt < 0 || failAt < 0 || panicAt > failAt {
+		t.Errorf("the timeout's panic (at %d) is not printed before the package's FAIL line (at %d):\n%s", panicAt, failAt, out)
+	}
+}
