@@ -109,7 +109,9 @@ func RetryAfterSeconds(d time.Duration) int64 {
 // request that is not idempotent. backoffhttp.Config.RetryRefused honours
 // it (backoffhttp.RefusedHeader is the same name), as contrib/grpc's
 // RefusedKey trailer is honoured by its Client. A handler must therefore
-// not call WriteRejection after it has started work it would not repeat.
+// not call WriteRejection after it has started work it would not repeat,
+// and a handler that forwards a downstream server's response headers (a
+// gateway) must drop this one, since its own work did run.
 const RefusedHeader = "Stormguard-Refused"
 
 // RetryAfterMsHeader is the response header WriteRejection sets beside
