@@ -52,12 +52,14 @@
 // Partition or KeyedLimiter forgot it), or the counts of a key fall in all
 // (a reset), the series goes on from the last value it reported and adds
 // what the new object counts (what the old object counted after that
-// collection is lost). A count that falls while the total does not is no
-// reset (a grant revoked as its waiter gave up moves from admitted to
-// cancelled): it holds its last value until it grows past it. A Partition
-// key forgotten and made again between two collections that has by then
-// counted past its old total cannot be told from the same key: its series
-// add only the difference. Counts that exceed
+// collection is lost). Of the shed counts, queued and each refusal reason
+// never fall on the same object, and admitted falls only as a grant
+// revoked as its waiter gave up moves to cancelled or deadline: any other
+// fall is a reset too, even when the total grew. A count that falls
+// without a reset holds its last value until it grows past it. A
+// Partition or KeyedLimiter key forgotten and made again between two
+// collections whose every count has by then reached its old value cannot
+// be told from the same key: its series add only the difference. Counts that exceed
 // math.MaxInt64 report math.MaxInt64. A new registration under an old name
 // starts from the primitive's own counts again.
 //

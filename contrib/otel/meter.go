@@ -256,7 +256,9 @@ type source[S any] struct {
 // to it; and the precomputed instruments and options of its series.
 type srcState struct {
 	id    any
-	raw   int64 // the sum of the counters' raw values last read
+	raw   int64   // the sum of the counters' raw values last read
+	prev  []int64 // each counter's raw value last read
+	into  [][]int // each counter's fallsInto, as indices into the table
 	last  []int64
 	base  []int64
 	opts  []metric.ObserveOption
@@ -282,6 +284,16 @@ type bound[S any] struct {
 func (b *bound[S]) prepare(m *Meter, name string, seen map[string]bool, list *[]metric.Observable) {
 	st, n := &b.st, len(b.src.table)
 	st.last, st.base = make([]int64, n), make([]int64, n)
+	st.prev, st.into = make([]int64, n), make([][]int, n)
+	for i, s := range b.src.table {
+		for _, src := range s.fallsInto {
+			for j, t := range b.src.table {
+				if t.source == src {
+					st.into[i] = append(st.into[i], j)
+				}
+			}
+		}
+	}
 	st.opts = make([]metric.ObserveOption, n)
 	st.insts, st.kinds = make([]metric.Observable, n), make([]instKind, n)
 	for i, s := range b.src.table {
@@ -419,7 +431,41 @@ func observe[S any](st *srcState, o metric.Observer, table []series[S], s S, id 
 		}
 	}
 	reset := id != st.id && st.id != nil || raw < st.raw
+	if !reset && st.id != nil {
+		// The same object: a steady counter that fell, or a counter that
+		// fell by more than the counters it may fall into grew, was reset
+		// even if others grew past the old total (a key made again that
+		// refused more than it admitted before).
+		for i, ser := range table {
+			if st.kinds[i] != counterInt {
+				continue
+			}
+			cur, was := max(ser.i(s), 0), st.prev[i]
+			if cur >= was {
+				continue
+			}
+			if ser.steady {
+				reset = true
+				break
+			}
+			if len(st.into[i]) > 0 {
+				gained := int64(0)
+				for _, j := range st.into[i] {
+					gained = satAdd(gained, max(max(table[j].i(s), 0)-st.prev[j], 0))
+				}
+				if gained < was-cur {
+					reset = true
+					break
+				}
+			}
+		}
+	}
 	st.raw = raw
+	for i, ser := range table {
+		if st.kinds[i] == counterInt {
+			st.prev[i] = max(ser.i(s), 0)
+		}
+	}
 	if reset {
 		// What the old counts reached becomes an offset.
 		for i := range table {

@@ -42,6 +42,13 @@ type series[S any] struct {
 	source string
 	i      func(S) int64
 	f      func(S) float64
+	// steady marks a counter that never falls on the same object, so a
+	// fall of it is a reset; fallsInto names (by source) the counters
+	// that take what this one loses without a reset, so a fall of this
+	// one and them together is a reset. A counter with neither is judged
+	// only by the sum of the source's counters.
+	steady    bool
+	fallsInto []string
 }
 
 // The shed primitives, each with its own family of instruments.
@@ -81,12 +88,15 @@ func shedTable(kind string) []series[shed.Stats] {
 	t := []series[shed.Stats]{
 		{metric: p + ".inflight", source: "InFlight", i: func(s shed.Stats) int64 { return int64(s.InFlight) }},
 		{metric: p + ".waiting", source: "Waiting", i: func(s shed.Stats) int64 { return int64(s.Waiting) }},
-		{metric: p + ".admitted", source: "Admitted", i: func(s shed.Stats) int64 { return s.Admitted }},
-		{metric: p + ".queued", source: "Queued", i: func(s shed.Stats) int64 { return s.Queued }},
+		// A grant revoked as its waiter's context ended counts as
+		// cancelled or deadline (the context's error) instead of admitted.
+		{metric: p + ".admitted", source: "Admitted", i: func(s shed.Stats) int64 { return s.Admitted },
+			fallsInto: []string{"Shed.Cancelled", "Shed.Deadline"}},
+		{metric: p + ".queued", source: "Queued", i: func(s shed.Stats) int64 { return s.Queued }, steady: true},
 	}
 	for _, r := range shedReasons {
 		t = append(t, series[shed.Stats]{metric: p + ".shed", attr: AttrReason.String(r.name), source: "Shed." + r.field,
-			i: func(s shed.Stats) int64 { return r.get(s.Shed) }})
+			i: func(s shed.Stats) int64 { return r.get(s.Shed) }, steady: true})
 	}
 	return t
 }

@@ -1,0 +1,68 @@
+package stormotel
+
+import (
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/stormguard/stormguard/shed"
+)
+
+// TestReview2KeyRemadeWithFewerAdmittedMoreShed: a Partition key forgotten
+// and made again between two collections (never seen absent), whose new
+// state has admitted fewer than the old one but refused more, so that its
+// total did not fall, is a reset: admitted goes on from the old value and
+// adds the new key's admissions. (A grant revoked moves a count from
+// admitted to cancelled or deadline only; a refusal for a full key cannot
+// absorb a fall of admitted.)
+func TestReview2KeyRemadeWithFewerAdmittedMoreShed(t *testing.T) {
+	m, r := newMeter(t)
+	p := must[*shed.Partition[string]](t)(shed.NewPartition(shed.PartitionConfig[string]{Total: 8, PerKey: 2, MaxKeys: 1}))
+	must[*Registration](t)(RegisterPartition(m, "zones", p, []string{"a"}))
+	prefix := shedPrefix(kindPartitionKey)
+	at := enc(attribute.NewSet(name("zones"), key("a")))
+	for range 10 {
+		if !p.TryAcquire("a") {
+			t.Fatal("a refused")
+		}
+		p.Release("a")
+	}
+	if v := collect(t, r)[prefix+".admitted"][at].value; v != 10 {
+		t.Fatalf("admitted %v, want 10", v)
+	}
+	if !p.TryAcquire("b") { // MaxKeys 1: "a" is forgotten
+		t.Fatal("b refused")
+	}
+	p.Release("b")
+	if _, ok := p.StatsFor("a"); ok {
+		t.Fatal("a still tracked")
+	}
+	// "a" again: 2 admitted and held, then 15 refused as the key is full.
+	for range 2 {
+		if !p.TryAcquire("a") {
+			t.Fatal("a refused")
+		}
+	}
+	for range 15 {
+		if p.TryAcquire("a") {
+			t.Fatal("a admitted past PerKey")
+		}
+	}
+	s, _ := p.StatsFor("a")
+	if s.Admitted != 2 || s.Shed.Total() != 15 {
+		t.Fatalf("a's new stats %+v, want 2 admitted and 15 refused", s)
+	}
+	got := collect(t, r)
+	if v := got[prefix+".admitted"][at].value; v != 10+2 {
+		t.Errorf("admitted %v after the key was made again with 2, want %d (the old 10 and the new 2)", v, 10+2)
+	}
+	var shedSum float64
+	for k, pt := range got[prefix+".shed"] {
+		if len(k) > 0 && pt.counter {
+			shedSum += pt.value
+		}
+	}
+	if shedSum != 15 {
+		t.Errorf("shed %v, want 15", shedSum)
+	}
+}
