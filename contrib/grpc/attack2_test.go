@@ -2,6 +2,7 @@ package grpcguard_test
 
 import (
 	"context"
+	"net"
 	"sync/atomic"
 	"testing"
 
@@ -65,4 +66,56 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// forgingHealth's Check runs (counts a run), then fails with Unavailable
+// and a RefusedKey trailer of the given values: what a server that is not
+// a stormguard Server, or a handler that copies a downstream call's
+// trailers into its own, may send although the call ran.
+type forgingHealth struct {
+	grpc_health_v1.UnimplementedHealthServer
+	values []string
+	runs   atomic.Int32
+}
+
+func (h *forgingHealth) Check(ctx context.Context, _ *grpc_health_v1.HealthCheckRequest) (*grpc_health_v1.HealthCheckResponse, error) {
+	h.runs.Add(1)
+	_ = grpc.SetTrailer(ctx, metadata.MD{grpcguard.RefusedKey: h.values})
+	return nil, status.Error(codes.Unavailable, "ran, then failed")
+}
+
+// TestClientRefusedTrailerTrust: the Client believes RefusedKey only
+// with ClientConfig.RetryRefused (any server can send it), and then only
+// as a Server writes it (one value naming a reason): a method not listed
+// as idempotent that ran is otherwise never retried, whatever the
+// trailer says.
+func TestClientRefusedTrailerTrust(t *testing.T) {
+	for _, tc := range []struct {
+		values []string
+		trust  bool
+		runs   int32
+	}{
+		{[]string{"queue_full"}, true, 3}, // a Server's word, trusted: retried
+		{[]string{"queue_full"}, false, 1},
+		{[]string{"yes"}, true, 1},                      // no reason a Server sends
+		{[]string{""}, true, 1},                         // empty
+		{[]string{"queue_full", "queue_full"}, true, 1}, // two: trailers merged from several calls
+		{[]string{"QUEUE_FULL"}, true, 1},               // not as a Server writes it
+		{[]string{"queue_full ", "rate_limited"}, false, 1},
+	} {
+		h := &forgingHealth{values: tc.values}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := grpc.NewServer()
+		grpc_health_v1.RegisterHealthServer(srv, h)
+		go func() { _ = srv.Serve(lis) }()
+		t.Cleanup(srv.Stop)
+		cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, RetryRefused: tc.trust})
+		_, err = check(context.Background(), dial(t, lis.Addr().String(), retrying(cl)...), "")
+		if status.Code(err) != codes.Unavailable || h.runs.Load() != tc.runs {
+			t.Errorf("trailer %q, RetryRefused %v: err %v after %d runs; want Unavailable after %d", tc.values, tc.trust, err, h.runs.Load(), tc.runs)
+		}
+	}
 }

@@ -141,7 +141,7 @@ func TestClientRetriesNonIdempotentWhenNotRun(t *testing.T) {
 	}})
 	h := newTestHealth()
 	arr := &arrivals{}
-	c := dial(t, serve(t, h, arr, s.Unary, s.Stream), retrying(mustClient(t, grpcguard.ClientConfig{Policy: fast}))...)
+	c := dial(t, serve(t, h, arr, s.Unary, s.Stream), retrying(mustClient(t, grpcguard.ClientConfig{Policy: fast, RetryRefused: true}))...)
 	if !b.TryAcquire() {
 		t.Fatal("could not take the slot")
 	}
@@ -167,7 +167,7 @@ func TestClientRetriesNonIdempotentWhenNotRun(t *testing.T) {
 	}})
 	hl := newTestHealth()
 	arrl := &arrivals{}
-	cl0 := dial(t, serve(t, hl, arrl, sl.Unary, sl.Stream), retrying(mustClient(t, grpcguard.ClientConfig{Policy: fast}))...)
+	cl0 := dial(t, serve(t, hl, arrl, sl.Unary, sl.Stream), retrying(mustClient(t, grpcguard.ClientConfig{Policy: fast, RetryRefused: true}))...)
 	if !lim.Allow() { // the test takes the token: the call is refused
 		t.Fatal("could not take the token")
 	}

@@ -41,7 +41,8 @@ type ClientConfig struct {
 	BreakerKey func(target, fullMethod string) string
 	// RetryCodes are the codes retried for every method: for a method not
 	// in IdempotentMethods, only when the attempt provably did not run
-	// (it never left the client, or a Server refused it: RefusedKey). Nil means
+	// (it never left the client, or, with RetryRefused, a Server refused
+	// it: RefusedKey). Nil means
 	// codes.Unavailable alone. A codes.ResourceExhausted that carries a
 	// valid pushback is retried as well, under the same condition: the
 	// server refused the call and said when to come back. codes.OK is
@@ -57,6 +58,17 @@ type ClientConfig struct {
 	// (a deadline of the server's own, not the caller's: a call whose
 	// context is done is never retried). codes.OK is invalid.
 	IdempotentCodes []codes.Code
+	// RetryRefused makes the Client believe RefusedKey, as a Server writes
+	// it (one value, a reason RefusalReason returns): a method not in
+	// IdempotentMethods whose attempt a Server's admission refused is
+	// then retried, as one that never left the client is. Off by default,
+	// as in backoffhttp (RetryRefused), since any server can send the
+	// trailer: set it only when every server behind the target is a
+	// Server of this package, and no proxy or handler on the way copies a
+	// downstream call's trailers into its own answer (its RefusedKey
+	// would say "not run" of a call that ran, and the Client would run it
+	// again).
+	RetryRefused bool
 	// MaxPushback bounds the pushback honoured: a longer one ends the
 	// call at once (backoff.ErrRetryAfterTooLong). Zero means
 	// backoff.DefaultMaxRetryAfter. Negative is invalid.
@@ -81,6 +93,7 @@ type Client struct {
 	idempotent  map[string]bool
 	maxPushback time.Duration
 	onAttempt   func(string, backoff.Event)
+	trustRefuse bool
 }
 
 // NewClient returns a Client configured by cfg, or an error that matches
@@ -101,6 +114,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		breakerKey:  cfg.BreakerKey,
 		maxPushback: cfg.MaxPushback,
 		onAttempt:   cfg.OnAttempt,
+		trustRefuse: cfg.RetryRefused,
 	}
 	setCodes := func(field string, cs []codes.Code, def []codes.Code, into *[codes.Unauthenticated + 1]bool) {
 		if cs == nil {
@@ -152,7 +166,8 @@ func Classify(err error) backoff.Outcome {
 // retryable decides what one failed attempt means for the retry loop: the
 // error to hand backoff.Retry (marked Permanent, or with a retry-after
 // hint). mayHaveRun reports that the attempt may have run on the server
-// (it reached a connection and no RefusedKey came back): a method not
+// (it reached a connection and no RefusedKey that RetryRefused believes
+// came back): a method not
 // listed as idempotent is then not retried at all.
 func (c *Client) retryable(ctx context.Context, method string, err error, trailer metadata.MD, mayHaveRun bool) error {
 	if ctx.Err() != nil || pastDeadline(ctx) {
@@ -207,7 +222,8 @@ func (c *Client) options(target, method string, opts []backoff.Option) ([]backof
 //   - a method not in ClientConfig.IdempotentMethods is never retried
 //     once an attempt may have run on the server: only an attempt that
 //     never reached a connection (gRPC set no peer), or one whose trailer
-//     carries RefusedKey (a Server's admission refused it), is retried;
+//     carries RefusedKey as a Server writes it (a Server's admission
+//     refused it) when ClientConfig.RetryRefused is set, is retried;
 //   - it honours the server's pushback (PushbackKey in the trailing
 //     metadata): the next attempt starts no sooner than the pushback (nor
 //     than the policy's delay); a negative or malformed pushback ends the
@@ -280,7 +296,7 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 			return nil
 		}
 		last = err
-		mayHaveRun := !idem && st.peer.Addr != nil && len(st.trailer[RefusedKey]) == 0
+		mayHaveRun := !idem && st.peer.Addr != nil && !(c.trustRefuse && refused(st.trailer))
 		return c.retryable(ctx, method, err, st.trailer, mayHaveRun)
 	}, bopts...)
 	return c.result(ctx, err, attempts, last)

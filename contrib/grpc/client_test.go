@@ -64,7 +64,7 @@ func TestClientHonoursPushback(t *testing.T) {
 	arr := &arrivals{}
 	addr := serve(t, h, arr, s.Unary, s.Stream)
 	var events []backoff.Event
-	cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, OnAttempt: func(m string, ev backoff.Event) {
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, RetryRefused: true, OnAttempt: func(m string, ev backoff.Event) {
 		if m != checkMethod {
 			t.Errorf("hook told method %q", m)
 		}

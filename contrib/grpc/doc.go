@@ -43,7 +43,7 @@
 // it), with a retry hint in the trailing metadata key grpc-retry-pushback-ms
 // (PushbackKey), computed from the refusal's numbers (DefaultPushback), and
 // the reason in the trailing metadata key RefusedKey, which tells a Client
-// that the call did not run. The pushback is the time the limiter's next
+// set to believe it (ClientConfig.RetryRefused) that the call did not run. The pushback is the time the limiter's next
 // token is due, or the time the call waited in the queue in vain. A refusal that says nothing of when capacity frees
 // (a full queue, a pause) carries no hint, rather than a constant that would
 // bring every refused client back at the same instant.
@@ -58,7 +58,8 @@
 // for the methods the caller lists as idempotent. A method not listed is
 // retried only when the attempt provably did not run: it never left the
 // client (no connection), or a Server's admission refused it (the
-// trailer RefusedKey); a connection lost after the request was sent, or
+// trailer RefusedKey, believed only with ClientConfig.RetryRefused, as
+// any server can send it); a connection lost after the request was sent, or
 // an error of the handler itself, may follow work done, and gRPC's
 // codes.Unavailable is "not always safe to retry" for such methods, as
 // its documentation says. It honours the pushback: the next attempt

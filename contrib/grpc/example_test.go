@@ -32,6 +32,7 @@ func Example() {
 
 	bulkhead.TryAcquire() // something else holds the only slot, until the first attempt fails
 	retry, _ := grpcguard.NewClient(grpcguard.ClientConfig{
+		RetryRefused: true, // the server is a grpcguard Server: its stormguard-refused is believed
 		OnAttempt: func(method string, ev backoff.Event) {
 			fmt.Printf("attempt %d of %s: %v\n", ev.Attempt, method, status.Code(ev.Err))
 			if ev.Attempt == 1 {

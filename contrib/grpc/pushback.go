@@ -16,8 +16,13 @@ const PushbackKey = "grpc-retry-pushback-ms"
 // RefusedKey is the trailing-metadata key a Server sets on every call its
 // admission refused, before the handler ran: its value names the reason
 // (RefusalReason). A Client retries a method that is not idempotent only
-// when the call provably did not run: it never left the client, or the
-// server's answer carries this key.
+// when the call provably did not run: it never left the client, or, with
+// ClientConfig.RetryRefused, the server's answer carries this key as a
+// Server writes it (exactly one value, a reason RefusalReason returns).
+// That is the server's word: a server, proxy or handler that sends this
+// key for a call that ran (a handler that copies a downstream call's
+// trailers into its own answer does) makes such a Client run the call
+// again; a handler must not forward it.
 const RefusedKey = "stormguard-refused"
 
 // MaxPushback is the longest pushback FormatPushback writes: the largest

@@ -98,8 +98,9 @@ func TestRetryDecisionProperty(t *testing.T) {
 		idem := rapid.Bool().Draw(t, "idempotent")
 		sent := rapid.Bool().Draw(t, "sent")      // the attempt reached a connection
 		marked := rapid.Bool().Draw(t, "refused") // the server's admission refused it
+		trust := rapid.Bool().Draw(t, "retryRefused")
 		retryCodes := rapid.SliceOfDistinct(rapid.IntRange(1, 16), func(i int) int { return i }).Draw(t, "retryCodes")
-		cfg := grpcguard.ClientConfig{Policy: backoff.Policy{Base: time.Microsecond, Cap: time.Microsecond, MaxAttempts: 3}}
+		cfg := grpcguard.ClientConfig{Policy: backoff.Policy{Base: time.Microsecond, Cap: time.Microsecond, MaxAttempts: 3}, RetryRefused: trust}
 		inRetry := false
 		for _, c := range retryCodes {
 			cfg.RetryCodes = append(cfg.RetryCodes, codes.Code(c))
@@ -119,7 +120,7 @@ func TestRetryDecisionProperty(t *testing.T) {
 		_, retry, present := grpcguard.ParsePushback(pb)
 		idemCode := code == codes.Unavailable || code == codes.ResourceExhausted || code == codes.Aborted || code == codes.DeadlineExceeded
 		want := 1
-		mayHaveRun := !idem && sent && !marked
+		mayHaveRun := !idem && sent && !(marked && trust)
 		if !(present && !retry) && !mayHaveRun && (inRetry || code == codes.ResourceExhausted && present || idem && idemCode) {
 			want = 3
 		}

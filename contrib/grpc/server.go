@@ -418,6 +418,23 @@ func RefusalReason(r *shed.Refusal) string {
 	return "other"
 }
 
+// refused reports whether md says, as a Server writes it, that its
+// admission refused the call: RefusedKey holds exactly one value, a
+// reason RefusalReason returns. Several values are trailers merged from
+// several calls, and anything else was not written by a Server.
+func refused(md metadata.MD) bool {
+	v := md[RefusedKey]
+	if len(v) != 1 {
+		return false
+	}
+	switch v[0] {
+	case "queue_full", "wait_timeout", "paused", "too_many_keys", "deadline", "evicted",
+		"rate_limited", "limit_reached", "canceled", "deadline_exceeded", "other":
+		return true
+	}
+	return false
+}
+
 // KeyByMethod is a ServerConfig.Key that keys calls by their full method
 // name.
 func KeyByMethod(_ context.Context, fullMethod string) string { return fullMethod }
