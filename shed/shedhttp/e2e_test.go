@@ -375,3 +375,36 @@ func TestE2EHintLongerThanDeadlineNotWaited(t *testing.T) {
 	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
 	assert.Equal(t, int64(1), s.arrivals.Load())
 }
+
+// TestE2ELargePostRefusedUnread: a POST whose large body the refusing
+// server never reads still comes back as the refusal (not a broken
+// connection), is retried with RetryRefused, and runs once, with every
+// byte of its body.
+func TestE2ELargePostRefusedUnread(t *testing.T) {
+	payload := strings.Repeat("x", 4<<20)
+	for _, h2 := range []bool{false, true} {
+		t.Run("h2="+strconv.FormatBool(h2), func(t *testing.T) {
+			lim, err := shed.NewLimiter(shed.LimiterConfig{Rate: 2, Burst: 1, MaxWait: time.Nanosecond})
+			require.NoError(t, err)
+			var got atomic.Int64
+			s := &e2eServer{lim: lim}
+			s.start(t, mustNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				s.runs.Add(1)
+				n, _ := io.Copy(io.Discard, r.Body)
+				got.Store(n)
+				w.WriteHeader(http.StatusOK)
+			}), shedhttp.Options{Limiter: lim}), h2)
+			var statuses []int
+			c, ct := s.client(t, backoffhttp.Config{RetryRefused: true,
+				OnAttempt: func(a backoffhttp.Attempt) { statuses = append(statuses, a.StatusCode) }})
+			require.True(t, lim.Allow())
+			resp, err := c.Post(s.srv.URL, "text/plain", strings.NewReader(payload))
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			assert.Equal(t, []int{429, 200}, statuses)
+			assert.Equal(t, int64(1), s.runs.Load())
+			assert.Equal(t, int64(len(payload)), got.Load())
+			assert.Equal(t, ct.opened.Load(), ct.closed.Load())
+		})
+	}
+}

@@ -115,7 +115,9 @@ type Options struct {
 	// deadline header (Status 400). If it returns without writing a status
 	// or a body, WriteRejection answers (keeping the headers Respond set),
 	// since net/http would otherwise answer 200 OK. Its ResponseWriter
-	// unwraps (for http.ResponseController) to the server's.
+	// unwraps (for http.ResponseController) to the server's. A Respond
+	// that writes its own answer sends RefusedHeader and
+	// RetryAfterMsHeader only if it sets them itself.
 	Respond func(w http.ResponseWriter, r *http.Request, rej Rejection)
 	// OnEvent, if not nil, is told what happens to every request, on the
 	// request's goroutine. It must be cheap and must not block. Nil costs
