@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"go/ast"
+	"go/doc"
 	"go/doc/comment"
 	"go/parser"
 	"go/token"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 )
@@ -223,9 +223,6 @@ func containsRun(haystack, needle []string) bool {
 	return false
 }
 
-// outputComment matches the comment that makes go test run an Example.
-var outputComment = regexp.MustCompile(`^//\s*(Unordered output|Output):`)
-
 // testFuncs returns the Test and Example functions of the test files in
 // dir.
 func testFuncs(dir string) ([]testFunc, error) {
@@ -247,6 +244,42 @@ func testFuncs(dir string) ([]testFunc, error) {
 		if err != nil {
 			return nil, err
 		}
+		runs := runningExamples(f)
+		// Lines that start inside a string literal or a comment are
+		// text, not code a test compiles: they match no line of a block.
+		text := make([]bool, len(src)+1)
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.BasicLit:
+				if n.Kind == token.STRING {
+					markText(text, fset.Position(n.Pos()).Offset, fset.Position(n.End()).Offset)
+				}
+			case *ast.Comment:
+				markText(text, fset.Position(n.Pos()).Offset, fset.Position(n.End()).Offset)
+			}
+			return true
+		})
+		for _, g := range f.Comments {
+			for _, c := range g.List {
+				markText(text, fset.Position(c.Pos()).Offset, fset.Position(c.End()).Offset)
+			}
+		}
+		codeLines := func(from, to int) []string {
+			var out []string
+			for off := from; off < to; {
+				end := bytes.IndexByte(src[off:to], '\n')
+				if end < 0 {
+					end = to - off
+				}
+				l := string(src[off : off+end])
+				if text[off] {
+					l = "\x00text"
+				}
+				out = append(out, strings.TrimRight(l, " \t\r"))
+				off += end + 1
+			}
+			return out
+		}
 		for _, decl := range f.Decls {
 			fd, ok := decl.(*ast.FuncDecl)
 			if !ok || fd.Recv != nil || fd.Body == nil {
@@ -257,25 +290,103 @@ func testFuncs(dir string) ([]testFunc, error) {
 			if !isTest && !isExample {
 				continue
 			}
-			tf := testFunc{name: name, runs: isTest}
-			start := fd.Pos()
-			if fd.Doc != nil {
-				start = fd.Doc.End() + 1
+			tf := testFunc{name: name, runs: isTest || runs[name]}
+			tf.decl = codeLines(fset.Position(fd.Pos()).Offset, fset.Position(fd.End()).Offset)
+			bodyStart := fset.Position(fd.Body.Lbrace).Offset + 1
+			if i := bytes.IndexByte(src[bodyStart:], '\n'); i >= 0 {
+				bodyStart += i + 1
 			}
-			tf.decl = lines(string(src[fset.Position(start).Offset:fset.Position(fd.End()).Offset]))
-			body := src[fset.Position(fd.Body.Lbrace).Offset+1 : fset.Position(fd.Body.Rbrace).Offset]
-			for _, l := range lines(string(bytes.TrimLeft(body, "\n"))) {
+			for _, l := range codeLines(bodyStart, fset.Position(fd.Body.Rbrace).Offset) {
 				tf.body = append(tf.body, strings.TrimPrefix(l, "\t"))
-			}
-			if isExample {
-				for _, c := range f.Comments {
-					if c.Pos() > fd.Body.Lbrace && c.End() < fd.Body.Rbrace && outputComment.MatchString(c.List[0].Text) {
-						tf.runs = true
-					}
-				}
 			}
 			funcs = append(funcs, tf)
 		}
 	}
 	return funcs, nil
+}
+
+// markText marks the lines of src[from:to], a string literal or a
+// comment, after its first as text: the first holds the code before it.
+func markText(text []bool, from, to int) {
+	for i := from + 1; i < to; i++ {
+		text[i] = true
+	}
+}
+
+// runningExamples returns the names of the Example functions of a test
+// file that go test runs: those with an output comment, by go/doc's rule
+// (the last comment of the body, "Output:" or "Unordered output:", any
+// case).
+func runningExamples(f *ast.File) map[string]bool {
+	runs := map[string]bool{}
+	for _, ex := range doc.Examples(f) {
+		if ex.Output != "" || ex.EmptyOutput {
+			runs["Example"+exampleSuffix(ex)] = true
+		}
+	}
+	return runs
+}
+
+func exampleSuffix(ex *doc.Example) string {
+	if ex.Name == "" {
+		if ex.Suffix == "" {
+			return ""
+		}
+		return "_" + ex.Suffix
+	}
+	if ex.Suffix == "" {
+		return ex.Name
+	}
+	return ex.Name + "_" + ex.Suffix
+}
+
+// Example is an Example function found by Examples.
+type Example struct {
+	// File is the test file's path, relative to the root given to
+	// Examples, with slashes.
+	File string
+	// Name is the function's name.
+	Name string
+	// Runs reports whether go test runs it: it has an output comment.
+	// Without one it is only compiled.
+	Runs bool
+}
+
+// Examples returns every Example function of every test file under root,
+// in every module and package, internal ones included (directories named
+// testdata or vendor, and hidden ones, are left out).
+func Examples(root string) ([]Example, error) {
+	var out []Example
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if path != root && (name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(name, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		runs := runningExamples(f)
+		for _, decl := range f.Decls {
+			if fd, ok := decl.(*ast.FuncDecl); ok && fd.Recv == nil && strings.HasPrefix(fd.Name.Name, "Example") {
+				out = append(out, Example{File: filepath.ToSlash(rel), Name: fd.Name.Name, Runs: runs[fd.Name.Name]})
+			}
+		}
+		return nil
+	})
+	return out, err
 }

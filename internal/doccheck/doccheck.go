@@ -1,5 +1,8 @@
-// Package doccheck finds exported identifiers without a doc comment, so a
-// test can keep every package's go doc complete.
+// Package doccheck finds exported identifiers without a doc comment,
+// package comments that do not open with code the tests run (CheckCode),
+// and Example functions go test only compiles, for want of an output
+// comment (Examples), so that its tests keep every package's go doc
+// complete and every Example running.
 package doccheck
 
 import (

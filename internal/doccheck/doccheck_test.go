@@ -1,6 +1,7 @@
 package doccheck
 
 import (
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -209,6 +210,22 @@ func TestIt(t *testing.T) {
 	z := p.Tested()
 	_ = z
 }
+
+func ExampleLower() {
+	w := p.Lower()
+	fmt.Println(w)
+	// output: 2
+}
+
+func TestFixture(t *testing.T) {
+	src := ` + "`" + `
+	q := p.InAString()
+	` + "`" + `
+	/*
+	r := p.InAComment()
+	*/
+	_ = src
+}
 `
 	long := strings.Repeat("Words words words words words words words words words words words.\n", 25)
 	for _, tc := range []struct {
@@ -221,6 +238,9 @@ func TestIt(t *testing.T) {
 		{"in a test", "// Package p does things.\n//\n//\tz := p.Tested()\n", ""},
 		{"shell", "// Package p does things.\n//\n//\t$ go run ./p\n", ""},
 		{"example without output", "// Package p does things.\n//\n//\ty := p.Old()\n", "not, line for line"},
+		{"lower-case output", "// Package p does things.\n//\n//\tw := p.Lower()\n", ""},
+		{"only in a string", "// Package p does things.\n//\n//\tq := p.InAString()\n", "not, line for line"},
+		{"only in a comment", "// Package p does things.\n//\n//\tr := p.InAComment()\n", "not, line for line"},
 		{"drifted", "// Package p does things.\n//\n//\tx := p.New(1)\n", "not, line for line"},
 		{"not consecutive", "// Package p does things.\n//\n//\tsetUp()\n//\tfmt.Println(x)\n", "not, line for line"},
 		{"quoted text first", "// Package p does things.\n//\n//\tp: refused (3 waiting, limit 3)\n", "neither Go nor a shell"},
@@ -245,5 +265,65 @@ func TestIt(t *testing.T) {
 				t.Errorf("problems %q, want one saying %q", problems, tc.problem)
 			}
 		})
+	}
+}
+
+// TestEveryExampleRuns: every Example function of every module has an
+// output comment, so that go test runs it rather than only compiling it.
+// (An Example that needs a server skips through proctest.Shared locally
+// and runs under CI=true.)
+func TestEveryExampleRuns(t *testing.T) {
+	examples, err := Examples(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]bool{}
+	for _, ex := range examples {
+		files[ex.File] = true
+		if !ex.Runs {
+			t.Errorf("%s: %s has no output comment (// Output: ...): go test compiles it but never runs it", ex.File, ex.Name)
+		}
+	}
+	// A broken search cannot pass by finding nothing.
+	for _, want := range []string{"contrib/etcd/example_test.go", "contrib/rfc2136/example_test.go", "remirror/sim/example_test.go", "backoff/example_test.go"} {
+		if !files[want] {
+			t.Errorf("Examples(%q) found no Example in %s", root, want)
+		}
+	}
+}
+
+// TestExamplesFindsOneWithoutOutput: an Example without an output
+// comment, in a nested module's package or an internal one, is found as
+// not running; one with output (any case), or an empty output, runs;
+// testdata is left out, and a method named Example is not one.
+func TestExamplesFindsOneWithoutOutput(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"a/a_test.go":              "package a_test\n\nimport \"fmt\"\n\nfunc Example() {\n\tfmt.Println(1)\n\t// Output: 1\n}\n\nfunc ExampleLower() {\n\tfmt.Println(1)\n\t// output: 1\n}\n\nfunc ExampleEmpty() {\n\t// Output:\n}\n\ntype T struct{}\n\nfunc (T) ExampleMethod() {}\n",
+		"contrib/x/go.mod":         "module example.com/x\n",
+		"contrib/x/x_test.go":      "package x_test\n\n// ExampleNew has a comment that is not an output.\nfunc ExampleNew() {\n\t// Output is printed by the server.\n\tprintln(1)\n}\n",
+		"internal/y/y_test.go":     "package y\n\nfunc Example_y() {\n\tprintln(1)\n}\n",
+		"a/testdata/z/z_test.go":   "package z\n\nfunc Example() {}\n",
+		"contrib/x/middle_test.go": "package x_test\n\nfunc ExampleMiddle() {\n\t// Output: 1\n\tprintln(1)\n\t// and a comment after it\n}\n",
+	})
+	examples, err := Examples(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ex := range examples {
+		got = append(got, fmt.Sprintf("%s %s %v", ex.File, ex.Name, ex.Runs))
+	}
+	slices.Sort(got)
+	want := []string{
+		"a/a_test.go Example true",
+		"a/a_test.go ExampleEmpty true",
+		"a/a_test.go ExampleLower true",
+		"contrib/x/middle_test.go ExampleMiddle false",
+		"contrib/x/x_test.go ExampleNew false",
+		"internal/y/y_test.go Example_y false",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Examples =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
