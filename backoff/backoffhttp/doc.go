@@ -49,7 +49,8 @@
 // On a 429 or 503 the Retry-After header (delta-seconds or an HTTP-date) is
 // a minimum for the next wait, or the Retry-After-Ms header
 // (RetryAfterMsHeader, in milliseconds, which shedhttp sends beside it) when
-// that is no longer than the Retry-After; a hint longer than Config.MaxRetryAfter ends
+// it refines the Retry-After (no longer, less than a second shorter); a hint
+// longer than Config.MaxRetryAfter ends
 // the retries and hands that response to the caller, rather than retry
 // before the server asked or wait for an unbounded time.
 //

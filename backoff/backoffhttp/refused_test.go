@@ -36,8 +36,9 @@ func (b *headerBase) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // TestRetryAfterMsWithinRetryAfter: Retry-After-Ms is preferred when it is
-// valid and no longer than the Retry-After it comes with; alone, longer,
-// malformed or on a status without hints it is ignored.
+// valid and refines the Retry-After it comes with (no longer, and less
+// than a second shorter); alone, longer, much shorter, malformed or on a
+// status without hints it is ignored.
 func TestRetryAfterMsWithinRetryAfter(t *testing.T) {
 	for _, c := range []struct {
 		name, ra, ms string
@@ -56,6 +57,9 @@ func TestRetryAfterMsWithinRetryAfter(t *testing.T) {
 		{"beyond Duration", "1", "9223372036855", 503, time.Second},
 		{"502 has no hint", "1", "20", 502, 0},
 		{"spaces", "1", " 20 ", 503, 20 * time.Millisecond},
+		{"a second shorter", "2", "1000", 503, 2 * time.Second},
+		{"under a second shorter", "2", "1001", 503, 1001 * time.Millisecond},
+		{"contradicts", "60", "1", 429, time.Minute},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

@@ -52,8 +52,9 @@ const RefusedHeader = "Stormguard-Refused"
 // RetryAfterMsHeader is a response header some servers (shedhttp among
 // them) send beside Retry-After with the hint in milliseconds, since
 // Retry-After counts whole seconds. On a 429 or 503 that also carries a
-// valid Retry-After, it is preferred when it is positive and no longer
-// than that Retry-After; alone, or longer, it is ignored.
+// valid Retry-After, it is preferred when it refines it: positive, no
+// longer, and less than a second shorter (as rounding up to whole seconds
+// makes it). Alone, or contradicting the Retry-After, it is ignored.
 const RetryAfterMsHeader = "Retry-After-Ms"
 
 // Class is what a result of one attempt is, as Config.Classify decides.
@@ -204,7 +205,7 @@ type StatusError struct {
 	StatusCode int
 	// Wait is the response's Retry-After hint (on a 429 or 503), zero if
 	// none: its Retry-After-Ms (RetryAfterMsHeader) if that is valid and
-	// no longer than its Retry-After.
+	// refines its Retry-After (see RetryAfterMsHeader).
 	Wait time.Duration
 	// Refused reports that the response carried a non-empty RefusedHeader:
 	// the server says that the request's handler did not run.
@@ -699,7 +700,9 @@ func retryAfter(resp *http.Response) time.Duration {
 	}
 	d := parseRetryAfter(v[0], time.Now)
 	if ms := resp.Header[RetryAfterMsHeader]; len(ms) > 0 && d > 0 {
-		if p := parseRetryAfterMs(ms[0]); p > 0 && p <= d {
+		// It only refines the whole seconds: a value that contradicts
+		// them (longer, or a second or more shorter) is ignored.
+		if p := parseRetryAfterMs(ms[0]); p > 0 && p <= d && p > d-time.Second {
 			return p
 		}
 	}
@@ -708,7 +711,7 @@ func retryAfter(resp *http.Response) time.Duration {
 
 // parseRetryAfterMs parses a Retry-After-Ms value: a whole number of
 // milliseconds. Anything else, or a value beyond time.Duration's range, is
-// zero (it is only ever used when no longer than a Retry-After).
+// zero (it is only ever used within a second under a Retry-After).
 func parseRetryAfterMs(s string) time.Duration {
 	ms, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
 	if err != nil || ms > uint64(math.MaxInt64/int64(time.Millisecond)) {
