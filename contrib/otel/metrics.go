@@ -145,11 +145,11 @@ var adaptiveTable = []series[shed.AdaptiveStats]{
 	{metric: adaptivePrefix + ".rtt", source: "RTT", f: func(s shed.AdaptiveStats) float64 { return seconds(s.RTT) }},
 	{metric: adaptivePrefix + ".baseline", source: "Baseline", f: func(s shed.AdaptiveStats) float64 { return seconds(s.Baseline) }},
 	{metric: adaptivePrefix + ".inflight", source: "InFlight", i: func(s shed.AdaptiveStats) int64 { return int64(s.InFlight) }},
-	{metric: adaptivePrefix + ".samples", source: "Samples", i: func(s shed.AdaptiveStats) int64 { return s.Samples }},
-	{metric: adaptivePrefix + ".drops", source: "Drops", i: func(s shed.AdaptiveStats) int64 { return s.Drops }},
-	{metric: adaptivePrefix + ".windows", source: "Windows", i: func(s shed.AdaptiveStats) int64 { return s.Windows }},
-	{metric: adaptivePrefix + ".admitted", source: "Admitted", i: func(s shed.AdaptiveStats) int64 { return s.Admitted }},
-	{metric: adaptivePrefix + ".refused", source: "Refused", i: func(s shed.AdaptiveStats) int64 { return s.Refused }},
+	{metric: adaptivePrefix + ".samples", source: "Samples", i: func(s shed.AdaptiveStats) int64 { return s.Samples }, steady: true},
+	{metric: adaptivePrefix + ".drops", source: "Drops", i: func(s shed.AdaptiveStats) int64 { return s.Drops }, steady: true},
+	{metric: adaptivePrefix + ".windows", source: "Windows", i: func(s shed.AdaptiveStats) int64 { return s.Windows }, steady: true},
+	{metric: adaptivePrefix + ".admitted", source: "Admitted", i: func(s shed.AdaptiveStats) int64 { return s.Admitted }, steady: true},
+	{metric: adaptivePrefix + ".refused", source: "Refused", i: func(s shed.AdaptiveStats) int64 { return s.Refused }, steady: true},
 }
 
 const budgetPrefix = "stormguard.backoff.budget"

@@ -66,3 +66,30 @@ func TestReview2KeyRemadeWithFewerAdmittedMoreShed(t *testing.T) {
 		t.Errorf("shed %v, want 15", shedSum)
 	}
 }
+
+// TestReview2AdaptiveCountersSteady: an adaptive limit's counters only
+// grow on one object, so a key's adaptive limit made again between two
+// collections with fewer admissions but more refusals (its total grew) is
+// a reset: admitted goes on from its old value.
+func TestReview2AdaptiveCountersSteady(t *testing.T) {
+	m, r := newMeter(t)
+	cur := shed.AdaptiveStats{Admitted: 10, Samples: 10, Windows: 1}
+	p := &two{} // the Partition: one id for the key throughout
+	must[*Registration](t)(register(m, kindPartition, "zones", []source[shed.AdaptiveStats]{
+		{attrs: []attribute.KeyValue{key("a")}, table: adaptiveTable, get: func() (shed.AdaptiveStats, any, bool) { return cur, p, true }}}))
+	at := enc(attribute.NewSet(name("zones"), key("a")))
+	if v := collect(t, r)[adaptivePrefix+".admitted"][at].value; v != 10 {
+		t.Fatalf("admitted %v, want 10", v)
+	}
+	cur = shed.AdaptiveStats{Admitted: 2, Refused: 30, Samples: 2}
+	got := collect(t, r)
+	if v := got[adaptivePrefix+".admitted"][at].value; v != 12 {
+		t.Errorf("admitted %v after the limit was made again with 2, want 12", v)
+	}
+	if v := got[adaptivePrefix+".samples"][at].value; v != 12 {
+		t.Errorf("samples %v, want 12", v)
+	}
+	if v := got[adaptivePrefix+".windows"][at].value; v != 1 {
+		t.Errorf("windows %v, want 1", v)
+	}
+}
