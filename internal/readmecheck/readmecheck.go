@@ -30,7 +30,7 @@ import (
 	"strings"
 )
 
-// Snippet is one ```go block of a Markdown file.
+// Snippet is one Go block of a Markdown file (see Snippets).
 type Snippet struct {
 	// Line is the line of the block's first code line (1-based).
 	Line int
@@ -44,34 +44,77 @@ type Snippet struct {
 // preludeComment matches the declarations comment before a block.
 var preludeComment = regexp.MustCompile(`(?s)^<!--\s*go:(.*?)-->\s*$`)
 
-// Snippets returns the ```go blocks of a Markdown text.
+// Snippets returns the Go blocks of a Markdown text: its fenced code
+// blocks (``` or ~~~, three or more, indented or not, as in a list item)
+// whose info string's first word is go or golang, in any case. A block's
+// code is its lines less the fence's indentation. Every other fenced
+// block is skipped whole, a "```go" line inside it included.
 func Snippets(md string) []Snippet {
 	var out []Snippet
 	lines := strings.Split(md, "\n")
 	for i := 0; i < len(lines); i++ {
-		if strings.TrimSpace(lines[i]) != "```go" {
+		indent, fence, info, ok := openingFence(lines[i])
+		if !ok {
 			continue
 		}
-		s := Snippet{Line: i + 2}
+		open := i
+		var code []string
+		for i++; i < len(lines) && !closesFence(lines[i], fence); i++ {
+			code = append(code, dedent(lines[i], indent))
+		}
+		if lang, _, _ := strings.Cut(info, " "); !strings.EqualFold(lang, "go") && !strings.EqualFold(lang, "golang") {
+			continue
+		}
+		s := Snippet{Line: open + 2, Code: strings.Join(code, "\n") + "\n"}
 		// The comment may span lines; it ends on the line before the fence.
-		if i > 0 && strings.HasSuffix(strings.TrimSpace(lines[i-1]), "-->") {
-			for j := i - 1; j >= 0; j-- {
+		if open > 0 && strings.HasSuffix(strings.TrimSpace(lines[open-1]), "-->") {
+			for j := open - 1; j >= 0; j-- {
 				if strings.HasPrefix(strings.TrimSpace(lines[j]), "<!--") {
-					if m := preludeComment.FindStringSubmatch(strings.Join(lines[j:i], "\n")); m != nil {
+					if m := preludeComment.FindStringSubmatch(strings.TrimSpace(strings.Join(lines[j:open], "\n"))); m != nil {
 						s.Prelude = strings.TrimSpace(m[1])
 					}
 					break
 				}
 			}
 		}
-		var code []string
-		for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
-			code = append(code, lines[i])
-		}
-		s.Code = strings.Join(code, "\n") + "\n"
 		out = append(out, s)
 	}
 	return out
+}
+
+// openingFence reports whether line opens a fenced code block, and
+// returns its indentation (in spaces), its fence (``` or ~~~, or longer)
+// and its info string.
+func openingFence(line string) (indent int, fence, info string, ok bool) {
+	rest := strings.TrimLeft(line, " ")
+	indent = len(line) - len(rest)
+	if rest == "" || (rest[0] != '`' && rest[0] != '~') {
+		return 0, "", "", false
+	}
+	n := len(rest) - len(strings.TrimLeft(rest, rest[:1]))
+	if n < 3 {
+		return 0, "", "", false
+	}
+	fence, info = rest[:n], strings.TrimSpace(rest[n:])
+	if fence[0] == '`' && strings.Contains(info, "`") {
+		return 0, "", "", false // inline code, not a fence
+	}
+	return indent, fence, info, true
+}
+
+// closesFence reports whether line closes a block opened by fence: the
+// same character, at least as many, and nothing after them.
+func closesFence(line, fence string) bool {
+	t := strings.TrimSpace(line)
+	return strings.HasPrefix(t, fence) && strings.Trim(t, fence[:1]) == ""
+}
+
+// dedent removes up to n leading spaces from line.
+func dedent(line string, n int) string {
+	for n > 0 && strings.HasPrefix(line, " ") {
+		line, n = line[1:], n-1
+	}
+	return line
 }
 
 // Gofmt returns the snippet as gofmt formats it.
@@ -132,6 +175,19 @@ func (s Snippet) File(name string, importPaths map[string]string) (src string, i
 			}
 		case *ast.FuncDecl:
 			declaredNames[d.Name.Name] = true
+		}
+	}
+	// A declaration named as a package the snippet may use would let the
+	// snippet compile against the comment rather than the package: a
+	// name the API removed would still build.
+	for _, d := range pre.Decls {
+		if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.IMPORT {
+			continue
+		}
+		for _, n := range declNames(d) {
+			if path, ok := importPaths[n]; ok {
+				return "", nil, fmt.Errorf("the <!-- go: --> comment before the block declares %s, the name of package %q: the snippet would use the declaration, not the package", n, path)
+			}
 		}
 	}
 	whole, err := parser.ParseFile(fset, "whole", "package p\n"+stripImports(s.Prelude)+"\n"+body.String(), 0)
@@ -226,4 +282,27 @@ func nodeText(imp *ast.ImportSpec) string {
 		return imp.Name.Name + " " + imp.Path.Value
 	}
 	return imp.Path.Value
+}
+
+// declNames returns the names a top-level declaration declares.
+func declNames(d ast.Decl) []string {
+	var names []string
+	switch d := d.(type) {
+	case *ast.GenDecl:
+		for _, sp := range d.Specs {
+			switch sp := sp.(type) {
+			case *ast.ValueSpec:
+				for _, n := range sp.Names {
+					names = append(names, n.Name)
+				}
+			case *ast.TypeSpec:
+				names = append(names, sp.Name.Name)
+			}
+		}
+	case *ast.FuncDecl:
+		if d.Recv == nil {
+			names = append(names, d.Name.Name)
+		}
+	}
+	return names
 }

@@ -311,3 +311,48 @@ func moduleFor(mods []goModule, repo map[string]goModule, imports []string) (goM
 	}
 	return goModule{}, false
 }
+
+// TestSnippetsFences: go blocks are found however CommonMark fences them
+// (indented in a list item, with tildes, longer fences, an info string
+// after the language, "Go"), their code without the fence's indentation;
+// other languages' blocks are left out, and so is a "```go" line inside
+// one of them.
+func TestSnippetsFences(t *testing.T) {
+	md := "# x\n" +
+		"```sh\n$ go test ./...\n```\n" + // 2
+		"````markdown\n```go\nnot.Go()\n```\n````\n" + // 5
+		"1. Step:\n\n   ```go\n   a := 1\n   if a > 0 {\n   \ta++\n   }\n   ```\n" + // 10
+		"~~~go\nb := 2\n~~~\n" + // 18
+		"````go\nc := \"```\"\n````\n" + // 21
+		"```go title=\"x.go\"\nd := 4\n```\n" + // 24
+		"```Go\ne := 5\n```\n" + // 27
+		"```golang\nf := 6\n```\n" + // 30
+		"```\nnot := go\n```\n" // 33
+	var got []string
+	for _, s := range Snippets(md) {
+		got = append(got, fmt.Sprintf("%d:%s", s.Line, s.Code))
+	}
+	want := []string{
+		"13:a := 1\nif a > 0 {\n\ta++\n}\n",
+		"19:b := 2\n",
+		"22:c := \"```\"\n",
+		"25:d := 4\n",
+		"28:e := 5\n",
+		"31:f := 6\n",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Snippets =\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestPreludeCannotShadowAPackage: a <!-- go: --> comment that declares
+// the name of a package the snippet uses (so that the snippet compiles
+// against the comment, not the API) is refused.
+func TestPreludeCannotShadowAPackage(t *testing.T) {
+	md := "# x\n\n" +
+		"<!-- go: var backoff struct{ NoSuchThing int } -->\n```go\n_ = backoff.NoSuchThing\n```\n" // line 5
+	problems, _ := check(t, md)
+	if len(problems) != 1 || !strings.Contains(problems[0], "README.md:5:") || !strings.Contains(problems[0], "backoff") {
+		t.Errorf("problems %q, want one at line 5 about the declared backoff", problems)
+	}
+}
