@@ -119,3 +119,50 @@ func TestClientRefusedTrailerTrust(t *testing.T) {
 		}
 	}
 }
+
+// TestClientOnFinishOnce: gRPC calls a grpc.OnFinish callback once per
+// call ("only be called once"), and outer interceptors count calls in
+// flight with it; a call the Client retries must not call it once per
+// attempt. It is called once, with the call's final error.
+func TestClientOnFinishOnce(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close()
+	live := serve(t, newTestHealth(), nil, nil, nil)
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, IdempotentMethods: []string{checkMethod, watchMethod}})
+	for _, tc := range []struct {
+		name, addr, cmd string
+		stream          bool
+		code            codes.Code
+	}{
+		{"unary, every attempt fails", live, "code:14", false, codes.Unavailable},
+		{"unary, no connection", dead, "", false, codes.Unavailable},
+		{"unary, success", live, "", false, codes.OK},
+		{"stream, no connection", dead, "", true, codes.Unavailable},
+		{"stream, success", live, "", true, codes.OK},
+	} {
+		c := dial(t, tc.addr, retrying(cl)...)
+		var (
+			calls atomic.Int32
+			got   atomic.Value
+		)
+		fin := grpc.OnFinish(func(err error) {
+			calls.Add(1)
+			got.Store(status.Code(err))
+		})
+		if tc.stream {
+			ws, err := c.Watch(context.Background(), &grpc_health_v1.HealthCheckRequest{Service: tc.cmd}, fin)
+			for err == nil {
+				_, err = ws.Recv()
+			}
+		} else {
+			_, _ = c.Check(context.Background(), &grpc_health_v1.HealthCheckRequest{Service: tc.cmd}, fin)
+		}
+		if calls.Load() != 1 || got.Load() != tc.code {
+			t.Errorf("%s: OnFinish called %d times, last with %v; want once, with %v", tc.name, calls.Load(), got.Load(), tc.code)
+		}
+	}
+}

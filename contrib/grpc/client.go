@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stormguard/stormguard/backoff"
@@ -240,7 +241,9 @@ func (c *Client) options(target, method string, opts []backoff.Option) ([]backof
 // the last attempt got: they are cleared before each retry, so an attempt
 // that never left the client leaves them empty (gRPC fills them only for
 // an attempt that got a stream), not holding an earlier attempt's
-// pushback or peer.
+// pushback or peer. The caller's grpc.OnFinish callbacks are called once
+// per call, as gRPC promises, with the error Unary returns, not once per
+// attempt.
 //
 // If the Breakers is at its key bound with every breaker open, the call is
 // refused with codes.Unavailable, without an attempt, by an error that
@@ -261,9 +264,12 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 	if c == nil {
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
+	// The caller's grpc.OnFinish is for the call, once, not per attempt.
+	opts, finish := splitFinish(opts)
 	var buf [4]backoff.Option
 	bopts, err := c.options(target(cc), method, buf[:0])
 	if err != nil {
+		finished(finish, err)
 		return err
 	}
 	attempts := 0
@@ -299,7 +305,83 @@ func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *g
 		mayHaveRun := !idem && st.peer.Addr != nil && !(c.trustRefuse && refused(st.trailer))
 		return c.retryable(ctx, method, err, st.trailer, mayHaveRun)
 	}, bopts...)
-	return c.result(ctx, err, attempts, last)
+	err = c.result(ctx, err, attempts, last)
+	finished(finish, err)
+	return err
+}
+
+// splitFinish takes the grpc.OnFinish options out of opts: gRPC calls
+// them at the end of every attempt, but the caller (an interceptor that
+// counts calls in flight) is promised one call. It allocates only when
+// there are some.
+func splitFinish(opts []grpc.CallOption) ([]grpc.CallOption, []func(error)) {
+	n := 0
+	for _, o := range opts {
+		if _, ok := o.(grpc.OnFinishCallOption); ok {
+			n++
+		}
+	}
+	if n == 0 {
+		return opts, nil
+	}
+	rest := make([]grpc.CallOption, 0, len(opts)-n)
+	fs := make([]func(error), 0, n)
+	for _, o := range opts {
+		if f, ok := o.(grpc.OnFinishCallOption); ok {
+			if f.OnFinish != nil {
+				fs = append(fs, f.OnFinish)
+			}
+			continue
+		}
+		rest = append(rest, o)
+	}
+	return rest, fs
+}
+
+// finished calls the caller's OnFinish callbacks with the call's error.
+func finished(fs []func(error), err error) {
+	for _, f := range fs {
+		f(err)
+	}
+}
+
+// finishGate stands for the caller's OnFinish callbacks in one attempt to
+// create a stream: gRPC calls it when that attempt's stream ends, which
+// for an attempt that failed is before streamer returns. It holds the
+// call until open says whether the attempt made the call's stream: then
+// it forwards it, or drops it (the Client reports the call's end itself).
+type finishGate struct {
+	fs      []func(error)
+	mu      sync.Mutex
+	decided bool
+	forward bool
+	pending bool
+	err     error
+}
+
+func (g *finishGate) onFinish(err error) {
+	g.mu.Lock()
+	if !g.decided {
+		g.pending, g.err = true, err
+		g.mu.Unlock()
+		return
+	}
+	forward := g.forward
+	g.mu.Unlock()
+	if forward {
+		finished(g.fs, err)
+	}
+}
+
+// open decides the attempt's fate: ok if streamer returned its stream.
+func (g *finishGate) open(ok bool) {
+	g.mu.Lock()
+	g.decided, g.forward = true, ok
+	pending, err := g.pending && ok, g.err
+	g.mu.Unlock()
+	if pending {
+		finished(g.fs, err)
+	}
 }
 
 // attemptState is what gRPC reports of one attempt of a unary call (its
@@ -449,7 +531,10 @@ func (e *retryError) GRPCStatus() *status.Status { return status.New(e.code, e.E
 // nothing is retried: a refusal by the server's interceptor reaches the
 // application on its first RecvMsg (or Header), with the pushback in
 // the stream's Trailer(), which ParsePushback reads. The stream's breaker,
-// if any, is told only whether the stream was created.
+// if any, is told only whether the stream was created. The caller's
+// grpc.OnFinish callbacks are called once: when the returned stream ends,
+// or with Stream's error; never for an attempt that failed and was
+// retried.
 func (c *Client) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	if streamer == nil {
 		return nil, status.Error(codes.Internal, "grpcguard: nil streamer")
@@ -457,9 +542,11 @@ func (c *Client) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 	if c == nil {
 		return streamer(ctx, desc, cc, method, opts...)
 	}
+	opts, finish := splitFinish(opts)
 	var buf [4]backoff.Option
 	bopts, err := c.options(target(cc), method, buf[:0])
 	if err != nil {
+		finished(finish, err)
 		return nil, err
 	}
 	attempts := 0
@@ -475,7 +562,17 @@ func (c *Client) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 			forget(opts)
 		}
 		attempts++
-		s, err := streamer(ctx, desc, cc, method, opts...)
+		var s grpc.ClientStream
+		var err error
+		if finish == nil {
+			s, err = streamer(ctx, desc, cc, method, opts...)
+		} else {
+			// A gate per attempt: the caller's OnFinish hears of the
+			// stream the call returns, not of the attempts that failed.
+			g := &finishGate{fs: finish}
+			s, err = streamer(ctx, desc, cc, method, append(opts[:len(opts):len(opts)], grpc.OnFinish(g.onFinish))...)
+			g.open(err == nil)
+		}
 		if err == nil {
 			cs = s
 			return nil
@@ -485,7 +582,9 @@ func (c *Client) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 		return c.retryable(ctx, method, err, nil, false)
 	}, bopts...)
 	if err != nil {
-		return nil, c.result(ctx, err, attempts, last)
+		err = c.result(ctx, err, attempts, last)
+		finished(finish, err)
+		return nil, err
 	}
 	return cs, nil
 }
