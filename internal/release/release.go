@@ -216,6 +216,8 @@ func Version(mods []Module) (string, error) {
 //     major (ErrInvalidVersion);
 //   - a published module requires a module of the repository that is never
 //     tagged (examples/, bench/);
+//   - a published nested module's path is not the core's path followed by
+//     its directory (the go command would not find it under its tag);
 //   - a module requires another module of the repository at a different
 //     version;
 //   - a module that requires another module of the repository has no
@@ -253,7 +255,18 @@ func Check(mods []Module, version string) []error {
 			}
 		}
 	}
+	corePath := ""
 	for _, m := range mods {
+		if m.Dir == "." {
+			corePath = majorSuffix.ReplaceAllString(m.Path, "")
+		}
+	}
+	for _, m := range mods {
+		if corePath != "" && m.Published() && m.Dir != "." {
+			if want := corePath + "/" + m.Dir; majorSuffix.ReplaceAllString(m.Path, "") != want {
+				errs = append(errs, fmt.Errorf("%s is in %s, want %s: the go command looks for its tag %s in the directory its path names", m.Path, m.Dir, want, m.TagPrefix()+version))
+			}
+		}
 		if !m.InWork {
 			errs = append(errs, fmt.Errorf("%s (%s) is not listed in go.work", m.Dir, m.Path))
 		}

@@ -194,3 +194,52 @@ func TestCheckRefusesPublishedRequiringUnpublished(t *testing.T) {
 		t.Fatalf("Check = %v, want contrib/a refused for requiring the untagged examples", errs)
 	}
 }
+
+// TestModulesPathWithSpaces: a checkout whose path holds spaces and
+// non-ASCII letters is read like any other.
+func TestModulesPathWithSpaces(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "my repo ü")
+	files := map[string]string{
+		"go.mod":            core,
+		"go.work":           "go 1.25.0\n\nuse (\n\t.\n\t./contrib/ab\n)\n",
+		"contrib/ab/go.mod": "module example.com/core/contrib/ab\n\ngo 1.25.0\n\nrequire example.com/core v1.2.3\n\nreplace example.com/core => ../..\n",
+	}
+	for p, s := range files {
+		full := filepath.Join(root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mods, err := Modules(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := Check(mods, "v1.2.3"); len(errs) != 0 {
+		t.Fatalf("Check = %v, want none", errs)
+	}
+	if got, want := Tags(mods, "v1.2.3"), []string{"v1.2.3", "contrib/ab/v1.2.3"}; !slices.Equal(got, want) {
+		t.Fatalf("Tags = %v, want %v", got, want)
+	}
+}
+
+// TestCheckRefusesPathNotDir: the go command finds a nested module's tag
+// by the module path's part below the core's (example.com/core/contrib/ab
+// at contrib/ab/v1.2.3, in directory contrib/ab); a published module whose
+// directory differs (a renamed directory, one holding a space, which no
+// tag may) would be tagged where go get never looks.
+func TestCheckRefusesPathNotDir(t *testing.T) {
+	for _, dir := range []string{"contrib/a b", "contrib/other"} {
+		mods := []Module{
+			{Dir: ".", Path: "example.com/core", InWork: true},
+			{Dir: dir, Path: "example.com/core/contrib/ab", InWork: true,
+				Require: map[string]string{"example.com/core": "v1.2.3"}, Replace: map[string]string{"example.com/core": "../.."}},
+		}
+		errs := Check(mods, "v1.2.3")
+		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "example.com/core/contrib/ab is in "+dir+", want example.com/core/"+dir) {
+			t.Errorf("Check with %s = %v, want the module path and directory refused", dir, errs)
+		}
+	}
+}
