@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	grpcguard "github.com/stormguard/stormguard/contrib/grpc"
 	"google.golang.org/grpc"
@@ -164,5 +165,33 @@ func TestClientOnFinishOnce(t *testing.T) {
 		if calls.Load() != 1 || got.Load() != tc.code {
 			t.Errorf("%s: OnFinish called %d times, last with %v; want once, with %v", tc.name, calls.Load(), got.Load(), tc.code)
 		}
+	}
+}
+
+type ctxKey struct{}
+
+// TestClientAttemptsCarryCallersDeadline: every attempt runs under the
+// caller's own deadline (gRPC sends what remains of it as grpc-timeout),
+// never a fresh copy of the original timeout, and with the caller's
+// values and outgoing metadata, which no attempt adds to.
+func TestClientAttemptsCarryCallersDeadline(t *testing.T) {
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, IdempotentMethods: []string{checkMethod}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(context.WithValue(ctx, ctxKey{}, "v"), "tenant", "a")
+	want, _ := ctx.Deadline()
+	attempts := 0
+	err := cl.Unary(ctx, checkMethod, nil, nil, nil,
+		func(actx context.Context, _ string, _, _ any, _ *grpc.ClientConn, _ ...grpc.CallOption) error {
+			attempts++
+			dl, ok := actx.Deadline()
+			md, _ := metadata.FromOutgoingContext(actx)
+			if !ok || !dl.Equal(want) || actx.Value(ctxKey{}) != "v" || len(md["tenant"]) != 1 || len(md) != 1 {
+				t.Errorf("attempt %d: deadline %v (%v), value %v, metadata %v; want %v, \"v\", tenant=[a]", attempts, dl, ok, actx.Value(ctxKey{}), md, want)
+			}
+			return status.Error(codes.Unavailable, "down")
+		})
+	if attempts != 3 || status.Code(err) != codes.Unavailable {
+		t.Fatalf("%d attempts, err %v; want 3, Unavailable", attempts, err)
 	}
 }
