@@ -44,9 +44,9 @@ var (
 
 // RefusedHeader is the response header by which a server says that it
 // refused the request before its handler ran (shedhttp.RefusedHeader, the
-// same name, is set on every shedhttp refusal): with Config.RetryRefused, a
-// request that is not idempotent is retried after a Retryable response
-// carrying it.
+// same name, is set on every refusal shedhttp's WriteRejection writes):
+// with Config.RetryRefused, a request that is not idempotent is retried
+// after a Retryable response carrying it.
 const RefusedHeader = "Stormguard-Refused"
 
 // RetryAfterMsHeader is a response header some servers (shedhttp among

@@ -408,3 +408,34 @@ func TestE2ELargePostRefusedUnread(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EStopsAtDeadlineWhileRunning: a handler admitted and slow (it
+// waits for its request's context) does not hold the client past its
+// deadline, and learns that its client left.
+func TestE2EStopsAtDeadlineWhileRunning(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run("h2="+strconv.FormatBool(h2), func(t *testing.T) {
+			left := make(chan struct{})
+			bh, err := shed.NewBulkhead(shed.BulkheadConfig{MaxConcurrent: 4})
+			require.NoError(t, err)
+			s := &e2eServer{}
+			s.start(t, mustNew(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				<-r.Context().Done()
+				close(left)
+			}), shedhttp.Options{Bulkhead: bh}), h2)
+			var n int
+			c, ct := s.client(t, backoffhttp.Config{OnAttempt: func(a backoffhttp.Attempt) { n = a.N }})
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.srv.URL, nil)
+			require.NoError(t, err)
+			resp, err := c.Do(req)
+			assert.Nil(t, resp)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.Equal(t, 1, n)
+			<-left
+			assert.Equal(t, ct.opened.Load(), ct.closed.Load())
+			assert.Equal(t, int64(1), s.arrivals.Load())
+		})
+	}
+}
