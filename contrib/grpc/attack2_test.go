@@ -41,11 +41,11 @@ func TestClientCallOptionsReflectLastAttempt(t *testing.T) {
 		cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, IdempotentMethods: []string{checkMethod}})
 		c := dial(t, serve(t, h, nil, nil, nil), grpc.WithChainUnaryInterceptor(cl.Unary, inner))
 		var (
-			hdr, tr metadata.MD
-			p       peer.Peer
+			hdr, tr, tr2 metadata.MD
+			p            peer.Peer
 		)
 		_, err := c.Check(context.Background(), &grpc_health_v1.HealthCheckRequest{Service: "code:14:pb:0"},
-			grpc.Header(&hdr), grpc.Trailer(&tr), grpc.Peer(&p))
+			grpc.Header(&hdr), grpc.Trailer(&tr), grpc.Peer(&p), &grpc.TrailerCallOption{TrailerAddr: &tr2})
 		if h.ran() != 1+b2i(lastLeaves) || n.Load() < 2 {
 			t.Fatalf("last attempt leaves %v: %d runs, %d attempts; want the first attempt to reach the server, then a retry", lastLeaves, h.ran(), n.Load())
 		}
@@ -55,6 +55,9 @@ func TestClientCallOptionsReflectLastAttempt(t *testing.T) {
 			}
 		} else if status.Code(err) != codes.Unavailable || hdr != nil || p.Addr != nil {
 			t.Fatalf("last attempt never left the client: err %v, header %v, peer %v; want Unavailable, no header, no peer", err, hdr, p.Addr)
+		}
+		if pb := tr2[grpcguard.PushbackKey]; len(pb) != 0 {
+			t.Fatalf("last attempt leaves %v: a *grpc.TrailerCallOption holds the pushback %q of an earlier attempt", lastLeaves, pb)
 		}
 		if pb := tr[grpcguard.PushbackKey]; len(pb) != 0 {
 			t.Fatalf("last attempt leaves %v: the caller's trailer holds the pushback %q of an earlier attempt", lastLeaves, pb)

@@ -426,6 +426,18 @@ func forget(opts []grpc.CallOption) {
 			if o.PeerAddr != nil {
 				*o.PeerAddr = peer.Peer{}
 			}
+		case *grpc.HeaderCallOption: // gRPC honours these too
+			if o != nil && o.HeaderAddr != nil {
+				*o.HeaderAddr = nil
+			}
+		case *grpc.TrailerCallOption:
+			if o != nil && o.TrailerAddr != nil {
+				*o.TrailerAddr = nil
+			}
+		case *grpc.PeerCallOption:
+			if o != nil && o.PeerAddr != nil {
+				*o.PeerAddr = peer.Peer{}
+			}
 		}
 	}
 }
