@@ -27,7 +27,7 @@ func TestRepositoryReleasable(t *testing.T) {
 		t.Error(e)
 	}
 	tags := Tags(mods, v)
-	for _, want := range []string{v, "contrib/etcd/" + v, "contrib/rfc2136/" + v} {
+	for _, want := range []string{v, "contrib/etcd/" + v, "contrib/rfc2136/" + v, "contrib/grpc/" + v, "contrib/otel/" + v} {
 		if !slices.Contains(tags, want) {
 			t.Errorf("tags %v lack %s", tags, want)
 		}
