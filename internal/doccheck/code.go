@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"go/ast"
+	"go/build"
 	"go/doc"
 	"go/doc/comment"
 	"go/parser"
@@ -224,7 +225,7 @@ func containsRun(haystack, needle []string) bool {
 }
 
 // testFuncs returns the Test and Example functions of the test files in
-// dir.
+// dir that go test builds.
 func testFuncs(dir string) ([]testFunc, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -234,6 +235,14 @@ func testFuncs(dir string) ([]testFunc, error) {
 	var funcs []testFunc
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), "_test.go") {
+			continue
+		}
+		// A file that go test does not build (//go:build ignore, another
+		// GOOS) compiles and runs nothing.
+		if ok, err := build.Default.MatchFile(dir, e.Name()); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
 			continue
 		}
 		src, err := os.ReadFile(filepath.Join(dir, e.Name()))

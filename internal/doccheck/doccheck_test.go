@@ -241,6 +241,8 @@ func TestFixture(t *testing.T) {
 		{"lower-case output", "// Package p does things.\n//\n//\tw := p.Lower()\n", ""},
 		{"only in a string", "// Package p does things.\n//\n//\tq := p.InAString()\n", "not, line for line"},
 		{"only in a comment", "// Package p does things.\n//\n//\tr := p.InAComment()\n", "not, line for line"},
+		{"only in an ignored file", "// Package p does things.\n//\n//\tv := p.Ignored()\n", "not, line for line"},
+		{"only in another GOOS's file", "// Package p does things.\n//\n//\tu := p.OnPlan9()\n", "not, line for line"},
 		{"drifted", "// Package p does things.\n//\n//\tx := p.New(1)\n", "not, line for line"},
 		{"not consecutive", "// Package p does things.\n//\n//\tsetUp()\n//\tfmt.Println(x)\n", "not, line for line"},
 		{"quoted text first", "// Package p does things.\n//\n//\tp: refused (3 waiting, limit 3)\n", "neither Go nor a shell"},
@@ -249,7 +251,12 @@ func TestFixture(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeFiles(t, dir, map[string]string{"p/p.go": tc.doc + "package p\n", "p/p_test.go": example})
+			writeFiles(t, dir, map[string]string{
+				"p/p.go":            tc.doc + "package p\n",
+				"p/p_test.go":       example,
+				"p/off_test.go":     "//go:build ignore\n\npackage p\n\nfunc TestOff(t *testing.T) {\n\tv := p.Ignored()\n}\n",
+				"p/x_plan9_test.go": "package p\n\nfunc TestPlan9(t *testing.T) {\n\tu := p.OnPlan9()\n}\n",
+			})
 			pkgs, err := Packages(dir)
 			if err != nil || len(pkgs) != 1 {
 				t.Fatalf("Packages = %v, %v", pkgs, err)
