@@ -73,7 +73,8 @@ func DefaultStatus(err error) int {
 // an AdaptiveLimit's own refusal does.
 //
 // A hint under a second is sent as "Retry-After: 1" (the header counts
-// whole seconds); the body's retry_after_ms keeps the precise value.
+// whole seconds); the Retry-After-Ms header (RetryAfterMsHeader) and the
+// body's retry_after_ms keep the precise value.
 func RetryAfter(err error) (time.Duration, bool) {
 	var ref *shed.Refusal
 	if !errors.As(err, &ref) || ref == nil {
