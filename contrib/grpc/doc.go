@@ -78,8 +78,11 @@
 // uncounted by the Budget, and gRPC consumes the pushback itself; and the
 // Client sees only gRPC's last attempt, so a method gRPC's retryPolicy
 // retried after it ran may be retried again if that last attempt never
-// left the client. Use one retry loop: disable gRPC's with grpc.WithDisableRetry() when you use this
-// package's Client, as the Example does. gRPC's transparent retry of a
+// left the client. The same holds of an interceptor chained after the
+// Client that retries or hedges by itself: the Client judges a call by
+// what gRPC reports of the last attempt it made. Use one retry loop:
+// disable gRPC's with grpc.WithDisableRetry() when you use this package's
+// Client, as the Example does. gRPC's transparent retry of a
 // stream that never left the client stays on either way; it is harmless, as
 // the server never saw the call.
 package grpcguard
