@@ -156,8 +156,8 @@
 //	| stormguard.lease.recovery.attempt.queued | Int64ObservableUpDownCounter | {attempt} |  | Queued |
 //	| stormguard.lease.recovery.lapsed | Int64ObservableCounter | {lease} |  | Lapsed |
 //	| stormguard.lease.recovery.attempts | Int64ObservableCounter | {attempt} |  | Attempts |
-//	| stormguard.lease.recovery.attempts.wasted | Int64ObservableCounter | {attempt} |  | Wasted |
-//	| stormguard.lease.recovery.attempts.dropped | Int64ObservableCounter | {attempt} |  | Dropped |
+//	| stormguard.lease.recovery.attempt.wasted | Int64ObservableCounter | {attempt} |  | Wasted |
+//	| stormguard.lease.recovery.attempt.dropped | Int64ObservableCounter | {attempt} |  | Dropped |
 //	| stormguard.lease.recovery.rate | Float64ObservableGauge | {key}/s |  | Rate |
 //	| stormguard.lease.recovery.establish.cost | Float64ObservableGauge | s |  | EstablishCost |
 //	| stormguard.lease.recovery.renew.cost | Float64ObservableGauge | s |  | RenewCost |

@@ -93,3 +93,20 @@ func TestReview2AdaptiveCountersSteady(t *testing.T) {
 		t.Errorf("windows %v, want 1", v)
 	}
 }
+
+// TestReview2NoNameIsANamespace: OpenTelemetry's naming rules say a
+// metric's name must not also be the namespace of another metric's name
+// (no "a.b" beside "a.b.c"): some backends map both to one path.
+func TestReview2NoNameIsANamespace(t *testing.T) {
+	names := map[string]bool{}
+	for _, in := range instruments {
+		names[in.name] = true
+	}
+	for n := range names {
+		for i := range len(n) {
+			if n[i] == '.' && names[n[:i]] {
+				t.Errorf("%s is a metric and the namespace of %s", n[:i], n)
+			}
+		}
+	}
+}
