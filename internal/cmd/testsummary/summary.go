@@ -54,13 +54,14 @@ type summary struct {
 	// testFailed the packages where a test failed.
 	running    map[string][]string
 	testFailed map[string]bool
+	testEnded  map[string]bool // packages where a test ended
 	other      counts // packages of no module given
 	fail       bool
 }
 
 func newSummary(mods []module, out io.Writer) *summary {
 	return &summary{mods: mods, out: out, by: map[string]*counts{}, held: map[string][]line{},
-		running: map[string][]string{}, testFailed: map[string]bool{}}
+		running: map[string][]string{}, testFailed: map[string]bool{}, testEnded: map[string]bool{}}
 }
 
 // moduleOf returns the counts of the module pkg belongs to.
@@ -124,6 +125,7 @@ func (s *summary) handle(e event) {
 		s.held[e.Package] = append(s.held[e.Package], line{e.Test, e.Output})
 	case "pass", "fail", "skip":
 		s.running[e.Package] = slices.DeleteFunc(s.running[e.Package], func(t string) bool { return t == e.Test })
+		s.testEnded[e.Package] = true
 		c := s.moduleOf(e.Package)
 		lines := s.take(e.Package, e.Test)
 		switch e.Action {
@@ -211,8 +213,15 @@ func (s *summary) packageEvent(e event) {
 		c := s.moduleOf(e.Package)
 		c.failed += len(unfinished)
 		why := e.Package
-		if len(unfinished) > 0 {
+		switch {
+		case len(unfinished) > 0:
 			why += " (did not finish: " + strings.Join(unfinished, ", ") + ")"
+		case s.testEnded[e.Package]:
+			// Nothing printed says why: TestMain exited non-zero, or
+			// the race detector or a leak check failed the binary.
+			why += " (the test binary failed after its tests ended)"
+		default:
+			why += " (before any test ended)"
 		}
 		c.died = append(c.died, why)
 	case "pass", "skip":

@@ -166,7 +166,7 @@ func TestTestBinaryDied(t *testing.T) {
 		t.Error("report() = true for a stream of failed packages")
 	}
 	for _, want := range []string{
-		"FAIL died  3 packages, 3 tests run (2 passed, 1 failed), 0 skipped, failed: example.com/died/exit, example.com/died/initpanic, example.com/died/timeout (did not finish: TestSlow)\n",
+		"FAIL died  3 packages, 3 tests run (2 passed, 1 failed), 0 skipped, failed: example.com/died/exit (the test binary failed after its tests ended), example.com/died/initpanic (before any test ended), example.com/died/timeout (did not finish: TestSlow)\n",
 		"panic: init boom",
 	} {
 		if !strings.Contains(out, want) {
