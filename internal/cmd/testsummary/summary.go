@@ -55,7 +55,7 @@ type summary struct {
 	running    map[string][]string
 	testFailed map[string]bool
 	testEnded  map[string]bool // packages where a test ended
-	other      counts // packages of no module given
+	other      counts          // packages of no module given
 	fail       bool
 }
 
