@@ -192,7 +192,7 @@ func (s *summary) packageEvent(e event) {
 		if e.Output == "PASS\n" || strings.HasPrefix(e.Output, "=== ") {
 			return
 		}
-		if strings.HasPrefix(e.Output, "FAIL") {
+		if e.Output == "FAIL\n" || strings.HasPrefix(e.Output, "FAIL\t"+e.Package) {
 			// Output of tests that never ended (a panic, a timeout,
 			// os.Exit) belongs to the failure, before its FAIL line.
 			s.print(s.held[e.Package])
