@@ -3,6 +3,7 @@ package backoffhttp_test
 import (
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	"github.com/stormguard/stormguard/backoff"
 	"github.com/stormguard/stormguard/backoff/backoffhttp"
@@ -147,4 +149,86 @@ func TestRetryRefusedOptIn(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Over random refusals (status, Retry-After, Retry-After-Ms,
+// Stormguard-Refused), methods and the opt-in: a request is sent again only
+// if its first result is Retryable and it is idempotent or, with
+// RetryRefused, was refused with a non-empty header; the wait is the
+// precise hint only when it refines the whole seconds.
+func TestPropertyRefusedAndPreciseHint(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		status := rapid.SampledFrom([]int{200, 400, 429, 500, 502, 503}).Draw(rt, "status")
+		ra := rapid.IntRange(-1, 3).Draw(rt, "retryAfter") // -1: none
+		ms := rapid.IntRange(-2, 4000).Draw(rt, "ms")      // -2: none, -1: garbage
+		refusedVal := rapid.SampledFrom([]string{"-", "", "queue_full"}).Draw(rt, "refused")
+		method := rapid.SampledFrom([]string{"GET", "POST", "PATCH", "PUT"}).Draw(rt, "method")
+		optIn := rapid.Bool().Draw(rt, "optIn")
+
+		h := http.Header{}
+		if ra >= 0 {
+			h.Set("Retry-After", strconv.Itoa(ra))
+		}
+		switch {
+		case ms == -1:
+			h.Set(backoffhttp.RetryAfterMsHeader, "soon")
+		case ms >= 0:
+			h.Set(backoffhttp.RetryAfterMsHeader, strconv.Itoa(ms))
+		}
+		if refusedVal != "-" {
+			h[backoffhttp.RefusedHeader] = []string{refusedVal}
+		}
+		base := &headerBase{status: status, header: h}
+		var wait time.Duration
+		var rtErr error
+		// The wait runs in a bubble: its clock is virtual.
+		synctest.Test(t, func(t *testing.T) {
+			tr, err := backoffhttp.New(backoffhttp.Config{
+				Base: base, RetryRefused: optIn,
+				Policy: backoff.Policy{Base: time.Nanosecond, Cap: time.Nanosecond},
+				OnAttempt: func(a backoffhttp.Attempt) {
+					if a.N == 1 {
+						wait = a.Wait
+					}
+				},
+			})
+			if err != nil {
+				rtErr = err
+				return
+			}
+			req, _ := http.NewRequest(method, "http://svc/", strings.NewReader("body"))
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				rtErr = err
+				return
+			}
+			_ = resp.Body.Close()
+		})
+		if rtErr != nil {
+			rt.Fatal(rtErr)
+		}
+
+		retryable := status == 429 || status == 502 || status == 503
+		safe := method == "GET" || method == "PUT" || (optIn && refusedVal != "" && refusedVal != "-")
+		want := int32(1)
+		if retryable && safe {
+			want = 2
+		}
+		if got := base.sent.Load(); got != want {
+			rt.Fatalf("sent %d times, want %d", got, want)
+		}
+		if want == 1 {
+			return
+		}
+		var hint time.Duration
+		if (status == 429 || status == 503) && ra > 0 {
+			hint = time.Duration(ra) * time.Second
+			if p := time.Duration(ms) * time.Millisecond; ms > 0 && p <= hint && p > hint-time.Second {
+				hint = p
+			}
+		}
+		if hint > 0 && wait != hint || hint == 0 && wait > time.Nanosecond {
+			rt.Fatalf("waited %v, want %v", wait, hint)
+		}
+	})
 }
