@@ -399,3 +399,101 @@ func Examples(root string) ([]Example, error) {
 	})
 	return out, err
 }
+
+// UnlistedServerExamples returns the Example functions, in the test files
+// of the package in dir, that use the server of a proctest.NewShared
+// without being named in its list: such an Example is not left out when
+// the server is missing, and fails (or panics) where it should skip. An
+// Example uses the server if it names a variable the NewShared start
+// function assigns, or calls a function of the test files that does,
+// however indirectly.
+func UnlistedServerExamples(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	fset := token.NewFileSet()
+	listed := map[string]bool{}
+	serverVars := map[string]bool{}
+	funcs := map[string]*ast.FuncDecl{}
+	var examples []*ast.FuncDecl
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, 0)
+		if err != nil {
+			return nil, err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) != 2 {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || sel.Sel.Name != "NewShared" {
+				return true
+			}
+			if lit, ok := call.Args[0].(*ast.CompositeLit); ok {
+				for _, el := range lit.Elts {
+					if s, ok := el.(*ast.BasicLit); ok && s.Kind == token.STRING {
+						listed[strings.Trim(s.Value, "`\"")] = true
+					}
+				}
+			}
+			ast.Inspect(call.Args[1], func(n ast.Node) bool {
+				if as, ok := n.(*ast.AssignStmt); ok && as.Tok == token.ASSIGN {
+					for _, l := range as.Lhs {
+						if id, ok := l.(*ast.Ident); ok && id.Name != "_" {
+							serverVars[id.Name] = true
+						}
+					}
+				}
+				return true
+			})
+			return true
+		})
+		for _, d := range f.Decls {
+			fd, ok := d.(*ast.FuncDecl)
+			if !ok || fd.Recv != nil || fd.Body == nil {
+				continue
+			}
+			if strings.HasPrefix(fd.Name.Name, "Example") {
+				examples = append(examples, fd)
+			} else {
+				funcs[fd.Name.Name] = fd
+			}
+		}
+	}
+	if len(serverVars) == 0 {
+		return nil, nil
+	}
+	// uses reports whether body names a server variable or a function
+	// known to use one.
+	using := map[string]bool{}
+	uses := func(body ast.Node) bool {
+		found := false
+		ast.Inspect(body, func(n ast.Node) bool {
+			if id, ok := n.(*ast.Ident); ok && (serverVars[id.Name] || using[id.Name]) {
+				found = true
+			}
+			return !found
+		})
+		return found
+	}
+	for changed := true; changed; {
+		changed = false
+		for name, fd := range funcs {
+			if !using[name] && uses(fd.Body) {
+				using[name], changed = true, true
+			}
+		}
+	}
+	var out []string
+	for _, ex := range examples {
+		if !listed[ex.Name.Name] && uses(ex.Body) {
+			out = append(out, fmt.Sprintf("%s: %s uses the proctest.NewShared server but is not in its list of Examples", fset.Position(ex.Pos()), ex.Name.Name))
+		}
+	}
+	return out, nil
+}

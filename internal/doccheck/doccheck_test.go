@@ -334,3 +334,77 @@ func TestExamplesFindsOneWithoutOutput(t *testing.T) {
 		t.Errorf("Examples =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestServerExamplesListed: every Example of the contrib modules that
+// uses the etcd or BIND started by proctest.Shared is in Shared's list, so
+// that it is left out, not failing, where the server is missing.
+func TestServerExamplesListed(t *testing.T) {
+	for _, dir := range []string{"contrib/etcd", "contrib/rfc2136"} {
+		problems, err := UnlistedServerExamples(filepath.Join(root, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Error(p)
+		}
+	}
+}
+
+// TestUnlistedServerExamples: an Example that uses the shared server,
+// directly or through a helper of a helper, and is not listed is found;
+// a listed one, or one that does not use the server, is not.
+func TestUnlistedServerExamples(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"main_test.go": `package p_test
+
+var endpoints []string
+
+var srv = proctest.NewShared([]string{"Example"}, func(t testing.TB) {
+	s := start(t)
+	endpoints = []string{s.Endpoint()}
+})
+
+func reset() { use(endpoints) }
+
+func prepare() { reset() }
+`,
+		"example_test.go": `package p_test
+
+func Example() {
+	use(endpoints)
+	// Output:
+}
+
+func ExampleDirect() {
+	use(endpoints)
+	// Output:
+}
+
+func ExampleIndirect() {
+	prepare()
+	// Output:
+}
+
+func ExampleNoServer() {
+	use(nil)
+	// Output:
+}
+`,
+	})
+	got, err := UnlistedServerExamples(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range got {
+		for _, n := range []string{"ExampleDirect", "ExampleIndirect", "ExampleNoServer", "Example "} {
+			if strings.Contains(p, " "+n) {
+				names = append(names, strings.TrimSpace(n))
+			}
+		}
+	}
+	if want := []string{"ExampleDirect", "ExampleIndirect"}; !slices.Equal(names, want) {
+		t.Errorf("UnlistedServerExamples = %q, want problems for %q", got, want)
+	}
+}
