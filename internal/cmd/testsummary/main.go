@@ -3,7 +3,10 @@
 // FAIL and "no test files" lines, the output of every failed test, build
 // failures, anything printed outside a test), and ends with one line per
 // module saying how many tests ran, passed, failed and were skipped, with
-// the skip messages of skipped tests, so that a reader can tell whether the
+// the packages that did not build and those whose test binary failed with
+// no failed test (a timeout, naming the tests that never finished; a panic
+// before any test ended; a TestMain exiting non-zero), and the skip
+// messages of skipped tests, so that a reader can tell whether the
 // integration suites ran. It exits with status 1 if anything failed.
 //
 // make test runs it as:
