@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormguard/stormguard/backoff"
 	grpcguard "github.com/stormguard/stormguard/contrib/grpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -196,5 +197,35 @@ func TestClientAttemptsCarryCallersDeadline(t *testing.T) {
 		})
 	if attempts != 3 || status.Code(err) != codes.Unavailable {
 		t.Fatalf("%d attempts, err %v; want 3, Unavailable", attempts, err)
+	}
+}
+
+// TestClientMessageTooLargeIsNotRetried: gRPC's message size limits (the
+// client's MaxCallRecvMsgSize and MaxCallSendMsgSize, or the server's
+// receive limit) fail a call with codes.ResourceExhausted, which the
+// default IdempotentCodes retries; but every retry meets the same limit,
+// and the server ran an idempotent method each time for nothing. Such a
+// failure is final, and says nothing of the server's health to a breaker.
+func TestClientMessageTooLargeIsNotRetried(t *testing.T) {
+	for _, opt := range []struct {
+		name, cmd string
+		o         grpc.CallOption
+		runs      int
+	}{
+		{"receive", "", grpc.MaxCallRecvMsgSize(1), 1}, // SERVING is 2 bytes
+		{"send", "never reaches the server", grpc.MaxCallSendMsgSize(1), 0},
+	} {
+		h := newTestHealth()
+		attempts := 0
+		cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, IdempotentMethods: []string{checkMethod},
+			OnAttempt: func(string, backoff.Event) { attempts++ }})
+		c := dial(t, serve(t, h, nil, nil, nil), retrying(cl)...)
+		_, err := c.Check(context.Background(), &grpc_health_v1.HealthCheckRequest{Service: opt.cmd}, opt.o)
+		if status.Code(err) != codes.ResourceExhausted || attempts != 1 || h.ran() != opt.runs {
+			t.Errorf("%s limit: err %v after %d attempts, %d runs; want ResourceExhausted after 1 attempt, %d runs", opt.name, err, attempts, h.ran(), opt.runs)
+		}
+		if o := grpcguard.Classify(err); o == backoff.OutcomeFailure {
+			t.Errorf("%s limit: Classify = failure; a size limit says nothing of the server's health", opt.name)
+		}
 	}
 }

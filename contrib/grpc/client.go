@@ -57,7 +57,10 @@ type ClientConfig struct {
 	// IdempotentMethods. Nil means codes.Unavailable,
 	// codes.ResourceExhausted, codes.Aborted and codes.DeadlineExceeded
 	// (a deadline of the server's own, not the caller's: a call whose
-	// context is done is never retried). codes.OK is invalid.
+	// context is done is never retried). A ResourceExhausted of gRPC's
+	// message size limits ("message larger than max", on either side) is
+	// never retried: every retry would meet the same limit. codes.OK is
+	// invalid.
 	IdempotentCodes []codes.Code
 	// RetryRefused makes the Client believe RefusedKey, as a Server writes
 	// it (one value, a reason RefusalReason returns): a method not in
@@ -152,16 +155,31 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // that say the server or the network failed (Unavailable,
 // ResourceExhausted, DeadlineExceeded, Internal, Unknown, DataLoss) are
 // failures; every other code is the application's answer on its merits
-// and counts as a success; codes.Canceled is ignored.
+// and counts as a success, and so does a message over one of gRPC's size
+// limits (see ClientConfig.IdempotentCodes); codes.Canceled is ignored.
 func Classify(err error) backoff.Outcome {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded,
+	case codes.ResourceExhausted:
+		if tooLarge(err) {
+			return backoff.OutcomeSuccess
+		}
+		return backoff.OutcomeFailure
+	case codes.Unavailable, codes.DeadlineExceeded,
 		codes.Internal, codes.Unknown, codes.DataLoss:
 		return backoff.OutcomeFailure
 	case codes.Canceled:
 		return backoff.OutcomeIgnore
 	}
 	return backoff.OutcomeSuccess
+}
+
+// tooLarge reports whether err is gRPC's refusal of a message over a size
+// limit (MaxCallRecvMsgSize, MaxCallSendMsgSize, or the server's receive
+// limit): codes.ResourceExhausted with gRPC's own message, which it
+// exposes no other way. A retry would meet the same limit.
+func tooLarge(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.ResourceExhausted && strings.Contains(st.Message(), "message larger than max")
 }
 
 // retryable decides what one failed attempt means for the retry loop: the
@@ -180,6 +198,9 @@ func (c *Client) retryable(ctx context.Context, method string, err error, traile
 	d, retry, present := pushbackOf(trailer)
 	if present && !retry {
 		return backoff.Permanent(err) // the server asked not to be retried
+	}
+	if tooLarge(err) {
+		return backoff.Permanent(err) // every retry would meet the same limit
 	}
 	idem := c.idempotent[method]
 	ok := int(code) < len(c.retry) && (idem || !mayHaveRun) && (c.retry[code] ||
