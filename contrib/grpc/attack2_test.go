@@ -229,3 +229,28 @@ func TestClientMessageTooLargeIsNotRetried(t *testing.T) {
 		}
 	}
 }
+
+// TestClientWaitForReady: grpc.WaitForReady reaches every attempt: with
+// nothing listening the one attempt waits for a connection until the
+// caller's deadline, and the call ends there with DeadlineExceeded,
+// without a retry; the call option is not lost on a live target either.
+func TestClientWaitForReady(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close()
+	attempts := 0
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, OnAttempt: func(string, backoff.Event) { attempts++ }})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = check(ctx, dial(t, dead, retrying(cl)...), "", grpc.WaitForReady(true))
+	if status.Code(err) != codes.DeadlineExceeded || attempts != 1 {
+		t.Fatalf("dead target: err %v after %d attempts; want DeadlineExceeded after 1", err, attempts)
+	}
+	h := newTestHealth()
+	if _, err := check(context.Background(), dial(t, serve(t, h, nil, nil, nil), retrying(cl)...), "", grpc.WaitForReady(true)); err != nil || h.ran() != 1 {
+		t.Fatalf("live target: err %v, %d runs", err, h.ran())
+	}
+}
