@@ -180,6 +180,12 @@ func (s Snippet) File(name string, importPaths map[string]string) (src string, i
 	// A declaration named as a package the snippet may use would let the
 	// snippet compile against the comment rather than the package: a
 	// name the API removed would still build.
+	for _, sp := range pre.Imports {
+		n, p := importName(sp), strings.Trim(sp.Path.Value, `"`)
+		if path, ok := importPaths[n]; ok && path != p {
+			return "", nil, fmt.Errorf("the <!-- go: --> comment before the block imports %q as %s, the name of package %q: the snippet would use the other package", p, n, path)
+		}
+	}
 	for _, d := range pre.Decls {
 		if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.IMPORT {
 			continue

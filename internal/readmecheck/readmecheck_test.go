@@ -346,13 +346,17 @@ func TestSnippetsFences(t *testing.T) {
 }
 
 // TestPreludeCannotShadowAPackage: a <!-- go: --> comment that declares
-// the name of a package the snippet uses (so that the snippet compiles
-// against the comment, not the API) is refused.
+// the name of a package the snippet uses, or imports another package under
+// that name (so that the snippet compiles against the comment, not the
+// API), is refused; one that imports the package itself is not.
 func TestPreludeCannotShadowAPackage(t *testing.T) {
 	md := "# x\n\n" +
-		"<!-- go: var backoff struct{ NoSuchThing int } -->\n```go\n_ = backoff.NoSuchThing\n```\n" // line 5
+		"<!-- go: var backoff struct{ NoSuchThing int } -->\n```go\n_ = backoff.NoSuchThing\n```\n" + // line 5
+		"<!-- go: import shed \"errors\" -->\n```go\n_ = shed.New(\"x\")\n```\n" + // line 9
+		"<!-- go: import \"github.com/stormguard/stormguard/backoff\" -->\n```go\n_ = backoff.ErrBudgetExhausted\n```\n" // line 13
 	problems, _ := check(t, md)
-	if len(problems) != 1 || !strings.Contains(problems[0], "README.md:5:") || !strings.Contains(problems[0], "backoff") {
-		t.Errorf("problems %q, want one at line 5 about the declared backoff", problems)
+	if len(problems) != 2 || !strings.Contains(problems[0], "README.md:5:") || !strings.Contains(problems[0], "backoff") ||
+		!strings.Contains(problems[1], "README.md:9:") || !strings.Contains(problems[1], "imports \"errors\" as shed") {
+		t.Errorf("problems %q, want one at line 5 about the declared backoff and one at line 9 about errors imported as shed", problems)
 	}
 }
