@@ -99,8 +99,8 @@ func TestRetryAfterMsWithinRetryAfter(t *testing.T) {
 
 // TestRetryRefusedOptIn: a POST without an idempotency key is retried after
 // a refusal that says its handler did not run only when the caller opted
-// in, the header is not empty, the result is Retryable, and the body can be
-// rewound.
+// in, the header is one of shedhttp's reasons (one value), the result is
+// Retryable, and the body can be rewound.
 func TestRetryRefusedOptIn(t *testing.T) {
 	for _, c := range []struct {
 		name     string
@@ -115,6 +115,9 @@ func TestRetryRefusedOptIn(t *testing.T) {
 		{"opt-in 429", true, "rate_limited", 429, false, 2},
 		{"opt-in empty header", true, "", 503, false, 1},
 		{"opt-in no header", true, "-", 503, false, 1},
+		{"opt-in unknown reason", true, "yes", 503, false, 1},
+		{"opt-in two values", true, "queue_full,queue_full", 503, false, 1},
+		{"opt-in every reason", true, "limit_reached", 503, false, 2},
 		{"opt-in 500 is a Failure", true, "other", 500, false, 1},
 		{"opt-in body not rewindable", true, "queue_full", 503, true, 1},
 	} {
@@ -122,7 +125,7 @@ func TestRetryRefusedOptIn(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				h := http.Header{}
 				if c.value != "-" {
-					h[backoffhttp.RefusedHeader] = []string{c.value}
+					h[backoffhttp.RefusedHeader] = strings.Split(c.value, ",")
 				}
 				base := &headerBase{status: c.status, header: h}
 				var giveUp error
@@ -161,7 +164,7 @@ func TestPropertyRefusedAndPreciseHint(t *testing.T) {
 		status := rapid.SampledFrom([]int{200, 400, 429, 500, 502, 503}).Draw(rt, "status")
 		ra := rapid.IntRange(-1, 3).Draw(rt, "retryAfter") // -1: none
 		ms := rapid.IntRange(-2, 4000).Draw(rt, "ms")      // -2: none, -1: garbage
-		refusedVal := rapid.SampledFrom([]string{"-", "", "queue_full"}).Draw(rt, "refused")
+		refusedVal := rapid.SampledFrom([]string{"-", "", "queue_full", "deadline", "yes", "Queue_Full"}).Draw(rt, "refused")
 		method := rapid.SampledFrom([]string{"GET", "POST", "PATCH", "PUT"}).Draw(rt, "method")
 		optIn := rapid.Bool().Draw(rt, "optIn")
 
@@ -209,7 +212,7 @@ func TestPropertyRefusedAndPreciseHint(t *testing.T) {
 		}
 
 		retryable := status == 429 || status == 502 || status == 503
-		safe := method == "GET" || method == "PUT" || (optIn && refusedVal != "" && refusedVal != "-")
+		safe := method == "GET" || method == "PUT" || (optIn && (refusedVal == "queue_full" || refusedVal == "deadline"))
 		want := int32(1)
 		if retryable && safe {
 			want = 2

@@ -137,12 +137,17 @@ type Config struct {
 	// Empty means that only idempotent methods are retried.
 	IdempotencyHeader string
 	// RetryRefused, if true, makes a request that is not idempotent safe to
-	// retry after a Retryable response that carries a non-empty
-	// RefusedHeader ("Stormguard-Refused"), which a shedhttp server sets on
-	// every refusal to say that the request's handler did not run. Set it
-	// only for servers you trust to send that header truthfully: any
-	// server or proxy on the way can send it. False (the default) ignores
-	// the header. A body must still be rewindable (GetBody).
+	// retry after a Retryable response that carries RefusedHeader
+	// ("Stormguard-Refused") as a shedhttp server writes it on every
+	// refusal, to say that the request's handler did not run: one value,
+	// one of the reasons of shedhttp's JSON body (queue_full, wait_timeout,
+	// paused, too_many_keys, deadline, evicted, rate_limited,
+	// limit_reached, bad_deadline, other). Set it only for servers you
+	// trust to send that header truthfully: any server or proxy on the way
+	// can send it, and a gateway that copies a downstream refusal's headers
+	// into its own answer would claim that its own work did not run. False
+	// (the default) ignores the header. A body must still be rewindable
+	// (GetBody).
 	RetryRefused bool
 	// Classify says what each attempt's result is: exactly one of resp and
 	// err is non-nil. It must not read or close resp.Body. Nil means
@@ -207,9 +212,21 @@ type StatusError struct {
 	// none: its Retry-After-Ms (RetryAfterMsHeader) if that is valid and
 	// refines its Retry-After (see RetryAfterMsHeader).
 	Wait time.Duration
-	// Refused reports that the response carried a non-empty RefusedHeader:
-	// the server says that the request's handler did not run.
+	// Refused reports that the response carried a RefusedHeader as
+	// shedhttp writes it (one value, one of its reasons): the server says
+	// that the request's handler did not run.
 	Refused bool
+}
+
+// refusalReason reports whether s is a reason shedhttp's RefusedHeader
+// carries (the "reason" of its JSON body).
+func refusalReason(s string) bool {
+	switch s {
+	case "queue_full", "wait_timeout", "paused", "too_many_keys", "deadline",
+		"evicted", "rate_limited", "limit_reached", "bad_deadline", "other":
+		return true
+	}
+	return false
 }
 
 // refused reports whether fail is a response whose server says it refused
@@ -526,7 +543,7 @@ func (t *Transport) exchange(ctx context.Context, base http.RoundTripper, send *
 	fail = err
 	if fail == nil {
 		se := &StatusError{Method: send.Method, Host: host, StatusCode: r.StatusCode, Wait: retryAfter(r)}
-		if v := r.Header[RefusedHeader]; len(v) > 0 && v[0] != "" {
+		if v := r.Header[RefusedHeader]; len(v) == 1 && refusalReason(v[0]) {
 			se.Refused = true
 		}
 		fail = se

@@ -439,3 +439,43 @@ func TestE2EStopsAtDeadlineWhileRunning(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EEveryReasonBelieved: backoffhttp believes Stormguard-Refused with
+// every reason WriteRejection writes, so that an opted-in client retries a
+// POST after any of shedhttp's refusals.
+func TestE2EEveryReasonBelieved(t *testing.T) {
+	var reasons []error
+	for _, r := range []error{shed.ErrQueueFull, shed.ErrWaitTimeout, shed.ErrPaused, shed.ErrTooManyKeys,
+		shed.ErrDeadline, shed.ErrEvicted, shed.ErrRateLimited, shed.ErrLimitReached} {
+		reasons = append(reasons, &shed.Refusal{Reason: r})
+	}
+	reasons = append(reasons, shedhttp.ErrBadDeadline, errors.New("something else"))
+	var current atomic.Pointer[error]
+	var calls atomic.Int64
+	var reasonsSent sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1)%2 == 1 {
+			shedhttp.WriteRejection(w, shedhttp.Rejection{Err: *current.Load(), Status: http.StatusServiceUnavailable})
+			reasonsSent.Store(w.Header().Get(shedhttp.RefusedHeader), true)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	tr, err := backoffhttp.New(backoffhttp.Config{Base: srv.Client().Transport, RetryRefused: true,
+		Policy: backoff.Policy{Base: time.Millisecond, Cap: time.Millisecond}})
+	require.NoError(t, err)
+	defer tr.CloseIdleConnections()
+	for _, reason := range reasons {
+		current.Store(&reason)
+		before := calls.Load()
+		resp, err := (&http.Client{Transport: tr}).Post(srv.URL, "text/plain", strings.NewReader("x"))
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "%v", reason)
+		assert.Equal(t, before+2, calls.Load(), "%v: a POST refused so is retried once", reason)
+	}
+	n := 0
+	reasonsSent.Range(func(k, _ any) bool { n++; return true })
+	assert.Equal(t, len(reasons), n, "each refusal sent its own reason")
+}
