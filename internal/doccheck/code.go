@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // FirstScreen is how many lines of `go doc` output (after its two header
@@ -295,7 +297,7 @@ func testFuncs(dir string) ([]testFunc, error) {
 				continue
 			}
 			name := fd.Name.Name
-			isTest, isExample := strings.HasPrefix(name, "Test"), strings.HasPrefix(name, "Example")
+			isTest, isExample := isTestFunc(fd), strings.HasPrefix(name, "Example")
 			if !isTest && !isExample {
 				continue
 			}
@@ -496,4 +498,16 @@ func UnlistedServerExamples(dir string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// isTestFunc reports whether go test runs fd as a test: named Test, or
+// TestX with X not a lower-case letter, with one parameter (Testable, a
+// helper, is not a test).
+func isTestFunc(fd *ast.FuncDecl) bool {
+	rest, ok := strings.CutPrefix(fd.Name.Name, "Test")
+	if !ok || fd.Type.Params.NumFields() != 1 {
+		return false
+	}
+	r, _ := utf8.DecodeRuneInString(rest)
+	return rest == "" || !unicode.IsLower(r)
 }

@@ -217,6 +217,11 @@ func ExampleLower() {
 	// output: 2
 }
 
+func Testable() {
+	k := p.Helper()
+	_ = k
+}
+
 func TestFixture(t *testing.T) {
 	src := ` + "`" + `
 	q := p.InAString()
@@ -241,6 +246,7 @@ func TestFixture(t *testing.T) {
 		{"lower-case output", "// Package p does things.\n//\n//\tw := p.Lower()\n", ""},
 		{"only in a string", "// Package p does things.\n//\n//\tq := p.InAString()\n", "not, line for line"},
 		{"only in a comment", "// Package p does things.\n//\n//\tr := p.InAComment()\n", "not, line for line"},
+		{"only in a helper named Test...", "// Package p does things.\n//\n//\tk := p.Helper()\n", "not, line for line"},
 		{"only in an ignored file", "// Package p does things.\n//\n//\tv := p.Ignored()\n", "not, line for line"},
 		{"only in another GOOS's file", "// Package p does things.\n//\n//\tu := p.OnPlan9()\n", "not, line for line"},
 		{"drifted", "// Package p does things.\n//\n//\tx := p.New(1)\n", "not, line for line"},
