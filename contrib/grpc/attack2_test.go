@@ -254,3 +254,31 @@ func TestClientWaitForReady(t *testing.T) {
 		t.Fatalf("live target: err %v, %d runs", err, h.ran())
 	}
 }
+
+// TestClientRetriedErrorKeepsDetails: the status of a retried call's
+// error is the last attempt's: its code, and its details (a BadRequest's
+// field violations, a RetryInfo), not just a code and a message.
+func TestClientRetriedErrorKeepsDetails(t *testing.T) {
+	cl := mustClient(t, grpcguard.ClientConfig{Policy: fast, IdempotentMethods: []string{checkMethod}})
+	st, err := status.New(codes.InvalidArgument, "bad request").WithDetails(
+		&grpc_health_v1.HealthCheckResponse{Status: grpc_health_v1.HealthCheckResponse_NOT_SERVING})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err = cl.Unary(context.Background(), checkMethod, nil, nil, nil,
+		func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+			n++
+			if n == 1 {
+				return status.Error(codes.Unavailable, "down")
+			}
+			return st.Err()
+		})
+	got := status.Convert(err)
+	if n != 2 || got.Code() != codes.InvalidArgument || len(got.Details()) != 1 {
+		t.Fatalf("%d attempts, status %v with details %v; want 2 attempts, InvalidArgument with the last attempt's detail", n, got.Code(), got.Details())
+	}
+	if d, ok := got.Details()[0].(*grpc_health_v1.HealthCheckResponse); !ok || d.GetStatus() != grpc_health_v1.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("detail %v, want the last attempt's", got.Details()[0])
+	}
+}

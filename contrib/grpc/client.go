@@ -276,7 +276,7 @@ func (c *Client) options(target, method string, opts []backoff.Option) ([]backof
 // the budget, the deadline or MaxPushback refused) returns an error whose gRPC status (status.Code, status.Convert)
 // has the last attempt's code (codes.Unavailable if a breaker refused
 // every attempt; the context's code if the caller's context ended the
-// call) and which matches, with errors.Is and errors.As, the
+// call) and, when it has that code, the last attempt's details, and which matches, with errors.Is and errors.As, the
 // *backoff.Error saying why it stopped and the last attempt's error.
 func (c *Client) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	if invoker == nil {
@@ -512,6 +512,7 @@ func (c *Client) result(ctx context.Context, err error, attempts int, last error
 		}
 	}
 	code := codes.Unknown
+	lastSt, _ := status.FromError(be.Last)
 	switch {
 	case errors.Is(be.Reason, context.Canceled), errors.Is(be.Reason, context.DeadlineExceeded):
 		// The caller's context ended the call, or its deadline passed
@@ -521,11 +522,14 @@ func (c *Client) result(ctx context.Context, err error, attempts int, last error
 	case errors.Is(be.Last, backoff.ErrBreakerOpen):
 		code = codes.Unavailable
 	default:
-		if st, ok := status.FromError(be.Last); ok {
-			code = st.Code()
+		if lastSt != nil {
+			code = lastSt.Code()
 		}
 	}
-	return &retryError{err: be, code: code}
+	if lastSt != nil && lastSt.Code() != code {
+		lastSt = nil // its details belong to another code
+	}
+	return &retryError{err: be, code: code, last: lastSt}
 }
 
 // breakersError is the error of a call refused because the Breakers is at
@@ -543,6 +547,7 @@ func (e *breakersError) GRPCStatus() *status.Status {
 type retryError struct {
 	err  *backoff.Error
 	code codes.Code
+	last *status.Status // the last attempt's, when its code is code
 }
 
 func (e *retryError) Error() string { return "grpcguard: " + e.err.Error() }
@@ -552,8 +557,16 @@ func (e *retryError) Error() string { return "grpcguard: " + e.err.Error() }
 func (e *retryError) Unwrap() error { return e.err }
 
 // GRPCStatus makes the error a status error for status.Code and
-// status.Convert.
-func (e *retryError) GRPCStatus() *status.Status { return status.New(e.code, e.Error()) }
+// status.Convert: the code, and the last attempt's details when the code
+// is its own.
+func (e *retryError) GRPCStatus() *status.Status {
+	if e.last == nil {
+		return status.New(e.code, e.Error())
+	}
+	p := e.last.Proto()
+	p.Message = e.Error()
+	return status.FromProto(p)
+}
 
 // Stream is a grpc.StreamClientInterceptor (pass c.Stream to
 // grpc.WithStreamInterceptor or grpc.WithChainStreamInterceptor). It
