@@ -19,6 +19,11 @@
 // GOWORK=off, that its go.mod and go.sum already list everything its
 // packages and their tests import (go build compiles no tests, so a test
 // importing a module that only go.work supplies would otherwise pass).
+// Last it serves the published modules, as the tags will hold them, from a
+// temporary file:// module proxy, and in a new module outside the
+// repository (GOWORK=off, an empty module cache, no replace directive)
+// runs go get of each at the version and go build of its packages: what a
+// user's go get will do once the tags are pushed.
 package main
 
 import (
@@ -105,6 +110,9 @@ func run(root, version string, set, build bool) error {
 			if err := goCmd(filepath.Join(root, m.Dir), []string{"GOWORK=off"}, "mod", "tidy", "-diff"); err != nil {
 				return fmt.Errorf("%s is not tidy with GOWORK=off (its go.mod or go.sum lacks what its packages or tests import; run go mod tidy there with GOWORK=off): %w", m.Dir, err)
 			}
+		}
+		if err := fetch(root, mods, version); err != nil {
+			return err
 		}
 	}
 	tags := release.Tags(mods, version)

@@ -132,3 +132,51 @@ func TestTagsOnly(t *testing.T) {
 		t.Fatalf("a refused release printed tags %q", buf.String())
 	}
 }
+
+// TestBuildFetchesAsAUser: -build serves the published modules from a
+// temporary proxy and fetches them from outside the repository. A
+// published module that builds in the repository only through a replace
+// of a third-party module (a local fork) passes every other check, since
+// GOWORK=off still honours the module's own replace; a user's go get
+// ignores that replace and fails.
+func TestBuildFetchesAsAUser(t *testing.T) {
+	t.Setenv("GOPROXY", "off")
+	parent := t.TempDir()
+	root := filepath.Join(parent, "repo")
+	files := map[string]string{
+		"repo/go.mod":  "module example.com/core\n\ngo 1.25.0\n",
+		"repo/core.go": "package core\n\nconst X = 1\n",
+		"repo/go.work": "go 1.25.0\n\nuse (\n\t.\n\t./contrib/a\n)\n",
+		"repo/contrib/a/go.mod": "module example.com/core/contrib/a\n\ngo 1.25.0\n\n" +
+			"require example.com/core v0.3.0\n\nreplace example.com/core => ../..\n",
+		"repo/contrib/a/a.go": "package a\n\nimport \"example.com/core\"\n\nconst Y = core.X\n",
+		"fork/go.mod":         "module example.com/fork\n\ngo 1.25.0\n",
+		"fork/fork.go":        "package fork\n\nconst Z = 2\n",
+	}
+	for p, s := range files {
+		full := filepath.Join(parent, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := run(root, "v0.3.0", false, true); err != nil {
+		t.Fatalf("run -build of fetchable modules = %v", err)
+	}
+	mod := files["repo/contrib/a/go.mod"] + "\nrequire example.com/fork v1.0.0\n\nreplace example.com/fork => ../../../fork\n"
+	src := "package a\n\nimport (\n\t\"example.com/core\"\n\t\"example.com/fork\"\n)\n\nconst Y = core.X + fork.Z\n"
+	for p, s := range map[string]string{"contrib/a/go.mod": mod, "contrib/a/a.go": src} {
+		if err := os.WriteFile(filepath.Join(root, filepath.FromSlash(p)), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := run(root, "v0.3.0", false, false); err != nil {
+		t.Fatalf("run without -build = %v; the requirements agree", err)
+	}
+	err := run(root, "v0.3.0", false, true)
+	if err == nil || !strings.Contains(err.Error(), "example.com/core/contrib/a@v0.3.0 cannot be fetched once tagged") {
+		t.Fatalf("run -build = %v, want contrib/a refused as not fetchable", err)
+	}
+}
