@@ -282,3 +282,53 @@ func TestClientRetriedErrorKeepsDetails(t *testing.T) {
 		t.Fatalf("detail %v, want the last attempt's", got.Details()[0])
 	}
 }
+
+// TestClientStreamOnFinishGate: gRPC may call a stream's OnFinish before
+// streamer returns (the failed creation; or a stream whose context ended
+// at once) or long after; the caller hears once, of the stream Stream
+// returns, whenever that stream ends.
+func TestClientStreamOnFinishGate(t *testing.T) {
+	for _, early := range []bool{true, false} {
+		cl := mustClient(t, grpcguard.ClientConfig{Policy: fast})
+		var got []codes.Code
+		var later func(error)
+		n := 0
+		streamer := func(_ context.Context, _ *grpc.StreamDesc, _ *grpc.ClientConn, _ string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			n++
+			var fin func(error)
+			for _, o := range opts {
+				if f, ok := o.(grpc.OnFinishCallOption); ok {
+					fin = f.OnFinish
+				}
+			}
+			if n == 1 {
+				fin(status.Error(codes.Unavailable, "no connection"))
+				return nil, status.Error(codes.Unavailable, "no connection")
+			}
+			if early {
+				fin(status.Error(codes.Canceled, "ended at once"))
+			} else {
+				later = fin
+			}
+			return nil, nil
+		}
+		_, err := cl.Stream(context.Background(), &grpc.StreamDesc{ServerStreams: true}, nil, watchMethod, streamer,
+			grpc.OnFinish(func(err error) { got = append(got, status.Code(err)) }))
+		if err != nil || n != 2 {
+			t.Fatalf("early %v: err %v after %d attempts; want the second to make the stream", early, err, n)
+		}
+		if !early {
+			if len(got) != 0 {
+				t.Fatalf("OnFinish called %v before the stream ended", got)
+			}
+			later(nil)
+		}
+		want := codes.Canceled
+		if !early {
+			want = codes.OK
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Fatalf("early %v: OnFinish heard %v; want once, %v", early, got, want)
+		}
+	}
+}
