@@ -17,9 +17,11 @@ import (
 )
 
 // ClientConfig configures a Client. The zero value is usable: it retries
-// codes.Unavailable, and codes.ResourceExhausted that carries a pushback,
-// with the zero backoff.Policy (5 attempts, about 100ms doubling, full
-// jitter), without a budget or breakers.
+// codes.Unavailable, and codes.ResourceExhausted that carries a pushback
+// (for a method not listed in IdempotentMethods, only an attempt that
+// provably did not run: see RetryCodes), with the zero backoff.Policy
+// (5 attempts, about 100ms doubling, full jitter), without a budget or
+// breakers.
 type ClientConfig struct {
 	// Policy spaces the attempts and bounds them. The zero value is
 	// backoff's default policy.
