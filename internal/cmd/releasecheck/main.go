@@ -27,6 +27,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -71,8 +72,13 @@ func run(root, version string, set, build bool) error {
 		return err
 	}
 	if set {
-		if errs := release.Check(nil, version); len(errs) > 0 {
-			return errs[0]
+		// A version the go command refuses (v1.0.0-01, or v2.0.0 for
+		// paths without /v2) would be written into some go.mod files
+		// before go mod edit failed on one: refuse it before writing.
+		for _, e := range release.Check(mods, version) {
+			if errors.Is(e, release.ErrInvalidVersion) {
+				return e
+			}
 		}
 		paths := map[string]bool{}
 		for _, m := range mods {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,5 +179,34 @@ func TestBuildFetchesAsAUser(t *testing.T) {
 	err := run(root, "v0.3.0", false, true)
 	if err == nil || !strings.Contains(err.Error(), "example.com/core/contrib/a@v0.3.0 cannot be fetched once tagged") {
 		t.Fatalf("run -build = %v, want contrib/a refused as not fetchable", err)
+	}
+}
+
+// TestSetRefusesMajorWithoutSuffix: -set at v2.0.0 of modules whose paths
+// lack /v2 rewrites nothing (go mod edit would fail part way, leaving
+// some go.mod files rewritten and others not).
+func TestSetRefusesMajorWithoutSuffix(t *testing.T) {
+	root := t.TempDir()
+	mod := "module example.com/core/contrib/a\n\ngo 1.25.0\n\nrequire example.com/core v1.0.0\n\nreplace example.com/core => ../..\n"
+	files := map[string]string{
+		"go.mod":           "module example.com/core\n\ngo 1.25.0\n",
+		"go.work":          "go 1.25.0\n\nuse (\n\t.\n\t./contrib/a\n)\n",
+		"contrib/a/go.mod": mod,
+	}
+	for p, s := range files {
+		full := filepath.Join(root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := run(root, "v2.0.0", true, false)
+	if !errors.Is(err, release.ErrInvalidVersion) {
+		t.Fatalf("run -set v2.0.0 = %v, want ErrInvalidVersion", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, "contrib", "a", "go.mod")); string(got) != mod {
+		t.Fatalf("go.mod rewritten by a refused -set:\n%s", got)
 	}
 }
