@@ -81,8 +81,10 @@ fuzz:
 ## release-check: before cutting tags for VERSION (make release-check
 ## VERSION=v0.2.0): every module requires the others at VERSION, keeps its
 ## replace for development and is in go.work; each published module builds
-## with GOWORK=off; prints the tags to cut. SET=1 first rewrites the
-## requirements to VERSION.
+## and is tidy (go mod tidy -diff) with GOWORK=off, and is fetched and built
+## as a user's go get would, from a local proxy of its tag's zip without
+## any replace (about 2.5 minutes); prints the tags to cut. SET=1 first
+## rewrites the requirements to VERSION.
 release-check:
 	@test -n "$(VERSION)" || { echo "usage: make release-check VERSION=vX.Y.Z [SET=1]"; exit 2; }
 	$(GO) run ./internal/cmd/releasecheck -version $(VERSION) -build $(if $(SET),-set)
