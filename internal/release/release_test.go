@@ -43,15 +43,7 @@ func TestRepositoryReleasable(t *testing.T) {
 func writeRepo(t *testing.T, files map[string]string) string {
 	t.Helper()
 	root := t.TempDir()
-	for p, s := range files {
-		full := filepath.Join(root, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, root, files)
 	return root
 }
 
@@ -204,15 +196,7 @@ func TestModulesPathWithSpaces(t *testing.T) {
 		"go.work":           "go 1.25.0\n\nuse (\n\t.\n\t./contrib/ab\n)\n",
 		"contrib/ab/go.mod": "module example.com/core/contrib/ab\n\ngo 1.25.0\n\nrequire example.com/core v1.2.3\n\nreplace example.com/core => ../..\n",
 	}
-	for p, s := range files {
-		full := filepath.Join(root, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, root, files)
 	mods, err := Modules(root)
 	if err != nil {
 		t.Fatal(err)
@@ -240,6 +224,20 @@ func TestCheckRefusesPathNotDir(t *testing.T) {
 		errs := Check(mods, "v1.2.3")
 		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "example.com/core/contrib/ab is in "+dir+", want example.com/core/"+dir) {
 			t.Errorf("Check with %s = %v, want the module path and directory refused", dir, errs)
+		}
+	}
+}
+
+// writeFiles writes files (slash-separated path -> content) under root.
+func writeFiles(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for p, s := range files {
+		full := filepath.Join(root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -21,15 +21,7 @@ func TestSetRewritesRequirements(t *testing.T) {
 		"contrib/a/go.mod": "module example.com/core/contrib/a\n\ngo 1.25.0\n\n" +
 			"require (\n\texample.com/core v0.0.0\n\texample.com/other v1.4.0\n)\n\nreplace example.com/core => ../..\n",
 	}
-	for p, s := range files {
-		full := filepath.Join(root, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, root, files)
 	if err := run(root, "v0.3.0", false, false); err == nil || !strings.Contains(err.Error(), "1 problem") {
 		t.Fatalf("run without -set = %v, want 1 problem", err)
 	}
@@ -71,15 +63,7 @@ func TestBuildRefusesUntidyModule(t *testing.T) {
 			"require example.com/core v0.3.0\n\nreplace example.com/core => ../..\n",
 		"contrib/b/b.go": "package b\n\nimport \"example.com/core\"\n\nconst Z = core.X\n",
 	}
-	for p, s := range files {
-		full := filepath.Join(root, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, root, files)
 	if err := run(root, "v0.3.0", false, false); err != nil {
 		t.Fatalf("run without -build = %v; the requirements agree", err)
 	}
@@ -107,15 +91,7 @@ func TestTagsOnly(t *testing.T) {
 		"contrib/a/go.mod": "module example.com/core/contrib/a\n\ngo 1.25.0\n\nrequire example.com/core v0.3.0-rc.1\n\nreplace example.com/core => ../..\n",
 		"examples/go.mod":  "module example.com/core/examples\n\ngo 1.25.0\n\nrequire example.com/core v0.3.0-rc.1\n\nreplace example.com/core => ../\n",
 	}
-	for p, s := range files {
-		full := filepath.Join(root, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, root, files)
 	var buf strings.Builder
 	out, quiet = &buf, true
 	defer func() { out, quiet = os.Stdout, false }()
@@ -154,15 +130,7 @@ func TestBuildFetchesAsAUser(t *testing.T) {
 		"fork/go.mod":         "module example.com/fork\n\ngo 1.25.0\n",
 		"fork/fork.go":        "package fork\n\nconst Z = 2\n",
 	}
-	for p, s := range files {
-		full := filepath.Join(parent, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, parent, files)
 	if err := run(root, "v0.3.0", false, true); err != nil {
 		t.Fatalf("run -build of fetchable modules = %v", err)
 	}
@@ -193,6 +161,19 @@ func TestSetRefusesMajorWithoutSuffix(t *testing.T) {
 		"go.work":          "go 1.25.0\n\nuse (\n\t.\n\t./contrib/a\n)\n",
 		"contrib/a/go.mod": mod,
 	}
+	writeFiles(t, root, files)
+	err := run(root, "v2.0.0", true, false)
+	if !errors.Is(err, release.ErrInvalidVersion) {
+		t.Fatalf("run -set v2.0.0 = %v, want ErrInvalidVersion", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, "contrib", "a", "go.mod")); string(got) != mod {
+		t.Fatalf("go.mod rewritten by a refused -set:\n%s", got)
+	}
+}
+
+// writeFiles writes files (slash-separated path -> content) under root.
+func writeFiles(t *testing.T, root string, files map[string]string) {
+	t.Helper()
 	for p, s := range files {
 		full := filepath.Join(root, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -201,12 +182,5 @@ func TestSetRefusesMajorWithoutSuffix(t *testing.T) {
 		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-	err := run(root, "v2.0.0", true, false)
-	if !errors.Is(err, release.ErrInvalidVersion) {
-		t.Fatalf("run -set v2.0.0 = %v, want ErrInvalidVersion", err)
-	}
-	if got, _ := os.ReadFile(filepath.Join(root, "contrib", "a", "go.mod")); string(got) != mod {
-		t.Fatalf("go.mod rewritten by a refused -set:\n%s", got)
 	}
 }
