@@ -158,24 +158,12 @@ func (s Snippet) File(name string, importPaths map[string]string) (src string, i
 	// the prelude.
 	declaredNames := map[string]bool{}
 	for _, d := range pre.Decls {
-		switch d := d.(type) {
-		case *ast.GenDecl:
-			for _, sp := range d.Specs {
-				switch sp := sp.(type) {
-				case *ast.ValueSpec:
-					for _, n := range sp.Names {
-						declaredNames[n.Name] = true
-					}
-				case *ast.TypeSpec:
-					declaredNames[sp.Name.Name] = true
-				case *ast.ImportSpec:
-					n := importName(sp)
-					declaredNames[n] = true
-				}
-			}
-		case *ast.FuncDecl:
-			declaredNames[d.Name.Name] = true
+		for _, n := range declNames(d) {
+			declaredNames[n] = true
 		}
+	}
+	for _, sp := range pre.Imports {
+		declaredNames[importName(sp)] = true
 	}
 	// A declaration named as a package the snippet may use would let the
 	// snippet compile against the comment rather than the package: a
