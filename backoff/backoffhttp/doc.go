@@ -44,8 +44,10 @@
 //
 // Config.Classify says what a result is; by default a transport error is
 // retried (except a certificate that failed verification, and the caller's
-// own cancellation or deadline), a 429, 502, 503 or 504 is retried, any other
-// 5xx is a failure that is not retried, and everything else is a success.
+// own cancellation or deadline), a 429, 502, 503 or 504 is retried (but not
+// a 503 whose Stormguard-Refused header says "deadline": a retry would carry
+// the same deadline), any other 5xx is a failure that is not retried, and
+// everything else is a success.
 // On a 429 or 503 the Retry-After header (delta-seconds or an HTTP-date) is
 // a minimum for the next wait, or the Retry-After-Ms header
 // (RetryAfterMsHeader, in milliseconds, which shedhttp sends beside it) when

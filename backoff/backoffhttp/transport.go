@@ -88,8 +88,11 @@ func (c Class) String() string {
 
 // DefaultClassify is the classifier used when Config.Classify is nil:
 // a transport error is Retryable, except a certificate that failed
-// verification (Failure); a 429, 502, 503 or 504 is Retryable; any other
-// 5xx is a Failure; every other status is a Success.
+// verification (Failure); a 429, 502, 503 or 504 is Retryable, except a
+// refusal whose RefusedHeader is exactly "deadline" (shedhttp's refusal of
+// a request whose deadline cannot be met: a retry carries the same
+// deadline with less time left, so it is a Failure); any other 5xx is a
+// Failure; every other status is a Success.
 func DefaultClassify(resp *http.Response, err error) Class {
 	if err != nil {
 		var cv *tls.CertificateVerificationError
@@ -99,8 +102,13 @@ func DefaultClassify(resp *http.Response, err error) Class {
 		return Retryable
 	}
 	switch code := resp.StatusCode; {
+	case code == http.StatusServiceUnavailable:
+		if v := resp.Header[RefusedHeader]; len(v) == 1 && v[0] == "deadline" {
+			return Failure
+		}
+		return Retryable
 	case code == http.StatusTooManyRequests, code == http.StatusBadGateway,
-		code == http.StatusServiceUnavailable, code == http.StatusGatewayTimeout:
+		code == http.StatusGatewayTimeout:
 		return Retryable
 	case code >= 500:
 		return Failure

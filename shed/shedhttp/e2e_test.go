@@ -442,7 +442,8 @@ func TestE2EStopsAtDeadlineWhileRunning(t *testing.T) {
 
 // TestE2EEveryReasonBelieved: backoffhttp believes Stormguard-Refused with
 // every reason WriteRejection writes, so that an opted-in client retries a
-// POST after any of shedhttp's refusals.
+// POST after any of shedhttp's refusals but a deadline refusal, which no
+// request is retried after.
 func TestE2EEveryReasonBelieved(t *testing.T) {
 	var reasons []error
 	for _, r := range []error{shed.ErrQueueFull, shed.ErrWaitTimeout, shed.ErrPaused, shed.ErrTooManyKeys,
@@ -472,6 +473,14 @@ func TestE2EEveryReasonBelieved(t *testing.T) {
 		resp, err := (&http.Client{Transport: tr}).Post(srv.URL, "text/plain", strings.NewReader("x"))
 		require.NoError(t, err)
 		_ = resp.Body.Close()
+		if errors.Is(reason, shed.ErrDeadline) {
+			// A deadline refusal is not retried at all: the retry would
+			// carry the same deadline (backoffhttp.DefaultClassify).
+			assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%v", reason)
+			assert.Equal(t, before+1, calls.Load(), "%v: not retried", reason)
+			calls.Add(1) // the next request's first attempt is refused again
+			continue
+		}
 		assert.Equal(t, http.StatusOK, resp.StatusCode, "%v", reason)
 		assert.Equal(t, before+2, calls.Load(), "%v: a POST refused so is retried once", reason)
 	}
