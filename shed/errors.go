@@ -142,6 +142,30 @@ func (r *Refusal) Error() string {
 	return string(b)
 }
 
+// Hint returns when a retry of the refused call may find capacity, for
+// a server to tell its client (an HTTP Retry-After, a gRPC pushback), and
+// whether the refusal gives any basis for one:
+//   - RetryIn, when positive: a rate limiter's next token, or an adaptive
+//     limit's expected free slot;
+//   - Waited, for a call that waited in a queue and was not served
+//     (ErrWaitTimeout, ErrEvicted): no capacity freed for it that long, so
+//     an earlier retry would meet the same queue. It is the time this call
+//     waited, not the bound (MaxWait) every such refusal would share;
+//   - nothing otherwise (a full queue, a pause, a key bound, a deadline, a
+//     nil *Refusal): a made-up constant would bring every refused client
+//     back at the same instant.
+func (r *Refusal) Hint() (time.Duration, bool) {
+	switch {
+	case r == nil:
+		return 0, false
+	case r.RetryIn > 0:
+		return r.RetryIn, true
+	case (r.Reason == ErrWaitTimeout || r.Reason == ErrEvicted) && r.Waited > 0:
+		return r.Waited, true
+	}
+	return 0, false
+}
+
 // RetryAfter returns RetryIn: for a rate limiter's refusal, the wait until
 // a token is due; for an adaptive limit's (ErrLimitReached), the time a
 // slot is expected to free; zero for the other reasons. It makes a Refusal a

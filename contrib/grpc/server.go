@@ -159,21 +159,16 @@ func DefaultCode(r *shed.Refusal) codes.Code {
 }
 
 // DefaultPushback computes the retry hint of a refusal from its numbers,
-// as shedhttp.RetryAfter does for HTTP:
-//
-//   - Refusal.RetryAfter() when positive: the time a rate limiter's next
-//     token is due, or an adaptive limit's slot is expected to free;
-//   - Refusal.Waited, for a call that waited in a queue and was not served
-//     (shed.ErrWaitTimeout, shed.ErrEvicted): the server found no capacity
-//     for it that long, so an earlier retry would meet the same queue. It
-//     is the time this call waited, measured, not the configured bound
-//     (MaxWait) that every such refusal would share;
-//   - none otherwise: a full queue, a pause or a key bound say nothing
-//     about when capacity frees, and a made-up constant would bring every
-//     refused client back at the same instant; the client's own jittered
-//     backoff spreads them instead;
-//   - "do not retry" (a negative delay) for shed.ErrDeadline, and none for
-//     a wait the client's own context ended.
+// as shedhttp.RetryAfter does for HTTP: "do not retry" (a negative delay)
+// for shed.ErrDeadline, none for a wait the client's own context ended,
+// and otherwise shed.Refusal.Hint: the time a rate limiter's next token is
+// due or an adaptive limit's slot is expected to free, or, for a call that
+// waited in a queue and was not served (shed.ErrWaitTimeout,
+// shed.ErrEvicted), the time it waited (measured, not the MaxWait every
+// such refusal would share); none for a full queue, a pause or a key
+// bound, which say nothing about when capacity frees (a made-up constant
+// would bring every refused client back at the same instant; the client's
+// own jittered backoff spreads them instead).
 func DefaultPushback(r *shed.Refusal) (time.Duration, bool) {
 	switch {
 	case r == nil:
@@ -182,12 +177,8 @@ func DefaultPushback(r *shed.Refusal) (time.Duration, bool) {
 		return -1, true
 	case errors.Is(r, context.Canceled), errors.Is(r, context.DeadlineExceeded):
 		return 0, false
-	case r.RetryAfter() > 0:
-		return r.RetryAfter(), true
-	case (errors.Is(r, shed.ErrWaitTimeout) || errors.Is(r, shed.ErrEvicted)) && r.Waited > 0:
-		return r.Waited, true
 	}
-	return 0, false
+	return r.Hint()
 }
 
 // Unary is a grpc.UnaryServerInterceptor (pass s.Unary to

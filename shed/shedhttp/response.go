@@ -77,16 +77,10 @@ func DefaultStatus(err error) int {
 // body's retry_after_ms keep the precise value.
 func RetryAfter(err error) (time.Duration, bool) {
 	var ref *shed.Refusal
-	if !errors.As(err, &ref) || ref == nil {
+	if !errors.As(err, &ref) {
 		return 0, false
 	}
-	if d := ref.RetryAfter(); d > 0 {
-		return d, true
-	}
-	if (ref.Reason == shed.ErrWaitTimeout || ref.Reason == shed.ErrEvicted) && ref.Waited > 0 {
-		return ref.Waited, true
-	}
-	return 0, false
+	return ref.Hint()
 }
 
 // RetryAfterSeconds is the value of a Retry-After header for a retry hint
